@@ -1,0 +1,301 @@
+"""Batched autoregressive generation with a preallocated KV cache.
+
+`generate(model, prompts, prompt_lengths, max_new_tokens=...)` samples up to
+`max_new_tokens` tokens for every row of a right-padded prompt batch:
+
+  1. the model is split once (`graphdef, state = nnx.split(model)`);
+  2. a jitted *prefill* runs the whole `[B, P]` prompt block through the model,
+     writing cache slots `0 .. P-1`, and samples each row's first token from the
+     logits at its last real prompt position `prompt_lengths[b] - 1`;
+  3. ONE jitted *decode* function runs a `jax.lax.while_loop` that feeds each
+     row's latest token at position `prompt_lengths[b] + k - 1` (so row b's k-th
+     new token lands at position `prompt_lengths[b] + k`, overwriting the
+     padding slots of shorter prompts, which causal masking on positions keeps
+     invisible), until every row has emitted EOS or the budget is used. The cache
+     is donated, so decoding updates it in place.
+
+Both jitted functions are cached per `(graphdef, static settings)`, so repeated
+calls with the same shapes and settings never retrace or recompile.
+
+`generate` runs eagerly (it calls its own jitted functions); do not wrap it in
+`jax.jit`.
+
+Example:
+  >>> out = generate(model, prompts, prompt_lengths, max_new_tokens=32,
+  ...                temperature=0.7, top_p=0.95, eos_id=tokenizer.eos_id,
+  ...                key=jax.random.key(0))
+  >>> out.tokens, out.lengths, out.logprobs
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from reasoning_jax.generate.sampling import sample_logits, validate_sampling_params
+from reasoning_jax.models.transformer import is_concrete, validate_token_ids
+
+# Number of times each jitted function body was traced (tests use it to check caching).
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class GenerateOutput:
+  """Result of `generate` (a pytree).
+
+  Attributes:
+    tokens: `[B, max_new_tokens]` int32 generated tokens; `pad_id` after a row
+      finishes (after its EOS, or never when it used the whole budget).
+    lengths: `[B]` int32 number of generated tokens, including the EOS token.
+    logprobs: `[B, max_new_tokens]` float32 log-probabilities of the sampled
+      tokens under the raw model (`log_softmax(logits)` at temperature 1, no
+      truncation; what a trainer recomputes); 0 at padding.
+    sampling_logprobs: `[B, max_new_tokens]` float32 log-probabilities under the
+      tempered, top-k/top-p truncated distribution actually sampled from (0 for
+      greedy decoding and at padding).
+    done: `[B]` bool, True where the row stopped by emitting an EOS token (False
+      where it was cut off by `max_new_tokens`, and everywhere when `eos_id` is None).
+  """
+
+  tokens: jax.Array
+  lengths: jax.Array
+  logprobs: jax.Array
+  sampling_logprobs: jax.Array
+  done: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+  """Static (hashable) generation settings: one compiled prefill/decode pair each."""
+
+  max_new_tokens: int
+  cache_size: int
+  temperature: float
+  top_k: int
+  top_p: float
+  eos_ids: tuple[int, ...]
+  pad_id: int
+
+
+def _is_eos(tokens: jax.Array, eos_ids: tuple[int, ...]) -> jax.Array:
+  if not eos_ids:
+    return jnp.zeros(tokens.shape, dtype=bool)
+  return jnp.any(tokens[..., None] == jnp.asarray(eos_ids, tokens.dtype), axis=-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_fns(graphdef: Any, settings: _Settings):
+  """Jitted `(prefill, decode)` for one model structure and one set of static settings."""
+  n = settings.max_new_tokens
+  sample = functools.partial(sample_logits, temperature=settings.temperature,
+                             top_k=settings.top_k, top_p=settings.top_p)
+
+  def step_key(key, step):
+    return None if key is None else jax.random.fold_in(key, step)
+
+  def prefill(state, prompts, prompt_lengths, key):
+    TRACE_COUNTS["prefill"] += 1
+    model = nnx.merge(graphdef, state)
+    b, p = prompts.shape
+    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
+    # Padding slots are invisible (causal on positions) and later overwritten;
+    # give them a valid id so the embedding lookup stays finite.
+    prompts = jnp.where(positions < prompt_lengths[:, None], prompts, 0)
+    cache = model.init_cache(b, settings.cache_size)
+    hidden, cache = model.forward(prompts, positions=positions, cache=cache)
+    last = jnp.take_along_axis(hidden, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
+    token, logprob, sampling_logprob = sample(model.unembed(last), step_key(key, 0))
+    carry = dict(
+        step=jnp.asarray(1, jnp.int32),
+        last=token,
+        tokens=jnp.full((b, n), settings.pad_id, jnp.int32).at[:, 0].set(token),
+        logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(logprob),
+        sampling_logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(sampling_logprob),
+        lengths=jnp.ones((b,), jnp.int32),
+        done=_is_eos(token, settings.eos_ids),
+    )
+    return cache, carry
+
+  def decode(state, cache, carry, prompt_lengths, key):
+    TRACE_COUNTS["decode"] += 1
+    model = nnx.merge(graphdef, state)
+
+    def cond(c):
+      _, c = c
+      return (c["step"] < n) & ~jnp.all(c["done"])
+
+    def body(loop):
+      cache, c = loop
+      step = c["step"]
+      # The newest token (index step - 1) sits at position prompt_length + step - 1.
+      positions = (prompt_lengths + step - 1)[:, None]
+      hidden, cache = model.forward(c["last"][:, None], positions=positions, cache=cache)
+      token, logprob, sampling_logprob = sample(model.unembed(hidden[:, 0]),
+                                                step_key(key, step))
+      active = ~c["done"]
+
+      def put(buffer, column):
+        return jax.lax.dynamic_update_slice(buffer, column[:, None].astype(buffer.dtype),
+                                            (0, step))
+
+      c = dict(
+          step=step + 1,
+          last=token,  # Finished rows keep decoding a valid token; their output is masked.
+          tokens=put(c["tokens"], jnp.where(active, token, settings.pad_id)),
+          logprobs=put(c["logprobs"], jnp.where(active, logprob, 0.0)),
+          sampling_logprobs=put(c["sampling_logprobs"],
+                                jnp.where(active, sampling_logprob, 0.0)),
+          lengths=c["lengths"] + active.astype(jnp.int32),
+          done=c["done"] | (active & _is_eos(token, settings.eos_ids)),
+      )
+      return cache, c
+
+    # Returning the cache and carry lets XLA alias them to the donated inputs, so
+    # the loop updates the preallocated buffers in place.
+    return jax.lax.while_loop(cond, body, (cache, carry))
+
+  return jax.jit(prefill), jax.jit(decode, donate_argnums=(1, 2))
+
+
+def _as_int(value: Any, argument: str, expected: str) -> int:
+  """`value` as a Python int (ints, NumPy integers and concrete 0-d integer arrays)."""
+  if not isinstance(value, bool):
+    try:
+      return operator.index(value)
+    except TypeError:
+      pass
+  raise TypeError(f"{argument} must be {expected}, got {type(value).__name__} {value!r}")
+
+
+def _normalize_eos(eos_id: Any, vocab_size: int) -> tuple[int, ...]:
+  if eos_id is None:
+    return ()
+  ids = tuple(eos_id) if isinstance(eos_id, (tuple, list)) else (eos_id,)
+  out = []
+  for value in ids:
+    value = _as_int(value, "eos_id", "None, an int or a tuple of ints")
+    if not 0 <= value < vocab_size:
+      raise ValueError(f"eos_id {value} is outside the vocabulary [0, {vocab_size})")
+    out.append(value)
+  return tuple(dict.fromkeys(out))
+
+
+def _check_key(key: Any) -> None:
+  dtype = getattr(key, "dtype", None)
+  if dtype is None:
+    raise TypeError(f"key must be a PRNG key (jax.random.key or PRNGKey), got {type(key).__name__}")
+  if not (jnp.issubdtype(dtype, jax.dtypes.prng_key) or dtype == jnp.uint32):
+    raise TypeError(f"key must be a PRNG key (jax.random.key or PRNGKey), got dtype {dtype}")
+
+
+def generate(
+    model: nnx.Module,
+    prompts: Any,
+    prompt_lengths: Any,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    eos_id: int | tuple[int, ...] | None = None,
+    key: jax.Array | None = None,
+    cache_size: int | None = None,
+    pad_id: int = 0,
+) -> GenerateOutput:
+  """Samples up to `max_new_tokens` tokens per row after right-padded prompts.
+
+  Args:
+    model: a `Transformer` (anything with `init_cache`, `forward`, `unembed`
+      and `config.vocab_size`).
+    prompts: `[B, P]` integer token ids, right-padded; entries at or beyond a
+      row's `prompt_lengths[b]` are ignored.
+    prompt_lengths: `[B]` integers, each in `[1, P]`.
+    max_new_tokens: generation budget per row (>= 1).
+    temperature: `>= 0`; 0 = greedy (argmax).
+    top_k: `None`/0 (off) or the number of highest logits kept.
+    top_p: nucleus mass kept, in `(0, 1]` (1 = off).
+    eos_id: None, an int, or a tuple of ints; a row stops after emitting one.
+    key: PRNG key, required when `temperature > 0` (ignored for greedy).
+    cache_size: KV-cache slots (default `P + max_new_tokens`); must be
+      `>= P + max_new_tokens`.
+    pad_id: value written to `tokens` after a row finishes.
+
+  Returns:
+    A `GenerateOutput`: `tokens`, `lengths`, `logprobs`, `sampling_logprobs`, `done`.
+
+  Raises:
+    TypeError: non-integer prompts/prompt_lengths, bad setting types, or a bad key.
+    ValueError: wrong shapes, token ids outside the vocabulary, lengths out of
+      range, a prompt plus budget that does not fit in the cache, bad sampling
+      settings, or a missing key when sampling.
+  """
+  vocab_size = model.config.vocab_size
+  if not hasattr(prompts, "dtype"):
+    prompts = np.asarray(prompts)
+  if not jnp.issubdtype(prompts.dtype, jnp.integer):
+    raise TypeError(f"prompts must be an integer array [B, P] of token ids, got dtype "
+                    f"{prompts.dtype}")
+  if prompts.ndim != 2 or prompts.shape[0] < 1 or prompts.shape[1] < 1:
+    raise ValueError(f"prompts must be [B, P] with B, P >= 1, got shape {tuple(prompts.shape)}")
+  b, p = prompts.shape
+
+  if not hasattr(prompt_lengths, "dtype"):
+    prompt_lengths = np.asarray(prompt_lengths)
+  if not jnp.issubdtype(prompt_lengths.dtype, jnp.integer):
+    raise TypeError(f"prompt_lengths must be an integer array [B] = [{b}], got dtype "
+                    f"{prompt_lengths.dtype}")
+  if tuple(prompt_lengths.shape) != (b,):
+    raise ValueError(f"prompt_lengths must be [B] = [{b}] (one length per prompt row), got "
+                     f"shape {tuple(prompt_lengths.shape)}")
+  if is_concrete(prompt_lengths):
+    lengths_np = np.asarray(prompt_lengths)
+    if lengths_np.min() < 1 or lengths_np.max() > p:
+      raise ValueError(f"prompt_lengths must be in [1, P] = [1, {p}], got values in "
+                       f"[{lengths_np.min()}, {lengths_np.max()}]")
+    if is_concrete(prompts):
+      real = np.arange(p)[None, :] < lengths_np[:, None]
+      validate_token_ids(np.where(real, np.asarray(prompts), 0), vocab_size,
+                         argument="prompts")
+
+  max_new_tokens = _as_int(max_new_tokens, "max_new_tokens", "an int >= 1")
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  if cache_size is None:
+    cache_size = p + max_new_tokens
+  cache_size = _as_int(cache_size, "cache_size", "None or an int >= 1")
+  if p + max_new_tokens > cache_size:
+    raise ValueError(
+        f"the prompt plus budget does not fit in the cache: P={p} prompt slots + "
+        f"max_new_tokens={max_new_tokens} = {p + max_new_tokens} > cache_size={cache_size}")
+  temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
+  if temperature > 0:
+    if key is None:
+      raise ValueError(f"key is required when sampling with temperature={temperature} > 0 "
+                       "(pass key=jax.random.key(seed), or temperature=0 for greedy)")
+    _check_key(key)
+  else:
+    key = None
+  eos_ids = _normalize_eos(eos_id, vocab_size)
+  pad_id = _as_int(pad_id, "pad_id", "an int")
+
+  settings = _Settings(max_new_tokens=max_new_tokens, cache_size=cache_size,
+                       temperature=temperature, top_k=top_k, top_p=top_p, eos_ids=eos_ids,
+                       pad_id=pad_id)
+  graphdef, state = nnx.split(model)
+  prefill, decode = _compiled_fns(graphdef, settings)
+  prompts = jnp.asarray(prompts, jnp.int32)
+  prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
+  cache, carry = prefill(state, prompts, prompt_lengths, key)
+  _, carry = decode(state, cache, carry, prompt_lengths, key)  # The final cache is dropped.
+  return GenerateOutput(tokens=carry["tokens"], lengths=carry["lengths"],
+                        logprobs=carry["logprobs"], sampling_logprobs=carry["sampling_logprobs"],
+                        done=carry["done"])

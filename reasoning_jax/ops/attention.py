@@ -1,0 +1,153 @@
+"""Causal (optionally sliding-window) grouped-query attention: the pure op.
+
+Tensors are `[B, T, N, D]` for queries and `[B, S, K, D]` for keys/values, with
+`N % K == 0` (grouped-query attention, arXiv:2305.13245). Masks are built from
+*positions*, not from array indices, so the same op serves training (S == T),
+prefill into a KV cache and single-token decode against a cache.
+
+Mask convention (pinned by tests):
+  * causal: query at position i sees key at position j iff j <= i;
+  * sliding window w: additionally i - j < w, i.e. the query sees exactly w keys
+    (itself and the w - 1 before it); the key exactly w positions back is OUT;
+  * segment ids: a query only sees keys with the same segment id (packing);
+  * kv_mask: keys with kv_mask == False are never seen (padding).
+
+`implementation=None` picks the best available backend; "xla" is the readable
+fp32-softmax reference that always works. An explicitly requested backend that
+is not registered (e.g. "pallas" before its kernel is installed) raises.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from reasoning_jax import registry
+
+# A large finite negative number: fully masked rows give a uniform (not NaN) softmax.
+_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+def make_attention_mask(
+    q_positions: jax.Array,
+    kv_positions: jax.Array,
+    *,
+    causal: bool = True,
+    sliding_window: int | None = None,
+    kv_mask: jax.Array | None = None,
+    q_segment_ids: jax.Array | None = None,
+    kv_segment_ids: jax.Array | None = None,
+) -> jax.Array:
+  """Boolean mask `[B, 1, T, S]` (True = attend) following the module convention."""
+  qp = q_positions[:, :, None]
+  kp = kv_positions[:, None, :]
+  mask = jnp.ones(jnp.broadcast_shapes(qp.shape, kp.shape), dtype=bool)
+  if causal:
+    mask &= kp <= qp
+  if sliding_window is not None:
+    mask &= (qp - kp) < sliding_window
+  if kv_mask is not None:
+    mask &= kv_mask.astype(bool)[:, None, :]
+  if q_segment_ids is not None or kv_segment_ids is not None:
+    if q_segment_ids is None or kv_segment_ids is None:
+      raise ValueError("q_segment_ids and kv_segment_ids must be given together")
+    mask &= q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]
+  return mask[:, None]
+
+
+def _check_inputs(q, k, v, q_positions, kv_positions, sliding_window):
+  if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+    raise ValueError(
+        f"q, k, v must be [B, T, N, D], [B, S, K, D], [B, S, K, D]; got shapes "
+        f"{q.shape}, {k.shape}, {v.shape}")
+  if k.shape != v.shape:
+    raise ValueError(f"k and v must have the same shape, got {k.shape} and {v.shape}")
+  if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+    raise ValueError(
+        f"q {q.shape} and k {k.shape} must agree on batch (axis 0) and head_dim (axis 3)")
+  if q.shape[2] % k.shape[2]:
+    raise ValueError(
+        f"number of query heads N={q.shape[2]} must be a multiple of key/value heads "
+        f"K={k.shape[2]} (grouped-query attention)")
+  if not (q.dtype == k.dtype == v.dtype):
+    raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+  if q_positions.shape != q.shape[:2]:
+    raise ValueError(f"q_positions must be [B, T] = {q.shape[:2]}, got {q_positions.shape}")
+  if kv_positions.shape != k.shape[:2]:
+    raise ValueError(f"kv_positions must be [B, S] = {k.shape[:2]}, got {kv_positions.shape}")
+  if sliding_window is not None and (not isinstance(sliding_window, int) or sliding_window <= 0):
+    raise ValueError(f"sliding_window must be a positive int or None, got {sliding_window!r}")
+
+
+@registry.ATTENTION_IMPLEMENTATIONS.register("xla")
+def attention_reference(q, k, v, mask, *, scale):
+  """Readable reference: fp32 scores and softmax, GQA by grouping query heads.
+
+  Args:
+    q: `[B, T, N, D]`; k, v: `[B, S, K, D]`; mask: `[B, 1, T, S]` bool.
+    scale: multiplier of q.k.
+
+  Returns:
+    `[B, T, N, D]` in q's dtype.
+  """
+  b, t, n, d = q.shape
+  kh = k.shape[2]
+  qg = q.reshape(b, t, kh, n // kh, d)
+  scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
+  scores = scores * scale
+  scores = jnp.where(mask[:, :, None], scores, _MASK_VALUE)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgts,bskd->btkgd", probs, v, preferred_element_type=jnp.float32)
+  return out.reshape(b, t, n, d).astype(q.dtype)
+
+
+def attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    q_positions: jax.Array | None = None,
+    kv_positions: jax.Array | None = None,
+    causal: bool = True,
+    sliding_window: int | None = None,
+    kv_mask: jax.Array | None = None,
+    q_segment_ids: jax.Array | None = None,
+    kv_segment_ids: jax.Array | None = None,
+    scale: float | None = None,
+    implementation: str | None = None,
+) -> jax.Array:
+  """Grouped-query attention with causal / sliding-window / segment / padding masks.
+
+  Args:
+    q: queries `[B, T, N, D]`.
+    k: keys `[B, S, K, D]`, `N % K == 0`.
+    v: values `[B, S, K, D]`.
+    q_positions: `[B, T]` int positions of the queries (default `arange(T)`).
+    kv_positions: `[B, S]` int positions of the keys (default `arange(S)`).
+    causal: mask keys after the query.
+    sliding_window: see the module docstring for the exact convention.
+    kv_mask: `[B, S]` bool, False for padding keys.
+    q_segment_ids, kv_segment_ids: `[B, T]`, `[B, S]` ints for packed sequences.
+    scale: defaults to `D ** -0.5`.
+    implementation: None (best available), "xla", or another registered backend.
+
+  Returns:
+    `[B, T, N, D]` in the dtype of q.
+  """
+  b, t = q.shape[:2]
+  s = k.shape[1] if k.ndim == 4 else None
+  if q_positions is None:
+    q_positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+  if kv_positions is None and s is not None:
+    kv_positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
+  _check_inputs(q, k, v, q_positions, kv_positions, sliding_window)
+  if implementation is None:
+    implementation = "xla"  # Pallas kernels register themselves and are preferred on TPU/GPU.
+  fn = registry.ATTENTION_IMPLEMENTATIONS.get(
+      registry.ATTENTION_IMPLEMENTATIONS.validate(implementation, argument="implementation"))
+  mask = make_attention_mask(
+      q_positions, kv_positions, causal=causal, sliding_window=sliding_window, kv_mask=kv_mask,
+      q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
+  if scale is None:
+    scale = q.shape[-1] ** -0.5
+  return fn(q, k, v, mask, scale=scale)
