@@ -23,6 +23,11 @@ setup(
         "safetensors>=0.5",  # HF checkpoint I/O (numpy backend, bf16 via ml_dtypes).
         "tokenizers>=0.21",  # Local tokenizer.json files.
         "jinja2>=3.1",  # Chat templates, rendered in a sandbox as transformers does.
+        "orbax-checkpoint>=0.12.8",  # Checkpoints (v1 API).
+        "grain>=0.2.18",  # Input pipelines.
+        "tensorflow-datasets>=4.9.10",  # Builders + ArrayRecord data sources; no TensorFlow.
+        "array_record>=0.8.6",
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow.
         "tqdm>=4.66",
         "matplotlib>=3.8",
     ],
@@ -33,10 +38,10 @@ setup(
         "hf": ["torch==2.13.0", "transformers>=5.0,<6", "safetensors>=0.5"],
         "notebook": ["jupyter", "nbclient>=0.10", "ipykernel", "matplotlib>=3.8"],
     },
+    license="Apache-2.0",
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",
-        "License :: OSI Approved :: Apache Software License",
     ],
 )

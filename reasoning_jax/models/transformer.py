@@ -21,6 +21,7 @@ from flax import nnx
 
 from reasoning_jax import layers as _layers  # noqa: F401  (registers mixers and FFNs)
 from reasoning_jax import registry
+from reasoning_jax.sharding import constrain_batch
 from reasoning_jax.layers.ffn import dense_param
 from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.models.config import ModelConfig
@@ -112,12 +113,13 @@ class Transformer(nnx.Module):
           f"attention_mask must be [B, T] = {(b, t)}, got {tuple(attention_mask.shape)}")
     if cache is not None and len(cache) != len(self.layers):
       raise ValueError(f"cache has {len(cache)} layer entries, model has {len(self.layers)}")
-    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype)
+    x = constrain_batch(jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype))
     new_cache = []
     for i, block in enumerate(self.layers):
       x, layer_cache = block(x, positions=positions, attention_mask=attention_mask,
                              segment_ids=segment_ids,
                              cache=None if cache is None else cache[i])
+      x = constrain_batch(x)
       new_cache.append(layer_cache)
     return self.final_norm(x), (None if cache is None else tuple(new_cache))
 

@@ -1,0 +1,66 @@
+"""Datasets and input pipelines for reasoning tasks.
+
+* `builders`: TFDS builders (`arithmetic`, `countdown`, `modular`, `gsm8k`,
+  `math`) written to ArrayRecord and read back with `as_data_source` (no
+  TensorFlow); `build_dataset` / `data_source` helpers.
+* `synthetic`: the seeded generators behind the synthetic builders.
+* `parsing`: GSM8K `####` and MATH `\\boxed{}` answer extraction, JSONL reading.
+* `pipeline`: grain SFT and prompt pipelines, checkpointable iterators,
+  `to_global_batch`.
+
+Names are imported lazily, so `from reasoning_jax.data import make_sft_dataset`
+does not import tensorflow_datasets.
+
+Example:
+  >>> from reasoning_jax.data import data_source, make_sft_dataset
+  >>> from reasoning_jax.tokenizers import ByteTokenizer
+  >>> src = data_source("arithmetic", "train", "/tmp/tfds", config="easy", num_train=1000)
+  >>> ds = make_sft_dataset(src, ByteTokenizer(), seq_len=256, batch_size=8, seed=0)
+  >>> batch = next(iter(ds))  # tokens, loss_mask, positions, segment_ids: [8, 256] int32
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BUILDERS": "builders",
+    "ArithmeticBuilder": "builders",
+    "ArithmeticConfig": "builders",
+    "CountdownBuilder": "builders",
+    "CountdownConfig": "builders",
+    "Gsm8kBuilder": "builders",
+    "MathBuilder": "builders",
+    "ModularBuilder": "builders",
+    "ModularConfig": "builders",
+    "build_dataset": "builders",
+    "data_source": "builders",
+    "get_builder": "builders",
+    "decode_example": "examples",
+    "extract_boxed_answer": "parsing",
+    "gsm8k_final_answer": "parsing",
+    "strip_calculator_annotations": "parsing",
+    "read_jsonl": "parsing",
+    "make_sft_dataset": "pipeline",
+    "make_prompt_dataset": "pipeline",
+    "iterator_state": "pipeline",
+    "restore_iterator": "pipeline",
+    "to_global_batch": "pipeline",
+    "packing_available": "pipeline",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+  module = _EXPORTS.get(name)
+  if module is None:
+    raise AttributeError(f"module 'reasoning_jax.data' has no attribute {name!r}")
+  value = getattr(importlib.import_module(f"reasoning_jax.data.{module}"), name)
+  globals()[name] = value
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_EXPORTS))

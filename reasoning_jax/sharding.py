@@ -1,0 +1,178 @@
+"""Meshes, parameter shardings from partition rules, and activation constraints.
+
+One code path from one CPU to a TPU pod:
+
+  >>> mesh = make_mesh({"data": -1, "fsdp": 2, "tensor": 1})
+  >>> shardings = param_shardings(params, rules_for("qwen3"), mesh)
+  >>> params = jax.device_put(params, shardings)
+  >>> step = jax.jit(step_fn, in_shardings=(shardings, batch_sharding(mesh)),
+  ...                out_shardings=..., donate_argnums=(0,))
+
+Axes: `data` (replicated params, split batch), `fsdp` (split batch *and*
+params/optimizer state), `tensor` (split heads / FFN units). Meshes use
+`AxisType.Auto` so XLA's sharding propagation fills in intermediates; explicit
+constraints are placed on activations with `constrain_batch`. Only current JAX
+APIs: `jax.make_mesh`, `jax.set_mesh`, `jax.jit` shardings (no `pjit`, no
+`with mesh:`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+
+def make_mesh(shape: Mapping[str, int] | None = None, *,
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A mesh over `devices` (default: all) with axes `data`, `fsdp`, `tensor`.
+
+  Args:
+    shape: axis name -> size; one size may be -1 (= the remaining devices);
+      missing axes get size 1. Default: all devices on `data`.
+    devices: devices to use (default `jax.devices()`).
+
+  Raises:
+    ValueError: unknown axis names, bad sizes, or sizes whose product is not the
+      device count (the message names the key).
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  shape = dict({"data": -1} if shape is None else shape)
+  unknown = set(shape) - set(MESH_AXES)
+  if unknown:
+    raise ValueError(f"mesh: unknown axis {sorted(unknown)}; axes are {MESH_AXES}")
+  sizes = {}
+  for axis in MESH_AXES:
+    size = shape.get(axis, 1)
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or (
+        size != -1 and size < 1):
+      raise ValueError(f"mesh.{axis} must be a positive int or -1, got {size!r}")
+    sizes[axis] = int(size)
+  rest = [a for a, s in sizes.items() if s == -1]
+  if len(rest) > 1:
+    raise ValueError(f"mesh: only one axis may be -1, got {rest}")
+  known = math.prod(s for s in sizes.values() if s != -1)
+  if rest:
+    if len(devices) % known:
+      raise ValueError(
+          f"mesh.{rest[0]}=-1: the other axes multiply to {known}, which does not divide the "
+          f"{len(devices)} devices")
+    sizes[rest[0]] = len(devices) // known
+  if math.prod(sizes.values()) != len(devices):
+    raise ValueError(
+        f"mesh sizes {sizes} multiply to {math.prod(sizes.values())} but there are "
+        f"{len(devices)} devices")
+  auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+  return jax.make_mesh(tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=auto,
+                       devices=devices)
+
+
+def path_to_name(path: tuple[Any, ...]) -> str:
+  """Dotted name of a pytree path in an nnx.State / pure dict (`layers.0.mixer.q_proj`)."""
+  parts = []
+  for key in path:
+    if isinstance(key, jax.tree_util.DictKey):
+      parts.append(str(key.key))
+    elif isinstance(key, jax.tree_util.SequenceKey):
+      parts.append(str(key.idx))
+    elif isinstance(key, jax.tree_util.GetAttrKey):
+      if key.name != "value":  # nnx.Variable's payload.
+        parts.append(key.name)
+    else:
+      parts.append(str(key))
+  return ".".join(parts)
+
+
+def spec_for(name: str, shape: Sequence[int], rules, mesh: Mesh, *, strict: bool = True) -> P:
+  """The PartitionSpec of parameter `name`, fitted to `shape` and `mesh`.
+
+  Mesh axes that do not divide their dimension (e.g. 2 KV heads on tensor=4) or
+  that the mesh lacks are dropped (that dimension is replicated), with a log line.
+  """
+  for pattern, spec in rules:
+    if re.fullmatch(pattern, name):
+      break
+  else:
+    if strict:
+      raise ValueError(f"no partition rule matches parameter {name!r} (shape {tuple(shape)})")
+    return P()
+  if len(spec) > len(shape):
+    raise ValueError(f"partition rule {pattern!r} -> {spec} has more axes than parameter "
+                     f"{name!r} of shape {tuple(shape)}")
+  fitted = []
+  for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+    if axes is None:
+      fitted.append(None)
+      continue
+    axes_tuple = axes if isinstance(axes, tuple) else (axes,)
+    kept = tuple(a for a in axes_tuple if a in mesh.shape)
+    size = math.prod(mesh.shape[a] for a in kept)
+    if size > 1 and dim % size:
+      logging.log_first_n(logging.INFO, "replicating dim %d of %s: %s=%d does not divide it",
+                          20, dim, name, kept, size)
+      kept = ()
+    fitted.append(kept[0] if len(kept) == 1 else (kept or None))
+  return P(*fitted)
+
+
+def param_specs(params: Any, rules, mesh: Mesh, *, strict: bool = True) -> Any:
+  """A pytree of PartitionSpecs matching `params` (an nnx.State or nested dict)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: spec_for(path_to_name(path), x.shape, rules, mesh, strict=strict), params)
+
+
+def param_shardings(params: Any, rules, mesh: Mesh, *, strict: bool = True) -> Any:
+  """A pytree of NamedShardings matching `params`."""
+  return jax.tree_util.tree_map(lambda spec: NamedSharding(mesh, spec),
+                                param_specs(params, rules, mesh, strict=strict),
+                                is_leaf=lambda x: isinstance(x, P))
+
+
+def batch_spec(mesh: Mesh | None = None, ndim: int = 2) -> P:
+  """Leading (batch) dimension over the batch axes present in the mesh."""
+  names = mesh.axis_names if mesh is not None else jax.sharding.get_abstract_mesh().axis_names
+  axes = tuple(a for a in BATCH_AXES if a in names)
+  return P(axes if axes else None, *([None] * (ndim - 1)))
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
+  return NamedSharding(mesh, batch_spec(mesh, ndim))
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+  """Constrains activations `[B, ...]` to batch sharding when a mesh is set (else a no-op).
+
+  Uses the mesh installed with `jax.set_mesh`; without one (single device,
+  tests, eager calls) it returns `x` unchanged.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or not any(a in mesh.axis_names for a in BATCH_AXES):
+    return x
+  axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+  if x.shape[0] % math.prod(mesh.shape[a] for a in axes):
+    return x  # e.g. a decode batch smaller than the mesh: let XLA decide.
+  return jax.lax.with_sharding_constraint(x, batch_spec(None, x.ndim))
+
+
+def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
+  """Builds global arrays from this process's rows (`jax.make_array_from_process_local_data`).
+
+  On one process this is a plain sharded `device_put`; on many, each host passes
+  only its own slice of the global batch.
+  """
+  out = {}
+  for key, value in batch.items():
+    value = np.asarray(value)
+    if value.dtype == object:
+      continue  # Strings / ragged metadata stay on the host.
+    out[key] = jax.make_array_from_process_local_data(batch_sharding(mesh, value.ndim), value)
+  return out

@@ -1,0 +1,75 @@
+"""Metric writers: JSONL (always) and TensorBoard event files (tensorboardX, no TensorFlow).
+
+Only process 0 writes; other processes get a writer that drops everything, so
+multi-host code can call `writer.write(step, metrics)` unconditionally.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+
+def _to_float(value: Any) -> float:
+  value = float(np.asarray(value))
+  return value if math.isfinite(value) else float("nan")
+
+
+class MetricWriter:
+  """Appends `{"step": s, **metrics}` lines to `metrics.jsonl` and TensorBoard scalars."""
+
+  def __init__(self, logdir: str, *, tensorboard: bool = True):
+    self.logdir = logdir
+    self.active = jax.process_index() == 0
+    self._tb = None
+    self._jsonl = None
+    if not self.active:
+      return
+    os.makedirs(logdir, exist_ok=True)
+    self._jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a", buffering=1)
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # Lazy: only the launcher needs it.
+      self._tb = SummaryWriter(logdir=os.path.join(logdir, "tensorboard"))
+
+  def write(self, step: int, metrics: Mapping[str, Any], *, prefix: str = "") -> None:
+    if not self.active:
+      return
+    values = {prefix + k: _to_float(v) for k, v in metrics.items()}
+    self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
+    if self._tb is not None:
+      for key, value in values.items():
+        self._tb.add_scalar(key, value, int(step))
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+    if self._jsonl is not None:
+      self._jsonl.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def read_metrics(logdir: str) -> list[dict[str, float]]:
+  """The JSONL records written to `logdir` (for plots and tests)."""
+  path = os.path.join(logdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

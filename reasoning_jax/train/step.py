@@ -1,0 +1,166 @@
+"""Train state and a sharded, exactly-accumulating train step.
+
+A loss is any `fn(model, batch) -> (loss_sum, denominator, aux)`: the summed
+loss, the count it should be divided by (e.g. target tokens), and scalar
+metrics. `make_train_step` turns it into one compiled step
+
+  grads = d(sum_i loss_sum_i) / d(params) / sum_i denominator_i
+
+over `micro_batches` slices of the batch (a `lax.scan`), so gradient
+accumulation equals the full-batch gradient exactly, and the same holds across
+devices and hosts (the sums are global). The step is `jax.jit` with explicit
+`in_shardings` / `out_shardings` from the partition rules and the train state
+donated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from reasoning_jax import sharding as sharding_lib
+from reasoning_jax.logprobs import sequence_logprobs
+
+LossFn = Callable[[nnx.Module, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array, dict]]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+  """Everything a step updates: step counter, parameters (nnx.State), optimizer state."""
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def init_train_state(model: nnx.Module, tx: optax.GradientTransformation
+                     ) -> tuple[nnx.GraphDef, TrainState]:
+  """Splits `model` into (graphdef, TrainState) with a fresh optimizer state."""
+  graphdef, params = nnx.split(model, nnx.Param)
+  return graphdef, TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                              opt_state=tx.init(params))
+
+
+def abstract_train_state(model_fn: Callable[[], nnx.Module], tx) -> tuple[nnx.GraphDef, Any]:
+  """(graphdef, TrainState of ShapeDtypeStructs) without allocating anything."""
+  return jax.eval_shape(lambda: init_train_state(model_fn(), tx))
+
+
+def state_shardings(state: TrainState, tx: optax.GradientTransformation, rules,
+                    mesh: Mesh) -> TrainState:
+  """Shardings for a TrainState: params by the rules, optimizer moments like their params.
+
+  `optax.tree_map_params` finds the parameter-shaped leaves of the optimizer
+  state (Adam's mu/nu, ...); they take their parameter's sharding, and every
+  other optimizer leaf (counts, scalars) is replicated.
+  """
+  param_shards = sharding_lib.param_shardings(state.params, rules, mesh)
+  replicated = NamedSharding(mesh, P())
+  opt_shards = optax.tree_map_params(
+      tx, lambda _, shard: shard, state.opt_state, param_shards,
+      transform_non_params=lambda _: replicated,
+      is_leaf=lambda x: isinstance(x, NamedSharding))
+  return TrainState(step=replicated, params=param_shards, opt_state=opt_shards)
+
+
+def sft_loss(model: nnx.Module, batch: Mapping[str, jax.Array], *, chunk_size: int | None = None
+             ) -> tuple[jax.Array, jax.Array, dict]:
+  """Next-token cross-entropy on `loss_mask` tokens: (sum, token count, aux).
+
+  batch: `tokens [B, T]`, `loss_mask [B, T]` (1 where the token is a target),
+  optional `positions`, `segment_ids` (packing).
+  """
+  mask = batch["loss_mask"].astype(jnp.float32)
+  logp, entropy = sequence_logprobs(model, batch["tokens"], mask, chunk_size=chunk_size,
+                                    positions=batch.get("positions"),
+                                    segment_ids=batch.get("segment_ids"))
+  count = mask.sum()
+  return -logp.sum(), count, {"entropy_sum": entropy.sum()}
+
+
+def _split_micro(batch, n):
+  def split(x):
+    if x.shape[0] % n:
+      raise ValueError(f"batch size {x.shape[0]} is not divisible by micro_batches={n}")
+    return x.reshape((n, x.shape[0] // n) + x.shape[1:])
+  return jax.tree_util.tree_map(split, batch)
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_fn: LossFn,
+                    *, micro_batches: int = 1, mesh: Mesh | None = None,
+                    shardings: TrainState | None = None, donate: bool = True):
+  """Compiles `step(state, batch) -> (state, metrics)`.
+
+  Args:
+    graphdef: from `init_train_state`.
+    tx: the optax transformation.
+    loss_fn: `fn(model, batch) -> (loss_sum, denominator, aux)`.
+    micro_batches: gradient-accumulation slices of the batch (exact).
+    mesh, shardings: when given, the step is compiled with
+      `in_shardings=(shardings, batch)`, `out_shardings=(shardings, replicated)`.
+    donate: donate the input state buffers.
+  """
+  if micro_batches < 1:
+    raise ValueError(f"micro_batches must be >= 1, got {micro_batches}")
+
+  def step(state: TrainState, batch):
+    def summed(params, micro):
+      model = nnx.merge(graphdef, params)
+      loss_sum, denom, aux = loss_fn(model, micro)
+      return loss_sum, (denom, aux)
+
+    grad_fn = jax.value_and_grad(summed, has_aux=True)
+    if micro_batches == 1:
+      (loss_sum, (denom, aux)), grads = grad_fn(state.params, batch)
+    else:
+      micro = _split_micro(batch, micro_batches)
+
+      def body(carry, mb):
+        (l, (d, a)), g = grad_fn(state.params, mb)
+        acc_g, acc_l, acc_d, acc_a = carry
+        return (jax.tree_util.tree_map(jnp.add, acc_g, g), acc_l + l, acc_d + d,
+                jax.tree_util.tree_map(jnp.add, acc_a, a)), None
+
+      first = jax.tree_util.tree_map(lambda x: x[0], micro)
+      (_, (_, aux0)), _ = jax.eval_shape(grad_fn, state.params, first)
+      zeros = (jax.tree_util.tree_map(jnp.zeros_like, state.params), jnp.zeros(()),
+               jnp.zeros(()), jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                                     aux0))
+      (grads, loss_sum, denom, aux), _ = jax.lax.scan(body, zeros, micro)
+    denom = jnp.maximum(denom, 1.0)
+    grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss_sum / denom, "tokens": denom, "grad_norm": optax.global_norm(grads)}
+    metrics.update({k.replace("_sum", ""): v / denom for k, v in aux.items()})
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  if mesh is None:
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
+  if shardings is None:
+    raise ValueError("make_train_step: pass `shardings` together with `mesh`")
+  replicated = NamedSharding(mesh, P())
+
+  def batch_shardings(batch):
+    return jax.tree_util.tree_map(lambda x: sharding_lib.batch_sharding(mesh, x.ndim), batch)
+
+  compiled = {}
+
+  def run(state, batch):
+    key = tuple(sorted((k, v.shape) for k, v in batch.items()))
+    if key not in compiled:
+      compiled[key] = jax.jit(step, in_shardings=(shardings, batch_shardings(batch)),
+                              out_shardings=(shardings, replicated),
+                              donate_argnums=(0,) if donate else ())
+    with jax.set_mesh(mesh):
+      return compiled[key](state, batch)
+
+  return run
