@@ -76,7 +76,7 @@ class Registry(Generic[T]):
 MIXERS: Registry[Any] = Registry("mixer")
 # Feed-forward blocks: class(config, layer_idx, *, rngs).
 FFNS: Registry[Any] = Registry("ffn")
-# Attention backends for reasoning_jax.ops.attention: fn(q, k, v, mask_info...).
+# Attention backends for reasoning_jax.ops.attention: fn(q, k, v, mask, *, scale, **mask_info).
 ATTENTION_IMPLEMENTATIONS: Registry[Any] = Registry("attention implementation")
 # RoPE frequency schedules: fn(head_dim, theta, scaling) -> inv_freq.
 ROPE_TYPES: Registry[Any] = Registry("rope type")

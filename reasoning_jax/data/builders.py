@@ -148,6 +148,7 @@ class ArithmeticConfig(tfds.core.BuilderConfig):
     max_operands: Most operands of an addition (`-` and `*` use 2).
     ops: Operators to draw from, a subset of `("+", "-", "*")`.
     unique_train: Also make train questions distinct.
+    style: Worked-solution style, "verbose" or "compact" (see `arithmetic_example`).
   """
   seed: int = 0
   num_train: int = 10_000
@@ -157,6 +158,7 @@ class ArithmeticConfig(tfds.core.BuilderConfig):
   max_operands: int = 2
   ops: tuple[str, ...] = synthetic.ARITHMETIC_OPS
   unique_train: bool = False
+  style: str = "verbose"
 
 
 class ArithmeticBuilder(_SyntheticBuilder, skip_registration=True):
@@ -179,7 +181,7 @@ class ArithmeticBuilder(_SyntheticBuilder, skip_registration=True):
   def _make_example(self, rng):
     c = self.builder_config
     return synthetic.arithmetic_example(rng, min_digits=c.min_digits, max_digits=c.max_digits,
-                                        max_operands=c.max_operands, ops=c.ops)
+                                        max_operands=c.max_operands, ops=c.ops, style=c.style)
 
 
 # ------------------------------------------------------------------------------

@@ -156,6 +156,31 @@ def _multiplication_solution(a: int, b: int) -> tuple[int, list[str]]:
   return total, lines
 
 
+def _compact_solution(op: str, operands: Sequence[int], answer: int) -> list[str]:
+  """A short worked solution (CPU-sized SFT): column sums, or partial products."""
+  if op == "+":
+    digit_lists = [_digits(x) for x in operands]
+    width = max(len(d) for d in digit_lists)
+    carry, k, steps = 0, 0, []
+    while k < width or carry:
+      terms = [d[k] for d in digit_lists if k < len(d)] + ([carry] if carry else [])
+      total = sum(terms)
+      steps.append(f"{'+'.join(str(t) for t in terms)}={total}")
+      carry, k = total // 10, k + 1
+    return [", ".join(steps)]
+  if op == "*" and len(operands) == 2 and operands[1] >= 10:
+    a, b = operands
+    partials = [a * d * 10 ** k for k, d in enumerate(_digits(b)) if d]
+    steps = [f"{a}*{p // a}={p}" for p in partials] if a else []
+    if len(partials) > 1:
+      steps.append(f"{'+'.join(str(p) for p in partials)}={answer}")
+    return [", ".join(steps) or f"{a}*{b}={answer}"]
+  return [f" {op} ".join(str(x) for x in operands) + f" = {answer}"]
+
+
+SOLUTION_STYLES = ("verbose", "compact")
+
+
 def arithmetic_example(
     rng: random.Random,
     *,
@@ -163,6 +188,7 @@ def arithmetic_example(
     max_digits: int = 3,
     max_operands: int = 2,
     ops: Sequence[str] = ARITHMETIC_OPS,
+    style: str = "verbose",
 ) -> dict[str, Any]:
   """Draws one arithmetic problem with a column-method worked solution.
 
@@ -172,6 +198,8 @@ def arithmetic_example(
     max_digits: Most digits of an operand (>= min_digits).
     max_operands: Most operands of an addition (>= 2); `-` and `*` use 2.
     ops: Operators to draw from, a subset of `("+", "-", "*")`.
+    style: "verbose" (sentences, one line per column) or "compact" (one line of
+      column sums / partial products; ~5x fewer tokens, for CPU-sized runs).
 
   Returns:
     A dict with `question`, `answer`, `solution`, `op` (str) and `operands`
@@ -185,6 +213,8 @@ def arithmetic_example(
                      f"got {min_digits} and {max_digits}")
   if max_operands < 2:
     raise ValueError(f"max_operands must be >= 2, got {max_operands}")
+  if style not in SOLUTION_STYLES:
+    raise ValueError(f"style must be one of {SOLUTION_STYLES}, got {style!r}")
   ops = _check_ops(ops, ARITHMETIC_OPS, "ops")
   op = rng.choice(ops)
   n = rng.randint(2, max_operands) if op == "+" else 2
@@ -196,6 +226,8 @@ def arithmetic_example(
     answer, lines = _subtraction_solution(*operands)
   else:
     answer, lines = _multiplication_solution(*operands)
+  if style == "compact":
+    lines = _compact_solution(op, operands, answer)
   lines.append(f"Answer: {answer}")
   expr = f" {op} ".join(str(x) for x in operands)
   return {

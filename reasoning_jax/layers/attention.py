@@ -117,7 +117,7 @@ class Attention(nnx.Module):
           q, k, v, q_positions=positions, kv_positions=positions,
           sliding_window=self.sliding_window, kv_mask=attention_mask,
           q_segment_ids=segment_ids, kv_segment_ids=segment_ids,
-          implementation=implementation)
+          implementation=implementation, index_positions=True)
     else:
       starts = positions[:, 0]
       cache = KVCache(k=write_rows(cache.k, k, starts), v=write_rows(cache.v, v, starts))

@@ -97,7 +97,10 @@ class Transformer(nnx.Module):
     Args:
       input_ids: `[B, T]` int token ids.
       positions: `[B, T]` int positions (default `arange(T)`); with a cache they
-        are also the cache slots written.
+        are also the cache slots written. Without a cache they must be
+        `arange(T)` plus a per-row (per-segment when packing) constant: the
+        causal/window mask is then taken on array indices, which is what lets the
+        Pallas flash kernel serve this path.
       attention_mask: `[B, T]` bool/int, 0 for padding keys (no-cache path).
       segment_ids: `[B, T]` ints; tokens attend only within their segment.
       cache: a tuple from `init_cache`, or None.

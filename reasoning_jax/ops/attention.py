@@ -80,7 +80,7 @@ def _check_inputs(q, k, v, q_positions, kv_positions, sliding_window):
 
 
 @registry.ATTENTION_IMPLEMENTATIONS.register("xla")
-def attention_reference(q, k, v, mask, *, scale):
+def attention_reference(q, k, v, mask, *, scale, **unused_mask_info):
   """Readable reference: fp32 scores and softmax, GQA by grouping query heads.
 
   Args:
@@ -115,6 +115,7 @@ def attention(
     kv_segment_ids: jax.Array | None = None,
     scale: float | None = None,
     implementation: str | None = None,
+    index_positions: bool | None = None,
 ) -> jax.Array:
   """Grouped-query attention with causal / sliding-window / segment / padding masks.
 
@@ -130,19 +131,30 @@ def attention(
     q_segment_ids, kv_segment_ids: `[B, T]`, `[B, S]` ints for packed sequences.
     scale: defaults to `D ** -0.5`.
     implementation: None (best available), "xla", or another registered backend.
+    index_positions: static promise that q_positions == kv_positions == arange(T)
+      up to a constant per row (and per segment when segment ids are given), so
+      that blockwise kernels may mask on array indices. None: True iff both
+      position arguments are None.
 
   Returns:
     `[B, T, N, D]` in the dtype of q.
   """
   b, t = q.shape[:2]
   s = k.shape[1] if k.ndim == 4 else None
+  if index_positions is None:
+    index_positions = q_positions is None and kv_positions is None
   if q_positions is None:
     q_positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
   if kv_positions is None and s is not None:
     kv_positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
   _check_inputs(q, k, v, q_positions, kv_positions, sliding_window)
+  mask_info = dict(causal=causal, sliding_window=sliding_window, kv_mask=kv_mask,
+                   q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids,
+                   index_positions=bool(index_positions) and s == t)
+  if implementation in (None, "pallas"):
+    _register_pallas()
   if implementation is None:
-    implementation = "xla"  # Pallas kernels register themselves and are preferred on TPU/GPU.
+    implementation = _default_implementation(q, k, mask_info)
   fn = registry.ATTENTION_IMPLEMENTATIONS.get(
       registry.ATTENTION_IMPLEMENTATIONS.validate(implementation, argument="implementation"))
   mask = make_attention_mask(
@@ -150,4 +162,29 @@ def attention(
       q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
   if scale is None:
     scale = q.shape[-1] ** -0.5
-  return fn(q, k, v, mask, scale=scale)
+  return fn(q, k, v, mask, scale=scale, **mask_info)
+
+
+def _default_implementation(q, k, mask_info) -> str:
+  """"pallas" on TPU/GPU when registered and able to express the mask, else "xla"."""
+  if jax.default_backend() in ("tpu", "gpu") and "pallas" in registry.ATTENTION_IMPLEMENTATIONS:
+    pallas = registry.ATTENTION_IMPLEMENTATIONS.get("pallas")
+    if pallas.unsupported_reason(q, k, **mask_info) is None:
+      return "pallas"
+  return "xla"
+
+
+_PALLAS_REGISTRATION_TRIED = False
+
+
+def _register_pallas() -> None:
+  """Registers the Pallas flash-attention backend on first use (imported lazily)."""
+  global _PALLAS_REGISTRATION_TRIED
+  if _PALLAS_REGISTRATION_TRIED:
+    return
+  _PALLAS_REGISTRATION_TRIED = True
+  try:
+    from pallas_kernels.flash_attention import register  # pylint: disable=g-import-not-at-top
+  except ImportError:  # pallas_kernels not installed: the "xla" backend only.
+    return
+  register()

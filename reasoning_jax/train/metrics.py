@@ -73,3 +73,28 @@ def read_metrics(logdir: str) -> list[dict[str, float]]:
     return []
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+class _DropLibraryInfo:
+  """logging.Filter dropping INFO-and-below records emitted from chatty libraries."""
+
+  def __init__(self, fragments):
+    self.fragments = tuple(fragments)
+
+  def filter(self, record) -> bool:
+    import logging as py_logging
+    if record.levelno > py_logging.INFO:
+      return True
+    path = record.pathname.replace("\\", "/")
+    return not any(fragment in path for fragment in self.fragments)
+
+
+def quiet_library_logs(fragments=("/orbax/", "/grain/", "/tensorflow_datasets/",
+                                  "/etils/")) -> None:
+  """Keeps launcher logs readable: library INFO lines (orbax, grain, tfds) are dropped."""
+  import logging as py_logging
+  from absl import logging as absl_logging
+  log_filter = _DropLibraryInfo(fragments)
+  absl_logging.get_absl_handler().addFilter(log_filter)
+  for handler in py_logging.getLogger().handlers:
+    handler.addFilter(log_filter)

@@ -193,3 +193,28 @@ def test_read_jsonl_errors(tmp_path):
     list(parsing.read_jsonl(path, ("question", "answer")))
   with pytest.raises(ValueError, match=r"bad.jsonl:3: malformed JSON"):
     list(parsing.read_jsonl(path))
+
+
+def test_compact_arithmetic_solutions_are_correct():
+  """The compact style: column sums / partial products that check out, then the answer."""
+  import random
+  import re
+  from reasoning_jax.data.synthetic import arithmetic_example
+  rng = random.Random(7)
+  for _ in range(300):
+    ex = arithmetic_example(rng, min_digits=1, max_digits=4, max_operands=3, style="compact")
+    lines = ex["solution"].split("\n")
+    assert lines[-1] == f"Answer: {ex['answer']}"
+    for lhs, rhs in re.findall(r"([\d+*\- ]+?)\s*=\s*(-?\d+)", lines[0]):
+      terms = lhs.strip()
+      if "*" in terms:
+        a, b = terms.split("*")
+        assert int(a) * int(b) == int(rhs)
+      elif " - " in terms:
+        a, b = terms.split(" - ")
+        assert int(a) - int(b) == int(rhs)
+      else:
+        assert sum(int(t) for t in terms.replace(" ", "").split("+")) == int(rhs)
+    assert len(ex["solution"]) < 160
+  with pytest.raises(ValueError, match="style"):
+    arithmetic_example(rng, style="poetic")

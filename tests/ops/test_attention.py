@@ -119,6 +119,19 @@ def test_errors_name_the_problem():
   with pytest.raises(ValueError, match=r"\[B, T, N, D\]"):
     attention(q[0], k, v)
   with pytest.raises(ValueError, match="implementation='pallas'"):
-    attention(q, k, v, implementation="pallas")
+    # Decode against a cache (S != T, explicit positions) is not expressible by the kernel.
+    attention(q[:, :1], k, v, q_positions=jnp.full((q.shape[0], 1), 2, jnp.int32),
+              implementation="pallas")
+  with pytest.raises(ValueError, match="implementation='triton'"):
+    attention(q, k, v, implementation="triton")
   with pytest.raises(ValueError, match="q_positions"):
     attention(q, k, v, q_positions=jnp.zeros((2, 3), jnp.int32))
+
+
+def test_pallas_backend_matches_xla_through_the_op():
+  """The registered Pallas flash kernel (interpret mode on CPU) equals the reference."""
+  q, k, v = _qkv(b=1, t=16, s=16, n=4, kh=2, d=8)
+  for window in (None, 5):
+    a = attention(q, k, v, sliding_window=window, implementation="xla")
+    b = attention(q, k, v, sliding_window=window, implementation="pallas")
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5)

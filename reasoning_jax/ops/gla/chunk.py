@@ -1,0 +1,166 @@
+"""Gated linear attention, chunkwise-parallel form (the training path in XLA).
+
+Gated Linear Attention Transformers with Hardware-Efficient Training
+(Yang et al., arXiv:2312.06635), Sec. 4 (chunkwise form with secondary chunking).
+The sequence is cut into chunks of C positions. With `G_i` the cumulative
+log-gate inside a chunk (`G_i = sum_{s<=i} g_s`, a `[Dk]` vector, non-increasing
+because g <= 0), `Gamma = G_C` and `S_prev` the state entering the chunk:
+
+    o_i     = (q_i * e^{G_i})^T S_prev + sum_{j<=i} [(q_i * e^{G_i - G_j}) . k_j] v_j
+    S_chunk = diag(e^{Gamma}) S_prev + sum_j (k_j * e^{Gamma - G_j}) v_j^T
+
+Numerics: every exponent that is exponentiated is <= 0, so nothing overflows
+for any decay strength (g = -30 per step is fine); e^{G_i} and e^{-G_j} are
+never formed separately. The intra-chunk scores use the paper's secondary
+chunking: the chunk is split into sub-chunks of R <= 16 positions;
+  * inside a sub-chunk (the block diagonal) the scores use explicit pairwise
+    differences `G_i - G_j`, masked to `j <= i` BEFORE `exp`;
+  * for a key j in an earlier sub-chunk than query i, the factorisation
+    `(q_i e^{G_i - G_r}) . (k_j e^{G_r - G_j})` with r the first position of
+    i's sub-chunk has both exponents <= 0 (j < r <= i), and turns the
+    off-diagonal blocks into batched matmuls. Key positions `j >= r` are
+    masked before exp.
+This keeps intermediates at `O(T (C/R + R) Dk)` per head instead of the
+`O(T C Dk)` of a fully pairwise form. R is the largest divisor of C that is at
+most 16 (so C = 64 uses R = 16; a prime C uses R = 1, i.e. fully factorised).
+
+Chunk states are then combined by a sequential `lax.scan` over chunks of the
+(elementwise) recurrence `S_n = diag(e^{Gamma_n}) S_{n-1} + dS_n`.
+
+T not divisible by C is padded with g = 0 (alpha = 1) and q = k = v = 0: padded
+steps leave the state unchanged, and the padding is sliced off, so outputs,
+final state and gradients are those of the unpadded sequence.
+
+Matmul precision: HIGHEST for float32 inputs (an fp32 reference, also on TPU),
+the backend default for lower-precision inputs. The state is fp32 throughout.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+
+from reasoning_jax.ops.gla import naive
+
+_MAX_SUB_CHUNK = 16
+
+
+def sub_chunk_size(chunk_size: int) -> int:
+  """Largest divisor of `chunk_size` that is at most 16 (the secondary chunk R)."""
+  return max(r for r in range(1, min(chunk_size, _MAX_SUB_CHUNK) + 1) if chunk_size % r == 0)
+
+
+def check_chunk_size(chunk_size: int) -> None:
+  """Raises ValueError unless chunk_size is a positive (Python or NumPy) int."""
+  if (isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral)
+      or chunk_size <= 0):
+    raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+
+
+def _intra_chunk_scores(q, k, G, precision):
+  """Decayed causal scores `A[..., i, j] = sum_d q_id k_jd e^{G_id - G_jd}` for j <= i.
+
+  Args:
+    q, k, G: fp32 `[..., C, Dk]` (q already scaled; G the in-chunk cumulative log-gate).
+    precision: matmul precision.
+
+  Returns:
+    `[..., C, C]` fp32, zero above the diagonal.
+  """
+  c, dk = q.shape[-2:]
+  r = sub_chunk_size(c)
+  nb = c // r
+  lead = q.shape[:-2]
+  qb = q.reshape(*lead, nb, r, dk)
+  kb = k.reshape(*lead, nb, r, dk)
+  gb = G.reshape(*lead, nb, r, dk)
+
+  # Off-diagonal sub-blocks, factorised at r_I = first position of query sub-block I.
+  g_ref = gb[..., :1, :]  # [..., nb, 1, Dk]
+  q_dec = qb * jnp.exp(gb - g_ref)  # exponent <= 0 (i >= r_I)
+  key_pos = jnp.arange(c)
+  block_start = jnp.arange(nb) * r
+  before = (key_pos[None, :] < block_start[:, None])[:, :, None]  # [nb, C, 1]
+  k_exp = jnp.where(before, g_ref - G[..., None, :, :], -jnp.inf)  # masked before exp
+  k_dec = k[..., None, :, :] * jnp.exp(k_exp)  # [..., nb, C, Dk]
+  a_off = jnp.einsum("...nid,...njd->...nij", q_dec, k_dec, precision=precision)
+
+  # Diagonal sub-blocks, explicit pairwise differences masked before exp.
+  causal = jnp.tril(jnp.ones((r, r), bool))[:, :, None]
+  diff = jnp.where(causal, gb[..., :, None, :] - gb[..., None, :, :], -jnp.inf)
+  a_diag = jnp.sum(qb[..., :, None, :] * kb[..., None, :, :] * jnp.exp(diff), axis=-1)
+
+  eye = jnp.eye(nb, dtype=q.dtype)[:, None, :, None]  # [nb(I), 1, nb(J), 1]
+  scores = a_off.reshape(*lead, nb, r, nb, r) + a_diag[..., :, :, None, :] * eye
+  return scores.reshape(*lead, c, c)
+
+
+def gla_chunk(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    g: jax.Array | None = None,
+    *,
+    initial_state: jax.Array | None = None,
+    scale: float | None = None,
+    chunk_size: int = 64,
+) -> tuple[jax.Array, jax.Array]:
+  """Gated linear attention in chunkwise-parallel form.
+
+  Gated Linear Attention Transformers with Hardware-Efficient Training
+  (Yang et al., arXiv:2312.06635). Same math and signature as `gla_naive` plus
+  `chunk_size`; see the module docstring for the numerics.
+
+  Args:
+    q: queries `[B, T, H, Dk]`.
+    k: keys `[B, T, H, Dk]`.
+    v: values `[B, T, H, Dv]`.
+    g: log-gates `[B, T, H, Dk]` or `[B, T, H]` (<= 0, unchecked) or None.
+    initial_state: `[B, H, Dk, Dv]` float32 or None (zeros).
+    scale: multiplies q; defaults to `Dk ** -0.5`.
+    chunk_size: positions per chunk C (any positive int; T need not divide).
+
+  Returns:
+    `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.
+  """
+  naive.check_gla_inputs(q, k, v, g, initial_state)
+  check_chunk_size(chunk_size)
+  scale = naive.default_scale(q, scale)
+  precision = jax.lax.Precision.HIGHEST if q.dtype == jnp.float32 else None
+  b, t, h, dk = q.shape
+  dv = v.shape[-1]
+  c = chunk_size
+  n = -(-t // c)
+  state = naive.zero_state(q, v) if initial_state is None else initial_state
+
+  def to_chunks(x):  # [B, T, H, D] -> fp32 [B, H, N, C, D], zero-padded in time
+    x = jnp.pad(x.astype(jnp.float32), ((0, 0), (0, n * c - t), (0, 0), (0, 0)))
+    return x.reshape(b, n, c, h, x.shape[-1]).transpose(0, 3, 1, 2, 4)
+
+  qc = to_chunks(q) * scale
+  kc, vc = to_chunks(k), to_chunks(v)
+  G = jnp.cumsum(to_chunks(naive.gate_as_vector(g, q)), axis=-2)  # [B, H, N, C, Dk]
+  gamma = G[..., -1:, :]  # [B, H, N, 1, Dk]
+
+  # Intra-chunk (all chunks in parallel).
+  scores = _intra_chunk_scores(qc, kc, G, precision)
+  o_intra = jnp.einsum("...ij,...jv->...iv", scores, vc, precision=precision)
+
+  # Each chunk's own contribution to the state at its end, then the chunk recurrence.
+  k_to_end = kc * jnp.exp(gamma - G)  # exponent <= 0
+  d_state = jnp.einsum("...ck,...cv->...kv", k_to_end, vc, precision=precision)
+  chunk_decay = jnp.exp(gamma[..., 0, :])  # [B, H, N, Dk]
+
+  def scan_chunks(s, inputs):
+    d_s, decay = inputs
+    return decay[..., :, None] * s + d_s, s
+
+  final_state, entering = jax.lax.scan(
+      scan_chunks, state, (jnp.moveaxis(d_state, 2, 0), jnp.moveaxis(chunk_decay, 2, 0)))
+  entering = jnp.moveaxis(entering, 0, 2)  # [B, H, N, Dk, Dv]: state before each chunk
+  o_inter = jnp.einsum("...ck,...kv->...cv", qc * jnp.exp(G), entering, precision=precision)
+
+  o = (o_intra + o_inter).transpose(0, 2, 3, 1, 4).reshape(b, n * c, h, dv)[:, :t]
+  return o.astype(q.dtype), final_state

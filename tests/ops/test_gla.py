@@ -1,0 +1,204 @@
+"""Gated linear attention (arXiv:2312.06635): the naive / chunk / recurrent triad.
+
+Hand-computed case from the spec, equivalence of the three forms (ragged T, with
+and without an initial state), vanilla LA == masked quadratic form, strong decay,
+gradients of every input, decode steps == parallel forward, dispatcher errors.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from reasoning_jax.ops.gla import (gated_linear_attention, gla_chunk, gla_naive, gla_recurrent,
+                                   gla_step)
+
+B, T, H, DK, DV = 2, 23, 2, 5, 3  # T = 23: not divisible by most chunk sizes.
+
+
+def _inputs(*, b=B, t=T, h=H, dk=DK, dv=DV, gate="vector", dtype=jnp.float32, seed=0):
+  ks = jax.random.split(jax.random.key(seed), 5)
+  q = jax.random.normal(ks[0], (b, t, h, dk), dtype)
+  k = jax.random.normal(ks[1], (b, t, h, dk), dtype)
+  v = jax.random.normal(ks[2], (b, t, h, dv), dtype)
+  gate_shape = {"vector": (b, t, h, dk), "scalar": (b, t, h)}
+  g = None if gate is None else jax.nn.log_sigmoid(
+      jax.random.normal(ks[3], gate_shape[gate]) + 1.5)  # g in about (-3, 0), float32
+  h0 = jax.random.normal(ks[4], (b, h, dk, dv), jnp.float32)
+  return q, k, v, g, h0
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "chunk_size"))
+def _run(fn, q, k, v, g, h0, chunk_size=None):
+  kwargs = {} if chunk_size is None else {"chunk_size": chunk_size}
+  return fn(q, k, v, g, initial_state=h0, **kwargs)
+
+
+def _close(actual, expected, atol):
+  for a, e in zip(actual, expected):
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(e, np.float32), atol=atol,
+                               rtol=atol)
+
+
+@pytest.mark.parametrize("mode", ["naive", "chunk", "recurrent"])
+def test_hand_check_scalar_gate_half(mode):
+  """Spec 0.2(c): dk = dv = 1, q = k = v = 1, a = 0.5 -> o = 1, 1.5, 1.75, 1.875."""
+  ones = jnp.ones((1, 4, 1, 1))
+  g = jnp.full((1, 4, 1), jnp.log(0.5))
+  o, state = gated_linear_attention(ones, ones, ones, g, scale=1.0, mode=mode, chunk_size=3)
+  np.testing.assert_allclose(np.asarray(o[0, :, 0, 0]), [1.0, 1.5, 1.75, 1.875], rtol=1e-6)
+  np.testing.assert_allclose(float(state[0, 0, 0, 0]), 1.875, rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def reference():
+  """Naive outputs for the shared inputs, with and without an initial state."""
+  q, k, v, g, h0 = _inputs()
+  return {True: _run(gla_naive, q, k, v, g, h0), False: _run(gla_naive, q, k, v, g, None)}
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize("chunk_size", [1, 2, 7, 16, 20, 23, 64])
+def test_chunk_matches_naive(reference, chunk_size, with_state):
+  """Chunk sizes cover: one-position chunks, padding, one sub-chunk, two sub-chunks (20 -> R=10),
+  a prime chunk (fully factorised), C == T, C > T."""
+  q, k, v, g, h0 = _inputs()
+  out = _run(gla_chunk, q, k, v, g, h0 if with_state else None, chunk_size=chunk_size)
+  assert out[0].shape == (B, T, H, DV) and out[1].shape == (B, H, DK, DV)
+  assert out[0].dtype == jnp.float32 and out[1].dtype == jnp.float32
+  _close(out, reference[with_state], atol=1e-4)
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+def test_recurrent_matches_naive(reference, with_state):
+  q, k, v, g, h0 = _inputs()
+  _close(_run(gla_recurrent, q, k, v, g, h0 if with_state else None), reference[with_state],
+         atol=1e-5)
+
+
+@pytest.mark.parametrize("g_kind", ["none", "zeros"])
+def test_unit_gates_equal_masked_quadratic_form(g_kind):
+  """alpha = 1: o = scale * (Q K^T ⊙ M_causal) V and S_T = K^T V."""
+  q, k, v, _, _ = _inputs()
+  g = None if g_kind == "none" else jnp.zeros(q.shape)
+  o, state = _run(gla_chunk, q, k, v, g, None, chunk_size=7)
+  scores = jnp.einsum("bthd,bshd->bhts", q, k) * DK**-0.5
+  scores = jnp.where(jnp.tril(jnp.ones((T, T), bool)), scores, 0.0)
+  np.testing.assert_allclose(np.asarray(o), np.asarray(jnp.einsum("bhts,bshv->bthv", scores, v)),
+                             atol=1e-4)
+  np.testing.assert_allclose(np.asarray(state), np.asarray(jnp.einsum("bthk,bthv->bhkv", k, v)),
+                             atol=1e-4)
+
+
+def test_scalar_gate_equals_broadcast_vector_gate():
+  q, k, v, g, h0 = _inputs(gate="scalar")
+  g_vec = jnp.broadcast_to(g[..., None], q.shape)
+  _close(_run(gla_chunk, q, k, v, g, h0, chunk_size=16),
+         _run(gla_naive, q, k, v, g_vec, h0), atol=1e-4)
+
+
+def test_strong_decay_is_finite_and_matches_naive():
+  """g = -30 per step: a chunk spans exp(-30 * 63); nothing may overflow, also in the gradient."""
+  q, k, v, _, h0 = _inputs()
+  g = jnp.full(q.shape, -30.0).at[:, 10:].set(-0.01)  # strong decay, then almost none
+  out = _run(gla_chunk, q, k, v, g, h0, chunk_size=16)
+  assert all(bool(jnp.isfinite(x).all()) for x in out)
+  _close(out, _run(gla_naive, q, k, v, g, h0), atol=1e-4)
+  # Right after a -30 step the past is forgotten: o_t = scale * (q_t . k_t) v_t.
+  expected0 = jnp.einsum("bhd,bhd->bh", q[:, 3], k[:, 3])[..., None] * v[:, 3] * DK**-0.5
+  np.testing.assert_allclose(np.asarray(out[0][:, 3]), np.asarray(expected0), atol=1e-5)
+  grads = jax.grad(lambda g: _run(gla_chunk, q, k, v, g, h0, chunk_size=16)[0].sum())(g)
+  assert bool(jnp.isfinite(grads).all())
+
+
+def _projected_loss(fn, q, k, v, g, h0, **kwargs):
+  """A random linear functional of (o, final_state), so every output entry gets a cotangent."""
+  o, state = fn(q, k, v, g, initial_state=h0, **kwargs)
+  wo = jax.random.normal(jax.random.key(7), o.shape)
+  ws = jax.random.normal(jax.random.key(8), state.shape)
+  return jnp.sum(o * wo) + jnp.sum(state * ws)
+
+
+@pytest.mark.parametrize("gate,chunk_size", [("vector", 20), ("scalar", 7)])
+def test_chunk_gradients_match_naive(gate, chunk_size):
+  q, k, v, g, h0 = _inputs(gate=gate)
+  grad = lambda fn, **kw: jax.jit(jax.grad(
+      functools.partial(_projected_loss, fn, **kw), argnums=(0, 1, 2, 3, 4)))(q, k, v, g, h0)
+  expected = grad(gla_naive)
+  actual = grad(gla_chunk, chunk_size=chunk_size)
+  for name, a, e in zip("q k v g initial_state".split(), actual, expected):
+    assert a.shape == e.shape, name
+    np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=2e-4, rtol=2e-4, err_msg=name)
+
+
+def test_decode_steps_continue_a_chunked_prefill():
+  """Prefill T0 tokens with the chunk form, then gla_step token by token (the decode path):
+  outputs and final state equal one parallel forward over the whole sequence."""
+  q, k, v, g, h0 = _inputs()
+  t0 = 9
+  full_o, full_state = _run(gla_chunk, q, k, v, g, h0, chunk_size=4)
+  pre_o, state = _run(gla_chunk, q[:, :t0], k[:, :t0], v[:, :t0], g[:, :t0], h0, chunk_size=4)
+  step = jax.jit(gla_step)
+  outs = []
+  for t in range(t0, T):
+    o_t, state = step(q[:, t], k[:, t], v[:, t], g[:, t], state)
+    outs.append(o_t)
+  decoded = jnp.concatenate([pre_o, jnp.stack(outs, axis=1)], axis=1)
+  _close((decoded, state), (full_o, full_state), atol=1e-4)
+
+
+def test_step_from_empty_state_and_scalar_gate():
+  q, k, v, g, _ = _inputs(t=1, gate="scalar")
+  o_t, state = gla_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], None)
+  _close((o_t[:, None], state), gla_naive(q, k, v, g), atol=1e-6)
+
+
+def test_bf16_inputs_keep_fp32_state():
+  q, k, v, g, h0 = _inputs()
+  bf = lambda x: x.astype(jnp.bfloat16)
+  o, state = _run(gla_chunk, bf(q), bf(k), bf(v), g, h0, chunk_size=16)
+  assert o.dtype == jnp.bfloat16 and state.dtype == jnp.float32
+  _close((o, state), _run(gla_naive, bf(q), bf(k), bf(v), g, h0), atol=2e-2)
+
+
+def test_dispatcher_modes_agree_under_jit():
+  q, k, v, g, h0 = _inputs()
+  f = jax.jit(gated_linear_attention, static_argnames=("mode", "chunk_size", "implementation"))
+  expected = f(q, k, v, g, initial_state=h0, mode="naive")
+  for mode in ("chunk", "recurrent"):
+    _close(f(q, k, v, g, initial_state=h0, mode=mode, chunk_size=8, implementation="xla"),
+           expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda a: {**a, "q": a["q"][0]}, r"q must be \[B, T, H, Dk\]"),
+    (lambda a: {**a, "k": a["k"][:, :-1]}, r"k must be \[B, T, H, Dk\]"),
+    (lambda a: {**a, "v": a["v"][:, :, :1]}, r"v must be \[B, T, H, Dv\]"),
+    (lambda a: {**a, "g": a["g"][..., :2]}, r"g must be \[B, T, H, Dk\]"),
+    (lambda a: {**a, "initial_state": a["initial_state"][..., :1, :]},
+     r"initial_state must be \[B, H, Dk, Dv\]"),
+    (lambda a: {**a, "k": a["k"].astype(jnp.bfloat16)}, "q, k, v must share a dtype"),
+    (lambda a: {**a, "g": a["g"].astype(jnp.float16)}, "g must have q's dtype"),
+    (lambda a: {**a, "initial_state": a["initial_state"].astype(jnp.bfloat16)},
+     "initial_state must be float32"),
+    (lambda a: {**a, "q": a["q"].astype(jnp.int32), "k": a["k"].astype(jnp.int32),
+                "v": a["v"].astype(jnp.int32)}, "floating dtype"),
+    (lambda a: {**a, "chunk_size": 0}, "chunk_size must be a positive int"),
+    (lambda a: {**a, "chunk_size": 2.5}, "chunk_size must be a positive int"),
+    (lambda a: {**a, "mode": "fused"}, "mode='fused' is not a registered gla mode"),
+    (lambda a: {**a, "implementation": "triton"}, "implementation='triton' is not"),
+    (lambda a: {**a, "implementation": "pallas", "mode": "naive"}, 'mode="chunk" only'),
+])
+def test_bad_inputs_raise(change, match):
+  q, k, v, g, h0 = _inputs(t=4)
+  args = change(dict(q=q, k=k, v=v, g=g, initial_state=h0))
+  with pytest.raises(ValueError, match=match):
+    gated_linear_attention(**args)
+
+
+def test_step_bad_shape_raises():
+  q, k, v, g, h0 = _inputs(t=1)
+  with pytest.raises(ValueError, match=r"q_t must be \[B, H, Dk\]"):
+    gla_step(q, k, v, g, h0)
