@@ -116,6 +116,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import operator
 import re
 import signal
@@ -348,6 +349,9 @@ class TrainCheckpointer:
     json_items = tuple(json_items)
     for name in json_items:
       self._check_item_name(name)
+    directory = os.fspath(directory)
+    if "://" not in directory:  # Orbax needs absolute local paths.
+      directory = os.path.abspath(directory)
     self._directory = epath.Path(directory)
     self._max_to_keep = max_to_keep
     self._interval = save_interval_steps

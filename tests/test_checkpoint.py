@@ -419,3 +419,15 @@ def test_unserialisable_data_state_is_rejected_before_writing(tmp_path):
     assert ckpt.all_steps() == [1]
     assert json.loads((tmp_path / "1" / "data_state" / "data.json").read_text()) == {
         "consumed": 1}
+
+
+def test_relative_directory_is_resolved(tmp_path, monkeypatch):
+  """A relative checkpoint directory works (Orbax itself needs absolute paths)."""
+  monkeypatch.chdir(tmp_path)
+  state = {"params": {"w": jnp.arange(4.0)}, "step": 3}
+  with TrainCheckpointer("relative/ckpt", async_save=False) as ckpt:
+    ckpt.save(3, state, wait=True)
+  with TrainCheckpointer("relative/ckpt") as ckpt:
+    step, restored = ckpt.restore()
+  assert step == 3
+  np.testing.assert_array_equal(np.asarray(restored["params"]["w"]), np.arange(4.0))

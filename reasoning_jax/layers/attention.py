@@ -17,6 +17,8 @@ With a cache, the T new tokens of row b occupy cache slots
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 
 import jax
@@ -27,8 +29,10 @@ from reasoning_jax import registry
 from reasoning_jax.layers.ffn import bias_param, dense_param
 from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.layers.rope import apply_rope, inverse_frequencies, rope_tables
-from reasoning_jax.models.config import ModelConfig
 from reasoning_jax.ops.attention import attention as attention_op
+
+if TYPE_CHECKING:
+  from reasoning_jax.models.config import ModelConfig
 
 
 @jax.tree_util.register_dataclass

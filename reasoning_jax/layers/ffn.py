@@ -6,12 +6,16 @@ Every FFN is constructed as `cls(config, layer_idx, *, rngs)` and called on
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from reasoning_jax import registry
-from reasoning_jax.models.config import ModelConfig
+
+if TYPE_CHECKING:
+  from reasoning_jax.models.config import ModelConfig
 
 
 def dense_param(rngs: nnx.Rngs, shape, config: ModelConfig) -> nnx.Param:

@@ -8,13 +8,17 @@ cos/sin tables are cast to the activation dtype before use, as transformers does
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 import jax
 import jax.numpy as jnp
 
 from reasoning_jax import registry
-from reasoning_jax.models.config import RopeScaling
+
+if TYPE_CHECKING:
+  from reasoning_jax.models.config import RopeScaling
 
 
 def _base_inv_freq(head_dim: int, theta: float) -> jax.Array:

@@ -43,7 +43,8 @@ class MetricWriter:
     self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
     if self._tb is not None:
       for key, value in values.items():
-        self._tb.add_scalar(key, value, int(step))
+        if math.isfinite(value):  # NaN marks "no tokens of that kind" in the JSONL only.
+          self._tb.add_scalar(key, value, int(step))
 
   def flush(self) -> None:
     if self._tb is not None:

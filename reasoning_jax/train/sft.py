@@ -103,8 +103,12 @@ def make_optimizer(config) -> optax.GradientTransformation:
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, config.learning_rate, warmup_steps=warmup,
       decay_steps=max(config.num_steps, warmup + 1), end_value=config.learning_rate * 0.1)
+  # Monotone FFNs keep softplus-space raw weights; decaying those drives W to ln 2, so
+  # the mask exempts them (reasoning_jax.layers.monotone).
+  from reasoning_jax.layers import monotone_weight_decay_mask
   return optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                     optax.adamw(schedule, weight_decay=config.weight_decay))
+                     optax.adamw(schedule, weight_decay=config.weight_decay,
+                                 mask=monotone_weight_decay_mask))
 
 
 def model_config(config, vocab_size: int):
@@ -242,7 +246,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       start_step, saved = restored
       state = TrainState(step=jnp.asarray(start_step, jnp.int32), params=saved["params"],
                          opt_state=saved["opt_state"])
-      rng = saved["rng"]
+      rng = jax.device_put(saved["rng"], jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
       restore_iterator(data_iter, saved["data_state"])
       logging.info("resumed from step %d", start_step)
     if start_step == 0:

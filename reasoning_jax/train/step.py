@@ -94,9 +94,15 @@ def _split_micro(batch, n):
   return jax.tree_util.tree_map(split, batch)
 
 
+def _default_finalize(aux, denom):
+  return {k.replace("_sum", ""): v / denom for k, v in aux.items()}
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_fn: LossFn,
                     *, micro_batches: int = 1, mesh: Mesh | None = None,
-                    shardings: TrainState | None = None, donate: bool = True):
+                    shardings: TrainState | None = None, donate: bool = True,
+                    aux_merge: Callable[[dict, dict], dict] | None = None,
+                    aux_finalize: Callable[[dict, jax.Array], dict] | None = None):
   """Compiles `step(state, batch) -> (state, metrics)`.
 
   Args:
@@ -107,7 +113,13 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
     mesh, shardings: when given, the step is compiled with
       `in_shardings=(shardings, batch)`, `out_shardings=(shardings, replicated)`.
     donate: donate the input state buffers.
+    aux_merge: combines the aux of two micro-batches (default: add). RL losses pass
+      `reasoning_jax.rl.merge_aux` (min/max-aware).
+    aux_finalize: `fn(aux, denominator) -> metrics` (default: every `*_sum` aux
+      divided by the loss denominator). RL passes `summarize_aux`.
   """
+  merge = aux_merge or (lambda a, b: jax.tree_util.tree_map(jnp.add, a, b))
+  finalize = aux_finalize or _default_finalize
   if micro_batches < 1:
     raise ValueError(f"micro_batches must be >= 1, got {micro_batches}")
 
@@ -123,24 +135,26 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
     else:
       micro = _split_micro(batch, micro_batches)
 
+      first = jax.tree_util.tree_map(lambda x: x[0], micro)
+      rest = jax.tree_util.tree_map(lambda x: x[1:], micro)
+      (loss_sum, (denom, aux)), grads = grad_fn(state.params, first)
+
       def body(carry, mb):
         (l, (d, a)), g = grad_fn(state.params, mb)
         acc_g, acc_l, acc_d, acc_a = carry
         return (jax.tree_util.tree_map(jnp.add, acc_g, g), acc_l + l, acc_d + d,
-                jax.tree_util.tree_map(jnp.add, acc_a, a)), None
+                merge(acc_a, a)), None
 
-      first = jax.tree_util.tree_map(lambda x: x[0], micro)
-      (_, (_, aux0)), _ = jax.eval_shape(grad_fn, state.params, first)
-      zeros = (jax.tree_util.tree_map(jnp.zeros_like, state.params), jnp.zeros(()),
-               jnp.zeros(()), jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
-                                                     aux0))
-      (grads, loss_sum, denom, aux), _ = jax.lax.scan(body, zeros, micro)
+      (grads, loss_sum, denom, aux), _ = jax.lax.scan(body, (grads, loss_sum, denom, aux),
+                                                      rest)
+    raw_denom = denom
     denom = jnp.maximum(denom, 1.0)
     grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss_sum / denom, "tokens": denom, "grad_norm": optax.global_norm(grads)}
-    metrics.update({k.replace("_sum", ""): v / denom for k, v in aux.items()})
+    metrics = {"loss": loss_sum / denom, "tokens": raw_denom,
+               "grad_norm": optax.global_norm(grads)}
+    metrics.update(finalize(aux, denom))
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   if mesh is None:

@@ -1,0 +1,411 @@
+"""The RL trainer: rollout -> rewards -> advantages -> mini-batch updates -> metrics -> checkpoints.
+
+`run_rl(config)` is the library entry point behind `python -m experiments.rl_train`.
+It starts from an SFT warm start (`reasoning_jax.train.sft`, trained first when
+no checkpoint exists), then for every step:
+
+  1. draws `prompts_per_step` prompts (grain, host-sharded, checkpointed iterator),
+     samples `group_size` completions each with the KV-cache `generate` and scores
+     them with a registered verifier (`reasoning_jax.rl.rollout`); DAPO's dynamic
+     sampling refills the batch with mixed-outcome groups;
+  2. computes advantages with a registered estimator (`rl.ADVANTAGES`: grpo,
+     dr_grpo, rloo, arm, mrpo), after optional DAPO soft overlong punishment and
+     KL-in-reward;
+  3. runs `ppo_epochs x mini_batches` optimizer updates of a registered loss
+     (`rl.LOSSES`), each a sharded, exactly micro-batch-accumulated step
+     (`reasoning_jax.train.step`), with the truncated importance-sampling
+     correction for sampler/trainer mismatch;
+  4. logs reward, accuracy, response length, entropy, clip fractions, KL, ...,
+     evaluates held-out exact match, checkpoints (interval + SIGTERM) and plots.
+
+`config.loss` names a *recipe* (loss + advantage estimator + data-side switches):
+grpo, dapo, drgrpo, cispo, dispo, arm, mrpo. The losses stay pure functions of
+arrays; only this file touches the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+
+from reasoning_jax import rl
+from reasoning_jax import sharding as sharding_lib
+from reasoning_jax.logprobs import sequence_logprobs
+from reasoning_jax.models.partition_rules import rules_for
+from reasoning_jax.rl.rollout import RolloutBatch, collect_dynamic, collect_rollouts
+from reasoning_jax.train.metrics import MetricWriter, read_metrics
+from reasoning_jax.train.step import TrainState, init_train_state, make_train_step, state_shardings
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """What `config.loss=<name>` means: a loss, an advantage estimator, data-side switches."""
+
+  loss: str
+  advantage: str
+  dynamic_sampling: bool = False
+  overlong_punishment: bool = False
+
+
+RECIPES: dict[str, Recipe] = {
+    "grpo": Recipe(loss="grpo", advantage="grpo"),
+    "dapo": Recipe(loss="dapo", advantage="grpo", dynamic_sampling=True,
+                   overlong_punishment=True),
+    "drgrpo": Recipe(loss="dr_grpo", advantage="dr_grpo"),
+    "cispo": Recipe(loss="cispo", advantage="grpo"),
+    "dispo": Recipe(loss="dispo", advantage="grpo"),
+    "arm": Recipe(loss="grpo", advantage="arm"),
+    "mrpo": Recipe(loss="grpo", advantage="mrpo"),
+}
+RECIPES["dr_grpo"] = RECIPES["drgrpo"]
+
+REQUIRED_KEYS: dict[str, Any] = {
+    "workdir": str, "seed": int, "loss": str, "loss_overrides": dict,
+    "advantage_overrides": dict, "group_size": int, "prompts_per_step": int,
+    "max_new_tokens": int, "temperature": float, "top_p": float, "num_steps": int,
+    "learning_rate": float, "grad_clip": float, "ppo_epochs": int, "mini_batches": int,
+    "micro_batches": int, "dynamic_sampling": (bool, type(None)), "max_dynamic_batches": int,
+    "tis_cap": float, "eval_every": int, "eval_examples": int, "checkpoint_every": int,
+    "keep_checkpoints": int, "mesh": dict, "log_every": int, "sft": ml_collections.ConfigDict,
+}
+
+
+class ConfigError(ValueError):
+  """A launch-time configuration problem; the message names the key."""
+
+
+def validate_config(config: ml_collections.ConfigDict) -> Recipe:
+  """Checks keys, types, ranges and registry names; returns the recipe."""
+  for key, kind in REQUIRED_KEYS.items():
+    if key not in config:
+      raise ConfigError(f"config.{key} is missing")
+    value = config[key]
+    if kind is dict and isinstance(value, ml_collections.ConfigDict):
+      value = value.to_dict()
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+      continue
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+      raise ConfigError(f"config.{key} must be {getattr(kind, '__name__', kind)}, got "
+                        f"{type(value).__name__} {value!r}")
+  unknown = set(config.keys()) - set(REQUIRED_KEYS) - {"top_k", "chunk_size", "plot",
+                                                        "kl_in_reward"}
+  if unknown:
+    raise ConfigError(f"unknown config keys: {sorted(unknown)}")
+  if config.loss not in RECIPES:
+    raise ConfigError(f"config.loss={config.loss!r}; choose one of {sorted(RECIPES)}")
+  recipe = RECIPES[config.loss]
+  try:
+    rl.loss_config(recipe.loss, **dict(config.loss_overrides))
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"config.loss_overrides: {e}") from None
+  for key in ("group_size", "prompts_per_step", "max_new_tokens", "num_steps", "ppo_epochs",
+              "mini_batches", "micro_batches", "eval_every", "checkpoint_every",
+              "keep_checkpoints", "log_every", "max_dynamic_batches"):
+    if config[key] <= 0:
+      raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
+  if config.group_size < 2:
+    raise ConfigError(f"config.group_size must be >= 2 for group-relative advantages, got "
+                      f"{config.group_size}")
+  if not 0 < config.top_p <= 1:
+    raise ConfigError(f"config.top_p must be in (0, 1], got {config.top_p}")
+  if config.temperature <= 0:
+    raise ConfigError(f"config.temperature must be > 0 for RL sampling, got "
+                      f"{config.temperature}")
+  n = config.group_size * config.prompts_per_step
+  if n % (config.mini_batches * config.micro_batches):
+    raise ConfigError(f"group_size*prompts_per_step={n} must be divisible by "
+                      f"config.mini_batches*config.micro_batches")
+  try:
+    mesh = sharding_lib.make_mesh(dict(config.mesh))
+  except ValueError as e:
+    raise ConfigError(f"config.mesh: {e}") from None
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if (n // config.mini_batches // config.micro_batches) % shards:
+    raise ConfigError(f"each micro-batch ({n // config.mini_batches // config.micro_batches} "
+                      f"rows) must be divisible by data*fsdp={shards} (config.mesh)")
+  from reasoning_jax.train.sft import validate_config as validate_sft
+  validate_sft(config.sft)
+  return recipe
+
+
+def make_rl_loss_fn(bound_loss: rl.BoundLoss, *, chunk_size: int | None = None):
+  """`fn(model, batch) -> (loss_sum, denominator, aux)` for `make_train_step`."""
+
+  def loss_fn(model, batch):
+    logp, entropy = sequence_logprobs(model, batch["tokens"], batch["mask"],
+                                      chunk_size=chunk_size)
+    out = bound_loss(logp, batch["old_logp"], batch["advantages"], batch["mask"],
+                     ref_logp=batch.get("ref_logp"), entropy=entropy,
+                     is_weights=batch.get("is_weights"), correct=batch.get("correct"))
+    return out.loss_sum, out.denominator, out.aux
+
+  return loss_fn
+
+
+def _hidden_fn(graphdef):
+  @jax.jit
+  def hidden(params, tokens):
+    return nnx.merge(graphdef, params).forward(tokens)[0]
+  return hidden
+
+
+def compute_advantages(recipe: Recipe, batch: RolloutBatch, config, *, graphdef, params,
+                       logprob_fn) -> tuple[np.ndarray, dict[str, float]]:
+  """Rewards -> (optional overlong punishment, KL-in-reward) -> the recipe's estimator."""
+  rewards = batch.rewards.astype(np.float32)
+  stats = {}
+  if recipe.overlong_punishment:
+    lengths = batch.completion_lengths
+    cache = max(1, config.max_new_tokens // 4)  # DAPO: L_cache = 1/4 of the budget here.
+    punishment = np.asarray(rl.soft_overlong_punishment(
+        jnp.asarray(lengths), max_length=config.max_new_tokens, cache_length=cache))
+    rewards = rewards + punishment
+    stats["overlong_punishment"] = float(punishment.mean())
+  options = dict(config.advantage_overrides)
+  kwargs: dict[str, Any] = {}
+  if recipe.advantage == "arm":
+    prompt_mask = (batch.tokens != 0).astype(np.float32) * (1.0 - batch.mask)
+    prompt_mask[:, 0] = 1.0  # Position 0 is never a completion token.
+    full = np.asarray(logprob_fn(params, jnp.asarray(batch.tokens),
+                                 jnp.asarray(np.maximum(prompt_mask, batch.mask))))
+    kwargs = dict(old_logp=jnp.asarray(batch.old_logp), mask=jnp.asarray(batch.mask),
+                  prompt_logp=jnp.asarray(full * prompt_mask),
+                  prompt_mask=jnp.asarray(prompt_mask),
+                  content_mask=jnp.asarray(prompt_mask))
+  elif recipe.advantage == "mrpo":
+    hidden = _hidden_fn(graphdef)(params, jnp.asarray(batch.tokens))
+    kwargs = dict(hidden=hidden, mask=jnp.asarray(batch.mask))
+  adv = rl.ADVANTAGES.get(recipe.advantage)(jnp.asarray(rewards),
+                                            group_ids=jnp.asarray(batch.group_ids),
+                                            **kwargs, **options)
+  return np.asarray(adv, np.float32), stats
+
+
+def plot_rl_curves(workdir: str, title: str) -> str | None:
+  """`curves.png`: train reward/accuracy, held-out accuracy and response length vs step."""
+  records = read_metrics(workdir)
+  if not records or jax.process_index() != 0:
+    return None
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  def series(key):
+    return [(r["step"], r[key]) for r in records if key in r and math.isfinite(r[key])]
+
+  fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+  for key, label in (("rollout/reward", "train reward"), ("rollout/accuracy", "train accuracy")):
+    if series(key):
+      axes[0].plot(*zip(*series(key)), label=label)
+  axes[0].set(xlabel="step", title="rollouts")
+  axes[0].legend()
+  if series("eval/accuracy"):
+    axes[1].plot(*zip(*series("eval/accuracy")), marker="o")
+  axes[1].set(xlabel="step", ylabel="held-out exact match (greedy)", ylim=(-0.02, 1.02))
+  if series("rollout/response_length"):
+    axes[2].plot(*zip(*series("rollout/response_length")))
+  axes[2].set(xlabel="step", ylabel="response length (tokens)")
+  fig.suptitle(title)
+  fig.tight_layout()
+  path = os.path.join(workdir, "curves.png")
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def warm_start(config) -> tuple[nnx.Module, Any]:
+  """The SFT model: loaded from `config.sft.workdir`, or trained there first."""
+  from reasoning_jax.train.sft import load_sft_params, run_sft
+  loaded = load_sft_params(config.sft.workdir, config.sft)
+  if loaded is None:
+    logging.info("no SFT checkpoint in %s: training the warm start first", config.sft.workdir)
+    run_sft(config.sft)
+    loaded = load_sft_params(config.sft.workdir, config.sft)
+  return loaded
+
+
+def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Runs RL per `config`; returns final metrics (also in workdir/final_metrics.json)."""
+  from tqdm import tqdm
+
+  from reasoning_jax.checkpoint import TrainCheckpointer
+  from reasoning_jax.data import build_dataset, iterator_state, make_prompt_dataset
+  from reasoning_jax.data import restore_iterator
+  from reasoning_jax.rewards import score_batch
+  from reasoning_jax.tokenizers import ByteTokenizer
+  from reasoning_jax.train.sft import evaluate_exact_match
+
+  recipe = validate_config(config)
+  workdir = os.path.abspath(config.workdir)
+  os.makedirs(workdir, exist_ok=True)
+  tokenizer = ByteTokenizer()
+  mesh = sharding_lib.make_mesh(dict(config.mesh))
+  sft = config.sft
+
+  model, _ = warm_start(config)
+  data_dir = sft.get("data_dir") or os.path.join(os.path.abspath(sft.workdir), "data")
+  builder = build_dataset(sft.task, data_dir, config=sft.task_config,
+                          manual_dir=sft.get("manual_dir") or None, **dict(sft.task_overrides))
+  train_source, test_source = builder.as_data_source("train"), builder.as_data_source("test")
+  prompts_local = config.prompts_per_step // jax.process_count()
+  prompt_ds = make_prompt_dataset(train_source, tokenizer, batch_size=prompts_local,
+                                  max_prompt_len=sft.seq_len, seed=config.seed, shuffle=True,
+                                  num_epochs=None, prompt_template=sft.prompt_template,
+                                  drop_remainder=True, truncate=True)
+  prompt_iter = iter(prompt_ds)
+
+  loss_overrides = dict(config.loss_overrides)
+  bound_loss = rl.make_loss(recipe.loss, **loss_overrides)
+  uses_reference = getattr(bound_loss.config, "beta", 0.0) > 0
+  tx = optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                   optax.adamw(config.learning_rate, b2=0.99, weight_decay=0.0))
+  graphdef, state = init_train_state(model, tx)
+  shardings = state_shardings(state, tx, rules_for(model.config.family), mesh)
+  state = jax.device_put(state, shardings)
+  ref_params = jax.device_put(state.params, shardings.params) if uses_reference else None
+  chunk_size = config.get("chunk_size") or None
+  step_fn = make_train_step(graphdef, tx, make_rl_loss_fn(bound_loss, chunk_size=chunk_size),
+                            micro_batches=config.micro_batches, mesh=mesh, shardings=shardings,
+                            aux_merge=rl.merge_aux,
+                            aux_finalize=lambda aux, denom: rl.summarize_aux(aux))
+  from reasoning_jax.rl.rollout import make_logprob_fn
+  logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk_size)
+  dynamic = recipe.dynamic_sampling if config.dynamic_sampling is None else config.dynamic_sampling
+
+  def reward_fn(completions, answers, **fields):
+    return score_batch(sft.reward, completions, answers, **fields)
+
+  rng = jax.random.key(config.seed)
+  writer = MetricWriter(workdir)
+  logging.info("RL %s (loss=%s, advantage=%s, dynamic_sampling=%s, reference=%s), %d steps",
+               config.loss, recipe.loss, recipe.advantage, dynamic, uses_reference,
+               config.num_steps)
+
+  def evaluate(step):
+    result = evaluate_exact_match(
+        nnx.merge(graphdef, state.params), tokenizer, test_source, reward=sft.reward,
+        num_examples=config.eval_examples, max_new_tokens=config.max_new_tokens,
+        prompt_template=sft.prompt_template, seed=config.seed)
+    writer.write(step, {"accuracy": result["accuracy"]}, prefix="eval/")
+    return result
+
+  def as_checkpoint(step):
+    return {"params": state.params, "opt_state": state.opt_state, "step": step, "rng": rng,
+            "data_state": iterator_state(prompt_iter), "config": config.to_dict()}
+
+  start_step, preempted, t0 = 0, False, time.perf_counter()
+  with TrainCheckpointer(os.path.join(workdir, "checkpoints"),
+                         max_to_keep=config.keep_checkpoints,
+                         save_interval_steps=config.checkpoint_every) as ckpt:
+    ckpt.install_preemption_handler()
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        {"params": state.params, "opt_state": state.opt_state})
+    target["rng"] = rng
+    restored = ckpt.restore(target=target)
+    if restored is not None:
+      start_step, saved = restored
+      updates_per_step = config.ppo_epochs * config.mini_batches
+      state = TrainState(step=jnp.asarray(start_step * updates_per_step, jnp.int32),
+                         params=saved["params"], opt_state=saved["opt_state"])
+      # Restored on one device; replicate it over the mesh like the params.
+      rng = jax.device_put(saved["rng"], jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+      restore_iterator(prompt_iter, saved["data_state"])
+      logging.info("resumed RL from step %d", start_step)
+    else:
+      evaluate(0)
+    progress = tqdm(range(start_step + 1, config.num_steps + 1), initial=start_step,
+                    total=config.num_steps, desc=f"rl[{config.loss}]", mininterval=2.0,
+                    disable=jax.process_index() != 0)
+    last_step = start_step
+    for step in progress:
+      step_start = time.perf_counter()
+      key = jax.random.fold_in(rng, step)
+      rollout_kwargs = dict(graphdef=graphdef, params=state.params, tokenizer=tokenizer,
+                            reward_fn=reward_fn, group_size=config.group_size,
+                            max_new_tokens=config.max_new_tokens,
+                            temperature=config.temperature, top_k=config.get("top_k") or None,
+                            top_p=config.top_p, logprob_fn=logprob_fn, ref_params=ref_params)
+      stats: dict[str, float] = {}
+      if dynamic:
+        batch, stats = collect_dynamic(prompt_iter, config.prompts_per_step,
+                                       max_batches=config.max_dynamic_batches, key=key,
+                                       **rollout_kwargs)
+      else:
+        batch = collect_rollouts(prompt_batch=next(prompt_iter), key=key, **rollout_kwargs)
+      rollout_seconds = time.perf_counter() - step_start
+      advantages, adv_stats = compute_advantages(recipe, batch, config, graphdef=graphdef,
+                                                 params=state.params, logprob_fn=logprob_fn)
+      stats.update(adv_stats)
+      is_weights = np.asarray(rl.truncated_importance_weights(
+          jnp.asarray(batch.old_logp), jnp.asarray(batch.sampler_logp),
+          jnp.asarray(batch.mask), cap=config.tis_cap))
+      arrays = {"tokens": batch.tokens, "mask": batch.mask, "old_logp": batch.old_logp,
+                "advantages": advantages, "is_weights": is_weights,
+                "correct": (batch.rewards > 0).astype(np.float32)}
+      if batch.ref_logp is not None:
+        arrays["ref_logp"] = batch.ref_logp
+      n = batch.size
+      update_metrics = []
+      perm_key = np.random.default_rng(config.seed * 100003 + step)
+      for _ in range(config.ppo_epochs):
+        order = perm_key.permutation(n)
+        for rows in np.split(order, config.mini_batches):
+          mini = sharding_lib.shard_batch({k: v[rows] for k, v in arrays.items()}, mesh)
+          state, metrics = step_fn(state, mini)
+          update_metrics.append(metrics)
+      metrics = jax.device_get(update_metrics[-1])
+      metrics = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
+      rollout = {"reward": float(batch.rewards.mean()),
+                 "accuracy": float((batch.rewards >= 1.0).mean()),
+                 "response_length": float(batch.completion_lengths.mean()),
+                 "truncated": float(batch.truncated.mean()),
+                 "zero_adv_groups": float(np.asarray(rl.zero_variance_group_fraction(
+                     jnp.asarray(batch.rewards), group_ids=jnp.asarray(batch.group_ids)))),
+                 "seconds": rollout_seconds, **stats}
+      writer.write(step, rollout, prefix="rollout/")
+      if step % config.log_every == 0 or step == config.num_steps:
+        metrics["step_seconds"] = time.perf_counter() - step_start
+        writer.write(step, metrics, prefix="train/")
+      progress.set_postfix(reward=f"{rollout['reward']:.3f}", len=f"{rollout['response_length']:.0f}")
+      if not math.isfinite(metrics.get("loss", 0.0)):
+        ckpt.wait()
+        raise FloatingPointError(f"non-finite RL loss at step {step}; last good checkpoint: "
+                                 f"step {ckpt.latest_step()} in {workdir}/checkpoints")
+      if step % config.eval_every == 0 and step != config.num_steps:
+        evaluate(step)
+      last_step = step
+      if ckpt.maybe_save(step, lambda: as_checkpoint(step)):
+        logging.warning("preempted: saved RL step %d, exiting", step)
+        preempted = True
+        break
+    final_step = last_step
+    if not preempted:
+      ckpt.save(final_step, as_checkpoint(final_step), force=True, wait=True)
+  result: dict[str, Any] = {"loss": config.loss, "step": final_step, "preempted": preempted,
+                            "seconds": time.perf_counter() - t0}
+  evals = [r for r in read_metrics(workdir) if "eval/accuracy" in r]
+  if not preempted:
+    result["accuracy"] = evaluate(final_step)["accuracy"]
+    evals = [r for r in read_metrics(workdir) if "eval/accuracy" in r]
+  if evals:
+    result["accuracy_warm_start"] = evals[0]["eval/accuracy"]
+  writer.close()
+  if config.get("plot", True):
+    result["plot"] = plot_rl_curves(workdir, f"RL {config.loss} on {sft.task}/{sft.task_config}")
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+      json.dump(result, f, indent=2)
+  return result
