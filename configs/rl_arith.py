@@ -36,10 +36,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.tis_cap = 2.0  # Truncated IS correction of the sampler/trainer mismatch.
   # Updates.
   c.num_steps = 40
-  c.learning_rate = 2e-4
+  c.learning_rate = 5e-5
   c.grad_clip = 1.0
   c.ppo_epochs = 1
-  c.mini_batches = 2
+  c.mini_batches = 1
   c.micro_batches = 1
   c.chunk_size = 0
   c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}

@@ -1,0 +1,81 @@
+r"""Every RL recipe at equal budget over several seeds: a markdown table and a plot.
+
+  python -m experiments.compare_rl [--config=configs/compare_rl.py] \
+      [--config.losses="('grpo','dispo')"] [--config.rl.num_steps=20]
+
+All runs share one SFT warm start (trained once) and the same rollout/update budget.
+Writes `<workdir>/results.md` (mean +/- std of final held-out accuracy and of the gain over
+the warm start, steps to `threshold`) and `<workdir>/accuracy.png` (mean curve per method).
+Reports what the runs show, whatever it shows.
+"""
+
+import json
+import os
+
+import numpy as np
+from absl import app, logging
+from ml_collections import config_flags
+
+_DEFAULT = os.path.join(os.path.dirname(__file__), "..", "configs", "compare_rl.py")
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "Comparison config.")
+
+
+def _eval_curve(workdir):
+  from reasoning_jax.train.metrics import read_metrics
+  return [(r["step"], r["eval/accuracy"]) for r in read_metrics(workdir) if "eval/accuracy" in r]
+
+
+def main(argv):
+  del argv
+  from reasoning_jax.rl.trainer import run_rl
+  from reasoning_jax.train.metrics import quiet_library_logs
+  quiet_library_logs()
+  config = _CONFIG.value
+  os.makedirs(config.workdir, exist_ok=True)
+  results = {}
+  for loss in config.losses:
+    for seed in config.seeds:
+      run = config.rl.copy_and_resolve_references()
+      run.loss, run.seed = loss, int(seed)
+      run.workdir = os.path.join(config.workdir, f"{loss}_seed{seed}")
+      logging.info("=== %s seed %d ===", loss, seed)
+      result = run_rl(run)
+      results.setdefault(loss, []).append(
+          {"seed": seed, "final": result["accuracy"], "start": result["accuracy_warm_start"],
+           "curve": _eval_curve(run.workdir)})
+  with open(os.path.join(config.workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
+
+  lines = ["| method | final held-out accuracy | gain over warm start | steps to "
+           f"{config.threshold:.0%} | seeds |", "|---|---|---|---|---|"]
+  for loss, runs in results.items():
+    final = np.array([r["final"] for r in runs])
+    gain = final - np.array([r["start"] for r in runs])
+    reached = [next((s for s, a in r["curve"] if a >= config.threshold), None) for r in runs]
+    hit = [s for s in reached if s is not None]
+    steps = f"{np.mean(hit):.0f} ({len(hit)}/{len(runs)} runs)" if hit else "not reached"
+    lines.append(f"| {loss} | {final.mean():.3f} ± {final.std():.3f} | "
+                 f"{gain.mean():+.3f} ± {gain.std():.3f} | {steps} | {len(runs)} |")
+  table = "\n".join(lines)
+  with open(os.path.join(config.workdir, "results.md"), "w") as f:
+    f.write(f"RL comparison: {config.rl.num_steps} steps x {config.rl.prompts_per_step} prompts x "
+            f"{config.rl.group_size} samples, seeds {tuple(config.seeds)}\n\n{table}\n")
+  print(table)
+
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for loss, runs in results.items():
+    steps = [s for s, _ in runs[0]["curve"]]
+    acc = np.array([[a for _, a in r["curve"]] for r in runs if len(r["curve"]) == len(steps)])
+    ax.plot(steps, acc.mean(0), marker="o", label=loss)
+    ax.fill_between(steps, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15)
+  ax.set(xlabel="RL step", ylabel="held-out exact match (greedy)", title="RL recipes")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(config.workdir, "accuracy.png"), dpi=100)
+
+
+if __name__ == "__main__":
+  app.run(main)
