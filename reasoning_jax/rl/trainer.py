@@ -274,7 +274,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   graphdef, state = init_train_state(model, tx)
   shardings = state_shardings(state, tx, rules_for(model.config.family), mesh)
   state = jax.device_put(state, shardings)
-  ref_params = jax.device_put(state.params, shardings.params) if uses_reference else None
+  ref_params = None
+  if uses_reference:  # A real copy: the train step donates (deletes) the policy buffers.
+    ref_params = jax.jit(lambda p: jax.tree_util.tree_map(jnp.copy, p),
+                         out_shardings=shardings.params)(state.params)
   chunk_size = config.get("chunk_size") or None
   step_fn = make_train_step(graphdef, tx, make_rl_loss_fn(bound_loss, chunk_size=chunk_size),
                             micro_batches=config.micro_batches, mesh=mesh, shardings=shardings,

@@ -94,6 +94,12 @@ def _split_micro(batch, n):
   return jax.tree_util.tree_map(split, batch)
 
 
+def _global_norm(tree):
+  tree_lib = getattr(optax, "tree", None)  # optax.tree.norm replaces optax.global_norm.
+  return tree_lib.norm(tree) if tree_lib is not None and hasattr(tree_lib, "norm") \
+      else optax.global_norm(tree)
+
+
 def _default_finalize(aux, denom):
   return {k.replace("_sum", ""): v / denom for k, v in aux.items()}
 
@@ -153,7 +159,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss_sum / denom, "tokens": raw_denom,
-               "grad_norm": optax.global_norm(grads)}
+               "grad_norm": _global_norm(grads)}
     metrics.update(finalize(aux, denom))
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

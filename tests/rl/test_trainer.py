@@ -106,6 +106,18 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   assert steps == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("loss", ["grpo", "dapo", "arm", "mrpo"])
+def test_run_rl_recipes_with_reference_dynamic_sampling_and_reshaping(tmp_path, loss):
+  """GRPO keeps a reference model (beta > 0), DAPO samples dynamically, ARM/MRPO reshape."""
+  config = rl_config(tmp_path, loss=loss, num_steps=2, eval_every=100, plot=False)
+  result = run_rl(config)
+  assert result["step"] == 2 and np.isfinite(result["accuracy"])
+  records = [r for r in read_metrics(config.workdir) if "train/loss" in r]
+  assert len(records) == 2 and all(np.isfinite(r["train/loss"]) for r in records)
+  if loss == "grpo":
+    assert any("train/kl" in r or "train/kl_mean" in r for r in records)
+
+
 @pytest.mark.parametrize("change,match", [
     (dict(loss="ppo2"), "config.loss"),
     (dict(group_size=1), "group_size"),

@@ -1,0 +1,135 @@
+"""One full RL step (rollout + update) on a small preset: tokens/s, memory, ratios.
+
+Measured in the same invocation:
+  * rollout (KV-cache generate + rewards + old log-probs) and update time, tokens/s;
+  * compiled temporary memory of the update's gradient with chunked vs unchunked log-probs;
+  * the whole step on 1 vs 8 host devices (separate processes; same global batch).
+
+  python benchmarks/rl_step.py [--prompts 8 --group 4 --new-tokens 64 --vocab 32000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def worker(args):
+  sys.path.insert(0, REPO)
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from flax import nnx
+
+  from reasoning_jax import rl, sharding
+  from reasoning_jax.models import Transformer, get_preset
+  from reasoning_jax.models.partition_rules import rules_for
+  from reasoning_jax.rl.rollout import collect_rollouts, make_logprob_fn
+  from reasoning_jax.rl.trainer import make_rl_loss_fn
+  from reasoning_jax.train.step import init_train_state, make_train_step, state_shardings
+
+  class Tok:
+    eos_id = 2
+
+    def decode_batch(self, tokens, lengths):
+      return [" ".join(map(str, row[:n])) for row, n in zip(tokens, lengths)]
+
+  config = get_preset("tiny-qwen3").replace(vocab_size=args.vocab, hidden_size=256,
+                                            intermediate_size=768, num_layers=4, num_heads=8,
+                                            num_kv_heads=4, head_dim=32)
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  tx = optax.adamw(1e-5)
+  graphdef, state = init_train_state(model, tx)
+  mesh = sharding.make_mesh(json.loads(args.mesh))
+  shards = state_shardings(state, tx, rules_for(config.family), mesh)
+  state = jax.device_put(state, shards)
+  loss = rl.make_loss("dispo")
+  chunk = args.chunk or None
+  step = make_train_step(graphdef, tx, make_rl_loss_fn(loss, chunk_size=chunk), mesh=mesh,
+                         shardings=shards, aux_merge=rl.merge_aux,
+                         aux_finalize=lambda a, d: rl.summarize_aux(a))
+  logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk)
+  rng = np.random.default_rng(0)
+  prompts = {"prompts": rng.integers(3, args.vocab, (args.prompts, 32)).astype(np.int32),
+             "prompt_lengths": np.full((args.prompts,), 32, np.int32),
+             "answer": np.array(["0"] * args.prompts, dtype=object)}
+
+  def reward_fn(completions, answers, **_):
+    return rng.random(len(completions)).astype(np.float32)
+
+  def one_step(i):
+    t0 = time.perf_counter()
+    batch = collect_rollouts(graphdef, state.params, prompts, tokenizer=Tok(),
+                             reward_fn=reward_fn, group_size=args.group,
+                             max_new_tokens=args.new_tokens, key=jax.random.key(i),
+                             logprob_fn=logprob_fn)
+    t1 = time.perf_counter()
+    adv = rl.ADVANTAGES.get("grpo")(jnp.asarray(batch.rewards),
+                                    group_ids=jnp.asarray(batch.group_ids))
+    arrays = {"tokens": batch.tokens, "mask": batch.mask, "old_logp": batch.old_logp,
+              "advantages": np.asarray(adv)}
+    return batch, arrays, t0, t1
+
+  batch, arrays, _, _ = one_step(0)  # Compile everything once.
+  new_state, metrics = step(state, sharding.shard_batch(arrays, mesh))
+  jax.block_until_ready(metrics)
+  del new_state
+  batch, arrays, t0, t1 = one_step(1)
+  t2 = time.perf_counter()
+  new_state, metrics = step(state, sharding.shard_batch(arrays, mesh))
+  jax.block_until_ready(metrics)
+  t3 = time.perf_counter()
+  tokens = int(batch.mask.sum())
+  grad_fn = jax.jit(jax.grad(lambda p, b: make_rl_loss_fn(loss, chunk_size=chunk)(
+      nnx.merge(graphdef, p), b)[0]))
+  analysis = grad_fn.lower(state.params, {k: jnp.asarray(v) for k, v in arrays.items()}
+                           ).compile().memory_analysis()
+  print(json.dumps({"devices": jax.device_count(), "chunk": chunk,
+                    "rollout_s": t1 - t0, "update_s": t3 - t2, "step_s": t3 - t0,
+                    "completion_tokens": tokens, "tokens_per_s": tokens / (t3 - t0),
+                    "grad_temp_bytes": None if analysis is None
+                    else int(analysis.temp_size_in_bytes)}))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--prompts", type=int, default=8)
+  parser.add_argument("--group", type=int, default=4)
+  parser.add_argument("--new-tokens", type=int, default=64)
+  parser.add_argument("--vocab", type=int, default=32000)
+  parser.add_argument("--chunk", type=int, default=0)
+  parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--mesh", default="{}", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    return worker(args)
+  runs = [(1, {"data": 1}, 0), (1, {"data": 1}, 32), (8, {"data": 8}, 32)]
+  results = []
+  for devices, mesh, chunk in runs:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+    cmd = [sys.executable, __file__, "--worker", "--mesh", json.dumps(mesh), "--prompts",
+           str(args.prompts), "--group", str(args.group), "--new-tokens", str(args.new_tokens),
+           "--vocab", str(args.vocab), "--chunk", str(chunk)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+  base = results[0]
+  print(f"{'run':28s} {'rollout s':>9} {'update s':>9} {'tok/s':>8} {'grad temp MiB':>14} "
+        f"{'step vs base':>12} {'mem vs base':>11}")
+  for r in results:
+    name = f"{r['devices']} dev, chunk={r['chunk'] or 'none'}"
+    mem = r["grad_temp_bytes"]
+    print(f"{name:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['tokens_per_s']:8.0f} "
+          f"{(mem or 0) / 2**20:14.1f} {base['step_s'] / r['step_s']:11.2f}x "
+          f"{(mem or 0) / max(base['grad_temp_bytes'] or 1, 1):10.3f}x")
+
+
+if __name__ == "__main__":
+  main()
