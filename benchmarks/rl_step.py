@@ -66,7 +66,7 @@ def worker(args):
 
   def one_step(i):
     t0 = time.perf_counter()
-    batch = collect_rollouts(graphdef, state.params, prompts, tokenizer=Tok(),
+    batch = collect_rollouts(graphdef, current["params"], prompts, tokenizer=Tok(),
                              reward_fn=reward_fn, group_size=args.group,
                              max_new_tokens=args.new_tokens, key=jax.random.key(i),
                              logprob_fn=logprob_fn)
@@ -77,13 +77,14 @@ def worker(args):
               "advantages": np.asarray(adv)}
     return batch, arrays, t0, t1
 
+  current = {"params": state.params}
   batch, arrays, _, _ = one_step(0)  # Compile everything once.
-  new_state, metrics = step(state, sharding.shard_batch(arrays, mesh))
+  state, metrics = step(state, sharding.shard_batch(arrays, mesh))  # The step donates state.
   jax.block_until_ready(metrics)
-  del new_state
+  current["params"] = state.params
   batch, arrays, t0, t1 = one_step(1)
   t2 = time.perf_counter()
-  new_state, metrics = step(state, sharding.shard_batch(arrays, mesh))
+  state, metrics = step(state, sharding.shard_batch(arrays, mesh))
   jax.block_until_ready(metrics)
   t3 = time.perf_counter()
   tokens = int(batch.mask.sum())
