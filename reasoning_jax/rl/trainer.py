@@ -46,7 +46,8 @@ from reasoning_jax.logprobs import sequence_logprobs
 from reasoning_jax.models.partition_rules import rules_for
 from reasoning_jax.rl.rollout import RolloutBatch, collect_dynamic, collect_rollouts
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
-from reasoning_jax.train.step import TrainState, init_train_state, make_train_step, state_shardings
+from reasoning_jax.train.step import (init_train_state, make_train_step, restore_train_state,
+                                      state_shardings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +243,6 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   from reasoning_jax.checkpoint import TrainCheckpointer
   from reasoning_jax.data import build_dataset, iterator_state, make_prompt_dataset
-  from reasoning_jax.data import restore_iterator
   from reasoning_jax.rewards import score_batch
   from reasoning_jax.tokenizers import ByteTokenizer
   from reasoning_jax.train.sft import evaluate_exact_match
@@ -313,19 +313,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
                          max_to_keep=config.keep_checkpoints,
                          save_interval_steps=config.checkpoint_every) as ckpt:
     ckpt.install_preemption_handler()
-    target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        {"params": state.params, "opt_state": state.opt_state})
-    target["rng"] = rng
-    restored = ckpt.restore(target=target)
+    restored = restore_train_state(ckpt, state, rng, prompt_iter, mesh,
+                                   updates_per_step=config.ppo_epochs * config.mini_batches)
     if restored is not None:
-      start_step, saved = restored
-      updates_per_step = config.ppo_epochs * config.mini_batches
-      state = TrainState(step=jnp.asarray(start_step * updates_per_step, jnp.int32),
-                         params=saved["params"], opt_state=saved["opt_state"])
-      # Restored on one device; replicate it over the mesh like the params.
-      rng = jax.device_put(saved["rng"], jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-      restore_iterator(prompt_iter, saved["data_state"])
+      start_step, state, rng = restored
       logging.info("resumed RL from step %d", start_step)
     else:
       evaluate(0)

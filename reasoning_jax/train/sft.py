@@ -34,8 +34,8 @@ from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.models import Transformer, get_preset
 from reasoning_jax.models.partition_rules import rules_for
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
-from reasoning_jax.train.step import (TrainState, init_train_state, make_train_step, sft_loss,
-                                      state_shardings)
+from reasoning_jax.train.step import (init_train_state, make_train_step, restore_train_state,
+                                      sft_loss, state_shardings)
 
 # Keys every SFT config must have, with their types (validated at launch).
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -177,8 +177,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   from tqdm import tqdm
 
   from reasoning_jax.checkpoint import TrainCheckpointer
-  from reasoning_jax.data import (build_dataset, iterator_state, make_sft_dataset,
-                                  restore_iterator)
+  from reasoning_jax.data import build_dataset, iterator_state, make_sft_dataset
   from reasoning_jax.tokenizers import ByteTokenizer
 
   validate_config(config)
@@ -237,21 +236,13 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
                          max_to_keep=config.keep_checkpoints,
                          save_interval_steps=config.checkpoint_every) as ckpt:
     ckpt.install_preemption_handler()
-    abstract = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        {"params": state.params, "opt_state": state.opt_state})
-    abstract["rng"] = rng
-    restored = ckpt.restore(target=abstract)
+    restored = restore_train_state(ckpt, state, rng, data_iter, mesh)
     if restored is not None:
-      start_step, saved = restored
-      state = TrainState(step=jnp.asarray(start_step, jnp.int32), params=saved["params"],
-                         opt_state=saved["opt_state"])
-      rng = jax.device_put(saved["rng"], jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-      restore_iterator(data_iter, saved["data_state"])
+      start_step, state, rng = restored
       logging.info("resumed from step %d", start_step)
     if start_step == 0:
       evaluate(0)
-    last_log, tokens_seen, t0 = time.perf_counter(), 0.0, time.perf_counter()
+    last_log, t0 = time.perf_counter(), time.perf_counter()
     progress = tqdm(range(start_step + 1, config.num_steps + 1), initial=start_step,
                     total=config.num_steps, desc="sft", mininterval=2.0,
                     disable=jax.process_index() != 0)

@@ -71,6 +71,30 @@ def state_shardings(state: TrainState, tx: optax.GradientTransformation, rules,
   return TrainState(step=replicated, params=param_shards, opt_state=opt_shards)
 
 
+def restore_train_state(ckpt, state: TrainState, rng: jax.Array, data_iter: Any, mesh: Mesh,
+                        *, updates_per_step: int = 1):
+  """Restores (step, state, rng) from the newest good checkpoint, or returns None.
+
+  Params and optimizer state come back on the shardings of `state`; the RNG key is
+  replicated over `mesh`; the data iterator is restored in place so the run
+  continues with exactly the next batch. Shared by the SFT and RL trainers.
+  """
+  from reasoning_jax.data import restore_iterator
+  target = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+      {"params": state.params, "opt_state": state.opt_state})
+  target["rng"] = rng
+  restored = ckpt.restore(target=target)
+  if restored is None:
+    return None
+  step, saved = restored
+  state = TrainState(step=jnp.asarray(step * updates_per_step, jnp.int32),
+                     params=saved["params"], opt_state=saved["opt_state"])
+  rng = jax.device_put(saved["rng"], NamedSharding(mesh, P()))  # Restored on one device.
+  restore_iterator(data_iter, saved["data_state"])
+  return step, state, rng
+
+
 def sft_loss(model: nnx.Module, batch: Mapping[str, jax.Array], *, chunk_size: int | None = None
              ) -> tuple[jax.Array, jax.Array, dict]:
   """Next-token cross-entropy on `loss_mask` tokens: (sum, token count, aux).
