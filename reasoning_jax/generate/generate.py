@@ -109,9 +109,13 @@ def _compiled_fns(graphdef: Any, settings: _Settings):
     positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
     # Padding slots are invisible (causal on positions) and later overwritten;
     # give them a valid id so the embedding lookup stays finite.
-    prompts = jnp.where(positions < prompt_lengths[:, None], prompts, 0)
+    valid = positions < prompt_lengths[:, None]
+    prompts = jnp.where(valid, prompts, 0)
     cache = model.init_cache(b, settings.cache_size)
-    hidden, cache = model.forward(prompts, positions=positions, cache=cache)
+    # Attention mixers ignore the mask here (causality hides the padding); recurrent
+    # mixers use it to leave their state untouched by the padding tokens.
+    hidden, cache = model.forward(prompts, positions=positions, attention_mask=valid,
+                                  cache=cache)
     last = jnp.take_along_axis(hidden, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
     token, logprob, sampling_logprob = sample(model.unembed(last), step_key(key, 0))
     carry = dict(

@@ -20,7 +20,10 @@ Rules = tuple[tuple[str, P], ...]
 _COMMON: Rules = (
     (r"embed", P("tensor", "fsdp")),
     (r"lm_head", P("fsdp", "tensor")),
-    (r"layers\.\d+\.mixer\.(q|k|v)_proj", P("fsdp", "tensor", None)),
+    (r"layers\.\d+\.mixer\.(q|k|v|r)_proj", P("fsdp", "tensor", None)),
+    (r"layers\.\d+\.mixer\.gate_a", P("fsdp", None)),  # GLA low-rank gate.
+    (r"layers\.\d+\.mixer\.gate_b", P(None, "tensor", None)),
+    (r"layers\.\d+\.mixer\.gate_bias", P("tensor", None)),
     (r"layers\.\d+\.mixer\.(q|k|v)_bias", P("tensor", None)),
     (r"layers\.\d+\.mixer\.o_proj", P("tensor", None, "fsdp")),
     (r"layers\.\d+\.mixer\.o_bias", P()),

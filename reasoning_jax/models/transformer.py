@@ -101,7 +101,9 @@ class Transformer(nnx.Module):
         `arange(T)` plus a per-row (per-segment when packing) constant: the
         causal/window mask is then taken on array indices, which is what lets the
         Pallas flash kernel serve this path.
-      attention_mask: `[B, T]` bool/int, 0 for padding keys (no-cache path).
+      attention_mask: `[B, T]` bool/int, 0 for padding tokens. Attention masks those keys
+        on the no-cache path and ignores it with a cache (causality on positions
+        hides padding slots); recurrent mixers leave their state untouched by them.
       segment_ids: `[B, T]` ints; tokens attend only within their segment.
       cache: a tuple from `init_cache`, or None.
     """
