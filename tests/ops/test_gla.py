@@ -121,9 +121,13 @@ def _projected_loss(fn, q, k, v, g, h0, **kwargs):
   return jnp.sum(o * wo) + jnp.sum(state * ws)
 
 
-@pytest.mark.parametrize("gate,chunk_size", [("vector", 20), ("scalar", 7)])
-def test_chunk_gradients_match_naive(gate, chunk_size):
-  q, k, v, g, h0 = _inputs(gate=gate)
+@pytest.mark.parametrize("gate,chunk_size,shape", [
+    ("vector", 20, {}), ("scalar", 7, {}),
+    # Several heads, two chunks of 32 (sub-chunks of 16): the shape at which an earlier
+    # formulation crashed XLA:CPU (jaxlib 0.10.2) in the backward pass.
+    ("vector", 32, dict(b=1, t=64, h=4, dk=8, dv=8))])
+def test_chunk_gradients_match_naive(gate, chunk_size, shape):
+  q, k, v, g, h0 = _inputs(gate=gate, **shape)
   grad = lambda fn, **kw: jax.jit(jax.grad(
       functools.partial(_projected_loss, fn, **kw), argnums=(0, 1, 2, 3, 4)))(q, k, v, g, h0)
   expected = grad(gla_naive)

@@ -59,15 +59,16 @@ def check_chunk_size(chunk_size: int) -> None:
     raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
 
 
-def _intra_chunk_scores(q, k, G, precision):
-  """Decayed causal scores `A[..., i, j] = sum_d q_id k_jd e^{G_id - G_jd}` for j <= i.
+def _intra_chunk_output(q, k, v, G, precision):
+  """`o_i = sum_{j<=i} [sum_d q_id k_jd e^{G_id - G_jd}] v_j` inside each chunk.
 
   Args:
     q, k, G: fp32 `[..., C, Dk]` (q already scaled; G the in-chunk cumulative log-gate).
+    v: fp32 `[..., C, Dv]`.
     precision: matmul precision.
 
   Returns:
-    `[..., C, C]` fp32, zero above the diagonal.
+    `[..., C, Dv]` fp32.
   """
   c, dk = q.shape[-2:]
   r = sub_chunk_size(c)
@@ -75,6 +76,7 @@ def _intra_chunk_scores(q, k, G, precision):
   lead = q.shape[:-2]
   qb = q.reshape(*lead, nb, r, dk)
   kb = k.reshape(*lead, nb, r, dk)
+  vb = v.reshape(*lead, nb, r, v.shape[-1])
   gb = G.reshape(*lead, nb, r, dk)
 
   # Off-diagonal sub-blocks, factorised at r_I = first position of query sub-block I.
@@ -86,15 +88,18 @@ def _intra_chunk_scores(q, k, G, precision):
   k_exp = jnp.where(before, g_ref - G[..., None, :, :], -jnp.inf)  # masked before exp
   k_dec = k[..., None, :, :] * jnp.exp(k_exp)  # [..., nb, C, Dk]
   a_off = jnp.einsum("...nid,...njd->...nij", q_dec, k_dec, precision=precision)
+  o_off = jnp.einsum("...nij,...jv->...niv", a_off, v, precision=precision)
 
-  # Diagonal sub-blocks, explicit pairwise differences masked before exp.
+  # Diagonal sub-blocks, explicit pairwise differences masked before exp. Written as
+  # three-operand / block einsums: XLA:CPU in jaxlib 0.10.2 segfaults in the backward of
+  # the equivalent `sum(q * k * exp(diff), -1)` and of a block-diagonal `* eye` assembly
+  # of the full [C, C] scores when H > 1 and there is more than one chunk (reproduced;
+  # jaxlib 0.12 is fine). Same math.
   causal = jnp.tril(jnp.ones((r, r), bool))[:, :, None]
   diff = jnp.where(causal, gb[..., :, None, :] - gb[..., None, :, :], -jnp.inf)
-  a_diag = jnp.sum(qb[..., :, None, :] * kb[..., None, :, :] * jnp.exp(diff), axis=-1)
-
-  eye = jnp.eye(nb, dtype=q.dtype)[:, None, :, None]  # [nb(I), 1, nb(J), 1]
-  scores = a_off.reshape(*lead, nb, r, nb, r) + a_diag[..., :, :, None, :] * eye
-  return scores.reshape(*lead, c, c)
+  a_diag = jnp.einsum("...id,...jd,...ijd->...ij", qb, kb, jnp.exp(diff), precision=precision)
+  o_diag = jnp.einsum("...ij,...jv->...iv", a_diag, vb, precision=precision)
+  return (o_off + o_diag).reshape(*lead, c, v.shape[-1])
 
 
 def gla_chunk(
@@ -145,8 +150,7 @@ def gla_chunk(
   gamma = G[..., -1:, :]  # [B, H, N, 1, Dk]
 
   # Intra-chunk (all chunks in parallel).
-  scores = _intra_chunk_scores(qc, kc, G, precision)
-  o_intra = jnp.einsum("...ij,...jv->...iv", scores, vc, precision=precision)
+  o_intra = _intra_chunk_output(qc, kc, vc, G, precision)
 
   # Each chunk's own contribution to the state at its end, then the chunk recurrence.
   k_to_end = kc * jnp.exp(gamma - G)  # exponent <= 0
