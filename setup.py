@@ -32,7 +32,9 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        # nbclient + nbformat + ipykernel: tests/test_notebooks.py executes colab/*.ipynb.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "nbclient>=0.10",
+                 "nbformat>=5.10", "ipykernel>=6.29"],
         # Reference implementations for parity tests. torch==2.13.0 is a CPU wheel for
         # Python 3.11 here; on other Pythons pip would fetch a multi-GB CUDA build.
         "hf": ["torch==2.13.0", "transformers>=5.0,<6", "safetensors>=0.5"],
