@@ -1,0 +1,392 @@
+r"""Single-layer induction: momentum attention vs 1- and 2-layer softmax attention.
+
+  python -m experiments.induction [--config=configs/induction.py] [--config.seeds="(0,1,2)"]
+
+Protocol (spec `memory_attention.md` §0.4, §4.2-4.3 (g)): attention-only models (FFN "none"),
+same width, trained from scratch on the H3 induction-head task ("Hungry Hungry Hippos", Fu et
+al., arXiv:2212.14052) and on repeated random tokens ("In-context Learning and Induction Heads",
+Olsson et al. 2022, arXiv:2209.11895); accuracy vs training steps over several seeds.
+Momentum attention: "Momentum Attention: The Physics of In-Context Learning and Spectral
+Forensics for Mechanistic Interpretability" (Kingsuk Maitra, arXiv:2602.04902).
+
+Models are named `"<mixer>@<num_layers>"` (optionally `"@<num_heads>"`), e.g.
+`"momentum_key_only@1"`; mixers named in `config.momentum_variants` are registered with
+`make_momentum_mixer` first. The training loop (`train_and_eval`) and the sweep
+(`run_recall_experiment`) are task-agnostic (tasks of `reasoning_jax.data.recall`: mqar |
+induction | repeated) and shared with `experiments/mqar.py`.
+
+Writes `<workdir>/results.md` (mean ± std of final accuracy, best accuracy, steps to
+`threshold`), `<workdir>/results.json` (every curve) and `<workdir>/accuracy.png`.
+Reports what the runs show, whatever it shows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping
+
+import numpy as np
+from absl import app, logging
+
+_DEFAULT = os.path.join(os.path.dirname(__file__), "..", "configs", "induction.py")
+
+
+# -- Models --------------------------------------------------------------------------------
+
+
+def parse_model_spec(spec: str) -> tuple[str, int, int | None]:
+  """`"mixer@layers[@heads]"` -> (mixer, num_layers, num_heads or None)."""
+  parts = spec.split("@")
+  if len(parts) not in (2, 3) or not parts[0]:
+    raise ValueError(f"model spec {spec!r}: expected 'mixer@num_layers' or "
+                     "'mixer@num_layers@num_heads'")
+  try:
+    numbers = [int(p) for p in parts[1:]]
+  except ValueError:
+    raise ValueError(f"model spec {spec!r}: layers/heads must be ints") from None
+  if any(n < 1 for n in numbers):
+    raise ValueError(f"model spec {spec!r}: layers/heads must be >= 1")
+  return parts[0], numbers[0], (numbers[1] if len(numbers) == 2 else None)
+
+
+def register_momentum_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
+  """Registers each `name -> make_momentum_mixer kwargs` (re-registers if the kwargs differ)."""
+  from reasoning_jax import registry
+  from reasoning_jax.layers.momentum import MomentumAttention, make_momentum_mixer
+  for name, kwargs in variants.items():
+    kwargs = dict(kwargs)
+    for key in ("gamma_q", "gamma_k"):
+      if isinstance(kwargs.get(key), list):
+        kwargs[key] = tuple(kwargs[key])
+    if name in registry.MIXERS:
+      cls = registry.MIXERS.get(name)
+      if not (isinstance(cls, type) and issubclass(cls, MomentumAttention)):
+        raise ValueError(f"momentum_variants[{name!r}]: {name!r} is already registered as a "
+                         f"non-momentum mixer {cls!r}")
+      same = (cls.gamma_q_spec == kwargs.get("gamma_q", "scaling_law")
+              and cls.gamma_k_spec == kwargs.get("gamma_k", "scaling_law")
+              and cls.t0_rule == kwargs.get("t0_rule", "repeat")
+              and cls.learnable_gamma == bool(kwargs.get("learnable_gamma", False)))
+      if same:
+        continue
+      make_momentum_mixer(name, override=True, **kwargs)
+    else:
+      make_momentum_mixer(name, **kwargs)
+
+
+def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mapping[str, Any]):
+  """A `ModelConfig` for `spec` from `get_preset(model.preset).replace(**overrides)`."""
+  from reasoning_jax.models.config import get_preset
+  mixer, num_layers, num_heads = parse_model_spec(spec)
+  overrides = dict(model.get("overrides", {}))
+  heads = num_heads or int(model.get("num_heads", 2))
+  if model["hidden_size"] % heads:
+    raise ValueError(f"model.hidden_size={model['hidden_size']} is not divisible by "
+                     f"{heads} heads (model spec {spec!r})")
+  return get_preset(model["preset"]).replace(
+      vocab_size=vocab_size, num_layers=num_layers, num_heads=heads, num_kv_heads=heads,
+      head_dim=model["hidden_size"] // heads, hidden_size=model["hidden_size"],
+      mixer=mixer, ffn=model.get("ffn", "none"),
+      max_position_embeddings=max(max_len, 64), **overrides)
+
+
+# -- Data ----------------------------------------------------------------------------------
+
+
+def task_vocab_size(task: Mapping[str, Any]) -> int:
+  from reasoning_jax.data import recall
+  import inspect
+  kwargs = dict(task.get("kwargs", {}))
+  if "vocab_size" in kwargs:
+    return int(kwargs["vocab_size"])
+  fn = recall.TASKS[task["name"]]
+  return int(inspect.signature(fn).parameters["vocab_size"].default)
+
+
+def make_task_data(task: Mapping[str, Any], seed: int):
+  """(train, test) `RecallData`; test data uses seed + 10 (Zoology's convention)."""
+  from reasoning_jax.data import recall
+  kwargs = dict(task.get("kwargs", {}))
+  train = recall.make_task(task["name"], int(task["num_train"]), seed=seed, **kwargs)
+  test = recall.make_task(task["name"], int(task["num_test"]), seed=seed + 10, **kwargs)
+  return train, test
+
+
+# -- Loss, training, evaluation --------------------------------------------------------------
+
+
+def masked_cross_entropy(logits, targets, weights):
+  """Token cross-entropy: (sum, count, aux with `correct_sum`) over `weights` positions.
+
+  logits `[B, T, V]` float32, targets `[B, T]` int (any value where weights == 0),
+  weights `[B, T]` float.
+  """
+  import jax
+  import jax.numpy as jnp
+  safe = jnp.where(weights > 0, targets, 0)
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  token_logp = jnp.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+  correct = (jnp.argmax(logits, axis=-1) == safe).astype(jnp.float32)
+  return -(token_logp * weights).sum(), weights.sum(), {"accuracy_sum": (correct * weights).sum()}
+
+
+def _recall_loss(model, batch):
+  return masked_cross_entropy(model(batch["inputs"]), batch["targets"], batch["loss_weights"])
+
+
+def make_optimizer(train: Mapping[str, Any], num_steps: int, *, decay_mask=None):
+  """clip_by_global_norm -> AdamW with linear warm-up and cosine decay.
+
+  `decay_mask`: optax weight-decay mask (a pytree or a callable on the params), e.g.
+  `reasoning_jax.layers.monotone.monotone_weight_decay_mask`.
+  """
+  import optax
+  warmup = int(train["warmup_steps"])
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, float(train["learning_rate"]), max(1, min(warmup, num_steps - 1)), max(2, num_steps),
+      end_value=float(train["learning_rate"]) * float(train.get("final_lr_fraction", 0.1)))
+  return optax.chain(optax.clip_by_global_norm(float(train["grad_clip"])),
+                     optax.adamw(schedule, b1=float(train.get("b1", 0.9)),
+                                 b2=float(train.get("b2", 0.98)),
+                                 weight_decay=float(train["weight_decay"]), mask=decay_mask))
+
+
+_COMPILED: dict[Any, Any] = {}
+
+
+def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *,
+                       decay_mask_fn=None):
+  """(graphdef, tx, train step, eval counts), compiled once per (model config, train config).
+
+  Seeds of the same model reuse the compiled step: only the parameter values differ.
+  """
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+  from reasoning_jax.models.transformer import Transformer
+  from reasoning_jax.train.step import init_train_state, make_train_step
+  loss_fn = loss_fn or _recall_loss
+  key = (model_config, json.dumps(dict(train), sort_keys=True, default=str), loss_fn,
+         decay_mask_fn)
+  if key not in _COMPILED:
+    model = nnx.eval_shape(lambda: Transformer(model_config, rngs=nnx.Rngs(0)))
+    tx = make_optimizer(train, int(train["num_steps"]), decay_mask=decay_mask_fn)
+    graphdef, _ = nnx.split(model, nnx.Param)
+    step_fn = make_train_step(graphdef, tx, loss_fn)
+
+    @jax.jit
+    def eval_counts(params, inputs, targets, mask):
+      logits = nnx.merge(graphdef, params)(inputs)
+      right = (jnp.argmax(logits, -1) == targets) & mask
+      return right.sum(), mask.sum()
+
+    _COMPILED[key] = (graphdef, tx, step_fn, eval_counts)
+  return _COMPILED[key]
+
+
+def evaluate_accuracy(eval_counts, params, data, *, batch_size: int) -> float:
+  """Top-1 accuracy of argmax logits on `data.eval_mask` positions (all examples)."""
+  right = total = 0
+  n = len(data)
+  for lo in range(0, n, batch_size):
+    hi = min(n, lo + batch_size)
+    inputs, targets, mask = data.inputs[lo:hi], data.targets[lo:hi], data.eval_mask[lo:hi]
+    if hi - lo < batch_size:  # Pad the last batch (masked out) to keep one compiled shape.
+      pad = batch_size - (hi - lo)
+      inputs = np.concatenate([inputs, np.zeros((pad,) + inputs.shape[1:], inputs.dtype)])
+      targets = np.concatenate([targets, np.zeros((pad,) + targets.shape[1:], targets.dtype)])
+      mask = np.concatenate([mask, np.zeros((pad,) + mask.shape[1:], bool)])
+    r, t = eval_counts(params, inputs, targets, mask)
+    right += int(r)
+    total += int(t)
+  return right / max(total, 1)
+
+
+def train_and_eval(model_config, task: Mapping[str, Any], seed: int,
+                   train: Mapping[str, Any], *, label: str = "") -> dict[str, Any]:
+  """Trains `model_config` from scratch on `task` and evaluates accuracy along the way.
+
+  Args:
+    model_config: a `ModelConfig` (its vocab must cover the task's).
+    task: {"name": mqar | induction | repeated, "num_train", "num_test", "kwargs": generator
+      kwargs, "loss_on": "all" (every target, H3/Zoology) | "eval" (only `eval_mask`)}.
+    seed: model init, data order and train data (test data: seed + 10).
+    train: {"batch_size", "num_steps", "learning_rate", "warmup_steps", "weight_decay",
+      "grad_clip", "eval_every", "eval_batch_size", optional "b1", "b2", "final_lr_fraction"}.
+    label: name used in log lines.
+
+  Returns:
+    {"curve": [[step, test accuracy], ...], "final_accuracy", "best_accuracy",
+     "train_loss": [[step, loss], ...], "num_params", "wall_s"}.
+  """
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+  from reasoning_jax.data.recall import IGNORE, make_recall_loader
+  from reasoning_jax.models.transformer import Transformer, count_params
+  from reasoning_jax.train.step import init_train_state
+
+  start = time.time()
+  loss_on = task.get("loss_on", "all")
+  if loss_on not in ("all", "eval"):
+    raise ValueError(f"task.loss_on must be 'all' or 'eval', got {loss_on!r}")
+  train_data, test_data = make_task_data(task, seed)
+  if train_data.seq_len > model_config.max_position_embeddings:
+    raise ValueError(f"task sequences have {train_data.seq_len} tokens but the model's "
+                     f"max_position_embeddings={model_config.max_position_embeddings}")
+  num_steps = int(train["num_steps"])
+  _, tx, step_fn, eval_counts = compiled_functions(model_config, train)
+  model = Transformer(model_config, rngs=nnx.Rngs(seed))
+  num_params = count_params(model)
+  _, state = init_train_state(model, tx)
+  del model
+  loader = iter(make_recall_loader(train_data, batch_size=int(train["batch_size"]), seed=seed))
+  eval_every = int(train["eval_every"])
+  eval_bs = int(train.get("eval_batch_size", 256))
+  curve = [[0, evaluate_accuracy(eval_counts, state.params, test_data, batch_size=eval_bs)]]
+  losses = []
+  for step in range(1, num_steps + 1):
+    batch = next(loader)
+    weights = batch["targets"] != IGNORE
+    if loss_on == "eval":
+      weights &= batch["eval_mask"]
+    state, metrics = step_fn(state, {"inputs": jnp.asarray(batch["inputs"]),
+                                     "targets": jnp.asarray(batch["targets"]),
+                                     "loss_weights": jnp.asarray(weights, jnp.float32)})
+    if step % eval_every == 0 or step == num_steps:
+      loss = float(metrics["loss"])
+      acc = evaluate_accuracy(eval_counts, state.params, test_data, batch_size=eval_bs)
+      curve.append([step, acc])
+      losses.append([step, loss])
+      logging.info("%s seed %d step %d: train loss %.4f, test accuracy %.4f", label, seed,
+                   step, loss, acc)
+      if not math.isfinite(loss):
+        logging.warning("%s seed %d: non-finite loss at step %d; stopping", label, seed, step)
+        break
+  jax.block_until_ready(state.params)
+  accs = [a for _, a in curve]
+  return {"curve": curve, "final_accuracy": accs[-1], "best_accuracy": max(accs),
+          "train_loss": losses, "num_params": num_params, "wall_s": time.time() - start}
+
+
+# -- The sweep -------------------------------------------------------------------------------
+
+
+def steps_to_threshold(curve, threshold: float):
+  return next((s for s, a in curve if a >= threshold), None)
+
+
+def summary_table(results: Mapping[str, Mapping[str, list]], threshold: float) -> str:
+  """Markdown tables (one per task): mean ± std final/best accuracy, steps to threshold."""
+  out = []
+  for task, models in results.items():
+    out.append(f"### {task}\n")
+    out.append(f"| model | params | final accuracy | best accuracy | steps to {threshold:.0%} "
+               "| seeds |")
+    out.append("|---|---|---|---|---|---|")
+    for label, runs in models.items():
+      final = np.array([r["final_accuracy"] for r in runs])
+      best = np.array([r["best_accuracy"] for r in runs])
+      hit = [s for s in (steps_to_threshold(r["curve"], threshold) for r in runs)
+             if s is not None]
+      steps = (f"{np.mean(hit):.0f} ({len(hit)}/{len(runs)} runs)" if hit else
+               f"not reached (0/{len(runs)})")
+      out.append(f"| {label} | {runs[0]['num_params']:,} | {final.mean():.3f} ± "
+                 f"{final.std():.3f} | {best.mean():.3f} ± {best.std():.3f} | {steps} | "
+                 f"{len(runs)} |")
+    out.append("")
+  return "\n".join(out)
+
+
+def plot_curves(results, path: str, *, threshold: float, chance: Mapping[str, float]):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  tasks = list(results)
+  fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+  for ax, task in zip(axes[0], tasks):
+    for label, runs in results[task].items():
+      steps = [s for s, _ in runs[0]["curve"]]
+      acc = np.array([[a for _, a in r["curve"]] for r in runs
+                      if len(r["curve"]) == len(steps)])
+      ax.plot(steps, acc.mean(0), marker=".", label=label)
+      ax.fill_between(steps, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15)
+    ax.axhline(threshold, color="gray", ls=":", lw=1)
+    if task in chance:
+      ax.axhline(chance[task], color="k", ls="--", lw=0.8, label="chance")
+    ax.set(xlabel="training step", ylabel="test accuracy", title=task, ylim=(-0.02, 1.02))
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _chance(task: Mapping[str, Any]) -> float:
+  v = task_vocab_size(task)
+  if task["name"] == "induction":
+    return 1.0 / (v - 2)
+  if task["name"] == "mqar":
+    return 2.0 / v  # Uniform over the V/2 value ids.
+  return 1.0 / v
+
+
+def run_recall_experiment(config) -> dict[str, Any]:
+  """Every (task, model, seed) of `config`; writes results.{md,json} and accuracy.png."""
+  from reasoning_jax.train.metrics import quiet_library_logs
+  quiet_library_logs()
+  register_momentum_variants(config.get("momentum_variants", {}) or {})
+  os.makedirs(config.workdir, exist_ok=True)
+  results: dict[str, dict[str, list]] = {}
+  timings = {}
+  start = time.time()
+  for task_name in config.tasks:
+    task = dict(config.task_configs[task_name])
+    task["name"] = task_name
+    task["kwargs"] = dict(task.get("kwargs", {}))
+    probe, _ = make_task_data({**task, "num_train": 1, "num_test": 1}, 0)
+    vocab = task_vocab_size(task)
+    t_task = time.time()
+    for spec in config.models:
+      model_config = build_model_config(spec, vocab_size=vocab, max_len=probe.seq_len,
+                                        model=config.model)
+      for seed in config.seeds:
+        logging.info("=== %s / %s / seed %d ===", task_name, spec, seed)
+        result = train_and_eval(model_config, task, int(seed), config.train,
+                                label=f"{task_name}/{spec}")
+        result["seed"] = int(seed)
+        results.setdefault(task_name, {}).setdefault(spec, []).append(result)
+    timings[task_name] = time.time() - t_task
+  total = time.time() - start
+  payload = {"results": results, "wall_s": total, "wall_s_per_task": timings,
+             "config": config.to_dict()}
+  with open(os.path.join(config.workdir, "results.json"), "w") as f:
+    json.dump(payload, f, indent=2, default=str)
+  table = summary_table(results, float(config.threshold))
+  header = (f"{config.get('title', 'Recall experiment')}: {config.train.num_steps} steps x "
+            f"batch {config.train.batch_size}, width {config.model.hidden_size}, FFN "
+            f"{config.model.ffn!r}, seeds {tuple(config.seeds)}; accuracy on held-out "
+            f"examples (test seed = seed + 10). Wall time {total:.0f} s.\n")
+  notes = config.get("notes", "")
+  with open(os.path.join(config.workdir, "results.md"), "w") as f:
+    f.write(header + "\n" + table + ("\n" + notes + "\n" if notes else ""))
+  plot_curves(results, os.path.join(config.workdir, "accuracy.png"),
+              threshold=float(config.threshold),
+              chance={t: _chance({**dict(config.task_configs[t]), "name": t})
+                      for t in results})
+  logging.info("results in %s (%.0f s)\n%s", config.workdir, total, table)
+  return payload
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  run_recall_experiment(_CONFIG.value)
+
+
+if __name__ == "__main__":
+  from ml_collections import config_flags
+  _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "Induction config.")
+  app.run(main)
