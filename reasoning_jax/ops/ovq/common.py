@@ -1,0 +1,451 @@
+"""OVQ attention: the state, growth schedules, validation and the blocks the forms share.
+
+Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922),
+as reconstructed in /shared/methods/memory_attention.md section 3.2. Per batch row
+and head the state holds a key dictionary `dk [N, D]`, a value dictionary
+`dv [N, Dv]` and per-slot counts `n [N]` (0 = inactive), plus the current,
+not-yet-absorbed chunk (`buf_k [L, D]`, `buf_v [L, Dv]`, `buf_len` tokens).
+
+Readout for a query q (unit norm) in the current chunk: one softmax over
+
+    l_i  = -(beta/2) ||q - dk_i||^2 + log n_i    active slots i (n_i > 0)
+    l'_j = -(beta/2) ||q - k_j||^2                exact keys j <= t of the current chunk
+
+with values `dv_i` and `v_j`. With ||q|| = ||k_j|| = 1 this is
+`beta q.x - (beta/2)(||x||^2 + 1) + log n`, which is how it is computed here
+(one matmul; the per-slot bias `log n - (beta/2)(||dk||^2 + 1)` is `-inf` for
+inactive slots, never `log 0`).
+
+Write (after the chunk's reads, only for a full chunk of L tokens): grow to the
+schedule's target by farthest-first seeding of free slots, assign every chunk
+key to its nearest candidate slot (ties -> lowest index, a constant for
+autodiff), and replace each touched slot by the exact running mean of all keys
+and values ever assigned to it (`(n dk + sum k) / (n + m)`); untouched slots
+are bit-identical.
+
+Chunk boundaries are absolute: a chunk is L consecutive tokens of the stream
+counted from the first token ever absorbed, so a call continuing from a state
+whose buffer holds p tokens first completes that chunk with L - p new tokens.
+All forms map a call's tokens onto this "stream" layout (`to_stream`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from reasoning_jax import registry
+
+# Largest num_slots the saturating schedule can evaluate in int32 (it forms N^2).
+MAX_SLOTS = 46340
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class OVQState:
+  """Recurrent state of OVQ attention (a pytree; constant size in T).
+
+  Attributes:
+    dk: key dictionary `[B, H, N, D]` float32 (running means of unit keys).
+    dv: value dictionary `[B, H, N, Dv]` float32.
+    counts: tokens absorbed per slot `[B, H, N]` float32; 0 marks an inactive slot.
+    buf_k: normalised keys of the current chunk `[B, H, L, D]` float32; rows at and
+      past `buf_len` are zero.
+    buf_v: values of the current chunk `[B, H, L, Dv]` float32.
+    buf_len: tokens in the buffer `[B]` int32, in `[0, L)`.
+    tokens_seen: tokens absorbed into the dictionary so far `[B]` int32 (a
+      multiple of L when started from `init_state`).
+  """
+  dk: jax.Array
+  dv: jax.Array
+  counts: jax.Array
+  buf_k: jax.Array
+  buf_v: jax.Array
+  buf_len: jax.Array
+  tokens_seen: jax.Array
+
+  @property
+  def num_slots(self) -> int:
+    return self.dk.shape[2]
+
+  @property
+  def chunk_size(self) -> int:
+    return self.buf_k.shape[2]
+
+
+def init_state(batch: int, heads: int, num_slots: int, chunk_size: int, dk: int,
+               dv: int) -> OVQState:
+  """The empty state: no active slot, empty buffer.
+
+  Args:
+    batch, heads: B and H.
+    num_slots: dictionary slots N (N_max of the paper's growth schedule).
+    chunk_size: chunk length L (the buffer length).
+    dk, dv: key and value head dims D and Dv.
+  """
+  for name, value in (("batch", batch), ("heads", heads), ("num_slots", num_slots),
+                      ("chunk_size", chunk_size), ("dk", dk), ("dv", dv)):
+    check_positive_int(value, name)
+  f32 = jnp.float32
+  return OVQState(
+      dk=jnp.zeros((batch, heads, num_slots, dk), f32),
+      dv=jnp.zeros((batch, heads, num_slots, dv), f32),
+      counts=jnp.zeros((batch, heads, num_slots), f32),
+      buf_k=jnp.zeros((batch, heads, chunk_size, dk), f32),
+      buf_v=jnp.zeros((batch, heads, chunk_size, dv), f32),
+      buf_len=jnp.zeros((batch,), jnp.int32),
+      tokens_seen=jnp.zeros((batch,), jnp.int32))
+
+
+# ------------------------------------------------------------------------ growth schedules
+
+# fn(tokens_absorbed int32 [B], num_slots int) -> target number of active slots, int32 [B].
+OVQ_SCHEDULES: registry.Registry[Callable[[jax.Array, int], jax.Array]] = registry.Registry(
+    "ovq growth schedule")
+
+
+@OVQ_SCHEDULES.register("saturating")
+def saturating_schedule(tau: jax.Array, num_slots: int) -> jax.Array:
+  """`min(N, ceil(N tau / (tau + N)))`, the saturating curve (KVM paper's OVQ baseline).
+
+  Evaluated exactly in int32 as `N - floor(N^2 / (tau + N))` (needs N <= 46340).
+  """
+  n = num_slots
+  return n - (n * n) // (tau.astype(jnp.int32) + n)
+
+
+@OVQ_SCHEDULES.register("every_token")
+def every_token_schedule(tau: jax.Array, num_slots: int) -> jax.Array:
+  """`min(N, tau)`: every absorbed token may open a slot until the dictionary is full."""
+  return jnp.minimum(tau.astype(jnp.int32), num_slots)
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def check_positive_int(value, name: str) -> None:
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+    raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_ovq_inputs(q, k, v, beta, initial_state, lengths, *, chunk_size, num_slots, schedule,
+                     renormalize) -> None:
+  """Raises ValueError naming the argument and the expected shape/dtype/range.
+
+  Args:
+    q: `[B, T, H, D]` floating.
+    k: `[B, T, H, D]`, q's dtype.
+    v: `[B, T, H, Dv]`, q's dtype.
+    beta: a positive Python number, or a floating array of shape `()` or `[H]`.
+    initial_state: an `OVQState` with fields shaped for (B, H, N=num_slots,
+      L=chunk_size, D, Dv), or None.
+    lengths: `[B]` integer array or None.
+    chunk_size, num_slots: positive ints (num_slots <= 46340).
+    schedule: a name in `OVQ_SCHEDULES`.
+    renormalize: bool.
+  """
+  if getattr(q, "ndim", None) != 4:
+    raise ValueError(f"q must be [B, T, H, D], got shape {getattr(q, 'shape', None)}")
+  b, t, h, d = q.shape
+  if getattr(k, "shape", None) != q.shape:
+    raise ValueError(
+        f"k must be [B, T, H, D] = {q.shape} like q (same heads and head dim), got shape "
+        f"{getattr(k, 'shape', None)}")
+  if getattr(v, "ndim", None) != 4 or v.shape[:3] != (b, t, h):
+    raise ValueError(
+        f"v must be [B, T, H, Dv] = {(b, t, h)} + (Dv,), got shape {getattr(v, 'shape', None)}")
+  dv = v.shape[3]
+  if not jnp.issubdtype(q.dtype, jnp.floating):
+    raise ValueError(f"q must have a floating dtype, got {q.dtype}")
+  if not q.dtype == k.dtype == v.dtype:
+    raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+  check_positive_int(chunk_size, "chunk_size")
+  check_positive_int(num_slots, "num_slots")
+  if num_slots > MAX_SLOTS:
+    raise ValueError(f"num_slots must be <= {MAX_SLOTS} (int32 schedule), got {num_slots}")
+  OVQ_SCHEDULES.validate(schedule, argument="schedule")
+  if not isinstance(renormalize, bool):
+    raise ValueError(f"renormalize must be a bool, got {renormalize!r}")
+  if isinstance(beta, numbers.Real) and not isinstance(beta, bool):
+    if not beta > 0:
+      raise ValueError(f"beta must be positive (an inverse temperature), got {beta!r}")
+  else:
+    shape = getattr(beta, "shape", None)
+    if shape not in ((), (h,)):
+      raise ValueError(f"beta must be a positive scalar or [H] = ({h},), got shape {shape}")
+    if not jnp.issubdtype(beta.dtype, jnp.floating):
+      raise ValueError(f"beta must be floating, got {beta.dtype}")
+  if lengths is not None:
+    if getattr(lengths, "shape", None) != (b,):
+      raise ValueError(f"lengths must be [B] = ({b},), got shape {getattr(lengths, 'shape', None)}")
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+      raise ValueError(f"lengths must be integers, got {lengths.dtype}")
+  if initial_state is not None:
+    check_state(initial_state, b, h, num_slots, chunk_size, d, dv, name="initial_state")
+
+
+def check_state(state, b, h, n, l, d, dv, *, name="state") -> None:
+  """Raises ValueError unless `state` is an OVQState shaped for (B, H, N, L, D, Dv)."""
+  if not isinstance(state, OVQState):
+    raise ValueError(f"{name} must be an OVQState, got {type(state).__name__}")
+  expected = {
+      "dk": ((b, h, n, d), "[B, H, N, D]", jnp.float32),
+      "dv": ((b, h, n, dv), "[B, H, N, Dv]", jnp.float32),
+      "counts": ((b, h, n), "[B, H, N]", jnp.float32),
+      "buf_k": ((b, h, l, d), "[B, H, L, D]", jnp.float32),
+      "buf_v": ((b, h, l, dv), "[B, H, L, Dv]", jnp.float32),
+      "buf_len": ((b,), "[B]", jnp.int32),
+      "tokens_seen": ((b,), "[B]", jnp.int32),
+  }
+  for field, (shape, layout, dtype) in expected.items():
+    x = getattr(state, field)
+    if x.shape != shape:
+      raise ValueError(
+          f"{name}.{field} must be {layout} = {shape} (N = num_slots, L = chunk_size), "
+          f"got shape {x.shape}")
+    if x.dtype != dtype:
+      raise ValueError(f"{name}.{field} must be {jnp.dtype(dtype).name}, got {x.dtype}")
+
+
+# -------------------------------------------------------------------------- shared blocks
+
+
+def l2_normalize(x: jax.Array) -> jax.Array:
+  """`x / ||x||` over the last axis in fp32 (a zero vector stays zero)."""
+  x = x.astype(jnp.float32)
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+
+
+def beta_per_head(beta, heads: int) -> jax.Array:
+  """beta as fp32 `[H]`."""
+  return jnp.broadcast_to(jnp.asarray(beta, jnp.float32), (heads,))
+
+
+def precision_for(dtype):
+  """HIGHEST for fp32 inputs (an fp32 reference, also on TPU); backend default otherwise."""
+  return jax.lax.Precision.HIGHEST if dtype == jnp.float32 else None
+
+
+def log_counts(counts: jax.Array) -> jax.Array:
+  """`log n` for active slots, `-inf` for inactive ones (log 0 is never evaluated)."""
+  active = counts > 0
+  return jnp.where(active, jnp.log(jnp.where(active, counts, 1.0)), -jnp.inf)
+
+
+def dictionary_bias(dict_k, counts, beta_h, renormalize: bool) -> jax.Array:
+  """Per-slot additive logit `log n - (beta/2)(||dk||^2 + 1)` `[B, H, N]` (-inf inactive).
+
+  With `renormalize` the stored keys are unit vectors and `||dk||^2` is taken as 1.
+  """
+  beta = beta_h[:, None]
+  sq = 1.0 if renormalize else jnp.sum(dict_k * dict_k, axis=-1)
+  return log_counts(counts) - 0.5 * beta * (sq + 1.0)
+
+
+def readout(q, keys, values, key_mask, dict_k, dict_v, counts, beta_h, *, renormalize,
+            precision) -> jax.Array:
+  """Joint softmax over active slots and the visible exact keys (fp32, vectorised).
+
+  Args:
+    q: unit queries `[B, H, Lq, D]` fp32.
+    keys: unit exact keys `[B, H, Lk, D]`; values `[B, H, Lk, Dv]`.
+    key_mask: `[B, Lq, Lk]` bool, True where query i may read key j.
+    dict_k, dict_v, counts: the dictionary `[B, H, N, D]`, `[B, H, N, Dv]`, `[B, H, N]`.
+    beta_h: `[H]` fp32.
+
+  Returns:
+    `[B, H, Lq, Dv]` fp32; rows that see nothing are 0.
+  """
+  beta = beta_h[:, None, None]
+  bias = dictionary_bias(dict_k, counts, beta_h, renormalize)
+  logits_d = beta * jnp.einsum("bhid,bhnd->bhin", q, dict_k, precision=precision)
+  logits_d = logits_d + bias[:, :, None, :]
+  logits_c = beta * (jnp.einsum("bhid,bhjd->bhij", q, keys, precision=precision) - 1.0)
+  logits_c = jnp.where(key_mask[:, None], logits_c, -jnp.inf)
+  m = jnp.maximum(jnp.max(logits_d, axis=-1, keepdims=True),
+                  jnp.max(logits_c, axis=-1, keepdims=True))
+  m = jax.lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+  p_d, p_c = jnp.exp(logits_d - m), jnp.exp(logits_c - m)
+  z = jnp.sum(p_d, axis=-1, keepdims=True) + jnp.sum(p_c, axis=-1, keepdims=True)
+  o = (jnp.einsum("bhin,bhnv->bhiv", p_d, dict_v, precision=precision)
+       + jnp.einsum("bhij,bhjv->bhiv", p_c, values, precision=precision))
+  return o / jnp.where(z > 0, z, 1.0)
+
+
+def _sq_dist(x, c, precision):
+  """`||x_j - c_i||^2` by the matmul expansion: `[..., Lx, D] x [..., Nc, D] -> [..., Lx, Nc]`."""
+  return (jnp.sum(x * x, -1)[..., :, None]
+          - 2.0 * jnp.einsum("...jd,...nd->...jn", x, c, precision=precision)
+          + jnp.sum(c * c, -1)[..., None, :])
+
+
+def growth(counts, tokens_seen, chunk_size: int, schedule: str) -> jax.Array:
+  """Slots to open in this write, `m = clip(target(tau) - N_active, 0, L)` `[B, H]` int32.
+
+  `tau = tokens_seen + L` counts the tokens absorbed once this chunk is.
+  """
+  n = counts.shape[-1]
+  target = OVQ_SCHEDULES.get(schedule)(tokens_seen + chunk_size, n)  # [B]
+  active = jnp.sum(counts > 0, axis=-1, dtype=jnp.int32)
+  return jnp.clip(target[:, None] - active, 0, chunk_size)
+
+
+def absorb(dict_k, dict_v, counts, keys, values, tokens_seen, do_absorb, *, schedule,
+           renormalize, precision):
+  """Absorbs one full chunk into the dictionary (dense, vectorised; the chunk/decode write).
+
+  Farthest-first seeding of `m` free slots (lowest free slots in pick order),
+  hard nearest-candidate assignment (ties -> lowest index), exact running-mean
+  update as dense one-hot matmuls. Rows with `do_absorb` False are returned
+  unchanged.
+
+  Args:
+    dict_k, dict_v, counts: `[B, H, N, D]`, `[B, H, N, Dv]`, `[B, H, N]` fp32.
+    keys, values: the chunk, unit keys `[B, H, L, D]`, values `[B, H, L, Dv]` fp32.
+    tokens_seen: `[B]` int32 tokens absorbed before this chunk.
+    do_absorb: `[B]` bool.
+
+  Returns:
+    `(dict_k, dict_v, counts)`.
+  """
+  n_slots = counts.shape[-1]
+  l = keys.shape[-2]
+  m = growth(counts, tokens_seen, l, schedule)  # [B, H]
+  active = counts > 0
+  sk = jax.lax.stop_gradient(keys)
+
+  # Farthest-first traversal: distance of every chunk key to its nearest centre so far.
+  d_exist = jnp.where(active[..., None, :], _sq_dist(sk, jax.lax.stop_gradient(dict_k),
+                                                     precision), jnp.inf)
+  picks = jnp.arange(l)
+
+  def pick(r, carry):
+    min_d, seeds = carry
+    j = jnp.argmax(min_d, axis=-1)  # [B, H]; first max, so key 0 when nothing exists
+    seed = jnp.take_along_axis(sk, j[..., None, None], axis=-2)  # [B, H, 1, D]
+    on = (r < m)[..., None]  # [B, H, 1]
+    seeds = jnp.where((picks == r)[:, None] & on[..., None], seed, seeds)
+    d_new = jnp.sum((sk - seed) ** 2, axis=-1)
+    return jnp.where(on, jnp.minimum(min_d, d_new), min_d), seeds
+
+  min_d = jnp.min(d_exist, axis=-1)
+  _, seeds = jax.lax.fori_loop(0, l, pick, (min_d, jnp.zeros_like(sk)))
+  # Pick r goes to the r-th lowest free slot.
+  free = jnp.logical_not(active)
+  rank = jnp.cumsum(free, axis=-1) - 1  # [B, H, N]
+  place = (free[..., None, :] & (rank[..., None, :] == picks[:, None])
+           & (picks[:, None] < m[..., None, None]))  # [B, H, L, N]
+  seeded = jnp.any(place, axis=-2)
+  seed_slots = jnp.einsum("bhln,bhld->bhnd", place.astype(jnp.float32), seeds,
+                          precision=jax.lax.Precision.HIGHEST)
+  centres = jnp.where(seeded[..., None], seed_slots, jax.lax.stop_gradient(dict_k))
+  candidate = active | seeded
+
+  dist = jnp.where(candidate[..., None, :], _sq_dist(sk, centres, precision), jnp.inf)
+  assign = jax.nn.one_hot(jnp.argmin(dist, axis=-1), n_slots, dtype=jnp.float32)  # [B,H,L,N]
+  hits = jnp.sum(assign, axis=-2)  # [B, H, N]
+  new_counts = counts + hits
+  touched = (hits > 0) & do_absorb[:, None, None]
+  denom = jnp.where(touched, new_counts, 1.0)[..., None]
+  sum_k = jnp.einsum("bhln,bhld->bhnd", assign, keys, precision=precision)
+  sum_v = jnp.einsum("bhln,bhlv->bhnv", assign, values, precision=precision)
+  new_k = (counts[..., None] * dict_k + sum_k) / denom
+  if renormalize:
+    new_k = l2_normalize(new_k)
+  new_v = (counts[..., None] * dict_v + sum_v) / denom
+  return (jnp.where(touched[..., None], new_k, dict_k),
+          jnp.where(touched[..., None], new_v, dict_v),
+          jnp.where(do_absorb[:, None, None], new_counts, counts))
+
+
+# ------------------------------------------------------------------------- stream layout
+
+
+def num_stream_chunks(t: int, chunk_size: int, has_buffer: bool) -> int:
+  """Chunks of the stream layout: T tokens after at most L - 1 buffered ones."""
+  return -(-(t + (chunk_size - 1 if has_buffer else 0)) // chunk_size)
+
+
+def to_stream(x, buf, offset, stream_len: int) -> jax.Array:
+  """`[B, T, H, D]` tokens after `offset [B]` buffered rows -> `[B, H, P, D]` fp32 stream.
+
+  Stream row s of batch b is `buf[b, :, s]` for `s < offset[b]`, token
+  `s - offset[b]` for the next T rows, and zero after. `buf` None means offset 0
+  (then the tokens are only padded).
+  """
+  t = x.shape[1]
+  x = jnp.moveaxis(x.astype(jnp.float32), 1, 2)  # [B, H, T, D]
+  if buf is None:
+    return jnp.pad(x, ((0, 0), (0, 0), (0, stream_len - t), (0, 0)))
+  s = jnp.arange(stream_len)
+  src = s[None, :] - offset[:, None]  # [B, P]
+  from_x = (src >= 0) & (src < t)
+  tokens = jnp.take_along_axis(x, jnp.clip(src, 0, t - 1)[:, None, :, None], axis=2)
+  l = buf.shape[2]
+  buf = jnp.pad(buf, ((0, 0), (0, 0), (0, max(stream_len - l, 0)), (0, 0)))[:, :, :stream_len]
+  from_buf = s[None, :] < offset[:, None]
+  out = jnp.where(from_x[:, None, :, None], tokens, 0.0)
+  return jnp.where(from_buf[:, None, :, None], buf, out)
+
+
+def from_stream(o, offset, t: int) -> jax.Array:
+  """Inverse of `to_stream` for outputs: `[B, H, P, Dv]` -> `[B, T, H, Dv]` (rows offset..)."""
+  if offset is None:
+    return jnp.moveaxis(o[:, :, :t], 1, 2)
+  idx = offset[:, None] + jnp.arange(t)[None, :]  # [B, T]
+  return jnp.moveaxis(jnp.take_along_axis(o, idx[:, None, :, None], axis=2), 1, 2)
+
+
+def final_buffer(stream_k, stream_v, end, chunk_size: int):
+  """The partial chunk after stream position `end [B]`: `(buf_k, buf_v, buf_len)`.
+
+  `end` is the number of valid stream rows; the buffer is rows
+  `[L * (end // L), end)`, zero-padded to L.
+  """
+  l = chunk_size
+  buf_len = end % l
+  start = end - buf_len  # [B]
+  p = stream_k.shape[2]
+  idx = start[:, None] + jnp.arange(l)[None, :]  # [B, L]
+  keep = (jnp.arange(l)[None, :] < buf_len[:, None])[:, None, :, None]
+  take = lambda x: jnp.where(
+      keep, jnp.take_along_axis(x, jnp.clip(idx, 0, p - 1)[:, None, :, None], axis=2), 0.0)
+  return take(stream_k), take(stream_v), buf_len.astype(jnp.int32)
+
+
+def prepare(q, k, v, beta, initial_state, lengths, chunk_size: int, num_slots: int):
+  """Everything the chunked forms need in the stream layout.
+
+  Returns a dict with fp32 streams `q, k, v` `[B, H, P, *]` (q and k unit
+  norm), `offset [B]` (buffered rows, None without a state), `end [B]` (valid
+  stream rows), the starting dictionary and counters, `beta_h [H]` and the
+  number of chunks.
+  """
+  b, t, h, d = q.shape
+  dv = v.shape[-1]
+  l = chunk_size
+  state = initial_state
+  has_buffer = state is not None
+  if state is None:
+    state = init_state(b, h, num_slots, l, d, dv)
+  n_chunks = num_stream_chunks(t, l, has_buffer)
+  p = n_chunks * l
+  offset = state.buf_len if has_buffer else None
+  n_valid = jnp.full((b,), t, jnp.int32) if lengths is None else jnp.clip(
+      lengths.astype(jnp.int32), 0, t)
+  buf_q, buf_k, buf_v = ((jnp.zeros_like(state.buf_k), state.buf_k, state.buf_v) if has_buffer
+                         else (None, None, None))
+  return dict(
+      q=to_stream(l2_normalize(q), buf_q, offset, p),
+      k=to_stream(l2_normalize(k), buf_k, offset, p),
+      v=to_stream(v, buf_v, offset, p),
+      offset=offset,
+      end=n_valid + (state.buf_len if has_buffer else 0),
+      state=state,
+      beta_h=beta_per_head(beta, h),
+      num_chunks=n_chunks,
+      t=t)

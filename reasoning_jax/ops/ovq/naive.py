@@ -1,0 +1,154 @@
+"""OVQ attention: the readable fp32 reference (a Python loop over chunks).
+
+Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922),
+spec section 3.2 of /shared/methods/memory_attention.md, written as literally as
+possible: logits from explicit squared distances `-(beta/2)||q - x||^2 + log n`,
+farthest-first seeding and assignment from explicit distances, and the running
+mean update with a scatter-add per sequence (`jax.vmap` over batch and heads).
+`ovq_chunk` (dense, scanned) and `ovq_recurrent` (decode steps) must agree with it.
+See `reasoning_jax.ops.ovq.common` for the state and the conventions.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from reasoning_jax.ops.ovq import common
+
+
+def _sq_dist(x, c):
+  """`||x_j - c_i||^2` `[Lx, Nc]`, computed from the differences."""
+  return jnp.sum((x[:, None, :] - c[None, :, :]) ** 2, axis=-1)
+
+
+def _absorb_one(dict_k, dict_v, counts, keys, values, tokens_seen, full, *, schedule,
+                renormalize):
+  """One sequence and head: absorb the chunk `keys [L, D]`, `values [L, Dv]` if `full`."""
+  n_slots, l = counts.shape[0], keys.shape[0]
+  active = counts > 0
+  # 1. Growth: open m slots so that the active count reaches the schedule's target.
+  target = common.OVQ_SCHEDULES.get(schedule)(tokens_seen + l, n_slots)
+  m = jnp.clip(target - jnp.sum(active), 0, l)
+  # 2. Farthest-first seeding (assignments and seeds carry no gradient).
+  sk = jax.lax.stop_gradient(keys)
+  centres = jax.lax.stop_gradient(dict_k)
+  is_centre = active
+  nearest = jnp.min(jnp.where(active[None, :], _sq_dist(sk, centres), jnp.inf), axis=-1)
+  free_slots = jnp.argsort(active, stable=True)  # free slots first, in index order
+
+  def pick(r, carry):
+    centres, is_centre, nearest = carry
+    j = jnp.argmax(nearest)  # farthest key from every centre; key 0 if there is none
+    on = r < m
+    slot = free_slots[r]
+    centres = centres.at[slot].set(jnp.where(on, sk[j], centres[slot]))
+    is_centre = is_centre.at[slot].set(is_centre[slot] | on)
+    nearest = jnp.where(on, jnp.minimum(nearest, jnp.sum((sk - sk[j]) ** 2, axis=-1)), nearest)
+    return centres, is_centre, nearest
+
+  centres, is_centre, _ = jax.lax.fori_loop(0, l, pick, (centres, is_centre, nearest))
+  # 3. Hard assignment to the nearest centre (argmin: ties go to the lowest index).
+  a = jnp.argmin(jnp.where(is_centre[None, :], _sq_dist(sk, centres), jnp.inf), axis=-1)
+  # 4. Exact running means of everything ever assigned to a slot.
+  hits = jnp.zeros((n_slots,), jnp.float32).at[a].add(1.0)
+  new_counts = counts + hits
+  touched = (hits > 0) & full
+  denom = jnp.where(touched, new_counts, 1.0)[:, None]
+  new_k = (counts[:, None] * dict_k + jnp.zeros_like(dict_k).at[a].add(keys)) / denom
+  new_v = (counts[:, None] * dict_v + jnp.zeros_like(dict_v).at[a].add(values)) / denom
+  if renormalize:
+    new_k = common.l2_normalize(new_k)
+  return (jnp.where(touched[:, None], new_k, dict_k), jnp.where(touched[:, None], new_v, dict_v),
+          jnp.where(full, new_counts, counts))
+
+
+def _readout(q, keys, values, key_mask, dict_k, dict_v, counts, beta_h, renormalize):
+  """The spec's joint softmax with explicit distances; q `[B, H, L, D]`, mask `[B, L, L]`."""
+  beta = beta_h[None, :, None, None]
+  dk = common.l2_normalize(dict_k) if renormalize else dict_k  # (already unit if renormalized)
+  dist_d = jnp.sum((q[:, :, :, None, :] - dk[:, :, None, :, :]) ** 2, axis=-1)
+  logits_d = -0.5 * beta * dist_d + common.log_counts(counts)[:, :, None, :]
+  dist_c = jnp.sum((q[:, :, :, None, :] - keys[:, :, None, :, :]) ** 2, axis=-1)
+  logits_c = jnp.where(key_mask[:, None], -0.5 * beta * dist_c, -jnp.inf)
+  logits = jnp.concatenate([logits_d, logits_c], axis=-1)
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
+  weights = jnp.exp(logits - top)
+  total = jnp.sum(weights, axis=-1, keepdims=True)
+  weights = weights / jnp.where(total > 0, total, 1.0)  # rows that see nothing give 0
+  hp = jax.lax.Precision.HIGHEST
+  return jnp.einsum("bhij,bhjv->bhiv", weights, jnp.concatenate([dict_v, values], axis=2),
+                    precision=hp)
+
+
+def ovq_naive(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    beta,
+    initial_state: common.OVQState | None = None,
+    lengths: jax.Array | None = None,
+    chunk_size: int = 64,
+    num_slots: int = 1024,
+    schedule: str = "saturating",
+    renormalize: bool = False,
+) -> tuple[jax.Array, common.OVQState]:
+  """OVQ attention as a plain loop over chunks (the fp32 spec).
+
+  Online Vector Quantized Attention (Alonso, Figliolia, Millidge;
+  arXiv:2602.03922). Same signature and result as `ovq_chunk` and
+  `ovq_recurrent`.
+
+  Args:
+    q: queries `[B, T, H, D]` (L2-normalised here).
+    k: keys `[B, T, H, D]` (L2-normalised here).
+    v: values `[B, T, H, Dv]`.
+    beta: inverse temperature > 0, a scalar or `[H]` (DESIGN CHOICE of the layer:
+      `exp(b)` with b a per-head parameter initialised at `log sqrt(D)`).
+    initial_state: `OVQState` to continue from (possibly with a partly filled
+      buffer), or None (empty).
+    lengths: `[B]` ints or None. Right padding: tokens at positions
+      `>= lengths[b]` are neither read nor absorbed, and their outputs are 0.
+    chunk_size: L, tokens per chunk (DESIGN CHOICE, default 64).
+    num_slots: N_max dictionary slots per head (DESIGN CHOICE, default 1024).
+    schedule: growth schedule in `OVQ_SCHEDULES` (DESIGN CHOICE, default
+      "saturating"; "every_token" opens a slot per token until N_max).
+    renormalize: DESIGN CHOICE, default False: keep the running means as they
+      are and the `-(beta/2)||dk||^2` term; True re-normalises updated key
+      slots to unit norm (the logit becomes `beta q.dk + log n` up to a constant).
+
+  Returns:
+    `(o [B, T, H, Dv] in q.dtype, final_state)`.
+  """
+  common.check_ovq_inputs(q, k, v, beta, initial_state, lengths, chunk_size=chunk_size,
+                          num_slots=num_slots, schedule=schedule, renormalize=renormalize)
+  s = common.prepare(q, k, v, beta, initial_state, lengths, chunk_size, num_slots)
+  state, l, end, offset = s["state"], chunk_size, s["end"], s["offset"]
+  dict_k, dict_v, counts, seen = state.dk, state.dv, state.counts, state.tokens_seen
+  absorb = jax.vmap(jax.vmap(functools.partial(_absorb_one, schedule=schedule,
+                                               renormalize=renormalize),
+                             in_axes=(0, 0, 0, 0, 0, None, None)))  # heads
+  start = jnp.zeros_like(end) if offset is None else offset
+  causal = jnp.tril(jnp.ones((l, l), bool))
+  outputs = []
+  for c in range(s["num_chunks"]):
+    rows = slice(c * l, (c + 1) * l)
+    q_c, k_c, v_c = s["q"][:, :, rows], s["k"][:, :, rows], s["v"][:, :, rows]
+    pos = c * l + jnp.arange(l)
+    key_valid = pos[None, :] < end[:, None]  # [B, L]
+    o_c = _readout(q_c, k_c, v_c, causal[None] & key_valid[:, None, :], dict_k, dict_v, counts,
+                   s["beta_h"], renormalize)
+    query_valid = key_valid & (pos[None, :] >= start[:, None])
+    outputs.append(jnp.where(query_valid[:, None, :, None], o_c, 0.0))
+    full = end >= (c + 1) * l  # only a complete chunk is absorbed
+    dict_k, dict_v, counts = absorb(dict_k, dict_v, counts, k_c, v_c, seen, full)
+    seen = seen + jnp.where(full, l, 0).astype(jnp.int32)
+  o = common.from_stream(jnp.concatenate(outputs, axis=2), offset, s["t"])
+  buf_k, buf_v, buf_len = common.final_buffer(s["k"], s["v"], end, l)
+  final = common.OVQState(dk=dict_k, dv=dict_v, counts=counts, buf_k=buf_k, buf_v=buf_v,
+                          buf_len=buf_len, tokens_seen=seen)
+  return o.astype(q.dtype), final
