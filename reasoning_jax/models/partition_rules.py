@@ -28,6 +28,7 @@ _COMMON: Rules = (
     (r"layers\.\d+\.mixer\.o_proj", P("tensor", None, "fsdp")),
     (r"layers\.\d+\.mixer\.o_bias", P()),
     (r"layers\.\d+\.mixer\.gamma_(q|k)", P()),  # Momentum attention (learnable gamma).
+    (r"layers\.\d+\.mixer\.log_beta", P()),  # OVQ inverse temperature per head.
     (r"layers\.\d+\.ffn\.(gate|up)", P("fsdp", "tensor")),
     (r"layers\.\d+\.ffn\.(gate|up)_bias", P("tensor")),
     (r"layers\.\d+\.ffn\.down", P("tensor", "fsdp")),

@@ -1,0 +1,173 @@
+"""OVQ attention mixer (arXiv:2602.03922): registration, constant-size cache, cached prefill /
+step-wise decode == parallel forward (across chunk boundaries), padding is a no-op on the
+state, `generate` == full recomputation for OVQ-only and hybrid (OVQ + sliding window)
+models, gradients, sharding rules, errors."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from reasoning_jax import registry
+from reasoning_jax.models import Transformer, get_preset
+from reasoning_jax.generate import generate
+from reasoning_jax.layers.ovq import OVQAttention, make_ovq_mixer
+from reasoning_jax.ops.ovq import OVQState, ovq_attention
+
+SMALL = "test_ovq_small"  # Chunk 4, 6 slots: several absorptions and a full dictionary.
+if SMALL not in registry.MIXERS:
+  make_ovq_mixer(SMALL, num_slots=6, chunk_size=4)
+
+
+@nnx.jit
+def _apply(layer, x, positions, cache=None, attention_mask=None):
+  return layer(x, positions=positions, cache=cache, attention_mask=attention_mask)
+
+
+@nnx.jit
+def _logits(model, ids):
+  return model(ids)
+
+
+def _config(mixer, **kw):
+  return get_preset("tiny-qwen3", initializer_range=0.3, **kw).replace(mixer=mixer)
+
+
+def _layer(mixer=SMALL):
+  config = _config(mixer)
+  return registry.MIXERS.get(mixer)(config, 0, rngs=nnx.Rngs(0)), config
+
+
+def _x(config, b, t, seed=0):
+  return jnp.asarray(np.random.RandomState(seed).standard_normal((b, t, config.hidden_size)),
+                     jnp.float32)
+
+
+def _positions(b, t, start=0):
+  return jnp.broadcast_to(jnp.arange(start, start + t, dtype=jnp.int32), (b, t))
+
+
+def _close(a, b, atol=2e-5):
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=atol, rtol=atol)
+
+
+def test_registration_defaults_and_constant_cache():
+  layer, config = _layer("ovq")
+  assert isinstance(layer, OVQAttention)
+  assert (layer.num_slots, layer.chunk_size, layer.schedule, layer.renormalize) == (
+      1024, 64, "saturating", False)
+  np.testing.assert_allclose(np.exp(layer.log_beta[...]), math.sqrt(config.head_dim), rtol=1e-6)
+  small, big = layer.init_cache(2, 8), layer.init_cache(2, 1 << 16)
+  assert isinstance(small, OVQState)
+  for a, b in zip(jax.tree_util.tree_leaves(small), jax.tree_util.tree_leaves(big)):
+    assert a.shape == b.shape
+  assert small.dk.shape == (2, config.num_heads, 1024, config.head_dim)
+
+
+def test_cached_prefill_and_decode_equal_full_forward():
+  """Prefill 7 tokens (one absorbed chunk + 3 buffered), then 8 single steps crossing two
+  more chunk boundaries: equal to the parallel forward, and the final cache equals the op's
+  final state."""
+  layer, config = _layer()
+  b, t = 2, 15
+  x = _x(config, b, t, seed=1)
+  full, no_cache = _apply(layer, x, _positions(b, t))
+  assert no_cache is None
+  cache = layer.init_cache(b, t)
+  head, cache = _apply(layer, x[:, :7], _positions(b, 7), cache)
+  outs = [head]
+  for i in range(7, t):
+    y, cache = _apply(layer, x[:, i:i + 1], _positions(b, 1, i), cache)
+    outs.append(y)
+  _close(jnp.concatenate(outs, 1), full)
+  assert np.all(np.asarray(cache.tokens_seen) == 12) and np.all(np.asarray(cache.buf_len) == 3)
+
+
+def test_padding_tokens_are_neither_read_nor_absorbed():
+  layer, config = _layer()
+  x = _x(config, 2, 11, seed=2)
+  mask = jnp.array([[1] * 11, [1] * 6 + [0] * 5])
+  y, cache = _apply(layer, x, _positions(2, 11), layer.init_cache(2, 11), mask)
+  alone, alone_cache = _apply(layer, x[1:, :6], _positions(1, 6), layer.init_cache(1, 6))
+  _close(y[1, :6], alone[0])
+  for a, e in zip(jax.tree_util.tree_leaves(cache), jax.tree_util.tree_leaves(alone_cache)):
+    _close(a[1], e[0])
+
+
+@pytest.mark.parametrize("mixer", [(SMALL,) * 2, (SMALL, "attention"),
+                                   ("sliding_attention", SMALL)])
+def test_generate_greedy_matches_full_recompute(mixer):
+  config = _config(mixer, sliding_window=4)
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  lengths = np.array([3, 7, 5], np.int32)
+  prompts = np.random.RandomState(0).randint(1, config.vocab_size, (3, 7)).astype(np.int32)
+  prompts[np.arange(7)[None] >= lengths[:, None]] = 0
+  n_new = 7
+  out = generate(model, prompts, lengths, max_new_tokens=n_new, temperature=0.0)
+  seq = np.zeros((3, 7 + n_new), np.int32)
+  for row in range(3):
+    full = np.concatenate([prompts[row, :lengths[row]], np.asarray(out.tokens[row])])
+    seq[row, :full.size] = full
+  logits = np.asarray(_logits(model, jnp.asarray(seq)))
+  log_probs = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
+  for row in range(3):
+    for k in range(n_new):
+      pos = lengths[row] - 1 + k
+      token = int(out.tokens[row, k])
+      assert token == int(np.argmax(logits[row, pos])), (row, k)
+      assert abs(float(out.logprobs[row, k]) - log_probs[row, pos, token]) <= 1e-4, (row, k)
+
+
+def test_layer_is_projections_around_the_op():
+  layer, config = _layer()
+  x = _x(config, 1, 9, seed=3)
+  y, _ = _apply(layer, x, _positions(1, 9))
+  proj = lambda w: jnp.einsum("bth,hnd->btnd", x, w[...])
+  o, _ = ovq_attention(proj(layer.q_proj), proj(layer.k_proj), proj(layer.v_proj),
+                       beta=jnp.exp(layer.log_beta[...]), num_slots=6, chunk_size=4,
+                       mode="naive")
+  _close(y, jnp.einsum("btnd,ndh->bth", o, layer.o_proj[...]))
+
+
+def test_gradients_reach_every_parameter():
+  config = _config(SMALL)
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  ids = jnp.asarray(np.random.RandomState(3).randint(0, config.vocab_size, (2, 11)))
+
+  def loss(m):
+    return jnp.mean(jax.nn.log_softmax(m(ids))[..., 0])
+
+  grads = nnx.grad(loss)(model)
+  mixer_grads = nnx.state(grads)["layers"][0]["mixer"]
+  for path, leaf in jax.tree_util.tree_leaves_with_path(mixer_grads):
+    assert np.isfinite(np.asarray(leaf)).all(), jax.tree_util.keystr(path)
+    assert float(jnp.max(jnp.abs(leaf))) > 0, jax.tree_util.keystr(path)
+
+
+def test_partition_rules_cover_ovq_parameters():
+  from reasoning_jax import sharding
+  from reasoning_jax.models.partition_rules import rules_for
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  config = get_preset("tiny-llama").replace(mixer="ovq")
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  specs = sharding.param_specs(nnx.state(model, nnx.Param), rules_for(config.family), mesh)
+  mixer = specs["layers"][0]["mixer"]
+  spec = lambda name: tuple(getattr(mixer[name], "value", mixer[name]))
+  assert spec("log_beta") in ((), (None,))  # Replicated.
+  assert spec("q_proj") == ("fsdp", "tensor", None)
+
+
+def test_bad_settings_and_inputs_raise():
+  layer, config = _layer()
+  x = _x(config, 1, 4)
+  with pytest.raises(NotImplementedError, match="segment_ids"):
+    layer(x, positions=_positions(1, 4), segment_ids=jnp.zeros((1, 4), jnp.int32))
+  with pytest.raises(TypeError, match="OVQState"):
+    layer(x, positions=_positions(1, 4), cache=object())
+  with pytest.raises(ValueError, match="num_slots"):
+    make_ovq_mixer("test_ovq_bad", num_slots=0)
+  with pytest.raises(ValueError, match="schedule"):
+    make_ovq_mixer("test_ovq_bad2", schedule="linear")
