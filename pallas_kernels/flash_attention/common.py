@@ -183,8 +183,12 @@ def block_mask(q_first, k_first, shape: tuple[int, int], c: Config, *, key_major
 
 
 def _dot(a, b, contract_a: int, contract_b: int):
+  # fp32 inputs get exact fp32 products (HIGHEST): with the default, Triton on an H100 used
+  # TF32 and the compiled kernel was 2.4e-4..5.6e-4 (relative) off the fp32 reference
+  # (benchmarks/kernel_check.py); bf16 inputs keep the fast default.
+  precision = lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
   return lax.dot_general(a, b, (((contract_a,), (contract_b,)), ((), ())),
-                         preferred_element_type=jnp.float32)
+                         precision=precision, preferred_element_type=jnp.float32)
 
 
 def forward_step(q, k, v, m_prev, l_prev, acc_prev, mask, scale: float):
