@@ -52,6 +52,20 @@ def parse_model_spec(spec: str) -> tuple[str, int, int | None]:
   return parts[0], numbers[0], (numbers[1] if len(numbers) == 2 else None)
 
 
+def register_mixer_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
+  """Registers `name -> {"kind": "ovq" | "gla", **make_<kind>_mixer kwargs}` (idempotent)."""
+  from reasoning_jax import registry
+  from reasoning_jax.layers import make_gla_mixer, make_ovq_mixer
+  makers = {"ovq": make_ovq_mixer, "gla": make_gla_mixer}
+  for name, spec in variants.items():
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in makers:
+      raise ValueError(f"mixer_variants[{name!r}].kind must be one of {sorted(makers)}, got "
+                       f"{kind!r}")
+    makers[kind](name, override=name in registry.MIXERS, **spec)
+
+
 def register_momentum_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
   """Registers each `name -> make_momentum_mixer kwargs` (re-registers if the kwargs differ)."""
   from reasoning_jax import registry
@@ -302,11 +316,10 @@ def summary_table(results: Mapping[str, Mapping[str, list]], threshold: float) -
 
 
 def plot_curves(results, path: str, *, threshold: float, chance: Mapping[str, float]):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # No pyplot: leaves the caller's backend alone.
   tasks = list(results)
-  fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+  fig = Figure(figsize=(6 * len(tasks), 4))
+  axes = fig.subplots(1, len(tasks), squeeze=False)
   for ax, task in zip(axes[0], tasks):
     for label, runs in results[task].items():
       steps = [s for s, _ in runs[0]["curve"]]
@@ -321,7 +334,6 @@ def plot_curves(results, path: str, *, threshold: float, chance: Mapping[str, fl
     ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def _chance(task: Mapping[str, Any]) -> float:
@@ -338,13 +350,16 @@ def run_recall_experiment(config) -> dict[str, Any]:
   from reasoning_jax.train.metrics import quiet_library_logs
   quiet_library_logs()
   register_momentum_variants(config.get("momentum_variants", {}) or {})
+  register_mixer_variants(config.get("mixer_variants", {}) or {})
   os.makedirs(config.workdir, exist_ok=True)
   results: dict[str, dict[str, list]] = {}
   timings = {}
   start = time.time()
   for task_name in config.tasks:
     task = dict(config.task_configs[task_name])
-    task["name"] = task_name
+    # A task entry may name its generator ("generator": "mqar") so one generator can appear
+    # under several names (e.g. a sweep over MQAR's number of key-value pairs).
+    task["name"] = task.pop("generator", task_name)
     task["kwargs"] = dict(task.get("kwargs", {}))
     probe, _ = make_task_data({**task, "num_train": 1, "num_test": 1}, 0)
     vocab = task_vocab_size(task)
@@ -374,7 +389,8 @@ def run_recall_experiment(config) -> dict[str, Any]:
     f.write(header + "\n" + table + ("\n" + notes + "\n" if notes else ""))
   plot_curves(results, os.path.join(config.workdir, "accuracy.png"),
               threshold=float(config.threshold),
-              chance={t: _chance({**dict(config.task_configs[t]), "name": t})
+              chance={t: _chance({**dict(config.task_configs[t]),
+                                  "name": dict(config.task_configs[t]).get("generator", t)})
                       for t in results})
   logging.info("results in %s (%.0f s)\n%s", config.workdir, total, table)
   return payload

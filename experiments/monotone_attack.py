@@ -385,11 +385,10 @@ def summary_table(per_seed: list[dict], threshold: float) -> str:
 
 
 def plot(per_seed, path):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # No pyplot: leaves the caller's backend alone.
   names = [n for n in ("pretrained", "baseline", "monotone") if n in per_seed[0]]
-  fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+  fig = Figure(figsize=(14, 4))
+  axes = fig.subplots(1, 3)
   for ax, key, title in ((axes[0], "any", "HotFlip, any token"),
                          (axes[1], "meaning_preserving", "HotFlip, meaning-preserving")):
     sr = np.array([[r[n][key]["success_rate"] for n in names] for r in per_seed])
@@ -400,7 +399,6 @@ def plot(per_seed, path):
   axes[2].set(ylabel="clean target loss (nats/token)", title="clean quality")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def run(config) -> dict[str, Any]:

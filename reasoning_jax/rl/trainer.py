@@ -101,7 +101,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
       raise ConfigError(f"config.{key} must be {getattr(kind, '__name__', kind)}, got "
                         f"{type(value).__name__} {value!r}")
   unknown = set(config.keys()) - set(REQUIRED_KEYS) - {"top_k", "chunk_size", "plot",
-                                                        "kl_in_reward"}
+                                                        "kl_in_reward", "warmup_steps"}
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   if config.loss not in RECIPES:
@@ -116,6 +116,9 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
               "keep_checkpoints", "log_every", "max_dynamic_batches"):
     if config[key] <= 0:
       raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
+  warmup = config.get("warmup_steps", 0)
+  if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+    raise ConfigError(f"config.warmup_steps must be an int >= 0, got {warmup!r}")
   if config.group_size < 2:
     raise ConfigError(f"config.group_size must be >= 2 for group-relative advantages, got "
                       f"{config.group_size}")
@@ -269,8 +272,14 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   loss_overrides = dict(config.loss_overrides)
   bound_loss = rl.make_loss(recipe.loss, **loss_overrides)
   uses_reference = getattr(bound_loss.config, "beta", 0.0) > 0
+  # Linear warm-up over `warmup_steps` RL steps (each `ppo_epochs * mini_batches` updates),
+  # then constant: Adam's first updates are sign-like (about lr per parameter whatever the
+  # gradient), which for noisy policy gradients mostly adds noise to the warm start.
+  warmup_updates = config.get("warmup_steps", 0) * config.ppo_epochs * config.mini_batches
+  learning_rate = (optax.linear_schedule(0.0, config.learning_rate, warmup_updates)
+                   if warmup_updates else config.learning_rate)
   tx = optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                   optax.adamw(config.learning_rate, b2=0.99, weight_decay=0.0))
+                   optax.adamw(learning_rate, b2=0.99, weight_decay=0.0))
   graphdef, state = init_train_state(model, tx)
   shardings = state_shardings(state, tx, rules_for(model.config.family), mesh)
   state = jax.device_put(state, shardings)

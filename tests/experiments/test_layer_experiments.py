@@ -75,21 +75,31 @@ def test_induction_experiment_tiny(tmp_path):
 
 
 def test_mqar_experiment_tiny(tmp_path):
-  config = _tiny_recall(mqar_config.get_config(), tmp_path, ("mqar",))
-  config.models = ("attention@1",)
+  """Every mixer of the MQAR comparison (incl. the equal-state OVQ variant the config
+  registers) runs; task entries name their generator."""
+  config = _tiny_recall(mqar_config.get_config(), tmp_path, ("mqar_kv8",))
+  config.models = ("attention@1", "gla@1", "ovq_eq@1")
   config.model.hidden_size = 16
-  config.task_configs.mqar.kwargs.vocab_size = 128
-  config.task_configs.mqar.kwargs.seq_len = 32
+  config.task_configs.mqar_kv8.kwargs.vocab_size = 128
+  config.task_configs.mqar_kv8.kwargs.seq_len = 40
   payload = induction.run_recall_experiment(config)
-  _check_recall_outputs(tmp_path, payload, ("mqar",), config.models)
+  _check_recall_outputs(tmp_path, payload, ("mqar_kv8",), config.models)
 
 
-def test_mqar_config_lists_registered_optional_mixers():
+def test_mqar_config_compares_at_equal_state():
+  """ovq_eq's per-head state (slots x (D + Dv + 1) + chunk buffer x (D + Dv)) is within 1%
+  of GLA's D x D at the config's head dim."""
   from reasoning_jax import registry
   config = mqar_config.get_config()
-  assert config.models[0] == "attention@2"
-  for name in ("gla", "ovq"):
-    assert (f"{name}@2" in config.models) == (name in registry.MIXERS)
+  induction.register_mixer_variants(config.mixer_variants)
+  ovq = registry.MIXERS.get("ovq_eq")
+  d = config.model.hidden_size // config.model.num_heads
+  ovq_floats = ovq.num_slots * (2 * d + 1) + ovq.chunk_size * 2 * d
+  assert abs(ovq_floats - d * d) / (d * d) < 0.01
+  assert {"attention@2", "gla@2", "ovq_eq@2"} <= set(config.models)
+  assert all(t["generator"] == "mqar" for t in config.task_configs.values())
+  with pytest.raises(ValueError, match="kind"):
+    induction.register_mixer_variants({"x": {"kind": "lstm"}})
 
 
 def test_parse_model_spec_errors():

@@ -92,7 +92,7 @@ def rl_config(tmp_path, **changes):
 
 
 def test_run_rl_end_to_end_and_resume(tmp_path):
-  config = rl_config(tmp_path)
+  config = rl_config(tmp_path, warmup_steps=2)  # The schedule's count resumes with the state.
   result = run_rl(config)  # Trains the SFT warm start first (none exists yet).
   assert result["step"] == 3 and os.path.exists(result["plot"])
   assert os.path.isdir(os.path.join(config.sft.workdir, "checkpoints"))
@@ -125,6 +125,7 @@ def test_run_rl_recipes_with_reference_dynamic_sampling_and_reshaping(tmp_path, 
     (dict(mini_batches=3), "mini_batches"),
     (dict(loss_overrides=ml_collections.ConfigDict({"eps_high": -1.0})), "loss_overrides"),
     (dict(loss_overrides=ml_collections.ConfigDict({"no_such_field": 1})), "no_such_field"),
+    (dict(warmup_steps=-1), "warmup_steps"),
 ])
 def test_config_errors_name_the_key(tmp_path, change, match):
   with pytest.raises(ConfigError, match=match):
