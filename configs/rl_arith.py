@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_steps = 40
   c.learning_rate = 5e-5
   c.warmup_steps = 0  # Linear learning-rate warm-up over this many RL steps.
+  c.optimizer = "adamw"  # A name in reasoning_jax.rl.trainer.OPTIMIZERS (adamw | sgd).
   c.grad_clip = 1.0
   c.ppo_epochs = 1
   c.mini_batches = 1

@@ -83,6 +83,15 @@ REQUIRED_KEYS: dict[str, Any] = {
 }
 
 
+# `config.optimizer`: name -> fn(learning_rate) -> optax transformation (after clipping).
+# "sgd" is plain gradient descent: Adam's per-coordinate normalisation turns the noise of
+# small-batch policy gradients into full-size (sign-like) steps on low-signal coordinates.
+OPTIMIZERS: dict[str, Any] = {
+    "adamw": lambda lr: optax.adamw(lr, b2=0.99, weight_decay=0.0),
+    "sgd": optax.sgd,
+}
+
+
 class ConfigError(ValueError):
   """A launch-time configuration problem; the message names the key."""
 
@@ -101,7 +110,8 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
       raise ConfigError(f"config.{key} must be {getattr(kind, '__name__', kind)}, got "
                         f"{type(value).__name__} {value!r}")
   unknown = set(config.keys()) - set(REQUIRED_KEYS) - {"top_k", "chunk_size", "plot",
-                                                        "kl_in_reward", "warmup_steps"}
+                                                        "kl_in_reward", "warmup_steps",
+                                                        "optimizer"}
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   if config.loss not in RECIPES:
@@ -116,6 +126,9 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
               "keep_checkpoints", "log_every", "max_dynamic_batches"):
     if config[key] <= 0:
       raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
+  if config.get("optimizer", "adamw") not in OPTIMIZERS:
+    raise ConfigError(f"config.optimizer={config.get('optimizer')!r}; choose one of "
+                      f"{sorted(OPTIMIZERS)}")
   warmup = config.get("warmup_steps", 0)
   if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
     raise ConfigError(f"config.warmup_steps must be an int >= 0, got {warmup!r}")
@@ -279,7 +292,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   learning_rate = (optax.linear_schedule(0.0, config.learning_rate, warmup_updates)
                    if warmup_updates else config.learning_rate)
   tx = optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                   optax.adamw(learning_rate, b2=0.99, weight_decay=0.0))
+                   OPTIMIZERS[config.get("optimizer", "adamw")](learning_rate))
   graphdef, state = init_train_state(model, tx)
   shardings = state_shardings(state, tx, rules_for(model.config.family), mesh)
   state = jax.device_put(state, shardings)

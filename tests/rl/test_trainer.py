@@ -126,6 +126,7 @@ def test_run_rl_recipes_with_reference_dynamic_sampling_and_reshaping(tmp_path, 
     (dict(loss_overrides=ml_collections.ConfigDict({"eps_high": -1.0})), "loss_overrides"),
     (dict(loss_overrides=ml_collections.ConfigDict({"no_such_field": 1})), "no_such_field"),
     (dict(warmup_steps=-1), "warmup_steps"),
+    (dict(optimizer="lion"), "optimizer"),
 ])
 def test_config_errors_name_the_key(tmp_path, change, match):
   with pytest.raises(ConfigError, match=match):
