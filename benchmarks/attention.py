@@ -107,7 +107,7 @@ def _attention_fn(impl: str, window: int | None, args: argparse.Namespace
   return lambda q, k, v: attention(q, k, v, sliding_window=window, implementation="xla")
 
 
-def _time(fn: Callable[..., Any], inputs: tuple[jax.Array, ...], repeats: int) -> float:
+def time_compiled(fn: Callable[..., Any], inputs: tuple[jax.Array, ...], repeats: int) -> float:
   """Median seconds per call of a compiled `fn` (compile and one warm-up excluded)."""
   compiled = jax.jit(fn).lower(*inputs).compile()
   jax.block_until_ready(compiled(*inputs))
@@ -133,7 +133,7 @@ def _measure(impl: str, window: int | None, inputs, args) -> dict[str, float | s
     if name == "fwd+bwd" and args.forward_only:
       continue
     try:
-      result[name] = _time(fn, inputs, args.repeats)
+      result[name] = time_compiled(fn, inputs, args.repeats)
     except Exception as e:  # pylint: disable=broad-except  # e.g. OOM of the dense reference.
       result[name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
   return result

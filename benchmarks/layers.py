@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,6 +35,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.attention import time_compiled  # noqa: E402
 from reasoning_jax.ops.attention import attention  # noqa: E402
 from reasoning_jax.ops.gla import gated_linear_attention  # noqa: E402
 
@@ -77,16 +76,9 @@ def _parse_args(argv=None) -> argparse.Namespace:
 
 
 def _time(fn: Callable[..., Any], inputs, repeats: int) -> float | str:
-  """Median seconds of a compiled call (compile and one warm-up excluded); errors as text."""
+  """`time_compiled` (median seconds, compile excluded), with errors returned as text."""
   try:
-    compiled = jax.jit(fn).lower(*inputs).compile()
-    jax.block_until_ready(compiled(*inputs))
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      jax.block_until_ready(compiled(*inputs))
-      times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return time_compiled(fn, inputs, repeats)
   except Exception as e:  # pylint: disable=broad-except  # Reported, e.g. OOM or lowering.
     return f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}"
 
@@ -186,7 +178,7 @@ def memory_table(args) -> None:
 
   lengths = (1024, 4096, 16384, 65536)
   mixers = [m for m in ("attention", "gla", "ovq") if m in registry.MIXERS]
-  print(f"\n== decode memory: cache bytes per model (tiny-llama widths, batch 1) ==")
+  print("\n== decode memory: cache bytes per model (tiny-llama widths, batch 1) ==")
   print(f"{'mixer':>10} " + " ".join(f"{f'S={s}':>12}" for s in lengths)
         + f" {'step args+temp @64k':>20}")
   attn_bytes = None

@@ -10,7 +10,7 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.models import Transformer, get_preset
-from reasoning_jax.generate import generate
+from tests.helpers.generate_checks import assert_greedy_generate_matches_recompute
 from reasoning_jax.layers.gla import GLACache, GatedLinearAttention, make_gla_mixer
 from reasoning_jax.ops.gla import gated_linear_attention
 
@@ -22,11 +22,6 @@ if SMALL_CHUNK not in registry.MIXERS:
 @nnx.jit
 def _apply(layer, x, positions, cache=None, attention_mask=None):
   return layer(x, positions=positions, cache=cache, attention_mask=attention_mask)
-
-
-@nnx.jit
-def _logits(model, ids):
-  return model(ids)
 
 
 def _config(mixer, **kw):
@@ -109,23 +104,7 @@ def test_generate_greedy_matches_full_recompute(mixer):
   full forward over each row's real sequence."""
   config = _config(mixer)
   model = Transformer(config, rngs=nnx.Rngs(0))
-  lengths = np.array([3, 7, 5], np.int32)
-  prompts = np.random.RandomState(0).randint(1, config.vocab_size, (3, 7)).astype(np.int32)
-  prompts[np.arange(7)[None] >= lengths[:, None]] = 0
-  n_new = 6
-  out = generate(model, prompts, lengths, max_new_tokens=n_new, temperature=0.0)
-  seq = np.zeros((3, 7 + n_new), np.int32)
-  for row in range(3):
-    full = np.concatenate([prompts[row, :lengths[row]], np.asarray(out.tokens[row])])
-    seq[row, :full.size] = full
-  logits = np.asarray(_logits(model, jnp.asarray(seq)))
-  log_probs = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
-  for row in range(3):
-    for k in range(n_new):
-      pos = lengths[row] - 1 + k
-      token = int(out.tokens[row, k])
-      assert token == int(np.argmax(logits[row, pos])), (row, k)
-      assert abs(float(out.logprobs[row, k]) - log_probs[row, pos, token]) <= 1e-4, (row, k)
+  assert_greedy_generate_matches_recompute(model, high=config.vocab_size, n_new=6)
 
 
 def test_gradients_reach_every_parameter():

@@ -1,7 +1,6 @@
 """Momentum Attention mixer (arXiv:2602.04902): registration, gamma = 0 == attention,
 cached prefill / decode == full forward, `generate` == full recomputation, packing, errors."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.models import Transformer, get_preset  # First: see tests/ops/test_momentum.py.
-from reasoning_jax.generate import generate
+from tests.helpers.generate_checks import assert_greedy_generate_matches_recompute
 from reasoning_jax.layers.attention import KVCache
 from reasoning_jax.layers.momentum import (MomentumAttention, MomentumKVCache,
                                            make_momentum_mixer, momentum_mixer_names)
@@ -100,23 +99,7 @@ def test_generate_greedy_matches_full_recompute(mixer="momentum_attention"):
   """Ragged, right-padded prompts: decode restarts each row at its own length, reading the
   predecessor's raw q/k from slot p - 1 (the padding written by prefill is never used)."""
   model = Transformer(_config(mixer), rngs=nnx.Rngs(0))
-  lengths = np.array([3, 7, 5], np.int32)
-  prompts = np.random.RandomState(0).randint(1, 512, (3, 7)).astype(np.int32)
-  prompts[np.arange(7)[None] >= lengths[:, None]] = 0
-  n_new = 6
-  out = generate(model, prompts, lengths, max_new_tokens=n_new, temperature=0.0)
-  seq = np.zeros((3, 7 + n_new), np.int32)
-  for row in range(3):
-    full = np.concatenate([prompts[row, :lengths[row]], np.asarray(out.tokens[row])])
-    seq[row, :full.size] = full
-  logits = np.asarray(_logits(model, jnp.asarray(seq)))
-  log_probs = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
-  for row in range(3):
-    for k in range(n_new):
-      pos = lengths[row] - 1 + k
-      token = int(out.tokens[row, k])
-      assert token == int(np.argmax(logits[row, pos])), (row, k)
-      assert abs(float(out.logprobs[row, k]) - log_probs[row, pos, token]) <= 1e-4, (row, k)
+  assert_greedy_generate_matches_recompute(model, high=512, n_new=6)
 
 
 def test_packed_segments_equal_separate_sequences():

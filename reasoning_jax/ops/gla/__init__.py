@@ -26,6 +26,7 @@ from __future__ import annotations
 import jax
 
 from reasoning_jax import registry
+from reasoning_jax.ops.backends import IMPLEMENTATIONS, chunk_kernel
 from reasoning_jax.ops.gla.chunk import check_chunk_size, gla_chunk
 from reasoning_jax.ops.gla.naive import check_gla_inputs, gla_naive
 from reasoning_jax.ops.gla.recurrent import gla_recurrent, gla_step
@@ -35,8 +36,6 @@ GLA_MODES: registry.Registry = registry.Registry("gla mode")
 GLA_MODES.register("naive")(gla_naive)
 GLA_MODES.register("chunk")(gla_chunk)
 GLA_MODES.register("recurrent")(gla_recurrent)
-
-IMPLEMENTATIONS = ("xla", "pallas")
 
 
 def gated_linear_attention(
@@ -82,24 +81,10 @@ def gated_linear_attention(
   mode = GLA_MODES.validate(mode, argument="mode")
   if mode == "chunk":
     check_chunk_size(chunk_size)
-  if implementation is None:
-    implementation = "xla"
-  if implementation not in IMPLEMENTATIONS:
-    raise ValueError(
-        f"implementation={implementation!r} is not a GLA implementation; choose None or one "
-        f"of {list(IMPLEMENTATIONS)}")
-  if implementation == "pallas":
-    if mode != "chunk":
-      raise ValueError(
-          f'implementation="pallas" implements mode="chunk" only, got mode={mode!r}')
-    try:
-      from pallas_kernels.gla import gla_chunk_pallas  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise RuntimeError(
-          'implementation="pallas" needs the pallas_kernels.gla package, which failed to '
-          f"import: {e}") from e
-    return gla_chunk_pallas(
-        q, k, v, g, initial_state=initial_state, scale=scale, chunk_size=chunk_size)
+  kernel = chunk_kernel("GLA", implementation, mode, module="pallas_kernels.gla",
+                        name="gla_chunk_pallas")
+  if kernel is not None:
+    return kernel(q, k, v, g, initial_state=initial_state, scale=scale, chunk_size=chunk_size)
   kwargs = {"chunk_size": chunk_size} if mode == "chunk" else {}
   return GLA_MODES.get(mode)(q, k, v, g, initial_state=initial_state, scale=scale, **kwargs)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import jax
 
 from reasoning_jax import registry
+from reasoning_jax.ops.backends import IMPLEMENTATIONS, chunk_kernel
 from reasoning_jax.ops.ovq.chunk import ovq_chunk, ovq_chunk_scan, xla_chunk_readout
 from reasoning_jax.ops.ovq.common import (OVQ_SCHEDULES, OVQState, check_ovq_inputs, init_state,
                                           saturating_schedule, every_token_schedule)
@@ -37,8 +38,6 @@ OVQ_MODES: registry.Registry = registry.Registry("ovq mode")
 OVQ_MODES.register("naive")(ovq_naive)
 OVQ_MODES.register("chunk")(ovq_chunk)
 OVQ_MODES.register("recurrent")(ovq_recurrent)
-
-IMPLEMENTATIONS = ("xla", "pallas")
 
 
 def ovq_attention(
@@ -91,25 +90,12 @@ def ovq_attention(
   check_ovq_inputs(q, k, v, beta, initial_state, lengths, chunk_size=chunk_size,
                    num_slots=num_slots, schedule=schedule, renormalize=renormalize)
   mode = OVQ_MODES.validate(mode, argument="mode")
-  if implementation is None:
-    implementation = "xla"
-  if implementation not in IMPLEMENTATIONS:
-    raise ValueError(
-        f"implementation={implementation!r} is not an OVQ implementation; choose None or one "
-        f"of {list(IMPLEMENTATIONS)}")
+  kernel = chunk_kernel("OVQ", implementation, mode, module="pallas_kernels.ovq",
+                        name="ovq_chunk_pallas")
   kwargs = dict(beta=beta, initial_state=initial_state, lengths=lengths, chunk_size=chunk_size,
                 num_slots=num_slots, schedule=schedule, renormalize=renormalize)
-  if implementation == "pallas":
-    if mode != "chunk":
-      raise ValueError(
-          f'implementation="pallas" implements mode="chunk" only, got mode={mode!r}')
-    try:
-      from pallas_kernels.ovq import ovq_chunk_pallas  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise RuntimeError(
-          'implementation="pallas" needs the pallas_kernels.ovq package, which failed to '
-          f"import: {e}") from e
-    return ovq_chunk_pallas(q, k, v, **kwargs)
+  if kernel is not None:
+    return kernel(q, k, v, **kwargs)
   return OVQ_MODES.get(mode)(q, k, v, **kwargs)
 
 
