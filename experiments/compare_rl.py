@@ -4,8 +4,10 @@ r"""Every RL recipe at equal budget over several seeds: a markdown table and a p
       [--config.losses="('grpo','dispo')"] [--config.rl.num_steps=20]
 
 All runs share one SFT warm start (trained once) and the same rollout/update budget.
-Writes `<workdir>/results.md` (mean +/- std of final held-out accuracy and of the gain over
-the warm start, steps to `threshold`) and `<workdir>/accuracy.png` (mean curve per method).
+Writes `<workdir>/results.md` (mean +/- std over seeds of the final held-out sampled accuracy
+(avg@k at the rollout temperature, the quantity RL optimises), its gain over the warm start,
+greedy accuracy, pass@k, and the first evaluation step whose sampled accuracy reaches
+`threshold`) and `<workdir>/accuracy.png` (mean +/- std curves per method).
 Reports what the runs show, whatever it shows.
 """
 
@@ -20,9 +22,14 @@ _DEFAULT = os.path.join(os.path.dirname(__file__), "..", "configs", "compare_rl.
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "Comparison config.")
 
 
-def _eval_curve(workdir):
+def _eval_curve(workdir, key="eval/accuracy"):
   from reasoning_jax.train.metrics import read_metrics
-  return [(r["step"], r["eval/accuracy"]) for r in read_metrics(workdir) if "eval/accuracy" in r]
+  return [(r["step"], r[key]) for r in read_metrics(workdir) if key in r]
+
+
+def _mean_std(values) -> str:
+  values = np.asarray(values, np.float64)
+  return f"{values.mean():.3f} ± {values.std():.3f}"
 
 
 def main(argv):
@@ -40,26 +47,43 @@ def main(argv):
       run.workdir = os.path.join(config.workdir, f"{loss}_seed{seed}")
       logging.info("=== %s seed %d ===", loss, seed)
       result = run_rl(run)
-      results.setdefault(loss, []).append(
-          {"seed": seed, "final": result["accuracy"], "start": result["accuracy_warm_start"],
-           "curve": _eval_curve(run.workdir)})
+      sampled = "sampled_accuracy" in result
+      results.setdefault(loss, []).append({
+          "seed": seed, "greedy": result["accuracy"],
+          "greedy_start": result["accuracy_warm_start"],
+          "final": result["sampled_accuracy"] if sampled else result["accuracy"],
+          "start": (result["sampled_accuracy_warm_start"] if sampled
+                    else result["accuracy_warm_start"]),
+          "pass_at_k": result.get("pass_at_k", float("nan")),
+          "curve": _eval_curve(run.workdir, "eval/sampled_accuracy" if sampled
+                               else "eval/accuracy")})
   with open(os.path.join(config.workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
 
-  lines = ["| method | final held-out accuracy | gain over warm start | steps to "
-           f"{config.threshold:.0%} | seeds |", "|---|---|---|---|---|"]
+  k = config.rl.get("eval_samples", 0)
+  metric = (f"held-out sampled accuracy (avg@{k}, T={config.rl.temperature})" if k
+            else "held-out greedy accuracy")
+  lines = [f"| method | final {metric} | gain over warm start | greedy accuracy (warm start "
+           f"→ final) | pass@{k or 1} | steps to {config.threshold:.0%} | seeds |",
+           "|---|---|---|---|---|---|---|"]
   for loss, runs in results.items():
     final = np.array([r["final"] for r in runs])
     gain = final - np.array([r["start"] for r in runs])
     reached = [next((s for s, a in r["curve"] if a >= config.threshold), None) for r in runs]
     hit = [s for s in reached if s is not None]
     steps = f"{np.mean(hit):.0f} ({len(hit)}/{len(runs)} runs)" if hit else "not reached"
-    lines.append(f"| {loss} | {final.mean():.3f} ± {final.std():.3f} | "
-                 f"{gain.mean():+.3f} ± {gain.std():.3f} | {steps} | {len(runs)} |")
+    greedy = (f"{_mean_std([r['greedy_start'] for r in runs])} → "
+              f"{_mean_std([r['greedy'] for r in runs])}")
+    lines.append(f"| {loss} | {_mean_std(final)} | {gain.mean():+.3f} ± {gain.std():.3f} | "
+                 f"{greedy} | {_mean_std([r['pass_at_k'] for r in runs])} | {steps} | "
+                 f"{len(runs)} |")
   table = "\n".join(lines)
+  rl = config.rl
   with open(os.path.join(config.workdir, "results.md"), "w") as f:
-    f.write(f"RL comparison: {config.rl.num_steps} steps x {config.rl.prompts_per_step} prompts x "
-            f"{config.rl.group_size} samples, seeds {tuple(config.seeds)}\n\n{table}\n")
+    f.write(f"RL comparison: {rl.num_steps} steps x {rl.prompts_per_step} prompts x "
+            f"{rl.group_size} samples, {rl.ppo_epochs} epoch(s) x {rl.mini_batches} "
+            f"mini-batch(es) per rollout, lr {rl.learning_rate}, seeds {tuple(config.seeds)}; "
+            f"held-out: {rl.eval_examples} test questions\n\n{table}\n")
   print(table)
 
   import matplotlib
@@ -71,7 +95,7 @@ def main(argv):
     acc = np.array([[a for _, a in r["curve"]] for r in runs if len(r["curve"]) == len(steps)])
     ax.plot(steps, acc.mean(0), marker="o", label=loss)
     ax.fill_between(steps, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15)
-  ax.set(xlabel="RL step", ylabel="held-out exact match (greedy)", title="RL recipes")
+  ax.set(xlabel="RL step", ylabel=metric, title="RL recipes")
   ax.legend()
   fig.tight_layout()
   fig.savefig(os.path.join(config.workdir, "accuracy.png"), dpi=100)

@@ -123,6 +123,9 @@ class _SyntheticBuilder(_Builder, skip_registration=True):
         self._make_example, cfg.num_train, seed=f"{stream}:train",
         exclude={ex["question"] for ex in test}, unique=cfg.unique_train,
         arg_name="num_train")
+    noise = getattr(cfg, "answer_noise", 0.0)
+    if noise:
+      train = synthetic.add_answer_noise(train, noise, seed=f"{stream}:train:noise")
     return {"train": self._generate_examples(train), "test": self._generate_examples(test)}
 
   def _generate_examples(self, examples):
@@ -149,6 +152,10 @@ class ArithmeticConfig(tfds.core.BuilderConfig):
     ops: Operators to draw from, a subset of `("+", "-", "*")`.
     unique_train: Also make train questions distinct.
     style: Worked-solution style, "verbose" or "compact" (see `arithmetic_example`).
+    answer_noise: Fraction of *train* solutions whose final `Answer:` line has one digit
+      changed (`synthetic.corrupt_final_answer`): demonstrations with transcription errors,
+      which SFT imitates and RL with a verifier can remove. `answer` stays true; the test
+      split is never corrupted.
   """
   seed: int = 0
   num_train: int = 10_000
@@ -159,6 +166,7 @@ class ArithmeticConfig(tfds.core.BuilderConfig):
   ops: tuple[str, ...] = synthetic.ARITHMETIC_OPS
   unique_train: bool = False
   style: str = "verbose"
+  answer_noise: float = 0.0
 
 
 class ArithmeticBuilder(_SyntheticBuilder, skip_registration=True):

@@ -19,7 +19,7 @@ e.g. the test questions when drawing train) deterministically from a string seed
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Collection, Optional, Sequence
+from typing import Any, Callable, Collection, Mapping, Optional, Sequence
 
 __all__ = [
     "ARITHMETIC_OPS",
@@ -179,6 +179,38 @@ def _compact_solution(op: str, operands: Sequence[int], answer: int) -> list[str
 
 
 SOLUTION_STYLES = ("verbose", "compact")
+
+
+def corrupt_final_answer(example: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
+  """The example with one digit of its solution's final `Answer: X` line changed.
+
+  A transcription error in a demonstration: the worked steps stay right, the last line
+  disagrees with them, and `answer` (what the verifier checks) keeps the true value. One
+  digit of X, drawn uniformly, is replaced by a different uniformly drawn digit (a leading
+  digit never becomes 0), so a model that imitates such data spreads its mass over wrong
+  final answers that share the same context as the right one.
+  """
+  solution = example["solution"]
+  head, sep, last = solution.rpartition("Answer: ")
+  if not sep or not last.lstrip("-").isdigit():
+    raise ValueError(f"solution has no final 'Answer: <integer>' line: {solution!r}")
+  sign, digits = ("-", last[1:]) if last.startswith("-") else ("", last)
+  i = rng.randrange(len(digits))
+  choices = [d for d in "0123456789"
+             if d != digits[i] and not (d == "0" and i == 0 and len(digits) > 1)]
+  digits = digits[:i] + rng.choice(choices) + digits[i + 1:]
+  return {**example, "solution": f"{head}{sep}{sign}{digits}"}
+
+
+def add_answer_noise(examples: list[dict[str, Any]], fraction: float, *, seed: str,
+                     arg_name: str = "answer_noise") -> list[dict[str, Any]]:
+  """Corrupts the final answer line of `fraction` of `examples` (deterministic in `seed`)."""
+  if not 0.0 <= fraction <= 1.0:
+    raise ValueError(f"{arg_name} must be in [0, 1], got {fraction}")
+  if fraction == 0.0:
+    return examples
+  rng = random.Random(seed)
+  return [corrupt_final_answer(ex, rng) if rng.random() < fraction else ex for ex in examples]
 
 
 def arithmetic_example(

@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -111,7 +111,8 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
                         f"{type(value).__name__} {value!r}")
   unknown = set(config.keys()) - set(REQUIRED_KEYS) - {"top_k", "chunk_size", "plot",
                                                         "kl_in_reward", "warmup_steps",
-                                                        "optimizer"}
+                                                        "optimizer", "eval_samples",
+                                                        "eval_temperature"}
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   if config.loss not in RECIPES:
@@ -140,6 +141,13 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
   if config.temperature <= 0:
     raise ConfigError(f"config.temperature must be > 0 for RL sampling, got "
                       f"{config.temperature}")
+  eval_samples = config.get("eval_samples", 0)
+  if isinstance(eval_samples, bool) or not isinstance(eval_samples, int) or eval_samples < 0:
+    raise ConfigError(f"config.eval_samples must be an int >= 0, got {eval_samples!r}")
+  eval_temperature = config.get("eval_temperature", None)
+  if eval_temperature is not None and not eval_temperature > 0:
+    raise ConfigError(f"config.eval_temperature must be > 0 (or None: the rollout "
+                      f"temperature), got {eval_temperature!r}")
   n = config.group_size * config.prompts_per_step
   if n % (config.mini_batches * config.micro_batches):
     raise ConfigError(f"group_size*prompts_per_step={n} must be divisible by "
@@ -228,9 +236,12 @@ def plot_rl_curves(workdir: str, title: str) -> str | None:
       axes[0].plot(*zip(*series(key)), label=label)
   axes[0].set(xlabel="step", title="rollouts")
   axes[0].legend()
-  if series("eval/accuracy"):
-    axes[1].plot(*zip(*series("eval/accuracy")), marker="o")
-  axes[1].set(xlabel="step", ylabel="held-out exact match (greedy)", ylim=(-0.02, 1.02))
+  for key, label in (("eval/accuracy", "greedy"), ("eval/sampled_accuracy", "sampled (avg@k)"),
+                     ("eval/pass_at_k", "pass@k")):
+    if series(key):
+      axes[1].plot(*zip(*series(key)), marker="o", label=label)
+  axes[1].set(xlabel="step", ylabel="held-out exact match", ylim=(-0.02, 1.02))
+  axes[1].legend()
   if series("rollout/response_length"):
     axes[2].plot(*zip(*series("rollout/response_length")))
   axes[2].set(xlabel="step", ylabel="response length (tokens)")
@@ -242,9 +253,39 @@ def plot_rl_curves(workdir: str, title: str) -> str | None:
   return path
 
 
+# Keys of `config.sft` that define the warm start's data, model and training: a checkpoint
+# in `sft.workdir` written under other values is not the warm start this config asks for.
+WARM_START_KEYS = ("task", "task_config", "task_overrides", "prompt_template", "target_field",
+                   "preset", "model_overrides", "num_steps", "learning_rate", "batch_size",
+                   "seq_len", "seed")
+
+
+def check_warm_start_config(saved: Mapping[str, Any], wanted: ml_collections.ConfigDict,
+                            workdir: str) -> None:
+  """Raises ConfigError when the SFT checkpoint in `workdir` was trained under another config."""
+  wanted = wanted.to_dict()
+  as_json = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
+  differ = [k for k in WARM_START_KEYS
+            if k in saved and k in wanted and as_json(saved[k]) != as_json(wanted[k])]
+  if differ:
+    details = "; ".join(f"{k}: saved {saved[k]!r}, config {wanted[k]!r}" for k in differ)
+    raise ConfigError(f"the SFT checkpoint in config.sft.workdir={workdir!r} was trained with a "
+                      f"different config.sft ({details}); point config.sft.workdir at a new "
+                      f"directory (it is trained there first) or restore those values")
+
+
 def warm_start(config) -> tuple[nnx.Module, Any]:
-  """The SFT model: loaded from `config.sft.workdir`, or trained there first."""
+  """The SFT model: loaded from `config.sft.workdir` (checked against `config.sft`), or
+  trained there first."""
+  from reasoning_jax.checkpoint import TrainCheckpointer
   from reasoning_jax.train.sft import load_sft_params, run_sft
+  ckpt_dir = os.path.join(config.sft.workdir, "checkpoints")
+  if os.path.isdir(ckpt_dir):
+    with TrainCheckpointer(ckpt_dir) as ckpt:
+      step = ckpt.latest_step()
+      if step is not None:
+        saved = ckpt.restore(step=step, target={})[1].get("config") or {}
+        check_warm_start_config(saved, config.sft, config.sft.workdir)
   loaded = load_sft_params(config.sft.workdir, config.sft)
   if loaded is None:
     logging.info("no SFT checkpoint in %s: training the warm start first", config.sft.workdir)
@@ -318,12 +359,25 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
                config.loss, recipe.loss, recipe.advantage, dynamic, uses_reference,
                config.num_steps)
 
+  eval_samples = config.get("eval_samples", 0)
+  eval_temperature = config.get("eval_temperature", None) or config.temperature
+
   def evaluate(step):
-    result = evaluate_exact_match(
-        nnx.merge(graphdef, state.params), tokenizer, test_source, reward=sft.reward,
-        num_examples=config.eval_examples, max_new_tokens=config.max_new_tokens,
-        prompt_template=sft.prompt_template, seed=config.seed)
-    writer.write(step, {"accuracy": result["accuracy"]}, prefix="eval/")
+    """Greedy exact match, and avg@k / pass@k of k samples at the eval temperature."""
+    eval_model = nnx.merge(graphdef, state.params)
+    common = dict(reward=sft.reward, num_examples=config.eval_examples,
+                  max_new_tokens=config.max_new_tokens, prompt_template=sft.prompt_template)
+    result = evaluate_exact_match(eval_model, tokenizer, test_source, seed=config.seed,
+                                  **common)
+    values = {"accuracy": result["accuracy"]}
+    if eval_samples:
+      # The same key at every evaluation: differences between steps are the policy's.
+      sampled = evaluate_exact_match(eval_model, tokenizer, test_source, seed=config.seed + 1,
+                                     temperature=eval_temperature, num_samples=eval_samples,
+                                     **common)
+      values.update(sampled_accuracy=sampled["accuracy"], pass_at_k=sampled["pass_at_k"])
+      result.update(values)
+    writer.write(step, values, prefix="eval/")
     return result
 
   def as_checkpoint(step):
@@ -414,10 +468,16 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
                             "seconds": time.perf_counter() - t0}
   evals = [r for r in read_metrics(workdir) if "eval/accuracy" in r]
   if not preempted:
-    result["accuracy"] = evaluate(final_step)["accuracy"]
+    final = evaluate(final_step)
+    result["accuracy"] = final["accuracy"]
+    if "sampled_accuracy" in final:
+      result["sampled_accuracy"] = final["sampled_accuracy"]
+      result["pass_at_k"] = final["pass_at_k"]
     evals = [r for r in read_metrics(workdir) if "eval/accuracy" in r]
   if evals:
     result["accuracy_warm_start"] = evals[0]["eval/accuracy"]
+    if "eval/sampled_accuracy" in evals[0]:
+      result["sampled_accuracy_warm_start"] = evals[0]["eval/sampled_accuracy"]
   writer.close()
   if config.get("plot", True):
     result["plot"] = plot_rl_curves(workdir, f"RL {config.loss} on {sft.task}/{sft.task_config}")

@@ -119,12 +119,23 @@ def model_config(config, vocab_size: int):
 
 def evaluate_exact_match(model, tokenizer, source, *, reward: str, num_examples: int,
                          max_new_tokens: int, prompt_template: str, batch_size: int = 64,
-                         temperature: float = 0.0, seed: int = 0) -> dict[str, Any]:
-  """Exact-match accuracy of `generate` completions scored by a registered verifier."""
+                         temperature: float = 0.0, seed: int = 0,
+                         num_samples: int = 1) -> dict[str, Any]:
+  """Exact-match accuracy of `generate` completions scored by a registered verifier.
+
+  With `temperature > 0` and `num_samples = k` each question is sampled k times and the
+  accuracy is the mean over all samples (avg@k, the pass@1 estimate RL papers report);
+  `pass_at_k` is the fraction of questions with at least one correct sample.
+  """
   from reasoning_jax.data import make_prompt_dataset
   from reasoning_jax.generate import generate
   from reasoning_jax.rewards import score_batch
 
+  if num_samples < 1:
+    raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+  if num_samples > 1 and temperature <= 0:
+    raise ValueError(f"num_samples={num_samples} > 1 needs temperature > 0 (greedy samples are "
+                     f"identical), got temperature={temperature}")
   num_examples = min(num_examples, len(source))
   subset = [source[i] for i in range(num_examples)]
   ds = make_prompt_dataset(subset, tokenizer, batch_size=min(batch_size, num_examples),
@@ -133,18 +144,25 @@ def evaluate_exact_match(model, tokenizer, source, *, reward: str, num_examples:
   scores, samples = [], []
   key = jax.random.key(seed)
   for i, batch in enumerate(ds):
-    out = generate(model, jnp.asarray(batch["prompts"]), jnp.asarray(batch["prompt_lengths"]),
+    prompts = np.repeat(np.asarray(batch["prompts"]), num_samples, axis=0)
+    prompt_lengths = np.repeat(np.asarray(batch["prompt_lengths"]), num_samples, axis=0)
+    out = generate(model, jnp.asarray(prompts), jnp.asarray(prompt_lengths),
                    max_new_tokens=max_new_tokens, temperature=temperature,
                    eos_id=tokenizer.eos_id, key=jax.random.fold_in(key, i))
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     completions = tokenizer.decode_batch(tokens, lengths)
-    fields = {k: list(batch[k]) for k in ("numbers", "target") if k in batch}
-    scores.append(score_batch(reward, completions, [str(a) for a in batch["answer"]], **fields))
+    repeat = lambda xs: [x for x in xs for _ in range(num_samples)]  # noqa: E731
+    fields = {k: repeat(batch[k]) for k in ("numbers", "target") if k in batch}
+    answers = repeat([str(a) for a in batch["answer"]])
+    scores.append(np.asarray(score_batch(reward, completions, answers, **fields),
+                             np.float64).reshape(-1, num_samples))
     if not samples:
-      samples = [(str(q), c) for q, c in zip(batch["question"][:3], completions[:3])]
-  scores = np.concatenate(scores) if scores else np.zeros((0,))
-  return {"accuracy": float(scores.mean()) if scores.size else 0.0, "count": int(scores.size),
-          "samples": samples}
+      samples = [(str(q), c) for q, c in zip(batch["question"][:3],
+                                             completions[::num_samples][:3])]
+  scores = np.concatenate(scores) if scores else np.zeros((0, num_samples))
+  return {"accuracy": float(scores.mean()) if scores.size else 0.0,
+          "pass_at_k": float((scores > 0).any(axis=1).mean()) if scores.size else 0.0,
+          "count": int(scores.shape[0]), "num_samples": num_samples, "samples": samples}
 
 
 def plot_curves(workdir: str, title: str) -> str | None:

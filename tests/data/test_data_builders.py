@@ -72,6 +72,19 @@ def test_arithmetic_difficulty_configs(tmp_path):
   assert custom.builder_config.name.startswith("easy-")
 
 
+def test_arithmetic_answer_noise_corrupts_train_solutions_only(tmp_path):
+  kw = dict(config="easy", num_train=400, num_test=50, style="compact")
+  clean = build_dataset("arithmetic", tmp_path / "clean", **kw)
+  noisy = build_dataset("arithmetic", tmp_path / "noisy", answer_noise=0.5, **kw)
+  assert noisy.builder_config.name != clean.builder_config.name  # A different dataset.
+  assert _read_all(noisy, "test") == _read_all(clean, "test")  # Held-out data stays clean.
+  train_clean, train_noisy = _read_all(clean, "train"), _read_all(noisy, "train")
+  assert [ex["question"] for ex in train_noisy] == [ex["question"] for ex in train_clean]
+  assert [ex["answer"] for ex in train_noisy] == [ex["answer"] for ex in train_clean]
+  wrong = [not ex["solution"].endswith(f"Answer: {ex['answer']}") for ex in train_noisy]
+  assert 0.4 < sum(wrong) / len(wrong) < 0.6
+
+
 def test_countdown_records_are_solvable(tfds_dir):
   builder = build_dataset("countdown", tfds_dir, num_train=60, num_test=10, seed=3)
   for ex in _read_all(builder, "train") + _read_all(builder, "test"):

@@ -8,6 +8,7 @@ import random
 import re
 from functools import reduce
 
+import numpy as np
 import pytest
 
 from data_test_helpers import evaluate, literals
@@ -218,3 +219,40 @@ def test_compact_arithmetic_solutions_are_correct():
     assert len(ex["solution"]) < 160
   with pytest.raises(ValueError, match="style"):
     arithmetic_example(rng, style="poetic")
+
+
+def test_corrupt_final_answer_changes_one_digit_of_the_last_line_only():
+  rng = random.Random(3)
+  for _ in range(300):
+    ex = synthetic.arithmetic_example(rng, min_digits=1, max_digits=3, ops=("+", "-", "*"),
+                                      style="compact")
+    bad = synthetic.corrupt_final_answer(ex, rng)
+    head, _, last = ex["solution"].rpartition("Answer: ")
+    bad_head, _, bad_last = bad["solution"].rpartition("Answer: ")
+    assert bad_head == head  # The worked steps are untouched.
+    assert bad["answer"] == ex["answer"] == last  # The verifier's answer stays true.
+    assert len(bad_last) == len(last) and bad_last.startswith("-") == last.startswith("-")
+    assert sum(a != b for a, b in zip(bad_last, last)) == 1
+    digits = bad_last.lstrip("-")
+    assert not (len(digits) > 1 and digits[0] == "0")  # No leading zero.
+  single = {"solution": "2+3=5\nAnswer: 5", "answer": "5"}
+  seen = {synthetic.corrupt_final_answer(single, rng)["solution"][-1] for _ in range(500)}
+  assert seen == set("012346789")  # Every other digit, 0 included for a one-digit answer.
+
+
+def test_add_answer_noise_fraction_determinism_and_errors():
+  rng = random.Random(0)
+  examples = [synthetic.arithmetic_example(rng, style="compact") for _ in range(2000)]
+  noisy = synthetic.add_answer_noise(examples, 0.3, seed="s")
+  again = synthetic.add_answer_noise(examples, 0.3, seed="s")
+  assert noisy == again
+  changed = np.mean([a["solution"] != b["solution"] for a, b in zip(examples, noisy)])
+  assert 0.26 < changed < 0.34
+  assert synthetic.add_answer_noise(examples, 0.0, seed="s") is examples
+  assert all(a["solution"] != b["solution"]
+             for a, b in zip(examples, synthetic.add_answer_noise(examples, 1.0, seed="t")))
+  for bad in (-0.1, 1.5, float("nan")):
+    with pytest.raises(ValueError, match="answer_noise"):
+      synthetic.add_answer_noise(examples, bad, seed="s")
+  with pytest.raises(ValueError, match="Answer"):
+    synthetic.corrupt_final_answer({"solution": "no final line"}, rng)

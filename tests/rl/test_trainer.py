@@ -99,11 +99,20 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   records = read_metrics(config.workdir)
   assert [r["step"] for r in records if "rollout/reward" in r] == [1, 2, 3]
   assert any("train/clip_frac_low" in r or "train/loss" in r for r in records)
+  evals = [r for r in records if "eval/accuracy" in r]
+  assert evals and all(0 <= r["eval/sampled_accuracy"] <= r["eval/pass_at_k"] <= 1
+                       for r in evals)  # avg@k <= pass@k, at every evaluation.
   config.num_steps = 5  # Resume from step 3 and continue.
   result = run_rl(config)
   assert result["step"] == 5
+  assert {"sampled_accuracy", "sampled_accuracy_warm_start", "pass_at_k"} <= set(result)
   steps = [r["step"] for r in read_metrics(config.workdir) if "rollout/reward" in r]
   assert steps == [1, 2, 3, 4, 5]
+  # A warm start trained under another SFT config is refused, naming the keys.
+  config.sft.task_overrides = dict(config.sft.task_overrides, answer_noise=0.25)
+  config.sft.num_steps = 7
+  with pytest.raises(ConfigError, match="num_steps.*task_overrides|task_overrides.*num_steps"):
+    run_rl(config)
 
 
 @pytest.mark.parametrize("loss", ["grpo", "dapo", "arm", "mrpo"])
@@ -127,6 +136,8 @@ def test_run_rl_recipes_with_reference_dynamic_sampling_and_reshaping(tmp_path, 
     (dict(loss_overrides=ml_collections.ConfigDict({"no_such_field": 1})), "no_such_field"),
     (dict(warmup_steps=-1), "warmup_steps"),
     (dict(optimizer="lion"), "optimizer"),
+    (dict(eval_samples=-1), "eval_samples"),
+    (dict(eval_temperature=0.0), "eval_temperature"),
 ])
 def test_config_errors_name_the_key(tmp_path, change, match):
   with pytest.raises(ConfigError, match=match):

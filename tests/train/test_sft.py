@@ -135,3 +135,36 @@ def test_sigterm_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
              if "train/loss" in r}
   for step in range(1, 13):
     np.testing.assert_allclose(resumed[step], full[step], rtol=1e-5, err_msg=f"step {step}")
+
+
+def test_evaluate_exact_match_sampled_avg_and_pass_at_k(monkeypatch):
+  """avg@k averages over every sample; pass@k counts questions with any correct sample."""
+  from flax import nnx
+
+  from reasoning_jax import rewards
+  from reasoning_jax.models import Transformer, get_preset
+  from reasoning_jax.tokenizers import ByteTokenizer
+  from reasoning_jax.train.sft import evaluate_exact_match
+
+  tok = ByteTokenizer()
+  model = Transformer(get_preset("tiny-qwen3", vocab_size=tok.vocab_size), rngs=nnx.Rngs(0))
+  source = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(6)]
+  seen = []
+
+  def fake_score(name, completions, answers, **fields):
+    # Question q's samples arrive together: sample 0 of questions 0 and 1 is "correct".
+    seen.append(list(answers))
+    return np.array([1.0 if i % 3 == 0 and i < 6 else 0.0 for i in range(len(completions))])
+
+  monkeypatch.setattr(rewards, "score_batch", fake_score)
+  common = dict(reward="math_exact", num_examples=6, max_new_tokens=3,
+                prompt_template="{question}\n")
+  out = evaluate_exact_match(model, tok, source, temperature=1.0, num_samples=3, **common)
+  assert seen[0] == [str(i + 1) for i in range(6) for _ in range(3)]  # Answers repeated k times.
+  assert out["count"] == 6 and out["num_samples"] == 3
+  assert out["accuracy"] == pytest.approx(2 / 18)
+  assert out["pass_at_k"] == pytest.approx(2 / 6)
+  with pytest.raises(ValueError, match="num_samples"):
+    evaluate_exact_match(model, tok, source, num_samples=0, **common)
+  with pytest.raises(ValueError, match="temperature"):
+    evaluate_exact_match(model, tok, source, num_samples=2, temperature=0.0, **common)
