@@ -3,9 +3,15 @@
 Measured in the same invocation:
   * rollout (KV-cache generate + rewards + old log-probs) and update time, tokens/s;
   * compiled temporary memory of the update's gradient with chunked vs unchunked log-probs;
-  * the whole step on 1 vs 8 host devices (separate processes; same global batch).
+  * the whole step on 1 vs 8 host devices (separate processes; same global batch);
+  * optionally (--tunix-python PATH), google-tunix's GRPO learner on the same model size,
+    batch and lengths (benchmarks/tunix_grpo.py, run with that interpreter), and the ratio
+    of its step time to the 1-device, unchunked run above (> 1: ours is faster).
 
   python benchmarks/rl_step.py [--prompts 8 --group 4 --new-tokens 64 --vocab 32000]
+      [--steps 3] [--tunix-python /path/to/tunix-venv/bin/python]
+
+--steps times that many steps after the compiling one and reports medians (default 1).
 """
 
 from __future__ import annotations
@@ -81,20 +87,28 @@ def worker(args):
   batch, arrays, _, _ = one_step(0)  # Compile everything once.
   state, metrics = step(state, sharding.shard_batch(arrays, mesh))  # The step donates state.
   jax.block_until_ready(metrics)
-  current["params"] = state.params
-  batch, arrays, t0, t1 = one_step(1)
-  t2 = time.perf_counter()
-  state, metrics = step(state, sharding.shard_batch(arrays, mesh))
-  jax.block_until_ready(metrics)
-  t3 = time.perf_counter()
-  tokens = int(batch.mask.sum())
+  rollout_s, update_s, step_s, token_counts = [], [], [], []
+  for i in range(1, args.steps + 1):
+    current["params"] = state.params
+    batch, arrays, t0, t1 = one_step(i)
+    t2 = time.perf_counter()
+    state, metrics = step(state, sharding.shard_batch(arrays, mesh))
+    jax.block_until_ready(metrics)
+    t3 = time.perf_counter()
+    rollout_s.append(t1 - t0)
+    update_s.append(t3 - t2)
+    step_s.append(t3 - t0)
+    token_counts.append(int(batch.mask.sum()))
+  tokens = int(np.median(token_counts))
   grad_fn = jax.jit(jax.grad(lambda p, b: make_rl_loss_fn(loss, chunk_size=chunk)(
       nnx.merge(graphdef, p), b)[0]))
   analysis = grad_fn.lower(state.params, {k: jnp.asarray(v) for k, v in arrays.items()}
                            ).compile().memory_analysis()
+  median = lambda xs: float(np.median(xs))  # pylint: disable=unnecessary-lambda-assignment
   print(json.dumps({"devices": jax.device_count(), "chunk": chunk,
-                    "rollout_s": t1 - t0, "update_s": t3 - t2, "step_s": t3 - t0,
-                    "completion_tokens": tokens, "tokens_per_s": tokens / (t3 - t0),
+                    "rollout_s": median(rollout_s), "update_s": median(update_s),
+                    "step_s": median(step_s), "step_s_per_step": step_s,
+                    "completion_tokens": tokens, "tokens_per_s": tokens / median(step_s),
                     "grad_temp_bytes": None if analysis is None
                     else int(analysis.temp_size_in_bytes)}))
 
@@ -106,6 +120,11 @@ def main():
   parser.add_argument("--new-tokens", type=int, default=64)
   parser.add_argument("--vocab", type=int, default=32000)
   parser.add_argument("--chunk", type=int, default=0)
+  parser.add_argument("--steps", type=int, default=1,
+                      help="timed steps after the compiling one (medians are reported)")
+  parser.add_argument("--tunix-python", default="",
+                      help="interpreter of an environment with google-tunix: also run its "
+                      "GRPO learner at the same sizes (benchmarks/tunix_grpo.py)")
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--mesh", default="{}", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -118,7 +137,7 @@ def main():
                JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     cmd = [sys.executable, __file__, "--worker", "--mesh", json.dumps(mesh), "--prompts",
            str(args.prompts), "--group", str(args.group), "--new-tokens", str(args.new_tokens),
-           "--vocab", str(args.vocab), "--chunk", str(chunk)]
+           "--vocab", str(args.vocab), "--chunk", str(chunk), "--steps", str(args.steps)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     results.append(json.loads(out.stdout.strip().splitlines()[-1]))
   base = results[0]
@@ -130,6 +149,36 @@ def main():
     print(f"{name:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['tokens_per_s']:8.0f} "
           f"{(mem or 0) / 2**20:14.1f} {base['step_s'] / r['step_s']:11.2f}x "
           f"{(mem or 0) / max(base['grad_temp_bytes'] or 1, 1):10.3f}x")
+  if args.tunix_python:
+    compare_tunix(args, base)
+
+
+def compare_tunix(args, base):
+  """Runs benchmarks/tunix_grpo.py under `args.tunix_python`; prints step times and ratio."""
+  env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+  env.pop("XLA_FLAGS", None)  # One host device, as in the baseline run.
+  cmd = [args.tunix_python, os.path.join(REPO, "benchmarks", "tunix_grpo.py"), "--prompts",
+         str(args.prompts), "--group", str(args.group), "--new-tokens", str(args.new_tokens),
+         "--vocab", str(args.vocab), "--steps", str(args.steps)]
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  if out.returncode:
+    sys.stderr.write(out.stderr[-4000:])
+    raise SystemExit(f"tunix run failed (exit {out.returncode}): {' '.join(cmd)}")
+  tunix = json.loads(out.stdout.strip().splitlines()[-1])
+  ratio = tunix["step_s"] / base["step_s"]
+  print(f"\n{'one RL step, 1 dev':28s} {'rollout s':>9} {'update s':>9} {'step s':>8} "
+        f"{'tok/s':>8}")
+  for name, r in (("ours (DISPO, chunk=none)", base),
+                  (f"{tunix['framework']} GRPO", tunix)):
+    print(f"{name:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['step_s']:8.2f} "
+          f"{r['tokens_per_s']:8.0f}")
+  print(f"tunix step s / our step s = {ratio:.2f} (> 1: ours is faster; medians of "
+        f"{args.steps} step(s) each)")
+  print(json.dumps({"ours": {k: base[k] for k in ("rollout_s", "update_s", "step_s",
+                                                   "tokens_per_s")},
+                    "tunix": {k: tunix[k] for k in ("rollout_s", "update_s", "step_s",
+                                                    "tokens_per_s", "framework")},
+                    "tunix_over_ours_step": ratio}))
 
 
 if __name__ == "__main__":
