@@ -58,7 +58,11 @@ def worker(args):
   state = jax.device_put(state, shards)
   loss = rl.make_loss("dispo")
   chunk = args.chunk or None
-  step = make_train_step(graphdef, tx, make_rl_loss_fn(loss, chunk_size=chunk), mesh=mesh,
+  # As run_rl with one update per rollout: the update's forward pass gives the old log-probs
+  # (no separate pass after sampling) unless --recompute-old-logp.
+  recompute = args.recompute_old_logp
+  loss_fn = make_rl_loss_fn(loss, chunk_size=chunk, tis_cap=None if recompute else 2.0)
+  step = make_train_step(graphdef, tx, loss_fn, mesh=mesh,
                          shardings=shards, aux_merge=rl.merge_aux,
                          aux_finalize=lambda a, d: rl.summarize_aux(a))
   logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk)
@@ -75,12 +79,15 @@ def worker(args):
     batch = collect_rollouts(graphdef, current["params"], prompts, tokenizer=Tok(),
                              reward_fn=reward_fn, group_size=args.group,
                              max_new_tokens=args.new_tokens, key=jax.random.key(i),
-                             logprob_fn=logprob_fn)
+                             logprob_fn=logprob_fn, recompute_old_logp=recompute)
     t1 = time.perf_counter()
     adv = rl.ADVANTAGES.get("grpo")(jnp.asarray(batch.rewards),
                                     group_ids=jnp.asarray(batch.group_ids))
-    arrays = {"tokens": batch.tokens, "mask": batch.mask, "old_logp": batch.old_logp,
-              "advantages": np.asarray(adv)}
+    arrays = {"tokens": batch.tokens, "mask": batch.mask, "advantages": np.asarray(adv)}
+    if recompute:
+      arrays["old_logp"] = batch.old_logp
+    else:
+      arrays["sampler_logp"] = batch.sampler_logp
     return batch, arrays, t0, t1
 
   current = {"params": state.params}
@@ -100,8 +107,7 @@ def worker(args):
     step_s.append(t3 - t0)
     token_counts.append(int(batch.mask.sum()))
   tokens = int(np.median(token_counts))
-  grad_fn = jax.jit(jax.grad(lambda p, b: make_rl_loss_fn(loss, chunk_size=chunk)(
-      nnx.merge(graphdef, p), b)[0]))
+  grad_fn = jax.jit(jax.grad(lambda p, b: loss_fn(nnx.merge(graphdef, p), b)[0]))
   analysis = grad_fn.lower(state.params, {k: jnp.asarray(v) for k, v in arrays.items()}
                            ).compile().memory_analysis()
   median = lambda xs: float(np.median(xs))  # pylint: disable=unnecessary-lambda-assignment
@@ -125,6 +131,9 @@ def main():
   parser.add_argument("--tunix-python", default="",
                       help="interpreter of an environment with google-tunix: also run its "
                       "GRPO learner at the same sizes (benchmarks/tunix_grpo.py)")
+  parser.add_argument("--recompute-old-logp", action="store_true",
+                      help="a separate forward pass for the old log-probs after sampling (what "
+                      "several updates per rollout need); default: the update's own pass")
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--mesh", default="{}", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -138,6 +147,8 @@ def main():
     cmd = [sys.executable, __file__, "--worker", "--mesh", json.dumps(mesh), "--prompts",
            str(args.prompts), "--group", str(args.group), "--new-tokens", str(args.new_tokens),
            "--vocab", str(args.vocab), "--chunk", str(chunk), "--steps", str(args.steps)]
+    if args.recompute_old_logp:
+      cmd.append("--recompute-old-logp")
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     results.append(json.loads(out.stdout.strip().splitlines()[-1]))
   base = results[0]

@@ -42,6 +42,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.dynamic_sampling = ml_collections.FieldReference(None, field_type=bool)  # None: recipe.
   c.max_dynamic_batches = 3
   c.tis_cap = 2.0  # Truncated IS correction of the sampler/trainer mismatch.
+  # With one update per rollout (ppo_epochs * mini_batches == 1) take the old log-probs from
+  # the update's own forward pass instead of a separate one after sampling (same params: the
+  # ratio is exactly 1); more updates per rollout always recompute them.
+  c.reuse_update_logp = True
   # Updates.
   c.num_steps = 40
   c.learning_rate = 5e-5

@@ -42,7 +42,8 @@ class RolloutBatch:
   Attributes:
     tokens: `[N, L]` int32 prompt + completion, right-padded.
     mask: `[N, L]` float32, 1 on completion tokens (incl. EOS).
-    old_logp: `[N, L]` float32 log-probs of the tokens under the rollout params.
+    old_logp: `[N, L]` float32 log-probs of the tokens under the rollout params, or None
+      when not recomputed (one on-policy update: the update's own forward pass gives them).
     sampler_logp: `[N, L]` float32 log-probs reported by the sampler.
     ref_logp: `[N, L]` float32 under the reference params, or None.
     rewards: `[N]` float32 verifier rewards.
@@ -54,7 +55,7 @@ class RolloutBatch:
 
   tokens: np.ndarray
   mask: np.ndarray
-  old_logp: np.ndarray
+  old_logp: np.ndarray | None
   sampler_logp: np.ndarray
   ref_logp: np.ndarray | None
   rewards: np.ndarray
@@ -73,13 +74,13 @@ class RolloutBatch:
                                          "rewards", "group_ids", "completion_lengths")}
     if self.ref_logp is not None:
       out["ref_logp"] = self.ref_logp
-    return out
+    return {k: v for k, v in out.items() if v is not None}
 
   def select(self, rows: np.ndarray) -> "RolloutBatch":
     rows = np.asarray(rows)
     pick = lambda x: None if x is None else x[rows]  # noqa: E731
     return RolloutBatch(
-        tokens=self.tokens[rows], mask=self.mask[rows], old_logp=self.old_logp[rows],
+        tokens=self.tokens[rows], mask=self.mask[rows], old_logp=pick(self.old_logp),
         sampler_logp=self.sampler_logp[rows], ref_logp=pick(self.ref_logp),
         rewards=self.rewards[rows], group_ids=self.group_ids[rows],
         completion_lengths=self.completion_lengths[rows], truncated=self.truncated[rows],
@@ -162,6 +163,7 @@ def collect_rollouts(
     logprob_fn: Callable[..., jax.Array] | None = None,
     ref_params: Any = None,
     fields: tuple[str, ...] = ("numbers", "target"),
+    recompute_old_logp: bool = True,
 ) -> RolloutBatch:
   """Samples `group_size` completions for every prompt and scores them.
 
@@ -178,6 +180,9 @@ def collect_rollouts(
     logprob_fn: from `make_logprob_fn` (recomputes old/ref log-probs).
     ref_params: reference policy params (only when a KL term is used).
     fields: per-example fields forwarded to `reward_fn`.
+    recompute_old_logp: run the trainer's forward pass for `old_logp`. With exactly one
+      update per rollout (on-policy) the update's own forward pass under the same params
+      gives them, so the trainer skips this pass (`old_logp=None`).
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -205,7 +210,8 @@ def collect_rollouts(
                                      tokens.shape[1])
   if logprob_fn is None:
     logprob_fn = make_logprob_fn(graphdef)
-  old_logp = np.asarray(logprob_fn(params, jnp.asarray(tokens), jnp.asarray(mask)))
+  old_logp = (np.asarray(logprob_fn(params, jnp.asarray(tokens), jnp.asarray(mask)))
+              if recompute_old_logp else None)
   ref_logp = None
   if ref_params is not None:
     ref_logp = np.asarray(logprob_fn(ref_params, jnp.asarray(tokens), jnp.asarray(mask)))

@@ -112,7 +112,8 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
   unknown = set(config.keys()) - set(REQUIRED_KEYS) - {"top_k", "chunk_size", "plot",
                                                         "kl_in_reward", "warmup_steps",
                                                         "optimizer", "eval_samples",
-                                                        "eval_temperature"}
+                                                        "eval_temperature",
+                                                        "reuse_update_logp"}
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   if config.loss not in RECIPES:
@@ -165,15 +166,29 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
   return recipe
 
 
-def make_rl_loss_fn(bound_loss: rl.BoundLoss, *, chunk_size: int | None = None):
-  """`fn(model, batch) -> (loss_sum, denominator, aux)` for `make_train_step`."""
+def make_rl_loss_fn(bound_loss: rl.BoundLoss, *, chunk_size: int | None = None,
+                    tis_cap: float | None = None):
+  """`fn(model, batch) -> (loss_sum, denominator, aux)` for `make_train_step`.
+
+  A batch without `old_logp` is an on-policy update (one update per rollout, params equal to
+  the sampler's): the old log-probs are this forward pass's own, stop-gradient, so the ratio
+  is exactly 1, and the rollout skips a separate forward pass. The truncated IS weights then
+  come from them and `sampler_logp` with cap `tis_cap` (else from the batch's `is_weights`).
+  """
 
   def loss_fn(model, batch):
     logp, entropy = sequence_logprobs(model, batch["tokens"], batch["mask"],
                                       chunk_size=chunk_size)
-    out = bound_loss(logp, batch["old_logp"], batch["advantages"], batch["mask"],
+    old_logp = batch.get("old_logp")
+    is_weights = batch.get("is_weights")
+    if old_logp is None:
+      old_logp = jax.lax.stop_gradient(logp)
+      if is_weights is None and tis_cap is not None and "sampler_logp" in batch:
+        is_weights = rl.truncated_importance_weights(old_logp, batch["sampler_logp"],
+                                                     batch["mask"], cap=tis_cap)
+    out = bound_loss(logp, old_logp, batch["advantages"], batch["mask"],
                      ref_logp=batch.get("ref_logp"), entropy=entropy,
-                     is_weights=batch.get("is_weights"), correct=batch.get("correct"))
+                     is_weights=is_weights, correct=batch.get("correct"))
     return out.loss_sum, out.denominator, out.aux
 
   return loss_fn
@@ -205,7 +220,9 @@ def compute_advantages(recipe: Recipe, batch: RolloutBatch, config, *, graphdef,
     prompt_mask[:, 0] = 1.0  # Position 0 is never a completion token.
     full = np.asarray(logprob_fn(params, jnp.asarray(batch.tokens),
                                  jnp.asarray(np.maximum(prompt_mask, batch.mask))))
-    kwargs = dict(old_logp=jnp.asarray(batch.old_logp), mask=jnp.asarray(batch.mask),
+    # This pass covers the completion too: its log-probs are the old ones (same params).
+    old_logp = full * batch.mask if batch.old_logp is None else batch.old_logp
+    kwargs = dict(old_logp=jnp.asarray(old_logp), mask=jnp.asarray(batch.mask),
                   prompt_logp=jnp.asarray(full * prompt_mask),
                   prompt_mask=jnp.asarray(prompt_mask),
                   content_mask=jnp.asarray(prompt_mask))
@@ -342,7 +359,12 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     ref_params = jax.jit(lambda p: jax.tree_util.tree_map(jnp.copy, p),
                          out_shardings=shardings.params)(state.params)
   chunk_size = config.get("chunk_size") or None
-  step_fn = make_train_step(graphdef, tx, make_rl_loss_fn(bound_loss, chunk_size=chunk_size),
+  # One on-policy update per rollout: the update's forward pass provides the old log-probs.
+  on_policy = (config.ppo_epochs * config.mini_batches == 1
+               and config.get("reuse_update_logp", True))
+  step_fn = make_train_step(graphdef, tx,
+                            make_rl_loss_fn(bound_loss, chunk_size=chunk_size,
+                                            tis_cap=config.tis_cap if on_policy else None),
                             micro_batches=config.micro_batches, mesh=mesh, shardings=shardings,
                             aux_merge=rl.merge_aux,
                             aux_finalize=lambda aux, denom: rl.summarize_aux(aux))
@@ -407,7 +429,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
                             reward_fn=reward_fn, group_size=config.group_size,
                             max_new_tokens=config.max_new_tokens,
                             temperature=config.temperature, top_k=config.get("top_k") or None,
-                            top_p=config.top_p, logprob_fn=logprob_fn, ref_params=ref_params)
+                            top_p=config.top_p, logprob_fn=logprob_fn, ref_params=ref_params,
+                            recompute_old_logp=not on_policy)
       stats: dict[str, float] = {}
       if dynamic:
         batch, stats = collect_dynamic(prompt_iter, config.prompts_per_step,
@@ -419,12 +442,15 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       advantages, adv_stats = compute_advantages(recipe, batch, config, graphdef=graphdef,
                                                  params=state.params, logprob_fn=logprob_fn)
       stats.update(adv_stats)
-      is_weights = np.asarray(rl.truncated_importance_weights(
-          jnp.asarray(batch.old_logp), jnp.asarray(batch.sampler_logp),
-          jnp.asarray(batch.mask), cap=config.tis_cap))
-      arrays = {"tokens": batch.tokens, "mask": batch.mask, "old_logp": batch.old_logp,
-                "advantages": advantages, "is_weights": is_weights,
+      arrays = {"tokens": batch.tokens, "mask": batch.mask, "advantages": advantages,
                 "correct": (batch.rewards > 0).astype(np.float32)}
+      if batch.old_logp is None:  # On-policy: the loss derives old log-probs and TIS weights.
+        arrays["sampler_logp"] = batch.sampler_logp
+      else:
+        arrays["old_logp"] = batch.old_logp
+        arrays["is_weights"] = np.asarray(rl.truncated_importance_weights(
+            jnp.asarray(batch.old_logp), jnp.asarray(batch.sampler_logp),
+            jnp.asarray(batch.mask), cap=config.tis_cap))
       if batch.ref_logp is not None:
         arrays["ref_logp"] = batch.ref_logp
       n = batch.size

@@ -75,6 +75,50 @@ def test_rl_loop_increases_reward_on_an_easy_task(recipe):
   assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.2, rewards
 
 
+@pytest.mark.parametrize("recipe", ["grpo", "dispo"])
+def test_on_policy_update_without_old_logp_equals_the_recomputed_path(recipe):
+  """One update per rollout: old log-probs from the update's own forward pass (no separate
+  rollout pass) give the same loss, gradients and TIS weights as recomputing them."""
+  config = get_preset("tiny-qwen3").replace(vocab_size=6, num_layers=1, hidden_size=32,
+                                            intermediate_size=64, head_dim=16)
+  model = Transformer(config, rngs=nnx.Rngs(1))
+  graphdef, params = nnx.split(model, nnx.Param)
+  prompts = {"prompts": np.array([[1, 2, 0], [3, 1, 2]], np.int32),
+             "prompt_lengths": np.array([2, 3], np.int32), "answer": np.array(["", ""])}
+  kwargs = dict(tokenizer=DigitTokenizer(), reward_fn=ones_fraction, group_size=3,
+                max_new_tokens=5, key=jax.random.key(3))
+  full = collect_rollouts(graphdef, params, prompts, **kwargs)
+  lean = collect_rollouts(graphdef, params, prompts, recompute_old_logp=False, **kwargs)
+  assert lean.old_logp is None and "old_logp" not in lean.arrays()
+  np.testing.assert_array_equal(lean.tokens, full.tokens)
+  adv = np.asarray(rl.ADVANTAGES.get("grpo")(jnp.asarray(full.rewards),
+                                              group_ids=jnp.asarray(full.group_ids)))
+  # A sampler that disagrees with the trainer, so the TIS weights are not all 1.
+  sampler_logp = full.sampler_logp + 0.9 * full.mask * np.sin(np.arange(full.mask.size)
+                                                              ).reshape(full.mask.shape)
+  bound = rl.make_loss(RECIPES[recipe].loss, **({"beta": 0.0} if recipe == "grpo" else {}))
+  common = {"tokens": full.tokens, "mask": full.mask, "advantages": adv}
+  recomputed = dict(common, old_logp=full.old_logp, is_weights=np.asarray(
+      rl.truncated_importance_weights(jnp.asarray(full.old_logp), jnp.asarray(sampler_logp),
+                                      jnp.asarray(full.mask), cap=1.5)))
+  on_policy = dict(common, sampler_logp=sampler_logp)
+  assert (recomputed["is_weights"][full.mask > 0] < 1.0).any()
+
+  def value_and_grad(batch):
+    loss_fn = make_rl_loss_fn(bound, tis_cap=1.5)
+
+    def f(p):
+      total, denom, _ = loss_fn(nnx.merge(graphdef, p),
+                                {k: jnp.asarray(v) for k, v in batch.items()})
+      return total / denom
+    return jax.value_and_grad(f)(params)
+
+  (a, ga), (b, gb) = value_and_grad(recomputed), value_and_grad(on_policy)
+  np.testing.assert_allclose(float(a), float(b), rtol=1e-5, atol=1e-7)
+  for x, y in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
+
+
 def rl_config(tmp_path, **changes):
   sys.path.insert(0, REPO)
   from configs import rl_arith
