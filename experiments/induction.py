@@ -22,6 +22,7 @@ Reports what the runs show, whatever it shows.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -147,7 +148,38 @@ def masked_cross_entropy(logits, targets, weights):
   return -(token_logp * weights).sum(), weights.sum(), {"accuracy_sum": (correct * weights).sum()}
 
 
+def target_slots(mask: np.ndarray, k: int | None = None) -> np.ndarray:
+  """`[N, K]` int32: each row's True positions of `mask` `[N, T]` first, then False ones.
+
+  K (default: the largest row count) lets the LM head run on `[B, K]` gathered hidden states
+  instead of all T positions: MQAR labels kv of T positions, the H3 task one. Pair with
+  `np.take_along_axis(mask, slots, 1)` as the validity of each slot.
+  """
+  mask = np.asarray(mask, bool)
+  most = int(mask.sum(axis=1).max()) if mask.size else 0
+  if k is None:
+    k = max(1, most)
+  elif k < most:
+    raise ValueError(f"k={k} is smaller than a row's {most} target positions")
+  if k > mask.shape[1]:
+    raise ValueError(f"k={k} exceeds the {mask.shape[1]} positions per row")
+  # A stable sort puts each row's True positions first, in order; the padding slots then
+  # point at False positions, so `take_along_axis(mask, slots, 1)` marks them invalid.
+  return np.argsort(~mask, axis=1, kind="stable")[:, :k].astype(np.int32)
+
+
+def _gathered_logits(model, inputs, slots):
+  """Logits `[B, K, V]` at positions `slots` `[B, K]` only (the head runs on K, not T)."""
+  import jax.numpy as jnp
+  hidden, _ = model.forward(inputs)
+  picked = jnp.take_along_axis(hidden, slots[..., None].astype(jnp.int32), axis=1)
+  return model.unembed(picked)
+
+
 def _recall_loss(model, batch):
+  if "slots" in batch:  # Sparse targets: head only at the labelled positions.
+    return masked_cross_entropy(_gathered_logits(model, batch["inputs"], batch["slots"]),
+                                batch["targets"], batch["loss_weights"])
   return masked_cross_entropy(model(batch["inputs"]), batch["targets"], batch["loss_weights"])
 
 
@@ -192,8 +224,10 @@ def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *,
     step_fn = make_train_step(graphdef, tx, loss_fn)
 
     @jax.jit
-    def eval_counts(params, inputs, targets, mask):
-      logits = nnx.merge(graphdef, params)(inputs)
+    def eval_counts(params, inputs, targets, mask, slots=None):
+      """Correct and total counts on `mask`; with `slots` [B, K], targets/mask are [B, K]."""
+      model = nnx.merge(graphdef, params)
+      logits = model(inputs) if slots is None else _gathered_logits(model, inputs, slots)
       right = (jnp.argmax(logits, -1) == targets) & mask
       return right.sum(), mask.sum()
 
@@ -201,19 +235,32 @@ def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *,
   return _COMPILED[key]
 
 
-def evaluate_accuracy(eval_counts, params, data, *, batch_size: int) -> float:
-  """Top-1 accuracy of argmax logits on `data.eval_mask` positions (all examples)."""
+def evaluate_accuracy(eval_counts, params, data, *, batch_size: int,
+                      sparse: bool = False) -> float:
+  """Top-1 accuracy of argmax logits on `data.eval_mask` positions (all examples).
+
+  `sparse`: run the head only at the scored positions (`target_slots`); same result.
+  """
   right = total = 0
   n = len(data)
+  all_targets, all_mask, all_slots = data.targets, data.eval_mask, None
+  if sparse:
+    all_slots = target_slots(data.eval_mask)
+    all_targets = np.take_along_axis(data.targets, all_slots, axis=1)
+    all_mask = np.take_along_axis(data.eval_mask, all_slots, axis=1)
   for lo in range(0, n, batch_size):
     hi = min(n, lo + batch_size)
-    inputs, targets, mask = data.inputs[lo:hi], data.targets[lo:hi], data.eval_mask[lo:hi]
+    inputs, targets, mask = data.inputs[lo:hi], all_targets[lo:hi], all_mask[lo:hi]
+    slots = None if all_slots is None else all_slots[lo:hi]
     if hi - lo < batch_size:  # Pad the last batch (masked out) to keep one compiled shape.
       pad = batch_size - (hi - lo)
       inputs = np.concatenate([inputs, np.zeros((pad,) + inputs.shape[1:], inputs.dtype)])
       targets = np.concatenate([targets, np.zeros((pad,) + targets.shape[1:], targets.dtype)])
       mask = np.concatenate([mask, np.zeros((pad,) + mask.shape[1:], bool)])
-    r, t = eval_counts(params, inputs, targets, mask)
+      if slots is not None:
+        slots = np.concatenate([slots, np.zeros((pad,) + slots.shape[1:], slots.dtype)])
+    r, t = (eval_counts(params, inputs, targets, mask) if slots is None
+            else eval_counts(params, inputs, targets, mask, slots))
     right += int(r)
     total += int(t)
   return right / max(total, 1)
@@ -260,19 +307,34 @@ def train_and_eval(model_config, task: Mapping[str, Any], seed: int,
   loader = iter(make_recall_loader(train_data, batch_size=int(train["batch_size"]), seed=seed))
   eval_every = int(train["eval_every"])
   eval_bs = int(train.get("eval_batch_size", 256))
-  curve = [[0, evaluate_accuracy(eval_counts, state.params, test_data, batch_size=eval_bs)]]
+  def loss_mask(data):
+    weights = data.targets != IGNORE
+    return weights & data.eval_mask if loss_on == "eval" else weights
+
+  # The LM head runs only on the positions the loss / accuracy read when they are few (MQAR:
+  # kv of T; H3: 1 of T); one K for the whole run keeps a single compiled shape.
+  k_train = int(loss_mask(train_data).sum(axis=1).max())
+  sparse = k_train <= train_data.seq_len // 4
+  evaluate = functools.partial(evaluate_accuracy, eval_counts, batch_size=eval_bs,
+                               sparse=sparse)
+  curve = [[0, evaluate(state.params, test_data)]]
   losses = []
   for step in range(1, num_steps + 1):
     batch = next(loader)
     weights = batch["targets"] != IGNORE
     if loss_on == "eval":
       weights &= batch["eval_mask"]
-    state, metrics = step_fn(state, {"inputs": jnp.asarray(batch["inputs"]),
-                                     "targets": jnp.asarray(batch["targets"]),
-                                     "loss_weights": jnp.asarray(weights, jnp.float32)})
+    arrays = {"inputs": batch["inputs"], "targets": batch["targets"], "loss_weights": weights}
+    if sparse:
+      slots = target_slots(weights, k_train)
+      arrays = {"inputs": batch["inputs"], "slots": slots,
+                "targets": np.take_along_axis(batch["targets"], slots, axis=1),
+                "loss_weights": np.take_along_axis(weights, slots, axis=1)}
+    arrays["loss_weights"] = arrays["loss_weights"].astype(np.float32)
+    state, metrics = step_fn(state, {k: jnp.asarray(v) for k, v in arrays.items()})
     if step % eval_every == 0 or step == num_steps:
       loss = float(metrics["loss"])
-      acc = evaluate_accuracy(eval_counts, state.params, test_data, batch_size=eval_bs)
+      acc = evaluate(state.params, test_data)
       curve.append([step, acc])
       losses.append([step, loss])
       logging.info("%s seed %d step %d: train loss %.4f, test accuracy %.4f", label, seed,

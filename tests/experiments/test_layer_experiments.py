@@ -203,3 +203,46 @@ def test_monotone_attack_experiment_tiny(tmp_path):
         a = r[mode]
         assert 0 <= a["success_rate"] <= 1 and a["num_examples"] == 16
         assert 0 < a["mean_tokens_changed"] <= 5
+
+
+def test_target_slots_and_sparse_head_match_the_dense_loss_and_accuracy():
+  """The head on gathered target positions gives the dense loss and accuracy exactly."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+  from reasoning_jax.data import recall
+  from reasoning_jax.models import Transformer, get_preset
+
+  mask = np.array([[0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0]], bool)
+  slots = induction.target_slots(mask)
+  assert slots.shape == (3, 2)
+  assert slots[0].tolist() == [1, 3] and slots[1, 0] == 0
+  valid = np.take_along_axis(mask, slots, axis=1)
+  assert valid.tolist() == [[True, True], [True, False], [False, False]]
+  assert induction.target_slots(mask, 3).shape == (3, 3)
+  with pytest.raises(ValueError, match="k=1"):
+    induction.target_slots(mask, 1)
+
+  data = recall.mqar(6, vocab_size=64, seq_len=32, num_kv_pairs=3, seed=0)
+  config = get_preset("tiny-llama").replace(vocab_size=64, num_layers=1, hidden_size=32,
+                                            num_heads=2, num_kv_heads=2, head_dim=16,
+                                            intermediate_size=32, max_position_embeddings=64)
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  weights = (data.targets != recall.IGNORE).astype(np.float32)
+  dense = induction._recall_loss(model, {"inputs": jnp.asarray(data.inputs),
+                                         "targets": jnp.asarray(data.targets),
+                                         "loss_weights": jnp.asarray(weights)})
+  slots = induction.target_slots(weights > 0, 4)  # One padding slot per row.
+  sparse = induction._recall_loss(model, {
+      "inputs": jnp.asarray(data.inputs), "slots": jnp.asarray(slots),
+      "targets": jnp.asarray(np.take_along_axis(data.targets, slots, 1)),
+      "loss_weights": jnp.asarray(np.take_along_axis(weights, slots, 1))})
+  for a, b in zip(jax.tree_util.tree_leaves(dense), jax.tree_util.tree_leaves(sparse)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+  graphdef, params = nnx.split(model, nnx.Param)
+  train = {"batch_size": 4, "num_steps": 2, "learning_rate": 1e-3, "warmup_steps": 1,
+           "weight_decay": 0.0, "grad_clip": 1.0}
+  _, _, _, counts = induction.compiled_functions(config, train)
+  accs = [induction.evaluate_accuracy(counts, params, data, batch_size=4, sparse=s)
+          for s in (False, True)]
+  assert accs[0] == accs[1]
