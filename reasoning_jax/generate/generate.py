@@ -5,8 +5,9 @@
 
   1. the model is split once (`graphdef, state = nnx.split(model)`);
   2. a jitted *prefill* runs the whole `[B, P]` prompt block through the model,
-     writing cache slots `0 .. P-1`, and samples each row's first token from the
-     logits at its last real prompt position `prompt_lengths[b] - 1`;
+     writing cache slots `0 .. P-1` of a fresh cache (allocated outside the jit and
+     donated to it, see `_compiled_fns`), and samples each row's first token from
+     the logits at its last real prompt position `prompt_lengths[b] - 1`;
   3. ONE jitted *decode* function runs a `jax.lax.while_loop` that feeds each
      row's latest token at position `prompt_lengths[b] + k - 1` (so row b's k-th
      new token lands at position `prompt_lengths[b] + k`, overwriting the
@@ -102,7 +103,7 @@ def _compiled_fns(graphdef: Any, settings: _Settings):
   def step_key(key, step):
     return None if key is None else jax.random.fold_in(key, step)
 
-  def prefill(state, prompts, prompt_lengths, key):
+  def prefill(state, cache, prompts, prompt_lengths, key):
     TRACE_COUNTS["prefill"] += 1
     model = nnx.merge(graphdef, state)
     b, p = prompts.shape
@@ -111,7 +112,6 @@ def _compiled_fns(graphdef: Any, settings: _Settings):
     # give them a valid id so the embedding lookup stays finite.
     valid = positions < prompt_lengths[:, None]
     prompts = jnp.where(valid, prompts, 0)
-    cache = model.init_cache(b, settings.cache_size)
     # Attention mixers ignore the mask here (causality hides the padding); recurrent
     # mixers use it to leave their state untouched by the padding tokens.
     hidden, cache = model.forward(prompts, positions=positions, attention_mask=valid,
@@ -167,7 +167,12 @@ def _compiled_fns(graphdef: Any, settings: _Settings):
     # the loop updates the preallocated buffers in place.
     return jax.lax.while_loop(cond, body, (cache, carry))
 
-  return jax.jit(prefill), jax.jit(decode, donate_argnums=(1, 2))
+  # The fresh cache is an argument of prefill, not built inside it: a zero recurrent state
+  # that XLA sees as a compile-time constant (e.g. GLA's, in a GLA + attention hybrid) can
+  # be miscompiled by XLA:CPU (jaxlib 0.10.2 / 0.12.0.1: a YNN fusion that broadcasts the
+  # scalar constant into a dot reads garbage; see `reasoning_jax.ops.gla.chunk`). As an
+  # input buffer it is opaque to the compiler; donating it keeps the update in place.
+  return jax.jit(prefill, donate_argnums=(1,)), jax.jit(decode, donate_argnums=(1, 2))
 
 
 def _as_int(value: Any, argument: str, expected: str) -> int:
@@ -298,7 +303,8 @@ def generate(
   prefill, decode = _compiled_fns(graphdef, settings)
   prompts = jnp.asarray(prompts, jnp.int32)
   prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
-  cache, carry = prefill(state, prompts, prompt_lengths, key)
+  cache = model.init_cache(b, cache_size)  # Fresh zeros, filled in place by prefill.
+  cache, carry = prefill(state, cache, prompts, prompt_lengths, key)
   _, carry = decode(state, cache, carry, prompt_lengths, key)  # The final cache is dropped.
   return GenerateOutput(tokens=carry["tokens"], lengths=carry["lengths"],
                         logprobs=carry["logprobs"], sampling_logprobs=carry["sampling_logprobs"],

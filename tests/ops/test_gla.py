@@ -206,3 +206,28 @@ def test_step_bad_shape_raises():
   q, k, v, g, h0 = _inputs(t=1)
   with pytest.raises(ValueError, match=r"q_t must be \[B, H, Dk\]"):
     gla_step(q, k, v, g, h0)
+
+
+def _numpy_gla(q, k, v, g):
+  """Float64 recurrence from a zero state (a reference that compiles nothing)."""
+  q, k, v, g = (np.asarray(x, np.float64) for x in (q, k, v, g))
+  q = q * q.shape[-1] ** -0.5
+  state = np.zeros(q.shape[:1] + q.shape[2:] + v.shape[-1:])
+  out = []
+  for t in range(q.shape[1]):
+    state = np.exp(g[:, t])[..., None] * state + k[:, t, ..., None] * v[:, t, ..., None, :]
+    out.append(np.einsum("bhk,bhkv->bhv", q[:, t], state))
+  return np.stack(out, 1), state
+
+
+def test_chunk_without_initial_state_under_jit():
+  """Regression: with `initial_state=None` and one chunk, the old form multiplied the queries by
+  an all-zero state that XLA saw as a constant; XLA:CPU (jaxlib 0.12.0.1) put that
+  `dot(x, broadcast(0))` into a YNN fusion that read garbage, in about a third of the
+  executables (decided per compilation). Fresh executables for several shapes (GLA layer sizes,
+  one chunk of 64) must all match the recurrence."""
+  for b in (2, 3):
+    for t in range(3, 10):
+      q, k, v, g, _ = _inputs(b=b, t=t, h=4, dk=24, dv=24, seed=t)
+      fn = jax.jit(functools.partial(gla_chunk, chunk_size=64))  # A new executable per shape.
+      _close(fn(q, k, v, g), _numpy_gla(q, k, v, g), atol=1e-4)

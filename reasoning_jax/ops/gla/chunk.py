@@ -33,6 +33,16 @@ final state and gradients are those of the unpadded sequence.
 
 Matmul precision: HIGHEST for float32 inputs (an fp32 reference, also on TPU),
 the backend default for lower-precision inputs. The state is fp32 throughout.
+
+Zero initial state: with `initial_state=None` the first chunk's inter-chunk term
+is skipped (it is zero) and the chunk recurrence starts from the first chunk's
+own state, so no matmul ever takes an all-zero state. Besides saving a matmul,
+this avoids an XLA:CPU miscompilation (seen with jaxlib 0.10.2 and 0.12.0.1): a
+`dot(x, zeros)` whose zeros are a compile-time constant can land in a YNN fusion
+as a broadcast of the scalar constant, and that dot then reads garbage (a fixed,
+per-executable, per-process random result). A caller that passes a zero state
+built inside the same jit (e.g. a freshly initialised cache) can still hit it:
+`reasoning_jax.generate` therefore passes the fresh cache in as an argument.
 """
 
 from __future__ import annotations
@@ -138,7 +148,6 @@ def gla_chunk(
   dv = v.shape[-1]
   c = chunk_size
   n = -(-t // c)
-  state = naive.zero_state(q, v) if initial_state is None else initial_state
 
   def to_chunks(x):  # [B, T, H, D] -> fp32 [B, H, N, C, D], zero-padded in time
     x = jnp.pad(x.astype(jnp.float32), ((0, 0), (0, n * c - t), (0, 0), (0, 0)))
@@ -161,10 +170,25 @@ def gla_chunk(
     d_s, decay = inputs
     return decay[..., :, None] * s + d_s, s
 
-  final_state, entering = jax.lax.scan(
-      scan_chunks, state, (jnp.moveaxis(d_state, 2, 0), jnp.moveaxis(chunk_decay, 2, 0)))
-  entering = jnp.moveaxis(entering, 0, 2)  # [B, H, N, Dk, Dv]: state before each chunk
-  o_inter = jnp.einsum("...ck,...kv->...cv", qc * jnp.exp(G), entering, precision=precision)
+  def inter_chunk(s0, first):  # chunks first.. entered with state s0 (before chunk `first`)
+    final, entering = jax.lax.scan(
+        scan_chunks, s0, (jnp.moveaxis(d_state[:, :, first:], 2, 0),
+                          jnp.moveaxis(chunk_decay[:, :, first:], 2, 0)))
+    entering = jnp.moveaxis(entering, 0, 2)  # [B, H, N - first, Dk, Dv]: state before each chunk
+    o_inter = jnp.einsum("...ck,...kv->...cv", qc[:, :, first:] * jnp.exp(G[:, :, first:]),
+                         entering, precision=precision)
+    return final, o_inter
 
-  o = (o_intra + o_inter).transpose(0, 2, 3, 1, 4).reshape(b, n * c, h, dv)[:, :t]
+  if initial_state is not None:
+    final_state, o_inter = inter_chunk(initial_state, 0)
+    o = o_intra + o_inter
+  elif n == 1:
+    # No initial state: the first chunk has no inter-chunk term and ends in its own d_state
+    # (no product with a zero state; see "Zero initial state" in the module docstring).
+    final_state, o = d_state[:, :, 0], o_intra
+  else:
+    final_state, o_inter = inter_chunk(d_state[:, :, 0], 1)
+    o = jnp.concatenate([o_intra[:, :, :1], o_intra[:, :, 1:] + o_inter], axis=2)
+
+  o = o.transpose(0, 2, 3, 1, 4).reshape(b, n * c, h, dv)[:, :t]
   return o.astype(q.dtype), final_state
