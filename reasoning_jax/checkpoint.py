@@ -261,9 +261,9 @@ def _abstract_leaf(x: Any, default_sharding: Any) -> Any:
 
 
 def _abstract_tree(tree: Any) -> Any:
-  default = None
-  if jax.process_count() == 1:
-    default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  # Leaves without a sharding: this process's first local device (on several processes each
+  # one reads the whole leaf into a process-local array).
+  default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(lambda x: _abstract_leaf(x, default), tree)
 
 
@@ -569,6 +569,12 @@ class TrainCheckpointer:
         kinds[name] = "none"
         continue
       encoded, impls = _encode_typed_keys(value)
+      if jax.process_count() > 1:
+        # Process-local arrays (e.g. an RNG key every process holds) cannot be written as
+        # jax.Arrays on several hosts; as numpy values they are (the same on every process).
+        encoded = jax.tree.map(
+            lambda x: np.asarray(x) if isinstance(x, jax.Array) and x.is_fully_addressable
+            else x, encoded)
       if not jax.tree.leaves(encoded):
         kinds[name] = "empty"  # Orbax cannot write leafless trees; restored from the target.
         continue
@@ -802,8 +808,8 @@ class TrainCheckpointer:
         shardings to restore onto: `jax.ShapeDtypeStruct` leaves with `.sharding`
         (e.g. from `nnx.eval_shape`), or concrete arrays. Only the pytree items
         named in it are restored (e.g. just "params"); JSON items and "step" are
-        always returned. Leaves without a sharding go to the first local device
-        (one process). None restores every item with the saved shardings, which
+        always returned. Leaves without a sharding go to this process's first local
+        device (on several processes each reads the whole leaf). None restores every item with the saved shardings, which
         needs the devices the checkpoint was written from.
 
     Returns:

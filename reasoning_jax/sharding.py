@@ -176,3 +176,16 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
       continue  # Strings / ragged metadata stay on the host.
     out[key] = jax.make_array_from_process_local_data(batch_sharding(mesh, value.ndim), value)
   return out
+
+
+def place(tree: Any, shardings: Any) -> Any:
+  """`jax.device_put(tree, shardings)` that also works for process-local arrays on many hosts.
+
+  On several processes a committed process-local array (e.g. restored from a checkpoint onto
+  this process's device) cannot be transferred to devices of other hosts; every process holds
+  the same values, so each builds its own shards from a host copy instead.
+  """
+  if jax.process_count() > 1:
+    tree = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, tree)
+  return jax.device_put(tree, shardings)
+

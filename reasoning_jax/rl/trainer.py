@@ -353,7 +353,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
                    OPTIMIZERS[config.get("optimizer", "adamw")](learning_rate))
   graphdef, state = init_train_state(model, tx)
   shardings = state_shardings(state, tx, rules_for(model.config.family), mesh)
-  state = jax.device_put(state, shardings)
+  state = sharding_lib.place(state, shardings)
   ref_params = None
   if uses_reference:  # A real copy: the train step donates (deletes) the policy buffers.
     ref_params = jax.jit(lambda p: jax.tree_util.tree_map(jnp.copy, p),
@@ -370,6 +370,21 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
                             aux_finalize=lambda aux, denom: rl.summarize_aux(aux))
   from reasoning_jax.rl.rollout import make_logprob_fn
   logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk_size)
+  # Sampling, scoring, advantages and evaluation run per process on its own prompts; the
+  # update is one global sharded step over every process's rows. On several processes each
+  # process samples with a full copy of the current params on its first local device (a
+  # per-host rollout engine, weights synced every step), so rollouts need no cross-host
+  # collectives; on one process the (possibly sharded) params are used directly.
+  multi_process = jax.process_count() > 1
+
+  def rollout_view(params):
+    if not multi_process:
+      return params
+    from jax.experimental import multihost_utils
+    host = multihost_utils.process_allgather(params, tiled=True)
+    return jax.device_put(host, jax.local_devices()[0])
+
+  ref_rollout_params = None if ref_params is None else rollout_view(ref_params)
   dynamic = recipe.dynamic_sampling if config.dynamic_sampling is None else config.dynamic_sampling
 
   def reward_fn(completions, answers, **fields):
@@ -386,7 +401,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   def evaluate(step):
     """Greedy exact match, and avg@k / pass@k of k samples at the eval temperature."""
-    eval_model = nnx.merge(graphdef, state.params)
+    eval_model = nnx.merge(graphdef, rollout_view(state.params))
     common = dict(reward=sft.reward, num_examples=config.eval_examples,
                   max_new_tokens=config.max_new_tokens, prompt_template=sft.prompt_template)
     result = evaluate_exact_match(eval_model, tokenizer, test_source, seed=config.seed,
@@ -425,22 +440,25 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     for step in progress:
       step_start = time.perf_counter()
       key = jax.random.fold_in(rng, step)
-      rollout_kwargs = dict(graphdef=graphdef, params=state.params, tokenizer=tokenizer,
+      if multi_process:  # Independent samples on every process.
+        key = jax.random.fold_in(key, jax.process_index())
+      policy = rollout_view(state.params)
+      rollout_kwargs = dict(graphdef=graphdef, params=policy, tokenizer=tokenizer,
                             reward_fn=reward_fn, group_size=config.group_size,
                             max_new_tokens=config.max_new_tokens,
                             temperature=config.temperature, top_k=config.get("top_k") or None,
-                            top_p=config.top_p, logprob_fn=logprob_fn, ref_params=ref_params,
-                            recompute_old_logp=not on_policy)
+                            top_p=config.top_p, logprob_fn=logprob_fn,
+                            ref_params=ref_rollout_params, recompute_old_logp=not on_policy)
       stats: dict[str, float] = {}
       if dynamic:
-        batch, stats = collect_dynamic(prompt_iter, config.prompts_per_step,
+        batch, stats = collect_dynamic(prompt_iter, prompts_local,
                                        max_batches=config.max_dynamic_batches, key=key,
                                        **rollout_kwargs)
       else:
         batch = collect_rollouts(prompt_batch=next(prompt_iter), key=key, **rollout_kwargs)
       rollout_seconds = time.perf_counter() - step_start
       advantages, adv_stats = compute_advantages(recipe, batch, config, graphdef=graphdef,
-                                                 params=state.params, logprob_fn=logprob_fn)
+                                                 params=policy, logprob_fn=logprob_fn)
       stats.update(adv_stats)
       arrays = {"tokens": batch.tokens, "mask": batch.mask, "advantages": advantages,
                 "correct": (batch.rewards > 0).astype(np.float32)}

@@ -224,7 +224,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   tx = make_optimizer(config)
   graphdef, state = init_train_state(model, tx)
   shardings = state_shardings(state, tx, rules_for(mcfg.family), mesh)
-  state = jax.device_put(state, shardings)
+  state = sharding_lib.place(state, shardings)
   loss_fn = lambda m, b: sft_loss(m, b, chunk_size=config.get("chunk_size") or None)  # noqa: E731
   step_fn = make_train_step(graphdef, tx, loss_fn, micro_batches=config.micro_batches,
                             mesh=mesh, shardings=shardings)

@@ -171,6 +171,45 @@ def test_run_rl_recipes_with_reference_dynamic_sampling_and_reshaping(tmp_path, 
     assert any("train/kl" in r or "train/kl_mean" in r for r in records)
 
 
+def test_run_rl_on_two_processes(tmp_path):
+  """Two processes x 2 devices (jax.distributed + gloo): each samples its own prompts, the
+  update is one global sharded step over both processes' rows; both finish, process 0 writes
+  the metrics, the checkpoint holds the final step."""
+  import json
+  import socket
+  import subprocess
+
+  from reasoning_jax.checkpoint import TrainCheckpointer
+  from reasoning_jax.train.sft import run_sft
+  run_sft(rl_config(tmp_path).sft)  # The warm start, once, in this process.
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  script = os.path.join(REPO, "tests", "helpers", "multihost_rl.py")
+  procs = [subprocess.Popen([sys.executable, script, str(port), str(pid), str(tmp_path), "grpo"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for pid in range(2)]
+  logs = []
+  for p in procs:
+    try:
+      logs.append(p.communicate(timeout=300)[0])
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+      pytest.fail("two-process RL run timed out")
+  assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-4000:]
+  results = [json.loads(line.split("RESULT ", 1)[1]) for log in logs
+             for line in log.splitlines() if line.startswith("RESULT ")]
+  assert sorted(r["pid"] for r in results) == [0, 1] and all(r["step"] == 2 for r in results)
+  records = read_metrics(str(tmp_path / "rl"))
+  assert [r["step"] for r in records if "rollout/reward" in r] == [1, 2]  # Process 0 writes.
+  assert all(np.isfinite(r["train/loss"]) for r in records if "train/loss" in r)
+  assert any("train/kl" in r or "train/kl_mean" in r for r in records)  # GRPO's reference.
+  with TrainCheckpointer(str(tmp_path / "rl" / "checkpoints")) as ckpt:
+    assert ckpt.latest_step() == 2
+
+
 @pytest.mark.parametrize("change,match", [
     (dict(loss="ppo2"), "config.loss"),
     (dict(group_size=1), "group_size"),
