@@ -100,6 +100,11 @@ def test_mqar_config_compares_at_equal_state():
   assert all(t["generator"] == "mqar" for t in config.task_configs.values())
   with pytest.raises(ValueError, match="kind"):
     induction.register_mixer_variants({"x": {"kind": "lstm"}})
+  zoology = mqar_config.get_config("zoology")  # --config=configs/mqar.py:zoology
+  assert {t.kwargs.vocab_size for t in zoology.task_configs.values()} == {8192}
+  assert zoology.tasks == ("mqar_kv8", "mqar_kv16", "mqar_kv32")
+  with pytest.raises(ValueError, match="scale"):
+    mqar_config.get_config("huge")
 
 
 def test_parse_model_spec_errors():
