@@ -255,12 +255,19 @@ def test_preemption_flag_saves_synchronously(tmp_path):
 
 
 def test_second_sigint_falls_through_to_previous_handler(tmp_path):
-  with TrainCheckpointer(tmp_path) as ckpt:
-    ckpt.install_preemption_handler(signals=(signal.SIGINT,))
-    signal.raise_signal(signal.SIGINT)
-    assert ckpt.preemption_requested
-    with pytest.raises(KeyboardInterrupt):
+  # Python's own SIGINT handler as the previous one, whatever an earlier test in this worker
+  # process left installed (the suite runs under xdist).
+  outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    with TrainCheckpointer(tmp_path) as ckpt:
+      ckpt.install_preemption_handler(signals=(signal.SIGINT,))
       signal.raise_signal(signal.SIGINT)
+      assert ckpt.preemption_requested
+      with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  finally:
+    signal.signal(signal.SIGINT, outer)
 
 
 def test_sigterm_subprocess_saves_and_exits_cleanly(tmp_path):
