@@ -59,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
   # Logging, evaluation, checkpoints.
   c.log_every = 1
-  c.eval_every = 10
+  c.eval_every = 20
   c.eval_examples = 128
   c.eval_samples = 4  # avg@k / pass@k at eval_temperature besides greedy (0: greedy only).
   c.eval_temperature = ml_collections.FieldReference(None, field_type=float)  # None: rollouts'.
