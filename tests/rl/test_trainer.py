@@ -176,29 +176,13 @@ def test_run_rl_on_two_processes(tmp_path):
   update is one global sharded step over both processes' rows; both finish, process 0 writes
   the metrics, the checkpoint holds the final step."""
   import json
-  import socket
-  import subprocess
 
   from reasoning_jax.checkpoint import TrainCheckpointer
   from reasoning_jax.train.sft import run_sft
+  from tests.helpers.two_processes import run_two_processes
   run_sft(rl_config(tmp_path).sft)  # The warm start, once, in this process.
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  script = os.path.join(REPO, "tests", "helpers", "multihost_rl.py")
-  procs = [subprocess.Popen([sys.executable, script, str(port), str(pid), str(tmp_path), "grpo"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for pid in range(2)]
-  logs = []
-  for p in procs:
-    try:
-      logs.append(p.communicate(timeout=300)[0])
-    except subprocess.TimeoutExpired:
-      for q in procs:
-        q.kill()
-      pytest.fail("two-process RL run timed out")
-  assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-4000:]
+  logs = run_two_processes(os.path.join(REPO, "tests", "helpers", "multihost_rl.py"),
+                           tmp_path, "grpo")
   results = [json.loads(line.split("RESULT ", 1)[1]) for log in logs
              for line in log.splitlines() if line.startswith("RESULT ")]
   assert sorted(r["pid"] for r in results) == [0, 1] and all(r["step"] == 2 for r in results)

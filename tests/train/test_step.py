@@ -2,8 +2,6 @@
 and two processes (jax.distributed + gloo) == one process."""
 
 import os
-import socket
-import subprocess
 import sys
 
 import jax
@@ -95,28 +93,10 @@ def test_mesh_config_errors_name_the_key(shape, match):
     sharding.make_mesh(shape)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_match_single_process(reference, tmp_path):
-  port, out = _free_port(), tmp_path / "result.npz"
-  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS",)}
-  script = os.path.join(HELPERS, "multihost_sft_step.py")
-  procs = [subprocess.Popen([sys.executable, script, str(port), str(pid), str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for pid in range(2)]
-  logs = []
-  for p in procs:
-    try:
-      logs.append(p.communicate(timeout=240)[0])
-    except subprocess.TimeoutExpired:
-      for q in procs:
-        q.kill()
-      pytest.fail("multi-process run timed out")
-  assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-4000:]
+  from two_processes import run_two_processes
+  out = tmp_path / "result.npz"
+  run_two_processes(os.path.join(HELPERS, "multihost_sft_step.py"), out, timeout=240)
   result = np.load(out)
   ref_state, ref_metrics = reference
   np.testing.assert_allclose(float(result["loss"]), float(ref_metrics["loss"]), atol=1e-5)
