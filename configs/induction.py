@@ -35,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.title = "Single-layer induction (attention-only models)"
   c.workdir = "outputs/induction"
   c.seeds = (0, 1, 2)
+  c.resume = True  # Reuse finished runs in <workdir>/runs/ whose config matches.
   c.threshold = 0.95  # Spec §4.3 (g): momentum 1-layer should reach >= 95%.
   # "<mixer>@<layers>[@<heads>]".
   c.models = ("attention@1", "attention@2", "momentum_key_only@1", "momentum_attention@1")

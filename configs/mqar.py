@@ -43,6 +43,7 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
   c.title = f"MQAR (Zoology recipe, {scale} scale)"
   c.workdir = "outputs/mqar"
   c.seeds = (0, 1, 2)
+  c.resume = True  # Reuse finished runs in <workdir>/runs/ whose config matches.
   c.threshold = 0.9
   c.models = ("attention@2", "gla@2", "ovq_eq@2")
   # Equal-state OVQ (see the docstring); registered by experiments.induction.

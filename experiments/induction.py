@@ -407,6 +407,35 @@ def _chance(task: Mapping[str, Any]) -> float:
   return 1.0 / v
 
 
+def _run_fingerprint(model_config, task: Mapping[str, Any], seed: int, config) -> str:
+  """A stable text naming everything that determines one run's result."""
+  return json.dumps({"model": repr(model_config), "task": task, "seed": seed,
+                     "train": config.train.to_dict() if hasattr(config.train, "to_dict")
+                     else dict(config.train)}, sort_keys=True, default=str)
+
+
+def _load_finished_run(path: str, fingerprint: str) -> dict[str, Any] | None:
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    logging.warning("ignoring unreadable run file %s (%s); training it again", path, e)
+    return None
+  if saved.get("fingerprint") != fingerprint:
+    logging.info("run file %s was made with another config; training it again", path)
+    return None
+  return saved["result"]
+
+
+def _write_json_atomic(path: str, payload) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, default=str)
+  os.replace(tmp, path)
+
+
 def run_recall_experiment(config) -> dict[str, Any]:
   """Every (task, model, seed) of `config`; writes results.{md,json} and accuracy.png."""
   from reasoning_jax.train.metrics import quiet_library_logs
@@ -414,6 +443,13 @@ def run_recall_experiment(config) -> dict[str, Any]:
   register_momentum_variants(config.get("momentum_variants", {}) or {})
   register_mixer_variants(config.get("mixer_variants", {}) or {})
   os.makedirs(config.workdir, exist_ok=True)
+  # Every finished (task, model, seed) run is written to <workdir>/runs/ at once, so a sweep
+  # that is stopped (SIGTERM, pre-emption, a crash) loses at most the run in progress; with
+  # `config.resume` (default True) a rerun reuses each file whose fingerprint (model config,
+  # task, seed, training config) matches and trains only the rest.
+  run_dir = os.path.join(config.workdir, "runs")
+  os.makedirs(run_dir, exist_ok=True)
+  resume = bool(config.get("resume", True))
   results: dict[str, dict[str, list]] = {}
   timings = {}
   start = time.time()
@@ -431,9 +467,16 @@ def run_recall_experiment(config) -> dict[str, Any]:
                                         model=config.model)
       for seed in config.seeds:
         logging.info("=== %s / %s / seed %d ===", task_name, spec, seed)
-        result = train_and_eval(model_config, task, int(seed), config.train,
-                                label=f"{task_name}/{spec}")
-        result["seed"] = int(seed)
+        run_path = os.path.join(run_dir, f"{task_name}__{spec.replace('@', '-')}__s{seed}.json")
+        fingerprint = _run_fingerprint(model_config, task, int(seed), config)
+        result = _load_finished_run(run_path, fingerprint) if resume else None
+        if result is None:
+          result = train_and_eval(model_config, task, int(seed), config.train,
+                                  label=f"{task_name}/{spec}")
+          result["seed"] = int(seed)
+          _write_json_atomic(run_path, {"fingerprint": fingerprint, "result": result})
+        else:
+          logging.info("reusing the finished run in %s", run_path)
         results.setdefault(task_name, {}).setdefault(spec, []).append(result)
     timings[task_name] = time.time() - t_task
   total = time.time() - start

@@ -74,6 +74,40 @@ def test_induction_experiment_tiny(tmp_path):
   assert cls.gamma_q_spec == 0.0 and cls.gamma_k_spec == "scaling_law"
 
 
+def test_recall_sweep_resumes_finished_runs(tmp_path, monkeypatch):
+  """A rerun reuses the per-run files of finished runs, retrains a missing one, and retrains
+  everything once the training config changes."""
+  config = _tiny_recall(induction_config.get_config(), tmp_path, ("repeated",))
+  config.models = ("attention@1@1",)
+  config.model.hidden_size = 16
+  config.task_configs.repeated.kwargs.half_len = 6
+  config.task_configs.repeated.kwargs.min_half_len = 4
+  config.task_configs.repeated.kwargs.vocab_size = 16
+  first = induction.run_recall_experiment(config)
+  run_files = sorted((tmp_path / "runs").glob("*.json"))
+  assert len(run_files) == len(config.seeds)
+
+  trained = []
+  real = induction.train_and_eval
+  def counting(model_config, task, seed, train, **kw):
+    trained.append(seed)
+    return real(model_config, task, seed, train, **kw)
+  monkeypatch.setattr(induction, "train_and_eval", counting)
+
+  again = induction.run_recall_experiment(config)
+  assert trained == []
+  assert again["results"] == first["results"]
+
+  run_files[0].unlink()
+  induction.run_recall_experiment(config)
+  assert trained == [config.seeds[0]]
+
+  trained.clear()
+  config.train.learning_rate = config.train.learning_rate * 2
+  induction.run_recall_experiment(config)
+  assert trained == list(config.seeds)
+
+
 def test_mqar_experiment_tiny(tmp_path):
   """Every mixer of the MQAR comparison (incl. the equal-state OVQ variant the config
   registers) runs; task entries name their generator."""
