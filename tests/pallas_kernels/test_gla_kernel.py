@@ -48,12 +48,18 @@ _reference = jax.jit(lambda q, k, v, g, h0: gla_reference(q, k, v, g, initial_st
     (jnp.float32, 16, "scalar", False),
     (jnp.float32, 5, None, True),
     (jnp.bfloat16, 16, "vector", True),
+    # Several query sub-chunks per chunk (R = 16 x 2, R = 8 x 3): the factorised
+    # off-diagonal matmuls run, over several chunks and a ragged last chunk.
+    (jnp.float32, 32, "vector", True),
+    (jnp.float32, 24, "scalar", False),
+    (jnp.bfloat16, 32, "vector", False),
 ])
 def test_kernel_matches_reference(dtype, chunk_size, gate, with_state):
-  q, k, v, g, h0 = _inputs(dtype=dtype, gate=gate)
+  t = T if chunk_size <= 16 else 3 * chunk_size - 5
+  q, k, v, g, h0 = _inputs(dtype=dtype, gate=gate, t=t)
   h0 = h0 if with_state else None
   o, state = _kernel(q, k, v, g, h0, chunk_size)
-  assert o.shape == (B, T, H, DV) and o.dtype == dtype
+  assert o.shape == (B, t, H, DV) and o.dtype == dtype
   assert state.shape == (B, H, DK, DV) and state.dtype == jnp.float32
   o_ref, state_ref = _reference(q, k, v, g, h0)
   tol = TOL[dtype]
@@ -75,10 +81,11 @@ def test_tpu_interpreter_at_tpu_shapes():
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=1e-5, rtol=1e-5)
 
 
-def test_kernel_strong_decay_is_finite():
-  q, k, v, _, h0 = _inputs()
+@pytest.mark.parametrize("chunk_size", [8, 32])
+def test_kernel_strong_decay_is_finite(chunk_size):
+  q, k, v, _, h0 = _inputs(t=70)
   g = jnp.full(q.shape, -30.0)
-  out = _kernel(q, k, v, g, h0, 8)
+  out = _kernel(q, k, v, g, h0, chunk_size)
   assert all(bool(jnp.isfinite(x).all()) for x in out)
   for a, e in zip(out, _reference(q, k, v, g, h0)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=1e-5, rtol=1e-5)

@@ -112,6 +112,44 @@ def _intra_chunk_output(q, k, v, G, precision):
   return (o_off + o_diag).reshape(*lead, c, v.shape[-1])
 
 
+def chunk_state_updates(kc, vc, G, precision):
+  """Each chunk's own state contribution and its decay, all chunks in parallel.
+
+  Args:
+    kc, G: fp32 `[..., N, C, Dk]` keys and in-chunk cumulative log-gates.
+    vc: fp32 `[..., N, C, Dv]`.
+    precision: matmul precision.
+
+  Returns:
+    `(d_state [..., N, Dk, Dv] = sum_j (k_j e^{Gamma - G_j}) v_j^T, decay [..., N, Dk] =
+    e^{Gamma})` with `Gamma = G_C` (every exponent <= 0).
+  """
+  gamma = G[..., -1:, :]
+  k_to_end = kc * jnp.exp(gamma - G)  # exponent <= 0
+  d_state = jnp.einsum("...ck,...cv->...kv", k_to_end, vc, precision=precision)
+  return d_state, jnp.exp(gamma[..., 0, :])
+
+
+def scan_chunk_states(s0, d_state, chunk_decay):
+  """The chunk recurrence `S_n = diag(decay_n) S_{n-1} + dS_n` from `s0`, sequential in n.
+
+  Args:
+    s0: fp32 `[B, H, Dk, Dv]`, the state before the first chunk given.
+    d_state: `[B, H, N, Dk, Dv]`; chunk_decay: `[B, H, N, Dk]` (`chunk_state_updates`).
+
+  Returns:
+    `(final [B, H, Dk, Dv], entering [B, H, N, Dk, Dv])`: the state after the last chunk
+    and the state before each chunk.
+  """
+  def step(s, inputs):
+    d_s, decay = inputs
+    return decay[..., :, None] * s + d_s, s
+
+  final, entering = jax.lax.scan(
+      step, s0, (jnp.moveaxis(d_state, 2, 0), jnp.moveaxis(chunk_decay, 2, 0)))
+  return final, jnp.moveaxis(entering, 0, 2)
+
+
 def gla_chunk(
     q: jax.Array,
     k: jax.Array,
@@ -156,25 +194,15 @@ def gla_chunk(
   qc = to_chunks(q) * scale
   kc, vc = to_chunks(k), to_chunks(v)
   G = jnp.cumsum(to_chunks(naive.gate_as_vector(g, q)), axis=-2)  # [B, H, N, C, Dk]
-  gamma = G[..., -1:, :]  # [B, H, N, 1, Dk]
 
   # Intra-chunk (all chunks in parallel).
   o_intra = _intra_chunk_output(qc, kc, vc, G, precision)
 
   # Each chunk's own contribution to the state at its end, then the chunk recurrence.
-  k_to_end = kc * jnp.exp(gamma - G)  # exponent <= 0
-  d_state = jnp.einsum("...ck,...cv->...kv", k_to_end, vc, precision=precision)
-  chunk_decay = jnp.exp(gamma[..., 0, :])  # [B, H, N, Dk]
-
-  def scan_chunks(s, inputs):
-    d_s, decay = inputs
-    return decay[..., :, None] * s + d_s, s
+  d_state, chunk_decay = chunk_state_updates(kc, vc, G, precision)
 
   def inter_chunk(s0, first):  # chunks first.. entered with state s0 (before chunk `first`)
-    final, entering = jax.lax.scan(
-        scan_chunks, s0, (jnp.moveaxis(d_state[:, :, first:], 2, 0),
-                          jnp.moveaxis(chunk_decay[:, :, first:], 2, 0)))
-    entering = jnp.moveaxis(entering, 0, 2)  # [B, H, N - first, Dk, Dv]: state before each chunk
+    final, entering = scan_chunk_states(s0, d_state[:, :, first:], chunk_decay[:, :, first:])
     o_inter = jnp.einsum("...ck,...kv->...cv", qc[:, :, first:] * jnp.exp(G[:, :, first:]),
                          entering, precision=precision)
     return final, o_inter
