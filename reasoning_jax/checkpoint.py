@@ -115,6 +115,7 @@ every step. The multi-process paths are not exercised by this module's tests.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import os
 import operator
@@ -192,6 +193,26 @@ class _StepProblem:
 
 
 # -- Pytree helpers -------------------------------------------------------------------------
+
+
+def _check_same_on_every_process(name: str, value: Any) -> None:
+  """Raises ValueError unless every process passes the same JSON item (a collective).
+
+  A JSON item is written once, so a process whose value differs would resume from
+  another process's value. Grain iterator states of per-host shards are positions in the
+  shard-local order (`{"next_index": n}`), equal on every host that stepped in lockstep;
+  this check turns any other case (e.g. shards that ran out at different steps) into an
+  error at save time instead of a silently wrong resume.
+  """
+  digest = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).digest()
+  local = np.frombuffer(digest, np.uint32)
+  gathered = np.asarray(multihost_utils.process_allgather(local))
+  if not (gathered == gathered[0]).all():
+    differing = [i for i in range(gathered.shape[0]) if not (gathered[i] == gathered[0]).all()]
+    raise ValueError(
+        f"state[{name!r}] differs between processes (process 0 vs {differing}); JSON items "
+        f"are written once, so every process must pass the same value (e.g. data iterators "
+        f"stepped in lockstep over equal-length shards)")
 
 
 def _is_typed_key(x: Any) -> bool:
@@ -562,6 +583,8 @@ class TrainCheckpointer:
         except (TypeError, ValueError) as e:
           raise TypeError(f"state[{name!r}] must be JSON-serialisable (it is stored as "
                           f"JSON): {e}") from e
+        if jax.process_count() > 1:
+          _check_same_on_every_process(name, value)
         items[name] = value
         kinds[name] = "json"
         continue

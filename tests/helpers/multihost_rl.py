@@ -32,3 +32,14 @@ config = rl_config(pathlib.Path(tmp), loss=loss, num_steps=2, eval_every=100, pl
 result = run_rl(config)
 print("RESULT", json.dumps({"pid": pid, "step": result["step"],
                             "accuracy": float(result["accuracy"])}), flush=True)
+
+# A JSON item (e.g. a data iterator's position) that differs between processes is refused
+# at save time, on every process, instead of being written from process 0 alone.
+from reasoning_jax.checkpoint import TrainCheckpointer  # noqa: E402
+
+with TrainCheckpointer(os.path.join(tmp, "mismatch"), async_save=False) as ckpt:
+  try:
+    ckpt.save(1, {"data_state": {"next_index": 3 + pid}}, wait=True)
+  except ValueError as e:
+    assert "differs between processes" in str(e), e
+    print("MISMATCH_REFUSED", flush=True)

@@ -174,7 +174,9 @@ def test_run_rl_recipes_with_reference_dynamic_sampling_and_reshaping(tmp_path, 
 def test_run_rl_on_two_processes(tmp_path):
   """Two processes x 2 devices (jax.distributed + gloo): each samples its own prompts, the
   update is one global sharded step over both processes' rows; both finish, process 0 writes
-  the metrics, the checkpoint holds the final step."""
+  the metrics, the checkpoint holds the final step (its data-iterator state the same on both
+  processes, which the checkpointer checks); a JSON item that differs between processes is
+  refused."""
   import json
 
   from reasoning_jax.checkpoint import TrainCheckpointer
@@ -186,6 +188,7 @@ def test_run_rl_on_two_processes(tmp_path):
   results = [json.loads(line.split("RESULT ", 1)[1]) for log in logs
              for line in log.splitlines() if line.startswith("RESULT ")]
   assert sorted(r["pid"] for r in results) == [0, 1] and all(r["step"] == 2 for r in results)
+  assert all("MISMATCH_REFUSED" in log for log in logs)
   records = read_metrics(str(tmp_path / "rl"))
   assert [r["step"] for r in records if "rollout/reward" in r] == [1, 2]  # Process 0 writes.
   assert all(np.isfinite(r["train/loss"]) for r in records if "train/loss" in r)
