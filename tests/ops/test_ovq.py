@@ -420,3 +420,17 @@ def test_step_bad_inputs_raise():
     ovq_step(init_state(B, H, 6, 4, D + 1, DV), q[:, 0], k[:, 0], v[:, 0], beta=1.0)
   with pytest.raises(ValueError, match=r"valid must be a \[B\]"):
     ovq_step(state, q[:, 0], k[:, 0], v[:, 0], beta=1.0, valid=jnp.ones((B,), jnp.int32))
+
+
+def test_chunk_from_empty_dictionary_under_jit():
+  """Guard for the XLA:CPU zero-constant miscompile that hit GLA (see
+  `tests/ops/test_gla.py::test_chunk_without_initial_state_under_jit`): with no initial state
+  the dictionary starts all-zero inside the jitted computation. Fresh executables for several
+  shapes must all match the naive form (36 of 36 matched on jaxlib 0.10.2 and 0.12.0.1 in a
+  wider probe)."""
+  for b, t in ((1, 5), (2, 9), (3, 17), (2, 40)):
+    q, k, v = _inputs(b=b, t=t, h=2, d=16, dv=16, seed=t)
+    fn = jax.jit(functools.partial(ovq_chunk, beta=1.0, chunk_size=8, num_slots=16))
+    o, _ = fn(q, k, v)
+    o_ref, _ = ovq_naive(q, k, v, beta=1.0, chunk_size=8, num_slots=16)
+    _close(o, o_ref, atol=1e-4, err_msg=f"b={b} t={t}")
