@@ -39,11 +39,15 @@ _DEFAULT = os.path.join(os.path.dirname(__file__), "..", "configs", "induction.p
 
 
 def parse_model_spec(spec: str) -> tuple[str, int, int | None]:
-  """`"mixer@layers[@heads]"` -> (mixer, num_layers, num_heads or None)."""
+  """`"mixer@layers[@heads]"` -> (mixer, num_layers, num_heads or None).
+
+  `mixer` may be a `+`-joined pattern cycled over the layers, e.g. `"base_conv+gla@2"` is
+  Zoology's hybrid (layer 0 a short convolution, layer 1 GLA); see `layer_mixers`.
+  """
   parts = spec.split("@")
-  if len(parts) not in (2, 3) or not parts[0]:
+  if len(parts) not in (2, 3) or not parts[0] or "" in parts[0].split("+"):
     raise ValueError(f"model spec {spec!r}: expected 'mixer@num_layers' or "
-                     "'mixer@num_layers@num_heads'")
+                     "'mixer@num_layers@num_heads' (mixer: a name or names joined by '+')")
   try:
     numbers = [int(p) for p in parts[1:]]
   except ValueError:
@@ -53,11 +57,19 @@ def parse_model_spec(spec: str) -> tuple[str, int, int | None]:
   return parts[0], numbers[0], (numbers[1] if len(numbers) == 2 else None)
 
 
+def layer_mixers(mixer: str, num_layers: int) -> str | tuple[str, ...]:
+  """The `ModelConfig.mixer` of a spec's mixer: one name, or a `+` pattern cycled per layer."""
+  pattern = mixer.split("+")
+  if len(pattern) == 1:
+    return mixer
+  return tuple(pattern[i % len(pattern)] for i in range(num_layers))
+
+
 def register_mixer_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
-  """Registers `name -> {"kind": "ovq" | "gla", **make_<kind>_mixer kwargs}` (idempotent)."""
+  """Registers `name -> {"kind": "ovq" | "gla" | "conv", **make_<kind>_mixer kwargs}` (idempotent)."""
   from reasoning_jax import registry
-  from reasoning_jax.layers import make_gla_mixer, make_ovq_mixer
-  makers = {"ovq": make_ovq_mixer, "gla": make_gla_mixer}
+  from reasoning_jax.layers import make_conv_mixer, make_gla_mixer, make_ovq_mixer
+  makers = {"ovq": make_ovq_mixer, "gla": make_gla_mixer, "conv": make_conv_mixer}
   for name, spec in variants.items():
     spec = dict(spec)
     kind = spec.pop("kind", None)
@@ -104,7 +116,7 @@ def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mappi
   return get_preset(model["preset"]).replace(
       vocab_size=vocab_size, num_layers=num_layers, num_heads=heads, num_kv_heads=heads,
       head_dim=model["hidden_size"] // heads, hidden_size=model["hidden_size"],
-      mixer=mixer, ffn=model.get("ffn", "none"),
+      mixer=layer_mixers(mixer, num_layers), ffn=model.get("ffn", "none"),
       max_position_embeddings=max(max_len, 64), **overrides)
 
 

@@ -29,6 +29,10 @@ _COMMON: Rules = (
     (r"layers\.\d+\.mixer\.o_bias", P()),
     (r"layers\.\d+\.mixer\.gamma_(q|k)", P()),  # Momentum attention (learnable gamma).
     (r"layers\.\d+\.mixer\.log_beta", P()),  # OVQ inverse temperature per head.
+    # BaseConv (Zoology's short convolution): depthwise taps [K, H], projection [H, H].
+    (r"layers\.\d+\.mixer\.conv_weight", P(None, "tensor")),
+    (r"layers\.\d+\.mixer\.(conv|proj)_bias", P("tensor")),
+    (r"layers\.\d+\.mixer\.proj", P("fsdp", "tensor")),
     (r"layers\.\d+\.ffn\.(gate|up)", P("fsdp", "tensor")),
     (r"layers\.\d+\.ffn\.(gate|up)_bias", P("tensor")),
     (r"layers\.\d+\.ffn\.down", P("tensor", "fsdp")),

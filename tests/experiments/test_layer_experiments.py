@@ -112,7 +112,7 @@ def test_mqar_experiment_tiny(tmp_path):
   """Every mixer of the MQAR comparison (incl. the equal-state OVQ variant the config
   registers) runs; task entries name their generator."""
   config = _tiny_recall(mqar_config.get_config(), tmp_path, ("mqar_kv8",))
-  config.models = ("attention@1", "gla@1", "ovq_eq@1")
+  config.models = ("base_conv+attention@2", "gla@1", "ovq_eq@1")
   config.model.hidden_size = 16
   config.task_configs.mqar_kv8.kwargs.vocab_size = 128
   config.task_configs.mqar_kv8.kwargs.seq_len = 40
@@ -130,7 +130,10 @@ def test_mqar_config_compares_at_equal_state():
   d = config.model.hidden_size // config.model.num_heads
   ovq_floats = ovq.num_slots * (2 * d + 1) + ovq.chunk_size * 2 * d
   assert abs(ovq_floats - d * d) / (d * d) < 0.01
-  assert {"attention@2", "gla@2", "ovq_eq@2"} <= set(config.models)
+  assert {"base_conv+attention@2", "base_conv+gla@2", "base_conv+ovq_eq@2"} <= set(config.models)
+  model_config = induction.build_model_config("base_conv+ovq_eq@2", vocab_size=256, max_len=64,
+                                              model=config.model)
+  assert model_config.mixer == ("base_conv", "ovq_eq")  # Zoology's hybrid: conv, then recall.
   assert all(t["generator"] == "mqar" for t in config.task_configs.values())
   with pytest.raises(ValueError, match="kind"):
     induction.register_mixer_variants({"x": {"kind": "lstm"}})
