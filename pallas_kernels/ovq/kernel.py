@@ -1,4 +1,5 @@
-"""Pallas kernel for the OVQ chunk readout (hot loop 1 of the chunked form).
+"""Pallas kernels for the OVQ chunk step: the readout (hot loop 1) and the assignment (hot
+loop 2) of the chunked form.
 
 Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922),
 spec sections 3.2-3.3 of /shared/methods/memory_attention.md. For one chunk and
@@ -20,9 +21,12 @@ Kernel layout (portable Pallas subset: BlockSpec, grid, fori_loop):
     (every block's last two dims equal the array's: TPU's (8, 128) rule holds);
   * beta is folded in by XLA (q is passed as `beta q`), as are the per-slot and
     per-key biases, so the kernel has no scalar inputs.
-The rest of the chunked form (farthest-first seeding, assignment, running-mean
-update) stays in XLA (`reasoning_jax.ops.ovq.chunk`); `ovq_chunk_pallas` is that
-scan with this readout plugged in, and `ovq_reference` is the XLA chunk form.
+The assignment kernel (`ovq_chunk_assign_pallas`, spec hot loop 2) finds each chunk
+key's nearest candidate centre with the same blocking: a running (min distance, first
+index) over dictionary blocks, never writing the `[L, N]` distances. The rest of the
+chunked form (farthest-first seeding, running-mean update as one-hot matmuls) stays
+in XLA (`reasoning_jax.ops.ovq.chunk`); `ovq_chunk_pallas` is that scan with both
+kernels plugged in, and `ovq_reference` is the XLA chunk form.
 
 DESIGN CHOICE / limits:
   * backward: `jax.custom_vjp` recomputing the XLA readout's VJP, so gradients
@@ -215,6 +219,103 @@ def ovq_chunk_readout_pallas(q, keys, values, key_valid, dict_k, dict_v, counts,
                   block_n, interpret)
 
 
+def _assign_kernel(x_ref, xsq_ref, c_ref, csq_ref, o_ref, *, num_blocks: int, block_n: int):
+  """One (batch, head). x `[L, D]`, xsq `[L, 1]`; c `[nb, bn, D]`, csq `[nb, 1, bn]` (+inf
+  for non-candidates and padding); o `[L, 1]` int32, the nearest candidate per key."""
+  f32 = jnp.float32
+  x = x_ref[...].astype(f32)
+  xsq = xsq_ref[...]
+  l = x.shape[0]
+
+  def dictionary_block(j, carry):
+    best, idx = carry
+    dot = jax.lax.dot_general(x, c_ref[j].astype(f32), _NT, precision=_HIGHEST,
+                              preferred_element_type=f32)  # [L, bn]
+    dist = (xsq - 2.0 * dot) + csq_ref[j]  # the XLA path's `_sq_dist` order of operations
+    block_min = jnp.min(dist, axis=1, keepdims=True)
+    col = jax.lax.broadcasted_iota(jnp.int32, dist.shape, 1) + j * block_n
+    block_idx = jnp.min(jnp.where(dist == block_min, col, jnp.iinfo(jnp.int32).max), axis=1,
+                        keepdims=True)  # first minimum: ties -> lowest index
+    better = block_min < best  # strict: an equal later block keeps the lower index
+    return jnp.where(better, block_min, best), jnp.where(better, block_idx, idx)
+
+  init = (jnp.full((l, 1), jnp.inf, f32), jnp.zeros((l, 1), jnp.int32))
+  _, idx = jax.lax.fori_loop(0, num_blocks, dictionary_block, init)
+  o_ref[...] = idx
+
+
+def ovq_chunk_assign_pallas(keys: jax.Array, centres: jax.Array, candidate: jax.Array, *,
+                            block_n: int = 256, interpret: Any = None) -> jax.Array:
+  """The write's assignment (spec hot loop 2): each key's nearest candidate centre, as a kernel.
+
+  Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922).
+  Same result as `reasoning_jax.ops.ovq.common.nearest_candidate`: the distance
+  `||k||^2 - 2 k.c + ||c||^2` (same order of operations, fp32, HIGHEST matmuls), argmin
+  with ties to the lowest index, 0 for a key with no candidate. A running (min, index) pair
+  walks the dictionary in blocks of `block_n` slots, one program per (batch, head), so the
+  `[L, N]` distance matrix is never written to memory; the update itself stays the dense
+  one-hot matmuls of `common.absorb`.
+
+  Args:
+    keys: `[B, H, L, D]` fp32 (unit keys of the chunk).
+    centres: `[B, H, N, D]` fp32 (the dictionary with this chunk's seeds placed).
+    candidate: `[B, H, N]` bool, the slots a key may join.
+    block_n: dictionary slots per block (clamped to N rounded up to 128; default 256).
+    interpret: None interprets unless the default backend is TPU or GPU; True/False
+      force it; a `pltpu.InterpretParams` selects the TPU interpreter.
+
+  Returns:
+    `[B, H, L]` int32. Indices carry no gradient (inputs are treated as constants).
+  """
+  if interpret is None:
+    interpret = jax.default_backend() not in ("tpu", "gpu")
+  common.check_positive_int(block_n, "block_n")
+  b, h, l, d = keys.shape
+  n = centres.shape[2]
+  if centres.shape != (b, h, n, d) or candidate.shape != (b, h, n):
+    raise ValueError(f"centres must be [B, H, N, D] and candidate [B, H, N] matching keys "
+                     f"{keys.shape}, got {centres.shape} and {candidate.shape}")
+  f32 = jnp.float32
+  keys = jax.lax.stop_gradient(keys).astype(f32)
+  centres = jax.lax.stop_gradient(centres).astype(f32)
+  xsq = jnp.sum(keys * keys, -1).reshape(b * h, l, 1)
+  csq = jnp.where(candidate, jnp.sum(centres * centres, -1), jnp.inf).reshape(b * h, n)
+  arrays = (keys.reshape(b * h, l, d), xsq, centres.reshape(b * h, n, d), csq)
+
+  def call(compiler_params, power_of_two, x, xsq, c, csq):
+    bn, n_pad = dictionary_blocking(n, block_n, power_of_two)
+    nb = n_pad // bn
+    c_blocks = jnp.pad(c, ((0, 0), (0, n_pad - n), (0, 0))).reshape(b * h, nb, bn, d)
+    csq_blocks = jnp.pad(csq, ((0, 0), (0, n_pad - n)),
+                         constant_values=jnp.inf).reshape(b * h, nb, 1, bn)
+    whole = lambda *shape: pl.BlockSpec((pl.squeezed, *shape),
+                                        lambda i: (i,) + (0,) * len(shape))
+    cost = pl.CostEstimate(flops=2 * b * h * l * n_pad * d + 4 * b * h * l * n_pad,
+                           transcendentals=0,
+                           bytes_accessed=4 * b * h * (n_pad * (d + 1) + l * (d + 2)))
+    return pl.pallas_call(
+        functools.partial(_assign_kernel, num_blocks=nb, block_n=bn),
+        out_shape=jax.ShapeDtypeStruct((b * h, l, 1), jnp.int32),
+        grid=(b * h,),
+        in_specs=[whole(l, d), whole(l, 1), whole(nb, bn, d), whole(nb, 1, bn)],
+        out_specs=whole(l, 1),
+        compiler_params=compiler_params,
+        cost_estimate=cost,
+        interpret=interpret,
+        name="ovq_chunk_assign",
+    )(x, xsq, c_blocks, csq_blocks)
+
+  if interpret:
+    idx = call(None, False, *arrays)
+  else:
+    from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
+    from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
+    tpu = functools.partial(call, pltpu.CompilerParams(dimension_semantics=("parallel",)), False)
+    gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=1), True)
+    idx = jax.lax.platform_dependent(*arrays, tpu=tpu, cuda=gpu, rocm=gpu)
+  return idx.reshape(b, h, l)
+
+
 def ovq_chunk_pallas(
     q: jax.Array,
     k: jax.Array,
@@ -230,12 +331,13 @@ def ovq_chunk_pallas(
     block_n: int = 256,
     interpret: Any = None,
 ) -> tuple[jax.Array, common.OVQState]:
-  """OVQ attention, chunked form, with the Pallas readout (XLA write and backward).
+  """OVQ attention, chunked form, with the Pallas readout and assignment kernels.
 
   Online Vector Quantized Attention (Alonso, Figliolia, Millidge;
   arXiv:2602.03922). Same arguments and result as
   `reasoning_jax.ops.ovq.ovq_chunk` (see there for the DESIGN CHOICE flags),
-  plus the kernel's `block_n` (dictionary block, default 256) and `interpret`.
+  plus the kernels' `block_n` (dictionary block, default 256) and `interpret`.
+  The farthest-first seeding, the one-hot update and the backward stay in XLA.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)`.
@@ -245,9 +347,11 @@ def ovq_chunk_pallas(
   common.check_positive_int(block_n, "block_n")
   readout = functools.partial(ovq_chunk_readout_pallas, renormalize=renormalize,
                               block_n=block_n, interpret=interpret)
+  assign = functools.partial(ovq_chunk_assign_pallas, block_n=block_n, interpret=interpret)
   return chunk_lib.ovq_chunk_scan(
       q, k, v, beta=beta, initial_state=initial_state, lengths=lengths, chunk_size=chunk_size,
-      num_slots=num_slots, schedule=schedule, renormalize=renormalize, readout=readout)
+      num_slots=num_slots, schedule=schedule, renormalize=renormalize, readout=readout,
+      assign=assign)
 
 
 def ovq_reference(

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels.ovq import ovq_chunk_pallas, ovq_chunk_readout_pallas, ovq_reference
+from pallas_kernels.ovq import (ovq_chunk_assign_pallas, ovq_chunk_pallas,
+                                ovq_chunk_readout_pallas, ovq_reference)
 from pallas_kernels.ovq.kernel import dictionary_blocking
 from reasoning_jax.ops.ovq import ovq_attention, xla_chunk_readout
 from reasoning_jax.ops.ovq import common
@@ -69,6 +70,47 @@ def test_readout_empty_dictionary_and_no_visible_key():
   expected = xla_chunk_readout(q, keys, values, key_valid, dict_k, dict_v, 0 * counts, beta,
                                renormalize=False, precision="highest")
   np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5, rtol=1e-5)
+
+
+def _assign_inputs(*, l=8, n=200, d=D, seed=0):
+  ks = jax.random.split(jax.random.key(seed), 3)
+  keys = common.l2_normalize(jax.random.normal(ks[0], (B, H, l, d)))
+  centres = 0.8 * common.l2_normalize(jax.random.normal(ks[1], (B, H, n, d)))
+  candidate = jax.random.bernoulli(ks[2], 0.5, (B, H, n))
+  return keys, centres, candidate
+
+
+@pytest.mark.parametrize("n,block_n", [(200, 128), (5, 256), (512, 256)])
+def test_assign_matches_xla(n, block_n):
+  """Hot loop 2: the nearest candidate per key equals `common.nearest_candidate` exactly."""
+  keys, centres, candidate = _assign_inputs(n=n)
+  idx = jax.jit(functools.partial(ovq_chunk_assign_pallas, block_n=block_n, interpret=True))(
+      keys, centres, candidate)
+  expected = common.nearest_candidate(keys, centres, candidate, "highest")
+  assert idx.dtype == jnp.int32 and idx.shape == keys.shape[:3]
+  np.testing.assert_array_equal(np.asarray(idx), np.asarray(expected))
+  assert bool(jnp.take_along_axis(candidate, idx, axis=-1).all())
+
+
+def test_assign_ties_go_to_the_lowest_index_and_no_candidate_to_zero():
+  """Slots 3, 7 (same block) and 150 (a later 128-slot block) hold key 0 itself, its nearest
+  centre three times over: key 0 picks 3. A (batch, head) with no candidate returns 0."""
+  keys, centres, candidate = _assign_inputs(n=200)
+  for slot in (3, 7, 150):
+    centres = centres.at[:, :, slot].set(keys[:, :, 0])
+  candidate = candidate.at[:, :, jnp.array([3, 7, 150])].set(True)
+  candidate = candidate.at[1, 0].set(False)
+  idx = ovq_chunk_assign_pallas(keys, centres, candidate, block_n=128, interpret=True)
+  expected = common.nearest_candidate(keys, centres, candidate, "highest")
+  np.testing.assert_array_equal(np.asarray(idx), np.asarray(expected))
+  assert (np.asarray(idx[0, :, 0]) == 3).all()
+  np.testing.assert_array_equal(np.asarray(idx[1, 0]), 0)
+
+
+def test_assign_rejects_mismatched_shapes():
+  keys, centres, candidate = _assign_inputs(n=20)
+  with pytest.raises(ValueError, match="candidate"):
+    ovq_chunk_assign_pallas(keys, centres, candidate[..., :5], interpret=True)
 
 
 def test_dictionary_blocking():
@@ -185,6 +227,7 @@ def _lowered_text(platform, dtype, chunk_size, num_slots):
 def test_lowers_for_tpu(dtype, chunk_size, num_slots):
   text = _lowered_text("tpu", dtype, chunk_size, num_slots)
   assert re.search(r"custom_call @tpu_custom_call", text)
+  assert "ovq_chunk_assign" in text and "ovq_chunk_readout" in text  # Both kernels.
 
 
 @pytest.mark.parametrize("dtype,chunk_size,num_slots", LOWERING_CASES)
@@ -197,3 +240,4 @@ def test_lowers_for_cuda(dtype, chunk_size, num_slots):
   with jax.sharding.use_abstract_mesh(mesh):
     text = _lowered_text("cuda", dtype, chunk_size, num_slots)
   assert re.search(r"custom_call @__gpu\$xla\.gpu\.triton", text)
+  assert "ovq_chunk_assign" in text and "ovq_chunk_readout" in text  # Both kernels.

@@ -7,7 +7,8 @@ stream rows (see `reasoning_jax.ops.ovq.common` for the stream layout):
      previous chunks and the chunk's own causal keys (a pluggable readout; the
      Pallas kernel of `pallas_kernels.ovq` replaces the XLA one);
   2. write, only for a complete chunk: farthest-first seeding in a `fori_loop`
-     of L steps, assignment by `||k||^2 - 2 k.c + ||c||^2` and argmin, and the
+     of L steps, assignment by `||k||^2 - 2 k.c + ||c||^2` and argmin (pluggable as
+     well: the Pallas assignment kernel replaces `common.nearest_candidate`), and the
      running-mean update as dense one-hot matmuls `A^T K`, `A^T V` (no
      scatter-add).
 The scan body is wrapped in `jax.checkpoint`, so the backward pass stores only
@@ -54,10 +55,13 @@ def ovq_chunk_scan(
     schedule: str,
     renormalize: bool,
     readout: ChunkReadout | None = None,
+    assign: Callable[..., jax.Array] | None = None,
 ) -> tuple[jax.Array, common.OVQState]:
-  """`ovq_chunk` with a pluggable per-chunk readout (inputs trusted: validate first).
+  """`ovq_chunk` with a pluggable per-chunk readout and assignment (inputs trusted: validate
+  first).
 
-  `readout` None uses `xla_chunk_readout`; `pallas_kernels.ovq` passes its kernel.
+  `readout` None uses `xla_chunk_readout` and `assign` None `common.nearest_candidate`;
+  `pallas_kernels.ovq` passes its kernels.
   """
   s = common.prepare(q, k, v, beta, initial_state, lengths, chunk_size, num_slots)
   precision = common.precision_for(q.dtype)
@@ -82,7 +86,7 @@ def ovq_chunk_scan(
     full = end >= (c + 1) * l  # only a complete chunk is absorbed
     dict_k, dict_v, counts = common.absorb(
         dict_k, dict_v, counts, k_c, v_c, seen, full, schedule=schedule,
-        renormalize=renormalize, precision=precision)
+        renormalize=renormalize, precision=precision, assign=assign)
     seen = seen + jnp.where(full, l, 0).astype(jnp.int32)
     return (dict_k, dict_v, counts, seen), o_c
 

@@ -294,8 +294,18 @@ def growth(counts, tokens_seen, chunk_size: int, schedule: str) -> jax.Array:
   return jnp.clip(target[:, None] - active, 0, chunk_size)
 
 
+def nearest_candidate(keys, centres, candidate, precision) -> jax.Array:
+  """Index of each key's nearest candidate centre, `||k||^2 - 2 k.c + ||c||^2` then argmin
+  (ties -> lowest index; no candidate -> 0): `[B, H, L, D] x [B, H, N, D] -> [B, H, L]` int32.
+
+  The XLA assignment of `absorb`; `pallas_kernels.ovq.ovq_chunk_assign_pallas` is the kernel
+  with the same signature and the same arithmetic."""
+  dist = jnp.where(candidate[..., None, :], _sq_dist(keys, centres, precision), jnp.inf)
+  return jnp.argmin(dist, axis=-1).astype(jnp.int32)
+
+
 def absorb(dict_k, dict_v, counts, keys, values, tokens_seen, do_absorb, *, schedule,
-           renormalize, precision):
+           renormalize, precision, assign=None):
   """Absorbs one full chunk into the dictionary (dense, vectorised; the chunk/decode write).
 
   Farthest-first seeding of `m` free slots (lowest free slots in pick order),
@@ -308,6 +318,8 @@ def absorb(dict_k, dict_v, counts, keys, values, tokens_seen, do_absorb, *, sche
     keys, values: the chunk, unit keys `[B, H, L, D]`, values `[B, H, L, Dv]` fp32.
     tokens_seen: `[B]` int32 tokens absorbed before this chunk.
     do_absorb: `[B]` bool.
+    assign: `nearest_candidate`'s signature without `precision` (e.g. the Pallas kernel);
+      None uses `nearest_candidate`.
 
   Returns:
     `(dict_k, dict_v, counts)`.
@@ -345,8 +357,11 @@ def absorb(dict_k, dict_v, counts, keys, values, tokens_seen, do_absorb, *, sche
   centres = jnp.where(seeded[..., None], seed_slots, jax.lax.stop_gradient(dict_k))
   candidate = active | seeded
 
-  dist = jnp.where(candidate[..., None, :], _sq_dist(sk, centres, precision), jnp.inf)
-  assign = jax.nn.one_hot(jnp.argmin(dist, axis=-1), n_slots, dtype=jnp.float32)  # [B,H,L,N]
+  if assign is None:
+    nearest = nearest_candidate(sk, centres, candidate, precision)
+  else:
+    nearest = assign(sk, centres, candidate)
+  assign = jax.nn.one_hot(nearest, n_slots, dtype=jnp.float32)  # [B, H, L, N]
   hits = jnp.sum(assign, axis=-2)  # [B, H, N]
   new_counts = counts + hits
   touched = (hits > 0) & do_absorb[:, None, None]
