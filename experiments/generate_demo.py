@@ -16,7 +16,7 @@ import os
 import string
 import time
 
-from absl import app, flags, logging
+from absl import app, logging
 from ml_collections import config_flags
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "generate_demo.py")

@@ -225,7 +225,7 @@ def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *,
   import jax.numpy as jnp
   from flax import nnx
   from reasoning_jax.models.transformer import Transformer
-  from reasoning_jax.train.step import init_train_state, make_train_step
+  from reasoning_jax.train.step import make_train_step
   loss_fn = loss_fn or _recall_loss
   key = (model_config, json.dumps(dict(train), sort_keys=True, default=str), loss_fn,
          decay_mask_fn)

@@ -10,6 +10,7 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.models import Transformer, get_preset
+from tests.helpers import mixer_layers
 from tests.helpers.generate_checks import assert_greedy_generate_matches_recompute
 from reasoning_jax.layers.gla import GLACache, GatedLinearAttention, make_gla_mixer
 from reasoning_jax.ops.gla import gated_linear_attention
@@ -19,27 +20,14 @@ if SMALL_CHUNK not in registry.MIXERS:
   make_gla_mixer(SMALL_CHUNK, chunk_size=5)
 
 
-@nnx.jit
-def _apply(layer, x, positions, cache=None, attention_mask=None):
-  return layer(x, positions=positions, cache=cache, attention_mask=attention_mask)
-
-
-def _config(mixer, **kw):
-  return get_preset("tiny-qwen3", initializer_range=0.3, **kw).replace(mixer=mixer)
+_apply = mixer_layers.apply_mixer
+_config = mixer_layers.mixer_config
+_x = mixer_layers.random_inputs
+_positions = mixer_layers.positions
 
 
 def _layer(mixer="gla"):
-  config = _config(mixer)
-  return registry.MIXERS.get(mixer)(config, 0, rngs=nnx.Rngs(0)), config
-
-
-def _x(config, b, t, seed=0):
-  return jnp.asarray(np.random.RandomState(seed).standard_normal((b, t, config.hidden_size)),
-                     jnp.float32)
-
-
-def _positions(b, t, start=0):
-  return jnp.broadcast_to(jnp.arange(start, start + t, dtype=jnp.int32), (b, t))
+  return mixer_layers.make_mixer(mixer)
 
 
 def test_registration_defaults_and_constant_cache():
