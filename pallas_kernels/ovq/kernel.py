@@ -93,6 +93,20 @@ def _readout_kernel(q_ref, dk_ref, dv_ref, db_ref, k_ref, v_ref, kb_ref, o_ref, 
   o_ref[...] = (acc / jnp.where(total > 0, total, 1.0)).astype(o_ref.dtype)
 
 
+def _run_per_platform(call, arrays, interpret):
+  """`call(compiler_params, power_of_two, *arrays)` in interpret mode, or with the compiler
+  parameters of the platform it is lowered for (chosen per lowering platform, so ahead-of-time
+  lowering for another platform takes the same path as a run there; GPU dictionaries are
+  padded to a power of two for Triton)."""
+  if interpret:
+    return call(None, False, *arrays)
+  from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
+  from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
+  tpu = functools.partial(call, pltpu.CompilerParams(dimension_semantics=("parallel",)), False)
+  gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=1), True)
+  return jax.lax.platform_dependent(*arrays, tpu=tpu, cuda=gpu, rocm=gpu)
+
+
 def _round_up(x: int, m: int) -> int:
   return -(-x // m) * m
 
@@ -148,17 +162,7 @@ def _forward(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renorma
 
   arrays = (q_scaled, flat(keys), flat(values), key_bias, flat(dict_k), flat(dict_v),
             bias.reshape(b * h, n))
-  if interpret:
-    o = call(None, False, *arrays)
-  else:
-    # Backend-specific compiler parameters, chosen per lowering platform so that
-    # ahead-of-time lowering for another platform takes the same path as a run there.
-    from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-    from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
-    tpu = functools.partial(call, pltpu.CompilerParams(dimension_semantics=("parallel",)), False)
-    gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=1), True)
-    o = jax.lax.platform_dependent(*arrays, tpu=tpu, cuda=gpu, rocm=gpu)
-  return o.reshape(b, h, l, dv)
+  return _run_per_platform(call, arrays, interpret).reshape(b, h, l, dv)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(8, 9, 10))
@@ -305,15 +309,7 @@ def ovq_chunk_assign_pallas(keys: jax.Array, centres: jax.Array, candidate: jax.
         name="ovq_chunk_assign",
     )(x, xsq, c_blocks, csq_blocks)
 
-  if interpret:
-    idx = call(None, False, *arrays)
-  else:
-    from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-    from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
-    tpu = functools.partial(call, pltpu.CompilerParams(dimension_semantics=("parallel",)), False)
-    gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=1), True)
-    idx = jax.lax.platform_dependent(*arrays, tpu=tpu, cuda=gpu, rocm=gpu)
-  return idx.reshape(b, h, l)
+  return _run_per_platform(call, arrays, interpret).reshape(b, h, l)
 
 
 def ovq_chunk_pallas(
