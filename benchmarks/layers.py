@@ -177,7 +177,7 @@ def memory_table(args) -> None:
   from reasoning_jax.models import Transformer, get_preset  # pylint: disable=g-import-not-at-top
 
   lengths = (1024, 4096, 16384, 65536)
-  mixers = [m for m in ("attention", "gla", "ovq") if m in registry.MIXERS]
+  mixers = [m for m in ("attention", "gla", "ovq", "base_conv") if m in registry.MIXERS]
   print("\n== decode memory: cache bytes per model (tiny-llama widths, batch 1) ==")
   print(f"{'mixer':>10} " + " ".join(f"{f'S={s}':>12}" for s in lengths)
         + f" {'step args+temp @64k':>20}")
