@@ -68,15 +68,17 @@ def test_kernel_matches_reference(dtype, chunk_size, gate, with_state):
   np.testing.assert_allclose(np.asarray(state), np.asarray(state_ref), atol=tol, rtol=tol)
 
 
-def test_tpu_interpreter_at_tpu_shapes():
+@pytest.mark.parametrize("chunk_size", [16, 32])
+def test_tpu_interpreter_at_tpu_shapes(chunk_size):
   """The TPU interpreter (NaN-filled uninitialised memory, out-of-bounds reads raise) at
-  Dk = Dv = 128 with a ragged T: every output element is written, nothing is read past a block."""
+  Dk = Dv = 128 with a ragged T: every output element is written, nothing is read past a block
+  (chunk 32: two 16-row query sub-chunks per program)."""
   from jax.experimental.pallas import tpu as pltpu
   ks = jax.random.split(jax.random.key(3), 4)
   q, k, v = (jax.random.normal(key, (1, 40, 1, 128)) for key in ks[:3])
   g = jax.nn.log_sigmoid(jax.random.normal(ks[3], (1, 40, 1, 128)) + 1.5)
   params = pltpu.InterpretParams(out_of_bounds_reads="raise", uninitialized_memory="nan")
-  out = gla_chunk_pallas(q, k, v, g, chunk_size=16, interpret=params)
+  out = gla_chunk_pallas(q, k, v, g, chunk_size=chunk_size, interpret=params)
   for a, e in zip(out, gla_reference(q, k, v, g)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=1e-5, rtol=1e-5)
 
