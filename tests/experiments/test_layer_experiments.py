@@ -130,7 +130,7 @@ def test_mqar_config_compares_at_equal_state():
   d = config.model.hidden_size // config.model.num_heads
   ovq_floats = ovq.num_slots * (2 * d + 1) + ovq.chunk_size * 2 * d
   assert abs(ovq_floats - d * d) / (d * d) < 0.01
-  assert {"base_conv+attention@2", "base_conv+gla@2", "base_conv+ovq_eq@2"} <= set(config.models)
+  assert {"attention@2", "base_conv+gla@2", "base_conv+ovq_eq@2"} <= set(config.models)
   model_config = induction.build_model_config("base_conv+ovq_eq@2", vocab_size=256, max_len=64,
                                               model=config.model)
   assert model_config.mixer == ("base_conv", "ovq_eq")  # Zoology's hybrid: conv, then recall.
