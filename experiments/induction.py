@@ -497,10 +497,12 @@ def run_recall_experiment(config) -> dict[str, Any]:
   with open(os.path.join(config.workdir, "results.json"), "w") as f:
     json.dump(payload, f, indent=2, default=str)
   table = summary_table(results, float(config.threshold))
+  run_seconds = sum(r["wall_s"] for runs in results.values() for rs in runs.values() for r in rs)
   header = (f"{config.get('title', 'Recall experiment')}: {config.train.num_steps} steps x "
             f"batch {config.train.batch_size}, width {config.model.hidden_size}, FFN "
             f"{config.model.ffn!r}, seeds {tuple(config.seeds)}; accuracy on held-out "
-            f"examples (test seed = seed + 10). Wall time {total:.0f} s.\n")
+            f"examples (test seed = seed + 10). Wall time {total:.0f} s; training time of "
+            f"all runs {run_seconds:.0f} s (runs reused from <workdir>/runs count here).\n")
   notes = config.get("notes", "")
   with open(os.path.join(config.workdir, "results.md"), "w") as f:
     f.write(header + "\n" + table + ("\n" + notes + "\n" if notes else ""))
