@@ -83,10 +83,11 @@ def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, o_ref, *, scale, sub_ch
   f32 = jnp.float32
   dot = functools.partial(jax.lax.dot_general, precision=precision, preferred_element_type=f32)
   state = s_ref[...]  # [Dk, Dv] fp32, the state entering this chunk
-  k_all = k_ref[...].astype(f32)
-  v_all = v_ref[...].astype(f32)
-  g_all = g_ref[...]  # fp32, cumulative within the chunk
-  key_pos = jax.lax.broadcasted_iota(jnp.int32, (c, dk), 0)
+  if c > r:  # Whole-chunk tiles, read only when there are earlier sub-chunks to attend to.
+    k_all = k_ref[...].astype(f32)
+    v_all = v_ref[...].astype(f32)
+    g_all = g_ref[...]  # fp32, cumulative within the chunk
+    key_pos = jax.lax.broadcasted_iota(jnp.int32, (c, dk), 0)
   row_k = jax.lax.broadcasted_iota(jnp.int32, (r, dk), 0)
   row_v = jax.lax.broadcasted_iota(jnp.int32, (r, dv), 0)
   for blk in range(c // r):  # static: query sub-chunks
@@ -120,23 +121,6 @@ def _check_compiled_sizes(dtype, chunk_size: int) -> None:
         f"{jnp.dtype(dtype).name} inputs, got {chunk_size}")
 
 
-def _entering_states(kc, vc, G, h0, precision):
-  """Stage 1 (XLA): the fp32 state before every chunk `[B, H, N, Dk, Dv]` and the final one.
-
-  Without an initial state the first chunk enters with zeros and the recurrence starts
-  from that chunk's own contribution (no product with an all-zero state; see "Zero
-  initial state" in `reasoning_jax.ops.gla.chunk`)."""
-  d_state, decay = gla_chunk_lib.chunk_state_updates(kc, vc, G, precision)
-  if h0 is not None:
-    final, entering = gla_chunk_lib.scan_chunk_states(h0, d_state, decay)
-    return entering, final
-  first = d_state[:, :, 0]
-  if d_state.shape[2] == 1:
-    return jnp.zeros_like(d_state), first
-  final, rest = gla_chunk_lib.scan_chunk_states(first, d_state[:, :, 1:], decay[:, :, 1:])
-  return jnp.concatenate([jnp.zeros_like(d_state[:, :, :1]), rest], axis=2), final
-
-
 def _forward(q, k, v, g, h0, scale, chunk_size, interpret):
   """Pads, runs stage 1 in XLA and the chunk kernel, unpads."""
   b, t, h, dk = q.shape
@@ -151,7 +135,8 @@ def _forward(q, k, v, g, h0, scale, chunk_size, interpret):
 
   f32 = jnp.float32
   G = jnp.cumsum(to_chunks(g, f32), axis=-2)  # [B, H, N, C, Dk]
-  entering, final = _entering_states(to_chunks(k, f32), to_chunks(v, f32), G, h0, precision)
+  entering, final = gla_chunk_lib.entering_states(to_chunks(k, f32), to_chunks(v, f32), G, h0,
+                                                  precision)
 
   flat = lambda x: x.reshape(b * h, n * c, x.shape[-1])  # -> [B*H, T_pad, D]
   qp, kp, vp = (flat(to_chunks(x, x.dtype)) for x in (q, k, v))

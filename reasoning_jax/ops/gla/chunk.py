@@ -150,6 +150,26 @@ def scan_chunk_states(s0, d_state, chunk_decay):
   return final, jnp.moveaxis(entering, 0, 2)
 
 
+def entering_states(kc, vc, G, initial_state, precision):
+  """The fp32 state before every chunk `[B, H, N, Dk, Dv]` and the final state.
+
+  Without an initial state the first chunk enters with zeros and the recurrence starts from
+  that chunk's own contribution, so no matmul ever takes an all-zero state (see "Zero
+  initial state" in the module docstring); callers that want to skip chunk 0's inter-chunk
+  term use `entering[:, :, 1:]`.
+  """
+  d_state, decay = chunk_state_updates(kc, vc, G, precision)
+  if initial_state is not None:
+    final, entering = scan_chunk_states(initial_state, d_state, decay)
+    return entering, final
+  first = d_state[:, :, 0]
+  zeros = jnp.zeros_like(d_state[:, :, :1])
+  if d_state.shape[2] == 1:
+    return zeros, first
+  final, rest = scan_chunk_states(first, d_state[:, :, 1:], decay[:, :, 1:])
+  return jnp.concatenate([zeros, rest], axis=2), final
+
+
 def gla_chunk(
     q: jax.Array,
     k: jax.Array,
@@ -199,24 +219,11 @@ def gla_chunk(
   o_intra = _intra_chunk_output(qc, kc, vc, G, precision)
 
   # Each chunk's own contribution to the state at its end, then the chunk recurrence.
-  d_state, chunk_decay = chunk_state_updates(kc, vc, G, precision)
-
-  def inter_chunk(s0, first):  # chunks first.. entered with state s0 (before chunk `first`)
-    final, entering = scan_chunk_states(s0, d_state[:, :, first:], chunk_decay[:, :, first:])
-    o_inter = jnp.einsum("...ck,...kv->...cv", qc[:, :, first:] * jnp.exp(G[:, :, first:]),
-                         entering, precision=precision)
-    return final, o_inter
-
-  if initial_state is not None:
-    final_state, o_inter = inter_chunk(initial_state, 0)
-    o = o_intra + o_inter
-  elif n == 1:
-    # No initial state: the first chunk has no inter-chunk term and ends in its own d_state
-    # (no product with a zero state; see "Zero initial state" in the module docstring).
-    final_state, o = d_state[:, :, 0], o_intra
-  else:
-    final_state, o_inter = inter_chunk(d_state[:, :, 0], 1)
-    o = jnp.concatenate([o_intra[:, :, :1], o_intra[:, :, 1:] + o_inter], axis=2)
+  entering, final_state = entering_states(kc, vc, G, initial_state, precision)
+  first = 0 if initial_state is not None else 1  # Chunk 0 enters a zero state: skipped.
+  o_inter = jnp.einsum("...ck,...kv->...cv", qc[:, :, first:] * jnp.exp(G[:, :, first:]),
+                       entering[:, :, first:], precision=precision)
+  o = jnp.concatenate([o_intra[:, :, :first], o_intra[:, :, first:] + o_inter], axis=2)
 
   o = o.transpose(0, 2, 3, 1, 4).reshape(b, n * c, h, dv)[:, :t]
   return o.astype(q.dtype), final_state
