@@ -3,47 +3,56 @@
 from setuptools import find_packages, setup
 
 setup(
-    name="reasoning-jax",
-    version="0.1.0",
-    description=("Reference JAX/Flax implementations of reasoning research: RL losses, "
-                 "memory layers with Pallas kernels, inference methods, and a Llama/Qwen zoo."),
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    packages=find_packages(include=["reasoning_jax", "reasoning_jax.*", "pallas_kernels",
-                                    "pallas_kernels.*"]),
-    python_requires=">=3.11",
-    install_requires=[
-        "jax>=0.10.2",
-        "flax>=0.12.8",
-        "optax>=0.2.5",
-        "chex>=0.1.90",
-        "absl-py>=2.1",
-        "ml-collections>=1.0",
-        "numpy>=2.0",
-        "safetensors>=0.5",  # HF checkpoint I/O (numpy backend, bf16 via ml_dtypes).
-        "tokenizers>=0.21",  # Local tokenizer.json files.
-        "jinja2>=3.1",  # Chat templates, rendered in a sandbox as transformers does.
-        "orbax-checkpoint>=0.12.8",  # Checkpoints (v1 API).
-        "grain>=0.2.18",  # Input pipelines.
-        "tensorflow-datasets>=4.9.10",  # Builders + ArrayRecord data sources; no TensorFlow.
-        "array_record>=0.8.6",
-        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow.
-        "tqdm>=4.66",
-        "matplotlib>=3.8",
+  name="reasoning-jax",
+  version="0.1.0",
+  description=(
+    "Reference JAX/Flax implementations of reasoning research: RL losses, "
+    "memory layers with Pallas kernels, inference methods, and a Llama/Qwen zoo."
+  ),
+  long_description=open("README.md", encoding="utf-8").read(),
+  long_description_content_type="text/markdown",
+  packages=find_packages(
+    include=["reasoning_jax", "reasoning_jax.*", "pallas_kernels", "pallas_kernels.*"]
+  ),
+  python_requires=">=3.11",
+  install_requires=[
+    "jax>=0.10.2",
+    "flax>=0.12.8",
+    "optax>=0.2.5",
+    "chex>=0.1.90",
+    "absl-py>=2.1",
+    "ml-collections>=1.0",
+    "numpy>=2.0",
+    "safetensors>=0.5",  # HF checkpoint I/O (numpy backend, bf16 via ml_dtypes).
+    "tokenizers>=0.21",  # Local tokenizer.json files.
+    "jinja2>=3.1",  # Chat templates, rendered in a sandbox as transformers does.
+    "orbax-checkpoint>=0.12.8",  # Checkpoints (v1 API).
+    "grain>=0.2.18",  # Input pipelines.
+    "tensorflow-datasets>=4.9.10",  # Builders + ArrayRecord data sources; no TensorFlow.
+    "array_record>=0.8.6",
+    "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow.
+    "tqdm>=4.66",
+    "matplotlib>=3.8",
+  ],
+  extras_require={
+    # nbclient + nbformat + ipykernel: tests/test_notebooks.py executes colab/*.ipynb.
+    "test": [
+      "pytest>=8",
+      "pytest-xdist>=3.5",
+      "hypothesis>=6.100",
+      "nbclient>=0.10",
+      "nbformat>=5.10",
+      "ipykernel>=6.29",
     ],
-    extras_require={
-        # nbclient + nbformat + ipykernel: tests/test_notebooks.py executes colab/*.ipynb.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "nbclient>=0.10",
-                 "nbformat>=5.10", "ipykernel>=6.29"],
-        # Reference implementations for parity tests. torch==2.13.0 is a CPU wheel for
-        # Python 3.11 here; on other Pythons pip would fetch a multi-GB CUDA build.
-        "hf": ["torch==2.13.0", "transformers>=5.0,<6", "safetensors>=0.5"],
-        "notebook": ["jupyter", "nbclient>=0.10", "ipykernel", "matplotlib>=3.8"],
-    },
-    license="Apache-2.0",
-    classifiers=[
-        "Programming Language :: Python :: 3",
-        "Programming Language :: Python :: 3.11",
-        "Programming Language :: Python :: 3.12",
-    ],
+    # Reference implementations for parity tests. torch==2.13.0 is a CPU wheel for
+    # Python 3.11 here; on other Pythons pip would fetch a multi-GB CUDA build.
+    "hf": ["torch==2.13.0", "transformers>=5.0,<6", "safetensors>=0.5"],
+    "notebook": ["jupyter", "nbclient>=0.10", "ipykernel", "matplotlib>=3.8"],
+  },
+  license="Apache-2.0",
+  classifiers=[
+    "Programming Language :: Python :: 3",
+    "Programming Language :: Python :: 3.11",
+    "Programming Language :: Python :: 3.12",
+  ],
 )

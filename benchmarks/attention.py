@@ -39,36 +39,68 @@ from pallas_kernels.flash_attention import blocks, flash_attention  # noqa: E402
 from reasoning_jax.ops.attention import attention  # noqa: E402
 
 IMPLEMENTATIONS = ("pallas", "jax_nn", "xla")
-_CPU_SMOKE = dict(seq_lens="128", windows="none,32", batch=1, heads=2, kv_heads=1, head_dim=32,
-                  repeats=1, block_q=64, block_k=64)
+_CPU_SMOKE = dict(
+  seq_lens="128",
+  windows="none,32",
+  batch=1,
+  heads=2,
+  kv_heads=1,
+  head_dim=32,
+  repeats=1,
+  block_q=64,
+  block_k=64,
+)
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seq-lens", default=None,
-                      help="comma-separated T values (default 1024,4096,16384; CPU: 128)")
-  parser.add_argument("--windows", default=None,
-                      help="comma-separated sliding windows, 'none' for full causal "
-                           "(default none,1024; CPU: none,32)")
+  parser.add_argument(
+    "--seq-lens", default=None, help="comma-separated T values (default 1024,4096,16384; CPU: 128)"
+  )
+  parser.add_argument(
+    "--windows",
+    default=None,
+    help="comma-separated sliding windows, 'none' for full causal "
+    "(default none,1024; CPU: none,32)",
+  )
   parser.add_argument("--batch", type=int, default=None, help="B (default 1)")
   parser.add_argument("--heads", type=int, default=None, help="N query heads (default 8)")
   parser.add_argument("--kv-heads", type=int, default=None, help="K key/value heads (default 2)")
   parser.add_argument("--head-dim", type=int, default=None, help="D (default 128)")
   parser.add_argument("--dtype", default="bfloat16", help="dtype of q, k, v")
-  parser.add_argument("--block-q", type=int, default=None,
-                      help="Pallas query block (default: blocks.py for this backend)")
+  parser.add_argument(
+    "--block-q",
+    type=int,
+    default=None,
+    help="Pallas query block (default: blocks.py for this backend)",
+  )
   parser.add_argument("--block-k", type=int, default=None, help="Pallas key block")
   parser.add_argument("--repeats", type=int, default=None, help="timed calls after a warm-up")
-  parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
-                      help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)}")
+  parser.add_argument(
+    "--impls",
+    default=",".join(IMPLEMENTATIONS),
+    help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)}",
+  )
   parser.add_argument("--forward-only", action="store_true", help="skip forward + backward")
-  parser.add_argument("--cpu-full", action="store_true",
-                      help="on CPU, use the device defaults anyway (interpret mode: very slow)")
+  parser.add_argument(
+    "--cpu-full",
+    action="store_true",
+    help="on CPU, use the device defaults anyway (interpret mode: very slow)",
+  )
   args = parser.parse_args(argv)
 
   on_cpu = jax.default_backend() == "cpu"
-  defaults = dict(seq_lens="1024,4096,16384", windows="none,1024", batch=1, heads=8, kv_heads=2,
-                  head_dim=128, repeats=5, block_q=None, block_k=None)
+  defaults = dict(
+    seq_lens="1024,4096,16384",
+    windows="none,1024",
+    batch=1,
+    heads=8,
+    kv_heads=2,
+    head_dim=128,
+    repeats=5,
+    block_q=None,
+    block_k=None,
+  )
   if on_cpu and not args.cpu_full:
     defaults = _CPU_SMOKE
   for name, value in defaults.items():
@@ -76,8 +108,9 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
       setattr(args, name, value)
   try:
     args.seq_lens = [int(x) for x in args.seq_lens.split(",")]
-    args.windows = [None if x.strip().lower() == "none" else int(x)
-                    for x in args.windows.split(",")]
+    args.windows = [
+      None if x.strip().lower() == "none" else int(x) for x in args.windows.split(",")
+    ]
   except ValueError as e:
     parser.error(f"--seq-lens / --windows must be comma-separated ints (or 'none'): {e}")
   args.impls = [x.strip() for x in args.impls.split(",") if x.strip()]
@@ -95,15 +128,18 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   return args
 
 
-def _attention_fn(impl: str, window: int | None, args: argparse.Namespace
-                  ) -> Callable[..., jax.Array]:
+def _attention_fn(
+  impl: str, window: int | None, args: argparse.Namespace
+) -> Callable[..., jax.Array]:
   if impl == "pallas":
-    return lambda q, k, v: flash_attention(q, k, v, sliding_window=window,
-                                           block_q=args.block_q, block_k=args.block_k)
+    return lambda q, k, v: flash_attention(
+      q, k, v, sliding_window=window, block_q=args.block_q, block_k=args.block_k
+    )
   if impl == "jax_nn":
     local = None if window is None else (window - 1, 0)
-    return lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True,
-                                                        local_window_size=local)
+    return lambda q, k, v: jax.nn.dot_product_attention(
+      q, k, v, is_causal=True, local_window_size=local
+    )
   return lambda q, k, v: attention(q, k, v, sliding_window=window, implementation="xla")
 
 
@@ -127,9 +163,10 @@ def _measure(impl: str, window: int | None, inputs, args) -> dict[str, float | s
     return jnp.sum(attn(q, k, v).astype(jnp.float32) * do)
 
   result: dict[str, float | str] = {}
-  for name, fn in (("fwd", lambda q, k, v, do: attn(q, k, v)),
-                   ("fwd+bwd", lambda q, k, v, do: jax.value_and_grad(
-                       loss, argnums=(0, 1, 2))(q, k, v))):
+  for name, fn in (
+    ("fwd", lambda q, k, v, do: attn(q, k, v)),
+    ("fwd+bwd", lambda q, k, v, do: jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v)),
+  ):
     if name == "fwd+bwd" and args.forward_only:
       continue
     try:
@@ -144,16 +181,26 @@ def main(argv: list[str] | None = None) -> None:
   backend = jax.default_backend()
   print(f"backend={backend} devices={jax.devices()} jax={jax.__version__}")
   sizes = blocks.default_block_sizes(backend)
-  print(f"pallas schedule={blocks.default_schedule(backend)} "
-        f"block_q={args.block_q or sizes.block_q} block_k={args.block_k or sizes.block_k}")
+  print(
+    f"pallas schedule={blocks.default_schedule(backend)} "
+    f"block_q={args.block_q or sizes.block_q} block_k={args.block_k or sizes.block_k}"
+  )
   if args.on_cpu:
-    print("NOTE: CPU backend: Pallas runs in INTERPRET mode (orders of magnitude slower than "
-          "compiled kernels); " + ("this is a tiny smoke run, the numbers mean nothing. "
-                                   "Run on a TPU/GPU for real measurements."
-                                   if not args.cpu_full else "--cpu-full: this will be slow."))
+    print(
+      "NOTE: CPU backend: Pallas runs in INTERPRET mode (orders of magnitude slower than "
+      "compiled kernels); "
+      + (
+        "this is a tiny smoke run, the numbers mean nothing. "
+        "Run on a TPU/GPU for real measurements."
+        if not args.cpu_full
+        else "--cpu-full: this will be slow."
+      )
+    )
   dtype = jnp.dtype(args.dtype)
-  header = f"{'T':>6} {'window':>6} {'impl':>7} {'fwd ms':>10} {'fwd+bwd ms':>11} " \
-           f"{'fwd/pallas':>10} {'f+b/pallas':>10}"
+  header = (
+    f"{'T':>6} {'window':>6} {'impl':>7} {'fwd ms':>10} {'fwd+bwd ms':>11} "
+    f"{'fwd/pallas':>10} {'f+b/pallas':>10}"
+  )
   print(header)
   print("-" * len(header))
   for t in args.seq_lens:
@@ -173,10 +220,12 @@ def main(argv: list[str] | None = None) -> None:
         ratios = []
         for name in ("fwd", "fwd+bwd"):
           a, b = res.get(name), base.get(name)
-          ratios.append(f"{a / b:10.2f}" if isinstance(a, float) and isinstance(b, float)
-                        else f"{'-':>10}")
-        print(f"{t:>6} {str(window):>6} {impl:>7} {cells[0]} {cells[1]:>11} "
-              f"{ratios[0]} {ratios[1]}")
+          ratios.append(
+            f"{a / b:10.2f}" if isinstance(a, float) and isinstance(b, float) else f"{'-':>10}"
+          )
+        print(
+          f"{t:>6} {str(window):>6} {impl:>7} {cells[0]} {cells[1]:>11} {ratios[0]} {ratios[1]}"
+        )
         for name, value in res.items():
           if isinstance(value, str):
             print(f"{'':>22}{name}: {value}")

@@ -82,24 +82,30 @@ def main(argv=None):
   print(f"backend={jax.default_backend()} devices={jax.device_count()} jax={jax.__version__}")
   config = get_preset(args.preset)
   model = Transformer(config, rngs=nnx.Rngs(0))
-  print(f"preset={args.preset} params={count_params(model):,} batch={args.batch} "
-        f"prompt={args.prompt_len} new={args.new_tokens}")
-  prompts = jax.random.randint(jax.random.key(0), (args.batch, args.prompt_len), 0,
-                               config.vocab_size, jnp.int32)
+  print(
+    f"preset={args.preset} params={count_params(model):,} batch={args.batch} "
+    f"prompt={args.prompt_len} new={args.new_tokens}"
+  )
+  prompts = jax.random.randint(
+    jax.random.key(0), (args.batch, args.prompt_len), 0, config.vocab_size, jnp.int32
+  )
   lengths = jnp.full((args.batch,), args.prompt_len, jnp.int32)
 
   def cached():
-    return generate(model, prompts, lengths, max_new_tokens=args.new_tokens,
-                    temperature=0.0).tokens
+    return generate(model, prompts, lengths, max_new_tokens=args.new_tokens, temperature=0.0).tokens
 
   t_cache, tok_cache = timed(cached, args.repeats)
   t_full, tok_full = timed(recompute_decode(model, prompts, args.new_tokens), args.repeats)
   n = args.batch * args.new_tokens
   agree = float(np.mean(np.asarray(tok_cache) == np.asarray(tok_full)))
   print("\n== decode (greedy) ==")
-  print(f"{'full recompute (baseline)':28s} {n / t_full:10.1f} tok/s  {t_full * 1e3:9.1f} ms  1.00x")
-  print(f"{'KV cache (generate)':28s} {n / t_cache:10.1f} tok/s  {t_cache * 1e3:9.1f} ms  "
-        f"{t_full / t_cache:.2f}x")
+  print(
+    f"{'full recompute (baseline)':28s} {n / t_full:10.1f} tok/s  {t_full * 1e3:9.1f} ms  1.00x"
+  )
+  print(
+    f"{'KV cache (generate)':28s} {n / t_cache:10.1f} tok/s  {t_cache * 1e3:9.1f} ms  "
+    f"{t_full / t_cache:.2f}x"
+  )
   print(f"token agreement cached vs recompute: {agree:.3f}")
 
   print("\n== sequence log-probs: value_and_grad temp memory ==")
@@ -108,11 +114,15 @@ def main(argv=None):
   kernel = jax.random.normal(k2, (args.logprob_hidden, args.logprob_vocab)) * 0.05
   targets = jax.random.randint(k3, (1, args.logprob_seq_len), 0, args.logprob_vocab)
   results = {}
-  for name, chunk in (("unchunked (baseline)", None), (f"chunked ({args.chunk_size})",
-                                                        args.chunk_size)):
+  for name, chunk in (
+    ("unchunked (baseline)", None),
+    (f"chunked ({args.chunk_size})", args.chunk_size),
+  ):
+
     def loss(h, w, chunk=chunk):
       logp, ent = chunked_token_logprobs(h, w, targets, chunk_size=chunk)
       return logp.sum() + ent.sum()
+
     compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(hidden, kernel).compile()
     analysis = compiled.memory_analysis()
     temp = None if analysis is None else analysis.temp_size_in_bytes

@@ -30,8 +30,9 @@ from reasoning_jax.tokenizers import ByteTokenizer  # noqa: E402
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--data-dir", default=None,
-                      help="TFDS data dir (default: a temporary dir, removed afterwards)")
+  parser.add_argument(
+    "--data-dir", default=None, help="TFDS data dir (default: a temporary dir, removed afterwards)"
+  )
   parser.add_argument("--num-examples", type=int, default=4000, help="train examples")
   parser.add_argument("--config", default="medium", help="arithmetic config: easy/medium/hard")
   parser.add_argument("--seq-len", type=int, default=1024, help="L (byte tokens)")
@@ -51,9 +52,17 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _measure(source: Any, args: argparse.Namespace, worker_count: int) -> dict[str, float]:
-  ds = make_sft_dataset(source, ByteTokenizer(), seq_len=args.seq_len,
-                        batch_size=args.batch_size, seed=args.seed, pack=args.pack,
-                        shard_index=0, shard_count=1, worker_count=worker_count)
+  ds = make_sft_dataset(
+    source,
+    ByteTokenizer(),
+    seq_len=args.seq_len,
+    batch_size=args.batch_size,
+    seed=args.seed,
+    pack=args.pack,
+    shard_index=0,
+    shard_count=1,
+    worker_count=worker_count,
+  )
   start = time.perf_counter()
   it = iter(ds)
   try:
@@ -69,8 +78,13 @@ def _measure(source: Any, args: argparse.Namespace, worker_count: int) -> dict[s
     elapsed = time.perf_counter() - t0
   finally:
     it.close()
-  return {"warmup_s": warm, "seconds": elapsed, "examples": examples,
-          "examples_per_s": examples / elapsed, "tokens_per_s": tokens / elapsed}
+  return {
+    "warmup_s": warm,
+    "seconds": elapsed,
+    "examples": examples,
+    "examples_per_s": examples / elapsed,
+    "tokens_per_s": tokens / elapsed,
+  }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,20 +92,30 @@ def main(argv: list[str] | None = None) -> None:
   data_dir = args.data_dir or tempfile.mkdtemp(prefix="input_pipeline_bench_")
   try:
     t0 = time.perf_counter()
-    builder = build_dataset("arithmetic", data_dir, config=args.config, seed=args.seed,
-                            num_train=args.num_examples, num_test=100)
+    builder = build_dataset(
+      "arithmetic",
+      data_dir,
+      config=args.config,
+      seed=args.seed,
+      num_train=args.num_examples,
+      num_test=100,
+    )
     source = builder.as_data_source("train")
     build_s = time.perf_counter() - t0
-    print(f"\narithmetic/{builder.builder_config.name}: {len(source)} train examples "
-          f"(build {build_s:.1f}s); L={args.seq_len} B={args.batch_size} pack={args.pack} "
-          f"batches={args.batches} (+{args.warmup} warm-up); cpus={os.cpu_count()}")
+    print(
+      f"\narithmetic/{builder.builder_config.name}: {len(source)} train examples "
+      f"(build {build_s:.1f}s); L={args.seq_len} B={args.batch_size} pack={args.pack} "
+      f"batches={args.batches} (+{args.warmup} warm-up); cpus={os.cpu_count()}"
+    )
     results = {}
     for workers in (0, args.workers):
       r = _measure(source, args, workers)
       results[workers] = r
-      print(f"worker_count={workers}: {r['examples_per_s']:9.1f} examples/s "
-            f"{r['tokens_per_s']:11.0f} tokens/s  ({r['examples']} examples in "
-            f"{r['seconds']:.2f}s; warm-up {r['warmup_s']:.2f}s)")
+      print(
+        f"worker_count={workers}: {r['examples_per_s']:9.1f} examples/s "
+        f"{r['tokens_per_s']:11.0f} tokens/s  ({r['examples']} examples in "
+        f"{r['seconds']:.2f}s; warm-up {r['warmup_s']:.2f}s)"
+      )
     ratio = results[args.workers]["examples_per_s"] / results[0]["examples_per_s"]
     print(f"ratio worker_count={args.workers} / worker_count=0: {ratio:.2f}x examples/s")
   finally:

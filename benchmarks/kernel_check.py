@@ -44,8 +44,10 @@ def _report(name: str, dtype, outs, refs, labels) -> None:
     _, rel = _err(a, b)
     ok &= rel <= tol
     cells.append(f"{label} {rel:.1e}")
-  print(f"  {'ok  ' if ok else 'FAIL'} {name:<44} {jnp.dtype(dtype).name:<8} rel err (max|d|/max|ref|): "
-        + ", ".join(cells))
+  print(
+    f"  {'ok  ' if ok else 'FAIL'} {name:<44} {jnp.dtype(dtype).name:<8} rel err (max|d|/max|ref|): "
+    + ", ".join(cells)
+  )
 
 
 def _grads(fn, args, argnums):
@@ -54,15 +56,20 @@ def _grads(fn, args, argnums):
     out = out[0] if isinstance(out, tuple) else out
     w = jax.random.normal(jax.random.key(7), out.shape, jnp.float32)
     return jnp.sum(out.astype(jnp.float32) * w)
+
   return jax.jit(jax.value_and_grad(loss, argnums=argnums))(*args)
 
 
 def check_flash() -> None:
   from pallas_kernels.flash_attention import flash_attention, flash_attention_reference
+
   print("flash attention (Pallas) vs flash_attention_reference")
   for dtype in (jnp.float32, jnp.bfloat16):
-    for t, window, n, kh, d in (((40, 16, 2, 1, 32),) if TINY else (
-        (512, None, 4, 2, 64), (1000, 256, 4, 1, 128), (2048, None, 8, 2, 128))):
+    for t, window, n, kh, d in (
+      ((40, 16, 2, 1, 32),)
+      if TINY
+      else ((512, None, 4, 2, 64), (1000, 256, 4, 1, 128), (2048, None, 8, 2, 128))
+    ):
       ks = jax.random.split(jax.random.key(t), 3)
       q = jax.random.normal(ks[0], (2, t, n, d), dtype)
       k = jax.random.normal(ks[1], (2, t, kh, d), dtype)
@@ -71,8 +78,8 @@ def check_flash() -> None:
       try:
         kern = lambda q, k, v: flash_attention(q, k, v, sliding_window=window)
         ref = lambda q, k, v: flash_attention_reference(
-            q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32),
-            sliding_window=window)
+          q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), sliding_window=window
+        )
         (_, g1), (_, g2) = _grads(kern, (q, k, v), (0, 1, 2)), _grads(ref, (q, k, v), (0, 1, 2))
         o1, o2 = jax.jit(kern)(q, k, v), jax.jit(ref)(q, k, v)
         _report(name, dtype, (o1, *g1), (o2, *g2), ("o", "dq", "dk", "dv"))
@@ -83,10 +90,12 @@ def check_flash() -> None:
 
 def check_gla() -> None:
   from reasoning_jax.ops.gla import gated_linear_attention, gla_naive
+
   print("gated linear attention: pallas chunk vs naive (fp32 reference)")
   for dtype in (jnp.float32, jnp.bfloat16):
-    for t, h, d, c in (((40, 2, 16, 16),) if TINY else (
-        (256, 4, 64, 64), (1000, 2, 128, 64), (2048, 4, 64, 32))):
+    for t, h, d, c in (
+      ((40, 2, 16, 16),) if TINY else ((256, 4, 64, 64), (1000, 2, 128, 64), (2048, 4, 64, 32))
+    ):
       ks = jax.random.split(jax.random.key(t), 5)
       q, k, v = (jax.random.normal(kk, (2, t, h, d), dtype) for kk in ks[:3])
       g = jax.nn.log_sigmoid(jax.random.normal(ks[3], (2, t, h, d))) / 16
@@ -94,16 +103,20 @@ def check_gla() -> None:
       name = f"T={t} H={h} D={d} chunk={c}"
       try:
         kern = lambda q, k, v, g, h0: gated_linear_attention(
-            q, k, v, g, initial_state=h0, chunk_size=c, implementation="pallas")
+          q, k, v, g, initial_state=h0, chunk_size=c, implementation="pallas"
+        )
         ref = lambda q, k, v, g, h0: gla_naive(
-            q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), g,
-            initial_state=h0)
+          q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), g, initial_state=h0
+        )
         o1, s1 = jax.jit(kern)(q, k, v, g, h0)
         o2, s2 = jax.jit(ref)(q, k, v, g, h0)
-        (_, g1), (_, g2) = (_grads(kern, (q, k, v, g, h0), (0, 1, 2, 3, 4)),
-                            _grads(ref, (q, k, v, g, h0), (0, 1, 2, 3, 4)))
-        _report(name, dtype, (o1, s1, *g1), (o2, s2, *g2),
-                ("o", "state", "dq", "dk", "dv", "dg", "dh0"))
+        (_, g1), (_, g2) = (
+          _grads(kern, (q, k, v, g, h0), (0, 1, 2, 3, 4)),
+          _grads(ref, (q, k, v, g, h0), (0, 1, 2, 3, 4)),
+        )
+        _report(
+          name, dtype, (o1, s1, *g1), (o2, s2, *g2), ("o", "state", "dq", "dk", "dv", "dg", "dh0")
+        )
       except Exception as e:  # pylint: disable=broad-except
         print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
         traceback.print_exc(limit=3)
@@ -117,19 +130,27 @@ def check_ovq() -> None:
     return
   print("OVQ attention: pallas chunk vs xla chunk")
   for dtype in (jnp.float32, jnp.bfloat16):
-    for t, h, d, c, slots in (((40, 2, 16, 16, 8),) if TINY else (
-        (256, 2, 64, 64, 128), (1000, 2, 64, 64, 256), (2048, 4, 128, 64, 1024))):
+    for t, h, d, c, slots in (
+      ((40, 2, 16, 16, 8),)
+      if TINY
+      else ((256, 2, 64, 64, 128), (1000, 2, 64, 64, 256), (2048, 4, 128, 64, 1024))
+    ):
       ks = jax.random.split(jax.random.key(t), 3)
       q, k, v = (jax.random.normal(kk, (2, t, h, d), dtype) for kk in ks)
       beta = jnp.full((h,), float(np.sqrt(d)), jnp.float32)
       name = f"T={t} H={h} D={d} chunk={c} slots={slots}"
       try:
-        run = lambda impl: (lambda q, k, v, beta: ovq_attention(
-            q, k, v, beta=beta, chunk_size=c, num_slots=slots, implementation=impl))
+        run = lambda impl: (
+          lambda q, k, v, beta: ovq_attention(
+            q, k, v, beta=beta, chunk_size=c, num_slots=slots, implementation=impl
+          )
+        )
         o1, _ = jax.jit(run("pallas"))(q, k, v, beta)
         o2, _ = jax.jit(run("xla"))(q, k, v, beta)
-        (_, g1), (_, g2) = (_grads(run("pallas"), (q, k, v, beta), (0, 1, 2, 3)),
-                            _grads(run("xla"), (q, k, v, beta), (0, 1, 2, 3)))
+        (_, g1), (_, g2) = (
+          _grads(run("pallas"), (q, k, v, beta), (0, 1, 2, 3)),
+          _grads(run("xla"), (q, k, v, beta), (0, 1, 2, 3)),
+        )
         _report(name, dtype, (o1, *g1), (o2, *g2), ("o", "dq", "dk", "dv", "dbeta"))
       except Exception as e:  # pylint: disable=broad-except
         print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")

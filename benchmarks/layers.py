@@ -55,8 +55,12 @@ def _parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--num-slots", type=int, default=1024, help="OVQ dictionary size N_max")
   p.add_argument("--dtype", default=None, help="float32 on CPU, bfloat16 elsewhere by default")
   p.add_argument("--repeats", type=int, default=3)
-  p.add_argument("--max-naive-len", type=int, default=4096,
-                 help="skip the naive form above this T (its fp32 scans are slow)")
+  p.add_argument(
+    "--max-naive-len",
+    type=int,
+    default=4096,
+    help="skip the naive form above this T (its fp32 scans are slow)",
+  )
   p.add_argument("--no-backward", action="store_true")
   p.add_argument("--no-memory", action="store_true")
   args = p.parse_args(argv)
@@ -96,12 +100,20 @@ def _op_fn(op: str, form: str, args, implementation: str | None = None):
   if op == "gla":
     kw = dict(chunk_size=args.chunk_size) if form == "chunk" else {}
     return lambda q, k, v, g: gated_linear_attention(
-        q, k, v, g, mode=form, implementation=implementation, **kw)[0]
+      q, k, v, g, mode=form, implementation=implementation, **kw
+    )[0]
   ovq_attention = _ovq()
   beta = float(np.sqrt(args.head_dim))
   return lambda q, k, v, g: ovq_attention(
-      q, k, v, beta=beta, mode=form, chunk_size=args.chunk_size, num_slots=args.num_slots,
-      implementation=implementation)[0]
+    q,
+    k,
+    v,
+    beta=beta,
+    mode=form,
+    chunk_size=args.chunk_size,
+    num_slots=args.num_slots,
+    implementation=implementation,
+  )[0]
 
 
 def _inputs(t: int, args):
@@ -116,6 +128,7 @@ def _inputs(t: int, args):
 def _fwd_bwd(fn):
   def loss(q, k, v, g):
     return jnp.sum(fn(q, k, v, g).astype(jnp.float32))
+
   return lambda q, k, v, g: jax.grad(loss, argnums=(0, 1, 2))(q, k, v, g)
 
 
@@ -124,8 +137,10 @@ def _fmt(x) -> str:
 
 
 def speed_table(args) -> None:
-  print(f"\n== speed: B={args.batch} H={args.heads} D={args.head_dim} dtype={args.dtype} "
-        f"chunk={args.chunk_size} ovq slots={args.num_slots}; ratio = time / chunk time ==")
+  print(
+    f"\n== speed: B={args.batch} H={args.heads} D={args.head_dim} dtype={args.dtype} "
+    f"chunk={args.chunk_size} ovq slots={args.num_slots}; ratio = time / chunk time =="
+  )
   head = f"{'op':>4} {'T':>6} {'impl':>18} {'fwd ms':>10} {'ratio':>7} {'f+b ms':>10} {'ratio':>7}"
   print(head)
   print("-" * len(head))
@@ -140,35 +155,48 @@ def speed_table(args) -> None:
         if form == "naive" and t > args.max_naive_len:
           continue
         fn = _op_fn(op, form, args)
-        bwd = (_time(_fwd_bwd(fn), inputs, args.repeats)
-               if form == "chunk" and not args.no_backward else None)
+        bwd = (
+          _time(_fwd_bwd(fn), inputs, args.repeats)
+          if form == "chunk" and not args.no_backward
+          else None
+        )
         rows[f"xla {form}"] = (_time(fn, inputs, args.repeats), bwd)
       if not args.on_cpu:
         fn = _op_fn(op, "chunk", args, implementation="pallas")
-        rows["pallas chunk"] = (_time(fn, inputs, args.repeats),
-                                None if args.no_backward else
-                                _time(_fwd_bwd(fn), inputs, args.repeats))
+        rows["pallas chunk"] = (
+          _time(fn, inputs, args.repeats),
+          None if args.no_backward else _time(_fwd_bwd(fn), inputs, args.repeats),
+        )
         q, k, v, _ = inputs
         for name, attn in (
-            ("jax.nn attention", lambda q, k, v, g: jax.nn.dot_product_attention(
-                q, k, v, is_causal=True)),
-            ("xla attention", lambda q, k, v, g: attention(q, k, v, implementation="xla"))):
-          rows[name] = (_time(attn, inputs, args.repeats),
-                        None if args.no_backward else _time(_fwd_bwd(attn), inputs, args.repeats))
+          (
+            "jax.nn attention",
+            lambda q, k, v, g: jax.nn.dot_product_attention(q, k, v, is_causal=True),
+          ),
+          ("xla attention", lambda q, k, v, g: attention(q, k, v, implementation="xla")),
+        ):
+          rows[name] = (
+            _time(attn, inputs, args.repeats),
+            None if args.no_backward else _time(_fwd_bwd(attn), inputs, args.repeats),
+          )
       base = rows.get("xla chunk", (None, None))
       for name, (fwd, bwd) in rows.items():
-        ratio = lambda a, b: (f"{a / b:7.2f}" if isinstance(a, float) and isinstance(b, float)
-                              else f"{'-':>7}")
-        print(f"{op:>4} {t:>6} {name:>18} {_fmt(fwd)} {ratio(fwd, base[0])} "
-              f"{_fmt(bwd) if bwd is not None else f'{chr(45):>10}'} {ratio(bwd, base[1])}")
+        ratio = lambda a, b: (
+          f"{a / b:7.2f}" if isinstance(a, float) and isinstance(b, float) else f"{'-':>7}"
+        )
+        print(
+          f"{op:>4} {t:>6} {name:>18} {_fmt(fwd)} {ratio(fwd, base[0])} "
+          f"{_fmt(bwd) if bwd is not None else f'{chr(45):>10}'} {ratio(bwd, base[1])}"
+        )
         for value in (fwd, bwd):
           if isinstance(value, str):
             print(f"{'':>31}{value}")
 
 
 def _tree_bytes(tree) -> int:
-  return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize
-             for x in jax.tree_util.tree_leaves(tree))
+  return sum(
+    int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(tree)
+  )
 
 
 def memory_table(args) -> None:
@@ -179,8 +207,11 @@ def memory_table(args) -> None:
   lengths = (1024, 4096, 16384, 65536)
   mixers = [m for m in ("attention", "gla", "ovq", "base_conv") if m in registry.MIXERS]
   print("\n== decode memory: cache bytes per model (tiny-llama widths, batch 1) ==")
-  print(f"{'mixer':>10} " + " ".join(f"{f'S={s}':>12}" for s in lengths)
-        + f" {'step args+temp @64k':>20}")
+  print(
+    f"{'mixer':>10} "
+    + " ".join(f"{f'S={s}':>12}" for s in lengths)
+    + f" {'step args+temp @64k':>20}"
+  )
   attn_bytes = None
   for mixer in mixers:
     config = get_preset("tiny-llama", max_position_embeddings=max(lengths)).replace(mixer=mixer)
@@ -197,15 +228,20 @@ def memory_table(args) -> None:
     try:
       mem = jax.jit(step, donate_argnums=1).lower(state, cache, ids, ids).compile()
       analysis = mem.memory_analysis()
-      step_bytes = f"{(analysis.argument_size_in_bytes + analysis.temp_size_in_bytes) / 2**20:17.1f} MiB"
+      step_bytes = (
+        f"{(analysis.argument_size_in_bytes + analysis.temp_size_in_bytes) / 2**20:17.1f} MiB"
+      )
     except Exception as e:  # pylint: disable=broad-except
       step_bytes = f"failed: {type(e).__name__}"
     print(f"{mixer:>10} " + " ".join(f"{s / 2**20:9.2f} MiB" for s in sizes) + f" {step_bytes:>20}")
     if mixer == "attention":
       attn_bytes = sizes
     elif attn_bytes:
-      print(f"{'':>10} " + " ".join(f"{s / a:11.4f}x" for s, a in zip(sizes, attn_bytes))
-            + "  (of attention's KV cache)")
+      print(
+        f"{'':>10} "
+        + " ".join(f"{s / a:11.4f}x" for s, a in zip(sizes, attn_bytes))
+        + "  (of attention's KV cache)"
+      )
 
 
 def main(argv=None) -> None:

@@ -48,11 +48,13 @@ def _build(chunk_size: int | None) -> Callable[..., Any]:
   def loss(hidden, kernel, targets):
     logp, entropy = chunked_token_logprobs(hidden, kernel, targets, chunk_size=chunk_size)
     return jnp.sum(logp) + jnp.sum(entropy)
+
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
 
-def _measure(chunk_size: int | None, inputs: tuple[jax.Array, ...],
-             repeats: int) -> tuple[int | None, float]:
+def _measure(
+  chunk_size: int | None, inputs: tuple[jax.Array, ...], repeats: int
+) -> tuple[int | None, float]:
   """Compiled temp bytes (None if unavailable) and median seconds per call."""
   compiled = _build(chunk_size).lower(*inputs).compile()
   analysis = compiled.memory_analysis()
@@ -75,19 +77,22 @@ def main(argv: list[str] | None = None) -> None:
   dtype = jnp.dtype(args.dtype)
   k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
   hidden = jax.random.normal(k1, (args.batch, args.seq_len, args.hidden), dtype)
-  kernel = (jax.random.normal(k2, (args.hidden, args.vocab), jnp.float32)
-            * args.hidden ** -0.5).astype(dtype)
+  kernel = (
+    jax.random.normal(k2, (args.hidden, args.vocab), jnp.float32) * args.hidden**-0.5
+  ).astype(dtype)
   targets = jax.random.randint(k3, (args.batch, args.seq_len), 0, args.vocab, jnp.int32)
   inputs = (hidden, kernel, targets)
 
-  print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind} "
-        f"jax={jax.__version__}")
-  print(f"B={args.batch} T={args.seq_len} V={args.vocab} H={args.hidden} dtype={dtype.name} "
-        f"chunk={args.chunk_size}; full f32 logits = "
-        f"{_mib(args.batch * args.seq_len * args.vocab * 4).strip()}")
+  print(
+    f"backend={jax.default_backend()} device={jax.devices()[0].device_kind} jax={jax.__version__}"
+  )
+  print(
+    f"B={args.batch} T={args.seq_len} V={args.vocab} H={args.hidden} dtype={dtype.name} "
+    f"chunk={args.chunk_size}; full f32 logits = "
+    f"{_mib(args.batch * args.seq_len * args.vocab * 4).strip()}"
+  )
   results = {}
-  for label, chunk_size in (("unchunked", None), (f"chunked({args.chunk_size})",
-                                                  args.chunk_size)):
+  for label, chunk_size in (("unchunked", None), (f"chunked({args.chunk_size})", args.chunk_size)):
     temp_bytes, seconds = _measure(chunk_size, inputs, args.repeats)
     results[label] = (temp_bytes, seconds)
     print(f"{label:>16}: temp {_mib(temp_bytes)}  value_and_grad {seconds * 1e3:9.1f} ms")

@@ -47,9 +47,15 @@ def worker(args):
     def decode_batch(self, tokens, lengths):
       return [" ".join(map(str, row[:n])) for row, n in zip(tokens, lengths)]
 
-  config = get_preset("tiny-qwen3").replace(vocab_size=args.vocab, hidden_size=256,
-                                            intermediate_size=768, num_layers=4, num_heads=8,
-                                            num_kv_heads=4, head_dim=32)
+  config = get_preset("tiny-qwen3").replace(
+    vocab_size=args.vocab,
+    hidden_size=256,
+    intermediate_size=768,
+    num_layers=4,
+    num_heads=8,
+    num_kv_heads=4,
+    head_dim=32,
+  )
   model = Transformer(config, rngs=nnx.Rngs(0))
   tx = optax.adamw(1e-5)
   graphdef, state = init_train_state(model, tx)
@@ -62,27 +68,44 @@ def worker(args):
   # (no separate pass after sampling) unless --recompute-old-logp.
   recompute = args.recompute_old_logp
   loss_fn = make_rl_loss_fn(loss, chunk_size=chunk, tis_cap=None if recompute else 2.0)
-  step = make_train_step(graphdef, tx, loss_fn, mesh=mesh,
-                         shardings=shards, aux_merge=rl.merge_aux,
-                         aux_finalize=lambda a, d: rl.summarize_aux(a))
+  step = make_train_step(
+    graphdef,
+    tx,
+    loss_fn,
+    mesh=mesh,
+    shardings=shards,
+    aux_merge=rl.merge_aux,
+    aux_finalize=lambda a, d: rl.summarize_aux(a),
+  )
   logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk)
   rng = np.random.default_rng(0)
-  prompts = {"prompts": rng.integers(3, args.vocab, (args.prompts, 32)).astype(np.int32),
-             "prompt_lengths": np.full((args.prompts,), 32, np.int32),
-             "answer": np.array(["0"] * args.prompts, dtype=object)}
+  prompts = {
+    "prompts": rng.integers(3, args.vocab, (args.prompts, 32)).astype(np.int32),
+    "prompt_lengths": np.full((args.prompts,), 32, np.int32),
+    "answer": np.array(["0"] * args.prompts, dtype=object),
+  }
 
   def reward_fn(completions, answers, **_):
     return rng.random(len(completions)).astype(np.float32)
 
   def one_step(i):
     t0 = time.perf_counter()
-    batch = collect_rollouts(graphdef, current["params"], prompts, tokenizer=Tok(),
-                             reward_fn=reward_fn, group_size=args.group,
-                             max_new_tokens=args.new_tokens, key=jax.random.key(i),
-                             logprob_fn=logprob_fn, recompute_old_logp=recompute)
+    batch = collect_rollouts(
+      graphdef,
+      current["params"],
+      prompts,
+      tokenizer=Tok(),
+      reward_fn=reward_fn,
+      group_size=args.group,
+      max_new_tokens=args.new_tokens,
+      key=jax.random.key(i),
+      logprob_fn=logprob_fn,
+      recompute_old_logp=recompute,
+    )
     t1 = time.perf_counter()
-    adv = rl.ADVANTAGES.get("grpo")(jnp.asarray(batch.rewards),
-                                    group_ids=jnp.asarray(batch.group_ids))
+    adv = rl.ADVANTAGES.get("grpo")(
+      jnp.asarray(batch.rewards), group_ids=jnp.asarray(batch.group_ids)
+    )
     arrays = {"tokens": batch.tokens, "mask": batch.mask, "advantages": np.asarray(adv)}
     if recompute:
       arrays["old_logp"] = batch.old_logp
@@ -108,15 +131,27 @@ def worker(args):
     token_counts.append(int(batch.mask.sum()))
   tokens = int(np.median(token_counts))
   grad_fn = jax.jit(jax.grad(lambda p, b: loss_fn(nnx.merge(graphdef, p), b)[0]))
-  analysis = grad_fn.lower(state.params, {k: jnp.asarray(v) for k, v in arrays.items()}
-                           ).compile().memory_analysis()
+  analysis = (
+    grad_fn.lower(state.params, {k: jnp.asarray(v) for k, v in arrays.items()})
+    .compile()
+    .memory_analysis()
+  )
   median = lambda xs: float(np.median(xs))  # pylint: disable=unnecessary-lambda-assignment
-  print(json.dumps({"devices": jax.device_count(), "chunk": chunk,
-                    "rollout_s": median(rollout_s), "update_s": median(update_s),
-                    "step_s": median(step_s), "step_s_per_step": step_s,
-                    "completion_tokens": tokens, "tokens_per_s": tokens / median(step_s),
-                    "grad_temp_bytes": None if analysis is None
-                    else int(analysis.temp_size_in_bytes)}))
+  print(
+    json.dumps(
+      {
+        "devices": jax.device_count(),
+        "chunk": chunk,
+        "rollout_s": median(rollout_s),
+        "update_s": median(update_s),
+        "step_s": median(step_s),
+        "step_s_per_step": step_s,
+        "completion_tokens": tokens,
+        "tokens_per_s": tokens / median(step_s),
+        "grad_temp_bytes": None if analysis is None else int(analysis.temp_size_in_bytes),
+      }
+    )
+  )
 
 
 def main():
@@ -126,14 +161,24 @@ def main():
   parser.add_argument("--new-tokens", type=int, default=64)
   parser.add_argument("--vocab", type=int, default=32000)
   parser.add_argument("--chunk", type=int, default=0)
-  parser.add_argument("--steps", type=int, default=1,
-                      help="timed steps after the compiling one (medians are reported)")
-  parser.add_argument("--tunix-python", default="",
-                      help="interpreter of an environment with google-tunix: also run its "
-                      "GRPO learner at the same sizes (benchmarks/tunix_grpo.py)")
-  parser.add_argument("--recompute-old-logp", action="store_true",
-                      help="a separate forward pass for the old log-probs after sampling (what "
-                      "several updates per rollout need); default: the update's own pass")
+  parser.add_argument(
+    "--steps",
+    type=int,
+    default=1,
+    help="timed steps after the compiling one (medians are reported)",
+  )
+  parser.add_argument(
+    "--tunix-python",
+    default="",
+    help="interpreter of an environment with google-tunix: also run its "
+    "GRPO learner at the same sizes (benchmarks/tunix_grpo.py)",
+  )
+  parser.add_argument(
+    "--recompute-old-logp",
+    action="store_true",
+    help="a separate forward pass for the old log-probs after sampling (what "
+    "several updates per rollout need); default: the update's own pass",
+  )
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--mesh", default="{}", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -142,24 +187,47 @@ def main():
   runs = [(1, {"data": 1}, 0), (1, {"data": 1}, 32), (8, {"data": 8}, 32)]
   results = []
   for devices, mesh, chunk in runs:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
-    cmd = [sys.executable, __file__, "--worker", "--mesh", json.dumps(mesh), "--prompts",
-           str(args.prompts), "--group", str(args.group), "--new-tokens", str(args.new_tokens),
-           "--vocab", str(args.vocab), "--chunk", str(chunk), "--steps", str(args.steps)]
+    env = dict(
+      os.environ,
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+      JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
+    )
+    cmd = [
+      sys.executable,
+      __file__,
+      "--worker",
+      "--mesh",
+      json.dumps(mesh),
+      "--prompts",
+      str(args.prompts),
+      "--group",
+      str(args.group),
+      "--new-tokens",
+      str(args.new_tokens),
+      "--vocab",
+      str(args.vocab),
+      "--chunk",
+      str(chunk),
+      "--steps",
+      str(args.steps),
+    ]
     if args.recompute_old_logp:
       cmd.append("--recompute-old-logp")
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     results.append(json.loads(out.stdout.strip().splitlines()[-1]))
   base = results[0]
-  print(f"{'run':28s} {'rollout s':>9} {'update s':>9} {'tok/s':>8} {'grad temp MiB':>14} "
-        f"{'step vs base':>12} {'mem vs base':>11}")
+  print(
+    f"{'run':28s} {'rollout s':>9} {'update s':>9} {'tok/s':>8} {'grad temp MiB':>14} "
+    f"{'step vs base':>12} {'mem vs base':>11}"
+  )
   for r in results:
     name = f"{r['devices']} dev, chunk={r['chunk'] or 'none'}"
     mem = r["grad_temp_bytes"]
-    print(f"{name:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['tokens_per_s']:8.0f} "
-          f"{(mem or 0) / 2**20:14.1f} {base['step_s'] / r['step_s']:11.2f}x "
-          f"{(mem or 0) / max(base['grad_temp_bytes'] or 1, 1):10.3f}x")
+    print(
+      f"{name:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['tokens_per_s']:8.0f} "
+      f"{(mem or 0) / 2**20:14.1f} {base['step_s'] / r['step_s']:11.2f}x "
+      f"{(mem or 0) / max(base['grad_temp_bytes'] or 1, 1):10.3f}x"
+    )
   if args.tunix_python:
     compare_tunix(args, base)
 
@@ -168,28 +236,47 @@ def compare_tunix(args, base):
   """Runs benchmarks/tunix_grpo.py under `args.tunix_python`; prints step times and ratio."""
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
   env.pop("XLA_FLAGS", None)  # One host device, as in the baseline run.
-  cmd = [args.tunix_python, os.path.join(REPO, "benchmarks", "tunix_grpo.py"), "--prompts",
-         str(args.prompts), "--group", str(args.group), "--new-tokens", str(args.new_tokens),
-         "--vocab", str(args.vocab), "--steps", str(args.steps)]
+  cmd = [
+    args.tunix_python,
+    os.path.join(REPO, "benchmarks", "tunix_grpo.py"),
+    "--prompts",
+    str(args.prompts),
+    "--group",
+    str(args.group),
+    "--new-tokens",
+    str(args.new_tokens),
+    "--vocab",
+    str(args.vocab),
+    "--steps",
+    str(args.steps),
+  ]
   out = subprocess.run(cmd, env=env, capture_output=True, text=True)
   if out.returncode:
     sys.stderr.write(out.stderr[-4000:])
     raise SystemExit(f"tunix run failed (exit {out.returncode}): {' '.join(cmd)}")
   tunix = json.loads(out.stdout.strip().splitlines()[-1])
   ratio = tunix["step_s"] / base["step_s"]
-  print(f"\n{'one RL step, 1 dev':28s} {'rollout s':>9} {'update s':>9} {'step s':>8} "
-        f"{'tok/s':>8}")
-  for name, r in (("ours (DISPO, chunk=none)", base),
-                  (f"{tunix['framework']} GRPO", tunix)):
-    print(f"{name:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['step_s']:8.2f} "
-          f"{r['tokens_per_s']:8.0f}")
-  print(f"tunix step s / our step s = {ratio:.2f} (> 1: ours is faster; medians of "
-        f"{args.steps} step(s) each)")
-  print(json.dumps({"ours": {k: base[k] for k in ("rollout_s", "update_s", "step_s",
-                                                   "tokens_per_s")},
-                    "tunix": {k: tunix[k] for k in ("rollout_s", "update_s", "step_s",
-                                                    "tokens_per_s", "framework")},
-                    "tunix_over_ours_step": ratio}))
+  print(f"\n{'one RL step, 1 dev':28s} {'rollout s':>9} {'update s':>9} {'step s':>8} {'tok/s':>8}")
+  for name, r in (("ours (DISPO, chunk=none)", base), (f"{tunix['framework']} GRPO", tunix)):
+    print(
+      f"{name:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['step_s']:8.2f} "
+      f"{r['tokens_per_s']:8.0f}"
+    )
+  print(
+    f"tunix step s / our step s = {ratio:.2f} (> 1: ours is faster; medians of "
+    f"{args.steps} step(s) each)"
+  )
+  print(
+    json.dumps(
+      {
+        "ours": {k: base[k] for k in ("rollout_s", "update_s", "step_s", "tokens_per_s")},
+        "tunix": {
+          k: tunix[k] for k in ("rollout_s", "update_s", "step_s", "tokens_per_s", "framework")
+        },
+        "tunix_over_ours_step": ratio,
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

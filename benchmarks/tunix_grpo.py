@@ -93,41 +93,66 @@ def main():
       return 0
 
   config = qwen3.ModelConfig(
-      num_layers=4, vocab_size=args.vocab, embed_dim=256, hidden_dim=768, num_heads=8,
-      head_dim=32, num_kv_heads=4, rope_theta=1_000_000, norm_eps=1e-6,
-      use_tied_embedding=True, dtype=jnp.float32, param_dtype=jnp.float32)
-  mesh = jax.make_mesh((1, 1), ("fsdp", "tp"), devices=jax.devices()[:1],
-                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    num_layers=4,
+    vocab_size=args.vocab,
+    embed_dim=256,
+    hidden_dim=768,
+    num_heads=8,
+    head_dim=32,
+    num_kv_heads=4,
+    rope_theta=1_000_000,
+    norm_eps=1e-6,
+    use_tied_embedding=True,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+  )
+  mesh = jax.make_mesh(
+    (1, 1), ("fsdp", "tp"), devices=jax.devices()[:1], axis_types=(jax.sharding.AxisType.Auto,) * 2
+  )
   with mesh:
     model = qwen3.Qwen3(config, rngs=nnx.Rngs(0))
     state = nnx.state(model)
-    shardings = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh, s),
-                             nnx.get_partition_spec(state))
+    shardings = jax.tree.map(
+      lambda s: jax.sharding.NamedSharding(mesh, s), nnx.get_partition_spec(state)
+    )
     nnx.update(model, jax.device_put(state, shardings))
 
   rollout_config = base_rollout.RolloutConfig(
-      max_tokens_to_generate=args.new_tokens, max_prompt_length=args.prompt_len,
-      kv_cache_size=args.prompt_len + args.new_tokens, temperature=1.0, top_p=1.0,
-      top_k=None)
+    max_tokens_to_generate=args.new_tokens,
+    max_prompt_length=args.prompt_len,
+    kv_cache_size=args.prompt_len + args.new_tokens,
+    temperature=1.0,
+    top_p=1.0,
+    top_k=None,
+  )
   cluster_config = rl_cluster_lib.ClusterConfig(
-      role_to_mesh={rl_cluster_lib.Role.ACTOR: mesh, rl_cluster_lib.Role.REFERENCE: mesh,
-                    rl_cluster_lib.Role.ROLLOUT: mesh},
-      rollout_engine="vanilla", offload_to_cpu=False,
-      training_config=rl_cluster_lib.RLTrainingConfig(
-          actor_optimizer=optax.adamw(1e-5), eval_every_n_steps=10**9,
-          max_steps=args.warmup + args.steps, pbar_description=None),
-      rollout_config=rollout_config)
-  cluster = rl_cluster_lib.RLCluster(actor=model, reference=None, tokenizer=IntTokenizer(),
-                                     cluster_config=cluster_config)
+    role_to_mesh={
+      rl_cluster_lib.Role.ACTOR: mesh,
+      rl_cluster_lib.Role.REFERENCE: mesh,
+      rl_cluster_lib.Role.ROLLOUT: mesh,
+    },
+    rollout_engine="vanilla",
+    offload_to_cpu=False,
+    training_config=rl_cluster_lib.RLTrainingConfig(
+      actor_optimizer=optax.adamw(1e-5),
+      eval_every_n_steps=10**9,
+      max_steps=args.warmup + args.steps,
+      pbar_description=None,
+    ),
+    rollout_config=rollout_config,
+  )
+  cluster = rl_cluster_lib.RLCluster(
+    actor=model, reference=None, tokenizer=IntTokenizer(), cluster_config=cluster_config
+  )
   rng = np.random.default_rng(0)
 
   def reward_fn(prompts, completions, **_):
     return list(rng.random(len(completions)).astype(np.float32))
 
-  algo = grpo_learner.GRPOConfig(num_generations=args.group, num_iterations=1, beta=0.0,
-                                 epsilon=0.2)
-  learner = grpo_learner.GRPOLearner(rl_cluster=cluster, algo_config=algo,
-                                     reward_fns=reward_fn)
+  algo = grpo_learner.GRPOConfig(
+    num_generations=args.group, num_iterations=1, beta=0.0, epsilon=0.2
+  )
+  learner = grpo_learner.GRPOLearner(rl_cluster=cluster, algo_config=algo, reward_fns=reward_fn)
 
   # Wrap the two phases and the global step with blocking timers.
   times = {"rollout": [], "update": [], "step": [], "completion_tokens": []}
@@ -153,36 +178,47 @@ def main():
     global_step(*a, **k)
     jax.block_until_ready(nnx.state(cluster.actor_trainer.model))
     times["step"].append(time.perf_counter() - t0)
-    print(f"tunix step {len(times['step'])}: {times['step'][-1]:.2f} s", file=sys.stderr,
-          flush=True)
+    print(
+      f"tunix step {len(times['step'])}: {times['step'][-1]:.2f} s", file=sys.stderr, flush=True
+    )
 
   learner._generate_and_compute_advantage = timed_gen
   cluster.update_actor = timed_update
   learner._run_global_step = timed_step
 
-  prompts = rng.integers(3, args.vocab, (args.warmup + args.steps, args.prompts,
-                                         args.prompt_len))
-  dataset = [{"prompts": np.array([" ".join(map(str, row)) for row in batch])}
-             for batch in prompts]
+  prompts = rng.integers(3, args.vocab, (args.warmup + args.steps, args.prompts, args.prompt_len))
+  dataset = [{"prompts": np.array([" ".join(map(str, row)) for row in batch])} for batch in prompts]
   learner.train(dataset)
 
   n = args.warmup
   rollout, upd, step = times["rollout"][n:], times["update"][n:], times["step"][n:]
   tokens = times["completion_tokens"][n:]
   med = statistics.median(step)
-  print(json.dumps({
-      "framework": f"tunix {_version('google-tunix')}", "jax": jax.__version__,
-      "devices": 1, "steps": len(step), "rollout_s_per_step": rollout,
-      "update_s_per_step": upd, "step_s_per_step": step,
-      "rollout_s": statistics.median(rollout), "update_s": statistics.median(upd),
-      "step_s": med, "completion_tokens": tokens,
-      "tokens_per_s": statistics.median(tokens) / med,
-      "compile_step_s": times["step"][:n]}))
+  print(
+    json.dumps(
+      {
+        "framework": f"tunix {_version('google-tunix')}",
+        "jax": jax.__version__,
+        "devices": 1,
+        "steps": len(step),
+        "rollout_s_per_step": rollout,
+        "update_s_per_step": upd,
+        "step_s_per_step": step,
+        "rollout_s": statistics.median(rollout),
+        "update_s": statistics.median(upd),
+        "step_s": med,
+        "completion_tokens": tokens,
+        "tokens_per_s": statistics.median(tokens) / med,
+        "compile_step_s": times["step"][:n],
+      }
+    )
+  )
 
 
 def _version(name):
   try:
     from importlib.metadata import version
+
     return version(name)
   except Exception:  # pylint: disable=broad-except
     return "?"

@@ -40,43 +40,69 @@ def get_config() -> ml_collections.ConfigDict:
   # "<mixer>@<layers>[@<heads>]".
   c.models = ("attention@1", "attention@2", "momentum_key_only@1", "momentum_attention@1")
   c.momentum_variants = {
-      "momentum_key_only": {"gamma_q": 0.0, "gamma_k": "scaling_law", "t0_rule": "repeat",
-                            "learnable_gamma": False},
+    "momentum_key_only": {
+      "gamma_q": 0.0,
+      "gamma_k": "scaling_law",
+      "t0_rule": "repeat",
+      "learnable_gamma": False,
+    },
   }
   c.tasks = ("induction", "repeated")
   c.task_configs = {
-      "induction": {"num_train": 20000, "num_test": 500, "loss_on": "eval",
-                    "kwargs": {"vocab_size": 20, "seq_len": 30, "induction_len": 1,
-                               "num_triggers": 1}},
-      "repeated": {"num_train": 20000, "num_test": 500, "loss_on": "eval",
-                   "kwargs": {"vocab_size": 128, "half_len": 16, "min_half_len": 8}},
-      "mqar": {"num_train": 20000, "num_test": 1000, "loss_on": "all",
-               "kwargs": {"vocab_size": 256, "seq_len": 64, "num_kv_pairs": 4,
-                          "power_a": 0.01, "random_non_queries": True}},
+    "induction": {
+      "num_train": 20000,
+      "num_test": 500,
+      "loss_on": "eval",
+      "kwargs": {"vocab_size": 20, "seq_len": 30, "induction_len": 1, "num_triggers": 1},
+    },
+    "repeated": {
+      "num_train": 20000,
+      "num_test": 500,
+      "loss_on": "eval",
+      "kwargs": {"vocab_size": 128, "half_len": 16, "min_half_len": 8},
+    },
+    "mqar": {
+      "num_train": 20000,
+      "num_test": 1000,
+      "loss_on": "all",
+      "kwargs": {
+        "vocab_size": 256,
+        "seq_len": 64,
+        "num_kv_pairs": 4,
+        "power_a": 0.01,
+        "random_non_queries": True,
+      },
+    },
   }
   c.model = {
-      "preset": "tiny-llama",
-      "hidden_size": 64,
-      "num_heads": 2,
-      "ffn": "none",  # Attention-only.
-      # No llama3 RoPE rescaling for these short sequences; untied head (Olsson's toy models).
-      "overrides": {"rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": False,
-                    "intermediate_size": 128},
+    "preset": "tiny-llama",
+    "hidden_size": 64,
+    "num_heads": 2,
+    "ffn": "none",  # Attention-only.
+    # No llama3 RoPE rescaling for these short sequences; untied head (Olsson's toy models).
+    "overrides": {
+      "rope_scaling": None,
+      "rope_theta": 10000.0,
+      "tie_word_embeddings": False,
+      "intermediate_size": 128,
+    },
   }
   c.train = {
-      "batch_size": 64,
-      "num_steps": 400,
-      "learning_rate": 3e-3,
-      "warmup_steps": 100,
-      "weight_decay": 0.01,
-      "grad_clip": 1.0,
-      "b1": 0.9,
-      "b2": 0.98,
-      "final_lr_fraction": 0.1,
-      "eval_every": 50,
-      "eval_batch_size": 500,
+    "batch_size": 64,
+    "num_steps": 400,
+    "learning_rate": 3e-3,
+    "warmup_steps": 100,
+    "weight_decay": 0.01,
+    "grad_clip": 1.0,
+    "b1": 0.9,
+    "b2": 0.98,
+    "final_lr_fraction": 0.1,
+    "eval_every": 50,
+    "eval_batch_size": 500,
   }
-  c.notes = ("Models: `mixer@layers`; momentum_key_only = gamma_q 0, gamma_k 4.17 (scaling law, "
-             "N = 1); momentum_attention = shared fixed gamma_q = gamma_k = 4.17. Chance: "
-             "1/18 (induction), 1/128 (repeated).")
+  c.notes = (
+    "Models: `mixer@layers`; momentum_key_only = gamma_q 0, gamma_k 4.17 (scaling law, "
+    "N = 1); momentum_attention = shared fixed gamma_q = gamma_k = 4.17. Chance: "
+    "1/18 (induction), 1/128 (repeated)."
+  )
   return c

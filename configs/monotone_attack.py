@@ -33,43 +33,49 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_test = 1000
   c.task = {"num_filler": 16, "num_content": 16, "source_len": 24, "num_keywords": 4}
   c.model = {
-      "preset": "tiny-llama",
-      "hidden_size": 64,
-      "intermediate_size": 256,
-      "num_layers": 2,
-      "num_heads": 4,
-      "mlp_bias": True,  # T5 FFNs have no bias; here biases stay unconstrained (spec §5.1).
-      "baseline_ffn": "relu",
-      "monotone_ffn": "monotone",
-      "overrides": {"rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": False,
-                    "max_position_embeddings": 64},
+    "preset": "tiny-llama",
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "num_layers": 2,
+    "num_heads": 4,
+    "mlp_bias": True,  # T5 FFNs have no bias; here biases stay unconstrained (spec §5.1).
+    "baseline_ffn": "relu",
+    "monotone_ffn": "monotone",
+    "overrides": {
+      "rope_scaling": None,
+      "rope_theta": 10000.0,
+      "tie_word_embeddings": False,
+      "max_position_embeddings": 64,
+    },
   }
   c.protocol = {
-      "init": "pretrained",  # "pretrained" (spec §5.2) | "scratch".
-      "pretrain_steps": 800,
-      "finetune_steps": 400,
-      "baseline_warmup": 0.10,
-      "monotone_warmup": 0.15,
-      "monotone_init_eps": 1e-4,
+    "init": "pretrained",  # "pretrained" (spec §5.2) | "scratch".
+    "pretrain_steps": 800,
+    "finetune_steps": 400,
+    "baseline_warmup": 0.10,
+    "monotone_warmup": 0.15,
+    "monotone_init_eps": 1e-4,
   }
   c.train = {
-      "batch_size": 32,
-      "learning_rate": 1e-3,
-      "weight_decay": 0.01,
-      "grad_clip": 1.0,
-      "b1": 0.9,
-      "b2": 0.999,
-      "final_lr_fraction": 0.1,
-      "log_every": 250,
-      # num_steps / warmup_steps are set per stage.
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "weight_decay": 0.01,
+    "grad_clip": 1.0,
+    "b1": 0.9,
+    "b2": 0.999,
+    "final_lr_fraction": 0.1,
+    "log_every": 250,
+    # num_steps / warmup_steps are set per stage.
   }
   c.attack = {
-      "num_flips": 5,
-      "success_threshold": 0.10,
-      "num_examples": 200,
-      "batch_size": 200,
+    "num_flips": 5,
+    "success_threshold": 0.10,
+    "num_examples": 200,
+    "batch_size": 200,
   }
-  c.notes = ("Clean loss floor: 4 of the 5 summary tokens are a random choice between two "
-             "synonyms, so the Bayes-optimal loss is 0.8 ln 2 = 0.555 nats/token; clean "
-             "accuracy counts either synonym as correct.")
+  c.notes = (
+    "Clean loss floor: 4 of the 5 summary tokens are a random choice between two "
+    "synonyms, so the Bayes-optimal loss is 0.8 ln 2 = 0.555 nats/token; clean "
+    "accuracy counts either synonym as correct."
+  )
   return c

@@ -41,10 +41,24 @@ DESIGN CHOICES (deviations for a shared 2-core CPU, default "cpu" scale):
 import ml_collections
 
 _SCALES = {
-    "cpu": {"vocab_size": 256, "seq_len": 64, "kv": (4, 8, 16), "num_steps": 400,
-            "learning_rate": 3e-3, "eval_every": 100, "num_test": 500},
-    "zoology": {"vocab_size": 8192, "seq_len": 128, "kv": (8, 16, 32), "num_steps": 2000,
-                "learning_rate": 1e-3, "eval_every": 200, "num_test": 3000},
+  "cpu": {
+    "vocab_size": 256,
+    "seq_len": 64,
+    "kv": (4, 8, 16),
+    "num_steps": 400,
+    "learning_rate": 3e-3,
+    "eval_every": 100,
+    "num_test": 500,
+  },
+  "zoology": {
+    "vocab_size": 8192,
+    "seq_len": 128,
+    "kv": (8, 16, 32),
+    "num_steps": 2000,
+    "learning_rate": 1e-3,
+    "eval_every": 200,
+    "num_test": 3000,
+  },
 }
 
 
@@ -64,33 +78,45 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
   c.momentum_variants = {}
   c.tasks = tuple(f"mqar_kv{kv}" for kv in s["kv"])
   c.task_configs = {
-      f"mqar_kv{kv}": {"generator": "mqar", "num_train": 20000, "num_test": s["num_test"],
-                       "loss_on": "all",  # MQAR labels only the query positions (Zoology).
-                       "kwargs": {"vocab_size": s["vocab_size"], "seq_len": s["seq_len"],
-                                  "num_kv_pairs": kv, "power_a": 0.01,
-                                  "random_non_queries": True}}
-      for kv in s["kv"]
+    f"mqar_kv{kv}": {
+      "generator": "mqar",
+      "num_train": 20000,
+      "num_test": s["num_test"],
+      "loss_on": "all",  # MQAR labels only the query positions (Zoology).
+      "kwargs": {
+        "vocab_size": s["vocab_size"],
+        "seq_len": s["seq_len"],
+        "num_kv_pairs": kv,
+        "power_a": 0.01,
+        "random_non_queries": True,
+      },
+    }
+    for kv in s["kv"]
   }
   c.model = {
-      "preset": "tiny-llama",
-      "hidden_size": 128,
-      "num_heads": 2,
-      "ffn": "swiglu",
-      "overrides": {"rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": False,
-                    "intermediate_size": 256},
+    "preset": "tiny-llama",
+    "hidden_size": 128,
+    "num_heads": 2,
+    "ffn": "swiglu",
+    "overrides": {
+      "rope_scaling": None,
+      "rope_theta": 10000.0,
+      "tie_word_embeddings": False,
+      "intermediate_size": 256,
+    },
   }
   c.train = {
-      "batch_size": 64,
-      "num_steps": s["num_steps"],
-      "learning_rate": s["learning_rate"],
-      "warmup_steps": 50,
-      "weight_decay": 0.1,
-      "grad_clip": 1.0,
-      "b1": 0.9,
-      "b2": 0.98,
-      "final_lr_fraction": 0.1,
-      "eval_every": s["eval_every"],
-      "eval_batch_size": 500,
+    "batch_size": 64,
+    "num_steps": s["num_steps"],
+    "learning_rate": s["learning_rate"],
+    "warmup_steps": 50,
+    "weight_decay": 0.1,
+    "grad_clip": 1.0,
+    "b1": 0.9,
+    "b2": 0.98,
+    "final_lr_fraction": 0.1,
+    "eval_every": s["eval_every"],
+    "eval_batch_size": 500,
   }
   c.notes = "Chance: 2 / V (uniform over the V/2 value ids)."
   return c

@@ -25,9 +25,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.worker_count = 0
   # Model: a preset with overrides (vocab is the byte tokenizer's).
   c.preset = "tiny-qwen3"
-  c.model_overrides = {"hidden_size": 128, "intermediate_size": 384, "num_layers": 4,
-                       "num_heads": 4, "num_kv_heads": 2, "head_dim": 32,
-                       "max_position_embeddings": 1024}
+  c.model_overrides = {
+    "hidden_size": 128,
+    "intermediate_size": 384,
+    "num_layers": 4,
+    "num_heads": 4,
+    "num_kv_heads": 2,
+    "head_dim": 32,
+    "max_position_embeddings": 1024,
+  }
   # Optimisation.
   c.batch_size = 64
   c.micro_batches = 1

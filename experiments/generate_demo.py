@@ -34,6 +34,7 @@ def main(argv):
   import jax
   import jax.numpy as jnp
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   import numpy as np
@@ -54,19 +55,29 @@ def main(argv):
   logging.info("preset %s: %s parameters", config.preset, f"{count_params(model):,}")
   rng = np.random.default_rng(config.seed)
 
-  eval_texts = alphabet_batch(np.random.default_rng(config.seed + 1), config.num_eval_prompts,
-                              config.prompt_len + config.max_new_tokens)
+  eval_texts = alphabet_batch(
+    np.random.default_rng(config.seed + 1),
+    config.num_eval_prompts,
+    config.prompt_len + config.max_new_tokens,
+  )
 
   def evaluate(model, key):
-    prompts, lengths = tokenizer.encode_batch([t[:config.prompt_len] for t in eval_texts])
+    prompts, lengths = tokenizer.encode_batch([t[: config.prompt_len] for t in eval_texts])
     start = time.perf_counter()
-    out = generate(model, jnp.asarray(prompts), jnp.asarray(lengths),
-                   max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                   top_k=config.top_k or None, top_p=config.top_p, key=key)
+    out = generate(
+      model,
+      jnp.asarray(prompts),
+      jnp.asarray(lengths),
+      max_new_tokens=config.max_new_tokens,
+      temperature=config.temperature,
+      top_k=config.top_k or None,
+      top_p=config.top_p,
+      key=key,
+    )
     tokens = np.asarray(jax.block_until_ready(out.tokens))
     seconds = time.perf_counter() - start
     completions = tokenizer.decode_batch(tokens, np.asarray(out.lengths))
-    targets = [t[config.prompt_len:] for t in eval_texts]
+    targets = [t[config.prompt_len :] for t in eval_texts]
     accuracy = float(np.mean([c == t for c, t in zip(completions, targets)]))
     return accuracy, completions, tokens.size / seconds
 
@@ -80,6 +91,7 @@ def main(argv):
     def loss_fn(model):
       logits = model(tokens[:, :-1])
       return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss
@@ -92,17 +104,26 @@ def main(argv):
   evaluate(model, key)  # Compile once so the timing below is decode speed only.
   acc_after, completions, tokens_per_s = evaluate(model, key)
   for text, completion in list(zip(eval_texts, completions))[:4]:
-    logging.info("prompt %r -> %r", text[:config.prompt_len], completion)
-  metrics = {"preset": config.preset, "params": count_params(model),
-             "final_loss": losses[-1], "accuracy_before": acc_before,
-             "accuracy_after": acc_after, "decode_tokens_per_s": tokens_per_s}
+    logging.info("prompt %r -> %r", text[: config.prompt_len], completion)
+  metrics = {
+    "preset": config.preset,
+    "params": count_params(model),
+    "final_loss": losses[-1],
+    "accuracy_before": acc_before,
+    "accuracy_after": acc_after,
+    "decode_tokens_per_s": tokens_per_s,
+  }
   print(json.dumps(metrics, indent=2))
   with open(os.path.join(config.workdir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)
   fig, ax = plt.subplots(figsize=(5, 3))
   ax.plot(losses)
-  ax.set(xlabel="step", ylabel="train loss", yscale="log",
-         title=f"{config.preset}: continuation accuracy {acc_before:.0%} -> {acc_after:.0%}")
+  ax.set(
+    xlabel="step",
+    ylabel="train loss",
+    yscale="log",
+    title=f"{config.preset}: continuation accuracy {acc_before:.0%} -> {acc_after:.0%}",
+  )
   fig.tight_layout()
   fig.savefig(os.path.join(config.workdir, "loss.png"), dpi=100)
   logging.info("wrote %s", config.workdir)

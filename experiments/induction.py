@@ -46,8 +46,10 @@ def parse_model_spec(spec: str) -> tuple[str, int, int | None]:
   """
   parts = spec.split("@")
   if len(parts) not in (2, 3) or not parts[0] or "" in parts[0].split("+"):
-    raise ValueError(f"model spec {spec!r}: expected 'mixer@num_layers' or "
-                     "'mixer@num_layers@num_heads' (mixer: a name or names joined by '+')")
+    raise ValueError(
+      f"model spec {spec!r}: expected 'mixer@num_layers' or "
+      "'mixer@num_layers@num_heads' (mixer: a name or names joined by '+')"
+    )
   try:
     numbers = [int(p) for p in parts[1:]]
   except ValueError:
@@ -69,13 +71,15 @@ def register_mixer_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
   """Registers `name -> {"kind": "ovq" | "gla" | "conv", **make_<kind>_mixer kwargs}` (idempotent)."""
   from reasoning_jax import registry
   from reasoning_jax.layers import make_conv_mixer, make_gla_mixer, make_ovq_mixer
+
   makers = {"ovq": make_ovq_mixer, "gla": make_gla_mixer, "conv": make_conv_mixer}
   for name, spec in variants.items():
     spec = dict(spec)
     kind = spec.pop("kind", None)
     if kind not in makers:
-      raise ValueError(f"mixer_variants[{name!r}].kind must be one of {sorted(makers)}, got "
-                       f"{kind!r}")
+      raise ValueError(
+        f"mixer_variants[{name!r}].kind must be one of {sorted(makers)}, got {kind!r}"
+      )
     makers[kind](name, override=name in registry.MIXERS, **spec)
 
 
@@ -83,6 +87,7 @@ def register_momentum_variants(variants: Mapping[str, Mapping[str, Any]]) -> Non
   """Registers each `name -> make_momentum_mixer kwargs` (re-registers if the kwargs differ)."""
   from reasoning_jax import registry
   from reasoning_jax.layers.momentum import MomentumAttention, make_momentum_mixer
+
   for name, kwargs in variants.items():
     kwargs = dict(kwargs)
     for key in ("gamma_q", "gamma_k"):
@@ -91,12 +96,16 @@ def register_momentum_variants(variants: Mapping[str, Mapping[str, Any]]) -> Non
     if name in registry.MIXERS:
       cls = registry.MIXERS.get(name)
       if not (isinstance(cls, type) and issubclass(cls, MomentumAttention)):
-        raise ValueError(f"momentum_variants[{name!r}]: {name!r} is already registered as a "
-                         f"non-momentum mixer {cls!r}")
-      same = (cls.gamma_q_spec == kwargs.get("gamma_q", "scaling_law")
-              and cls.gamma_k_spec == kwargs.get("gamma_k", "scaling_law")
-              and cls.t0_rule == kwargs.get("t0_rule", "repeat")
-              and cls.learnable_gamma == bool(kwargs.get("learnable_gamma", False)))
+        raise ValueError(
+          f"momentum_variants[{name!r}]: {name!r} is already registered as a "
+          f"non-momentum mixer {cls!r}"
+        )
+      same = (
+        cls.gamma_q_spec == kwargs.get("gamma_q", "scaling_law")
+        and cls.gamma_k_spec == kwargs.get("gamma_k", "scaling_law")
+        and cls.t0_rule == kwargs.get("t0_rule", "repeat")
+        and cls.learnable_gamma == bool(kwargs.get("learnable_gamma", False))
+      )
       if same:
         continue
       make_momentum_mixer(name, override=True, **kwargs)
@@ -107,17 +116,27 @@ def register_momentum_variants(variants: Mapping[str, Mapping[str, Any]]) -> Non
 def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mapping[str, Any]):
   """A `ModelConfig` for `spec` from `get_preset(model.preset).replace(**overrides)`."""
   from reasoning_jax.models.config import get_preset
+
   mixer, num_layers, num_heads = parse_model_spec(spec)
   overrides = dict(model.get("overrides", {}))
   heads = num_heads or int(model.get("num_heads", 2))
   if model["hidden_size"] % heads:
-    raise ValueError(f"model.hidden_size={model['hidden_size']} is not divisible by "
-                     f"{heads} heads (model spec {spec!r})")
+    raise ValueError(
+      f"model.hidden_size={model['hidden_size']} is not divisible by "
+      f"{heads} heads (model spec {spec!r})"
+    )
   return get_preset(model["preset"]).replace(
-      vocab_size=vocab_size, num_layers=num_layers, num_heads=heads, num_kv_heads=heads,
-      head_dim=model["hidden_size"] // heads, hidden_size=model["hidden_size"],
-      mixer=layer_mixers(mixer, num_layers), ffn=model.get("ffn", "none"),
-      max_position_embeddings=max(max_len, 64), **overrides)
+    vocab_size=vocab_size,
+    num_layers=num_layers,
+    num_heads=heads,
+    num_kv_heads=heads,
+    head_dim=model["hidden_size"] // heads,
+    hidden_size=model["hidden_size"],
+    mixer=layer_mixers(mixer, num_layers),
+    ffn=model.get("ffn", "none"),
+    max_position_embeddings=max(max_len, 64),
+    **overrides,
+  )
 
 
 # -- Data ----------------------------------------------------------------------------------
@@ -126,6 +145,7 @@ def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mappi
 def task_vocab_size(task: Mapping[str, Any]) -> int:
   from reasoning_jax.data import recall
   import inspect
+
   kwargs = dict(task.get("kwargs", {}))
   if "vocab_size" in kwargs:
     return int(kwargs["vocab_size"])
@@ -136,6 +156,7 @@ def task_vocab_size(task: Mapping[str, Any]) -> int:
 def make_task_data(task: Mapping[str, Any], seed: int):
   """(train, test) `RecallData`; test data uses seed + 10 (Zoology's convention)."""
   from reasoning_jax.data import recall
+
   kwargs = dict(task.get("kwargs", {}))
   train = recall.make_task(task["name"], int(task["num_train"]), seed=seed, **kwargs)
   test = recall.make_task(task["name"], int(task["num_test"]), seed=seed + 10, **kwargs)
@@ -153,6 +174,7 @@ def masked_cross_entropy(logits, targets, weights):
   """
   import jax
   import jax.numpy as jnp
+
   safe = jnp.where(weights > 0, targets, 0)
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   token_logp = jnp.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
@@ -183,6 +205,7 @@ def target_slots(mask: np.ndarray, k: int | None = None) -> np.ndarray:
 def _gathered_logits(model, inputs, slots):
   """Logits `[B, K, V]` at positions `slots` `[B, K]` only (the head runs on K, not T)."""
   import jax.numpy as jnp
+
   hidden, _ = model.forward(inputs)
   picked = jnp.take_along_axis(hidden, slots[..., None].astype(jnp.int32), axis=1)
   return model.unembed(picked)
@@ -190,8 +213,11 @@ def _gathered_logits(model, inputs, slots):
 
 def _recall_loss(model, batch):
   if "slots" in batch:  # Sparse targets: head only at the labelled positions.
-    return masked_cross_entropy(_gathered_logits(model, batch["inputs"], batch["slots"]),
-                                batch["targets"], batch["loss_weights"])
+    return masked_cross_entropy(
+      _gathered_logits(model, batch["inputs"], batch["slots"]),
+      batch["targets"],
+      batch["loss_weights"],
+    )
   return masked_cross_entropy(model(batch["inputs"]), batch["targets"], batch["loss_weights"])
 
 
@@ -202,21 +228,31 @@ def make_optimizer(train: Mapping[str, Any], num_steps: int, *, decay_mask=None)
   `reasoning_jax.layers.monotone.monotone_weight_decay_mask`.
   """
   import optax
+
   warmup = int(train["warmup_steps"])
   schedule = optax.warmup_cosine_decay_schedule(
-      0.0, float(train["learning_rate"]), max(1, min(warmup, num_steps - 1)), max(2, num_steps),
-      end_value=float(train["learning_rate"]) * float(train.get("final_lr_fraction", 0.1)))
-  return optax.chain(optax.clip_by_global_norm(float(train["grad_clip"])),
-                     optax.adamw(schedule, b1=float(train.get("b1", 0.9)),
-                                 b2=float(train.get("b2", 0.98)),
-                                 weight_decay=float(train["weight_decay"]), mask=decay_mask))
+    0.0,
+    float(train["learning_rate"]),
+    max(1, min(warmup, num_steps - 1)),
+    max(2, num_steps),
+    end_value=float(train["learning_rate"]) * float(train.get("final_lr_fraction", 0.1)),
+  )
+  return optax.chain(
+    optax.clip_by_global_norm(float(train["grad_clip"])),
+    optax.adamw(
+      schedule,
+      b1=float(train.get("b1", 0.9)),
+      b2=float(train.get("b2", 0.98)),
+      weight_decay=float(train["weight_decay"]),
+      mask=decay_mask,
+    ),
+  )
 
 
 _COMPILED: dict[Any, Any] = {}
 
 
-def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *,
-                       decay_mask_fn=None):
+def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *, decay_mask_fn=None):
   """(graphdef, tx, train step, eval counts), compiled once per (model config, train config).
 
   Seeds of the same model reuse the compiled step: only the parameter values differ.
@@ -226,9 +262,9 @@ def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *,
   from flax import nnx
   from reasoning_jax.models.transformer import Transformer
   from reasoning_jax.train.step import make_train_step
+
   loss_fn = loss_fn or _recall_loss
-  key = (model_config, json.dumps(dict(train), sort_keys=True, default=str), loss_fn,
-         decay_mask_fn)
+  key = (model_config, json.dumps(dict(train), sort_keys=True, default=str), loss_fn, decay_mask_fn)
   if key not in _COMPILED:
     model = nnx.eval_shape(lambda: Transformer(model_config, rngs=nnx.Rngs(0)))
     tx = make_optimizer(train, int(train["num_steps"]), decay_mask=decay_mask_fn)
@@ -247,8 +283,7 @@ def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *,
   return _COMPILED[key]
 
 
-def evaluate_accuracy(eval_counts, params, data, *, batch_size: int,
-                      sparse: bool = False) -> float:
+def evaluate_accuracy(eval_counts, params, data, *, batch_size: int, sparse: bool = False) -> float:
   """Top-1 accuracy of argmax logits on `data.eval_mask` positions (all examples).
 
   `sparse`: run the head only at the scored positions (`target_slots`); same result.
@@ -271,15 +306,19 @@ def evaluate_accuracy(eval_counts, params, data, *, batch_size: int,
       mask = np.concatenate([mask, np.zeros((pad,) + mask.shape[1:], bool)])
       if slots is not None:
         slots = np.concatenate([slots, np.zeros((pad,) + slots.shape[1:], slots.dtype)])
-    r, t = (eval_counts(params, inputs, targets, mask) if slots is None
-            else eval_counts(params, inputs, targets, mask, slots))
+    r, t = (
+      eval_counts(params, inputs, targets, mask)
+      if slots is None
+      else eval_counts(params, inputs, targets, mask, slots)
+    )
     right += int(r)
     total += int(t)
   return right / max(total, 1)
 
 
-def train_and_eval(model_config, task: Mapping[str, Any], seed: int,
-                   train: Mapping[str, Any], *, label: str = "") -> dict[str, Any]:
+def train_and_eval(
+  model_config, task: Mapping[str, Any], seed: int, train: Mapping[str, Any], *, label: str = ""
+) -> dict[str, Any]:
   """Trains `model_config` from scratch on `task` and evaluates accuracy along the way.
 
   Args:
@@ -308,8 +347,10 @@ def train_and_eval(model_config, task: Mapping[str, Any], seed: int,
     raise ValueError(f"task.loss_on must be 'all' or 'eval', got {loss_on!r}")
   train_data, test_data = make_task_data(task, seed)
   if train_data.seq_len > model_config.max_position_embeddings:
-    raise ValueError(f"task sequences have {train_data.seq_len} tokens but the model's "
-                     f"max_position_embeddings={model_config.max_position_embeddings}")
+    raise ValueError(
+      f"task sequences have {train_data.seq_len} tokens but the model's "
+      f"max_position_embeddings={model_config.max_position_embeddings}"
+    )
   num_steps = int(train["num_steps"])
   _, tx, step_fn, eval_counts = compiled_functions(model_config, train)
   model = Transformer(model_config, rngs=nnx.Rngs(seed))
@@ -319,6 +360,7 @@ def train_and_eval(model_config, task: Mapping[str, Any], seed: int,
   loader = iter(make_recall_loader(train_data, batch_size=int(train["batch_size"]), seed=seed))
   eval_every = int(train["eval_every"])
   eval_bs = int(train.get("eval_batch_size", 256))
+
   def loss_mask(data):
     weights = data.targets != IGNORE
     return weights & data.eval_mask if loss_on == "eval" else weights
@@ -327,8 +369,7 @@ def train_and_eval(model_config, task: Mapping[str, Any], seed: int,
   # kv of T; H3: 1 of T); one K for the whole run keeps a single compiled shape.
   k_train = int(loss_mask(train_data).sum(axis=1).max())
   sparse = k_train <= train_data.seq_len // 4
-  evaluate = functools.partial(evaluate_accuracy, eval_counts, batch_size=eval_bs,
-                               sparse=sparse)
+  evaluate = functools.partial(evaluate_accuracy, eval_counts, batch_size=eval_bs, sparse=sparse)
   curve = [[0, evaluate(state.params, test_data)]]
   losses = []
   for step in range(1, num_steps + 1):
@@ -339,9 +380,12 @@ def train_and_eval(model_config, task: Mapping[str, Any], seed: int,
     arrays = {"inputs": batch["inputs"], "targets": batch["targets"], "loss_weights": weights}
     if sparse:
       slots = target_slots(weights, k_train)
-      arrays = {"inputs": batch["inputs"], "slots": slots,
-                "targets": np.take_along_axis(batch["targets"], slots, axis=1),
-                "loss_weights": np.take_along_axis(weights, slots, axis=1)}
+      arrays = {
+        "inputs": batch["inputs"],
+        "slots": slots,
+        "targets": np.take_along_axis(batch["targets"], slots, axis=1),
+        "loss_weights": np.take_along_axis(weights, slots, axis=1),
+      }
     arrays["loss_weights"] = arrays["loss_weights"].astype(np.float32)
     state, metrics = step_fn(state, {k: jnp.asarray(v) for k, v in arrays.items()})
     if step % eval_every == 0 or step == num_steps:
@@ -349,15 +393,22 @@ def train_and_eval(model_config, task: Mapping[str, Any], seed: int,
       acc = evaluate(state.params, test_data)
       curve.append([step, acc])
       losses.append([step, loss])
-      logging.info("%s seed %d step %d: train loss %.4f, test accuracy %.4f", label, seed,
-                   step, loss, acc)
+      logging.info(
+        "%s seed %d step %d: train loss %.4f, test accuracy %.4f", label, seed, step, loss, acc
+      )
       if not math.isfinite(loss):
         logging.warning("%s seed %d: non-finite loss at step %d; stopping", label, seed, step)
         break
   jax.block_until_ready(state.params)
   accs = [a for _, a in curve]
-  return {"curve": curve, "final_accuracy": accs[-1], "best_accuracy": max(accs),
-          "train_loss": losses, "num_params": num_params, "wall_s": time.time() - start}
+  return {
+    "curve": curve,
+    "final_accuracy": accs[-1],
+    "best_accuracy": max(accs),
+    "train_loss": losses,
+    "num_params": num_params,
+    "wall_s": time.time() - start,
+  }
 
 
 # -- The sweep -------------------------------------------------------------------------------
@@ -372,33 +423,38 @@ def summary_table(results: Mapping[str, Mapping[str, list]], threshold: float) -
   out = []
   for task, models in results.items():
     out.append(f"### {task}\n")
-    out.append(f"| model | params | final accuracy | best accuracy | steps to {threshold:.0%} "
-               "| seeds |")
+    out.append(
+      f"| model | params | final accuracy | best accuracy | steps to {threshold:.0%} | seeds |"
+    )
     out.append("|---|---|---|---|---|---|")
     for label, runs in models.items():
       final = np.array([r["final_accuracy"] for r in runs])
       best = np.array([r["best_accuracy"] for r in runs])
-      hit = [s for s in (steps_to_threshold(r["curve"], threshold) for r in runs)
-             if s is not None]
-      steps = (f"{np.mean(hit):.0f} ({len(hit)}/{len(runs)} runs)" if hit else
-               f"not reached (0/{len(runs)})")
-      out.append(f"| {label} | {runs[0]['num_params']:,} | {final.mean():.3f} ± "
-                 f"{final.std():.3f} | {best.mean():.3f} ± {best.std():.3f} | {steps} | "
-                 f"{len(runs)} |")
+      hit = [s for s in (steps_to_threshold(r["curve"], threshold) for r in runs) if s is not None]
+      steps = (
+        f"{np.mean(hit):.0f} ({len(hit)}/{len(runs)} runs)"
+        if hit
+        else f"not reached (0/{len(runs)})"
+      )
+      out.append(
+        f"| {label} | {runs[0]['num_params']:,} | {final.mean():.3f} ± "
+        f"{final.std():.3f} | {best.mean():.3f} ± {best.std():.3f} | {steps} | "
+        f"{len(runs)} |"
+      )
     out.append("")
   return "\n".join(out)
 
 
 def plot_curves(results, path: str, *, threshold: float, chance: Mapping[str, float]):
   from matplotlib.figure import Figure  # No pyplot: leaves the caller's backend alone.
+
   tasks = list(results)
   fig = Figure(figsize=(6 * len(tasks), 4))
   axes = fig.subplots(1, len(tasks), squeeze=False)
   for ax, task in zip(axes[0], tasks):
     for label, runs in results[task].items():
       steps = [s for s, _ in runs[0]["curve"]]
-      acc = np.array([[a for _, a in r["curve"]] for r in runs
-                      if len(r["curve"]) == len(steps)])
+      acc = np.array([[a for _, a in r["curve"]] for r in runs if len(r["curve"]) == len(steps)])
       ax.plot(steps, acc.mean(0), marker=".", label=label)
       ax.fill_between(steps, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15)
     ax.axhline(threshold, color="gray", ls=":", lw=1)
@@ -421,9 +477,16 @@ def _chance(task: Mapping[str, Any]) -> float:
 
 def _run_fingerprint(model_config, task: Mapping[str, Any], seed: int, config) -> str:
   """A stable text naming everything that determines one run's result."""
-  return json.dumps({"model": repr(model_config), "task": task, "seed": seed,
-                     "train": config.train.to_dict() if hasattr(config.train, "to_dict")
-                     else dict(config.train)}, sort_keys=True, default=str)
+  return json.dumps(
+    {
+      "model": repr(model_config),
+      "task": task,
+      "seed": seed,
+      "train": config.train.to_dict() if hasattr(config.train, "to_dict") else dict(config.train),
+    },
+    sort_keys=True,
+    default=str,
+  )
 
 
 def _load_finished_run(path: str, fingerprint: str) -> dict[str, Any] | None:
@@ -451,6 +514,7 @@ def _write_json_atomic(path: str, payload) -> None:
 def run_recall_experiment(config) -> dict[str, Any]:
   """Every (task, model, seed) of `config`; writes results.{md,json} and accuracy.png."""
   from reasoning_jax.train.metrics import quiet_library_logs
+
   quiet_library_logs()
   register_momentum_variants(config.get("momentum_variants", {}) or {})
   register_mixer_variants(config.get("mixer_variants", {}) or {})
@@ -475,16 +539,18 @@ def run_recall_experiment(config) -> dict[str, Any]:
     vocab = task_vocab_size(task)
     t_task = time.time()
     for spec in config.models:
-      model_config = build_model_config(spec, vocab_size=vocab, max_len=probe.seq_len,
-                                        model=config.model)
+      model_config = build_model_config(
+        spec, vocab_size=vocab, max_len=probe.seq_len, model=config.model
+      )
       for seed in config.seeds:
         logging.info("=== %s / %s / seed %d ===", task_name, spec, seed)
         run_path = os.path.join(run_dir, f"{task_name}__{spec.replace('@', '-')}__s{seed}.json")
         fingerprint = _run_fingerprint(model_config, task, int(seed), config)
         result = _load_finished_run(run_path, fingerprint) if resume else None
         if result is None:
-          result = train_and_eval(model_config, task, int(seed), config.train,
-                                  label=f"{task_name}/{spec}")
+          result = train_and_eval(
+            model_config, task, int(seed), config.train, label=f"{task_name}/{spec}"
+          )
           result["seed"] = int(seed)
           _write_json_atomic(run_path, {"fingerprint": fingerprint, "result": result})
         else:
@@ -492,25 +558,37 @@ def run_recall_experiment(config) -> dict[str, Any]:
         results.setdefault(task_name, {}).setdefault(spec, []).append(result)
     timings[task_name] = time.time() - t_task
   total = time.time() - start
-  payload = {"results": results, "wall_s": total, "wall_s_per_task": timings,
-             "config": config.to_dict()}
+  payload = {
+    "results": results,
+    "wall_s": total,
+    "wall_s_per_task": timings,
+    "config": config.to_dict(),
+  }
   with open(os.path.join(config.workdir, "results.json"), "w") as f:
     json.dump(payload, f, indent=2, default=str)
   table = summary_table(results, float(config.threshold))
   run_seconds = sum(r["wall_s"] for runs in results.values() for rs in runs.values() for r in rs)
-  header = (f"{config.get('title', 'Recall experiment')}: {config.train.num_steps} steps x "
-            f"batch {config.train.batch_size}, width {config.model.hidden_size}, FFN "
-            f"{config.model.ffn!r}, seeds {tuple(config.seeds)}; accuracy on held-out "
-            f"examples (test seed = seed + 10). Wall time {total:.0f} s; training time of "
-            f"all runs {run_seconds:.0f} s (runs reused from <workdir>/runs count here).\n")
+  header = (
+    f"{config.get('title', 'Recall experiment')}: {config.train.num_steps} steps x "
+    f"batch {config.train.batch_size}, width {config.model.hidden_size}, FFN "
+    f"{config.model.ffn!r}, seeds {tuple(config.seeds)}; accuracy on held-out "
+    f"examples (test seed = seed + 10). Wall time {total:.0f} s; training time of "
+    f"all runs {run_seconds:.0f} s (runs reused from <workdir>/runs count here).\n"
+  )
   notes = config.get("notes", "")
   with open(os.path.join(config.workdir, "results.md"), "w") as f:
     f.write(header + "\n" + table + ("\n" + notes + "\n" if notes else ""))
-  plot_curves(results, os.path.join(config.workdir, "accuracy.png"),
-              threshold=float(config.threshold),
-              chance={t: _chance({**dict(config.task_configs[t]),
-                                  "name": dict(config.task_configs[t]).get("generator", t)})
-                      for t in results})
+  plot_curves(
+    results,
+    os.path.join(config.workdir, "accuracy.png"),
+    threshold=float(config.threshold),
+    chance={
+      t: _chance(
+        {**dict(config.task_configs[t]), "name": dict(config.task_configs[t]).get("generator", t)}
+      )
+      for t in results
+    },
+  )
   logging.info("results in %s (%.0f s)\n%s", config.workdir, total, table)
   return payload
 
@@ -523,5 +601,6 @@ def main(argv):
 
 if __name__ == "__main__":
   from ml_collections import config_flags
+
   _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "Induction config.")
   app.run(main)

@@ -46,9 +46,15 @@ IGNORE = -100
 # -- Task ------------------------------------------------------------------------------------
 
 
-def summary_task(num_examples: int, *, num_filler: int = 16, num_content: int = 16,
-                 source_len: int = 24, num_keywords: int = 4, seed: int = 0
-                 ) -> dict[str, np.ndarray]:
+def summary_task(
+  num_examples: int,
+  *,
+  num_filler: int = 16,
+  num_content: int = 16,
+  source_len: int = 24,
+  num_keywords: int = 4,
+  seed: int = 0,
+) -> dict[str, np.ndarray]:
   """Extractive "summarisation" with paraphrase noise (selective copying + synonyms).
 
   Source: `source_len` tokens, `num_keywords` of them content tokens (distinct, at random
@@ -67,8 +73,10 @@ def summary_task(num_examples: int, *, num_filler: int = 16, num_content: int = 
     T = source_len + num_keywords + 1.
   """
   if num_keywords > min(num_content, source_len):
-    raise ValueError(f"num_keywords={num_keywords} must be <= num_content={num_content} and "
-                     f"<= source_len={source_len}")
+    raise ValueError(
+      f"num_keywords={num_keywords} must be <= num_content={num_content} and "
+      f"<= source_len={source_len}"
+    )
   rng = np.random.default_rng(seed)
   n, L, K, F, C = num_examples, source_len, num_keywords, num_filler, num_content
   source = rng.integers(2, 2 + F, size=(n, L))
@@ -81,15 +89,19 @@ def summary_task(num_examples: int, *, num_filler: int = 16, num_content: int = 
   seq = np.concatenate([source, np.full((n, 1), SEP), summary, np.full((n, 1), EOS)], axis=1)
   t = L + K + 1
   inputs, targets = seq[:, :-1], np.full((n, t), IGNORE)
-  targets[:, L:] = seq[:, L + 1:]
+  targets[:, L:] = seq[:, L + 1 :]
   alt_targets = targets.copy()
-  alt_targets[:, L:L + K] = alt
+  alt_targets[:, L : L + K] = alt
   source_mask = np.zeros((n, t), bool)
   source_mask[:, :L] = True
   filler_mask = source_mask & (inputs < 2 + F)
-  return {"inputs": inputs.astype(np.int32), "targets": targets.astype(np.int32),
-          "alt_targets": alt_targets.astype(np.int32), "source_mask": source_mask,
-          "filler_mask": filler_mask}
+  return {
+    "inputs": inputs.astype(np.int32),
+    "targets": targets.astype(np.int32),
+    "alt_targets": alt_targets.astype(np.int32),
+    "source_mask": source_mask,
+    "filler_mask": filler_mask,
+  }
 
 
 def task_vocab(task: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -103,18 +115,27 @@ def task_vocab(task: Mapping[str, Any]) -> tuple[int, int, int]:
 
 def model_config_for(config, ffn: str):
   from reasoning_jax.models.config import get_preset
+
   vocab, _, _ = task_vocab(config.task)
   m = config.model
   return get_preset(m.preset).replace(
-      vocab_size=vocab, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
-      num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_heads,
-      head_dim=m.hidden_size // m.num_heads, ffn=ffn, mlp_bias=m.mlp_bias,
-      **dict(m.overrides))
+    vocab_size=vocab,
+    hidden_size=m.hidden_size,
+    intermediate_size=m.intermediate_size,
+    num_layers=m.num_layers,
+    num_heads=m.num_heads,
+    num_kv_heads=m.num_heads,
+    head_dim=m.hidden_size // m.num_heads,
+    ffn=ffn,
+    mlp_bias=m.mlp_bias,
+    **dict(m.overrides),
+  )
 
 
 def forward_from_embeddings(model, embeds):
   """Logits `[B, T, V]` from input embeddings `[B, T, H]` (Transformer.forward minus lookup)."""
   import jax.numpy as jnp
+
   b, t = embeds.shape[:2]
   positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
   x = embeds.astype(model.dtype)
@@ -128,6 +149,7 @@ def convert_to_monotone(dense_model, monotone_config, *, eps: float, seed: int):
   from flax import nnx
   from reasoning_jax.layers.monotone import MonotoneFFN
   from reasoning_jax.models.transformer import Transformer
+
   mono = Transformer(monotone_config, rngs=nnx.Rngs(seed))
   dense_state = nnx.state(dense_model, nnx.Param)
   mono_state = nnx.state(mono, nnx.Param)
@@ -135,13 +157,13 @@ def convert_to_monotone(dense_model, monotone_config, *, eps: float, seed: int):
   for path, var in nnx.to_flat_state(mono_state):
     if "ffn" in path:
       continue
-    var.set_value(flat_dense[path].get_value()) if hasattr(var, "set_value") else \
-        var.__setattr__("value", flat_dense[path].value)
+    var.set_value(flat_dense[path].get_value()) if hasattr(var, "set_value") else var.__setattr__(
+      "value", flat_dense[path].value
+    )
   for dense_block, mono_block in zip(dense_model.layers, mono.layers):
     if not isinstance(mono_block.ffn, MonotoneFFN):
       raise ValueError(f"monotone_config must use a monotone FFN, got {monotone_config.ffn!r}")
-    mono_block.ffn.load_dense(up=dense_block.ffn.up[...], down=dense_block.ffn.down[...],
-                              eps=eps)
+    mono_block.ffn.load_dense(up=dense_block.ffn.up[...], down=dense_block.ffn.down[...], eps=eps)
     if mono_block.ffn.up_bias is not None:
       mono_block.ffn.up_bias[...] = dense_block.ffn.up_bias[...]
       mono_block.ffn.down_bias[...] = dense_block.ffn.down_bias[...]
@@ -153,21 +175,35 @@ def convert_to_monotone(dense_model, monotone_config, *, eps: float, seed: int):
 
 def _batch(data, idx):
   import jax.numpy as jnp
+
   targets = data["targets"][idx]
-  return {"inputs": jnp.asarray(data["inputs"][idx]), "targets": jnp.asarray(targets),
-          "loss_weights": jnp.asarray(targets != IGNORE, jnp.float32)}
+  return {
+    "inputs": jnp.asarray(data["inputs"][idx]),
+    "targets": jnp.asarray(targets),
+    "loss_weights": jnp.asarray(targets != IGNORE, jnp.float32),
+  }
 
 
-def train(model, model_config, data, train_cfg: Mapping[str, Any], *, seed: int, label: str,
-          decay_mask_fn=None):
+def train(
+  model,
+  model_config,
+  data,
+  train_cfg: Mapping[str, Any],
+  *,
+  seed: int,
+  label: str,
+  decay_mask_fn=None,
+):
   """Trains a copy of `model` on `data` for `train_cfg.num_steps`; returns (model, losses)."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
   from experiments.induction import compiled_functions
   from reasoning_jax.train.step import init_train_state
-  graphdef, tx, step_fn, _ = compiled_functions(model_config, train_cfg,
-                                                decay_mask_fn=decay_mask_fn)
+
+  graphdef, tx, step_fn, _ = compiled_functions(
+    model_config, train_cfg, decay_mask_fn=decay_mask_fn
+  )
   _, state = init_train_state(model, tx)
   # The step donates its input state: train on a copy so `model` (e.g. the pretrained
   # checkpoint, shared with the monotone conversion) keeps its buffers.
@@ -179,7 +215,7 @@ def train(model, model_config, data, train_cfg: Mapping[str, Any], *, seed: int,
   for step in range(1, int(train_cfg["num_steps"]) + 1):
     if cursor + bs > n:  # A new shuffle every epoch.
       order, cursor = rng.permutation(n), 0
-    state, metrics = step_fn(state, _batch(data, order[cursor:cursor + bs]))
+    state, metrics = step_fn(state, _batch(data, order[cursor : cursor + bs]))
     cursor += bs
     if step % int(train_cfg["log_every"]) == 0 or step == int(train_cfg["num_steps"]):
       losses.append([step, float(metrics["loss"])])
@@ -250,14 +286,17 @@ def evaluate_and_attack(model, data, config, *, run_attack: bool = True) -> dict
   """Clean quality on the test set and HotFlip on its first `attack.num_examples` examples."""
   import jax.numpy as jnp
   from flax import nnx
+
   graphdef, params = nnx.split(model, nnx.Param)
   clean, attack = _attack_fns(model.config, graphdef, int(config.attack.num_flips))
   vocab, filler0, content0 = task_vocab(config.task)
   ids = np.arange(vocab)
   source_tokens = (ids >= filler0) & (ids < content0 + int(config.task.num_content))
   filler_tokens = (ids >= filler0) & (ids < content0)
-  modes = {"any": (data["source_mask"], source_tokens),
-           "meaning_preserving": (data["filler_mask"], filler_tokens)}
+  modes = {
+    "any": (data["source_mask"], source_tokens),
+    "meaning_preserving": (data["filler_mask"], filler_tokens),
+  }
   bs = int(config.attack.batch_size)
   losses, accs = [], []
   for lo in range(0, len(data["inputs"]), bs):
@@ -275,21 +314,29 @@ def evaluate_and_attack(model, data, config, *, run_attack: bool = True) -> dict
     adv_l, adv_a, changed = [], [], []
     for lo in range(0, n_att, bs):
       sl = slice(lo, min(lo + bs, n_att))
-      l, a, adv = attack(params, data["inputs"][sl], data["targets"][sl],
-                         data["alt_targets"][sl], pos_mask[sl], jnp.asarray(cand))
+      l, a, adv = attack(
+        params,
+        data["inputs"][sl],
+        data["targets"][sl],
+        data["alt_targets"][sl],
+        pos_mask[sl],
+        jnp.asarray(cand),
+      )
       adv_l.append(np.asarray(l))
       adv_a.append(np.asarray(a))
       changed.append((np.asarray(adv) != data["inputs"][sl]).sum(-1))
     adv_l, adv_a = np.concatenate(adv_l), np.concatenate(adv_a)
     base = losses[:n_att]
     degradation = (adv_l - base) / np.maximum(base, 1e-8)
-    out[mode] = {"success_rate": float(np.mean(degradation > thr)),
-                 "mean_degradation": float(degradation.mean()),
-                 "mean_delta_loss": float((adv_l - base).mean()),
-                 "adv_accuracy": float(adv_a.mean()),
-                 "clean_accuracy_attacked_subset": float(accs[:n_att].mean()),
-                 "mean_tokens_changed": float(np.concatenate(changed).mean()),
-                 "num_examples": int(n_att)}
+    out[mode] = {
+      "success_rate": float(np.mean(degradation > thr)),
+      "mean_degradation": float(degradation.mean()),
+      "mean_delta_loss": float((adv_l - base).mean()),
+      "adv_accuracy": float(adv_a.mean()),
+      "clean_accuracy_attacked_subset": float(accs[:n_att].mean()),
+      "mean_tokens_changed": float(np.concatenate(changed).mean()),
+      "num_examples": int(n_att),
+    }
   return out
 
 
@@ -298,6 +345,7 @@ def run_seed(config, seed: int) -> dict[str, dict[str, Any]]:
   from flax import nnx
   from reasoning_jax.layers.monotone import monotone_weight_decay_mask
   from reasoning_jax.models.transformer import Transformer, count_params
+
   task = dict(config.task)
   train_data = summary_task(int(config.num_train), seed=seed, **task)
   test_data = summary_task(int(config.num_test), seed=seed + 10, **task)
@@ -315,40 +363,63 @@ def run_seed(config, seed: int) -> dict[str, dict[str, Any]]:
   t0 = time.time()
   if prot.init == "pretrained":
     pre = Transformer(dense_cfg, rngs=nnx.Rngs(seed))
-    pre, pre_losses = train(pre, dense_cfg, train_data,
-                            stage("pretrain", p.pretrain_steps, p.baseline_warmup),
-                            seed=seed, label=f"seed {seed} pretrain")
+    pre, pre_losses = train(
+      pre,
+      dense_cfg,
+      train_data,
+      stage("pretrain", p.pretrain_steps, p.baseline_warmup),
+      seed=seed,
+      label=f"seed {seed} pretrain",
+    )
     results["pretrained"] = evaluate_and_attack(pre, test_data, config)
     results["pretrained"]["train_loss"] = pre_losses
     base_init = nnx.clone(pre)
-    mono_init = convert_to_monotone(pre, mono_cfg, eps=float(prot.monotone_init_eps),
-                                    seed=seed)
-    results["monotone_at_conversion"] = evaluate_and_attack(mono_init, test_data, config,
-                                                            run_attack=False)
+    mono_init = convert_to_monotone(pre, mono_cfg, eps=float(prot.monotone_init_eps), seed=seed)
+    results["monotone_at_conversion"] = evaluate_and_attack(
+      mono_init, test_data, config, run_attack=False
+    )
   elif prot.init == "scratch":
     base_init = Transformer(dense_cfg, rngs=nnx.Rngs(seed))
     mono_init = Transformer(mono_cfg, rngs=nnx.Rngs(seed))
   else:
     raise ValueError(f"protocol.init must be 'pretrained' or 'scratch', got {prot.init!r}")
   steps = p.finetune_steps if prot.init == "pretrained" else p.pretrain_steps + p.finetune_steps
-  base, base_losses = train(base_init, dense_cfg, train_data,
-                            stage("baseline", steps, p.baseline_warmup), seed=seed + 1,
-                            label=f"seed {seed} baseline")
+  base, base_losses = train(
+    base_init,
+    dense_cfg,
+    train_data,
+    stage("baseline", steps, p.baseline_warmup),
+    seed=seed + 1,
+    label=f"seed {seed} baseline",
+  )
   results["baseline"] = evaluate_and_attack(base, test_data, config)
   results["baseline"]["train_loss"] = base_losses
-  mono, mono_losses = train(mono_init, mono_cfg, train_data,
-                            stage("monotone", steps, p.monotone_warmup), seed=seed + 1,
-                            label=f"seed {seed} monotone",
-                            decay_mask_fn=monotone_weight_decay_mask)
+  mono, mono_losses = train(
+    mono_init,
+    mono_cfg,
+    train_data,
+    stage("monotone", steps, p.monotone_warmup),
+    seed=seed + 1,
+    label=f"seed {seed} monotone",
+    decay_mask_fn=monotone_weight_decay_mask,
+  )
   results["monotone"] = evaluate_and_attack(mono, test_data, config)
   results["monotone"]["train_loss"] = mono_losses
   for name in ("baseline", "monotone", "pretrained"):
     if name in results:
       results[name]["num_params"] = count_params(base if name != "monotone" else mono)
-  logging.info("seed %d done in %.0f s: %s", seed, time.time() - t0,
-               {k: (round(v.get("clean_loss", float("nan")), 3),
-                    round(v.get("any", {}).get("success_rate", float("nan")), 3))
-                for k, v in results.items()})
+  logging.info(
+    "seed %d done in %.0f s: %s",
+    seed,
+    time.time() - t0,
+    {
+      k: (
+        round(v.get("clean_loss", float("nan")), 3),
+        round(v.get("any", {}).get("success_rate", float("nan")), 3),
+      )
+      for k, v in results.items()
+    },
+  )
   return results
 
 
@@ -358,10 +429,12 @@ def _fmt(values) -> str:
 
 
 def summary_table(per_seed: list[dict], threshold: float) -> str:
-  rows = ["| model | clean loss (nats/token) | clean accuracy | HotFlip success, any token "
-          f"(rel. loss +>{threshold:.0%}) | mean rel. degradation | mean Δloss | adv. accuracy "
-          "| success, meaning-preserving | mean rel. degradation (m.-p.) | seeds |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+  rows = [
+    "| model | clean loss (nats/token) | clean accuracy | HotFlip success, any token "
+    f"(rel. loss +>{threshold:.0%}) | mean rel. degradation | mean Δloss | adv. accuracy "
+    "| success, meaning-preserving | mean rel. degradation (m.-p.) | seeds |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
   for name in ("pretrained", "baseline", "monotone"):
     runs = [r[name] for r in per_seed if name in r]
     if not runs:
@@ -369,33 +442,39 @@ def summary_table(per_seed: list[dict], threshold: float) -> str:
     a = [r["any"] for r in runs]
     m = [r["meaning_preserving"] for r in runs]
     rows.append(
-        f"| {name} | {_fmt([r['clean_loss'] for r in runs])} | "
-        f"{_fmt([r['clean_accuracy'] for r in runs])} | {_fmt([x['success_rate'] for x in a])} | "
-        f"{_fmt([x['mean_degradation'] for x in a])} | "
-        f"{_fmt([x['mean_delta_loss'] for x in a])} | {_fmt([x['adv_accuracy'] for x in a])} | "
-        f"{_fmt([x['success_rate'] for x in m])} | {_fmt([x['mean_degradation'] for x in m])} | "
-        f"{len(runs)} |")
+      f"| {name} | {_fmt([r['clean_loss'] for r in runs])} | "
+      f"{_fmt([r['clean_accuracy'] for r in runs])} | {_fmt([x['success_rate'] for x in a])} | "
+      f"{_fmt([x['mean_degradation'] for x in a])} | "
+      f"{_fmt([x['mean_delta_loss'] for x in a])} | {_fmt([x['adv_accuracy'] for x in a])} | "
+      f"{_fmt([x['success_rate'] for x in m])} | {_fmt([x['mean_degradation'] for x in m])} | "
+      f"{len(runs)} |"
+    )
   conv = [r["monotone_at_conversion"] for r in per_seed if "monotone_at_conversion" in r]
   if conv:
     rows.append("")
-    rows.append(f"Monotone model right after conversion (before recovery fine-tuning): clean "
-                f"loss {_fmt([c['clean_loss'] for c in conv])}, accuracy "
-                f"{_fmt([c['clean_accuracy'] for c in conv])}.")
+    rows.append(
+      f"Monotone model right after conversion (before recovery fine-tuning): clean "
+      f"loss {_fmt([c['clean_loss'] for c in conv])}, accuracy "
+      f"{_fmt([c['clean_accuracy'] for c in conv])}."
+    )
   return "\n".join(rows)
 
 
 def plot(per_seed, path):
   from matplotlib.figure import Figure  # No pyplot: leaves the caller's backend alone.
+
   names = [n for n in ("pretrained", "baseline", "monotone") if n in per_seed[0]]
   fig = Figure(figsize=(14, 4))
   axes = fig.subplots(1, 3)
-  for ax, key, title in ((axes[0], "any", "HotFlip, any token"),
-                         (axes[1], "meaning_preserving", "HotFlip, meaning-preserving")):
+  for ax, key, title in (
+    (axes[0], "any", "HotFlip, any token"),
+    (axes[1], "meaning_preserving", "HotFlip, meaning-preserving"),
+  ):
     sr = np.array([[r[n][key]["success_rate"] for n in names] for r in per_seed])
-    ax.bar(names, sr.mean(0), yerr=sr.std(0), capsize=4, color=["C7", "C0", "C1"][:len(names)])
+    ax.bar(names, sr.mean(0), yerr=sr.std(0), capsize=4, color=["C7", "C0", "C1"][: len(names)])
     ax.set(ylim=(0, 1.05), ylabel="attack success rate", title=title)
   cl = np.array([[r[n]["clean_loss"] for n in names] for r in per_seed])
-  axes[2].bar(names, cl.mean(0), yerr=cl.std(0), capsize=4, color=["C7", "C0", "C1"][:len(names)])
+  axes[2].bar(names, cl.mean(0), yerr=cl.std(0), capsize=4, color=["C7", "C0", "C1"][: len(names)])
   axes[2].set(ylabel="clean target loss (nats/token)", title="clean quality")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
@@ -404,6 +483,7 @@ def plot(per_seed, path):
 def run(config) -> dict[str, Any]:
   """All seeds; writes results.{md,json} and attack.png into `config.workdir`."""
   from reasoning_jax.train.metrics import quiet_library_logs
+
   quiet_library_logs()
   os.makedirs(config.workdir, exist_ok=True)
   start = time.time()
@@ -414,11 +494,13 @@ def run(config) -> dict[str, Any]:
   total = time.time() - start
   table = summary_table(per_seed, float(config.attack.success_threshold))
   p = config.protocol
-  header = (f"Monotone FFN vs unconstrained ReLU FFN, HotFlip ({config.attack.num_flips} flips, "
-            f"{config.attack.num_examples} test examples per seed), seeds {tuple(config.seeds)}; "
-            f"protocol init={p.init!r}, pretrain {p.pretrain_steps} + fine-tune "
-            f"{p.finetune_steps} steps, batch {config.train.batch_size}, lr "
-            f"{config.train.learning_rate}. Wall time {total:.0f} s.\n")
+  header = (
+    f"Monotone FFN vs unconstrained ReLU FFN, HotFlip ({config.attack.num_flips} flips, "
+    f"{config.attack.num_examples} test examples per seed), seeds {tuple(config.seeds)}; "
+    f"protocol init={p.init!r}, pretrain {p.pretrain_steps} + fine-tune "
+    f"{p.finetune_steps} steps, batch {config.train.batch_size}, lr "
+    f"{config.train.learning_rate}. Wall time {total:.0f} s.\n"
+  )
   with open(os.path.join(config.workdir, "results.md"), "w") as f:
     f.write(header + "\n" + table + "\n" + (config.get("notes", "") or "") + "\n")
   payload = {"per_seed": per_seed, "wall_s": total, "config": config.to_dict()}
@@ -437,5 +519,6 @@ def main(argv):
 
 if __name__ == "__main__":
   from ml_collections import config_flags
+
   _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "Monotone attack config.")
   app.run(main)

@@ -20,10 +20,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from experiments.induction import run_recall_experiment
+
   run_recall_experiment(_CONFIG.value)
 
 
 if __name__ == "__main__":
   from ml_collections import config_flags
+
   _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "MQAR config.")
   app.run(main)

@@ -20,9 +20,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from reasoning_jax import distributed
   from reasoning_jax.train.metrics import quiet_library_logs
+
   quiet_library_logs()
   distributed.initialize()
   from reasoning_jax.train.sft import ConfigError, run_sft
+
   try:
     result = run_sft(_CONFIG.value)
   except ConfigError as e:

@@ -210,9 +210,10 @@ def _check_same_on_every_process(name: str, value: Any) -> None:
   if not (gathered == gathered[0]).all():
     differing = [i for i in range(gathered.shape[0]) if not (gathered[i] == gathered[0]).all()]
     raise ValueError(
-        f"state[{name!r}] differs between processes (process 0 vs {differing}); JSON items "
-        f"are written once, so every process must pass the same value (e.g. data iterators "
-        f"stepped in lockstep over equal-length shards)")
+      f"state[{name!r}] differs between processes (process 0 vs {differing}); JSON items "
+      f"are written once, so every process must pass the same value (e.g. data iterators "
+      f"stepped in lockstep over equal-length shards)"
+    )
 
 
 def _is_typed_key(x: Any) -> bool:
@@ -263,10 +264,13 @@ def _key_data_sharding(sharding: Any, extra_dims: int) -> Any:
     return sharding
   if isinstance(sharding, jax.sharding.NamedSharding):
     spec = tuple(sharding.spec) + (None,) * extra_dims
-    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec),
-                                      memory_kind=sharding.memory_kind)
-  raise TypeError(f"typed PRNG key targets must use NamedSharding or SingleDeviceSharding, "
-                  f"got {type(sharding).__name__}")
+    return jax.sharding.NamedSharding(
+      sharding.mesh, jax.sharding.PartitionSpec(*spec), memory_kind=sharding.memory_kind
+    )
+  raise TypeError(
+    f"typed PRNG key targets must use NamedSharding or SingleDeviceSharding, "
+    f"got {type(sharding).__name__}"
+  )
 
 
 def _abstract_leaf(x: Any, default_sharding: Any) -> Any:
@@ -275,8 +279,9 @@ def _abstract_leaf(x: Any, default_sharding: Any) -> Any:
     sharding = getattr(x, "sharding", None) or default_sharding
     if _is_typed_key(x):
       data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(x.shape, x.dtype))
-      return jax.ShapeDtypeStruct(data.shape, data.dtype,
-                                  sharding=_key_data_sharding(sharding, data.ndim - x.ndim))
+      return jax.ShapeDtypeStruct(
+        data.shape, data.dtype, sharding=_key_data_sharding(sharding, data.ndim - x.ndim)
+      )
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
   return x  # numpy arrays and Python scalars are their own targets.
 
@@ -344,10 +349,17 @@ class TrainCheckpointer:
   thread and, in multi-process runs, for every process.
   """
 
-  def __init__(self, directory: str | epath.PathLike, *, max_to_keep: int | None = 3,
-               save_interval_steps: int | None = 1000, async_save: bool = True,
-               json_items: Sequence[str] = DEFAULT_JSON_ITEMS, verify_checksums: bool = True,
-               context: Any | None = None):
+  def __init__(
+    self,
+    directory: str | epath.PathLike,
+    *,
+    max_to_keep: int | None = 3,
+    save_interval_steps: int | None = 1000,
+    async_save: bool = True,
+    json_items: Sequence[str] = DEFAULT_JSON_ITEMS,
+    verify_checksums: bool = True,
+    context: Any | None = None,
+  ):
     """Opens (creating if needed) a checkpoint directory.
 
     Args:
@@ -381,15 +393,18 @@ class TrainCheckpointer:
     self._verify_checksums = verify_checksums
 
     registry = ocp_v1.handlers.local_registry(
-        context.checkpointables.registry if context is not None else None)
+      context.checkpointables.registry if context is not None else None
+    )
     for name in (*json_items, META_ITEM):
       registry.add(ocp_v1.handlers.JsonHandler, checkpointable_name=name)
     self._context = ocp_v1.Context(context)
     self._context.checkpointables.registry = registry
-    self._ckpt = ocp_v1.training.Checkpointer(self._directory, context=self._context,
-                                              cleanup_tmp_directories=True)
+    self._ckpt = ocp_v1.training.Checkpointer(
+      self._directory, context=self._context, cleanup_tmp_directories=True
+    )
     self._executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="train-checkpointer")
+      max_workers=1, thread_name_prefix="train-checkpointer"
+    )
     self._pending: tuple[int, concurrent.futures.Future] | None = None
     self._saved_steps: set[int] = set()
     self._bad_steps: dict[int, str] = {}
@@ -421,21 +436,26 @@ class TrainCheckpointer:
   # -- Preemption ---------------------------------------------------------------------------
 
   def install_preemption_handler(
-      self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
+  ) -> None:
     """Makes `signals` set the preemption flag (the handler never saves).
 
     Must be called from the main thread. With several processes, SIGTERM is left
     to JAX's preemption service (see the module docstring).
     """
     if threading.current_thread() is not threading.main_thread():
-      raise RuntimeError("install_preemption_handler must be called from the main thread "
-                         "(Python only delivers signals there)")
+      raise RuntimeError(
+        "install_preemption_handler must be called from the main thread "
+        "(Python only delivers signals there)"
+      )
     multi = jax.process_count() > 1
     for sig in signals:
       sig = signal.Signals(sig)
       if multi and sig == signal.SIGTERM:
-        logging.info("multi-process run: SIGTERM is handled by JAX's preemption service; "
-                     "not installing a Python handler for it")
+        logging.info(
+          "multi-process run: SIGTERM is handled by JAX's preemption service; "
+          "not installing a Python handler for it"
+        )
         continue
       if sig in self._previous_handlers:
         continue
@@ -472,8 +492,11 @@ class TrainCheckpointer:
       except RuntimeError as e:
         if not self._sync_point_warned:
           self._sync_point_warned = True
-          logging.warning("JAX preemption sync point unavailable (%s); preemption cannot be "
-                          "coordinated across processes", e)
+          logging.warning(
+            "JAX preemption sync point unavailable (%s); preemption cannot be "
+            "coordinated across processes",
+            e,
+          )
         return False
     return self._preempt_signal is not None
 
@@ -497,8 +520,11 @@ class TrainCheckpointer:
     """
     self._check_open()
     if self.reached_preemption(step):
-      signame = (signal.Signals(self._preempt_signal).name if self._preempt_signal is not None
-                 else "preemption sync point")
+      signame = (
+        signal.Signals(self._preempt_signal).name
+        if self._preempt_signal is not None
+        else "preemption sync point"
+      )
       logging.warning("preemption (%s) at step %d: saving synchronously", signame, step)
       try:
         self._settle()
@@ -513,8 +539,15 @@ class TrainCheckpointer:
       self.save(step, state() if callable(state) else state)
     return False
 
-  def save(self, step: int, state: State, *, force: bool = True, wait: bool = False,
-           overwrite: bool = False) -> bool:
+  def save(
+    self,
+    step: int,
+    state: State,
+    *,
+    force: bool = True,
+    wait: bool = False,
+    overwrite: bool = False,
+  ) -> bool:
     """Saves `state` as `step`.
 
     Args:
@@ -551,8 +584,12 @@ class TrainCheckpointer:
       response = self._ckpt.save_checkpointables_async(step, items, force=True)
     except Exception as e:
       self._recover_after_failure()
-      raise CheckpointSaveError(step, path, f"saving step {step} to {path} failed: "
-                                f"{type(e).__name__}: {e}; earlier steps are untouched") from e
+      raise CheckpointSaveError(
+        step,
+        path,
+        f"saving step {step} to {path} failed: "
+        f"{type(e).__name__}: {e}; earlier steps are untouched",
+      ) from e
     if response is None:  # Not expected with force=True.
       raise CheckpointSaveError(step, path, f"Orbax declined to save step {step} to {path}")
     future = self._executor.submit(self._finish_save, step, response)
@@ -581,8 +618,9 @@ class TrainCheckpointer:
         try:
           json.dumps(value)
         except (TypeError, ValueError) as e:
-          raise TypeError(f"state[{name!r}] must be JSON-serialisable (it is stored as "
-                          f"JSON): {e}") from e
+          raise TypeError(
+            f"state[{name!r}] must be JSON-serialisable (it is stored as JSON): {e}"
+          ) from e
         if jax.process_count() > 1:
           _check_same_on_every_process(name, value)
         items[name] = value
@@ -596,8 +634,9 @@ class TrainCheckpointer:
         # Process-local arrays (e.g. an RNG key every process holds) cannot be written as
         # jax.Arrays on several hosts; as numpy values they are (the same on every process).
         encoded = jax.tree.map(
-            lambda x: np.asarray(x) if isinstance(x, jax.Array) and x.is_fully_addressable
-            else x, encoded)
+          lambda x: np.asarray(x) if isinstance(x, jax.Array) and x.is_fully_addressable else x,
+          encoded,
+        )
       if not jax.tree.leaves(encoded):
         kinds[name] = "empty"  # Orbax cannot write leafless trees; restored from the target.
         continue
@@ -610,15 +649,22 @@ class TrainCheckpointer:
         kinds[name] = "pytree"
       for leaf in jax.tree.leaves(encoded):
         if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float, str)):
-          raise TypeError(f"state[{name!r}] has a leaf of type {type(leaf).__name__}; pytree "
-                          f"items may hold only arrays and numbers (list {name!r} in json_items "
-                          f"to store it as JSON)")
+          raise TypeError(
+            f"state[{name!r}] has a leaf of type {type(leaf).__name__}; pytree "
+            f"items may hold only arrays and numbers (list {name!r} in json_items "
+            f"to store it as JSON)"
+          )
       items[name] = encoded
       if impls:
         typed_keys[name] = impls
-    items[META_ITEM] = {"format_version": FORMAT_VERSION, "step": step, "items": kinds,
-                        "typed_keys": typed_keys, "process_count": jax.process_count(),
-                        "saved_at_unix": time.time()}
+    items[META_ITEM] = {
+      "format_version": FORMAT_VERSION,
+      "step": step,
+      "items": kinds,
+      "typed_keys": typed_keys,
+      "process_count": jax.process_count(),
+      "saved_at_unix": time.time(),
+    }
     return items
 
   def _finish_save(self, step: int, response: Any) -> None:
@@ -627,16 +673,24 @@ class TrainCheckpointer:
     path = self.step_path(step)
     problem = self._check_structure(step, path, with_manifest=False)
     if problem is not None:
-      raise RuntimeError(f"Orbax reported step {step} saved but it is {problem.kind}: "
-                         f"{problem.reason}")
+      raise RuntimeError(
+        f"Orbax reported step {step} saved but it is {problem.kind}: {problem.reason}"
+      )
     if jax.process_index() != 0:
       return
     try:
-      _write_json_atomic(path / MANIFEST_FILE,
-                         _build_manifest(path, step, checksums=self._verify_checksums))
+      _write_json_atomic(
+        path / MANIFEST_FILE, _build_manifest(path, step, checksums=self._verify_checksums)
+      )
     except Exception as e:  # pylint: disable=broad-exception-caught
-      logging.warning("step %d at %s: could not write %s (%s); the step is committed but "
-                      "will be restored without integrity checks", step, path, MANIFEST_FILE, e)
+      logging.warning(
+        "step %d at %s: could not write %s (%s); the step is committed but "
+        "will be restored without integrity checks",
+        step,
+        path,
+        MANIFEST_FILE,
+        e,
+      )
 
   def _settle(self) -> None:
     """Waits for the pending save; raises its failure; then garbage-collects."""
@@ -656,9 +710,13 @@ class TrainCheckpointer:
     if error is not None:
       self._recover_after_failure()
       path = self.step_path(step)
-      raise CheckpointSaveError(step, path, f"saving step {step} to {path} failed: "
-                                f"{type(error).__name__}: {error}; earlier steps are "
-                                f"untouched") from error
+      raise CheckpointSaveError(
+        step,
+        path,
+        f"saving step {step} to {path} failed: "
+        f"{type(error).__name__}: {error}; earlier steps are "
+        f"untouched",
+      ) from error
     self._saved_steps.add(step)
     self._bad_steps.pop(step, None)
     logging.info("checkpoint step %d committed at %s", step, self.step_path(step))
@@ -677,8 +735,9 @@ class TrainCheckpointer:
       return
     problem = self._check_structure(step, path, with_manifest=True)
     if problem is None and step not in self._bad_steps and not overwrite:
-      raise FileExistsError(f"checkpoint step {step} already exists at {path}; pass "
-                            f"overwrite=True to replace it")
+      raise FileExistsError(
+        f"checkpoint step {step} already exists at {path}; pass overwrite=True to replace it"
+      )
     reason = problem.reason if problem else self._bad_steps.get(step, "overwrite=True")
     logging.warning("replacing existing checkpoint step %d at %s (%s)", step, path, reason)
     self._delete_step(step)
@@ -701,13 +760,16 @@ class TrainCheckpointer:
       return
     entries = self._scan()
     good = [s for s, problem in entries if problem is None]
-    keep = good[-self._max_to_keep:]
+    keep = good[-self._max_to_keep :]
     if not keep:
       return
     for s, problem in entries:
       if s < keep[0]:
-        why = f"{problem.kind}: {problem.reason}" if problem else "older than the newest " \
-              f"{self._max_to_keep} good steps"
+        why = (
+          f"{problem.kind}: {problem.reason}"
+          if problem
+          else f"older than the newest {self._max_to_keep} good steps"
+        )
         logging.info("deleting checkpoint step %d (%s)", s, why)
         self._delete_step(s)
         self._saved_steps.discard(s)
@@ -718,8 +780,9 @@ class TrainCheckpointer:
   def _step_dirs(self) -> list[int]:
     if not self._directory.exists():
       return []
-    return sorted(int(p.name) for p in self._directory.iterdir()
-                  if _STEP_DIR.fullmatch(p.name) and p.is_dir())
+    return sorted(
+      int(p.name) for p in self._directory.iterdir() if _STEP_DIR.fullmatch(p.name) and p.is_dir()
+    )
 
   def _scan(self, *, warn: bool = True) -> list[tuple[int, _StepProblem | None]]:
     """(step, problem or None) for every step directory, cheap checks only."""
@@ -751,11 +814,17 @@ class TrainCheckpointer:
       return
     self._warned.add((step, problem.reason))
     what = "incomplete (interrupted save?)" if problem.kind == "incomplete" else "corrupt"
-    logging.warning("checkpoint step %d at %s is %s and will be skipped: %s", step,
-                    self.step_path(step), what, problem.reason)
+    logging.warning(
+      "checkpoint step %d at %s is %s and will be skipped: %s",
+      step,
+      self.step_path(step),
+      what,
+      problem.reason,
+    )
 
-  def _check_structure(self, step: int, path: epath.Path, *,
-                       with_manifest: bool) -> _StepProblem | None:
+  def _check_structure(
+    self, step: int, path: epath.Path, *, with_manifest: bool
+  ) -> _StepProblem | None:
     """Commit markers, metadata, item directories and (optionally) manifest sizes."""
     if not path.is_dir():
       return _StepProblem("incomplete", f"{path} does not exist")
@@ -772,15 +841,17 @@ class TrainCheckpointer:
     try:
       meta = _read_json(path / META_ITEM / JSON_DATA_FILE)
     except FileNotFoundError:
-      return _StepProblem("corrupt", f"{META_ITEM}/{JSON_DATA_FILE} is missing (not written "
-                          f"by TrainCheckpointer?)")
+      return _StepProblem(
+        "corrupt", f"{META_ITEM}/{JSON_DATA_FILE} is missing (not written by TrainCheckpointer?)"
+      )
     except (ValueError, OSError) as e:
       return _StepProblem("corrupt", f"{META_ITEM}/{JSON_DATA_FILE} is unreadable: {e}")
     if meta.get("step") != step:
       return _StepProblem("corrupt", f"{META_ITEM} records step {meta.get('step')}")
     for name, kind in meta.get("items", {}).items():
-      required = {"json": JSON_DATA_FILE, "pytree": PYTREE_METADATA,
-                  "leaf": PYTREE_METADATA}.get(kind)
+      required = {"json": JSON_DATA_FILE, "pytree": PYTREE_METADATA, "leaf": PYTREE_METADATA}.get(
+        kind
+      )
       if required and not (path / name / required).exists():
         return _StepProblem("corrupt", f"item {name!r} is missing {name}/{required}")
     if with_manifest:
@@ -801,8 +872,9 @@ class TrainCheckpointer:
         return _StepProblem("corrupt", f"file {rel} is missing")
       size = _file_size(f)
       if size != expected["size"]:
-        return _StepProblem("corrupt", f"file {rel} has {size} bytes, expected "
-                            f"{expected['size']} (truncated?)")
+        return _StepProblem(
+          "corrupt", f"file {rel} has {size} bytes, expected {expected['size']} (truncated?)"
+        )
       if checksums and "crc32" in expected and _crc32(f) != expected["crc32"]:
         return _StepProblem("corrupt", f"file {rel} fails its CRC32 check")
     return None
@@ -820,8 +892,9 @@ class TrainCheckpointer:
 
   # -- Restoring ----------------------------------------------------------------------------
 
-  def restore(self, step: int | None = None,
-              target: Mapping[str, Any] | None = None) -> tuple[int, State] | None:
+  def restore(
+    self, step: int | None = None, target: Mapping[str, Any] | None = None
+  ) -> tuple[int, State] | None:
     """Restores a training state.
 
     Args:
@@ -851,8 +924,9 @@ class TrainCheckpointer:
       step = self._check_step(step)
       path = self.step_path(step)
       if not path.exists():
-        raise FileNotFoundError(f"no checkpoint step {step} at {path} (good steps: "
-                                f"{self.all_steps()})")
+        raise FileNotFoundError(
+          f"no checkpoint step {step} at {path} (good steps: {self.all_steps()})"
+        )
       if step in self._bad_steps:
         raise CheckpointCorruptError(step, path, self._bad_steps[step])
       return step, self._restore_step(step, target)
@@ -889,8 +963,10 @@ class TrainCheckpointer:
     if target is not None:
       unknown = sorted(set(target) - set(kinds) - {"step"})
       if unknown:
-        raise KeyError(f"target names items {unknown} that checkpoint step {step} at {path} "
-                       f"does not have (it has {sorted(kinds)})")
+        raise KeyError(
+          f"target names items {unknown} that checkpoint step {step} at {path} "
+          f"does not have (it has {sorted(kinds)})"
+        )
     abstract: dict[str, Any] = {}
     for name, kind in kinds.items():
       if kind == "json":
@@ -955,8 +1031,7 @@ class TrainCheckpointer:
     try:
       self.close()
     except Exception as e:  # pylint: disable=broad-exception-caught
-      logging.error("closing the checkpointer failed while handling %s: %s",
-                    exc_type.__name__, e)
+      logging.error("closing the checkpointer failed while handling %s: %s", exc_type.__name__, e)
 
   # -- Validation ---------------------------------------------------------------------------
 

@@ -36,9 +36,15 @@ def _env_int(name: str) -> int | None:
     raise ValueError(f"environment variable {name}={value!r} must be an int") from None
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, *, local_device_ids: list[int] | None = None,
-               auto: bool = False, cpu_collectives: str = "gloo") -> bool:
+def initialize(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  *,
+  local_device_ids: list[int] | None = None,
+  auto: bool = False,
+  cpu_collectives: str = "gloo",
+) -> bool:
   """Initialises multi-process JAX when configured; returns True if it did.
 
   Args:
@@ -62,9 +68,15 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   if not explicit and not auto:
     return False  # Single process: nothing to do.
   if explicit:
-    missing = [name for name, value in (("coordinator_address", coordinator_address),
-                                        ("num_processes", num_processes),
-                                        ("process_id", process_id)) if value is None]
+    missing = [
+      name
+      for name, value in (
+        ("coordinator_address", coordinator_address),
+        ("num_processes", num_processes),
+        ("process_id", process_id),
+      )
+      if value is None
+    ]
     if missing:
       raise ValueError(f"multi-process initialisation needs {missing} (arguments or JAX_* env)")
     if not 0 <= process_id < num_processes:
@@ -72,15 +84,22 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   if cpu_collectives and (os.environ.get("JAX_PLATFORMS", "") in ("", "cpu")):
     jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
   if explicit:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id,
-                               local_device_ids=local_device_ids)
+    jax.distributed.initialize(
+      coordinator_address=coordinator_address,
+      num_processes=num_processes,
+      process_id=process_id,
+      local_device_ids=local_device_ids,
+    )
   else:
     jax.distributed.initialize()
   _INITIALIZED = True
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count())
+  logging.info(
+    "jax.distributed: process %d of %d, %d local / %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
   return True
 
 

@@ -60,14 +60,16 @@ def _validate_temperature(temperature: Any) -> None:
     return
   if not hasattr(temperature, "shape") or tuple(temperature.shape) != ():
     raise ValueError(
-        f"temperature must be a positive float or a scalar array, got "
-        f"{getattr(temperature, 'shape', type(temperature).__name__)}")
+      f"temperature must be a positive float or a scalar array, got "
+      f"{getattr(temperature, 'shape', type(temperature).__name__)}"
+    )
   if is_concrete(temperature) and not float(temperature) > 0:
     raise ValueError(f"temperature must be > 0, got {float(temperature)}")
 
 
-def _head_stats(hidden: jax.Array, kernel: jax.Array, targets: jax.Array,
-                temperature: Any) -> tuple[jax.Array, jax.Array]:
+def _head_stats(
+  hidden: jax.Array, kernel: jax.Array, targets: jax.Array, temperature: Any
+) -> tuple[jax.Array, jax.Array]:
   """Target log-prob and entropy `[B, C]` of `softmax(hidden @ kernel / temperature)`."""
   logits = jnp.matmul(hidden, kernel, preferred_element_type=jnp.float32)
   if not (isinstance(temperature, (int, float)) and temperature == 1):
@@ -81,12 +83,12 @@ def _head_stats(hidden: jax.Array, kernel: jax.Array, targets: jax.Array,
 
 
 def chunked_token_logprobs(
-    hidden: jax.Array,
-    unembed_kernel: jax.Array,
-    targets: jax.Array,
-    *,
-    chunk_size: int | None = None,
-    temperature: float | jax.Array = 1.0,
+  hidden: jax.Array,
+  unembed_kernel: jax.Array,
+  targets: jax.Array,
+  *,
+  chunk_size: int | None = None,
+  temperature: float | jax.Array = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
   """Log-probability of `targets` and entropy under `softmax(hidden @ W / temperature)`.
 
@@ -118,23 +120,29 @@ def chunked_token_logprobs(
   _validate_chunk_size(chunk_size)
   _validate_temperature(temperature)
   if not hasattr(hidden, "dtype") or not jnp.issubdtype(hidden.dtype, jnp.floating):
-    raise TypeError(f"hidden must be a floating array [B, T, H], got dtype "
-                    f"{getattr(hidden, 'dtype', type(hidden).__name__)}")
+    raise TypeError(
+      f"hidden must be a floating array [B, T, H], got dtype "
+      f"{getattr(hidden, 'dtype', type(hidden).__name__)}"
+    )
   if hidden.ndim != 3:
     raise ValueError(f"hidden must be [B, T, H], got shape {tuple(hidden.shape)}")
   b, t, h = hidden.shape
-  if (not hasattr(unembed_kernel, "dtype")
-      or not jnp.issubdtype(unembed_kernel.dtype, jnp.floating)):
-    raise TypeError(f"unembed_kernel must be a floating array [H, V], got dtype "
-                    f"{getattr(unembed_kernel, 'dtype', type(unembed_kernel).__name__)}")
+  if not hasattr(unembed_kernel, "dtype") or not jnp.issubdtype(unembed_kernel.dtype, jnp.floating):
+    raise TypeError(
+      f"unembed_kernel must be a floating array [H, V], got dtype "
+      f"{getattr(unembed_kernel, 'dtype', type(unembed_kernel).__name__)}"
+    )
   if unembed_kernel.ndim != 2 or unembed_kernel.shape[0] != h:
-    raise ValueError(f"unembed_kernel must be [H, V] with H = {h} (from hidden), got shape "
-                     f"{tuple(unembed_kernel.shape)}")
+    raise ValueError(
+      f"unembed_kernel must be [H, V] with H = {h} (from hidden), got shape "
+      f"{tuple(unembed_kernel.shape)}"
+    )
   vocab_size = unembed_kernel.shape[1]
   validate_token_ids(targets, vocab_size, argument="targets")
   if tuple(targets.shape) != (b, t):
-    raise ValueError(f"targets must be [B, T] = {(b, t)} (from hidden), got shape "
-                     f"{tuple(targets.shape)}")
+    raise ValueError(
+      f"targets must be [B, T] = {(b, t)} (from hidden), got shape {tuple(targets.shape)}"
+    )
 
   kernel = unembed_kernel.astype(hidden.dtype)
   targets = targets.astype(jnp.int32)
@@ -151,8 +159,7 @@ def chunked_token_logprobs(
   hidden_chunks = hidden.reshape(b, num_chunks, chunk, h).swapaxes(0, 1)
   target_chunks = targets.reshape(b, num_chunks, chunk).swapaxes(0, 1)
 
-  body = jax.checkpoint(functools.partial(_head_stats, temperature=temperature),
-                        prevent_cse=False)
+  body = jax.checkpoint(functools.partial(_head_stats, temperature=temperature), prevent_cse=False)
 
   def step(carry, xs):
     hidden_chunk, target_chunk = xs
@@ -167,14 +174,14 @@ def chunked_token_logprobs(
 
 
 def sequence_logprobs(
-    model: Any,
-    tokens: jax.Array,
-    mask: jax.Array,
-    *,
-    chunk_size: int | None = None,
-    temperature: float | jax.Array = 1.0,
-    positions: jax.Array | None = None,
-    segment_ids: jax.Array | None = None,
+  model: Any,
+  tokens: jax.Array,
+  mask: jax.Array,
+  *,
+  chunk_size: int | None = None,
+  temperature: float | jax.Array = 1.0,
+  positions: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Next-token log-probabilities and entropies of `tokens` under a causal LM.
 
@@ -205,30 +212,37 @@ def sequence_logprobs(
   _validate_temperature(temperature)
   validate_token_ids(tokens, model.config.vocab_size, argument="tokens")
   b, t = tokens.shape
-  if not hasattr(mask, "dtype") or not (jnp.issubdtype(mask.dtype, jnp.bool_)
-                                        or jnp.issubdtype(mask.dtype, jnp.integer)
-                                        or jnp.issubdtype(mask.dtype, jnp.floating)):
-    raise TypeError(f"mask must be a bool, int or float array [B, T], got dtype "
-                    f"{getattr(mask, 'dtype', type(mask).__name__)}")
+  if not hasattr(mask, "dtype") or not (
+    jnp.issubdtype(mask.dtype, jnp.bool_)
+    or jnp.issubdtype(mask.dtype, jnp.integer)
+    or jnp.issubdtype(mask.dtype, jnp.floating)
+  ):
+    raise TypeError(
+      f"mask must be a bool, int or float array [B, T], got dtype "
+      f"{getattr(mask, 'dtype', type(mask).__name__)}"
+    )
   if tuple(mask.shape) != (b, t):
-    raise ValueError(f"mask must be [B, T] = {(b, t)} (from tokens), got shape "
-                     f"{tuple(mask.shape)}")
+    raise ValueError(f"mask must be [B, T] = {(b, t)} (from tokens), got shape {tuple(mask.shape)}")
   for name, value in (("positions", positions), ("segment_ids", segment_ids)):
     if value is None:
       continue
     if not hasattr(value, "dtype") or not jnp.issubdtype(value.dtype, jnp.integer):
-      raise TypeError(f"{name} must be an integer array [B, T], got dtype "
-                      f"{getattr(value, 'dtype', type(value).__name__)}")
+      raise TypeError(
+        f"{name} must be an integer array [B, T], got dtype "
+        f"{getattr(value, 'dtype', type(value).__name__)}"
+      )
     if tuple(value.shape) != (b, t):
-      raise ValueError(f"{name} must be [B, T] = {(b, t)} (from tokens), got shape "
-                       f"{tuple(value.shape)}")
+      raise ValueError(
+        f"{name} must be [B, T] = {(b, t)} (from tokens), got shape {tuple(value.shape)}"
+      )
 
   hidden, _ = model.forward(tokens, positions=positions, segment_ids=segment_ids)
   # Position t predicts token t + 1. The last position's target is a dummy (its
   # outputs are discarded), which keeps the length T so chunking stays aligned.
   targets = jnp.concatenate([tokens[:, 1:], tokens[:, :1]], axis=1)
-  logp, entropy = chunked_token_logprobs(hidden, model.unembed_kernel(), targets,
-                                         chunk_size=chunk_size, temperature=temperature)
+  logp, entropy = chunked_token_logprobs(
+    hidden, model.unembed_kernel(), targets, chunk_size=chunk_size, temperature=temperature
+  )
   zeros = jnp.zeros((b, 1), jnp.float32)
   logp = jnp.concatenate([zeros, logp[:, :-1]], axis=1)
   entropy = jnp.concatenate([zeros, entropy[:, :-1]], axis=1)
@@ -237,6 +251,7 @@ def sequence_logprobs(
   keep = mask != 0
   if segment_ids is not None:
     same_segment = jnp.concatenate(
-        [jnp.zeros((b, 1), bool), segment_ids[:, 1:] == segment_ids[:, :-1]], axis=1)
+      [jnp.zeros((b, 1), bool), segment_ids[:, 1:] == segment_ids[:, :-1]], axis=1
+    )
     keep = keep & same_segment
   return jnp.where(keep, logp * weights, 0.0), jnp.where(keep, entropy * weights, 0.0)

@@ -37,8 +37,9 @@ class Registry(Generic[T]):
       with self._lock:
         if name in self._entries and not override and self._entries[name] is not obj:
           raise ValueError(
-              f"{self.category} registry: {name!r} is already registered "
-              f"({self._entries[name]!r}); pass override=True to replace it")
+            f"{self.category} registry: {name!r} is already registered "
+            f"({self._entries[name]!r}); pass override=True to replace it"
+          )
         self._entries[name] = obj
       return obj
 
@@ -49,14 +50,16 @@ class Registry(Generic[T]):
       return self._entries[name]
     except KeyError:
       raise KeyError(
-          f"unknown {self.category} {name!r}; registered: {sorted(self._entries)}") from None
+        f"unknown {self.category} {name!r}; registered: {sorted(self._entries)}"
+      ) from None
 
   def validate(self, name: Any, *, argument: str) -> str:
     """Returns `name` if registered, else raises ValueError naming `argument`."""
     if name not in self._entries:
       raise ValueError(
-          f"{argument}={name!r} is not a registered {self.category}; "
-          f"choose one of {sorted(self._entries)}")
+        f"{argument}={name!r} is not a registered {self.category}; "
+        f"choose one of {sorted(self._entries)}"
+      )
     return name
 
   def names(self) -> list[str]:

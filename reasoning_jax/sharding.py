@@ -32,8 +32,9 @@ MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
 
-def make_mesh(shape: Mapping[str, int] | None = None, *,
-              devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(
+  shape: Mapping[str, int] | None = None, *, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
   """A mesh over `devices` (default: all) with axes `data`, `fsdp`, `tensor`.
 
   Args:
@@ -53,8 +54,9 @@ def make_mesh(shape: Mapping[str, int] | None = None, *,
   sizes = {}
   for axis in MESH_AXES:
     size = shape.get(axis, 1)
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or (
-        size != -1 and size < 1):
+    if (
+      not isinstance(size, (int, np.integer)) or isinstance(size, bool) or (size != -1 and size < 1)
+    ):
       raise ValueError(f"mesh.{axis} must be a positive int or -1, got {size!r}")
     sizes[axis] = int(size)
   rest = [a for a, s in sizes.items() if s == -1]
@@ -64,16 +66,19 @@ def make_mesh(shape: Mapping[str, int] | None = None, *,
   if rest:
     if len(devices) % known:
       raise ValueError(
-          f"mesh.{rest[0]}=-1: the other axes multiply to {known}, which does not divide the "
-          f"{len(devices)} devices")
+        f"mesh.{rest[0]}=-1: the other axes multiply to {known}, which does not divide the "
+        f"{len(devices)} devices"
+      )
     sizes[rest[0]] = len(devices) // known
   if math.prod(sizes.values()) != len(devices):
     raise ValueError(
-        f"mesh sizes {sizes} multiply to {math.prod(sizes.values())} but there are "
-        f"{len(devices)} devices")
+      f"mesh sizes {sizes} multiply to {math.prod(sizes.values())} but there are "
+      f"{len(devices)} devices"
+    )
   auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-  return jax.make_mesh(tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=auto,
-                       devices=devices)
+  return jax.make_mesh(
+    tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=auto, devices=devices
+  )
 
 
 def path_to_name(path: tuple[Any, ...]) -> str:
@@ -98,7 +103,7 @@ def spec_for(name: str, shape: Sequence[int], rules, mesh: Mesh, *, strict: bool
   Mesh axes that do not divide their dimension (e.g. 2 KV heads on tensor=4) or
   that the mesh lacks are dropped (that dimension is replicated), with a log line.
   """
-  for pattern, spec in rules:
+  for pattern, spec in rules:  # noqa: B007 (spec is used after the break)
     if re.fullmatch(pattern, name):
       break
   else:
@@ -106,8 +111,10 @@ def spec_for(name: str, shape: Sequence[int], rules, mesh: Mesh, *, strict: bool
       raise ValueError(f"no partition rule matches parameter {name!r} (shape {tuple(shape)})")
     return P()
   if len(spec) > len(shape):
-    raise ValueError(f"partition rule {pattern!r} -> {spec} has more axes than parameter "
-                     f"{name!r} of shape {tuple(shape)}")
+    raise ValueError(
+      f"partition rule {pattern!r} -> {spec} has more axes than parameter "
+      f"{name!r} of shape {tuple(shape)}"
+    )
   fitted = []
   for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
     if axes is None:
@@ -117,8 +124,15 @@ def spec_for(name: str, shape: Sequence[int], rules, mesh: Mesh, *, strict: bool
     kept = tuple(a for a in axes_tuple if a in mesh.shape)
     size = math.prod(mesh.shape[a] for a in kept)
     if size > 1 and dim % size:
-      logging.log_first_n(logging.INFO, "replicating dim %d of %s: %s=%d does not divide it",
-                          20, dim, name, kept, size)
+      logging.log_first_n(
+        logging.INFO,
+        "replicating dim %d of %s: %s=%d does not divide it",
+        20,
+        dim,
+        name,
+        kept,
+        size,
+      )
       kept = ()
     fitted.append(kept[0] if len(kept) == 1 else (kept or None))
   return P(*fitted)
@@ -127,14 +141,17 @@ def spec_for(name: str, shape: Sequence[int], rules, mesh: Mesh, *, strict: bool
 def param_specs(params: Any, rules, mesh: Mesh, *, strict: bool = True) -> Any:
   """A pytree of PartitionSpecs matching `params` (an nnx.State or nested dict)."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, x: spec_for(path_to_name(path), x.shape, rules, mesh, strict=strict), params)
+    lambda path, x: spec_for(path_to_name(path), x.shape, rules, mesh, strict=strict), params
+  )
 
 
 def param_shardings(params: Any, rules, mesh: Mesh, *, strict: bool = True) -> Any:
   """A pytree of NamedShardings matching `params`."""
-  return jax.tree_util.tree_map(lambda spec: NamedSharding(mesh, spec),
-                                param_specs(params, rules, mesh, strict=strict),
-                                is_leaf=lambda x: isinstance(x, P))
+  return jax.tree_util.tree_map(
+    lambda spec: NamedSharding(mesh, spec),
+    param_specs(params, rules, mesh, strict=strict),
+    is_leaf=lambda x: isinstance(x, P),
+  )
 
 
 def batch_spec(mesh: Mesh | None = None, ndim: int = 2) -> P:
@@ -188,4 +205,3 @@ def place(tree: Any, shardings: Any) -> Any:
   if jax.process_count() > 1:
     tree = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, tree)
   return jax.device_put(tree, shardings)
-

@@ -33,11 +33,11 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 __all__ = [
-    "Tokenizer",
-    "ByteTokenizer",
-    "HFTokenizer",
-    "load_tokenizer",
-    "render_chatml",
+  "Tokenizer",
+  "ByteTokenizer",
+  "HFTokenizer",
+  "load_tokenizer",
+  "render_chatml",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -115,14 +115,14 @@ class Tokenizer(abc.ABC):
     return [self.encode(t) for t in texts]
 
   def encode_batch(
-      self,
-      texts: Sequence[str],
-      *,
-      add_bos: bool = False,
-      add_eos: bool = False,
-      max_length: Optional[int] = None,
-      pad_to_multiple_of: Optional[int] = None,
-      truncate: bool = False,
+    self,
+    texts: Sequence[str],
+    *,
+    add_bos: bool = False,
+    add_eos: bool = False,
+    max_length: Optional[int] = None,
+    pad_to_multiple_of: Optional[int] = None,
+    truncate: bool = False,
   ) -> tuple[np.ndarray, np.ndarray]:
     """Encodes texts into a right-padded id matrix.
 
@@ -147,8 +147,10 @@ class Tokenizer(abc.ABC):
         padding is needed but `pad_id` is None, or on invalid arguments.
     """
     if isinstance(texts, (str, bytes)):
-      raise TypeError("encode_batch expects a sequence of texts, got a single "
-                      f"{type(texts).__name__}; wrap it in a list")
+      raise TypeError(
+        "encode_batch expects a sequence of texts, got a single "
+        f"{type(texts).__name__}; wrap it in a list"
+      )
     texts = list(texts)
     for i, t in enumerate(texts):
       if not isinstance(t, str):
@@ -156,9 +158,11 @@ class Tokenizer(abc.ABC):
     if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
       raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
     if pad_to_multiple_of is not None and (
-        not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
+      not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1
+    ):
       raise ValueError(
-          f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
+        f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}"
+      )
     prefix = [self._required_id("bos", self.bos_id)] if add_bos else []
     suffix = [self._required_id("eos", self.eos_id)] if add_eos else []
 
@@ -168,8 +172,9 @@ class Tokenizer(abc.ABC):
         if len(seq) > max_length:
           if not truncate:
             raise ValueError(
-                f"text at index {i} encodes to {len(seq)} tokens, more than "
-                f"max_length={max_length}; pass truncate=True to cut it")
+              f"text at index {i} encodes to {len(seq)} tokens, more than "
+              f"max_length={max_length}; pass truncate=True to cut it"
+            )
           seqs[i] = seq[:max_length]
 
     lengths = np.array([len(s) for s in seqs], dtype=np.int32)
@@ -179,20 +184,20 @@ class Tokenizer(abc.ABC):
     needs_pad = bool(len(seqs)) and bool((lengths < width).any())
     if needs_pad and self.pad_id is None:
       raise ValueError(
-          "encode_batch needs padding but the tokenizer has no pad token (nor an eos "
-          "token to fall back on); set pad_token")
-    out = np.full((len(seqs), width), self.pad_id if self.pad_id is not None else 0,
-                  dtype=np.int32)
+        "encode_batch needs padding but the tokenizer has no pad token (nor an eos "
+        "token to fall back on); set pad_token"
+      )
+    out = np.full((len(seqs), width), self.pad_id if self.pad_id is not None else 0, dtype=np.int32)
     for i, seq in enumerate(seqs):
-      out[i, :len(seq)] = seq
+      out[i, : len(seq)] = seq
     return out, lengths
 
   def decode_batch(
-      self,
-      ids: Any,
-      lengths: Any = None,
-      *,
-      skip_special_tokens: bool = True,
+    self,
+    ids: Any,
+    lengths: Any = None,
+    *,
+    skip_special_tokens: bool = True,
   ) -> list[str]:
     """Decodes a `[B, L]` id matrix row by row.
 
@@ -218,12 +223,14 @@ class Tokenizer(abc.ABC):
       lens = np.asarray(lengths)
       if lens.shape != (arr.shape[0],):
         raise ValueError(
-            f"lengths must have shape ({arr.shape[0]},) to match ids {arr.shape}, "
-            f"got {lens.shape}")
+          f"lengths must have shape ({arr.shape[0]},) to match ids {arr.shape}, got {lens.shape}"
+        )
       if lens.size and (lens.min() < 0 or lens.max() > arr.shape[1]):
         raise ValueError(f"lengths must lie in [0, {arr.shape[1]}], got {lens.tolist()}")
-    return [self.decode(row[:int(n)], skip_special_tokens=skip_special_tokens)
-            for row, n in zip(arr, lens)]
+    return [
+      self.decode(row[: int(n)], skip_special_tokens=skip_special_tokens)
+      for row, n in zip(arr, lens)
+    ]
 
   @staticmethod
   def _required_id(name: str, value: Optional[int]) -> int:
@@ -244,8 +251,8 @@ class Tokenizer(abc.ABC):
     bad = (arr < 0) | (arr >= self.vocab_size)
     if bad.any():
       raise ValueError(
-          f"token id {int(arr[np.argmax(bad)])} is out of range for vocab_size "
-          f"{self.vocab_size}")
+        f"token id {int(arr[np.argmax(bad)])} is out of range for vocab_size {self.vocab_size}"
+      )
     return arr
 
 
@@ -292,16 +299,18 @@ class ByteTokenizer(Tokenizer):
   def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
     if not isinstance(text, str):
       raise TypeError(f"text must be str, got {type(text).__name__}")
-    ids = (np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
-           + self.OFFSET).tolist()
+    ids = (
+      np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64) + self.OFFSET
+    ).tolist()
     return ([self.bos_id] if add_bos else []) + ids + ([self.eos_id] if add_eos else [])
 
   def decode(self, ids: Any, *, skip_special_tokens: bool = True) -> str:
     arr = self._check_ids(ids)
     is_byte = arr >= self.OFFSET
     if skip_special_tokens or is_byte.all():
-      return (arr[is_byte] - self.OFFSET).astype(np.uint8).tobytes().decode(
-          "utf-8", errors="replace")
+      return (
+        (arr[is_byte] - self.OFFSET).astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+      )
     names = {v: k for k, v in self.special_tokens.items()}
     parts: list[str] = []
     run: list[int] = []
@@ -324,8 +333,9 @@ class ByteTokenizer(Tokenizer):
 # ------------------------------------------------------------------------------
 
 
-def render_chatml(messages: Sequence[Mapping[str, Any]], *,
-                  add_generation_prompt: bool = True) -> str:
+def render_chatml(
+  messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True
+) -> str:
   """Renders messages as ChatML (the Qwen format), without a default system prompt.
 
   Args:
@@ -340,8 +350,9 @@ def render_chatml(messages: Sequence[Mapping[str, Any]], *,
     content = m.get("content")
     if not isinstance(content, str):
       raise ValueError(
-          f"messages[{i}]['content'] must be a str for the ChatML fallback, got "
-          f"{type(content).__name__}")
+        f"messages[{i}]['content'] must be a str for the ChatML fallback, got "
+        f"{type(content).__name__}"
+      )
     parts.append(f"<|im_start|>{m['role']}\n{content}<|im_end|>\n")
   if add_generation_prompt:
     parts.append("<|im_start|>assistant\n")
@@ -372,13 +383,13 @@ def _compile_chat_template(template: str) -> Any:
 
   class _GenerationTag(jinja2.ext.Extension):
     """Accepts `{% generation %}...{% endgeneration %}` and renders the body."""
+
     tags = {"generation"}
 
     def parse(self, parser):
       lineno = next(parser.stream).lineno
       body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-      return jinja2.nodes.CallBlock(
-          self.call_method("_render"), [], [], body).set_lineno(lineno)
+      return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
 
     def _render(self, caller):
       return caller()
@@ -388,15 +399,16 @@ def _compile_chat_template(template: str) -> Any:
 
   def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
     # Like transformers: no HTML escaping, unlike jinja's builtin filter.
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                      sort_keys=sort_keys)
+    return json.dumps(
+      x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
   def strftime_now(fmt):
     return datetime.now().strftime(fmt)
 
   env = ImmutableSandboxedEnvironment(
-      trim_blocks=True, lstrip_blocks=True,
-      extensions=[_GenerationTag, jinja2.ext.loopcontrols])
+    trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
+  )
   env.filters["tojson"] = tojson
   env.globals["raise_exception"] = raise_exception
   env.globals["strftime_now"] = strftime_now
@@ -414,8 +426,9 @@ def _token_content(value: Any, source: str, key: str) -> Optional[str]:
     return value
   if isinstance(value, Mapping) and isinstance(value.get("content"), str):
     return value["content"]
-  raise ValueError(f"{source}: {key} must be a string or a dict with a 'content' key, "
-                   f"got {value!r}")
+  raise ValueError(
+    f"{source}: {key} must be a string or a dict with a 'content' key, got {value!r}"
+  )
 
 
 def _read_json(path: Path) -> Any:
@@ -434,8 +447,9 @@ def _select_chat_template(value: Any, source: str) -> Optional[str]:
     named = {t.get("name"): t.get("template") for t in value if isinstance(t, Mapping)}
     if isinstance(named.get("default"), str):
       return named["default"]
-    raise ValueError(f"{source}: chat_template list has no 'default' entry "
-                     f"(names: {sorted(map(str, named))})")
+    raise ValueError(
+      f"{source}: chat_template list has no 'default' entry (names: {sorted(map(str, named))})"
+    )
   raise ValueError(f"{source}: chat_template must be a string, got {type(value).__name__}")
 
 
@@ -455,14 +469,14 @@ class HFTokenizer(Tokenizer):
   """
 
   def __init__(
-      self,
-      tokenizer: Any,
-      *,
-      bos_token: Optional[str] = None,
-      eos_token: Optional[str] = None,
-      pad_token: Optional[str] = None,
-      chat_template: Optional[str] = None,
-      name: str = "<in-memory tokenizer>",
+    self,
+    tokenizer: Any,
+    *,
+    bos_token: Optional[str] = None,
+    eos_token: Optional[str] = None,
+    pad_token: Optional[str] = None,
+    chat_template: Optional[str] = None,
+    name: str = "<in-memory tokenizer>",
   ):
     """Wraps an already loaded tokenizer.
 
@@ -496,12 +510,19 @@ class HFTokenizer(Tokenizer):
         raise ValueError(f"{role} {token!r} is not in the vocabulary of {name}")
       ids[role] = int(token_id)
     self._bos_id, self._eos_id, self._pad_id = (
-        ids["bos_token"], ids["eos_token"], ids["pad_token"])
+      ids["bos_token"],
+      ids["eos_token"],
+      ids["pad_token"],
+    )
 
-    special = {str(t.content): int(i)
-               for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
-    for token, token_id in ((bos_token, self._bos_id), (eos_token, self._eos_id),
-                            (pad_token, self._pad_id)):
+    special = {
+      str(t.content): int(i) for i, t in tokenizer.get_added_tokens_decoder().items() if t.special
+    }
+    for token, token_id in (
+      (bos_token, self._bos_id),
+      (eos_token, self._eos_id),
+      (pad_token, self._pad_id),
+    ):
       if token is not None:
         special[token] = token_id
     self._special_tokens = dict(sorted(special.items(), key=lambda kv: kv[1]))
@@ -509,13 +530,13 @@ class HFTokenizer(Tokenizer):
 
   @classmethod
   def from_file(
-      cls,
-      path: PathLike,
-      *,
-      bos_token: Optional[str] = None,
-      eos_token: Optional[str] = None,
-      pad_token: Optional[str] = None,
-      chat_template: Optional[str] = None,
+    cls,
+    path: PathLike,
+    *,
+    bos_token: Optional[str] = None,
+    eos_token: Optional[str] = None,
+    pad_token: Optional[str] = None,
+    chat_template: Optional[str] = None,
   ) -> "HFTokenizer":
     """Loads a local `tokenizer.json`, or a directory holding one. Never uses the network.
 
@@ -569,14 +590,14 @@ class HFTokenizer(Tokenizer):
           if config.get(role) is None and token is not None:
             config[role] = token
         if file == cfg_file:
-          config["chat_template"] = _select_chat_template(
-              data.get("chat_template"), str(file))
+          config["chat_template"] = _select_chat_template(data.get("chat_template"), str(file))
       jinja_file = directory / CHAT_TEMPLATE_FILE
       if jinja_file.is_file():
         config["chat_template"] = jinja_file.read_text(encoding="utf-8")
 
-    overrides = dict(bos_token=bos_token, eos_token=eos_token, pad_token=pad_token,
-                     chat_template=chat_template)
+    overrides = dict(
+      bos_token=bos_token, eos_token=eos_token, pad_token=pad_token, chat_template=chat_template
+    )
     for key, value in overrides.items():
       if value is not None:
         config[key] = value
@@ -636,11 +657,11 @@ class HFTokenizer(Tokenizer):
     return self._tok.decode(arr.tolist(), skip_special_tokens=skip_special_tokens)
 
   def apply_chat_template(
-      self,
-      messages: Sequence[Mapping[str, Any]],
-      *,
-      add_generation_prompt: bool = True,
-      **template_kwargs: Any,
+    self,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    add_generation_prompt: bool = True,
+    **template_kwargs: Any,
   ) -> str:
     """Renders a conversation to a prompt string.
 
@@ -665,15 +686,21 @@ class HFTokenizer(Tokenizer):
     messages = _check_messages(messages)
     if self.chat_template is None:
       return render_chatml(messages, add_generation_prompt=add_generation_prompt)
-    variables = {role: tok for role, tok in zip(
-        _SPECIAL_ROLES, (self.bos_token, self.eos_token, self.pad_token)) if tok is not None}
+    variables = {
+      role: tok
+      for role, tok in zip(_SPECIAL_ROLES, (self.bos_token, self.eos_token, self.pad_token))
+      if tok is not None
+    }
     variables.update(template_kwargs)
     return _compile_chat_template(self.chat_template).render(
-        messages=messages, add_generation_prompt=add_generation_prompt, **variables)
+      messages=messages, add_generation_prompt=add_generation_prompt, **variables
+    )
 
   def __repr__(self) -> str:
-    return (f"HFTokenizer({self.name!r}, vocab_size={self.vocab_size}, "
-            f"bos={self.bos_token!r}, eos={self.eos_token!r}, pad={self.pad_token!r})")
+    return (
+      f"HFTokenizer({self.name!r}, vocab_size={self.vocab_size}, "
+      f"bos={self.bos_token!r}, eos={self.eos_token!r}, pad={self.pad_token!r})"
+    )
 
 
 # ------------------------------------------------------------------------------

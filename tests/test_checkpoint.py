@@ -21,8 +21,12 @@ import pytest
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
-from reasoning_jax.checkpoint import (MANIFEST_FILE, CheckpointCorruptError, CheckpointSaveError,
-                                     TrainCheckpointer)
+from reasoning_jax.checkpoint import (
+  MANIFEST_FILE,
+  CheckpointCorruptError,
+  CheckpointSaveError,
+  TrainCheckpointer,
+)
 from reasoning_jax.models import Transformer, get_preset
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -46,23 +50,26 @@ def full_state() -> dict:
     return tx.update(grads, tx.init(params), params)[1]
 
   opt_state = one_update(params)
-  config = ml_collections.ConfigDict({"lr": 1e-3, "model": {"preset": "tiny-qwen3"},
-                                      "steps": 10})
+  config = ml_collections.ConfigDict({"lr": 1e-3, "model": {"preset": "tiny-qwen3"}, "steps": 10})
   return {
-      "params": params,
-      "opt_state": opt_state,
-      "step": 7,
-      "rng": jax.random.key(42),
-      "data_state": {"epoch": 1, "index": 1234, "shard": "train-00001", "seed": [1, 2]},
-      "config": config.to_dict(),
+    "params": params,
+    "opt_state": opt_state,
+    "step": 7,
+    "rng": jax.random.key(42),
+    "data_state": {"epoch": 1, "index": 1234, "shard": "train-00001", "seed": [1, 2]},
+    "config": config.to_dict(),
   }
 
 
 def _small_state(step: int) -> dict:
-  return {"params": {"w": jnp.full((4, 8), float(step), jnp.float32),
-                     "b": jnp.arange(8, dtype=jnp.int32) + step},
-          "rng": jax.random.fold_in(jax.random.key(0), step),
-          "data_state": {"consumed": step}}
+  return {
+    "params": {
+      "w": jnp.full((4, 8), float(step), jnp.float32),
+      "b": jnp.arange(8, dtype=jnp.int32) + step,
+    },
+    "rng": jax.random.fold_in(jax.random.key(0), step),
+    "data_state": {"consumed": step},
+  }
 
 
 def _abstract(tree):
@@ -85,10 +92,14 @@ def _assert_trees_equal(actual, expected):
 
 def _by_path(tree) -> dict[tuple[str, ...], jax.Array]:
   """Leaves keyed by their path names (dict keys, attributes and indices alike)."""
+
   def name(entry):
     return str(next(getattr(entry, a) for a in ("key", "name", "idx") if hasattr(entry, a)))
-  return {tuple(name(e) for e in path): leaf
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+  return {
+    tuple(name(e) for e in path): leaf
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
 def _spec(x, fsdp: int) -> P:
@@ -145,8 +156,10 @@ def test_partial_restore_and_bad_target(tmp_path, full_state):
     assert set(only_params) == {"step", "params", "data_state", "config"}
     _assert_trees_equal(only_params["params"], full_state["params"])
     # The target's dtypes win (e.g. restoring fp32 weights as bf16 for evaluation).
-    bf16 = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16, sharding=x.sharding),
-                        full_state["params"])
+    bf16 = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16, sharding=x.sharding),
+      full_state["params"],
+    )
     _, cast = ckpt.restore(target={"params": bf16})
     for got, want in zip(jax.tree.leaves(cast["params"]), jax.tree.leaves(full_state["params"])):
       assert got.dtype == jnp.bfloat16
@@ -172,12 +185,14 @@ def test_reshard_from_8_devices_to_4_and_1(tmp_path, full_state):
   mesh4 = Mesh(devices[:4].reshape(2, 2), ("data", "fsdp"))
   one = SingleDeviceSharding(devices[0])
   targets = {
-      "4 devices": lambda x: NamedSharding(mesh4, _spec(x, 2)),
-      "1 device": lambda x: one,
+    "4 devices": lambda x: NamedSharding(mesh4, _spec(x, 2)),
+    "1 device": lambda x: one,
   }
   for label, sharding_of in targets.items():
+
     def to_target(x, sharding_of=sharding_of):
       return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_of(x))
+
     target = {name: jax.tree.map(to_target, full_state[name]) for name in ("params", "opt_state")}
     rng_sharding = NamedSharding(mesh4, P()) if label == "4 devices" else one
     target["rng"] = jax.ShapeDtypeStruct((), full_state["rng"].dtype, sharding=rng_sharding)
@@ -272,11 +287,19 @@ def test_second_sigint_falls_through_to_previous_handler(tmp_path):
 
 def test_sigterm_subprocess_saves_and_exits_cleanly(tmp_path):
   ckpt_dir = tmp_path / "ckpt"
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+  env = dict(
+    os.environ,
+    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+  )
   with open(tmp_path / "stderr.txt", "wb") as stderr:
-    proc = subprocess.Popen([sys.executable, str(HELPER), str(ckpt_dir)], stdout=subprocess.PIPE,
-                            stderr=stderr, env=env, cwd=tmp_path, text=True)
+    proc = subprocess.Popen(
+      [sys.executable, str(HELPER), str(ckpt_dir)],
+      stdout=subprocess.PIPE,
+      stderr=stderr,
+      env=env,
+      cwd=tmp_path,
+      text=True,
+    )
     try:
       deadline = time.monotonic() + 120
       lines = []
@@ -301,8 +324,9 @@ def test_sigterm_subprocess_saves_and_exits_cleanly(tmp_path):
     step, restored = ckpt.restore()
   assert step == saved
   np.testing.assert_array_equal(restored["params"]["w"], np.full((4, 8), float(saved)))
-  np.testing.assert_array_equal(_host(restored["rng"]),
-                                _host(jax.random.fold_in(jax.random.key(0), saved)))
+  np.testing.assert_array_equal(
+    _host(restored["rng"]), _host(jax.random.fold_in(jax.random.key(0), saved))
+  )
   assert restored["data_state"] == {"consumed": 2 * saved}
 
 
@@ -424,8 +448,7 @@ def test_unserialisable_data_state_is_rejected_before_writing(tmp_path):
       ckpt.save(2, bad)
     assert not (tmp_path / "2").exists()
     assert ckpt.all_steps() == [1]
-    assert json.loads((tmp_path / "1" / "data_state" / "data.json").read_text()) == {
-        "consumed": 1}
+    assert json.loads((tmp_path / "1" / "data_state" / "data.json").read_text()) == {"consumed": 1}
 
 
 def test_relative_directory_is_resolved(tmp_path, monkeypatch):

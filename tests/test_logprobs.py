@@ -76,9 +76,11 @@ def test_chunked_token_logprobs_matches_direct(chunk_size):
   logp, entropy = chunked_token_logprobs(hidden, kernel, targets, chunk_size=chunk_size)
   log_probs = jax.nn.log_softmax(hidden @ kernel, axis=-1)
   np.testing.assert_allclose(
-      logp, jnp.take_along_axis(log_probs, targets[..., None], -1)[..., 0], atol=1e-5, rtol=0)
+    logp, jnp.take_along_axis(log_probs, targets[..., None], -1)[..., 0], atol=1e-5, rtol=0
+  )
   np.testing.assert_allclose(
-      entropy, -jnp.sum(jnp.exp(log_probs) * log_probs, -1), atol=1e-5, rtol=0)
+    entropy, -jnp.sum(jnp.exp(log_probs) * log_probs, -1), atol=1e-5, rtol=0
+  )
 
 
 def test_entropy_against_direct_computation(qwen):
@@ -97,17 +99,22 @@ def test_entropy_against_direct_computation(qwen):
 def test_temperature(qwen, temperature, chunk_size):
   tokens = _tokens(qwen.config.vocab_size, seed=3)
   mask = jnp.ones((B, T))
-  logp, entropy = sequence_logprobs(qwen, tokens, mask, chunk_size=chunk_size,
-                                    temperature=temperature)
+  logp, entropy = sequence_logprobs(
+    qwen, tokens, mask, chunk_size=chunk_size, temperature=temperature
+  )
   direct_logp, direct_entropy = _direct(qwen, tokens, temperature)
   np.testing.assert_allclose(logp, direct_logp, atol=1e-5, rtol=0)
   np.testing.assert_allclose(entropy, direct_entropy, atol=1e-5, rtol=0)
   # A traced temperature (under jit) gives the same values.
-  jitted = jax.jit(lambda hid, w, tgt, temp: chunked_token_logprobs(
-      hid, w, tgt, chunk_size=chunk_size, temperature=temp))
+  jitted = jax.jit(
+    lambda hid, w, tgt, temp: chunked_token_logprobs(
+      hid, w, tgt, chunk_size=chunk_size, temperature=temp
+    )
+  )
   hidden, _ = qwen.forward(tokens)
-  eager = chunked_token_logprobs(hidden, qwen.unembed_kernel(), tokens,
-                                 chunk_size=chunk_size, temperature=temperature)
+  eager = chunked_token_logprobs(
+    hidden, qwen.unembed_kernel(), tokens, chunk_size=chunk_size, temperature=temperature
+  )
   traced = jitted(hidden, qwen.unembed_kernel(), tokens, jnp.float32(temperature))
   np.testing.assert_allclose(traced[0], eager[0], atol=1e-5, rtol=0)
   np.testing.assert_allclose(traced[1], eager[1], atol=1e-5, rtol=0)
@@ -166,8 +173,9 @@ def test_packed_segments_match_separate_sequences(qwen):
   packed = jnp.concatenate([first, second], axis=1)
   segment_ids = jnp.array([[1] * 5 + [2] * 8], jnp.int32)
   positions = jnp.array([list(range(5)) + list(range(8))], jnp.int32)
-  logp, entropy = sequence_logprobs(qwen, packed, jnp.ones((1, 13)), chunk_size=4,
-                                    positions=positions, segment_ids=segment_ids)
+  logp, entropy = sequence_logprobs(
+    qwen, packed, jnp.ones((1, 13)), chunk_size=4, positions=positions, segment_ids=segment_ids
+  )
   lp1, e1 = sequence_logprobs(qwen, first, jnp.ones((1, 5)))
   lp2, e2 = sequence_logprobs(qwen, second, jnp.ones((1, 8)))
   np.testing.assert_allclose(logp, jnp.concatenate([lp1, lp2], 1), atol=1e-5, rtol=0)
@@ -197,8 +205,9 @@ def test_param_gradients_chunked_match_unchunked(model):
 
   @functools.partial(jax.jit, static_argnums=1)
   def grads(params, chunk_size):
-    return {objective: jax.grad(loss)(params, chunk_size, objective)
-            for objective in ("logp", "entropy")}
+    return {
+      objective: jax.grad(loss)(params, chunk_size, objective) for objective in ("logp", "entropy")
+    }
 
   ref = grads(params, None)
   for chunk_size in (5, 13):  # 5 pads T = 13 to 15; 13 is a single chunk.
@@ -206,8 +215,9 @@ def test_param_gradients_chunked_match_unchunked(model):
     for objective in ("logp", "entropy"):
       ref_leaves = jax.tree_util.tree_leaves(ref[objective])
       assert any(float(jnp.max(jnp.abs(r))) > 0 for r in ref_leaves)
-      assert (jax.tree_util.tree_structure(got[objective])
-              == jax.tree_util.tree_structure(ref[objective]))
+      assert jax.tree_util.tree_structure(got[objective]) == jax.tree_util.tree_structure(
+        ref[objective]
+      )
       for g, r in zip(jax.tree_util.tree_leaves(got[objective]), ref_leaves):
         assert g.shape == r.shape
         assert _max_rel_diff(g, r) <= 1e-5, (objective, chunk_size, _max_rel_diff(g, r))
@@ -220,8 +230,9 @@ def test_padding_gets_no_gradient():
   targets = jax.random.randint(k3, (2, 11), 0, 50)
 
   def loss(hidden, kernel, chunk_size):
-    logp, entropy = chunked_token_logprobs(hidden, kernel, targets, chunk_size=chunk_size,
-                                           temperature=0.8)
+    logp, entropy = chunked_token_logprobs(
+      hidden, kernel, targets, chunk_size=chunk_size, temperature=0.8
+    )
     return jnp.sum(logp) + 0.5 * jnp.sum(entropy)
 
   ref = jax.grad(loss, argnums=(0, 1))(hidden, kernel, None)
@@ -245,6 +256,7 @@ def test_chunked_uses_less_temp_memory():
     def loss(hidden, kernel, targets):
       logp, entropy = chunked_token_logprobs(hidden, kernel, targets, chunk_size=chunk_size)
       return jnp.sum(logp) + jnp.sum(entropy)
+
     compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(hidden, kernel, targets).compile()
     analysis = compiled.memory_analysis()
     return None if analysis is None else analysis.temp_size_in_bytes

@@ -63,8 +63,11 @@ def _kernel_env(tmp_path):
   env = dict(os.environ)
   env.setdefault(SIZE_VARIABLE, "tiny")
   env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
-  flags = [f for f in env.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
+  flags = [
+    f
+    for f in env.get("XLA_FLAGS", "").split()
+    if not f.startswith("--xla_force_host_platform_device_count")
+  ]
   if flags:
     env["XLA_FLAGS"] = " ".join(flags)
   else:
@@ -98,9 +101,16 @@ def test_notebook_executes(path, tmp_path, monkeypatch, kernel_spec_manager):
     timings.append((cell_index, time.perf_counter() - current["start"]))
 
   kernel = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=kernel_spec_manager)
-  client = NotebookClient(nb, km=kernel, timeout=CELL_TIMEOUT_S, startup_timeout=180,
-                          kernel_name=KERNEL_NAME, resources={"metadata": {"path": str(workdir)}},
-                          on_cell_start=on_cell_start, on_cell_executed=on_cell_executed)
+  client = NotebookClient(
+    nb,
+    km=kernel,
+    timeout=CELL_TIMEOUT_S,
+    startup_timeout=180,
+    kernel_name=KERNEL_NAME,
+    resources={"metadata": {"path": str(workdir)}},
+    on_cell_start=on_cell_start,
+    on_cell_executed=on_cell_executed,
+  )
   start, failure = time.perf_counter(), None
   try:
     client.execute(env=_kernel_env(tmp_path))
@@ -108,8 +118,10 @@ def test_notebook_executes(path, tmp_path, monkeypatch, kernel_spec_manager):
     index = current.get("index")
     cell = nb.cells[index] if index is not None else {"source": "<no cell started>"}
     error = _error_text(cell) or _ANSI.sub("", str(e))
-    failure = (f"{os.path.relpath(path, REPO)}: cells[{index}] failed ({type(e).__name__})\n"
-               f"--- source ---\n{cell['source']}\n--- error ---\n{error}")
+    failure = (
+      f"{os.path.relpath(path, REPO)}: cells[{index}] failed ({type(e).__name__})\n"
+      f"--- source ---\n{cell['source']}\n--- error ---\n{error}"
+    )
   if failure:  # Outside the except block, so the report is only this message.
     pytest.fail(failure, pytrace=False)
   total = time.perf_counter() - start
@@ -122,7 +134,12 @@ def test_notebook_executes(path, tmp_path, monkeypatch, kernel_spec_manager):
 def test_notebook_is_committed_without_outputs(path):
   nb = nbformat.read(path, as_version=4)
   nbformat.validate(nb)
-  dirty = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-           and (cell.get("outputs") or cell.get("execution_count") is not None)]
-  assert not dirty, (f"{os.path.relpath(path, REPO)}: clear the outputs of cells {dirty} "
-                     f"before committing (Jupyter: Edit > Clear All Outputs)")
+  dirty = [
+    i
+    for i, cell in enumerate(nb.cells)
+    if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+  ]
+  assert not dirty, (
+    f"{os.path.relpath(path, REPO)}: clear the outputs of cells {dirty} "
+    f"before committing (Jupyter: Edit > Clear All Outputs)"
+  )

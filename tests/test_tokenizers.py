@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reasoning_jax.tokenizers import (
-    ByteTokenizer,
-    HFTokenizer,
-    Tokenizer,
-    load_tokenizer,
-    render_chatml,
+  ByteTokenizer,
+  HFTokenizer,
+  Tokenizer,
+  load_tokenizer,
+  render_chatml,
 )
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -38,9 +38,9 @@ You are a helpful assistant.<|im_end|>
 {% endif %}"""
 
 MESSAGES = [
-    {"role": "user", "content": "What is 2 + 3?"},
-    {"role": "assistant", "content": "2 + 3 = 5."},
-    {"role": "user", "content": "And 4 * 6?"},
+  {"role": "user", "content": "What is 2 + 3?"},
+  {"role": "assistant", "content": "2 + 3 = 5."},
+  {"role": "user", "content": "And 4 * 6?"},
 ]
 
 
@@ -50,8 +50,10 @@ def _corpus() -> list[str]:
     b = (7 * a + 3) % 11
     lines.append(f"Question: what is {a} plus {b}? Answer: {a + b}.")
     lines.append(f"The quick brown fox jumps over {a} lazy dogs, then rests for {b} minutes.")
-    lines.append(f"<|im_start|>user\nCompute {a} times {b}.<|im_end|>\n"
-                 f"<|im_start|>assistant\n{a * b}<|im_end|>")
+    lines.append(
+      f"<|im_start|>user\nCompute {a} times {b}.<|im_end|>\n"
+      f"<|im_start|>assistant\n{a * b}<|im_end|>"
+    )
   lines += ["Größe, naïve café — 数学 problems ✓", "tabs\tand\nnewlines  and   spaces"]
   return lines
 
@@ -67,19 +69,28 @@ def tok_dir(tmp_path_factory):
   raw.decoder = decoders.ByteLevel()
   raw.post_processor = processors.ByteLevel(trim_offsets=False)
   trainer = trainers.BpeTrainer(
-      vocab_size=400, special_tokens=SPECIALS,
-      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    vocab_size=400,
+    special_tokens=SPECIALS,
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    show_progress=False,
+  )
   raw.train_from_iterator(_corpus(), trainer)
   d = tmp_path_factory.mktemp("qwen_like")
   raw.save(str(d / "tokenizer.json"))
   config = {
-      "tokenizer_class": "PreTrainedTokenizerFast",
-      "bos_token": None,
-      "eos_token": {"__type": "AddedToken", "content": "<|im_end|>", "lstrip": False,
-                    "normalized": False, "rstrip": False, "single_word": False,
-                    "special": True},
-      "pad_token": "<|endoftext|>",
-      "chat_template": QWEN_LIKE_TEMPLATE,
+    "tokenizer_class": "PreTrainedTokenizerFast",
+    "bos_token": None,
+    "eos_token": {
+      "__type": "AddedToken",
+      "content": "<|im_end|>",
+      "lstrip": False,
+      "normalized": False,
+      "rstrip": False,
+      "single_word": False,
+      "special": True,
+    },
+    "pad_token": "<|endoftext|>",
+    "chat_template": QWEN_LIKE_TEMPLATE,
   }
   (d / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
   return d
@@ -213,11 +224,14 @@ def test_hf_special_tokens(hf, tok_dir):
   assert hf.decode(ids) == "user\nhi"
 
 
-@pytest.mark.parametrize("text", [
+@pytest.mark.parametrize(
+  "text",
+  [
     "Question: what is 3 plus 4? Answer: 7.",
     "  leading spaces, Größe 数学 ✓ 🚀\n\tunseen words zyxw",
     "",
-])
+  ],
+)
 def test_hf_round_trip(hf, text):
   ids = hf.encode(text)
   assert all(0 <= i < hf.vocab_size for i in ids)
@@ -254,18 +268,23 @@ def test_hf_decode_out_of_range(hf):
 
 
 def test_hf_chat_template(hf):
-  expected = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-              "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
-              "<|im_start|>assistant\n2 + 3 = 5.<|im_end|>\n"
-              "<|im_start|>user\nAnd 4 * 6?<|im_end|>\n"
-              "<|im_start|>assistant\n")
+  expected = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
+    "<|im_start|>assistant\n2 + 3 = 5.<|im_end|>\n"
+    "<|im_start|>user\nAnd 4 * 6?<|im_end|>\n"
+    "<|im_start|>assistant\n"
+  )
   assert hf.apply_chat_template(MESSAGES) == expected
-  assert hf.apply_chat_template(MESSAGES, add_generation_prompt=False) == (
-      expected[:-len("<|im_start|>assistant\n")])
+  assert (
+    hf.apply_chat_template(MESSAGES, add_generation_prompt=False)
+    == (expected[: -len("<|im_start|>assistant\n")])
+  )
   system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
   assert hf.apply_chat_template(system) == (
-      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-      "<|im_start|>assistant\n")
+    "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    "<|im_start|>assistant\n"
+  )
   # The rendered prompt tokenizes with the chat markers as single ids.
   ids = hf.encode(hf.apply_chat_template(system))
   assert ids.count(hf.token_to_id("<|im_start|>")) == 3
@@ -273,19 +292,22 @@ def test_hf_chat_template(hf):
 
 def test_hf_chat_template_raise_exception(hf):
   import jinja2
+
   with pytest.raises(jinja2.exceptions.TemplateError, match="Unknown role: robot"):
     hf.apply_chat_template([{"role": "robot", "content": "beep"}])
 
 
 def test_hf_chat_template_variables_and_sandbox(tok_dir):
-  template = ("{{ bos_token }}{% for m in messages %}{{ m['content'] | tojson }}"
-              "{{ eos_token }}{% endfor %}{{ extra }}")
+  template = (
+    "{{ bos_token }}{% for m in messages %}{{ m['content'] | tojson }}"
+    "{{ eos_token }}{% endfor %}{{ extra }}"
+  )
   tok = HFTokenizer.from_file(tok_dir, bos_token="<|endoftext|>", chat_template=template)
   out = tok.apply_chat_template([{"role": "user", "content": "a<b>"}], extra="!")
   assert out == '<|endoftext|>"a<b>"<|im_end|>!'
   import jinja2
-  sneaky = HFTokenizer.from_file(
-      tok_dir, chat_template="{{ messages.append({'role': 'x'}) }}")
+
+  sneaky = HFTokenizer.from_file(tok_dir, chat_template="{{ messages.append({'role': 'x'}) }}")
   with pytest.raises(jinja2.exceptions.SecurityError):
     sneaky.apply_chat_template(MESSAGES)
 
@@ -294,11 +316,13 @@ def test_chatml_fallback(tok_dir):
   tok = HFTokenizer.from_file(tok_dir / "tokenizer.json", eos_token="<|im_end|>")
   assert tok.chat_template is None
   msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi there"}]
-  expected = ("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
-              "<|im_start|>assistant\n")
+  expected = (
+    "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n"
+  )
   assert tok.apply_chat_template(msgs) == expected
   assert tok.apply_chat_template(msgs, add_generation_prompt=False) == (
-      "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n")
+    "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+  )
   assert render_chatml(msgs) == expected
   with pytest.raises(ValueError, match="role"):
     tok.apply_chat_template([{"content": "no role"}])
@@ -316,8 +340,9 @@ def test_file_path_without_config(tok_dir):
 
 
 def test_overrides_and_pad_fallback(tok_dir):
-  tok = HFTokenizer.from_file(tok_dir, eos_token="<|endoftext|>", pad_token="<|im_start|>",
-                              bos_token="<|im_start|>")
+  tok = HFTokenizer.from_file(
+    tok_dir, eos_token="<|endoftext|>", pad_token="<|im_start|>", bos_token="<|im_start|>"
+  )
   assert (tok.bos_id, tok.eos_id, tok.pad_id) == (1, 0, 1)
   only_eos = HFTokenizer.from_file(tok_dir / "tokenizer.json", eos_token="<|im_end|>")
   assert only_eos.pad_id == only_eos.eos_id == 2
@@ -328,12 +353,17 @@ def test_overrides_and_pad_fallback(tok_dir):
 
 def test_special_tokens_map_and_chat_template_file(tok_dir, tmp_path):
   (tmp_path / "tokenizer.json").write_bytes((tok_dir / "tokenizer.json").read_bytes())
-  (tmp_path / "special_tokens_map.json").write_text(json.dumps({
-      "bos_token": {"content": "<|im_start|>", "special": True},
-      "eos_token": {"content": "<|endoftext|>", "lstrip": False},
-  }))
-  (tmp_path / "tokenizer_config.json").write_text(json.dumps({
-      "eos_token": "<|im_end|>", "chat_template": "config template"}))
+  (tmp_path / "special_tokens_map.json").write_text(
+    json.dumps(
+      {
+        "bos_token": {"content": "<|im_start|>", "special": True},
+        "eos_token": {"content": "<|endoftext|>", "lstrip": False},
+      }
+    )
+  )
+  (tmp_path / "tokenizer_config.json").write_text(
+    json.dumps({"eos_token": "<|im_end|>", "chat_template": "config template"})
+  )
   tok = HFTokenizer.from_file(tmp_path)
   # tokenizer_config.json wins; special_tokens_map.json fills the gaps.
   assert (tok.bos_id, tok.eos_id, tok.pad_id) == (1, 2, 2)
@@ -390,13 +420,16 @@ def test_load_tokenizer(tok_dir):
 def test_matches_transformers_encoding(hf, tok_dir):
   transformers = pytest.importorskip("transformers")
   ref = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tok_dir / "tokenizer.json"))
-  texts = ["Question: what is 3 plus 4? Answer: 7.",
-           "  Größe 数学 ✓ 🚀\n\tunseen zyxw",
-           "<|im_start|>user\nCompute 2 times 5.<|im_end|>\n<|im_start|>assistant\n"]
+  texts = [
+    "Question: what is 3 plus 4? Answer: 7.",
+    "  Größe 数学 ✓ 🚀\n\tunseen zyxw",
+    "<|im_start|>user\nCompute 2 times 5.<|im_end|>\n<|im_start|>assistant\n",
+  ]
   for text in texts:
     assert hf.encode(text) == ref.encode(text, add_special_tokens=False)
     assert hf.encode(text) == ref(text)["input_ids"]
   # Chat template rendering matches as well.
   ref_dir = transformers.PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
   assert hf.apply_chat_template(MESSAGES) == ref_dir.apply_chat_template(
-      MESSAGES, tokenize=False, add_generation_prompt=True)
+    MESSAGES, tokenize=False, add_generation_prompt=True
+  )

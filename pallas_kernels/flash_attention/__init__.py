@@ -23,16 +23,26 @@ from pallas_kernels.flash_attention.blocks import BlockSizes
 from pallas_kernels.flash_attention.kernel import flash_attention, flash_attention_reference
 
 __all__ = [
-    "BlockSizes", "flash_attention", "flash_attention_reference", "pallas_attention",
-    "register", "unsupported_reason",
+  "BlockSizes",
+  "flash_attention",
+  "flash_attention_reference",
+  "pallas_attention",
+  "register",
+  "unsupported_reason",
 ]
 
 _MISSING = object()
 
 
-def unsupported_reason(q: jax.Array, k: jax.Array, *, causal: Any = _MISSING,
-                       index_positions: bool = False, kv_mask: jax.Array | None = None,
-                       **unused_mask_info: Any) -> str | None:
+def unsupported_reason(
+  q: jax.Array,
+  k: jax.Array,
+  *,
+  causal: Any = _MISSING,
+  index_positions: bool = False,
+  kv_mask: jax.Array | None = None,
+  **unused_mask_info: Any,
+) -> str | None:
   """Why the "pallas" backend cannot run this call, or None if it can.
 
   Static checks only (shapes and flags), so `ops.attention` can use it to pick
@@ -40,27 +50,41 @@ def unsupported_reason(q: jax.Array, k: jax.Array, *, causal: Any = _MISSING,
   """
   del unused_mask_info
   if causal is _MISSING:
-    return ("the registry passed only a dense mask; the kernel needs the mask structure "
-            "(causal=, sliding_window=, q_segment_ids=, kv_segment_ids=, kv_mask=, "
-            "index_positions=) from reasoning_jax.ops.attention")
+    return (
+      "the registry passed only a dense mask; the kernel needs the mask structure "
+      "(causal=, sliding_window=, q_segment_ids=, kv_segment_ids=, kv_mask=, "
+      "index_positions=) from reasoning_jax.ops.attention"
+    )
   if getattr(k, "ndim", 0) != 4 or k.shape[1] != q.shape[1]:
-    return (f"keys have length S={k.shape[1]} != T={q.shape[1]} (prefill or decode against "
-            "a KV cache); the kernel is self-attention only")
+    return (
+      f"keys have length S={k.shape[1]} != T={q.shape[1]} (prefill or decode against "
+      "a KV cache); the kernel is self-attention only"
+    )
   if not index_positions:
-    return ("positions are not promised to be arange(T) (within each segment); the kernel "
-            "masks on array indices, not on arbitrary positions")
+    return (
+      "positions are not promised to be arange(T) (within each segment); the kernel "
+      "masks on array indices, not on arbitrary positions"
+    )
   if kv_mask is not None:
-    return ("kv_mask (padding keys) is not supported; give padding its own segment id "
-            "instead")
+    return "kv_mask (padding keys) is not supported; give padding its own segment id instead"
   return None
 
 
-def pallas_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, *,
-                     scale: float, causal: Any = _MISSING, sliding_window: int | None = None,
-                     q_segment_ids: jax.Array | None = None,
-                     kv_segment_ids: jax.Array | None = None,
-                     kv_mask: jax.Array | None = None, index_positions: bool = False,
-                     **kernel_options: Any) -> jax.Array:
+def pallas_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  mask: jax.Array | None,
+  *,
+  scale: float,
+  causal: Any = _MISSING,
+  sliding_window: int | None = None,
+  q_segment_ids: jax.Array | None = None,
+  kv_segment_ids: jax.Array | None = None,
+  kv_mask: jax.Array | None = None,
+  index_positions: bool = False,
+  **kernel_options: Any,
+) -> jax.Array:
   """The "pallas" entry of `registry.ATTENTION_IMPLEMENTATIONS`.
 
   Args:
@@ -80,14 +104,22 @@ def pallas_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array |
       expressed (see `unsupported_reason`).
   """
   del mask
-  reason = unsupported_reason(q, k, causal=causal, index_positions=index_positions,
-                              kv_mask=kv_mask)
+  reason = unsupported_reason(q, k, causal=causal, index_positions=index_positions, kv_mask=kv_mask)
   if reason is not None:
-    raise ValueError(f"implementation='pallas' cannot run this call: {reason}; "
-                     "use implementation='xla'")
-  return flash_attention(q, k, v, q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids,
-                         causal=causal, sliding_window=sliding_window, scale=scale,
-                         **kernel_options)
+    raise ValueError(
+      f"implementation='pallas' cannot run this call: {reason}; use implementation='xla'"
+    )
+  return flash_attention(
+    q,
+    k,
+    v,
+    q_segment_ids=q_segment_ids,
+    kv_segment_ids=kv_segment_ids,
+    causal=causal,
+    sliding_window=sliding_window,
+    scale=scale,
+    **kernel_options,
+  )
 
 
 pallas_attention.unsupported_reason = unsupported_reason
@@ -102,5 +134,6 @@ def register(target: Any = None) -> Any:
   """
   if target is None:
     from reasoning_jax import registry
+
     target = registry.ATTENTION_IMPLEMENTATIONS
   return target.register("pallas")(pallas_attention)

@@ -35,8 +35,9 @@ def _split(refs, has_segments: bool, num_inputs: int):
 
 
 def _dq_grid_kernel(*refs, c: common.Config):
-  (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), (qs_ref, ks_ref), (dq_ref, acc_sc) = (
-      _split(refs, c.has_segments, 6))
+  (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), (qs_ref, ks_ref), (dq_ref, acc_sc) = _split(
+    refs, c.has_segments, 6
+  )
   i, j = pl.program_id(2), pl.program_id(3)
   lo, hi, plain_lo, plain_hi = common.key_block_range(i, c)
   kb = lo + j
@@ -49,11 +50,24 @@ def _dq_grid_kernel(*refs, c: common.Config):
     mask = None
     if masked:
       mask = common.block_mask(
-          i * c.block_q, kb * c.block_k, (c.block_q, c.block_k), c,
-          q_seg=None if qs_ref is None else qs_ref[:, :1],
-          k_seg=None if ks_ref is None else ks_ref[:1, :])
-    acc_sc[...] = common.dq_step(q_ref[...], k_ref[...], v_ref[...], do_ref[...],
-                                 lse_ref[:, :1], delta_ref[:, :1], acc_sc[...], mask, c.scale)
+        i * c.block_q,
+        kb * c.block_k,
+        (c.block_q, c.block_k),
+        c,
+        q_seg=None if qs_ref is None else qs_ref[:, :1],
+        k_seg=None if ks_ref is None else ks_ref[:1, :],
+      )
+    acc_sc[...] = common.dq_step(
+      q_ref[...],
+      k_ref[...],
+      v_ref[...],
+      do_ref[...],
+      lse_ref[:, :1],
+      delta_ref[:, :1],
+      acc_sc[...],
+      mask,
+      c.scale,
+    )
 
   visible = kb <= hi
   plain = jnp.logical_and(plain_lo <= kb, kb < plain_hi)
@@ -67,8 +81,9 @@ def _dq_grid_kernel(*refs, c: common.Config):
 
 
 def _dq_loop_kernel(*refs, c: common.Config):
-  (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), (qs_ref, ks_ref), (dq_ref,) = (
-      _split(refs, c.has_segments, 6))
+  (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), (qs_ref, ks_ref), (dq_ref,) = _split(
+    refs, c.has_segments, 6
+  )
   bq, bk = c.block_q, c.block_k
   i = pl.program_id(2)
   lo, hi, plain_lo, plain_hi = common.key_block_range(i, c)
@@ -84,9 +99,15 @@ def _dq_loop_kernel(*refs, c: common.Config):
       mask = None
       if masked:
         mask = common.block_mask(
-            i * bq, start, (bq, bk), c, q_seg=q_seg,
-            k_seg=None if ks_ref is None else ks_ref[:, pl.ds(start, bk)])
+          i * bq,
+          start,
+          (bq, bk),
+          c,
+          q_seg=q_seg,
+          k_seg=None if ks_ref is None else ks_ref[:, pl.ds(start, bk)],
+        )
       return common.dq_step(q, k, v, do, lse, delta, acc, mask, c.scale)
+
     return step
 
   acc = jnp.zeros((bq, c.head_dim), jnp.float32)
@@ -109,21 +130,28 @@ def _dq(q, k, v, do, lse_col, delta_col, seg_args, c: common.Config, cost):
       return jnp.maximum(jnp.minimum(lo + j, hi), 0)
 
     q_spec = pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i, j: (b_, h, i, 0))
-    kv_spec = pl.BlockSpec((_SQ, _SQ, bk, d),
-                           lambda b_, h, i, j: (b_, lax.div(h, g), kv_block(i, j), 0))
+    kv_spec = pl.BlockSpec(
+      (_SQ, _SQ, bk, d), lambda b_, h, i, j: (b_, lax.div(h, g), kv_block(i, j), 0)
+    )
     stat_spec = pl.BlockSpec((_SQ, _SQ, bq, c.lanes), lambda b_, h, i, j: (b_, h, i, 0))
     in_specs = [q_spec, kv_spec, kv_spec, q_spec, stat_spec, stat_spec]
     if c.has_segments:
       in_specs += [
-          pl.BlockSpec((_SQ, bq, c.lanes), lambda b_, h, i, j: (b_, i, 0)),
-          pl.BlockSpec((_SQ, c.sublanes, bk), lambda b_, h, i, j: (b_, 0, kv_block(i, j))),
+        pl.BlockSpec((_SQ, bq, c.lanes), lambda b_, h, i, j: (b_, i, 0)),
+        pl.BlockSpec((_SQ, c.sublanes, bk), lambda b_, h, i, j: (b_, 0, kv_block(i, j))),
       ]
     call = common.pallas_call(
-        common.bind(_dq_grid_kernel, c), cost=cost, out_shape=out_shape,
-        grid=(b, c.num_heads, c.num_q_blocks, nkv), in_specs=in_specs, out_specs=q_spec,
-        scratch_shapes=[common.vmem_scratch((bq, d))],
-        compiler_params=common.compiler_params(c, 3, 1), interpret=c.interpret,
-        name="flash_attention_dq")
+      common.bind(_dq_grid_kernel, c),
+      cost=cost,
+      out_shape=out_shape,
+      grid=(b, c.num_heads, c.num_q_blocks, nkv),
+      in_specs=in_specs,
+      out_specs=q_spec,
+      scratch_shapes=[common.vmem_scratch((bq, d))],
+      compiler_params=common.compiler_params(c, 3, 1),
+      interpret=c.interpret,
+      name="flash_attention_dq",
+    )
   else:
     tp = c.padded_len
     q_spec = pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i: (b_, h, i, 0))
@@ -131,13 +159,21 @@ def _dq(q, k, v, do, lse_col, delta_col, seg_args, c: common.Config, cost):
     stat_spec = pl.BlockSpec((_SQ, _SQ, bq, c.lanes), lambda b_, h, i: (b_, h, i, 0))
     in_specs = [q_spec, kv_spec, kv_spec, q_spec, stat_spec, stat_spec]
     if c.has_segments:
-      in_specs += [pl.BlockSpec((_SQ, bq, c.lanes), lambda b_, h, i: (b_, i, 0)),
-                   pl.BlockSpec((_SQ, c.sublanes, tp), lambda b_, h, i: (b_, 0, 0))]
+      in_specs += [
+        pl.BlockSpec((_SQ, bq, c.lanes), lambda b_, h, i: (b_, i, 0)),
+        pl.BlockSpec((_SQ, c.sublanes, tp), lambda b_, h, i: (b_, 0, 0)),
+      ]
     call = common.pallas_call(
-        common.bind(_dq_loop_kernel, c), cost=cost, out_shape=out_shape,
-        grid=(b, c.num_heads, c.num_q_blocks), in_specs=in_specs, out_specs=q_spec,
-        compiler_params=common.compiler_params(c, 3, 0), interpret=c.interpret,
-        name="flash_attention_dq")
+      common.bind(_dq_loop_kernel, c),
+      cost=cost,
+      out_shape=out_shape,
+      grid=(b, c.num_heads, c.num_q_blocks),
+      in_specs=in_specs,
+      out_specs=q_spec,
+      compiler_params=common.compiler_params(c, 3, 0),
+      interpret=c.interpret,
+      name="flash_attention_dq",
+    )
   return call(q, k, v, do, lse_col, delta_col, *seg_args)
 
 
@@ -145,8 +181,11 @@ def _dq(q, k, v, do, lse_col, delta_col, seg_args, c: common.Config, cost):
 
 
 def _dkv_grid_kernel(*refs, c: common.Config, num_visits: int):
-  (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), (qs_ref, ks_ref), (
-      dk_ref, dv_ref, dk_sc, dv_sc) = _split(refs, c.has_segments, 6)
+  (
+    (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref),
+    (qs_ref, ks_ref),
+    (dk_ref, dv_ref, dk_sc, dv_sc),
+  ) = _split(refs, c.has_segments, 6)
   kb, r = pl.program_id(2), pl.program_id(3)
   lo, hi, plain_lo, plain_hi = common.query_block_range(kb, c)
   qb = lo + lax.rem(r, num_visits)
@@ -160,11 +199,26 @@ def _dkv_grid_kernel(*refs, c: common.Config, num_visits: int):
     mask = None
     if masked:
       mask = common.block_mask(
-          qb * c.block_q, kb * c.block_k, (c.block_k, c.block_q), c, key_major=True,
-          q_seg=None if qs_ref is None else qs_ref[:1, :],
-          k_seg=None if ks_ref is None else ks_ref[:, :1])
-    dk, dv = common.dkv_step(q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[:1, :],
-                             delta_ref[:1, :], dk_sc[...], dv_sc[...], mask, c.scale)
+        qb * c.block_q,
+        kb * c.block_k,
+        (c.block_k, c.block_q),
+        c,
+        key_major=True,
+        q_seg=None if qs_ref is None else qs_ref[:1, :],
+        k_seg=None if ks_ref is None else ks_ref[:, :1],
+      )
+    dk, dv = common.dkv_step(
+      q_ref[...],
+      k_ref[...],
+      v_ref[...],
+      do_ref[...],
+      lse_ref[:1, :],
+      delta_ref[:1, :],
+      dk_sc[...],
+      dv_sc[...],
+      mask,
+      c.scale,
+    )
     dk_sc[...] = dk
     dv_sc[...] = dv
 
@@ -181,8 +235,9 @@ def _dkv_grid_kernel(*refs, c: common.Config, num_visits: int):
 
 
 def _dkv_loop_kernel(*refs, c: common.Config):
-  (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), (qs_ref, ks_ref), (dk_ref, dv_ref) = (
-      _split(refs, c.has_segments, 6))
+  (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), (qs_ref, ks_ref), (dk_ref, dv_ref) = _split(
+    refs, c.has_segments, 6
+  )
   bq, bk = c.block_q, c.block_k
   kb = pl.program_id(2)
   lo, hi, plain_lo, plain_hi = common.query_block_range(kb, c)
@@ -200,9 +255,16 @@ def _dkv_loop_kernel(*refs, c: common.Config):
         mask = None
         if masked:
           mask = common.block_mask(
-              start, kb * bk, (bk, bq), c, key_major=True,
-              q_seg=None if qs_ref is None else qs_ref[:, pl.ds(start, bq)], k_seg=k_seg)
+            start,
+            kb * bk,
+            (bk, bq),
+            c,
+            key_major=True,
+            q_seg=None if qs_ref is None else qs_ref[:, pl.ds(start, bq)],
+            k_seg=k_seg,
+          )
         return common.dkv_step(q, k, v, do, lse, delta, *carry, mask, c.scale)
+
       return step
 
     carry = lax.fori_loop(lo, plain_lo, body(True), carry)
@@ -231,24 +293,31 @@ def _dkv(q, k, v, do, lse_row, delta_row, seg_args, c: common.Config, cost):
       lo, hi, _, _ = common.query_block_range(kb, c)
       return jnp.maximum(jnp.minimum(lo + lax.rem(r, nqv), hi), 0)
 
-    q_spec = pl.BlockSpec((_SQ, _SQ, bq, d),
-                          lambda b_, kh, kb, r: (b_, head(kh, r), q_block(kb, r), 0))
+    q_spec = pl.BlockSpec(
+      (_SQ, _SQ, bq, d), lambda b_, kh, kb, r: (b_, head(kh, r), q_block(kb, r), 0)
+    )
     kv_spec = pl.BlockSpec((_SQ, _SQ, bk, d), lambda b_, kh, kb, r: (b_, kh, kb, 0))
-    stat_spec = pl.BlockSpec((_SQ, _SQ, c.sublanes, bq),
-                             lambda b_, kh, kb, r: (b_, head(kh, r), 0, q_block(kb, r)))
+    stat_spec = pl.BlockSpec(
+      (_SQ, _SQ, c.sublanes, bq), lambda b_, kh, kb, r: (b_, head(kh, r), 0, q_block(kb, r))
+    )
     in_specs = [q_spec, kv_spec, kv_spec, q_spec, stat_spec, stat_spec]
     if c.has_segments:
       in_specs += [
-          pl.BlockSpec((_SQ, c.sublanes, bq), lambda b_, kh, kb, r: (b_, 0, q_block(kb, r))),
-          pl.BlockSpec((_SQ, bk, c.lanes), lambda b_, kh, kb, r: (b_, kb, 0)),
+        pl.BlockSpec((_SQ, c.sublanes, bq), lambda b_, kh, kb, r: (b_, 0, q_block(kb, r))),
+        pl.BlockSpec((_SQ, bk, c.lanes), lambda b_, kh, kb, r: (b_, kb, 0)),
       ]
     call = common.pallas_call(
-        functools.partial(_dkv_grid_kernel, c=c, num_visits=nqv),
-        cost=cost, out_shape=out_shape, grid=(b, c.num_kv_heads, c.num_k_blocks, g * nqv),
-        in_specs=in_specs, out_specs=(kv_spec, kv_spec),
-        scratch_shapes=[common.vmem_scratch((bk, d)), common.vmem_scratch((bk, d))],
-        compiler_params=common.compiler_params(c, 3, 1), interpret=c.interpret,
-        name="flash_attention_dkv")
+      functools.partial(_dkv_grid_kernel, c=c, num_visits=nqv),
+      cost=cost,
+      out_shape=out_shape,
+      grid=(b, c.num_kv_heads, c.num_k_blocks, g * nqv),
+      in_specs=in_specs,
+      out_specs=(kv_spec, kv_spec),
+      scratch_shapes=[common.vmem_scratch((bk, d)), common.vmem_scratch((bk, d))],
+      compiler_params=common.compiler_params(c, 3, 1),
+      interpret=c.interpret,
+      name="flash_attention_dkv",
+    )
   else:
     tp = c.padded_len
     q_spec = pl.BlockSpec((_SQ, g, tp, d), lambda b_, kh, kb: (b_, kh, 0, 0))
@@ -256,13 +325,21 @@ def _dkv(q, k, v, do, lse_row, delta_row, seg_args, c: common.Config, cost):
     stat_spec = pl.BlockSpec((_SQ, g, c.sublanes, tp), lambda b_, kh, kb: (b_, kh, 0, 0))
     in_specs = [q_spec, kv_spec, kv_spec, q_spec, stat_spec, stat_spec]
     if c.has_segments:
-      in_specs += [pl.BlockSpec((_SQ, c.sublanes, tp), lambda b_, kh, kb: (b_, 0, 0)),
-                   pl.BlockSpec((_SQ, bk, c.lanes), lambda b_, kh, kb: (b_, kb, 0))]
+      in_specs += [
+        pl.BlockSpec((_SQ, c.sublanes, tp), lambda b_, kh, kb: (b_, 0, 0)),
+        pl.BlockSpec((_SQ, bk, c.lanes), lambda b_, kh, kb: (b_, kb, 0)),
+      ]
     call = common.pallas_call(
-        common.bind(_dkv_loop_kernel, c), cost=cost, out_shape=out_shape,
-        grid=(b, c.num_kv_heads, c.num_k_blocks), in_specs=in_specs,
-        out_specs=(kv_spec, kv_spec), compiler_params=common.compiler_params(c, 3, 0),
-        interpret=c.interpret, name="flash_attention_dkv")
+      common.bind(_dkv_loop_kernel, c),
+      cost=cost,
+      out_shape=out_shape,
+      grid=(b, c.num_kv_heads, c.num_k_blocks),
+      in_specs=in_specs,
+      out_specs=(kv_spec, kv_spec),
+      compiler_params=common.compiler_params(c, 3, 0),
+      interpret=c.interpret,
+      name="flash_attention_dkv",
+    )
   return call(q, k, v, do, lse_row, delta_row, *seg_args)
 
 

@@ -32,6 +32,7 @@ SCHEDULES = ("grid", "loop")
 @dataclasses.dataclass(frozen=True)
 class BlockSizes:
   """Query/key block sizes (rows of Q and rows of K/V per kernel step)."""
+
   block_q: int
   block_k: int
 
@@ -39,6 +40,7 @@ class BlockSizes:
 @dataclasses.dataclass(frozen=True)
 class TritonParams:
   """Triton launch parameters for the "loop" schedule on GPU."""
+
   num_warps: int = 4
   num_stages: int = 2
 
@@ -46,9 +48,9 @@ class TritonParams:
 # Per-backend defaults (jax.default_backend() names). "cpu" means interpret mode.
 DEFAULT_SCHEDULE: dict[str, str] = {"tpu": "grid", "gpu": "loop", "cpu": "grid"}
 DEFAULT_BLOCK_SIZES: dict[str, BlockSizes] = {
-    "tpu": BlockSizes(block_q=128, block_k=128),  # Multiples of 128 lanes.
-    "gpu": BlockSizes(block_q=64, block_k=64),  # Powers of two >= 16 (tl.dot).
-    "cpu": BlockSizes(block_q=128, block_k=128),
+  "tpu": BlockSizes(block_q=128, block_k=128),  # Multiples of 128 lanes.
+  "gpu": BlockSizes(block_q=64, block_k=64),  # Powers of two >= 16 (tl.dot).
+  "cpu": BlockSizes(block_q=128, block_k=128),
 }
 TRITON_PARAMS = TritonParams(num_warps=4, num_stages=2)
 
@@ -74,8 +76,9 @@ def _next_pow2(x: int) -> int:
   return 1 << max(x - 1, 0).bit_length()
 
 
-def fit_block_sizes(seq_len: int, block_q: int, block_k: int, *, schedule: str,
-                    compiled: bool) -> tuple[int, int, int]:
+def fit_block_sizes(
+  seq_len: int, block_q: int, block_k: int, *, schedule: str, compiled: bool
+) -> tuple[int, int, int]:
   """Clamps block sizes to the sequence and returns `(block_q, block_k, padded_len)`.
 
   Blocks larger than the (aligned) sequence shrink to it, so tiny inputs run as
@@ -106,13 +109,13 @@ def fit_block_sizes(seq_len: int, block_q: int, block_k: int, *, schedule: str,
     for name, b in (("block_q", bq), ("block_k", bk)):
       if b % TPU_LANES and b != padded:
         raise ValueError(
-            f"{name}={b} must be a multiple of {TPU_LANES} (or cover the whole padded "
-            f"sequence, {padded}) for the TPU (Mosaic) kernel")
+          f"{name}={b} must be a multiple of {TPU_LANES} (or cover the whole padded "
+          f"sequence, {padded}) for the TPU (Mosaic) kernel"
+        )
   if compiled and schedule == "loop":
     for name, b in (("block_q", bq), ("block_k", bk)):
       if b < 16 or b & (b - 1):
-        raise ValueError(
-            f"{name}={b} must be a power of two >= 16 for the GPU (Triton) kernel")
+        raise ValueError(f"{name}={b} must be a power of two >= 16 for the GPU (Triton) kernel")
   return bq, bk, padded
 
 

@@ -39,6 +39,7 @@ MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Static description of one flash-attention call (hashable: a custom_vjp static arg)."""
+
   causal: bool
   window: int | None
   scale: float
@@ -76,6 +77,7 @@ class Config:
 
 class StaticOps:
   """numpy integer ops: evaluates the block ranges for every block at trace time."""
+
   maximum = staticmethod(np.maximum)
   minimum = staticmethod(np.minimum)
   where = staticmethod(np.where)
@@ -84,6 +86,7 @@ class StaticOps:
 
 class TracedOps:
   """jnp/lax integer ops on program ids, inside kernels and index maps."""
+
   maximum = staticmethod(jnp.maximum)
   minimum = staticmethod(jnp.minimum)
   where = staticmethod(jnp.where)
@@ -149,8 +152,16 @@ def max_visits(range_fn: Callable, num_blocks: int, c: Config) -> int:
   return max(1, int(np.max(hi - lo + 1)))
 
 
-def block_mask(q_first, k_first, shape: tuple[int, int], c: Config, *, key_major: bool = False,
-               q_seg=None, k_seg=None) -> jax.Array:
+def block_mask(
+  q_first,
+  k_first,
+  shape: tuple[int, int],
+  c: Config,
+  *,
+  key_major: bool = False,
+  q_seg=None,
+  k_seg=None,
+) -> jax.Array:
   """Boolean visibility of one block (True = attend).
 
   Args:
@@ -187,8 +198,13 @@ def _dot(a, b, contract_a: int, contract_b: int):
   # TF32 and the compiled kernel was 2.4e-4..5.6e-4 (relative) off the fp32 reference
   # (benchmarks/kernel_check.py); bf16 inputs keep the fast default.
   precision = lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
-  return lax.dot_general(a, b, (((contract_a,), (contract_b,)), ((), ())),
-                         precision=precision, preferred_element_type=jnp.float32)
+  return lax.dot_general(
+    a,
+    b,
+    (((contract_a,), (contract_b,)), ((), ())),
+    precision=precision,
+    preferred_element_type=jnp.float32,
+  )
 
 
 def forward_step(q, k, v, m_prev, l_prev, acc_prev, mask, scale: float):
@@ -247,14 +263,18 @@ def visible_pairs(c: Config) -> int:
 def compiler_params(c: Config, num_parallel: int, num_sequential: int):
   if c.schedule == "grid":
     from jax.experimental.pallas import tpu as pltpu
+
     return pltpu.CompilerParams(
-        dimension_semantics=("parallel",) * num_parallel + ("arbitrary",) * num_sequential)
+      dimension_semantics=("parallel",) * num_parallel + ("arbitrary",) * num_sequential
+    )
   from jax.experimental.pallas import triton as pltriton
+
   return pltriton.CompilerParams(num_warps=c.num_warps, num_stages=c.num_stages)
 
 
 def vmem_scratch(shape: tuple[int, ...]):
   from jax.experimental.pallas import tpu as pltpu
+
   return pltpu.VMEM(shape, jnp.float32)
 
 
@@ -262,8 +282,9 @@ def pallas_call(kernel: Callable, *, cost: tuple[int, int, int] | None, **kwargs
   """`pl.pallas_call` with a `pl.CostEstimate` when this JAX version takes one."""
   if cost is not None and hasattr(pl, "CostEstimate"):
     flops, transcendentals, bytes_accessed = cost
-    estimate = pl.CostEstimate(flops=int(flops), transcendentals=int(transcendentals),
-                               bytes_accessed=int(bytes_accessed))
+    estimate = pl.CostEstimate(
+      flops=int(flops), transcendentals=int(transcendentals), bytes_accessed=int(bytes_accessed)
+    )
     try:
       return pl.pallas_call(kernel, cost_estimate=estimate, **kwargs)
     except TypeError:

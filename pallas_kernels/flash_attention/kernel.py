@@ -51,8 +51,9 @@ def _segment_refs(refs, has_segments: bool, num_inputs: int):
 
 
 def _fwd_grid_kernel(*refs, c: common.Config):
-  (q_ref, k_ref, v_ref), (qs_ref, ks_ref), (o_ref, lse_ref, m_sc, l_sc, acc_sc) = (
-      _segment_refs(refs, c.has_segments, 3))
+  (q_ref, k_ref, v_ref), (qs_ref, ks_ref), (o_ref, lse_ref, m_sc, l_sc, acc_sc) = _segment_refs(
+    refs, c.has_segments, 3
+  )
   i, j = pl.program_id(2), pl.program_id(3)
   lo, hi, plain_lo, plain_hi = common.key_block_range(i, c)
   kb = lo + j
@@ -67,11 +68,16 @@ def _fwd_grid_kernel(*refs, c: common.Config):
     mask = None
     if masked:
       mask = common.block_mask(
-          i * c.block_q, kb * c.block_k, (c.block_q, c.block_k), c,
-          q_seg=None if qs_ref is None else qs_ref[:, :1],
-          k_seg=None if ks_ref is None else ks_ref[:1, :])
-    m, l, acc = common.forward_step(q_ref[...], k_ref[...], v_ref[...], m_sc[:, :1],
-                                    l_sc[:, :1], acc_sc[...], mask, c.scale)
+        i * c.block_q,
+        kb * c.block_k,
+        (c.block_q, c.block_k),
+        c,
+        q_seg=None if qs_ref is None else qs_ref[:, :1],
+        k_seg=None if ks_ref is None else ks_ref[:1, :],
+      )
+    m, l, acc = common.forward_step(
+      q_ref[...], k_ref[...], v_ref[...], m_sc[:, :1], l_sc[:, :1], acc_sc[...], mask, c.scale
+    )
     m_sc[...] = jnp.broadcast_to(m, m_sc.shape)
     l_sc[...] = jnp.broadcast_to(l, l_sc.shape)
     acc_sc[...] = acc
@@ -90,8 +96,7 @@ def _fwd_grid_kernel(*refs, c: common.Config):
 
 
 def _fwd_loop_kernel(*refs, c: common.Config):
-  (q_ref, k_ref, v_ref), (qs_ref, ks_ref), (o_ref, lse_ref) = (
-      _segment_refs(refs, c.has_segments, 3))
+  (q_ref, k_ref, v_ref), (qs_ref, ks_ref), (o_ref, lse_ref) = _segment_refs(refs, c.has_segments, 3)
   bq, bk = c.block_q, c.block_k
   i = pl.program_id(2)
   lo, hi, plain_lo, plain_hi = common.key_block_range(i, c)
@@ -106,13 +111,22 @@ def _fwd_loop_kernel(*refs, c: common.Config):
       mask = None
       if masked:
         mask = common.block_mask(
-            i * bq, start, (bq, bk), c, q_seg=q_seg,
-            k_seg=None if ks_ref is None else ks_ref[:, pl.ds(start, bk)])
+          i * bq,
+          start,
+          (bq, bk),
+          c,
+          q_seg=q_seg,
+          k_seg=None if ks_ref is None else ks_ref[:, pl.ds(start, bk)],
+        )
       return common.forward_step(q, k, v, *carry, mask, c.scale)
+
     return step
 
-  carry = (jnp.full((bq, 1), common.MASK_VALUE, jnp.float32), jnp.zeros((bq, 1), jnp.float32),
-           jnp.zeros((bq, c.head_dim), jnp.float32))
+  carry = (
+    jnp.full((bq, 1), common.MASK_VALUE, jnp.float32),
+    jnp.zeros((bq, 1), jnp.float32),
+    jnp.zeros((bq, c.head_dim), jnp.float32),
+  )
   carry = lax.fori_loop(lo, plain_lo, body(True), carry)  # Window edge (or all, segments).
   if not c.has_segments:
     carry = lax.fori_loop(plain_lo, plain_hi, body(False), carry)  # Interior.
@@ -129,10 +143,15 @@ def _forward(q, k, v, segs, c: common.Config):
   seg_args = segs[:2]  # (q ids [B, Tp, lanes], kv ids [B, sublanes, Tp]).
   pairs = common.visible_pairs(c)
   itemsize = q.dtype.itemsize
-  cost = (4 * b * c.num_heads * pairs * d, b * c.num_heads * pairs,
-          (2 * q.size + 2 * k.size) * itemsize + b * c.num_heads * c.padded_len * 4)
-  out_shape = (jax.ShapeDtypeStruct(q.shape, q.dtype),
-               jax.ShapeDtypeStruct((b, c.num_heads, c.padded_len, c.lanes), jnp.float32))
+  cost = (
+    4 * b * c.num_heads * pairs * d,
+    b * c.num_heads * pairs,
+    (2 * q.size + 2 * k.size) * itemsize + b * c.num_heads * c.padded_len * 4,
+  )
+  out_shape = (
+    jax.ShapeDtypeStruct(q.shape, q.dtype),
+    jax.ShapeDtypeStruct((b, c.num_heads, c.padded_len, c.lanes), jnp.float32),
+  )
   if c.schedule == "grid":
     nkv = common.max_visits(common.key_block_range, c.num_q_blocks, c)
 
@@ -141,42 +160,62 @@ def _forward(q, k, v, segs, c: common.Config):
       return jnp.maximum(jnp.minimum(lo + j, hi), 0)  # Repeats (no new DMA) past hi.
 
     in_specs = [
-        pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i, j: (b_, h, i, 0)),
-        pl.BlockSpec((_SQ, _SQ, bk, d), lambda b_, h, i, j: (b_, lax.div(h, g), kv_block(i, j), 0)),
-        pl.BlockSpec((_SQ, _SQ, bk, d), lambda b_, h, i, j: (b_, lax.div(h, g), kv_block(i, j), 0)),
+      pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i, j: (b_, h, i, 0)),
+      pl.BlockSpec((_SQ, _SQ, bk, d), lambda b_, h, i, j: (b_, lax.div(h, g), kv_block(i, j), 0)),
+      pl.BlockSpec((_SQ, _SQ, bk, d), lambda b_, h, i, j: (b_, lax.div(h, g), kv_block(i, j), 0)),
     ]
     if c.has_segments:
       in_specs += [
-          pl.BlockSpec((_SQ, bq, c.lanes), lambda b_, h, i, j: (b_, i, 0)),
-          pl.BlockSpec((_SQ, c.sublanes, bk), lambda b_, h, i, j: (b_, 0, kv_block(i, j))),
+        pl.BlockSpec((_SQ, bq, c.lanes), lambda b_, h, i, j: (b_, i, 0)),
+        pl.BlockSpec((_SQ, c.sublanes, bk), lambda b_, h, i, j: (b_, 0, kv_block(i, j))),
       ]
-    out_specs = (pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i, j: (b_, h, i, 0)),
-                 pl.BlockSpec((_SQ, _SQ, bq, c.lanes), lambda b_, h, i, j: (b_, h, i, 0)))
+    out_specs = (
+      pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i, j: (b_, h, i, 0)),
+      pl.BlockSpec((_SQ, _SQ, bq, c.lanes), lambda b_, h, i, j: (b_, h, i, 0)),
+    )
     call = common.pallas_call(
-        common.bind(_fwd_grid_kernel, c), cost=cost, out_shape=out_shape,
-        grid=(b, c.num_heads, c.num_q_blocks, nkv), in_specs=in_specs, out_specs=out_specs,
-        scratch_shapes=[common.vmem_scratch((bq, c.lanes)),
-                        common.vmem_scratch((bq, c.lanes)),
-                        common.vmem_scratch((bq, d))],
-        compiler_params=common.compiler_params(c, 3, 1), interpret=c.interpret,
-        name="flash_attention_fwd")
+      common.bind(_fwd_grid_kernel, c),
+      cost=cost,
+      out_shape=out_shape,
+      grid=(b, c.num_heads, c.num_q_blocks, nkv),
+      in_specs=in_specs,
+      out_specs=out_specs,
+      scratch_shapes=[
+        common.vmem_scratch((bq, c.lanes)),
+        common.vmem_scratch((bq, c.lanes)),
+        common.vmem_scratch((bq, d)),
+      ],
+      compiler_params=common.compiler_params(c, 3, 1),
+      interpret=c.interpret,
+      name="flash_attention_fwd",
+    )
   else:
     tp = c.padded_len
     in_specs = [
-        pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i: (b_, h, i, 0)),
-        pl.BlockSpec((_SQ, _SQ, tp, d), lambda b_, h, i: (b_, lax.div(h, g), 0, 0)),
-        pl.BlockSpec((_SQ, _SQ, tp, d), lambda b_, h, i: (b_, lax.div(h, g), 0, 0)),
+      pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i: (b_, h, i, 0)),
+      pl.BlockSpec((_SQ, _SQ, tp, d), lambda b_, h, i: (b_, lax.div(h, g), 0, 0)),
+      pl.BlockSpec((_SQ, _SQ, tp, d), lambda b_, h, i: (b_, lax.div(h, g), 0, 0)),
     ]
     if c.has_segments:
-      in_specs += [pl.BlockSpec((_SQ, bq, c.lanes), lambda b_, h, i: (b_, i, 0)),
-                   pl.BlockSpec((_SQ, c.sublanes, tp), lambda b_, h, i: (b_, 0, 0))]
-    out_specs = (pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i: (b_, h, i, 0)),
-                 pl.BlockSpec((_SQ, _SQ, bq, c.lanes), lambda b_, h, i: (b_, h, i, 0)))
+      in_specs += [
+        pl.BlockSpec((_SQ, bq, c.lanes), lambda b_, h, i: (b_, i, 0)),
+        pl.BlockSpec((_SQ, c.sublanes, tp), lambda b_, h, i: (b_, 0, 0)),
+      ]
+    out_specs = (
+      pl.BlockSpec((_SQ, _SQ, bq, d), lambda b_, h, i: (b_, h, i, 0)),
+      pl.BlockSpec((_SQ, _SQ, bq, c.lanes), lambda b_, h, i: (b_, h, i, 0)),
+    )
     call = common.pallas_call(
-        common.bind(_fwd_loop_kernel, c), cost=cost, out_shape=out_shape,
-        grid=(b, c.num_heads, c.num_q_blocks), in_specs=in_specs, out_specs=out_specs,
-        compiler_params=common.compiler_params(c, 3, 0), interpret=c.interpret,
-        name="flash_attention_fwd")
+      common.bind(_fwd_loop_kernel, c),
+      cost=cost,
+      out_shape=out_shape,
+      grid=(b, c.num_heads, c.num_q_blocks),
+      in_specs=in_specs,
+      out_specs=out_specs,
+      compiler_params=common.compiler_params(c, 3, 0),
+      interpret=c.interpret,
+      name="flash_attention_fwd",
+    )
   o, lse = call(q, k, v, *seg_args)
   return o, lse[..., 0]
 
@@ -206,36 +245,40 @@ _flash_core.defvjp(_flash_core_fwd, _flash_core_bwd)
 # -------------------------------------------------------------------------------- wrapper
 
 
-def _check_inputs(q, k, v, q_segment_ids, kv_segment_ids, causal, sliding_window, scale,
-                  schedule):
+def _check_inputs(q, k, v, q_segment_ids, kv_segment_ids, causal, sliding_window, scale, schedule):
   """Boundary validation: every message names the argument and the expected value."""
   for name, x in (("q", q), ("k", k), ("v", v)):
     if getattr(x, "ndim", None) != 4:
       raise ValueError(
-          f"{name} must be a 4-D array ([B, T, N, D] for q, [B, S, K, D] for k and v), "
-          f"got shape {getattr(x, 'shape', None)}")
+        f"{name} must be a 4-D array ([B, T, N, D] for q, [B, S, K, D] for k and v), "
+        f"got shape {getattr(x, 'shape', None)}"
+      )
   if k.shape != v.shape:
-    raise ValueError(f"k and v must both be [B, S, K, D] with equal shapes, got {k.shape} "
-                     f"and {v.shape}")
+    raise ValueError(
+      f"k and v must both be [B, S, K, D] with equal shapes, got {k.shape} and {v.shape}"
+    )
   b, t, n, d = q.shape
   if k.shape[0] != b or k.shape[3] != d:
     raise ValueError(f"k must be [B={b}, S, K, D={d}] to match q {q.shape}, got {k.shape}")
   if k.shape[1] != t:
     raise ValueError(
-        f"k and v must be [B, S={t}, K, D] (self-attention, S == T), got S={k.shape[1]}; "
-        "use reasoning_jax.ops.attention for cross attention or decoding against a cache")
+      f"k and v must be [B, S={t}, K, D] (self-attention, S == T), got S={k.shape[1]}; "
+      "use reasoning_jax.ops.attention for cross attention or decoding against a cache"
+    )
   if n % k.shape[2]:
     raise ValueError(
-        f"q has N={n} heads, which must be a multiple of the K={k.shape[2]} heads of k and v "
-        "(grouped-query attention)")
+      f"q has N={n} heads, which must be a multiple of the K={k.shape[2]} heads of k and v "
+      "(grouped-query attention)"
+    )
   if not (q.dtype == k.dtype == v.dtype):
     raise ValueError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
   if not jnp.issubdtype(q.dtype, jnp.floating):
     raise ValueError(f"q, k and v must be floating point, got {q.dtype}")
   if not isinstance(causal, bool):
     raise ValueError(f"causal must be a bool, got {causal!r}")
-  if sliding_window is not None and (not isinstance(sliding_window, int)
-                                     or isinstance(sliding_window, bool) or sliding_window <= 0):
+  if sliding_window is not None and (
+    not isinstance(sliding_window, int) or isinstance(sliding_window, bool) or sliding_window <= 0
+  ):
     raise ValueError(f"sliding_window must be a positive int or None, got {sliding_window!r}")
   if scale is not None and (not isinstance(scale, numbers.Real) or isinstance(scale, bool)):
     raise ValueError(f"scale must be a Python float or None, got {scale!r}")
@@ -253,19 +296,19 @@ def _check_inputs(q, k, v, q_segment_ids, kv_segment_ids, causal, sliding_window
 
 
 def flash_attention(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    q_segment_ids: jax.Array | None = None,
-    kv_segment_ids: jax.Array | None = None,
-    causal: bool = True,
-    sliding_window: int | None = None,
-    scale: float | None = None,
-    block_q: int | None = None,
-    block_k: int | None = None,
-    interpret: Any = None,
-    schedule: str | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  q_segment_ids: jax.Array | None = None,
+  kv_segment_ids: jax.Array | None = None,
+  causal: bool = True,
+  sliding_window: int | None = None,
+  scale: float | None = None,
+  block_q: int | None = None,
+  block_k: int | None = None,
+  interpret: Any = None,
+  schedule: str | None = None,
 ) -> jax.Array:
   """Flash attention over `[B, T, N, D]` queries and `[B, T, K, D]` keys/values.
 
@@ -303,17 +346,33 @@ def flash_attention(
   defaults = blocks_lib.default_block_sizes(backend)
   compiled = not interpret
   bq, bk, tp = blocks_lib.fit_block_sizes(
-      t, defaults.block_q if block_q is None else block_q,
-      defaults.block_k if block_k is None else block_k, schedule=schedule, compiled=compiled)
+    t,
+    defaults.block_q if block_q is None else block_q,
+    defaults.block_k if block_k is None else block_k,
+    schedule=schedule,
+    compiled=compiled,
+  )
   dp = blocks_lib.padded_head_dim(d, schedule=schedule, compiled=compiled)
   lanes, sublanes = blocks_lib.stat_layout(schedule)
   c = common.Config(
-      causal=causal, window=sliding_window, scale=float(d ** -0.5 if scale is None else scale),
-      seq_len=t, padded_len=tp, block_q=bq, block_k=bk, num_heads=n, num_kv_heads=kh,
-      head_dim=dp, has_segments=q_segment_ids is not None, schedule=schedule,
-      interpret=interpret, lanes=lanes, sublanes=sublanes,
-      num_warps=blocks_lib.TRITON_PARAMS.num_warps,
-      num_stages=blocks_lib.TRITON_PARAMS.num_stages)
+    causal=causal,
+    window=sliding_window,
+    scale=float(d**-0.5 if scale is None else scale),
+    seq_len=t,
+    padded_len=tp,
+    block_q=bq,
+    block_k=bk,
+    num_heads=n,
+    num_kv_heads=kh,
+    head_dim=dp,
+    has_segments=q_segment_ids is not None,
+    schedule=schedule,
+    interpret=interpret,
+    lanes=lanes,
+    sublanes=sublanes,
+    num_warps=blocks_lib.TRITON_PARAMS.num_warps,
+    num_stages=blocks_lib.TRITON_PARAMS.num_stages,
+  )
 
   def to_kernel_layout(x):  # [B, T, H, D] -> [B, H, Tp, Dp]
     x = jnp.pad(x, ((0, 0), (0, tp - t), (0, 0), (0, dp - d)))
@@ -323,8 +382,10 @@ def flash_attention(
   if q_segment_ids is not None:
     # Padding rows get id -1 on both sides: they see themselves, never a real row
     # (causality or the length mask already guarantees that).
-    qs, ks = (jnp.pad(s.astype(jnp.int32), ((0, 0), (0, tp - t)), constant_values=-1)
-              for s in (q_segment_ids, kv_segment_ids))
+    qs, ks = (
+      jnp.pad(s.astype(jnp.int32), ((0, 0), (0, tp - t)), constant_values=-1)
+      for s in (q_segment_ids, kv_segment_ids)
+    )
     col = lambda s: jnp.broadcast_to(s[:, :, None], (b, tp, lanes))  # noqa: E731
     row = lambda s: jnp.broadcast_to(s[:, None, :], (b, sublanes, tp))  # noqa: E731
     segs = (col(qs), row(ks), row(qs), col(ks))
@@ -333,19 +394,19 @@ def flash_attention(
 
 
 def flash_attention_reference(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    q_segment_ids: jax.Array | None = None,
-    kv_segment_ids: jax.Array | None = None,
-    causal: bool = True,
-    sliding_window: int | None = None,
-    scale: float | None = None,
-    block_q: int | None = None,
-    block_k: int | None = None,
-    interpret: Any = None,
-    schedule: str | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  q_segment_ids: jax.Array | None = None,
+  kv_segment_ids: jax.Array | None = None,
+  causal: bool = True,
+  sliding_window: int | None = None,
+  scale: float | None = None,
+  block_q: int | None = None,
+  block_k: int | None = None,
+  interpret: Any = None,
+  schedule: str | None = None,
 ) -> jax.Array:
   """Dense fp32-softmax reference with the signature of `flash_attention`.
 
@@ -356,8 +417,15 @@ def flash_attention_reference(
   del block_q, block_k, interpret
   _check_inputs(q, k, v, q_segment_ids, kv_segment_ids, causal, sliding_window, scale, schedule)
   from reasoning_jax.ops.attention import attention_reference, make_attention_mask
+
   b, t = q.shape[:2]
   positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-  mask = make_attention_mask(positions, positions, causal=causal, sliding_window=sliding_window,
-                             q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
+  mask = make_attention_mask(
+    positions,
+    positions,
+    causal=causal,
+    sliding_window=sliding_window,
+    q_segment_ids=q_segment_ids,
+    kv_segment_ids=kv_segment_ids,
+  )
   return attention_reference(q, k, v, mask, scale=q.shape[-1] ** -0.5 if scale is None else scale)

@@ -74,8 +74,7 @@ def _row(x, row_ids, i):
   return jnp.sum(jnp.where(row_ids == i, x, 0.0), axis=0, keepdims=True)
 
 
-def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, o_ref, *, scale, sub_chunk,
-                      precision):
+def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, o_ref, *, scale, sub_chunk, precision):
   """One (batch * head, chunk): q, k, g refs `[C, Dk]`, v and o `[C, Dv]`, s `[Dk, Dv]`."""
   c, dk = q_ref.shape
   dv = v_ref.shape[-1]
@@ -117,8 +116,9 @@ def _check_compiled_sizes(dtype, chunk_size: int) -> None:
   multiple = 16 if jnp.dtype(dtype).itemsize == 2 else 8
   if chunk_size % multiple:
     raise ValueError(
-        f"chunk_size must be a multiple of {multiple} for a compiled Pallas GLA kernel with "
-        f"{jnp.dtype(dtype).name} inputs, got {chunk_size}")
+      f"chunk_size must be a multiple of {multiple} for a compiled Pallas GLA kernel with "
+      f"{jnp.dtype(dtype).name} inputs, got {chunk_size}"
+    )
 
 
 def _forward(q, k, v, g, h0, scale, chunk_size, interpret):
@@ -135,8 +135,9 @@ def _forward(q, k, v, g, h0, scale, chunk_size, interpret):
 
   f32 = jnp.float32
   G = jnp.cumsum(to_chunks(g, f32), axis=-2)  # [B, H, N, C, Dk]
-  entering, final = gla_chunk_lib.entering_states(to_chunks(k, f32), to_chunks(v, f32), G, h0,
-                                                  precision)
+  entering, final = gla_chunk_lib.entering_states(
+    to_chunks(k, f32), to_chunks(v, f32), G, h0, precision
+  )
 
   flat = lambda x: x.reshape(b * h, n * c, x.shape[-1])  # -> [B*H, T_pad, D]
   qp, kp, vp = (flat(to_chunks(x, x.dtype)) for x in (q, k, v))
@@ -148,22 +149,23 @@ def _forward(q, k, v, g, h0, scale, chunk_size, interpret):
   itemsize = jnp.dtype(q.dtype).itemsize
   tokens = b * h * n * c
   cost = pl.CostEstimate(
-      flops=tokens * (2 * dk * dv + 2 * (c - r) // 2 * (dk + dv) + 2 * r * (dk + dv)),
-      transcendentals=tokens * (2 * dk + (c // r) * dk + r * dk),
-      bytes_accessed=tokens * ((2 * dk + 2 * dv) * itemsize + 4 * dk) + 4 * b * h * n * dk * dv)
+    flops=tokens * (2 * dk * dv + 2 * (c - r) // 2 * (dk + dv) + 2 * r * (dk + dv)),
+    transcendentals=tokens * (2 * dk + (c // r) * dk + r * dk),
+    bytes_accessed=tokens * ((2 * dk + 2 * dv) * itemsize + 4 * dk) + 4 * b * h * n * dk * dv,
+  )
   kernel = functools.partial(_gla_chunk_kernel, scale=scale, sub_chunk=r, precision=precision)
 
   def call(compiler_params, *arrays):
     return pl.pallas_call(
-        kernel,
-        out_shape=jax.ShapeDtypeStruct((b * h, n * c, dv), q.dtype),
-        grid=(b * h, n),
-        in_specs=[tile(dk), tile(dk), tile(dv), tile(dk), state],
-        out_specs=tile(dv),
-        compiler_params=compiler_params,
-        cost_estimate=cost,
-        interpret=interpret,
-        name="gla_chunk_fwd",
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((b * h, n * c, dv), q.dtype),
+      grid=(b * h, n),
+      in_specs=[tile(dk), tile(dk), tile(dv), tile(dk), state],
+      out_specs=tile(dv),
+      compiler_params=compiler_params,
+      cost_estimate=cost,
+      interpret=interpret,
+      name="gla_chunk_fwd",
     )(*arrays)
 
   if interpret:
@@ -173,10 +175,12 @@ def _forward(q, k, v, g, h0, scale, chunk_size, interpret):
     # ahead-of-time lowering for another platform takes the same path as a run there.
     from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
     from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
+
     tpu_params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel"))
     gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=2))
     o = jax.lax.platform_dependent(
-        *arrays, tpu=functools.partial(call, tpu_params), cuda=gpu, rocm=gpu)
+      *arrays, tpu=functools.partial(call, tpu_params), cuda=gpu, rocm=gpu
+    )
   o = o.reshape(b, h, n * c, dv).transpose(0, 2, 1, 3)[:, :t]
   return o, final
 
@@ -194,9 +198,15 @@ def _gla_pallas_bwd(scale, chunk_size, interpret, residuals, cotangents):
   del interpret  # The backward is the XLA chunk form's VJP (recomputed).
   q, k, v, g, h0 = residuals
   _, vjp = jax.vjp(
-      lambda q, k, v, g, h0: gla_chunk_lib.gla_chunk(
-          q, k, v, g, initial_state=h0, scale=scale, chunk_size=chunk_size),
-      q, k, v, g, h0)
+    lambda q, k, v, g, h0: gla_chunk_lib.gla_chunk(
+      q, k, v, g, initial_state=h0, scale=scale, chunk_size=chunk_size
+    ),
+    q,
+    k,
+    v,
+    g,
+    h0,
+  )
   return vjp(cotangents)
 
 
@@ -204,15 +214,15 @@ _gla_pallas.defvjp(_gla_pallas_fwd, _gla_pallas_bwd)
 
 
 def gla_chunk_pallas(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    g: jax.Array | None = None,
-    *,
-    initial_state: jax.Array | None = None,
-    scale: float | None = None,
-    chunk_size: int = 64,
-    interpret: Any = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  g: jax.Array | None = None,
+  *,
+  initial_state: jax.Array | None = None,
+  scale: float | None = None,
+  chunk_size: int = 64,
+  interpret: Any = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Chunked gated linear attention with a Pallas forward and an XLA-recomputed backward.
 
@@ -246,15 +256,15 @@ def gla_chunk_pallas(
 
 
 def gla_reference(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    g: jax.Array | None = None,
-    *,
-    initial_state: jax.Array | None = None,
-    scale: float | None = None,
-    chunk_size: int = 64,
-    interpret: Any = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  g: jax.Array | None = None,
+  *,
+  initial_state: jax.Array | None = None,
+  scale: float | None = None,
+  chunk_size: int = 64,
+  interpret: Any = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Reference for `gla_chunk_pallas` with its signature: the fp32 scan `gla_naive`.
 

@@ -59,8 +59,7 @@ _NN = (((1,), (0,)), ((), ()))
 _MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 
 
-def _readout_kernel(q_ref, dk_ref, dv_ref, db_ref, k_ref, v_ref, kb_ref, o_ref, *,
-                    num_blocks: int):
+def _readout_kernel(q_ref, dk_ref, dv_ref, db_ref, k_ref, v_ref, kb_ref, o_ref, *, num_blocks: int):
   """One (batch, head). q/k `[L, D]`, v `[L, Dv]`, kb `[1, L]`; dk `[nb, bn, D]`,
   dv `[nb, bn, Dv]`, db `[nb, 1, bn]`; o `[L, Dv]`."""
   f32 = jnp.float32
@@ -73,20 +72,32 @@ def _readout_kernel(q_ref, dk_ref, dv_ref, db_ref, k_ref, v_ref, kb_ref, o_ref, 
     alpha = jnp.exp(m - m_new)
     p = jnp.exp(s - m_new)
     total = alpha * total + jnp.sum(p, axis=1, keepdims=True)
-    acc = alpha * acc + jax.lax.dot_general(p, values, _NN, precision=_HIGHEST,
-                                            preferred_element_type=f32)
+    acc = alpha * acc + jax.lax.dot_general(
+      p, values, _NN, precision=_HIGHEST, preferred_element_type=f32
+    )
     return m_new, total, acc
 
   def dictionary_block(j, carry):
-    s = jax.lax.dot_general(q, dk_ref[j].astype(f32), _NT, precision=_HIGHEST,
-                            preferred_element_type=f32) + db_ref[j]  # [L, bn]
+    s = (
+      jax.lax.dot_general(
+        q, dk_ref[j].astype(f32), _NT, precision=_HIGHEST, preferred_element_type=f32
+      )
+      + db_ref[j]
+    )  # [L, bn]
     return online(carry, s, dv_ref[j].astype(f32))
 
-  carry = (jnp.full((l, 1), _MASK_VALUE, f32), jnp.zeros((l, 1), f32),
-           jnp.zeros((l, o_ref.shape[-1]), f32))
+  carry = (
+    jnp.full((l, 1), _MASK_VALUE, f32),
+    jnp.zeros((l, 1), f32),
+    jnp.zeros((l, o_ref.shape[-1]), f32),
+  )
   carry = jax.lax.fori_loop(0, num_blocks, dictionary_block, carry)
-  s = jax.lax.dot_general(q, k_ref[...].astype(f32), _NT, precision=_HIGHEST,
-                          preferred_element_type=f32) + kb_ref[...]  # [L, L]
+  s = (
+    jax.lax.dot_general(
+      q, k_ref[...].astype(f32), _NT, precision=_HIGHEST, preferred_element_type=f32
+    )
+    + kb_ref[...]
+  )  # [L, L]
   row = jax.lax.broadcasted_iota(jnp.int32, (l, l), 0)
   col = jax.lax.broadcasted_iota(jnp.int32, (l, l), 1)
   _, total, acc = online(carry, jnp.where(col <= row, s, -jnp.inf), v_ref[...].astype(f32))
@@ -102,6 +113,7 @@ def _run_per_platform(call, arrays, interpret):
     return call(None, False, *arrays)
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
+
   tpu = functools.partial(call, pltpu.CompilerParams(dimension_semantics=("parallel",)), False)
   gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=1), True)
   return jax.lax.platform_dependent(*arrays, tpu=tpu, cuda=gpu, rocm=gpu)
@@ -121,8 +133,9 @@ def dictionary_blocking(num_slots: int, block_n: int, power_of_two: bool) -> tup
   return bn, _round_up(n, bn)
 
 
-def _forward(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n,
-             interpret):
+def _forward(
+  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
+):
   """Biases in XLA, then the kernel over (batch * heads); returns `[B, H, L, Dv]` fp32."""
   b, h, l, d = q.shape
   n, dv = dict_k.shape[2], dict_v.shape[-1]
@@ -132,50 +145,68 @@ def _forward(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renorma
   key_bias = jnp.where(key_valid[:, None, :], -beta_h[:, None], -jnp.inf).reshape(b * h, 1, l)
   flat = lambda x: x.reshape(b * h, *x.shape[2:]).astype(f32)
 
-  def call(compiler_params, power_of_two, q_scaled, keys, values, key_bias, dict_k, dict_v,
-           bias):
+  def call(compiler_params, power_of_two, q_scaled, keys, values, key_bias, dict_k, dict_v, bias):
     bn, n_pad = dictionary_blocking(n, block_n, power_of_two)
     nb = n_pad // bn
-    pad = lambda x, value=0.0: jnp.pad(x, ((0, 0), (0, n_pad - n)) + ((0, 0),) * (x.ndim - 2),
-                                       constant_values=value)
+    pad = lambda x, value=0.0: jnp.pad(
+      x, ((0, 0), (0, n_pad - n)) + ((0, 0),) * (x.ndim - 2), constant_values=value
+    )
     dk_blocks = pad(dict_k).reshape(b * h, nb, bn, d)
     dv_blocks = pad(dict_v).reshape(b * h, nb, bn, dv)
     bias_blocks = pad(bias, -jnp.inf).reshape(b * h, nb, 1, bn)
-    whole = lambda *shape: pl.BlockSpec((pl.squeezed, *shape),
-                                        lambda i: (i,) + (0,) * len(shape))
+    whole = lambda *shape: pl.BlockSpec((pl.squeezed, *shape), lambda i: (i,) + (0,) * len(shape))
     cost = pl.CostEstimate(
-        flops=2 * b * h * l * (n_pad + l) * (d + dv),
-        transcendentals=b * h * l * (n_pad + l),
-        bytes_accessed=4 * b * h * ((n_pad + 2 * l) * (d + dv) + n_pad + l))
+      flops=2 * b * h * l * (n_pad + l) * (d + dv),
+      transcendentals=b * h * l * (n_pad + l),
+      bytes_accessed=4 * b * h * ((n_pad + 2 * l) * (d + dv) + n_pad + l),
+    )
     return pl.pallas_call(
-        functools.partial(_readout_kernel, num_blocks=nb),
-        out_shape=jax.ShapeDtypeStruct((b * h, l, dv), f32),
-        grid=(b * h,),
-        in_specs=[whole(l, d), whole(nb, bn, d), whole(nb, bn, dv), whole(nb, 1, bn),
-                  whole(l, d), whole(l, dv), whole(1, l)],
-        out_specs=whole(l, dv),
-        compiler_params=compiler_params,
-        cost_estimate=cost,
-        interpret=interpret,
-        name="ovq_chunk_readout",
+      functools.partial(_readout_kernel, num_blocks=nb),
+      out_shape=jax.ShapeDtypeStruct((b * h, l, dv), f32),
+      grid=(b * h,),
+      in_specs=[
+        whole(l, d),
+        whole(nb, bn, d),
+        whole(nb, bn, dv),
+        whole(nb, 1, bn),
+        whole(l, d),
+        whole(l, dv),
+        whole(1, l),
+      ],
+      out_specs=whole(l, dv),
+      compiler_params=compiler_params,
+      cost_estimate=cost,
+      interpret=interpret,
+      name="ovq_chunk_readout",
     )(q_scaled, dk_blocks, dv_blocks, bias_blocks, keys, values, key_bias)
 
-  arrays = (q_scaled, flat(keys), flat(values), key_bias, flat(dict_k), flat(dict_v),
-            bias.reshape(b * h, n))
+  arrays = (
+    q_scaled,
+    flat(keys),
+    flat(values),
+    key_bias,
+    flat(dict_k),
+    flat(dict_v),
+    bias.reshape(b * h, n),
+  )
   return _run_per_platform(call, arrays, interpret).reshape(b, h, l, dv)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(8, 9, 10))
-def _readout(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n,
-             interpret):
-  return _forward(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize,
-                  block_n, interpret)
+def _readout(
+  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
+):
+  return _forward(
+    q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
+  )
 
 
-def _readout_fwd(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize,
-                 block_n, interpret):
-  out = _forward(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize,
-                 block_n, interpret)
+def _readout_fwd(
+  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
+):
+  out = _forward(
+    q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
+  )
   return out, (q, keys, values, key_valid, dict_k, dict_v, counts, beta_h)
 
 
@@ -184,8 +215,18 @@ def _readout_bwd(renormalize, block_n, interpret, residuals, cotangent):
   q, keys, values, key_valid, dict_k, dict_v, counts, beta_h = residuals
 
   def reference(q, keys, values, dict_k, dict_v, counts, beta_h):
-    return chunk_lib.xla_chunk_readout(q, keys, values, key_valid, dict_k, dict_v, counts,
-                                       beta_h, renormalize=renormalize, precision=_HIGHEST)
+    return chunk_lib.xla_chunk_readout(
+      q,
+      keys,
+      values,
+      key_valid,
+      dict_k,
+      dict_v,
+      counts,
+      beta_h,
+      renormalize=renormalize,
+      precision=_HIGHEST,
+    )
 
   _, vjp = jax.vjp(reference, q, keys, values, dict_k, dict_v, counts, beta_h)
   dq, dkeys, dvalues, ddk, ddv, dcounts, dbeta = vjp(cotangent)
@@ -195,9 +236,20 @@ def _readout_bwd(renormalize, block_n, interpret, residuals, cotangent):
 _readout.defvjp(_readout_fwd, _readout_bwd)
 
 
-def ovq_chunk_readout_pallas(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, *,
-                             renormalize: bool = False, block_n: int = 256,
-                             interpret: Any = None) -> jax.Array:
+def ovq_chunk_readout_pallas(
+  q,
+  keys,
+  values,
+  key_valid,
+  dict_k,
+  dict_v,
+  counts,
+  beta_h,
+  *,
+  renormalize: bool = False,
+  block_n: int = 256,
+  interpret: Any = None,
+) -> jax.Array:
   """The chunk readout of `reasoning_jax.ops.ovq.chunk.xla_chunk_readout`, as a kernel.
 
   Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922).
@@ -219,8 +271,9 @@ def ovq_chunk_readout_pallas(q, keys, values, key_valid, dict_k, dict_v, counts,
   """
   if interpret is None:
     interpret = jax.default_backend() not in ("tpu", "gpu")
-  return _readout(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize,
-                  block_n, interpret)
+  return _readout(
+    q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
+  )
 
 
 def _assign_kernel(x_ref, xsq_ref, c_ref, csq_ref, o_ref, *, num_blocks: int, block_n: int):
@@ -233,13 +286,15 @@ def _assign_kernel(x_ref, xsq_ref, c_ref, csq_ref, o_ref, *, num_blocks: int, bl
 
   def dictionary_block(j, carry):
     best, idx = carry
-    dot = jax.lax.dot_general(x, c_ref[j].astype(f32), _NT, precision=_HIGHEST,
-                              preferred_element_type=f32)  # [L, bn]
+    dot = jax.lax.dot_general(
+      x, c_ref[j].astype(f32), _NT, precision=_HIGHEST, preferred_element_type=f32
+    )  # [L, bn]
     dist = (xsq - 2.0 * dot) + csq_ref[j]  # the XLA path's `_sq_dist` order of operations
     block_min = jnp.min(dist, axis=1, keepdims=True)
     col = jax.lax.broadcasted_iota(jnp.int32, dist.shape, 1) + j * block_n
-    block_idx = jnp.min(jnp.where(dist == block_min, col, jnp.iinfo(jnp.int32).max), axis=1,
-                        keepdims=True)  # first minimum: ties -> lowest index
+    block_idx = jnp.min(
+      jnp.where(dist == block_min, col, jnp.iinfo(jnp.int32).max), axis=1, keepdims=True
+    )  # first minimum: ties -> lowest index
     better = block_min < best  # strict: an equal later block keeps the lower index
     return jnp.where(better, block_min, best), jnp.where(better, block_idx, idx)
 
@@ -248,8 +303,14 @@ def _assign_kernel(x_ref, xsq_ref, c_ref, csq_ref, o_ref, *, num_blocks: int, bl
   o_ref[...] = idx
 
 
-def ovq_chunk_assign_pallas(keys: jax.Array, centres: jax.Array, candidate: jax.Array, *,
-                            block_n: int = 256, interpret: Any = None) -> jax.Array:
+def ovq_chunk_assign_pallas(
+  keys: jax.Array,
+  centres: jax.Array,
+  candidate: jax.Array,
+  *,
+  block_n: int = 256,
+  interpret: Any = None,
+) -> jax.Array:
   """The write's assignment (spec hot loop 2): each key's nearest candidate centre, as a kernel.
 
   Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922).
@@ -277,8 +338,10 @@ def ovq_chunk_assign_pallas(keys: jax.Array, centres: jax.Array, candidate: jax.
   b, h, l, d = keys.shape
   n = centres.shape[2]
   if centres.shape != (b, h, n, d) or candidate.shape != (b, h, n):
-    raise ValueError(f"centres must be [B, H, N, D] and candidate [B, H, N] matching keys "
-                     f"{keys.shape}, got {centres.shape} and {candidate.shape}")
+    raise ValueError(
+      f"centres must be [B, H, N, D] and candidate [B, H, N] matching keys "
+      f"{keys.shape}, got {centres.shape} and {candidate.shape}"
+    )
   f32 = jnp.float32
   keys = jax.lax.stop_gradient(keys).astype(f32)
   centres = jax.lax.stop_gradient(centres).astype(f32)
@@ -290,42 +353,44 @@ def ovq_chunk_assign_pallas(keys: jax.Array, centres: jax.Array, candidate: jax.
     bn, n_pad = dictionary_blocking(n, block_n, power_of_two)
     nb = n_pad // bn
     c_blocks = jnp.pad(c, ((0, 0), (0, n_pad - n), (0, 0))).reshape(b * h, nb, bn, d)
-    csq_blocks = jnp.pad(csq, ((0, 0), (0, n_pad - n)),
-                         constant_values=jnp.inf).reshape(b * h, nb, 1, bn)
-    whole = lambda *shape: pl.BlockSpec((pl.squeezed, *shape),
-                                        lambda i: (i,) + (0,) * len(shape))
-    cost = pl.CostEstimate(flops=2 * b * h * l * n_pad * d + 4 * b * h * l * n_pad,
-                           transcendentals=0,
-                           bytes_accessed=4 * b * h * (n_pad * (d + 1) + l * (d + 2)))
+    csq_blocks = jnp.pad(csq, ((0, 0), (0, n_pad - n)), constant_values=jnp.inf).reshape(
+      b * h, nb, 1, bn
+    )
+    whole = lambda *shape: pl.BlockSpec((pl.squeezed, *shape), lambda i: (i,) + (0,) * len(shape))
+    cost = pl.CostEstimate(
+      flops=2 * b * h * l * n_pad * d + 4 * b * h * l * n_pad,
+      transcendentals=0,
+      bytes_accessed=4 * b * h * (n_pad * (d + 1) + l * (d + 2)),
+    )
     return pl.pallas_call(
-        functools.partial(_assign_kernel, num_blocks=nb, block_n=bn),
-        out_shape=jax.ShapeDtypeStruct((b * h, l, 1), jnp.int32),
-        grid=(b * h,),
-        in_specs=[whole(l, d), whole(l, 1), whole(nb, bn, d), whole(nb, 1, bn)],
-        out_specs=whole(l, 1),
-        compiler_params=compiler_params,
-        cost_estimate=cost,
-        interpret=interpret,
-        name="ovq_chunk_assign",
+      functools.partial(_assign_kernel, num_blocks=nb, block_n=bn),
+      out_shape=jax.ShapeDtypeStruct((b * h, l, 1), jnp.int32),
+      grid=(b * h,),
+      in_specs=[whole(l, d), whole(l, 1), whole(nb, bn, d), whole(nb, 1, bn)],
+      out_specs=whole(l, 1),
+      compiler_params=compiler_params,
+      cost_estimate=cost,
+      interpret=interpret,
+      name="ovq_chunk_assign",
     )(x, xsq, c_blocks, csq_blocks)
 
   return _run_per_platform(call, arrays, interpret).reshape(b, h, l)
 
 
 def ovq_chunk_pallas(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    beta,
-    initial_state: common.OVQState | None = None,
-    lengths: jax.Array | None = None,
-    chunk_size: int = 64,
-    num_slots: int = 1024,
-    schedule: str = "saturating",
-    renormalize: bool = False,
-    block_n: int = 256,
-    interpret: Any = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  beta,
+  initial_state: common.OVQState | None = None,
+  lengths: jax.Array | None = None,
+  chunk_size: int = 64,
+  num_slots: int = 1024,
+  schedule: str = "saturating",
+  renormalize: bool = False,
+  block_n: int = 256,
+  interpret: Any = None,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention, chunked form, with the Pallas readout and assignment kernels.
 
@@ -338,32 +403,53 @@ def ovq_chunk_pallas(
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)`.
   """
-  common.check_ovq_inputs(q, k, v, beta, initial_state, lengths, chunk_size=chunk_size,
-                          num_slots=num_slots, schedule=schedule, renormalize=renormalize)
+  common.check_ovq_inputs(
+    q,
+    k,
+    v,
+    beta,
+    initial_state,
+    lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )
   common.check_positive_int(block_n, "block_n")
-  readout = functools.partial(ovq_chunk_readout_pallas, renormalize=renormalize,
-                              block_n=block_n, interpret=interpret)
+  readout = functools.partial(
+    ovq_chunk_readout_pallas, renormalize=renormalize, block_n=block_n, interpret=interpret
+  )
   assign = functools.partial(ovq_chunk_assign_pallas, block_n=block_n, interpret=interpret)
   return chunk_lib.ovq_chunk_scan(
-      q, k, v, beta=beta, initial_state=initial_state, lengths=lengths, chunk_size=chunk_size,
-      num_slots=num_slots, schedule=schedule, renormalize=renormalize, readout=readout,
-      assign=assign)
+    q,
+    k,
+    v,
+    beta=beta,
+    initial_state=initial_state,
+    lengths=lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+    readout=readout,
+    assign=assign,
+  )
 
 
 def ovq_reference(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    beta,
-    initial_state: common.OVQState | None = None,
-    lengths: jax.Array | None = None,
-    chunk_size: int = 64,
-    num_slots: int = 1024,
-    schedule: str = "saturating",
-    renormalize: bool = False,
-    block_n: int = 256,
-    interpret: Any = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  beta,
+  initial_state: common.OVQState | None = None,
+  lengths: jax.Array | None = None,
+  chunk_size: int = 64,
+  num_slots: int = 1024,
+  schedule: str = "saturating",
+  renormalize: bool = False,
+  block_n: int = 256,
+  interpret: Any = None,
 ) -> tuple[jax.Array, common.OVQState]:
   """Reference for `ovq_chunk_pallas` with its signature: the XLA chunk form `ovq_chunk`.
 
@@ -371,6 +457,15 @@ def ovq_reference(
   The kernel-only arguments (block_n, interpret) are ignored.
   """
   del block_n, interpret
-  return chunk_lib.ovq_chunk(q, k, v, beta=beta, initial_state=initial_state, lengths=lengths,
-                             chunk_size=chunk_size, num_slots=num_slots, schedule=schedule,
-                             renormalize=renormalize)
+  return chunk_lib.ovq_chunk(
+    q,
+    k,
+    v,
+    beta=beta,
+    initial_state=initial_state,
+    lengths=lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )

@@ -44,19 +44,19 @@ from reasoning_jax.data import parsing, synthetic
 from reasoning_jax.data.examples import decode_example
 
 __all__ = [
-    "BUILDERS",
-    "ArithmeticBuilder",
-    "ArithmeticConfig",
-    "CountdownBuilder",
-    "CountdownConfig",
-    "Gsm8kBuilder",
-    "MathBuilder",
-    "ModularBuilder",
-    "ModularConfig",
-    "build_dataset",
-    "data_source",
-    "decode_example",
-    "get_builder",
+  "BUILDERS",
+  "ArithmeticBuilder",
+  "ArithmeticConfig",
+  "CountdownBuilder",
+  "CountdownConfig",
+  "Gsm8kBuilder",
+  "MathBuilder",
+  "ModularBuilder",
+  "ModularConfig",
+  "build_dataset",
+  "data_source",
+  "decode_example",
+  "get_builder",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -73,8 +73,11 @@ def _text() -> tfds.features.Text:
 
 def _config_params(config: tfds.core.BuilderConfig) -> dict[str, Any]:
   """The data-defining fields of a config (everything but name/version/...)."""
-  return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-          if f.name not in _BASE_CONFIG_FIELDS}
+  return {
+    f.name: getattr(config, f.name)
+    for f in dataclasses.fields(config)
+    if f.name not in _BASE_CONFIG_FIELDS
+  }
 
 
 class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -104,25 +107,30 @@ class _SyntheticBuilder(_Builder, skip_registration=True):
   def _info(self) -> tfds.core.DatasetInfo:
     params = json.dumps(_config_params(self.builder_config), sort_keys=True)
     return tfds.core.DatasetInfo(
-        builder=self,
-        disable_shuffling=True,  # Records keep generation / file order.
-        description=f"Synthetic {self.name} task generated locally from a seed. "
-                    f"Config {self.builder_config.name}: {params}",
-        features=tfds.features.FeaturesDict({
-            "question": _text(), "answer": _text(), "solution": _text(),
-            **self._features()}),
+      builder=self,
+      disable_shuffling=True,  # Records keep generation / file order.
+      description=f"Synthetic {self.name} task generated locally from a seed. "
+      f"Config {self.builder_config.name}: {params}",
+      features=tfds.features.FeaturesDict(
+        {"question": _text(), "answer": _text(), "solution": _text(), **self._features()}
+      ),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Nothing to download.
     cfg = self.builder_config
     stream = f"{self.name}:{cfg.seed}"
-    test = synthetic.generate_split(self._make_example, cfg.num_test,
-                                    seed=f"{stream}:test", arg_name="num_test")
+    test = synthetic.generate_split(
+      self._make_example, cfg.num_test, seed=f"{stream}:test", arg_name="num_test"
+    )
     train = synthetic.generate_split(
-        self._make_example, cfg.num_train, seed=f"{stream}:train",
-        exclude={ex["question"] for ex in test}, unique=cfg.unique_train,
-        arg_name="num_train")
+      self._make_example,
+      cfg.num_train,
+      seed=f"{stream}:train",
+      exclude={ex["question"] for ex in test},
+      unique=cfg.unique_train,
+      arg_name="num_train",
+    )
     noise = getattr(cfg, "answer_noise", 0.0)
     if noise:
       train = synthetic.add_answer_noise(train, noise, seed=f"{stream}:train:noise")
@@ -157,6 +165,7 @@ class ArithmeticConfig(tfds.core.BuilderConfig):
       which SFT imitates and RL with a verifier can remove. `answer` stays true; the test
       split is never corrupted.
   """
+
   seed: int = 0
   num_train: int = 10_000
   num_test: int = 500
@@ -174,12 +183,23 @@ class ArithmeticBuilder(_SyntheticBuilder, skip_registration=True):
 
   name = "arithmetic"
   BUILDER_CONFIGS = [
-      ArithmeticConfig(name="easy", description="1-2 digits, 2 operands.",
-                       min_digits=1, max_digits=2, max_operands=2),
-      ArithmeticConfig(name="medium", description="2-3 digits, up to 3 addends.",
-                       min_digits=2, max_digits=3, max_operands=3),
-      ArithmeticConfig(name="hard", description="3-5 digits, up to 4 addends.",
-                       min_digits=3, max_digits=5, max_operands=4),
+    ArithmeticConfig(
+      name="easy", description="1-2 digits, 2 operands.", min_digits=1, max_digits=2, max_operands=2
+    ),
+    ArithmeticConfig(
+      name="medium",
+      description="2-3 digits, up to 3 addends.",
+      min_digits=2,
+      max_digits=3,
+      max_operands=3,
+    ),
+    ArithmeticConfig(
+      name="hard",
+      description="3-5 digits, up to 4 addends.",
+      min_digits=3,
+      max_digits=5,
+      max_operands=4,
+    ),
   ]
   DEFAULT_CONFIG_NAME = "medium"
 
@@ -188,8 +208,14 @@ class ArithmeticBuilder(_SyntheticBuilder, skip_registration=True):
 
   def _make_example(self, rng):
     c = self.builder_config
-    return synthetic.arithmetic_example(rng, min_digits=c.min_digits, max_digits=c.max_digits,
-                                        max_operands=c.max_operands, ops=c.ops, style=c.style)
+    return synthetic.arithmetic_example(
+      rng,
+      min_digits=c.min_digits,
+      max_digits=c.max_digits,
+      max_operands=c.max_operands,
+      ops=c.ops,
+      style=c.style,
+    )
 
 
 # ------------------------------------------------------------------------------
@@ -212,6 +238,7 @@ class CountdownConfig(tfds.core.BuilderConfig):
     ops: Operators allowed, a subset of `("+", "-", "*", "/")`.
     unique_train: Also make train questions distinct.
   """
+
   seed: int = 0
   num_train: int = 10_000
   num_test: int = 500
@@ -234,9 +261,14 @@ class CountdownBuilder(_SyntheticBuilder, skip_registration=True):
 
   def _make_example(self, rng):
     c = self.builder_config
-    return synthetic.countdown_example(rng, min_numbers=c.min_numbers,
-                                       max_numbers=c.max_numbers, max_value=c.max_value,
-                                       max_target=c.max_target, ops=c.ops)
+    return synthetic.countdown_example(
+      rng,
+      min_numbers=c.min_numbers,
+      max_numbers=c.max_numbers,
+      max_value=c.max_value,
+      max_target=c.max_target,
+      ops=c.ops,
+    )
 
 
 # ------------------------------------------------------------------------------
@@ -258,6 +290,7 @@ class ModularConfig(tfds.core.BuilderConfig):
     ops: Operators to draw from, a subset of `("+", "-", "*")`.
     unique_train: Also make train questions distinct.
   """
+
   seed: int = 0
   num_train: int = 10_000
   num_test: int = 500
@@ -279,9 +312,13 @@ class ModularBuilder(_SyntheticBuilder, skip_registration=True):
 
   def _make_example(self, rng):
     c = self.builder_config
-    return synthetic.modular_example(rng, max_operand=c.max_operand,
-                                     min_modulus=c.min_modulus, max_modulus=c.max_modulus,
-                                     ops=c.ops)
+    return synthetic.modular_example(
+      rng,
+      max_operand=c.max_operand,
+      min_modulus=c.min_modulus,
+      max_modulus=c.max_modulus,
+      ops=c.ops,
+    )
 
 
 # ------------------------------------------------------------------------------
@@ -303,14 +340,17 @@ class _ManualJsonlBuilder(_Builder, skip_registration=True):
     """
     manual_dir = os.fspath(manual_dir)
     if not os.path.isdir(manual_dir):
-      raise FileNotFoundError(f"{cls.name}: manual_dir {manual_dir} is not a directory.\n"
-                              f"{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise FileNotFoundError(
+        f"{cls.name}: manual_dir {manual_dir} is not a directory.\n"
+        f"{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     paths = {split: os.path.join(manual_dir, f) for split, f in cls.SPLIT_FILES.items()}
     for split, path in paths.items():
       if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"{cls.name}: missing {cls.SPLIT_FILES[split]} (the {split} split) in manual_dir "
-            f"{manual_dir}: expected the file {path}.\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+          f"{cls.name}: missing {cls.SPLIT_FILES[split]} (the {split} split) in manual_dir "
+          f"{manual_dir}: expected the file {path}.\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
     return paths
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -328,34 +368,43 @@ class Gsm8kBuilder(_ManualJsonlBuilder, skip_registration=True):
 
   name = "gsm8k"
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Put GSM8K's train.jsonl and test.jsonl (one JSON object per line with 'question' "
-      "and 'answer', the answer ending with '#### <number>'; e.g. from "
-      "github.com/openai/grade-school-math) in the directory passed as manual_dir.")
+    "Put GSM8K's train.jsonl and test.jsonl (one JSON object per line with 'question' "
+    "and 'answer', the answer ending with '#### <number>'; e.g. from "
+    "github.com/openai/grade-school-math) in the directory passed as manual_dir."
+  )
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        disable_shuffling=True,  # Records keep generation / file order.
-        description="Grade-school math word problems (GSM8K), read from manual_dir.",
-        features=tfds.features.FeaturesDict({
-            "question": _text(), "answer": _text(), "solution": _text(),
-            "raw_solution": _text(), "index": np.int64}),
-        homepage="https://github.com/openai/grade-school-math",
+      builder=self,
+      disable_shuffling=True,  # Records keep generation / file order.
+      description="Grade-school math word problems (GSM8K), read from manual_dir.",
+      features=tfds.features.FeaturesDict(
+        {
+          "question": _text(),
+          "answer": _text(),
+          "solution": _text(),
+          "raw_solution": _text(),
+          "index": np.int64,
+        }
+      ),
+      homepage="https://github.com/openai/grade-school-math",
     )
 
   def _generate_examples(self, path):
     for i, (lineno, rec) in enumerate(parsing.read_jsonl(path, ("question", "answer"))):
       answer = parsing.gsm8k_final_answer(rec["answer"])
       if answer is None:
-        raise ValueError(f"{path}:{lineno}: the 'answer' text has no final '#### <number>' "
-                         "line")
-      yield f"{i:09d}", {
+        raise ValueError(f"{path}:{lineno}: the 'answer' text has no final '#### <number>' line")
+      yield (
+        f"{i:09d}",
+        {
           "question": rec["question"].strip(),
           "answer": answer,
           "solution": parsing.strip_calculator_annotations(rec["answer"]).strip(),
           "raw_solution": rec["answer"],
           "index": i,
-      }
+        },
+      )
 
 
 class MathBuilder(_ManualJsonlBuilder, skip_registration=True):
@@ -367,35 +416,45 @@ class MathBuilder(_ManualJsonlBuilder, skip_registration=True):
 
   name = "math"
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Put MATH-style train.jsonl and test.jsonl (one JSON object per line with 'problem' "
-      "and 'solution', the solution containing \\boxed{...}; optional 'level' and 'type') in "
-      "the directory passed as manual_dir.")
+    "Put MATH-style train.jsonl and test.jsonl (one JSON object per line with 'problem' "
+    "and 'solution', the solution containing \\boxed{...}; optional 'level' and 'type') in "
+    "the directory passed as manual_dir."
+  )
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        disable_shuffling=True,  # Records keep generation / file order.
-        description="MATH-style problems with \\boxed{} answers, read from manual_dir.",
-        features=tfds.features.FeaturesDict({
-            "question": _text(), "answer": _text(), "solution": _text(),
-            "level": _text(), "type": _text(), "index": np.int64}),
-        homepage="https://github.com/hendrycks/math",
+      builder=self,
+      disable_shuffling=True,  # Records keep generation / file order.
+      description="MATH-style problems with \\boxed{} answers, read from manual_dir.",
+      features=tfds.features.FeaturesDict(
+        {
+          "question": _text(),
+          "answer": _text(),
+          "solution": _text(),
+          "level": _text(),
+          "type": _text(),
+          "index": np.int64,
+        }
+      ),
+      homepage="https://github.com/hendrycks/math",
     )
 
   def _generate_examples(self, path):
     for i, (lineno, rec) in enumerate(parsing.read_jsonl(path, ("problem", "solution"))):
       answer = parsing.extract_boxed_answer(rec["solution"])
       if answer is None:
-        raise ValueError(f"{path}:{lineno}: the 'solution' has no complete \\boxed{{...}} "
-                         "answer")
-      yield f"{i:09d}", {
+        raise ValueError(f"{path}:{lineno}: the 'solution' has no complete \\boxed{{...}} answer")
+      yield (
+        f"{i:09d}",
+        {
           "question": rec["problem"].strip(),
           "answer": answer,
           "solution": rec["solution"].strip(),
           "level": str(parsing.jsonl_field(rec, "level")),
           "type": str(parsing.jsonl_field(rec, "type")),
           "index": i,
-      }
+        },
+      )
 
 
 # ------------------------------------------------------------------------------
@@ -403,32 +462,36 @@ class MathBuilder(_ManualJsonlBuilder, skip_registration=True):
 # ------------------------------------------------------------------------------
 
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
-    "arithmetic": ArithmeticBuilder,
-    "countdown": CountdownBuilder,
-    "modular": ModularBuilder,
-    "gsm8k": Gsm8kBuilder,
-    "math": MathBuilder,
+  "arithmetic": ArithmeticBuilder,
+  "countdown": CountdownBuilder,
+  "modular": ModularBuilder,
+  "gsm8k": Gsm8kBuilder,
+  "math": MathBuilder,
 }
 
 ConfigArg = Union[None, str, tfds.core.BuilderConfig]
 
 
-def _resolve_config(cls: type, config: ConfigArg,
-                    overrides: Mapping[str, Any]) -> Optional[tfds.core.BuilderConfig]:
+def _resolve_config(
+  cls: type, config: ConfigArg, overrides: Mapping[str, Any]
+) -> Optional[tfds.core.BuilderConfig]:
   configs = {c.name: c for c in (cls.BUILDER_CONFIGS or [])}
   if config is None:
     base = configs.get(getattr(cls, "DEFAULT_CONFIG_NAME", None)) or next(
-        iter(configs.values()), None)
+      iter(configs.values()), None
+    )
   elif isinstance(config, str):
     if config not in configs:
-      raise ValueError(f"config {config!r} is not a config of {cls.name}; "
-                       f"available: {sorted(configs)}")
+      raise ValueError(
+        f"config {config!r} is not a config of {cls.name}; available: {sorted(configs)}"
+      )
     base = configs[config]
   elif isinstance(config, tfds.core.BuilderConfig):
     base = config
   else:
-    raise TypeError(f"config must be None, a config name or a BuilderConfig, got "
-                    f"{type(config).__name__}")
+    raise TypeError(
+      f"config must be None, a config name or a BuilderConfig, got {type(config).__name__}"
+    )
   if not overrides:
     return base
   if base is None:
@@ -436,17 +499,16 @@ def _resolve_config(cls: type, config: ConfigArg,
   params = _config_params(base)
   unknown = sorted(set(overrides) - set(params))
   if unknown:
-    raise TypeError(f"unknown option(s) {unknown} for {cls.name}; valid options: "
-                    f"{sorted(params)}")
-  overrides = {k: tuple(v) if isinstance(params[k], tuple) else v
-               for k, v in overrides.items()}
+    raise TypeError(f"unknown option(s) {unknown} for {cls.name}; valid options: {sorted(params)}")
+  overrides = {k: tuple(v) if isinstance(params[k], tuple) else v for k, v in overrides.items()}
   params.update(overrides)
   digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
   return dataclasses.replace(base, name=f"{base.name}-{digest}", **overrides)
 
 
-def get_builder(name: str, data_dir: PathLike, *, config: ConfigArg = None,
-                **overrides: Any) -> tfds.core.GeneratorBasedBuilder:
+def get_builder(
+  name: str, data_dir: PathLike, *, config: ConfigArg = None, **overrides: Any
+) -> tfds.core.GeneratorBasedBuilder:
   """Instantiates a builder (ArrayRecord format) without preparing it.
 
   Args:
@@ -472,9 +534,14 @@ def get_builder(name: str, data_dir: PathLike, *, config: ConfigArg = None,
   return cls(data_dir=os.fspath(data_dir), file_format="array_record", **kwargs)
 
 
-def build_dataset(name: str, data_dir: PathLike, *, manual_dir: Optional[PathLike] = None,
-                  config: ConfigArg = None,
-                  **overrides: Any) -> tfds.core.GeneratorBasedBuilder:
+def build_dataset(
+  name: str,
+  data_dir: PathLike,
+  *,
+  manual_dir: Optional[PathLike] = None,
+  config: ConfigArg = None,
+  **overrides: Any,
+) -> tfds.core.GeneratorBasedBuilder:
   """Prepares a dataset (a no-op when already prepared) and returns its builder.
 
   Args:
@@ -495,18 +562,26 @@ def build_dataset(name: str, data_dir: PathLike, *, manual_dir: Optional[PathLik
   builder = get_builder(name, data_dir, config=config, **overrides)
   if isinstance(builder, _ManualJsonlBuilder) and not builder.is_prepared():
     if manual_dir is None:
-      raise ValueError(f"manual_dir is required to build {name!r}: "
-                       f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise ValueError(
+        f"manual_dir is required to build {name!r}: {builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     builder.split_paths(manual_dir)  # Names the missing file, if any.
   download_config = tfds.download.DownloadConfig(
-      manual_dir=os.fspath(manual_dir) if manual_dir is not None else None)
+    manual_dir=os.fspath(manual_dir) if manual_dir is not None else None
+  )
   builder.download_and_prepare(download_config=download_config)
   return builder
 
 
-def data_source(name: str, split: str, data_dir: PathLike, *,
-                manual_dir: Optional[PathLike] = None, config: ConfigArg = None,
-                **overrides: Any) -> Any:
+def data_source(
+  name: str,
+  split: str,
+  data_dir: PathLike,
+  *,
+  manual_dir: Optional[PathLike] = None,
+  config: ConfigArg = None,
+  **overrides: Any,
+) -> Any:
   """Prepares a dataset if needed and returns `builder.as_data_source(split)`.
 
   The result supports `len()` and random access (`source[i]`, a dict with

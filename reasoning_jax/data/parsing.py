@@ -16,10 +16,10 @@ import re
 from typing import Any, Iterator, Optional, Union
 
 __all__ = [
-    "read_jsonl",
-    "gsm8k_final_answer",
-    "strip_calculator_annotations",
-    "extract_boxed_answer",
+  "read_jsonl",
+  "gsm8k_final_answer",
+  "strip_calculator_annotations",
+  "extract_boxed_answer",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -52,12 +52,10 @@ def read_jsonl(path: PathLike, required: tuple[str, ...] = ()) -> Iterator[tuple
       except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{lineno}: malformed JSON: {e}") from e
       if not isinstance(record, dict):
-        raise ValueError(f"{path}:{lineno}: expected a JSON object, got "
-                         f"{type(record).__name__}")
+        raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
       missing = [k for k in required if k not in record]
       if missing:
-        raise ValueError(f"{path}:{lineno}: missing key(s) {missing}; present: "
-                         f"{sorted(record)}")
+        raise ValueError(f"{path}:{lineno}: missing key(s) {missing}; present: {sorted(record)}")
       yield lineno, record
 
 
@@ -97,7 +95,7 @@ def _braced(text: str, start: int) -> Optional[tuple[str, int]]:
     elif c == "}":
       depth -= 1
       if depth == 0:
-        return text[start + 1:i], i + 1
+        return text[start + 1 : i], i + 1
     i += 1
   return None
 

@@ -46,12 +46,12 @@ from reasoning_jax.data.examples import decode_example
 from reasoning_jax.tokenizers import Tokenizer
 
 __all__ = [
-    "make_sft_dataset",
-    "make_prompt_dataset",
-    "iterator_state",
-    "restore_iterator",
-    "to_global_batch",
-    "packing_available",
+  "make_sft_dataset",
+  "make_prompt_dataset",
+  "iterator_state",
+  "restore_iterator",
+  "to_global_batch",
+  "packing_available",
 ]
 
 _STATE_KEY = "reasoning_jax_iterator_state"
@@ -72,8 +72,10 @@ def _format_prompt(template: str, example: Mapping[str, Any]) -> str:
   try:
     return template.format_map(example)
   except KeyError as e:
-    raise ValueError(f"prompt_template {template!r} uses field {e.args[0]!r}, which the "
-                     f"example does not have; fields: {sorted(example)}") from None
+    raise ValueError(
+      f"prompt_template {template!r} uses field {e.args[0]!r}, which the "
+      f"example does not have; fields: {sorted(example)}"
+    ) from None
 
 
 def _resolve_bos(tokenizer: Tokenizer, add_bos: Optional[bool]) -> bool:
@@ -87,8 +89,17 @@ def _resolve_bos(tokenizer: Tokenizer, add_bos: Optional[bool]) -> bool:
 class _TokenizeSFT:
   """Example dict -> `tokens`/`loss_mask` (+ `positions`/`segment_ids` when padding)."""
 
-  def __init__(self, tokenizer: Tokenizer, *, seq_len: int, prompt_template: str,
-               target_field: str, add_bos: bool, truncate: bool, pad: bool):
+  def __init__(
+    self,
+    tokenizer: Tokenizer,
+    *,
+    seq_len: int,
+    prompt_template: str,
+    target_field: str,
+    add_bos: bool,
+    truncate: bool,
+    pad: bool,
+  ):
     self.tokenizer = tokenizer
     self.seq_len = seq_len
     self.prompt_template = prompt_template
@@ -101,8 +112,9 @@ class _TokenizeSFT:
   def __call__(self, example: Mapping[str, Any]) -> dict[str, np.ndarray]:
     ex = decode_example(example)
     if self.target_field not in ex:
-      raise ValueError(f"target_field {self.target_field!r} is not a field of the example; "
-                       f"fields: {sorted(ex)}")
+      raise ValueError(
+        f"target_field {self.target_field!r} is not a field of the example; fields: {sorted(ex)}"
+      )
     target = ex[self.target_field]
     if not isinstance(target, str):
       target = str(target)
@@ -111,12 +123,14 @@ class _TokenizeSFT:
     target_ids = tok.encode(target, add_eos=tok.eos_id is not None)
     n = len(prompt_ids) + len(target_ids)
     if n > self.seq_len and not self.truncate:
-      raise ValueError(f"example encodes to {n} tokens, more than seq_len={self.seq_len}; "
-                       "raise seq_len or pass truncate=True")
-    ids = np.asarray(prompt_ids + target_ids, dtype=np.int32)[:self.seq_len]
+      raise ValueError(
+        f"example encodes to {n} tokens, more than seq_len={self.seq_len}; "
+        "raise seq_len or pass truncate=True"
+      )
+    ids = np.asarray(prompt_ids + target_ids, dtype=np.int32)[: self.seq_len]
     mask = np.zeros((n,), dtype=np.int32)
-    mask[len(prompt_ids):] = 1
-    mask = mask[:self.seq_len]
+    mask[len(prompt_ids) :] = 1
+    mask = mask[: self.seq_len]
     if not self.pad:
       return {"tokens": ids, "loss_mask": mask}
     m = len(ids)
@@ -128,8 +142,12 @@ class _TokenizeSFT:
     positions[:m] = np.arange(m, dtype=np.int32)
     segment_ids = np.zeros((self.seq_len,), dtype=np.int32)
     segment_ids[:m] = 1
-    return {"tokens": tokens, "loss_mask": loss_mask, "positions": positions,
-            "segment_ids": segment_ids}
+    return {
+      "tokens": tokens,
+      "loss_mask": loss_mask,
+      "positions": positions,
+      "segment_ids": segment_ids,
+    }
 
 
 class _PackedToBatch:
@@ -137,18 +155,26 @@ class _PackedToBatch:
 
   def __call__(self, packed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
-        "tokens": packed["tokens"].astype(np.int32),
-        "loss_mask": packed["loss_mask"].astype(np.int32),
-        "positions": packed["tokens_positions"].astype(np.int32),
-        "segment_ids": packed["tokens_segment_ids"].astype(np.int32),
+      "tokens": packed["tokens"].astype(np.int32),
+      "loss_mask": packed["loss_mask"].astype(np.int32),
+      "positions": packed["tokens_positions"].astype(np.int32),
+      "segment_ids": packed["tokens_segment_ids"].astype(np.int32),
     }
 
 
 class _TokenizePrompt:
   """(index, example) -> right-padded `prompts`, `prompt_lengths` and raw fields."""
 
-  def __init__(self, tokenizer: Tokenizer, *, max_prompt_len: int, prompt_template: str,
-               add_bos: bool, truncate: bool, fields: Optional[Sequence[str]]):
+  def __init__(
+    self,
+    tokenizer: Tokenizer,
+    *,
+    max_prompt_len: int,
+    prompt_template: str,
+    add_bos: bool,
+    truncate: bool,
+    fields: Optional[Sequence[str]],
+  ):
     self.tokenizer = tokenizer
     self.max_prompt_len = max_prompt_len
     self.prompt_template = prompt_template
@@ -162,19 +188,24 @@ class _TokenizePrompt:
     ids = self.tokenizer.encode(_format_prompt(self.prompt_template, ex), add_bos=self.add_bos)
     if len(ids) > self.max_prompt_len:
       if not self.truncate:
-        raise ValueError(f"prompt encodes to {len(ids)} tokens, more than max_prompt_len="
-                         f"{self.max_prompt_len}; raise it or pass truncate=True")
-      ids = ids[-self.max_prompt_len:]  # Keep the end, next to where generation starts.
+        raise ValueError(
+          f"prompt encodes to {len(ids)} tokens, more than max_prompt_len="
+          f"{self.max_prompt_len}; raise it or pass truncate=True"
+        )
+      ids = ids[-self.max_prompt_len :]  # Keep the end, next to where generation starts.
     prompts = np.full((self.max_prompt_len,), self.pad_value, dtype=np.int32)
-    prompts[:len(ids)] = ids
-    out: dict[str, Any] = {"prompts": prompts,
-                           "prompt_lengths": np.asarray(len(ids), dtype=np.int32),
-                           "source_index": np.asarray(index, dtype=np.int64)}
+    prompts[: len(ids)] = ids
+    out: dict[str, Any] = {
+      "prompts": prompts,
+      "prompt_lengths": np.asarray(len(ids), dtype=np.int32),
+      "source_index": np.asarray(index, dtype=np.int64),
+    }
     names = sorted(ex) if self.fields is None else self.fields
     for name in names:
       if name not in ex:
-        raise ValueError(f"fields names {name!r}, which the example does not have; "
-                         f"fields: {sorted(ex)}")
+        raise ValueError(
+          f"fields names {name!r}, which the example does not have; fields: {sorted(ex)}"
+        )
       if name in out:
         raise ValueError(f"fields may not include the reserved name {name!r}")
       out[name] = ex[name]
@@ -202,8 +233,7 @@ class _CopyOut:
   """Copies arrays out of grain's shared memory into ordinary numpy arrays."""
 
   def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
-            for k, v in batch.items()}
+    return {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
 
 
 # ------------------------------------------------------------------------------
@@ -219,18 +249,27 @@ def _check_positive(name: str, value: Any) -> None:
 def _resolve_shard(shard_index: Optional[int], shard_count: Optional[int]) -> tuple[int, int]:
   if shard_index is None or shard_count is None:
     import jax  # Imported lazily: worker processes never need it.
+
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
   _check_positive("shard_count", shard_count)
   if not isinstance(shard_index, (int, np.integer)) or not 0 <= shard_index < shard_count:
-    raise ValueError(f"shard_index must be an int in [0, shard_count={shard_count}), got "
-                     f"{shard_index!r}")
+    raise ValueError(
+      f"shard_index must be an int in [0, shard_count={shard_count}), got {shard_index!r}"
+    )
   return int(shard_index), int(shard_count)
 
 
-def _base_dataset(source: Any, *, seed: int, shuffle: bool, num_epochs: Optional[int],
-                  shard_index: Optional[int], shard_count: Optional[int],
-                  with_index: bool = False) -> grain.MapDataset:
+def _base_dataset(
+  source: Any,
+  *,
+  seed: int,
+  shuffle: bool,
+  num_epochs: Optional[int],
+  shard_index: Optional[int],
+  shard_count: Optional[int],
+  with_index: bool = False,
+) -> grain.MapDataset:
   if not hasattr(source, "__len__") or not hasattr(source, "__getitem__"):
     raise TypeError(f"source must support len() and indexing, got {type(source).__name__}")
   if len(source) == 0:
@@ -248,13 +287,17 @@ def _base_dataset(source: Any, *, seed: int, shuffle: bool, num_epochs: Optional
 
 
 def _check_worker_count(worker_count: Any) -> None:
-  if (not isinstance(worker_count, (int, np.integer)) or isinstance(worker_count, bool)
-      or worker_count < 0):
+  if (
+    not isinstance(worker_count, (int, np.integer))
+    or isinstance(worker_count, bool)
+    or worker_count < 0
+  ):
     raise ValueError(f"worker_count must be a non-negative int, got {worker_count!r}")
 
 
-def _read_options(read_options: Optional[grain.ReadOptions],
-                  worker_count: int) -> grain.ReadOptions:
+def _read_options(
+  read_options: Optional[grain.ReadOptions], worker_count: int
+) -> grain.ReadOptions:
   """Per-process read threads: grain's default in-process, a few per worker process.
 
   Each worker process runs its own reader threads, so grain's default (16
@@ -263,8 +306,9 @@ def _read_options(read_options: Optional[grain.ReadOptions],
   """
   if read_options is not None:
     if not isinstance(read_options, grain.ReadOptions):
-      raise TypeError(f"read_options must be a grain.ReadOptions, got "
-                      f"{type(read_options).__name__}")
+      raise TypeError(
+        f"read_options must be a grain.ReadOptions, got {type(read_options).__name__}"
+      )
     return read_options
   if worker_count > 0:
     return grain.ReadOptions(num_threads=2, prefetch_buffer_size=32)
@@ -286,30 +330,31 @@ def _ensure_absl_flags_parsed() -> None:
   (and pytest) that never parse absl flags. Already-parsed flags are untouched.
   """
   from absl import flags
+
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
 
 
 def make_sft_dataset(
-    source: Any,
-    tokenizer: Tokenizer,
-    *,
-    seq_len: int,
-    batch_size: int,
-    seed: int,
-    shuffle: bool = True,
-    num_epochs: Optional[int] = None,
-    pack: bool = False,
-    prompt_template: str = "{question}\n",
-    target_field: str = "solution",
-    shard_index: Optional[int] = None,
-    shard_count: Optional[int] = None,
-    worker_count: int = 0,
-    drop_remainder: bool = True,
-    add_bos: Optional[bool] = None,
-    truncate: bool = True,
-    num_packing_bins: Optional[int] = None,
-    read_options: Optional[grain.ReadOptions] = None,
+  source: Any,
+  tokenizer: Tokenizer,
+  *,
+  seq_len: int,
+  batch_size: int,
+  seed: int,
+  shuffle: bool = True,
+  num_epochs: Optional[int] = None,
+  pack: bool = False,
+  prompt_template: str = "{question}\n",
+  target_field: str = "solution",
+  shard_index: Optional[int] = None,
+  shard_count: Optional[int] = None,
+  worker_count: int = 0,
+  drop_remainder: bool = True,
+  add_bos: Optional[bool] = None,
+  truncate: bool = True,
+  num_packing_bins: Optional[int] = None,
+  read_options: Optional[grain.ReadOptions] = None,
 ) -> grain.IterDataset:
   """Builds the SFT pipeline: prompt + target token batches with a target-only loss mask.
 
@@ -357,53 +402,69 @@ def make_sft_dataset(
   _check_positive("batch_size", batch_size)
   _check_worker_count(worker_count)
   if not isinstance(tokenizer, Tokenizer):
-    raise TypeError(f"tokenizer must be a reasoning_jax Tokenizer, got "
-                    f"{type(tokenizer).__name__}")
+    raise TypeError(f"tokenizer must be a reasoning_jax Tokenizer, got {type(tokenizer).__name__}")
   if pack and not packing_available():
-    raise ValueError("pack=True needs grain.experimental.FirstFitPackIterDataset, which "
-                     f"grain {getattr(grain, '__version__', '?')} lacks")
+    raise ValueError(
+      "pack=True needs grain.experimental.FirstFitPackIterDataset, which "
+      f"grain {getattr(grain, '__version__', '?')} lacks"
+    )
   if num_packing_bins is not None:
     _check_positive("num_packing_bins", num_packing_bins)
-  ds = _base_dataset(source, seed=seed, shuffle=shuffle, num_epochs=num_epochs,
-                     shard_index=shard_index, shard_count=shard_count)
-  ds = ds.map(_TokenizeSFT(tokenizer, seq_len=seq_len, prompt_template=prompt_template,
-                           target_field=target_field, add_bos=_resolve_bos(tokenizer, add_bos),
-                           truncate=truncate, pad=not pack))
+  ds = _base_dataset(
+    source,
+    seed=seed,
+    shuffle=shuffle,
+    num_epochs=num_epochs,
+    shard_index=shard_index,
+    shard_count=shard_count,
+  )
+  ds = ds.map(
+    _TokenizeSFT(
+      tokenizer,
+      seq_len=seq_len,
+      prompt_template=prompt_template,
+      target_field=target_field,
+      add_bos=_resolve_bos(tokenizer, add_bos),
+      truncate=truncate,
+      pad=not pack,
+    )
+  )
   if pack:
     pad_value = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     it_ds = grain.experimental.FirstFitPackIterDataset(
-        ds.to_iter_dataset(_read_options(read_options, worker_count)),
-        length_struct={"tokens": seq_len, "loss_mask": seq_len},
-        num_packing_bins=num_packing_bins or batch_size,
-        seed=seed,
-        shuffle_bins=False,
-        padding_struct={"tokens": pad_value, "loss_mask": 0},
+      ds.to_iter_dataset(_read_options(read_options, worker_count)),
+      length_struct={"tokens": seq_len, "loss_mask": seq_len},
+      num_packing_bins=num_packing_bins or batch_size,
+      seed=seed,
+      shuffle_bins=False,
+      padding_struct={"tokens": pad_value, "loss_mask": 0},
     )
     it_ds = it_ds.map(_PackedToBatch()).batch(batch_size, drop_remainder=drop_remainder)
   else:
     it_ds = ds.batch(batch_size, drop_remainder=drop_remainder).to_iter_dataset(
-        _read_options(read_options, worker_count))
+      _read_options(read_options, worker_count)
+    )
   return _finish(it_ds, worker_count)
 
 
 def make_prompt_dataset(
-    source: Any,
-    tokenizer: Tokenizer,
-    *,
-    batch_size: int,
-    max_prompt_len: int,
-    seed: int = 0,
-    shuffle: bool = False,
-    num_epochs: Optional[int] = 1,
-    prompt_template: str = "{question}\n",
-    fields: Optional[Sequence[str]] = None,
-    shard_index: Optional[int] = None,
-    shard_count: Optional[int] = None,
-    worker_count: int = 0,
-    drop_remainder: bool = False,
-    add_bos: Optional[bool] = None,
-    truncate: bool = False,
-    read_options: Optional[grain.ReadOptions] = None,
+  source: Any,
+  tokenizer: Tokenizer,
+  *,
+  batch_size: int,
+  max_prompt_len: int,
+  seed: int = 0,
+  shuffle: bool = False,
+  num_epochs: Optional[int] = 1,
+  prompt_template: str = "{question}\n",
+  fields: Optional[Sequence[str]] = None,
+  shard_index: Optional[int] = None,
+  shard_count: Optional[int] = None,
+  worker_count: int = 0,
+  drop_remainder: bool = False,
+  add_bos: Optional[bool] = None,
+  truncate: bool = False,
+  read_options: Optional[grain.ReadOptions] = None,
 ) -> grain.IterDataset:
   """Builds a prompt pipeline for RL rollouts and evaluation.
 
@@ -440,16 +501,26 @@ def make_prompt_dataset(
   _check_positive("max_prompt_len", max_prompt_len)
   _check_worker_count(worker_count)
   if not isinstance(tokenizer, Tokenizer):
-    raise TypeError(f"tokenizer must be a reasoning_jax Tokenizer, got "
-                    f"{type(tokenizer).__name__}")
+    raise TypeError(f"tokenizer must be a reasoning_jax Tokenizer, got {type(tokenizer).__name__}")
   if isinstance(fields, str):
     raise TypeError("fields must be a sequence of field names, not a single str")
-  ds = _base_dataset(source, seed=seed, shuffle=shuffle, num_epochs=num_epochs,
-                     shard_index=shard_index, shard_count=shard_count, with_index=True)
-  tokenize = _TokenizePrompt(tokenizer, max_prompt_len=max_prompt_len,
-                             prompt_template=prompt_template,
-                             add_bos=_resolve_bos(tokenizer, add_bos), truncate=truncate,
-                             fields=fields)
+  ds = _base_dataset(
+    source,
+    seed=seed,
+    shuffle=shuffle,
+    num_epochs=num_epochs,
+    shard_index=shard_index,
+    shard_count=shard_count,
+    with_index=True,
+  )
+  tokenize = _TokenizePrompt(
+    tokenizer,
+    max_prompt_len=max_prompt_len,
+    prompt_template=prompt_template,
+    add_bos=_resolve_bos(tokenizer, add_bos),
+    truncate=truncate,
+    fields=fields,
+  )
   ds = ds.map(_ApplyIndexed(tokenize))
   ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_batch_rows)
   return _finish(ds.to_iter_dataset(_read_options(read_options, worker_count)), worker_count)
@@ -604,6 +675,6 @@ def to_global_batch(local_batch: Mapping[str, Any], mesh: Any, spec: Any) -> dic
     if not isinstance(s, PartitionSpec):
       raise TypeError(f"spec for {key!r} must be a PartitionSpec, got {type(s).__name__}")
     if len(s) > arr.ndim:
-      s = PartitionSpec(*tuple(s)[:arr.ndim])
+      s = PartitionSpec(*tuple(s)[: arr.ndim])
     out[key] = jax.make_array_from_process_local_data(NamedSharding(mesh, s), arr)
   return out

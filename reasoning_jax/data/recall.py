@@ -34,8 +34,16 @@ import numpy as np
 
 IGNORE = -100
 
-__all__ = ["IGNORE", "RecallData", "mqar", "induction_head", "repeated_tokens",
-           "make_recall_loader", "TASKS", "make_task"]
+__all__ = [
+  "IGNORE",
+  "RecallData",
+  "mqar",
+  "induction_head",
+  "repeated_tokens",
+  "make_recall_loader",
+  "TASKS",
+  "make_task",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +61,19 @@ class RecallData:
     shape = self.inputs.shape
     for name in ("targets", "eval_mask"):
       if getattr(self, name).shape != shape:
-        raise ValueError(f"{name} must have the shape of inputs {shape}, got "
-                         f"{getattr(self, name).shape}")
+        raise ValueError(
+          f"{name} must have the shape of inputs {shape}, got {getattr(self, name).shape}"
+        )
 
   def __len__(self) -> int:
     return int(self.inputs.shape[0])
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    return {"inputs": self.inputs[index], "targets": self.targets[index],
-            "eval_mask": self.eval_mask[index]}
+    return {
+      "inputs": self.inputs[index],
+      "targets": self.targets[index],
+      "eval_mask": self.eval_mask[index],
+    }
 
   @property
   def seq_len(self) -> int:
@@ -89,9 +101,16 @@ def _distinct_rows(rng: np.random.Generator, n: int, k: int, low: int, high: int
     out[bad] = rng.integers(low, high, size=(bad.size, k))
 
 
-def mqar(num_examples: int, *, vocab_size: int = 8192, seq_len: int = 64,
-         num_kv_pairs: int = 4, power_a: float = 0.01, random_non_queries: bool = True,
-         seed: int = 0) -> RecallData:
+def mqar(
+  num_examples: int,
+  *,
+  vocab_size: int = 8192,
+  seq_len: int = 64,
+  num_kv_pairs: int = 4,
+  power_a: float = 0.01,
+  random_non_queries: bool = True,
+  seed: int = 0,
+) -> RecallData:
   """Multi-query associative recall (Zoology, Arora et al. 2023, arXiv:2312.04927).
 
   Layout of one example (T = `seq_len`, kv = `num_kv_pairs`):
@@ -129,8 +148,7 @@ def mqar(num_examples: int, *, vocab_size: int = 8192, seq_len: int = 64,
   if 4 * kv > t:
     raise ValueError(f"num_kv_pairs must satisfy 4 * num_kv_pairs <= seq_len={t}, got {kv}")
   if kv > v // 2 - 1:
-    raise ValueError(f"num_kv_pairs={kv} exceeds the {v // 2 - 1} available keys "
-                     f"(vocab_size={v})")
+    raise ValueError(f"num_kv_pairs={kv} exceeds the {v // 2 - 1} available keys (vocab_size={v})")
   if not power_a > 0:
     raise ValueError(f"power_a must be > 0, got {power_a!r}")
   rng = np.random.default_rng(seed)
@@ -159,9 +177,16 @@ def mqar(num_examples: int, *, vocab_size: int = 8192, seq_len: int = 64,
   return RecallData(inputs.astype(np.int32), targets.astype(np.int32), targets != IGNORE)
 
 
-def induction_head(num_examples: int, *, vocab_size: int = 20, seq_len: int = 30,
-                   induction_len: int = 1, num_triggers: int = 1, unique: bool = True,
-                   seed: int = 0) -> RecallData:
+def induction_head(
+  num_examples: int,
+  *,
+  vocab_size: int = 20,
+  seq_len: int = 30,
+  induction_len: int = 1,
+  num_triggers: int = 1,
+  unique: bool = True,
+  seed: int = 0,
+) -> RecallData:
   """The H3 induction-head task (Fu et al., arXiv:2212.14052; H3/safari recipe).
 
   `vocab_size` counts two special tokens: ids [0, V - 2) are ordinary tokens, `V - 2` is the
@@ -191,8 +216,10 @@ def induction_head(num_examples: int, *, vocab_size: int = 20, seq_len: int = 30
   ordinary = v - 2
   copy_prefix = v - 2
   if unique and ordinary ** min(t, 40) < 4 * n:
-    raise ValueError(f"unique=True cannot produce num_examples={n} distinct sequences with "
-                     f"vocab_size={v}, seq_len={t}")
+    raise ValueError(
+      f"unique=True cannot produce num_examples={n} distinct sequences with "
+      f"vocab_size={v}, seq_len={t}"
+    )
   rng = np.random.default_rng(seed)
   out = np.empty((n, t + 1 + length), dtype=np.int64)
   seen: set[bytes] = set()
@@ -207,11 +234,11 @@ def induction_head(num_examples: int, *, vocab_size: int = 20, seq_len: int = 30
     for p in pos[1:]:
       if p - kept[-1] > length:
         kept.append(int(p))
-    to_copy = seq[kept[0] + 1:kept[0] + 1 + length].copy()
+    to_copy = seq[kept[0] + 1 : kept[0] + 1 + length].copy()
     for p in kept:
       seq[p] = copy_prefix
-      seq[p + 1:p + 1 + length] = to_copy
-    seq[t + 1:] = to_copy
+      seq[p + 1 : p + 1 + length] = to_copy
+    seq[t + 1 :] = to_copy
     if unique:
       key = seq.tobytes()
       if key in seen:
@@ -224,8 +251,14 @@ def induction_head(num_examples: int, *, vocab_size: int = 20, seq_len: int = 30
   return RecallData(out[:, :-1].astype(np.int32), out[:, 1:].astype(np.int32), eval_mask)
 
 
-def repeated_tokens(num_examples: int, *, vocab_size: int = 64, half_len: int = 16,
-                    min_half_len: Optional[int] = None, seed: int = 0) -> RecallData:
+def repeated_tokens(
+  num_examples: int,
+  *,
+  vocab_size: int = 64,
+  half_len: int = 16,
+  min_half_len: Optional[int] = None,
+  seed: int = 0,
+) -> RecallData:
   """Repeated random tokens (Olsson et al. 2022, arXiv:2209.11895).
 
   A sequence is [r_1 ... r_n, r_1 ... r_n] with r_i uniform over [0, V), n = `half_len`
@@ -248,8 +281,7 @@ def repeated_tokens(num_examples: int, *, vocab_size: int = 64, half_len: int = 
     raise ValueError(f"min_half_len must be <= half_len={half}, got {low}")
   rng = np.random.default_rng(seed)
   seq = rng.integers(0, v, size=(n, 2 * half))
-  lengths = (np.full((n,), half) if min_half_len is None else
-             rng.integers(low, half + 1, size=n))
+  lengths = np.full((n,), half) if min_half_len is None else rng.integers(low, half + 1, size=n)
   col = np.arange(2 * half)[None, :]
   ln = lengths[:, None]
   second = (col >= ln) & (col < 2 * ln)
@@ -271,9 +303,15 @@ def make_task(name: str, num_examples: int, *, seed: int, **kwargs) -> RecallDat
   return TASKS[name](num_examples, seed=seed, **kwargs)
 
 
-def make_recall_loader(data: RecallData, *, batch_size: int, seed: int, shuffle: bool = True,
-                       num_epochs: Optional[int] = None,
-                       drop_remainder: bool = True) -> grain.MapDataset:
+def make_recall_loader(
+  data: RecallData,
+  *,
+  batch_size: int,
+  seed: int,
+  shuffle: bool = True,
+  num_epochs: Optional[int] = None,
+  drop_remainder: bool = True,
+) -> grain.MapDataset:
   """A grain `MapDataset` of batches `{"inputs", "targets", "eval_mask"}` `[B, T]`.
 
   `MapDataset.source(data) -> shuffle(seed) (a new order every epoch) -> repeat(num_epochs)
@@ -285,8 +323,10 @@ def make_recall_loader(data: RecallData, *, batch_size: int, seed: int, shuffle:
   if num_epochs is not None:
     _check_int("num_epochs", num_epochs, 1)
   if drop_remainder and num_epochs is not None and batch_size > len(data) * num_epochs:
-    raise ValueError(f"batch_size={batch_size} exceeds the {len(data) * num_epochs} examples "
-                     "available with drop_remainder=True")
+    raise ValueError(
+      f"batch_size={batch_size} exceeds the {len(data) * num_epochs} examples "
+      "available with drop_remainder=True"
+    )
   ds = grain.MapDataset.source(data)
   if shuffle:
     ds = ds.shuffle(seed=seed)

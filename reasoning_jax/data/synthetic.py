@@ -22,22 +22,32 @@ import random
 from typing import Any, Callable, Collection, Mapping, Optional, Sequence
 
 __all__ = [
-    "ARITHMETIC_OPS",
-    "COUNTDOWN_OPS",
-    "MODULAR_OPS",
-    "arithmetic_example",
-    "countdown_example",
-    "modular_example",
-    "generate_split",
-    "primes_between",
+  "ARITHMETIC_OPS",
+  "COUNTDOWN_OPS",
+  "MODULAR_OPS",
+  "arithmetic_example",
+  "countdown_example",
+  "modular_example",
+  "generate_split",
+  "primes_between",
 ]
 
 ARITHMETIC_OPS = ("+", "-", "*")
 COUNTDOWN_OPS = ("+", "-", "*", "/")
 MODULAR_OPS = ("+", "-", "*")
 
-_PLACES = ("ones", "tens", "hundreds", "thousands", "ten-thousands", "hundred-thousands",
-           "millions", "ten-millions", "hundred-millions", "billions")
+_PLACES = (
+  "ones",
+  "tens",
+  "hundreds",
+  "thousands",
+  "ten-thousands",
+  "hundred-thousands",
+  "millions",
+  "ten-millions",
+  "hundred-millions",
+  "billions",
+)
 
 
 def _place(k: int) -> str:
@@ -57,7 +67,7 @@ def _check_ops(ops: Sequence[str], allowed: Sequence[str], arg: str) -> tuple[st
 
 def _random_int_with_digits(rng: random.Random, digits: int) -> int:
   lo = 0 if digits == 1 else 10 ** (digits - 1)
-  return rng.randint(lo, 10 ** digits - 1)
+  return rng.randint(lo, 10**digits - 1)
 
 
 # ------------------------------------------------------------------------------
@@ -71,8 +81,9 @@ def _digits(n: int) -> list[int]:
 
 
 def _addition_solution(operands: Sequence[int]) -> tuple[int, list[str]]:
-  lines = ["Add the numbers column by column, starting from the ones, and carry into the "
-           "next column."]
+  lines = [
+    "Add the numbers column by column, starting from the ones, and carry into the next column."
+  ]
   digit_lists = [_digits(x) for x in operands]
   width = max(len(d) for d in digit_lists)
   carry, k, written = 0, 0, []
@@ -88,16 +99,16 @@ def _addition_solution(operands: Sequence[int]) -> tuple[int, list[str]]:
     written.append(digit)
     carry, k = new_carry, k + 1
   total = int("".join(str(d) for d in reversed(written)))
-  lines.append("Reading the written digits from the last column to the first gives "
-               f"{total}.")
+  lines.append(f"Reading the written digits from the last column to the first gives {total}.")
   lines.append(f"So {' + '.join(str(x) for x in operands)} = {total}.")
   return total, lines
 
 
 def _subtraction_lines(top: int, bottom: int) -> tuple[int, list[str]]:
   """Column subtraction `top - bottom` for `top >= bottom >= 0`."""
-  lines = ["Subtract column by column, starting from the ones, borrowing from the next "
-           "column when needed."]
+  lines = [
+    "Subtract column by column, starting from the ones, borrowing from the next column when needed."
+  ]
   td, bd = _digits(top), _digits(bottom)
   borrow, written = 0, []
   for k, t in enumerate(td):
@@ -118,8 +129,7 @@ def _subtraction_lines(top: int, bottom: int) -> tuple[int, list[str]]:
     written.append(digit)
   assert borrow == 0
   result = int("".join(str(d) for d in reversed(written)))
-  lines.append("Reading the written digits from the last column to the first gives "
-               f"{result}.")
+  lines.append(f"Reading the written digits from the last column to the first gives {result}.")
   return result, lines
 
 
@@ -138,14 +148,15 @@ def _subtraction_solution(a: int, b: int) -> tuple[int, list[str]]:
 def _multiplication_solution(a: int, b: int) -> tuple[int, list[str]]:
   if a == 0 or b == 0:
     return 0, [f"One factor is 0, so {a} * {b} = 0."]
-  lines = [f"Multiply {a} by each digit of {b} (with its place value), then add the "
-           "partial products."]
+  lines = [
+    f"Multiply {a} by each digit of {b} (with its place value), then add the partial products."
+  ]
   partials = []
   for k, d in enumerate(_digits(b)):
     if d == 0:
       lines.append(f"{_place(k)} digit of {b} is 0: no partial product.")
       continue
-    m = d * 10 ** k
+    m = d * 10**k
     p = a * m
     partials.append(p)
     lines.append(f"{a} * {m} = {p}.")
@@ -170,7 +181,7 @@ def _compact_solution(op: str, operands: Sequence[int], answer: int) -> list[str
     return [", ".join(steps)]
   if op == "*" and len(operands) == 2 and operands[1] >= 10:
     a, b = operands
-    partials = [a * d * 10 ** k for k, d in enumerate(_digits(b)) if d]
+    partials = [a * d * 10**k for k, d in enumerate(_digits(b)) if d]
     steps = [f"{a}*{p // a}={p}" for p in partials] if a else []
     if len(partials) > 1:
       steps.append(f"{'+'.join(str(p) for p in partials)}={answer}")
@@ -196,14 +207,16 @@ def corrupt_final_answer(example: Mapping[str, Any], rng: random.Random) -> dict
     raise ValueError(f"solution has no final 'Answer: <integer>' line: {solution!r}")
   sign, digits = ("-", last[1:]) if last.startswith("-") else ("", last)
   i = rng.randrange(len(digits))
-  choices = [d for d in "0123456789"
-             if d != digits[i] and not (d == "0" and i == 0 and len(digits) > 1)]
-  digits = digits[:i] + rng.choice(choices) + digits[i + 1:]
+  choices = [
+    d for d in "0123456789" if d != digits[i] and not (d == "0" and i == 0 and len(digits) > 1)
+  ]
+  digits = digits[:i] + rng.choice(choices) + digits[i + 1 :]
   return {**example, "solution": f"{head}{sep}{sign}{digits}"}
 
 
-def add_answer_noise(examples: list[dict[str, Any]], fraction: float, *, seed: str,
-                     arg_name: str = "answer_noise") -> list[dict[str, Any]]:
+def add_answer_noise(
+  examples: list[dict[str, Any]], fraction: float, *, seed: str, arg_name: str = "answer_noise"
+) -> list[dict[str, Any]]:
   """Corrupts the final answer line of `fraction` of `examples` (deterministic in `seed`)."""
   if not 0.0 <= fraction <= 1.0:
     raise ValueError(f"{arg_name} must be in [0, 1], got {fraction}")
@@ -214,13 +227,13 @@ def add_answer_noise(examples: list[dict[str, Any]], fraction: float, *, seed: s
 
 
 def arithmetic_example(
-    rng: random.Random,
-    *,
-    min_digits: int = 1,
-    max_digits: int = 3,
-    max_operands: int = 2,
-    ops: Sequence[str] = ARITHMETIC_OPS,
-    style: str = "verbose",
+  rng: random.Random,
+  *,
+  min_digits: int = 1,
+  max_digits: int = 3,
+  max_operands: int = 2,
+  ops: Sequence[str] = ARITHMETIC_OPS,
+  style: str = "verbose",
 ) -> dict[str, Any]:
   """Draws one arithmetic problem with a column-method worked solution.
 
@@ -241,8 +254,10 @@ def arithmetic_example(
     ValueError: On invalid arguments (the message names the argument).
   """
   if not 1 <= min_digits <= max_digits:
-    raise ValueError(f"min_digits and max_digits must satisfy 1 <= min_digits <= max_digits, "
-                     f"got {min_digits} and {max_digits}")
+    raise ValueError(
+      f"min_digits and max_digits must satisfy 1 <= min_digits <= max_digits, "
+      f"got {min_digits} and {max_digits}"
+    )
   if max_operands < 2:
     raise ValueError(f"max_operands must be >= 2, got {max_operands}")
   if style not in SOLUTION_STYLES:
@@ -250,8 +265,7 @@ def arithmetic_example(
   ops = _check_ops(ops, ARITHMETIC_OPS, "ops")
   op = rng.choice(ops)
   n = rng.randint(2, max_operands) if op == "+" else 2
-  operands = [_random_int_with_digits(rng, rng.randint(min_digits, max_digits))
-              for _ in range(n)]
+  operands = [_random_int_with_digits(rng, rng.randint(min_digits, max_digits)) for _ in range(n)]
   if op == "+":
     answer, lines = _addition_solution(operands)
   elif op == "-":
@@ -263,11 +277,11 @@ def arithmetic_example(
   lines.append(f"Answer: {answer}")
   expr = f" {op} ".join(str(x) for x in operands)
   return {
-      "question": f"What is {expr}?",
-      "answer": str(answer),
-      "solution": "\n".join(lines),
-      "op": op,
-      "operands": operands,
+    "question": f"What is {expr}?",
+    "answer": str(answer),
+    "solution": "\n".join(lines),
+    "op": op,
+    "operands": operands,
   }
 
 
@@ -283,8 +297,13 @@ class _Expr:
 
   __slots__ = ("value", "op", "left", "right")
 
-  def __init__(self, value: int, op: Optional[str] = None, left: Optional["_Expr"] = None,
-               right: Optional["_Expr"] = None):
+  def __init__(
+    self,
+    value: int,
+    op: Optional[str] = None,
+    left: Optional["_Expr"] = None,
+    right: Optional["_Expr"] = None,
+  ):
     self.value, self.op, self.left, self.right = value, op, left, right
 
   def render(self) -> str:
@@ -315,8 +334,7 @@ def _combine(rng: random.Random, a: _Expr, b: _Expr, ops: Sequence[str]) -> Opti
         a, b, x, y = b, a, y, x
       else:
         continue
-    value = {"+": x + y, "-": x - y, "*": x * y,
-             "/": x // y if y else 0}[op]
+    value = {"+": x + y, "-": x - y, "*": x * y, "/": x // y if y else 0}[op]
     if value <= 0:
       continue
     return _Expr(value, op, a, b)
@@ -324,14 +342,14 @@ def _combine(rng: random.Random, a: _Expr, b: _Expr, ops: Sequence[str]) -> Opti
 
 
 def countdown_example(
-    rng: random.Random,
-    *,
-    min_numbers: int = 3,
-    max_numbers: int = 4,
-    max_value: int = 50,
-    max_target: int = 1000,
-    ops: Sequence[str] = COUNTDOWN_OPS,
-    max_tries: int = 1000,
+  rng: random.Random,
+  *,
+  min_numbers: int = 3,
+  max_numbers: int = 4,
+  max_value: int = 50,
+  max_target: int = 1000,
+  ops: Sequence[str] = COUNTDOWN_OPS,
+  max_tries: int = 1000,
 ) -> dict[str, Any]:
   """Draws a countdown puzzle that is solvable by construction.
 
@@ -357,8 +375,10 @@ def countdown_example(
     ValueError: On invalid arguments, or if no puzzle was found in `max_tries`.
   """
   if not 2 <= min_numbers <= max_numbers:
-    raise ValueError(f"min_numbers and max_numbers must satisfy 2 <= min_numbers <= "
-                     f"max_numbers, got {min_numbers} and {max_numbers}")
+    raise ValueError(
+      f"min_numbers and max_numbers must satisfy 2 <= min_numbers <= "
+      f"max_numbers, got {min_numbers} and {max_numbers}"
+    )
   if max_value < 1:
     raise ValueError(f"max_value must be >= 1, got {max_value}")
   if max_target < 1:
@@ -380,14 +400,23 @@ def countdown_example(
       continue
     target, expr = pool[0].value, pool[0].render()
     shown = ", ".join(str(x) for x in numbers)
-    question = (f"Using the numbers [{shown}], create an equation that equals {target}. "
-                f"You can use {', '.join(ops)} and each number exactly once.")
+    question = (
+      f"Using the numbers [{shown}], create an equation that equals {target}. "
+      f"You can use {', '.join(ops)} and each number exactly once."
+    )
     lines = ["Combine two numbers at a time:"] + steps
     lines += [f"So {expr} = {target}.", f"Answer: {expr}"]
-    return {"question": question, "answer": expr, "solution": "\n".join(lines),
-            "numbers": numbers, "target": target}
-  raise ValueError(f"no countdown puzzle with a target in [1, {max_target}] found in "
-                   f"max_tries={max_tries} draws; raise max_target or max_tries")
+    return {
+      "question": question,
+      "answer": expr,
+      "solution": "\n".join(lines),
+      "numbers": numbers,
+      "target": target,
+    }
+  raise ValueError(
+    f"no countdown puzzle with a target in [1, {max_target}] found in "
+    f"max_tries={max_tries} draws; raise max_target or max_tries"
+  )
 
 
 # ------------------------------------------------------------------------------
@@ -397,8 +426,7 @@ def countdown_example(
 
 def primes_between(lo: int, hi: int) -> list[int]:
   """Primes `p` with `lo <= p <= hi`."""
-  return [p for p in range(max(lo, 2), hi + 1)
-          if all(p % q for q in range(2, int(p ** 0.5) + 1))]
+  return [p for p in range(max(lo, 2), hi + 1) if all(p % q for q in range(2, int(p**0.5) + 1))]
 
 
 def _divmod_line(x: int, p: int) -> str:
@@ -408,12 +436,12 @@ def _divmod_line(x: int, p: int) -> str:
 
 
 def modular_example(
-    rng: random.Random,
-    *,
-    max_operand: int = 100,
-    min_modulus: int = 3,
-    max_modulus: int = 31,
-    ops: Sequence[str] = MODULAR_OPS,
+  rng: random.Random,
+  *,
+  max_operand: int = 100,
+  min_modulus: int = 3,
+  max_modulus: int = 31,
+  ops: Sequence[str] = MODULAR_OPS,
 ) -> dict[str, Any]:
   """Draws `(a op b) mod p` for a prime `p` with a worked solution.
 
@@ -438,15 +466,18 @@ def modular_example(
     raise ValueError(f"max_operand must be >= 1, got {max_operand}")
   primes = primes_between(min_modulus, max_modulus)
   if not primes:
-    raise ValueError(f"no prime modulus in [min_modulus, max_modulus] = "
-                     f"[{min_modulus}, {max_modulus}]")
+    raise ValueError(
+      f"no prime modulus in [min_modulus, max_modulus] = [{min_modulus}, {max_modulus}]"
+    )
   ops = _check_ops(ops, MODULAR_OPS, "ops")
   op, p = rng.choice(ops), rng.choice(primes)
   a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
   ra, rb = a % p, b % p
-  lines = [f"Reduce both operands modulo {p} first.",
-           f"{_divmod_line(a, p)}, so {a} mod {p} = {ra}.",
-           f"{_divmod_line(b, p)}, so {b} mod {p} = {rb}."]
+  lines = [
+    f"Reduce both operands modulo {p} first.",
+    f"{_divmod_line(a, p)}, so {a} mod {p} = {ra}.",
+    f"{_divmod_line(b, p)}, so {b} mod {p} = {rb}.",
+  ]
   value = {"+": ra + rb, "-": ra - rb, "*": ra * rb}[op]
   lines.append(f"Combine the residues: {ra} {op} {rb} = {value}.")
   answer = value % p
@@ -454,13 +485,13 @@ def modular_example(
   assert answer == {"+": a + b, "-": a - b, "*": a * b}[op] % p
   lines.append(f"Answer: {answer}")
   return {
-      "question": f"What is ({a} {op} {b}) mod {p}?",
-      "answer": str(answer),
-      "solution": "\n".join(lines),
-      "a": a,
-      "b": b,
-      "modulus": p,
-      "op": op,
+    "question": f"What is ({a} {op} {b}) mod {p}?",
+    "answer": str(answer),
+    "solution": "\n".join(lines),
+    "a": a,
+    "b": b,
+    "modulus": p,
+    "op": op,
   }
 
 
@@ -470,14 +501,14 @@ def modular_example(
 
 
 def generate_split(
-    make_example: Callable[[random.Random], dict[str, Any]],
-    num_examples: int,
-    *,
-    seed: str,
-    exclude: Collection[str] = (),
-    unique: bool = True,
-    max_tries_per_example: int = 50,
-    arg_name: str = "num_examples",
+  make_example: Callable[[random.Random], dict[str, Any]],
+  num_examples: int,
+  *,
+  seed: str,
+  exclude: Collection[str] = (),
+  unique: bool = True,
+  max_tries_per_example: int = 50,
+  arg_name: str = "num_examples",
 ) -> list[dict[str, Any]]:
   """Draws examples deterministically from a string seed.
 
@@ -506,8 +537,9 @@ def generate_split(
   while len(out) < num_examples:
     if budget <= 0:
       raise ValueError(
-          f"could only draw {len(out)} of {arg_name}={num_examples} examples with distinct "
-          "questions (excluding the other split's); lower it or make the task harder")
+        f"could only draw {len(out)} of {arg_name}={num_examples} examples with distinct "
+        "questions (excluding the other split's); lower it or make the task harder"
+      )
     budget -= 1
     ex = make_example(rng)
     q = ex["question"]
@@ -516,4 +548,3 @@ def generate_split(
     seen.add(q)
     out.append(ex)
   return out
-

@@ -10,18 +10,22 @@ Importing this package never imports torch.
 """
 
 from reasoning_jax.generate.cache import cache_bytes, init_cache
-from reasoning_jax.generate.sampling import (sample_logits, truncated_log_probs,
-                                             validate_sampling_params)
+from reasoning_jax.generate.sampling import (
+  sample_logits,
+  truncated_log_probs,
+  validate_sampling_params,
+)
+
 # Imported last and by name so that the package attribute `generate` is the
 # function, shadowing the submodule `reasoning_jax.generate.generate`.
 from reasoning_jax.generate.generate import GenerateOutput, generate
 
 __all__ = [
-    "GenerateOutput",
-    "cache_bytes",
-    "generate",
-    "init_cache",
-    "sample_logits",
-    "truncated_log_probs",
-    "validate_sampling_params",
+  "GenerateOutput",
+  "cache_bytes",
+  "generate",
+  "init_cache",
+  "sample_logits",
+  "truncated_log_probs",
+  "validate_sampling_params",
 ]

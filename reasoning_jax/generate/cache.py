@@ -44,8 +44,9 @@ def init_cache(model: Any, batch_size: int, max_length: int, dtype: Any = None) 
     A tuple with one cache pytree per layer.
   """
   if not hasattr(model, "init_cache"):
-    raise TypeError(f"model must define init_cache(batch_size, max_length, dtype), got "
-                    f"{type(model).__name__}")
+    raise TypeError(
+      f"model must define init_cache(batch_size, max_length, dtype), got {type(model).__name__}"
+    )
   batch_size = _positive_int(batch_size, "batch_size")
   max_length = _positive_int(max_length, "max_length")
   return tuple(model.init_cache(batch_size, max_length, dtype))

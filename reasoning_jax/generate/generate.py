@@ -97,8 +97,9 @@ def _is_eos(tokens: jax.Array, eos_ids: tuple[int, ...]) -> jax.Array:
 def _compiled_fns(graphdef: Any, settings: _Settings):
   """Jitted `(prefill, decode)` for one model structure and one set of static settings."""
   n = settings.max_new_tokens
-  sample = functools.partial(sample_logits, temperature=settings.temperature,
-                             top_k=settings.top_k, top_p=settings.top_p)
+  sample = functools.partial(
+    sample_logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p
+  )
 
   def step_key(key, step):
     return None if key is None else jax.random.fold_in(key, step)
@@ -114,18 +115,17 @@ def _compiled_fns(graphdef: Any, settings: _Settings):
     prompts = jnp.where(valid, prompts, 0)
     # Attention mixers ignore the mask here (causality hides the padding); recurrent
     # mixers use it to leave their state untouched by the padding tokens.
-    hidden, cache = model.forward(prompts, positions=positions, attention_mask=valid,
-                                  cache=cache)
+    hidden, cache = model.forward(prompts, positions=positions, attention_mask=valid, cache=cache)
     last = jnp.take_along_axis(hidden, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
     token, logprob, sampling_logprob = sample(model.unembed(last), step_key(key, 0))
     carry = dict(
-        step=jnp.asarray(1, jnp.int32),
-        last=token,
-        tokens=jnp.full((b, n), settings.pad_id, jnp.int32).at[:, 0].set(token),
-        logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(logprob),
-        sampling_logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(sampling_logprob),
-        lengths=jnp.ones((b,), jnp.int32),
-        done=_is_eos(token, settings.eos_ids),
+      step=jnp.asarray(1, jnp.int32),
+      last=token,
+      tokens=jnp.full((b, n), settings.pad_id, jnp.int32).at[:, 0].set(token),
+      logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(logprob),
+      sampling_logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(sampling_logprob),
+      lengths=jnp.ones((b,), jnp.int32),
+      done=_is_eos(token, settings.eos_ids),
     )
     return cache, carry
 
@@ -143,23 +143,20 @@ def _compiled_fns(graphdef: Any, settings: _Settings):
       # The newest token (index step - 1) sits at position prompt_length + step - 1.
       positions = (prompt_lengths + step - 1)[:, None]
       hidden, cache = model.forward(c["last"][:, None], positions=positions, cache=cache)
-      token, logprob, sampling_logprob = sample(model.unembed(hidden[:, 0]),
-                                                step_key(key, step))
+      token, logprob, sampling_logprob = sample(model.unembed(hidden[:, 0]), step_key(key, step))
       active = ~c["done"]
 
       def put(buffer, column):
-        return jax.lax.dynamic_update_slice(buffer, column[:, None].astype(buffer.dtype),
-                                            (0, step))
+        return jax.lax.dynamic_update_slice(buffer, column[:, None].astype(buffer.dtype), (0, step))
 
       c = dict(
-          step=step + 1,
-          last=token,  # Finished rows keep decoding a valid token; their output is masked.
-          tokens=put(c["tokens"], jnp.where(active, token, settings.pad_id)),
-          logprobs=put(c["logprobs"], jnp.where(active, logprob, 0.0)),
-          sampling_logprobs=put(c["sampling_logprobs"],
-                                jnp.where(active, sampling_logprob, 0.0)),
-          lengths=c["lengths"] + active.astype(jnp.int32),
-          done=c["done"] | (active & _is_eos(token, settings.eos_ids)),
+        step=step + 1,
+        last=token,  # Finished rows keep decoding a valid token; their output is masked.
+        tokens=put(c["tokens"], jnp.where(active, token, settings.pad_id)),
+        logprobs=put(c["logprobs"], jnp.where(active, logprob, 0.0)),
+        sampling_logprobs=put(c["sampling_logprobs"], jnp.where(active, sampling_logprob, 0.0)),
+        lengths=c["lengths"] + active.astype(jnp.int32),
+        done=c["done"] | (active & _is_eos(token, settings.eos_ids)),
       )
       return cache, c
 
@@ -207,18 +204,18 @@ def _check_key(key: Any) -> None:
 
 
 def generate(
-    model: nnx.Module,
-    prompts: Any,
-    prompt_lengths: Any,
-    *,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float = 1.0,
-    eos_id: int | tuple[int, ...] | None = None,
-    key: jax.Array | None = None,
-    cache_size: int | None = None,
-    pad_id: int = 0,
+  model: nnx.Module,
+  prompts: Any,
+  prompt_lengths: Any,
+  *,
+  max_new_tokens: int,
+  temperature: float = 1.0,
+  top_k: int | None = None,
+  top_p: float = 1.0,
+  eos_id: int | tuple[int, ...] | None = None,
+  key: jax.Array | None = None,
+  cache_size: int | None = None,
+  pad_id: int = 0,
 ) -> GenerateOutput:
   """Samples up to `max_new_tokens` tokens per row after right-padded prompts.
 
@@ -251,8 +248,9 @@ def generate(
   if not hasattr(prompts, "dtype"):
     prompts = np.asarray(prompts)
   if not jnp.issubdtype(prompts.dtype, jnp.integer):
-    raise TypeError(f"prompts must be an integer array [B, P] of token ids, got dtype "
-                    f"{prompts.dtype}")
+    raise TypeError(
+      f"prompts must be an integer array [B, P] of token ids, got dtype {prompts.dtype}"
+    )
   if prompts.ndim != 2 or prompts.shape[0] < 1 or prompts.shape[1] < 1:
     raise ValueError(f"prompts must be [B, P] with B, P >= 1, got shape {tuple(prompts.shape)}")
   b, p = prompts.shape
@@ -260,20 +258,24 @@ def generate(
   if not hasattr(prompt_lengths, "dtype"):
     prompt_lengths = np.asarray(prompt_lengths)
   if not jnp.issubdtype(prompt_lengths.dtype, jnp.integer):
-    raise TypeError(f"prompt_lengths must be an integer array [B] = [{b}], got dtype "
-                    f"{prompt_lengths.dtype}")
+    raise TypeError(
+      f"prompt_lengths must be an integer array [B] = [{b}], got dtype {prompt_lengths.dtype}"
+    )
   if tuple(prompt_lengths.shape) != (b,):
-    raise ValueError(f"prompt_lengths must be [B] = [{b}] (one length per prompt row), got "
-                     f"shape {tuple(prompt_lengths.shape)}")
+    raise ValueError(
+      f"prompt_lengths must be [B] = [{b}] (one length per prompt row), got "
+      f"shape {tuple(prompt_lengths.shape)}"
+    )
   if is_concrete(prompt_lengths):
     lengths_np = np.asarray(prompt_lengths)
     if lengths_np.min() < 1 or lengths_np.max() > p:
-      raise ValueError(f"prompt_lengths must be in [1, P] = [1, {p}], got values in "
-                       f"[{lengths_np.min()}, {lengths_np.max()}]")
+      raise ValueError(
+        f"prompt_lengths must be in [1, P] = [1, {p}], got values in "
+        f"[{lengths_np.min()}, {lengths_np.max()}]"
+      )
     if is_concrete(prompts):
       real = np.arange(p)[None, :] < lengths_np[:, None]
-      validate_token_ids(np.where(real, np.asarray(prompts), 0), vocab_size,
-                         argument="prompts")
+      validate_token_ids(np.where(real, np.asarray(prompts), 0), vocab_size, argument="prompts")
 
   max_new_tokens = _as_int(max_new_tokens, "max_new_tokens", "an int >= 1")
   if max_new_tokens < 1:
@@ -283,22 +285,31 @@ def generate(
   cache_size = _as_int(cache_size, "cache_size", "None or an int >= 1")
   if p + max_new_tokens > cache_size:
     raise ValueError(
-        f"the prompt plus budget does not fit in the cache: P={p} prompt slots + "
-        f"max_new_tokens={max_new_tokens} = {p + max_new_tokens} > cache_size={cache_size}")
+      f"the prompt plus budget does not fit in the cache: P={p} prompt slots + "
+      f"max_new_tokens={max_new_tokens} = {p + max_new_tokens} > cache_size={cache_size}"
+    )
   temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
   if temperature > 0:
     if key is None:
-      raise ValueError(f"key is required when sampling with temperature={temperature} > 0 "
-                       "(pass key=jax.random.key(seed), or temperature=0 for greedy)")
+      raise ValueError(
+        f"key is required when sampling with temperature={temperature} > 0 "
+        "(pass key=jax.random.key(seed), or temperature=0 for greedy)"
+      )
     _check_key(key)
   else:
     key = None
   eos_ids = _normalize_eos(eos_id, vocab_size)
   pad_id = _as_int(pad_id, "pad_id", "an int")
 
-  settings = _Settings(max_new_tokens=max_new_tokens, cache_size=cache_size,
-                       temperature=temperature, top_k=top_k, top_p=top_p, eos_ids=eos_ids,
-                       pad_id=pad_id)
+  settings = _Settings(
+    max_new_tokens=max_new_tokens,
+    cache_size=cache_size,
+    temperature=temperature,
+    top_k=top_k,
+    top_p=top_p,
+    eos_ids=eos_ids,
+    pad_id=pad_id,
+  )
   graphdef, state = nnx.split(model)
   prefill, decode = _compiled_fns(graphdef, settings)
   prompts = jnp.asarray(prompts, jnp.int32)
@@ -306,6 +317,10 @@ def generate(
   cache = model.init_cache(b, cache_size)  # Fresh zeros, filled in place by prefill.
   cache, carry = prefill(state, cache, prompts, prompt_lengths, key)
   _, carry = decode(state, cache, carry, prompt_lengths, key)  # The final cache is dropped.
-  return GenerateOutput(tokens=carry["tokens"], lengths=carry["lengths"],
-                        logprobs=carry["logprobs"], sampling_logprobs=carry["sampling_logprobs"],
-                        done=carry["done"])
+  return GenerateOutput(
+    tokens=carry["tokens"],
+    lengths=carry["lengths"],
+    logprobs=carry["logprobs"],
+    sampling_logprobs=carry["sampling_logprobs"],
+    done=carry["done"],
+  )

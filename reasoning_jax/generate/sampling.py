@@ -58,8 +58,8 @@ def validate_sampling_params(temperature: Any, top_k: Any, top_p: Any) -> tuple[
   temperature, top_p = _scalar(temperature), _scalar(top_p)
   if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
     raise TypeError(
-        f"temperature must be a real number >= 0, got {type(temperature).__name__} "
-        f"{temperature!r}")
+      f"temperature must be a real number >= 0, got {type(temperature).__name__} {temperature!r}"
+    )
   temperature = float(temperature)
   if not math.isfinite(temperature) or temperature < 0:
     raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
@@ -80,8 +80,9 @@ def validate_sampling_params(temperature: Any, top_k: Any, top_p: Any) -> tuple[
 def _check_logits(logits: Any) -> jax.Array:
   if not hasattr(logits, "dtype") or not jnp.issubdtype(logits.dtype, jnp.floating):
     raise TypeError(
-        f"logits must be a floating array [B, V], got dtype "
-        f"{getattr(logits, 'dtype', type(logits).__name__)}")
+      f"logits must be a floating array [B, V], got dtype "
+      f"{getattr(logits, 'dtype', type(logits).__name__)}"
+    )
   if logits.ndim < 1 or logits.shape[-1] < 1:
     raise ValueError(f"logits must be [B, V] with V >= 1, got shape {tuple(logits.shape)}")
   return jnp.asarray(logits, jnp.float32)
@@ -114,8 +115,9 @@ def _keep_mask(scaled: jax.Array, top_k: int, top_p: float) -> jax.Array | None:
   return flat_mask.reshape(scaled.shape)
 
 
-def truncated_log_probs(logits: jax.Array, temperature: float = 1.0, top_k: int | None = None,
-                        top_p: float = 1.0) -> jax.Array:
+def truncated_log_probs(
+  logits: jax.Array, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0
+) -> jax.Array:
   """Log of the sampling distribution: tempered, top-k then top-p truncated softmax.
 
   Args:
@@ -142,12 +144,12 @@ def truncated_log_probs(logits: jax.Array, temperature: float = 1.0, top_k: int 
 
 
 def sample_logits(
-    logits: jax.Array,
-    key: jax.Array | None,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float = 1.0,
+  logits: jax.Array,
+  key: jax.Array | None,
+  *,
+  temperature: float = 1.0,
+  top_k: int | None = None,
+  top_p: float = 1.0,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Samples one token per row of `logits`.
 

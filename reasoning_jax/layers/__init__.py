@@ -11,5 +11,10 @@ from reasoning_jax.layers.gla import GLACache, GatedLinearAttention, make_gla_mi
 from reasoning_jax.layers.norms import RMSNorm, rms_norm
 from reasoning_jax.layers.ovq import OVQAttention, make_ovq_mixer
 from reasoning_jax.layers.momentum import MomentumAttention, MomentumKVCache, make_momentum_mixer
-from reasoning_jax.layers.monotone import (MonotoneFFN, is_monotone_ffn, make_monotone_ffn,
-                                           monotone_weight_decay_mask, require_monotone_ffns)
+from reasoning_jax.layers.monotone import (
+  MonotoneFFN,
+  is_monotone_ffn,
+  make_monotone_ffn,
+  monotone_weight_decay_mask,
+  require_monotone_ffns,
+)

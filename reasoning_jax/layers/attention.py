@@ -105,8 +105,9 @@ class Attention(nnx.Module):
       y = y + bias[...].astype(self.dtype)
     return y
 
-  def __call__(self, x, *, positions, attention_mask=None, segment_ids=None, cache=None,
-               implementation=None):
+  def __call__(
+    self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
+  ):
     q = self._project(x, self.q_proj, self.q_bias)
     k = self._project(x, self.k_proj, self.k_bias)
     v = self._project(x, self.v_proj, self.v_bias)
@@ -118,10 +119,18 @@ class Attention(nnx.Module):
 
     if cache is None:
       out = attention_op(
-          q, k, v, q_positions=positions, kv_positions=positions,
-          sliding_window=self.sliding_window, kv_mask=attention_mask,
-          q_segment_ids=segment_ids, kv_segment_ids=segment_ids,
-          implementation=implementation, index_positions=True)
+        q,
+        k,
+        v,
+        q_positions=positions,
+        kv_positions=positions,
+        sliding_window=self.sliding_window,
+        kv_mask=attention_mask,
+        q_segment_ids=segment_ids,
+        kv_segment_ids=segment_ids,
+        implementation=implementation,
+        index_positions=True,
+      )
     else:
       starts = positions[:, 0]
       cache = KVCache(k=write_rows(cache.k, k, starts), v=write_rows(cache.v, v, starts))
@@ -129,9 +138,14 @@ class Attention(nnx.Module):
       kv_positions = jnp.broadcast_to(jnp.arange(s, dtype=positions.dtype), (b, s))
       # Causality on positions hides both future slots and not-yet-written ones.
       out = attention_op(
-          q, cache.k.astype(q.dtype), cache.v.astype(q.dtype), q_positions=positions,
-          kv_positions=kv_positions, sliding_window=self.sliding_window,
-          implementation=implementation)
+        q,
+        cache.k.astype(q.dtype),
+        cache.v.astype(q.dtype),
+        q_positions=positions,
+        kv_positions=kv_positions,
+        sliding_window=self.sliding_window,
+        implementation=implementation,
+      )
     y = jnp.einsum("btnd,ndh->bth", out, self.o_proj[...].astype(self.dtype))
     if self.o_bias is not None:
       y = y + self.o_bias[...].astype(self.dtype)

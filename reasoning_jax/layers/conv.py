@@ -46,9 +46,14 @@ class ConvCache:
   buffer: jax.Array
 
 
-def causal_depthwise_conv(u: jax.Array, weight: jax.Array, bias: jax.Array | None = None, *,
-                          history: jax.Array | None = None,
-                          segment_ids: jax.Array | None = None) -> jax.Array:
+def causal_depthwise_conv(
+  u: jax.Array,
+  weight: jax.Array,
+  bias: jax.Array | None = None,
+  *,
+  history: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+) -> jax.Array:
   """`y_t = bias + sum_j weight[j] * u_{t-j}` per channel, causal.
 
   Args:
@@ -62,8 +67,9 @@ def causal_depthwise_conv(u: jax.Array, weight: jax.Array, bias: jax.Array | Non
     `[B, T, C]` in `u.dtype` (accumulated in float32).
   """
   if u.ndim != 3 or weight.ndim != 2 or weight.shape[1] != u.shape[2]:
-    raise ValueError(f"u must be [B, T, C] and weight [K, C] with the same C, got "
-                     f"{u.shape} and {weight.shape}")
+    raise ValueError(
+      f"u must be [B, T, C] and weight [K, C] with the same C, got {u.shape} and {weight.shape}"
+    )
   k = weight.shape[0]
   b, t, c = u.shape
   if history is None:
@@ -89,7 +95,7 @@ def _last_inputs(history: jax.Array, u: jax.Array, attention_mask: jax.Array | N
   keep = history.shape[1]
   full = jnp.concatenate([history, u.astype(history.dtype)], axis=1)
   if attention_mask is None:
-    return full[:, full.shape[1] - keep:]
+    return full[:, full.shape[1] - keep :]
   t = u.shape[1]
   valid = attention_mask != 0
   # Index in `u` of the last valid token; -1 when a row has none (its cache is unchanged).
@@ -114,14 +120,12 @@ class BaseConv(nnx.Module):
     self.layer_idx = layer_idx
     h = config.hidden_size
     if self.kernel_size < 1:
-      raise ValueError(f"{type(self).__name__}: kernel_size must be >= 1, got "
-                       f"{self.kernel_size}")
+      raise ValueError(f"{type(self).__name__}: kernel_size must be >= 1, got {self.kernel_size}")
     self.hidden_size = h
     self.dtype = config.compute_dtype
     # Depthwise taps start near an identity-plus-noise filter scale (fan-in K).
-    init = nnx.initializers.normal(stddev=self.kernel_size ** -0.5)
-    self.conv_weight = nnx.Param(init(rngs.params(), (self.kernel_size, h),
-                                      config.params_dtype))
+    init = nnx.initializers.normal(stddev=self.kernel_size**-0.5)
+    self.conv_weight = nnx.Param(init(rngs.params(), (self.kernel_size, h), config.params_dtype))
     self.conv_bias = bias_param((h,), config)
     self.proj = dense_param(rngs, (h, h), config)
     self.proj_bias = bias_param((h,), config)
@@ -129,24 +133,27 @@ class BaseConv(nnx.Module):
   def init_cache(self, batch_size: int, max_length: int, dtype=None) -> ConvCache:
     del max_length  # Constant size.
     dtype = self.dtype if dtype is None else dtype
-    return ConvCache(buffer=jnp.zeros((batch_size, self.kernel_size - 1, self.hidden_size),
-                                      dtype))
+    return ConvCache(buffer=jnp.zeros((batch_size, self.kernel_size - 1, self.hidden_size), dtype))
 
-  def __call__(self, x, *, positions, attention_mask=None, segment_ids=None, cache=None,
-               implementation=None):
+  def __call__(
+    self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
+  ):
     del positions, implementation  # Position-free; one XLA implementation.
     if cache is not None and not isinstance(cache, ConvCache):
-      raise TypeError(f"{type(self).__name__} needs a ConvCache from its init_cache, got "
-                      f"{type(cache).__name__}")
+      raise TypeError(
+        f"{type(self).__name__} needs a ConvCache from its init_cache, got {type(cache).__name__}"
+      )
     if cache is not None and segment_ids is not None:
-      raise ValueError("base_conv: segment_ids (packed sequences) cannot be combined with a "
-                       "generation cache")
+      raise ValueError(
+        "base_conv: segment_ids (packed sequences) cannot be combined with a generation cache"
+      )
     u = x.astype(self.dtype)
     if attention_mask is not None:
       u = jnp.where((attention_mask != 0)[..., None], u, 0)
     history = None if cache is None else cache.buffer
-    conv = causal_depthwise_conv(u, self.conv_weight[...], self.conv_bias[...],
-                                 history=history, segment_ids=segment_ids)
+    conv = causal_depthwise_conv(
+      u, self.conv_weight[...], self.conv_bias[...], history=history, segment_ids=segment_ids
+    )
     gate = jnp.einsum("bth,hg->btg", u, self.proj[...].astype(self.dtype))
     y = conv * (gate + self.proj_bias[...].astype(self.dtype))
     if self.inner_residual:
@@ -157,14 +164,18 @@ class BaseConv(nnx.Module):
     return y, new_cache
 
 
-def make_conv_mixer(name: str, *, kernel_size: int = 3, inner_residual: bool = True,
-                    override: bool = False) -> type[BaseConv]:
+def make_conv_mixer(
+  name: str, *, kernel_size: int = 3, inner_residual: bool = True, override: bool = False
+) -> type[BaseConv]:
   """Registers (in `registry.MIXERS`) and returns a BaseConv variant named `name`."""
   if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
     raise ValueError(f"kernel_size must be an int >= 1, got {kernel_size!r}")
-  attrs = dict(kernel_size=kernel_size, inner_residual=bool(inner_residual),
-               __doc__=f"Short convolution registered as mixer {name!r}.",
-               __module__=__name__)
+  attrs = dict(
+    kernel_size=kernel_size,
+    inner_residual=bool(inner_residual),
+    __doc__=f"Short convolution registered as mixer {name!r}.",
+    __module__=__name__,
+  )
   cls = type("BaseConv_" + "".join(c if c.isalnum() else "_" for c in name), (BaseConv,), attrs)
   return registry.MIXERS.register(name, override=override)(cls)
 

@@ -53,8 +53,9 @@ class GLACache:
 def check_unpacked(segment_ids, mixer: str) -> None:
   if segment_ids is not None:
     raise NotImplementedError(
-        f"mixer {mixer!r} is recurrent and does not support packed sequences (segment_ids); "
-        "feed padded, unpacked batches (e.g. make_sft_dataset(..., packing=False))")
+      f"mixer {mixer!r} is recurrent and does not support packed sequences (segment_ids); "
+      "feed padded, unpacked batches (e.g. make_sft_dataset(..., packing=False))"
+    )
 
 
 @registry.MIXERS.register("gla")
@@ -80,9 +81,11 @@ class GatedLinearAttention(nnx.Module):
     self.dtype = config.compute_dtype
     GLA_MODES.validate(self.mode, argument="mode")
     if self.gate_rank <= 0 or self.gate_normalizer <= 0 or self.chunk_size <= 0:
-      raise ValueError(f"{type(self).__name__}: gate_rank, gate_normalizer and chunk_size must "
-                       f"be positive, got {self.gate_rank}, {self.gate_normalizer}, "
-                       f"{self.chunk_size}")
+      raise ValueError(
+        f"{type(self).__name__}: gate_rank, gate_normalizer and chunk_size must "
+        f"be positive, got {self.gate_rank}, {self.gate_normalizer}, "
+        f"{self.chunk_size}"
+      )
     self.q_proj = dense_param(rngs, (h, n, d), config)
     self.k_proj = dense_param(rngs, (h, n, d), config)
     self.v_proj = dense_param(rngs, (h, n, d), config)
@@ -111,45 +114,70 @@ class GatedLinearAttention(nnx.Module):
       g = jnp.where(keep, g, 0.0)
     return q, k, v, g
 
-  def __call__(self, x, *, positions, attention_mask=None, segment_ids=None, cache=None,
-               implementation=None):
+  def __call__(
+    self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
+  ):
     del positions  # No RoPE; the decay carries position.
     check_unpacked(segment_ids, "gla")
     q, k, v, g = self._inputs(x, attention_mask)
     state = None
     if cache is not None:
       if not isinstance(cache, GLACache):
-        raise TypeError(f"{type(self).__name__} needs a GLACache from its init_cache, got "
-                        f"{type(cache).__name__}")
+        raise TypeError(
+          f"{type(self).__name__} needs a GLACache from its init_cache, got {type(cache).__name__}"
+        )
       state = cache.state
     if cache is not None and x.shape[1] == 1:
       o, state = gla_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], state)
       o = o[:, None]
     else:
       o, state = gated_linear_attention(
-          q, k, v, g, initial_state=state, mode=self.mode, chunk_size=self.chunk_size,
-          implementation=implementation)
+        q,
+        k,
+        v,
+        g,
+        initial_state=state,
+        mode=self.mode,
+        chunk_size=self.chunk_size,
+        implementation=implementation,
+      )
     o = self.head_norm(o)
     r = jnp.einsum("bth,hnd->btnd", x, self.r_proj[...].astype(self.dtype))
     y = jnp.einsum("btnd,ndh->bth", o * jax.nn.silu(r), self.o_proj[...].astype(self.dtype))
     return y, (None if cache is None else GLACache(state=state))
 
 
-def make_gla_mixer(name: str, *, gate_rank: int = 16, gate_normalizer: float = 16.0,
-                   chunk_size: int = 64, mode: str = "chunk",
-                   override: bool = False) -> type[GatedLinearAttention]:
+def make_gla_mixer(
+  name: str,
+  *,
+  gate_rank: int = 16,
+  gate_normalizer: float = 16.0,
+  chunk_size: int = 64,
+  mode: str = "chunk",
+  override: bool = False,
+) -> type[GatedLinearAttention]:
   """Registers (in `registry.MIXERS`) and returns a GLA variant named `name`."""
   GLA_MODES.validate(mode, argument="mode")
-  for arg, value in (("gate_rank", gate_rank), ("gate_normalizer", gate_normalizer),
-                     ("chunk_size", chunk_size)):
+  for arg, value in (
+    ("gate_rank", gate_rank),
+    ("gate_normalizer", gate_normalizer),
+    ("chunk_size", chunk_size),
+  ):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
       raise ValueError(f"{arg} must be positive, got {value!r}")
-  attrs = dict(gate_rank=int(gate_rank), gate_normalizer=float(gate_normalizer),
-               chunk_size=int(chunk_size), mode=mode,
-               __doc__=f"Gated linear attention registered as mixer {name!r}.",
-               __module__=__name__)
-  cls = type("GatedLinearAttention_" + "".join(c if c.isalnum() else "_" for c in name),
-             (GatedLinearAttention,), attrs)
+  attrs = dict(
+    gate_rank=int(gate_rank),
+    gate_normalizer=float(gate_normalizer),
+    chunk_size=int(chunk_size),
+    mode=mode,
+    __doc__=f"Gated linear attention registered as mixer {name!r}.",
+    __module__=__name__,
+  )
+  cls = type(
+    "GatedLinearAttention_" + "".join(c if c.isalnum() else "_" for c in name),
+    (GatedLinearAttention,),
+    attrs,
+  )
   return registry.MIXERS.register(name, override=override)(cls)
 
 

@@ -65,26 +65,31 @@ class MomentumKVCache(KVCache):
 def _read_slot(buffer: jax.Array, slots: jax.Array) -> jax.Array:
   """`buffer[b, slots[b]]` for `buffer` `[B, S, ...]`, `slots` `[B]`."""
   return jax.vmap(lambda buf, i: jax.lax.dynamic_index_in_dim(buf, i, 0, keepdims=False))(
-      buffer, slots)
+    buffer, slots
+  )
 
 
 def _resolve_gamma(spec: GammaSpec, num_layers: int, num_heads: int, argument: str):
   """A float or a per-head tuple of floats from a gamma spec."""
   if isinstance(spec, str):
     if spec != SCALING_LAW:
-      raise ValueError(f"{argument}={spec!r}: expected a float, a per-head sequence or "
-                       f"{SCALING_LAW!r}")
+      raise ValueError(
+        f"{argument}={spec!r}: expected a float, a per-head sequence or {SCALING_LAW!r}"
+      )
     return optimal_gamma(num_layers)
   if isinstance(spec, (int, float)) and not isinstance(spec, bool):
     return float(spec)
   if isinstance(spec, (tuple, list)) and all(
-      isinstance(x, (int, float)) and not isinstance(x, bool) for x in spec):
+    isinstance(x, (int, float)) and not isinstance(x, bool) for x in spec
+  ):
     if len(spec) != num_heads:
-      raise ValueError(f"{argument} has {len(spec)} per-head values but the layer has "
-                       f"{num_heads} heads")
+      raise ValueError(
+        f"{argument} has {len(spec)} per-head values but the layer has {num_heads} heads"
+      )
     return tuple(float(x) for x in spec)
-  raise TypeError(f"{argument} must be a float, a per-head sequence of floats or "
-                  f"{SCALING_LAW!r}, got {spec!r}")
+  raise TypeError(
+    f"{argument} must be a float, a per-head sequence of floats or {SCALING_LAW!r}, got {spec!r}"
+  )
 
 
 def _is_zero(gamma) -> bool:
@@ -111,8 +116,9 @@ class MomentumAttention(Attention):
   def __init__(self, config: ModelConfig, layer_idx: int, *, rngs: nnx.Rngs):
     super().__init__(config, layer_idx, rngs=rngs)
     if self.t0_rule not in T0_RULES:
-      raise ValueError(f"{type(self).__name__}.t0_rule must be one of {T0_RULES}, got "
-                       f"{self.t0_rule!r}")
+      raise ValueError(
+        f"{type(self).__name__}.t0_rule must be one of {T0_RULES}, got {self.t0_rule!r}"
+      )
     gq = _resolve_gamma(self.gamma_q_spec, config.num_layers, self.num_heads, "gamma_q")
     gk = _resolve_gamma(self.gamma_k_spec, config.num_layers, self.num_kv_heads, "gamma_k")
     if self.learnable_gamma:
@@ -125,10 +131,12 @@ class MomentumAttention(Attention):
 
   def gammas(self) -> tuple[Any, Any]:
     """`(gamma_q, gamma_k)` as arrays (scalar or per head); a fixed zero stays the float 0."""
+
     def value(g):
       if isinstance(g, nnx.Variable):
         return g[...]
       return 0.0 if _is_zero(g) else jnp.asarray(g, jnp.float32)  # Static 0: no shear at all.
+
     return value(self.gamma_q), value(self.gamma_k)
 
   def init_cache(self, batch_size: int, max_length: int, dtype=None) -> MomentumKVCache:
@@ -136,9 +144,11 @@ class MomentumAttention(Attention):
     kv_shape = (batch_size, max_length, self.num_kv_heads, self.head_dim)
     q_shape = (batch_size, max_length, self.num_heads, self.head_dim)
     return MomentumKVCache(
-        k=jnp.zeros(kv_shape, dtype), v=jnp.zeros(kv_shape, dtype),
-        k_raw=jnp.zeros(kv_shape, dtype) if self._keep_k_raw else None,
-        q_raw=jnp.zeros(q_shape, dtype) if self._keep_q_raw else None)
+      k=jnp.zeros(kv_shape, dtype),
+      v=jnp.zeros(kv_shape, dtype),
+      k_raw=jnp.zeros(kv_shape, dtype) if self._keep_k_raw else None,
+      q_raw=jnp.zeros(q_shape, dtype) if self._keep_q_raw else None,
+    )
 
   def _qkv(self, x, positions):
     """Projected q, k, v with q/k norms and RoPE applied (as in `Attention`)."""
@@ -151,42 +161,72 @@ class MomentumAttention(Attention):
     cos, sin = rope_tables(positions, inv_freq)
     return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
-  def __call__(self, x, *, positions, attention_mask=None, segment_ids=None, cache=None,
-               implementation=None):
+  def __call__(
+    self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
+  ):
     q, k, v = self._qkv(x, positions)
     gamma_q, gamma_k = self.gammas()
     if cache is None:
       out = momentum_attention(
-          q, k, v, gamma_q=gamma_q, gamma_k=gamma_k, positions=positions,
-          segment_ids=segment_ids, kv_mask=attention_mask, sliding_window=self.sliding_window,
-          t0_rule=self.t0_rule, implementation=implementation, index_positions=True)
+        q,
+        k,
+        v,
+        gamma_q=gamma_q,
+        gamma_k=gamma_k,
+        positions=positions,
+        segment_ids=segment_ids,
+        kv_mask=attention_mask,
+        sliding_window=self.sliding_window,
+        t0_rule=self.t0_rule,
+        implementation=implementation,
+        index_positions=True,
+      )
     else:
       if not isinstance(cache, MomentumKVCache):
-        raise TypeError(f"{type(self).__name__} needs a MomentumKVCache from its init_cache, "
-                        f"got {type(cache).__name__}")
+        raise TypeError(
+          f"{type(self).__name__} needs a MomentumKVCache from its init_cache, "
+          f"got {type(cache).__name__}"
+        )
       starts = positions[:, 0]
       prev_slot = jnp.maximum(starts - 1, 0)  # Unused (reset) where starts == 0.
       q_hat, k_hat = q, k
       q_raw, k_raw = cache.q_raw, cache.k_raw
       if q_raw is not None:
-        q_hat, _ = momentum_shear(q, gamma_q, positions=positions,
-                                  prev=_read_slot(q_raw, prev_slot).astype(q.dtype),
-                                  t0_rule=self.t0_rule)
+        q_hat, _ = momentum_shear(
+          q,
+          gamma_q,
+          positions=positions,
+          prev=_read_slot(q_raw, prev_slot).astype(q.dtype),
+          t0_rule=self.t0_rule,
+        )
         q_raw = write_rows(q_raw, q, starts)
       if k_raw is not None:
-        k_hat, _ = momentum_shear(k, gamma_k, positions=positions,
-                                  prev=_read_slot(k_raw, prev_slot).astype(k.dtype),
-                                  t0_rule=self.t0_rule)
+        k_hat, _ = momentum_shear(
+          k,
+          gamma_k,
+          positions=positions,
+          prev=_read_slot(k_raw, prev_slot).astype(k.dtype),
+          t0_rule=self.t0_rule,
+        )
         k_raw = write_rows(k_raw, k, starts)
-      cache = MomentumKVCache(k=write_rows(cache.k, k_hat, starts),
-                              v=write_rows(cache.v, v, starts), k_raw=k_raw, q_raw=q_raw)
+      cache = MomentumKVCache(
+        k=write_rows(cache.k, k_hat, starts),
+        v=write_rows(cache.v, v, starts),
+        k_raw=k_raw,
+        q_raw=q_raw,
+      )
       b, s = cache.k.shape[:2]
       kv_positions = jnp.broadcast_to(jnp.arange(s, dtype=positions.dtype), (b, s))
       # Causality on positions hides both future slots and not-yet-written ones.
       out = attention_op(
-          q_hat, cache.k.astype(q.dtype), cache.v.astype(q.dtype), q_positions=positions,
-          kv_positions=kv_positions, sliding_window=self.sliding_window,
-          implementation=implementation)
+        q_hat,
+        cache.k.astype(q.dtype),
+        cache.v.astype(q.dtype),
+        q_positions=positions,
+        kv_positions=kv_positions,
+        sliding_window=self.sliding_window,
+        implementation=implementation,
+      )
     y = jnp.einsum("btnd,ndh->bth", out, self.o_proj[...].astype(self.dtype))
     if self.o_bias is not None:
       y = y + self.o_bias[...].astype(self.dtype)
@@ -194,14 +234,14 @@ class MomentumAttention(Attention):
 
 
 def make_momentum_mixer(
-    name: str,
-    *,
-    gamma_q: GammaSpec = SCALING_LAW,
-    gamma_k: GammaSpec = SCALING_LAW,
-    t0_rule: str = "repeat",
-    learnable_gamma: bool = False,
-    sliding_window_from_config: bool = False,
-    override: bool = False,
+  name: str,
+  *,
+  gamma_q: GammaSpec = SCALING_LAW,
+  gamma_k: GammaSpec = SCALING_LAW,
+  t0_rule: str = "repeat",
+  learnable_gamma: bool = False,
+  sliding_window_from_config: bool = False,
+  override: bool = False,
 ) -> type[MomentumAttention]:
   """Registers (in `registry.MIXERS`) and returns a `MomentumAttention` variant named `name`.
 
@@ -218,19 +258,22 @@ def make_momentum_mixer(
   """
   for argument, spec in (("gamma_q", gamma_q), ("gamma_k", gamma_k)):
     if isinstance(spec, str) and spec != SCALING_LAW:
-      raise ValueError(f"{argument}={spec!r}: expected a float, a per-head sequence or "
-                       f"{SCALING_LAW!r}")
+      raise ValueError(
+        f"{argument}={spec!r}: expected a float, a per-head sequence or {SCALING_LAW!r}"
+      )
     if not isinstance(spec, str):
       _resolve_gamma(spec, 1, len(spec) if isinstance(spec, (tuple, list)) else 1, argument)
   if t0_rule not in T0_RULES:
     raise ValueError(f"t0_rule must be one of {T0_RULES}, got {t0_rule!r}")
   attrs = dict(
-      gamma_q_spec=tuple(gamma_q) if isinstance(gamma_q, (list, tuple)) else gamma_q,
-      gamma_k_spec=tuple(gamma_k) if isinstance(gamma_k, (list, tuple)) else gamma_k,
-      t0_rule=t0_rule, learnable_gamma=bool(learnable_gamma),
-      window_from_config=bool(sliding_window_from_config),
-      __doc__=f"Momentum attention registered as mixer {name!r}.",
-      __module__=__name__)
+    gamma_q_spec=tuple(gamma_q) if isinstance(gamma_q, (list, tuple)) else gamma_q,
+    gamma_k_spec=tuple(gamma_k) if isinstance(gamma_k, (list, tuple)) else gamma_k,
+    t0_rule=t0_rule,
+    learnable_gamma=bool(learnable_gamma),
+    window_from_config=bool(sliding_window_from_config),
+    __doc__=f"Momentum attention registered as mixer {name!r}.",
+    __module__=__name__,
+  )
   cls_name = "MomentumAttention_" + "".join(c if c.isalnum() else "_" for c in name)
   cls = type(cls_name, (MomentumAttention,), attrs)
   return registry.MIXERS.register(name, override=override)(cls)
@@ -238,10 +281,18 @@ def make_momentum_mixer(
 
 def momentum_mixer_names() -> list[str]:
   """Registered mixer names whose class is a `MomentumAttention`."""
-  return [n for n in registry.MIXERS.names()
-          if isinstance(registry.MIXERS.get(n), type)
-          and issubclass(registry.MIXERS.get(n), MomentumAttention)]
+  return [
+    n
+    for n in registry.MIXERS.names()
+    if isinstance(registry.MIXERS.get(n), type)
+    and issubclass(registry.MIXERS.get(n), MomentumAttention)
+  ]
 
 
-__all__ = ["MomentumAttention", "MomentumKVCache", "make_momentum_mixer",
-           "momentum_mixer_names", "SCALING_LAW"]
+__all__ = [
+  "MomentumAttention",
+  "MomentumKVCache",
+  "make_momentum_mixer",
+  "momentum_mixer_names",
+  "SCALING_LAW",
+]

@@ -29,14 +29,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.layers.ffn import bias_param
-from reasoning_jax.ops.monotone import (DEFAULT_EPS, check_activation, init_raw,
-                                        monotone_ffn_core, monotone_weight_l2, nonnegative_weight,
-                                        raw_from_dense)
+from reasoning_jax.ops.monotone import (
+  DEFAULT_EPS,
+  check_activation,
+  init_raw,
+  monotone_ffn_core,
+  monotone_weight_l2,
+  nonnegative_weight,
+  raw_from_dense,
+)
 
 if TYPE_CHECKING:
   from reasoning_jax.models.config import ModelConfig
@@ -68,8 +73,9 @@ class MonotoneFFN(nnx.Module):
     self.dtype = config.compute_dtype
 
     def raw(shape):
-      return MonotoneRawParam(init_raw(rngs.params(), shape, config.initializer_range,
-                                       config.params_dtype, self.init_eps))
+      return MonotoneRawParam(
+        init_raw(rngs.params(), shape, config.initializer_range, config.params_dtype, self.init_eps)
+      )
 
     self.gate = raw((h, i)) if self.gated else None
     self.up = raw((h, i))
@@ -88,8 +94,9 @@ class MonotoneFFN(nnx.Module):
       out["gate"] = self.gate
     return {k: nonnegative_weight(v[...]).astype(self.dtype) for k, v in out.items()}
 
-  def load_dense(self, *, up: jax.Array, down: jax.Array, gate: jax.Array | None = None,
-                 eps: float = DEFAULT_EPS) -> None:
+  def load_dense(
+    self, *, up: jax.Array, down: jax.Array, gate: jax.Array | None = None, eps: float = DEFAULT_EPS
+  ) -> None:
     """Sets V = softplus^-1(|W| + eps) from dense kernels `[H, I]`/`[I, H]` (signs lost)."""
     if (gate is None) != (self.gate is None):
       raise ValueError(f"gate must be given iff the FFN is gated (gated={self.gated})")
@@ -108,22 +115,42 @@ class MonotoneFFN(nnx.Module):
     def bias(b):
       return None if b is None else b[...].astype(dt)
 
-    return monotone_ffn_core(x.astype(dt), w["up"], w["down"], gate=w.get("gate"),
-                             up_bias=bias(self.up_bias), down_bias=bias(self.down_bias),
-                             gate_bias=bias(self.gate_bias), activation=self.activation)
+    return monotone_ffn_core(
+      x.astype(dt),
+      w["up"],
+      w["down"],
+      gate=w.get("gate"),
+      up_bias=bias(self.up_bias),
+      down_bias=bias(self.down_bias),
+      gate_bias=bias(self.gate_bias),
+      activation=self.activation,
+    )
 
 
-def make_monotone_ffn(name: str, *, activation: str = "relu", gated: bool = False,
-                      init_eps: float = DEFAULT_EPS, override: bool = False) -> type:
+def make_monotone_ffn(
+  name: str,
+  *,
+  activation: str = "relu",
+  gated: bool = False,
+  init_eps: float = DEFAULT_EPS,
+  override: bool = False,
+) -> type:
   """Registers (in `registry.FFNS`) and returns a `MonotoneFFN` variant named `name`."""
   check_activation(activation, gated=gated)
   if not init_eps > 0:
     raise ValueError(f"init_eps must be > 0, got {init_eps}")
   cls_name = "MonotoneFFN_" + "".join(c if c.isalnum() else "_" for c in name)
-  cls = type(cls_name, (MonotoneFFN,), dict(
-      activation=activation, gated=bool(gated), init_eps=float(init_eps),
+  cls = type(
+    cls_name,
+    (MonotoneFFN,),
+    dict(
+      activation=activation,
+      gated=bool(gated),
+      init_eps=float(init_eps),
       __doc__=f"Monotone FFN registered as {name!r} ({activation}, gated={gated}).",
-      __module__=__name__))
+      __module__=__name__,
+    ),
+  )
   return registry.FFNS.register(name, override=override)(cls)
 
 
@@ -142,8 +169,9 @@ def require_monotone_ffns(config: ModelConfig) -> None:
     if not is_monotone_ffn(name):
       monotone = [n for n in registry.FFNS.names() if is_monotone_ffn(n)]
       raise ValueError(
-          f"ffn[{layer}]={name!r} is not a monotone FFN (gated SiLU/GELU blocks such as "
-          f"SwiGLU are not monotone even with non-negative weights); choose one of {monotone}")
+        f"ffn[{layer}]={name!r} is not a monotone FFN (gated SiLU/GELU blocks such as "
+        f"SwiGLU are not monotone even with non-negative weights); choose one of {monotone}"
+      )
 
 
 def _is_variable(x: Any) -> bool:
@@ -166,18 +194,23 @@ def monotone_weight_decay_mask(params: Any) -> Any:
   leaves = jax.tree_util.tree_leaves(params, is_leaf=_is_variable)
   if leaves and not any(_is_variable(x) for x in leaves):
     raise TypeError(
-        "monotone_weight_decay_mask needs nnx.Variable leaves (an nnx.State from nnx.split/"
-        "nnx.state) to recognise MonotoneRawParam; got a tree of plain arrays")
-  return jax.tree_util.tree_map(lambda v: not isinstance(v, MonotoneRawParam), params,
-                                is_leaf=_is_variable)
+      "monotone_weight_decay_mask needs nnx.Variable leaves (an nnx.State from nnx.split/"
+      "nnx.state) to recognise MonotoneRawParam; got a tree of plain arrays"
+    )
+  return jax.tree_util.tree_map(
+    lambda v: not isinstance(v, MonotoneRawParam), params, is_leaf=_is_variable
+  )
 
 
 def monotone_raw_params(params: Any) -> list[jax.Array]:
   """The raw V arrays of all `MonotoneRawParam`s in `params` (a module or an nnx.State)."""
   if isinstance(params, nnx.Module):
     params = nnx.state(params, nnx.Param)
-  return [v[...] for v in jax.tree_util.tree_leaves(params, is_leaf=_is_variable)
-          if isinstance(v, MonotoneRawParam)]
+  return [
+    v[...]
+    for v in jax.tree_util.tree_leaves(params, is_leaf=_is_variable)
+    if isinstance(v, MonotoneRawParam)
+  ]
 
 
 def monotone_decay_penalty(params: Any) -> jax.Array:
@@ -185,6 +218,14 @@ def monotone_decay_penalty(params: Any) -> jax.Array:
   return monotone_weight_l2(monotone_raw_params(params))
 
 
-__all__ = ["MonotoneFFN", "MonotoneGatedFFN", "MonotoneRawParam", "is_monotone_ffn",
-           "make_monotone_ffn", "monotone_decay_penalty", "monotone_raw_params",
-           "monotone_weight_decay_mask", "require_monotone_ffns"]
+__all__ = [
+  "MonotoneFFN",
+  "MonotoneGatedFFN",
+  "MonotoneRawParam",
+  "is_monotone_ffn",
+  "make_monotone_ffn",
+  "monotone_decay_penalty",
+  "monotone_raw_params",
+  "monotone_weight_decay_mask",
+  "require_monotone_ffns",
+]

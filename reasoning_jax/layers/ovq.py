@@ -36,7 +36,14 @@ from flax import nnx
 from reasoning_jax import registry
 from reasoning_jax.layers.ffn import dense_param
 from reasoning_jax.layers.gla import check_unpacked
-from reasoning_jax.ops.ovq import OVQ_MODES, OVQ_SCHEDULES, OVQState, init_state, ovq_attention, ovq_step
+from reasoning_jax.ops.ovq import (
+  OVQ_MODES,
+  OVQ_SCHEDULES,
+  OVQState,
+  init_state,
+  ovq_attention,
+  ovq_step,
+)
 
 if TYPE_CHECKING:
   from reasoning_jax.models.config import ModelConfig
@@ -75,53 +82,81 @@ class OVQAttention(nnx.Module):
 
   def init_cache(self, batch_size: int, max_length: int, dtype=None) -> OVQState:
     del max_length, dtype  # Constant size; the state is float32.
-    return init_state(batch_size, self.num_heads, self.num_slots, self.chunk_size,
-                      self.head_dim, self.head_dim)
+    return init_state(
+      batch_size, self.num_heads, self.num_slots, self.chunk_size, self.head_dim, self.head_dim
+    )
 
   def _options(self):
     return dict(schedule=self.schedule, renormalize=self.renormalize)
 
-  def __call__(self, x, *, positions, attention_mask=None, segment_ids=None, cache=None,
-               implementation=None):
+  def __call__(
+    self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
+  ):
     del positions  # No RoPE in OVQ layers.
     check_unpacked(segment_ids, "ovq")
     proj = lambda w: jnp.einsum("bth,hnd->btnd", x, w[...].astype(self.dtype))
     q, k, v = proj(self.q_proj), proj(self.k_proj), proj(self.v_proj)
     beta = jnp.exp(self.log_beta[...])
     if cache is not None and not isinstance(cache, OVQState):
-      raise TypeError(f"{type(self).__name__} needs an OVQState from its init_cache, got "
-                      f"{type(cache).__name__}")
+      raise TypeError(
+        f"{type(self).__name__} needs an OVQState from its init_cache, got {type(cache).__name__}"
+      )
     if cache is not None and x.shape[1] == 1:
       valid = None if attention_mask is None else attention_mask[:, 0] != 0
-      o, cache = ovq_step(cache, q[:, 0], k[:, 0], v[:, 0], beta=beta, valid=valid,
-                          **self._options())
+      o, cache = ovq_step(
+        cache, q[:, 0], k[:, 0], v[:, 0], beta=beta, valid=valid, **self._options()
+      )
       o = o[:, None]
     else:
-      lengths = (None if attention_mask is None
-                 else jnp.sum(attention_mask != 0, axis=1).astype(jnp.int32))
+      lengths = (
+        None if attention_mask is None else jnp.sum(attention_mask != 0, axis=1).astype(jnp.int32)
+      )
       o, state = ovq_attention(
-          q, k, v, beta=beta, initial_state=cache, lengths=lengths, mode=self.mode,
-          chunk_size=self.chunk_size, num_slots=self.num_slots,
-          implementation=implementation, **self._options())
+        q,
+        k,
+        v,
+        beta=beta,
+        initial_state=cache,
+        lengths=lengths,
+        mode=self.mode,
+        chunk_size=self.chunk_size,
+        num_slots=self.num_slots,
+        implementation=implementation,
+        **self._options(),
+      )
       cache = None if cache is None else state
     y = jnp.einsum("btnd,ndh->bth", o, self.o_proj[...].astype(self.dtype))
     return y, cache
 
 
-def make_ovq_mixer(name: str, *, num_slots: int = 1024, chunk_size: int = 64,
-                   schedule: str = "saturating", renormalize: bool = False,
-                   mode: str = "chunk", override: bool = False) -> type[OVQAttention]:
+def make_ovq_mixer(
+  name: str,
+  *,
+  num_slots: int = 1024,
+  chunk_size: int = 64,
+  schedule: str = "saturating",
+  renormalize: bool = False,
+  mode: str = "chunk",
+  override: bool = False,
+) -> type[OVQAttention]:
   """Registers (in `registry.MIXERS`) and returns an `OVQAttention` variant named `name`."""
   OVQ_MODES.validate(mode, argument="mode")
   OVQ_SCHEDULES.validate(schedule, argument="schedule")
   for arg, value in (("num_slots", num_slots), ("chunk_size", chunk_size)):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
       raise ValueError(f"{arg} must be a positive int, got {value!r}")
-  attrs = dict(num_slots=num_slots, chunk_size=chunk_size, schedule=schedule,
-               renormalize=bool(renormalize), mode=mode,
-               __doc__=f"OVQ attention registered as mixer {name!r}.", __module__=__name__)
-  cls = type("OVQAttention_" + "".join(c if c.isalnum() else "_" for c in name),
-             (OVQAttention,), attrs)
+  attrs = dict(
+    num_slots=num_slots,
+    chunk_size=chunk_size,
+    schedule=schedule,
+    renormalize=bool(renormalize),
+    mode=mode,
+    __doc__=f"OVQ attention registered as mixer {name!r}.",
+    __module__=__name__,
+  )
+  cls = type(
+    "OVQAttention_" + "".join(c if c.isalnum() else "_" for c in name), (OVQAttention,), attrs
+  )
   return registry.MIXERS.register(name, override=override)(cls)
 
 

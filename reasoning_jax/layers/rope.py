@@ -51,7 +51,8 @@ def _llama3(head_dim: int, theta: float, scaling: RopeScaling) -> jax.Array:
   wavelen = 2 * math.pi / inv_freq
   scaled = jnp.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
   smooth = (old_context / wavelen - scaling.low_freq_factor) / (
-      scaling.high_freq_factor - scaling.low_freq_factor)
+    scaling.high_freq_factor - scaling.low_freq_factor
+  )
   smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
   is_medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
   return jnp.where(is_medium, smoothed, scaled)

@@ -7,10 +7,12 @@ from reasoning_jax.models.transformer import Transformer, count_params, validate
 def from_hf(*args, **kwargs):
   """See `reasoning_jax.models.hf.from_hf` (imported lazily)."""
   from reasoning_jax.models import hf
+
   return hf.from_hf(*args, **kwargs)
 
 
 def to_hf(*args, **kwargs):
   """See `reasoning_jax.models.hf.to_hf` (imported lazily)."""
   from reasoning_jax.models import hf
+
   return hf.to_hf(*args, **kwargs)

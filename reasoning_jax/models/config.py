@@ -46,14 +46,16 @@ class RopeScaling:
   def __post_init__(self):
     if self.rope_type not in ("default", "linear", "llama3"):
       raise ValueError(
-          f"rope_scaling.rope_type={self.rope_type!r} is not supported; "
-          "expected one of 'default', 'linear', 'llama3'")
+        f"rope_scaling.rope_type={self.rope_type!r} is not supported; "
+        "expected one of 'default', 'linear', 'llama3'"
+      )
     if self.factor <= 0:
       raise ValueError(f"rope_scaling.factor must be > 0, got {self.factor}")
     if self.rope_type == "llama3" and not self.high_freq_factor > self.low_freq_factor:
       raise ValueError(
-          "rope_scaling: llama3 needs high_freq_factor > low_freq_factor, got "
-          f"{self.high_freq_factor} <= {self.low_freq_factor}")
+        "rope_scaling: llama3 needs high_freq_factor > low_freq_factor, got "
+        f"{self.high_freq_factor} <= {self.low_freq_factor}"
+      )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -94,23 +96,32 @@ class ModelConfig:
   def __post_init__(self):
     if self.family not in FAMILIES:
       raise ValueError(f"family={self.family!r}; expected one of {FAMILIES}")
-    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
-                 "num_heads", "num_kv_heads", "max_position_embeddings"):
+    for name in (
+      "vocab_size",
+      "hidden_size",
+      "intermediate_size",
+      "num_layers",
+      "num_heads",
+      "num_kv_heads",
+      "max_position_embeddings",
+    ):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     if self.head_dim is None:
       if self.hidden_size % self.num_heads:
         raise ValueError(
-            f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; "
-            "set head_dim explicitly")
+          f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; "
+          "set head_dim explicitly"
+        )
       object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
     if self.head_dim <= 0 or self.head_dim % 2:
       raise ValueError(f"head_dim must be a positive even int (RoPE), got {self.head_dim}")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(
-          f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads} "
-          "(grouped-query attention)")
+        f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads} "
+        "(grouped-query attention)"
+      )
     if self.rms_norm_eps <= 0:
       raise ValueError(f"rms_norm_eps must be > 0, got {self.rms_norm_eps}")
     if self.rope_theta <= 0:
@@ -128,8 +139,9 @@ class ModelConfig:
         object.__setattr__(self, name, value)
       if isinstance(value, tuple) and len(value) != self.num_layers:
         raise ValueError(
-            f"{name} has {len(value)} entries but num_layers={self.num_layers}; "
-            "give one name for all layers or one per layer")
+          f"{name} has {len(value)} entries but num_layers={self.num_layers}; "
+          "give one name for all layers or one per layer"
+        )
     if isinstance(self.eos_token_id, list):
       object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
 
@@ -152,86 +164,204 @@ class ModelConfig:
 
 
 _LLAMA31_ROPE = RopeScaling(
-    rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-    original_max_position_embeddings=8192)
+  rope_type="llama3",
+  factor=8.0,
+  low_freq_factor=1.0,
+  high_freq_factor=4.0,
+  original_max_position_embeddings=8192,
+)
 _LLAMA32_ROPE = RopeScaling(
-    rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
-    original_max_position_embeddings=8192)
+  rope_type="llama3",
+  factor=32.0,
+  low_freq_factor=1.0,
+  high_freq_factor=4.0,
+  original_max_position_embeddings=8192,
+)
 
 
 def _qwen2(**kw) -> ModelConfig:
-  base = dict(family="qwen2", attention_bias=True, rms_norm_eps=1e-6, rope_theta=1e6,
-              bos_token_id=151643, eos_token_id=151643)
+  base = dict(
+    family="qwen2",
+    attention_bias=True,
+    rms_norm_eps=1e-6,
+    rope_theta=1e6,
+    bos_token_id=151643,
+    eos_token_id=151643,
+  )
   base.update(kw)
   return ModelConfig(**base)
 
 
 def _qwen3(**kw) -> ModelConfig:
-  base = dict(family="qwen3", qk_norm=True, head_dim=128, rms_norm_eps=1e-6, rope_theta=1e6,
-              vocab_size=151936, max_position_embeddings=40960, num_kv_heads=8,
-              bos_token_id=151643, eos_token_id=151645)
+  base = dict(
+    family="qwen3",
+    qk_norm=True,
+    head_dim=128,
+    rms_norm_eps=1e-6,
+    rope_theta=1e6,
+    vocab_size=151936,
+    max_position_embeddings=40960,
+    num_kv_heads=8,
+    bos_token_id=151643,
+    eos_token_id=151645,
+  )
   base.update(kw)
   return ModelConfig(**base)
 
 
 def _llama3(**kw) -> ModelConfig:
-  base = dict(family="llama", vocab_size=128256, rms_norm_eps=1e-5, rope_theta=500000.0,
-              max_position_embeddings=131072, num_kv_heads=8, bos_token_id=128000,
-              eos_token_id=128001)
+  base = dict(
+    family="llama",
+    vocab_size=128256,
+    rms_norm_eps=1e-5,
+    rope_theta=500000.0,
+    max_position_embeddings=131072,
+    num_kv_heads=8,
+    bos_token_id=128000,
+    eos_token_id=128001,
+  )
   base.update(kw)
   return ModelConfig(**base)
 
 
 # Published dimensions (config.json of each Hugging Face release).
 PRESETS: dict[str, ModelConfig] = {
-    "qwen2.5-0.5b": _qwen2(vocab_size=151936, hidden_size=896, intermediate_size=4864,
-                           num_layers=24, num_heads=14, num_kv_heads=2,
-                           max_position_embeddings=32768, tie_word_embeddings=True),
-    "qwen2.5-1.5b": _qwen2(vocab_size=151936, hidden_size=1536, intermediate_size=8960,
-                           num_layers=28, num_heads=12, num_kv_heads=2,
-                           max_position_embeddings=131072, tie_word_embeddings=True),
-    "qwen2.5-7b": _qwen2(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
-                         num_layers=28, num_heads=28, num_kv_heads=4,
-                         max_position_embeddings=131072, tie_word_embeddings=False),
-    "qwen3-0.6b": _qwen3(hidden_size=1024, intermediate_size=3072, num_layers=28,
-                         num_heads=16, tie_word_embeddings=True),
-    "qwen3-1.7b": _qwen3(hidden_size=2048, intermediate_size=6144, num_layers=28,
-                         num_heads=16, tie_word_embeddings=True),
-    "qwen3-4b": _qwen3(hidden_size=2560, intermediate_size=9728, num_layers=36,
-                       num_heads=32, tie_word_embeddings=True),
-    "qwen3-8b": _qwen3(hidden_size=4096, intermediate_size=12288, num_layers=36,
-                       num_heads=32, tie_word_embeddings=False),
-    "qwen3-14b": _qwen3(hidden_size=5120, intermediate_size=17408, num_layers=40,
-                        num_heads=40, tie_word_embeddings=False),
-    "llama-3.2-1b": _llama3(hidden_size=2048, intermediate_size=8192, num_layers=16,
-                            num_heads=32, head_dim=64, tie_word_embeddings=True,
-                            rope_scaling=_LLAMA32_ROPE),
-    "llama-3.2-3b": _llama3(hidden_size=3072, intermediate_size=8192, num_layers=28,
-                            num_heads=24, head_dim=128, tie_word_embeddings=True,
-                            rope_scaling=_LLAMA32_ROPE),
-    "llama-3.1-8b": _llama3(hidden_size=4096, intermediate_size=14336, num_layers=32,
-                            num_heads=32, head_dim=128, tie_word_embeddings=False,
-                            rope_scaling=_LLAMA31_ROPE),
-    # Tiny presets for tests and CPU demos (vocab covers the byte tokenizer's 259 ids).
-    "tiny-llama": ModelConfig(family="llama", vocab_size=512, hidden_size=64,
-                              intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-                              rms_norm_eps=1e-5, rope_theta=500000.0,
-                              rope_scaling=RopeScaling(rope_type="llama3", factor=8.0,
-                                                       original_max_position_embeddings=64),
-                              max_position_embeddings=512),
-    "tiny-qwen2": ModelConfig(family="qwen2", vocab_size=512, hidden_size=64,
-                              intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-                              attention_bias=True, rope_theta=1e6, tie_word_embeddings=True,
-                              max_position_embeddings=512),
-    "tiny-qwen3": ModelConfig(family="qwen3", vocab_size=512, hidden_size=64,
-                              intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-                              head_dim=24, qk_norm=True, rope_theta=1e6,
-                              tie_word_embeddings=True, max_position_embeddings=512),
-    # ~50M parameters: CPU benchmarks and demos.
-    "small-50m": ModelConfig(family="qwen3", vocab_size=32000, hidden_size=512,
-                             intermediate_size=1536, num_layers=8, num_heads=8, num_kv_heads=4,
-                             head_dim=64, qk_norm=True, rope_theta=1e6,
-                             tie_word_embeddings=True, max_position_embeddings=4096),
+  "qwen2.5-0.5b": _qwen2(
+    vocab_size=151936,
+    hidden_size=896,
+    intermediate_size=4864,
+    num_layers=24,
+    num_heads=14,
+    num_kv_heads=2,
+    max_position_embeddings=32768,
+    tie_word_embeddings=True,
+  ),
+  "qwen2.5-1.5b": _qwen2(
+    vocab_size=151936,
+    hidden_size=1536,
+    intermediate_size=8960,
+    num_layers=28,
+    num_heads=12,
+    num_kv_heads=2,
+    max_position_embeddings=131072,
+    tie_word_embeddings=True,
+  ),
+  "qwen2.5-7b": _qwen2(
+    vocab_size=152064,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_layers=28,
+    num_heads=28,
+    num_kv_heads=4,
+    max_position_embeddings=131072,
+    tie_word_embeddings=False,
+  ),
+  "qwen3-0.6b": _qwen3(
+    hidden_size=1024, intermediate_size=3072, num_layers=28, num_heads=16, tie_word_embeddings=True
+  ),
+  "qwen3-1.7b": _qwen3(
+    hidden_size=2048, intermediate_size=6144, num_layers=28, num_heads=16, tie_word_embeddings=True
+  ),
+  "qwen3-4b": _qwen3(
+    hidden_size=2560, intermediate_size=9728, num_layers=36, num_heads=32, tie_word_embeddings=True
+  ),
+  "qwen3-8b": _qwen3(
+    hidden_size=4096,
+    intermediate_size=12288,
+    num_layers=36,
+    num_heads=32,
+    tie_word_embeddings=False,
+  ),
+  "qwen3-14b": _qwen3(
+    hidden_size=5120,
+    intermediate_size=17408,
+    num_layers=40,
+    num_heads=40,
+    tie_word_embeddings=False,
+  ),
+  "llama-3.2-1b": _llama3(
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_layers=16,
+    num_heads=32,
+    head_dim=64,
+    tie_word_embeddings=True,
+    rope_scaling=_LLAMA32_ROPE,
+  ),
+  "llama-3.2-3b": _llama3(
+    hidden_size=3072,
+    intermediate_size=8192,
+    num_layers=28,
+    num_heads=24,
+    head_dim=128,
+    tie_word_embeddings=True,
+    rope_scaling=_LLAMA32_ROPE,
+  ),
+  "llama-3.1-8b": _llama3(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_layers=32,
+    num_heads=32,
+    head_dim=128,
+    tie_word_embeddings=False,
+    rope_scaling=_LLAMA31_ROPE,
+  ),
+  # Tiny presets for tests and CPU demos (vocab covers the byte tokenizer's 259 ids).
+  "tiny-llama": ModelConfig(
+    family="llama",
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    rms_norm_eps=1e-5,
+    rope_theta=500000.0,
+    rope_scaling=RopeScaling(rope_type="llama3", factor=8.0, original_max_position_embeddings=64),
+    max_position_embeddings=512,
+  ),
+  "tiny-qwen2": ModelConfig(
+    family="qwen2",
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    attention_bias=True,
+    rope_theta=1e6,
+    tie_word_embeddings=True,
+    max_position_embeddings=512,
+  ),
+  "tiny-qwen3": ModelConfig(
+    family="qwen3",
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=24,
+    qk_norm=True,
+    rope_theta=1e6,
+    tie_word_embeddings=True,
+    max_position_embeddings=512,
+  ),
+  # ~50M parameters: CPU benchmarks and demos.
+  "small-50m": ModelConfig(
+    family="qwen3",
+    vocab_size=32000,
+    hidden_size=512,
+    intermediate_size=1536,
+    num_layers=8,
+    num_heads=8,
+    num_kv_heads=4,
+    head_dim=64,
+    qk_norm=True,
+    rope_theta=1e6,
+    tie_word_embeddings=True,
+    max_position_embeddings=4096,
+  ),
 }
 
 

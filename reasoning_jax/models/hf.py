@@ -31,9 +31,9 @@ from reasoning_jax.models.config import ModelConfig, RopeScaling
 from reasoning_jax.models.transformer import Transformer
 
 ARCHITECTURES = {
-    "LlamaForCausalLM": "llama",
-    "Qwen2ForCausalLM": "qwen2",
-    "Qwen3ForCausalLM": "qwen3",
+  "LlamaForCausalLM": "llama",
+  "Qwen2ForCausalLM": "qwen2",
+  "Qwen3ForCausalLM": "qwen3",
 }
 _FAMILY_TO_ARCH = {family: arch for arch, family in ARCHITECTURES.items()}
 _FAMILY_TO_MODEL_TYPE = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
@@ -73,7 +73,8 @@ def _rope_from_hf(hf: dict[str, Any], source: str) -> tuple[float, RopeScaling |
     return float(theta), None
   if rope_type not in ("linear", "llama3"):
     raise CheckpointError(
-        f"{source}: rope type {rope_type!r} is not supported (supported: default, linear, llama3)")
+      f"{source}: rope type {rope_type!r} is not supported (supported: default, linear, llama3)"
+    )
   kwargs = {"rope_type": rope_type, "factor": float(_require(scaling, "factor", source))}
   if rope_type == "llama3":
     for key in ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
@@ -81,8 +82,9 @@ def _rope_from_hf(hf: dict[str, Any], source: str) -> tuple[float, RopeScaling |
   return float(theta), RopeScaling(**kwargs)
 
 
-def config_from_hf(hf: dict[str, Any], *, dtype: str | None = None,
-                   source: str = "config.json") -> ModelConfig:
+def config_from_hf(
+  hf: dict[str, Any], *, dtype: str | None = None, source: str = "config.json"
+) -> ModelConfig:
   """Builds a `ModelConfig` from a Hugging Face `config.json` dict."""
   archs = hf.get("architectures") or []
   family = None
@@ -91,19 +93,22 @@ def config_from_hf(hf: dict[str, Any], *, dtype: str | None = None,
   if family is None:
     if archs:
       raise CheckpointError(
-          f"{source}: architectures={archs} is not supported; supported: {sorted(ARCHITECTURES)}")
+        f"{source}: architectures={archs} is not supported; supported: {sorted(ARCHITECTURES)}"
+      )
     model_type = hf.get("model_type")
     if model_type not in _FAMILY_TO_MODEL_TYPE.values():
       raise CheckpointError(
-          f"{source}: no 'architectures' and model_type={model_type!r}; supported model types: "
-          f"{sorted(_FAMILY_TO_MODEL_TYPE.values())}")
+        f"{source}: no 'architectures' and model_type={model_type!r}; supported model types: "
+        f"{sorted(_FAMILY_TO_MODEL_TYPE.values())}"
+      )
     family = model_type
   act = hf.get("hidden_act", "silu")
   if act != "silu":
     raise CheckpointError(f"{source}: hidden_act={act!r} is not supported (expected 'silu')")
   if hf.get("use_sliding_window", False):
     raise CheckpointError(
-        f"{source}: use_sliding_window=true is not supported by the {family} importer yet")
+      f"{source}: use_sliding_window=true is not supported by the {family} importer yet"
+    )
   theta, scaling = _rope_from_hf(hf, source)
   num_heads = _require(hf, "num_attention_heads", source)
   hidden = _require(hf, "hidden_size", source)
@@ -111,31 +116,31 @@ def config_from_hf(hf: dict[str, Any], *, dtype: str | None = None,
   if dtype is None:
     dtype = hf.get("dtype") or hf.get("torch_dtype") or "float32"
   return ModelConfig(
-      family=family,
-      vocab_size=_require(hf, "vocab_size", source),
-      hidden_size=hidden,
-      intermediate_size=_require(hf, "intermediate_size", source),
-      num_layers=_require(hf, "num_hidden_layers", source),
-      num_heads=num_heads,
-      num_kv_heads=hf.get("num_key_value_heads") or num_heads,
-      head_dim=hf.get("head_dim") or hidden // num_heads,
-      rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-      rope_theta=theta,
-      rope_scaling=scaling,
-      max_position_embeddings=hf.get("max_position_embeddings", 4096),
-      tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-      # Qwen2 always has q/k/v bias and never an output bias; Llama and Qwen3 put
-      # `attention_bias` on all four projections.
-      attention_bias=True if family == "qwen2" else attention_bias,
-      attention_out_bias=False if family == "qwen2" else attention_bias,
-      mlp_bias=bool(hf.get("mlp_bias", False)),
-      qk_norm=family == "qwen3",
-      dtype=str(dtype),
-      param_dtype=str(dtype),
-      initializer_range=float(hf.get("initializer_range", 0.02)),
-      bos_token_id=hf.get("bos_token_id"),
-      eos_token_id=hf.get("eos_token_id"),
-      pad_token_id=hf.get("pad_token_id"),
+    family=family,
+    vocab_size=_require(hf, "vocab_size", source),
+    hidden_size=hidden,
+    intermediate_size=_require(hf, "intermediate_size", source),
+    num_layers=_require(hf, "num_hidden_layers", source),
+    num_heads=num_heads,
+    num_kv_heads=hf.get("num_key_value_heads") or num_heads,
+    head_dim=hf.get("head_dim") or hidden // num_heads,
+    rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+    rope_theta=theta,
+    rope_scaling=scaling,
+    max_position_embeddings=hf.get("max_position_embeddings", 4096),
+    tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+    # Qwen2 always has q/k/v bias and never an output bias; Llama and Qwen3 put
+    # `attention_bias` on all four projections.
+    attention_bias=True if family == "qwen2" else attention_bias,
+    attention_out_bias=False if family == "qwen2" else attention_bias,
+    mlp_bias=bool(hf.get("mlp_bias", False)),
+    qk_norm=family == "qwen3",
+    dtype=str(dtype),
+    param_dtype=str(dtype),
+    initializer_range=float(hf.get("initializer_range", 0.02)),
+    bos_token_id=hf.get("bos_token_id"),
+    eos_token_id=hf.get("eos_token_id"),
+    pad_token_id=hf.get("pad_token_id"),
   )
 
 
@@ -145,40 +150,46 @@ def config_to_hf(config: ModelConfig, *, dtype: str | None = None) -> dict[str, 
     raise CheckpointError("qwen2 checkpoints need attention_bias=True, attention_out_bias=False")
   if config.family != "qwen2" and config.attention_bias != config.attention_out_bias:
     raise CheckpointError(
-        f"{config.family} checkpoints use one attention_bias for q/k/v/o; got "
-        f"attention_bias={config.attention_bias}, attention_out_bias={config.attention_out_bias}")
+      f"{config.family} checkpoints use one attention_bias for q/k/v/o; got "
+      f"attention_bias={config.attention_bias}, attention_out_bias={config.attention_out_bias}"
+    )
   if config.qk_norm != (config.family == "qwen3"):
-    raise CheckpointError(f"qk_norm={config.qk_norm} cannot be expressed as a {config.family} "
-                          "checkpoint (only qwen3 has q/k norms)")
+    raise CheckpointError(
+      f"qk_norm={config.qk_norm} cannot be expressed as a {config.family} "
+      "checkpoint (only qwen3 has q/k norms)"
+    )
   rope: dict[str, Any] = {"rope_type": "default"}
   if config.rope_scaling is not None:
-    rope = {k: v for k, v in dataclasses.asdict(config.rope_scaling).items()
-            if config.rope_scaling.rope_type == "llama3" or k in ("rope_type", "factor")}
+    rope = {
+      k: v
+      for k, v in dataclasses.asdict(config.rope_scaling).items()
+      if config.rope_scaling.rope_type == "llama3" or k in ("rope_type", "factor")
+    }
   eos = config.eos_token_id
   hf = {
-      "architectures": [_FAMILY_TO_ARCH[config.family]],
-      "model_type": _FAMILY_TO_MODEL_TYPE[config.family],
-      "vocab_size": config.vocab_size,
-      "hidden_size": config.hidden_size,
-      "intermediate_size": config.intermediate_size,
-      "num_hidden_layers": config.num_layers,
-      "num_attention_heads": config.num_heads,
-      "num_key_value_heads": config.num_kv_heads,
-      "head_dim": config.head_dim,
-      "hidden_act": "silu",
-      "max_position_embeddings": config.max_position_embeddings,
-      "rms_norm_eps": config.rms_norm_eps,
-      "rope_theta": config.rope_theta,
-      "rope_scaling": None if config.rope_scaling is None else rope,
-      "rope_parameters": {**rope, "rope_theta": config.rope_theta},
-      "tie_word_embeddings": config.tie_word_embeddings,
-      "attention_dropout": 0.0,
-      "initializer_range": config.initializer_range,
-      "bos_token_id": config.bos_token_id,
-      "eos_token_id": list(eos) if isinstance(eos, tuple) else eos,
-      "pad_token_id": config.pad_token_id,
-      "dtype": dtype or config.param_dtype,
-      "use_cache": True,
+    "architectures": [_FAMILY_TO_ARCH[config.family]],
+    "model_type": _FAMILY_TO_MODEL_TYPE[config.family],
+    "vocab_size": config.vocab_size,
+    "hidden_size": config.hidden_size,
+    "intermediate_size": config.intermediate_size,
+    "num_hidden_layers": config.num_layers,
+    "num_attention_heads": config.num_heads,
+    "num_key_value_heads": config.num_kv_heads,
+    "head_dim": config.head_dim,
+    "hidden_act": "silu",
+    "max_position_embeddings": config.max_position_embeddings,
+    "rms_norm_eps": config.rms_norm_eps,
+    "rope_theta": config.rope_theta,
+    "rope_scaling": None if config.rope_scaling is None else rope,
+    "rope_parameters": {**rope, "rope_theta": config.rope_theta},
+    "tie_word_embeddings": config.tie_word_embeddings,
+    "attention_dropout": 0.0,
+    "initializer_range": config.initializer_range,
+    "bos_token_id": config.bos_token_id,
+    "eos_token_id": list(eos) if isinstance(eos, tuple) else eos,
+    "pad_token_id": config.pad_token_id,
+    "dtype": dtype or config.param_dtype,
+    "use_cache": True,
   }
   if config.family == "llama":
     hf["attention_bias"] = config.attention_bias
@@ -215,14 +226,18 @@ def _transpose(x):
 
 def _in_heads(heads: int, dim: int):
   """[heads * dim, in] (torch Linear) <-> [in, heads, dim]."""
-  return (lambda w: w.T.reshape(w.shape[1], heads, dim),
-          lambda w: w.reshape(w.shape[0], heads * dim).T)
+  return (
+    lambda w: w.T.reshape(w.shape[1], heads, dim),
+    lambda w: w.reshape(w.shape[0], heads * dim).T,
+  )
 
 
 def _out_heads(heads: int, dim: int):
   """[out, heads * dim] (torch Linear) <-> [heads, dim, out]."""
-  return (lambda w: w.T.reshape(heads, dim, w.shape[0]),
-          lambda w: w.reshape(heads * dim, w.shape[2]).T)
+  return (
+    lambda w: w.T.reshape(heads, dim, w.shape[0]),
+    lambda w: w.reshape(heads * dim, w.shape[2]).T,
+  )
 
 
 def _bias_heads(heads: int, dim: int):
@@ -232,45 +247,51 @@ def _bias_heads(heads: int, dim: int):
 def tensor_maps(config: ModelConfig) -> list[TensorMap]:
   """Every tensor of the HF checkpoint for `config`, with its place in our state."""
   n, kh, d = config.num_heads, config.num_kv_heads, config.head_dim
-  maps = [TensorMap("model.embed_tokens.weight", ("embed",), _same, _same),
-          TensorMap("model.norm.weight", ("final_norm", "weight"), _same, _same)]
+  maps = [
+    TensorMap("model.embed_tokens.weight", ("embed",), _same, _same),
+    TensorMap("model.norm.weight", ("final_norm", "weight"), _same, _same),
+  ]
   if not config.tie_word_embeddings:
     maps.append(TensorMap("lm_head.weight", ("lm_head",), _transpose, _transpose))
   for i in range(config.num_layers):
     if config.layer_mixer(i) != "attention" or config.layer_ffn(i) != "swiglu":
       raise CheckpointError(
-          f"layer {i} uses mixer={config.layer_mixer(i)!r}, ffn={config.layer_ffn(i)!r}; "
-          "Hugging Face checkpoints exist only for 'attention' + 'swiglu' layers")
+        f"layer {i} uses mixer={config.layer_mixer(i)!r}, ffn={config.layer_ffn(i)!r}; "
+        "Hugging Face checkpoints exist only for 'attention' + 'swiglu' layers"
+      )
     pre, layer = f"model.layers.{i}.", ("layers", i)
     att, mlp = layer + ("mixer",), layer + ("ffn",)
     maps += [
-        TensorMap(pre + "input_layernorm.weight", layer + ("input_norm", "weight"), _same, _same),
-        TensorMap(pre + "post_attention_layernorm.weight", layer + ("post_mixer_norm", "weight"),
-                  _same, _same),
-        TensorMap(pre + "self_attn.q_proj.weight", att + ("q_proj",), *_in_heads(n, d)),
-        TensorMap(pre + "self_attn.k_proj.weight", att + ("k_proj",), *_in_heads(kh, d)),
-        TensorMap(pre + "self_attn.v_proj.weight", att + ("v_proj",), *_in_heads(kh, d)),
-        TensorMap(pre + "self_attn.o_proj.weight", att + ("o_proj",), *_out_heads(n, d)),
-        TensorMap(pre + "mlp.gate_proj.weight", mlp + ("gate",), _transpose, _transpose),
-        TensorMap(pre + "mlp.up_proj.weight", mlp + ("up",), _transpose, _transpose),
-        TensorMap(pre + "mlp.down_proj.weight", mlp + ("down",), _transpose, _transpose),
+      TensorMap(pre + "input_layernorm.weight", layer + ("input_norm", "weight"), _same, _same),
+      TensorMap(
+        pre + "post_attention_layernorm.weight", layer + ("post_mixer_norm", "weight"), _same, _same
+      ),
+      TensorMap(pre + "self_attn.q_proj.weight", att + ("q_proj",), *_in_heads(n, d)),
+      TensorMap(pre + "self_attn.k_proj.weight", att + ("k_proj",), *_in_heads(kh, d)),
+      TensorMap(pre + "self_attn.v_proj.weight", att + ("v_proj",), *_in_heads(kh, d)),
+      TensorMap(pre + "self_attn.o_proj.weight", att + ("o_proj",), *_out_heads(n, d)),
+      TensorMap(pre + "mlp.gate_proj.weight", mlp + ("gate",), _transpose, _transpose),
+      TensorMap(pre + "mlp.up_proj.weight", mlp + ("up",), _transpose, _transpose),
+      TensorMap(pre + "mlp.down_proj.weight", mlp + ("down",), _transpose, _transpose),
     ]
     if config.attention_bias:
       maps += [
-          TensorMap(pre + "self_attn.q_proj.bias", att + ("q_bias",), *_bias_heads(n, d)),
-          TensorMap(pre + "self_attn.k_proj.bias", att + ("k_bias",), *_bias_heads(kh, d)),
-          TensorMap(pre + "self_attn.v_proj.bias", att + ("v_bias",), *_bias_heads(kh, d)),
+        TensorMap(pre + "self_attn.q_proj.bias", att + ("q_bias",), *_bias_heads(n, d)),
+        TensorMap(pre + "self_attn.k_proj.bias", att + ("k_bias",), *_bias_heads(kh, d)),
+        TensorMap(pre + "self_attn.v_proj.bias", att + ("v_bias",), *_bias_heads(kh, d)),
       ]
     if config.attention_out_bias:
       maps.append(TensorMap(pre + "self_attn.o_proj.bias", att + ("o_bias",), _same, _same))
     if config.qk_norm:
       maps += [
-          TensorMap(pre + "self_attn.q_norm.weight", att + ("q_norm", "weight"), _same, _same),
-          TensorMap(pre + "self_attn.k_norm.weight", att + ("k_norm", "weight"), _same, _same),
+        TensorMap(pre + "self_attn.q_norm.weight", att + ("q_norm", "weight"), _same, _same),
+        TensorMap(pre + "self_attn.k_norm.weight", att + ("k_norm", "weight"), _same, _same),
       ]
     if config.mlp_bias:
-      maps += [TensorMap(pre + f"mlp.{name}_proj.bias", mlp + (f"{name}_bias",), _same, _same)
-               for name in ("gate", "up", "down")]
+      maps += [
+        TensorMap(pre + f"mlp.{name}_proj.bias", mlp + (f"{name}_bias",), _same, _same)
+        for name in ("gate", "up", "down")
+      ]
   return maps
 
 
@@ -298,7 +319,8 @@ class _SafetensorsFolder:
       weight_map, files = None, ["model.safetensors"]
     else:
       raise FileNotFoundError(
-          f"{directory}: neither model.safetensors nor model.safetensors.index.json found")
+        f"{directory}: neither model.safetensors nor model.safetensors.index.json found"
+      )
     self._handles = {}
     for name in files:
       path = os.path.join(directory, name)
@@ -316,7 +338,8 @@ class _SafetensorsFolder:
       for key, name in weight_map.items():
         if self.location.get(key) != name:
           raise CheckpointError(
-              f"{directory}: index says {key!r} is in {name} but that file does not hold it")
+            f"{directory}: index says {key!r} is in {name} but that file does not hold it"
+          )
 
   def names(self) -> set[str]:
     return set(self.location)
@@ -367,9 +390,14 @@ def load_hf_config(directory: str, *, dtype: str | None = None) -> ModelConfig:
   return config_from_hf(hf, dtype=dtype, source=path)
 
 
-def from_hf(directory: str | os.PathLike, *, dtype: Any = None, param_dtype: Any = None,
-            sharding: ShardingFn | None = None, config_overrides: dict[str, Any] | None = None
-            ) -> Transformer:
+def from_hf(
+  directory: str | os.PathLike,
+  *,
+  dtype: Any = None,
+  param_dtype: Any = None,
+  sharding: ShardingFn | None = None,
+  config_overrides: dict[str, Any] | None = None,
+) -> Transformer:
   """Loads a Llama-3 / Qwen2 / Qwen3 checkpoint from a local Hugging Face folder.
 
   Args:
@@ -411,8 +439,9 @@ def from_hf(directory: str | os.PathLike, *, dtype: Any = None, param_dtype: Any
       parts.append(f"missing tensors: {_format_names(missing)}")
     if unexpected:
       parts.append(f"unexpected tensors: {_format_names(unexpected)}")
-    raise CheckpointError(f"{directory}: checkpoint does not match config.json; "
-                          + "; ".join(parts))
+    raise CheckpointError(
+      f"{directory}: checkpoint does not match config.json; " + "; ".join(parts)
+    )
 
   abstract = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
@@ -423,15 +452,17 @@ def from_hf(directory: str | os.PathLike, *, dtype: Any = None, param_dtype: Any
     got = folder.shape(m.hf_name)
     if tuple(got) != tuple(expected_hf_shape):
       raise CheckpointError(
-          f"{directory}: tensor {m.hf_name!r} has shape {tuple(got)}, expected "
-          f"{tuple(expected_hf_shape)} for this config.json")
+        f"{directory}: tensor {m.hf_name!r} has shape {tuple(got)}, expected "
+        f"{tuple(expected_hf_shape)} for this config.json"
+      )
     value = np.ascontiguousarray(m.to_ours(folder.read(m.hf_name))).astype(target.dtype)
     target_sharding = None if sharding is None else sharding(path_name(m.path), value.shape)
     if target_sharding is None:
       array = jnp.asarray(value)
     else:
-      array = jax.make_array_from_callback(value.shape, target_sharding,
-                                           lambda index, v=value: v[index])
+      array = jax.make_array_from_callback(
+        value.shape, target_sharding, lambda index, v=value: v[index]
+      )
     _set_path(pure, m.path, array)
   nnx.replace_by_pure_dict(state, pure)
   return nnx.merge(graphdef, state)
@@ -442,8 +473,13 @@ def from_hf(directory: str | os.PathLike, *, dtype: Any = None, param_dtype: Any
 # --------------------------------------------------------------------------------------------
 
 
-def to_hf(model: Transformer, directory: str | os.PathLike, *, dtype: Any = None,
-          max_shard_bytes: int | None = None) -> str:
+def to_hf(
+  model: Transformer,
+  directory: str | os.PathLike,
+  *,
+  dtype: Any = None,
+  max_shard_bytes: int | None = None,
+) -> str:
   """Writes `model` as a Hugging Face folder that `transformers` loads.
 
   Args:
@@ -485,8 +521,10 @@ def to_hf(model: Transformer, directory: str | os.PathLike, *, dtype: Any = None
       name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
       save_file(shard, os.path.join(directory, name), metadata=metadata)
       weight_map.update({key: name for key in shard})
-    index = {"metadata": {"total_size": int(sum(v.nbytes for v in tensors.values()))},
-             "weight_map": weight_map}
+    index = {
+      "metadata": {"total_size": int(sum(v.nbytes for v in tensors.values()))},
+      "weight_map": weight_map,
+    }
     with open(os.path.join(directory, "model.safetensors.index.json"), "w") as f:
       json.dump(index, f, indent=2)
   with open(os.path.join(directory, "config.json"), "w") as f:

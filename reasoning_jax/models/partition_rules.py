@@ -18,32 +18,32 @@ from jax.sharding import PartitionSpec as P
 Rules = tuple[tuple[str, P], ...]
 
 _COMMON: Rules = (
-    (r"embed", P("tensor", "fsdp")),
-    (r"lm_head", P("fsdp", "tensor")),
-    (r"layers\.\d+\.mixer\.(q|k|v|r)_proj", P("fsdp", "tensor", None)),
-    (r"layers\.\d+\.mixer\.gate_a", P("fsdp", None)),  # GLA low-rank gate.
-    (r"layers\.\d+\.mixer\.gate_b", P(None, "tensor", None)),
-    (r"layers\.\d+\.mixer\.gate_bias", P("tensor", None)),
-    (r"layers\.\d+\.mixer\.(q|k|v)_bias", P("tensor", None)),
-    (r"layers\.\d+\.mixer\.o_proj", P("tensor", None, "fsdp")),
-    (r"layers\.\d+\.mixer\.o_bias", P()),
-    (r"layers\.\d+\.mixer\.gamma_(q|k)", P()),  # Momentum attention (learnable gamma).
-    (r"layers\.\d+\.mixer\.log_beta", P()),  # OVQ inverse temperature per head.
-    # BaseConv (Zoology's short convolution): depthwise taps [K, H], projection [H, H].
-    (r"layers\.\d+\.mixer\.conv_weight", P(None, "tensor")),
-    (r"layers\.\d+\.mixer\.(conv|proj)_bias", P("tensor")),
-    (r"layers\.\d+\.mixer\.proj", P("fsdp", "tensor")),
-    (r"layers\.\d+\.ffn\.(gate|up)", P("fsdp", "tensor")),
-    (r"layers\.\d+\.ffn\.(gate|up)_bias", P("tensor")),
-    (r"layers\.\d+\.ffn\.down", P("tensor", "fsdp")),
-    (r"layers\.\d+\.ffn\.down_bias", P()),
-    (r".*norm\.weight", P()),
+  (r"embed", P("tensor", "fsdp")),
+  (r"lm_head", P("fsdp", "tensor")),
+  (r"layers\.\d+\.mixer\.(q|k|v|r)_proj", P("fsdp", "tensor", None)),
+  (r"layers\.\d+\.mixer\.gate_a", P("fsdp", None)),  # GLA low-rank gate.
+  (r"layers\.\d+\.mixer\.gate_b", P(None, "tensor", None)),
+  (r"layers\.\d+\.mixer\.gate_bias", P("tensor", None)),
+  (r"layers\.\d+\.mixer\.(q|k|v)_bias", P("tensor", None)),
+  (r"layers\.\d+\.mixer\.o_proj", P("tensor", None, "fsdp")),
+  (r"layers\.\d+\.mixer\.o_bias", P()),
+  (r"layers\.\d+\.mixer\.gamma_(q|k)", P()),  # Momentum attention (learnable gamma).
+  (r"layers\.\d+\.mixer\.log_beta", P()),  # OVQ inverse temperature per head.
+  # BaseConv (Zoology's short convolution): depthwise taps [K, H], projection [H, H].
+  (r"layers\.\d+\.mixer\.conv_weight", P(None, "tensor")),
+  (r"layers\.\d+\.mixer\.(conv|proj)_bias", P("tensor")),
+  (r"layers\.\d+\.mixer\.proj", P("fsdp", "tensor")),
+  (r"layers\.\d+\.ffn\.(gate|up)", P("fsdp", "tensor")),
+  (r"layers\.\d+\.ffn\.(gate|up)_bias", P("tensor")),
+  (r"layers\.\d+\.ffn\.down", P("tensor", "fsdp")),
+  (r"layers\.\d+\.ffn\.down_bias", P()),
+  (r".*norm\.weight", P()),
 )
 
 PARTITION_RULES: dict[str, Rules] = {
-    "llama": _COMMON,
-    "qwen2": _COMMON,
-    "qwen3": _COMMON,
+  "llama": _COMMON,
+  "qwen2": _COMMON,
+  "qwen3": _COMMON,
 }
 
 # Activations: batch over (data, fsdp), everything else replicated.

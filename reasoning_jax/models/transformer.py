@@ -36,8 +36,9 @@ def validate_token_ids(input_ids: Any, vocab_size: int, *, argument: str = "inpu
   """Raises if `input_ids` is not an integer `[B, T]` array of ids in `[0, vocab_size)`."""
   if not hasattr(input_ids, "dtype") or not jnp.issubdtype(input_ids.dtype, jnp.integer):
     raise TypeError(
-        f"{argument} must be an integer array [B, T], got dtype "
-        f"{getattr(input_ids, 'dtype', type(input_ids).__name__)}")
+      f"{argument} must be an integer array [B, T], got dtype "
+      f"{getattr(input_ids, 'dtype', type(input_ids).__name__)}"
+    )
   if input_ids.ndim != 2:
     raise ValueError(f"{argument} must be [B, T], got shape {tuple(input_ids.shape)}")
   if is_concrete(input_ids) and input_ids.size:
@@ -45,16 +46,18 @@ def validate_token_ids(input_ids: Any, vocab_size: int, *, argument: str = "inpu
     lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= vocab_size:
       raise ValueError(
-          f"{argument} has token ids in [{lo}, {hi}] but vocab_size={vocab_size}; "
-          f"ids must be in [0, {vocab_size})")
+        f"{argument} has token ids in [{lo}, {hi}] but vocab_size={vocab_size}; "
+        f"ids must be in [0, {vocab_size})"
+      )
 
 
 class Block(nnx.Module):
   """Pre-norm residual block with a registry-chosen mixer and FFN."""
 
   def __init__(self, config: ModelConfig, layer_idx: int, *, rngs: nnx.Rngs):
-    mixer_name = registry.MIXERS.validate(config.layer_mixer(layer_idx),
-                                          argument=f"mixer[{layer_idx}]")
+    mixer_name = registry.MIXERS.validate(
+      config.layer_mixer(layer_idx), argument=f"mixer[{layer_idx}]"
+    )
     ffn_name = registry.FFNS.validate(config.layer_ffn(layer_idx), argument=f"ffn[{layer_idx}]")
     norm_kw = dict(eps=config.rms_norm_eps, param_dtype=config.params_dtype)
     self.input_norm = RMSNorm(config.hidden_size, **norm_kw)
@@ -63,8 +66,13 @@ class Block(nnx.Module):
     self.ffn = registry.FFNS.get(ffn_name)(config, layer_idx, rngs=rngs)
 
   def __call__(self, x, *, positions, attention_mask=None, segment_ids=None, cache=None):
-    y, cache = self.mixer(self.input_norm(x), positions=positions, attention_mask=attention_mask,
-                          segment_ids=segment_ids, cache=cache)
+    y, cache = self.mixer(
+      self.input_norm(x),
+      positions=positions,
+      attention_mask=attention_mask,
+      segment_ids=segment_ids,
+      cache=cache,
+    )
     h = x + y
     return h + self.ffn(self.post_mixer_norm(h)), cache
 
@@ -75,14 +83,19 @@ class Transformer(nnx.Module):
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     self.config = config
     self.dtype = config.compute_dtype
-    self.embed = nnx.Param(jax.random.normal(
-        rngs.params(), (config.vocab_size, config.hidden_size), config.params_dtype)
-                           * config.initializer_range)
+    self.embed = nnx.Param(
+      jax.random.normal(rngs.params(), (config.vocab_size, config.hidden_size), config.params_dtype)
+      * config.initializer_range
+    )
     self.layers = nnx.List([Block(config, i, rngs=rngs) for i in range(config.num_layers)])
-    self.final_norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps,
-                              param_dtype=config.params_dtype)
-    self.lm_head = (None if config.tie_word_embeddings else
-                    dense_param(rngs, (config.hidden_size, config.vocab_size), config))
+    self.final_norm = RMSNorm(
+      config.hidden_size, eps=config.rms_norm_eps, param_dtype=config.params_dtype
+    )
+    self.lm_head = (
+      None
+      if config.tie_word_embeddings
+      else dense_param(rngs, (config.hidden_size, config.vocab_size), config)
+    )
 
   # -- Pieces used by generation and chunked log-probs --------------------------------------
 
@@ -90,8 +103,9 @@ class Transformer(nnx.Module):
     """One cache entry per layer, built by that layer's mixer (generic over mixer kinds)."""
     return tuple(block.mixer.init_cache(batch_size, max_length, dtype) for block in self.layers)
 
-  def forward(self, input_ids, *, positions=None, attention_mask=None, segment_ids=None,
-              cache=None):
+  def forward(
+    self, input_ids, *, positions=None, attention_mask=None, segment_ids=None, cache=None
+  ):
     """Final-normed hidden states `[B, T, H]` and the updated cache (None without one).
 
     Args:
@@ -115,15 +129,20 @@ class Transformer(nnx.Module):
       raise ValueError(f"positions must be [B, T] = {(b, t)}, got {tuple(positions.shape)}")
     if attention_mask is not None and tuple(attention_mask.shape) != (b, t):
       raise ValueError(
-          f"attention_mask must be [B, T] = {(b, t)}, got {tuple(attention_mask.shape)}")
+        f"attention_mask must be [B, T] = {(b, t)}, got {tuple(attention_mask.shape)}"
+      )
     if cache is not None and len(cache) != len(self.layers):
       raise ValueError(f"cache has {len(cache)} layer entries, model has {len(self.layers)}")
     x = constrain_batch(jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype))
     new_cache = []
     for i, block in enumerate(self.layers):
-      x, layer_cache = block(x, positions=positions, attention_mask=attention_mask,
-                             segment_ids=segment_ids,
-                             cache=None if cache is None else cache[i])
+      x, layer_cache = block(
+        x,
+        positions=positions,
+        attention_mask=attention_mask,
+        segment_ids=segment_ids,
+        cache=None if cache is None else cache[i],
+      )
       x = constrain_batch(x)
       new_cache.append(layer_cache)
     return self.final_norm(x), (None if cache is None else tuple(new_cache))
@@ -134,13 +153,15 @@ class Transformer(nnx.Module):
 
   def unembed(self, hidden: jax.Array) -> jax.Array:
     """Logits `[..., V]` in float32 from hidden states `[..., H]`."""
-    return jnp.matmul(hidden, self.unembed_kernel().astype(hidden.dtype),
-                      preferred_element_type=jnp.float32)
+    return jnp.matmul(
+      hidden, self.unembed_kernel().astype(hidden.dtype), preferred_element_type=jnp.float32
+    )
 
   def __call__(self, input_ids, *, positions=None, attention_mask=None, segment_ids=None):
     """Logits `[B, T, V]` (float32) for `input_ids` `[B, T]`."""
-    hidden, _ = self.forward(input_ids, positions=positions, attention_mask=attention_mask,
-                             segment_ids=segment_ids)
+    hidden, _ = self.forward(
+      input_ids, positions=positions, attention_mask=attention_mask, segment_ids=segment_ids
+    )
     return self.unembed(hidden)
 
 

@@ -29,14 +29,14 @@ _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
 def make_attention_mask(
-    q_positions: jax.Array,
-    kv_positions: jax.Array,
-    *,
-    causal: bool = True,
-    sliding_window: int | None = None,
-    kv_mask: jax.Array | None = None,
-    q_segment_ids: jax.Array | None = None,
-    kv_segment_ids: jax.Array | None = None,
+  q_positions: jax.Array,
+  kv_positions: jax.Array,
+  *,
+  causal: bool = True,
+  sliding_window: int | None = None,
+  kv_mask: jax.Array | None = None,
+  q_segment_ids: jax.Array | None = None,
+  kv_segment_ids: jax.Array | None = None,
 ) -> jax.Array:
   """Boolean mask `[B, 1, T, S]` (True = attend) following the module convention."""
   qp = q_positions[:, :, None]
@@ -58,17 +58,20 @@ def make_attention_mask(
 def _check_inputs(q, k, v, q_positions, kv_positions, sliding_window):
   if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
     raise ValueError(
-        f"q, k, v must be [B, T, N, D], [B, S, K, D], [B, S, K, D]; got shapes "
-        f"{q.shape}, {k.shape}, {v.shape}")
+      f"q, k, v must be [B, T, N, D], [B, S, K, D], [B, S, K, D]; got shapes "
+      f"{q.shape}, {k.shape}, {v.shape}"
+    )
   if k.shape != v.shape:
     raise ValueError(f"k and v must have the same shape, got {k.shape} and {v.shape}")
   if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
     raise ValueError(
-        f"q {q.shape} and k {k.shape} must agree on batch (axis 0) and head_dim (axis 3)")
+      f"q {q.shape} and k {k.shape} must agree on batch (axis 0) and head_dim (axis 3)"
+    )
   if q.shape[2] % k.shape[2]:
     raise ValueError(
-        f"number of query heads N={q.shape[2]} must be a multiple of key/value heads "
-        f"K={k.shape[2]} (grouped-query attention)")
+      f"number of query heads N={q.shape[2]} must be a multiple of key/value heads "
+      f"K={k.shape[2]} (grouped-query attention)"
+    )
   if not (q.dtype == k.dtype == v.dtype):
     raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
   if q_positions.shape != q.shape[:2]:
@@ -102,20 +105,20 @@ def attention_reference(q, k, v, mask, *, scale, **unused_mask_info):
 
 
 def attention(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    q_positions: jax.Array | None = None,
-    kv_positions: jax.Array | None = None,
-    causal: bool = True,
-    sliding_window: int | None = None,
-    kv_mask: jax.Array | None = None,
-    q_segment_ids: jax.Array | None = None,
-    kv_segment_ids: jax.Array | None = None,
-    scale: float | None = None,
-    implementation: str | None = None,
-    index_positions: bool | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  q_positions: jax.Array | None = None,
+  kv_positions: jax.Array | None = None,
+  causal: bool = True,
+  sliding_window: int | None = None,
+  kv_mask: jax.Array | None = None,
+  q_segment_ids: jax.Array | None = None,
+  kv_segment_ids: jax.Array | None = None,
+  scale: float | None = None,
+  implementation: str | None = None,
+  index_positions: bool | None = None,
 ) -> jax.Array:
   """Grouped-query attention with causal / sliding-window / segment / padding masks.
 
@@ -148,25 +151,37 @@ def attention(
   if kv_positions is None and s is not None:
     kv_positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
   _check_inputs(q, k, v, q_positions, kv_positions, sliding_window)
-  mask_info = dict(causal=causal, sliding_window=sliding_window, kv_mask=kv_mask,
-                   q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids,
-                   index_positions=bool(index_positions) and s == t)
+  mask_info = dict(
+    causal=causal,
+    sliding_window=sliding_window,
+    kv_mask=kv_mask,
+    q_segment_ids=q_segment_ids,
+    kv_segment_ids=kv_segment_ids,
+    index_positions=bool(index_positions) and s == t,
+  )
   if implementation in (None, "pallas"):
     _register_pallas()
   if implementation is None:
     implementation = _default_implementation(q, k, mask_info)
   fn = registry.ATTENTION_IMPLEMENTATIONS.get(
-      registry.ATTENTION_IMPLEMENTATIONS.validate(implementation, argument="implementation"))
+    registry.ATTENTION_IMPLEMENTATIONS.validate(implementation, argument="implementation")
+  )
   mask = make_attention_mask(
-      q_positions, kv_positions, causal=causal, sliding_window=sliding_window, kv_mask=kv_mask,
-      q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
+    q_positions,
+    kv_positions,
+    causal=causal,
+    sliding_window=sliding_window,
+    kv_mask=kv_mask,
+    q_segment_ids=q_segment_ids,
+    kv_segment_ids=kv_segment_ids,
+  )
   if scale is None:
     scale = q.shape[-1] ** -0.5
   return fn(q, k, v, mask, scale=scale, **mask_info)
 
 
 def _default_implementation(q, k, mask_info) -> str:
-  """"pallas" on TPU/GPU when registered and able to express the mask, else "xla"."""
+  """ "pallas" on TPU/GPU when registered and able to express the mask, else "xla"."""
   if jax.default_backend() in ("tpu", "gpu") and "pallas" in registry.ATTENTION_IMPLEMENTATIONS:
     pallas = registry.ATTENTION_IMPLEMENTATIONS.get("pallas")
     if pallas.unsupported_reason(q, k, **mask_info) is None:

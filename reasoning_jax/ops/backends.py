@@ -12,8 +12,9 @@ from typing import Callable
 IMPLEMENTATIONS = ("xla", "pallas")
 
 
-def chunk_kernel(op: str, implementation: str | None, mode: str, *, module: str,
-                 name: str) -> Callable | None:
+def chunk_kernel(
+  op: str, implementation: str | None, mode: str, *, module: str, name: str
+) -> Callable | None:
   """The Pallas chunk kernel to call, or None for the XLA path.
 
   Args:
@@ -25,8 +26,10 @@ def chunk_kernel(op: str, implementation: str | None, mode: str, *, module: str,
   if implementation is None:
     implementation = "xla"
   if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"implementation={implementation!r} is not a {op} implementation; choose "
-                     f"None or one of {list(IMPLEMENTATIONS)}")
+    raise ValueError(
+      f"implementation={implementation!r} is not a {op} implementation; choose "
+      f"None or one of {list(IMPLEMENTATIONS)}"
+    )
   if implementation == "xla":
     return None
   if mode != "chunk":
@@ -34,5 +37,6 @@ def chunk_kernel(op: str, implementation: str | None, mode: str, *, module: str,
   try:
     return getattr(importlib.import_module(module), name)
   except ImportError as e:
-    raise RuntimeError(f'implementation="pallas" needs the {module} package, which failed to '
-                       f"import: {e}") from e
+    raise RuntimeError(
+      f'implementation="pallas" needs the {module} package, which failed to import: {e}'
+    ) from e

@@ -43,8 +43,9 @@ T0_RULES = ("repeat", "zero")
 
 def optimal_gamma(num_layers: int) -> float:
   """The paper's associative-recall scaling law gamma* = 4.17 * N^-0.74 (N: layers, UNCERTAIN)."""
-  if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or \
-      num_layers < 1:
+  if (
+    isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1
+  ):
     raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
   return 4.17 * float(num_layers) ** -0.74
 
@@ -64,8 +65,9 @@ def _check_gamma(gamma: Any, num_heads: int, argument: str) -> jax.Array:
     g = g.reshape(1)
   elif g.shape != (num_heads,):
     raise ValueError(
-        f"{argument} must be a scalar or one value per head [H] = [{num_heads}], got shape "
-        f"{tuple(g.shape)}")
+      f"{argument} must be a scalar or one value per head [H] = [{num_heads}], got shape "
+      f"{tuple(g.shape)}"
+    )
   if _is_concrete(g) and not np.all(np.isfinite(np.asarray(g, np.float32))):
     raise ValueError(f"{argument} must be finite, got {np.asarray(g)}")
   return g.astype(jnp.float32)[:, None]
@@ -81,24 +83,28 @@ def _check_shear_inputs(x, gamma, positions, segment_ids, prev, t0_rule, argumen
     if ids is None:
       continue
     if tuple(ids.shape) != (b, t):
-      raise ValueError(f"{name} must be [B, T] = {(b, t)} (from {argument}), got shape "
-                       f"{tuple(ids.shape)}")
+      raise ValueError(
+        f"{name} must be [B, T] = {(b, t)} (from {argument}), got shape {tuple(ids.shape)}"
+      )
     if not jnp.issubdtype(ids.dtype, jnp.integer):
       raise TypeError(f"{name} must be an integer array, got dtype {ids.dtype}")
   if prev is not None:
     if tuple(prev.shape) != (b, h, d):
-      raise ValueError(f"prev for {argument} must be [B, H, D] = {(b, h, d)}, got shape "
-                       f"{tuple(prev.shape)}")
+      raise ValueError(
+        f"prev for {argument} must be [B, H, D] = {(b, h, d)}, got shape {tuple(prev.shape)}"
+      )
     if prev.dtype != x.dtype:
-      raise TypeError(f"prev for {argument} must have {argument}'s dtype {x.dtype}, got "
-                      f"{prev.dtype}")
+      raise TypeError(
+        f"prev for {argument} must have {argument}'s dtype {x.dtype}, got {prev.dtype}"
+      )
   if t0_rule not in T0_RULES:
     raise ValueError(f"t0_rule must be one of {T0_RULES}, got {t0_rule!r}")
   return _check_gamma(gamma, h, "gamma" if argument == "x" else f"gamma_{argument}")
 
 
-def sequence_starts(batch: int, length: int, *, positions=None, segment_ids=None,
-                    has_prev: bool = False) -> jax.Array:
+def sequence_starts(
+  batch: int, length: int, *, positions=None, segment_ids=None, has_prev: bool = False
+) -> jax.Array:
   """`[B, T]` bool: True where a token has no predecessor (see the module docstring)."""
   starts = jnp.zeros((batch, length), bool)
   if not has_prev:
@@ -117,7 +123,7 @@ def _boundary_value(x32: jax.Array, t0_rule: str) -> jax.Array:
 
 def _shear_fast(x, g, starts, prev, t0_rule):
   x32 = x.astype(jnp.float32)
-  first = (x32[:, :1] if prev is None else prev.astype(jnp.float32)[:, None])
+  first = x32[:, :1] if prev is None else prev.astype(jnp.float32)[:, None]
   shifted = jnp.concatenate([first, x32[:, :-1]], axis=1)
   shifted = jnp.where(starts[:, :, None, None], _boundary_value(x32, t0_rule), shifted)
   return ((1.0 + g) * x32 - g * shifted).astype(x.dtype), x[:, -1]
@@ -141,19 +147,20 @@ def _shear(x, gamma, *, positions, segment_ids, prev, t0_rule, argument, core):
   g = _check_shear_inputs(x, gamma, positions, segment_ids, prev, t0_rule, argument)
   if isinstance(gamma, (int, float)) and gamma == 0:  # Static zero: the identity, exactly.
     return x, x[:, -1]
-  starts = sequence_starts(x.shape[0], x.shape[1], positions=positions,
-                           segment_ids=segment_ids, has_prev=prev is not None)
+  starts = sequence_starts(
+    x.shape[0], x.shape[1], positions=positions, segment_ids=segment_ids, has_prev=prev is not None
+  )
   return core(x, g, starts, prev, t0_rule)
 
 
 def momentum_shear(
-    x: jax.Array,
-    gamma: Any,
-    *,
-    positions: jax.Array | None = None,
-    segment_ids: jax.Array | None = None,
-    prev: jax.Array | None = None,
-    t0_rule: str = "repeat",
+  x: jax.Array,
+  gamma: Any,
+  *,
+  positions: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+  prev: jax.Array | None = None,
+  t0_rule: str = "repeat",
 ) -> tuple[jax.Array, jax.Array]:
   """x̂_t = (1 + gamma) x_t - gamma x_{t-1} along time, with resets at sequence starts.
 
@@ -173,25 +180,41 @@ def momentum_shear(
     `(x_hat [B, T, H, D]` in x's dtype (computed in float32), `last [B, H, D])`, where
     `last = x[:, -1]` is the `prev` to carry into the next chunk.
   """
-  return _shear(x, gamma, positions=positions, segment_ids=segment_ids, prev=prev,
-                t0_rule=t0_rule, argument="x", core=_shear_fast)
+  return _shear(
+    x,
+    gamma,
+    positions=positions,
+    segment_ids=segment_ids,
+    prev=prev,
+    t0_rule=t0_rule,
+    argument="x",
+    core=_shear_fast,
+  )
 
 
 def momentum_shear_reference(
-    x: jax.Array,
-    gamma: Any,
-    *,
-    positions: jax.Array | None = None,
-    segment_ids: jax.Array | None = None,
-    prev: jax.Array | None = None,
-    t0_rule: str = "repeat",
+  x: jax.Array,
+  gamma: Any,
+  *,
+  positions: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+  prev: jax.Array | None = None,
+  t0_rule: str = "repeat",
 ) -> tuple[jax.Array, jax.Array]:
   """Readable step-by-step form of `momentum_shear` (same signature): a scan carrying x_{t-1}.
 
   p_t = x_t - x_{t-1} (x_{t-1} from the t0 rule at a start), x̂_t = x_t + gamma * p_t.
   """
-  return _shear(x, gamma, positions=positions, segment_ids=segment_ids, prev=prev,
-                t0_rule=t0_rule, argument="x", core=_shear_scan)
+  return _shear(
+    x,
+    gamma,
+    positions=positions,
+    segment_ids=segment_ids,
+    prev=prev,
+    t0_rule=t0_rule,
+    argument="x",
+    core=_shear_scan,
+  )
 
 
 def _check_attention_inputs(q, k, v):
@@ -204,48 +227,92 @@ def _check_attention_inputs(q, k, v):
     raise ValueError(f"k and v must have the same shape [B, T, K, D], got {k.shape} and {v.shape}")
   if q.shape[:2] != k.shape[:2]:
     raise ValueError(
-        f"momentum attention is self-attention: q {q.shape} and k {k.shape} must share "
-        "[B, T] (the shear needs time-aligned q and k; decode with a KV cache goes through "
-        "momentum_shear + the attention op)")
+      f"momentum attention is self-attention: q {q.shape} and k {k.shape} must share "
+      "[B, T] (the shear needs time-aligned q and k; decode with a KV cache goes through "
+      "momentum_shear + the attention op)"
+    )
   if q.shape[3] != k.shape[3]:
     raise ValueError(f"q {q.shape} and k {k.shape} must have the same head_dim (axis 3)")
   if q.shape[2] % k.shape[2]:
     raise ValueError(
-        f"number of query heads N={q.shape[2]} must be a multiple of key/value heads "
-        f"K={k.shape[2]} (grouped-query attention)")
+      f"number of query heads N={q.shape[2]} must be a multiple of key/value heads "
+      f"K={k.shape[2]} (grouped-query attention)"
+    )
 
 
-def _momentum_attention(q, k, v, *, gamma_q, gamma_k, positions, segment_ids, kv_mask,
-                        sliding_window, scale, t0_rule, prev_q, prev_k, implementation,
-                        index_positions, core):
+def _momentum_attention(
+  q,
+  k,
+  v,
+  *,
+  gamma_q,
+  gamma_k,
+  positions,
+  segment_ids,
+  kv_mask,
+  sliding_window,
+  scale,
+  t0_rule,
+  prev_q,
+  prev_k,
+  implementation,
+  index_positions,
+  core,
+):
   _check_attention_inputs(q, k, v)
-  q_hat, _ = _shear(q, gamma_q, positions=positions, segment_ids=segment_ids, prev=prev_q,
-                    t0_rule=t0_rule, argument="q", core=core)
-  k_hat, _ = _shear(k, gamma_k, positions=positions, segment_ids=segment_ids, prev=prev_k,
-                    t0_rule=t0_rule, argument="k", core=core)
-  return attention(q_hat, k_hat, v, q_positions=positions, kv_positions=positions,
-                   sliding_window=sliding_window, kv_mask=kv_mask, q_segment_ids=segment_ids,
-                   kv_segment_ids=segment_ids, scale=scale, implementation=implementation,
-                   index_positions=index_positions)
+  q_hat, _ = _shear(
+    q,
+    gamma_q,
+    positions=positions,
+    segment_ids=segment_ids,
+    prev=prev_q,
+    t0_rule=t0_rule,
+    argument="q",
+    core=core,
+  )
+  k_hat, _ = _shear(
+    k,
+    gamma_k,
+    positions=positions,
+    segment_ids=segment_ids,
+    prev=prev_k,
+    t0_rule=t0_rule,
+    argument="k",
+    core=core,
+  )
+  return attention(
+    q_hat,
+    k_hat,
+    v,
+    q_positions=positions,
+    kv_positions=positions,
+    sliding_window=sliding_window,
+    kv_mask=kv_mask,
+    q_segment_ids=segment_ids,
+    kv_segment_ids=segment_ids,
+    scale=scale,
+    implementation=implementation,
+    index_positions=index_positions,
+  )
 
 
 def momentum_attention(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    gamma_q: Any,
-    gamma_k: Any,
-    positions: jax.Array | None = None,
-    segment_ids: jax.Array | None = None,
-    kv_mask: jax.Array | None = None,
-    sliding_window: int | None = None,
-    scale: float | None = None,
-    t0_rule: str = "repeat",
-    prev_q: jax.Array | None = None,
-    prev_k: jax.Array | None = None,
-    implementation: str | None = None,
-    index_positions: bool | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  gamma_q: Any,
+  gamma_k: Any,
+  positions: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+  kv_mask: jax.Array | None = None,
+  sliding_window: int | None = None,
+  scale: float | None = None,
+  t0_rule: str = "repeat",
+  prev_q: jax.Array | None = None,
+  prev_k: jax.Array | None = None,
+  implementation: str | None = None,
+  index_positions: bool | None = None,
 ) -> jax.Array:
   """Causal self-attention on sheared post-RoPE queries and keys (values unchanged).
 
@@ -268,34 +335,60 @@ def momentum_attention(
     `[B, T, N, D]` in q's dtype.
   """
   return _momentum_attention(
-      q, k, v, gamma_q=gamma_q, gamma_k=gamma_k, positions=positions, segment_ids=segment_ids,
-      kv_mask=kv_mask, sliding_window=sliding_window, scale=scale, t0_rule=t0_rule,
-      prev_q=prev_q, prev_k=prev_k, implementation=implementation,
-      index_positions=index_positions, core=_shear_fast)
+    q,
+    k,
+    v,
+    gamma_q=gamma_q,
+    gamma_k=gamma_k,
+    positions=positions,
+    segment_ids=segment_ids,
+    kv_mask=kv_mask,
+    sliding_window=sliding_window,
+    scale=scale,
+    t0_rule=t0_rule,
+    prev_q=prev_q,
+    prev_k=prev_k,
+    implementation=implementation,
+    index_positions=index_positions,
+    core=_shear_fast,
+  )
 
 
 def momentum_attention_reference(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    gamma_q: Any,
-    gamma_k: Any,
-    positions: jax.Array | None = None,
-    segment_ids: jax.Array | None = None,
-    kv_mask: jax.Array | None = None,
-    sliding_window: int | None = None,
-    scale: float | None = None,
-    t0_rule: str = "repeat",
-    prev_q: jax.Array | None = None,
-    prev_k: jax.Array | None = None,
-    implementation: str | None = "xla",
-    index_positions: bool | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  gamma_q: Any,
+  gamma_k: Any,
+  positions: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+  kv_mask: jax.Array | None = None,
+  sliding_window: int | None = None,
+  scale: float | None = None,
+  t0_rule: str = "repeat",
+  prev_q: jax.Array | None = None,
+  prev_k: jax.Array | None = None,
+  implementation: str | None = "xla",
+  index_positions: bool | None = None,
 ) -> jax.Array:
   """`momentum_attention` (same signature) via the step-wise shear and the fp32 XLA attention."""
   del implementation
   return _momentum_attention(
-      q, k, v, gamma_q=gamma_q, gamma_k=gamma_k, positions=positions, segment_ids=segment_ids,
-      kv_mask=kv_mask, sliding_window=sliding_window, scale=scale, t0_rule=t0_rule,
-      prev_q=prev_q, prev_k=prev_k, implementation="xla", index_positions=index_positions,
-      core=_shear_scan)
+    q,
+    k,
+    v,
+    gamma_q=gamma_q,
+    gamma_k=gamma_k,
+    positions=positions,
+    segment_ids=segment_ids,
+    kv_mask=kv_mask,
+    sliding_window=sliding_window,
+    scale=scale,
+    t0_rule=t0_rule,
+    prev_q=prev_q,
+    prev_k=prev_k,
+    implementation="xla",
+    index_positions=index_positions,
+    core=_shear_scan,
+  )

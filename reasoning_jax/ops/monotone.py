@@ -38,7 +38,8 @@ from reasoning_jax import registry
 
 # Non-decreasing activations, by name. `NONNEGATIVE_ACTIVATIONS` may gate a product.
 MONOTONE_ACTIVATIONS: registry.Registry[Callable[[jax.Array], jax.Array]] = registry.Registry(
-    "monotone activation")
+  "monotone activation"
+)
 MONOTONE_ACTIVATIONS.register("relu")(jax.nn.relu)
 MONOTONE_ACTIVATIONS.register("softplus")(jax.nn.softplus)
 MONOTONE_ACTIVATIONS.register("sigmoid")(jax.nn.sigmoid)
@@ -55,13 +56,15 @@ def check_activation(name: Any, *, gated: bool = False) -> str:
   """Returns `name` if it is a monotone activation (non-negative too when `gated`)."""
   if name in NON_MONOTONE_ACTIVATIONS:
     raise ValueError(
-        f"activation={name!r} is not monotone (it dips below zero before rising), so the FFN "
-        f"would not be monotone; choose one of {MONOTONE_ACTIVATIONS.names()}")
+      f"activation={name!r} is not monotone (it dips below zero before rising), so the FFN "
+      f"would not be monotone; choose one of {MONOTONE_ACTIVATIONS.names()}"
+    )
   MONOTONE_ACTIVATIONS.validate(name, argument="activation")
   if gated and name not in NONNEGATIVE_ACTIVATIONS:
     raise ValueError(
-        f"activation={name!r} can be negative; a gated product is only monotone when both "
-        f"factors are non-negative: choose one of {list(NONNEGATIVE_ACTIVATIONS)}")
+      f"activation={name!r} can be negative; a gated product is only monotone when both "
+      f"factors are non-negative: choose one of {list(NONNEGATIVE_ACTIVATIONS)}"
+    )
   return name
 
 
@@ -82,11 +85,13 @@ def raw_from_dense(w: jax.Array, eps: float = DEFAULT_EPS) -> jax.Array:
     raise ValueError(f"eps must be > 0 (softplus^-1(0) = -inf), got {eps}")
   w = jnp.asarray(w)
   return inverse_softplus(jnp.abs(w.astype(jnp.float32)) + eps).astype(
-      w.dtype if jnp.issubdtype(w.dtype, jnp.floating) else jnp.float32)
+    w.dtype if jnp.issubdtype(w.dtype, jnp.floating) else jnp.float32
+  )
 
 
-def init_raw(key: jax.Array, shape, std: float, dtype=jnp.float32,
-             eps: float = DEFAULT_EPS) -> jax.Array:
+def init_raw(
+  key: jax.Array, shape, std: float, dtype=jnp.float32, eps: float = DEFAULT_EPS
+) -> jax.Array:
   """From-scratch raw init: `raw_from_dense(normal(0, std))`, so W ~ |N(0, std)| + eps."""
   return raw_from_dense(std * jax.random.normal(key, shape, jnp.float32), eps).astype(dtype)
 
@@ -117,8 +122,10 @@ def _check(x, up, down, gate, up_bias, down_bias, gate_bias, activation):
     if w.dtype != x.dtype:
       raise TypeError(f"{name} dtype {w.dtype} differs from x dtype {x.dtype}; cast first")
     if _is_concrete(w) and np.any(np.asarray(w, np.float32) < 0):
-      raise ValueError(f"{name} has negative entries: a monotone FFN needs weights >= 0 "
-                       "(pass nonnegative_weight(raw), i.e. softplus of the raw parameter)")
+      raise ValueError(
+        f"{name} has negative entries: a monotone FFN needs weights >= 0 "
+        "(pass nonnegative_weight(raw), i.e. softplus of the raw parameter)"
+      )
   if up.shape[0] != h:
     raise ValueError(f"up must be [H, I] with H = {h} (x's last axis), got {tuple(up.shape)}")
   i = up.shape[1]
@@ -126,8 +133,11 @@ def _check(x, up, down, gate, up_bias, down_bias, gate_bias, activation):
     raise ValueError(f"down must be [I, H] = {(i, h)}, got {tuple(down.shape)}")
   if gate is not None and gate.shape != up.shape:
     raise ValueError(f"gate must be [H, I] = {tuple(up.shape)}, got {tuple(gate.shape)}")
-  for name, bias, size in (("up_bias", up_bias, i), ("down_bias", down_bias, h),
-                           ("gate_bias", gate_bias, i)):
+  for name, bias, size in (
+    ("up_bias", up_bias, i),
+    ("down_bias", down_bias, h),
+    ("gate_bias", gate_bias, i),
+  ):
     if bias is not None and tuple(bias.shape) != (size,):
       raise ValueError(f"{name} must be [{size}], got {tuple(bias.shape)}")
   if gate_bias is not None and gate is None:
@@ -136,15 +146,15 @@ def _check(x, up, down, gate, up_bias, down_bias, gate_bias, activation):
 
 
 def monotone_ffn(
-    x: jax.Array,
-    up: jax.Array,
-    down: jax.Array,
-    *,
-    gate: jax.Array | None = None,
-    up_bias: jax.Array | None = None,
-    down_bias: jax.Array | None = None,
-    gate_bias: jax.Array | None = None,
-    activation: str = "relu",
+  x: jax.Array,
+  up: jax.Array,
+  down: jax.Array,
+  *,
+  gate: jax.Array | None = None,
+  up_bias: jax.Array | None = None,
+  down_bias: jax.Array | None = None,
+  gate_bias: jax.Array | None = None,
+  activation: str = "relu",
 ) -> jax.Array:
   """A monotone MLP of its input (arXiv:2602.02686), given NON-NEGATIVE weights.
 
@@ -162,12 +172,21 @@ def monotone_ffn(
     `[..., H]` in x's dtype. Weights must be x's dtype; negative concrete weights raise.
   """
   _check(x, up, down, gate, up_bias, down_bias, gate_bias, activation)
-  return monotone_ffn_core(x, up, down, gate=gate, up_bias=up_bias, down_bias=down_bias,
-                           gate_bias=gate_bias, activation=activation)
+  return monotone_ffn_core(
+    x,
+    up,
+    down,
+    gate=gate,
+    up_bias=up_bias,
+    down_bias=down_bias,
+    gate_bias=gate_bias,
+    activation=activation,
+  )
 
 
-def monotone_ffn_core(x, up, down, *, gate=None, up_bias=None, down_bias=None, gate_bias=None,
-                      activation="relu"):
+def monotone_ffn_core(
+  x, up, down, *, gate=None, up_bias=None, down_bias=None, gate_bias=None, activation="relu"
+):
   """`monotone_ffn` without input checks (callers guarantee weights >= 0)."""
   act = MONOTONE_ACTIVATIONS.get(activation)
 
@@ -192,9 +211,16 @@ def _ordered_pairs(base, key, num_pairs, scale, delta_scale):
   return lo, lo + delta_scale * jnp.abs(delta)
 
 
-def probe_monotone(fn: Callable[[jax.Array], jax.Array], x: jax.Array, key: jax.Array, *,
-                   num_pairs: int = 1024, scale: float = 1.0, delta_scale: float | None = None,
-                   atol: float = 1e-5) -> int:
+def probe_monotone(
+  fn: Callable[[jax.Array], jax.Array],
+  x: jax.Array,
+  key: jax.Array,
+  *,
+  num_pairs: int = 1024,
+  scale: float = 1.0,
+  delta_scale: float | None = None,
+  atol: float = 1e-5,
+) -> int:
   """Counts order violations of `fn` on random ordered pairs (x, x + |delta|).
 
   Draws `num_pairs` points `x_i + scale * noise` around rows of `x` (`[H]` or `[..., H]`),
@@ -203,8 +229,9 @@ def probe_monotone(fn: Callable[[jax.Array], jax.Array], x: jax.Array, key: jax.
   monotone fn (empirical evidence, not a proof). Small `delta_scale` probes local slopes.
   """
   delta_scale = scale if delta_scale is None else delta_scale
-  lo, hi = _ordered_pairs(jnp.asarray(x, jnp.float32).reshape(-1, x.shape[-1]), key,
-                          num_pairs, scale, delta_scale)
+  lo, hi = _ordered_pairs(
+    jnp.asarray(x, jnp.float32).reshape(-1, x.shape[-1]), key, num_pairs, scale, delta_scale
+  )
   y_lo = fn(lo.astype(x.dtype)).astype(jnp.float32)
   y_hi = fn(hi.astype(x.dtype)).astype(jnp.float32)
   return int(jnp.sum(jnp.any(y_hi < y_lo - atol, axis=-1)))

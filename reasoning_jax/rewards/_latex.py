@@ -12,9 +12,23 @@ from typing import Iterable
 
 # Commands whose argument is text or a font change; `\text{5}` reads as `5`.
 TEXT_COMMANDS: tuple[str, ...] = (
-    "text", "textbf", "textit", "textrm", "textnormal", "textsf", "texttt", "mbox",
-    "mathrm", "mathbf", "mathit", "mathsf", "mathtt", "mathnormal", "operatorname",
-    "boldsymbol")
+  "text",
+  "textbf",
+  "textit",
+  "textrm",
+  "textnormal",
+  "textsf",
+  "texttt",
+  "mbox",
+  "mathrm",
+  "mathbf",
+  "mathit",
+  "mathsf",
+  "mathtt",
+  "mathnormal",
+  "operatorname",
+  "boldsymbol",
+)
 
 
 def brace_matches(text: str) -> dict[int, int]:

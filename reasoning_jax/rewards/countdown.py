@@ -37,15 +37,15 @@ from reasoning_jax.rewards import extract as _extract
 from reasoning_jax.rewards import numbers as _numbers
 
 __all__ = [
-    "MAX_EXPRESSION_CHARS",
-    "MAX_NODES",
-    "MAX_LITERAL",
-    "MAX_SOLVER_NUMBERS",
-    "evaluate_expression",
-    "expression_numbers",
-    "extract_countdown_expression",
-    "check_countdown",
-    "solve_countdown",
+  "MAX_EXPRESSION_CHARS",
+  "MAX_NODES",
+  "MAX_LITERAL",
+  "MAX_SOLVER_NUMBERS",
+  "evaluate_expression",
+  "expression_numbers",
+  "extract_countdown_expression",
+  "check_countdown",
+  "solve_countdown",
 ]
 
 # Longer expressions are invalid.
@@ -68,10 +68,10 @@ _TRANSLATION = str.maketrans({"\u00d7": "*", "\u22c5": "*", "\u00f7": "/", "\u22
 _BINARY_OPERATOR_RE = re.compile(r"[0-9)]\s*[-+*/\u00d7\u00f7\u2212]")
 
 _BIN_OPS = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
+  ast.Add: operator.add,
+  ast.Sub: operator.sub,
+  ast.Mult: operator.mul,
+  ast.Div: operator.truediv,
 }
 
 
@@ -126,8 +126,9 @@ def _eval_node(node: ast.AST, literals: list[int]) -> Fraction:
     if op is operator.truediv and right == 0:
       raise _Invalid
     result = op(left, right)
-    if (abs(result.numerator).bit_length() > _MAX_BITS
-        or result.denominator.bit_length() > _MAX_BITS):
+    if (
+      abs(result.numerator).bit_length() > _MAX_BITS or result.denominator.bit_length() > _MAX_BITS
+    ):
       raise _Invalid
     return result
   raise _Invalid
@@ -223,8 +224,9 @@ def _as_target(target: Any) -> Fraction:
   raise TypeError(f"target must be an int, Fraction or numeric str, got {target!r}")
 
 
-def check_countdown(expr_text: Any, numbers: Iterable[int], target: Any, *,
-                    use_all_numbers: bool = False) -> bool:
+def check_countdown(
+  expr_text: Any, numbers: Iterable[int], target: Any, *, use_all_numbers: bool = False
+) -> bool:
   """Whether a completion solves a Countdown instance.
 
   The expression is chosen by `extract_countdown_expression` (the `<answer>` tag,
@@ -265,8 +267,9 @@ def check_countdown(expr_text: Any, numbers: Iterable[int], target: Any, *,
   return not use_all_numbers or used == available
 
 
-def solve_countdown(numbers: Iterable[int], target: Any, *,
-                    use_all_numbers: bool = False) -> Optional[str]:
+def solve_countdown(
+  numbers: Iterable[int], target: Any, *, use_all_numbers: bool = False
+) -> Optional[str]:
   """Finds one expression over `numbers` that evaluates to `target`, by brute force.
 
   Depth-first search over pairs of the remaining values and the operations
@@ -292,8 +295,8 @@ def solve_countdown(numbers: Iterable[int], target: Any, *,
   goal = _as_target(target)
   if len(values) > MAX_SOLVER_NUMBERS:
     raise ValueError(
-        f"numbers has {len(values)} entries; solve_countdown supports at most "
-        f"{MAX_SOLVER_NUMBERS}")
+      f"numbers has {len(values)} entries; solve_countdown supports at most {MAX_SOLVER_NUMBERS}"
+    )
   too_large = [v for v in values if v > MAX_LITERAL]
   if too_large:
     raise ValueError(f"numbers must be <= MAX_LITERAL={MAX_LITERAL}, got {too_large[0]}")
@@ -315,8 +318,12 @@ def solve_countdown(numbers: Iterable[int], target: Any, *,
     for i, j in itertools.combinations(range(len(items)), 2):
       (a, ea), (b, eb) = items[i], items[j]
       rest = [item for k, item in enumerate(items) if k != i and k != j]
-      candidates = [(a + b, f"({ea} + {eb})"), (a * b, f"({ea} * {eb})"),
-                    (a - b, f"({ea} - {eb})"), (b - a, f"({eb} - {ea})")]
+      candidates = [
+        (a + b, f"({ea} + {eb})"),
+        (a * b, f"({ea} * {eb})"),
+        (a - b, f"({ea} - {eb})"),
+        (b - a, f"({eb} - {ea})"),
+      ]
       if b != 0:
         candidates.append((a / b, f"({ea} / {eb})"))
       if a != 0:

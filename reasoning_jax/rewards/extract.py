@@ -32,12 +32,12 @@ from typing import Any, Optional
 from reasoning_jax.rewards import _latex
 
 __all__ = [
-    "ANSWER_FORMATS",
-    "extract_boxed",
-    "extract_gsm8k_answer",
-    "extract_answer_tag",
-    "extract_last_number",
-    "extract_final_answer",
+  "ANSWER_FORMATS",
+  "extract_boxed",
+  "extract_gsm8k_answer",
+  "extract_answer_tag",
+  "extract_last_number",
+  "extract_final_answer",
 ]
 
 # Accepted values of `extract_final_answer(fmt=...)`.
@@ -56,11 +56,13 @@ _BARE_ARG_RE = re.compile(r"[^\s${}\\]+")
 # `3-4` gives `4`), digits with optional strict thousands groups, an optional
 # decimal part, exponent and `/denominator`. ASCII digits only.
 _LAST_NUMBER_RE = re.compile(
-    r"(?<![\w.])"
-    r"(?:[-+\u2212](?=[0-9.]))?"
-    r"(?:(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+)"
-    r"(?:[eE][-+]?[0-9]+)?"
-    r"(?:/[0-9]+(?![0-9]|\.[0-9]))?", re.ASCII)
+  r"(?<![\w.])"
+  r"(?:[-+\u2212](?=[0-9.]))?"
+  r"(?:(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+)"
+  r"(?:[eE][-+]?[0-9]+)?"
+  r"(?:/[0-9]+(?![0-9]|\.[0-9]))?",
+  re.ASCII,
+)
 
 
 def extract_boxed(text: Any) -> Optional[str]:
@@ -94,7 +96,7 @@ def extract_boxed(text: Any) -> Optional[str]:
       close = matches.get(j)
       if close is None:
         continue
-      content = text[j + 1:close].strip()
+      content = text[j + 1 : close].strip()
     else:
       m = _BARE_ARG_RE.match(text, j)
       content = m.group(0) if m else ""
@@ -118,7 +120,7 @@ def extract_gsm8k_answer(text: Any) -> Optional[str]:
   idx = text.rfind("####")
   if idx < 0:
     return None
-  line = text[idx + 4:].split("\n", 1)[0].strip()
+  line = text[idx + 4 :].split("\n", 1)[0].strip()
   return line or None
 
 
@@ -167,16 +169,16 @@ def extract_last_number(text: Any) -> Optional[str]:
   if not isinstance(text, str):
     return None
   last = None
-  for last in _LAST_NUMBER_RE.finditer(text):
+  for last in _LAST_NUMBER_RE.finditer(text):  # noqa: B007 (the last match is wanted)
     pass
   return last.group(0) if last is not None else None
 
 
 _EXTRACTORS = {
-    "boxed": extract_boxed,
-    "tag": extract_answer_tag,
-    "gsm8k": extract_gsm8k_answer,
-    "last_number": extract_last_number,
+  "boxed": extract_boxed,
+  "tag": extract_answer_tag,
+  "gsm8k": extract_gsm8k_answer,
+  "last_number": extract_last_number,
 }
 
 

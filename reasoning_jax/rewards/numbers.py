@@ -28,11 +28,11 @@ from typing import Any, Optional
 from reasoning_jax.rewards import _latex
 
 __all__ = [
-    "MAX_NUMBER_CHARS",
-    "MAX_EXPONENT",
-    "parse_number",
-    "normalize_answer",
-    "answers_equal",
+  "MAX_NUMBER_CHARS",
+  "MAX_EXPONENT",
+  "parse_number",
+  "normalize_answer",
+  "answers_equal",
 ]
 
 # Longer strings are never parsed as numbers (`parse_number` returns None).
@@ -45,9 +45,10 @@ _MAX_DEPTH = 4
 
 _UNSIGNED_DECIMAL = r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]*)?|\.[0-9]+"
 _DECIMAL_RE = re.compile(
-    r"(?P<mant>" + _UNSIGNED_DECIMAL + r")"
-    r"(?:[eE](?P<e1>[-+]?[0-9]+)"
-    r"|(?:\\times|\\cdot|\*|\u00d7)10\^(?:\{(?P<e2>[-+]?[0-9]+)\}|(?P<e3>[0-9])))?")
+  r"(?P<mant>" + _UNSIGNED_DECIMAL + r")"
+  r"(?:[eE](?P<e1>[-+]?[0-9]+)"
+  r"|(?:\\times|\\cdot|\*|\u00d7)10\^(?:\{(?P<e2>[-+]?[0-9]+)\}|(?P<e3>[0-9])))?"
+)
 _SLASH_RE = re.compile(r"(?P<num>" + _UNSIGNED_DECIMAL + r")/(?P<den>" + _UNSIGNED_DECIMAL + r")")
 _MIXED_TEXT_RE = re.compile(r"(?P<sign>[-+]?)(?P<whole>[0-9]+)\s+(?P<num>[0-9]+)/(?P<den>[0-9]+)")
 _FRAC_RE = re.compile(r"\\[dtc]?frac(?![A-Za-z])")
@@ -168,9 +169,8 @@ def _drop_units(s: str) -> str:
     close = _latex.brace_matches(s).get(open_idx)
     if close is None:
       return s
-    prefix, content, rest = s[:m.start()], s[open_idx + 1:close], s[close + 1:]
-    if (prefix.strip() and not any(c.isdigit() for c in content)
-        and _UNIT_TAIL_RE.fullmatch(rest)):
+    prefix, content, rest = s[: m.start()], s[open_idx + 1 : close], s[close + 1 :]
+    if prefix.strip() and not any(c.isdigit() for c in content) and _UNIT_TAIL_RE.fullmatch(rest):
       s = prefix
     else:
       s = prefix + content + rest
@@ -187,7 +187,7 @@ def _parse_unsigned(s: str, depth: int) -> Optional[Fraction]:
     return None if den == 0 else num / den
   # `\frac{a}{b}`, or a mixed number `1\frac{1}{2}`.
   whole = _LEADING_INT_RE.match(s)
-  rest = s[whole.end():] if whole else s
+  rest = s[whole.end() :] if whole else s
   if not _FRAC_RE.match(rest):
     return None
   frac = _parse_frac(rest, depth)
@@ -214,7 +214,7 @@ def _parse_frac(s: str, depth: int) -> Optional[Fraction]:
       close = _latex.brace_matches(s[pos:]).get(0)
       if close is None:
         return None
-      args.append(s[pos + 1:pos + close])
+      args.append(s[pos + 1 : pos + close])
       pos += close + 1
     elif s[pos].isascii() and s[pos].isdigit():
       args.append(s[pos])
@@ -232,7 +232,7 @@ def _parse_frac(s: str, depth: int) -> Optional[Fraction]:
 def _plain_decimal(text: str) -> Fraction:
   """Exact value of an `_UNSIGNED_DECIMAL` match such as `1,234.50` or `.5`."""
   int_part, _, frac_part = text.replace(",", "").partition(".")
-  scale = 10**len(frac_part)
+  scale = 10 ** len(frac_part)
   return Fraction(int(int_part or "0") * scale + int(frac_part or "0"), scale)
 
 
@@ -247,7 +247,7 @@ def _decimal_value(m: re.Match[str]) -> Optional[Fraction]:
   exponent = int(exp_text)
   if abs(exponent) > MAX_EXPONENT:
     return None
-  return value * Fraction(10)**exponent
+  return value * Fraction(10) ** exponent
 
 
 def _strip_lhs(s: str) -> str:
@@ -255,13 +255,14 @@ def _strip_lhs(s: str) -> str:
   if s.count("=") == 1:
     m = _LHS_RE.match(s)
     if m:
-      return s[m.end():]
+      return s[m.end() :]
   return s
 
 
 _STRING_SPACING_RE = re.compile(
-    r"\\[!,;: ]|~|\\q?quad(?![A-Za-z])|\\displaystyle(?![A-Za-z])|\\left(?![A-Za-z])"
-    r"|\\right(?![A-Za-z])|\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\%|%|\\\$|\$")
+  r"\\[!,;: ]|~|\\q?quad(?![A-Za-z])|\\displaystyle(?![A-Za-z])|\\left(?![A-Za-z])"
+  r"|\\right(?![A-Za-z])|\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\%|%|\\\$|\$"
+)
 _DIGIT_SPACE_RE = re.compile(r"(?<=[0-9])\s+(?=[0-9])")
 _NON_DIGIT_SPACE_RE = re.compile(r"(?<![0-9])\s+|\s+(?![0-9])")
 _DFRAC_RE = re.compile(r"\\[dtc]frac(?![A-Za-z])")
@@ -324,8 +325,12 @@ def answers_equal(pred: Any, gold: Any, *, rel_tol: float = 0) -> bool:
   Raises:
     ValueError: If `rel_tol` is negative, not finite or not a real number.
   """
-  if (isinstance(rel_tol, bool) or not isinstance(rel_tol, _numbers.Real)
-      or not math.isfinite(rel_tol) or rel_tol < 0):
+  if (
+    isinstance(rel_tol, bool)
+    or not isinstance(rel_tol, _numbers.Real)
+    or not math.isfinite(rel_tol)
+    or rel_tol < 0
+  ):
     raise ValueError(f"rel_tol must be a finite real number >= 0, got {rel_tol!r}")
   if not isinstance(pred, str) or not isinstance(gold, str):
     return False

@@ -50,14 +50,14 @@ from reasoning_jax.rewards import extract as _extract
 from reasoning_jax.rewards import numbers as _numbers_mod
 
 __all__ = [
-    "RewardFn",
-    "math_exact_reward",
-    "boxed_reward",
-    "gsm8k_reward",
-    "countdown_reward",
-    "countdown_strict_reward",
-    "format_tag_reward",
-    "score_batch",
+  "RewardFn",
+  "math_exact_reward",
+  "boxed_reward",
+  "gsm8k_reward",
+  "countdown_reward",
+  "countdown_strict_reward",
+  "format_tag_reward",
+  "score_batch",
 ]
 
 RewardFn = Callable[..., float]
@@ -109,8 +109,9 @@ def math_exact_reward(completion: str, answer: str, **example_fields: Any) -> fl
   """
   del example_fields
   gold = _reference(answer, boxed=True, gsm8k=True)
-  return _score(completion,
-                lambda text: _numbers_mod.answers_equal(_extract.extract_final_answer(text), gold))
+  return _score(
+    completion, lambda text: _numbers_mod.answers_equal(_extract.extract_final_answer(text), gold)
+  )
 
 
 @REWARDS.register("boxed")
@@ -127,8 +128,9 @@ def boxed_reward(completion: str, answer: str, **example_fields: Any) -> float:
   """
   del example_fields
   gold = _reference(answer, boxed=True, gsm8k=False)
-  return _score(completion,
-                lambda text: _numbers_mod.answers_equal(_extract.extract_boxed(text), gold))
+  return _score(
+    completion, lambda text: _numbers_mod.answers_equal(_extract.extract_boxed(text), gold)
+  )
 
 
 def _gsm8k_prediction(text: str) -> Optional[str]:
@@ -154,8 +156,7 @@ def gsm8k_reward(completion: str, answer: str, **example_fields: Any) -> float:
   """
   del example_fields
   gold = _reference(answer, boxed=False, gsm8k=True)
-  return _score(completion,
-                lambda text: _numbers_mod.answers_equal(_gsm8k_prediction(text), gold))
+  return _score(completion, lambda text: _numbers_mod.answers_equal(_gsm8k_prediction(text), gold))
 
 
 def _countdown_fields(answer: Any, example_fields: dict[str, Any]) -> tuple[list[int], Fraction]:
@@ -202,8 +203,8 @@ def countdown_strict_reward(completion: str, answer: str, **example_fields: Any)
   """
   numbers, target = _countdown_fields(answer, example_fields)
   return _score(
-      completion,
-      lambda text: _countdown.check_countdown(text, numbers, target, use_all_numbers=True))
+    completion, lambda text: _countdown.check_countdown(text, numbers, target, use_all_numbers=True)
+  )
 
 
 @REWARDS.register("format_tag")
@@ -235,8 +236,13 @@ def _as_batch(values: Any, argument: str) -> list[Any]:
     raise TypeError(f"{argument} must be a sequence, got {type(values).__name__}") from None
 
 
-def score_batch(name: str, completions: Sequence[str], answers: Optional[Sequence[Any]] = None,
-                /, **batched_fields: Sequence[Any]) -> np.ndarray:
+def score_batch(
+  name: str,
+  completions: Sequence[str],
+  answers: Optional[Sequence[Any]] = None,
+  /,
+  **batched_fields: Sequence[Any],
+) -> np.ndarray:
   """Scores a batch with the registered reward `name`.
 
   Args:

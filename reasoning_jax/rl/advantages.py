@@ -53,13 +53,27 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax.registry import Registry
-from reasoning_jax.rl.aggregation import (check_array, check_finite, check_mask, check_scalar,
-                                          compute_dtype)
+from reasoning_jax.rl.aggregation import (
+  check_array,
+  check_finite,
+  check_mask,
+  check_scalar,
+  compute_dtype,
+)
 
 __all__ = [
-    "ADVANTAGES", "Groups", "compute_advantages", "dr_grpo_advantages", "group_all_equal",
-    "group_count", "group_sum", "grpo_advantages", "make_groups", "rloo_advantages",
-    "validate_group_inputs", "zero_variance_group_fraction",
+  "ADVANTAGES",
+  "Groups",
+  "compute_advantages",
+  "dr_grpo_advantages",
+  "group_all_equal",
+  "group_count",
+  "group_sum",
+  "grpo_advantages",
+  "make_groups",
+  "rloo_advantages",
+  "validate_group_inputs",
+  "zero_variance_group_fraction",
 ]
 
 # fn(rewards [N], *, group_ids=None, group_size=None, valid=None, **options) -> advantages [N].
@@ -88,14 +102,16 @@ class Groups:
 def _check_grouping(num_rows: int, group_ids: Any, group_size: Any) -> Any:
   """Validates the grouping arguments; returns `group_ids` as an array (or None)."""
   if (group_ids is None) == (group_size is None):
-    raise ValueError("pass exactly one of group_ids (an int array [N]) or group_size (an int G "
-                     "with rows grouped contiguously); got "
-                     + ("both" if group_ids is not None else "neither"))
+    raise ValueError(
+      "pass exactly one of group_ids (an int array [N]) or group_size (an int G "
+      "with rows grouped contiguously); got " + ("both" if group_ids is not None else "neither")
+    )
   if group_size is not None:
     check_scalar(group_size, "group_size", low=1, integer=True)
     if num_rows % int(group_size):
-      raise ValueError(f"group_size={int(group_size)} does not divide the number of rows "
-                       f"N={num_rows}")
+      raise ValueError(
+        f"group_size={int(group_size)} does not divide the number of rows N={num_rows}"
+      )
     return None
   return check_array(group_ids, "group_ids", shape=(num_rows,), kind="int")
 
@@ -110,20 +126,24 @@ def _groups(num_rows: int, group_ids: jax.Array | None, group_size: int | None) 
   return Groups(index=inverse.reshape(num_rows).astype(jnp.int32), num_groups=num_rows)
 
 
-def make_groups(num_rows: int, *, group_ids: jax.Array | None = None,
-                group_size: int | None = None) -> Groups:
+def make_groups(
+  num_rows: int, *, group_ids: jax.Array | None = None, group_size: int | None = None
+) -> Groups:
   """Validated `Groups` for `num_rows` rows from exactly one of `group_ids`/`group_size`."""
   group_ids = _check_grouping(num_rows, group_ids, group_size)
   group_size = None if group_size is None else int(group_size)
   return _groups_jit(group_ids, num_rows=num_rows, group_size=group_size)
 
 
-_groups_jit = jax.jit(lambda ids, num_rows, group_size: _groups(num_rows, ids, group_size),
-                      static_argnames=("num_rows", "group_size"))
+_groups_jit = jax.jit(
+  lambda ids, num_rows, group_size: _groups(num_rows, ids, group_size),
+  static_argnames=("num_rows", "group_size"),
+)
 
 
-def _check_group_inputs(rewards: Any, group_ids: Any, group_size: Any, valid: Any,
-                        argument: str = "rewards"):
+def _check_group_inputs(
+  rewards: Any, group_ids: Any, group_size: Any, valid: Any, argument: str = "rewards"
+):
   """Eager boundary checks; returns validated `(rewards, group_ids | None, group_size | None,
   valid | None)` without transforming them."""
   rewards = check_array(rewards, argument, ndim=1, kind="number")
@@ -150,22 +170,27 @@ def _prepare(rewards, group_ids, group_size, valid) -> tuple[jax.Array, Groups, 
 _prepare_jit = jax.jit(_prepare, static_argnames=("group_size",))
 
 
-def validate_group_inputs(rewards: Any, *, group_ids: Any = None, group_size: Any = None,
-                          valid: Any = None, argument: str = "rewards"
-                          ) -> tuple[jax.Array, Groups, jax.Array]:
+def validate_group_inputs(
+  rewards: Any,
+  *,
+  group_ids: Any = None,
+  group_size: Any = None,
+  valid: Any = None,
+  argument: str = "rewards",
+) -> tuple[jax.Array, Groups, jax.Array]:
   """Boundary checks shared by estimators: returns `(rewards float32 [N], Groups, valid bool [N])`.
 
   Invalid rows' rewards are replaced by 0 (so NaN there never leaks).
   """
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size,
-                                                              valid, argument)
+  rewards, group_ids, group_size, valid = _check_group_inputs(
+    rewards, group_ids, group_size, valid, argument
+  )
   return _prepare_jit(rewards, group_ids, group_size=group_size, valid=valid)
 
 
 def group_sum(x: jax.Array, groups: Groups, valid: jax.Array) -> jax.Array:
   """Sum of `x [N]` over the valid rows of each group -> `[num_groups]`."""
-  return jax.ops.segment_sum(jnp.where(valid, x, 0), groups.index,
-                             num_segments=groups.num_groups)
+  return jax.ops.segment_sum(jnp.where(valid, x, 0), groups.index, num_segments=groups.num_groups)
 
 
 def group_count(groups: Groups, valid: jax.Array, dtype=jnp.float32) -> jax.Array:
@@ -176,10 +201,8 @@ def group_count(groups: Groups, valid: jax.Array, dtype=jnp.float32) -> jax.Arra
 def group_all_equal(x: jax.Array, groups: Groups, valid: jax.Array) -> jax.Array:
   """`[num_groups]` bool: the group has >= 1 valid row and all its valid values are equal."""
   inf = jnp.asarray(jnp.inf, x.dtype)
-  hi = jax.ops.segment_max(jnp.where(valid, x, -inf), groups.index,
-                           num_segments=groups.num_groups)
-  lo = jax.ops.segment_min(jnp.where(valid, x, inf), groups.index,
-                           num_segments=groups.num_groups)
+  hi = jax.ops.segment_max(jnp.where(valid, x, -inf), groups.index, num_segments=groups.num_groups)
+  lo = jax.ops.segment_min(jnp.where(valid, x, inf), groups.index, num_segments=groups.num_groups)
   return hi == lo
 
 
@@ -220,9 +243,15 @@ def _rloo_core(rewards, group_ids, valid, *, group_size):
 
 
 @ADVANTAGES.register("grpo")
-def grpo_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = None,
-                    group_size: int | None = None, valid: jax.Array | None = None,
-                    ddof: int = 1, eps: float = 1e-6) -> jax.Array:
+def grpo_advantages(
+  rewards: jax.Array,
+  *,
+  group_ids: jax.Array | None = None,
+  group_size: int | None = None,
+  valid: jax.Array | None = None,
+  ddof: int = 1,
+  eps: float = 1e-6,
+) -> jax.Array:
   """GRPO group-normalised advantage `(R_i - mean_g R) / (std_g R + eps)`.
 
   DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models
@@ -241,30 +270,37 @@ def grpo_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = None,
   """
   check_scalar(ddof, "ddof", low=0, integer=True)
   check_scalar(eps, "eps", low=0.0)
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size,
-                                                              valid)
-  return _grpo_core(rewards, group_ids, valid, group_size=group_size, ddof=int(ddof),
-                    eps=float(eps))
+  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
+  return _grpo_core(
+    rewards, group_ids, valid, group_size=group_size, ddof=int(ddof), eps=float(eps)
+  )
 
 
 @ADVANTAGES.register("dr_grpo")
-def dr_grpo_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = None,
-                       group_size: int | None = None,
-                       valid: jax.Array | None = None) -> jax.Array:
+def dr_grpo_advantages(
+  rewards: jax.Array,
+  *,
+  group_ids: jax.Array | None = None,
+  group_size: int | None = None,
+  valid: jax.Array | None = None,
+) -> jax.Array:
   """Dr. GRPO mean-only advantage `R_i - mean_g R` (no std division).
 
   Understanding R1-Zero-Like Training: A Critical Perspective (Liu et al.),
   arXiv 2503.20783; rl.md section 1.4. Arguments as `grpo_advantages`.
   """
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size,
-                                                              valid)
+  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
   return _dr_grpo_core(rewards, group_ids, valid, group_size=group_size)
 
 
 @ADVANTAGES.register("rloo")
-def rloo_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = None,
-                    group_size: int | None = None,
-                    valid: jax.Array | None = None) -> jax.Array:
+def rloo_advantages(
+  rewards: jax.Array,
+  *,
+  group_ids: jax.Array | None = None,
+  group_size: int | None = None,
+  valid: jax.Array | None = None,
+) -> jax.Array:
   """REINFORCE leave-one-out: `R_i - mean_{j != i} R_j = G/(G-1) * (R_i - mean_g R)`.
 
   Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human
@@ -272,8 +308,7 @@ def rloo_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = None,
   of the group; a group of one valid row has advantage 0. Arguments as
   `grpo_advantages`.
   """
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size,
-                                                              valid)
+  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
   return _rloo_core(rewards, group_ids, valid, group_size=group_size)
 
 
@@ -283,15 +318,18 @@ def compute_advantages(estimator: str, rewards: jax.Array, **kwargs) -> jax.Arra
   return ADVANTAGES.get(estimator)(rewards, **kwargs)
 
 
-def zero_variance_group_fraction(rewards: jax.Array, *, group_ids: jax.Array | None = None,
-                                 group_size: int | None = None,
-                                 valid: jax.Array | None = None) -> jax.Array:
+def zero_variance_group_fraction(
+  rewards: jax.Array,
+  *,
+  group_ids: jax.Array | None = None,
+  group_size: int | None = None,
+  valid: jax.Array | None = None,
+) -> jax.Array:
   """Fraction of non-empty groups whose valid rewards are all equal (no learning signal).
 
   The diagnostic logged by DAPO-style training (rl.md section 9).
   """
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size,
-                                                              valid)
+  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
   return _zero_variance_core(rewards, group_ids, valid, group_size=group_size)
 
 

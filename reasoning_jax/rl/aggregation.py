@@ -51,8 +51,12 @@ import numpy as np
 from reasoning_jax.registry import Registry
 
 __all__ = [
-    "AGGREGATIONS", "aggregate", "aggregation_options", "token_mean", "seq_mean_token_mean",
-    "seq_mean_token_sum_norm",
+  "AGGREGATIONS",
+  "aggregate",
+  "aggregation_options",
+  "token_mean",
+  "seq_mean_token_mean",
+  "seq_mean_token_sum_norm",
 ]
 
 # fn(values [N, T], mask [N, T], *, <options>) -> (sum [], denominator []).
@@ -62,6 +66,7 @@ AGGREGATIONS: Registry[Callable[..., tuple[jax.Array, jax.Array]]] = Registry("a
 # --------------------------------------------------------------------------------------------
 # Boundary validation helpers (used by every public function of reasoning_jax.rl).
 # --------------------------------------------------------------------------------------------
+
 
 def is_concrete(x: Any) -> bool:
   """True when `x` holds values (not a tracer under jit/grad/vmap), so values can be checked."""
@@ -84,8 +89,14 @@ def _shape(x: Any) -> tuple[int, ...] | None:
   return None if shape is None else tuple(shape)
 
 
-def check_array(x: Any, argument: str, *, ndim: int | tuple[int, ...] | None = None,
-                shape: tuple[int, ...] | None = None, kind: str = "float") -> jax.Array:
+def check_array(
+  x: Any,
+  argument: str,
+  *,
+  ndim: int | tuple[int, ...] | None = None,
+  shape: tuple[int, ...] | None = None,
+  kind: str = "float",
+) -> jax.Array:
   """Returns `x` as an array after checking its rank, shape and dtype kind.
 
   kind: "float" (floating), "int" (integer), "bool_like" (bool, integer or float: masks),
@@ -98,16 +109,22 @@ def check_array(x: Any, argument: str, *, ndim: int | tuple[int, ...] | None = N
       raise TypeError(f"{argument} must be an array, got {type(x).__name__}")
   dtype = x.dtype
   ok = {
-      "float": jnp.issubdtype(dtype, jnp.floating),
-      "int": jnp.issubdtype(dtype, jnp.integer),
-      "bool_like": (jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.integer)
-                    or jnp.issubdtype(dtype, jnp.floating)),
-      "number": (jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.number)),
+    "float": jnp.issubdtype(dtype, jnp.floating),
+    "int": jnp.issubdtype(dtype, jnp.integer),
+    "bool_like": (
+      jnp.issubdtype(dtype, jnp.bool_)
+      or jnp.issubdtype(dtype, jnp.integer)
+      or jnp.issubdtype(dtype, jnp.floating)
+    ),
+    "number": (jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.number)),
   }[kind]
   if not ok:
-    expected = {"float": "a floating dtype", "int": "an integer dtype",
-                "bool_like": "a bool, integer or float dtype",
-                "number": "a numeric dtype"}[kind]
+    expected = {
+      "float": "a floating dtype",
+      "int": "an integer dtype",
+      "bool_like": "a bool, integer or float dtype",
+      "number": "a numeric dtype",
+    }[kind]
     raise TypeError(f"{argument} must have {expected}, got {dtype}")
   if ndim is not None:
     allowed = (ndim,) if isinstance(ndim, int) else ndim
@@ -119,8 +136,13 @@ def check_array(x: Any, argument: str, *, ndim: int | tuple[int, ...] | None = N
   return x
 
 
-def check_mask(mask: Any, argument: str = "mask", *, shape: tuple[int, ...] | None = None,
-               ndim: int | None = None) -> jax.Array:
+def check_mask(
+  mask: Any,
+  argument: str = "mask",
+  *,
+  shape: tuple[int, ...] | None = None,
+  ndim: int | None = None,
+) -> jax.Array:
   """Checks a 0/1 mask (bool, int or float); values are checked when concrete."""
   mask = check_array(mask, argument, ndim=ndim, shape=shape, kind="bool_like")
   values = concrete_values(mask) if mask.dtype != jnp.bool_ else None
@@ -145,9 +167,16 @@ def check_finite(x: jax.Array, argument: str, *, where: jax.Array | None = None)
     raise ValueError(f"{argument} contains {bad} non-finite value(s) (NaN or inf)")
 
 
-def check_scalar(value: Any, argument: str, *, low: float | None = None,
-                 high: float | None = None, low_inclusive: bool = True, allow_inf: bool = False,
-                 integer: bool = False) -> None:
+def check_scalar(
+  value: Any,
+  argument: str,
+  *,
+  low: float | None = None,
+  high: float | None = None,
+  low_inclusive: bool = True,
+  allow_inf: bool = False,
+  integer: bool = False,
+) -> None:
   """Validates a Python scalar hyper-parameter against a range; the message names it."""
   if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
     kind = "an int" if integer else "a float"
@@ -176,6 +205,7 @@ def compute_dtype(*arrays: jax.Array | None) -> Any:
 # --------------------------------------------------------------------------------------------
 # Aggregation modes.
 # --------------------------------------------------------------------------------------------
+
 
 def _masked_row_sums(values: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
   valid = mask.astype(bool)
@@ -209,8 +239,9 @@ def seq_mean_token_mean(values: jax.Array, mask: jax.Array) -> tuple[jax.Array, 
 
 
 @AGGREGATIONS.register("seq_mean_token_sum_norm")
-def seq_mean_token_sum_norm(values: jax.Array, mask: jax.Array, *,
-                            norm_constant: float | None = None) -> tuple[jax.Array, jax.Array]:
+def seq_mean_token_sum_norm(
+  values: jax.Array, mask: jax.Array, *, norm_constant: float | None = None
+) -> tuple[jax.Array, jax.Array]:
   """Dr. GRPO: (sum over rows of each row's token sum / C, number of valid rows).
 
   Understanding R1-Zero-Like Training: A Critical Perspective, arXiv 2503.20783.
@@ -224,25 +255,35 @@ def seq_mean_token_sum_norm(values: jax.Array, mask: jax.Array, *,
 def aggregation_options(mode: str) -> tuple[str, ...]:
   """Keyword-only options the registered aggregation `mode` accepts (e.g. `norm_constant`)."""
   fn = AGGREGATIONS.get(mode)
-  return tuple(name for name, p in inspect.signature(fn).parameters.items()
-               if p.kind is inspect.Parameter.KEYWORD_ONLY)
+  return tuple(
+    name
+    for name, p in inspect.signature(fn).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+  )
 
 
-def validate_aggregation(mode: Any, *, argument: str = "aggregation",
-                         norm_constant: float | None = None) -> None:
+def validate_aggregation(
+  mode: Any, *, argument: str = "aggregation", norm_constant: float | None = None
+) -> None:
   """Checks `mode` is registered and `norm_constant` is valid and used by that mode."""
   AGGREGATIONS.validate(mode, argument=argument)
   if norm_constant is not None:
     if "norm_constant" not in aggregation_options(mode):
       users = [m for m in AGGREGATIONS.names() if "norm_constant" in aggregation_options(m)]
       raise ValueError(
-          f"norm_constant={norm_constant!r} is only used by aggregation modes {users}, "
-          f"not by {argument}={mode!r}; leave it None")
+        f"norm_constant={norm_constant!r} is only used by aggregation modes {users}, "
+        f"not by {argument}={mode!r}; leave it None"
+      )
     check_scalar(norm_constant, "norm_constant", low=0.0, low_inclusive=False)
 
 
-def aggregate(values: jax.Array, mask: jax.Array, mode: str = "token_mean", *,
-              norm_constant: float | None = None) -> tuple[jax.Array, jax.Array]:
+def aggregate(
+  values: jax.Array,
+  mask: jax.Array,
+  mode: str = "token_mean",
+  *,
+  norm_constant: float | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """Aggregates per-token `values [N, T]` over `mask [N, T]` into `(sum, denominator)`.
 
   Args:

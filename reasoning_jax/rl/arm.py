@@ -66,15 +66,15 @@ import numpy as np
 from reasoning_jax.rl.advantages import ADVANTAGES, Groups, make_groups
 
 __all__ = [
-    "ARMConfig",
-    "ARMOutput",
-    "ARM_TARGETS",
-    "answer_confidence",
-    "arm_advantages",
-    "arm_group_advantages",
-    "arm_reweight_advantages",
-    "low_probability_token_mask",
-    "prompt_confidence",
+  "ARMConfig",
+  "ARMOutput",
+  "ARM_TARGETS",
+  "answer_confidence",
+  "arm_advantages",
+  "arm_group_advantages",
+  "arm_reweight_advantages",
+  "low_probability_token_mask",
+  "prompt_confidence",
 ]
 
 ARM_TARGETS = ("all", "correct_only")
@@ -176,8 +176,9 @@ def _check_logp(logp: Any, valid: Any, name: str) -> None:
     values = np.where(np.asarray(valid) != 0, np.asarray(logp, np.float32), -1.0)
     if values.max() > _LOGP_POSITIVE_TOL:
       raise ValueError(
-          f"{name} must hold log-probabilities (<= 0), got a maximum of {values.max():.4g} "
-          "at a valid position; did you pass probabilities?")
+        f"{name} must hold log-probabilities (<= 0), got a maximum of {values.max():.4g} "
+        "at a valid position; did you pass probabilities?"
+      )
 
 
 def _check_alpha(alpha: Any, name: str) -> None:
@@ -198,10 +199,14 @@ def _check_targets(targets: Any, name: str) -> None:
 # ----------------------------------------------------------------------------- confidences
 
 
-def prompt_confidence(prompt_logp: jax.Array, prompt_mask: jax.Array, *,
-                      content_mask: jax.Array | None = None,
-                      include_template_tokens: bool = False,
-                      exclude_first_token: bool = True) -> jax.Array:
+def prompt_confidence(
+  prompt_logp: jax.Array,
+  prompt_mask: jax.Array,
+  *,
+  content_mask: jax.Array | None = None,
+  include_template_tokens: bool = False,
+  exclude_first_token: bool = True,
+) -> jax.Array:
   """Prompt confidence `c(q) = exp(mean_j log pi(q_j | q_<j)) = 1 / PPL(q)`.
 
   DESIGN CHOICE of the ARM spec (arXiv 2602.05281 does not give c(q) exactly).
@@ -230,29 +235,33 @@ def prompt_confidence(prompt_logp: jax.Array, prompt_mask: jax.Array, *,
   if not include_template_tokens:
     if content_mask is None:
       raise ValueError(
-          "content_mask is required when include_template_tokens=False (the default scores "
-          "user-content tokens only); pass include_template_tokens=True to score every "
-          "prompt token")
+        "content_mask is required when include_template_tokens=False (the default scores "
+        "user-content tokens only); pass include_template_tokens=True to score every "
+        "prompt token"
+      )
     _check_mask(content_mask, "content_mask", prompt_logp.shape, "prompt_logp")
     scope = jnp.asarray(content_mask) != 0
   else:
     scope = jnp.ones(prompt_logp.shape, bool)
   confidence, scored = _prompt_confidence_core(
-      prompt_logp, jnp.asarray(prompt_mask) != 0, scope, exclude_first_token)
+    prompt_logp, jnp.asarray(prompt_mask) != 0, scope, exclude_first_token
+  )
   _check_logp(prompt_logp, scored, "prompt_logp")
   if _is_concrete(scored) and scored.size:
     empty = np.flatnonzero(~np.asarray(scored).any(axis=-1)).tolist()
     if empty:
       raise ValueError(
-          f"prompt_mask/content_mask leave no token to score in row(s) {empty[:8]} "
-          f"(exclude_first_token={exclude_first_token}, "
-          f"include_template_tokens={include_template_tokens})")
+        f"prompt_mask/content_mask leave no token to score in row(s) {empty[:8]} "
+        f"(exclude_first_token={exclude_first_token}, "
+        f"include_template_tokens={include_template_tokens})"
+      )
   return confidence
 
 
 @functools.partial(jax.jit, static_argnames=("exclude_first_token",))
-def _prompt_confidence_core(prompt_logp: jax.Array, valid: jax.Array, scope: jax.Array,
-                            exclude_first_token: bool) -> tuple[jax.Array, jax.Array]:
+def _prompt_confidence_core(
+  prompt_logp: jax.Array, valid: jax.Array, scope: jax.Array, exclude_first_token: bool
+) -> tuple[jax.Array, jax.Array]:
   if exclude_first_token:
     first = valid & (jnp.cumsum(valid.astype(jnp.int32), axis=-1) == 1)
     valid = valid & ~first
@@ -263,8 +272,9 @@ def _prompt_confidence_core(prompt_logp: jax.Array, valid: jax.Array, scope: jax
   return jax.lax.stop_gradient(jnp.exp(mean)), valid
 
 
-def low_probability_token_mask(logp: jax.Array, mask: jax.Array, *, rho: float = 0.2
-                               ) -> tuple[jax.Array, jax.Array]:
+def low_probability_token_mask(
+  logp: jax.Array, mask: jax.Array, *, rho: float = 0.2
+) -> tuple[jax.Array, jax.Array]:
   """The `k = max(1, ceil(rho * |o|))` least probable valid tokens of each row.
 
   Ranks come from a double stable argsort (jit-safe, per-row k), so ties are broken
@@ -286,8 +296,9 @@ def low_probability_token_mask(logp: jax.Array, mask: jax.Array, *, rho: float =
 
 
 @jax.jit
-def _low_probability_core(logp: jax.Array, valid: jax.Array, rho: Any
-                          ) -> tuple[jax.Array, jax.Array]:
+def _low_probability_core(
+  logp: jax.Array, valid: jax.Array, rho: Any
+) -> tuple[jax.Array, jax.Array]:
   key = jnp.where(valid, logp.astype(jnp.float32), jnp.inf)
   order = jnp.argsort(key, axis=-1, stable=True)
   rank = jnp.argsort(order, axis=-1, stable=True)  # 0 = least probable token.
@@ -330,12 +341,20 @@ def _answer_confidence_core(logp: jax.Array, valid: jax.Array, rho: Any) -> jax.
 # ----------------------------------------------------------------------------- re-weighting
 
 
-def arm_reweight_advantages(advantages: jax.Array, correct: jax.Array,
-                            prompt_confidence: jax.Array, answer_confidence: jax.Array, *,
-                            group_size: int | None = None, group_ids: jax.Array | None = None,
-                            valid: jax.Array | None = None, alpha: float = 0.5,
-                            all_correct_groups: bool = True, targets: str = "all",
-                            return_active: bool = False) -> Any:
+def arm_reweight_advantages(
+  advantages: jax.Array,
+  correct: jax.Array,
+  prompt_confidence: jax.Array,
+  answer_confidence: jax.Array,
+  *,
+  group_size: int | None = None,
+  group_ids: jax.Array | None = None,
+  valid: jax.Array | None = None,
+  alpha: float = 0.5,
+  all_correct_groups: bool = True,
+  targets: str = "all",
+  return_active: bool = False,
+) -> Any:
   """ARM re-weighting `A~ = A + alpha * (c(q) - c(o|q))` on groups with a correct answer.
 
   Advantages in, advantages out: `advantages` is any GRPO-style group advantage
@@ -375,17 +394,21 @@ def arm_reweight_advantages(advantages: jax.Array, correct: jax.Array,
   _check_array(answer_confidence, "answer_confidence", 1, floating=True)
   if answer_confidence.shape != (n,):
     raise ValueError(
-        f"answer_confidence must have shape [N]=({n},), got {tuple(answer_confidence.shape)}")
+      f"answer_confidence must have shape [N]=({n},), got {tuple(answer_confidence.shape)}"
+    )
   _check_array(prompt_confidence, "prompt_confidence", 1, floating=True)
   shapes = ((n,),) if group_size is None else ((n // group_size,), (n,))
   if prompt_confidence.shape not in shapes:
     raise ValueError(
-        f"prompt_confidence must have shape {' or '.join(map(str, shapes))} ([B] needs "
-        f"group_size), got {tuple(prompt_confidence.shape)}")
+      f"prompt_confidence must have shape {' or '.join(map(str, shapes))} ([B] needs "
+      f"group_size), got {tuple(prompt_confidence.shape)}"
+    )
   _check_finite_where(advantages, valid, "advantages")
   _check_finite_where(correct, valid, "correct")
-  for name, conf in (("prompt_confidence", prompt_confidence),
-                     ("answer_confidence", answer_confidence)):
+  for name, conf in (
+    ("prompt_confidence", prompt_confidence),
+    ("answer_confidence", answer_confidence),
+  ):
     rows = valid if conf.shape == (n,) else jnp.ones((), bool)
     _check_finite_where(conf, rows, name)
     if _is_concrete(conf) and _is_concrete(valid) and conf.size:
@@ -394,16 +417,32 @@ def arm_reweight_advantages(advantages: jax.Array, correct: jax.Array,
         raise ValueError(f"{name} must lie in [0, 1], got range [{values.min()}, {values.max()}]")
   if prompt_confidence.shape != (n,):
     prompt_confidence = jnp.repeat(prompt_confidence, group_size)
-  out, active = _reweight_core(advantages, jnp.asarray(correct), prompt_confidence,
-                               answer_confidence, jnp.asarray(valid) != 0, groups, alpha,
-                               all_correct_groups, targets)
+  out, active = _reweight_core(
+    advantages,
+    jnp.asarray(correct),
+    prompt_confidence,
+    answer_confidence,
+    jnp.asarray(valid) != 0,
+    groups,
+    alpha,
+    all_correct_groups,
+    targets,
+  )
   return (out, active) if return_active else out
 
 
 @functools.partial(jax.jit, static_argnames=("all_correct_groups", "targets"))
-def _reweight_core(advantages: jax.Array, correct: jax.Array, prompt_confidence: jax.Array,
-                   answer_confidence: jax.Array, valid: jax.Array, groups: Groups, alpha: Any,
-                   all_correct_groups: bool, targets: str) -> tuple[jax.Array, jax.Array]:
+def _reweight_core(
+  advantages: jax.Array,
+  correct: jax.Array,
+  prompt_confidence: jax.Array,
+  answer_confidence: jax.Array,
+  valid: jax.Array,
+  groups: Groups,
+  alpha: Any,
+  all_correct_groups: bool,
+  targets: str,
+) -> tuple[jax.Array, jax.Array]:
   is_correct = correct > 0
   hits = jnp.where(valid, is_correct, False).astype(jnp.int32)
   rows = valid.astype(jnp.int32)
@@ -415,17 +454,25 @@ def _reweight_core(advantages: jax.Array, correct: jax.Array, prompt_confidence:
   active = groups.broadcast(active_group) & valid
   if targets == "correct_only":
     active = active & is_correct
-  shift = alpha * (prompt_confidence.astype(jnp.float32)
-                   - answer_confidence.astype(jnp.float32))
+  shift = alpha * (prompt_confidence.astype(jnp.float32) - answer_confidence.astype(jnp.float32))
   base = advantages.astype(jnp.float32)
   return jax.lax.stop_gradient(jnp.where(active, base + shift, base)), active
 
 
-def arm_advantages(advantages: jax.Array, correct: jax.Array, old_logp: jax.Array,
-                   mask: jax.Array, prompt_logp: jax.Array, prompt_mask: jax.Array, *,
-                   group_size: int | None = None, group_ids: jax.Array | None = None,
-                   valid: jax.Array | None = None, content_mask: jax.Array | None = None,
-                   config: ARMConfig = ARMConfig()) -> ARMOutput:
+def arm_advantages(
+  advantages: jax.Array,
+  correct: jax.Array,
+  old_logp: jax.Array,
+  mask: jax.Array,
+  prompt_logp: jax.Array,
+  prompt_mask: jax.Array,
+  *,
+  group_size: int | None = None,
+  group_ids: jax.Array | None = None,
+  valid: jax.Array | None = None,
+  content_mask: jax.Array | None = None,
+  config: ARMConfig = ARMConfig(),
+) -> ARMOutput:
   """Full ARM step: confidences from detached log-probs, then re-weighting.
 
   Args:
@@ -450,29 +497,52 @@ def arm_advantages(advantages: jax.Array, correct: jax.Array, old_logp: jax.Arra
   _check_array(old_logp, "old_logp", 2, floating=True)
   if old_logp.shape[0] != jnp.shape(advantages)[0]:
     raise ValueError(
-        f"old_logp has {old_logp.shape[0]} rows but advantages has {jnp.shape(advantages)[0]}")
+      f"old_logp has {old_logp.shape[0]} rows but advantages has {jnp.shape(advantages)[0]}"
+    )
   if valid is not None:
     _check_mask(valid, "valid", old_logp.shape[:1], "old_logp[:, 0]")
     # Rows that do not exist may hold garbage log-probs; they are never shifted.
     mask = jnp.where((jnp.asarray(valid) != 0)[:, None], mask, 0)
   c_o = answer_confidence(old_logp, mask, rho=config.rho)
-  c_q = prompt_confidence(prompt_logp, prompt_mask, content_mask=content_mask,
-                          include_template_tokens=config.include_template_tokens,
-                          exclude_first_token=config.exclude_first_token)
+  c_q = prompt_confidence(
+    prompt_logp,
+    prompt_mask,
+    content_mask=content_mask,
+    include_template_tokens=config.include_template_tokens,
+    exclude_first_token=config.exclude_first_token,
+  )
   out, active = arm_reweight_advantages(
-      advantages, correct, c_q, c_o, group_size=group_size, group_ids=group_ids, valid=valid,
-      alpha=config.alpha, all_correct_groups=config.all_correct_groups,
-      targets=config.targets, return_active=True)
+    advantages,
+    correct,
+    c_q,
+    c_o,
+    group_size=group_size,
+    group_ids=group_ids,
+    valid=valid,
+    alpha=config.alpha,
+    all_correct_groups=config.all_correct_groups,
+    targets=config.targets,
+    return_active=True,
+  )
   return ARMOutput(out, c_q, c_o, active)
 
 
 @ADVANTAGES.register("arm")
-def arm_group_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = None,
-                         group_size: int | None = None, valid: jax.Array | None = None,
-                         old_logp: jax.Array, mask: jax.Array, prompt_logp: jax.Array,
-                         prompt_mask: jax.Array, content_mask: jax.Array | None = None,
-                         config: ARMConfig = ARMConfig(), base_estimator: str = "grpo",
-                         **base_options: Any) -> jax.Array:
+def arm_group_advantages(
+  rewards: jax.Array,
+  *,
+  group_ids: jax.Array | None = None,
+  group_size: int | None = None,
+  valid: jax.Array | None = None,
+  old_logp: jax.Array,
+  mask: jax.Array,
+  prompt_logp: jax.Array,
+  prompt_mask: jax.Array,
+  content_mask: jax.Array | None = None,
+  config: ARMConfig = ARMConfig(),
+  base_estimator: str = "grpo",
+  **base_options: Any,
+) -> jax.Array:
   """`ADVANTAGES["arm"]`: a base group advantage (GRPO by default) re-weighted by ARM.
 
   Same signature as the other estimators in `reasoning_jax.rl.advantages` plus the
@@ -483,8 +553,19 @@ def arm_group_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = No
   if base_estimator in ("arm", "mrpo"):
     raise ValueError(f"base_estimator={base_estimator!r} must be a plain estimator, e.g. 'grpo'")
   ADVANTAGES.validate(base_estimator, argument="base_estimator")
-  base = ADVANTAGES.get(base_estimator)(rewards, group_ids=group_ids, group_size=group_size,
-                                        valid=valid, **base_options)
-  return arm_advantages(base, rewards, old_logp, mask, prompt_logp, prompt_mask,
-                        group_size=group_size, group_ids=group_ids, valid=valid,
-                        content_mask=content_mask, config=config).advantages
+  base = ADVANTAGES.get(base_estimator)(
+    rewards, group_ids=group_ids, group_size=group_size, valid=valid, **base_options
+  )
+  return arm_advantages(
+    base,
+    rewards,
+    old_logp,
+    mask,
+    prompt_logp,
+    prompt_mask,
+    group_size=group_size,
+    group_ids=group_ids,
+    valid=valid,
+    content_mask=content_mask,
+    config=config,
+  ).advantages

@@ -44,7 +44,8 @@ __all__ = ["IS_CORRECTIONS", "truncated_importance_weights", "with_truncated_is"
 
 # fn(raw_weight [N, T], cap) -> corrected weight [N, T].
 IS_CORRECTIONS: Registry[Callable[[jax.Array, float], jax.Array]] = Registry(
-    "importance-sampling correction")
+  "importance-sampling correction"
+)
 
 
 @IS_CORRECTIONS.register("truncate")
@@ -57,9 +58,14 @@ def _mask(weight: jax.Array, cap: float) -> jax.Array:
   return jnp.where(weight > cap, 0, weight)
 
 
-def truncated_importance_weights(old_logp: jax.Array, sampler_logp: jax.Array,
-                                 mask: jax.Array, *, cap: float = 2.0,
-                                 mode: str = "truncate") -> jax.Array:
+def truncated_importance_weights(
+  old_logp: jax.Array,
+  sampler_logp: jax.Array,
+  mask: jax.Array,
+  *,
+  cap: float = 2.0,
+  mode: str = "truncate",
+) -> jax.Array:
   """Per-token sampler-correction weights `[N, T]`, stop-gradient, 0 where `mask == 0`.
 
   Args:
@@ -87,16 +93,17 @@ def _tis_jit(old_logp, sampler_logp, mask, *, cap, mode):
   raw = jnp.exp(log_w)
   weight = jnp.where(valid, IS_CORRECTIONS.get(mode)(raw, cap), 0)
   aux = {
-      "tis_weight_mean_token_sum": jnp.sum(weight),
-      "tis_clip_frac_token_sum": jnp.sum(valid & (raw > cap)).astype(dtype),
-      # k3 with x = log(trainer / sampler): estimates KL(sampler || trainer) on sampler tokens.
-      "tis_mismatch_k3_token_sum": jnp.sum(jnp.where(valid, jnp.expm1(log_w) - log_w, 0)),
+    "tis_weight_mean_token_sum": jnp.sum(weight),
+    "tis_clip_frac_token_sum": jnp.sum(valid & (raw > cap)).astype(dtype),
+    # k3 with x = log(trainer / sampler): estimates KL(sampler || trainer) on sampler tokens.
+    "tis_mismatch_k3_token_sum": jnp.sum(jnp.where(valid, jnp.expm1(log_w) - log_w, 0)),
   }
   return weight, aux
 
 
-def with_truncated_is(loss_fn: Callable[..., Any], *, cap: float = 2.0,
-                      mode: str = "truncate") -> Callable[..., Any]:
+def with_truncated_is(
+  loss_fn: Callable[..., Any], *, cap: float = 2.0, mode: str = "truncate"
+) -> Callable[..., Any]:
   """Wraps a loss of the `LOSSES` signature so it takes `sampler_logp` and applies TIS.
 
   The wrapped loss has the signature

@@ -39,11 +39,23 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax.registry import Registry
-from reasoning_jax.rl.aggregation import (check_array, check_finite, check_mask, check_scalar,
-                                          compute_dtype)
+from reasoning_jax.rl.aggregation import (
+  check_array,
+  check_finite,
+  check_mask,
+  check_scalar,
+  compute_dtype,
+)
 
-__all__ = ["KL_ESTIMATORS", "k1", "k2", "k3", "kl_divergence", "kl_penalized_rewards",
-           "validate_kl"]
+__all__ = [
+  "KL_ESTIMATORS",
+  "k1",
+  "k2",
+  "k3",
+  "kl_divergence",
+  "kl_penalized_rewards",
+  "validate_kl",
+]
 
 # fn(logp [..], ref_logp [..]) -> per-token estimate [..], elementwise.
 KL_ESTIMATORS: Registry[Callable[[jax.Array, jax.Array], jax.Array]] = Registry("KL estimator")
@@ -71,16 +83,16 @@ def k3(logp: jax.Array, ref_logp: jax.Array) -> jax.Array:
   return jnp.expm1(x) - x
 
 
-def validate_kl(estimator, clamp, *, estimator_arg: str = "estimator",
-                clamp_arg: str = "clamp") -> None:
+def validate_kl(
+  estimator, clamp, *, estimator_arg: str = "estimator", clamp_arg: str = "clamp"
+) -> None:
   """Checks the estimator name against `KL_ESTIMATORS` and the clamp (> 0 or None)."""
   KL_ESTIMATORS.validate(estimator, argument=estimator_arg)
   if clamp is not None:
     check_scalar(clamp, clamp_arg, low=0.0, low_inclusive=False)
 
 
-def kl_core(logp: jax.Array, ref_logp: jax.Array, estimator: str,
-            clamp: float | None) -> jax.Array:
+def kl_core(logp: jax.Array, ref_logp: jax.Array, estimator: str, clamp: float | None) -> jax.Array:
   """Per-token estimate on already validated, float32 inputs (no masking)."""
   value = KL_ESTIMATORS.get(estimator)(logp, ref_logp)
   if clamp is not None:
@@ -88,8 +100,14 @@ def kl_core(logp: jax.Array, ref_logp: jax.Array, estimator: str,
   return value
 
 
-def kl_divergence(logp: jax.Array, ref_logp: jax.Array, mask: jax.Array | None = None, *,
-                  estimator: str = "k3", clamp: float | None = None) -> jax.Array:
+def kl_divergence(
+  logp: jax.Array,
+  ref_logp: jax.Array,
+  mask: jax.Array | None = None,
+  *,
+  estimator: str = "k3",
+  clamp: float | None = None,
+) -> jax.Array:
   """Per-token KL estimate `[N, T]` (float32), 0 where `mask == 0`.
 
   Args:
@@ -118,9 +136,16 @@ def _kl_jit(logp, ref_logp, mask, *, estimator, clamp):
   return jnp.where(mask, kl_core(logp, ref_logp, estimator, clamp), 0)
 
 
-def kl_penalized_rewards(rewards: jax.Array, logp: jax.Array, ref_logp: jax.Array,
-                         mask: jax.Array, *, beta: float, estimator: str = "k1",
-                         clamp: float | None = None) -> jax.Array:
+def kl_penalized_rewards(
+  rewards: jax.Array,
+  logp: jax.Array,
+  ref_logp: jax.Array,
+  mask: jax.Array,
+  *,
+  beta: float,
+  estimator: str = "k1",
+  clamp: float | None = None,
+) -> jax.Array:
   """KL-in-reward placement: folds `-beta * KL` into the rewards (no gradient).
 
   PPO-RLHF style (`token_reward -= beta * k1`, rl.md section 1.2). `logp` is the
@@ -150,8 +175,9 @@ def kl_penalized_rewards(rewards: jax.Array, logp: jax.Array, ref_logp: jax.Arra
   else:
     check_array(rewards, "rewards", shape=logp.shape, kind="number")
     check_finite(rewards, "rewards", where=mask)
-  return _penalized_jit(rewards, logp, ref_logp, mask, beta=float(beta), estimator=estimator,
-                        clamp=clamp)
+  return _penalized_jit(
+    rewards, logp, ref_logp, mask, beta=float(beta), estimator=estimator, clamp=clamp
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("beta", "estimator", "clamp"))

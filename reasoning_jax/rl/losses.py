@@ -74,25 +74,60 @@ import numpy as np
 from reasoning_jax.registry import Registry
 from reasoning_jax.rl.advantages import _check_group_inputs, group_all_equal, group_count
 from reasoning_jax.rl.advantages import _prepare as _prepare_groups
-from reasoning_jax.rl.aggregation import (AGGREGATIONS, check_array, check_finite, check_mask,
-                                          check_scalar, compute_dtype, concrete_values,
-                                          validate_aggregation)
+from reasoning_jax.rl.aggregation import (
+  AGGREGATIONS,
+  check_array,
+  check_finite,
+  check_mask,
+  check_scalar,
+  compute_dtype,
+  concrete_values,
+  validate_aggregation,
+)
 from reasoning_jax.rl.kl import kl_core, validate_kl
 
 __all__ = [
-    "BoundLoss", "CISPOConfig", "DAPOConfig", "DISPOConfig", "DrGRPOConfig",
-    "DynamicSamplingResult", "GRPOConfig", "IS_WEIGHT_BANDS", "LOSSES", "LossOutput", "LossSpec",
-    "PPOClipConfig", "PolicyInputs", "PolicyLossConfig", "cispo_loss", "dapo_loss",
-    "dispo_is_weights", "dispo_loss", "dr_grpo_loss", "dynamic_sampling_filter", "grpo_loss",
-    "loss_config", "make_loss", "merge_aux", "overlong_filter", "policy_loss_output",
-    "ppo_clip_loss", "prepare_policy_inputs", "register_loss", "response_lengths",
-    "select_kept_groups", "soft_overlong_punishment", "summarize_aux", "validate_policy_inputs",
+  "BoundLoss",
+  "CISPOConfig",
+  "DAPOConfig",
+  "DISPOConfig",
+  "DrGRPOConfig",
+  "DynamicSamplingResult",
+  "GRPOConfig",
+  "IS_WEIGHT_BANDS",
+  "LOSSES",
+  "LossOutput",
+  "LossSpec",
+  "PPOClipConfig",
+  "PolicyInputs",
+  "PolicyLossConfig",
+  "cispo_loss",
+  "dapo_loss",
+  "dispo_is_weights",
+  "dispo_loss",
+  "dr_grpo_loss",
+  "dynamic_sampling_filter",
+  "grpo_loss",
+  "loss_config",
+  "make_loss",
+  "merge_aux",
+  "overlong_filter",
+  "policy_loss_output",
+  "ppo_clip_loss",
+  "prepare_policy_inputs",
+  "register_loss",
+  "response_lengths",
+  "select_kept_groups",
+  "soft_overlong_punishment",
+  "summarize_aux",
+  "validate_policy_inputs",
 ]
 
 
 # --------------------------------------------------------------------------------------------
 # Output convention.
 # --------------------------------------------------------------------------------------------
+
 
 class LossOutput(NamedTuple):
   """`(loss_sum, denominator, aux)`; unpacks like the train step's loss triple."""
@@ -131,19 +166,20 @@ def summarize_aux(aux: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
   `X_min`, `X_max` and the counts pass through. `adv_std` is derived from `adv_mean` and
   `adv_sq_mean`. A ratio with a zero denominator is NaN (no tokens of that kind).
   """
+
   def div(num, den):
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1), jnp.nan)
 
   out = {}
   for k, v in aux.items():
     if k.endswith("_token_sum"):
-      out[k[:-len("_token_sum")]] = div(v, aux["token_count"])
+      out[k[: -len("_token_sum")]] = div(v, aux["token_count"])
     elif k.endswith("_seq_sum"):
-      out[k[:-len("_seq_sum")]] = div(v, aux["seq_count"])
+      out[k[: -len("_seq_sum")]] = div(v, aux["seq_count"])
     elif k.endswith("_loss_sum"):
-      out[k[:-len("_sum")]] = div(v, aux["loss_denominator"])
+      out[k[: -len("_sum")]] = div(v, aux["loss_denominator"])
     elif k.endswith("_num"):
-      out[k[:-len("_num")]] = div(v, aux[k[:-len("_num")] + "_den"])
+      out[k[: -len("_num")]] = div(v, aux[k[: -len("_num")] + "_den"])
     elif k.endswith("_den"):
       continue
     else:
@@ -156,6 +192,7 @@ def summarize_aux(aux: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
 # --------------------------------------------------------------------------------------------
 # Configs.
 # --------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PolicyLossConfig:
@@ -191,11 +228,16 @@ class PolicyLossConfig:
 
   def validate(self) -> None:
     """Raises ValueError/TypeError naming the offending field; subclasses call super()."""
-    validate_aggregation(self.aggregation, argument=self._arg("aggregation"),
-                         norm_constant=self.norm_constant)
+    validate_aggregation(
+      self.aggregation, argument=self._arg("aggregation"), norm_constant=self.norm_constant
+    )
     check_scalar(self.beta, self._arg("beta"), low=0.0)
-    validate_kl(self.kl_estimator, self.kl_clamp, estimator_arg=self._arg("kl_estimator"),
-                clamp_arg=self._arg("kl_clamp"))
+    validate_kl(
+      self.kl_estimator,
+      self.kl_clamp,
+      estimator_arg=self._arg("kl_estimator"),
+      clamp_arg=self._arg("kl_clamp"),
+    )
     if not isinstance(self.kl_in_loss, bool):
       raise TypeError(f"{self._arg('kl_in_loss')} must be a bool, got {self.kl_in_loss!r}")
     check_scalar(self.entropy_coef, self._arg("entropy_coef"))
@@ -278,7 +320,8 @@ class CISPOConfig(PolicyLossConfig):
 
 # How a weight outside its band [lo, hi] is treated: fn(ratio, lo, hi) -> weight.
 IS_WEIGHT_BANDS: Registry[Callable[[jax.Array, jax.Array, jax.Array], jax.Array]] = Registry(
-    "out-of-band rule")
+  "out-of-band rule"
+)
 
 
 @IS_WEIGHT_BANDS.register("clamp")
@@ -322,13 +365,15 @@ class DISPOConfig(PolicyLossConfig):
     self._check_eps_high("eps_neg_high")
     IS_WEIGHT_BANDS.validate(self.out_of_band, argument=self._arg("out_of_band"))
     if self.regime_key not in DISPO_REGIME_KEYS:
-      raise ValueError(f"{self._arg('regime_key')}={self.regime_key!r}; choose one of "
-                       f"{list(DISPO_REGIME_KEYS)}")
+      raise ValueError(
+        f"{self._arg('regime_key')}={self.regime_key!r}; choose one of {list(DISPO_REGIME_KEYS)}"
+      )
 
 
 # --------------------------------------------------------------------------------------------
 # Shared input preparation and output assembly.
 # --------------------------------------------------------------------------------------------
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -336,12 +381,12 @@ class PolicyInputs:
   """Validated float32 inputs; masked slots are 0 and everything but `logp` (and `entropy`)
   is detached. A pytree, so it can cross a jit boundary."""
 
-  logp: jax.Array        # [N, T], gradient flows
-  old_logp: jax.Array    # [N, T]
+  logp: jax.Array  # [N, T], gradient flows
+  old_logp: jax.Array  # [N, T]
   advantages: jax.Array  # [N, T] (broadcast)
-  adv_seq: jax.Array     # [N] per-sequence advantage (masked token mean if per-token)
-  valid: jax.Array       # [N, T] bool
-  row_valid: jax.Array   # [N] bool, rows with >= 1 token
+  adv_seq: jax.Array  # [N] per-sequence advantage (masked token mean if per-token)
+  valid: jax.Array  # [N, T] bool
+  row_valid: jax.Array  # [N] bool, rows with >= 1 token
   ref_logp: jax.Array | None
   entropy: jax.Array | None
   is_weights: jax.Array | None
@@ -352,8 +397,9 @@ class PolicyInputs:
     return self.logp - self.old_logp
 
 
-def validate_policy_inputs(logp, old_logp, advantages, mask, *, ref_logp=None, entropy=None,
-                           is_weights=None, correct=None) -> tuple:
+def validate_policy_inputs(
+  logp, old_logp, advantages, mask, *, ref_logp=None, entropy=None, is_weights=None, correct=None
+) -> tuple:
   """Eager boundary checks for the shared loss signature (errors name the argument).
 
   Returns the inputs as arrays, in signature order, untransformed.
@@ -371,16 +417,18 @@ def validate_policy_inputs(logp, old_logp, advantages, mask, *, ref_logp=None, e
   else:
     check_array(advantages, "advantages", shape=shape, kind="number")
     check_finite(advantages, "advantages", where=mask)
-  optional = [None if x is None else check_array(x, name, shape=shape)
-              for name, x in (("ref_logp", ref_logp), ("entropy", entropy),
-                              ("is_weights", is_weights))]
+  optional = [
+    None if x is None else check_array(x, name, shape=shape)
+    for name, x in (("ref_logp", ref_logp), ("entropy", entropy), ("is_weights", is_weights))
+  ]
   if correct is not None:
     correct = check_mask(correct, "correct", shape=shape[:1])
   return (logp, old_logp, advantages, mask, *optional, correct)
 
 
-def _clean_policy_inputs(logp, old_logp, advantages, mask, ref_logp, entropy, is_weights,
-                         correct) -> PolicyInputs:
+def _clean_policy_inputs(
+  logp, old_logp, advantages, mask, ref_logp, entropy, is_weights, correct
+) -> PolicyInputs:
   """Traceable: float32 (or wider) copies, 0 on masked slots, data detached."""
   valid = mask.astype(bool)
   dtype = compute_dtype(logp, old_logp, ref_logp, entropy, is_weights)
@@ -401,64 +449,124 @@ def _clean_policy_inputs(logp, old_logp, advantages, mask, ref_logp, entropy, is
   else:
     adv_seq = jnp.sum(adv_tok, axis=-1) / jnp.maximum(row_tokens, 1).astype(dtype)
   return PolicyInputs(
-      logp=clean(logp, detach=False), old_logp=clean(old_logp), advantages=adv_tok,
-      adv_seq=adv_seq, valid=valid, row_valid=row_valid, ref_logp=clean(ref_logp),
-      # entropy keeps its gradient: the entropy_coef term differentiates through it.
-      entropy=clean(entropy, detach=False), is_weights=clean(is_weights),
-      correct=None if correct is None else correct.astype(bool))
+    logp=clean(logp, detach=False),
+    old_logp=clean(old_logp),
+    advantages=adv_tok,
+    adv_seq=adv_seq,
+    valid=valid,
+    row_valid=row_valid,
+    ref_logp=clean(ref_logp),
+    # entropy keeps its gradient: the entropy_coef term differentiates through it.
+    entropy=clean(entropy, detach=False),
+    is_weights=clean(is_weights),
+    correct=None if correct is None else correct.astype(bool),
+  )
 
 
 _clean_policy_inputs_jit = jax.jit(_clean_policy_inputs)
 
 
-def prepare_policy_inputs(logp, old_logp, advantages, mask, *, ref_logp=None, entropy=None,
-                          is_weights=None, correct=None) -> PolicyInputs:
+def prepare_policy_inputs(
+  logp, old_logp, advantages, mask, *, ref_logp=None, entropy=None, is_weights=None, correct=None
+) -> PolicyInputs:
   """Validated, cleaned `PolicyInputs` for a custom loss built on `policy_loss_output`."""
-  return _clean_policy_inputs_jit(*validate_policy_inputs(
-      logp, old_logp, advantages, mask, ref_logp=ref_logp, entropy=entropy,
-      is_weights=is_weights, correct=correct))
+  return _clean_policy_inputs_jit(
+    *validate_policy_inputs(
+      logp,
+      old_logp,
+      advantages,
+      mask,
+      ref_logp=ref_logp,
+      entropy=entropy,
+      is_weights=is_weights,
+      correct=correct,
+    )
+  )
 
 
 def _check_config(config, default_cls, expected_cls, loss_name: str):
   if config is None:
     return default_cls()
   if not isinstance(config, expected_cls):
-    raise TypeError(f"{loss_name}: config must be a {expected_cls.__name__}, got "
-                    f"{type(config).__name__}")
+    raise TypeError(
+      f"{loss_name}: config must be a {expected_cls.__name__}, got {type(config).__name__}"
+    )
   return config
 
 
 def _check_requirements(config: PolicyLossConfig, loss_name: str, *, ref_logp, entropy) -> None:
   if config.kl_in_loss and config.beta > 0 and ref_logp is None:
-    raise ValueError(f"{loss_name}: ref_logp is required when beta > 0 and kl_in_loss "
-                     f"(beta={config.beta}); pass ref_logp or set beta=0 / kl_in_loss=False")
+    raise ValueError(
+      f"{loss_name}: ref_logp is required when beta > 0 and kl_in_loss "
+      f"(beta={config.beta}); pass ref_logp or set beta=0 / kl_in_loss=False"
+    )
   if config.entropy_coef != 0 and entropy is None:
-    raise ValueError(f"{loss_name}: entropy is required when entropy_coef != 0 "
-                     f"(entropy_coef={config.entropy_coef})")
+    raise ValueError(
+      f"{loss_name}: entropy is required when entropy_coef != 0 "
+      f"(entropy_coef={config.entropy_coef})"
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("term", "config", "loss_name"))
-def _loss_core(logp, old_logp, advantages, mask, ref_logp, entropy, is_weights, correct, *,
-               term, config, loss_name) -> "LossOutput":
-  x = _clean_policy_inputs(logp, old_logp, advantages, mask, ref_logp, entropy, is_weights,
-                           correct)
+def _loss_core(
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  ref_logp,
+  entropy,
+  is_weights,
+  correct,
+  *,
+  term,
+  config,
+  loss_name,
+) -> "LossOutput":
+  x = _clean_policy_inputs(logp, old_logp, advantages, mask, ref_logp, entropy, is_weights, correct)
   pg, ratio, policy_aux = term(x, config)
   return policy_loss_output(pg, x, config, ratio, policy_aux, loss_name=loss_name)
 
 
-def _run_loss(term, config, default_cls, expected_cls, loss_name, logp, old_logp, advantages,
-              mask, ref_logp, entropy, is_weights, correct) -> "LossOutput":
+def _run_loss(
+  term,
+  config,
+  default_cls,
+  expected_cls,
+  loss_name,
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  ref_logp,
+  entropy,
+  is_weights,
+  correct,
+) -> "LossOutput":
   """Shared shell: config and input validation (eager), then the jitted core."""
   config = _check_config(config, default_cls, expected_cls, loss_name)
   _check_requirements(config, loss_name, ref_logp=ref_logp, entropy=entropy)
-  arrays = validate_policy_inputs(logp, old_logp, advantages, mask, ref_logp=ref_logp,
-                                  entropy=entropy, is_weights=is_weights, correct=correct)
+  arrays = validate_policy_inputs(
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    ref_logp=ref_logp,
+    entropy=entropy,
+    is_weights=is_weights,
+    correct=correct,
+  )
   return _loss_core(*arrays, term=term, config=config, loss_name=loss_name)
 
 
-def policy_loss_output(pg: jax.Array, inputs: PolicyInputs, config: PolicyLossConfig,
-                       ratio: jax.Array, policy_aux: Mapping[str, jax.Array] | None = None,
-                       *, loss_name: str = "loss") -> LossOutput:
+def policy_loss_output(
+  pg: jax.Array,
+  inputs: PolicyInputs,
+  config: PolicyLossConfig,
+  ratio: jax.Array,
+  policy_aux: Mapping[str, jax.Array] | None = None,
+  *,
+  loss_name: str = "loss",
+) -> LossOutput:
   """Adds IS weights, KL and entropy terms to a per-token policy term `pg [N, T]`,
   aggregates, and assembles the shared aux statistics."""
   valid = inputs.valid
@@ -478,8 +586,9 @@ def policy_loss_output(pg: jax.Array, inputs: PolicyInputs, config: PolicyLossCo
   aux: dict[str, jax.Array] = {}
   kl = None
   if inputs.ref_logp is not None:
-    kl = jnp.where(valid, kl_core(inputs.logp, inputs.ref_logp, config.kl_estimator,
-                                  config.kl_clamp), 0)
+    kl = jnp.where(
+      valid, kl_core(inputs.logp, inputs.ref_logp, config.kl_estimator, config.kl_clamp), 0
+    )
   if need_kl_term:
     per_token = per_token + config.beta * kl
     aux["kl_loss_sum"] = sg(aggregate(config.beta * kl)[0])
@@ -489,7 +598,8 @@ def policy_loss_output(pg: jax.Array, inputs: PolicyInputs, config: PolicyLossCo
 
   fvalid = valid.astype(dtype)
   ratio = sg(ratio)
-  aux.update({
+  aux.update(
+    {
       "token_count": jnp.sum(fvalid),
       "seq_count": jnp.sum(inputs.row_valid).astype(dtype),
       "loss_denominator": sg(denominator),
@@ -501,7 +611,8 @@ def policy_loss_output(pg: jax.Array, inputs: PolicyInputs, config: PolicyLossCo
       "adv_sq_mean_seq_sum": jnp.sum(jnp.square(inputs.adv_seq)),
       "adv_abs_mean_seq_sum": jnp.sum(jnp.abs(inputs.adv_seq)),
       "response_length_seq_sum": jnp.sum(fvalid),
-  })
+    }
+  )
   if kl is not None:
     aux["kl_mean_token_sum"] = sg(jnp.sum(kl))
   if inputs.entropy is not None:
@@ -521,6 +632,7 @@ def _count(x: jax.Array, dtype) -> jax.Array:
 # PPO-clip family: PPO, GRPO, DAPO, Dr. GRPO.
 # --------------------------------------------------------------------------------------------
 
+
 def _clip_term(x: PolicyInputs, config: PPOClipConfig):
   a = x.advantages
   ratio = jnp.exp(x.log_ratio)
@@ -531,46 +643,121 @@ def _clip_term(x: PolicyInputs, config: PPOClipConfig):
   r = jax.lax.stop_gradient(ratio)
   dtype = pg.dtype
   policy_aux = {
-      "clip_frac_low_token_sum": _count(x.valid & (a < 0) & (r < lo), dtype),
-      "clip_frac_high_token_sum": _count(x.valid & (a > 0) & (r > hi), dtype),
+    "clip_frac_low_token_sum": _count(x.valid & (a < 0) & (r < lo), dtype),
+    "clip_frac_high_token_sum": _count(x.valid & (a > 0) & (r > hi), dtype),
   }
   return jnp.where(x.valid, pg, 0), ratio, policy_aux
 
 
-def _clip_loss(logp, old_logp, advantages, mask, *, config, default_cls, loss_name, ref_logp,
-               entropy, is_weights, correct) -> LossOutput:
-  return _run_loss(_clip_term, config, default_cls, PPOClipConfig, loss_name, logp, old_logp,
-                   advantages, mask, ref_logp, entropy, is_weights, correct)
+def _clip_loss(
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  *,
+  config,
+  default_cls,
+  loss_name,
+  ref_logp,
+  entropy,
+  is_weights,
+  correct,
+) -> LossOutput:
+  return _run_loss(
+    _clip_term,
+    config,
+    default_cls,
+    PPOClipConfig,
+    loss_name,
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    ref_logp,
+    entropy,
+    is_weights,
+    correct,
+  )
 
 
-def ppo_clip_loss(logp, old_logp, advantages, mask, *, config: PPOClipConfig | None = None,
-                  ref_logp=None, entropy=None, is_weights=None, correct=None) -> LossOutput:
+def ppo_clip_loss(
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  *,
+  config: PPOClipConfig | None = None,
+  ref_logp=None,
+  entropy=None,
+  is_weights=None,
+  correct=None,
+) -> LossOutput:
   """PPO clipped surrogate, `l_t = -min(r_t A_t, clip(r_t, 1-eps_low, 1+eps_high) A_t)`.
 
   Proximal Policy Optimization Algorithms (Schulman et al.), arXiv 1707.06347; rl.md 1.1.
   Gradient w.r.t. logp: `-A r` on the unclipped branch, 0 when clipped (A > 0, r > 1+eps_high
   or A < 0, r < 1-eps_low); no upper cap for A < 0. Config: `PPOClipConfig`.
   """
-  return _clip_loss(logp, old_logp, advantages, mask, config=config, default_cls=PPOClipConfig,
-                    loss_name="ppo_clip", ref_logp=ref_logp, entropy=entropy,
-                    is_weights=is_weights, correct=correct)
+  return _clip_loss(
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    config=config,
+    default_cls=PPOClipConfig,
+    loss_name="ppo_clip",
+    ref_logp=ref_logp,
+    entropy=entropy,
+    is_weights=is_weights,
+    correct=correct,
+  )
 
 
-def grpo_loss(logp, old_logp, advantages, mask, *, config: PPOClipConfig | None = None,
-              ref_logp=None, entropy=None, is_weights=None, correct=None) -> LossOutput:
+def grpo_loss(
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  *,
+  config: PPOClipConfig | None = None,
+  ref_logp=None,
+  entropy=None,
+  is_weights=None,
+  correct=None,
+) -> LossOutput:
   """GRPO: PPO-clip with per-sequence token means and a k3 KL loss term (beta 0.04).
 
   DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models
   (Shao et al.), arXiv 2402.03300; rl.md 1.2. Use with `grpo_advantages`. Needs
   `ref_logp` unless `beta=0` or `kl_in_loss=False`. Config: `GRPOConfig`.
   """
-  return _clip_loss(logp, old_logp, advantages, mask, config=config, default_cls=GRPOConfig,
-                    loss_name="grpo", ref_logp=ref_logp, entropy=entropy,
-                    is_weights=is_weights, correct=correct)
+  return _clip_loss(
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    config=config,
+    default_cls=GRPOConfig,
+    loss_name="grpo",
+    ref_logp=ref_logp,
+    entropy=entropy,
+    is_weights=is_weights,
+    correct=correct,
+  )
 
 
-def dapo_loss(logp, old_logp, advantages, mask, *, config: PPOClipConfig | None = None,
-              ref_logp=None, entropy=None, is_weights=None, correct=None) -> LossOutput:
+def dapo_loss(
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  *,
+  config: PPOClipConfig | None = None,
+  ref_logp=None,
+  entropy=None,
+  is_weights=None,
+  correct=None,
+) -> LossOutput:
   """DAPO: clip-higher (eps_low 0.2, eps_high 0.28) PPO-clip with token-level mean, no KL.
 
   DAPO: An Open-Source LLM Reinforcement Learning System at Scale (Yu et al.), arXiv
@@ -578,35 +765,76 @@ def dapo_loss(logp, old_logp, advantages, mask, *, config: PPOClipConfig | None 
   and overlong handling: `dynamic_sampling_filter`, `select_kept_groups`,
   `soft_overlong_punishment`, `overlong_filter`. Config: `DAPOConfig`.
   """
-  return _clip_loss(logp, old_logp, advantages, mask, config=config, default_cls=DAPOConfig,
-                    loss_name="dapo", ref_logp=ref_logp, entropy=entropy,
-                    is_weights=is_weights, correct=correct)
+  return _clip_loss(
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    config=config,
+    default_cls=DAPOConfig,
+    loss_name="dapo",
+    ref_logp=ref_logp,
+    entropy=entropy,
+    is_weights=is_weights,
+    correct=correct,
+  )
 
 
-def dr_grpo_loss(logp, old_logp, advantages, mask, *, config: PPOClipConfig | None = None,
-                 ref_logp=None, entropy=None, is_weights=None, correct=None) -> LossOutput:
+def dr_grpo_loss(
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  *,
+  config: PPOClipConfig | None = None,
+  ref_logp=None,
+  entropy=None,
+  is_weights=None,
+  correct=None,
+) -> LossOutput:
   """Dr. GRPO: PPO-clip with a constant normaliser C instead of 1/|o_i|, no KL.
 
   Understanding R1-Zero-Like Training: A Critical Perspective (Liu et al.), arXiv
   2503.20783; rl.md 1.4. Use with `dr_grpo_advantages`. Config: `DrGRPOConfig`
   (`norm_constant` = the generation budget; None = T).
   """
-  return _clip_loss(logp, old_logp, advantages, mask, config=config, default_cls=DrGRPOConfig,
-                    loss_name="dr_grpo", ref_logp=ref_logp, entropy=entropy,
-                    is_weights=is_weights, correct=correct)
+  return _clip_loss(
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    config=config,
+    default_cls=DrGRPOConfig,
+    loss_name="dr_grpo",
+    ref_logp=ref_logp,
+    entropy=entropy,
+    is_weights=is_weights,
+    correct=correct,
+  )
 
 
 # --------------------------------------------------------------------------------------------
 # Clipped-IS-weight REINFORCE family: CISPO, DISPO.
 # --------------------------------------------------------------------------------------------
 
+
 def _weighted_reinforce(x: PolicyInputs, weight: jax.Array) -> jax.Array:
   """`-sg(w) A logp`: only logp carries gradient, so d/dlogp = -w A for every token."""
   return jnp.where(x.valid, -jax.lax.stop_gradient(weight) * x.advantages * x.logp, 0)
 
 
-def cispo_loss(logp, old_logp, advantages, mask, *, config: CISPOConfig | None = None,
-               ref_logp=None, entropy=None, is_weights=None, correct=None) -> LossOutput:
+def cispo_loss(
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  *,
+  config: CISPOConfig | None = None,
+  ref_logp=None,
+  entropy=None,
+  is_weights=None,
+  correct=None,
+) -> LossOutput:
   """CISPO: `l_t = -sg(clip(r_t, 1-eps_low, 1+eps_high)) A_t logp_t`, token mean.
 
   MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention, arXiv
@@ -614,8 +842,21 @@ def cispo_loss(logp, old_logp, advantages, mask, *, config: CISPOConfig | None =
   not meaningful, only its gradient. `r` is computed from detached logp.
   Config: `CISPOConfig`. `clip_frac_low/high` count tokens (A != 0) whose weight was clipped.
   """
-  return _run_loss(_cispo_term, config, CISPOConfig, CISPOConfig, "cispo", logp, old_logp,
-                   advantages, mask, ref_logp, entropy, is_weights, correct)
+  return _run_loss(
+    _cispo_term,
+    config,
+    CISPOConfig,
+    CISPOConfig,
+    "cispo",
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    ref_logp,
+    entropy,
+    is_weights,
+    correct,
+  )
 
 
 def _cispo_term(x: PolicyInputs, config: CISPOConfig):
@@ -625,9 +866,9 @@ def _cispo_term(x: PolicyInputs, config: CISPOConfig):
   active = x.valid & (x.advantages != 0)
   dtype = ratio.dtype
   policy_aux = {
-      "clip_frac_low_token_sum": _count(active & (ratio < lo), dtype),
-      "clip_frac_high_token_sum": _count(active & (ratio > hi), dtype),
-      "is_clip_weight_mean_token_sum": jnp.sum(jnp.where(x.valid, weight, 0)),
+    "clip_frac_low_token_sum": _count(active & (ratio < lo), dtype),
+    "clip_frac_high_token_sum": _count(active & (ratio > hi), dtype),
+    "is_clip_weight_mean_token_sum": jnp.sum(jnp.where(x.valid, weight, 0)),
   }
   return _weighted_reinforce(x, weight), ratio, policy_aux
 
@@ -660,9 +901,13 @@ def _dispo_weight_jit(ratio, advantages, correct, *, config):
   return _dispo_weight(ratio, adv, config, None if correct is None else correct.astype(bool))
 
 
-def dispo_is_weights(ratio: jax.Array, advantages: jax.Array, *,
-                     config: DISPOConfig | None = None,
-                     correct: jax.Array | None = None) -> jax.Array:
+def dispo_is_weights(
+  ratio: jax.Array,
+  advantages: jax.Array,
+  *,
+  config: DISPOConfig | None = None,
+  correct: jax.Array | None = None,
+) -> jax.Array:
   """DISPO's per-token weight `w` (rl.md 4.1), `ratio [N, T]`, `advantages [N]` or `[N, T]`.
 
   `w = band(r, 1-eps_pos_low, 1+eps_pos_high)` if the token is on the correct side
@@ -674,20 +919,30 @@ def dispo_is_weights(ratio: jax.Array, advantages: jax.Array, *,
   ratio = check_array(ratio, "ratio", ndim=2)
   advantages = check_array(advantages, "advantages", ndim=(1, 2), kind="number")
   if advantages.shape != ratio.shape and advantages.shape != ratio.shape[:1]:
-    raise ValueError(f"advantages must have shape {ratio.shape[:1]} or {ratio.shape}, got "
-                     f"{advantages.shape}")
+    raise ValueError(
+      f"advantages must have shape {ratio.shape[:1]} or {ratio.shape}, got {advantages.shape}"
+    )
   if config.regime_key == "correctness":
     if correct is None:
       raise ValueError("correct is required when regime_key='correctness'")
     correct = check_mask(correct, "correct", shape=ratio.shape[:1])
   else:
     correct = None
-  return _dispo_weight_jit(ratio.astype(compute_dtype(ratio)), advantages, correct,
-                           config=config)
+  return _dispo_weight_jit(ratio.astype(compute_dtype(ratio)), advantages, correct, config=config)
 
 
-def dispo_loss(logp, old_logp, advantages, mask, *, config: DISPOConfig | None = None,
-               ref_logp=None, entropy=None, is_weights=None, correct=None) -> LossOutput:
+def dispo_loss(
+  logp,
+  old_logp,
+  advantages,
+  mask,
+  *,
+  config: DISPOConfig | None = None,
+  ref_logp=None,
+  entropy=None,
+  is_weights=None,
+  correct=None,
+) -> LossOutput:
   """DISPO: `l_t = -sg(w_t) A_t logp_t`, w clipped with a per-regime band, token mean.
 
   DISPO: Enhancing Training Efficiency and Stability in Reinforcement Learning for Large
@@ -703,9 +958,21 @@ def dispo_loss(logp, old_logp, advantages, mask, *, config: DISPOConfig | None =
   cfg = _check_config(config, DISPOConfig, DISPOConfig, "dispo")
   if cfg.regime_key == "correctness" and correct is None:
     raise ValueError("dispo: correct ([N] bool) is required when regime_key='correctness'")
-  return _run_loss(_dispo_term, cfg, DISPOConfig, DISPOConfig, "dispo", logp, old_logp,
-                   advantages, mask, ref_logp, entropy, is_weights,
-                   correct if cfg.regime_key == "correctness" else None)
+  return _run_loss(
+    _dispo_term,
+    cfg,
+    DISPOConfig,
+    DISPOConfig,
+    "dispo",
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    ref_logp,
+    entropy,
+    is_weights,
+    correct if cfg.regime_key == "correctness" else None,
+  )
 
 
 def _dispo_term(x: PolicyInputs, config: DISPOConfig):
@@ -715,9 +982,9 @@ def _dispo_term(x: PolicyInputs, config: DISPOConfig):
   active = x.valid & (x.advantages != 0)
   dtype = ratio.dtype
   policy_aux = {
-      "clip_frac_low_token_sum": _count(active & (ratio < lo), dtype),
-      "clip_frac_high_token_sum": _count(active & (ratio > hi), dtype),
-      "is_clip_weight_mean_token_sum": jnp.sum(jnp.where(x.valid, weight, 0)),
+    "clip_frac_low_token_sum": _count(active & (ratio < lo), dtype),
+    "clip_frac_high_token_sum": _count(active & (ratio > hi), dtype),
+    "is_clip_weight_mean_token_sum": jnp.sum(jnp.where(x.valid, weight, 0)),
   }
   side = {"pos": active & pos, "neg": active & neg}
   for regime in _DISPO_REGIMES:
@@ -735,6 +1002,7 @@ def _dispo_term(x: PolicyInputs, config: DISPOConfig):
 # Registry, construction by name.
 # --------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
   """A `LOSSES` entry: the loss function and its config dataclass."""
@@ -747,12 +1015,14 @@ class LossSpec:
 LOSSES: Registry[LossSpec] = Registry("loss")
 
 
-def register_loss(name: str, *, config_cls: type, override: bool = False
-                  ) -> Callable[[Callable[..., LossOutput]], Callable[..., LossOutput]]:
+def register_loss(
+  name: str, *, config_cls: type, override: bool = False
+) -> Callable[[Callable[..., LossOutput]], Callable[..., LossOutput]]:
   """Decorator registering `fn` (the shared loss signature) with its config dataclass."""
   if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
-    raise TypeError(f"register_loss({name!r}): config_cls must be a dataclass type, got "
-                    f"{config_cls!r}")
+    raise TypeError(
+      f"register_loss({name!r}): config_cls must be a dataclass type, got {config_cls!r}"
+    )
 
   def decorator(fn):
     LOSSES.register(name, override=override)(LossSpec(name, fn, config_cls))
@@ -761,12 +1031,14 @@ def register_loss(name: str, *, config_cls: type, override: bool = False
   return decorator
 
 
-for _name, _fn, _cls in (("ppo_clip", ppo_clip_loss, PPOClipConfig),
-                         ("grpo", grpo_loss, GRPOConfig),
-                         ("dapo", dapo_loss, DAPOConfig),
-                         ("dr_grpo", dr_grpo_loss, DrGRPOConfig),
-                         ("cispo", cispo_loss, CISPOConfig),
-                         ("dispo", dispo_loss, DISPOConfig)):
+for _name, _fn, _cls in (
+  ("ppo_clip", ppo_clip_loss, PPOClipConfig),
+  ("grpo", grpo_loss, GRPOConfig),
+  ("dapo", dapo_loss, DAPOConfig),
+  ("dr_grpo", dr_grpo_loss, DrGRPOConfig),
+  ("cispo", cispo_loss, CISPOConfig),
+  ("dispo", dispo_loss, DISPOConfig),
+):
   register_loss(_name, config_cls=_cls)(_fn)
 
 
@@ -777,8 +1049,9 @@ def loss_config(name: str, **overrides) -> Any:
   fields = {f.name for f in dataclasses.fields(spec.config_cls)}
   unknown = sorted(set(overrides) - fields)
   if unknown:
-    raise ValueError(f"{spec.config_cls.__name__} has no field(s) {unknown}; fields: "
-                     f"{sorted(fields)}")
+    raise ValueError(
+      f"{spec.config_cls.__name__} has no field(s) {unknown}; fields: {sorted(fields)}"
+    )
   return spec.config_cls(**overrides)
 
 
@@ -804,14 +1077,16 @@ def make_loss(name: str, **overrides) -> BoundLoss:
 # DAPO data-side pieces (rl.md 1.3): overlong handling and dynamic sampling.
 # --------------------------------------------------------------------------------------------
 
+
 def response_lengths(mask: jax.Array) -> jax.Array:
   """`|o_i|` = number of completion tokens per row `[N]` (int32) from a `[N, T]` mask."""
   mask = check_mask(mask, "mask", ndim=2)
   return jnp.sum(mask.astype(bool), axis=-1).astype(jnp.int32)
 
 
-def soft_overlong_punishment(lengths: jax.Array, *, max_length: int = 20480,
-                             cache_length: int = 4096) -> jax.Array:
+def soft_overlong_punishment(
+  lengths: jax.Array, *, max_length: int = 20480, cache_length: int = 4096
+) -> jax.Array:
   """DAPO soft overlong punishment `R_len(|y|)` `[N]` float32, from token counts.
 
   `0` if `|y| <= L_max - L_cache`; `((L_max - L_cache) - |y|) / L_cache` if
@@ -851,9 +1126,13 @@ class DynamicSamplingResult(NamedTuple):
   row_keep: jax.Array
 
 
-def dynamic_sampling_filter(rewards: jax.Array, *, group_ids: jax.Array | None = None,
-                            group_size: int | None = None,
-                            valid: jax.Array | None = None) -> DynamicSamplingResult:
+def dynamic_sampling_filter(
+  rewards: jax.Array,
+  *,
+  group_ids: jax.Array | None = None,
+  group_size: int | None = None,
+  valid: jax.Array | None = None,
+) -> DynamicSamplingResult:
   """DAPO dynamic sampling: keep only groups with mixed outcomes (`0 < #correct < G`).
 
   A group is kept iff it has valid rows and its valid rewards are not all equal (for 0/1
@@ -866,8 +1145,7 @@ def dynamic_sampling_filter(rewards: jax.Array, *, group_ids: jax.Array | None =
     prompt order (`[N // G]`); with `group_ids`, groups are ordered by ascending id
     (`[N]`, trailing empty slots False).
   """
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size,
-                                                              valid)
+  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
   return _dynamic_sampling_core(rewards, group_ids, valid, group_size=group_size)
 
 
@@ -889,8 +1167,9 @@ def select_kept_groups(group_keep: jax.Array, num_groups: int) -> tuple[jax.Arra
   group_keep = check_mask(group_keep, "group_keep", ndim=1)
   num_groups = int(num_groups)
   if num_groups > group_keep.shape[0]:
-    raise ValueError(f"num_groups={num_groups} exceeds the number of groups "
-                     f"{group_keep.shape[0]} in group_keep")
+    raise ValueError(
+      f"num_groups={num_groups} exceeds the number of groups {group_keep.shape[0]} in group_keep"
+    )
   return _select_core(group_keep.astype(bool), num_groups=num_groups)
 
 

@@ -66,27 +66,27 @@ import optax
 from reasoning_jax.rl.advantages import ADVANTAGES, Groups, make_groups
 
 __all__ = [
-    "BiasManifold",
-    "MRPOConfig",
-    "MRPORewards",
-    "NORM_SCOPES",
-    "PROBE_POOLINGS",
-    "RANK_REDUCTIONS",
-    "SOEResult",
-    "SOETrace",
-    "bias_manifold",
-    "effective_rank",
-    "mrpo_group_advantages",
-    "mrpo_rewards",
-    "normalize_rank",
-    "orthogonal_penalty_not_in_paper",
-    "orthogonal_update_not_in_paper",
-    "orthogonality_score",
-    "pool_probe_hidden",
-    "rank_aware_rewards",
-    "soe_synthesize",
-    "soe_synthesize_trace",
-    "trajectory_rank",
+  "BiasManifold",
+  "MRPOConfig",
+  "MRPORewards",
+  "NORM_SCOPES",
+  "PROBE_POOLINGS",
+  "RANK_REDUCTIONS",
+  "SOEResult",
+  "SOETrace",
+  "bias_manifold",
+  "effective_rank",
+  "mrpo_group_advantages",
+  "mrpo_rewards",
+  "normalize_rank",
+  "orthogonal_penalty_not_in_paper",
+  "orthogonal_update_not_in_paper",
+  "orthogonality_score",
+  "pool_probe_hidden",
+  "rank_aware_rewards",
+  "soe_synthesize",
+  "soe_synthesize_trace",
+  "trajectory_rank",
 ]
 
 RANK_REDUCTIONS = ("min", "mean")
@@ -136,8 +136,14 @@ class MRPOConfig:
 
   def __post_init__(self):
     _check_finite_float(self.alpha, "MRPOConfig.alpha")
-    for name in ("window", "num_probes", "sampling_budget", "max_steps", "max_probe_tokens",
-                 "target_traces"):
+    for name in (
+      "window",
+      "num_probes",
+      "sampling_budget",
+      "max_steps",
+      "max_probe_tokens",
+      "target_traces",
+    ):
       _check_positive_int(getattr(self, name), f"MRPOConfig.{name}")
     for name in ("stride", "rank_row_batch_size"):
       if getattr(self, name) is not None:
@@ -206,14 +212,14 @@ def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> None:
     raise ValueError(f"{name}={value!r}; expected one of {choices}")
 
 
-def _check_array(x: Any, name: str, ndim: int | tuple[int, ...], *,
-                 floating: bool = False) -> None:
+def _check_array(x: Any, name: str, ndim: int | tuple[int, ...], *, floating: bool = False) -> None:
   if not hasattr(x, "shape") or not hasattr(x, "dtype"):
     raise TypeError(f"{name} must be an array, got {type(x).__name__}")
   ndims = (ndim,) if isinstance(ndim, int) else ndim
   if x.ndim not in ndims:
-    raise ValueError(f"{name} must have {' or '.join(map(str, ndims))} dims, got shape "
-                     f"{tuple(x.shape)}")
+    raise ValueError(
+      f"{name} must have {' or '.join(map(str, ndims))} dims, got shape {tuple(x.shape)}"
+    )
   if floating and not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f"{name} must be a floating array, got dtype {x.dtype}")
 
@@ -240,13 +246,14 @@ def _check_finite_where(x: Any, valid: Any, name: str) -> None:
 
 def _check_manifold(manifold: Any, d: int, name: str = "manifold") -> None:
   if not isinstance(manifold, BiasManifold):
-    raise TypeError(f"{name} must be a BiasManifold (see bias_manifold), got "
-                    f"{type(manifold).__name__}")
-  if tuple(manifold.mean.shape) != (d,) or manifold.basis.ndim != 2 or \
-      manifold.basis.shape[0] != d:
+    raise TypeError(
+      f"{name} must be a BiasManifold (see bias_manifold), got {type(manifold).__name__}"
+    )
+  if tuple(manifold.mean.shape) != (d,) or manifold.basis.ndim != 2 or manifold.basis.shape[0] != d:
     raise ValueError(
-        f"{name} has mean {tuple(manifold.mean.shape)} and basis "
-        f"{tuple(manifold.basis.shape)}; expected [d]=({d},) and [d, r] with d={d}")
+      f"{name} has mean {tuple(manifold.mean.shape)} and basis "
+      f"{tuple(manifold.basis.shape)}; expected [d]=({d},) and [d, r] with d={d}"
+    )
 
 
 # ----------------------------------------------------------------------------- effective rank
@@ -302,8 +309,9 @@ def effective_rank(window: jax.Array, row_mask: jax.Array | None = None) -> jax.
   return _erank_jit(window, jnp.asarray(row_mask) != 0)
 
 
-def _row_trajectory_rank(hidden: jax.Array, valid: jax.Array, window: int, stride: int,
-                         reduction: str) -> jax.Array:
+def _row_trajectory_rank(
+  hidden: jax.Array, valid: jax.Array, window: int, stride: int, reduction: str
+) -> jax.Array:
   """min/mean window erank of one response `hidden [T, d]` with `valid [T]`."""
   t = hidden.shape[0]
   # Compact the valid rows to the front (stable, so token order is kept): windows
@@ -324,15 +332,19 @@ def _row_trajectory_rank(hidden: jax.Array, valid: jax.Array, window: int, strid
   if reduction == "min":
     value = jnp.min(jnp.where(window_valid, ranks, jnp.inf))
   else:
-    value = (jnp.sum(jnp.where(window_valid, ranks, 0.0))
-             / jnp.maximum(jnp.sum(window_valid), 1))
+    value = jnp.sum(jnp.where(window_valid, ranks, 0.0)) / jnp.maximum(jnp.sum(window_valid), 1)
   return jnp.where(jnp.any(window_valid), value, 1.0)
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("window", "stride", "reduction", "row_batch_size"))
-def _trajectory_rank_core(hidden: jax.Array, valid: jax.Array, window: int, stride: int,
-                          reduction: str, row_batch_size: int | None) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("window", "stride", "reduction", "row_batch_size"))
+def _trajectory_rank_core(
+  hidden: jax.Array,
+  valid: jax.Array,
+  window: int,
+  stride: int,
+  reduction: str,
+  row_batch_size: int | None,
+) -> jax.Array:
   hidden = jax.lax.stop_gradient(hidden)
   fn = lambda hv: _row_trajectory_rank(hv[0], hv[1], window, stride, reduction)
   if row_batch_size is None:
@@ -342,9 +354,15 @@ def _trajectory_rank_core(hidden: jax.Array, valid: jax.Array, window: int, stri
   return jax.lax.stop_gradient(ranks)
 
 
-def trajectory_rank(hidden: jax.Array, mask: jax.Array, *, window: int = 64,
-                    stride: int | None = None, reduction: str = "min",
-                    row_batch_size: int | None = None) -> jax.Array:
+def trajectory_rank(
+  hidden: jax.Array,
+  mask: jax.Array,
+  *,
+  window: int = 64,
+  stride: int | None = None,
+  reduction: str = "min",
+  row_batch_size: int | None = None,
+) -> jax.Array:
   """MRPO `rank(y)`: min (or mean) erank over sliding windows of each response.
 
   Windows have `window` valid tokens and start at 0, stride, 2*stride, ... while
@@ -375,13 +393,19 @@ def trajectory_rank(hidden: jax.Array, mask: jax.Array, *, window: int = 64,
   if row_batch_size is not None:
     _check_positive_int(row_batch_size, "row_batch_size")
   _check_finite_where(hidden, mask, "hidden")
-  return _trajectory_rank_core(hidden, jnp.asarray(mask) != 0, window, stride, reduction,
-                               row_batch_size)
+  return _trajectory_rank_core(
+    hidden, jnp.asarray(mask) != 0, window, stride, reduction, row_batch_size
+  )
 
 
-def normalize_rank(rank: jax.Array, *, valid: jax.Array | None = None, scope: str = "batch",
-                   group_size: int | None = None,
-                   group_ids: jax.Array | None = None) -> jax.Array:
+def normalize_rank(
+  rank: jax.Array,
+  *,
+  valid: jax.Array | None = None,
+  scope: str = "batch",
+  group_size: int | None = None,
+  group_ids: jax.Array | None = None,
+) -> jax.Array:
   """`NormRank = (rank - min rank) / (max rank - min rank)`, 0 when the range < 1e-8.
 
   Args:
@@ -412,18 +436,21 @@ def normalize_rank(rank: jax.Array, *, valid: jax.Array | None = None, scope: st
 @jax.jit
 def _normalize_rank_core(rank: jax.Array, valid: jax.Array, groups: Groups) -> jax.Array:
   r = jnp.where(valid, jax.lax.stop_gradient(rank).astype(jnp.float32), 0.0)
-  lo = jax.ops.segment_min(jnp.where(valid, r, jnp.inf), groups.index,
-                           num_segments=groups.num_groups)
-  hi = jax.ops.segment_max(jnp.where(valid, r, -jnp.inf), groups.index,
-                           num_segments=groups.num_groups)
+  lo = jax.ops.segment_min(
+    jnp.where(valid, r, jnp.inf), groups.index, num_segments=groups.num_groups
+  )
+  hi = jax.ops.segment_max(
+    jnp.where(valid, r, -jnp.inf), groups.index, num_segments=groups.num_groups
+  )
   lo, spread = groups.broadcast(lo), groups.broadcast(hi - lo)
   ok = valid & (spread >= NORM_RANGE_FLOOR)
   out = jnp.where(ok, (r - jnp.where(ok, lo, 0.0)) / jnp.where(ok, spread, 1.0), 0.0)
   return jax.lax.stop_gradient(jnp.clip(out, 0.0, 1.0))
 
 
-def rank_aware_rewards(correct: jax.Array, norm_rank: jax.Array, *, alpha: float = 0.5,
-                       valid: jax.Array | None = None) -> jax.Array:
+def rank_aware_rewards(
+  correct: jax.Array, norm_rank: jax.Array, *, alpha: float = 0.5, valid: jax.Array | None = None
+) -> jax.Array:
   """MRPO reward `R = 1[correct] * (1 + alpha * NormRank)`.
 
   Incorrect responses get 0 whatever their rank (the rank is a bonus, never a
@@ -449,22 +476,28 @@ def rank_aware_rewards(correct: jax.Array, norm_rank: jax.Array, *, alpha: float
   _check_mask(valid, "valid", (n,), "norm_rank")
   _check_finite_where(correct, valid, "correct")
   _check_finite_where(norm_rank, valid, "norm_rank")
-  return _rank_aware_rewards_core(jnp.asarray(correct), norm_rank, jnp.asarray(valid) != 0,
-                                  alpha)
+  return _rank_aware_rewards_core(jnp.asarray(correct), norm_rank, jnp.asarray(valid) != 0, alpha)
 
 
 @jax.jit
-def _rank_aware_rewards_core(correct: jax.Array, norm_rank: jax.Array, valid: jax.Array,
-                             alpha: Any) -> jax.Array:
+def _rank_aware_rewards_core(
+  correct: jax.Array, norm_rank: jax.Array, valid: jax.Array, alpha: Any
+) -> jax.Array:
   is_correct = (valid & (correct > 0)).astype(jnp.float32)
   bonus = 1.0 + alpha * jnp.where(valid, norm_rank.astype(jnp.float32), 0.0)
   return jax.lax.stop_gradient(is_correct * bonus)
 
 
-def mrpo_rewards(correct: jax.Array, hidden: jax.Array, mask: jax.Array, *,
-                 group_size: int | None = None, group_ids: jax.Array | None = None,
-                 valid: jax.Array | None = None,
-                 config: MRPOConfig = MRPOConfig()) -> MRPORewards:
+def mrpo_rewards(
+  correct: jax.Array,
+  hidden: jax.Array,
+  mask: jax.Array,
+  *,
+  group_size: int | None = None,
+  group_ids: jax.Array | None = None,
+  valid: jax.Array | None = None,
+  config: MRPOConfig = MRPOConfig(),
+) -> MRPORewards:
   """Stage II rewards: window ranks -> NormRank -> `1[correct] * (1 + alpha * NormRank)`.
 
   Feed `.rewards` to a plain GRPO group advantage (or use `ADVANTAGES["mrpo"]`).
@@ -481,27 +514,40 @@ def mrpo_rewards(correct: jax.Array, hidden: jax.Array, mask: jax.Array, *,
   """
   if not isinstance(config, MRPOConfig):
     raise TypeError(f"config must be an MRPOConfig, got {type(config).__name__}")
-  rank = trajectory_rank(hidden, mask, window=config.window, stride=config.window_stride,
-                         reduction=config.rank_reduction,
-                         row_batch_size=config.rank_row_batch_size)
+  rank = trajectory_rank(
+    hidden,
+    mask,
+    window=config.window,
+    stride=config.window_stride,
+    reduction=config.rank_reduction,
+    row_batch_size=config.rank_row_batch_size,
+  )
   nonempty = jnp.any(jnp.asarray(mask) != 0, axis=-1)
   if valid is not None:
     _check_mask(valid, "valid", hidden.shape[:1], "hidden[:, 0, 0]")
     nonempty = nonempty & (jnp.asarray(valid) != 0)
   if config.norm_scope == "batch":
     group_size = group_ids = None
-  norm = normalize_rank(rank, valid=nonempty, scope=config.norm_scope, group_size=group_size,
-                        group_ids=group_ids)
+  norm = normalize_rank(
+    rank, valid=nonempty, scope=config.norm_scope, group_size=group_size, group_ids=group_ids
+  )
   rewards = rank_aware_rewards(correct, norm, alpha=config.alpha, valid=valid)
   return MRPORewards(rewards, rank, norm)
 
 
 @ADVANTAGES.register("mrpo")
-def mrpo_group_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = None,
-                          group_size: int | None = None, valid: jax.Array | None = None,
-                          hidden: jax.Array, mask: jax.Array,
-                          config: MRPOConfig = MRPOConfig(), base_estimator: str = "grpo",
-                          **base_options: Any) -> jax.Array:
+def mrpo_group_advantages(
+  rewards: jax.Array,
+  *,
+  group_ids: jax.Array | None = None,
+  group_size: int | None = None,
+  valid: jax.Array | None = None,
+  hidden: jax.Array,
+  mask: jax.Array,
+  config: MRPOConfig = MRPOConfig(),
+  base_estimator: str = "grpo",
+  **base_options: Any,
+) -> jax.Array:
   """`ADVANTAGES["mrpo"]`: rank-aware rewards (Stage II), then plain GRPO advantages.
 
   Same signature as the other estimators in `reasoning_jax.rl.advantages` plus the
@@ -512,17 +558,20 @@ def mrpo_group_advantages(rewards: jax.Array, *, group_ids: jax.Array | None = N
   if base_estimator in ("arm", "mrpo"):
     raise ValueError(f"base_estimator={base_estimator!r} must be a plain estimator, e.g. 'grpo'")
   ADVANTAGES.validate(base_estimator, argument="base_estimator")
-  shaped = mrpo_rewards(rewards, hidden, mask, group_size=group_size, group_ids=group_ids,
-                        valid=valid, config=config).rewards
-  return ADVANTAGES.get(base_estimator)(shaped, group_ids=group_ids, group_size=group_size,
-                                        valid=valid, **base_options)
+  shaped = mrpo_rewards(
+    rewards, hidden, mask, group_size=group_size, group_ids=group_ids, valid=valid, config=config
+  ).rewards
+  return ADVANTAGES.get(base_estimator)(
+    shaped, group_ids=group_ids, group_size=group_size, valid=valid, **base_options
+  )
 
 
 # ----------------------------------------------------------------------------- bias manifold
 
 
-def bias_manifold(states: jax.Array, mask: jax.Array | None = None, *,
-                  eps_var: float = 0.05) -> BiasManifold:
+def bias_manifold(
+  states: jax.Array, mask: jax.Array | None = None, *, eps_var: float = 0.05
+) -> BiasManifold:
   """Bias manifold of a pool of hidden states `states [n, d]` (MRPO Stage I).
 
   `mu = mean(X)`; thin SVD of `X - mu` (the singular values are those of the
@@ -639,13 +688,18 @@ def pool_probe_hidden(hidden: jax.Array, *, pooling: str = "mean") -> jax.Array:
   return jnp.mean(hidden, axis=0) if pooling == "mean" else hidden[-1]
 
 
-def soe_synthesize_trace(problem: Any, manifold: BiasManifold, *,
-                         student_generate_fn: Callable[[Any, int, int, jax.Array], Sequence[Any]],
-                         teacher_generate_fn: Callable[[Any, jax.Array], tuple[Any, bool]],
-                         hidden_fn: Callable[[Any, Any], jax.Array],
-                         verify_fn: Callable[[Any, Any], bool],
-                         rng: jax.Array, config: MRPOConfig = MRPOConfig(),
-                         concat_fn: Callable[[Any, Any], Any] = operator.add) -> SOETrace:
+def soe_synthesize_trace(
+  problem: Any,
+  manifold: BiasManifold,
+  *,
+  student_generate_fn: Callable[[Any, int, int, jax.Array], Sequence[Any]],
+  teacher_generate_fn: Callable[[Any, jax.Array], tuple[Any, bool]],
+  hidden_fn: Callable[[Any, Any], jax.Array],
+  verify_fn: Callable[[Any, Any], bool],
+  rng: jax.Array,
+  config: MRPOConfig = MRPOConfig(),
+  concat_fn: Callable[[Any, Any], Any] = operator.add,
+) -> SOETrace:
   """Spectral Orthogonal Exploration for one problem (MRPO Stage I, arXiv 2602.02545).
 
   Each step the student proposes `num_probes` short continuations of the context, the
@@ -678,12 +732,17 @@ def soe_synthesize_trace(problem: Any, manifold: BiasManifold, *,
   finished = False
   for _ in range(config.max_steps):
     rng, student_key, teacher_key = jax.random.split(rng, 3)
-    probes = list(student_generate_fn(context, config.num_probes, config.max_probe_tokens,
-                                      student_key))
+    probes = list(
+      student_generate_fn(context, config.num_probes, config.max_probe_tokens, student_key)
+    )
     if not probes:
       raise ValueError("student_generate_fn returned no probe")
-    z = jnp.stack([pool_probe_hidden(jnp.asarray(hidden_fn(context, probe)),
-                                     pooling=config.probe_pooling) for probe in probes])
+    z = jnp.stack(
+      [
+        pool_probe_hidden(jnp.asarray(hidden_fn(context, probe)), pooling=config.probe_pooling)
+        for probe in probes
+      ]
+    )
     omega = np.asarray(orthogonality_score(z, manifold))
     best = int(np.argmax(omega))  # First maximum on ties: deterministic.
     scores.append(float(omega[best]))
@@ -699,15 +758,18 @@ def soe_synthesize_trace(problem: Any, manifold: BiasManifold, *,
   return SOETrace(context, tuple(scores), mean_score, finished, verified, kept)
 
 
-def soe_synthesize(problems: Sequence[Any], *,
-                   teacher_attempts_fn: Callable[[Any, int, jax.Array],
-                                                 Sequence[tuple[jax.Array, bool]]],
-                   student_generate_fn: Callable[[Any, int, int, jax.Array], Sequence[Any]],
-                   teacher_generate_fn: Callable[[Any, jax.Array], tuple[Any, bool]],
-                   hidden_fn: Callable[[Any, Any], jax.Array],
-                   verify_fn: Callable[[Any, Any], bool],
-                   rng: jax.Array, config: MRPOConfig = MRPOConfig(),
-                   concat_fn: Callable[[Any, Any], Any] = operator.add) -> SOEResult:
+def soe_synthesize(
+  problems: Sequence[Any],
+  *,
+  teacher_attempts_fn: Callable[[Any, int, jax.Array], Sequence[tuple[jax.Array, bool]]],
+  student_generate_fn: Callable[[Any, int, int, jax.Array], Sequence[Any]],
+  teacher_generate_fn: Callable[[Any, jax.Array], tuple[Any, bool]],
+  hidden_fn: Callable[[Any, Any], jax.Array],
+  verify_fn: Callable[[Any, Any], bool],
+  rng: jax.Array,
+  config: MRPOConfig = MRPOConfig(),
+  concat_fn: Callable[[Any, Any], Any] = operator.add,
+) -> SOEResult:
   """The SOE data-synthesis loop over problems (MRPO Stage I, arXiv 2602.02545).
 
   For each problem the teacher samples `sampling_budget` attempts; problems it never
@@ -752,9 +814,16 @@ def soe_synthesize(problems: Sequence[Any], *,
     pool = jnp.pad(pool, ((0, rows - pool.shape[0]), (0, 0)))
     manifold = bias_manifold(pool, pool_mask, eps_var=config.eps_var)
     trace = soe_synthesize_trace(
-        problem, manifold, student_generate_fn=student_generate_fn,
-        teacher_generate_fn=teacher_generate_fn, hidden_fn=hidden_fn, verify_fn=verify_fn,
-        rng=trace_key, config=config, concat_fn=concat_fn)
+      problem,
+      manifold,
+      student_generate_fn=student_generate_fn,
+      teacher_generate_fn=teacher_generate_fn,
+      hidden_fn=hidden_fn,
+      verify_fn=verify_fn,
+      rng=trace_key,
+      config=config,
+      concat_fn=concat_fn,
+    )
     if trace.kept:
       kept.append(trace)
     else:
@@ -765,10 +834,14 @@ def soe_synthesize(problems: Sequence[Any], *,
 # ----------------------------------------------------------------------------- NOT IN THE PAPER
 
 
-def orthogonal_penalty_not_in_paper(hidden: jax.Array, mask: jax.Array,
-                                    manifold: BiasManifold, *, correct: jax.Array | None = None,
-                                    weight: float = 1.0
-                                    ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+def orthogonal_penalty_not_in_paper(
+  hidden: jax.Array,
+  mask: jax.Array,
+  manifold: BiasManifold,
+  *,
+  correct: jax.Array | None = None,
+  weight: float = 1.0,
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """NOT IN THE PAPER (spec 2.5): penalty on hidden-state mass inside the bias manifold.
 
   `weight * mean_t ||U^T (h_t - mu)||^2 / ||h_t - mu||^2` over the valid tokens of
@@ -800,9 +873,9 @@ def orthogonal_penalty_not_in_paper(hidden: jax.Array, mask: jax.Array,
 
 
 @jax.jit
-def _orthogonal_penalty_core(hidden: jax.Array, valid: jax.Array, mean: jax.Array,
-                             basis: jax.Array, weight: Any
-                             ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+def _orthogonal_penalty_core(
+  hidden: jax.Array, valid: jax.Array, mean: jax.Array, basis: jax.Array, weight: Any
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   u = jax.lax.stop_gradient(basis).astype(jnp.float32)
   mu = jax.lax.stop_gradient(mean).astype(jnp.float32)
   r = jnp.where(valid[..., None], hidden.astype(jnp.float32) - mu, 0.0)
@@ -811,8 +884,10 @@ def _orthogonal_penalty_core(hidden: jax.Array, valid: jax.Array, mean: jax.Arra
   ratio = inside / (norm2 + OMEGA_EPS)
   loss_sum = weight * jnp.sum(jnp.where(valid, ratio, 0.0))
   denominator = jnp.sum(valid).astype(jnp.float32)
-  aux = {"orthogonal_penalty/mean_in_manifold_fraction":
-         jnp.sum(jnp.where(valid, ratio, 0.0)) / jnp.maximum(denominator, 1.0)}
+  aux = {
+    "orthogonal_penalty/mean_in_manifold_fraction": jnp.sum(jnp.where(valid, ratio, 0.0))
+    / jnp.maximum(denominator, 1.0)
+  }
   return loss_sum, denominator, aux
 
 
@@ -826,8 +901,9 @@ def _check_basis(basis: Any, name: str) -> jax.Array:
     diag = np.diag(gram)
     off = gram - np.diag(diag)
     if np.abs(off).max() > 1e-3 or np.min(np.minimum(np.abs(diag), np.abs(diag - 1))) > 1e-3:
-      raise ValueError(f"{name} must have orthonormal (or all-zero) columns; got U^T U far "
-                       "from a 0/1 diagonal")
+      raise ValueError(
+        f"{name} must have orthonormal (or all-zero) columns; got U^T U far from a 0/1 diagonal"
+      )
   return basis
 
 
@@ -840,8 +916,9 @@ def _project_core(u: jax.Array, basis: jax.Array, axis: int) -> jax.Array:
   return jnp.moveaxis(moved, -1, axis).astype(u.dtype)
 
 
-def orthogonal_update_not_in_paper(basis: Any = None, *, axis: int = -1,
-                                   mask: Any = None) -> optax.GradientTransformationExtraArgs:
+def orthogonal_update_not_in_paper(
+  basis: Any = None, *, axis: int = -1, mask: Any = None
+) -> optax.GradientTransformationExtraArgs:
   """NOT IN THE PAPER (spec 2.5): project updates off the bias manifold.
 
   The literal "orthogonal update" reading of MRPO (arXiv 2602.02545), which the paper
@@ -883,8 +960,9 @@ def orthogonal_update_not_in_paper(basis: Any = None, *, axis: int = -1,
       return u
     if u.ndim == 0 or not -u.ndim <= axis < u.ndim or u.shape[axis] != dim:
       raise ValueError(
-          f"mask selects update {path} of shape {tuple(u.shape)}, but its axis {axis} does "
-          f"not have the basis size d={dim}")
+        f"mask selects update {path} of shape {tuple(u.shape)}, but its axis {axis} does "
+        f"not have the basis size d={dim}"
+      )
     return _project_core(u, basis, axis)
 
   def update_fn(updates, state, params=None, *, orthogonal_basis=None, **extra_args):
@@ -893,12 +971,15 @@ def orthogonal_update_not_in_paper(basis: Any = None, *, axis: int = -1,
     if orthogonal_basis is not None:
       current = _check_basis(orthogonal_basis, "orthogonal_basis")
     if current is None:
-      raise ValueError("orthogonal_update_not_in_paper needs a basis: pass basis= at "
-                       "construction or orthogonal_basis= to update")
+      raise ValueError(
+        "orthogonal_update_not_in_paper needs a basis: pass basis= at "
+        "construction or orthogonal_basis= to update"
+      )
     dim = current.shape[0]
     if mask is None:
       selection = jax.tree.map(
-          lambda u: u.ndim > 0 and -u.ndim <= axis < u.ndim and u.shape[axis] == dim, updates)
+        lambda u: u.ndim > 0 and -u.ndim <= axis < u.ndim and u.shape[axis] == dim, updates
+      )
     elif callable(mask):
       selection = mask(updates)
     else:
@@ -908,8 +989,10 @@ def orthogonal_update_not_in_paper(basis: Any = None, *, axis: int = -1,
       flat_selection = treedef.flatten_up_to(selection)
     except (ValueError, TypeError) as e:
       raise ValueError(f"mask must be a pytree of bools matching the updates: {e}") from None
-    out = [project(u, bool(sel), jax.tree_util.keystr(path), dim, current)
-           for (path, u), sel in zip(paths_leaves, flat_selection)]
+    out = [
+      project(u, bool(sel), jax.tree_util.keystr(path), dim, current)
+      for (path, u), sel in zip(paths_leaves, flat_selection)
+    ]
     return jax.tree_util.tree_unflatten(treedef, out), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

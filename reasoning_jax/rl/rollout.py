@@ -70,8 +70,18 @@ class RolloutBatch:
 
   def arrays(self) -> dict[str, np.ndarray]:
     """The numeric fields, for `shard_batch` / the jitted update."""
-    out = {k: getattr(self, k) for k in ("tokens", "mask", "old_logp", "sampler_logp",
-                                         "rewards", "group_ids", "completion_lengths")}
+    out = {
+      k: getattr(self, k)
+      for k in (
+        "tokens",
+        "mask",
+        "old_logp",
+        "sampler_logp",
+        "rewards",
+        "group_ids",
+        "completion_lengths",
+      )
+    }
     if self.ref_logp is not None:
       out["ref_logp"] = self.ref_logp
     return {k: v for k, v in out.items() if v is not None}
@@ -80,11 +90,17 @@ class RolloutBatch:
     rows = np.asarray(rows)
     pick = lambda x: None if x is None else x[rows]  # noqa: E731
     return RolloutBatch(
-        tokens=self.tokens[rows], mask=self.mask[rows], old_logp=pick(self.old_logp),
-        sampler_logp=self.sampler_logp[rows], ref_logp=pick(self.ref_logp),
-        rewards=self.rewards[rows], group_ids=self.group_ids[rows],
-        completion_lengths=self.completion_lengths[rows], truncated=self.truncated[rows],
-        completions=[self.completions[i] for i in rows])
+      tokens=self.tokens[rows],
+      mask=self.mask[rows],
+      old_logp=pick(self.old_logp),
+      sampler_logp=self.sampler_logp[rows],
+      ref_logp=pick(self.ref_logp),
+      rewards=self.rewards[rows],
+      group_ids=self.group_ids[rows],
+      completion_lengths=self.completion_lengths[rows],
+      truncated=self.truncated[rows],
+      completions=[self.completions[i] for i in rows],
+    )
 
   @staticmethod
   def concatenate(batches: list["RolloutBatch"]) -> "RolloutBatch":
@@ -103,16 +119,25 @@ class RolloutBatch:
       group_ids.append(b.group_ids + offset)
       offset += int(b.group_ids.max()) + 1 if b.size else 0
     return RolloutBatch(
-        tokens=cat("tokens"), mask=cat("mask"), old_logp=cat("old_logp"),
-        sampler_logp=cat("sampler_logp"), ref_logp=cat("ref_logp"), rewards=cat("rewards"),
-        group_ids=np.unique(np.concatenate(group_ids), return_inverse=True)[1].astype(np.int32),
-        completion_lengths=cat("completion_lengths"),
-        truncated=cat("truncated"), completions=sum((b.completions for b in batches), []))
+      tokens=cat("tokens"),
+      mask=cat("mask"),
+      old_logp=cat("old_logp"),
+      sampler_logp=cat("sampler_logp"),
+      ref_logp=cat("ref_logp"),
+      rewards=cat("rewards"),
+      group_ids=np.unique(np.concatenate(group_ids), return_inverse=True)[1].astype(np.int32),
+      completion_lengths=cat("completion_lengths"),
+      truncated=cat("truncated"),
+      completions=sum((b.completions for b in batches), []),
+    )
 
 
-def assemble_sequences(prompts: np.ndarray, prompt_lengths: np.ndarray,
-                       completions: np.ndarray, completion_lengths: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def assemble_sequences(
+  prompts: np.ndarray,
+  prompt_lengths: np.ndarray,
+  completions: np.ndarray,
+  completion_lengths: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
   """Left-aligned `prompt[:p] + completion[:c]` rows `[N, P + C]` and their completion mask."""
   n, p = prompts.shape
   c = completions.shape[1]
@@ -121,49 +146,49 @@ def assemble_sequences(prompts: np.ndarray, prompt_lengths: np.ndarray,
   for i in range(n):
     pl, cl = int(prompt_lengths[i]), int(completion_lengths[i])
     tokens[i, :pl] = prompts[i, :pl]
-    tokens[i, pl:pl + cl] = completions[i, :cl]
-    mask[i, pl:pl + cl] = 1.0
+    tokens[i, pl : pl + cl] = completions[i, :cl]
+    mask[i, pl : pl + cl] = 1.0
   return tokens, mask
 
 
 def _place_sampler_logp(prompt_lengths, logprobs, completion_lengths, width):
   out = np.zeros((len(prompt_lengths), width), np.float32)
   for i, (pl, cl) in enumerate(zip(prompt_lengths, completion_lengths)):
-    out[i, pl:pl + cl] = logprobs[i, :cl]
+    out[i, pl : pl + cl] = logprobs[i, :cl]
   return out
 
 
-def make_logprob_fn(graphdef: nnx.GraphDef, *, chunk_size: int | None = None,
-                    temperature: float = 1.0) -> Callable[..., jax.Array]:
+def make_logprob_fn(
+  graphdef: nnx.GraphDef, *, chunk_size: int | None = None, temperature: float = 1.0
+) -> Callable[..., jax.Array]:
   """A jitted `fn(params, tokens, mask) -> logp [N, L]` (the trainer's numerics)."""
 
   @jax.jit
   def logprob_fn(params, tokens, mask):
     model = nnx.merge(graphdef, params)
-    logp, _ = sequence_logprobs(model, tokens, mask, chunk_size=chunk_size,
-                                temperature=temperature)
+    logp, _ = sequence_logprobs(model, tokens, mask, chunk_size=chunk_size, temperature=temperature)
     return logp
 
   return logprob_fn
 
 
 def collect_rollouts(
-    graphdef: nnx.GraphDef,
-    params: Any,
-    prompt_batch: Mapping[str, Any],
-    *,
-    tokenizer: Any,
-    reward_fn: Callable[..., np.ndarray],
-    group_size: int,
-    max_new_tokens: int,
-    key: jax.Array,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float = 1.0,
-    logprob_fn: Callable[..., jax.Array] | None = None,
-    ref_params: Any = None,
-    fields: tuple[str, ...] = ("numbers", "target"),
-    recompute_old_logp: bool = True,
+  graphdef: nnx.GraphDef,
+  params: Any,
+  prompt_batch: Mapping[str, Any],
+  *,
+  tokenizer: Any,
+  reward_fn: Callable[..., np.ndarray],
+  group_size: int,
+  max_new_tokens: int,
+  key: jax.Array,
+  temperature: float = 1.0,
+  top_k: int | None = None,
+  top_p: float = 1.0,
+  logprob_fn: Callable[..., jax.Array] | None = None,
+  ref_params: Any = None,
+  fields: tuple[str, ...] = ("numbers", "target"),
+  recompute_old_logp: bool = True,
 ) -> RolloutBatch:
   """Samples `group_size` completions for every prompt and scores them.
 
@@ -190,37 +215,61 @@ def collect_rollouts(
   prompt_lengths = np.repeat(np.asarray(prompt_batch["prompt_lengths"]), group_size, axis=0)
   n_prompts = len(prompt_batch["prompt_lengths"])
   model = nnx.merge(graphdef, params)
-  out = generate(model, jnp.asarray(prompts), jnp.asarray(prompt_lengths),
-                 max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                 top_p=top_p, eos_id=tokenizer.eos_id, key=key)
+  out = generate(
+    model,
+    jnp.asarray(prompts),
+    jnp.asarray(prompt_lengths),
+    max_new_tokens=max_new_tokens,
+    temperature=temperature,
+    top_k=top_k,
+    top_p=top_p,
+    eos_id=tokenizer.eos_id,
+    key=key,
+  )
   out = jax.device_get(out)
   completion_tokens = np.asarray(out.tokens)
   lengths = np.asarray(out.lengths)
   texts = tokenizer.decode_batch(completion_tokens, lengths)
-  answers = [str(a) for a in np.repeat(np.asarray(prompt_batch["answer"], dtype=object),
-                                       group_size)]
-  extra = {name: list(np.repeat(np.asarray(prompt_batch[name], dtype=object), group_size))
-           for name in fields if name in prompt_batch}
+  answers = [
+    str(a) for a in np.repeat(np.asarray(prompt_batch["answer"], dtype=object), group_size)
+  ]
+  extra = {
+    name: list(np.repeat(np.asarray(prompt_batch[name], dtype=object), group_size))
+    for name in fields
+    if name in prompt_batch
+  }
   rewards = np.asarray(reward_fn(texts, answers, **extra), np.float32)
   if rewards.shape != (len(texts),) or not np.isfinite(rewards).all():
-    raise ValueError(f"reward_fn must return {len(texts)} finite rewards, got shape "
-                     f"{rewards.shape} (finite: {np.isfinite(rewards).all()})")
+    raise ValueError(
+      f"reward_fn must return {len(texts)} finite rewards, got shape "
+      f"{rewards.shape} (finite: {np.isfinite(rewards).all()})"
+    )
   tokens, mask = assemble_sequences(prompts, prompt_lengths, completion_tokens, lengths)
-  sampler_logp = _place_sampler_logp(prompt_lengths, np.asarray(out.logprobs), lengths,
-                                     tokens.shape[1])
+  sampler_logp = _place_sampler_logp(
+    prompt_lengths, np.asarray(out.logprobs), lengths, tokens.shape[1]
+  )
   if logprob_fn is None:
     logprob_fn = make_logprob_fn(graphdef)
-  old_logp = (np.asarray(logprob_fn(params, jnp.asarray(tokens), jnp.asarray(mask)))
-              if recompute_old_logp else None)
+  old_logp = (
+    np.asarray(logprob_fn(params, jnp.asarray(tokens), jnp.asarray(mask)))
+    if recompute_old_logp
+    else None
+  )
   ref_logp = None
   if ref_params is not None:
     ref_logp = np.asarray(logprob_fn(ref_params, jnp.asarray(tokens), jnp.asarray(mask)))
   return RolloutBatch(
-      tokens=tokens, mask=mask, old_logp=old_logp, sampler_logp=sampler_logp,
-      ref_logp=ref_logp, rewards=rewards,
-      group_ids=np.repeat(np.arange(n_prompts, dtype=np.int32), group_size),
-      completion_lengths=lengths.astype(np.int32), truncated=~np.asarray(out.done),
-      completions=texts)
+    tokens=tokens,
+    mask=mask,
+    old_logp=old_logp,
+    sampler_logp=sampler_logp,
+    ref_logp=ref_logp,
+    rewards=rewards,
+    group_ids=np.repeat(np.arange(n_prompts, dtype=np.int32), group_size),
+    completion_lengths=lengths.astype(np.int32),
+    truncated=~np.asarray(out.done),
+    completions=texts,
+  )
 
 
 def mixed_outcome_groups(rewards: np.ndarray, group_ids: np.ndarray) -> np.ndarray:
@@ -232,9 +281,14 @@ def mixed_outcome_groups(rewards: np.ndarray, group_ids: np.ndarray) -> np.ndarr
   return keep
 
 
-def collect_dynamic(prompt_iter: Iterator[Mapping[str, Any]], num_groups: int, *,
-                    max_batches: int, key: jax.Array, **rollout_kwargs
-                    ) -> tuple[RolloutBatch, dict[str, float]]:
+def collect_dynamic(
+  prompt_iter: Iterator[Mapping[str, Any]],
+  num_groups: int,
+  *,
+  max_batches: int,
+  key: jax.Array,
+  **rollout_kwargs,
+) -> tuple[RolloutBatch, dict[str, float]]:
   """DAPO dynamic sampling: refill until `num_groups` mixed-outcome groups are collected.
 
   Draws prompt batches from `prompt_iter`, keeps only groups with mixed rewards,
@@ -245,8 +299,9 @@ def collect_dynamic(prompt_iter: Iterator[Mapping[str, Any]], num_groups: int, *
   kept, spare, sampled = [], [], 0
   n_kept = 0
   while n_kept < num_groups and sampled < max_batches:
-    batch = collect_rollouts(prompt_batch=next(prompt_iter), key=jax.random.fold_in(key, sampled),
-                             **rollout_kwargs)
+    batch = collect_rollouts(
+      prompt_batch=next(prompt_iter), key=jax.random.fold_in(key, sampled), **rollout_kwargs
+    )
     sampled += 1
     mixed = mixed_outcome_groups(batch.rewards, batch.group_ids)
     groups = np.unique(batch.group_ids)
@@ -256,11 +311,18 @@ def collect_dynamic(prompt_iter: Iterator[Mapping[str, Any]], num_groups: int, *
     n_kept = len(kept)
   shortfall = max(0, num_groups - len(kept))
   if shortfall:
-    logging.warning("dynamic sampling: only %d of %d groups had mixed rewards after %d "
-                    "batches; topping up with %d uniform groups", len(kept), num_groups,
-                    sampled, shortfall)
+    logging.warning(
+      "dynamic sampling: only %d of %d groups had mixed rewards after %d "
+      "batches; topping up with %d uniform groups",
+      len(kept),
+      num_groups,
+      sampled,
+      shortfall,
+    )
   chosen = (kept + spare)[:num_groups]
-  stats = {"dynamic/batches_sampled": float(sampled),
-           "dynamic/mixed_groups": float(min(len(kept), num_groups)),
-           "dynamic/shortfall": float(shortfall)}
+  stats = {
+    "dynamic/batches_sampled": float(sampled),
+    "dynamic/mixed_groups": float(min(len(kept), num_groups)),
+    "dynamic/shortfall": float(shortfall),
+  }
   return RolloutBatch.concatenate(chosen), stats

@@ -46,8 +46,12 @@ from reasoning_jax.logprobs import sequence_logprobs
 from reasoning_jax.models.partition_rules import rules_for
 from reasoning_jax.rl.rollout import RolloutBatch, collect_dynamic, collect_rollouts
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
-from reasoning_jax.train.step import (init_train_state, make_train_step, restore_train_state,
-                                      state_shardings)
+from reasoning_jax.train.step import (
+  init_train_state,
+  make_train_step,
+  restore_train_state,
+  state_shardings,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,25 +65,43 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "grpo": Recipe(loss="grpo", advantage="grpo"),
-    "dapo": Recipe(loss="dapo", advantage="grpo", dynamic_sampling=True,
-                   overlong_punishment=True),
-    "drgrpo": Recipe(loss="dr_grpo", advantage="dr_grpo"),
-    "cispo": Recipe(loss="cispo", advantage="grpo"),
-    "dispo": Recipe(loss="dispo", advantage="grpo"),
-    "arm": Recipe(loss="grpo", advantage="arm"),
-    "mrpo": Recipe(loss="grpo", advantage="mrpo"),
+  "grpo": Recipe(loss="grpo", advantage="grpo"),
+  "dapo": Recipe(loss="dapo", advantage="grpo", dynamic_sampling=True, overlong_punishment=True),
+  "drgrpo": Recipe(loss="dr_grpo", advantage="dr_grpo"),
+  "cispo": Recipe(loss="cispo", advantage="grpo"),
+  "dispo": Recipe(loss="dispo", advantage="grpo"),
+  "arm": Recipe(loss="grpo", advantage="arm"),
+  "mrpo": Recipe(loss="grpo", advantage="mrpo"),
 }
 RECIPES["dr_grpo"] = RECIPES["drgrpo"]
 
 REQUIRED_KEYS: dict[str, Any] = {
-    "workdir": str, "seed": int, "loss": str, "loss_overrides": dict,
-    "advantage_overrides": dict, "group_size": int, "prompts_per_step": int,
-    "max_new_tokens": int, "temperature": float, "top_p": float, "num_steps": int,
-    "learning_rate": float, "grad_clip": float, "ppo_epochs": int, "mini_batches": int,
-    "micro_batches": int, "dynamic_sampling": (bool, type(None)), "max_dynamic_batches": int,
-    "tis_cap": float, "eval_every": int, "eval_examples": int, "checkpoint_every": int,
-    "keep_checkpoints": int, "mesh": dict, "log_every": int, "sft": ml_collections.ConfigDict,
+  "workdir": str,
+  "seed": int,
+  "loss": str,
+  "loss_overrides": dict,
+  "advantage_overrides": dict,
+  "group_size": int,
+  "prompts_per_step": int,
+  "max_new_tokens": int,
+  "temperature": float,
+  "top_p": float,
+  "num_steps": int,
+  "learning_rate": float,
+  "grad_clip": float,
+  "ppo_epochs": int,
+  "mini_batches": int,
+  "micro_batches": int,
+  "dynamic_sampling": (bool, type(None)),
+  "max_dynamic_batches": int,
+  "tis_cap": float,
+  "eval_every": int,
+  "eval_examples": int,
+  "checkpoint_every": int,
+  "keep_checkpoints": int,
+  "mesh": dict,
+  "log_every": int,
+  "sft": ml_collections.ConfigDict,
 }
 
 
@@ -87,8 +109,8 @@ REQUIRED_KEYS: dict[str, Any] = {
 # "sgd" is plain gradient descent: Adam's per-coordinate normalisation turns the noise of
 # small-batch policy gradients into full-size (sign-like) steps on low-signal coordinates.
 OPTIMIZERS: dict[str, Any] = {
-    "adamw": lambda lr: optax.adamw(lr, b2=0.99, weight_decay=0.0),
-    "sgd": optax.sgd,
+  "adamw": lambda lr: optax.adamw(lr, b2=0.99, weight_decay=0.0),
+  "sgd": optax.sgd,
 }
 
 
@@ -107,13 +129,25 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
       continue
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-      raise ConfigError(f"config.{key} must be {getattr(kind, '__name__', kind)}, got "
-                        f"{type(value).__name__} {value!r}")
-  unknown = set(config.keys()) - set(REQUIRED_KEYS) - {"top_k", "chunk_size", "plot",
-                                                        "kl_in_reward", "warmup_steps",
-                                                        "optimizer", "eval_samples",
-                                                        "eval_temperature",
-                                                        "reuse_update_logp"}
+      raise ConfigError(
+        f"config.{key} must be {getattr(kind, '__name__', kind)}, got "
+        f"{type(value).__name__} {value!r}"
+      )
+  unknown = (
+    set(config.keys())
+    - set(REQUIRED_KEYS)
+    - {
+      "top_k",
+      "chunk_size",
+      "plot",
+      "kl_in_reward",
+      "warmup_steps",
+      "optimizer",
+      "eval_samples",
+      "eval_temperature",
+      "reuse_update_logp",
+    }
+  )
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   if config.loss not in RECIPES:
@@ -123,51 +157,71 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
     rl.loss_config(recipe.loss, **dict(config.loss_overrides))
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.loss_overrides: {e}") from None
-  for key in ("group_size", "prompts_per_step", "max_new_tokens", "num_steps", "ppo_epochs",
-              "mini_batches", "micro_batches", "eval_every", "checkpoint_every",
-              "keep_checkpoints", "log_every", "max_dynamic_batches"):
+  for key in (
+    "group_size",
+    "prompts_per_step",
+    "max_new_tokens",
+    "num_steps",
+    "ppo_epochs",
+    "mini_batches",
+    "micro_batches",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "max_dynamic_batches",
+  ):
     if config[key] <= 0:
       raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
   if config.get("optimizer", "adamw") not in OPTIMIZERS:
-    raise ConfigError(f"config.optimizer={config.get('optimizer')!r}; choose one of "
-                      f"{sorted(OPTIMIZERS)}")
+    raise ConfigError(
+      f"config.optimizer={config.get('optimizer')!r}; choose one of {sorted(OPTIMIZERS)}"
+    )
   warmup = config.get("warmup_steps", 0)
   if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
     raise ConfigError(f"config.warmup_steps must be an int >= 0, got {warmup!r}")
   if config.group_size < 2:
-    raise ConfigError(f"config.group_size must be >= 2 for group-relative advantages, got "
-                      f"{config.group_size}")
+    raise ConfigError(
+      f"config.group_size must be >= 2 for group-relative advantages, got {config.group_size}"
+    )
   if not 0 < config.top_p <= 1:
     raise ConfigError(f"config.top_p must be in (0, 1], got {config.top_p}")
   if config.temperature <= 0:
-    raise ConfigError(f"config.temperature must be > 0 for RL sampling, got "
-                      f"{config.temperature}")
+    raise ConfigError(f"config.temperature must be > 0 for RL sampling, got {config.temperature}")
   eval_samples = config.get("eval_samples", 0)
   if isinstance(eval_samples, bool) or not isinstance(eval_samples, int) or eval_samples < 0:
     raise ConfigError(f"config.eval_samples must be an int >= 0, got {eval_samples!r}")
   eval_temperature = config.get("eval_temperature", None)
   if eval_temperature is not None and not eval_temperature > 0:
-    raise ConfigError(f"config.eval_temperature must be > 0 (or None: the rollout "
-                      f"temperature), got {eval_temperature!r}")
+    raise ConfigError(
+      f"config.eval_temperature must be > 0 (or None: the rollout "
+      f"temperature), got {eval_temperature!r}"
+    )
   n = config.group_size * config.prompts_per_step
   if n % (config.mini_batches * config.micro_batches):
-    raise ConfigError(f"group_size*prompts_per_step={n} must be divisible by "
-                      f"config.mini_batches*config.micro_batches")
+    raise ConfigError(
+      f"group_size*prompts_per_step={n} must be divisible by "
+      f"config.mini_batches*config.micro_batches"
+    )
   try:
     mesh = sharding_lib.make_mesh(dict(config.mesh))
   except ValueError as e:
     raise ConfigError(f"config.mesh: {e}") from None
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
   if (n // config.mini_batches // config.micro_batches) % shards:
-    raise ConfigError(f"each micro-batch ({n // config.mini_batches // config.micro_batches} "
-                      f"rows) must be divisible by data*fsdp={shards} (config.mesh)")
+    raise ConfigError(
+      f"each micro-batch ({n // config.mini_batches // config.micro_batches} "
+      f"rows) must be divisible by data*fsdp={shards} (config.mesh)"
+    )
   from reasoning_jax.train.sft import validate_config as validate_sft
+
   validate_sft(config.sft)
   return recipe
 
 
-def make_rl_loss_fn(bound_loss: rl.BoundLoss, *, chunk_size: int | None = None,
-                    tis_cap: float | None = None):
+def make_rl_loss_fn(
+  bound_loss: rl.BoundLoss, *, chunk_size: int | None = None, tis_cap: float | None = None
+):
   """`fn(model, batch) -> (loss_sum, denominator, aux)` for `make_train_step`.
 
   A batch without `old_logp` is an on-policy update (one update per rollout, params equal to
@@ -177,18 +231,25 @@ def make_rl_loss_fn(bound_loss: rl.BoundLoss, *, chunk_size: int | None = None,
   """
 
   def loss_fn(model, batch):
-    logp, entropy = sequence_logprobs(model, batch["tokens"], batch["mask"],
-                                      chunk_size=chunk_size)
+    logp, entropy = sequence_logprobs(model, batch["tokens"], batch["mask"], chunk_size=chunk_size)
     old_logp = batch.get("old_logp")
     is_weights = batch.get("is_weights")
     if old_logp is None:
       old_logp = jax.lax.stop_gradient(logp)
       if is_weights is None and tis_cap is not None and "sampler_logp" in batch:
-        is_weights = rl.truncated_importance_weights(old_logp, batch["sampler_logp"],
-                                                     batch["mask"], cap=tis_cap)
-    out = bound_loss(logp, old_logp, batch["advantages"], batch["mask"],
-                     ref_logp=batch.get("ref_logp"), entropy=entropy,
-                     is_weights=is_weights, correct=batch.get("correct"))
+        is_weights = rl.truncated_importance_weights(
+          old_logp, batch["sampler_logp"], batch["mask"], cap=tis_cap
+        )
+    out = bound_loss(
+      logp,
+      old_logp,
+      batch["advantages"],
+      batch["mask"],
+      ref_logp=batch.get("ref_logp"),
+      entropy=entropy,
+      is_weights=is_weights,
+      correct=batch.get("correct"),
+    )
     return out.loss_sum, out.denominator, out.aux
 
   return loss_fn
@@ -198,19 +259,24 @@ def _hidden_fn(graphdef):
   @jax.jit
   def hidden(params, tokens):
     return nnx.merge(graphdef, params).forward(tokens)[0]
+
   return hidden
 
 
-def compute_advantages(recipe: Recipe, batch: RolloutBatch, config, *, graphdef, params,
-                       logprob_fn) -> tuple[np.ndarray, dict[str, float]]:
+def compute_advantages(
+  recipe: Recipe, batch: RolloutBatch, config, *, graphdef, params, logprob_fn
+) -> tuple[np.ndarray, dict[str, float]]:
   """Rewards -> (optional overlong punishment, KL-in-reward) -> the recipe's estimator."""
   rewards = batch.rewards.astype(np.float32)
   stats = {}
   if recipe.overlong_punishment:
     lengths = batch.completion_lengths
     cache = max(1, config.max_new_tokens // 4)  # DAPO: L_cache = 1/4 of the budget here.
-    punishment = np.asarray(rl.soft_overlong_punishment(
-        jnp.asarray(lengths), max_length=config.max_new_tokens, cache_length=cache))
+    punishment = np.asarray(
+      rl.soft_overlong_punishment(
+        jnp.asarray(lengths), max_length=config.max_new_tokens, cache_length=cache
+      )
+    )
     rewards = rewards + punishment
     stats["overlong_punishment"] = float(punishment.mean())
   options = dict(config.advantage_overrides)
@@ -218,20 +284,26 @@ def compute_advantages(recipe: Recipe, batch: RolloutBatch, config, *, graphdef,
   if recipe.advantage == "arm":
     prompt_mask = (batch.tokens != 0).astype(np.float32) * (1.0 - batch.mask)
     prompt_mask[:, 0] = 1.0  # Position 0 is never a completion token.
-    full = np.asarray(logprob_fn(params, jnp.asarray(batch.tokens),
-                                 jnp.asarray(np.maximum(prompt_mask, batch.mask))))
+    full = np.asarray(
+      logprob_fn(
+        params, jnp.asarray(batch.tokens), jnp.asarray(np.maximum(prompt_mask, batch.mask))
+      )
+    )
     # This pass covers the completion too: its log-probs are the old ones (same params).
     old_logp = full * batch.mask if batch.old_logp is None else batch.old_logp
-    kwargs = dict(old_logp=jnp.asarray(old_logp), mask=jnp.asarray(batch.mask),
-                  prompt_logp=jnp.asarray(full * prompt_mask),
-                  prompt_mask=jnp.asarray(prompt_mask),
-                  content_mask=jnp.asarray(prompt_mask))
+    kwargs = dict(
+      old_logp=jnp.asarray(old_logp),
+      mask=jnp.asarray(batch.mask),
+      prompt_logp=jnp.asarray(full * prompt_mask),
+      prompt_mask=jnp.asarray(prompt_mask),
+      content_mask=jnp.asarray(prompt_mask),
+    )
   elif recipe.advantage == "mrpo":
     hidden = _hidden_fn(graphdef)(params, jnp.asarray(batch.tokens))
     kwargs = dict(hidden=hidden, mask=jnp.asarray(batch.mask))
-  adv = rl.ADVANTAGES.get(recipe.advantage)(jnp.asarray(rewards),
-                                            group_ids=jnp.asarray(batch.group_ids),
-                                            **kwargs, **options)
+  adv = rl.ADVANTAGES.get(recipe.advantage)(
+    jnp.asarray(rewards), group_ids=jnp.asarray(batch.group_ids), **kwargs, **options
+  )
   return np.asarray(adv, np.float32), stats
 
 
@@ -241,6 +313,7 @@ def plot_rl_curves(workdir: str, title: str) -> str | None:
   if not records or jax.process_index() != 0:
     return None
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -253,8 +326,11 @@ def plot_rl_curves(workdir: str, title: str) -> str | None:
       axes[0].plot(*zip(*series(key)), label=label)
   axes[0].set(xlabel="step", title="rollouts")
   axes[0].legend()
-  for key, label in (("eval/accuracy", "greedy"), ("eval/sampled_accuracy", "sampled (avg@k)"),
-                     ("eval/pass_at_k", "pass@k")):
+  for key, label in (
+    ("eval/accuracy", "greedy"),
+    ("eval/sampled_accuracy", "sampled (avg@k)"),
+    ("eval/pass_at_k", "pass@k"),
+  ):
     if series(key):
       axes[1].plot(*zip(*series(key)), marker="o", label=label)
   axes[1].set(xlabel="step", ylabel="held-out exact match", ylim=(-0.02, 1.02))
@@ -272,23 +348,40 @@ def plot_rl_curves(workdir: str, title: str) -> str | None:
 
 # Keys of `config.sft` that define the warm start's data, model and training: a checkpoint
 # in `sft.workdir` written under other values is not the warm start this config asks for.
-WARM_START_KEYS = ("task", "task_config", "task_overrides", "prompt_template", "target_field",
-                   "preset", "model_overrides", "num_steps", "learning_rate", "batch_size",
-                   "seq_len", "seed")
+WARM_START_KEYS = (
+  "task",
+  "task_config",
+  "task_overrides",
+  "prompt_template",
+  "target_field",
+  "preset",
+  "model_overrides",
+  "num_steps",
+  "learning_rate",
+  "batch_size",
+  "seq_len",
+  "seed",
+)
 
 
-def check_warm_start_config(saved: Mapping[str, Any], wanted: ml_collections.ConfigDict,
-                            workdir: str) -> None:
+def check_warm_start_config(
+  saved: Mapping[str, Any], wanted: ml_collections.ConfigDict, workdir: str
+) -> None:
   """Raises ConfigError when the SFT checkpoint in `workdir` was trained under another config."""
   wanted = wanted.to_dict()
   as_json = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
-  differ = [k for k in WARM_START_KEYS
-            if k in saved and k in wanted and as_json(saved[k]) != as_json(wanted[k])]
+  differ = [
+    k
+    for k in WARM_START_KEYS
+    if k in saved and k in wanted and as_json(saved[k]) != as_json(wanted[k])
+  ]
   if differ:
     details = "; ".join(f"{k}: saved {saved[k]!r}, config {wanted[k]!r}" for k in differ)
-    raise ConfigError(f"the SFT checkpoint in config.sft.workdir={workdir!r} was trained with a "
-                      f"different config.sft ({details}); point config.sft.workdir at a new "
-                      f"directory (it is trained there first) or restore those values")
+    raise ConfigError(
+      f"the SFT checkpoint in config.sft.workdir={workdir!r} was trained with a "
+      f"different config.sft ({details}); point config.sft.workdir at a new "
+      f"directory (it is trained there first) or restore those values"
+    )
 
 
 def warm_start(config) -> tuple[nnx.Module, Any]:
@@ -296,6 +389,7 @@ def warm_start(config) -> tuple[nnx.Module, Any]:
   trained there first."""
   from reasoning_jax.checkpoint import TrainCheckpointer
   from reasoning_jax.train.sft import load_sft_params, run_sft
+
   ckpt_dir = os.path.join(config.sft.workdir, "checkpoints")
   if os.path.isdir(ckpt_dir):
     with TrainCheckpointer(ckpt_dir) as ckpt:
@@ -330,14 +424,27 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   model, _ = warm_start(config)
   data_dir = sft.get("data_dir") or os.path.join(os.path.abspath(sft.workdir), "data")
-  builder = build_dataset(sft.task, data_dir, config=sft.task_config,
-                          manual_dir=sft.get("manual_dir") or None, **dict(sft.task_overrides))
+  builder = build_dataset(
+    sft.task,
+    data_dir,
+    config=sft.task_config,
+    manual_dir=sft.get("manual_dir") or None,
+    **dict(sft.task_overrides),
+  )
   train_source, test_source = builder.as_data_source("train"), builder.as_data_source("test")
   prompts_local = config.prompts_per_step // jax.process_count()
-  prompt_ds = make_prompt_dataset(train_source, tokenizer, batch_size=prompts_local,
-                                  max_prompt_len=sft.seq_len, seed=config.seed, shuffle=True,
-                                  num_epochs=None, prompt_template=sft.prompt_template,
-                                  drop_remainder=True, truncate=True)
+  prompt_ds = make_prompt_dataset(
+    train_source,
+    tokenizer,
+    batch_size=prompts_local,
+    max_prompt_len=sft.seq_len,
+    seed=config.seed,
+    shuffle=True,
+    num_epochs=None,
+    prompt_template=sft.prompt_template,
+    drop_remainder=True,
+    truncate=True,
+  )
   prompt_iter = iter(prompt_ds)
 
   loss_overrides = dict(config.loss_overrides)
@@ -347,28 +454,40 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   # then constant: Adam's first updates are sign-like (about lr per parameter whatever the
   # gradient), which for noisy policy gradients mostly adds noise to the warm start.
   warmup_updates = config.get("warmup_steps", 0) * config.ppo_epochs * config.mini_batches
-  learning_rate = (optax.linear_schedule(0.0, config.learning_rate, warmup_updates)
-                   if warmup_updates else config.learning_rate)
-  tx = optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                   OPTIMIZERS[config.get("optimizer", "adamw")](learning_rate))
+  learning_rate = (
+    optax.linear_schedule(0.0, config.learning_rate, warmup_updates)
+    if warmup_updates
+    else config.learning_rate
+  )
+  tx = optax.chain(
+    optax.clip_by_global_norm(config.grad_clip),
+    OPTIMIZERS[config.get("optimizer", "adamw")](learning_rate),
+  )
   graphdef, state = init_train_state(model, tx)
   shardings = state_shardings(state, tx, rules_for(model.config.family), mesh)
   state = sharding_lib.place(state, shardings)
   ref_params = None
   if uses_reference:  # A real copy: the train step donates (deletes) the policy buffers.
-    ref_params = jax.jit(lambda p: jax.tree_util.tree_map(jnp.copy, p),
-                         out_shardings=shardings.params)(state.params)
+    ref_params = jax.jit(
+      lambda p: jax.tree_util.tree_map(jnp.copy, p), out_shardings=shardings.params
+    )(state.params)
   chunk_size = config.get("chunk_size") or None
   # One on-policy update per rollout: the update's forward pass provides the old log-probs.
-  on_policy = (config.ppo_epochs * config.mini_batches == 1
-               and config.get("reuse_update_logp", True))
-  step_fn = make_train_step(graphdef, tx,
-                            make_rl_loss_fn(bound_loss, chunk_size=chunk_size,
-                                            tis_cap=config.tis_cap if on_policy else None),
-                            micro_batches=config.micro_batches, mesh=mesh, shardings=shardings,
-                            aux_merge=rl.merge_aux,
-                            aux_finalize=lambda aux, denom: rl.summarize_aux(aux))
+  on_policy = config.ppo_epochs * config.mini_batches == 1 and config.get("reuse_update_logp", True)
+  step_fn = make_train_step(
+    graphdef,
+    tx,
+    make_rl_loss_fn(
+      bound_loss, chunk_size=chunk_size, tis_cap=config.tis_cap if on_policy else None
+    ),
+    micro_batches=config.micro_batches,
+    mesh=mesh,
+    shardings=shardings,
+    aux_merge=rl.merge_aux,
+    aux_finalize=lambda aux, denom: rl.summarize_aux(aux),
+  )
   from reasoning_jax.rl.rollout import make_logprob_fn
+
   logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk_size)
   # Sampling, scoring, advantages and evaluation run per process on its own prompts; the
   # update is one global sharded step over every process's rows. On several processes each
@@ -381,6 +500,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if not multi_process:
       return params
     from jax.experimental import multihost_utils
+
     host = multihost_utils.process_allgather(params, tiled=True)
     return jax.device_put(host, jax.local_devices()[0])
 
@@ -392,9 +512,15 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   rng = jax.random.key(config.seed)
   writer = MetricWriter(workdir)
-  logging.info("RL %s (loss=%s, advantage=%s, dynamic_sampling=%s, reference=%s), %d steps",
-               config.loss, recipe.loss, recipe.advantage, dynamic, uses_reference,
-               config.num_steps)
+  logging.info(
+    "RL %s (loss=%s, advantage=%s, dynamic_sampling=%s, reference=%s), %d steps",
+    config.loss,
+    recipe.loss,
+    recipe.advantage,
+    dynamic,
+    uses_reference,
+    config.num_steps,
+  )
 
   eval_samples = config.get("eval_samples", 0)
   eval_temperature = config.get("eval_temperature", None) or config.temperature
@@ -402,40 +528,63 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   def evaluate(step):
     """Greedy exact match, and avg@k / pass@k of k samples at the eval temperature."""
     eval_model = nnx.merge(graphdef, rollout_view(state.params))
-    common = dict(reward=sft.reward, num_examples=config.eval_examples,
-                  max_new_tokens=config.max_new_tokens, prompt_template=sft.prompt_template)
-    result = evaluate_exact_match(eval_model, tokenizer, test_source, seed=config.seed,
-                                  **common)
+    common = dict(
+      reward=sft.reward,
+      num_examples=config.eval_examples,
+      max_new_tokens=config.max_new_tokens,
+      prompt_template=sft.prompt_template,
+    )
+    result = evaluate_exact_match(eval_model, tokenizer, test_source, seed=config.seed, **common)
     values = {"accuracy": result["accuracy"]}
     if eval_samples:
       # The same key at every evaluation: differences between steps are the policy's.
-      sampled = evaluate_exact_match(eval_model, tokenizer, test_source, seed=config.seed + 1,
-                                     temperature=eval_temperature, num_samples=eval_samples,
-                                     **common)
+      sampled = evaluate_exact_match(
+        eval_model,
+        tokenizer,
+        test_source,
+        seed=config.seed + 1,
+        temperature=eval_temperature,
+        num_samples=eval_samples,
+        **common,
+      )
       values.update(sampled_accuracy=sampled["accuracy"], pass_at_k=sampled["pass_at_k"])
       result.update(values)
     writer.write(step, values, prefix="eval/")
     return result
 
   def as_checkpoint(step):
-    return {"params": state.params, "opt_state": state.opt_state, "step": step, "rng": rng,
-            "data_state": iterator_state(prompt_iter), "config": config.to_dict()}
+    return {
+      "params": state.params,
+      "opt_state": state.opt_state,
+      "step": step,
+      "rng": rng,
+      "data_state": iterator_state(prompt_iter),
+      "config": config.to_dict(),
+    }
 
   start_step, preempted, t0 = 0, False, time.perf_counter()
-  with TrainCheckpointer(os.path.join(workdir, "checkpoints"),
-                         max_to_keep=config.keep_checkpoints,
-                         save_interval_steps=config.checkpoint_every) as ckpt:
+  with TrainCheckpointer(
+    os.path.join(workdir, "checkpoints"),
+    max_to_keep=config.keep_checkpoints,
+    save_interval_steps=config.checkpoint_every,
+  ) as ckpt:
     ckpt.install_preemption_handler()
-    restored = restore_train_state(ckpt, state, rng, prompt_iter, mesh,
-                                   updates_per_step=config.ppo_epochs * config.mini_batches)
+    restored = restore_train_state(
+      ckpt, state, rng, prompt_iter, mesh, updates_per_step=config.ppo_epochs * config.mini_batches
+    )
     if restored is not None:
       start_step, state, rng = restored
       logging.info("resumed RL from step %d", start_step)
     else:
       evaluate(0)
-    progress = tqdm(range(start_step + 1, config.num_steps + 1), initial=start_step,
-                    total=config.num_steps, desc=f"rl[{config.loss}]", mininterval=2.0,
-                    disable=jax.process_index() != 0)
+    progress = tqdm(
+      range(start_step + 1, config.num_steps + 1),
+      initial=start_step,
+      total=config.num_steps,
+      desc=f"rl[{config.loss}]",
+      mininterval=2.0,
+      disable=jax.process_index() != 0,
+    )
     last_step = start_step
     for step in progress:
       step_start = time.perf_counter()
@@ -443,32 +592,54 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       if multi_process:  # Independent samples on every process.
         key = jax.random.fold_in(key, jax.process_index())
       policy = rollout_view(state.params)
-      rollout_kwargs = dict(graphdef=graphdef, params=policy, tokenizer=tokenizer,
-                            reward_fn=reward_fn, group_size=config.group_size,
-                            max_new_tokens=config.max_new_tokens,
-                            temperature=config.temperature, top_k=config.get("top_k") or None,
-                            top_p=config.top_p, logprob_fn=logprob_fn,
-                            ref_params=ref_rollout_params, recompute_old_logp=not on_policy)
+      rollout_kwargs = dict(
+        graphdef=graphdef,
+        params=policy,
+        tokenizer=tokenizer,
+        reward_fn=reward_fn,
+        group_size=config.group_size,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_k=config.get("top_k") or None,
+        top_p=config.top_p,
+        logprob_fn=logprob_fn,
+        ref_params=ref_rollout_params,
+        recompute_old_logp=not on_policy,
+      )
       stats: dict[str, float] = {}
       if dynamic:
-        batch, stats = collect_dynamic(prompt_iter, prompts_local,
-                                       max_batches=config.max_dynamic_batches, key=key,
-                                       **rollout_kwargs)
+        batch, stats = collect_dynamic(
+          prompt_iter,
+          prompts_local,
+          max_batches=config.max_dynamic_batches,
+          key=key,
+          **rollout_kwargs,
+        )
       else:
         batch = collect_rollouts(prompt_batch=next(prompt_iter), key=key, **rollout_kwargs)
       rollout_seconds = time.perf_counter() - step_start
-      advantages, adv_stats = compute_advantages(recipe, batch, config, graphdef=graphdef,
-                                                 params=policy, logprob_fn=logprob_fn)
+      advantages, adv_stats = compute_advantages(
+        recipe, batch, config, graphdef=graphdef, params=policy, logprob_fn=logprob_fn
+      )
       stats.update(adv_stats)
-      arrays = {"tokens": batch.tokens, "mask": batch.mask, "advantages": advantages,
-                "correct": (batch.rewards > 0).astype(np.float32)}
+      arrays = {
+        "tokens": batch.tokens,
+        "mask": batch.mask,
+        "advantages": advantages,
+        "correct": (batch.rewards > 0).astype(np.float32),
+      }
       if batch.old_logp is None:  # On-policy: the loss derives old log-probs and TIS weights.
         arrays["sampler_logp"] = batch.sampler_logp
       else:
         arrays["old_logp"] = batch.old_logp
-        arrays["is_weights"] = np.asarray(rl.truncated_importance_weights(
-            jnp.asarray(batch.old_logp), jnp.asarray(batch.sampler_logp),
-            jnp.asarray(batch.mask), cap=config.tis_cap))
+        arrays["is_weights"] = np.asarray(
+          rl.truncated_importance_weights(
+            jnp.asarray(batch.old_logp),
+            jnp.asarray(batch.sampler_logp),
+            jnp.asarray(batch.mask),
+            cap=config.tis_cap,
+          )
+        )
       if batch.ref_logp is not None:
         arrays["ref_logp"] = batch.ref_logp
       n = batch.size
@@ -482,22 +653,34 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
           update_metrics.append(metrics)
       metrics = jax.device_get(update_metrics[-1])
       metrics = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
-      rollout = {"reward": float(batch.rewards.mean()),
-                 "accuracy": float((batch.rewards >= 1.0).mean()),
-                 "response_length": float(batch.completion_lengths.mean()),
-                 "truncated": float(batch.truncated.mean()),
-                 "zero_adv_groups": float(np.asarray(rl.zero_variance_group_fraction(
-                     jnp.asarray(batch.rewards), group_ids=jnp.asarray(batch.group_ids)))),
-                 "seconds": rollout_seconds, **stats}
+      rollout = {
+        "reward": float(batch.rewards.mean()),
+        "accuracy": float((batch.rewards >= 1.0).mean()),
+        "response_length": float(batch.completion_lengths.mean()),
+        "truncated": float(batch.truncated.mean()),
+        "zero_adv_groups": float(
+          np.asarray(
+            rl.zero_variance_group_fraction(
+              jnp.asarray(batch.rewards), group_ids=jnp.asarray(batch.group_ids)
+            )
+          )
+        ),
+        "seconds": rollout_seconds,
+        **stats,
+      }
       writer.write(step, rollout, prefix="rollout/")
       if step % config.log_every == 0 or step == config.num_steps:
         metrics["step_seconds"] = time.perf_counter() - step_start
         writer.write(step, metrics, prefix="train/")
-      progress.set_postfix(reward=f"{rollout['reward']:.3f}", len=f"{rollout['response_length']:.0f}")
+      progress.set_postfix(
+        reward=f"{rollout['reward']:.3f}", len=f"{rollout['response_length']:.0f}"
+      )
       if not math.isfinite(metrics.get("loss", 0.0)):
         ckpt.wait()
-        raise FloatingPointError(f"non-finite RL loss at step {step}; last good checkpoint: "
-                                 f"step {ckpt.latest_step()} in {workdir}/checkpoints")
+        raise FloatingPointError(
+          f"non-finite RL loss at step {step}; last good checkpoint: "
+          f"step {ckpt.latest_step()} in {workdir}/checkpoints"
+        )
       if step % config.eval_every == 0 and step != config.num_steps:
         evaluate(step)
       last_step = step
@@ -508,8 +691,12 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     final_step = last_step
     if not preempted:
       ckpt.save(final_step, as_checkpoint(final_step), force=True, wait=True)
-  result: dict[str, Any] = {"loss": config.loss, "step": final_step, "preempted": preempted,
-                            "seconds": time.perf_counter() - t0}
+  result: dict[str, Any] = {
+    "loss": config.loss,
+    "step": final_step,
+    "preempted": preempted,
+    "seconds": time.perf_counter() - t0,
+  }
   evals = [r for r in read_metrics(workdir) if "eval/accuracy" in r]
   if not preempted:
     final = evaluate(final_step)

@@ -1,4 +1,10 @@
 """Training: train state, the sharded exactly-accumulating step, SFT, metric writers."""
 
-from reasoning_jax.train.step import (TrainState, abstract_train_state, init_train_state,
-                                      make_train_step, sft_loss, state_shardings)
+from reasoning_jax.train.step import (
+  TrainState,
+  abstract_train_state,
+  init_train_state,
+  make_train_step,
+  sft_loss,
+  state_shardings,
+)

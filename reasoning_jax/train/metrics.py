@@ -34,6 +34,7 @@ class MetricWriter:
     self._jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a", buffering=1)
     if tensorboard:
       from tensorboardX import SummaryWriter  # Lazy: only the launcher needs it.
+
       self._tb = SummaryWriter(logdir=os.path.join(logdir, "tensorboard"))
 
   def write(self, step: int, metrics: Mapping[str, Any], *, prefix: str = "") -> None:
@@ -84,17 +85,20 @@ class _DropLibraryInfo:
 
   def filter(self, record) -> bool:
     import logging as py_logging
+
     if record.levelno > py_logging.INFO:
       return True
     path = record.pathname.replace("\\", "/")
     return not any(fragment in path for fragment in self.fragments)
 
 
-def quiet_library_logs(fragments=("/orbax/", "/grain/", "/tensorflow_datasets/",
-                                  "/etils/")) -> None:
+def quiet_library_logs(
+  fragments=("/orbax/", "/grain/", "/tensorflow_datasets/", "/etils/"),
+) -> None:
   """Keeps launcher logs readable: library INFO lines (orbax, grain, tfds) are dropped."""
   import logging as py_logging
   from absl import logging as absl_logging
+
   log_filter = _DropLibraryInfo(fragments)
   absl_logging.get_absl_handler().addFilter(log_filter)
   for handler in py_logging.getLogger().handlers:

@@ -34,18 +34,42 @@ from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.models import Transformer, get_preset
 from reasoning_jax.models.partition_rules import rules_for
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
-from reasoning_jax.train.step import (init_train_state, make_train_step, restore_train_state,
-                                      sft_loss, state_shardings)
+from reasoning_jax.train.step import (
+  init_train_state,
+  make_train_step,
+  restore_train_state,
+  sft_loss,
+  state_shardings,
+)
 
 # Keys every SFT config must have, with their types (validated at launch).
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
-    "workdir": str, "seed": int, "task": str, "task_config": str, "task_overrides": dict,
-    "preset": str, "model_overrides": dict, "seq_len": int, "batch_size": int,
-    "num_steps": int, "learning_rate": float, "warmup_steps": int, "weight_decay": float,
-    "grad_clip": float, "micro_batches": int, "mesh": dict, "log_every": int,
-    "eval_every": int, "eval_examples": int, "eval_max_new_tokens": int,
-    "checkpoint_every": int, "keep_checkpoints": int, "prompt_template": str,
-    "target_field": str, "reward": str, "worker_count": int,
+  "workdir": str,
+  "seed": int,
+  "task": str,
+  "task_config": str,
+  "task_overrides": dict,
+  "preset": str,
+  "model_overrides": dict,
+  "seq_len": int,
+  "batch_size": int,
+  "num_steps": int,
+  "learning_rate": float,
+  "warmup_steps": int,
+  "weight_decay": float,
+  "grad_clip": float,
+  "micro_batches": int,
+  "mesh": dict,
+  "log_every": int,
+  "eval_every": int,
+  "eval_examples": int,
+  "eval_max_new_tokens": int,
+  "checkpoint_every": int,
+  "keep_checkpoints": int,
+  "prompt_template": str,
+  "target_field": str,
+  "reward": str,
+  "worker_count": int,
 }
 
 
@@ -64,14 +88,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
       continue
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-      raise ConfigError(f"config.{key} must be {getattr(kind, '__name__', kind)}, "
-                        f"got {type(value).__name__} {value!r}")
-  unknown = set(config.keys()) - set(REQUIRED_KEYS) - {"chunk_size", "data_dir", "manual_dir",
-                                                        "eval_temperature", "plot"}
+      raise ConfigError(
+        f"config.{key} must be {getattr(kind, '__name__', kind)}, "
+        f"got {type(value).__name__} {value!r}"
+      )
+  unknown = (
+    set(config.keys())
+    - set(REQUIRED_KEYS)
+    - {"chunk_size", "data_dir", "manual_dir", "eval_temperature", "plot"}
+  )
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
-  for key in ("seq_len", "batch_size", "num_steps", "micro_batches", "log_every", "eval_every",
-              "checkpoint_every", "keep_checkpoints", "eval_max_new_tokens"):
+  for key in (
+    "seq_len",
+    "batch_size",
+    "num_steps",
+    "micro_batches",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval_max_new_tokens",
+  ):
     if config[key] <= 0:
       raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
   if config.learning_rate <= 0:
@@ -81,34 +119,45 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   except ValueError as e:
     raise ConfigError(f"config.preset: {e}") from None
   from reasoning_jax.rewards import REWARDS
+
   if config.reward not in REWARDS:
     raise ConfigError(f"config.reward={config.reward!r}; registered: {REWARDS.names()}")
   try:
-    mesh = sharding_lib.make_mesh(config.mesh.to_dict() if hasattr(config.mesh, "to_dict")
-                                  else dict(config.mesh))
+    mesh = sharding_lib.make_mesh(
+      config.mesh.to_dict() if hasattr(config.mesh, "to_dict") else dict(config.mesh)
+    )
   except ValueError as e:
     raise ConfigError(f"config.mesh: {e}") from None
   batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
   if config.batch_size % (batch_shards * config.micro_batches):
     raise ConfigError(
-        f"config.batch_size={config.batch_size} must be divisible by data*fsdp={batch_shards} "
-        f"times config.micro_batches={config.micro_batches}")
+      f"config.batch_size={config.batch_size} must be divisible by data*fsdp={batch_shards} "
+      f"times config.micro_batches={config.micro_batches}"
+    )
   if config.batch_size % jax.process_count():
-    raise ConfigError(f"config.batch_size={config.batch_size} must be divisible by the "
-                      f"{jax.process_count()} processes")
+    raise ConfigError(
+      f"config.batch_size={config.batch_size} must be divisible by the "
+      f"{jax.process_count()} processes"
+    )
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
   warmup = min(config.warmup_steps, config.num_steps // 2)
   schedule = optax.warmup_cosine_decay_schedule(
-      0.0, config.learning_rate, warmup_steps=warmup,
-      decay_steps=max(config.num_steps, warmup + 1), end_value=config.learning_rate * 0.1)
+    0.0,
+    config.learning_rate,
+    warmup_steps=warmup,
+    decay_steps=max(config.num_steps, warmup + 1),
+    end_value=config.learning_rate * 0.1,
+  )
   # Monotone FFNs keep softplus-space raw weights; decaying those drives W to ln 2, so
   # the mask exempts them (reasoning_jax.layers.monotone).
   from reasoning_jax.layers import monotone_weight_decay_mask
-  return optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                     optax.adamw(schedule, weight_decay=config.weight_decay,
-                                 mask=monotone_weight_decay_mask))
+
+  return optax.chain(
+    optax.clip_by_global_norm(config.grad_clip),
+    optax.adamw(schedule, weight_decay=config.weight_decay, mask=monotone_weight_decay_mask),
+  )
 
 
 def model_config(config, vocab_size: int):
@@ -117,10 +166,20 @@ def model_config(config, vocab_size: int):
   return get_preset(config.preset, **overrides)
 
 
-def evaluate_exact_match(model, tokenizer, source, *, reward: str, num_examples: int,
-                         max_new_tokens: int, prompt_template: str, batch_size: int = 64,
-                         temperature: float = 0.0, seed: int = 0,
-                         num_samples: int = 1) -> dict[str, Any]:
+def evaluate_exact_match(
+  model,
+  tokenizer,
+  source,
+  *,
+  reward: str,
+  num_examples: int,
+  max_new_tokens: int,
+  prompt_template: str,
+  batch_size: int = 64,
+  temperature: float = 0.0,
+  seed: int = 0,
+  num_samples: int = 1,
+) -> dict[str, Any]:
   """Exact-match accuracy of `generate` completions scored by a registered verifier.
 
   With `temperature > 0` and `num_samples = k` each question is sampled k times and the
@@ -134,35 +193,56 @@ def evaluate_exact_match(model, tokenizer, source, *, reward: str, num_examples:
   if num_samples < 1:
     raise ValueError(f"num_samples must be >= 1, got {num_samples}")
   if num_samples > 1 and temperature <= 0:
-    raise ValueError(f"num_samples={num_samples} > 1 needs temperature > 0 (greedy samples are "
-                     f"identical), got temperature={temperature}")
+    raise ValueError(
+      f"num_samples={num_samples} > 1 needs temperature > 0 (greedy samples are "
+      f"identical), got temperature={temperature}"
+    )
   num_examples = min(num_examples, len(source))
   subset = [source[i] for i in range(num_examples)]
-  ds = make_prompt_dataset(subset, tokenizer, batch_size=min(batch_size, num_examples),
-                           max_prompt_len=256, prompt_template=prompt_template,
-                           shard_index=0, shard_count=1, truncate=True)
+  ds = make_prompt_dataset(
+    subset,
+    tokenizer,
+    batch_size=min(batch_size, num_examples),
+    max_prompt_len=256,
+    prompt_template=prompt_template,
+    shard_index=0,
+    shard_count=1,
+    truncate=True,
+  )
   scores, samples = [], []
   key = jax.random.key(seed)
   for i, batch in enumerate(ds):
     prompts = np.repeat(np.asarray(batch["prompts"]), num_samples, axis=0)
     prompt_lengths = np.repeat(np.asarray(batch["prompt_lengths"]), num_samples, axis=0)
-    out = generate(model, jnp.asarray(prompts), jnp.asarray(prompt_lengths),
-                   max_new_tokens=max_new_tokens, temperature=temperature,
-                   eos_id=tokenizer.eos_id, key=jax.random.fold_in(key, i))
+    out = generate(
+      model,
+      jnp.asarray(prompts),
+      jnp.asarray(prompt_lengths),
+      max_new_tokens=max_new_tokens,
+      temperature=temperature,
+      eos_id=tokenizer.eos_id,
+      key=jax.random.fold_in(key, i),
+    )
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     completions = tokenizer.decode_batch(tokens, lengths)
     repeat = lambda xs: [x for x in xs for _ in range(num_samples)]  # noqa: E731
     fields = {k: repeat(batch[k]) for k in ("numbers", "target") if k in batch}
     answers = repeat([str(a) for a in batch["answer"]])
-    scores.append(np.asarray(score_batch(reward, completions, answers, **fields),
-                             np.float64).reshape(-1, num_samples))
+    scores.append(
+      np.asarray(score_batch(reward, completions, answers, **fields), np.float64).reshape(
+        -1, num_samples
+      )
+    )
     if not samples:
-      samples = [(str(q), c) for q, c in zip(batch["question"][:3],
-                                             completions[::num_samples][:3])]
+      samples = [(str(q), c) for q, c in zip(batch["question"][:3], completions[::num_samples][:3])]
   scores = np.concatenate(scores) if scores else np.zeros((0, num_samples))
-  return {"accuracy": float(scores.mean()) if scores.size else 0.0,
-          "pass_at_k": float((scores > 0).any(axis=1).mean()) if scores.size else 0.0,
-          "count": int(scores.shape[0]), "num_samples": num_samples, "samples": samples}
+  return {
+    "accuracy": float(scores.mean()) if scores.size else 0.0,
+    "pass_at_k": float((scores > 0).any(axis=1).mean()) if scores.size else 0.0,
+    "count": int(scores.shape[0]),
+    "num_samples": num_samples,
+    "samples": samples,
+  }
 
 
 def plot_curves(workdir: str, title: str) -> str | None:
@@ -171,8 +251,10 @@ def plot_curves(workdir: str, title: str) -> str | None:
   if not records or jax.process_index() != 0:
     return None
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   train = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
   evals = [(r["step"], r["eval/accuracy"]) for r in records if "eval/accuracy" in r]
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -206,16 +288,26 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   # Data: a TFDS builder (ArrayRecord) read through grain, host-sharded.
   data_dir = config.get("data_dir") or os.path.join(workdir, "data")
-  builder = build_dataset(config.task, data_dir, config=config.task_config,
-                          manual_dir=config.get("manual_dir") or None, **dict(config.task_overrides))
+  builder = build_dataset(
+    config.task,
+    data_dir,
+    config=config.task_config,
+    manual_dir=config.get("manual_dir") or None,
+    **dict(config.task_overrides),
+  )
   train_source = builder.as_data_source("train")
   test_source = builder.as_data_source("test")
   local_batch = config.batch_size // jax.process_count()
-  train_ds = make_sft_dataset(train_source, tokenizer, seq_len=config.seq_len,
-                              batch_size=local_batch, seed=config.seed,
-                              prompt_template=config.prompt_template,
-                              target_field=config.target_field,
-                              worker_count=config.worker_count)
+  train_ds = make_sft_dataset(
+    train_source,
+    tokenizer,
+    seq_len=config.seq_len,
+    batch_size=local_batch,
+    seed=config.seed,
+    prompt_template=config.prompt_template,
+    target_field=config.target_field,
+    worker_count=config.worker_count,
+  )
   data_iter = iter(train_ds)
 
   # Model + optimizer state, placed on the mesh by the family's partition rules.
@@ -226,33 +318,56 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   shardings = state_shardings(state, tx, rules_for(mcfg.family), mesh)
   state = sharding_lib.place(state, shardings)
   loss_fn = lambda m, b: sft_loss(m, b, chunk_size=config.get("chunk_size") or None)  # noqa: E731
-  step_fn = make_train_step(graphdef, tx, loss_fn, micro_batches=config.micro_batches,
-                            mesh=mesh, shardings=shardings)
+  step_fn = make_train_step(
+    graphdef, tx, loss_fn, micro_batches=config.micro_batches, mesh=mesh, shardings=shardings
+  )
   rng = jax.random.key(config.seed)
   writer = MetricWriter(workdir)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
-  logging.info("SFT %s/%s: %s params (%s), mesh %s, %d steps", config.task, config.task_config,
-               f"{n_params:,}", config.preset, dict(mesh.shape), config.num_steps)
+  logging.info(
+    "SFT %s/%s: %s params (%s), mesh %s, %d steps",
+    config.task,
+    config.task_config,
+    f"{n_params:,}",
+    config.preset,
+    dict(mesh.shape),
+    config.num_steps,
+  )
 
   def as_checkpoint(step: int) -> dict[str, Any]:
-    return {"params": state.params, "opt_state": state.opt_state, "step": step, "rng": rng,
-            "data_state": iterator_state(data_iter), "config": config.to_dict()}
+    return {
+      "params": state.params,
+      "opt_state": state.opt_state,
+      "step": step,
+      "rng": rng,
+      "data_state": iterator_state(data_iter),
+      "config": config.to_dict(),
+    }
 
   def evaluate(step: int) -> dict[str, Any]:
     model = nnx.merge(graphdef, state.params)
     result = evaluate_exact_match(
-        model, tokenizer, test_source, reward=config.reward, num_examples=config.eval_examples,
-        max_new_tokens=config.eval_max_new_tokens, prompt_template=config.prompt_template,
-        temperature=config.get("eval_temperature", 0.0), seed=config.seed)
+      model,
+      tokenizer,
+      test_source,
+      reward=config.reward,
+      num_examples=config.eval_examples,
+      max_new_tokens=config.eval_max_new_tokens,
+      prompt_template=config.prompt_template,
+      temperature=config.get("eval_temperature", 0.0),
+      seed=config.seed,
+    )
     writer.write(step, {"accuracy": result["accuracy"]}, prefix="eval/")
     for question, completion in result["samples"]:
       logging.info("eval step %d | %r -> %r", step, question, completion[-80:])
     return result
 
   start_step, preempted = 0, False
-  with TrainCheckpointer(os.path.join(workdir, "checkpoints"),
-                         max_to_keep=config.keep_checkpoints,
-                         save_interval_steps=config.checkpoint_every) as ckpt:
+  with TrainCheckpointer(
+    os.path.join(workdir, "checkpoints"),
+    max_to_keep=config.keep_checkpoints,
+    save_interval_steps=config.checkpoint_every,
+  ) as ckpt:
     ckpt.install_preemption_handler()
     restored = restore_train_state(ckpt, state, rng, data_iter, mesh)
     if restored is not None:
@@ -261,9 +376,14 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if start_step == 0:
       evaluate(0)
     last_log, t0 = time.perf_counter(), time.perf_counter()
-    progress = tqdm(range(start_step + 1, config.num_steps + 1), initial=start_step,
-                    total=config.num_steps, desc="sft", mininterval=2.0,
-                    disable=jax.process_index() != 0)
+    progress = tqdm(
+      range(start_step + 1, config.num_steps + 1),
+      initial=start_step,
+      total=config.num_steps,
+      desc="sft",
+      mininterval=2.0,
+      disable=jax.process_index() != 0,
+    )
     for step in progress:
       batch = sharding_lib.shard_batch(next(data_iter), mesh)
       state, metrics = step_fn(state, batch)
@@ -277,8 +397,9 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
         if not math.isfinite(float(metrics["loss"])):
           ckpt.wait()
           raise FloatingPointError(
-              f"non-finite loss {metrics['loss']} at step {step}; the last good checkpoint "
-              f"is step {ckpt.latest_step()} in {workdir}/checkpoints")
+            f"non-finite loss {metrics['loss']} at step {step}; the last good checkpoint "
+            f"is step {ckpt.latest_step()} in {workdir}/checkpoints"
+          )
       if step % config.eval_every == 0 and step != config.num_steps:
         evaluate(step)
       if ckpt.maybe_save(step, lambda: as_checkpoint(step)):
@@ -288,8 +409,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     final_step = int(jax.device_get(state.step))
     if not preempted:
       ckpt.save(final_step, as_checkpoint(final_step), force=True, wait=True)
-  result = {"step": final_step, "preempted": preempted,
-            "seconds": time.perf_counter() - t0}
+  result = {"step": final_step, "preempted": preempted, "seconds": time.perf_counter() - t0}
   if not preempted:
     final = evaluate(final_step)
     result.update(accuracy=final["accuracy"], eval_count=final["count"])
@@ -298,8 +418,9 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     result["accuracy_at_start"] = records[0]["eval/accuracy"]
   writer.close()
   if config.get("plot", True):
-    result["plot"] = plot_curves(workdir, f"SFT {config.task}/{config.task_config} "
-                                          f"({config.preset})")
+    result["plot"] = plot_curves(
+      workdir, f"SFT {config.task}/{config.task_config} ({config.preset})"
+    )
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(result, f, indent=2)
@@ -320,7 +441,8 @@ def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = Non
     mcfg = model_config(config, ByteTokenizer().vocab_size)
     abstract = nnx.eval_shape(lambda: Transformer(mcfg, rngs=nnx.Rngs(0)))
     graphdef, params = nnx.split(abstract, nnx.Param)
-    target = {"params": jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)}
+    target = {
+      "params": jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    }
     _, saved = ckpt.restore(step=step, target=target)
   return nnx.merge(graphdef, saved["params"]), config

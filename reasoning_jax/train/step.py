@@ -41,12 +41,14 @@ class TrainState:
   opt_state: Any
 
 
-def init_train_state(model: nnx.Module, tx: optax.GradientTransformation
-                     ) -> tuple[nnx.GraphDef, TrainState]:
+def init_train_state(
+  model: nnx.Module, tx: optax.GradientTransformation
+) -> tuple[nnx.GraphDef, TrainState]:
   """Splits `model` into (graphdef, TrainState) with a fresh optimizer state."""
   graphdef, params = nnx.split(model, nnx.Param)
-  return graphdef, TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                              opt_state=tx.init(params))
+  return graphdef, TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+  )
 
 
 def abstract_train_state(model_fn: Callable[[], nnx.Module], tx) -> tuple[nnx.GraphDef, Any]:
@@ -54,8 +56,9 @@ def abstract_train_state(model_fn: Callable[[], nnx.Module], tx) -> tuple[nnx.Gr
   return jax.eval_shape(lambda: init_train_state(model_fn(), tx))
 
 
-def state_shardings(state: TrainState, tx: optax.GradientTransformation, rules,
-                    mesh: Mesh) -> TrainState:
+def state_shardings(
+  state: TrainState, tx: optax.GradientTransformation, rules, mesh: Mesh
+) -> TrainState:
   """Shardings for a TrainState: params by the rules, optimizer moments like their params.
 
   `optax.tree_map_params` finds the parameter-shaped leaves of the optimizer
@@ -65,14 +68,19 @@ def state_shardings(state: TrainState, tx: optax.GradientTransformation, rules,
   param_shards = sharding_lib.param_shardings(state.params, rules, mesh)
   replicated = NamedSharding(mesh, P())
   opt_shards = optax.tree_map_params(
-      tx, lambda _, shard: shard, state.opt_state, param_shards,
-      transform_non_params=lambda _: replicated,
-      is_leaf=lambda x: isinstance(x, NamedSharding))
+    tx,
+    lambda _, shard: shard,
+    state.opt_state,
+    param_shards,
+    transform_non_params=lambda _: replicated,
+    is_leaf=lambda x: isinstance(x, NamedSharding),
+  )
   return TrainState(step=replicated, params=param_shards, opt_state=opt_shards)
 
 
-def restore_train_state(ckpt, state: TrainState, rng: jax.Array, data_iter: Any, mesh: Mesh,
-                        *, updates_per_step: int = 1):
+def restore_train_state(
+  ckpt, state: TrainState, rng: jax.Array, data_iter: Any, mesh: Mesh, *, updates_per_step: int = 1
+):
   """Restores (step, state, rng) from the newest good checkpoint, or returns None.
 
   Params and optimizer state come back on the shardings of `state`; the RNG key is
@@ -80,32 +88,43 @@ def restore_train_state(ckpt, state: TrainState, rng: jax.Array, data_iter: Any,
   continues with exactly the next batch. Shared by the SFT and RL trainers.
   """
   from reasoning_jax.data import restore_iterator
+
   target = jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      {"params": state.params, "opt_state": state.opt_state})
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+    {"params": state.params, "opt_state": state.opt_state},
+  )
   target["rng"] = rng
   restored = ckpt.restore(target=target)
   if restored is None:
     return None
   step, saved = restored
-  state = TrainState(step=jnp.asarray(step * updates_per_step, jnp.int32),
-                     params=saved["params"], opt_state=saved["opt_state"])
+  state = TrainState(
+    step=jnp.asarray(step * updates_per_step, jnp.int32),
+    params=saved["params"],
+    opt_state=saved["opt_state"],
+  )
   rng = jax.device_put(saved["rng"], NamedSharding(mesh, P()))  # Restored on one device.
   restore_iterator(data_iter, saved["data_state"])
   return step, state, rng
 
 
-def sft_loss(model: nnx.Module, batch: Mapping[str, jax.Array], *, chunk_size: int | None = None
-             ) -> tuple[jax.Array, jax.Array, dict]:
+def sft_loss(
+  model: nnx.Module, batch: Mapping[str, jax.Array], *, chunk_size: int | None = None
+) -> tuple[jax.Array, jax.Array, dict]:
   """Next-token cross-entropy on `loss_mask` tokens: (sum, token count, aux).
 
   batch: `tokens [B, T]`, `loss_mask [B, T]` (1 where the token is a target),
   optional `positions`, `segment_ids` (packing).
   """
   mask = batch["loss_mask"].astype(jnp.float32)
-  logp, entropy = sequence_logprobs(model, batch["tokens"], mask, chunk_size=chunk_size,
-                                    positions=batch.get("positions"),
-                                    segment_ids=batch.get("segment_ids"))
+  logp, entropy = sequence_logprobs(
+    model,
+    batch["tokens"],
+    mask,
+    chunk_size=chunk_size,
+    positions=batch.get("positions"),
+    segment_ids=batch.get("segment_ids"),
+  )
   count = mask.sum()
   return -logp.sum(), count, {"entropy_sum": entropy.sum()}
 
@@ -115,24 +134,35 @@ def _split_micro(batch, n):
     if x.shape[0] % n:
       raise ValueError(f"batch size {x.shape[0]} is not divisible by micro_batches={n}")
     return x.reshape((n, x.shape[0] // n) + x.shape[1:])
+
   return jax.tree_util.tree_map(split, batch)
 
 
 def _global_norm(tree):
   tree_lib = getattr(optax, "tree", None)  # optax.tree.norm replaces optax.global_norm.
-  return tree_lib.norm(tree) if tree_lib is not None and hasattr(tree_lib, "norm") \
-      else optax.global_norm(tree)
+  return (
+    tree_lib.norm(tree)
+    if tree_lib is not None and hasattr(tree_lib, "norm")
+    else optax.global_norm(tree)
+  )
 
 
 def _default_finalize(aux, denom):
   return {k.replace("_sum", ""): v / denom for k, v in aux.items()}
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_fn: LossFn,
-                    *, micro_batches: int = 1, mesh: Mesh | None = None,
-                    shardings: TrainState | None = None, donate: bool = True,
-                    aux_merge: Callable[[dict, dict], dict] | None = None,
-                    aux_finalize: Callable[[dict, jax.Array], dict] | None = None):
+def make_train_step(
+  graphdef: nnx.GraphDef,
+  tx: optax.GradientTransformation,
+  loss_fn: LossFn,
+  *,
+  micro_batches: int = 1,
+  mesh: Mesh | None = None,
+  shardings: TrainState | None = None,
+  donate: bool = True,
+  aux_merge: Callable[[dict, dict], dict] | None = None,
+  aux_finalize: Callable[[dict, jax.Array], dict] | None = None,
+):
   """Compiles `step(state, batch) -> (state, metrics)`.
 
   Args:
@@ -172,18 +202,20 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
       def body(carry, mb):
         (l, (d, a)), g = grad_fn(state.params, mb)
         acc_g, acc_l, acc_d, acc_a = carry
-        return (jax.tree_util.tree_map(jnp.add, acc_g, g), acc_l + l, acc_d + d,
-                merge(acc_a, a)), None
+        return (
+          jax.tree_util.tree_map(jnp.add, acc_g, g),
+          acc_l + l,
+          acc_d + d,
+          merge(acc_a, a),
+        ), None
 
-      (grads, loss_sum, denom, aux), _ = jax.lax.scan(body, (grads, loss_sum, denom, aux),
-                                                      rest)
+      (grads, loss_sum, denom, aux), _ = jax.lax.scan(body, (grads, loss_sum, denom, aux), rest)
     raw_denom = denom
     denom = jnp.maximum(denom, 1.0)
     grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss_sum / denom, "tokens": raw_denom,
-               "grad_norm": _global_norm(grads)}
+    metrics = {"loss": loss_sum / denom, "tokens": raw_denom, "grad_norm": _global_norm(grads)}
     metrics.update(finalize(aux, denom))
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -201,9 +233,12 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
   def run(state, batch):
     key = tuple(sorted((k, v.shape) for k, v in batch.items()))
     if key not in compiled:
-      compiled[key] = jax.jit(step, in_shardings=(shardings, batch_shardings(batch)),
-                              out_shardings=(shardings, replicated),
-                              donate_argnums=(0,) if donate else ())
+      compiled[key] = jax.jit(
+        step,
+        in_shardings=(shardings, batch_shardings(batch)),
+        out_shardings=(shardings, replicated),
+        donate_argnums=(0,) if donate else (),
+      )
     with jax.set_mesh(mesh):
       return compiled[key](state, batch)
 

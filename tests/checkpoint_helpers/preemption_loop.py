@@ -24,9 +24,9 @@ MAX_STEPS = 100_000
 def state_at(step: int, w: jax.Array) -> dict:
   """The training state after `step` steps (`w` holds `step` everywhere)."""
   return {
-      "params": {"w": w},
-      "rng": jax.random.fold_in(jax.random.key(0), step),
-      "data_state": {"consumed": 2 * step},
+    "params": {"w": w},
+    "rng": jax.random.fold_in(jax.random.key(0), step),
+    "data_state": {"consumed": 2 * step},
   }
 
 

@@ -22,5 +22,5 @@ def tfds_dir(tmp_path_factory):
 def arithmetic_builder(tfds_dir):
   """A prepared `arithmetic/easy` builder with 64 train and 16 test examples."""
   from reasoning_jax.data import build_dataset
-  return build_dataset("arithmetic", tfds_dir, config="easy", seed=0, num_train=64,
-                       num_test=16)
+
+  return build_dataset("arithmetic", tfds_dir, config="easy", seed=0, num_train=64, num_test=16)

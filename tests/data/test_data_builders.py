@@ -11,12 +11,12 @@ import pytest
 
 from data_test_helpers import evaluate, literals
 from reasoning_jax.data import builders
-from reasoning_jax.data import (build_dataset, data_source, decode_example, get_builder)
+from reasoning_jax.data import build_dataset, data_source, decode_example, get_builder
 
 SYNTHETIC = {
-    "arithmetic": dict(config="easy"),
-    "countdown": {},
-    "modular": {},
+  "arithmetic": dict(config="easy"),
+  "countdown": {},
+  "modular": {},
 }
 
 
@@ -50,8 +50,7 @@ def test_synthetic_splits_deterministic_and_disjoint(name, tmp_path):
 
 
 def test_arithmetic_records_are_correct(arithmetic_builder):
-  ops = {"+": lambda xs: sum(xs), "-": lambda xs: xs[0] - xs[1],
-         "*": lambda xs: xs[0] * xs[1]}
+  ops = {"+": lambda xs: sum(xs), "-": lambda xs: xs[0] - xs[1], "*": lambda xs: xs[0] * xs[1]}
   for split in ("train", "test"):
     for ex in _read_all(arithmetic_builder, split):
       assert set(ex) == {"question", "answer", "solution", "op", "operands"}
@@ -65,8 +64,9 @@ def test_arithmetic_difficulty_configs(tmp_path):
   exs = _read_all(hard, "train")
   assert all(100 <= x < 100_000 for ex in exs for x in ex["operands"])
   assert max(len(ex["operands"]) for ex in exs) > 2
-  custom = build_dataset("arithmetic", tmp_path, config="easy", ops=["*"], max_digits=1,
-                         num_train=10, num_test=2)
+  custom = build_dataset(
+    "arithmetic", tmp_path, config="easy", ops=["*"], max_digits=1, num_train=10, num_test=2
+  )
   assert all(ex["op"] == "*" for ex in _read_all(custom, "train"))
   assert custom.builder_config.ops == ("*",)
   assert custom.builder_config.name.startswith("easy-")
@@ -113,16 +113,23 @@ def test_gsm8k_fixture(tfds_dir, fixtures_dir):
 
 
 def test_math_fixture(tfds_dir, fixtures_dir):
-  builder = data_source("math", "train", tfds_dir,
-                        manual_dir=os.path.join(fixtures_dir, "math"))
+  builder = data_source("math", "train", tfds_dir, manual_dir=os.path.join(fixtures_dir, "math"))
   train = [decode_example(builder[i]) for i in range(len(builder))]
   assert [ex["answer"] for ex in train] == [
-      "\\frac{1}{2}", "4", "\\{-2, 3\\}", "\\dfrac{\\sqrt{3}}{2}", "2"]
+    "\\frac{1}{2}",
+    "4",
+    "\\{-2, 3\\}",
+    "\\dfrac{\\sqrt{3}}{2}",
+    "2",
+  ]
   assert train[0]["level"] == "Level 1" and train[0]["type"] == "Prealgebra"
   assert train[4]["level"] == "" and train[4]["type"] == ""  # Optional fields.
   test = data_source("math", "test", tfds_dir, manual_dir=os.path.join(fixtures_dir, "math"))
   assert [decode_example(test[i])["answer"] for i in range(len(test))] == [
-      "15", "3", "(-\\infty, 2]"]
+    "15",
+    "3",
+    "(-\\infty, 2]",
+  ]
 
 
 def test_manual_dir_errors(tmp_path, fixtures_dir):
@@ -137,10 +144,12 @@ def test_manual_dir_errors(tmp_path, fixtures_dir):
     build_dataset("gsm8k", tmp_path / "d2", manual_dir=partial)
   # Directly through TFDS (without build_dataset's early check).
   import tensorflow_datasets as tfds
+
   builder = get_builder("gsm8k", tmp_path / "d3")
   with pytest.raises(FileNotFoundError, match="test.jsonl"):
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(partial)))
+      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(partial))
+    )
 
 
 def test_malformed_manual_files(tmp_path):
@@ -165,8 +174,9 @@ def test_argument_errors(tmp_path):
   with pytest.raises(TypeError, match="takes no config options"):
     get_builder("gsm8k", tmp_path, seed=1)
   with pytest.raises(ValueError, match="num_test"):
-    build_dataset("arithmetic", tmp_path, config="easy", min_digits=1, max_digits=1,
-                  ops=["+"], num_test=1000)
+    build_dataset(
+      "arithmetic", tmp_path, config="easy", min_digits=1, max_digits=1, ops=["+"], num_test=1000
+    )
 
 
 def test_config_object_and_default(tmp_path):

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec as P
 
-from reasoning_jax.data import (iterator_state, make_prompt_dataset, make_sft_dataset,
-                                packing_available, restore_iterator, to_global_batch)
+from reasoning_jax.data import (
+  iterator_state,
+  make_prompt_dataset,
+  make_sft_dataset,
+  packing_available,
+  restore_iterator,
+  to_global_batch,
+)
 from reasoning_jax.data import pipeline
 from reasoning_jax.tokenizers import ByteTokenizer
 
@@ -21,8 +27,15 @@ KEYS = {"tokens", "loss_mask", "positions", "segment_ids"}
 
 def _source(n: int = 40) -> list[dict]:
   """Examples with distinct questions and varied lengths (bytes, as TFDS gives them)."""
-  return [{"question": f"q{i}: {'x' * (i % 7)}".encode(), "solution": f"s{i}" + "y" * (i % 5),
-           "answer": str(i), "id": i} for i in range(n)]
+  return [
+    {
+      "question": f"q{i}: {'x' * (i % 7)}".encode(),
+      "solution": f"s{i}" + "y" * (i % 5),
+      "answer": str(i),
+      "id": i,
+    }
+    for i in range(n)
+  ]
 
 
 def _expected_ids(ex: dict, template: str = "{question}\n") -> tuple[list[int], list[int]]:
@@ -59,8 +72,7 @@ def test_sft_shapes_dtypes_and_masks():
   for ex in src:
     ids, mask = _expected_ids(ex)
     by_text[TOK.decode(ids)] = (ids, mask)
-  ds = make_sft_dataset(src, TOK, seq_len=32, batch_size=4, seed=0, shard_index=0,
-                        shard_count=1)
+  ds = make_sft_dataset(src, TOK, seq_len=32, batch_size=4, seed=0, shard_index=0, shard_count=1)
   it = iter(ds)
   for batch in _take(it, 12):  # Past one epoch (10 batches): repeats forever by default.
     assert set(batch) == KEYS
@@ -92,26 +104,46 @@ def test_sft_epoch_order_seed_and_truncation():
   again = [t for b in make_sft_dataset(src, TOK, seed=1, **kw) for t in _decode_rows(b)]
   other = [t for b in make_sft_dataset(src, TOK, seed=2, **kw) for t in _decode_rows(b)]
   assert rows == again and rows != other
-  ordered = [t for b in make_sft_dataset(src, TOK, seed=1, shuffle=False, **kw)
-             for t in _decode_rows(b)]
+  ordered = [
+    t for b in make_sft_dataset(src, TOK, seed=1, shuffle=False, **kw) for t in _decode_rows(b)
+  ]
   assert ordered[:12] == [TOK.decode(_expected_ids(ex)[0]) for ex in src]
-  short = next(iter(make_sft_dataset(src, TOK, seq_len=6, batch_size=2, seed=0,
-                                     shard_index=0, shard_count=1)))
+  short = next(
+    iter(make_sft_dataset(src, TOK, seq_len=6, batch_size=2, seed=0, shard_index=0, shard_count=1))
+  )
   assert (short["segment_ids"] == 1).all()  # Truncated to seq_len.
   with pytest.raises(ValueError, match="seq_len=6"):
-    next(iter(make_sft_dataset(src, TOK, seq_len=6, batch_size=2, seed=0, shard_index=0,
-                               shard_count=1, truncate=False)))
+    next(
+      iter(
+        make_sft_dataset(
+          src, TOK, seq_len=6, batch_size=2, seed=0, shard_index=0, shard_count=1, truncate=False
+        )
+      )
+    )
 
 
 def test_sft_drop_remainder_and_template():
   src = _source(10)
   kw = dict(seq_len=64, batch_size=4, seed=0, shard_index=0, shard_count=1, num_epochs=1)
   assert [b["tokens"].shape[0] for b in make_sft_dataset(src, TOK, **kw)] == [4, 4]
-  assert [b["tokens"].shape[0] for b in make_sft_dataset(
-      src, TOK, drop_remainder=False, **kw)] == [4, 4, 2]
-  batch = next(iter(make_sft_dataset(src, TOK, prompt_template="Q: {question} A{id}=",
-                                     target_field="answer", add_bos=False, shuffle=False,
-                                     **kw)))
+  assert [b["tokens"].shape[0] for b in make_sft_dataset(src, TOK, drop_remainder=False, **kw)] == [
+    4,
+    4,
+    2,
+  ]
+  batch = next(
+    iter(
+      make_sft_dataset(
+        src,
+        TOK,
+        prompt_template="Q: {question} A{id}=",
+        target_field="answer",
+        add_bos=False,
+        shuffle=False,
+        **kw,
+      )
+    )
+  )
   assert TOK.decode(batch["tokens"][0]) == "Q: q0:  A0=0"
   assert batch["tokens"][0, 0] != TOK.bos_id
   with pytest.raises(ValueError, match="prompt_template .* 'nope'"):
@@ -120,14 +152,17 @@ def test_sft_drop_remainder_and_template():
     next(iter(make_sft_dataset(src, TOK, target_field="missing", **kw)))
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
     (dict(seq_len=0), "seq_len"),
     (dict(batch_size=-1), "batch_size"),
     (dict(num_epochs=0), "num_epochs"),
     (dict(shard_index=2, shard_count=2), "shard_index"),
     (dict(shard_count=0, shard_index=0), "shard_count"),
     (dict(worker_count=-1), "worker_count"),
-])
+  ],
+)
 def test_sft_argument_errors(kwargs, match):
   args = dict(seq_len=16, batch_size=2, seed=0, shard_index=0, shard_count=1)
   args.update(kwargs)
@@ -154,8 +189,18 @@ def test_packing_segments_positions_and_coverage():
     ids, mask = _expected_ids(ex)
     expected[TOK.decode(ids)] += 1
     by_text[TOK.decode(ids)] = (ids, mask)
-  ds = make_sft_dataset(src, TOK, seq_len=48, batch_size=4, seed=0, pack=True, num_epochs=1,
-                        drop_remainder=False, shard_index=0, shard_count=1)
+  ds = make_sft_dataset(
+    src,
+    TOK,
+    seq_len=48,
+    batch_size=4,
+    seed=0,
+    pack=True,
+    num_epochs=1,
+    drop_remainder=False,
+    shard_index=0,
+    shard_count=1,
+  )
   seen = collections.Counter()
   multi = 0
   for batch in ds:
@@ -169,7 +214,7 @@ def test_packing_segments_positions_and_coverage():
       k = seg.max()
       multi += k > 1
       assert list(np.unique(seg[nonpad])) == list(range(1, k + 1))
-      assert (np.diff(seg[nonpad]) >= 0).all() and not nonpad[nonpad.sum():].any()
+      assert (np.diff(seg[nonpad]) >= 0).all() and not nonpad[nonpad.sum() :].any()
       for s in range(1, k + 1):
         where = seg == s
         ids, mask = by_text[TOK.decode(batch["tokens"][row][where])]
@@ -205,8 +250,17 @@ def test_host_shards_are_disjoint_and_cover(shuffle):
   src = _source(22)
   ids = []
   for shard in range(2):
-    ds = make_prompt_dataset(src, TOK, batch_size=4, max_prompt_len=32, shuffle=shuffle,
-                             seed=5, fields=["id"], shard_index=shard, shard_count=2)
+    ds = make_prompt_dataset(
+      src,
+      TOK,
+      batch_size=4,
+      max_prompt_len=32,
+      shuffle=shuffle,
+      seed=5,
+      fields=["id"],
+      shard_index=shard,
+      shard_count=2,
+    )
     ids.append([int(x) for b in ds for x in b["id"]])
   assert len(ids[0]) == len(ids[1]) == 11
   assert not set(ids[0]) & set(ids[1])
@@ -214,8 +268,17 @@ def test_host_shards_are_disjoint_and_cover(shuffle):
   # The SFT pipeline shards the same way.
   texts = []
   for shard in range(2):
-    ds = make_sft_dataset(src, TOK, seq_len=32, batch_size=1, seed=5, shuffle=shuffle,
-                          num_epochs=1, shard_index=shard, shard_count=2)
+    ds = make_sft_dataset(
+      src,
+      TOK,
+      seq_len=32,
+      batch_size=1,
+      seed=5,
+      shuffle=shuffle,
+      num_epochs=1,
+      shard_index=shard,
+      shard_count=2,
+    )
     texts.append({t for b in ds for t in _decode_rows(b)})
   assert not texts[0] & texts[1] and len(texts[0] | texts[1]) == 22
 
@@ -227,8 +290,15 @@ def test_host_shards_are_disjoint_and_cover(shuffle):
 
 def test_prompt_dataset(arithmetic_builder):
   source = arithmetic_builder.as_data_source("test")
-  ds = make_prompt_dataset(source, TOK, batch_size=5, max_prompt_len=40,
-                           prompt_template="Q: {question}\nA:", shard_index=0, shard_count=1)
+  ds = make_prompt_dataset(
+    source,
+    TOK,
+    batch_size=5,
+    max_prompt_len=40,
+    prompt_template="Q: {question}\nA:",
+    shard_index=0,
+    shard_count=1,
+  )
   batches = list(ds)
   assert [b["prompts"].shape for b in batches] == [(5, 40)] * 3 + [(1, 40)]
   seen = []
@@ -242,21 +312,49 @@ def test_prompt_dataset(arithmetic_builder):
       assert b["prompts"][row, 0] == TOK.bos_id and (b["prompts"][row, n:] == TOK.pad_id).all()
       seen.append(int(b["source_index"][row]))
   assert seen == list(range(16))  # Evaluation default: one ordered pass, nothing dropped.
-  only = next(iter(make_prompt_dataset(source, TOK, batch_size=2, max_prompt_len=40,
-                                       fields=["answer"], shard_index=0, shard_count=1)))
+  only = next(
+    iter(
+      make_prompt_dataset(
+        source,
+        TOK,
+        batch_size=2,
+        max_prompt_len=40,
+        fields=["answer"],
+        shard_index=0,
+        shard_count=1,
+      )
+    )
+  )
   assert set(only) == {"prompts", "prompt_lengths", "source_index", "answer"}
   with pytest.raises(ValueError, match="max_prompt_len=4"):
-    next(iter(make_prompt_dataset(source, TOK, batch_size=2, max_prompt_len=4,
-                                  shard_index=0, shard_count=1)))
-  cut = next(iter(make_prompt_dataset(source, TOK, batch_size=2, max_prompt_len=4,
-                                      truncate=True, shard_index=0, shard_count=1)))
+    next(
+      iter(
+        make_prompt_dataset(
+          source, TOK, batch_size=2, max_prompt_len=4, shard_index=0, shard_count=1
+        )
+      )
+    )
+  cut = next(
+    iter(
+      make_prompt_dataset(
+        source, TOK, batch_size=2, max_prompt_len=4, truncate=True, shard_index=0, shard_count=1
+      )
+    )
+  )
   assert (cut["prompt_lengths"] == 4).all()
   assert TOK.decode(cut["prompts"][0]).endswith("?\n")  # Keeps the end of the prompt.
 
 
 def test_prompt_dataset_checkpoint_resume():
-  kw = dict(batch_size=3, max_prompt_len=32, shuffle=True, num_epochs=None, seed=1,
-            shard_index=0, shard_count=1)
+  kw = dict(
+    batch_size=3,
+    max_prompt_len=32,
+    shuffle=True,
+    num_epochs=None,
+    seed=1,
+    shard_index=0,
+    shard_count=1,
+  )
   it = iter(make_prompt_dataset(_source(), TOK, **kw))
   _take(it, 4)
   state = json.loads(json.dumps(iterator_state(it)))
@@ -278,8 +376,9 @@ def test_sft_checkpoint_resume_in_process(arithmetic_builder):
   state = iterator_state(it)
   assert json.loads(json.dumps(state)) == state
   expected = _take(it, 6)
-  resumed = restore_iterator(iter(make_sft_dataset(source, TOK, **kw)),
-                             json.loads(json.dumps(state)))
+  resumed = restore_iterator(
+    iter(make_sft_dataset(source, TOK, **kw)), json.loads(json.dumps(state))
+  )
   _assert_same_batches(_take(resumed, 6), expected)
   # Restoring rewinds an iterator that has moved on, too.
   _take(it, 3)
@@ -320,8 +419,9 @@ def test_state_encoding_round_trips():
 
 
 def test_restore_iterator_errors():
-  it = iter(make_sft_dataset(_source(), TOK, seq_len=32, batch_size=2, seed=0,
-                             shard_index=0, shard_count=1))
+  it = iter(
+    make_sft_dataset(_source(), TOK, seq_len=32, batch_size=2, seed=0, shard_index=0, shard_count=1)
+  )
   with pytest.raises(ValueError, match="iterator_state"):
     restore_iterator(it, {"next_index": 3})
   with pytest.raises(TypeError, match="get_state"):
@@ -336,8 +436,13 @@ def test_restore_iterator_errors():
 def test_to_global_batch_on_host_devices():
   devices = jax.devices()
   assert len(devices) == 8, "tests/conftest.py forces 8 host CPU devices"
-  batch = next(iter(make_prompt_dataset(_source(), TOK, batch_size=8, max_prompt_len=16,
-                                        shard_index=0, shard_count=1, truncate=True)))
+  batch = next(
+    iter(
+      make_prompt_dataset(
+        _source(), TOK, batch_size=8, max_prompt_len=16, shard_index=0, shard_count=1, truncate=True
+      )
+    )
+  )
   mesh = Mesh(np.array(devices).reshape(4, 2), ("data", "model"))
   out = to_global_batch(batch, mesh, P("data", None))
   assert isinstance(out["prompts"], jax.Array)
@@ -350,8 +455,13 @@ def test_to_global_batch_on_host_devices():
   np.testing.assert_array_equal(np.asarray(out["prompts"]), batch["prompts"])
   assert out["answer"] is batch["answer"]  # Strings stay host-local.
 
-  sft = next(iter(make_sft_dataset(_source(), TOK, seq_len=32, batch_size=8, seed=0,
-                                   shard_index=0, shard_count=1)))
+  sft = next(
+    iter(
+      make_sft_dataset(
+        _source(), TOK, seq_len=32, batch_size=8, seed=0, shard_index=0, shard_count=1
+      )
+    )
+  )
   mesh1 = Mesh(np.array(devices), ("data",))
   specs = {k: P("data") for k in sft}
   g = to_global_batch(sft, mesh1, specs)
@@ -389,11 +499,13 @@ def test_hf_tokenizer_without_bos():
   raw.add_special_tokens(["<pad>", "<eos>"])
   tok = HFTokenizer(raw, eos_token="<eos>", pad_token="<pad>")
   src = [{"question": "what is 2 + 3 ?", "solution": "answer : 5"}]
-  batch = next(iter(make_sft_dataset(src, tok, seq_len=12, batch_size=1, seed=0,
-                                     shard_index=0, shard_count=1)))
+  batch = next(
+    iter(make_sft_dataset(src, tok, seq_len=12, batch_size=1, seed=0, shard_index=0, shard_count=1))
+  )
   np.testing.assert_array_equal(batch["tokens"][0], [3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 0, 0])
   np.testing.assert_array_equal(batch["loss_mask"][0], [0] * 6 + [1] * 4 + [0, 0])
   np.testing.assert_array_equal(batch["segment_ids"][0], [1] * 10 + [0, 0])
   with pytest.raises(ValueError, match="add_bos=True"):
-    make_sft_dataset(src, tok, seq_len=12, batch_size=1, seed=0, shard_index=0, shard_count=1,
-                     add_bos=True)
+    make_sft_dataset(
+      src, tok, seq_len=12, batch_size=1, seed=0, shard_index=0, shard_count=1, add_bos=True
+    )

@@ -27,12 +27,15 @@ def _check_equations(solution: str) -> int:
   return len(found)
 
 
-@pytest.mark.parametrize("kwargs", [
+@pytest.mark.parametrize(
+  "kwargs",
+  [
     dict(min_digits=1, max_digits=2, max_operands=2),
     dict(min_digits=2, max_digits=4, max_operands=4),
     dict(min_digits=3, max_digits=6, max_operands=3, ops=("*",)),
     dict(min_digits=1, max_digits=5, max_operands=2, ops=("-",)),
-])
+  ],
+)
 def test_arithmetic_worked_solutions_are_correct(kwargs):
   rng = random.Random(0)
   for _ in range(150):
@@ -48,14 +51,14 @@ def test_arithmetic_worked_solutions_are_correct(kwargs):
       written = [int(d) for d in re.findall(r"Write (\d)[.,]", ex["solution"])]
       assert int("".join(map(str, reversed(written)))) == abs(expected)
     if ex["op"] == "*" and 0 not in ex["operands"]:
-      partials = [int(p) for p in re.findall(r"^\d+ \* \d+ = (\d+)\.$", ex["solution"],
-                                              flags=re.M)]
+      partials = [int(p) for p in re.findall(r"^\d+ \* \d+ = (\d+)\.$", ex["solution"], flags=re.M)]
       assert sum(partials) == expected
 
 
 def test_arithmetic_carries_and_borrows_appear():
-  ex_add = synthetic.arithmetic_example(random.Random(1), min_digits=3, max_digits=3,
-                                        max_operands=2, ops=("+",))
+  ex_add = synthetic.arithmetic_example(
+    random.Random(1), min_digits=3, max_digits=3, max_operands=2, ops=("+",)
+  )
   assert "carry" in ex_add["solution"]
   # 1000 - 1 borrows through the zeros.
   answer, lines = synthetic._subtraction_solution(1000, 1)
@@ -125,21 +128,25 @@ def test_generate_split_is_deterministic_unique_and_excludes():
 
 def test_generate_split_errors_name_the_argument():
   make = lambda rng: synthetic.arithmetic_example(  # noqa: E731
-      rng, min_digits=1, max_digits=1, ops=("+",))
+    rng, min_digits=1, max_digits=1, ops=("+",)
+  )
   with pytest.raises(ValueError, match="num_test=500"):
     synthetic.generate_split(make, 500, seed="x", arg_name="num_test")  # Only 100 exist.
   with pytest.raises(ValueError, match="num_train"):
     synthetic.generate_split(make, -1, seed="x", arg_name="num_train")
 
 
-@pytest.mark.parametrize("call, match", [
+@pytest.mark.parametrize(
+  "call, match",
+  [
     (lambda r: synthetic.arithmetic_example(r, min_digits=3, max_digits=2), "min_digits"),
     (lambda r: synthetic.arithmetic_example(r, max_operands=1), "max_operands"),
     (lambda r: synthetic.arithmetic_example(r, ops=("/",)), "ops"),
     (lambda r: synthetic.countdown_example(r, min_numbers=1), "min_numbers"),
     (lambda r: synthetic.countdown_example(r, ops=()), "ops"),
     (lambda r: synthetic.modular_example(r, min_modulus=24, max_modulus=28), "min_modulus"),
-])
+  ],
+)
 def test_generator_argument_errors(call, match):
   with pytest.raises(ValueError, match=match):
     call(random.Random(0))
@@ -150,7 +157,9 @@ def test_generator_argument_errors(call, match):
 # ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ("We get $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
     ("$\\boxed{\\dfrac{\\sqrt{3}}{2}}$", "\\dfrac{\\sqrt{3}}{2}"),
     ("first $\\boxed{5}$ then $\\boxed{7}$", "7"),
@@ -163,19 +172,23 @@ def test_generator_argument_errors(call, match):
     ("no box here", None),
     ("unbalanced $\\boxed{\\frac{1}{2}$", None),
     ("$\\boxedfoo{3}$", None),
-])
+  ],
+)
 def test_extract_boxed_answer(text, expected):
   assert parsing.extract_boxed_answer(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ("He has 24 + 48 = <<24+48=72>>72.\n#### 72", "72"),
     ("Total 25 * 48 = <<25*48=1200>>1200\n#### 1,200", "1200"),
     ("#### -3 ", "-3"),
     ("a #### 1 #### 2", "2"),
     ("no marker", None),
     ("#### ", None),
-])
+  ],
+)
 def test_gsm8k_final_answer(text, expected):
   assert parsing.gsm8k_final_answer(text) == expected
 
@@ -201,6 +214,7 @@ def test_compact_arithmetic_solutions_are_correct():
   import random
   import re
   from reasoning_jax.data.synthetic import arithmetic_example
+
   rng = random.Random(7)
   for _ in range(300):
     ex = arithmetic_example(rng, min_digits=1, max_digits=4, max_operands=3, style="compact")
@@ -224,8 +238,9 @@ def test_compact_arithmetic_solutions_are_correct():
 def test_corrupt_final_answer_changes_one_digit_of_the_last_line_only():
   rng = random.Random(3)
   for _ in range(300):
-    ex = synthetic.arithmetic_example(rng, min_digits=1, max_digits=3, ops=("+", "-", "*"),
-                                      style="compact")
+    ex = synthetic.arithmetic_example(
+      rng, min_digits=1, max_digits=3, ops=("+", "-", "*"), style="compact"
+    )
     bad = synthetic.corrupt_final_answer(ex, rng)
     head, _, last = ex["solution"].rpartition("Answer: ")
     bad_head, _, bad_last = bad["solution"].rpartition("Answer: ")
@@ -249,8 +264,10 @@ def test_add_answer_noise_fraction_determinism_and_errors():
   changed = np.mean([a["solution"] != b["solution"] for a, b in zip(examples, noisy)])
   assert 0.26 < changed < 0.34
   assert synthetic.add_answer_noise(examples, 0.0, seed="s") is examples
-  assert all(a["solution"] != b["solution"]
-             for a, b in zip(examples, synthetic.add_answer_noise(examples, 1.0, seed="t")))
+  assert all(
+    a["solution"] != b["solution"]
+    for a, b in zip(examples, synthetic.add_answer_noise(examples, 1.0, seed="t"))
+  )
   for bad in (-0.1, 1.5, float("nan")):
     with pytest.raises(ValueError, match="answer_noise"):
       synthetic.add_answer_noise(examples, bad, seed="s")

@@ -18,7 +18,7 @@ def test_mqar_layout_labels_and_ranges():
   assert d.inputs.shape == d.targets.shape == d.eval_mask.shape == (200, t)
   assert d.inputs.dtype == np.int32 and d.targets.dtype == np.int32
   assert d.inputs.min() >= 0 and d.inputs.max() < v
-  keys, values = d.inputs[:, 0:2 * kv:2], d.inputs[:, 1:2 * kv:2]
+  keys, values = d.inputs[:, 0 : 2 * kv : 2], d.inputs[:, 1 : 2 * kv : 2]
   assert keys.min() >= 1 and keys.max() < v // 2
   assert values.min() >= v // 2 and values.max() < v
   for row in range(200):
@@ -33,12 +33,11 @@ def test_mqar_layout_labels_and_ranges():
       assert d.targets[row, pos] == mapping[d.inputs[row, pos]]
     assert sorted(d.inputs[row, labelled]) == sorted(keys[row])  # Each key queried once.
   np.testing.assert_array_equal(d.eval_mask, d.targets != IGNORE)
-  assert np.all(d.targets[:, :2 * kv] == IGNORE)
+  assert np.all(d.targets[:, : 2 * kv] == IGNORE)
 
 
 def test_mqar_without_random_non_queries_is_zero_filled():
-  d = recall.mqar(50, vocab_size=64, seq_len=24, num_kv_pairs=3, random_non_queries=False,
-                  seed=0)
+  d = recall.mqar(50, vocab_size=64, seq_len=24, num_kv_pairs=3, random_non_queries=False, seed=0)
   query = d.inputs[:, 6:]
   assert np.all((query == 0) == (d.targets[:, 6:] == IGNORE))
 
@@ -76,13 +75,16 @@ def test_mqar_deterministic_by_seed():
   assert not np.array_equal(a.inputs, c.inputs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
     (dict(seq_len=33), "seq_len must be even"),
     (dict(vocab_size=32, seq_len=32), "vocab_size must be > seq_len"),
     (dict(seq_len=32, num_kv_pairs=9), "num_kv_pairs must satisfy 4 \\* num_kv_pairs"),
     (dict(power_a=0.0), "power_a"),
     (dict(num_kv_pairs=0), "num_kv_pairs must be an int"),
-])
+  ],
+)
 def test_mqar_errors_name_the_argument(kwargs, match):
   base = dict(vocab_size=128, seq_len=32, num_kv_pairs=4)
   base.update(kwargs)
@@ -118,8 +120,7 @@ def test_induction_head_unique_and_deterministic():
   a = recall.induction_head(200, vocab_size=6, seq_len=8, seed=1)
   b = recall.induction_head(200, vocab_size=6, seq_len=8, seed=1)
   np.testing.assert_array_equal(a.inputs, b.inputs)
-  assert len({row.tobytes() for row in np.concatenate([a.inputs, a.targets[:, -1:]], 1)}) \
-      == 200
+  assert len({row.tobytes() for row in np.concatenate([a.inputs, a.targets[:, -1:]], 1)}) == 200
   c = recall.induction_head(200, vocab_size=6, seq_len=8, seed=2)
   assert not np.array_equal(a.inputs, c.inputs)
 
@@ -130,15 +131,18 @@ def test_induction_head_longer_copy():
   for row in range(50):
     x = np.concatenate([d.inputs[row], d.targets[row, -1:]])
     first = int(np.argmax(x == 10))
-    np.testing.assert_array_equal(x[first + 1:first + 3], x[-2:])
+    np.testing.assert_array_equal(x[first + 1 : first + 3], x[-2:])
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
     (dict(seq_len=2), "seq_len must be >= induction_len"),
     (dict(induction_len=0), "induction_len"),
     (dict(num_triggers=0), "num_triggers"),
     (dict(vocab_size=3, seq_len=4), "vocab_size"),
-])
+  ],
+)
 def test_induction_head_errors_name_the_argument(kwargs, match):
   with pytest.raises(ValueError, match=match):
     recall.induction_head(4, **kwargs)
@@ -163,7 +167,8 @@ def test_repeated_tokens_layout():
   rows, cols = np.nonzero(d.eval_mask)
   np.testing.assert_array_equal(d.targets[rows, cols], d.inputs[rows, cols - 8 + 1])
   np.testing.assert_array_equal(
-      recall.repeated_tokens(40, vocab_size=50, half_len=8, seed=0).inputs, d.inputs)
+    recall.repeated_tokens(40, vocab_size=50, half_len=8, seed=0).inputs, d.inputs
+  )
 
 
 def test_repeated_tokens_variable_period():
@@ -175,7 +180,7 @@ def test_repeated_tokens_variable_period():
     n = scored[0]
     periods.append(n)
     np.testing.assert_array_equal(scored, np.arange(n, 2 * n - 1))
-    np.testing.assert_array_equal(d.inputs[row, :n], d.inputs[row, n:2 * n])
+    np.testing.assert_array_equal(d.inputs[row, :n], d.inputs[row, n : 2 * n])
     np.testing.assert_array_equal(d.targets[row, scored], d.inputs[row, scored - n + 1])
   assert min(periods) == 4 and max(periods) == 10
 
@@ -205,8 +210,7 @@ def test_loader_batches_and_reshuffles_each_epoch():
   order = [rows[r.tobytes()] for b in batches for r in b["inputs"]]
   assert sorted(order[:12]) == list(range(12)) and sorted(order[12:]) == list(range(12))
   assert order[:12] != order[12:]  # A new order in epoch 2.
-  again = [b["inputs"] for b in recall.make_recall_loader(d, batch_size=4, seed=0,
-                                                         num_epochs=2)]
+  again = [b["inputs"] for b in recall.make_recall_loader(d, batch_size=4, seed=0, num_epochs=2)]
   for x, y in zip(again, batches):
     np.testing.assert_array_equal(x, y["inputs"])
 

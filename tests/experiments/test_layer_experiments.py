@@ -70,6 +70,7 @@ def test_induction_experiment_tiny(tmp_path):
   payload = induction.run_recall_experiment(config)
   _check_recall_outputs(tmp_path, payload, ("induction", "repeated"), config.models)
   from reasoning_jax import registry
+
   cls = registry.MIXERS.get("momentum_key_only")
   assert cls.gamma_q_spec == 0.0 and cls.gamma_k_spec == "scaling_law"
 
@@ -89,9 +90,11 @@ def test_recall_sweep_resumes_finished_runs(tmp_path, monkeypatch):
 
   trained = []
   real = induction.train_and_eval
+
   def counting(model_config, task, seed, train, **kw):
     trained.append(seed)
     return real(model_config, task, seed, train, **kw)
+
   monkeypatch.setattr(induction, "train_and_eval", counting)
 
   again = induction.run_recall_experiment(config)
@@ -124,6 +127,7 @@ def test_mqar_config_compares_at_equal_state():
   """ovq_eq's per-head state (slots x (D + Dv + 1) + chunk buffer x (D + Dv)) is within 1%
   of GLA's D x D at the config's head dim."""
   from reasoning_jax import registry
+
   config = mqar_config.get_config()
   induction.register_mixer_variants(config.mixer_variants)
   ovq = registry.MIXERS.get("ovq_eq")
@@ -131,8 +135,9 @@ def test_mqar_config_compares_at_equal_state():
   ovq_floats = ovq.num_slots * (2 * d + 1) + ovq.chunk_size * 2 * d
   assert abs(ovq_floats - d * d) / (d * d) < 0.01
   assert {"attention@2", "base_conv+gla@2", "base_conv+ovq_eq@2"} <= set(config.models)
-  model_config = induction.build_model_config("base_conv+ovq_eq@2", vocab_size=256, max_len=64,
-                                              model=config.model)
+  model_config = induction.build_model_config(
+    "base_conv+ovq_eq@2", vocab_size=256, max_len=64, model=config.model
+  )
   assert model_config.mixer == ("base_conv", "ovq_eq")  # Zoology's hybrid: conv, then recall.
   assert all(t["generator"] == "mqar" for t in config.task_configs.values())
   with pytest.raises(ValueError, match="kind"):
@@ -158,8 +163,9 @@ def test_masked_cross_entropy_hand_case():
   total, count, aux = induction.masked_cross_entropy(logits, targets, jnp.array([[1.0, 1.0]]))
   np.testing.assert_allclose(total, -np.log(0.5) - np.log(0.1), rtol=1e-6)
   assert float(count) == 2 and float(aux["accuracy_sum"]) == 1
-  total, count, _ = induction.masked_cross_entropy(logits, jnp.array([[0, -100]]),
-                                                   jnp.array([[1.0, 0.0]]))
+  total, count, _ = induction.masked_cross_entropy(
+    logits, jnp.array([[0, -100]]), jnp.array([[1.0, 0.0]])
+  )
   np.testing.assert_allclose(total, -np.log(0.5), rtol=1e-6)
 
 
@@ -167,8 +173,9 @@ def test_masked_cross_entropy_hand_case():
 
 
 def test_summary_task_layout():
-  d = monotone_attack.summary_task(50, num_filler=6, num_content=8, source_len=10,
-                                   num_keywords=3, seed=0)
+  d = monotone_attack.summary_task(
+    50, num_filler=6, num_content=8, source_len=10, num_keywords=3, seed=0
+  )
   assert d["inputs"].shape == (50, 14)
   for row in range(50):
     x, y, alt = d["inputs"][row], d["targets"][row], d["alt_targets"][row]
@@ -187,6 +194,7 @@ def test_summary_task_layout():
 def test_forward_from_embeddings_matches_model():
   config = monotone_config.get_config()
   from reasoning_jax.models.transformer import Transformer
+
   mc = monotone_attack.model_config_for(config, "monotone")
   model = Transformer(mc, rngs=nnx.Rngs(0))
   ids = jax.random.randint(jax.random.key(0), (2, 7), 0, mc.vocab_size)
@@ -203,10 +211,12 @@ def test_forward_from_embeddings_matches_model():
 
 def test_convert_to_monotone_keeps_magnitudes_and_other_params():
   from reasoning_jax.models.transformer import Transformer
+
   config = monotone_config.get_config()
   dense = Transformer(monotone_attack.model_config_for(config, "relu"), rngs=nnx.Rngs(0))
   mono = monotone_attack.convert_to_monotone(
-      dense, monotone_attack.model_config_for(config, "monotone"), eps=1e-4, seed=1)
+    dense, monotone_attack.model_config_for(config, "monotone"), eps=1e-4, seed=1
+  )
   for d_block, m_block in zip(dense.layers, mono.layers):
     w = m_block.ffn.weights()
     np.testing.assert_allclose(w["up"], jnp.abs(d_block.ffn.up[...]) + 1e-4, atol=2e-4)
@@ -266,25 +276,49 @@ def test_target_slots_and_sparse_head_match_the_dense_loss_and_accuracy():
     induction.target_slots(mask, 1)
 
   data = recall.mqar(6, vocab_size=64, seq_len=32, num_kv_pairs=3, seed=0)
-  config = get_preset("tiny-llama").replace(vocab_size=64, num_layers=1, hidden_size=32,
-                                            num_heads=2, num_kv_heads=2, head_dim=16,
-                                            intermediate_size=32, max_position_embeddings=64)
+  config = get_preset("tiny-llama").replace(
+    vocab_size=64,
+    num_layers=1,
+    hidden_size=32,
+    num_heads=2,
+    num_kv_heads=2,
+    head_dim=16,
+    intermediate_size=32,
+    max_position_embeddings=64,
+  )
   model = Transformer(config, rngs=nnx.Rngs(0))
   weights = (data.targets != recall.IGNORE).astype(np.float32)
-  dense = induction._recall_loss(model, {"inputs": jnp.asarray(data.inputs),
-                                         "targets": jnp.asarray(data.targets),
-                                         "loss_weights": jnp.asarray(weights)})
+  dense = induction._recall_loss(
+    model,
+    {
+      "inputs": jnp.asarray(data.inputs),
+      "targets": jnp.asarray(data.targets),
+      "loss_weights": jnp.asarray(weights),
+    },
+  )
   slots = induction.target_slots(weights > 0, 4)  # One padding slot per row.
-  sparse = induction._recall_loss(model, {
-      "inputs": jnp.asarray(data.inputs), "slots": jnp.asarray(slots),
+  sparse = induction._recall_loss(
+    model,
+    {
+      "inputs": jnp.asarray(data.inputs),
+      "slots": jnp.asarray(slots),
       "targets": jnp.asarray(np.take_along_axis(data.targets, slots, 1)),
-      "loss_weights": jnp.asarray(np.take_along_axis(weights, slots, 1))})
+      "loss_weights": jnp.asarray(np.take_along_axis(weights, slots, 1)),
+    },
+  )
   for a, b in zip(jax.tree_util.tree_leaves(dense), jax.tree_util.tree_leaves(sparse)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
   graphdef, params = nnx.split(model, nnx.Param)
-  train = {"batch_size": 4, "num_steps": 2, "learning_rate": 1e-3, "warmup_steps": 1,
-           "weight_decay": 0.0, "grad_clip": 1.0}
+  train = {
+    "batch_size": 4,
+    "num_steps": 2,
+    "learning_rate": 1e-3,
+    "warmup_steps": 1,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+  }
   _, _, _, counts = induction.compiled_functions(config, train)
-  accs = [induction.evaluate_accuracy(counts, params, data, batch_size=4, sparse=s)
-          for s in (False, True)]
+  accs = [
+    induction.evaluate_accuracy(counts, params, data, batch_size=4, sparse=s) for s in (False, True)
+  ]
   assert accs[0] == accs[1]

@@ -10,8 +10,13 @@ import pytest
 from flax import nnx
 
 import reasoning_jax.generate as generate_pkg
-from reasoning_jax.generate import (GenerateOutput, cache_bytes, generate, init_cache,
-                                    truncated_log_probs)
+from reasoning_jax.generate import (
+  GenerateOutput,
+  cache_bytes,
+  generate,
+  init_cache,
+  truncated_log_probs,
+)
 from reasoning_jax.generate import generate as generate_fn
 from reasoning_jax.models import Transformer, get_preset
 
@@ -44,8 +49,8 @@ def full_recompute(model, prompts, lengths, out):
   seq = np.zeros((b, prompts.shape[1] + out.tokens.shape[1]), np.int32)
   for row in range(b):
     n_gen = int(out.lengths[row])
-    full = np.concatenate([prompts[row, :lengths[row]], np.asarray(out.tokens[row, :n_gen])])
-    seq[row, :full.size] = full
+    full = np.concatenate([prompts[row, : lengths[row]], np.asarray(out.tokens[row, :n_gen])])
+    seq[row, : full.size] = full
   return np.asarray(model(jnp.asarray(seq)))
 
 
@@ -79,7 +84,7 @@ def test_batched_rows_equal_each_row_alone():
   batched = generate(model, prompts, LENGTHS, max_new_tokens=N, temperature=0.0)
   for row, length in enumerate(LENGTHS):
     # Alone (B=1), with different garbage in the padding (same shapes: one compile).
-    alone_prompt = prompts[row:row + 1].copy()
+    alone_prompt = prompts[row : row + 1].copy()
     alone_prompt[:, length:] = 100 + row
     alone = generate(model, alone_prompt, [length], max_new_tokens=N, temperature=0.0)
     np.testing.assert_array_equal(batched.tokens[row], alone.tokens[0])
@@ -106,8 +111,7 @@ def test_eos_stops_rows_and_pads():
   free = generate(model, prompts, LENGTHS, max_new_tokens=N, temperature=0.0)
   free_tokens = np.asarray(free.tokens)
   eos = int(free_tokens[0, 2])  # Row 0 emits it at step 2 (or earlier).
-  out = generate(model, prompts, LENGTHS, max_new_tokens=N, temperature=0.0, eos_id=eos,
-                 pad_id=-1)
+  out = generate(model, prompts, LENGTHS, max_new_tokens=N, temperature=0.0, eos_id=eos, pad_id=-1)
   tokens, lengths, done = expected_eos_stop(free_tokens, [eos], -1)
   assert lengths[0] <= 3 and done[0]
   np.testing.assert_array_equal(out.tokens, tokens)
@@ -135,8 +139,9 @@ def test_sampled_generation_logprobs_match_full_recompute():
   np.testing.assert_array_equal(out.tokens, again.tokens)  # Deterministic given the key.
   logits = full_recompute(model, prompts, LENGTHS, out)
   raw = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
-  trunc = np.asarray(truncated_log_probs(jnp.asarray(logits.reshape(-1, logits.shape[-1])),
-                                         0.8, 40, 0.9)).reshape(logits.shape)
+  trunc = np.asarray(
+    truncated_log_probs(jnp.asarray(logits.reshape(-1, logits.shape[-1])), 0.8, 40, 0.9)
+  ).reshape(logits.shape)
   for row in range(len(LENGTHS)):
     for k in range(N):
       pos, token = LENGTHS[row] - 1 + k, int(out.tokens[row, k])
@@ -156,17 +161,20 @@ def test_single_token_budget_and_explicit_cache_size():
 
 def test_second_call_does_not_recompile():
   from reasoning_jax.generate.generate import TRACE_COUNTS, _compiled_fns, _Settings
+
   model = make_model("tiny-qwen3")
   kwargs = dict(max_new_tokens=4, temperature=0.7, top_k=5, key=jax.random.key(0))
   generate(model, make_prompts(seed=3), LENGTHS, **kwargs)
   before = dict(TRACE_COUNTS)
-  settings = _Settings(max_new_tokens=4, cache_size=P + 4, temperature=0.7, top_k=5, top_p=1.0,
-                       eos_ids=(), pad_id=0)
+  settings = _Settings(
+    max_new_tokens=4, cache_size=P + 4, temperature=0.7, top_k=5, top_p=1.0, eos_ids=(), pad_id=0
+  )
   fns = _compiled_fns(nnx.split(model)[0], settings)
   sizes = [f._cache_size() for f in fns] if all(hasattr(f, "_cache_size") for f in fns) else None
   # Same shapes, new contents and key; then a fresh model with the same structure.
-  generate(model, make_prompts(seed=4), LENGTHS[::-1].copy(), **(kwargs | dict(
-      key=jax.random.key(1))))
+  generate(
+    model, make_prompts(seed=4), LENGTHS[::-1].copy(), **(kwargs | dict(key=jax.random.key(1)))
+  )
   generate(make_model("tiny-qwen3"), make_prompts(seed=5), LENGTHS, **kwargs)
   assert dict(TRACE_COUNTS) == before
   assert _compiled_fns(nnx.split(model)[0], settings) is fns
@@ -193,7 +201,9 @@ def small_model():
   return make_model("tiny-qwen3")
 
 
-@pytest.mark.parametrize("prompts,lengths,kwargs,error,match", [
+@pytest.mark.parametrize(
+  "prompts,lengths,kwargs,error,match",
+  [
     (np.ones((2, 4), np.float32), [4, 4], {}, TypeError, "prompts must be an integer"),
     (np.ones((4,), np.int32), [4], {}, ValueError, r"prompts must be \[B, P\]"),
     (np.full((2, 4), 512, np.int32), [4, 4], {}, ValueError, "prompts has token ids"),
@@ -204,19 +214,35 @@ def small_model():
     (np.ones((2, 4), np.int32), [[4, 4]], {}, ValueError, r"prompt_lengths must be \[B\]"),
     (np.ones((2, 4), np.int32), [4.0, 4.0], {}, TypeError, "prompt_lengths must be an integer"),
     (np.ones((2, 4), np.int32), [4, 4], dict(max_new_tokens=0), ValueError, "max_new_tokens"),
-    (np.ones((2, 4), np.int32), [4, 4], dict(cache_size=9), ValueError,
-     r"does not fit in the cache: P=4 .* max_new_tokens=6 .* cache_size=9"),
+    (
+      np.ones((2, 4), np.int32),
+      [4, 4],
+      dict(cache_size=9),
+      ValueError,
+      r"does not fit in the cache: P=4 .* max_new_tokens=6 .* cache_size=9",
+    ),
     (np.ones((2, 4), np.int32), [4, 4], dict(temperature=-1.0), ValueError, "temperature"),
     (np.ones((2, 4), np.int32), [4, 4], dict(top_p=0.0), ValueError, "top_p"),
     (np.ones((2, 4), np.int32), [4, 4], dict(top_p=1.01), ValueError, "top_p"),
     (np.ones((2, 4), np.int32), [4, 4], dict(top_k=-2), ValueError, "top_k"),
-    (np.ones((2, 4), np.int32), [4, 4], dict(temperature=1.0, key=None), ValueError,
-     "key is required"),
-    (np.ones((2, 4), np.int32), [4, 4], dict(temperature=1.0, key=np.zeros(2, np.float32)),
-     TypeError, "key must be a PRNG key"),
+    (
+      np.ones((2, 4), np.int32),
+      [4, 4],
+      dict(temperature=1.0, key=None),
+      ValueError,
+      "key is required",
+    ),
+    (
+      np.ones((2, 4), np.int32),
+      [4, 4],
+      dict(temperature=1.0, key=np.zeros(2, np.float32)),
+      TypeError,
+      "key must be a PRNG key",
+    ),
     (np.ones((2, 4), np.int32), [4, 4], dict(eos_id=600), ValueError, "eos_id"),
     (np.ones((2, 4), np.int32), [4, 4], dict(eos_id=(1, "x")), TypeError, "eos_id"),
-])
+  ],
+)
 def test_bad_inputs_raise(small_model, prompts, lengths, kwargs, error, match):
   kwargs = dict(max_new_tokens=6, temperature=0.0) | kwargs
   with pytest.raises(error, match=match):
@@ -226,8 +252,9 @@ def test_bad_inputs_raise(small_model, prompts, lengths, kwargs, error, match):
 def test_padding_ids_outside_vocab_are_allowed(small_model):
   prompts = np.array([[5, 6, 999, -1]], np.int32)
   out = generate(small_model, prompts, [2], max_new_tokens=2, temperature=0.0)
-  ref = generate(small_model, np.array([[5, 6, 0, 0]], np.int32), [2], max_new_tokens=2,
-                 temperature=0.0)
+  ref = generate(
+    small_model, np.array([[5, 6, 0, 0]], np.int32), [2], max_new_tokens=2, temperature=0.0
+  )
   np.testing.assert_array_equal(out.tokens, ref.tokens)
 
 

@@ -43,13 +43,16 @@ def chi_square_pvalue(observed: np.ndarray, expected: np.ndarray) -> float:
 LOGITS = np.array([2.0, 1.5, 1.2, 1.0, 0.7, 0.3, 0.0, -0.4, -0.9, -1.5], np.float32)
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [
+@pytest.mark.parametrize(
+  "temperature,top_k,top_p",
+  [
     (1.0, None, 1.0),
     (0.5, 5, 1.0),
     (1.3, 0, 0.8),
     (0.8, 6, 0.7),
     (2.0, 3, 0.95),
-])
+  ],
+)
 def test_sampled_frequencies_match_truncated_softmax(temperature, top_k, top_p):
   expected_p = reference_probs(LOGITS, temperature, top_k, top_p)
   n = 20_000
@@ -57,8 +60,11 @@ def test_sampled_frequencies_match_truncated_softmax(temperature, top_k, top_p):
 
   @jax.jit
   def draw(keys):
-    return jax.vmap(lambda k: sample_logits(jnp.asarray(LOGITS)[None], k, temperature=temperature,
-                                            top_k=top_k, top_p=top_p))(keys)
+    return jax.vmap(
+      lambda k: sample_logits(
+        jnp.asarray(LOGITS)[None], k, temperature=temperature, top_k=top_k, top_p=top_p
+      )
+    )(keys)
 
   tokens, raw, sampling = draw(keys)
   tokens = np.asarray(tokens[:, 0])
@@ -104,15 +110,19 @@ def test_top_p_keeps_smallest_set_reaching_mass():
 
 def test_top_k_larger_than_vocab_is_off():
   logits = jax.random.normal(jax.random.key(3), (2, 7))
-  np.testing.assert_allclose(truncated_log_probs(logits, 1.0, top_k=100),
-                             jax.nn.log_softmax(logits), atol=1e-6)
+  np.testing.assert_allclose(
+    truncated_log_probs(logits, 1.0, top_k=100), jax.nn.log_softmax(logits), atol=1e-6
+  )
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), vocab=st.sampled_from([1, 23]),
-       temperature=st.sampled_from([0.0, 0.3, 1.0, 1.7]),
-       top_k=st.sampled_from([None, 0, 1, 3, 10, 50]),
-       top_p=st.sampled_from([1.0, 0.95, 0.6, 0.2]))
+@given(
+  seed=st.integers(0, 2**31 - 1),
+  vocab=st.sampled_from([1, 23]),
+  temperature=st.sampled_from([0.0, 0.3, 1.0, 1.7]),
+  top_k=st.sampled_from([None, 0, 1, 3, 10, 50]),
+  top_p=st.sampled_from([1.0, 0.95, 0.6, 0.2]),
+)
 def test_truncated_log_probs_matches_reference(seed, vocab, temperature, top_k, top_p):
   logits = np.random.RandomState(seed).normal(size=(3, vocab)).astype(np.float32) * 2
   lp = np.asarray(truncated_log_probs(jnp.asarray(logits), temperature, top_k, top_p))
@@ -132,7 +142,9 @@ def test_sample_logits_is_jittable_and_deterministic():
   sample_logits(logits, jax.random.PRNGKey(0), temperature=1.0)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
+@pytest.mark.parametrize(
+  "kwargs,error,match",
+  [
     (dict(temperature=-0.1), ValueError, "temperature"),
     (dict(temperature=float("nan")), ValueError, "temperature"),
     (dict(temperature="hot"), TypeError, "temperature"),
@@ -141,7 +153,8 @@ def test_sample_logits_is_jittable_and_deterministic():
     (dict(top_p=0.0), ValueError, "top_p"),
     (dict(top_p=1.5), ValueError, "top_p"),
     (dict(top_p=-0.2), ValueError, "top_p"),
-])
+  ],
+)
 def test_bad_settings_raise(kwargs, error, match):
   logits = jnp.zeros((2, 5))
   with pytest.raises(error, match=match):

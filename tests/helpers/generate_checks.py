@@ -13,8 +13,9 @@ def full_logits(model, ids):
   return model(ids)
 
 
-def assert_greedy_generate_matches_recompute(model, *, high: int, n_new: int,
-                                             lengths=(3, 7, 5), seed: int = 0) -> None:
+def assert_greedy_generate_matches_recompute(
+  model, *, high: int, n_new: int, lengths=(3, 7, 5), seed: int = 0
+) -> None:
   """Ragged right-padded prompts (ids in [1, high)) decoded greedily in one batch: every token
   is the argmax, and every log-prob the log-softmax, of a full forward over that row's real
   sequence (so prefill of the padded block and step-wise decode are both exercised)."""
@@ -25,8 +26,8 @@ def assert_greedy_generate_matches_recompute(model, *, high: int, n_new: int,
   out = generate(model, prompts, lengths, max_new_tokens=n_new, temperature=0.0)
   seq = np.zeros((rows, width + n_new), np.int32)
   for row in range(rows):
-    full = np.concatenate([prompts[row, :lengths[row]], np.asarray(out.tokens[row])])
-    seq[row, :full.size] = full
+    full = np.concatenate([prompts[row, : lengths[row]], np.asarray(out.tokens[row])])
+    seq[row, : full.size] = full
   logits = np.asarray(full_logits(model, jnp.asarray(seq)))
   log_probs = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
   for row in range(rows):

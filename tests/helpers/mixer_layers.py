@@ -11,8 +11,9 @@ from reasoning_jax.models import get_preset
 
 @nnx.jit
 def apply_mixer(layer, x, positions, cache=None, attention_mask=None, segment_ids=None):
-  return layer(x, positions=positions, cache=cache, attention_mask=attention_mask,
-               segment_ids=segment_ids)
+  return layer(
+    x, positions=positions, cache=cache, attention_mask=attention_mask, segment_ids=segment_ids
+  )
 
 
 def mixer_config(mixer, **kw):
@@ -27,8 +28,9 @@ def make_mixer(mixer):
 
 
 def random_inputs(config, b, t, seed=0):
-  return jnp.asarray(np.random.RandomState(seed).standard_normal((b, t, config.hidden_size)),
-                     jnp.float32)
+  return jnp.asarray(
+    np.random.RandomState(seed).standard_normal((b, t, config.hidden_size)), jnp.float32
+  )
 
 
 def positions(b, t, start=0):

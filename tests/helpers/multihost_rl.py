@@ -27,11 +27,21 @@ sys.path.insert(0, REPO)
 from reasoning_jax.rl.trainer import run_rl  # noqa: E402
 from tests.rl.test_trainer import rl_config  # noqa: E402
 
-config = rl_config(pathlib.Path(tmp), loss=loss, num_steps=2, eval_every=100, plot=False,
-                   eval_samples=0, mesh={"data": -1, "fsdp": 1, "tensor": 1})
+config = rl_config(
+  pathlib.Path(tmp),
+  loss=loss,
+  num_steps=2,
+  eval_every=100,
+  plot=False,
+  eval_samples=0,
+  mesh={"data": -1, "fsdp": 1, "tensor": 1},
+)
 result = run_rl(config)
-print("RESULT", json.dumps({"pid": pid, "step": result["step"],
-                            "accuracy": float(result["accuracy"])}), flush=True)
+print(
+  "RESULT",
+  json.dumps({"pid": pid, "step": result["step"], "accuracy": float(result["accuracy"])}),
+  flush=True,
+)
 
 # A JSON item (e.g. a data iterator's position) that differs between processes is refused
 # at save time, on every process, instead of being written from process 0 alone.

@@ -17,8 +17,10 @@ from reasoning_jax import distributed  # noqa: E402
 
 port, pid, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
-assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(),
-                                                              jax.device_count())
+assert jax.process_count() == 2 and jax.device_count() == 4, (
+  jax.process_count(),
+  jax.device_count(),
+)
 
 from jax.experimental import multihost_utils  # noqa: E402
 
@@ -34,14 +36,14 @@ mesh = sharding.make_mesh({"data": 1, "fsdp": 2, "tensor": 2})
 shards = state_shardings(state, tx, rules_for("qwen3"), mesh)
 state = jax.device_put(state, shards)
 rows = batch["tokens"].shape[0] // 2
-local = {k: v[pid * rows:(pid + 1) * rows] for k, v in batch.items()}
+local = {k: v[pid * rows : (pid + 1) * rows] for k, v in batch.items()}
 global_batch = sharding.shard_batch(local, mesh)
-step = make_train_step(graphdef, tx, sft_problem.loss_fn, mesh=mesh, shardings=shards,
-                       donate=False)
+step = make_train_step(graphdef, tx, sft_problem.loss_fn, mesh=mesh, shardings=shards, donate=False)
 new_state, metrics = step(state, global_batch)
 params = multihost_utils.process_allgather(new_state.params, tiled=True)
-leaves = {sharding.path_to_name(p): np.asarray(v)
-          for p, v in jax.tree_util.tree_leaves_with_path(params)}
+leaves = {
+  sharding.path_to_name(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(params)
+}
 if pid == 0:
   np.savez(out, loss=np.asarray(metrics["loss"]), **leaves)
 print("ok", pid, float(metrics["loss"]), flush=True)

@@ -13,8 +13,10 @@ def build():
   tx = optax.sgd(0.5, momentum=0.9)
   graphdef, state = init_train_state(model, tx)
   rng = np.random.default_rng(0)
-  batch = {"tokens": rng.integers(0, 512, (8, 16)).astype(np.int32),
-           "loss_mask": (rng.random((8, 16)) > 0.3).astype(np.float32)}
+  batch = {
+    "tokens": rng.integers(0, 512, (8, 16)).astype(np.int32),
+    "loss_mask": (rng.random((8, 16)) > 0.3).astype(np.float32),
+  }
   return graphdef, state, tx, batch
 
 

@@ -17,9 +17,16 @@ def run_two_processes(script: str, *args: str, timeout: float = 300) -> list[str
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  procs = [subprocess.Popen([sys.executable, script, str(port), str(pid), *map(str, args)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for pid in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, script, str(port), str(pid), *map(str, args)],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for pid in range(2)
+  ]
   logs = []
   for p in procs:
     try:

@@ -59,7 +59,7 @@ def test_layer_matches_its_formula():
   u = np.asarray(x)
   conv = np.zeros_like(u) + b
   for j in range(3):
-    conv[:, j:] += w[j] * u[:, :u.shape[1] - j]
+    conv[:, j:] += w[j] * u[:, : u.shape[1] - j]
   gate = u @ np.asarray(layer.proj[...]) + np.asarray(layer.proj_bias[...])
   np.testing.assert_allclose(y, conv * gate + u, atol=1e-4, rtol=1e-4)
 
@@ -74,11 +74,11 @@ def test_cached_prefill_and_decode_equal_full_forward(mixer):
   cache = layer.init_cache(b, t, jnp.float32)
   head, cache = _apply(layer, x[:, :5], _positions(b, 5), cache)  # Multi-token call.
   outs = [head]
-  for i in range(5, t):                                           # One token at a time.
-    y, cache = _apply(layer, x[:, i:i + 1], _positions(b, 1, i), cache)
+  for i in range(5, t):  # One token at a time.
+    y, cache = _apply(layer, x[:, i : i + 1], _positions(b, 1, i), cache)
     outs.append(y)
   np.testing.assert_allclose(np.concatenate(outs, 1), full, atol=1e-5, rtol=1e-5)
-  np.testing.assert_allclose(cache.buffer, x[:, t - layer.kernel_size + 1:], atol=0)
+  np.testing.assert_allclose(cache.buffer, x[:, t - layer.kernel_size + 1 :], atol=0)
 
 
 def test_padded_prefill_keeps_each_rows_last_inputs():
@@ -86,16 +86,16 @@ def test_padded_prefill_keeps_each_rows_last_inputs():
   x = _x(config, 3, 8, seed=2)
   right = jnp.array([[1] * 8, [1] * 2 + [0] * 6, [0] * 8])
   y, cache = _apply(layer, x, _positions(3, 8), layer.init_cache(3, 8, jnp.float32), right)
-  alone, alone_cache = _apply(layer, x[1:2, :2], _positions(1, 2),
-                              layer.init_cache(1, 2, jnp.float32))
+  alone, alone_cache = _apply(
+    layer, x[1:2, :2], _positions(1, 2), layer.init_cache(1, 2, jnp.float32)
+  )
   np.testing.assert_allclose(y[1, :2], alone[0], atol=1e-5, rtol=1e-5)
   np.testing.assert_allclose(cache.buffer[1], alone_cache.buffer[0], atol=0)
   np.testing.assert_allclose(cache.buffer[0], x[0, 5:], atol=0)
   np.testing.assert_array_equal(cache.buffer[2], 0.0)  # No valid token: cache unchanged.
   # Left padding: the padded block equals the unpadded sequence.
   left = jnp.array([[0, 0, 0] + [1] * 5])
-  y_left, c_left = _apply(layer, x[:1], _positions(1, 8), layer.init_cache(1, 8, jnp.float32),
-                          left)
+  y_left, c_left = _apply(layer, x[:1], _positions(1, 8), layer.init_cache(1, 8, jnp.float32), left)
   y_ref, c_ref = _apply(layer, x[:1, 3:], _positions(1, 5), layer.init_cache(1, 5, jnp.float32))
   np.testing.assert_allclose(y_left[0, 3:], y_ref[0], atol=1e-5, rtol=1e-5)
   np.testing.assert_allclose(c_left.buffer, c_ref.buffer, atol=0)
@@ -111,8 +111,7 @@ def test_packed_segments_match_separate_sequences():
   np.testing.assert_allclose(y, np.concatenate([first, second], 1), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("mixer", [("base_conv", "attention"), ("base_conv", "gla"),
-                                   (WIDE, "ovq")])
+@pytest.mark.parametrize("mixer", [("base_conv", "attention"), ("base_conv", "gla"), (WIDE, "ovq")])
 def test_generate_greedy_matches_full_recompute(mixer):
   """Zoology-style hybrids (conv layer, then the recall layer) decode as they run in full."""
   config = _config(mixer)
@@ -123,6 +122,7 @@ def test_generate_greedy_matches_full_recompute(mixer):
 def test_gradients_reach_every_parameter_and_sharding_rules_cover_them():
   from reasoning_jax import sharding
   from reasoning_jax.models.partition_rules import rules_for
+
   config = _config(("base_conv", "attention"))
   model = Transformer(config, rngs=nnx.Rngs(0))
   ids = jnp.asarray(np.random.RandomState(3).randint(0, config.vocab_size, (2, 9)))
@@ -141,8 +141,12 @@ def test_bad_inputs_raise():
   with pytest.raises(TypeError, match="ConvCache"):
     layer(x, positions=_positions(1, 4), cache=object())
   with pytest.raises(ValueError, match="segment_ids"):
-    layer(x, positions=_positions(1, 4), cache=layer.init_cache(1, 4),
-          segment_ids=jnp.zeros((1, 4), jnp.int32))
+    layer(
+      x,
+      positions=_positions(1, 4),
+      cache=layer.init_cache(1, 4),
+      segment_ids=jnp.zeros((1, 4), jnp.int32),
+    )
   with pytest.raises(ValueError, match="kernel_size"):
     make_conv_mixer("test_conv_bad", kernel_size=0)
   with pytest.raises(ValueError, match="history"):

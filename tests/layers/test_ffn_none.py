@@ -15,8 +15,9 @@ from reasoning_jax.models.transformer import Transformer, count_params
 
 
 def _attention_only(num_layers: int) -> ModelConfig:
-  return get_preset("tiny-llama").replace(vocab_size=32, num_layers=num_layers, ffn="none",
-                                          max_position_embeddings=64)
+  return get_preset("tiny-llama").replace(
+    vocab_size=32, num_layers=num_layers, ffn="none", max_position_embeddings=64
+  )
 
 
 def test_none_is_registered():
@@ -28,8 +29,9 @@ def test_attention_only_model_builds_and_has_no_ffn_params(num_layers):
   config = _attention_only(num_layers)
   model = Transformer(config, rngs=nnx.Rngs(0))
   state = nnx.state(model, nnx.Param)
-  paths = ["/".join(str(k) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(
-      state)[0]]
+  paths = [
+    "/".join(str(k) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(state)[0]
+  ]
   assert not any("/ffn/" in p for p in paths)
   with_ffn = Transformer(config.replace(ffn="swiglu"), rngs=nnx.Rngs(0))
   h, i = config.hidden_size, config.intermediate_size

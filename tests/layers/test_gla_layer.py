@@ -58,10 +58,10 @@ def test_cached_prefill_and_decode_equal_full_forward(mixer):
   full, no_cache = _apply(layer, x, _positions(b, t))
   assert no_cache is None
   cache = layer.init_cache(b, t)
-  head, cache = _apply(layer, x[:, :7], _positions(b, 7), cache)   # Multi-token call.
+  head, cache = _apply(layer, x[:, :7], _positions(b, 7), cache)  # Multi-token call.
   outs = [head]
-  for i in range(7, t):                                            # One token at a time.
-    y, cache = _apply(layer, x[:, i:i + 1], _positions(b, 1, i), cache)
+  for i in range(7, t):  # One token at a time.
+    y, cache = _apply(layer, x[:, i : i + 1], _positions(b, 1, i), cache)
     outs.append(y)
   np.testing.assert_allclose(np.concatenate(outs, 1), full, atol=2e-5, rtol=1e-5)
   # The final cache state is the op's final state over the whole sequence.
@@ -112,6 +112,7 @@ def test_gradients_reach_every_parameter():
 def test_partition_rules_cover_gla_parameters():
   from reasoning_jax import sharding
   from reasoning_jax.models.partition_rules import rules_for
+
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   config = get_preset("tiny-llama").replace(mixer="gla", num_kv_heads=4)
   model = Transformer(config, rngs=nnx.Rngs(0))

@@ -10,8 +10,12 @@ from reasoning_jax import registry
 from reasoning_jax.models import Transformer, get_preset  # First: see tests/ops/test_momentum.py.
 from tests.helpers.generate_checks import assert_greedy_generate_matches_recompute
 from reasoning_jax.layers.attention import KVCache
-from reasoning_jax.layers.momentum import (MomentumAttention, MomentumKVCache,
-                                           make_momentum_mixer, momentum_mixer_names)
+from reasoning_jax.layers.momentum import (
+  MomentumAttention,
+  MomentumKVCache,
+  make_momentum_mixer,
+  momentum_mixer_names,
+)
 from reasoning_jax.ops.momentum import optimal_gamma
 
 
@@ -23,10 +27,16 @@ def _register(name, **kwargs):
 
 G0 = _register("test_momentum_g0", gamma_q=0.0, gamma_k=0.0)
 LEARNED = _register("test_momentum_learned", gamma_q=0.5, gamma_k=1.0, learnable_gamma=True)
-LEARNED_PER_HEAD = _register("test_momentum_learned_per_head", gamma_q=(0.0, 0.5, 1.0, 2.0),
-                             gamma_k=(3.0, 0.25), learnable_gamma=True, t0_rule="zero")
-SLIDING_KEY_ONLY = _register("test_momentum_sliding_key_only", gamma_q=0.0, gamma_k=2.0,
-                             sliding_window_from_config=True)
+LEARNED_PER_HEAD = _register(
+  "test_momentum_learned_per_head",
+  gamma_q=(0.0, 0.5, 1.0, 2.0),
+  gamma_k=(3.0, 0.25),
+  learnable_gamma=True,
+  t0_rule="zero",
+)
+SLIDING_KEY_ONLY = _register(
+  "test_momentum_sliding_key_only", gamma_q=0.0, gamma_k=2.0, sliding_window_from_config=True
+)
 
 
 @nnx.jit
@@ -85,8 +95,9 @@ def test_cached_chunked_prefill_and_decode_equal_full_forward(mixer):
   cache = layer.init_cache(b, 12)
   outs, start = [], 0
   for size in (4, 3, 1, 1, 1):
-    out, cache = _apply(layer, x[:, start:start + size], positions[:, start:start + size],
-                        cache)
+    out, cache = _apply(
+      layer, x[:, start : start + size], positions[:, start : start + size], cache
+    )
     outs.append(out)
     start += size
   np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-5)
@@ -110,8 +121,7 @@ def test_packed_segments_equal_separate_sequences():
   packed, _ = _apply(layer, x, pos, segment_ids=seg)
   first, _ = _apply(layer, x[:, :5], pos[:, :5])
   second, _ = _apply(layer, x[:, 5:], pos[:, 5:])
-  np.testing.assert_allclose(packed, jnp.concatenate([first, second], axis=1), rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(packed, jnp.concatenate([first, second], axis=1), rtol=1e-5, atol=1e-5)
 
 
 def test_learnable_gamma_is_a_param_with_gradient():
@@ -143,5 +153,8 @@ def test_bad_settings_raise():
   layer, config = _layer("momentum_attention")
   plain_cache = KVCache(k=jnp.zeros((1, 4, 2, 24)), v=jnp.zeros((1, 4, 2, 24)))
   with pytest.raises(TypeError, match="MomentumKVCache"):
-    layer(jnp.zeros((1, 1, config.hidden_size)), positions=jnp.zeros((1, 1), jnp.int32),
-          cache=plain_cache)
+    layer(
+      jnp.zeros((1, 1, config.hidden_size)),
+      positions=jnp.zeros((1, 1), jnp.int32),
+      cache=plain_cache,
+    )

@@ -12,10 +12,16 @@ from flax import nnx
 from reasoning_jax import registry
 from reasoning_jax.models import Transformer, get_preset  # First: see tests/ops/test_momentum.py.
 from reasoning_jax.layers.ffn import SwiGLU
-from reasoning_jax.layers.monotone import (MonotoneFFN, MonotoneRawParam, is_monotone_ffn,
-                                           make_monotone_ffn, monotone_decay_penalty,
-                                           monotone_raw_params, monotone_weight_decay_mask,
-                                           require_monotone_ffns)
+from reasoning_jax.layers.monotone import (
+  MonotoneFFN,
+  MonotoneRawParam,
+  is_monotone_ffn,
+  make_monotone_ffn,
+  monotone_decay_penalty,
+  monotone_raw_params,
+  monotone_weight_decay_mask,
+  require_monotone_ffns,
+)
 from reasoning_jax.ops.monotone import probe_monotone
 
 
@@ -31,8 +37,9 @@ def test_layer_is_monotone_in_every_input_coordinate(name, bias):
   assert (ffn.up_bias is not None) == bias
   fn = nnx.jit(lambda m, x: m(x))
   x = jnp.asarray(np.random.RandomState(1).standard_normal((32, config.hidden_size)), jnp.float32)
-  probe = lambda **kw: probe_monotone(lambda z: fn(ffn, z), x, jax.random.key(2),
-                                      num_pairs=2_000, **kw)
+  probe = lambda **kw: probe_monotone(
+    lambda z: fn(ffn, z), x, jax.random.key(2), num_pairs=2_000, **kw
+  )
   assert probe() == 0 and probe(delta_scale=0.01, atol=1e-6) == 0
   jac = nnx.jit(lambda m, x: jax.vmap(jax.jacfwd(m))(x))(ffn, x[:8])
   assert jac.shape == (8, config.hidden_size, config.hidden_size)
@@ -53,8 +60,12 @@ def test_swiglu_is_rejected():
   for w in (swiglu.gate, swiglu.up, swiglu.down):
     w[...] = jnp.abs(w[...])
   x = jnp.asarray(np.random.RandomState(3).standard_normal((32, config.hidden_size)), jnp.float32)
-  assert probe_monotone(nnx.jit(lambda z: swiglu(z)), x, jax.random.key(4), num_pairs=500,
-                        delta_scale=0.01, atol=0.0) > 0
+  assert (
+    probe_monotone(
+      nnx.jit(lambda z: swiglu(z)), x, jax.random.key(4), num_pairs=500, delta_scale=0.01, atol=0.0
+    )
+    > 0
+  )
 
 
 def test_model_with_monotone_ffn_builds_runs_and_trains():
@@ -73,6 +84,7 @@ def test_model_with_monotone_ffn_builds_runs_and_trains():
       logits = nnx.merge(graphdef, p)(ids[:, :-1])
       lp = jax.nn.log_softmax(logits)
       return -jnp.mean(jnp.take_along_axis(lp, ids[:, 1:, None], axis=-1)), logits
+
     (value, logits), grads = jax.value_and_grad(loss, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, value, grads, logits
@@ -108,9 +120,10 @@ def test_weight_decay_mask_keeps_raw_params_out_of_decay():
   assert abs(float(jax.nn.softplus(v * 1e-3).mean()) - np.log(2)) < 0.01
   assert len(monotone_raw_params(model)) == 6
   np.testing.assert_allclose(
-      monotone_decay_penalty(model),
-      0.5 * sum(float(jnp.sum(jax.nn.softplus(v) ** 2)) for v in monotone_raw_params(params)),
-      rtol=1e-5)
+    monotone_decay_penalty(model),
+    0.5 * sum(float(jnp.sum(jax.nn.softplus(v) ** 2)) for v in monotone_raw_params(params)),
+    rtol=1e-5,
+  )
   with pytest.raises(TypeError, match="nnx.Variable leaves"):
     monotone_weight_decay_mask({"w": jnp.zeros(3)})
 
@@ -128,10 +141,12 @@ def test_load_dense_discards_signs_and_leaves_other_params():
   np.testing.assert_allclose(w["up"], jnp.abs(up), atol=2e-4)
   np.testing.assert_allclose(w["down"], jnp.abs(down), atol=2e-4)
   after = nnx.state(model, nnx.Param)
-  np.testing.assert_array_equal(after["layers"][0]["mixer"]["q_proj"][...],
-                                before["layers"][0]["mixer"]["q_proj"][...])
-  np.testing.assert_array_equal(after["layers"][1]["ffn"]["up"][...],
-                                before["layers"][1]["ffn"]["up"][...])
+  np.testing.assert_array_equal(
+    after["layers"][0]["mixer"]["q_proj"][...], before["layers"][0]["mixer"]["q_proj"][...]
+  )
+  np.testing.assert_array_equal(
+    after["layers"][1]["ffn"]["up"][...], before["layers"][1]["ffn"]["up"][...]
+  )
   with pytest.raises(ValueError, match="gate must be given iff"):
     ffn.load_dense(up=up, down=down, gate=up)
   with pytest.raises(ValueError, match="up must have shape"):

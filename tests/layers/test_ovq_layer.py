@@ -41,7 +41,11 @@ def test_registration_defaults_and_constant_cache():
   layer, config = _layer("ovq")
   assert isinstance(layer, OVQAttention)
   assert (layer.num_slots, layer.chunk_size, layer.schedule, layer.renormalize) == (
-      1024, 64, "saturating", False)
+    1024,
+    64,
+    "saturating",
+    False,
+  )
   np.testing.assert_allclose(np.exp(layer.log_beta[...]), math.sqrt(config.head_dim), rtol=1e-6)
   small, big = layer.init_cache(2, 8), layer.init_cache(2, 1 << 16)
   assert isinstance(small, OVQState)
@@ -63,7 +67,7 @@ def test_cached_prefill_and_decode_equal_full_forward():
   head, cache = _apply(layer, x[:, :7], _positions(b, 7), cache)
   outs = [head]
   for i in range(7, t):
-    y, cache = _apply(layer, x[:, i:i + 1], _positions(b, 1, i), cache)
+    y, cache = _apply(layer, x[:, i : i + 1], _positions(b, 1, i), cache)
     outs.append(y)
   _close(jnp.concatenate(outs, 1), full)
   assert np.all(np.asarray(cache.tokens_seen) == 12) and np.all(np.asarray(cache.buf_len) == 3)
@@ -80,8 +84,9 @@ def test_padding_tokens_are_neither_read_nor_absorbed():
     _close(a[1], e[0])
 
 
-@pytest.mark.parametrize("mixer", [(SMALL,) * 2, (SMALL, "attention"),
-                                   ("sliding_attention", SMALL)])
+@pytest.mark.parametrize(
+  "mixer", [(SMALL,) * 2, (SMALL, "attention"), ("sliding_attention", SMALL)]
+)
 def test_generate_greedy_matches_full_recompute(mixer):
   config = _config(mixer, sliding_window=4)
   model = Transformer(config, rngs=nnx.Rngs(0))
@@ -93,9 +98,15 @@ def test_layer_is_projections_around_the_op():
   x = _x(config, 1, 9, seed=3)
   y, _ = _apply(layer, x, _positions(1, 9))
   proj = lambda w: jnp.einsum("bth,hnd->btnd", x, w[...])
-  o, _ = ovq_attention(proj(layer.q_proj), proj(layer.k_proj), proj(layer.v_proj),
-                       beta=jnp.exp(layer.log_beta[...]), num_slots=6, chunk_size=4,
-                       mode="naive")
+  o, _ = ovq_attention(
+    proj(layer.q_proj),
+    proj(layer.k_proj),
+    proj(layer.v_proj),
+    beta=jnp.exp(layer.log_beta[...]),
+    num_slots=6,
+    chunk_size=4,
+    mode="naive",
+  )
   _close(y, jnp.einsum("btnd,ndh->bth", o, layer.o_proj[...]))
 
 
@@ -117,14 +128,17 @@ def test_gradients_reach_every_parameter():
 def test_partition_rules_cover_ovq_parameters():
   from reasoning_jax import sharding
   from reasoning_jax.models.partition_rules import rules_for
+
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   config = get_preset("tiny-llama").replace(mixer="ovq")
   model = Transformer(config, rngs=nnx.Rngs(0))
   specs = sharding.param_specs(nnx.state(model, nnx.Param), rules_for(config.family), mesh)
   mixer = specs["layers"][0]["mixer"]
+
   def spec(name):
     leaf = mixer[name]
     return tuple(leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf)
+
   assert spec("log_beta") in ((), (None,))  # Replicated.
   assert spec("q_proj") == ("fsdp", "tensor", None)
 

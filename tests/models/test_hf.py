@@ -23,30 +23,57 @@ transformers = pytest.importorskip("transformers", reason="needs the `hf` extra"
 
 TOL = 1e-4
 
-_COMMON = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+_COMMON = dict(
+  vocab_size=300,
+  hidden_size=64,
+  intermediate_size=96,
+  num_hidden_layers=2,
+  num_attention_heads=4,
+  num_key_value_heads=2,
+  max_position_embeddings=256,
+)
 
 
 def _hf_config(family: str):
   if family == "llama":
     return transformers.LlamaConfig(
-        **_COMMON, rms_norm_eps=1e-5, tie_word_embeddings=False,
-        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                         "original_max_position_embeddings": 32})
+      **_COMMON,
+      rms_norm_eps=1e-5,
+      tie_word_embeddings=False,
+      rope_parameters={
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32,
+      },
+    )
   if family == "llama_tied_bias":
     return transformers.LlamaConfig(
-        **_COMMON, rms_norm_eps=1e-5, tie_word_embeddings=True, attention_bias=True,
-        mlp_bias=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+      **_COMMON,
+      rms_norm_eps=1e-5,
+      tie_word_embeddings=True,
+      attention_bias=True,
+      mlp_bias=True,
+      rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    )
   if family == "qwen2":
     return transformers.Qwen2Config(
-        **_COMMON, rms_norm_eps=1e-6, tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+      **_COMMON,
+      rms_norm_eps=1e-6,
+      tie_word_embeddings=True,
+      rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+    )
   if family == "qwen3":
     # head_dim 24 is independent of hidden_size / heads (= 16) and not a power of two.
     return transformers.Qwen3Config(
-        **_COMMON, head_dim=24, rms_norm_eps=1e-6, tie_word_embeddings=False,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+      **_COMMON,
+      head_dim=24,
+      rms_norm_eps=1e-6,
+      tie_word_embeddings=False,
+      rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+    )
   raise ValueError(family)
 
 
@@ -79,8 +106,9 @@ def _padded_batch(vocab: int, seed: int = 0):
 
 def _hf_logits(model, ids, mask):
   with torch.no_grad():
-    out = model(input_ids=torch.from_numpy(ids).long(),
-                attention_mask=torch.from_numpy(mask).long())
+    out = model(
+      input_ids=torch.from_numpy(ids).long(), attention_mask=torch.from_numpy(mask).long()
+    )
   return out.logits.float().numpy()
 
 
@@ -114,15 +142,20 @@ def test_export_reload_same_logits(hf_pair, tmp_path):
 
 def test_greedy_generation_matches_transformers(hf_pair):
   from reasoning_jax.generate import generate
+
   _, directory, hf_model = hf_pair
   model = from_hf(directory, dtype="float32")
   ids, _, lengths = _padded_batch(model.config.vocab_size, seed=2)
-  out = generate(model, jnp.asarray(ids), jnp.asarray(lengths), max_new_tokens=8,
-                 temperature=0.0)
+  out = generate(model, jnp.asarray(ids), jnp.asarray(lengths), max_new_tokens=8, temperature=0.0)
   for b, n in enumerate(lengths):
     with torch.no_grad():
-      ref = hf_model.generate(torch.from_numpy(ids[b:b + 1, :n]).long(), max_new_tokens=8,
-                              do_sample=False, min_new_tokens=8, pad_token_id=0)
+      ref = hf_model.generate(
+        torch.from_numpy(ids[b : b + 1, :n]).long(),
+        max_new_tokens=8,
+        do_sample=False,
+        min_new_tokens=8,
+        pad_token_id=0,
+      )
     np.testing.assert_array_equal(np.asarray(out.tokens[b]), ref[0, n:].numpy())
 
 
@@ -136,16 +169,20 @@ def test_old_config_layout_and_sharded_index(hf_pair, tmp_path):
     cfg = json.load(f)
   rope = cfg.pop("rope_parameters")
   cfg["rope_theta"] = rope.pop("rope_theta")
-  cfg["rope_scaling"] = None if rope["rope_type"] == "default" else {
-      **{k: v for k, v in rope.items() if k != "rope_type"}, "type": rope["rope_type"]}
+  cfg["rope_scaling"] = (
+    None
+    if rope["rope_type"] == "default"
+    else {**{k: v for k, v in rope.items() if k != "rope_type"}, "type": rope["rope_type"]}
+  )
   cfg["torch_dtype"] = cfg.pop("dtype")
   with open(out / "config.json", "w") as f:
     json.dump(cfg, f)
   again = from_hf(out)
   assert again.config == model.config
   ids, mask, lengths = _padded_batch(model.config.vocab_size, seed=3)
-  np.testing.assert_array_equal(np.asarray(again(jnp.asarray(ids))),
-                                np.asarray(model(jnp.asarray(ids))))
+  np.testing.assert_array_equal(
+    np.asarray(again(jnp.asarray(ids))), np.asarray(model(jnp.asarray(ids)))
+  )
 
 
 def test_bf16_load_close_to_fp32(hf_pair):
@@ -177,8 +214,9 @@ def test_sharded_load_places_on_mesh(hf_pair):
   assert len(q.addressable_shards) == 4
   ref = from_hf(directory, dtype="float32")
   ids, _, _ = _padded_batch(ref.config.vocab_size, seed=5)
-  np.testing.assert_allclose(np.asarray(model(jnp.asarray(ids))),
-                             np.asarray(ref(jnp.asarray(ids))), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(model(jnp.asarray(ids))), np.asarray(ref(jnp.asarray(ids))), atol=1e-5
+  )
 
 
 # ----------------------------------------------------------------------------- errors
@@ -232,6 +270,7 @@ def test_corrupt_safetensors(qwen3_dir, tmp_path):
 
 def test_missing_unexpected_and_mismatched_tensors(qwen3_dir, tmp_path):
   from safetensors.numpy import load_file, save_file
+
   d = _copy(qwen3_dir, tmp_path / "m")
   tensors = load_file(d / "model.safetensors")
   dropped = dict(tensors)
@@ -250,8 +289,14 @@ def test_missing_unexpected_and_mismatched_tensors(qwen3_dir, tmp_path):
 
 
 def test_config_from_hf_rejects_unsupported():
-  base = {"architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 8,
-          "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
+  base = {
+    "architectures": ["LlamaForCausalLM"],
+    "vocab_size": 10,
+    "hidden_size": 8,
+    "intermediate_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+  }
   assert config_from_hf(base).family == "llama"
   with pytest.raises(CheckpointError, match="hidden_act"):
     config_from_hf({**base, "hidden_act": "gelu"})
@@ -263,6 +308,7 @@ def test_config_from_hf_rejects_unsupported():
 
 def test_to_hf_rejects_non_hf_layers(tmp_path):
   from reasoning_jax import registry
+
   assert "sliding_attention" in registry.MIXERS
   config = get_preset("tiny-qwen3").replace(mixer="sliding_attention", sliding_window=4)
   model = Transformer(config, rngs=nnx.Rngs(0))

@@ -10,17 +10,17 @@ import pytest
 from flax import nnx
 
 from reasoning_jax import registry
-from reasoning_jax.models import PRESETS, ModelConfig, Transformer, count_params, get_preset
+from reasoning_jax.models import PRESETS, Transformer, count_params, get_preset
 
 # Parameter counts of the published checkpoints (safetensors totals).
 PUBLISHED = {
-    "qwen2.5-0.5b": 494_032_768,
-    "qwen2.5-7b": 7_615_616_512,
-    "qwen3-0.6b": 596_049_920,
-    "qwen3-8b": 8_190_735_360,
-    "llama-3.2-1b": 1_235_814_400,
-    "llama-3.2-3b": 3_212_749_824,
-    "llama-3.1-8b": 8_030_261_248,
+  "qwen2.5-0.5b": 494_032_768,
+  "qwen2.5-7b": 7_615_616_512,
+  "qwen3-0.6b": 596_049_920,
+  "qwen3-8b": 8_190_735_360,
+  "llama-3.2-1b": 1_235_814_400,
+  "llama-3.2-3b": 3_212_749_824,
+  "llama-3.1-8b": 8_030_261_248,
 }
 
 
@@ -42,7 +42,9 @@ def test_get_preset_overrides_and_unknown():
     get_preset("gpt-5")
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     (dict(num_heads=4, num_kv_heads=3), "multiple of num_kv_heads"),
     (dict(head_dim=7), "even"),
     (dict(vocab_size=0), "vocab_size"),
@@ -50,7 +52,8 @@ def test_get_preset_overrides_and_unknown():
     (dict(rope_theta=-1.0), "rope_theta"),
     (dict(sliding_window=0), "sliding_window"),
     (dict(family="gpt2"), "family"),
-])
+  ],
+)
 def test_config_validation(kwargs, match):
   with pytest.raises(ValueError, match=match):
     get_preset("tiny-qwen3").replace(**kwargs)
@@ -63,8 +66,9 @@ def test_unknown_mixer_named_at_build():
 
 
 def test_per_layer_mixers_from_registry():
-  config = get_preset("tiny-qwen3").replace(mixer=("attention", "sliding_attention"),
-                                            sliding_window=3)
+  config = get_preset("tiny-qwen3").replace(
+    mixer=("attention", "sliding_attention"), sliding_window=3
+  )
   model = Transformer(config, rngs=nnx.Rngs(0))
   assert type(model.layers[1].mixer) is registry.MIXERS.get("sliding_attention")
   ids = jnp.arange(10)[None] % 7
@@ -97,7 +101,7 @@ def test_prefill_then_stepwise_cache_equals_full_forward(model):
   outs = [model.unembed(hidden)]
   for t in range(5, 9):
     pos = jnp.full((2, 1), t, jnp.int32)
-    hidden, cache = model.forward(ids[:, t:t + 1], positions=pos, cache=cache)
+    hidden, cache = model.forward(ids[:, t : t + 1], positions=pos, cache=cache)
     outs.append(model.unembed(hidden))
   np.testing.assert_allclose(np.asarray(jnp.concatenate(outs, 1)), np.asarray(full), atol=1e-5)
 
@@ -106,8 +110,9 @@ def test_right_padding_does_not_change_valid_logits(model):
   ids = jax.random.randint(jax.random.key(2), (1, 6), 1, model.config.vocab_size)
   padded = jnp.concatenate([ids, jnp.zeros((1, 3), ids.dtype)], axis=1)
   mask = jnp.array([[1] * 6 + [0] * 3])
-  np.testing.assert_allclose(np.asarray(model(padded, attention_mask=mask)[:, :6]),
-                             np.asarray(model(ids)), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(model(padded, attention_mask=mask)[:, :6]), np.asarray(model(ids)), atol=1e-5
+  )
 
 
 def test_jit_and_grad(model):
@@ -139,9 +144,11 @@ def test_bf16_compute():
 
 
 def test_import_does_not_pull_torch_or_tensorflow():
-  code = ("import sys, reasoning_jax, reasoning_jax.models, reasoning_jax.generate, "
-          "reasoning_jax.logprobs, reasoning_jax.tokenizers; "
-          "bad = [m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules]; "
-          "print(bad); sys.exit(1 if bad else 0)")
+  code = (
+    "import sys, reasoning_jax, reasoning_jax.models, reasoning_jax.generate, "
+    "reasoning_jax.logprobs, reasoning_jax.tokenizers; "
+    "bad = [m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules]; "
+    "print(bad); sys.exit(1 if bad else 0)"
+  )
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   assert result.returncode == 0, result.stdout + result.stderr

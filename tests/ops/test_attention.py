@@ -31,17 +31,18 @@ def _naive(q, k, v, allowed):
 
 def _qkv(b=2, t=7, s=7, n=4, kh=2, d=8, dtype=jnp.float32, seed=0):
   ks = jax.random.split(jax.random.key(seed), 3)
-  return (jax.random.normal(ks[0], (b, t, n, d), dtype),
-          jax.random.normal(ks[1], (b, s, kh, d), dtype),
-          jax.random.normal(ks[2], (b, s, kh, d), dtype))
+  return (
+    jax.random.normal(ks[0], (b, t, n, d), dtype),
+    jax.random.normal(ks[1], (b, s, kh, d), dtype),
+    jax.random.normal(ks[2], (b, s, kh, d), dtype),
+  )
 
 
 @pytest.mark.parametrize("n,kh", [(4, 4), (4, 2), (6, 1)])
 def test_causal_matches_naive(n, kh):
   q, k, v = _qkv(n=n, kh=kh)
   allowed = np.tril(np.ones((7, 7), bool))[None].repeat(2, 0)
-  np.testing.assert_allclose(np.asarray(attention(q, k, v)), _naive(q, k, v, allowed),
-                             atol=1e-5)
+  np.testing.assert_allclose(np.asarray(attention(q, k, v)), _naive(q, k, v, allowed), atol=1e-5)
 
 
 def test_gqa_equals_repeated_kv_heads():
@@ -63,8 +64,9 @@ def test_sliding_window_edges(window):
     assert not mask[window, 0] and mask[window - 1, 0]
   q, k, v = _qkv(t=9, s=9)
   allowed = np.broadcast_to(mask, (2, 9, 9))
-  np.testing.assert_allclose(np.asarray(attention(q, k, v, sliding_window=window)),
-                             _naive(q, k, v, allowed), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(attention(q, k, v, sliding_window=window)), _naive(q, k, v, allowed), atol=1e-5
+  )
 
 
 def test_segment_ids_and_padding_mask():
@@ -103,8 +105,14 @@ def test_bf16_close_to_fp32():
 
 def test_gradients_match_finite_differences():
   q, k, v = _qkv(b=1, t=4, s=4, n=2, kh=1, d=4)
-  jax.test_util.check_grads(lambda q, k, v: attention(q, k, v, sliding_window=2),
-                            (q, k, v), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
+  jax.test_util.check_grads(
+    lambda q, k, v: attention(q, k, v, sliding_window=2),
+    (q, k, v),
+    order=1,
+    modes=("rev",),
+    atol=1e-2,
+    rtol=1e-2,
+  )
 
 
 def test_errors_name_the_problem():
@@ -120,8 +128,9 @@ def test_errors_name_the_problem():
     attention(q[0], k, v)
   with pytest.raises(ValueError, match="implementation='pallas'"):
     # Decode against a cache (S != T, explicit positions) is not expressible by the kernel.
-    attention(q[:, :1], k, v, q_positions=jnp.full((q.shape[0], 1), 2, jnp.int32),
-              implementation="pallas")
+    attention(
+      q[:, :1], k, v, q_positions=jnp.full((q.shape[0], 1), 2, jnp.int32), implementation="pallas"
+    )
   with pytest.raises(ValueError, match="implementation='triton'"):
     attention(q, k, v, implementation="triton")
   with pytest.raises(ValueError, match="q_positions"):

@@ -12,8 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reasoning_jax.ops.gla import (gated_linear_attention, gla_chunk, gla_naive, gla_recurrent,
-                                   gla_step)
+from reasoning_jax.ops.gla import (
+  gated_linear_attention,
+  gla_chunk,
+  gla_naive,
+  gla_recurrent,
+  gla_step,
+)
 
 B, T, H, DK, DV = 2, 23, 2, 5, 3  # T = 23: not divisible by most chunk sizes.
 
@@ -24,8 +29,9 @@ def _inputs(*, b=B, t=T, h=H, dk=DK, dv=DV, gate="vector", dtype=jnp.float32, se
   k = jax.random.normal(ks[1], (b, t, h, dk), dtype)
   v = jax.random.normal(ks[2], (b, t, h, dv), dtype)
   gate_shape = {"vector": (b, t, h, dk), "scalar": (b, t, h)}
-  g = None if gate is None else jax.nn.log_sigmoid(
-      jax.random.normal(ks[3], gate_shape[gate]) + 1.5)  # g in about (-3, 0), float32
+  g = (
+    None if gate is None else jax.nn.log_sigmoid(jax.random.normal(ks[3], gate_shape[gate]) + 1.5)
+  )  # g in about (-3, 0), float32
   h0 = jax.random.normal(ks[4], (b, h, dk, dv), jnp.float32)
   return q, k, v, g, h0
 
@@ -38,8 +44,9 @@ def _run(fn, q, k, v, g, h0, chunk_size=None):
 
 def _close(actual, expected, atol):
   for a, e in zip(actual, expected):
-    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(e, np.float32), atol=atol,
-                               rtol=atol)
+    np.testing.assert_allclose(
+      np.asarray(a, np.float32), np.asarray(e, np.float32), atol=atol, rtol=atol
+    )
 
 
 @pytest.mark.parametrize("mode", ["naive", "chunk", "recurrent"])
@@ -74,8 +81,9 @@ def test_chunk_matches_naive(reference, chunk_size, with_state):
 @pytest.mark.parametrize("with_state", [False, True])
 def test_recurrent_matches_naive(reference, with_state):
   q, k, v, g, h0 = _inputs()
-  _close(_run(gla_recurrent, q, k, v, g, h0 if with_state else None), reference[with_state],
-         atol=1e-5)
+  _close(
+    _run(gla_recurrent, q, k, v, g, h0 if with_state else None), reference[with_state], atol=1e-5
+  )
 
 
 @pytest.mark.parametrize("g_kind", ["none", "zeros"])
@@ -86,17 +94,20 @@ def test_unit_gates_equal_masked_quadratic_form(g_kind):
   o, state = _run(gla_chunk, q, k, v, g, None, chunk_size=7)
   scores = jnp.einsum("bthd,bshd->bhts", q, k) * DK**-0.5
   scores = jnp.where(jnp.tril(jnp.ones((T, T), bool)), scores, 0.0)
-  np.testing.assert_allclose(np.asarray(o), np.asarray(jnp.einsum("bhts,bshv->bthv", scores, v)),
-                             atol=1e-4)
-  np.testing.assert_allclose(np.asarray(state), np.asarray(jnp.einsum("bthk,bthv->bhkv", k, v)),
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(o), np.asarray(jnp.einsum("bhts,bshv->bthv", scores, v)), atol=1e-4
+  )
+  np.testing.assert_allclose(
+    np.asarray(state), np.asarray(jnp.einsum("bthk,bthv->bhkv", k, v)), atol=1e-4
+  )
 
 
 def test_scalar_gate_equals_broadcast_vector_gate():
   q, k, v, g, h0 = _inputs(gate="scalar")
   g_vec = jnp.broadcast_to(g[..., None], q.shape)
-  _close(_run(gla_chunk, q, k, v, g, h0, chunk_size=16),
-         _run(gla_naive, q, k, v, g_vec, h0), atol=1e-4)
+  _close(
+    _run(gla_chunk, q, k, v, g, h0, chunk_size=16), _run(gla_naive, q, k, v, g_vec, h0), atol=1e-4
+  )
 
 
 def test_strong_decay_is_finite_and_matches_naive():
@@ -121,15 +132,21 @@ def _projected_loss(fn, q, k, v, g, h0, **kwargs):
   return jnp.sum(o * wo) + jnp.sum(state * ws)
 
 
-@pytest.mark.parametrize("gate,chunk_size,shape", [
-    ("vector", 20, {}), ("scalar", 7, {}),
+@pytest.mark.parametrize(
+  "gate,chunk_size,shape",
+  [
+    ("vector", 20, {}),
+    ("scalar", 7, {}),
     # Several heads, two chunks of 32 (sub-chunks of 16): the shape at which an earlier
     # formulation crashed XLA:CPU (jaxlib 0.10.2) in the backward pass.
-    ("vector", 32, dict(b=1, t=64, h=4, dk=8, dv=8))])
+    ("vector", 32, dict(b=1, t=64, h=4, dk=8, dv=8)),
+  ],
+)
 def test_chunk_gradients_match_naive(gate, chunk_size, shape):
   q, k, v, g, h0 = _inputs(gate=gate, **shape)
-  grad = lambda fn, **kw: jax.jit(jax.grad(
-      functools.partial(_projected_loss, fn, **kw), argnums=(0, 1, 2, 3, 4)))(q, k, v, g, h0)
+  grad = lambda fn, **kw: jax.jit(
+    jax.grad(functools.partial(_projected_loss, fn, **kw), argnums=(0, 1, 2, 3, 4))
+  )(q, k, v, g, h0)
   expected = grad(gla_naive)
   actual = grad(gla_chunk, chunk_size=chunk_size)
   for name, a, e in zip("q k v g initial_state".split(), actual, expected):
@@ -172,29 +189,46 @@ def test_dispatcher_modes_agree_under_jit():
   f = jax.jit(gated_linear_attention, static_argnames=("mode", "chunk_size", "implementation"))
   expected = f(q, k, v, g, initial_state=h0, mode="naive")
   for mode in ("chunk", "recurrent"):
-    _close(f(q, k, v, g, initial_state=h0, mode=mode, chunk_size=8, implementation="xla"),
-           expected, atol=1e-4)
+    _close(
+      f(q, k, v, g, initial_state=h0, mode=mode, chunk_size=8, implementation="xla"),
+      expected,
+      atol=1e-4,
+    )
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (lambda a: {**a, "q": a["q"][0]}, r"q must be \[B, T, H, Dk\]"),
     (lambda a: {**a, "k": a["k"][:, :-1]}, r"k must be \[B, T, H, Dk\]"),
     (lambda a: {**a, "v": a["v"][:, :, :1]}, r"v must be \[B, T, H, Dv\]"),
     (lambda a: {**a, "g": a["g"][..., :2]}, r"g must be \[B, T, H, Dk\]"),
-    (lambda a: {**a, "initial_state": a["initial_state"][..., :1, :]},
-     r"initial_state must be \[B, H, Dk, Dv\]"),
+    (
+      lambda a: {**a, "initial_state": a["initial_state"][..., :1, :]},
+      r"initial_state must be \[B, H, Dk, Dv\]",
+    ),
     (lambda a: {**a, "k": a["k"].astype(jnp.bfloat16)}, "q, k, v must share a dtype"),
     (lambda a: {**a, "g": a["g"].astype(jnp.float16)}, "g must have q's dtype"),
-    (lambda a: {**a, "initial_state": a["initial_state"].astype(jnp.bfloat16)},
-     "initial_state must be float32"),
-    (lambda a: {**a, "q": a["q"].astype(jnp.int32), "k": a["k"].astype(jnp.int32),
-                "v": a["v"].astype(jnp.int32)}, "floating dtype"),
+    (
+      lambda a: {**a, "initial_state": a["initial_state"].astype(jnp.bfloat16)},
+      "initial_state must be float32",
+    ),
+    (
+      lambda a: {
+        **a,
+        "q": a["q"].astype(jnp.int32),
+        "k": a["k"].astype(jnp.int32),
+        "v": a["v"].astype(jnp.int32),
+      },
+      "floating dtype",
+    ),
     (lambda a: {**a, "chunk_size": 0}, "chunk_size must be a positive int"),
     (lambda a: {**a, "chunk_size": 2.5}, "chunk_size must be a positive int"),
     (lambda a: {**a, "mode": "fused"}, "mode='fused' is not a registered gla mode"),
     (lambda a: {**a, "implementation": "triton"}, "implementation='triton' is not"),
     (lambda a: {**a, "implementation": "pallas", "mode": "naive"}, 'mode="chunk" only'),
-])
+  ],
+)
 def test_bad_inputs_raise(change, match):
   q, k, v, g, h0 = _inputs(t=4)
   args = change(dict(q=q, k=k, v=v, g=g, initial_state=h0))

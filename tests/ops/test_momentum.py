@@ -17,9 +17,14 @@ import pytest
 import reasoning_jax.models  # noqa: F401  (first: importing layers first hits the layers<->models cycle)
 from reasoning_jax.layers.rope import apply_rope, inverse_frequencies, rope_tables
 from reasoning_jax.ops.attention import attention
-from reasoning_jax.ops.momentum import (momentum_attention, momentum_attention_reference,
-                                        momentum_shear, momentum_shear_reference, optimal_gamma,
-                                        sequence_starts)
+from reasoning_jax.ops.momentum import (
+  momentum_attention,
+  momentum_attention_reference,
+  momentum_shear,
+  momentum_shear_reference,
+  optimal_gamma,
+  sequence_starts,
+)
 
 B, T, N, K, D = 2, 11, 4, 2, 8
 
@@ -28,8 +33,10 @@ B, T, N, K, D = 2, 11, 4, 2, 8
 _ATTN_STATIC = ("t0_rule", "implementation", "scale", "sliding_window", "index_positions")
 mattn = jax.jit(momentum_attention, static_argnames=_ATTN_STATIC)
 mattn_ref = jax.jit(momentum_attention_reference, static_argnames=_ATTN_STATIC)
-plain_attention = jax.jit(attention, static_argnames=(
-    "causal", "sliding_window", "scale", "implementation", "index_positions"))
+plain_attention = jax.jit(
+  attention,
+  static_argnames=("causal", "sliding_window", "scale", "implementation", "index_positions"),
+)
 shear = jax.jit(momentum_shear, static_argnames=("t0_rule",))
 shear_ref = jax.jit(momentum_shear_reference, static_argnames=("t0_rule",))
 
@@ -39,8 +46,11 @@ def _normal(seed, shape, dtype=jnp.float32):
 
 
 def _qkv(seed=0, b=B, t=T, n=N, kh=K, d=D, dtype=jnp.float32):
-  return (_normal(seed, (b, t, n, d), dtype), _normal(seed + 100, (b, t, kh, d), dtype),
-          _normal(seed + 200, (b, t, kh, d), dtype))
+  return (
+    _normal(seed, (b, t, n, d), dtype),
+    _normal(seed + 100, (b, t, kh, d), dtype),
+    _normal(seed + 200, (b, t, kh, d), dtype),
+  )
 
 
 def _positions(b=B, t=T):
@@ -57,8 +67,9 @@ def _segments():
 
 
 def test_optimal_gamma_scaling_law():
-  np.testing.assert_allclose([optimal_gamma(n) for n in (1, 2, 4, 6, 12)],
-                             [4.17, 2.50, 1.50, 1.11, 0.66], atol=0.01)
+  np.testing.assert_allclose(
+    [optimal_gamma(n) for n in (1, 2, 4, 6, 12)], [4.17, 2.50, 1.50, 1.11, 0.66], atol=0.01
+  )
   with pytest.raises(ValueError, match="num_layers"):
     optimal_gamma(0)
 
@@ -66,17 +77,34 @@ def test_optimal_gamma_scaling_law():
 def test_gamma_zero_equals_plain_attention():
   q, k, v = _qkv()
   seg, pos = _segments()
-  expected = plain_attention(q, k, v, q_positions=pos, kv_positions=pos, q_segment_ids=seg,
-                             kv_segment_ids=seg, implementation="xla")
+  expected = plain_attention(
+    q,
+    k,
+    v,
+    q_positions=pos,
+    kv_positions=pos,
+    q_segment_ids=seg,
+    kv_segment_ids=seg,
+    implementation="xla",
+  )
   # A static zero (a Python float) skips the shear: the identical program.
-  static_zero = jax.jit(functools.partial(momentum_attention, gamma_q=0.0, gamma_k=0.0,
-                                          implementation="xla"))
+  static_zero = jax.jit(
+    functools.partial(momentum_attention, gamma_q=0.0, gamma_k=0.0, implementation="xla")
+  )
   np.testing.assert_array_equal(static_zero(q, k, v, positions=pos, segment_ids=seg), expected)
   # Array zeros (0-d and per head) go through the shear arithmetic: (1 + 0) x - 0 x' == x.
   for fn in (mattn, mattn_ref):
     for zero_q, zero_k in ((jnp.zeros(()), jnp.zeros(())), (jnp.zeros((N,)), jnp.zeros((K,)))):
-      out = fn(q, k, v, gamma_q=zero_q, gamma_k=zero_k, positions=pos, segment_ids=seg,
-               implementation="xla")
+      out = fn(
+        q,
+        k,
+        v,
+        gamma_q=zero_q,
+        gamma_k=zero_k,
+        positions=pos,
+        segment_ids=seg,
+        implementation="xla",
+      )
       np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
   # ... and a non-zero gamma does change the output.
   out = mattn(q, k, v, gamma_q=0.5, gamma_k=0.5, positions=pos, segment_ids=seg)
@@ -91,8 +119,12 @@ def test_vectorised_shear_equals_stepwise_reference(t0_rule, gamma):
     gamma = jnp.array([0.0, 0.5, 1.0, 4.17])
   seg, pos = _segments()
   prev = _normal(5, (B, N, D))
-  for kwargs in ({}, dict(positions=pos, segment_ids=seg), dict(prev=prev),
-                 dict(prev=prev, positions=pos + 3)):
+  for kwargs in (
+    {},
+    dict(positions=pos, segment_ids=seg),
+    dict(prev=prev),
+    dict(prev=prev, positions=pos + 3),
+  ):
     fast, last = shear(q, gamma, t0_rule=t0_rule, **kwargs)
     ref, ref_last = shear_ref(q, gamma, t0_rule=t0_rule, **kwargs)
     np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-6)
@@ -147,8 +179,8 @@ def test_causality():
   t = 5
   bump = lambda x: x.at[:, t + 1].add(3.0)
   out2 = mattn(bump(q), bump(k), bump(v), gamma_q=1.0, gamma_k=2.0)
-  np.testing.assert_array_equal(out[:, :t + 1], out2[:, :t + 1])
-  assert np.abs(np.asarray(out[:, t + 1:] - out2[:, t + 1:])).max() > 1e-3
+  np.testing.assert_array_equal(out[:, : t + 1], out2[:, : t + 1])
+  assert np.abs(np.asarray(out[:, t + 1 :] - out2[:, t + 1 :])).max() > 1e-3
 
 
 @pytest.mark.parametrize("t0_rule", ["repeat", "zero"])
@@ -165,18 +197,17 @@ def test_stepwise_and_chunked_decode_equal_parallel(t0_rule):
   first, prev = momentum_shear(q[:, :1], gamma, t0_rule=t0_rule)
   outs, outs_jit, prev_jit = [first], [first], prev
   for t in range(1, 13):
-    out, prev = momentum_shear(q[:, t:t + 1], gamma, prev=prev, t0_rule=t0_rule)
+    out, prev = momentum_shear(q[:, t : t + 1], gamma, prev=prev, t0_rule=t0_rule)
     outs.append(out)
-    out, prev_jit = step_jit(q[:, t:t + 1], prev_jit)
+    out, prev_jit = step_jit(q[:, t : t + 1], prev_jit)
     outs_jit.append(out)
   np.testing.assert_array_equal(jnp.concatenate(outs, axis=1), parallel)
   parallel_jit, _ = jax.jit(lambda x: momentum_shear(x, gamma, t0_rule=t0_rule))(q)
-  np.testing.assert_allclose(jnp.concatenate(outs_jit, axis=1), parallel_jit, rtol=1e-6,
-                             atol=1e-6)
+  np.testing.assert_allclose(jnp.concatenate(outs_jit, axis=1), parallel_jit, rtol=1e-6, atol=1e-6)
   # Ragged chunks 5 + 3 + 4 + 1 (not a divisor of T).
   outs, prev, start = [], None, 0
   for size in (5, 3, 4, 1):
-    out, prev = momentum_shear(q[:, start:start + size], gamma, prev=prev, t0_rule=t0_rule)
+    out, prev = momentum_shear(q[:, start : start + size], gamma, prev=prev, t0_rule=t0_rule)
     outs.append(out)
     start += size
   np.testing.assert_array_equal(jnp.concatenate(outs, axis=1), parallel)
@@ -187,11 +218,11 @@ def test_segment_resets_equal_separate_sequences(t0_rule):
   """Packed sequences (segment ids, positions restarting at 0) == each sequence alone."""
   q, k, v = _qkv()
   seg, pos = _segments()
-  packed = mattn(q, k, v, gamma_q=1.5, gamma_k=0.5, positions=pos, segment_ids=seg,
-                 t0_rule=t0_rule)
+  packed = mattn(q, k, v, gamma_q=1.5, gamma_k=0.5, positions=pos, segment_ids=seg, t0_rule=t0_rule)
   for lo, hi in ((0, 4), (4, 9), (9, 11)):
-    alone = mattn(q[1:, lo:hi], k[1:, lo:hi], v[1:, lo:hi], gamma_q=1.5, gamma_k=0.5,
-                  t0_rule=t0_rule)
+    alone = mattn(
+      q[1:, lo:hi], k[1:, lo:hi], v[1:, lo:hi], gamma_q=1.5, gamma_k=0.5, t0_rule=t0_rule
+    )
     np.testing.assert_allclose(packed[1:, lo:hi], alone, rtol=1e-5, atol=1e-6)
   # A start is detected from the segment id alone and from position 0 alone.
   starts = sequence_starts(B, T, segment_ids=seg)
@@ -242,8 +273,16 @@ def test_shared_shear_ties_and_two_head_repair():
   tokens = np.concatenate([r, r])
   q, k, v = _one_hot_heads(tokens, vocab, -c)
   two = lambda x: jnp.concatenate([x, x], axis=2)  # Head 0: shared shear; head 1: query-only.
-  out = np.asarray(mattn(two(q), two(k), two(v), gamma_q=jnp.array([1.0, 1.0]),
-                         gamma_k=jnp.array([1.0, 0.0]), scale=1.0))[0]
+  out = np.asarray(
+    mattn(
+      two(q),
+      two(k),
+      two(v),
+      gamma_q=jnp.array([1.0, 1.0]),
+      gamma_k=jnp.array([1.0, 0.0]),
+      scale=1.0,
+    )
+  )[0]
   eye = np.eye(vocab)
   for i in range(2, n - 1):
     t = n + i
@@ -260,11 +299,13 @@ def test_gradients_including_gamma():
 
   @jax.jit
   def f(q, k, v, gq, gk):
-    return momentum_attention(q, k, v, gamma_q=gq, gamma_k=gk, positions=pos,
-                              segment_ids=seg, implementation="xla")
+    return momentum_attention(
+      q, k, v, gamma_q=gq, gamma_k=gk, positions=pos, segment_ids=seg, implementation="xla"
+    )
 
-  jax.test_util.check_grads(f, (q, k, v, jnp.float32(0.7), jnp.float32(1.3)), order=1,
-                            modes=("rev",), atol=2e-2, rtol=2e-2)
+  jax.test_util.check_grads(
+    f, (q, k, v, jnp.float32(0.7), jnp.float32(1.3)), order=1, modes=("rev",), atol=2e-2, rtol=2e-2
+  )
   grad = jax.grad(lambda g: f(q, k, v, g, g).sum() ** 2)(0.7)
   assert np.isfinite(grad) and abs(float(grad)) > 0
 
@@ -291,7 +332,9 @@ def test_bad_inputs_raise_clear_errors():
     momentum_attention(q, k.astype(jnp.bfloat16), v, **kw)
   with pytest.raises(ValueError, match=r"\[B, T, heads, D\]"):
     momentum_attention(q[0], k, v, **kw)
-  with pytest.raises(ValueError, match=r"gamma_k must be a scalar or one value per head \[H\] = \[2\]"):
+  with pytest.raises(
+    ValueError, match=r"gamma_k must be a scalar or one value per head \[H\] = \[2\]"
+  ):
     momentum_attention(q, k, v, gamma_q=1.0, gamma_k=jnp.ones(4))
   with pytest.raises(ValueError, match="finite"):
     momentum_attention(q, k, v, gamma_q=float("nan"), gamma_k=1.0)

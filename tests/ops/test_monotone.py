@@ -7,9 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reasoning_jax.ops.monotone import (MONOTONE_ACTIVATIONS, check_activation, init_raw,
-                                        inverse_softplus, monotone_ffn, monotone_weight_l2,
-                                        nonnegative_weight, probe_monotone, raw_from_dense)
+from reasoning_jax.ops.monotone import (
+  MONOTONE_ACTIVATIONS,
+  check_activation,
+  init_raw,
+  inverse_softplus,
+  monotone_ffn,
+  monotone_weight_l2,
+  nonnegative_weight,
+  probe_monotone,
+  raw_from_dense,
+)
 
 H, I = 6, 10
 
@@ -20,8 +28,12 @@ def _normal(seed, shape):
 
 def _weights(seed=0, gated=False, h=H, i=I, scale=0.5):
   w = lambda s, shape: nonnegative_weight(_normal(s, shape) * scale)
-  out = dict(up=w(seed, (h, i)), down=w(seed + 1, (i, h)), up_bias=_normal(seed + 2, (i,)),
-             down_bias=_normal(seed + 3, (h,)))
+  out = dict(
+    up=w(seed, (h, i)),
+    down=w(seed + 1, (i, h)),
+    up_bias=_normal(seed + 2, (i,)),
+    down_bias=_normal(seed + 3, (h,)),
+  )
   if gated:
     out.update(gate=w(seed + 4, (h, i)), gate_bias=_normal(seed + 5, (i,)))
   return out
@@ -36,8 +48,16 @@ def test_hand_case():
   assert float(f([0.0, 0.0])) == 0.0
 
 
-CASES = [("relu", False), ("softplus", False), ("sigmoid", False), ("tanh", False),
-         ("identity", False), ("relu", True), ("softplus", True), ("sigmoid", True)]
+CASES = [
+  ("relu", False),
+  ("softplus", False),
+  ("sigmoid", False),
+  ("tanh", False),
+  ("identity", False),
+  ("relu", True),
+  ("softplus", True),
+  ("sigmoid", True),
+]
 
 
 @pytest.mark.parametrize("activation,gated", CASES)

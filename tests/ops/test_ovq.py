@@ -15,8 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reasoning_jax.ops.ovq import (OVQ_SCHEDULES, OVQState, init_state, ovq_attention, ovq_chunk,
-                                   ovq_naive, ovq_recurrent, ovq_step)
+from reasoning_jax.ops.ovq import (
+  OVQ_SCHEDULES,
+  OVQState,
+  init_state,
+  ovq_attention,
+  ovq_chunk,
+  ovq_naive,
+  ovq_recurrent,
+  ovq_step,
+)
 from reasoning_jax.ops.ovq import common
 
 B, T, H, D, DV = 2, 23, 2, 4, 3  # T = 23: not divisible by the chunk sizes used.
@@ -31,13 +39,35 @@ def _inputs(*, b=B, t=T, h=H, d=D, dv=DV, dtype=jnp.float32, seed=0):
   return q, k, v
 
 
-@functools.partial(jax.jit, static_argnames=("mode", "chunk_size", "num_slots", "schedule",
-                                              "renormalize"))
-def _run(q, k, v, beta, initial_state=None, lengths=None, *, mode, chunk_size, num_slots,
-         schedule="saturating", renormalize=False):
-  return FORMS[mode](q, k, v, beta=beta, initial_state=initial_state, lengths=lengths,
-                     chunk_size=chunk_size, num_slots=num_slots, schedule=schedule,
-                     renormalize=renormalize)
+@functools.partial(
+  jax.jit, static_argnames=("mode", "chunk_size", "num_slots", "schedule", "renormalize")
+)
+def _run(
+  q,
+  k,
+  v,
+  beta,
+  initial_state=None,
+  lengths=None,
+  *,
+  mode,
+  chunk_size,
+  num_slots,
+  schedule="saturating",
+  renormalize=False,
+):
+  return FORMS[mode](
+    q,
+    k,
+    v,
+    beta=beta,
+    initial_state=initial_state,
+    lengths=lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )
 
 
 def _softmax_attention(q, k, v, beta):
@@ -50,8 +80,13 @@ def _softmax_attention(q, k, v, beta):
 
 
 def _close(actual, expected, atol, err_msg=""):
-  np.testing.assert_allclose(np.asarray(actual, np.float32), np.asarray(expected, np.float32),
-                             atol=atol, rtol=atol, err_msg=err_msg)
+  np.testing.assert_allclose(
+    np.asarray(actual, np.float32),
+    np.asarray(expected, np.float32),
+    atol=atol,
+    rtol=atol,
+    err_msg=err_msg,
+  )
 
 
 def _states_close(a: OVQState, e: OVQState, atol):
@@ -64,22 +99,31 @@ def _states_close(a: OVQState, e: OVQState, atol):
 # ----------------------------------------------------------------------------- spec 3.4
 
 
-@pytest.mark.parametrize("mode,chunk_size", [("chunk", 1), ("chunk", 5), ("chunk", 32),
-                                             ("naive", 4), ("recurrent", 3)])
+@pytest.mark.parametrize(
+  "mode,chunk_size", [("chunk", 1), ("chunk", 5), ("chunk", 32), ("naive", 4), ("recurrent", 3)]
+)
 def test_a_unbounded_dictionary_is_softmax_attention(mode, chunk_size):
   """(a) N_max >= T with "every_token": each token keeps its own slot -> causal softmax."""
   q, k, v = _inputs(t=13)
   beta = jnp.array([2.0, 5.0])
-  o, state = _run(q, k, v, beta, mode=mode, chunk_size=chunk_size, num_slots=16,
-                  schedule="every_token")
+  o, state = _run(
+    q, k, v, beta, mode=mode, chunk_size=chunk_size, num_slots=16, schedule="every_token"
+  )
   _close(o, _softmax_attention(q, k, v, beta[None, :, None, None]), atol=1e-5)
   absorbed = 13 // chunk_size * chunk_size
   np.testing.assert_array_equal(np.asarray(state.counts.sum(-1)), absorbed)
   np.testing.assert_array_equal(np.asarray(state.counts.max()), 1.0 if absorbed else 0.0)
 
 
-@pytest.mark.parametrize("mode,schedule", [("chunk", "saturating"), ("chunk", "every_token"),
-                                           ("naive", "saturating"), ("recurrent", "every_token")])
+@pytest.mark.parametrize(
+  "mode,schedule",
+  [
+    ("chunk", "saturating"),
+    ("chunk", "every_token"),
+    ("naive", "saturating"),
+    ("recurrent", "every_token"),
+  ],
+)
 def test_b_duplicate_keys_are_exact_with_three_slots(mode, schedule):
   """(b) Keys from 3 distinct unit vectors, N_max = 3: merging identical keys is lossless."""
   q, _, v = _inputs(t=29)
@@ -98,8 +142,7 @@ def test_c_online_mean_is_batch_mean_and_counts_sum_to_absorbed():
   and values over all absorbed tokens; sum n = absorbed tokens (the tail stays buffered)."""
   t, l = 29, 8
   centres = jnp.eye(D)[:3]  # orthogonal cluster centres
-  ids = jax.random.randint(jax.random.key(1), (B, t, H), 0, 3).at[:, :3].set(
-      jnp.arange(3)[:, None])
+  ids = jax.random.randint(jax.random.key(1), (B, t, H), 0, 3).at[:, :3].set(jnp.arange(3)[:, None])
   k = centres[ids] + 0.05 * jax.random.normal(jax.random.key(2), (B, t, H, D))
   q, _, v = _inputs(t=t)
   for mode in ("chunk", "naive"):
@@ -142,11 +185,12 @@ def test_e_causality(mode):
   for t in (0, 3, 4, 10, 21):
     noise = jax.random.normal(jax.random.key(t), q.shape)
     later = (jnp.arange(T) > t)[None, :, None, None]
-    bump = lambda x, n: jnp.where(later, x + n[..., :x.shape[-1]], x)
-    o2, _ = _run(bump(q, noise), bump(k, -noise), bump(v, 2 * noise), 3.0, mode=mode,
-                 chunk_size=4, num_slots=5)
-    _close(o2[:, :t + 1], o[:, :t + 1], atol=1e-6)
-    assert not np.allclose(np.asarray(o2[:, t + 1:]), np.asarray(o[:, t + 1:]))
+    bump = lambda x, n: jnp.where(later, x + n[..., : x.shape[-1]], x)
+    o2, _ = _run(
+      bump(q, noise), bump(k, -noise), bump(v, 2 * noise), 3.0, mode=mode, chunk_size=4, num_slots=5
+    )
+    _close(o2[:, : t + 1], o[:, : t + 1], atol=1e-6)
+    assert not np.allclose(np.asarray(o2[:, t + 1 :]), np.asarray(o[:, t + 1 :]))
 
 
 def test_f_hand_case():
@@ -158,16 +202,18 @@ def test_f_hand_case():
   dict_v = jnp.array([[1.0], [0.0]]).reshape(1, 1, 2, 1)
   counts = jnp.array([3.0, 1.0]).reshape(1, 1, 2)
   no_keys = jnp.zeros((1, 1, 1, 2)), jnp.zeros((1, 1, 1, 1)), jnp.zeros((1, 1, 1), bool)
-  o = common.readout(q, *no_keys, dict_k, dict_v, counts, jnp.array([10.0]), renormalize=False,
-                     precision="highest")
+  o = common.readout(
+    q, *no_keys, dict_k, dict_v, counts, jnp.array([10.0]), renormalize=False, precision="highest"
+  )
   np.testing.assert_allclose(float(o[0, 0, 0, 0]), expected, rtol=1e-7)
   assert abs(expected - 0.999985) < 1e-6
   # The same through a decode step, whose own key (-1, 0) adds a weight e^{-20} at value 0.
   state = init_state(1, 1, 2, 4, 2, 1)
   state = OVQState(**{**state.__dict__, "dk": dict_k, "dv": dict_v, "counts": counts})
   o_t, _ = jax.jit(ovq_step)(state, q[:, 0], -q[:, 0], jnp.zeros((1, 1, 1)), beta=10.0)
-  np.testing.assert_allclose(float(o_t[0, 0, 0]), 3.0 / (3.0 + np.exp(-10.0) + np.exp(-20.0)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    float(o_t[0, 0, 0]), 3.0 / (3.0 + np.exp(-10.0) + np.exp(-20.0)), rtol=1e-6
+  )
 
 
 @pytest.mark.parametrize("mode", ["chunk", "naive", "recurrent"])
@@ -176,8 +222,9 @@ def test_g_farthest_first_seeding(mode):
   (-1,0). Assignment then puts (0,1) (equidistant, a tie) in the lower slot 0."""
   keys = jnp.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [-1.0, 0.0]]).reshape(1, 4, 1, 2)
   values = jnp.arange(4.0).reshape(1, 4, 1, 1)
-  _, state = _run(keys, keys, values, 1.0, mode=mode, chunk_size=4, num_slots=2,
-                  schedule="every_token")  # target min(2, 4) = 2 -> m = 2
+  _, state = _run(
+    keys, keys, values, 1.0, mode=mode, chunk_size=4, num_slots=2, schedule="every_token"
+  )  # target min(2, 4) = 2 -> m = 2
   np.testing.assert_array_equal(np.asarray(state.counts[0, 0]), [3.0, 1.0])
   np.testing.assert_array_equal(np.asarray(state.dk[0, 0, 1]), [-1.0, 0.0])
   np.testing.assert_array_equal(np.asarray(state.dv[0, 0, :, 0]), [1.0, 3.0])
@@ -187,10 +234,12 @@ def test_g_farthest_first_seeding(mode):
 
 def test_schedules():
   tau = jnp.array([0, 1, 64, 1024, 10**6])
-  np.testing.assert_array_equal(np.asarray(OVQ_SCHEDULES.get("saturating")(tau, 1024)),
-                                [0, 1, 61, 512, 1023])
-  np.testing.assert_array_equal(np.asarray(OVQ_SCHEDULES.get("every_token")(tau, 1024)),
-                                [0, 1, 64, 1024, 1024])
+  np.testing.assert_array_equal(
+    np.asarray(OVQ_SCHEDULES.get("saturating")(tau, 1024)), [0, 1, 61, 512, 1023]
+  )
+  np.testing.assert_array_equal(
+    np.asarray(OVQ_SCHEDULES.get("every_token")(tau, 1024)), [0, 1, 64, 1024, 1024]
+  )
   ceil = lambda t, n: min(n, int(np.ceil(n * t / (t + n))))
   got = OVQ_SCHEDULES.get("saturating")(jnp.arange(300), 37)
   np.testing.assert_array_equal(np.asarray(got), [ceil(t, 37) for t in range(300)])
@@ -199,14 +248,19 @@ def test_schedules():
 # ------------------------------------------------------------------ forms agree (fp32)
 
 
-@pytest.mark.parametrize("chunk_size,num_slots,schedule,renormalize", [
-    (4, 6, "saturating", False), (5, 30, "saturating", False), (8, 3, "every_token", True),
-    (32, 7, "saturating", False)])
+@pytest.mark.parametrize(
+  "chunk_size,num_slots,schedule,renormalize",
+  [
+    (4, 6, "saturating", False),
+    (5, 30, "saturating", False),
+    (8, 3, "every_token", True),
+    (32, 7, "saturating", False),
+  ],
+)
 def test_forms_agree(chunk_size, num_slots, schedule, renormalize):
   q, k, v = _inputs()
   beta = jnp.array([3.0, 1.5])
-  kw = dict(chunk_size=chunk_size, num_slots=num_slots, schedule=schedule,
-            renormalize=renormalize)
+  kw = dict(chunk_size=chunk_size, num_slots=num_slots, schedule=schedule, renormalize=renormalize)
   expected = _run(q, k, v, beta, mode="naive", **kw)
   for mode in ("chunk", "recurrent"):
     o, state = _run(q, k, v, beta, mode=mode, **kw)
@@ -228,16 +282,24 @@ def test_padding_state_is_the_valid_prefix_state(padded_prefix):
   np.testing.assert_array_equal(np.asarray(state.buf_len), [3, 2])
   np.testing.assert_array_equal(np.asarray(state.tokens_seen), [4, 8])
   for mode in ("naive", "recurrent"):
-    _states_close(_run(q, k, v, 3.0, None, lengths, mode=mode, chunk_size=4, num_slots=6)[1],
-                  state, atol=1e-5)
+    _states_close(
+      _run(q, k, v, 3.0, None, lengths, mode=mode, chunk_size=4, num_slots=6)[1], state, atol=1e-5
+    )
   for b in range(B):
     n = int(lengths[b])
-    o_row, s_row = _run(q[b:b + 1, :n], k[b:b + 1, :n], v[b:b + 1, :n], 3.0, mode="chunk",
-                        chunk_size=4, num_slots=6)
+    o_row, s_row = _run(
+      q[b : b + 1, :n],
+      k[b : b + 1, :n],
+      v[b : b + 1, :n],
+      3.0,
+      mode="chunk",
+      chunk_size=4,
+      num_slots=6,
+    )
     o_pad, _ = _run(q, k, v, 3.0, None, lengths, mode="chunk", chunk_size=4, num_slots=6)
-    _close(o_pad[b:b + 1, :n], o_row, atol=1e-6)
+    _close(o_pad[b : b + 1, :n], o_row, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(o_pad[b, n:]), 0.0)
-    row = jax.tree.map(lambda x: x[b:b + 1], state)
+    row = jax.tree.map(lambda x: x[b : b + 1], state)
     _states_close(row, s_row, atol=1e-6)
 
 
@@ -256,10 +318,10 @@ def test_forms_agree_from_a_partly_filled_buffer(padded_prefix, with_lengths):
     _states_close(out[1], expected[1], atol=1e-5)
   for b in range(B):
     n0, n = int(lengths0[b]), 13 if lengths is None else int(lengths[b])
-    cat = lambda x0, x: jnp.concatenate([x0[b:b + 1, :n0], x[b:b + 1, :n]], axis=1)
+    cat = lambda x0, x: jnp.concatenate([x0[b : b + 1, :n0], x[b : b + 1, :n]], axis=1)
     o_row, s_row = _run(cat(q0, q), cat(k0, k), cat(v0, v), 3.0, mode="chunk", **kw)
-    _close(expected[0][b:b + 1, :n], o_row[:, n0:], atol=1e-5)
-    _states_close(jax.tree.map(lambda x: x[b:b + 1], expected[1]), s_row, atol=1e-5)
+    _close(expected[0][b : b + 1, :n], o_row[:, n0:], atol=1e-5)
+    _states_close(jax.tree.map(lambda x: x[b : b + 1], expected[1]), s_row, atol=1e-5)
 
 
 def test_decode_steps_continue_a_padded_prefill(padded_prefix):
@@ -274,21 +336,25 @@ def test_decode_steps_continue_a_padded_prefill(padded_prefix):
   decoded = jnp.stack(outs, axis=1)
   for b in range(B):
     n0 = int(lengths0[b])
-    cat = lambda x0, x: jnp.concatenate([x0[b:b + 1, :n0], x[b:b + 1]], axis=1)
-    o_row, s_row = _run(cat(q0, q), cat(k0, k), cat(v0, v), 3.0, mode="chunk", chunk_size=4,
-                        num_slots=6)
-    _close(decoded[b:b + 1], o_row[:, n0:], atol=1e-5)
-    _states_close(jax.tree.map(lambda x: x[b:b + 1], state), s_row, atol=1e-5)
+    cat = lambda x0, x: jnp.concatenate([x0[b : b + 1, :n0], x[b : b + 1]], axis=1)
+    o_row, s_row = _run(
+      cat(q0, q), cat(k0, k), cat(v0, v), 3.0, mode="chunk", chunk_size=4, num_slots=6
+    )
+    _close(decoded[b : b + 1], o_row[:, n0:], atol=1e-5)
+    _states_close(jax.tree.map(lambda x: x[b : b + 1], state), s_row, atol=1e-5)
 
 
 def test_step_valid_false_is_a_no_op():
   q, k, v = _inputs(t=6)
   _, state = _run(q, k, v, 3.0, mode="chunk", chunk_size=4, num_slots=6)
-  o_t, new = jax.jit(ovq_step)(state, q[:, 0], k[:, 0], v[:, 0], beta=3.0,
-                               valid=jnp.array([False, True]))
+  o_t, new = jax.jit(ovq_step)(
+    state, q[:, 0], k[:, 0], v[:, 0], beta=3.0, valid=jnp.array([False, True])
+  )
   np.testing.assert_array_equal(np.asarray(o_t[0]), 0.0)
-  for a, e in zip(jax.tree.leaves(jax.tree.map(lambda x: x[:1], new)),
-                  jax.tree.leaves(jax.tree.map(lambda x: x[:1], state))):
+  for a, e in zip(
+    jax.tree.leaves(jax.tree.map(lambda x: x[:1], new)),
+    jax.tree.leaves(jax.tree.map(lambda x: x[:1], state)),
+  ):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
   assert int(new.buf_len[1]) == int(state.buf_len[1]) + 1
 
@@ -300,8 +366,12 @@ def _projected_loss(fn, q, k, v, beta, **kw):
   """A random linear functional of (o, dictionaries), so every output gets a cotangent."""
   o, state = fn(q, k, v, beta=beta, **kw)
   w = lambda x, s: jax.random.normal(jax.random.key(s), x.shape)
-  return jnp.sum(o * w(o, 7)) + jnp.sum(state.dk * w(state.dk, 8)) + jnp.sum(
-      state.dv * w(state.dv, 9)) + jnp.sum(state.buf_k * w(state.buf_k, 10))
+  return (
+    jnp.sum(o * w(o, 7))
+    + jnp.sum(state.dk * w(state.dk, 8))
+    + jnp.sum(state.dv * w(state.dv, 9))
+    + jnp.sum(state.buf_k * w(state.buf_k, 10))
+  )
 
 
 @pytest.mark.parametrize("chunk_size,num_slots,renormalize", [(4, 5, False), (7, 20, True)])
@@ -309,8 +379,9 @@ def test_chunk_gradients_match_naive(chunk_size, num_slots, renormalize):
   q, k, v = _inputs(t=15)
   beta = jnp.array([3.0, 1.5])
   kw = dict(chunk_size=chunk_size, num_slots=num_slots, renormalize=renormalize)
-  grad = lambda fn: jax.jit(jax.grad(functools.partial(_projected_loss, fn, **kw),
-                                     argnums=(0, 1, 2, 3)))(q, k, v, beta)
+  grad = lambda fn: jax.jit(
+    jax.grad(functools.partial(_projected_loss, fn, **kw), argnums=(0, 1, 2, 3))
+  )(q, k, v, beta)
   expected = grad(ovq_naive)
   for name, a, e in zip("q k v beta".split(), grad(ovq_chunk), expected):
     assert a.shape == e.shape and bool(jnp.isfinite(a).all()), name
@@ -322,8 +393,9 @@ def test_finite_differences():
   """check_grads (reverse mode, fp32) on a tiny case: the assignments stay fixed under eps."""
   q, k, v = _inputs(b=1, t=6, h=1, d=3, dv=2, seed=11)
   f = lambda q, k, v, beta: _projected_loss(ovq_chunk, q, k, v, beta, chunk_size=2, num_slots=3)
-  jax.test_util.check_grads(f, (q, k, v, jnp.array(2.0)), order=1, modes=("rev",), eps=1e-3,
-                            atol=2e-2, rtol=2e-2)
+  jax.test_util.check_grads(
+    f, (q, k, v, jnp.array(2.0)), order=1, modes=("rev",), eps=1e-3, atol=2e-2, rtol=2e-2
+  )
 
 
 # --------------------------------------------------------------------- dtypes, edge cases
@@ -335,8 +407,9 @@ def test_bf16_inputs_keep_fp32_state():
   o, state = _run(bf(q), bf(k), bf(v), 3.0, mode="chunk", chunk_size=8, num_slots=6)
   assert o.dtype == jnp.bfloat16
   assert all(x.dtype == jnp.float32 for x in (state.dk, state.dv, state.counts, state.buf_k))
-  o_ref, s_ref = _run(*(bf(x).astype(jnp.float32) for x in (q, k, v)), 3.0, mode="naive",
-                      chunk_size=8, num_slots=6)
+  o_ref, s_ref = _run(
+    *(bf(x).astype(jnp.float32) for x in (q, k, v)), 3.0, mode="naive", chunk_size=8, num_slots=6
+  )
   _close(o, o_ref, atol=2e-2)
   _close(state.dk, s_ref.dk, atol=1e-5)
 
@@ -350,8 +423,9 @@ def test_empty_dictionary_and_all_padding_rows_are_finite():
   assert float(state.counts.max()) == 0.0
   _close(o[:1], _softmax_attention(q, k, v, 3.0)[:1], atol=1e-5)
   np.testing.assert_array_equal(np.asarray(o[1]), 0.0)
-  loss = lambda q, k, v: _projected_loss(ovq_chunk, q, k, v, 3.0, lengths=lengths, chunk_size=8,
-                                         num_slots=4)
+  loss = lambda q, k, v: _projected_loss(
+    ovq_chunk, q, k, v, 3.0, lengths=lengths, chunk_size=8, num_slots=4
+  )
   grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)
   assert all(bool(jnp.isfinite(g).all()) for g in grads)
   np.testing.assert_array_equal(np.asarray(grads[0][1]), 0.0)
@@ -359,8 +433,17 @@ def test_empty_dictionary_and_all_padding_rows_are_finite():
 
 def test_dispatcher_modes_agree_under_jit():
   q, k, v = _inputs()
-  f = jax.jit(ovq_attention, static_argnames=("mode", "chunk_size", "num_slots", "schedule",
-                                              "renormalize", "implementation"))
+  f = jax.jit(
+    ovq_attention,
+    static_argnames=(
+      "mode",
+      "chunk_size",
+      "num_slots",
+      "schedule",
+      "renormalize",
+      "implementation",
+    ),
+  )
   expected = f(q, k, v, beta=2.0, mode="naive", chunk_size=5, num_slots=7)
   for mode in ("chunk", "recurrent"):
     out = f(q, k, v, beta=2.0, mode=mode, chunk_size=5, num_slots=7, implementation="xla")
@@ -373,14 +456,23 @@ def _bad_state(**change):
   return OVQState(**{**state.__dict__, **change})
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (lambda a: {**a, "q": a["q"][0]}, r"q must be \[B, T, H, D\]"),
     (lambda a: {**a, "k": a["k"][:, :, :1]}, r"k must be \[B, T, H, D\]"),
     (lambda a: {**a, "k": a["k"][..., :2]}, r"k must be \[B, T, H, D\]"),
     (lambda a: {**a, "v": a["v"][:, :-1]}, r"v must be \[B, T, H, Dv\]"),
     (lambda a: {**a, "k": a["k"].astype(jnp.bfloat16)}, "q, k, v must share a dtype"),
-    (lambda a: {**a, "q": a["q"].astype(jnp.int32), "k": a["k"].astype(jnp.int32),
-                "v": a["v"].astype(jnp.int32)}, "floating dtype"),
+    (
+      lambda a: {
+        **a,
+        "q": a["q"].astype(jnp.int32),
+        "k": a["k"].astype(jnp.int32),
+        "v": a["v"].astype(jnp.int32),
+      },
+      "floating dtype",
+    ),
     (lambda a: {**a, "chunk_size": 0}, "chunk_size must be a positive int"),
     (lambda a: {**a, "chunk_size": 2.5}, "chunk_size must be a positive int"),
     (lambda a: {**a, "num_slots": -1}, "num_slots must be a positive int"),
@@ -391,17 +483,24 @@ def _bad_state(**change):
     (lambda a: {**a, "lengths": jnp.ones((B,))}, "lengths must be integers"),
     (lambda a: {**a, "schedule": "linear"}, "schedule='linear' is not a registered"),
     (lambda a: {**a, "renormalize": 1}, "renormalize must be a bool"),
-    (lambda a: {**a, "initial_state": _bad_state(dk=jnp.zeros((B, H, 5, D)))},
-     r"initial_state.dk must be \[B, H, N, D\]"),
-    (lambda a: {**a, "initial_state": _bad_state(buf_k=jnp.zeros((B, H, 3, D)))},
-     r"initial_state.buf_k must be \[B, H, L, D\]"),
-    (lambda a: {**a, "initial_state": _bad_state(buf_len=jnp.zeros((B,)))},
-     "initial_state.buf_len must be int32"),
+    (
+      lambda a: {**a, "initial_state": _bad_state(dk=jnp.zeros((B, H, 5, D)))},
+      r"initial_state.dk must be \[B, H, N, D\]",
+    ),
+    (
+      lambda a: {**a, "initial_state": _bad_state(buf_k=jnp.zeros((B, H, 3, D)))},
+      r"initial_state.buf_k must be \[B, H, L, D\]",
+    ),
+    (
+      lambda a: {**a, "initial_state": _bad_state(buf_len=jnp.zeros((B,)))},
+      "initial_state.buf_len must be int32",
+    ),
     (lambda a: {**a, "initial_state": jnp.zeros(3)}, "initial_state must be an OVQState"),
     (lambda a: {**a, "mode": "fused"}, "mode='fused' is not a registered ovq mode"),
     (lambda a: {**a, "implementation": "triton"}, "implementation='triton' is not"),
     (lambda a: {**a, "implementation": "pallas", "mode": "naive"}, 'mode="chunk" only'),
-])
+  ],
+)
 def test_bad_inputs_raise(change, match):
   q, k, v = _inputs(t=4)
   args = change(dict(q=q, k=k, v=v, beta=1.0, chunk_size=4, num_slots=6))

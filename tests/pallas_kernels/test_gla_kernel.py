@@ -28,8 +28,7 @@ def _inputs(*, t=T, dtype=jnp.float32, gate="vector", seed=0):
   k = jax.random.normal(ks[1], (B, t, H, DK), dtype)
   v = jax.random.normal(ks[2], (B, t, H, DV), dtype)
   gate_shape = {"vector": (B, t, H, DK), "scalar": (B, t, H)}
-  g = None if gate is None else jax.nn.log_sigmoid(
-      jax.random.normal(ks[3], gate_shape[gate]) + 1.5)
+  g = None if gate is None else jax.nn.log_sigmoid(jax.random.normal(ks[3], gate_shape[gate]) + 1.5)
   h0 = jax.random.normal(ks[4], (B, H, DK, DV), jnp.float32)
   return q, k, v, g, h0
 
@@ -39,11 +38,14 @@ def _kernel(q, k, v, g, h0, chunk_size):
   return gla_chunk_pallas(q, k, v, g, initial_state=h0, chunk_size=chunk_size, interpret=True)
 
 
-_reference = jax.jit(lambda q, k, v, g, h0: gla_reference(q, k, v, g, initial_state=h0,
-                                                          chunk_size=8))
+_reference = jax.jit(
+  lambda q, k, v, g, h0: gla_reference(q, k, v, g, initial_state=h0, chunk_size=8)
+)
 
 
-@pytest.mark.parametrize("dtype,chunk_size,gate,with_state", [
+@pytest.mark.parametrize(
+  "dtype,chunk_size,gate,with_state",
+  [
     (jnp.float32, 8, "vector", True),
     (jnp.float32, 16, "scalar", False),
     (jnp.float32, 5, None, True),
@@ -53,7 +55,8 @@ _reference = jax.jit(lambda q, k, v, g, h0: gla_reference(q, k, v, g, initial_st
     (jnp.float32, 32, "vector", True),
     (jnp.float32, 24, "scalar", False),
     (jnp.bfloat16, 32, "vector", False),
-])
+  ],
+)
 def test_kernel_matches_reference(dtype, chunk_size, gate, with_state):
   t = T if chunk_size <= 16 else 3 * chunk_size - 5
   q, k, v, g, h0 = _inputs(dtype=dtype, gate=gate, t=t)
@@ -63,8 +66,9 @@ def test_kernel_matches_reference(dtype, chunk_size, gate, with_state):
   assert state.shape == (B, H, DK, DV) and state.dtype == jnp.float32
   o_ref, state_ref = _reference(q, k, v, g, h0)
   tol = TOL[dtype]
-  np.testing.assert_allclose(np.asarray(o, np.float32), np.asarray(o_ref, np.float32),
-                             atol=tol, rtol=tol)
+  np.testing.assert_allclose(
+    np.asarray(o, np.float32), np.asarray(o_ref, np.float32), atol=tol, rtol=tol
+  )
   np.testing.assert_allclose(np.asarray(state), np.asarray(state_ref), atol=tol, rtol=tol)
 
 
@@ -74,6 +78,7 @@ def test_tpu_interpreter_at_tpu_shapes(chunk_size):
   Dk = Dv = 128 with a ragged T: every output element is written, nothing is read past a block
   (chunk 32: two 16-row query sub-chunks per program)."""
   from jax.experimental.pallas import tpu as pltpu
+
   ks = jax.random.split(jax.random.key(3), 4)
   q, k, v = (jax.random.normal(key, (1, 40, 1, 128)) for key in ks[:3])
   g = jax.nn.log_sigmoid(jax.random.normal(ks[3], (1, 40, 1, 128)) + 1.5)
@@ -110,7 +115,8 @@ def test_gradients_through_custom_vjp():
     return jnp.sum(o * wo) + jnp.sum(state * ws)
 
   grad = lambda fn: jax.jit(jax.grad(functools.partial(loss, fn), argnums=(0, 1, 2, 3, 4)))(
-      q, k, v, g, h0)
+    q, k, v, g, h0
+  )
   actual = grad(lambda *a: _kernel(*a, 8))
   expected = grad(lambda q, k, v, g, h0: gla_reference(q, k, v, g, initial_state=h0))
   for name, a, e in zip("q k v g initial_state".split(), actual, expected):
@@ -119,8 +125,9 @@ def test_gradients_through_custom_vjp():
 
 def test_dispatcher_pallas_matches_xla():
   q, k, v, g, h0 = _inputs()
-  run = lambda impl: gated_linear_attention(q, k, v, g, initial_state=h0, chunk_size=8,
-                                            implementation=impl)
+  run = lambda impl: gated_linear_attention(
+    q, k, v, g, initial_state=h0, chunk_size=8, implementation=impl
+  )
   for a, e in zip(run("pallas"), run("xla")):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=1e-5, rtol=1e-5)
 
@@ -137,12 +144,15 @@ LOWERING_CASES = [(jnp.float32, 64), (jnp.bfloat16, 128)]
 def _lowered_text(platform, dtype, chunk_size):
   """Lower forward and backward for `platform` from this (CPU) host."""
   shape, state_shape = (1, 256, 2, 128), (1, 2, 128, 128)
-  args = ([jax.ShapeDtypeStruct(shape, dtype)] * 3 +
-          [jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(state_shape, jnp.float32)])
+  args = [jax.ShapeDtypeStruct(shape, dtype)] * 3 + [
+    jax.ShapeDtypeStruct(shape, jnp.float32),
+    jax.ShapeDtypeStruct(state_shape, jnp.float32),
+  ]
 
   def loss(q, k, v, g, h0):
-    o, state = gla_chunk_pallas(q, k, v, g, initial_state=h0, chunk_size=chunk_size,
-                                    interpret=False)
+    o, state = gla_chunk_pallas(
+      q, k, v, g, initial_state=h0, chunk_size=chunk_size, interpret=False
+    )
     return jnp.sum(o.astype(jnp.float32)) + jnp.sum(state)
 
   fwd_and_grad = jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4))

@@ -17,8 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels.ovq import (ovq_chunk_assign_pallas, ovq_chunk_pallas,
-                                ovq_chunk_readout_pallas, ovq_reference)
+from pallas_kernels.ovq import (
+  ovq_chunk_assign_pallas,
+  ovq_chunk_pallas,
+  ovq_chunk_readout_pallas,
+  ovq_reference,
+)
 from pallas_kernels.ovq.kernel import dictionary_blocking
 from reasoning_jax.ops.ovq import ovq_attention, xla_chunk_readout
 from reasoning_jax.ops.ovq import common
@@ -29,9 +33,11 @@ TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2}
 
 def _inputs(*, t=T, dtype=jnp.float32, seed=0):
   ks = jax.random.split(jax.random.key(seed), 3)
-  return (jax.random.normal(ks[0], (B, t, H, D), dtype),
-          jax.random.normal(ks[1], (B, t, H, D), dtype),
-          jax.random.normal(ks[2], (B, t, H, DV), dtype))
+  return (
+    jax.random.normal(ks[0], (B, t, H, D), dtype),
+    jax.random.normal(ks[1], (B, t, H, D), dtype),
+    jax.random.normal(ks[2], (B, t, H, DV), dtype),
+  )
 
 
 def _readout_inputs(*, l=8, n=200, d=D, dv=DV, seed=0):
@@ -43,18 +49,25 @@ def _readout_inputs(*, l=8, n=200, d=D, dv=DV, seed=0):
   key_valid = jnp.ones((B, l), bool).at[1, -1].set(False)
   dict_k = 0.8 * common.l2_normalize(jax.random.normal(ks[3], (B, H, n, d)))
   dict_v = jax.random.normal(ks[4], (B, H, n, dv))
-  counts = jnp.where(jax.random.bernoulli(ks[5], 0.5, (B, H, n)),
-                     jax.random.randint(ks[6], (B, H, n), 1, 9).astype(jnp.float32), 0.0)
+  counts = jnp.where(
+    jax.random.bernoulli(ks[5], 0.5, (B, H, n)),
+    jax.random.randint(ks[6], (B, H, n), 1, 9).astype(jnp.float32),
+    0.0,
+  )
   return q, keys, values, key_valid, dict_k, dict_v, counts, jnp.array([4.0, 9.0])
 
 
-@pytest.mark.parametrize("n,block_n,renormalize", [(200, 128, False), (5, 256, True),
-                                                   (512, 256, False)])
+@pytest.mark.parametrize(
+  "n,block_n,renormalize", [(200, 128, False), (5, 256, True), (512, 256, False)]
+)
 def test_readout_matches_xla(n, block_n, renormalize):
   """N = 200 with 128-slot blocks: a partial last block padded with -inf slots."""
   args = _readout_inputs(n=n)
-  out = jax.jit(functools.partial(ovq_chunk_readout_pallas, renormalize=renormalize,
-                                  block_n=block_n, interpret=True))(*args)
+  out = jax.jit(
+    functools.partial(
+      ovq_chunk_readout_pallas, renormalize=renormalize, block_n=block_n, interpret=True
+    )
+  )(*args)
   expected = xla_chunk_readout(*args, renormalize=renormalize, precision="highest")
   np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5, rtol=1e-5)
 
@@ -63,12 +76,23 @@ def test_readout_empty_dictionary_and_no_visible_key():
   """All slots inactive and a row whose keys are all padding: finite, that row 0."""
   q, keys, values, key_valid, dict_k, dict_v, counts, beta = _readout_inputs(n=7)
   key_valid = key_valid.at[0].set(False)
-  out = ovq_chunk_readout_pallas(q, keys, values, key_valid, dict_k, dict_v, 0 * counts, beta,
-                                 interpret=True)
+  out = ovq_chunk_readout_pallas(
+    q, keys, values, key_valid, dict_k, dict_v, 0 * counts, beta, interpret=True
+  )
   assert bool(jnp.isfinite(out).all())
   np.testing.assert_array_equal(np.asarray(out[0]), 0.0)
-  expected = xla_chunk_readout(q, keys, values, key_valid, dict_k, dict_v, 0 * counts, beta,
-                               renormalize=False, precision="highest")
+  expected = xla_chunk_readout(
+    q,
+    keys,
+    values,
+    key_valid,
+    dict_k,
+    dict_v,
+    0 * counts,
+    beta,
+    renormalize=False,
+    precision="highest",
+  )
   np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5, rtol=1e-5)
 
 
@@ -85,7 +109,8 @@ def test_assign_matches_xla(n, block_n):
   """Hot loop 2: the nearest candidate per key equals `common.nearest_candidate` exactly."""
   keys, centres, candidate = _assign_inputs(n=n)
   idx = jax.jit(functools.partial(ovq_chunk_assign_pallas, block_n=block_n, interpret=True))(
-      keys, centres, candidate)
+    keys, centres, candidate
+  )
   expected = common.nearest_candidate(keys, centres, candidate, "highest")
   assert idx.dtype == jnp.int32 and idx.shape == keys.shape[:3]
   np.testing.assert_array_equal(np.asarray(idx), np.asarray(expected))
@@ -121,32 +146,57 @@ def test_dictionary_blocking():
   assert dictionary_blocking(768, 256, True) == (256, 1024)
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "chunk_size", "num_slots", "schedule",
-                                              "renormalize"))
-def _run(fn, q, k, v, initial_state=None, lengths=None, *, chunk_size, num_slots,
-         schedule="saturating", renormalize=False):
+@functools.partial(
+  jax.jit, static_argnames=("fn", "chunk_size", "num_slots", "schedule", "renormalize")
+)
+def _run(
+  fn,
+  q,
+  k,
+  v,
+  initial_state=None,
+  lengths=None,
+  *,
+  chunk_size,
+  num_slots,
+  schedule="saturating",
+  renormalize=False,
+):
   kw = dict(interpret=True) if fn is ovq_chunk_pallas else {}
-  return fn(q, k, v, beta=jnp.array([3.0, 1.5]), initial_state=initial_state, lengths=lengths,
-            chunk_size=chunk_size, num_slots=num_slots, schedule=schedule,
-            renormalize=renormalize, **kw)
+  return fn(
+    q,
+    k,
+    v,
+    beta=jnp.array([3.0, 1.5]),
+    initial_state=initial_state,
+    lengths=lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+    **kw,
+  )
 
 
 def _check(actual, expected, tol):
-  np.testing.assert_allclose(np.asarray(actual[0], np.float32),
-                             np.asarray(expected[0], np.float32), atol=tol, rtol=tol)
+  np.testing.assert_allclose(
+    np.asarray(actual[0], np.float32), np.asarray(expected[0], np.float32), atol=tol, rtol=tol
+  )
   for a, e in zip(jax.tree.leaves(actual[1]), jax.tree.leaves(expected[1])):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("dtype,chunk_size,num_slots,schedule,renormalize", [
+@pytest.mark.parametrize(
+  "dtype,chunk_size,num_slots,schedule,renormalize",
+  [
     (jnp.float32, 4, 6, "saturating", False),
     (jnp.float32, 8, 30, "every_token", True),
     (jnp.bfloat16, 4, 6, "saturating", False),
-])
+  ],
+)
 def test_op_matches_reference(dtype, chunk_size, num_slots, schedule, renormalize):
   q, k, v = _inputs(dtype=dtype)
-  kw = dict(chunk_size=chunk_size, num_slots=num_slots, schedule=schedule,
-            renormalize=renormalize)
+  kw = dict(chunk_size=chunk_size, num_slots=num_slots, schedule=schedule, renormalize=renormalize)
   out = _run(ovq_chunk_pallas, q, k, v, **kw)
   assert out[0].dtype == dtype and out[1].dk.dtype == jnp.float32
   _check(out, _run(ovq_reference, q, k, v, **kw), TOL[dtype])
@@ -179,19 +229,22 @@ def test_gradients_through_custom_vjp():
     kw = dict(interpret=True) if fn is ovq_chunk_pallas else {}
     o, state = fn(q, k, v, beta=beta, chunk_size=4, num_slots=5, **kw)
     w = lambda x, s: jax.random.normal(jax.random.key(s), x.shape)
-    return jnp.sum(o * w(o, 7)) + jnp.sum(state.dk * w(state.dk, 8)) + jnp.sum(
-        state.dv * w(state.dv, 9))
+    return (
+      jnp.sum(o * w(o, 7)) + jnp.sum(state.dk * w(state.dk, 8)) + jnp.sum(state.dv * w(state.dv, 9))
+    )
 
   grad = lambda fn: jax.jit(jax.grad(functools.partial(loss, fn), argnums=(0, 1, 2, 3)))(
-      q, k, v, jnp.array([3.0, 1.5]))
+    q, k, v, jnp.array([3.0, 1.5])
+  )
   for name, a, e in zip("q k v beta".split(), grad(ovq_chunk_pallas), grad(ovq_reference)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=2e-5, rtol=2e-5, err_msg=name)
 
 
 def test_dispatcher_pallas_matches_xla():
   q, k, v = _inputs()
-  run = lambda impl: ovq_attention(q, k, v, beta=2.0, chunk_size=8, num_slots=6,
-                                   implementation=impl)
+  run = lambda impl: ovq_attention(
+    q, k, v, beta=2.0, chunk_size=8, num_slots=6, implementation=impl
+  )
   _check(run("pallas"), run("xla"), 1e-5)
 
 
@@ -199,6 +252,7 @@ def test_tpu_interpreter_at_tpu_shapes():
   """The TPU interpreter (NaN-filled uninitialised memory, out-of-bounds reads raise) at
   D = Dv = 128, L = 16, N = 300 (two 256-slot blocks, the second mostly padding)."""
   from jax.experimental.pallas import tpu as pltpu
+
   args = _readout_inputs(l=16, n=300, d=128, dv=128, seed=2)
   params = pltpu.InterpretParams(out_of_bounds_reads="raise", uninitialized_memory="nan")
   out = ovq_chunk_readout_pallas(*args, interpret=params)
@@ -212,11 +266,13 @@ LOWERING_CASES = [(jnp.float32, 64, 1024), (jnp.bfloat16, 128, 1000)]
 def _lowered_text(platform, dtype, chunk_size, num_slots):
   """Lower forward and backward of the whole chunked op for `platform` from this host."""
   args = [jax.ShapeDtypeStruct((1, 256, 2, 128), dtype)] * 3 + [
-      jax.ShapeDtypeStruct((2,), jnp.float32)]
+    jax.ShapeDtypeStruct((2,), jnp.float32)
+  ]
 
   def loss(q, k, v, beta):
-    o, state = ovq_chunk_pallas(q, k, v, beta=beta, chunk_size=chunk_size, num_slots=num_slots,
-                                interpret=False)
+    o, state = ovq_chunk_pallas(
+      q, k, v, beta=beta, chunk_size=chunk_size, num_slots=num_slots, interpret=False
+    )
     return jnp.sum(o.astype(jnp.float32)) + jnp.sum(state.dk)
 
   fwd_and_grad = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))

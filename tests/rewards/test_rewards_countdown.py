@@ -13,7 +13,9 @@ import pytest
 from reasoning_jax.rewards import countdown
 
 
-@pytest.mark.parametrize("expr, expected", [
+@pytest.mark.parametrize(
+  "expr, expected",
+  [
     ("1", F(1)),
     ("1 + 2", F(3)),
     ("(25 - 5) * 3 / 4", F(15)),
@@ -31,22 +33,69 @@ from reasoning_jax.rewards import countdown
     ("0", F(0)),
     ("1000000000", F(10**9)),
     ("5 - 5 * 1", F(0)),
-])
+  ],
+)
 def test_evaluate_expression(expr, expected):
   value = countdown.evaluate_expression(expr)
   assert value == expected
   assert isinstance(value, F)
 
 
-@pytest.mark.parametrize("expr", [
-    "", "   ", "1 / 0", "5 / (3 - 3)", "1 / (1 - 1) * 0", "2**10", "2 ** 2", "7 // 2", "7 % 2",
-    "2 ^ 3", "1.5 + 1", "1e3", "__import__('os')", "__import__('os').system('ls')", "abs(-3)", "x",
-    "x + 1", "(1).real", "[1, 2][0]", "(lambda: 1)()", "lambda: 1", "'1' + '2'", "1, 2", "1; 2",
-    "1 if 1 else 2", "1 < 2", "1 and 2", "not 1", "~1", "1 @ 2", "(1 := 2)", "1\n+ 2", "05",
-    "1_000", "0x10", "1 +", "(1 + 2", "1 + 2)", "1000000001", "9" * 30, "1" + " + 1" * 60,
-    "(" * 150 + "1" + ")" * 150, "-" * 199 + "1", "1 " * 30, "\u0663", "1 + \uff15", None, 5,
-    b"1 + 2", "1 + 2 " + " " * 200,
-])
+@pytest.mark.parametrize(
+  "expr",
+  [
+    "",
+    "   ",
+    "1 / 0",
+    "5 / (3 - 3)",
+    "1 / (1 - 1) * 0",
+    "2**10",
+    "2 ** 2",
+    "7 // 2",
+    "7 % 2",
+    "2 ^ 3",
+    "1.5 + 1",
+    "1e3",
+    "__import__('os')",
+    "__import__('os').system('ls')",
+    "abs(-3)",
+    "x",
+    "x + 1",
+    "(1).real",
+    "[1, 2][0]",
+    "(lambda: 1)()",
+    "lambda: 1",
+    "'1' + '2'",
+    "1, 2",
+    "1; 2",
+    "1 if 1 else 2",
+    "1 < 2",
+    "1 and 2",
+    "not 1",
+    "~1",
+    "1 @ 2",
+    "(1 := 2)",
+    "1\n+ 2",
+    "05",
+    "1_000",
+    "0x10",
+    "1 +",
+    "(1 + 2",
+    "1 + 2)",
+    "1000000001",
+    "9" * 30,
+    "1" + " + 1" * 60,
+    "(" * 150 + "1" + ")" * 150,
+    "-" * 199 + "1",
+    "1 " * 30,
+    "\u0663",
+    "1 + \uff15",
+    None,
+    5,
+    b"1 + 2",
+    "1 + 2 " + " " * 200,
+  ],
+)
 def test_evaluate_expression_rejects(expr):
   assert countdown.evaluate_expression(expr) is None
 
@@ -65,7 +114,9 @@ def test_expression_numbers():
   assert countdown.expression_numbers("1 / 0") is None
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ("<answer>1 + 2</answer>", "1 + 2"),
     ("blah\n<answer>1 + 2 = 3</answer>", "1 + 2"),
     ("<answer>3 = 1 + 2</answer>", "1 + 2"),
@@ -76,7 +127,8 @@ def test_expression_numbers():
     ("", None),
     ("\n \n", None),
     (None, None),
-])
+  ],
+)
 def test_extract_countdown_expression(text, expected):
   assert countdown.extract_countdown_expression(text) == expected
 
@@ -84,7 +136,9 @@ def test_extract_countdown_expression(text, expected):
 NUMS = [19, 36, 55, 7]
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ("<answer>55 + 36 - 7 - 19</answer>", True),
     ("<answer>55 + 36 - 7 - 19 = 65</answer>", True),
     ("<answer>65 = 55 + 36 - 7 - 19</answer>", True),
@@ -105,7 +159,8 @@ NUMS = [19, 36, 55, 7]
     ("<answer>55 + 36 - 7 - 19 = 1 + 2</answer>", True),  # First part with an operator.
     ("<answer>1 + 2 = 55 + 36 - 7 - 19</answer>", False),
     ("", False),
-])
+  ],
+)
 def test_check_countdown(text, expected):
   assert countdown.check_countdown(text, NUMS, 65) is expected
 
@@ -113,8 +168,9 @@ def test_check_countdown(text, expected):
 def test_check_countdown_subset_vs_all_numbers():
   assert countdown.check_countdown("55 + 7 + 3", [55, 7, 3, 19], 65)
   assert not countdown.check_countdown("55 + 7 + 3", [55, 7, 3, 19], 65, use_all_numbers=True)
-  assert countdown.check_countdown("55 + 7 + 3 + 19 - 19", [55, 7, 3, 19, 19], 65,
-                                   use_all_numbers=True)
+  assert countdown.check_countdown(
+    "55 + 7 + 3 + 19 - 19", [55, 7, 3, 19, 19], 65, use_all_numbers=True
+  )
   assert countdown.check_countdown("2 + 2", [2, 2], 4, use_all_numbers=True)
   assert not countdown.check_countdown("2 + 2 + 2", [2, 2], 6)
 
@@ -128,7 +184,9 @@ def test_check_countdown_target_and_number_types():
   assert not countdown.check_countdown(123, [3, 2], 6)
 
 
-@pytest.mark.parametrize("numbers, target, error, argument", [
+@pytest.mark.parametrize(
+  "numbers, target, error, argument",
+  [
     ("12", 3, TypeError, "numbers"),
     (5, 3, TypeError, "numbers"),
     ([1.5], 3, TypeError, r"numbers\[0\]"),
@@ -138,13 +196,16 @@ def test_check_countdown_target_and_number_types():
     ([1, 2], None, TypeError, "target"),
     ([1, 2], 2.5, TypeError, "target"),
     ([1, 2], True, TypeError, "target"),
-])
+  ],
+)
 def test_check_countdown_bad_arguments(numbers, target, error, argument):
   with pytest.raises(error, match=argument):
     countdown.check_countdown("1 + 2", numbers, target)
 
 
-@pytest.mark.parametrize("numbers, target, use_all", [
+@pytest.mark.parametrize(
+  "numbers, target, use_all",
+  [
     ([19, 36, 55, 7], 65, False),
     ([19, 36, 55, 7], 65, True),
     ([1, 2, 3, 4], 24, True),
@@ -152,7 +213,8 @@ def test_check_countdown_bad_arguments(numbers, target, error, argument):
     ([5], 5, True),
     ([100, 4], 25, False),
     ([1, 5, 6, 7], 21, True),
-])
+  ],
+)
 def test_solve_countdown_finds_valid_solutions(numbers, target, use_all):
   expr = countdown.solve_countdown(numbers, target, use_all_numbers=use_all)
   assert expr is not None
@@ -160,12 +222,15 @@ def test_solve_countdown_finds_valid_solutions(numbers, target, use_all):
   assert countdown.evaluate_expression(expr) == target
 
 
-@pytest.mark.parametrize("numbers, target, use_all", [
+@pytest.mark.parametrize(
+  "numbers, target, use_all",
+  [
     ([1, 1], 5, False),
     ([2], 3, False),
     ([], 0, False),
     ([1, 1, 1], 10, True),
-])
+  ],
+)
 def test_solve_countdown_unsolvable(numbers, target, use_all):
   assert countdown.solve_countdown(numbers, target, use_all_numbers=use_all) is None
 
@@ -187,13 +252,18 @@ def test_solve_countdown_random_instances_round_trip():
       value = rng.choice([value + n, value * n, abs(value - n)])
     expr = countdown.solve_countdown(numbers, value, use_all_numbers=True)
     assert expr is not None, (numbers, value)
-    assert countdown.check_countdown(f"<answer>{expr}</answer>", numbers, value,
-                                     use_all_numbers=True)
+    assert countdown.check_countdown(
+      f"<answer>{expr}</answer>", numbers, value, use_all_numbers=True
+    )
 
 
 def test_evaluate_matches_fraction_arithmetic_exhaustively():
-  ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-         "/": lambda a, b: None if b == 0 else a / b}
+  ops = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: None if b == 0 else a / b,
+  }
   for a, b, c in itertools.product([0, 1, 7], repeat=3):
     for o1, o2 in itertools.product(ops, repeat=2):
       inner = ops[o2](F(b), F(c))
@@ -201,11 +271,34 @@ def test_evaluate_matches_fraction_arithmetic_exhaustively():
       assert countdown.evaluate_expression(f"{a} {o1} ({b} {o2} {c})") == expected
 
 
-@pytest.mark.parametrize("source", [
-    "x", "abs(1)", "(1).real", "[1][0]", "(lambda: 1)()", "2 ** 10", "7 // 2", "7 % 2", "1.5",
-    "'a'", "True", "None", "~1", "not 1", "1 < 2", "1 if 1 else 2", "[1]", "(1, 2)", "{1: 2}",
-    "__import__('os')", "f'{1}'", "1 + abs(2)", "-(1).real",
-])
+@pytest.mark.parametrize(
+  "source",
+  [
+    "x",
+    "abs(1)",
+    "(1).real",
+    "[1][0]",
+    "(lambda: 1)()",
+    "2 ** 10",
+    "7 // 2",
+    "7 % 2",
+    "1.5",
+    "'a'",
+    "True",
+    "None",
+    "~1",
+    "not 1",
+    "1 < 2",
+    "1 if 1 else 2",
+    "[1]",
+    "(1, 2)",
+    "{1: 2}",
+    "__import__('os')",
+    "f'{1}'",
+    "1 + abs(2)",
+    "-(1).real",
+  ],
+)
 def test_ast_walker_rejects_disallowed_nodes(source):
   # The character whitelist already rejects all of these; the tree walk is a
   # second, independent line of defence and must reject them on its own.

@@ -7,7 +7,9 @@ import pytest
 from reasoning_jax.rewards import extract
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     (r"The answer is $\boxed{5}$.", "5"),
     (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
     (r"\boxed{\frac{\sqrt{3}}{2}}", r"\frac{\sqrt{3}}{2}"),
@@ -28,27 +30,46 @@ from reasoning_jax.rewards import extract
     (r"\boxed{\text{(A)}}", r"\text{(A)}"),
     (r"} stray \boxed{8}", "8"),
     (r"\boxed{a}}}", "a"),
-])
+  ],
+)
 def test_extract_boxed(text, expected):
   assert extract.extract_boxed(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "", "no box here", r"\boxed{", r"\boxed{{5}", r"\boxed{}", r"\boxed", r"\boxed ",
-    r"\boxedfoo{5}", r"\fboxsep{5}", r"\boxed\frac12", "boxed{5}", r"\boxed}", None, 5,
-])
+@pytest.mark.parametrize(
+  "text",
+  [
+    "",
+    "no box here",
+    r"\boxed{",
+    r"\boxed{{5}",
+    r"\boxed{}",
+    r"\boxed",
+    r"\boxed ",
+    r"\boxedfoo{5}",
+    r"\fboxsep{5}",
+    r"\boxed\frac12",
+    "boxed{5}",
+    r"\boxed}",
+    None,
+    5,
+  ],
+)
 def test_extract_boxed_none(text):
   assert extract.extract_boxed(text) is None
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ("Natalia sold 48 clips.\n#### 72", "72"),
     ("#### 72\nHope that helps", "72"),
     ("#### 1 \n#### 2", "2"),
     ("####   -3.5  ", "-3.5"),
     ("#####5", "5"),
     ("#### $1,000", "$1,000"),
-])
+  ],
+)
 def test_extract_gsm8k(text, expected):
   assert extract.extract_gsm8k_answer(text) == expected
 
@@ -58,7 +79,9 @@ def test_extract_gsm8k_none(text):
   assert extract.extract_gsm8k_answer(text) is None
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ("<think>hm</think><answer>42</answer>", "42"),
     ("<answer> 1 </answer> <answer>2</answer>", "2"),
     ("<answer>\n(1 + 2) * 3\n</answer>", "(1 + 2) * 3"),
@@ -66,20 +89,32 @@ def test_extract_gsm8k_none(text):
     ("<answer>1</answer> junk </answer>", "1"),
     ("<answer>x</answer><answer>", "x"),
     ("<answer><answer>7</answer></answer>", "7"),
-])
+  ],
+)
 def test_extract_answer_tag(text, expected):
   assert extract.extract_answer_tag(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "", "<answer>", "</answer>", "<answer>   </answer>", "</answer><answer>", "<ANSWER>1</ANSWER>",
-    "<answer 1</answer>", None,
-])
+@pytest.mark.parametrize(
+  "text",
+  [
+    "",
+    "<answer>",
+    "</answer>",
+    "<answer>   </answer>",
+    "</answer><answer>",
+    "<ANSWER>1</ANSWER>",
+    "<answer 1</answer>",
+    None,
+  ],
+)
 def test_extract_answer_tag_none(text):
   assert extract.extract_answer_tag(text) is None
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ("I have 3 apples and 5 pears", "5"),
     ("total: 1,234,567 dollars", "1,234,567"),
     ("x = -0.50", "-0.50"),
@@ -97,12 +132,15 @@ def test_extract_answer_tag_none(text):
     ("", None),
     ("no digits", None),
     ("\u0663", None),  # Arabic-Indic digit three: not ASCII.
-])
+  ],
+)
 def test_extract_last_number(text, expected):
   assert extract.extract_last_number(text) == expected
 
 
-@pytest.mark.parametrize("text, fmt, expected", [
+@pytest.mark.parametrize(
+  "text, fmt, expected",
+  [
     (r"<answer>\boxed{3}</answer> #### 4 then 5", "auto", "3"),
     ("<answer>7</answer> #### 4 then 5", "auto", "7"),
     ("#### 4\nthen 5", "auto", "4"),
@@ -113,7 +151,8 @@ def test_extract_last_number(text, expected):
     (r"\boxed{3} <answer>9</answer>", "tag", "9"),
     (r"\boxed{3} 8", "last_number", "8"),
     (None, "auto", None),
-])
+  ],
+)
 def test_extract_final_answer(text, fmt, expected):
   assert extract.extract_final_answer(text, fmt) == expected
 

@@ -9,7 +9,9 @@ import pytest
 from reasoning_jax.rewards import numbers
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ("0", F(0)),
     ("42", F(42)),
     ("-7", F(-7)),
@@ -72,22 +74,62 @@ from reasoning_jax.rewards import numbers
     ("  17  ", F(17)),
     (r"\!1\!", F(1)),
     ("3 / 4", F(3, 4)),
-])
+  ],
+)
 def test_parse_number(text, expected):
   value = numbers.parse_number(text)
   assert value == expected
   assert isinstance(value, F)
 
 
-@pytest.mark.parametrize("text", [
-    "", " ", "abc", "1e400", "1e-400", "1e101", "1e" + "9" * 500, "--5", "+-5", "1,23", "1,2345",
-    "1, 234", "(1,234)", "1 2", "1 .5", "1/0", r"\frac{1}{0}", "0/0", r"\frac{1}{2", r"\frac{1}",
-    r"\frac", r"\frac{a}{b}", r"\frac{1}{2}3", r"\sqrt{2}", "x+1", "1/2/3", "3/-4",
-    r"5\text{ or }6", "\u0663", "\uff15", "1_000", "0x10", "inf", "nan", "NaN", "Infinity",
-    "1" * 1001, "5" + " " * 1000,
-    r"1\frac{-1}{2}", r"\frac{\frac{\frac{\frac{\frac{\frac{1}{2}}{2}}{2}}{2}}{2}}{2}", None, 5,
+@pytest.mark.parametrize(
+  "text",
+  [
+    "",
+    " ",
+    "abc",
+    "1e400",
+    "1e-400",
+    "1e101",
+    "1e" + "9" * 500,
+    "--5",
+    "+-5",
+    "1,23",
+    "1,2345",
+    "1, 234",
+    "(1,234)",
+    "1 2",
+    "1 .5",
+    "1/0",
+    r"\frac{1}{0}",
+    "0/0",
+    r"\frac{1}{2",
+    r"\frac{1}",
+    r"\frac",
+    r"\frac{a}{b}",
+    r"\frac{1}{2}3",
+    r"\sqrt{2}",
+    "x+1",
+    "1/2/3",
+    "3/-4",
+    r"5\text{ or }6",
+    "\u0663",
+    "\uff15",
+    "1_000",
+    "0x10",
+    "inf",
+    "nan",
+    "NaN",
+    "Infinity",
+    "1" * 1001,
+    "5" + " " * 1000,
+    r"1\frac{-1}{2}",
+    r"\frac{\frac{\frac{\frac{\frac{\frac{1}{2}}{2}}{2}}{2}}{2}}{2}",
+    None,
+    5,
     b"5",
-])
+  ],
+)
 def test_parse_number_rejects(text):
   assert numbers.parse_number(text) is None
 
@@ -97,7 +139,9 @@ def test_parse_number_length_limit():
   assert numbers.parse_number("1" * 1001) is None
 
 
-@pytest.mark.parametrize("pred, gold", [
+@pytest.mark.parametrize(
+  "pred, gold",
+  [
     ("-0.50", "-1/2"),
     (r"\frac{-1}{2}", "-0.5"),
     ("1,234", "1234.0"),
@@ -113,13 +157,16 @@ def test_parse_number_length_limit():
     ("50%", "50"),
     (r"2\sqrt{3}", r"2 \sqrt 3"),
     (r"\{1,2\}", r"\{1, 2\}"),
-])
+  ],
+)
 def test_answers_equal(pred, gold):
   assert numbers.answers_equal(pred, gold)
   assert numbers.answers_equal(gold, pred)
 
 
-@pytest.mark.parametrize("pred, gold", [
+@pytest.mark.parametrize(
+  "pred, gold",
+  [
     ("0.333", "1/3"),
     ("5", "6"),
     ("", ""),
@@ -133,7 +180,8 @@ def test_answers_equal(pred, gold):
     ("1 2", "12"),
     (r"5\text{ or }6", "5"),
     ("1e400", "1e400" + "0"),
-])
+  ],
+)
 def test_answers_not_equal(pred, gold):
   assert not numbers.answers_equal(pred, gold)
 
@@ -151,7 +199,9 @@ def test_answers_equal_bad_rel_tol(rel_tol):
     numbers.answers_equal("1", "1", rel_tol=rel_tol)
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     (r" \left( \dfrac{1}{2}, \text{yes} \right) . ", r"(\frac{1}{2},yes)"),
     (r"{x+1}", "x+1"),
     (r"\frac12", r"\frac{1}{2}"),
@@ -160,7 +210,8 @@ def test_answers_equal_bad_rel_tol(rel_tol):
     (r"y = \text{a}", "a"),
     (r"90^\circ", "90"),
     (None, None),
-])
+  ],
+)
 def test_normalize_answer(text, expected):
   assert numbers.normalize_answer(text) == expected
 

@@ -24,7 +24,9 @@ def test_registry_contents():
     REWARDS.validate("nope", argument="reward")
 
 
-@pytest.mark.parametrize("completion, answer, expected", [
+@pytest.mark.parametrize(
+  "completion, answer, expected",
+  [
     (r"so the answer is $\boxed{\frac{1}{2}}$", "0.5", 1.0),
     (r"\boxed{\dfrac{1}{2}}", r"\frac12", 1.0),
     (r"\boxed{x = 5}", "5", 1.0),
@@ -39,7 +41,8 @@ def test_registry_contents():
     (r"Solution ... \boxed{7}", r"It follows that \boxed{7}.", 1.0),  # Gold is a solution.
     ("3", 3, 1.0),
     ("0.5", Fraction(1, 2), 1.0),
-])
+  ],
+)
 def test_math_exact(completion, answer, expected):
   assert REWARDS.get("math_exact")(completion, answer) == expected
 
@@ -52,7 +55,9 @@ def test_boxed_requires_a_box():
   assert fn("#### 12", "12") == 0.0
 
 
-@pytest.mark.parametrize("completion, answer, expected", [
+@pytest.mark.parametrize(
+  "completion, answer, expected",
+  [
     ("Natalia sold 48/2 = 24 clips in May.\n#### 72", "72", 1.0),
     ("#### 72.", "72", 1.0),
     ("#### $1,000", "1000", 1.0),
@@ -63,7 +68,8 @@ def test_boxed_requires_a_box():
     ("#### 72", "She sold 48+24 = <<48+24=72>>72 clips.\n#### 72", 1.0),
     ("#### 7.20", "7.2", 1.0),
     ("#### -3", "3", 0.0),
-])
+  ],
+)
 def test_gsm8k(completion, answer, expected):
   assert REWARDS.get("gsm8k")(completion, answer) == expected
 
@@ -122,8 +128,13 @@ def test_score_batch():
   assert scores.dtype == np.float32
   assert scores.shape == (3,)
   np.testing.assert_array_equal(scores, [1.0, 0.0, 0.0])
-  scores = score_batch("countdown", ["<answer>1 + 2</answer>", "<answer>3 * 4</answer>"],
-                       None, numbers=np.array([[1, 2], [3, 4]]), target=[3, 11])
+  scores = score_batch(
+    "countdown",
+    ["<answer>1 + 2</answer>", "<answer>3 * 4</answer>"],
+    None,
+    numbers=np.array([[1, 2], [3, 4]]),
+    target=[3, 11],
+  )
   np.testing.assert_array_equal(scores, [1.0, 0.0])
   scores = score_batch("format_tag", ("<answer>a</answer>", "b"))
   np.testing.assert_array_equal(scores, [1.0, 0.0])
@@ -154,10 +165,16 @@ def test_package_exports():
     assert hasattr(rewards, name), name
 
 
-@pytest.mark.parametrize("module", [
-    "reasoning_jax.rewards", "reasoning_jax.rewards.extract", "reasoning_jax.rewards.numbers",
-    "reasoning_jax.rewards.countdown", "reasoning_jax.rewards.verifiers",
-])
+@pytest.mark.parametrize(
+  "module",
+  [
+    "reasoning_jax.rewards",
+    "reasoning_jax.rewards.extract",
+    "reasoning_jax.rewards.numbers",
+    "reasoning_jax.rewards.countdown",
+    "reasoning_jax.rewards.verifiers",
+  ],
+)
 def test_docstring_examples(module):
   result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
   assert result.attempted > 0

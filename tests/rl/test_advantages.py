@@ -13,6 +13,7 @@ ESTIMATORS = ["grpo", "dr_grpo", "rloo"]
 
 # ---- spec numbers ----------------------------------------------------------------------------
 
+
 def test_grpo_spec_group_ddof1():
   # rl.md 1.2: rewards [1, 0, 0, 1], ddof=1 -> +-0.8660.
   a = rl.grpo_advantages(jnp.array([1.0, 0.0, 0.0, 1.0]), group_size=4)
@@ -33,8 +34,9 @@ def test_grpo_spec_arm_group():
   np.testing.assert_allclose(a, [0.866, 0.866, -0.866, -0.866], atol=1e-3)
 
 
-@pytest.mark.parametrize("ddof,expected", [(0, [0.9806, 0.3922, -1.3728]),
-                                           (1, [0.8006, 0.3203, -1.1209])])
+@pytest.mark.parametrize(
+  "ddof,expected", [(0, [0.9806, 0.3922, -1.3728]), (1, [0.8006, 0.3203, -1.1209])]
+)
 def test_grpo_std_convention_spec_numbers(ddof, expected):
   # rl.md 6.4: values {1.0, 0.75, 0.0}: population vs unbiased std normalisation.
   a = rl.grpo_advantages(jnp.array([1.0, 0.75, 0.0]), group_size=3, ddof=ddof, eps=0.0)
@@ -43,6 +45,7 @@ def test_grpo_std_convention_spec_numbers(ddof, expected):
 
 def test_default_flags_match_spec():
   import inspect
+
   params = inspect.signature(rl.grpo_advantages).parameters
   assert params["ddof"].default == 1 and params["eps"].default == 1e-6
 
@@ -58,6 +61,7 @@ def test_dr_grpo_and_rloo_formulas():
 
 
 # ---- invariants ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_all_equal_groups_give_exact_zero(name):
@@ -92,8 +96,9 @@ def test_padding_rows_never_enter_group_stats(name):
 
 
 def test_all_invalid_group_is_zero():
-  a = rl.grpo_advantages(jnp.array([1.0, 0.0, 1.0, 0.0]), group_size=2,
-                         valid=jnp.array([1, 1, 0, 0], bool))
+  a = rl.grpo_advantages(
+    jnp.array([1.0, 0.0, 1.0, 0.0]), group_size=2, valid=jnp.array([1, 1, 0, 0], bool)
+  )
   np.testing.assert_allclose(a, [0.7071, -0.7071, 0, 0], atol=1e-4)
 
 
@@ -115,8 +120,7 @@ def test_advantages_are_detached_jit_and_vmap():
   np.testing.assert_allclose(g, rl.grpo_advantages(r[0], group_size=2))
   jitted = jax.jit(lambda x, ids: rl.grpo_advantages(x, group_ids=ids))
   ids = jnp.array([3, 3, 8, 8])
-  np.testing.assert_allclose(jitted(r[0], ids), rl.grpo_advantages(r[0], group_size=2),
-                             atol=1e-6)
+  np.testing.assert_allclose(jitted(r[0], ids), rl.grpo_advantages(r[0], group_size=2), atol=1e-6)
   batched = jax.vmap(lambda x: rl.grpo_advantages(x, group_size=2))(r)
   for i in range(2):
     np.testing.assert_allclose(batched[i], rl.grpo_advantages(r[i], group_size=2), atol=1e-6)
@@ -136,6 +140,7 @@ def test_zero_variance_group_fraction():
 
 # ---- errors ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", [jnp.nan, jnp.inf, -jnp.inf])
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_non_finite_rewards_raise(name, bad):
@@ -143,7 +148,9 @@ def test_non_finite_rewards_raise(name, bad):
     rl.compute_advantages(name, jnp.array([1.0, bad, 0.0, 1.0]), group_size=2)
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     (dict(rewards=jnp.zeros((0,)), group_size=1), "rewards is empty"),
     (dict(rewards=jnp.zeros((6,)), group_size=4), "group_size=4 does not divide"),
     (dict(rewards=jnp.zeros((6,)), group_size=0), "group_size must be >= 1"),
@@ -151,9 +158,12 @@ def test_non_finite_rewards_raise(name, bad):
     (dict(rewards=jnp.zeros((6,)), group_size=2, valid=jnp.ones((5,), bool)), "valid"),
     (dict(rewards=jnp.zeros((6, 1)), group_size=2), "rewards must be 1-D"),
     (dict(rewards=jnp.zeros((6,))), "exactly one of group_ids"),
-    (dict(rewards=jnp.zeros((6,)), group_size=2, group_ids=jnp.zeros(6, jnp.int32)),
-     "exactly one of group_ids"),
-])
+    (
+      dict(rewards=jnp.zeros((6,)), group_size=2, group_ids=jnp.zeros(6, jnp.int32)),
+      "exactly one of group_ids",
+    ),
+  ],
+)
 def test_invalid_inputs_raise_naming_argument(kwargs, match):
   with pytest.raises(ValueError, match=match):
     rl.grpo_advantages(**kwargs)

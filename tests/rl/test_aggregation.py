@@ -24,7 +24,7 @@ def test_token_mean_vs_seq_mean_spec_example():
   s, d = rl.aggregate(values, mask, "token_mean")
   assert (float(s), float(d)) == (3.0, 4.0)
   s, d = rl.aggregate(values, mask, "seq_mean_token_mean")
-  assert (float(s), float(d)) == (1.0, 2.0)   # each sequence contributes its mean
+  assert (float(s), float(d)) == (1.0, 2.0)  # each sequence contributes its mean
 
 
 def test_seq_mean_token_sum_norm_constant():
@@ -54,7 +54,7 @@ def test_micro_batch_pairs_sum_to_full_batch(mode):
   lengths = np.array([5, 1, 3, 0, 2, 5, 4, 1])
   mask = jnp.asarray(np.arange(5)[None] < lengths[:, None])
   s, d = rl.aggregate(values, mask, mode, norm_constant=None)
-  parts = [rl.aggregate(values[i:i + 3], mask[i:i + 3], mode) for i in (0, 3, 6)]
+  parts = [rl.aggregate(values[i : i + 3], mask[i : i + 3], mode) for i in (0, 3, 6)]
   np.testing.assert_allclose(sum(p[0] for p in parts), s, rtol=1e-6)
   np.testing.assert_allclose(sum(p[1] for p in parts), d)
   expected_d = {"token_mean": lengths.sum()}.get(mode, (lengths > 0).sum())

@@ -35,9 +35,13 @@ def _batch(seed=0, groups=3, group_size=4, t=7, p=5):
   prompt_mask[0, :1] = 0  # Left padding on the first prompt.
   content_mask = np.ones((groups, p), np.float32)
   content_mask[:, 1] = 0  # One template token per prompt.
-  return dict(old_logp=jnp.asarray(old_logp), mask=jnp.asarray(mask),
-              prompt_logp=jnp.asarray(prompt_logp), prompt_mask=jnp.asarray(prompt_mask),
-              content_mask=jnp.asarray(content_mask))
+  return dict(
+    old_logp=jnp.asarray(old_logp),
+    mask=jnp.asarray(mask),
+    prompt_logp=jnp.asarray(prompt_logp),
+    prompt_mask=jnp.asarray(prompt_mask),
+    content_mask=jnp.asarray(content_mask),
+  )
 
 
 # ----------------------------------------------------------------------------- spec numbers
@@ -48,7 +52,8 @@ def test_spec_reweighting_example():
   adv = grpo_advantages(rewards, 4)
   np.testing.assert_allclose(adv, [0.8660254, 0.8660254, -0.8660254, -0.8660254], atol=2e-6)
   out = arm.arm_reweight_advantages(
-      adv, rewards, jnp.array([0.5]), jnp.array([0.9, 0.3, 0.4, 0.6]), group_size=4, alpha=0.5)
+    adv, rewards, jnp.array([0.5]), jnp.array([0.9, 0.3, 0.4, 0.6]), group_size=4, alpha=0.5
+  )
   np.testing.assert_allclose(out, [0.666, 0.966, -0.816, -0.916], atol=5e-4)  # Spec, 3 d.p.
   np.testing.assert_allclose(out, adv + 0.5 * (0.5 - jnp.array([0.9, 0.3, 0.4, 0.6])), atol=1e-6)
 
@@ -61,22 +66,25 @@ def test_spec_answer_confidence(rho, expected):
 
 
 def test_answer_confidence_padding_never_selected():
-  probs = jnp.array([[0.9, 0.1, 0.8, 0.5, 0.95, 1.0, 1.0],    # right padded
-                     [1.0, 1.0, 0.9, 0.1, 0.8, 0.5, 0.95]])   # left padded
+  probs = jnp.array(
+    [
+      [0.9, 0.1, 0.8, 0.5, 0.95, 1.0, 1.0],  # right padded
+      [1.0, 1.0, 0.9, 0.1, 0.8, 0.5, 0.95],
+    ]
+  )  # left padded
   mask = jnp.array([[1, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 1]], jnp.float32)
   # Padding holds garbage that would be "least probable" if it were ranked.
   logp = jnp.where(mask > 0, jnp.log(probs), jnp.array([[-50.0], [jnp.nan]]))
   selected, k = arm.low_probability_token_mask(logp, mask, rho=0.4)
   np.testing.assert_array_equal(k, [2, 2])
   assert not bool(jnp.any(selected & (mask == 0)))
-  np.testing.assert_allclose(arm.answer_confidence(logp, mask, rho=0.4), [0.2236068] * 2,
-                             rtol=1e-5)
+  np.testing.assert_allclose(arm.answer_confidence(logp, mask, rho=0.4), [0.2236068] * 2, rtol=1e-5)
 
 
 def test_low_probability_ties_stable_and_short_rows():
-  logp = jnp.log(jnp.array([[0.5, 0.5, 0.5, 0.9, 0.5],
-                            [0.3, 1.0, 1.0, 1.0, 1.0],
-                            [0.3, 0.2, 1.0, 1.0, 1.0]]))
+  logp = jnp.log(
+    jnp.array([[0.5, 0.5, 0.5, 0.9, 0.5], [0.3, 1.0, 1.0, 1.0, 1.0], [0.3, 0.2, 1.0, 1.0, 1.0]])
+  )
   mask = jnp.array([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], jnp.float32)
   selected, k = arm.low_probability_token_mask(logp, mask, rho=0.4)
   np.testing.assert_array_equal(k, [2, 1, 1])  # k = max(1, ceil(rho |o|)) >= 1.
@@ -108,14 +116,16 @@ def test_prompt_confidence_is_inverse_perplexity():
   np.testing.assert_allclose(c, [(0.5 * 0.4 * 0.8) ** (1 / 3)], rtol=1e-6)
   c_all = arm.prompt_confidence(logp, mask, include_template_tokens=True)
   np.testing.assert_allclose(c_all, [(0.5 * 0.2 * 0.4 * 0.8) ** 0.25], rtol=1e-6)
-  c_first = arm.prompt_confidence(logp, mask, include_template_tokens=True,
-                                  exclude_first_token=False)
+  c_first = arm.prompt_confidence(
+    logp, mask, include_template_tokens=True, exclude_first_token=False
+  )
   np.testing.assert_allclose(c_first, [float(np.prod(probs)) ** 0.2], rtol=1e-6)
   # Left padding (NaN there): the first *real* token is the one dropped.
   padded = jnp.concatenate([jnp.full((1, 2), jnp.nan), logp], axis=1)
   pmask = jnp.concatenate([jnp.zeros((1, 2)), mask], axis=1)
   np.testing.assert_allclose(
-      arm.prompt_confidence(padded, pmask, include_template_tokens=True), c_all, rtol=1e-6)
+    arm.prompt_confidence(padded, pmask, include_template_tokens=True), c_all, rtol=1e-6
+  )
 
 
 # ----------------------------------------------------------------------------- invariants
@@ -125,9 +135,17 @@ def test_alpha_zero_is_grpo_exactly():
   b = _batch()
   rewards = jnp.array([1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0], jnp.float32)
   adv = grpo_advantages(rewards, 4)
-  out = arm.arm_advantages(adv, rewards, b["old_logp"], b["mask"], b["prompt_logp"],
-                           b["prompt_mask"], content_mask=b["content_mask"], group_size=4,
-                           config=arm.ARMConfig(alpha=0.0))
+  out = arm.arm_advantages(
+    adv,
+    rewards,
+    b["old_logp"],
+    b["mask"],
+    b["prompt_logp"],
+    b["prompt_mask"],
+    content_mask=b["content_mask"],
+    group_size=4,
+    config=arm.ARMConfig(alpha=0.0),
+  )
   np.testing.assert_array_equal(out.advantages, adv)
   assert bool(jnp.any(out.active))  # The shift was applied, it is just zero.
 
@@ -146,14 +164,15 @@ def test_group_handling_flags():
   np.testing.assert_array_equal(out[4:8], 0.0)  # All-wrong group: A~ == A == 0.
   np.testing.assert_allclose(out[8:], base[8:], atol=1e-7)
 
-  mixed_only = arm.arm_reweight_advantages(adv, rewards, c_q, c_o, group_size=4,
-                                           all_correct_groups=False)
+  mixed_only = arm.arm_reweight_advantages(
+    adv, rewards, c_q, c_o, group_size=4, all_correct_groups=False
+  )
   np.testing.assert_array_equal(mixed_only[:8], 0.0)
   np.testing.assert_allclose(mixed_only[8:], base[8:], atol=1e-7)
 
   correct_only, active = arm.arm_reweight_advantages(
-      adv, rewards, jnp.repeat(c_q, 4), c_o, group_size=4, targets="correct_only",
-      return_active=True)
+    adv, rewards, jnp.repeat(c_q, 4), c_o, group_size=4, targets="correct_only", return_active=True
+  )
   np.testing.assert_array_equal(active, rewards > 0)
   np.testing.assert_array_equal(correct_only[9::2], adv[9::2])  # Wrong rows untouched.
   np.testing.assert_allclose(correct_only[8::2], base[8::2], atol=1e-7)
@@ -171,14 +190,14 @@ def test_group_ids_and_valid_rows():
   ref = arm.arm_reweight_advantages(adv, rewards, c_q, c_o, group_size=4)
   perm = jnp.array([11, 0, 5, 3, 8, 1, 10, 2, 7, 4, 9, 6])
   ids = (jnp.arange(12) // 4 + 7)[perm]
-  got = arm.arm_reweight_advantages(adv[perm], rewards[perm], c_q[perm], c_o[perm],
-                                    group_ids=ids)
+  got = arm.arm_reweight_advantages(adv[perm], rewards[perm], c_q[perm], c_o[perm], group_ids=ids)
   np.testing.assert_array_equal(got, ref[perm])
   # The only correct row of group 2 is invalid: the group is inactive, and the invalid
   # row (NaN advantage allowed) is returned untouched.
   valid = jnp.ones(12).at[8].set(0).at[10].set(0)
-  out = arm.arm_reweight_advantages(adv.at[8].set(jnp.nan), rewards, c_q, c_o, group_size=4,
-                                    valid=valid)
+  out = arm.arm_reweight_advantages(
+    adv.at[8].set(jnp.nan), rewards, c_q, c_o, group_size=4, valid=valid
+  )
   np.testing.assert_array_equal(out[9:], adv[9:])
   np.testing.assert_array_equal(out[:8], ref[:8])
 
@@ -187,16 +206,24 @@ def test_registered_estimator():
   assert ADVANTAGES.get("arm") is arm.arm_group_advantages
   b = _batch(seed=4)
   rewards = jnp.array([1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0], jnp.float32)
-  kw = dict(group_size=4, old_logp=b["old_logp"], mask=b["mask"], prompt_logp=b["prompt_logp"],
-            prompt_mask=b["prompt_mask"], content_mask=b["content_mask"])
+  kw = dict(
+    group_size=4,
+    old_logp=b["old_logp"],
+    mask=b["mask"],
+    prompt_logp=b["prompt_logp"],
+    prompt_mask=b["prompt_mask"],
+    content_mask=b["content_mask"],
+  )
   grpo = ADVANTAGES.get("grpo")(rewards, group_size=4)
   np.testing.assert_array_equal(
-      ADVANTAGES.get("arm")(rewards, config=arm.ARMConfig(alpha=0.0), **kw), grpo)
+    ADVANTAGES.get("arm")(rewards, config=arm.ARMConfig(alpha=0.0), **kw), grpo
+  )
   got = ADVANTAGES.get("arm")(rewards, **kw)
   c_o = arm.answer_confidence(b["old_logp"], b["mask"])
   c_q = arm.prompt_confidence(b["prompt_logp"], b["prompt_mask"], content_mask=b["content_mask"])
   want = grpo_advantages(rewards, 4) + 0.5 * (jnp.repeat(c_q, 4) - c_o) * jnp.repeat(
-      jnp.array([1.0, 1.0, 0.0]), 4)
+    jnp.array([1.0, 1.0, 0.0]), 4
+  )
   np.testing.assert_allclose(got, want, atol=1e-5)
   ddof0 = ADVANTAGES.get("arm")(rewards, ddof=0, config=arm.ARMConfig(alpha=0.0), **kw)
   np.testing.assert_allclose(ddof0[:4], [1, -1, -1, 1], atol=1e-5)  # base_options reach GRPO.
@@ -209,11 +236,18 @@ def test_padding_never_enters_confidences():
   rewards = jnp.array([1, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0, 0], jnp.float32)
   adv = grpo_advantages(rewards, 4)
   kw = dict(group_size=4, content_mask=b["content_mask"])
-  clean = arm.arm_advantages(adv, rewards, b["old_logp"], b["mask"], b["prompt_logp"],
-                             b["prompt_mask"], **kw)
+  clean = arm.arm_advantages(
+    adv, rewards, b["old_logp"], b["mask"], b["prompt_logp"], b["prompt_mask"], **kw
+  )
   dirty = arm.arm_advantages(
-      adv, rewards, jnp.where(b["mask"] > 0, b["old_logp"], jnp.nan), b["mask"],
-      jnp.where(b["prompt_mask"] > 0, b["prompt_logp"], -1e4), b["prompt_mask"], **kw)
+    adv,
+    rewards,
+    jnp.where(b["mask"] > 0, b["old_logp"], jnp.nan),
+    b["mask"],
+    jnp.where(b["prompt_mask"] > 0, b["prompt_logp"], -1e4),
+    b["prompt_mask"],
+    **kw,
+  )
   for a, c in zip(clean, dirty):
     np.testing.assert_array_equal(a, c)
 
@@ -226,13 +260,29 @@ def test_gradient_treats_confidences_as_constants():
   mask = b["mask"]
 
   def loss(logp):
-    a = arm.arm_advantages(adv, rewards, logp, mask, b["prompt_logp"], b["prompt_mask"],
-                           group_size=4, content_mask=b["content_mask"]).advantages
+    a = arm.arm_advantages(
+      adv,
+      rewards,
+      logp,
+      mask,
+      b["prompt_logp"],
+      b["prompt_mask"],
+      group_size=4,
+      content_mask=b["content_mask"],
+    ).advantages
     ratio = jnp.exp(logp - jax.lax.stop_gradient(logp))
     return -jnp.sum(mask * ratio * a[:, None]) / jnp.sum(mask)
 
-  a = arm.arm_advantages(adv, rewards, b["old_logp"], mask, b["prompt_logp"], b["prompt_mask"],
-                         group_size=4, content_mask=b["content_mask"]).advantages
+  a = arm.arm_advantages(
+    adv,
+    rewards,
+    b["old_logp"],
+    mask,
+    b["prompt_logp"],
+    b["prompt_mask"],
+    group_size=4,
+    content_mask=b["content_mask"],
+  ).advantages
   grad = jax.grad(loss)(b["old_logp"])
   assert bool(jnp.all(jnp.isfinite(grad)))
   np.testing.assert_allclose(grad, -mask * a[:, None] / jnp.sum(mask), atol=1e-7)
@@ -242,11 +292,26 @@ def test_jit_and_vmap():
   b = _batch(seed=3)
   rewards = jnp.array([1, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0, 0], jnp.float32)
   adv = grpo_advantages(rewards, 4)
-  eager = arm.arm_advantages(adv, rewards, b["old_logp"], b["mask"], b["prompt_logp"],
-                             b["prompt_mask"], group_size=4, content_mask=b["content_mask"])
+  eager = arm.arm_advantages(
+    adv,
+    rewards,
+    b["old_logp"],
+    b["mask"],
+    b["prompt_logp"],
+    b["prompt_mask"],
+    group_size=4,
+    content_mask=b["content_mask"],
+  )
   jitted = jax.jit(arm.arm_advantages, static_argnames=("group_size", "config"))(
-      adv, rewards, b["old_logp"], b["mask"], b["prompt_logp"], b["prompt_mask"],
-      group_size=4, content_mask=b["content_mask"])
+    adv,
+    rewards,
+    b["old_logp"],
+    b["mask"],
+    b["prompt_logp"],
+    b["prompt_mask"],
+    group_size=4,
+    content_mask=b["content_mask"],
+  )
   for e, j in zip(eager, jitted):
     np.testing.assert_allclose(e, j, atol=1e-6)
   # vmap over two micro-batches of two groups each.
@@ -256,8 +321,9 @@ def test_jit_and_vmap():
   c_o2 = jnp.concatenate([c_o, c_o[:4]])
   c_q2 = jnp.array([0.3, 0.5, 0.7, 0.4])
   fn = lambda a, r, q, o: arm.arm_reweight_advantages(a, r, q, o, group_size=4)
-  batched = jax.vmap(fn)(adv2.reshape(2, 8), rew2.reshape(2, 8), c_q2.reshape(2, 2),
-                         c_o2.reshape(2, 8))
+  batched = jax.vmap(fn)(
+    adv2.reshape(2, 8), rew2.reshape(2, 8), c_q2.reshape(2, 2), c_o2.reshape(2, 8)
+  )
   np.testing.assert_allclose(batched.reshape(-1), fn(adv2, rew2, c_q2, c_o2), atol=1e-7)
 
 
@@ -266,8 +332,14 @@ def test_jit_and_vmap():
 
 def test_config_defaults_and_validation():
   c = arm.ARMConfig()
-  assert (c.alpha, c.rho, c.all_correct_groups, c.targets, c.include_template_tokens,
-          c.exclude_first_token) == (0.5, 0.2, True, "all", False, True)
+  assert (
+    c.alpha,
+    c.rho,
+    c.all_correct_groups,
+    c.targets,
+    c.include_template_tokens,
+    c.exclude_first_token,
+  ) == (0.5, 0.2, True, "all", False, True)
   with pytest.raises(ValueError, match="ARMConfig.alpha"):
     arm.ARMConfig(alpha=float("nan"))
   with pytest.raises(ValueError, match="ARMConfig.rho"):
@@ -324,10 +396,12 @@ def test_errors_name_the_argument():
   with pytest.raises(ValueError, match="content_mask is required"):
     arm.prompt_confidence(logp, jnp.ones((2, 3)))
   with pytest.raises(ValueError, match="prompt_logp has 1 non-finite"):
-    arm.prompt_confidence(logp.at[1, 2].set(jnp.nan), jnp.ones((2, 3)),
-                          include_template_tokens=True)
+    arm.prompt_confidence(
+      logp.at[1, 2].set(jnp.nan), jnp.ones((2, 3)), include_template_tokens=True
+    )
   with pytest.raises(ValueError, match=r"leave no token to score in row\(s\) \[1\]"):
     arm.prompt_confidence(logp, jnp.array([[1, 1, 1], [0, 0, 1]]), include_template_tokens=True)
   with pytest.raises(TypeError, match="config must be an ARMConfig"):
-    arm.arm_advantages(adv, ones, logp, jnp.ones((2, 3)), logp, jnp.ones((2, 3)),
-                       group_size=2, config={"alpha": 0.5})
+    arm.arm_advantages(
+      adv, ones, logp, jnp.ones((2, 3)), logp, jnp.ones((2, 3)), group_size=2, config={"alpha": 0.5}
+    )

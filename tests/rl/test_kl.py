@@ -8,8 +8,10 @@ import pytest
 from reasoning_jax import rl
 
 
-@pytest.mark.parametrize("name,alias,expected", [("k1", "kl", 0.6931), ("k2", "mse_kl", 0.2402),
-                                                 ("k3", "low_var_kl", 0.1931)])
+@pytest.mark.parametrize(
+  "name,alias,expected",
+  [("k1", "kl", 0.6931), ("k2", "mse_kl", 0.2402), ("k3", "low_var_kl", 0.1931)],
+)
 def test_spec_values(name, alias, expected):
   # rl.md 1.2: logp = log 0.5, ref_logp = log 0.25.
   logp, ref = jnp.log(jnp.full((1, 1), 0.5)), jnp.log(jnp.full((1, 1), 0.25))
@@ -70,10 +72,12 @@ def test_estimator_gradient_semantics():
     return jnp.sum(jnp.exp(ref_logp) * (ref_logp - logp))
 
   np.testing.assert_allclose(_expected_grads("k1", theta, ref_logits), 0.0, atol=1e-6)
-  np.testing.assert_allclose(_expected_grads("k2", theta, ref_logits), jax.grad(kl_pi_ref)(theta),
-                             atol=1e-5)
-  np.testing.assert_allclose(_expected_grads("k3", theta, ref_logits), jax.grad(kl_ref_pi)(theta),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    _expected_grads("k2", theta, ref_logits), jax.grad(kl_pi_ref)(theta), atol=1e-5
+  )
+  np.testing.assert_allclose(
+    _expected_grads("k3", theta, ref_logits), jax.grad(kl_ref_pi)(theta), atol=1e-5
+  )
 
 
 def test_kl_penalized_rewards_sequence_and_token_level():
@@ -84,8 +88,9 @@ def test_kl_penalized_rewards_sequence_and_token_level():
   np.testing.assert_allclose(seq, [1.0 - 0.1 * np.log(2.0)], atol=1e-6)
   tok = rl.kl_penalized_rewards(jnp.array([[0.0, 0.0, 7.0]]), logp, ref, mask, beta=0.1)
   np.testing.assert_allclose(tok, [[-0.1 * np.log(2.0), 0.0, 0.0]], atol=1e-6)
-  g = jax.grad(lambda lp: jnp.sum(rl.kl_penalized_rewards(jnp.array([1.0]), lp, ref, mask,
-                                                          beta=0.1)))(logp)
+  g = jax.grad(
+    lambda lp: jnp.sum(rl.kl_penalized_rewards(jnp.array([1.0]), lp, ref, mask, beta=0.1))
+  )(logp)
   np.testing.assert_array_equal(g, 0.0)
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from reasoning_jax import rl
-from reasoning_jax.rl import losses as L
 
 ALL_LOSSES = ["ppo_clip", "grpo", "dapo", "dr_grpo", "cispo", "dispo"]
 
@@ -31,9 +30,11 @@ def _call(loss_fn, logp, *args, config=None, attr="loss", **kwargs):
 def _compiled_many(fns, inputs):
   results = []
   for (fn, attr), (logp, args, kwargs) in zip(fns, inputs):
+
     def f(lp, fn=fn, attr=attr, args=args, kwargs=kwargs):
       out = fn(lp, *args, **kwargs)
       return getattr(out, attr), out
+
     (_, out), grad = jax.value_and_grad(f, has_aux=True)(logp)
     results.append((out, grad))
   return results
@@ -75,14 +76,18 @@ def _kwargs(name, ref):
 
 # ---- 1.1 PPO-clip gradient facts --------------------------------------------------------------
 
-@pytest.mark.parametrize("adv,ratio,expected", [
-    (1.0, 1.5, 0.0),          # A > 0, r > 1 + eps_high: clipped, zero gradient
-    (1.0, 0.5, -1.0 * 0.5),   # A > 0, r < 1: unclipped, -A r
-    (-1.0, 0.5, 0.0),         # A < 0, r < 1 - eps_low: clipped, zero gradient
-    (-1.0, 1.5, 1.0 * 1.5),   # A < 0, r > 1: unclipped (no upper cap), -A r
-    (-1.0, 3.0, 1.0 * 3.0),   # ... can be large
-    (2.0, 1.0, -2.0),         # r == 1: REINFORCE, -A
-])
+
+@pytest.mark.parametrize(
+  "adv,ratio,expected",
+  [
+    (1.0, 1.5, 0.0),  # A > 0, r > 1 + eps_high: clipped, zero gradient
+    (1.0, 0.5, -1.0 * 0.5),  # A > 0, r < 1: unclipped, -A r
+    (-1.0, 0.5, 0.0),  # A < 0, r < 1 - eps_low: clipped, zero gradient
+    (-1.0, 1.5, 1.0 * 1.5),  # A < 0, r > 1: unclipped (no upper cap), -A r
+    (-1.0, 3.0, 1.0 * 3.0),  # ... can be large
+    (2.0, 1.0, -2.0),  # r == 1: REINFORCE, -A
+  ],
+)
 def test_ppo_clip_gradient_facts(adv, ratio, expected):
   logp, old = _tokens([[ratio]])
   g = _grad(rl.ppo_clip_loss, logp, old, jnp.array([adv]), jnp.ones((1, 1)))
@@ -100,11 +105,11 @@ def test_ppo_clip_value_and_clip_metrics():
   assert float(m["clip_frac_low"]) == pytest.approx(1 / 6)
   np.testing.assert_allclose([m["ratio_min"], m["ratio_max"]], [0.5, 1.5], rtol=1e-6)
   np.testing.assert_allclose(m["ratio_mean"], np.mean([1.5, 0.5, 1.1, 0.5, 1.5, 0.9]), rtol=1e-6)
-  np.testing.assert_allclose([m["adv_mean"], m["adv_std"], m["adv_abs_mean"]], [0, 1, 1],
-                             atol=1e-6)
+  np.testing.assert_allclose([m["adv_mean"], m["adv_std"], m["adv_abs_mean"]], [0, 1, 1], atol=1e-6)
 
 
 # ---- 1.2 GRPO ---------------------------------------------------------------------------------
+
 
 def test_grpo_single_token_gradient_is_minus_a_over_len_over_n():
   # rl.md 1.2: beta = 0, r = 1: d loss / d logp = -A / |o_i| / N.
@@ -133,9 +138,9 @@ def test_grpo_kl_term_gradient_closed_form():
 def test_kl_in_reward_placement_removes_loss_term():
   logp, old, ref, mask, adv = _batch()
   (in_reward, _), (no_kl, _) = _run_many(
-      _call(rl.grpo_loss, logp, old, adv, mask, ref_logp=ref,
-            config=rl.GRPOConfig(kl_in_loss=False)),
-      _call(rl.grpo_loss, logp, old, adv, mask, config=rl.GRPOConfig(beta=0.0)))
+    _call(rl.grpo_loss, logp, old, adv, mask, ref_logp=ref, config=rl.GRPOConfig(kl_in_loss=False)),
+    _call(rl.grpo_loss, logp, old, adv, mask, config=rl.GRPOConfig(beta=0.0)),
+  )
   np.testing.assert_allclose(in_reward.loss, no_kl.loss, rtol=1e-6)
   assert "kl_mean_token_sum" in in_reward.aux and "kl_loss_sum" not in in_reward.aux
 
@@ -148,6 +153,7 @@ def test_grpo_requires_ref_logp_when_kl_in_loss():
 
 # ---- 1.3 DAPO ---------------------------------------------------------------------------------
 
+
 def test_dapo_clip_higher_and_equal_eps_is_grpo_clipping():
   # A > 0, r = 1.25: clipped under symmetric 0.2, active under eps_high = 0.28.
   logp1, old1 = _tokens([[1.25]])
@@ -155,10 +161,12 @@ def test_dapo_clip_higher_and_equal_eps_is_grpo_clipping():
   sym = rl.DAPOConfig(eps_high=0.2)
   logp, old, ref, mask, adv = _batch()
   (_, g_dapo), (_, g_ppo), (_, g_sym), (out, g), (ref_out, ref_g) = _run_many(
-      _call(rl.dapo_loss, logp1, *args), _call(rl.ppo_clip_loss, logp1, *args),
-      _call(rl.dapo_loss, logp1, *args, config=sym),
-      _call(rl.dapo_loss, logp, old, adv, mask, config=sym),
-      _call(rl.ppo_clip_loss, logp, old, adv, mask))
+    _call(rl.dapo_loss, logp1, *args),
+    _call(rl.ppo_clip_loss, logp1, *args),
+    _call(rl.dapo_loss, logp1, *args, config=sym),
+    _call(rl.dapo_loss, logp, old, adv, mask, config=sym),
+    _call(rl.ppo_clip_loss, logp, old, adv, mask),
+  )
   np.testing.assert_allclose(g_dapo, [[-1.25]], rtol=1e-6)
   np.testing.assert_allclose(g_ppo, [[0.0]])
   np.testing.assert_allclose(g_sym, [[0.0]])
@@ -170,16 +178,17 @@ def test_dapo_with_grpo_settings_equals_grpo():
   # rl.md 9 invariant 1: DAPO(eps_high = eps_low, seq-mean aggregation, beta > 0) == GRPO.
   logp, old, ref, mask, adv = _batch()
   cfg = rl.DAPOConfig(eps_high=0.2, aggregation="seq_mean_token_mean", beta=0.04)
-  (a, ga), (b, gb) = _run_many(_call(rl.dapo_loss, logp, old, adv, mask, ref_logp=ref, config=cfg),
-                               _call(rl.grpo_loss, logp, old, adv, mask, ref_logp=ref))
+  (a, ga), (b, gb) = _run_many(
+    _call(rl.dapo_loss, logp, old, adv, mask, ref_logp=ref, config=cfg),
+    _call(rl.grpo_loss, logp, old, adv, mask, ref_logp=ref),
+  )
   np.testing.assert_array_equal(a.loss, b.loss)
   np.testing.assert_array_equal(ga, gb)
 
 
 def test_soft_overlong_punishment_spec_table():
   # rl.md 1.3: L_max = 20, L_cache = 4.
-  r = rl.soft_overlong_punishment(jnp.array([16, 17, 18, 20, 21]), max_length=20,
-                                  cache_length=4)
+  r = rl.soft_overlong_punishment(jnp.array([16, 17, 18, 20, 21]), max_length=20, cache_length=4)
   np.testing.assert_allclose(r, [0.0, -0.25, -0.5, -1.0, -1.0])
   lengths = rl.response_lengths(jnp.asarray(np.arange(22)[None] < np.array([[16], [21]])))
   np.testing.assert_array_equal(lengths, [16, 21])
@@ -193,10 +202,13 @@ def test_overlong_filter_removes_rows_from_loss():
   filtered = rl.overlong_filter(mask, truncated)
   assert int(filtered[5].sum()) == 0
   keep = np.array([0, 1, 2, 3, 4, 6, 7])
-  (out, _), (ref, _) = _run_many(_call(rl.dapo_loss, logp, old, adv, filtered),
-                                 _call(rl.dapo_loss, logp[keep], old[keep], adv[keep], mask[keep]))
-  np.testing.assert_allclose([out.loss_sum, out.denominator], [ref.loss_sum, ref.denominator],
-                             rtol=1e-6)
+  (out, _), (ref, _) = _run_many(
+    _call(rl.dapo_loss, logp, old, adv, filtered),
+    _call(rl.dapo_loss, logp[keep], old[keep], adv[keep], mask[keep]),
+  )
+  np.testing.assert_allclose(
+    [out.loss_sum, out.denominator], [ref.loss_sum, ref.denominator], rtol=1e-6
+  )
 
 
 def test_dynamic_sampling_filter_and_refill():
@@ -220,16 +232,17 @@ def test_dynamic_sampling_filter_and_refill():
       break
   assert len(batch) == target
   for group in batch:
-    assert 0 < group.sum() < g   # never an all-equal group
+    assert 0 < group.sum() < g  # never an all-equal group
   with pytest.raises(ValueError, match="num_groups"):
     rl.select_kept_groups(keep, 5)
 
 
 # ---- 1.4 Dr. GRPO -----------------------------------------------------------------------------
 
+
 def test_dr_grpo_equals_grpo_when_std_is_one_and_c_is_length():
   # rl.md 1.4: with C = |o_i| for every row and std == 1, Dr. GRPO equals GRPO.
-  rewards = jnp.array([0.0, np.sqrt(2.0), 1.0, 1.0 + np.sqrt(2.0)])   # ddof=1 std = 1
+  rewards = jnp.array([0.0, np.sqrt(2.0), 1.0, 1.0 + np.sqrt(2.0)])  # ddof=1 std = 1
   rng = np.random.default_rng(1)
   logp = jnp.asarray(-rng.uniform(0.1, 2, (4, 6)).astype(np.float32))
   old = logp + jnp.asarray(rng.normal(0, 0.3, (4, 6)).astype(np.float32))
@@ -239,8 +252,10 @@ def test_dr_grpo_equals_grpo_when_std_is_one_and_c_is_length():
   np.testing.assert_allclose(a_grpo, a_dr, rtol=1e-6)
   grpo_cfg = rl.GRPOConfig(beta=0.0)
   dr_cfg = rl.DrGRPOConfig(norm_constant=6.0)
-  (a, ga), (b, gb) = _run_many(_call(rl.grpo_loss, logp, old, a_grpo, mask, config=grpo_cfg),
-                               _call(rl.dr_grpo_loss, logp, old, a_dr, mask, config=dr_cfg))
+  (a, ga), (b, gb) = _run_many(
+    _call(rl.grpo_loss, logp, old, a_grpo, mask, config=grpo_cfg),
+    _call(rl.dr_grpo_loss, logp, old, a_dr, mask, config=dr_cfg),
+  )
   np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
   np.testing.assert_allclose(ga, gb, rtol=1e-5, atol=1e-8)
 
@@ -248,12 +263,19 @@ def test_dr_grpo_equals_grpo_when_std_is_one_and_c_is_length():
 def test_dr_grpo_gradient_uses_constant_normaliser():
   logp, old = _tokens([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
   mask = jnp.array([[1, 0, 0], [1, 1, 1]])
-  g = _grad(rl.dr_grpo_loss, logp, old, jnp.array([1.0, -1.0]), mask,
-            config=rl.DrGRPOConfig(norm_constant=10.0))
+  g = _grad(
+    rl.dr_grpo_loss,
+    logp,
+    old,
+    jnp.array([1.0, -1.0]),
+    mask,
+    config=rl.DrGRPOConfig(norm_constant=10.0),
+  )
   np.testing.assert_allclose(g, np.array([[-1, 0, 0], [1, 1, 1]]) / 10 / 2, rtol=1e-6)
 
 
 # ---- 1.5 CISPO --------------------------------------------------------------------------------
+
 
 def test_cispo_gradient_is_clipped_weight_times_advantage():
   mask = jnp.ones((2, 3))
@@ -261,9 +283,10 @@ def test_cispo_gradient_is_clipped_weight_times_advantage():
   logp, old = _tokens([[1.5, 0.5, 1.1]] * 2)
   logp_in, old_in = _tokens([[1.1, 0.9, 1.0]] * 2)
   (_, g), (_, g_cispo), (_, g_ppo) = _run_many(
-      _call(rl.cispo_loss, logp, old, adv, mask),
-      _call(rl.cispo_loss, logp_in, old_in, adv, mask),
-      _call(rl.ppo_clip_loss, logp_in, old_in, adv, mask))
+    _call(rl.cispo_loss, logp, old, adv, mask),
+    _call(rl.cispo_loss, logp_in, old_in, adv, mask),
+    _call(rl.ppo_clip_loss, logp_in, old_in, adv, mask),
+  )
   # eps_low = 1 (w >= 0), eps_high = 0.28 (w <= 1.28); token mean over 6 tokens.
   w = np.array([1.28, 0.5, 1.1])
   np.testing.assert_allclose(g, [-w / 6, w / 6], rtol=1e-6)
@@ -276,15 +299,19 @@ def test_cispo_gradient_is_clipped_weight_times_advantage():
 
 # ---- 4. DISPO ---------------------------------------------------------------------------------
 
+
 def test_dispo_spec_weights():
   # rl.md 4.2: correct, r = [1.5, 0.5] -> w = [1.28, 0.80]; incorrect, r = 1.5 -> w = 1.5.
   w = rl.dispo_is_weights(jnp.array([[1.5, 0.5], [1.5, 0.5]]), jnp.array([1.0, -1.0]))
   np.testing.assert_allclose(w, [[1.28, 0.80], [1.5, 0.5]], rtol=1e-6)
   cfg = rl.DISPOConfig()
   assert (cfg.eps_pos_high, cfg.eps_pos_low, cfg.eps_neg_high, cfg.eps_neg_low) == (
-      0.28, 0.2, 4.0, 1.0)
-  assert (cfg.out_of_band, cfg.regime_key, cfg.aggregation) == ("clamp", "adv_sign",
-                                                                "token_mean")
+    0.28,
+    0.2,
+    4.0,
+    1.0,
+  )
+  assert (cfg.out_of_band, cfg.regime_key, cfg.aggregation) == ("clamp", "adv_sign", "token_mean")
 
 
 def test_dispo_regime_gradients_and_metrics():
@@ -315,8 +342,10 @@ def test_dispo_with_equal_bounds_is_cispo():
   for eps in (0.2, 0.5):
     d = rl.DISPOConfig(eps_pos_high=eps, eps_pos_low=eps, eps_neg_high=eps, eps_neg_low=eps)
     c = rl.CISPOConfig(eps_low=eps, eps_high=eps)
-    calls += [_call(rl.dispo_loss, logp, old, adv, mask, config=d),
-              _call(rl.cispo_loss, logp, old, adv, mask, config=c)]
+    calls += [
+      _call(rl.dispo_loss, logp, old, adv, mask, config=d),
+      _call(rl.cispo_loss, logp, old, adv, mask, config=c),
+    ]
   results = _run_many(*calls)
   for (a, ga), (b, gb) in zip(results[::2], results[1::2]):
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
@@ -336,7 +365,7 @@ def test_dispo_gradient_never_uses_derivative_of_weight():
   logp, old = _tokens([[1.1, 0.95]])
   mask, adv = jnp.ones((1, 2)), jnp.array([1.0])
   g1 = _grad(rl.dispo_loss, logp, old, adv, mask)
-  g2 = _grad(rl.dispo_loss, logp, old - jnp.log(1.1), adv, mask)   # r *= 1.1 (same program)
+  g2 = _grad(rl.dispo_loss, logp, old - jnp.log(1.1), adv, mask)  # r *= 1.1 (same program)
   assert np.all(np.sign(g1) == np.sign(g2))
   np.testing.assert_allclose(g2 / g1, [[1.21 / 1.1, 1.045 / 0.95]], rtol=1e-5)
 
@@ -348,8 +377,9 @@ def test_dispo_mask_mode_and_correctness_key():
   # regime by correctness: an "incorrect" row with A > 0 (e.g. shaped reward) uses neg bounds.
   by_correct = rl.DISPOConfig(regime_key="correctness")
   (_, g), (_, g_corr) = _run_many(
-      _call(rl.dispo_loss, logp, old, adv, mask, config=masked),
-      _call(rl.dispo_loss, logp, old, adv, mask, config=by_correct, correct=jnp.array([False])))
+    _call(rl.dispo_loss, logp, old, adv, mask, config=masked),
+    _call(rl.dispo_loss, logp, old, adv, mask, config=by_correct, correct=jnp.array([False])),
+  )
   np.testing.assert_allclose(g, [[0.0, 0.0, -1.1 / 3]], rtol=1e-6)
   np.testing.assert_allclose(g_corr, [[-1.5 / 3, -0.5 / 3, -1.1 / 3]], rtol=1e-6)
   with pytest.raises(ValueError, match="correct"):
@@ -358,10 +388,11 @@ def test_dispo_mask_mode_and_correctness_key():
 
 # ---- 9. cross-method invariants ---------------------------------------------------------------
 
+
 def test_identical_reward_group_contributes_zero_gradient():
   # rl.md 9 invariant 4 (GRPO / DAPO / DISPO and the rest of this family).
   logp, old, ref, mask, _ = _batch()
-  rewards = jnp.array([1, 1, 1, 1, 0, 1, 0, 1.0])   # group 0 all correct
+  rewards = jnp.array([1, 1, 1, 1, 0, 1, 0, 1.0])  # group 0 all correct
   calls = []
   for name in ALL_LOSSES:
     estimator = "dr_grpo" if name == "dr_grpo" else "grpo"
@@ -380,15 +411,16 @@ def test_identical_reward_group_contributes_zero_gradient():
 def test_micro_batches_sum_to_full_batch():
   logp, old, ref, mask, adv = _batch()
   ent = jnp.abs(logp)
-  chunks = [slice(i, i + 2) for i in range(0, 8, 2)]   # rows 2-3: a padding row + 1
+  chunks = [slice(i, i + 2) for i in range(0, 8, 2)]  # rows 2-3: a padding row + 1
   calls = []
   for name in ALL_LOSSES:
     loss = rl.make_loss(name)
     calls.append(_call(loss, logp, old, adv, mask, entropy=ent, **_kwargs(name, ref)))
     for c in chunks:
       kw = {"ref_logp": ref[c]} if name == "grpo" else {}
-      calls.append(_call(loss, logp[c], old[c], adv[c], mask[c], entropy=ent[c],
-                         attr="loss_sum", **kw))
+      calls.append(
+        _call(loss, logp[c], old[c], adv[c], mask[c], entropy=ent[c], attr="loss_sum", **kw)
+      )
   results = iter(_run_many(*calls))
   for name in ALL_LOSSES:
     full, g_full = next(results)
@@ -414,8 +446,12 @@ def test_jit_grad_vmap_and_static_bound_loss():
 
   @functools.partial(jax.jit, static_argnums=0)
   def values_and_grads(bound, logp, old, adv, mask, ref):
-    return [jax.value_and_grad(lambda lp: lf(lp, old, adv, mask, **(
-        {"ref_logp": ref} if lf.name == "grpo" else {})).loss)(logp) for lf in bound]
+    return [
+      jax.value_and_grad(
+        lambda lp: lf(lp, old, adv, mask, **({"ref_logp": ref} if lf.name == "grpo" else {})).loss
+      )(logp)
+      for lf in bound
+    ]
 
   stacked = [jnp.stack([a, a[::-1]]) for a in (logp, old, adv, mask, ref)]
   batched = jax.vmap(lambda *a: values_and_grads(losses, *a))(*stacked)
@@ -437,8 +473,10 @@ def test_masked_slots_with_nan_or_inf_do_not_leak():
   calls = []
   for name in ALL_LOSSES:
     loss = rl.make_loss(name)
-    calls += [_call(loss, logp, old, adv, mask, **_kwargs(name, ref)),
-              _call(loss, bad_logp, bad_old, adv, mask, **_kwargs(name, ref))]
+    calls += [
+      _call(loss, logp, old, adv, mask, **_kwargs(name, ref)),
+      _call(loss, bad_logp, bad_old, adv, mask, **_kwargs(name, ref)),
+    ]
   results = _run_many(*calls)
   for name, (a, g_clean), (b, g) in zip(ALL_LOSSES, results[::2], results[1::2]):
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6, err_msg=name)
@@ -458,6 +496,7 @@ def test_token_level_advantages_and_entropy_term():
   adv_tok = jnp.array([[2.0, -1.0]])
   ent = jnp.array([[0.7, 0.3]])
   cfg = rl.DAPOConfig(entropy_coef=0.1)
+
   def loss_of_entropy(e):
     out = rl.dapo_loss(logp, old, adv_tok, jnp.ones((1, 2)), entropy=e, config=cfg)
     return out.loss, out
@@ -472,26 +511,36 @@ def test_token_level_advantages_and_entropy_term():
 
 # ---- importance sampling correction ----------------------------------------------------------
 
+
 def test_truncated_importance_weights_and_composition():
   old = jnp.log(jnp.array([[0.5, 0.9, 0.2]]))
   sampler = jnp.log(jnp.array([[0.5, 0.3, 0.4]]))
   mask = jnp.array([[1, 1, 1]])
   w = rl.truncated_importance_weights(old, sampler, mask)
-  np.testing.assert_allclose(w, [[1.0, 2.0, 0.5]], rtol=1e-6)   # 3.0 truncated at C = 2
+  np.testing.assert_allclose(w, [[1.0, 2.0, 0.5]], rtol=1e-6)  # 3.0 truncated at C = 2
   w_mask = rl.truncated_importance_weights(old, sampler, mask, mode="mask")
   np.testing.assert_allclose(w_mask, [[1.0, 0.0, 0.5]], rtol=1e-6)
-  logp = old   # r = 1
+  logp = old  # r = 1
   adv = jnp.array([1.0])
-  calls = [_call(rl.with_truncated_is(rl.make_loss(name, **({"beta": 0.0} if name == "grpo"
-                                                            else {}))),
-                 logp, old, adv, mask, sampler_logp=sampler) for name in ALL_LOSSES]
+  calls = [
+    _call(
+      rl.with_truncated_is(rl.make_loss(name, **({"beta": 0.0} if name == "grpo" else {}))),
+      logp,
+      old,
+      adv,
+      mask,
+      sampler_logp=sampler,
+    )
+    for name in ALL_LOSSES
+  ]
   results = _run_many(*calls)
   for name, (_, g) in zip(ALL_LOSSES, results):
     # Uncorrected gradient at r = 1 for one row of 3 tokens is -A/3 for every loss here.
     np.testing.assert_allclose(g, -1.0 / 3 * w, rtol=1e-6, err_msg=name)
   m = rl.summarize_aux(results[ALL_LOSSES.index("dapo")][0].aux)
-  np.testing.assert_allclose([m["tis_weight_mean"], m["tis_clip_frac"]], [3.5 / 3, 1 / 3],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    [m["tis_weight_mean"], m["tis_clip_frac"]], [3.5 / 3, 1 / 3], rtol=1e-6
+  )
   g_sampler = jax.grad(lambda s: jnp.sum(rl.truncated_importance_weights(old, s, mask)))(sampler)
   np.testing.assert_array_equal(g_sampler, 0.0)
   with pytest.raises(ValueError, match=r"mode='clip'.*\['mask', 'truncate'\]"):
@@ -502,17 +551,25 @@ def test_truncated_importance_weights_and_composition():
 
 # ---- configs, registry and input validation --------------------------------------------------
 
+
 def test_registry_names_and_config_defaults():
   assert set(ALL_LOSSES) <= set(rl.LOSSES.names())
   expected = {
-      "ppo_clip": dict(eps_low=0.2, eps_high=0.2, aggregation="token_mean", beta=0.0),
-      "grpo": dict(eps_low=0.2, eps_high=0.2, aggregation="seq_mean_token_mean", beta=0.04,
-                   kl_estimator="k3", kl_in_loss=True),
-      "dapo": dict(eps_low=0.2, eps_high=0.28, aggregation="token_mean", beta=0.0),
-      "dr_grpo": dict(eps_low=0.2, eps_high=0.2, aggregation="seq_mean_token_sum_norm",
-                      beta=0.0, norm_constant=None),
-      "cispo": dict(eps_low=1.0, eps_high=0.28, aggregation="token_mean", beta=0.0),
-      "dispo": dict(aggregation="token_mean", beta=0.0),
+    "ppo_clip": dict(eps_low=0.2, eps_high=0.2, aggregation="token_mean", beta=0.0),
+    "grpo": dict(
+      eps_low=0.2,
+      eps_high=0.2,
+      aggregation="seq_mean_token_mean",
+      beta=0.04,
+      kl_estimator="k3",
+      kl_in_loss=True,
+    ),
+    "dapo": dict(eps_low=0.2, eps_high=0.28, aggregation="token_mean", beta=0.0),
+    "dr_grpo": dict(
+      eps_low=0.2, eps_high=0.2, aggregation="seq_mean_token_sum_norm", beta=0.0, norm_constant=None
+    ),
+    "cispo": dict(eps_low=1.0, eps_high=0.28, aggregation="token_mean", beta=0.0),
+    "dispo": dict(aggregation="token_mean", beta=0.0),
   }
   for name, fields in expected.items():
     cfg = rl.loss_config(name)
@@ -521,13 +578,17 @@ def test_registry_names_and_config_defaults():
   hash(rl.make_loss("dispo"))
 
 
-@pytest.mark.parametrize("ctor,match", [
+@pytest.mark.parametrize(
+  "ctor,match",
+  [
     (lambda: rl.PPOClipConfig(eps_low=-0.1), r"PPOClipConfig.eps_low must be >= 0"),
     (lambda: rl.DAPOConfig(eps_low=1.5), r"DAPOConfig.eps_low must be <= 1"),
     (lambda: rl.DAPOConfig(eps_high=float("nan")), r"DAPOConfig.eps_high must be finite"),
     (lambda: rl.GRPOConfig(beta=-1.0), r"GRPOConfig.beta must be >= 0"),
-    (lambda: rl.GRPOConfig(aggregation="seq_sum"),
-     r"GRPOConfig.aggregation='seq_sum'.*\['seq_mean_token_mean'"),
+    (
+      lambda: rl.GRPOConfig(aggregation="seq_sum"),
+      r"GRPOConfig.aggregation='seq_sum'.*\['seq_mean_token_mean'",
+    ),
     (lambda: rl.GRPOConfig(kl_estimator="k4"), r"GRPOConfig.kl_estimator='k4'.*\['k1'"),
     (lambda: rl.GRPOConfig(kl_clamp=-1.0), r"GRPOConfig.kl_clamp must be > 0"),
     (lambda: rl.DAPOConfig(norm_constant=8.0), r"norm_constant=8.0 is only used by"),
@@ -537,7 +598,8 @@ def test_registry_names_and_config_defaults():
     (lambda: rl.DISPOConfig(regime_key="sign"), r"regime_key='sign'"),
     (lambda: rl.make_loss("ppo"), r"name='ppo'.*'cispo', 'dapo'"),
     (lambda: rl.make_loss("dapo", eps=0.2), r"DAPOConfig has no field\(s\) \['eps'\]"),
-])
+  ],
+)
 def test_config_validation_errors(ctor, match):
   with pytest.raises(ValueError, match=match):
     ctor()
@@ -547,13 +609,14 @@ def test_config_type_errors_and_immutability():
   with pytest.raises(TypeError, match="kl_in_loss must be a bool"):
     rl.GRPOConfig(kl_in_loss=1)
   with pytest.raises(TypeError, match="config must be a DISPOConfig"):
-    rl.dispo_loss(*_tokens([[1.0]]), jnp.array([1.0]), jnp.ones((1, 1)),
-                  config=rl.CISPOConfig())
+    rl.dispo_loss(*_tokens([[1.0]]), jnp.array([1.0]), jnp.ones((1, 1)), config=rl.CISPOConfig())
   with pytest.raises(dataclasses.FrozenInstanceError):
     rl.DAPOConfig().eps_high = 0.5
 
 
-@pytest.mark.parametrize("override,match", [
+@pytest.mark.parametrize(
+  "override,match",
+  [
     (dict(old_logp=jnp.zeros((8, 4))), "old_logp must have shape"),
     (dict(mask=jnp.ones((8, 4))), "mask must have shape"),
     (dict(advantages=jnp.zeros(7)), "advantages must have shape"),
@@ -564,7 +627,8 @@ def test_config_type_errors_and_immutability():
     (dict(mask=jnp.full((8, 5), 2)), "mask must contain only 0 and 1"),
     (dict(advantages=jnp.full(8, jnp.nan)), "advantages contains"),
     (dict(logp=jnp.zeros(5)), "logp must be 2-D"),
-])
+  ],
+)
 def test_input_errors_name_the_argument(override, match):
   logp, old, ref, mask, adv = _batch()
   args = dict(logp=logp, old_logp=old, advantages=adv, mask=mask, ref_logp=ref)
@@ -582,11 +646,13 @@ def test_extension_via_registry():
 
   name = "test_scaled_dapo"
   if name not in rl.LOSSES:
+
     @rl.register_loss(name, config_cls=ScaledConfig)
     def scaled(logp, old_logp, advantages, mask, *, config=None, **kwargs):
       config = config or ScaledConfig()
-      return rl.dapo_loss(logp, old_logp, advantages * config.scale, mask,
-                          config=rl.DAPOConfig(), **kwargs)
+      return rl.dapo_loss(
+        logp, old_logp, advantages * config.scale, mask, config=rl.DAPOConfig(), **kwargs
+      )
 
   logp, old, _, mask, adv = _batch()
   a = rl.make_loss(name, scale=3.0)(logp, old, adv, mask)

@@ -40,7 +40,7 @@ def np_trajectory_rank(h, m, window, stride, reduction):
   if len(x) < window:
     ranks = [np_erank(x)]
   else:
-    ranks = [np_erank(x[s:s + window]) for s in range(0, len(x) - window + 1, stride)]
+    ranks = [np_erank(x[s : s + window]) for s in range(0, len(x) - window + 1, stride)]
   return min(ranks) if reduction == "min" else float(np.mean(ranks))
 
 
@@ -54,7 +54,7 @@ def _ragged(seed, n=6, t=13, d=5):
     if i % 3 == 0:
       m[i, :length] = 1  # Right padding.
     elif i % 3 == 1:
-      m[i, t - length:] = 1  # Left padding.
+      m[i, t - length :] = 1  # Left padding.
     else:
       m[i, rng.permutation(t)[:length]] = 1  # Interior gaps.
   h = np.where(m[..., None] > 0, h, np.nan).astype(np.float32)
@@ -74,14 +74,18 @@ def test_spec_effective_rank_examples():
   assert float(mrpo.effective_rank(jnp.ones((1, 3)))) == 1.0
   # Two equal singular values -> 2; a batch of windows in one call.
   square = jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-  np.testing.assert_allclose(mrpo.effective_rank(jnp.stack([square, jnp.eye(4)[:, :2]])),
-                             [2.0, np_erank(np.eye(4)[:, :2])], atol=1e-5)
+  np.testing.assert_allclose(
+    mrpo.effective_rank(jnp.stack([square, jnp.eye(4)[:, :2]])),
+    [2.0, np_erank(np.eye(4)[:, :2])],
+    atol=1e-5,
+  )
 
 
 def test_spec_orthogonality_example():
   given = mrpo.BiasManifold(jnp.zeros(2), jnp.array([[1.0], [0.0]]), jnp.array(1))
-  np.testing.assert_allclose(mrpo.orthogonality_score(jnp.array([1.0, 1.0]), given), 0.70711,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    mrpo.orthogonality_score(jnp.array([1.0, 1.0]), given), 0.70711, atol=1e-5
+  )
   # Estimated from a pool that varies only along e1 (mu = 0): the same manifold.
   pool = jnp.array([[1.0, 0.0], [-1.0, 0.0], [2.0, 0.0], [-2.0, 0.0]])
   est = mrpo.bias_manifold(pool)
@@ -149,10 +153,11 @@ def test_trajectory_rank_matches_reference_and_ignores_padding(reduction):
   compact_mask = np.zeros(m.shape, np.float32)
   for i in range(6):
     valid = np.asarray(h[i])[np.asarray(m[i]) > 0]
-    compact[i, :len(valid)] = valid
-    compact_mask[i, :len(valid)] = 1
-  again = mrpo.trajectory_rank(jnp.asarray(compact), jnp.asarray(compact_mask), window=4,
-                               stride=3, reduction=reduction)
+    compact[i, : len(valid)] = valid
+    compact_mask[i, : len(valid)] = 1
+  again = mrpo.trajectory_rank(
+    jnp.asarray(compact), jnp.asarray(compact_mask), window=4, stride=3, reduction=reduction
+  )
   np.testing.assert_allclose(again, got, rtol=1e-5)
   assert float(got[5]) == 1.0  # Empty response.
   if reduction == "min":  # The memory knob (rows per lax.map step) changes nothing.
@@ -194,15 +199,17 @@ def test_normalize_rank_scopes_and_floor():
   np.testing.assert_array_equal(flat, 0.0)
   # Non-contiguous group ids give the same per-group result.
   perm = jnp.array([4, 0, 7, 2, 5, 1, 6, 3])
-  by_ids = mrpo.normalize_rank(rank[perm], valid=valid[perm], scope="group",
-                               group_ids=(jnp.arange(8) // 4)[perm] * 10)
+  by_ids = mrpo.normalize_rank(
+    rank[perm], valid=valid[perm], scope="group", group_ids=(jnp.arange(8) // 4)[perm] * 10
+  )
   np.testing.assert_array_equal(by_ids, group[perm])
   cfg = mrpo.MRPOConfig(window=4, norm_scope="group")
   h, m = _ragged(4)
   out = mrpo.mrpo_rewards(jnp.ones(6), h, m, group_size=3, config=cfg)
-  np.testing.assert_allclose(out.norm_rank,
-                             mrpo.normalize_rank(out.rank, valid=jnp.any(m > 0, -1),
-                                                 scope="group", group_size=3))
+  np.testing.assert_allclose(
+    out.norm_rank,
+    mrpo.normalize_rank(out.rank, valid=jnp.any(m > 0, -1), scope="group", group_size=3),
+  )
 
 
 def test_registered_estimator():
@@ -210,8 +217,9 @@ def test_registered_estimator():
   h, m = _ragged(10)
   rewards = jnp.array([1.0, 0.0, 1.0, 1.0, 1.0, 1.0])
   grpo = ADVANTAGES.get("grpo")
-  zero = ADVANTAGES.get("mrpo")(rewards, group_size=3, hidden=h, mask=m,
-                                config=mrpo.MRPOConfig(alpha=0.0, window=4))
+  zero = ADVANTAGES.get("mrpo")(
+    rewards, group_size=3, hidden=h, mask=m, config=mrpo.MRPOConfig(alpha=0.0, window=4)
+  )
   np.testing.assert_array_equal(zero, grpo(rewards, group_size=3))
   np.testing.assert_array_equal(zero, grpo_advantages(rewards, 3))  # Independent reference.
   cfg = mrpo.MRPOConfig(window=4)
@@ -221,8 +229,9 @@ def test_registered_estimator():
   assert float(jnp.abs(adv[3:]).sum()) > 0  # All-correct group 2 is active.
   # Invalid rows (NaN rewards allowed there) get advantage 0 and no rank statistics.
   valid = jnp.array([1, 1, 1, 1, 1, 0])
-  masked = ADVANTAGES.get("mrpo")(rewards.at[5].set(jnp.nan), group_size=3, hidden=h, mask=m,
-                                  valid=valid, config=cfg)
+  masked = ADVANTAGES.get("mrpo")(
+    rewards.at[5].set(jnp.nan), group_size=3, hidden=h, mask=m, valid=valid, config=cfg
+  )
   assert float(masked[5]) == 0.0 and bool(jnp.all(jnp.isfinite(masked)))
   with pytest.raises(ValueError, match="base_estimator"):
     ADVANTAGES.get("mrpo")(rewards, group_size=3, hidden=h, mask=m, base_estimator="arm")
@@ -243,21 +252,26 @@ def test_gradients_finite():
 
   # The reward path is detached: zero (finite) gradient wrt hidden states.
   h, m = _ragged(6)
-  g_reward = jax.grad(lambda x: jnp.sum(mrpo.mrpo_rewards(
-      jnp.ones(6), x, m, config=mrpo.MRPOConfig(window=4)).rewards))(h)
+  g_reward = jax.grad(
+    lambda x: jnp.sum(
+      mrpo.mrpo_rewards(jnp.ones(6), x, m, config=mrpo.MRPOConfig(window=4)).rewards
+    )
+  )(h)
   np.testing.assert_array_equal(g_reward, 0.0)
 
   # NOT-IN-PAPER penalty, including a token exactly at mu (0/0 guarded).
   manifold = mrpo.BiasManifold(jnp.zeros(5), jnp.eye(5)[:, :2], jnp.array(2))
   hidden = jnp.where(m[..., None] > 0, h, 0.0).at[0, 0].set(0.0)
-  loss = lambda x: (lambda s, d, _: s / d)(*mrpo.orthogonal_penalty_not_in_paper(
-      x, m, manifold, correct=jnp.array([1, 1, 0, 1, 1, 1])))
+  loss = lambda x: (lambda s, d, _: s / d)(
+    *mrpo.orthogonal_penalty_not_in_paper(x, m, manifold, correct=jnp.array([1, 1, 0, 1, 1, 1]))
+  )
   g_pen = jax.grad(loss)(hidden)
   assert bool(jnp.all(jnp.isfinite(g_pen)))
   np.testing.assert_array_equal(g_pen[2], 0.0)  # Incorrect row excluded.
   # Value: mean over tokens of the in-manifold energy fraction.
-  s, d, aux = mrpo.orthogonal_penalty_not_in_paper(jnp.array([[[3.0, 0, 4, 0, 0]]]),
-                                                   jnp.ones((1, 1)), manifold, weight=2.0)
+  s, d, aux = mrpo.orthogonal_penalty_not_in_paper(
+    jnp.array([[[3.0, 0, 4, 0, 0]]]), jnp.ones((1, 1)), manifold, weight=2.0
+  )
   np.testing.assert_allclose([s, d], [2 * 9 / 25, 1.0], rtol=1e-6)
   np.testing.assert_allclose(aux["orthogonal_penalty/mean_in_manifold_fraction"], 9 / 25, rtol=1e-6)
 
@@ -268,16 +282,19 @@ def test_jit_and_vmap():
   cfg = mrpo.MRPOConfig(window=4)
   eager = mrpo.mrpo_rewards(correct, jnp.nan_to_num(h), m, config=cfg)
   jitted = jax.jit(mrpo.mrpo_rewards, static_argnames=("group_size", "config"))(
-      correct, h, m, config=cfg)
+    correct, h, m, config=cfg
+  )
   for e, j in zip(eager, jitted):
     np.testing.assert_allclose(e, j, rtol=1e-5)
   windows = jnp.nan_to_num(h[:, :4])
-  np.testing.assert_allclose(jax.vmap(mrpo.effective_rank)(windows), mrpo.effective_rank(windows),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    jax.vmap(mrpo.effective_rank)(windows), mrpo.effective_rank(windows), rtol=1e-5
+  )
   manifold = mrpo.bias_manifold(jnp.nan_to_num(h[0]))
   z = jnp.nan_to_num(h[1])
-  np.testing.assert_allclose(jax.jit(mrpo.orthogonality_score)(z, manifold),
-                             mrpo.orthogonality_score(z, manifold), atol=1e-5)
+  np.testing.assert_allclose(
+    jax.jit(mrpo.orthogonality_score)(z, manifold), mrpo.orthogonality_score(z, manifold), atol=1e-5
+  )
 
 
 # ----------------------------------------------------------------------------- validation
@@ -285,20 +302,32 @@ def test_jit_and_vmap():
 
 def test_config_defaults_and_validation():
   c = mrpo.MRPOConfig()
-  assert (c.alpha, c.window, c.window_stride, c.rank_reduction, c.norm_scope, c.eps_var,
-          c.num_probes, c.sampling_budget, c.max_probe_tokens, c.probe_pooling,
-          c.omega_threshold, c.target_traces) == (0.5, 64, 32, "min", "batch", 0.05, 8, 16,
-                                                  64, "mean", 0.8, 10_000)
+  assert (
+    c.alpha,
+    c.window,
+    c.window_stride,
+    c.rank_reduction,
+    c.norm_scope,
+    c.eps_var,
+    c.num_probes,
+    c.sampling_budget,
+    c.max_probe_tokens,
+    c.probe_pooling,
+    c.omega_threshold,
+    c.target_traces,
+  ) == (0.5, 64, 32, "min", "batch", 0.05, 8, 16, 64, "mean", 0.8, 10_000)
   assert dataclasses.replace(c, window=16).window_stride == 8
   with pytest.raises(dataclasses.FrozenInstanceError):
     c.alpha = 1.0  # type: ignore[misc]
-  for kwargs, name in [({"alpha": float("nan")}, "MRPOConfig.alpha"),
-                       ({"window": 0}, "MRPOConfig.window"),
-                       ({"stride": -1}, "MRPOConfig.stride"),
-                       ({"rank_reduction": "max"}, "MRPOConfig.rank_reduction"),
-                       ({"norm_scope": "token"}, "MRPOConfig.norm_scope"),
-                       ({"eps_var": 1.0}, "MRPOConfig.eps_var"),
-                       ({"probe_pooling": "max"}, "MRPOConfig.probe_pooling")]:
+  for kwargs, name in [
+    ({"alpha": float("nan")}, "MRPOConfig.alpha"),
+    ({"window": 0}, "MRPOConfig.window"),
+    ({"stride": -1}, "MRPOConfig.stride"),
+    ({"rank_reduction": "max"}, "MRPOConfig.rank_reduction"),
+    ({"norm_scope": "token"}, "MRPOConfig.norm_scope"),
+    ({"eps_var": 1.0}, "MRPOConfig.eps_var"),
+    ({"probe_pooling": "max"}, "MRPOConfig.probe_pooling"),
+  ]:
     with pytest.raises(ValueError, match=name):
       mrpo.MRPOConfig(**kwargs)
 
@@ -343,9 +372,11 @@ def test_errors_name_the_argument():
 
 
 E1, E2 = np.eye(3)[0], np.eye(3)[1]
-PROBE_STATES = {"a": np.stack([E1, 3 * E1]),          # Inside the bias manifold: Omega 0.
-                "b": np.stack([E2, E2]),              # Orthogonal: Omega 1.
-                "c": np.stack([E1 + E2, E1 + E2])}    # Omega 1/sqrt(2).
+PROBE_STATES = {
+  "a": np.stack([E1, 3 * E1]),  # Inside the bias manifold: Omega 0.
+  "b": np.stack([E2, E2]),  # Orthogonal: Omega 1.
+  "c": np.stack([E1 + E2, E1 + E2]),
+}  # Omega 1/sqrt(2).
 
 
 def _soe_callables(probes, steps_to_answer=2):
@@ -377,8 +408,15 @@ def test_soe_trace_picks_most_orthogonal_probe():
   calls, student, teacher, hidden, verify = _soe_callables(["a", "c", "b"])
   cfg = mrpo.MRPOConfig(num_probes=3, max_probe_tokens=16)
   trace = mrpo.soe_synthesize_trace(
-      ["q"], _e1_manifold(), student_generate_fn=student, teacher_generate_fn=teacher,
-      hidden_fn=hidden, verify_fn=verify, rng=jax.random.key(0), config=cfg)
+    ["q"],
+    _e1_manifold(),
+    student_generate_fn=student,
+    teacher_generate_fn=teacher,
+    hidden_fn=hidden,
+    verify_fn=verify,
+    rng=jax.random.key(0),
+    config=cfg,
+  )
   assert trace.context == ["q", "b", "t0", "b", "t1"]
   np.testing.assert_allclose(trace.chosen_scores, [1.0, 1.0], atol=1e-6)
   assert trace.finished and trace.verified and trace.kept
@@ -387,17 +425,30 @@ def test_soe_trace_picks_most_orthogonal_probe():
   # Only in-manifold / mixed probes: verified but mean Omega 0.707 < 0.8 -> rejected.
   _, student, teacher, hidden, verify = _soe_callables(["a", "c"])
   trace = mrpo.soe_synthesize_trace(
-      ["q"], _e1_manifold(), student_generate_fn=student, teacher_generate_fn=teacher,
-      hidden_fn=hidden, verify_fn=verify, rng=jax.random.key(0), config=cfg)
+    ["q"],
+    _e1_manifold(),
+    student_generate_fn=student,
+    teacher_generate_fn=teacher,
+    hidden_fn=hidden,
+    verify_fn=verify,
+    rng=jax.random.key(0),
+    config=cfg,
+  )
   assert trace.verified and not trace.kept
-  np.testing.assert_allclose(trace.mean_score, 2 ** -0.5, atol=1e-6)
+  np.testing.assert_allclose(trace.mean_score, 2**-0.5, atol=1e-6)
 
   # "last" pooling scores the last probe token: "a" still 0, budget exhausted -> unfinished.
   _, student, teacher, hidden, verify = _soe_callables(["a"], steps_to_answer=5)
   trace = mrpo.soe_synthesize_trace(
-      ["q"], _e1_manifold(), student_generate_fn=student, teacher_generate_fn=teacher,
-      hidden_fn=hidden, verify_fn=verify, rng=jax.random.key(0),
-      config=mrpo.MRPOConfig(max_steps=2, probe_pooling="last"))
+    ["q"],
+    _e1_manifold(),
+    student_generate_fn=student,
+    teacher_generate_fn=teacher,
+    hidden_fn=hidden,
+    verify_fn=verify,
+    rng=jax.random.key(0),
+    config=mrpo.MRPOConfig(max_steps=2, probe_pooling="last"),
+  )
   assert not trace.finished and not trace.verified and len(trace.chosen_scores) == 2
 
 
@@ -408,14 +459,21 @@ def test_soe_synthesize_skips_problems_without_failures_and_stops_at_target():
   def teacher_attempts_fn(problem, num_samples, rng):
     seen.append((problem[0], num_samples))
     fail = problem[0] != "easy"
-    return [(jnp.asarray(np.stack([E1, -E1]) * (i + 1), jnp.float32), not fail or i % 2 == 0)
-            for i in range(num_samples)]
+    return [
+      (jnp.asarray(np.stack([E1, -E1]) * (i + 1), jnp.float32), not fail or i % 2 == 0)
+      for i in range(num_samples)
+    ]
 
   result = mrpo.soe_synthesize(
-      [["easy"], ["hard1"], ["hard2"], ["hard3"]], teacher_attempts_fn=teacher_attempts_fn,
-      student_generate_fn=student, teacher_generate_fn=teacher, hidden_fn=hidden,
-      verify_fn=verify, rng=jax.random.key(1),
-      config=mrpo.MRPOConfig(target_traces=2, sampling_budget=4))
+    [["easy"], ["hard1"], ["hard2"], ["hard3"]],
+    teacher_attempts_fn=teacher_attempts_fn,
+    student_generate_fn=student,
+    teacher_generate_fn=teacher,
+    hidden_fn=hidden,
+    verify_fn=verify,
+    rng=jax.random.key(1),
+    config=mrpo.MRPOConfig(target_traces=2, sampling_budget=4),
+  )
   assert (result.num_problems, result.num_skipped_no_failure, result.num_rejected) == (3, 1, 0)
   assert [t.context[0] for t in result.traces] == ["hard1", "hard2"]
   assert seen == [("easy", 4), ("hard1", 4), ("hard2", 4)]
@@ -432,9 +490,11 @@ def _basis():
 def test_orthogonal_update_projects_selected_leaves():
   u = _basis()
   rng = np.random.default_rng(9)
-  grads = {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
-           "b": jnp.asarray(rng.normal(size=(4,)), jnp.float32),
-           "other": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)}
+  grads = {
+    "w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+    "b": jnp.asarray(rng.normal(size=(4,)), jnp.float32),
+    "other": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+  }
   tx = mrpo.orthogonal_update_not_in_paper(u)
   out, _ = tx.update(grads, tx.init(grads))
   np.testing.assert_allclose(out["w"], grads["w"] - grads["w"] @ u @ u.T, atol=1e-6)
@@ -457,8 +517,7 @@ def test_orthogonal_update_composes_with_chain_and_jit():
   u = _basis()
   params = {"w": jnp.ones((3, 4)), "b": jnp.zeros(4)}
   grads = jax.tree.map(lambda p: jnp.arange(p.size, dtype=jnp.float32).reshape(p.shape) - 2, params)
-  tx = optax.chain(optax.scale_by_adam(), mrpo.orthogonal_update_not_in_paper(u),
-                   optax.scale(-0.1))
+  tx = optax.chain(optax.scale_by_adam(), mrpo.orthogonal_update_not_in_paper(u), optax.scale(-0.1))
   state = tx.init(params)
   updates, state = jax.jit(tx.update)(grads, state, params)
   np.testing.assert_allclose(updates["w"] @ u, 0.0, atol=1e-6)

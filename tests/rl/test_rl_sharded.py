@@ -29,36 +29,45 @@ def _data():
   logp = -rng.uniform(0.1, 2.0, (N, T)).astype(np.float32)
   lengths = rng.integers(0, T + 1, N)
   return {
-      "rewards": rng.integers(0, 2, N).astype(np.float32),
-      "group_ids": np.repeat(rng.permutation(100)[:N // G], G).astype(np.int32),
-      "valid": lengths > 0,
-      "logp": logp,
-      "old_logp": logp + rng.normal(0, 0.3, (N, T)).astype(np.float32),
-      "ref_logp": logp + rng.normal(0, 0.3, (N, T)).astype(np.float32),
-      "mask": (np.arange(T)[None] < lengths[:, None]).astype(np.int32),
-      "entropy": rng.uniform(0, 1, (N, T)).astype(np.float32),
-      "sampler_logp": logp + rng.normal(0, 0.1, (N, T)).astype(np.float32),
+    "rewards": rng.integers(0, 2, N).astype(np.float32),
+    "group_ids": np.repeat(rng.permutation(100)[: N // G], G).astype(np.int32),
+    "valid": lengths > 0,
+    "logp": logp,
+    "old_logp": logp + rng.normal(0, 0.3, (N, T)).astype(np.float32),
+    "ref_logp": logp + rng.normal(0, 0.3, (N, T)).astype(np.float32),
+    "mask": (np.arange(T)[None] < lengths[:, None]).astype(np.int32),
+    "entropy": rng.uniform(0, 1, (N, T)).astype(np.float32),
+    "sampler_logp": logp + rng.normal(0, 0.1, (N, T)).astype(np.float32),
   }
 
 
 def _everything(d):
   adv = rl.grpo_advantages(d["rewards"], group_size=G, valid=d["valid"])
   out = {
-      "adv": adv,
-      "adv_ids": rl.grpo_advantages(d["rewards"], group_ids=d["group_ids"], valid=d["valid"]),
-      "rloo": rl.rloo_advantages(d["rewards"], group_size=G),
-      "keep": rl.dynamic_sampling_filter(d["rewards"], group_size=G).row_keep,
-      "kl_reward": rl.kl_penalized_rewards(d["rewards"], d["old_logp"], d["ref_logp"],
-                                           d["mask"], beta=0.1),
+    "adv": adv,
+    "adv_ids": rl.grpo_advantages(d["rewards"], group_ids=d["group_ids"], valid=d["valid"]),
+    "rloo": rl.rloo_advantages(d["rewards"], group_size=G),
+    "keep": rl.dynamic_sampling_filter(d["rewards"], group_size=G).row_keep,
+    "kl_reward": rl.kl_penalized_rewards(
+      d["rewards"], d["old_logp"], d["ref_logp"], d["mask"], beta=0.1
+    ),
   }
   for name in LOSSES:
     loss = rl.with_truncated_is(rl.make_loss(name))
     kw = {"ref_logp": d["ref_logp"]} if name == "grpo" else {}
 
     def f(lp, loss=loss, kw=kw):
-      o = loss(lp, d["old_logp"], adv, d["mask"], entropy=d["entropy"],
-               sampler_logp=d["sampler_logp"], **kw)
+      o = loss(
+        lp,
+        d["old_logp"],
+        adv,
+        d["mask"],
+        entropy=d["entropy"],
+        sampler_logp=d["sampler_logp"],
+        **kw,
+      )
       return o.loss, o
+
     (_, o), g = jax.value_and_grad(f, has_aux=True)(d["logp"])
     out[name] = (o.loss_sum, o.denominator, rl.summarize_aux(o.aux), g)
   return out
@@ -77,10 +86,10 @@ def test_sharded_equals_unsharded(mesh):
   flat_expected, tree = jax.tree_util.tree_flatten(expected)
   flat_got, tree_got = jax.tree_util.tree_flatten(got)
   assert tree == tree_got
-  for path, a, b in zip(jax.tree_util.tree_flatten_with_path(expected)[0], flat_expected,
-                        flat_got):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=1e-6,
-                               err_msg=jax.tree_util.keystr(path[0]))
+  for path, a, b in zip(jax.tree_util.tree_flatten_with_path(expected)[0], flat_expected, flat_got):
+    np.testing.assert_allclose(
+      np.asarray(b), np.asarray(a), rtol=2e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path[0])
+    )
 
 
 def test_eager_calls_on_sharded_inputs(mesh):

@@ -13,10 +13,13 @@ from flax import nnx
 
 from reasoning_jax import rl
 from reasoning_jax.models import Transformer, get_preset
-from reasoning_jax.rl.rollout import (RolloutBatch, assemble_sequences, collect_rollouts,
-                                      make_logprob_fn, mixed_outcome_groups)
-from reasoning_jax.rl.trainer import (RECIPES, ConfigError, make_rl_loss_fn, run_rl,
-                                      validate_config)
+from reasoning_jax.rl.rollout import (
+  assemble_sequences,
+  collect_rollouts,
+  make_logprob_fn,
+  mixed_outcome_groups,
+)
+from reasoning_jax.rl.trainer import RECIPES, ConfigError, make_rl_loss_fn, run_rl, validate_config
 from reasoning_jax.train.metrics import read_metrics
 from reasoning_jax.train.step import init_train_state, make_train_step
 
@@ -34,42 +37,65 @@ class DigitTokenizer:
 
 def ones_fraction(completions, answers, **_):
   """Reward: the fraction of emitted tokens equal to 1 (an easy, dense target)."""
-  return np.array([c.split().count("1") / max(1, len(c.split())) for c in completions],
-                  np.float32)
+  return np.array([c.split().count("1") / max(1, len(c.split())) for c in completions], np.float32)
 
 
 def test_assemble_sequences_and_mixed_groups():
-  tokens, mask = assemble_sequences(np.array([[7, 8, 0], [9, 0, 0]]), np.array([2, 1]),
-                                    np.array([[1, 2], [3, 0]]), np.array([2, 1]))
+  tokens, mask = assemble_sequences(
+    np.array([[7, 8, 0], [9, 0, 0]]), np.array([2, 1]), np.array([[1, 2], [3, 0]]), np.array([2, 1])
+  )
   np.testing.assert_array_equal(tokens, [[7, 8, 1, 2, 0], [9, 3, 0, 0, 0]])
   np.testing.assert_array_equal(mask, [[0, 0, 1, 1, 0], [0, 1, 0, 0, 0]])
-  keep = mixed_outcome_groups(np.array([1., 1., 0., 1.]), np.array([0, 0, 1, 1]))
+  keep = mixed_outcome_groups(np.array([1.0, 1.0, 0.0, 1.0]), np.array([0, 0, 1, 1]))
   np.testing.assert_array_equal(keep, [False, False, True, True])
 
 
 @pytest.mark.parametrize("recipe", ["grpo", "dispo"])
 def test_rl_loop_increases_reward_on_an_easy_task(recipe):
-  config = get_preset("tiny-qwen3").replace(vocab_size=6, num_layers=1, hidden_size=32,
-                                            intermediate_size=64, head_dim=16)
+  config = get_preset("tiny-qwen3").replace(
+    vocab_size=6, num_layers=1, hidden_size=32, intermediate_size=64, head_dim=16
+  )
   model = Transformer(config, rngs=nnx.Rngs(0))
   tx = optax.adam(3e-2)
   graphdef, state = init_train_state(model, tx)
   bound = rl.make_loss(RECIPES[recipe].loss, **({"beta": 0.0} if recipe == "grpo" else {}))
-  step = make_train_step(graphdef, tx, make_rl_loss_fn(bound), aux_merge=rl.merge_aux,
-                         aux_finalize=lambda aux, d: rl.summarize_aux(aux))
+  step = make_train_step(
+    graphdef,
+    tx,
+    make_rl_loss_fn(bound),
+    aux_merge=rl.merge_aux,
+    aux_finalize=lambda aux, d: rl.summarize_aux(aux),
+  )
   logprob_fn = make_logprob_fn(graphdef)
-  prompts = {"prompts": np.full((4, 2), 2, np.int32), "prompt_lengths": np.full((4,), 2),
-             "answer": np.array([""] * 4, dtype=object)}
+  prompts = {
+    "prompts": np.full((4, 2), 2, np.int32),
+    "prompt_lengths": np.full((4,), 2),
+    "answer": np.array([""] * 4, dtype=object),
+  }
   rewards = []
   for i in range(12):
-    batch = collect_rollouts(graphdef, state.params, prompts, tokenizer=DigitTokenizer(),
-                             reward_fn=ones_fraction, group_size=8, max_new_tokens=6,
-                             key=jax.random.key(i), logprob_fn=logprob_fn)
+    batch = collect_rollouts(
+      graphdef,
+      state.params,
+      prompts,
+      tokenizer=DigitTokenizer(),
+      reward_fn=ones_fraction,
+      group_size=8,
+      max_new_tokens=6,
+      key=jax.random.key(i),
+      logprob_fn=logprob_fn,
+    )
     rewards.append(batch.rewards.mean())
-    adv = rl.ADVANTAGES.get(RECIPES[recipe].advantage)(jnp.asarray(batch.rewards),
-                                                       group_ids=jnp.asarray(batch.group_ids))
-    arrays = {"tokens": batch.tokens, "mask": batch.mask, "old_logp": batch.old_logp,
-              "advantages": np.asarray(adv), "correct": (batch.rewards > 0.5).astype(np.float32)}
+    adv = rl.ADVANTAGES.get(RECIPES[recipe].advantage)(
+      jnp.asarray(batch.rewards), group_ids=jnp.asarray(batch.group_ids)
+    )
+    arrays = {
+      "tokens": batch.tokens,
+      "mask": batch.mask,
+      "old_logp": batch.old_logp,
+      "advantages": np.asarray(adv),
+      "correct": (batch.rewards > 0.5).astype(np.float32),
+    }
     state, metrics = step(state, {k: jnp.asarray(v) for k, v in arrays.items()})
     assert np.isfinite(float(metrics["loss"]))
   assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.2, rewards
@@ -79,28 +105,45 @@ def test_rl_loop_increases_reward_on_an_easy_task(recipe):
 def test_on_policy_update_without_old_logp_equals_the_recomputed_path(recipe):
   """One update per rollout: old log-probs from the update's own forward pass (no separate
   rollout pass) give the same loss, gradients and TIS weights as recomputing them."""
-  config = get_preset("tiny-qwen3").replace(vocab_size=6, num_layers=1, hidden_size=32,
-                                            intermediate_size=64, head_dim=16)
+  config = get_preset("tiny-qwen3").replace(
+    vocab_size=6, num_layers=1, hidden_size=32, intermediate_size=64, head_dim=16
+  )
   model = Transformer(config, rngs=nnx.Rngs(1))
   graphdef, params = nnx.split(model, nnx.Param)
-  prompts = {"prompts": np.array([[1, 2, 0], [3, 1, 2]], np.int32),
-             "prompt_lengths": np.array([2, 3], np.int32), "answer": np.array(["", ""])}
-  kwargs = dict(tokenizer=DigitTokenizer(), reward_fn=ones_fraction, group_size=3,
-                max_new_tokens=5, key=jax.random.key(3))
+  prompts = {
+    "prompts": np.array([[1, 2, 0], [3, 1, 2]], np.int32),
+    "prompt_lengths": np.array([2, 3], np.int32),
+    "answer": np.array(["", ""]),
+  }
+  kwargs = dict(
+    tokenizer=DigitTokenizer(),
+    reward_fn=ones_fraction,
+    group_size=3,
+    max_new_tokens=5,
+    key=jax.random.key(3),
+  )
   full = collect_rollouts(graphdef, params, prompts, **kwargs)
   lean = collect_rollouts(graphdef, params, prompts, recompute_old_logp=False, **kwargs)
   assert lean.old_logp is None and "old_logp" not in lean.arrays()
   np.testing.assert_array_equal(lean.tokens, full.tokens)
-  adv = np.asarray(rl.ADVANTAGES.get("grpo")(jnp.asarray(full.rewards),
-                                              group_ids=jnp.asarray(full.group_ids)))
+  adv = np.asarray(
+    rl.ADVANTAGES.get("grpo")(jnp.asarray(full.rewards), group_ids=jnp.asarray(full.group_ids))
+  )
   # A sampler that disagrees with the trainer, so the TIS weights are not all 1.
-  sampler_logp = full.sampler_logp + 0.9 * full.mask * np.sin(np.arange(full.mask.size)
-                                                              ).reshape(full.mask.shape)
+  sampler_logp = full.sampler_logp + 0.9 * full.mask * np.sin(np.arange(full.mask.size)).reshape(
+    full.mask.shape
+  )
   bound = rl.make_loss(RECIPES[recipe].loss, **({"beta": 0.0} if recipe == "grpo" else {}))
   common = {"tokens": full.tokens, "mask": full.mask, "advantages": adv}
-  recomputed = dict(common, old_logp=full.old_logp, is_weights=np.asarray(
-      rl.truncated_importance_weights(jnp.asarray(full.old_logp), jnp.asarray(sampler_logp),
-                                      jnp.asarray(full.mask), cap=1.5)))
+  recomputed = dict(
+    common,
+    old_logp=full.old_logp,
+    is_weights=np.asarray(
+      rl.truncated_importance_weights(
+        jnp.asarray(full.old_logp), jnp.asarray(sampler_logp), jnp.asarray(full.mask), cap=1.5
+      )
+    ),
+  )
   on_policy = dict(common, sampler_logp=sampler_logp)
   assert (recomputed["is_weights"][full.mask > 0] < 1.0).any()
 
@@ -108,9 +151,11 @@ def test_on_policy_update_without_old_logp_equals_the_recomputed_path(recipe):
     loss_fn = make_rl_loss_fn(bound, tis_cap=1.5)
 
     def f(p):
-      total, denom, _ = loss_fn(nnx.merge(graphdef, p),
-                                {k: jnp.asarray(v) for k, v in batch.items()})
+      total, denom, _ = loss_fn(
+        nnx.merge(graphdef, p), {k: jnp.asarray(v) for k, v in batch.items()}
+      )
       return total / denom
+
     return jax.value_and_grad(f)(params)
 
   (a, ga), (b, gb) = value_and_grad(recomputed), value_and_grad(on_policy)
@@ -123,6 +168,7 @@ def rl_config(tmp_path, **changes):
   sys.path.insert(0, REPO)
   from configs import rl_arith
   from tests.train.test_sft import tiny_config
+
   c = rl_arith.get_config()
   c.workdir = str(tmp_path / "rl")
   c.sft = tiny_config(tmp_path / "sft", tmp_path / "data", num_steps=6)
@@ -144,8 +190,9 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   assert [r["step"] for r in records if "rollout/reward" in r] == [1, 2, 3]
   assert any("train/clip_frac_low" in r or "train/loss" in r for r in records)
   evals = [r for r in records if "eval/accuracy" in r]
-  assert evals and all(0 <= r["eval/sampled_accuracy"] <= r["eval/pass_at_k"] <= 1
-                       for r in evals)  # avg@k <= pass@k, at every evaluation.
+  assert evals and all(
+    0 <= r["eval/sampled_accuracy"] <= r["eval/pass_at_k"] <= 1 for r in evals
+  )  # avg@k <= pass@k, at every evaluation.
   config.num_steps = 5  # Resume from step 3 and continue.
   result = run_rl(config)
   assert result["step"] == 5
@@ -182,11 +229,17 @@ def test_run_rl_on_two_processes(tmp_path):
   from reasoning_jax.checkpoint import TrainCheckpointer
   from reasoning_jax.train.sft import run_sft
   from tests.helpers.two_processes import run_two_processes
+
   run_sft(rl_config(tmp_path).sft)  # The warm start, once, in this process.
-  logs = run_two_processes(os.path.join(REPO, "tests", "helpers", "multihost_rl.py"),
-                           tmp_path, "grpo")
-  results = [json.loads(line.split("RESULT ", 1)[1]) for log in logs
-             for line in log.splitlines() if line.startswith("RESULT ")]
+  logs = run_two_processes(
+    os.path.join(REPO, "tests", "helpers", "multihost_rl.py"), tmp_path, "grpo"
+  )
+  results = [
+    json.loads(line.split("RESULT ", 1)[1])
+    for log in logs
+    for line in log.splitlines()
+    if line.startswith("RESULT ")
+  ]
   assert sorted(r["pid"] for r in results) == [0, 1] and all(r["step"] == 2 for r in results)
   assert all("MISMATCH_REFUSED" in log for log in logs)
   records = read_metrics(str(tmp_path / "rl"))
@@ -197,7 +250,9 @@ def test_run_rl_on_two_processes(tmp_path):
     assert ckpt.latest_step() == 2
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (dict(loss="ppo2"), "config.loss"),
     (dict(group_size=1), "group_size"),
     (dict(top_p=0.0), "top_p"),
@@ -208,7 +263,8 @@ def test_run_rl_on_two_processes(tmp_path):
     (dict(optimizer="lion"), "optimizer"),
     (dict(eval_samples=-1), "eval_samples"),
     (dict(eval_temperature=0.0), "eval_temperature"),
-])
+  ],
+)
 def test_config_errors_name_the_key(tmp_path, change, match):
   with pytest.raises(ConfigError, match=match):
     validate_config(rl_config(tmp_path, **change))

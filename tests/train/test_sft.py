@@ -8,7 +8,6 @@ import sys
 import time
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
@@ -21,12 +20,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def tiny_config(workdir, data_dir, **changes):
   sys.path.insert(0, REPO)
   from configs import sft_arith
+
   c = sft_arith.get_config()
   c.workdir = str(workdir)
   c.data_dir = str(data_dir)
   c.task_overrides = {"num_train": 300, "num_test": 16, "ops": ("+",), "style": "compact"}
-  c.model_overrides = {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1,
-                       "num_heads": 2, "num_kv_heads": 1, "head_dim": 16}
+  c.model_overrides = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_layers": 1,
+    "num_heads": 2,
+    "num_kv_heads": 1,
+    "head_dim": 16,
+  }
   c.seq_len, c.batch_size, c.num_steps = 48, 8, 12
   c.log_every, c.eval_every, c.checkpoint_every = 1, 1000, 4
   c.eval_examples, c.eval_max_new_tokens = 8, 8
@@ -37,14 +43,17 @@ def tiny_config(workdir, data_dir, **changes):
   return c
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (dict(batch_size=7), "batch_size"),
     (dict(preset="gpt-9"), "config.preset"),
     (dict(reward="nope"), "config.reward"),
     (dict(mesh={"data": 3, "fsdp": 1}), "config.mesh"),
     (dict(num_steps=0), "config.num_steps"),
     (dict(micro_batches=3), "micro_batches"),
-])
+  ],
+)
 def test_config_errors_name_the_key(tmp_path, change, match):
   with pytest.raises(ConfigError, match=match):
     validate_config(tiny_config(tmp_path, tmp_path / "data", **change))
@@ -63,20 +72,30 @@ def test_config_unknown_and_wrong_type(tmp_path):
 
 def test_launcher_rejects_bad_overrides_at_launch(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  for override, needle in (("--config.bogus_key=1", "bogus_key"),
-                           ("--config.batch_size=abc", "batch_size"),
-                           ("--config.mesh.data=3", "config.mesh")):
+  for override, needle in (
+    ("--config.bogus_key=1", "bogus_key"),
+    ("--config.batch_size=abc", "batch_size"),
+    ("--config.mesh.data=3", "config.mesh"),
+  ):
     result = subprocess.run(
-        [sys.executable, "-m", "experiments.sft", override, f"--config.workdir={tmp_path}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+      [sys.executable, "-m", "experiments.sft", override, f"--config.workdir={tmp_path}"],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+    )
     assert result.returncode != 0
     assert needle in result.stderr + result.stdout, result.stderr[-2000:]
 
 
 def _flat(model):
   from flax import nnx
-  return {jax.tree_util.keystr(p): np.asarray(v)
-          for p, v in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))}
+
+  return {
+    jax.tree_util.keystr(p): np.asarray(v)
+    for p, v in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))
+  }
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +122,19 @@ def test_sigterm_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
   config = tiny_config(tmp_path / "run", tmp_path / "data", checkpoint_every=100)
   config_path = tmp_path / "config.json"
   config_path.write_text(json.dumps(config.to_dict()))
-  script = ("import json, sys, ml_collections; from reasoning_jax.train.sft import run_sft; "
-            "run_sft(ml_collections.ConfigDict(json.load(open(sys.argv[1]))))")
+  script = (
+    "import json, sys, ml_collections; from reasoning_jax.train.sft import run_sft; "
+    "run_sft(ml_collections.ConfigDict(json.load(open(sys.argv[1]))))"
+  )
   env = dict(os.environ)  # Same 8 host devices as this process (tests/conftest.py).
-  proc = subprocess.Popen([sys.executable, "-c", script, str(config_path)], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen(
+    [sys.executable, "-c", script, str(config_path)],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
     steps = [r["step"] for r in read_metrics(config.workdir) if "train/loss" in r]
@@ -129,10 +156,10 @@ def test_sigterm_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
   for name in b:
     np.testing.assert_allclose(a[name], b[name], atol=1e-6, err_msg=name)
   # Same data order: the per-step losses after the resume equal the uninterrupted ones.
-  full = {r["step"]: r["train/loss"] for r in read_metrics(full_config.workdir)
-          if "train/loss" in r}
-  resumed = {r["step"]: r["train/loss"] for r in read_metrics(config.workdir)
-             if "train/loss" in r}
+  full = {
+    r["step"]: r["train/loss"] for r in read_metrics(full_config.workdir) if "train/loss" in r
+  }
+  resumed = {r["step"]: r["train/loss"] for r in read_metrics(config.workdir) if "train/loss" in r}
   for step in range(1, 13):
     np.testing.assert_allclose(resumed[step], full[step], rtol=1e-5, err_msg=f"step {step}")
 
@@ -157,8 +184,9 @@ def test_evaluate_exact_match_sampled_avg_and_pass_at_k(monkeypatch):
     return np.array([1.0 if i % 3 == 0 and i < 6 else 0.0 for i in range(len(completions))])
 
   monkeypatch.setattr(rewards, "score_batch", fake_score)
-  common = dict(reward="math_exact", num_examples=6, max_new_tokens=3,
-                prompt_template="{question}\n")
+  common = dict(
+    reward="math_exact", num_examples=6, max_new_tokens=3, prompt_template="{question}\n"
+  )
   out = evaluate_exact_match(model, tok, source, temperature=1.0, num_samples=3, **common)
   assert seen[0] == [str(i + 1) for i in range(6) for _ in range(3)]  # Answers repeated k times.
   assert out["count"] == 6 and out["num_samples"] == 3

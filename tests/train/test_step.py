@@ -5,9 +5,7 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
@@ -21,8 +19,9 @@ import sft_problem  # noqa: E402
 
 
 def _flat(tree):
-  return {sharding.path_to_name(p): np.asarray(v)
-          for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+  return {
+    sharding.path_to_name(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +32,9 @@ def reference():
   return new_state, metrics
 
 
-@pytest.mark.parametrize("shape", [{"data": 2, "fsdp": 2, "tensor": 2},
-                                   {"data": 8}, {"fsdp": 4, "tensor": 2}])
+@pytest.mark.parametrize(
+  "shape", [{"data": 2, "fsdp": 2, "tensor": 2}, {"data": 8}, {"fsdp": 4, "tensor": 2}]
+)
 def test_sharded_step_equals_single_device(reference, shape):
   if jax.device_count() < 8:
     pytest.skip("needs 8 host devices (tests/conftest.py sets them)")
@@ -62,8 +62,9 @@ def test_rules_drop_axes_that_do_not_divide():
   # 2 KV heads cannot be split 4 ways: that dimension is replicated.
   spec = sharding.spec_for("layers.0.mixer.k_proj", (64, 2, 24), rules_for("qwen3"), mesh)
   assert spec == P("fsdp", None, None)  # fsdp has size 1 here: kept, harmless.
-  assert sharding.spec_for("layers.0.mixer.q_proj", (64, 4, 24), rules_for("qwen3"),
-                           mesh) == P("fsdp", "tensor", None)
+  assert sharding.spec_for("layers.0.mixer.q_proj", (64, 4, 24), rules_for("qwen3"), mesh) == P(
+    "fsdp", "tensor", None
+  )
   with pytest.raises(ValueError, match="no partition rule matches"):
     sharding.spec_for("layers.0.mystery", (3,), rules_for("qwen3"), mesh)
 
@@ -81,13 +82,16 @@ def test_micro_batched_accumulation_is_exact(reference):
     make_train_step(graphdef, tx, sft_problem.loss_fn, micro_batches=3)(state, batch)
 
 
-@pytest.mark.parametrize("shape,match", [
+@pytest.mark.parametrize(
+  "shape,match",
+  [
     ({"data": 3}, "multiply to 3"),
     ({"data": -1, "fsdp": 3}, "fsdp|divide"),
     ({"pipeline": 2}, "unknown axis"),
     ({"data": 0}, "mesh.data"),
     ({"data": -1, "fsdp": -1}, "only one axis"),
-])
+  ],
+)
 def test_mesh_config_errors_name_the_key(shape, match):
   with pytest.raises(ValueError, match=match):
     sharding.make_mesh(shape)
@@ -95,6 +99,7 @@ def test_mesh_config_errors_name_the_key(shape, match):
 
 def test_two_processes_match_single_process(reference, tmp_path):
   from two_processes import run_two_processes
+
   out = tmp_path / "result.npz"
   run_two_processes(os.path.join(HELPERS, "multihost_sft_step.py"), out, timeout=240)
   result = np.load(out)

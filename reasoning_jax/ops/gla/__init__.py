@@ -39,16 +39,16 @@ GLA_MODES.register("recurrent")(gla_recurrent)
 
 
 def gated_linear_attention(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    g: jax.Array | None = None,
-    *,
-    initial_state: jax.Array | None = None,
-    scale: float | None = None,
-    mode: str = "chunk",
-    chunk_size: int = 64,
-    implementation: str | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  g: jax.Array | None = None,
+  *,
+  initial_state: jax.Array | None = None,
+  scale: float | None = None,
+  mode: str = "chunk",
+  chunk_size: int = 64,
+  implementation: str | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Gated linear attention with a choice of form and backend.
 
@@ -81,8 +81,9 @@ def gated_linear_attention(
   mode = GLA_MODES.validate(mode, argument="mode")
   if mode == "chunk":
     check_chunk_size(chunk_size)
-  kernel = chunk_kernel("GLA", implementation, mode, module="pallas_kernels.gla",
-                        name="gla_chunk_pallas")
+  kernel = chunk_kernel(
+    "GLA", implementation, mode, module="pallas_kernels.gla", name="gla_chunk_pallas"
+  )
   if kernel is not None:
     return kernel(q, k, v, g, initial_state=initial_state, scale=scale, chunk_size=chunk_size)
   kwargs = {"chunk_size": chunk_size} if mode == "chunk" else {}
@@ -90,11 +91,11 @@ def gated_linear_attention(
 
 
 __all__ = [
-    "GLA_MODES",
-    "IMPLEMENTATIONS",
-    "gated_linear_attention",
-    "gla_chunk",
-    "gla_naive",
-    "gla_recurrent",
-    "gla_step",
+  "GLA_MODES",
+  "IMPLEMENTATIONS",
+  "gated_linear_attention",
+  "gla_chunk",
+  "gla_naive",
+  "gla_recurrent",
+  "gla_step",
 ]

@@ -64,8 +64,9 @@ def sub_chunk_size(chunk_size: int) -> int:
 
 def check_chunk_size(chunk_size: int) -> None:
   """Raises ValueError unless chunk_size is a positive (Python or NumPy) int."""
-  if (isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral)
-      or chunk_size <= 0):
+  if (
+    isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size <= 0
+  ):
     raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
 
 
@@ -141,12 +142,14 @@ def scan_chunk_states(s0, d_state, chunk_decay):
     `(final [B, H, Dk, Dv], entering [B, H, N, Dk, Dv])`: the state after the last chunk
     and the state before each chunk.
   """
+
   def step(s, inputs):
     d_s, decay = inputs
     return decay[..., :, None] * s + d_s, s
 
   final, entering = jax.lax.scan(
-      step, s0, (jnp.moveaxis(d_state, 2, 0), jnp.moveaxis(chunk_decay, 2, 0)))
+    step, s0, (jnp.moveaxis(d_state, 2, 0), jnp.moveaxis(chunk_decay, 2, 0))
+  )
   return final, jnp.moveaxis(entering, 0, 2)
 
 
@@ -171,14 +174,14 @@ def entering_states(kc, vc, G, initial_state, precision):
 
 
 def gla_chunk(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    g: jax.Array | None = None,
-    *,
-    initial_state: jax.Array | None = None,
-    scale: float | None = None,
-    chunk_size: int = 64,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  g: jax.Array | None = None,
+  *,
+  initial_state: jax.Array | None = None,
+  scale: float | None = None,
+  chunk_size: int = 64,
 ) -> tuple[jax.Array, jax.Array]:
   """Gated linear attention in chunkwise-parallel form.
 
@@ -221,8 +224,12 @@ def gla_chunk(
   # Each chunk's own contribution to the state at its end, then the chunk recurrence.
   entering, final_state = entering_states(kc, vc, G, initial_state, precision)
   first = 0 if initial_state is not None else 1  # Chunk 0 enters a zero state: skipped.
-  o_inter = jnp.einsum("...ck,...kv->...cv", qc[:, :, first:] * jnp.exp(G[:, :, first:]),
-                       entering[:, :, first:], precision=precision)
+  o_inter = jnp.einsum(
+    "...ck,...kv->...cv",
+    qc[:, :, first:] * jnp.exp(G[:, :, first:]),
+    entering[:, :, first:],
+    precision=precision,
+  )
   o = jnp.concatenate([o_intra[:, :, :first], o_intra[:, :, first:] + o_inter], axis=2)
 
   o = o.transpose(0, 2, 3, 1, 4).reshape(b, n * c, h, dv)[:, :t]

@@ -29,11 +29,11 @@ import jax.numpy as jnp
 
 
 def check_gla_inputs(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    g: jax.Array | None,
-    initial_state: jax.Array | None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  g: jax.Array | None,
+  initial_state: jax.Array | None,
 ) -> None:
   """Raises ValueError naming the argument and the expected shape/dtype.
 
@@ -59,15 +59,16 @@ def check_gla_inputs(
   if g is not None:
     if g.shape not in ((b, t, h, dk), (b, t, h)):
       raise ValueError(
-          f"g must be [B, T, H, Dk] = {(b, t, h, dk)} (vector gate) or [B, T, H] = "
-          f"{(b, t, h)} (scalar gate per head), got shape {g.shape}")
+        f"g must be [B, T, H, Dk] = {(b, t, h, dk)} (vector gate) or [B, T, H] = "
+        f"{(b, t, h)} (scalar gate per head), got shape {g.shape}"
+      )
     if g.dtype not in (q.dtype, jnp.dtype(jnp.float32)):
       raise ValueError(f"g must have q's dtype ({q.dtype}) or float32, got {g.dtype}")
   if initial_state is not None:
     if initial_state.shape != (b, h, dk, dv):
       raise ValueError(
-          f"initial_state must be [B, H, Dk, Dv] = {(b, h, dk, dv)}, got shape "
-          f"{initial_state.shape}")
+        f"initial_state must be [B, H, Dk, Dv] = {(b, h, dk, dv)}, got shape {initial_state.shape}"
+      )
     if initial_state.dtype != jnp.float32:
       raise ValueError(f"initial_state must be float32, got {initial_state.dtype}")
 
@@ -99,13 +100,13 @@ def zero_state(q: jax.Array, v: jax.Array) -> jax.Array:
 
 
 def gla_naive(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    g: jax.Array | None = None,
-    *,
-    initial_state: jax.Array | None = None,
-    scale: float | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  g: jax.Array | None = None,
+  *,
+  initial_state: jax.Array | None = None,
+  scale: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Gated linear attention as a plain fp32 scan over time (the spec).
 
@@ -137,5 +138,6 @@ def gla_naive(
 
   time_major = lambda x: jnp.moveaxis(x.astype(jnp.float32), 1, 0)
   final_state, o = jax.lax.scan(
-      step, state, (time_major(q) * scale, time_major(k), time_major(v), time_major(alpha)))
+    step, state, (time_major(q) * scale, time_major(k), time_major(v), time_major(alpha))
+  )
   return jnp.moveaxis(o, 0, 1).astype(q.dtype), final_state

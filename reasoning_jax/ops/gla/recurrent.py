@@ -23,13 +23,13 @@ def _step(q_t, k_t, v_t, alpha_t, state):
 
 
 def gla_step(
-    q_t: jax.Array,
-    k_t: jax.Array,
-    v_t: jax.Array,
-    g_t: jax.Array | None,
-    state: jax.Array | None,
-    *,
-    scale: float | None = None,
+  q_t: jax.Array,
+  k_t: jax.Array,
+  v_t: jax.Array,
+  g_t: jax.Array | None,
+  state: jax.Array | None,
+  *,
+  scale: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """One decode step: `S = diag(exp(g_t)) S + k_t v_t^T; o_t = S^T (scale * q_t)`.
 
@@ -59,13 +59,13 @@ def gla_step(
 
 
 def gla_recurrent(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    g: jax.Array | None = None,
-    *,
-    initial_state: jax.Array | None = None,
-    scale: float | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  g: jax.Array | None = None,
+  *,
+  initial_state: jax.Array | None = None,
+  scale: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Gated linear attention by scanning the decode step over time.
 
@@ -95,5 +95,6 @@ def gla_recurrent(
 
   time_major = lambda x: jnp.moveaxis(x.astype(jnp.float32), 1, 0)
   final_state, o = jax.lax.scan(
-      body, state, (time_major(q) * scale, time_major(k), time_major(v), time_major(alpha)))
+    body, state, (time_major(q) * scale, time_major(k), time_major(v), time_major(alpha))
+  )
   return jnp.moveaxis(o, 0, 1).astype(q.dtype), final_state

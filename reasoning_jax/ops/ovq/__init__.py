@@ -28,8 +28,14 @@ import jax
 from reasoning_jax import registry
 from reasoning_jax.ops.backends import IMPLEMENTATIONS, chunk_kernel
 from reasoning_jax.ops.ovq.chunk import ovq_chunk, ovq_chunk_scan, xla_chunk_readout
-from reasoning_jax.ops.ovq.common import (OVQ_SCHEDULES, OVQState, check_ovq_inputs, init_state,
-                                          saturating_schedule, every_token_schedule)
+from reasoning_jax.ops.ovq.common import (
+  OVQ_SCHEDULES,
+  OVQState,
+  check_ovq_inputs,
+  init_state,
+  saturating_schedule,
+  every_token_schedule,
+)
 from reasoning_jax.ops.ovq.naive import ovq_naive
 from reasoning_jax.ops.ovq.recurrent import ovq_recurrent, ovq_step
 
@@ -41,19 +47,19 @@ OVQ_MODES.register("recurrent")(ovq_recurrent)
 
 
 def ovq_attention(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    beta,
-    initial_state: OVQState | None = None,
-    lengths: jax.Array | None = None,
-    mode: str = "chunk",
-    chunk_size: int = 64,
-    num_slots: int = 1024,
-    schedule: str = "saturating",
-    renormalize: bool = False,
-    implementation: str | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  beta,
+  initial_state: OVQState | None = None,
+  lengths: jax.Array | None = None,
+  mode: str = "chunk",
+  chunk_size: int = 64,
+  num_slots: int = 1024,
+  schedule: str = "saturating",
+  renormalize: bool = False,
+  implementation: str | None = None,
 ) -> tuple[jax.Array, OVQState]:
   """OVQ attention with a choice of form and backend.
 
@@ -87,31 +93,49 @@ def ovq_attention(
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state OVQState)`.
   """
-  check_ovq_inputs(q, k, v, beta, initial_state, lengths, chunk_size=chunk_size,
-                   num_slots=num_slots, schedule=schedule, renormalize=renormalize)
+  check_ovq_inputs(
+    q,
+    k,
+    v,
+    beta,
+    initial_state,
+    lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )
   mode = OVQ_MODES.validate(mode, argument="mode")
-  kernel = chunk_kernel("OVQ", implementation, mode, module="pallas_kernels.ovq",
-                        name="ovq_chunk_pallas")
-  kwargs = dict(beta=beta, initial_state=initial_state, lengths=lengths, chunk_size=chunk_size,
-                num_slots=num_slots, schedule=schedule, renormalize=renormalize)
+  kernel = chunk_kernel(
+    "OVQ", implementation, mode, module="pallas_kernels.ovq", name="ovq_chunk_pallas"
+  )
+  kwargs = dict(
+    beta=beta,
+    initial_state=initial_state,
+    lengths=lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )
   if kernel is not None:
     return kernel(q, k, v, **kwargs)
   return OVQ_MODES.get(mode)(q, k, v, **kwargs)
 
 
 __all__ = [
-    "IMPLEMENTATIONS",
-    "OVQ_MODES",
-    "OVQ_SCHEDULES",
-    "OVQState",
-    "every_token_schedule",
-    "init_state",
-    "ovq_attention",
-    "ovq_chunk",
-    "ovq_chunk_scan",
-    "ovq_naive",
-    "ovq_recurrent",
-    "ovq_step",
-    "saturating_schedule",
-    "xla_chunk_readout",
+  "IMPLEMENTATIONS",
+  "OVQ_MODES",
+  "OVQ_SCHEDULES",
+  "OVQState",
+  "every_token_schedule",
+  "init_state",
+  "ovq_attention",
+  "ovq_chunk",
+  "ovq_chunk_scan",
+  "ovq_naive",
+  "ovq_recurrent",
+  "ovq_step",
+  "saturating_schedule",
+  "xla_chunk_readout",
 ]

@@ -33,29 +33,40 @@ from reasoning_jax.ops.ovq import common
 ChunkReadout = Callable[..., jax.Array]
 
 
-def xla_chunk_readout(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, *,
-                      renormalize: bool, precision) -> jax.Array:
+def xla_chunk_readout(
+  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, *, renormalize: bool, precision
+) -> jax.Array:
   """The XLA chunk readout: `common.readout` with mask `j <= i` and key validity."""
   l = q.shape[2]
   mask = jnp.tril(jnp.ones((l, l), bool))[None] & key_valid[:, None, :]
-  return common.readout(q, keys, values, mask, dict_k, dict_v, counts, beta_h,
-                        renormalize=renormalize, precision=precision)
+  return common.readout(
+    q,
+    keys,
+    values,
+    mask,
+    dict_k,
+    dict_v,
+    counts,
+    beta_h,
+    renormalize=renormalize,
+    precision=precision,
+  )
 
 
 def ovq_chunk_scan(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    beta,
-    initial_state: common.OVQState | None,
-    lengths: jax.Array | None,
-    chunk_size: int,
-    num_slots: int,
-    schedule: str,
-    renormalize: bool,
-    readout: ChunkReadout | None = None,
-    assign: Callable[..., jax.Array] | None = None,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  beta,
+  initial_state: common.OVQState | None,
+  lengths: jax.Array | None,
+  chunk_size: int,
+  num_slots: int,
+  schedule: str,
+  renormalize: bool,
+  readout: ChunkReadout | None = None,
+  assign: Callable[..., jax.Array] | None = None,
 ) -> tuple[jax.Array, common.OVQState]:
   """`ovq_chunk` with a pluggable per-chunk readout and assignment (inputs trusted: validate
   first).
@@ -85,8 +96,18 @@ def ovq_chunk_scan(
     o_c = jnp.where(query_valid[:, None, :, None], o_c, 0.0)
     full = end >= (c + 1) * l  # only a complete chunk is absorbed
     dict_k, dict_v, counts = common.absorb(
-        dict_k, dict_v, counts, k_c, v_c, seen, full, schedule=schedule,
-        renormalize=renormalize, precision=precision, assign=assign)
+      dict_k,
+      dict_v,
+      counts,
+      k_c,
+      v_c,
+      seen,
+      full,
+      schedule=schedule,
+      renormalize=renormalize,
+      precision=precision,
+      assign=assign,
+    )
     seen = seen + jnp.where(full, l, 0).astype(jnp.int32)
     return (dict_k, dict_v, counts, seen), o_c
 
@@ -95,23 +116,24 @@ def ovq_chunk_scan(
   (dict_k, dict_v, counts, seen), o = jax.lax.scan(jax.checkpoint(body), init, xs)
   o = jnp.moveaxis(o, 0, 2).reshape(b, h, p, -1)
   buf_k, buf_v, buf_len = common.final_buffer(s["k"], s["v"], end, l)
-  final = common.OVQState(dk=dict_k, dv=dict_v, counts=counts, buf_k=buf_k, buf_v=buf_v,
-                          buf_len=buf_len, tokens_seen=seen)
+  final = common.OVQState(
+    dk=dict_k, dv=dict_v, counts=counts, buf_k=buf_k, buf_v=buf_v, buf_len=buf_len, tokens_seen=seen
+  )
   return common.from_stream(o, offset, s["t"]).astype(q.dtype), final
 
 
 def ovq_chunk(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    beta,
-    initial_state: common.OVQState | None = None,
-    lengths: jax.Array | None = None,
-    chunk_size: int = 64,
-    num_slots: int = 1024,
-    schedule: str = "saturating",
-    renormalize: bool = False,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  beta,
+  initial_state: common.OVQState | None = None,
+  lengths: jax.Array | None = None,
+  chunk_size: int = 64,
+  num_slots: int = 1024,
+  schedule: str = "saturating",
+  renormalize: bool = False,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention in chunked form (the training path in XLA).
 
@@ -135,8 +157,27 @@ def ovq_chunk(
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)`.
   """
-  common.check_ovq_inputs(q, k, v, beta, initial_state, lengths, chunk_size=chunk_size,
-                          num_slots=num_slots, schedule=schedule, renormalize=renormalize)
-  return ovq_chunk_scan(q, k, v, beta=beta, initial_state=initial_state, lengths=lengths,
-                        chunk_size=chunk_size, num_slots=num_slots, schedule=schedule,
-                        renormalize=renormalize)
+  common.check_ovq_inputs(
+    q,
+    k,
+    v,
+    beta,
+    initial_state,
+    lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )
+  return ovq_chunk_scan(
+    q,
+    k,
+    v,
+    beta=beta,
+    initial_state=initial_state,
+    lengths=lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )

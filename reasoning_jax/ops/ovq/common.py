@@ -60,6 +60,7 @@ class OVQState:
     tokens_seen: tokens absorbed into the dictionary so far `[B]` int32 (a
       multiple of L when started from `init_state`).
   """
+
   dk: jax.Array
   dv: jax.Array
   counts: jax.Array
@@ -77,8 +78,9 @@ class OVQState:
     return self.buf_k.shape[2]
 
 
-def init_state(batch: int, heads: int, num_slots: int, chunk_size: int, dk: int,
-               dv: int) -> OVQState:
+def init_state(
+  batch: int, heads: int, num_slots: int, chunk_size: int, dk: int, dv: int
+) -> OVQState:
   """The empty state: no active slot, empty buffer.
 
   Args:
@@ -87,25 +89,33 @@ def init_state(batch: int, heads: int, num_slots: int, chunk_size: int, dk: int,
     chunk_size: chunk length L (the buffer length).
     dk, dv: key and value head dims D and Dv.
   """
-  for name, value in (("batch", batch), ("heads", heads), ("num_slots", num_slots),
-                      ("chunk_size", chunk_size), ("dk", dk), ("dv", dv)):
+  for name, value in (
+    ("batch", batch),
+    ("heads", heads),
+    ("num_slots", num_slots),
+    ("chunk_size", chunk_size),
+    ("dk", dk),
+    ("dv", dv),
+  ):
     check_positive_int(value, name)
   f32 = jnp.float32
   return OVQState(
-      dk=jnp.zeros((batch, heads, num_slots, dk), f32),
-      dv=jnp.zeros((batch, heads, num_slots, dv), f32),
-      counts=jnp.zeros((batch, heads, num_slots), f32),
-      buf_k=jnp.zeros((batch, heads, chunk_size, dk), f32),
-      buf_v=jnp.zeros((batch, heads, chunk_size, dv), f32),
-      buf_len=jnp.zeros((batch,), jnp.int32),
-      tokens_seen=jnp.zeros((batch,), jnp.int32))
+    dk=jnp.zeros((batch, heads, num_slots, dk), f32),
+    dv=jnp.zeros((batch, heads, num_slots, dv), f32),
+    counts=jnp.zeros((batch, heads, num_slots), f32),
+    buf_k=jnp.zeros((batch, heads, chunk_size, dk), f32),
+    buf_v=jnp.zeros((batch, heads, chunk_size, dv), f32),
+    buf_len=jnp.zeros((batch,), jnp.int32),
+    tokens_seen=jnp.zeros((batch,), jnp.int32),
+  )
 
 
 # ------------------------------------------------------------------------ growth schedules
 
 # fn(tokens_absorbed int32 [B], num_slots int) -> target number of active slots, int32 [B].
 OVQ_SCHEDULES: registry.Registry[Callable[[jax.Array, int], jax.Array]] = registry.Registry(
-    "ovq growth schedule")
+  "ovq growth schedule"
+)
 
 
 @OVQ_SCHEDULES.register("saturating")
@@ -132,8 +142,9 @@ def check_positive_int(value, name: str) -> None:
     raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def check_ovq_inputs(q, k, v, beta, initial_state, lengths, *, chunk_size, num_slots, schedule,
-                     renormalize) -> None:
+def check_ovq_inputs(
+  q, k, v, beta, initial_state, lengths, *, chunk_size, num_slots, schedule, renormalize
+) -> None:
   """Raises ValueError naming the argument and the expected shape/dtype/range.
 
   Args:
@@ -153,11 +164,13 @@ def check_ovq_inputs(q, k, v, beta, initial_state, lengths, *, chunk_size, num_s
   b, t, h, d = q.shape
   if getattr(k, "shape", None) != q.shape:
     raise ValueError(
-        f"k must be [B, T, H, D] = {q.shape} like q (same heads and head dim), got shape "
-        f"{getattr(k, 'shape', None)}")
+      f"k must be [B, T, H, D] = {q.shape} like q (same heads and head dim), got shape "
+      f"{getattr(k, 'shape', None)}"
+    )
   if getattr(v, "ndim", None) != 4 or v.shape[:3] != (b, t, h):
     raise ValueError(
-        f"v must be [B, T, H, Dv] = {(b, t, h)} + (Dv,), got shape {getattr(v, 'shape', None)}")
+      f"v must be [B, T, H, Dv] = {(b, t, h)} + (Dv,), got shape {getattr(v, 'shape', None)}"
+    )
   dv = v.shape[3]
   if not jnp.issubdtype(q.dtype, jnp.floating):
     raise ValueError(f"q must have a floating dtype, got {q.dtype}")
@@ -193,20 +206,21 @@ def check_state(state, b, h, n, l, d, dv, *, name="state") -> None:
   if not isinstance(state, OVQState):
     raise ValueError(f"{name} must be an OVQState, got {type(state).__name__}")
   expected = {
-      "dk": ((b, h, n, d), "[B, H, N, D]", jnp.float32),
-      "dv": ((b, h, n, dv), "[B, H, N, Dv]", jnp.float32),
-      "counts": ((b, h, n), "[B, H, N]", jnp.float32),
-      "buf_k": ((b, h, l, d), "[B, H, L, D]", jnp.float32),
-      "buf_v": ((b, h, l, dv), "[B, H, L, Dv]", jnp.float32),
-      "buf_len": ((b,), "[B]", jnp.int32),
-      "tokens_seen": ((b,), "[B]", jnp.int32),
+    "dk": ((b, h, n, d), "[B, H, N, D]", jnp.float32),
+    "dv": ((b, h, n, dv), "[B, H, N, Dv]", jnp.float32),
+    "counts": ((b, h, n), "[B, H, N]", jnp.float32),
+    "buf_k": ((b, h, l, d), "[B, H, L, D]", jnp.float32),
+    "buf_v": ((b, h, l, dv), "[B, H, L, Dv]", jnp.float32),
+    "buf_len": ((b,), "[B]", jnp.int32),
+    "tokens_seen": ((b,), "[B]", jnp.int32),
   }
   for field, (shape, layout, dtype) in expected.items():
     x = getattr(state, field)
     if x.shape != shape:
       raise ValueError(
-          f"{name}.{field} must be {layout} = {shape} (N = num_slots, L = chunk_size), "
-          f"got shape {x.shape}")
+        f"{name}.{field} must be {layout} = {shape} (N = num_slots, L = chunk_size), "
+        f"got shape {x.shape}"
+      )
     if x.dtype != dtype:
       raise ValueError(f"{name}.{field} must be {jnp.dtype(dtype).name}, got {x.dtype}")
 
@@ -246,8 +260,9 @@ def dictionary_bias(dict_k, counts, beta_h, renormalize: bool) -> jax.Array:
   return log_counts(counts) - 0.5 * beta * (sq + 1.0)
 
 
-def readout(q, keys, values, key_mask, dict_k, dict_v, counts, beta_h, *, renormalize,
-            precision) -> jax.Array:
+def readout(
+  q, keys, values, key_mask, dict_k, dict_v, counts, beta_h, *, renormalize, precision
+) -> jax.Array:
   """Joint softmax over active slots and the visible exact keys (fp32, vectorised).
 
   Args:
@@ -266,21 +281,25 @@ def readout(q, keys, values, key_mask, dict_k, dict_v, counts, beta_h, *, renorm
   logits_d = logits_d + bias[:, :, None, :]
   logits_c = beta * (jnp.einsum("bhid,bhjd->bhij", q, keys, precision=precision) - 1.0)
   logits_c = jnp.where(key_mask[:, None], logits_c, -jnp.inf)
-  m = jnp.maximum(jnp.max(logits_d, axis=-1, keepdims=True),
-                  jnp.max(logits_c, axis=-1, keepdims=True))
+  m = jnp.maximum(
+    jnp.max(logits_d, axis=-1, keepdims=True), jnp.max(logits_c, axis=-1, keepdims=True)
+  )
   m = jax.lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
   p_d, p_c = jnp.exp(logits_d - m), jnp.exp(logits_c - m)
   z = jnp.sum(p_d, axis=-1, keepdims=True) + jnp.sum(p_c, axis=-1, keepdims=True)
-  o = (jnp.einsum("bhin,bhnv->bhiv", p_d, dict_v, precision=precision)
-       + jnp.einsum("bhij,bhjv->bhiv", p_c, values, precision=precision))
+  o = jnp.einsum("bhin,bhnv->bhiv", p_d, dict_v, precision=precision) + jnp.einsum(
+    "bhij,bhjv->bhiv", p_c, values, precision=precision
+  )
   return o / jnp.where(z > 0, z, 1.0)
 
 
 def _sq_dist(x, c, precision):
   """`||x_j - c_i||^2` by the matmul expansion: `[..., Lx, D] x [..., Nc, D] -> [..., Lx, Nc]`."""
-  return (jnp.sum(x * x, -1)[..., :, None]
-          - 2.0 * jnp.einsum("...jd,...nd->...jn", x, c, precision=precision)
-          + jnp.sum(c * c, -1)[..., None, :])
+  return (
+    jnp.sum(x * x, -1)[..., :, None]
+    - 2.0 * jnp.einsum("...jd,...nd->...jn", x, c, precision=precision)
+    + jnp.sum(c * c, -1)[..., None, :]
+  )
 
 
 def growth(counts, tokens_seen, chunk_size: int, schedule: str) -> jax.Array:
@@ -304,8 +323,20 @@ def nearest_candidate(keys, centres, candidate, precision) -> jax.Array:
   return jnp.argmin(dist, axis=-1).astype(jnp.int32)
 
 
-def absorb(dict_k, dict_v, counts, keys, values, tokens_seen, do_absorb, *, schedule,
-           renormalize, precision, assign=None):
+def absorb(
+  dict_k,
+  dict_v,
+  counts,
+  keys,
+  values,
+  tokens_seen,
+  do_absorb,
+  *,
+  schedule,
+  renormalize,
+  precision,
+  assign=None,
+):
   """Absorbs one full chunk into the dictionary (dense, vectorised; the chunk/decode write).
 
   Farthest-first seeding of `m` free slots (lowest free slots in pick order),
@@ -331,8 +362,9 @@ def absorb(dict_k, dict_v, counts, keys, values, tokens_seen, do_absorb, *, sche
   sk = jax.lax.stop_gradient(keys)
 
   # Farthest-first traversal: distance of every chunk key to its nearest centre so far.
-  d_exist = jnp.where(active[..., None, :], _sq_dist(sk, jax.lax.stop_gradient(dict_k),
-                                                     precision), jnp.inf)
+  d_exist = jnp.where(
+    active[..., None, :], _sq_dist(sk, jax.lax.stop_gradient(dict_k), precision), jnp.inf
+  )
   picks = jnp.arange(l)
 
   def pick(r, carry):
@@ -349,11 +381,15 @@ def absorb(dict_k, dict_v, counts, keys, values, tokens_seen, do_absorb, *, sche
   # Pick r goes to the r-th lowest free slot.
   free = jnp.logical_not(active)
   rank = jnp.cumsum(free, axis=-1) - 1  # [B, H, N]
-  place = (free[..., None, :] & (rank[..., None, :] == picks[:, None])
-           & (picks[:, None] < m[..., None, None]))  # [B, H, L, N]
+  place = (
+    free[..., None, :]
+    & (rank[..., None, :] == picks[:, None])
+    & (picks[:, None] < m[..., None, None])
+  )  # [B, H, L, N]
   seeded = jnp.any(place, axis=-2)
-  seed_slots = jnp.einsum("bhln,bhld->bhnd", place.astype(jnp.float32), seeds,
-                          precision=jax.lax.Precision.HIGHEST)
+  seed_slots = jnp.einsum(
+    "bhln,bhld->bhnd", place.astype(jnp.float32), seeds, precision=jax.lax.Precision.HIGHEST
+  )
   centres = jnp.where(seeded[..., None], seed_slots, jax.lax.stop_gradient(dict_k))
   candidate = active | seeded
 
@@ -372,9 +408,11 @@ def absorb(dict_k, dict_v, counts, keys, values, tokens_seen, do_absorb, *, sche
   if renormalize:
     new_k = l2_normalize(new_k)
   new_v = (counts[..., None] * dict_v + sum_v) / denom
-  return (jnp.where(touched[..., None], new_k, dict_k),
-          jnp.where(touched[..., None], new_v, dict_v),
-          jnp.where(do_absorb[:, None, None], new_counts, counts))
+  return (
+    jnp.where(touched[..., None], new_k, dict_k),
+    jnp.where(touched[..., None], new_v, dict_v),
+    jnp.where(do_absorb[:, None, None], new_counts, counts),
+  )
 
 
 # ------------------------------------------------------------------------- stream layout
@@ -428,7 +466,8 @@ def final_buffer(stream_k, stream_v, end, chunk_size: int):
   idx = start[:, None] + jnp.arange(l)[None, :]  # [B, L]
   keep = (jnp.arange(l)[None, :] < buf_len[:, None])[:, None, :, None]
   take = lambda x: jnp.where(
-      keep, jnp.take_along_axis(x, jnp.clip(idx, 0, p - 1)[:, None, :, None], axis=2), 0.0)
+    keep, jnp.take_along_axis(x, jnp.clip(idx, 0, p - 1)[:, None, :, None], axis=2), 0.0
+  )
   return take(stream_k), take(stream_v), buf_len.astype(jnp.int32)
 
 
@@ -450,17 +489,20 @@ def prepare(q, k, v, beta, initial_state, lengths, chunk_size: int, num_slots: i
   n_chunks = num_stream_chunks(t, l, has_buffer)
   p = n_chunks * l
   offset = state.buf_len if has_buffer else None
-  n_valid = jnp.full((b,), t, jnp.int32) if lengths is None else jnp.clip(
-      lengths.astype(jnp.int32), 0, t)
-  buf_q, buf_k, buf_v = ((jnp.zeros_like(state.buf_k), state.buf_k, state.buf_v) if has_buffer
-                         else (None, None, None))
+  n_valid = (
+    jnp.full((b,), t, jnp.int32) if lengths is None else jnp.clip(lengths.astype(jnp.int32), 0, t)
+  )
+  buf_q, buf_k, buf_v = (
+    (jnp.zeros_like(state.buf_k), state.buf_k, state.buf_v) if has_buffer else (None, None, None)
+  )
   return dict(
-      q=to_stream(l2_normalize(q), buf_q, offset, p),
-      k=to_stream(l2_normalize(k), buf_k, offset, p),
-      v=to_stream(v, buf_v, offset, p),
-      offset=offset,
-      end=n_valid + (state.buf_len if has_buffer else 0),
-      state=state,
-      beta_h=beta_per_head(beta, h),
-      num_chunks=n_chunks,
-      t=t)
+    q=to_stream(l2_normalize(q), buf_q, offset, p),
+    k=to_stream(l2_normalize(k), buf_k, offset, p),
+    v=to_stream(v, buf_v, offset, p),
+    offset=offset,
+    end=n_valid + (state.buf_len if has_buffer else 0),
+    state=state,
+    beta_h=beta_per_head(beta, h),
+    num_chunks=n_chunks,
+    t=t,
+  )

@@ -24,8 +24,7 @@ def _sq_dist(x, c):
   return jnp.sum((x[:, None, :] - c[None, :, :]) ** 2, axis=-1)
 
 
-def _absorb_one(dict_k, dict_v, counts, keys, values, tokens_seen, full, *, schedule,
-                renormalize):
+def _absorb_one(dict_k, dict_v, counts, keys, values, tokens_seen, full, *, schedule, renormalize):
   """One sequence and head: absorb the chunk `keys [L, D]`, `values [L, Dv]` if `full`."""
   n_slots, l = counts.shape[0], keys.shape[0]
   active = counts > 0
@@ -61,8 +60,11 @@ def _absorb_one(dict_k, dict_v, counts, keys, values, tokens_seen, full, *, sche
   new_v = (counts[:, None] * dict_v + jnp.zeros_like(dict_v).at[a].add(values)) / denom
   if renormalize:
     new_k = common.l2_normalize(new_k)
-  return (jnp.where(touched[:, None], new_k, dict_k), jnp.where(touched[:, None], new_v, dict_v),
-          jnp.where(full, new_counts, counts))
+  return (
+    jnp.where(touched[:, None], new_k, dict_k),
+    jnp.where(touched[:, None], new_v, dict_v),
+    jnp.where(full, new_counts, counts),
+  )
 
 
 def _readout(q, keys, values, key_mask, dict_k, dict_v, counts, beta_h, renormalize):
@@ -80,22 +82,23 @@ def _readout(q, keys, values, key_mask, dict_k, dict_v, counts, beta_h, renormal
   total = jnp.sum(weights, axis=-1, keepdims=True)
   weights = weights / jnp.where(total > 0, total, 1.0)  # rows that see nothing give 0
   hp = jax.lax.Precision.HIGHEST
-  return jnp.einsum("bhij,bhjv->bhiv", weights, jnp.concatenate([dict_v, values], axis=2),
-                    precision=hp)
+  return jnp.einsum(
+    "bhij,bhjv->bhiv", weights, jnp.concatenate([dict_v, values], axis=2), precision=hp
+  )
 
 
 def ovq_naive(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    beta,
-    initial_state: common.OVQState | None = None,
-    lengths: jax.Array | None = None,
-    chunk_size: int = 64,
-    num_slots: int = 1024,
-    schedule: str = "saturating",
-    renormalize: bool = False,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  beta,
+  initial_state: common.OVQState | None = None,
+  lengths: jax.Array | None = None,
+  chunk_size: int = 64,
+  num_slots: int = 1024,
+  schedule: str = "saturating",
+  renormalize: bool = False,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention as a plain loop over chunks (the fp32 spec).
 
@@ -124,14 +127,27 @@ def ovq_naive(
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)`.
   """
-  common.check_ovq_inputs(q, k, v, beta, initial_state, lengths, chunk_size=chunk_size,
-                          num_slots=num_slots, schedule=schedule, renormalize=renormalize)
+  common.check_ovq_inputs(
+    q,
+    k,
+    v,
+    beta,
+    initial_state,
+    lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )
   s = common.prepare(q, k, v, beta, initial_state, lengths, chunk_size, num_slots)
   state, l, end, offset = s["state"], chunk_size, s["end"], s["offset"]
   dict_k, dict_v, counts, seen = state.dk, state.dv, state.counts, state.tokens_seen
-  absorb = jax.vmap(jax.vmap(functools.partial(_absorb_one, schedule=schedule,
-                                               renormalize=renormalize),
-                             in_axes=(0, 0, 0, 0, 0, None, None)))  # heads
+  absorb = jax.vmap(
+    jax.vmap(
+      functools.partial(_absorb_one, schedule=schedule, renormalize=renormalize),
+      in_axes=(0, 0, 0, 0, 0, None, None),
+    )
+  )  # heads
   start = jnp.zeros_like(end) if offset is None else offset
   causal = jnp.tril(jnp.ones((l, l), bool))
   outputs = []
@@ -140,8 +156,17 @@ def ovq_naive(
     q_c, k_c, v_c = s["q"][:, :, rows], s["k"][:, :, rows], s["v"][:, :, rows]
     pos = c * l + jnp.arange(l)
     key_valid = pos[None, :] < end[:, None]  # [B, L]
-    o_c = _readout(q_c, k_c, v_c, causal[None] & key_valid[:, None, :], dict_k, dict_v, counts,
-                   s["beta_h"], renormalize)
+    o_c = _readout(
+      q_c,
+      k_c,
+      v_c,
+      causal[None] & key_valid[:, None, :],
+      dict_k,
+      dict_v,
+      counts,
+      s["beta_h"],
+      renormalize,
+    )
     query_valid = key_valid & (pos[None, :] >= start[:, None])
     outputs.append(jnp.where(query_valid[:, None, :, None], o_c, 0.0))
     full = end >= (c + 1) * l  # only a complete chunk is absorbed
@@ -149,6 +174,7 @@ def ovq_naive(
     seen = seen + jnp.where(full, l, 0).astype(jnp.int32)
   o = common.from_stream(jnp.concatenate(outputs, axis=2), offset, s["t"])
   buf_k, buf_v, buf_len = common.final_buffer(s["k"], s["v"], end, l)
-  final = common.OVQState(dk=dict_k, dv=dict_v, counts=counts, buf_k=buf_k, buf_v=buf_v,
-                          buf_len=buf_len, tokens_seen=seen)
+  final = common.OVQState(
+    dk=dict_k, dv=dict_v, counts=counts, buf_k=buf_k, buf_v=buf_v, buf_len=buf_len, tokens_seen=seen
+  )
   return o.astype(q.dtype), final

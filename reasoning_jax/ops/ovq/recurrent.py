@@ -19,8 +19,9 @@ import jax.numpy as jnp
 from reasoning_jax.ops.ovq import common
 
 
-def _step(state: common.OVQState, q_t, k_t, v_t, valid, beta_h, *, schedule, renormalize,
-          precision):
+def _step(
+  state: common.OVQState, q_t, k_t, v_t, valid, beta_h, *, schedule, renormalize, precision
+):
   """Core step on fp32 `[B, H, *]` inputs (q_t, k_t unit); returns (o_t fp32, state)."""
   l = state.chunk_size
   pos = state.buf_len  # [B]
@@ -28,37 +29,53 @@ def _step(state: common.OVQState, q_t, k_t, v_t, valid, beta_h, *, schedule, ren
   buf_k = jnp.where(slot[:, None, :, None], k_t[:, :, None, :], state.buf_k)
   buf_v = jnp.where(slot[:, None, :, None], v_t[:, :, None, :], state.buf_v)
   key_mask = (jnp.arange(l)[None, :] <= pos[:, None])[:, None, :]  # [B, 1, L]
-  o_t = common.readout(q_t[:, :, None, :], buf_k, buf_v, key_mask, state.dk, state.dv,
-                       state.counts, beta_h, renormalize=renormalize, precision=precision)
+  o_t = common.readout(
+    q_t[:, :, None, :],
+    buf_k,
+    buf_v,
+    key_mask,
+    state.dk,
+    state.dv,
+    state.counts,
+    beta_h,
+    renormalize=renormalize,
+    precision=precision,
+  )
   o_t = jnp.where(valid[:, None, None], o_t[:, :, 0], 0.0)
 
   new_len = pos + valid.astype(jnp.int32)
   full = new_len == l
-  absorb = functools.partial(common.absorb, schedule=schedule, renormalize=renormalize,
-                             precision=precision)
+  absorb = functools.partial(
+    common.absorb, schedule=schedule, renormalize=renormalize, precision=precision
+  )
   dict_k, dict_v, counts = jax.lax.cond(
-      jnp.any(full),
-      lambda: absorb(state.dk, state.dv, state.counts, buf_k, buf_v, state.tokens_seen, full),
-      lambda: (state.dk, state.dv, state.counts))
+    jnp.any(full),
+    lambda: absorb(state.dk, state.dv, state.counts, buf_k, buf_v, state.tokens_seen, full),
+    lambda: (state.dk, state.dv, state.counts),
+  )
   empty = full[:, None, None, None]
   state = common.OVQState(
-      dk=dict_k, dv=dict_v, counts=counts,
-      buf_k=jnp.where(empty, 0.0, buf_k), buf_v=jnp.where(empty, 0.0, buf_v),
-      buf_len=jnp.where(full, 0, new_len).astype(jnp.int32),
-      tokens_seen=(state.tokens_seen + jnp.where(full, l, 0)).astype(jnp.int32))
+    dk=dict_k,
+    dv=dict_v,
+    counts=counts,
+    buf_k=jnp.where(empty, 0.0, buf_k),
+    buf_v=jnp.where(empty, 0.0, buf_v),
+    buf_len=jnp.where(full, 0, new_len).astype(jnp.int32),
+    tokens_seen=(state.tokens_seen + jnp.where(full, l, 0)).astype(jnp.int32),
+  )
   return o_t, state
 
 
 def ovq_step(
-    state: common.OVQState,
-    q_t: jax.Array,
-    k_t: jax.Array,
-    v_t: jax.Array,
-    *,
-    beta,
-    schedule: str = "saturating",
-    renormalize: bool = False,
-    valid: jax.Array | None = None,
+  state: common.OVQState,
+  q_t: jax.Array,
+  k_t: jax.Array,
+  v_t: jax.Array,
+  *,
+  beta,
+  schedule: str = "saturating",
+  renormalize: bool = False,
+  valid: jax.Array | None = None,
 ) -> tuple[jax.Array, common.OVQState]:
   """One decode step of OVQ attention.
 
@@ -85,33 +102,51 @@ def ovq_step(
     raise ValueError(f"state must be an OVQState (see init_state), got {type(state).__name__}")
   add_t = lambda x: x[:, None] if getattr(x, "ndim", 0) >= 1 else x
   # Validate through the sequence-level checks with T = 1.
-  common.check_ovq_inputs(add_t(q_t), add_t(k_t), add_t(v_t), beta, state, None,
-                          chunk_size=state.chunk_size, num_slots=state.num_slots,
-                          schedule=schedule, renormalize=renormalize)
+  common.check_ovq_inputs(
+    add_t(q_t),
+    add_t(k_t),
+    add_t(v_t),
+    beta,
+    state,
+    None,
+    chunk_size=state.chunk_size,
+    num_slots=state.num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )
   b = q_t.shape[0]
   if valid is None:
     valid = jnp.ones((b,), bool)
   elif getattr(valid, "shape", None) != (b,) or valid.dtype != jnp.bool_:
-    raise ValueError(f"valid must be a [B] = ({b},) bool array, got {getattr(valid, 'shape', None)}")
-  o_t, state = _step(state, common.l2_normalize(q_t), common.l2_normalize(k_t),
-                     v_t.astype(jnp.float32), valid, common.beta_per_head(beta, q_t.shape[1]),
-                     schedule=schedule, renormalize=renormalize,
-                     precision=common.precision_for(q_t.dtype))
+    raise ValueError(
+      f"valid must be a [B] = ({b},) bool array, got {getattr(valid, 'shape', None)}"
+    )
+  o_t, state = _step(
+    state,
+    common.l2_normalize(q_t),
+    common.l2_normalize(k_t),
+    v_t.astype(jnp.float32),
+    valid,
+    common.beta_per_head(beta, q_t.shape[1]),
+    schedule=schedule,
+    renormalize=renormalize,
+    precision=common.precision_for(q_t.dtype),
+  )
   return o_t.astype(q_t.dtype), state
 
 
 def ovq_recurrent(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    beta,
-    initial_state: common.OVQState | None = None,
-    lengths: jax.Array | None = None,
-    chunk_size: int = 64,
-    num_slots: int = 1024,
-    schedule: str = "saturating",
-    renormalize: bool = False,
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  beta,
+  initial_state: common.OVQState | None = None,
+  lengths: jax.Array | None = None,
+  chunk_size: int = 64,
+  num_slots: int = 1024,
+  schedule: str = "saturating",
+  renormalize: bool = False,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention by scanning the decode step over time.
 
@@ -131,16 +166,31 @@ def ovq_recurrent(
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)`.
   """
-  common.check_ovq_inputs(q, k, v, beta, initial_state, lengths, chunk_size=chunk_size,
-                          num_slots=num_slots, schedule=schedule, renormalize=renormalize)
+  common.check_ovq_inputs(
+    q,
+    k,
+    v,
+    beta,
+    initial_state,
+    lengths,
+    chunk_size=chunk_size,
+    num_slots=num_slots,
+    schedule=schedule,
+    renormalize=renormalize,
+  )
   b, t, h, d = q.shape
   state = initial_state
   if state is None:
     state = common.init_state(b, h, num_slots, chunk_size, d, v.shape[-1])
   n_valid = jnp.full((b,), t, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
   beta_h = common.beta_per_head(beta, h)
-  step = functools.partial(_step, beta_h=beta_h, schedule=schedule, renormalize=renormalize,
-                           precision=common.precision_for(q.dtype))
+  step = functools.partial(
+    _step,
+    beta_h=beta_h,
+    schedule=schedule,
+    renormalize=renormalize,
+    precision=common.precision_for(q.dtype),
+  )
 
   def body(s, inputs):
     q_t, k_t, v_t, i = inputs
@@ -149,6 +199,13 @@ def ovq_recurrent(
 
   time_major = lambda x: jnp.moveaxis(x, 1, 0)
   final, o = jax.lax.scan(
-      body, state, (time_major(common.l2_normalize(q)), time_major(common.l2_normalize(k)),
-                    time_major(v.astype(jnp.float32)), jnp.arange(t)))
+    body,
+    state,
+    (
+      time_major(common.l2_normalize(q)),
+      time_major(common.l2_normalize(k)),
+      time_major(v.astype(jnp.float32)),
+      jnp.arange(t),
+    ),
+  )
   return jnp.moveaxis(o, 0, 1).astype(q.dtype), final
