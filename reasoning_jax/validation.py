@@ -1,0 +1,185 @@
+"""Input checks at the public boundary: every op, loss, advantage and reward uses these.
+
+Public functions validate their arguments here and then call a core that trusts them. Each
+check names the argument and the expected shape, dtype or range in its message. Checks of
+array *values* (0/1 masks, finite entries, log-probabilities <= 0) run only on concrete
+arrays: under `jax.jit` the arguments are tracers and only their shapes and dtypes are known,
+so the value checks are skipped there (the shape and dtype checks still run at trace time).
+
+Structural checks delegate to `chex` where its assertion fits and re-raise with the
+argument's name, so a message reads `logp must have 2 dims ...` rather than chex's generic
+text. Scalar (hyper-parameter) checks take Python numbers and reject bools.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+  "is_concrete",
+  "shape_of",
+  "check_array",
+  "check_mask",
+  "check_finite_where",
+  "check_log_probs",
+  "check_positive_int",
+  "check_finite_float",
+  "check_float_in",
+  "check_choice",
+]
+
+# A log-probability above this at a valid position is taken to be a probability (or a bug).
+LOGP_POSITIVE_TOL = 1e-3
+
+
+def is_concrete(x: Any) -> bool:
+  """True when `x` holds values (not a tracer under jit), so its values can be checked."""
+  return not isinstance(x, jax.core.Tracer)
+
+
+def shape_of(x: Any) -> tuple[int, ...] | str:
+  """`x`'s shape for a message, or its type name when it has none."""
+  return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+
+
+def check_array(
+  x: Any,
+  name: str,
+  ndim: int | Sequence[int] | None = None,
+  *,
+  floating: bool = False,
+  integer: bool = False,
+  shape: Sequence[int | None] | None = None,
+) -> None:
+  """Raises unless `x` is an array of `ndim` dims (one of them), dtype kind and `shape`.
+
+  Args:
+    x: the value to check.
+    name: the argument's name, used in the message.
+    ndim: the allowed number of dimensions (an int or a sequence of ints), or None for any.
+    floating: require a floating dtype.
+    integer: require an integer dtype.
+    shape: the expected shape; None entries match any size.
+  """
+  if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+    raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+  if ndim is not None:
+    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    try:
+      chex.assert_rank(x, set(ndims) if len(ndims) > 1 else ndims[0])
+    except AssertionError:
+      raise ValueError(
+        f"{name} must have {' or '.join(map(str, ndims))} dims, got shape {tuple(x.shape)}"
+      ) from None
+  if shape is not None:
+    try:
+      chex.assert_shape(x, tuple(shape))
+    except AssertionError:
+      expected = tuple("*" if s is None else s for s in shape)
+      raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}") from None
+  if floating and not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f"{name} must be a floating array, got dtype {x.dtype}")
+  if integer and not jnp.issubdtype(x.dtype, jnp.integer):
+    raise TypeError(f"{name} must be an integer array, got dtype {x.dtype}")
+
+
+def check_mask(mask: Any, name: str, shape: Sequence[int], like: str) -> None:
+  """Raises unless `mask` has `shape` (that of the argument `like`) and holds only 0/1."""
+  if not hasattr(mask, "shape") or tuple(mask.shape) != tuple(shape):
+    raise ValueError(f"{name} must have the shape of {like} {tuple(shape)}, got {shape_of(mask)}")
+  if is_concrete(mask) and mask.size:
+    values = np.asarray(mask)
+    if not np.all((values == 0) | (values == 1)):
+      raise ValueError(f"{name} must hold only 0/1 (or bool) values")
+
+
+def check_finite_where(x: Any, valid: Any, name: str) -> None:
+  """Raises if `x` is NaN/inf where `valid` is set (padding may hold anything).
+
+  `valid` is broadcast over `x`'s trailing dims (a `[B, T]` mask over `[B, T, D]` states);
+  `valid=None` checks every entry.
+  """
+  if not is_concrete(x) or not getattr(x, "size", 0):
+    return
+  if valid is not None and not is_concrete(valid):
+    return
+  bad = ~np.isfinite(np.asarray(x, np.float32))
+  if valid is not None:
+    keep = np.asarray(valid) != 0
+    bad = bad & keep.reshape(keep.shape + (1,) * (bad.ndim - keep.ndim))
+  if bad.any():
+    where = "valid positions" if valid is not None else "any position"
+    raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (NaN/inf) at {where}")
+
+
+def check_log_probs(logp: Any, valid: Any, name: str, *, tol: float = LOGP_POSITIVE_TOL) -> None:
+  """Raises if `logp` is non-finite or above `tol` (not a log-probability) where `valid`."""
+  check_finite_where(logp, valid, name)
+  if not is_concrete(logp) or not getattr(logp, "size", 0):
+    return
+  if valid is not None and not is_concrete(valid):
+    return
+  values = np.asarray(logp, np.float32)
+  if valid is not None:
+    values = np.where(np.asarray(valid) != 0, values, -1.0)
+  if values.max() > tol:
+    raise ValueError(
+      f"{name} must hold log-probabilities (<= 0), got a maximum of {values.max():.4g} "
+      "at a valid position; did you pass probabilities?"
+    )
+
+
+def _is_real(value: Any) -> bool:
+  return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> None:
+  """Raises unless `value` is a Python/numpy int >= `minimum` (1 by default)."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def check_finite_float(value: Any, name: str) -> None:
+  """Raises unless `value` is a finite real number."""
+  if not _is_real(value) or not math.isfinite(value):
+    raise ValueError(f"{name} must be a finite float, got {value!r}")
+
+
+def check_float_in(
+  value: Any,
+  name: str,
+  low: float | None = None,
+  high: float | None = None,
+  *,
+  low_inclusive: bool = True,
+  high_inclusive: bool = True,
+) -> None:
+  """Raises unless `value` is a finite real number in the interval given by `low`, `high`."""
+  ok = _is_real(value) and math.isfinite(value)
+  if ok and low is not None:
+    ok = value >= low if low_inclusive else value > low
+  if ok and high is not None:
+    ok = value <= high if high_inclusive else value < high
+  if not ok:
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    interval = (
+      ("[" if low_inclusive and low is not None else "(")
+      + f"{lo}, {hi}"
+      + ("]" if high_inclusive and high is not None else ")")
+    )
+    raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
+
+
+def check_choice(value: Any, choices: Sequence[Any], name: str) -> None:
+  """Raises unless `value` is one of `choices`."""
+  if value not in tuple(choices):
+    raise ValueError(f"{name}={value!r}; expected one of {tuple(choices)}")
