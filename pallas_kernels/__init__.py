@@ -1,9 +1,18 @@
 """Pallas kernels for reasoning_jax, one folder per op.
 
-Each kernel folder exports the fast op, a readable reference with the same
-signature (`<op>_reference`) and, where the op has a backend switch in
-`reasoning_jax`, a `register()` adapter for the matching registry.
+Each kernel folder exports the fast op and a readable reference with the same signature
+(`<op>_reference`). The rule for every kernel package (flash, GLA, OVQ, and the dequant-matmul
+and sparse-decode kernels to come): a kernel imports only `reasoning_jax.registry` and the
+pure-op modules below it (`reasoning_jax.ops.*`: references, masks, shared chunk math), and
+registers itself into the op's registry under a backend name ("pallas") when its package is
+imported. The ops dispatch on that name and never import a kernel package: the registry lists
+the providing module as a plugin and imports it on the first lookup. import-linter checks the
+direction (pyproject.toml).
 
-  * `pallas_kernels.flash_attention`: causal / sliding-window grouped-query
-    flash attention, forward and backward.
+  * `pallas_kernels.flash_attention`: causal / sliding-window grouped-query flash attention,
+    forward and backward ("pallas" in `registry.ATTENTION_IMPLEMENTATIONS`).
+  * `pallas_kernels.gla`: the chunk-parallel GLA forward ("pallas" in
+    `registry.GLA_CHUNK_KERNELS`).
+  * `pallas_kernels.ovq`: the OVQ chunk readout and assignment kernels ("pallas" in
+    `registry.OVQ_CHUNK_KERNELS`).
 """

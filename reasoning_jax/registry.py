@@ -5,6 +5,14 @@ and later losses, advantage estimators, KL estimators, aggregation modes and
 rewards) is registered here by name. Config validation is derived from the
 registry contents, so the list of valid names can never drift from the code.
 
+Kernel plugins. Packages above `reasoning_jax.ops` (the Pallas kernels in `pallas_kernels/`,
+and later the dequant-matmul and sparse-decode kernels) provide backends that an op
+dispatches on by name. The op never imports the kernel package: each registry below lists,
+as data, the module that provides each such name (`plugins=`), and the first lookup of a
+name (`get`, `validate`, `in`, `names`) imports that module, which registers itself at
+import. So the import graph stays one-way (kernels -> ops -> registry) and an op works
+without the kernel package installed (its XLA path).
+
 Example:
   >>> from reasoning_jax import registry
   >>> @registry.MIXERS.register("my_mixer")
@@ -14,7 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import threading
+from collections.abc import Mapping
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -23,10 +33,38 @@ T = TypeVar("T")
 class Registry(Generic[T]):
   """A thread-safe mapping from names to components of one category."""
 
-  def __init__(self, category: str):
+  def __init__(self, category: str, *, plugins: Mapping[str, str] | None = None):
+    """A registry of one category.
+
+    Args:
+      category: the component kind, used in messages ("mixer", "loss", ...).
+      plugins: name -> module that registers that name when imported (see the module
+        docstring). Loaded on the first lookup of any name; a plugin whose import fails is
+        left out, and asking for it by name raises with the import error.
+    """
     self.category = category
     self._entries: dict[str, T] = {}
-    self._lock = threading.Lock()
+    self._lock = threading.RLock()
+    self._plugins: dict[str, str] = dict(plugins or {})
+    self._plugin_errors: dict[str, str] = {}
+
+  def _load_plugins(self) -> None:
+    """Imports the plugin modules not yet imported (each registers its own names)."""
+    while self._plugins:
+      with self._lock:
+        if not self._plugins:
+          return
+        name, module = next(iter(self._plugins.items()))
+        del self._plugins[name]
+      if name in self._entries:
+        continue
+      try:
+        importlib.import_module(module)
+      except ImportError as e:
+        self._plugin_errors[name] = f"{module} failed to import: {e}"
+        continue
+      if name not in self._entries:
+        self._plugin_errors[name] = f"{module} was imported but did not register {name!r}"
 
   def register(self, name: str, *, override: bool = False) -> Callable[[T], T]:
     """Decorator registering `obj` under `name`; re-registration needs `override`."""
@@ -45,31 +83,40 @@ class Registry(Generic[T]):
 
     return decorator
 
+  def _why_missing(self, name: Any) -> str:
+    reason = self._plugin_errors.get(name) if isinstance(name, str) else None
+    return f" (its plugin is unavailable: {reason})" if reason else ""
+
   def get(self, name: str) -> T:
+    self._load_plugins()
     try:
       return self._entries[name]
     except KeyError:
       raise KeyError(
-        f"unknown {self.category} {name!r}; registered: {sorted(self._entries)}"
+        f"unknown {self.category} {name!r}{self._why_missing(name)}; "
+        f"registered: {sorted(self._entries)}"
       ) from None
 
   def validate(self, name: Any, *, argument: str) -> str:
     """Returns `name` if registered, else raises ValueError naming `argument`."""
+    self._load_plugins()
     if name not in self._entries:
       raise ValueError(
-        f"{argument}={name!r} is not a registered {self.category}; "
+        f"{argument}={name!r} is not a registered {self.category}{self._why_missing(name)}; "
         f"choose one of {sorted(self._entries)}"
       )
     return name
 
   def names(self) -> list[str]:
+    self._load_plugins()
     return sorted(self._entries)
 
   def __contains__(self, name: object) -> bool:
+    self._load_plugins()
     return name in self._entries
 
   def __iter__(self) -> Iterator[str]:
-    return iter(sorted(self._entries))
+    return iter(self.names())
 
   def __repr__(self) -> str:
     return f"Registry({self.category!r}, {self.names()})"
@@ -80,6 +127,18 @@ MIXERS: Registry[Any] = Registry("mixer")
 # Feed-forward blocks: class(config, layer_idx, *, rngs).
 FFNS: Registry[Any] = Registry("ffn")
 # Attention backends for reasoning_jax.ops.attention: fn(q, k, v, mask, *, scale, **mask_info).
-ATTENTION_IMPLEMENTATIONS: Registry[Any] = Registry("attention implementation")
+ATTENTION_IMPLEMENTATIONS: Registry[Any] = Registry(
+  "attention implementation", plugins={"pallas": "pallas_kernels.flash_attention"}
+)
+# Chunk-form kernels of the linear-recurrent ops, by backend name ("xla" is the op's own
+# path and is not registered here): fn with the op's chunk-form signature.
+GLA_CHUNK_KERNELS: Registry[Any] = Registry(
+  "GLA chunk kernel", plugins={"pallas": "pallas_kernels.gla"}
+)
+OVQ_CHUNK_KERNELS: Registry[Any] = Registry(
+  "OVQ chunk kernel", plugins={"pallas": "pallas_kernels.ovq"}
+)
 # RoPE frequency schedules: fn(head_dim, theta, scaling) -> inv_freq.
 ROPE_TYPES: Registry[Any] = Registry("rope type")
+# Reward functions for reasoning_jax.rewards: fn(completion: str, answer: str, **fields) -> float.
+REWARDS: Registry[Any] = Registry("reward")

@@ -2,7 +2,10 @@
 
   * `flash_attention(q, k, v, *, ...)`: the kernel (see `kernel.py`).
   * `flash_attention_reference`: the dense reference with the same signature.
-  * `register()`: installs the "pallas" backend of `reasoning_jax.ops.attention`.
+  * `pallas_attention`: the "pallas" backend of `reasoning_jax.ops.attention`, registered in
+    `reasoning_jax.registry.ATTENTION_IMPLEMENTATIONS` when this package is imported (the
+    registry imports it on the first lookup of "pallas"; see its docstring).
+  * `register(target)`: registers the backend into another registry (tests).
 
 The registry calls backends as `fn(q, k, v, mask, *, scale, **mask_info)`. A
 dense `[B, 1, T, S]` mask cannot be turned back into the causal / window /
@@ -19,6 +22,7 @@ from typing import Any
 
 import jax
 
+from reasoning_jax import registry
 from pallas_kernels.flash_attention.blocks import BlockSizes
 from pallas_kernels.flash_attention.kernel import flash_attention, flash_attention_reference
 
@@ -133,7 +137,8 @@ def register(target: Any = None) -> Any:
       `registry.ATTENTION_IMPLEMENTATIONS`.
   """
   if target is None:
-    from reasoning_jax import registry
-
     target = registry.ATTENTION_IMPLEMENTATIONS
   return target.register("pallas")(pallas_attention)
+
+
+register()

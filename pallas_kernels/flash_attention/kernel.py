@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from reasoning_jax.ops.attention_reference import attention_reference, make_attention_mask
 from pallas_kernels.flash_attention import backward as backward_lib
 from pallas_kernels.flash_attention import blocks as blocks_lib
 from pallas_kernels.flash_attention import common
@@ -410,13 +411,12 @@ def flash_attention_reference(
 ) -> jax.Array:
   """Dense fp32-softmax reference with the signature of `flash_attention`.
 
-  Builds the mask with `reasoning_jax.ops.attention.make_attention_mask` on
+  Builds the mask with `reasoning_jax.ops.attention_reference.make_attention_mask` on
   positions `arange(T)` and calls `attention_reference` (the "xla" backend).
   The kernel-only arguments (block sizes, interpret, schedule) are ignored.
   """
   del block_q, block_k, interpret
   _check_inputs(q, k, v, q_segment_ids, kv_segment_ids, causal, sliding_window, scale, schedule)
-  from reasoning_jax.ops.attention import attention_reference, make_attention_mask
 
   b, t = q.shape[:2]
   positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))

@@ -1,5 +1,11 @@
 """Pallas kernel for gated linear attention (arXiv:2312.06635) and its exported reference."""
 
+from reasoning_jax import registry
 from pallas_kernels.gla.kernel import gla_chunk_pallas, gla_reference
+
+
+# The "pallas" chunk kernel of reasoning_jax.ops.gla (looked up by name; see
+# reasoning_jax.registry on kernel plugins).
+registry.GLA_CHUNK_KERNELS.register("pallas")(gla_chunk_pallas)
 
 __all__ = ["gla_chunk_pallas", "gla_reference"]

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from reasoning_jax import registry
+from reasoning_jax.layers.recurrent import check_unpacked
 from reasoning_jax.layers.ffn import bias_param, dense_param
 from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.ops.gla import GLA_MODES, gated_linear_attention, gla_step
@@ -48,14 +49,6 @@ class GLACache:
   """Recurrent state of one GLA layer: `state` `[B, N, D, D]` float32."""
 
   state: jax.Array
-
-
-def check_unpacked(segment_ids, mixer: str) -> None:
-  if segment_ids is not None:
-    raise NotImplementedError(
-      f"mixer {mixer!r} is recurrent and does not support packed sequences (segment_ids); "
-      "feed padded, unpacked batches (e.g. make_sft_dataset(..., packing=False))"
-    )
 
 
 @registry.MIXERS.register("gla")

@@ -35,7 +35,7 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.layers.ffn import dense_param
-from reasoning_jax.layers.gla import check_unpacked
+from reasoning_jax.layers.recurrent import check_unpacked
 from reasoning_jax.ops.ovq import (
   OVQ_MODES,
   OVQ_SCHEDULES,

@@ -14,7 +14,9 @@ Mask convention (pinned by tests):
 
 `implementation=None` picks the best available backend; "xla" is the readable
 fp32-softmax reference that always works. An explicitly requested backend that
-is not registered (e.g. "pallas" before its kernel is installed) raises.
+is not registered raises. The "pallas" backend is the flash-attention kernel of
+`pallas_kernels.flash_attention`, which registers itself; `reasoning_jax.registry` imports it
+on the first lookup of the name (a kernel plugin), so this module never imports it.
 """
 
 from __future__ import annotations
@@ -23,36 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax import registry
-
-# A large finite negative number: fully masked rows give a uniform (not NaN) softmax.
-_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
-
-
-def make_attention_mask(
-  q_positions: jax.Array,
-  kv_positions: jax.Array,
-  *,
-  causal: bool = True,
-  sliding_window: int | None = None,
-  kv_mask: jax.Array | None = None,
-  q_segment_ids: jax.Array | None = None,
-  kv_segment_ids: jax.Array | None = None,
-) -> jax.Array:
-  """Boolean mask `[B, 1, T, S]` (True = attend) following the module convention."""
-  qp = q_positions[:, :, None]
-  kp = kv_positions[:, None, :]
-  mask = jnp.ones(jnp.broadcast_shapes(qp.shape, kp.shape), dtype=bool)
-  if causal:
-    mask &= kp <= qp
-  if sliding_window is not None:
-    mask &= (qp - kp) < sliding_window
-  if kv_mask is not None:
-    mask &= kv_mask.astype(bool)[:, None, :]
-  if q_segment_ids is not None or kv_segment_ids is not None:
-    if q_segment_ids is None or kv_segment_ids is None:
-      raise ValueError("q_segment_ids and kv_segment_ids must be given together")
-    mask &= q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]
-  return mask[:, None]
+from reasoning_jax.ops.attention_reference import attention_reference, make_attention_mask
 
 
 def _check_inputs(q, k, v, q_positions, kv_positions, sliding_window):
@@ -82,26 +55,7 @@ def _check_inputs(q, k, v, q_positions, kv_positions, sliding_window):
     raise ValueError(f"sliding_window must be a positive int or None, got {sliding_window!r}")
 
 
-@registry.ATTENTION_IMPLEMENTATIONS.register("xla")
-def attention_reference(q, k, v, mask, *, scale, **unused_mask_info):
-  """Readable reference: fp32 scores and softmax, GQA by grouping query heads.
-
-  Args:
-    q: `[B, T, N, D]`; k, v: `[B, S, K, D]`; mask: `[B, 1, T, S]` bool.
-    scale: multiplier of q.k.
-
-  Returns:
-    `[B, T, N, D]` in q's dtype.
-  """
-  b, t, n, d = q.shape
-  kh = k.shape[2]
-  qg = q.reshape(b, t, kh, n // kh, d)
-  scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
-  scores = scores * scale
-  scores = jnp.where(mask[:, :, None], scores, _MASK_VALUE)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgts,bskd->btkgd", probs, v, preferred_element_type=jnp.float32)
-  return out.reshape(b, t, n, d).astype(q.dtype)
+registry.ATTENTION_IMPLEMENTATIONS.register("xla")(attention_reference)
 
 
 def attention(
@@ -159,8 +113,6 @@ def attention(
     kv_segment_ids=kv_segment_ids,
     index_positions=bool(index_positions) and s == t,
   )
-  if implementation in (None, "pallas"):
-    _register_pallas()
   if implementation is None:
     implementation = _default_implementation(q, k, mask_info)
   fn = registry.ATTENTION_IMPLEMENTATIONS.get(
@@ -187,19 +139,3 @@ def _default_implementation(q, k, mask_info) -> str:
     if pallas.unsupported_reason(q, k, **mask_info) is None:
       return "pallas"
   return "xla"
-
-
-_PALLAS_REGISTRATION_TRIED = False
-
-
-def _register_pallas() -> None:
-  """Registers the Pallas flash-attention backend on first use (imported lazily)."""
-  global _PALLAS_REGISTRATION_TRIED
-  if _PALLAS_REGISTRATION_TRIED:
-    return
-  _PALLAS_REGISTRATION_TRIED = True
-  try:
-    from pallas_kernels.flash_attention import register  # pylint: disable=g-import-not-at-top
-  except ImportError:  # pallas_kernels not installed: the "xla" backend only.
-    return
-  register()

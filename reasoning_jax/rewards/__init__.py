@@ -21,21 +21,15 @@ Example:
   array([1.], dtype=float32)
 """
 
-from reasoning_jax import registry
-
-# Reward functions: fn(completion: str, answer: str, **example_fields) -> float.
-# Defined before the submodules below import it to register themselves.
-REWARDS: registry.Registry = registry.Registry("reward")
-
-# pylint: disable=wrong-import-position
-from reasoning_jax.rewards.countdown import (  # noqa: E402
+from reasoning_jax.registry import REWARDS
+from reasoning_jax.rewards.countdown import (
   check_countdown,
   evaluate_expression,
   expression_numbers,
   extract_countdown_expression,
   solve_countdown,
 )
-from reasoning_jax.rewards.extract import (  # noqa: E402
+from reasoning_jax.rewards.extract import (
   ANSWER_FORMATS,
   extract_answer_tag,
   extract_boxed,
@@ -43,12 +37,12 @@ from reasoning_jax.rewards.extract import (  # noqa: E402
   extract_gsm8k_answer,
   extract_last_number,
 )
-from reasoning_jax.rewards.numbers import (  # noqa: E402
+from reasoning_jax.rewards.numbers import (
   answers_equal,
   normalize_answer,
   parse_number,
 )
-from reasoning_jax.rewards.verifiers import (  # noqa: E402
+from reasoning_jax.rewards.verifiers import (
   RewardFn,
   boxed_reward,
   countdown_reward,

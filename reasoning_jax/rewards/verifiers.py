@@ -44,7 +44,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from reasoning_jax.rewards import REWARDS
+from reasoning_jax.registry import REWARDS
 from reasoning_jax.rewards import countdown as _countdown
 from reasoning_jax.rewards import extract as _extract
 from reasoning_jax.rewards import numbers as _numbers_mod

@@ -81,9 +81,7 @@ def gated_linear_attention(
   mode = GLA_MODES.validate(mode, argument="mode")
   if mode == "chunk":
     check_chunk_size(chunk_size)
-  kernel = chunk_kernel(
-    "GLA", implementation, mode, module="pallas_kernels.gla", name="gla_chunk_pallas"
-  )
+  kernel = chunk_kernel("GLA", implementation, mode, kernels=registry.GLA_CHUNK_KERNELS)
   if kernel is not None:
     return kernel(q, k, v, g, initial_state=initial_state, scale=scale, chunk_size=chunk_size)
   kwargs = {"chunk_size": chunk_size} if mode == "chunk" else {}

@@ -106,9 +106,7 @@ def ovq_attention(
     renormalize=renormalize,
   )
   mode = OVQ_MODES.validate(mode, argument="mode")
-  kernel = chunk_kernel(
-    "OVQ", implementation, mode, module="pallas_kernels.ovq", name="ovq_chunk_pallas"
-  )
+  kernel = chunk_kernel("OVQ", implementation, mode, kernels=registry.OVQ_CHUNK_KERNELS)
   kwargs = dict(
     beta=beta,
     initial_state=initial_state,
