@@ -5,11 +5,17 @@
   TensorFlow); `build_dataset` / `data_source` helpers.
 * `synthetic`: the seeded generators behind the synthetic builders.
 * `parsing`: GSM8K `####` and MATH `\\boxed{}` answer extraction, JSONL reading.
-* `pipeline`: grain SFT and prompt pipelines, checkpointable iterators,
-  `to_global_batch`.
+* `pipeline`: grain SFT and prompt pipelines (`make_sft_dataset`, `make_prompt_dataset`),
+  composed from `stages` (source, shuffle, repeat, host shard, worker processes),
+  `transforms` (per-example tokenization) and `collate` (batch assembly).
+* `iterator_checkpoint`: `iterator_state` / `restore_iterator`.
+* `global_batch`: `to_global_batch`.
+* `recall`: synthetic recall tasks (import the module: `from reasoning_jax.data import recall`).
 
 Names are imported lazily, so `from reasoning_jax.data import make_sft_dataset`
-does not import tensorflow_datasets.
+does not import tensorflow_datasets (nor `iterator_state` grain). The laziness is only for
+import cost: no module here imports this package's `__init__` names, so eager imports would
+work too.
 
 Example:
   >>> from reasoning_jax.data import data_source, make_sft_dataset
@@ -44,10 +50,10 @@ _EXPORTS = {
   "read_jsonl": "parsing",
   "make_sft_dataset": "pipeline",
   "make_prompt_dataset": "pipeline",
-  "iterator_state": "pipeline",
-  "restore_iterator": "pipeline",
-  "to_global_batch": "pipeline",
-  "packing_available": "pipeline",
+  "iterator_state": "iterator_checkpoint",
+  "restore_iterator": "iterator_checkpoint",
+  "to_global_batch": "global_batch",
+  "packing_available": "stages",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -18,7 +18,7 @@ from reasoning_jax.data import (
   restore_iterator,
   to_global_batch,
 )
-from reasoning_jax.data import pipeline
+from reasoning_jax.data import iterator_checkpoint
 from reasoning_jax.tokenizers import ByteTokenizer
 
 TOK = ByteTokenizer()
@@ -410,8 +410,8 @@ def test_sft_checkpoint_resume_with_workers(arithmetic_builder):
 
 def test_state_encoding_round_trips():
   state = {"a": b"\x00\xff", "b": (1, 2), 3: [np.int64(4), np.arange(3)], "__x": None}
-  encoded = pipeline._encode_state(state)
-  decoded = pipeline._decode_state(json.loads(json.dumps(encoded)))
+  encoded = iterator_checkpoint._encode_state(state)
+  decoded = iterator_checkpoint._decode_state(json.loads(json.dumps(encoded)))
   assert decoded.keys() == state.keys()
   assert decoded["a"] == b"\x00\xff" and decoded["b"] == (1, 2) and decoded["__x"] is None
   assert decoded[3][0] == 4
