@@ -36,6 +36,8 @@ setup(
   ],
   extras_require={
     # nbclient + nbformat + ipykernel: tests/test_notebooks.py executes colab/*.ipynb.
+    # import-linter and ruff (pinned): the import contracts and lint/format rules of
+    # pyproject.toml, checked by tests/test_house.py and by .ci/run.
     "test": [
       "pytest>=8",
       "pytest-xdist>=3.5",
@@ -43,6 +45,8 @@ setup(
       "nbclient>=0.10",
       "nbformat>=5.10",
       "ipykernel>=6.29",
+      "import-linter==2.16",
+      "ruff==0.17.5",
     ],
     # Reference implementations for parity tests. torch==2.13.0 is a CPU wheel for
     # Python 3.11 here; on other Pythons pip would fetch a multi-GB CUDA build.
