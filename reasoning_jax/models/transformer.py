@@ -25,11 +25,7 @@ from reasoning_jax.sharding import constrain_batch
 from reasoning_jax.layers.ffn import dense_param
 from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.models.config import ModelConfig
-
-
-def is_concrete(x: Any) -> bool:
-  """True when `x` holds values (not a tracer under jit), so it can be validated."""
-  return not isinstance(x, jax.core.Tracer)
+from reasoning_jax.validation import is_concrete  # Also imported from here by generate, logprobs.
 
 
 def validate_token_ids(input_ids: Any, vocab_size: int, *, argument: str = "input_ids") -> None:

@@ -30,28 +30,22 @@ DESIGN CHOICE `gamma`: a scalar or one value per head (`[H]`), separately for q 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from reasoning_jax.ops.attention import attention
+from reasoning_jax.validation import check_array, check_finite_where, check_positive_int
 
 T0_RULES = ("repeat", "zero")
 
 
 def optimal_gamma(num_layers: int) -> float:
   """The paper's associative-recall scaling law gamma* = 4.17 * N^-0.74 (N: layers, UNCERTAIN)."""
-  if (
-    isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1
-  ):
-    raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+  check_positive_int(num_layers, "num_layers")
   return 4.17 * float(num_layers) ** -0.74
-
-
-def _is_concrete(x: Any) -> bool:
-  return not isinstance(x, jax.core.Tracer)
 
 
 def _check_gamma(gamma: Any, num_heads: int, argument: str) -> jax.Array:
@@ -68,16 +62,14 @@ def _check_gamma(gamma: Any, num_heads: int, argument: str) -> jax.Array:
       f"{argument} must be a scalar or one value per head [H] = [{num_heads}], got shape "
       f"{tuple(g.shape)}"
     )
-  if _is_concrete(g) and not np.all(np.isfinite(np.asarray(g, np.float32))):
-    raise ValueError(f"{argument} must be finite, got {np.asarray(g)}")
+  check_finite_where(g, None, argument)
   return g.astype(jnp.float32)[:, None]
 
 
 def _check_shear_inputs(x, gamma, positions, segment_ids, prev, t0_rule, argument="x"):
   if not hasattr(x, "ndim") or x.ndim != 4:
     raise ValueError(f"{argument} must be [B, T, H, D], got shape {getattr(x, 'shape', None)}")
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{argument} must be a floating array, got dtype {x.dtype}")
+  check_array(x, argument, floating=True)
   b, t, h, d = x.shape
   for name, ids in (("positions", positions), ("segment_ids", segment_ids)):
     if ids is None:
@@ -86,8 +78,7 @@ def _check_shear_inputs(x, gamma, positions, segment_ids, prev, t0_rule, argumen
       raise ValueError(
         f"{name} must be [B, T] = {(b, t)} (from {argument}), got shape {tuple(ids.shape)}"
       )
-    if not jnp.issubdtype(ids.dtype, jnp.integer):
-      raise TypeError(f"{name} must be an integer array, got dtype {ids.dtype}")
+    check_array(ids, name, integer=True)
   if prev is not None:
     if tuple(prev.shape) != (b, h, d):
       raise ValueError(
@@ -260,26 +251,11 @@ def _momentum_attention(
   core,
 ):
   _check_attention_inputs(q, k, v)
-  q_hat, _ = _shear(
-    q,
-    gamma_q,
-    positions=positions,
-    segment_ids=segment_ids,
-    prev=prev_q,
-    t0_rule=t0_rule,
-    argument="q",
-    core=core,
+  shear = functools.partial(
+    _shear, positions=positions, segment_ids=segment_ids, t0_rule=t0_rule, core=core
   )
-  k_hat, _ = _shear(
-    k,
-    gamma_k,
-    positions=positions,
-    segment_ids=segment_ids,
-    prev=prev_k,
-    t0_rule=t0_rule,
-    argument="k",
-    core=core,
-  )
+  q_hat, _ = shear(q, gamma_q, prev=prev_q, argument="q")
+  k_hat, _ = shear(k, gamma_k, prev=prev_k, argument="k")
   return attention(
     q_hat,
     k_hat,

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reasoning_jax import registry
+from reasoning_jax.validation import check_array, is_concrete
 
 # Non-decreasing activations, by name. `NONNEGATIVE_ACTIVATIONS` may gate a product.
 MONOTONE_ACTIVATIONS: registry.Registry[Callable[[jax.Array], jax.Array]] = registry.Registry(
@@ -106,10 +107,6 @@ def monotone_weight_l2(raw_weights) -> jax.Array:
   return 0.5 * sum(jnp.sum(jnp.square(jax.nn.softplus(v.astype(jnp.float32)))) for v in leaves)
 
 
-def _is_concrete(x: Any) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
 def _check(x, up, down, gate, up_bias, down_bias, gate_bias, activation):
   if not hasattr(x, "ndim") or x.ndim < 1:
     raise ValueError(f"x must be [..., H], got shape {getattr(x, 'shape', None)}")
@@ -117,11 +114,10 @@ def _check(x, up, down, gate, up_bias, down_bias, gate_bias, activation):
   for name, w in (("up", up), ("down", down), ("gate", gate)):
     if w is None:
       continue
-    if w.ndim != 2:
-      raise ValueError(f"{name} must be a matrix, got shape {tuple(w.shape)}")
+    check_array(w, name, 2)
     if w.dtype != x.dtype:
       raise TypeError(f"{name} dtype {w.dtype} differs from x dtype {x.dtype}; cast first")
-    if _is_concrete(w) and np.any(np.asarray(w, np.float32) < 0):
+    if is_concrete(w) and np.any(np.asarray(w, np.float32) < 0):
       raise ValueError(
         f"{name} has negative entries: a monotone FFN needs weights >= 0 "
         "(pass nonnegative_weight(raw), i.e. softplus of the raw parameter)"
@@ -138,8 +134,8 @@ def _check(x, up, down, gate, up_bias, down_bias, gate_bias, activation):
     ("down_bias", down_bias, h),
     ("gate_bias", gate_bias, i),
   ):
-    if bias is not None and tuple(bias.shape) != (size,):
-      raise ValueError(f"{name} must be [{size}], got {tuple(bias.shape)}")
+    if bias is not None:
+      check_array(bias, name, shape=(size,))
   if gate_bias is not None and gate is None:
     raise ValueError("gate_bias given without gate")
   check_activation(activation, gated=gate is not None)

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -64,6 +63,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from reasoning_jax.rl.advantages import ADVANTAGES, Groups, make_groups
+from reasoning_jax.validation import (
+  check_array,
+  check_choice,
+  check_finite_float,
+  check_finite_where,
+  check_float_in,
+  check_log_probs,
+  check_mask,
+  is_concrete,
+  shape_of,
+)
 
 __all__ = [
   "ARMConfig",
@@ -79,8 +89,6 @@ __all__ = [
 
 ARM_TARGETS = ("all", "correct_only")
 
-# Log-probs are <= 0; allow this much positive round-off from logits - logsumexp.
-_LOGP_POSITIVE_TOL = 1e-3
 # ceil(rho * n) in float32 can land one above the exact integer (0.3 * 50 -> 16, as
 # 0.3 is not exactly representable); shrinking by a relative 1e-6 removes that
 # without touching genuine fractional parts for any realistic response length.
@@ -108,9 +116,9 @@ class ARMConfig:
   exclude_first_token: bool = True
 
   def __post_init__(self):
-    _check_alpha(self.alpha, "ARMConfig.alpha")
-    _check_rho(self.rho, "ARMConfig.rho")
-    _check_targets(self.targets, "ARMConfig.targets")
+    check_finite_float(self.alpha, "ARMConfig.alpha")
+    check_float_in(self.rho, "ARMConfig.rho", 0.0, 1.0, low_inclusive=False)
+    check_choice(self.targets, ARM_TARGETS, "ARMConfig.targets")
     for name in ("all_correct_groups", "include_template_tokens", "exclude_first_token"):
       if not isinstance(getattr(self, name), bool):
         raise TypeError(f"ARMConfig.{name} must be a bool, got {getattr(self, name)!r}")
@@ -130,70 +138,6 @@ class ARMOutput(NamedTuple):
   prompt_confidence: jax.Array
   answer_confidence: jax.Array
   active: jax.Array
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _is_concrete(x: Any) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
-def _shape(x: Any) -> tuple[int, ...] | str:
-  return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-
-
-def _check_array(x: Any, name: str, ndim: int, *, floating: bool = False) -> None:
-  if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-    raise TypeError(f"{name} must be an array, got {type(x).__name__}")
-  if x.ndim != ndim:
-    raise ValueError(f"{name} must have {ndim} dims, got shape {tuple(x.shape)}")
-  if floating and not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{name} must be a floating array, got dtype {x.dtype}")
-
-
-def _check_mask(mask: Any, name: str, shape: tuple[int, ...], like: str) -> None:
-  if not hasattr(mask, "shape") or tuple(mask.shape) != tuple(shape):
-    raise ValueError(f"{name} must have the shape of {like} {tuple(shape)}, got {_shape(mask)}")
-  if _is_concrete(mask) and mask.size:
-    values = np.asarray(mask)
-    if not np.all((values == 0) | (values == 1)):
-      raise ValueError(f"{name} must hold only 0/1 (or bool) values")
-
-
-def _check_finite_where(x: Any, valid: Any, name: str) -> None:
-  """Raises if `x` has a NaN/inf at a `valid` position (padding may hold anything)."""
-  if _is_concrete(x) and _is_concrete(valid) and x.size:
-    values = np.asarray(x, np.float32)
-    bad = ~np.isfinite(values) & (np.asarray(valid) != 0)
-    if bad.any():
-      raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) at valid positions")
-
-
-def _check_logp(logp: Any, valid: Any, name: str) -> None:
-  _check_finite_where(logp, valid, name)
-  if _is_concrete(logp) and _is_concrete(valid) and logp.size:
-    values = np.where(np.asarray(valid) != 0, np.asarray(logp, np.float32), -1.0)
-    if values.max() > _LOGP_POSITIVE_TOL:
-      raise ValueError(
-        f"{name} must hold log-probabilities (<= 0), got a maximum of {values.max():.4g} "
-        "at a valid position; did you pass probabilities?"
-      )
-
-
-def _check_alpha(alpha: Any, name: str) -> None:
-  if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-    raise ValueError(f"{name} must be a finite float, got {alpha!r}")
-
-
-def _check_rho(rho: Any, name: str) -> None:
-  if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
-    raise ValueError(f"{name} must be a float in (0, 1], got {rho!r}")
-
-
-def _check_targets(targets: Any, name: str) -> None:
-  if targets not in ARM_TARGETS:
-    raise ValueError(f"{name}={targets!r}; expected one of {ARM_TARGETS}")
 
 
 # ----------------------------------------------------------------------------- confidences
@@ -230,8 +174,8 @@ def prompt_confidence(
     ValueError: on shape mismatches, non-0/1 masks, NaN/inf or positive log-probs at
       scored positions, or (for concrete inputs) a row with no token left to score.
   """
-  _check_array(prompt_logp, "prompt_logp", 2, floating=True)
-  _check_mask(prompt_mask, "prompt_mask", prompt_logp.shape, "prompt_logp")
+  check_array(prompt_logp, "prompt_logp", 2, floating=True)
+  check_mask(prompt_mask, "prompt_mask", prompt_logp.shape, "prompt_logp")
   if not include_template_tokens:
     if content_mask is None:
       raise ValueError(
@@ -239,15 +183,15 @@ def prompt_confidence(
         "user-content tokens only); pass include_template_tokens=True to score every "
         "prompt token"
       )
-    _check_mask(content_mask, "content_mask", prompt_logp.shape, "prompt_logp")
+    check_mask(content_mask, "content_mask", prompt_logp.shape, "prompt_logp")
     scope = jnp.asarray(content_mask) != 0
   else:
     scope = jnp.ones(prompt_logp.shape, bool)
   confidence, scored = _prompt_confidence_core(
     prompt_logp, jnp.asarray(prompt_mask) != 0, scope, exclude_first_token
   )
-  _check_logp(prompt_logp, scored, "prompt_logp")
-  if _is_concrete(scored) and scored.size:
+  check_log_probs(prompt_logp, scored, "prompt_logp")
+  if is_concrete(scored) and scored.size:
     empty = np.flatnonzero(~np.asarray(scored).any(axis=-1)).tolist()
     if empty:
       raise ValueError(
@@ -289,9 +233,9 @@ def low_probability_token_mask(
     `(selected [N, T] bool, k [N] int32)`; rows with no valid token select nothing
     and report k = 1.
   """
-  _check_array(logp, "logp", 2, floating=True)
-  _check_mask(mask, "mask", logp.shape, "logp")
-  _check_rho(rho, "rho")
+  check_array(logp, "logp", 2, floating=True)
+  check_mask(mask, "mask", logp.shape, "logp")
+  check_float_in(rho, "rho", 0.0, 1.0, low_inclusive=False)
   return _low_probability_core(logp, jnp.asarray(mask) != 0, rho)
 
 
@@ -324,10 +268,10 @@ def answer_confidence(logp: jax.Array, mask: jax.Array, *, rho: float = 0.2) -> 
     `[N]` float32 in (0, 1]. A row with no valid token gets exp(0) = 1; such a row
     contributes no token to any loss, so its advantage is never used.
   """
-  _check_array(logp, "logp", 2, floating=True)
-  _check_mask(mask, "mask", logp.shape, "logp")
-  _check_rho(rho, "rho")
-  _check_logp(logp, mask, "logp")
+  check_array(logp, "logp", 2, floating=True)
+  check_mask(mask, "mask", logp.shape, "logp")
+  check_float_in(rho, "rho", 0.0, 1.0, low_inclusive=False)
+  check_log_probs(logp, mask, "logp")
   return _answer_confidence_core(logp, jnp.asarray(mask) != 0, rho)
 
 
@@ -379,39 +323,39 @@ def arm_reweight_advantages(
   Returns:
     `[N]` float32 re-weighted advantages (detached), or `(advantages, active)`.
   """
-  _check_array(advantages, "advantages", 1, floating=True)
+  check_array(advantages, "advantages", 1, floating=True)
   n = advantages.shape[0]
   groups = make_groups(n, group_ids=group_ids, group_size=group_size)
-  _check_alpha(alpha, "alpha")
-  _check_targets(targets, "targets")
+  check_finite_float(alpha, "alpha")
+  check_choice(targets, ARM_TARGETS, "targets")
   if not isinstance(all_correct_groups, bool):
     raise TypeError(f"all_correct_groups must be a bool, got {all_correct_groups!r}")
   if valid is None:
     valid = jnp.ones((n,), bool)
-  _check_mask(valid, "valid", (n,), "advantages")
+  check_mask(valid, "valid", (n,), "advantages")
   if not hasattr(correct, "shape") or tuple(correct.shape) != (n,):
-    raise ValueError(f"correct must have shape [N]=({n},), got {_shape(correct)}")
-  _check_array(answer_confidence, "answer_confidence", 1, floating=True)
+    raise ValueError(f"correct must have shape [N]=({n},), got {shape_of(correct)}")
+  check_array(answer_confidence, "answer_confidence", 1, floating=True)
   if answer_confidence.shape != (n,):
     raise ValueError(
       f"answer_confidence must have shape [N]=({n},), got {tuple(answer_confidence.shape)}"
     )
-  _check_array(prompt_confidence, "prompt_confidence", 1, floating=True)
+  check_array(prompt_confidence, "prompt_confidence", 1, floating=True)
   shapes = ((n,),) if group_size is None else ((n // group_size,), (n,))
   if prompt_confidence.shape not in shapes:
     raise ValueError(
       f"prompt_confidence must have shape {' or '.join(map(str, shapes))} ([B] needs "
       f"group_size), got {tuple(prompt_confidence.shape)}"
     )
-  _check_finite_where(advantages, valid, "advantages")
-  _check_finite_where(correct, valid, "correct")
+  check_finite_where(advantages, valid, "advantages")
+  check_finite_where(correct, valid, "correct")
   for name, conf in (
     ("prompt_confidence", prompt_confidence),
     ("answer_confidence", answer_confidence),
   ):
     rows = valid if conf.shape == (n,) else jnp.ones((), bool)
-    _check_finite_where(conf, rows, name)
-    if _is_concrete(conf) and _is_concrete(valid) and conf.size:
+    check_finite_where(conf, rows, name)
+    if is_concrete(conf) and is_concrete(valid) and conf.size:
       values = np.asarray(conf, np.float32)[np.broadcast_to(np.asarray(rows) != 0, conf.shape)]
       if values.size and (values.min() < 0 or values.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1], got range [{values.min()}, {values.max()}]")
@@ -494,13 +438,13 @@ def arm_advantages(
   """
   if not isinstance(config, ARMConfig):
     raise TypeError(f"config must be an ARMConfig, got {type(config).__name__}")
-  _check_array(old_logp, "old_logp", 2, floating=True)
+  check_array(old_logp, "old_logp", 2, floating=True)
   if old_logp.shape[0] != jnp.shape(advantages)[0]:
     raise ValueError(
       f"old_logp has {old_logp.shape[0]} rows but advantages has {jnp.shape(advantages)[0]}"
     )
   if valid is not None:
-    _check_mask(valid, "valid", old_logp.shape[:1], "old_logp[:, 0]")
+    check_mask(valid, "valid", old_logp.shape[:1], "old_logp[:, 0]")
     # Rows that do not exist may hold garbage log-probs; they are never shifted.
     mask = jnp.where((jnp.asarray(valid) != 0)[:, None], mask, 0)
   c_o = answer_confidence(old_logp, mask, rho=config.rho)
