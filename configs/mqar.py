@@ -73,7 +73,7 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
   c.resume = True  # Reuse finished runs in <workdir>/runs/ whose config matches.
   c.threshold = 0.9
   c.models = ("attention@2", "base_conv+gla@2", "base_conv+ovq_eq@2")
-  # Equal-state OVQ (see the docstring); registered by experiments.induction.
+  # Equal-state OVQ (see the docstring); registered by reasoning_jax.train.recall.
   c.mixer_variants = {"ovq_eq": {"kind": "ovq", "num_slots": 16, "chunk_size": 16}}
   c.momentum_variants = {}
   c.tasks = tuple(f"mqar_kv{kv}" for kv in s["kv"])

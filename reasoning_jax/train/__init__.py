@@ -1,4 +1,5 @@
-"""Training: train state, the sharded exactly-accumulating step, SFT, metric writers."""
+"""Training: train state, the sharded exactly-accumulating step, SFT, recall-task training and
+sweeps, metric writers."""
 
 from reasoning_jax.train.step import (
   TrainState,

@@ -1,0 +1,1 @@
+"""Evaluation and attacks: adversarial attacks on trained models and their evaluation."""
