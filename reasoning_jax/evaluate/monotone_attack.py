@@ -38,6 +38,10 @@ from typing import Any, Mapping
 import numpy as np
 from absl import logging
 
+from reasoning_jax.layers.monotone import MonotoneFFN, monotone_weight_decay_mask
+from reasoning_jax.models.config import get_preset
+from reasoning_jax.models.transformer import Transformer, count_params
+from reasoning_jax.train.metrics import quiet_library_logs
 from reasoning_jax.train.recall import train_model
 
 SEP, EOS = 0, 1
@@ -115,7 +119,6 @@ def task_vocab(task: Mapping[str, Any]) -> tuple[int, int, int]:
 
 
 def model_config_for(config, ffn: str):
-  from reasoning_jax.models.config import get_preset
 
   vocab, _, _ = task_vocab(config.task)
   m = config.model
@@ -148,8 +151,6 @@ def forward_from_embeddings(model, embeds):
 def convert_to_monotone(dense_model, monotone_config, *, eps: float, seed: int):
   """A monotone-FFN copy of `dense_model`: other params copied, FFNs V = softplus^-1(|W|+eps)."""
   from flax import nnx
-  from reasoning_jax.layers.monotone import MonotoneFFN
-  from reasoning_jax.models.transformer import Transformer
 
   mono = Transformer(monotone_config, rngs=nnx.Rngs(seed))
   dense_state = nnx.state(dense_model, nnx.Param)
@@ -294,8 +295,6 @@ def evaluate_and_attack(model, data, config, *, run_attack: bool = True) -> dict
 def run_seed(config, seed: int) -> dict[str, dict[str, Any]]:
   """Pretrain -> (baseline FT, monotone conversion + FT) for one seed; returns per-model results."""
   from flax import nnx
-  from reasoning_jax.layers.monotone import monotone_weight_decay_mask
-  from reasoning_jax.models.transformer import Transformer, count_params
 
   task = dict(config.task)
   train_data = summary_task(int(config.num_train), seed=seed, **task)
@@ -427,8 +426,6 @@ def plot(per_seed, path):
 
 def run(config) -> dict[str, Any]:
   """All seeds; writes results.{md,json} and attack.png into `config.workdir`."""
-  from reasoning_jax.train.metrics import quiet_library_logs
-
   quiet_library_logs()
   os.makedirs(config.workdir, exist_ok=True)
   start = time.time()

@@ -40,6 +40,14 @@ from typing import Any, Mapping
 import numpy as np
 from absl import logging
 
+from reasoning_jax import registry
+from reasoning_jax.data import recall
+from reasoning_jax.data.recall import IGNORE, make_recall_loader
+from reasoning_jax.layers import make_conv_mixer, make_gla_mixer, make_ovq_mixer
+from reasoning_jax.layers.momentum import MomentumAttention, make_momentum_mixer
+from reasoning_jax.models.config import get_preset
+from reasoning_jax.models.transformer import Transformer, count_params
+from reasoning_jax.train.step import init_train_state, make_train_step
 
 # -- Models --------------------------------------------------------------------------------
 
@@ -75,9 +83,6 @@ def layer_mixers(mixer: str, num_layers: int) -> str | tuple[str, ...]:
 
 def register_mixer_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
   """Registers `name -> {"kind": "ovq" | "gla" | "conv", **make_<kind>_mixer kwargs}` (idempotent)."""
-  from reasoning_jax import registry
-  from reasoning_jax.layers import make_conv_mixer, make_gla_mixer, make_ovq_mixer
-
   makers = {"ovq": make_ovq_mixer, "gla": make_gla_mixer, "conv": make_conv_mixer}
   for name, spec in variants.items():
     spec = dict(spec)
@@ -91,9 +96,6 @@ def register_mixer_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
 
 def register_momentum_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
   """Registers each `name -> make_momentum_mixer kwargs` (re-registers if the kwargs differ)."""
-  from reasoning_jax import registry
-  from reasoning_jax.layers.momentum import MomentumAttention, make_momentum_mixer
-
   for name, kwargs in variants.items():
     kwargs = dict(kwargs)
     for key in ("gamma_q", "gamma_k"):
@@ -121,8 +123,6 @@ def register_momentum_variants(variants: Mapping[str, Mapping[str, Any]]) -> Non
 
 def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mapping[str, Any]):
   """A `ModelConfig` for `spec` from `get_preset(model.preset).replace(**overrides)`."""
-  from reasoning_jax.models.config import get_preset
-
   mixer, num_layers, num_heads = parse_model_spec(spec)
   overrides = dict(model.get("overrides", {}))
   heads = num_heads or int(model.get("num_heads", 2))
@@ -150,8 +150,6 @@ def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mappi
 
 def task_vocab_size(task: Mapping[str, Any]) -> int:
   """The vocabulary size of `task`: its `kwargs["vocab_size"]` or the generator's default."""
-  from reasoning_jax.data import recall
-
   kwargs = dict(task.get("kwargs", {}))
   if "vocab_size" in kwargs:
     return int(kwargs["vocab_size"])
@@ -161,8 +159,6 @@ def task_vocab_size(task: Mapping[str, Any]) -> int:
 
 def make_task_data(task: Mapping[str, Any], seed: int):
   """(train, test) `RecallData`; test data uses seed + 10 (Zoology's convention)."""
-  from reasoning_jax.data import recall
-
   kwargs = dict(task.get("kwargs", {}))
   train = recall.make_task(task["name"], int(task["num_train"]), seed=seed, **kwargs)
   test = recall.make_task(task["name"], int(task["num_test"]), seed=seed + 10, **kwargs)
@@ -267,8 +263,6 @@ def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *, 
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from reasoning_jax.models.transformer import Transformer
-  from reasoning_jax.train.step import make_train_step
 
   loss_fn = loss_fn or recall_loss
   key = (model_config, json.dumps(dict(train), sort_keys=True, default=str), loss_fn, decay_mask_fn)
@@ -344,9 +338,6 @@ def train_and_eval(
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from reasoning_jax.data.recall import IGNORE, make_recall_loader
-  from reasoning_jax.models.transformer import Transformer, count_params
-  from reasoning_jax.train.step import init_train_state
 
   start = time.time()
   loss_on = task.get("loss_on", "all")
@@ -424,7 +415,6 @@ def train_and_eval(
 def _batch(data, idx):
   """Rows `idx` of in-memory `data` as a train-step batch (full-sequence loss)."""
   import jax.numpy as jnp
-  from reasoning_jax.data.recall import IGNORE
 
   targets = data["targets"][idx]
   return {
@@ -454,7 +444,6 @@ def train_model(
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from reasoning_jax.train.step import init_train_state
 
   graphdef, tx, step_fn, _ = compiled_functions(
     model_config, train_cfg, decay_mask_fn=decay_mask_fn

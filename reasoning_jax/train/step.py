@@ -26,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from reasoning_jax import sharding as sharding_lib
+from reasoning_jax.data import restore_iterator
 from reasoning_jax.logprobs import sequence_logprobs
 
 LossFn = Callable[[nnx.Module, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array, dict]]
@@ -87,8 +88,6 @@ def restore_train_state(
   replicated over `mesh`; the data iterator is restored in place so the run
   continues with exactly the next batch. Shared by the SFT and RL trainers.
   """
-  from reasoning_jax.data import restore_iterator
-
   target = jax.tree_util.tree_map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
     {"params": state.params, "opt_state": state.opt_state},

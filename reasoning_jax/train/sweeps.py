@@ -25,6 +25,7 @@ import numpy as np
 from absl import logging
 
 from reasoning_jax.train import recall
+from reasoning_jax.train.metrics import quiet_library_logs
 
 
 def steps_to_threshold(curve, threshold: float):
@@ -131,8 +132,6 @@ def write_json_atomic(path: str, payload) -> None:
 
 def run_recall_experiment(config) -> dict[str, Any]:
   """Every (task, model, seed) of `config`; writes results.{md,json} and accuracy.png."""
-  from reasoning_jax.train.metrics import quiet_library_logs
-
   quiet_library_logs()
   recall.register_momentum_variants(config.get("momentum_variants", {}) or {})
   recall.register_mixer_variants(config.get("mixer_variants", {}) or {})
