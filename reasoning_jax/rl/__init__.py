@@ -1,18 +1,15 @@
 """Pure, optax-compatible RL losses for reasoning LLMs (functions of arrays, never of a model).
 
 Modules:
-  advantages   group-relative advantage estimators (`ADVANTAGES`: grpo, dr_grpo, rloo).
-  kl           per-token KL estimators (`KL_ESTIMATORS`: k1, k2, k3) and KL-in-reward.
-  aggregation  (sum, denominator) aggregation modes (`AGGREGATIONS`).
-  losses       PPO-clip / GRPO / DAPO / Dr. GRPO / CISPO / DISPO (`LOSSES`, `make_loss`),
-               DAPO overlong handling and dynamic sampling.
-  importance   truncated importance sampling for the sampler/trainer mismatch.
-
-Method modules written separately (`arm`, `mrpo`) are imported when present and
-register themselves into these registries; the package works without them.
+  advantages    group-relative advantage estimators (`ADVANTAGES`: grpo, dr_grpo, rloo).
+  kl            per-token KL estimators (`KL_ESTIMATORS`: k1, k2, k3) and KL-in-reward.
+  aggregation   (sum, denominator) aggregation modes (`AGGREGATIONS`).
+  losses        PPO-clip / GRPO / DAPO / Dr. GRPO / CISPO / DISPO (`LOSSES`, `make_loss`).
+  dapo_filters  DAPO overlong handling and dynamic sampling (data-side, not losses).
+  importance    truncated importance sampling for the sampler/trainer mismatch.
+  arm, mrpo     ARM and MRPO advantage estimators, registered into `ADVANTAGES` on import.
+  rollout, trainer  sampling and the RL training loop (imported on use, not here).
 """
-
-import importlib as _importlib
 
 from reasoning_jax.rl.advantages import (
   ADVANTAGES,
@@ -41,6 +38,14 @@ from reasoning_jax.rl.importance import (
   with_truncated_is,
 )
 from reasoning_jax.rl.kl import KL_ESTIMATORS, k1, k2, k3, kl_divergence, kl_penalized_rewards
+from reasoning_jax.rl.dapo_filters import (
+  DynamicSamplingResult,
+  dynamic_sampling_filter,
+  overlong_filter,
+  response_lengths,
+  select_kept_groups,
+  soft_overlong_punishment,
+)
 from reasoning_jax.rl.losses import (
   LOSSES,
   BoundLoss,
@@ -48,7 +53,6 @@ from reasoning_jax.rl.losses import (
   DAPOConfig,
   DISPOConfig,
   DrGRPOConfig,
-  DynamicSamplingResult,
   GRPOConfig,
   LossOutput,
   LossSpec,
@@ -59,34 +63,17 @@ from reasoning_jax.rl.losses import (
   dispo_is_weights,
   dispo_loss,
   dr_grpo_loss,
-  dynamic_sampling_filter,
   grpo_loss,
   loss_config,
   make_loss,
   merge_aux,
-  overlong_filter,
   policy_loss_output,
   ppo_clip_loss,
   prepare_policy_inputs,
   register_loss,
-  response_lengths,
-  select_kept_groups,
-  soft_overlong_punishment,
   summarize_aux,
 )
 
 
-def _import_optional(name: str):
-  """Imports `reasoning_jax.rl.<name>` if the file exists; real errors inside it propagate."""
-  qualified = f"{__name__}.{name}"
-  try:
-    return _importlib.import_module(qualified)
-  except ModuleNotFoundError as e:
-    if e.name == qualified:
-      return None
-    raise
-
-
-# Registered last, so they can import everything above from this package.
-arm = _import_optional("arm")
-mrpo = _import_optional("mrpo")
+# Registered last: they import the modules above and add their estimators to ADVANTAGES.
+from reasoning_jax.rl import arm, mrpo

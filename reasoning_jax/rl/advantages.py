@@ -23,16 +23,18 @@ Estimators (all registered in `ADVANTAGES`; signature
 DESIGN CHOICE (rl.md section 0): `ddof=1` (unbiased std, as PyTorch/verl/TRL)
 and `eps=1e-6` added to the std; `ddof=0` is `jnp.std`'s population std.
 
-Guarantees: a group whose valid rewards are all equal (including a group of one)
-gets advantage exactly 0 under every estimator, never NaN: the centred value
-`R - mean` of such a group can be a rounding error (e.g. three rewards of 0.1),
-which `/ (0 + eps)` would blow up, so equality is detected exactly (group max ==
-group min) and such rows are set to 0. Advantages are returned under
+Guarantees: a group whose valid rewards are all equal (including a group with one
+valid row, e.g. a single-row `group_ids` group) gets advantage exactly 0 under every
+estimator, never NaN: the centred value `R - mean` of such a group can be a rounding
+error (e.g. three rewards of 0.1), which `/ (0 + eps)` would blow up, so equality is
+detected exactly (group max == group min) and such rows are set to 0. Advantages are returned under
 `stop_gradient`: they are data for the policy update.
 
 Errors (ValueError naming the argument; TypeError for a wrong dtype): non-finite
 rewards in valid rows, an empty `rewards`, `group_size` < 1 or not dividing N,
-both or neither of `group_ids`/`group_size`, shapes that do not match `rewards`.
+`group_size=1` for an estimator (every advantage would be 0; `group_ids` may still
+hold single-row groups), both or neither of `group_ids`/`group_size`, shapes that do
+not match `rewards`.
 Values are checked eagerly when concrete; under `jit`/`vmap` only shapes and
 static arguments are checked, and a NaN/inf reward in a valid row propagates to
 the advantages of its group (it is not hidden), which makes the loss NaN.
@@ -60,6 +62,7 @@ from reasoning_jax.rl.aggregation import (
   check_scalar,
   compute_dtype,
 )
+from reasoning_jax.validation import check_positive_int
 
 __all__ = [
   "ADVANTAGES",
@@ -155,6 +158,25 @@ def _check_group_inputs(
     valid = check_mask(valid, "valid", shape=(n,))
   check_finite(rewards, argument, where=valid)
   return rewards, group_ids, (None if group_size is None else int(group_size)), valid
+
+
+def _check_estimator_inputs(rewards: Any, group_ids: Any, group_size: Any, valid: Any):
+  """`_check_group_inputs` plus the estimators' rule: `group_size` >= 2.
+
+  With one sample per group the group-relative baseline is the sample itself, so every
+  advantage would be 0 (no learning signal at all); that is a configuration error. Explicit
+  `group_ids` may still hold single-row groups (e.g. after filtering); those get 0.
+  """
+  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
+  if group_size is not None:
+    try:
+      check_positive_int(group_size, "group_size", minimum=2)
+    except ValueError as e:
+      raise ValueError(
+        f"{e}: group-relative advantages need at least 2 samples per group "
+        "(with 1 every advantage is 0)"
+      ) from None
+  return rewards, group_ids, group_size, valid
 
 
 def _prepare(rewards, group_ids, group_size, valid) -> tuple[jax.Array, Groups, jax.Array]:
@@ -270,7 +292,9 @@ def grpo_advantages(
   """
   check_scalar(ddof, "ddof", low=0, integer=True)
   check_scalar(eps, "eps", low=0.0)
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
+  rewards, group_ids, group_size, valid = _check_estimator_inputs(
+    rewards, group_ids, group_size, valid
+  )
   return _grpo_core(
     rewards, group_ids, valid, group_size=group_size, ddof=int(ddof), eps=float(eps)
   )
@@ -289,7 +313,9 @@ def dr_grpo_advantages(
   Understanding R1-Zero-Like Training: A Critical Perspective (Liu et al.),
   arXiv 2503.20783; rl.md section 1.4. Arguments as `grpo_advantages`.
   """
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
+  rewards, group_ids, group_size, valid = _check_estimator_inputs(
+    rewards, group_ids, group_size, valid
+  )
   return _dr_grpo_core(rewards, group_ids, valid, group_size=group_size)
 
 
@@ -308,7 +334,9 @@ def rloo_advantages(
   of the group; a group of one valid row has advantage 0. Arguments as
   `grpo_advantages`.
   """
-  rewards, group_ids, group_size, valid = _check_group_inputs(rewards, group_ids, group_size, valid)
+  rewards, group_ids, group_size, valid = _check_estimator_inputs(
+    rewards, group_ids, group_size, valid
+  )
   return _rloo_core(rewards, group_ids, valid, group_size=group_size)
 
 

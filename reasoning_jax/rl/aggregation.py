@@ -34,7 +34,10 @@ Add a mode with `@AGGREGATIONS.register("name")` on `fn(values, mask, **kw) ->
 (sum, denominator)`; keyword-only parameters it declares (e.g. `norm_constant`)
 are the options `aggregate` accepts for it.
 
-This module also holds the boundary-validation helpers shared by `reasoning_jax.rl`.
+This module also holds the array-converting boundary helpers shared by `reasoning_jax.rl`
+(`check_array` returns the argument as an array and knows mask/number dtype kinds; the
+messages are part of the tested API). They build on `reasoning_jax.validation`
+(`is_concrete`), which the rl modules use directly for the checks it covers.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reasoning_jax.registry import Registry
+from reasoning_jax.validation import is_concrete
 
 __all__ = [
   "AGGREGATIONS",
@@ -66,11 +70,6 @@ AGGREGATIONS: Registry[Callable[..., tuple[jax.Array, jax.Array]]] = Registry("a
 # --------------------------------------------------------------------------------------------
 # Boundary validation helpers (used by every public function of reasoning_jax.rl).
 # --------------------------------------------------------------------------------------------
-
-
-def is_concrete(x: Any) -> bool:
-  """True when `x` holds values (not a tracer under jit/grad/vmap), so values can be checked."""
-  return not isinstance(x, jax.core.Tracer)
 
 
 def concrete_values(x: Any) -> np.ndarray | None:

@@ -52,6 +52,7 @@ from reasoning_jax.train.step import (
   restore_train_state,
   state_shardings,
 )
+from reasoning_jax.validation import check_float_in, check_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +119,45 @@ class ConfigError(ValueError):
   """A launch-time configuration problem; the message names the key."""
 
 
+# Integer fields: key -> smallest valid value.
+_MIN_INTS = {
+  "group_size": 2,  # Group-relative advantages need >= 2 samples per prompt.
+  "prompts_per_step": 1,
+  "max_new_tokens": 1,
+  "num_steps": 1,
+  "ppo_epochs": 1,
+  "mini_batches": 1,
+  "micro_batches": 1,
+  "eval_every": 1,
+  "eval_examples": 1,
+  "checkpoint_every": 1,
+  "keep_checkpoints": 1,
+  "log_every": 1,
+  "max_dynamic_batches": 1,
+}
+# Optional integer fields (None or absent: the default): key -> smallest valid value.
+_OPTIONAL_MIN_INTS = {"warmup_steps": 0, "eval_samples": 0, "top_k": 0, "chunk_size": 0}
+
+
+def validate_numeric_fields(config: ml_collections.ConfigDict) -> None:
+  """Range checks of the numeric fields: counts >= 1 (group_size >= 2), learning_rate,
+  grad_clip, temperature and tis_cap > 0, top_p in (0, 1]; ConfigError naming the key."""
+  try:
+    for key, minimum in _MIN_INTS.items():
+      check_positive_int(config[key], f"config.{key}", minimum=minimum)
+    for key, minimum in _OPTIONAL_MIN_INTS.items():
+      if config.get(key) is not None:
+        check_positive_int(config[key], f"config.{key}", minimum=minimum)
+    for key in ("learning_rate", "grad_clip", "temperature", "tis_cap"):
+      check_float_in(config[key], f"config.{key}", 0.0, low_inclusive=False)
+    check_float_in(config.top_p, "config.top_p", 0.0, 1.0, low_inclusive=False)
+    eval_temperature = config.get("eval_temperature", None)
+    if eval_temperature is not None:  # None: the rollout temperature.
+      check_float_in(eval_temperature, "config.eval_temperature", 0.0, low_inclusive=False)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
 def validate_config(config: ml_collections.ConfigDict) -> Recipe:
   """Checks keys, types, ranges and registry names; returns the recipe."""
   for key, kind in REQUIRED_KEYS.items():
@@ -157,45 +197,10 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
     rl.loss_config(recipe.loss, **dict(config.loss_overrides))
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.loss_overrides: {e}") from None
-  for key in (
-    "group_size",
-    "prompts_per_step",
-    "max_new_tokens",
-    "num_steps",
-    "ppo_epochs",
-    "mini_batches",
-    "micro_batches",
-    "eval_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "log_every",
-    "max_dynamic_batches",
-  ):
-    if config[key] <= 0:
-      raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
+  validate_numeric_fields(config)
   if config.get("optimizer", "adamw") not in OPTIMIZERS:
     raise ConfigError(
       f"config.optimizer={config.get('optimizer')!r}; choose one of {sorted(OPTIMIZERS)}"
-    )
-  warmup = config.get("warmup_steps", 0)
-  if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-    raise ConfigError(f"config.warmup_steps must be an int >= 0, got {warmup!r}")
-  if config.group_size < 2:
-    raise ConfigError(
-      f"config.group_size must be >= 2 for group-relative advantages, got {config.group_size}"
-    )
-  if not 0 < config.top_p <= 1:
-    raise ConfigError(f"config.top_p must be in (0, 1], got {config.top_p}")
-  if config.temperature <= 0:
-    raise ConfigError(f"config.temperature must be > 0 for RL sampling, got {config.temperature}")
-  eval_samples = config.get("eval_samples", 0)
-  if isinstance(eval_samples, bool) or not isinstance(eval_samples, int) or eval_samples < 0:
-    raise ConfigError(f"config.eval_samples must be an int >= 0, got {eval_samples!r}")
-  eval_temperature = config.get("eval_temperature", None)
-  if eval_temperature is not None and not eval_temperature > 0:
-    raise ConfigError(
-      f"config.eval_temperature must be > 0 (or None: the rollout "
-      f"temperature), got {eval_temperature!r}"
     )
   n = config.group_size * config.prompts_per_step
   if n % (config.mini_batches * config.micro_batches):

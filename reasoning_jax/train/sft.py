@@ -41,6 +41,7 @@ from reasoning_jax.train.step import (
   sft_loss,
   state_shardings,
 )
+from reasoning_jax.validation import check_float_in, check_positive_int
 
 # Keys every SFT config must have, with their types (validated at launch).
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -77,6 +78,41 @@ class ConfigError(ValueError):
   """A launch-time configuration problem; the message names the key."""
 
 
+# Integer fields: key -> smallest valid value.
+_MIN_INTS = {
+  "seq_len": 1,
+  "batch_size": 1,
+  "num_steps": 1,
+  "micro_batches": 1,
+  "log_every": 1,
+  "eval_every": 1,
+  "eval_examples": 1,
+  "checkpoint_every": 1,
+  "keep_checkpoints": 1,
+  "eval_max_new_tokens": 1,
+  "warmup_steps": 0,
+  "worker_count": 0,
+}
+
+
+def validate_numeric_fields(config: ml_collections.ConfigDict) -> None:
+  """Range checks of the numeric fields: counts >= 1 (warmup_steps, worker_count, chunk_size
+  >= 0), learning_rate and grad_clip > 0, weight_decay and eval_temperature >= 0;
+  ConfigError naming the key."""
+  try:
+    for key, minimum in _MIN_INTS.items():
+      check_positive_int(config[key], f"config.{key}", minimum=minimum)
+    if config.get("chunk_size") is not None:
+      check_positive_int(config.chunk_size, "config.chunk_size", minimum=0)
+    for key in ("learning_rate", "grad_clip"):
+      check_float_in(config[key], f"config.{key}", 0.0, low_inclusive=False)
+    check_float_in(config.weight_decay, "config.weight_decay", 0.0)
+    if config.get("eval_temperature") is not None:
+      check_float_in(config.eval_temperature, "config.eval_temperature", 0.0)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks keys, types and ranges before anything expensive happens."""
   for key, kind in REQUIRED_KEYS.items():
@@ -99,21 +135,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   )
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
-  for key in (
-    "seq_len",
-    "batch_size",
-    "num_steps",
-    "micro_batches",
-    "log_every",
-    "eval_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "eval_max_new_tokens",
-  ):
-    if config[key] <= 0:
-      raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
-  if config.learning_rate <= 0:
-    raise ConfigError(f"config.learning_rate must be > 0, got {config.learning_rate}")
+  validate_numeric_fields(config)
   try:
     get_preset(config.preset)
   except ValueError as e:

@@ -1,5 +1,6 @@
 """Tests for reasoning_jax/rl/advantages.py (numbers from shared/methods/rl.md)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -188,3 +189,43 @@ def test_registry_contents_and_groups_helper():
   np.testing.assert_array_equal(groups.index, [2, 0, 2, 0, 1, 1])
   counts = adv_lib.group_count(groups, jnp.ones(6, bool))
   np.testing.assert_array_equal(counts[:3], [2, 2, 2])
+
+
+class HandNumbersWithAndWithoutJit(chex.TestCase):
+  """Spec numbers of the three estimators through `self.variant` (jax.jit and eager)."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_grpo_spec_group_ddof1(self):
+    a = self.variant(lambda r: rl.grpo_advantages(r, group_size=4))(jnp.array([1.0, 0, 0, 1]))
+    np.testing.assert_allclose(a, [0.8660, -0.8660, -0.8660, 0.8660], atol=1e-4)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_grpo_std_convention(self):
+    a = self.variant(lambda r: rl.grpo_advantages(r, group_size=3, ddof=0, eps=0.0))(
+      jnp.array([1.0, 0.75, 0.0])
+    )
+    np.testing.assert_allclose(a, [0.9806, 0.3922, -1.3728], atol=1e-4)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_dr_grpo_and_rloo_formulas(self):
+    r = jnp.array([1.0, 0.0, 0.0, 0.0, 3.0, 1.0])
+    a = self.variant(lambda x: rl.dr_grpo_advantages(x, group_size=3))(r)
+    np.testing.assert_allclose(a, [2 / 3, -1 / 3, -1 / 3, -4 / 3, 5 / 3, -1 / 3], atol=1e-6)
+    b = self.variant(lambda x: rl.rloo_advantages(x, group_size=3))(r)
+    np.testing.assert_allclose(b, [1.0, -0.5, -0.5, -2.0, 2.5, -0.5], atol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_group_ids_and_valid(self):
+    ids = jnp.array([7, 3, 7, 3, 3])
+    valid = jnp.array([True, True, True, True, False])
+    a = self.variant(lambda x: rl.dr_grpo_advantages(x, group_ids=ids, valid=valid))(
+      jnp.array([1.0, 2.0, 0.0, 0.0, jnp.nan])
+    )
+    np.testing.assert_allclose(a, [0.5, 1.0, -0.5, -1.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_group_size_one_raises(name):
+  """One sample per group: the baseline is the sample itself, every advantage would be 0."""
+  with pytest.raises(ValueError, match="group_size must be an int >= 2, got 1"):
+    rl.compute_advantages(name, jnp.array([1.0, 0.0, 1.0]), group_size=1)

@@ -1,8 +1,9 @@
-"""Tests for reasoning_jax/rl/losses.py and importance.py (numbers from shared/methods/rl.md)."""
+"""Tests for reasoning_jax/rl/losses/ and importance.py (numbers from shared/methods/rl.md)."""
 
 import dataclasses
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -660,3 +661,74 @@ def test_extension_via_registry():
   np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
   with pytest.raises(ValueError, match="already registered"):
     rl.register_loss(name, config_cls=ScaledConfig)(lambda *a, **k: None)
+
+
+# ---- hand-computed numbers with and without jit (chex variants) -------------------------------
+
+
+class HandNumbersWithAndWithoutJit(chex.TestCase):
+  """The spec numbers above, through `self.variant` (jax.jit and eager): the eager variant runs
+  the concrete-value boundary checks, the jitted one the tracer path."""
+
+  def _value_and_grad(self, loss_fn, logp, *args, config=None, **kwargs):
+    def f(lp, *a):
+      return loss_fn(lp, *a, config=config, **kwargs).loss
+
+    return self.variant(jax.value_and_grad(f))(logp, *args)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_grpo_gradient_is_minus_a_over_len_over_n(self):
+    lengths = np.array([1, 3, 2, 4])
+    mask = jnp.asarray(np.arange(4)[None] < lengths[:, None])
+    logp, old = _tokens(np.ones((4, 4)))
+    adv = jnp.array([0.8660254, -0.8660254, -0.8660254, 0.8660254])
+    loss, g = self._value_and_grad(
+      rl.grpo_loss, logp, old, adv, mask, config=rl.GRPOConfig(beta=0.0)
+    )
+    expected = -np.asarray(adv)[:, None] / lengths[:, None] / 4 * np.asarray(mask)
+    np.testing.assert_allclose(g, expected, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(loss, 0.0, atol=1e-6)  # r = 1: -mean_i(A_i) = 0.
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_cispo_clipped_weight_gradient(self):
+    logp, old = _tokens([[1.5, 0.5, 1.1]] * 2)
+    _, g = self._value_and_grad(rl.cispo_loss, logp, old, jnp.array([1.0, -1.0]), jnp.ones((2, 3)))
+    w = np.array([1.28, 0.5, 1.1])
+    np.testing.assert_allclose(g, [-w / 6, w / 6], rtol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_dispo_regime_gradients(self):
+    logp, old = _tokens([[1.5, 0.5, 1.0], [1.5, 6.0, 0.5]])
+    mask = jnp.array([[1, 1, 0], [1, 1, 1]])
+    _, g = self._value_and_grad(rl.dispo_loss, logp, old, jnp.array([1.0, -1.0]), mask)
+    expected = np.array([[-1.28, -0.8, 0.0], [1.5, 5.0, 0.5]]) / 5
+    np.testing.assert_allclose(g, expected, rtol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_dispo_spec_weights(self):
+    w = self.variant(rl.dispo_is_weights)(
+      jnp.array([[1.5, 0.5], [1.5, 0.5]]), jnp.array([1.0, -1.0])
+    )
+    np.testing.assert_allclose(w, [[1.28, 0.80], [1.5, 0.5]], rtol=1e-6)
+
+
+# ---- non-finite log-probs at counted tokens ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_LOSSES)
+@pytest.mark.parametrize("argument", ["logp", "old_logp", "ref_logp"])
+@pytest.mark.parametrize("bad", [jnp.inf, jnp.nan])
+def test_non_finite_log_probs_at_valid_tokens_raise(name, argument, bad):
+  logp, old, ref, mask, adv = _batch()
+  args = dict(logp=logp, old_logp=old, ref_logp=ref)
+  args[argument] = args[argument].at[0, 0].set(bad)  # mask[0, 0] == 1.
+  with pytest.raises(ValueError, match=f"^{argument} has 1 non-finite"):
+    rl.make_loss(name)(args["logp"], args["old_logp"], adv, mask, ref_logp=args["ref_logp"])
+
+
+def test_non_finite_log_probs_are_not_checked_under_jit():
+  """Under jit the arrays are tracers: no value check, as for the advantages."""
+  logp, old, ref, mask, adv = _batch()
+  bad_old = old.at[0, 0].set(jnp.nan)
+  out = jax.jit(lambda o: rl.dapo_loss(logp, o, adv, mask).loss)(bad_old)
+  assert not np.isfinite(out)

@@ -263,11 +263,27 @@ def test_run_rl_on_two_processes(tmp_path):
     (dict(optimizer="lion"), "optimizer"),
     (dict(eval_samples=-1), "eval_samples"),
     (dict(eval_temperature=0.0), "eval_temperature"),
+    (dict(learning_rate=-0.1), "config.learning_rate"),
+    (dict(learning_rate=0.0), "config.learning_rate"),
+    (dict(grad_clip=-1.0), "config.grad_clip"),
+    (dict(temperature=-1.0), "config.temperature"),
+    (dict(tis_cap=0.0), "config.tis_cap"),
+    (dict(num_steps=0), "config.num_steps"),
+    (dict(eval_examples=0), "config.eval_examples"),
+    (dict(top_k=-1), "config.top_k"),
   ],
 )
 def test_config_errors_name_the_key(tmp_path, change, match):
   with pytest.raises(ConfigError, match=match):
     validate_config(rl_config(tmp_path, **change))
+
+
+def test_bad_learning_rate_fails_before_any_step(tmp_path):
+  """`--config.learning_rate=-0.1` is refused by run_rl before the warm start or a step."""
+  config = rl_config(tmp_path, learning_rate=-0.1)
+  with pytest.raises(ConfigError, match="config.learning_rate"):
+    run_rl(config)
+  assert not os.path.exists(config.workdir) and not os.path.exists(config.sft.workdir)
 
 
 def test_every_recipe_resolves():

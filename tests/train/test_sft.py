@@ -52,11 +52,24 @@ def tiny_config(workdir, data_dir, **changes):
     (dict(mesh={"data": 3, "fsdp": 1}), "config.mesh"),
     (dict(num_steps=0), "config.num_steps"),
     (dict(micro_batches=3), "micro_batches"),
+    (dict(learning_rate=-0.1), "config.learning_rate"),
+    (dict(grad_clip=0.0), "config.grad_clip"),
+    (dict(weight_decay=-0.01), "config.weight_decay"),
+    (dict(warmup_steps=-1), "config.warmup_steps"),
+    (dict(eval_temperature=-1.0), "config.eval_temperature"),
+    (dict(eval_examples=0), "config.eval_examples"),
   ],
 )
 def test_config_errors_name_the_key(tmp_path, change, match):
   with pytest.raises(ConfigError, match=match):
     validate_config(tiny_config(tmp_path, tmp_path / "data", **change))
+
+
+def test_bad_learning_rate_fails_before_training(tmp_path):
+  config = tiny_config(tmp_path / "run", tmp_path / "data", learning_rate=-0.1)
+  with pytest.raises(ConfigError, match="config.learning_rate"):
+    run_sft(config)
+  assert not os.path.exists(config.workdir)
 
 
 def test_config_unknown_and_wrong_type(tmp_path):
