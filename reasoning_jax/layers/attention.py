@@ -27,6 +27,7 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.layers.ffn import bias_param, dense_param
+from reasoning_jax.layers.lora import project
 from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.layers.rope import apply_rope, inverse_frequencies, rope_tables
 from reasoning_jax.ops.attention import attention as attention_op
@@ -100,7 +101,7 @@ class Attention(nnx.Module):
     return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype))
 
   def _project(self, x, kernel, bias):
-    y = jnp.einsum("bth,hnd->btnd", x, kernel[...].astype(self.dtype))
+    y = project(x, kernel, self.dtype)  # [B, T, H] x [H, N, D]; LoRA-aware (layers/lora.py).
     if bias is not None:
       y = y + bias[...].astype(self.dtype)
     return y
@@ -146,7 +147,7 @@ class Attention(nnx.Module):
         sliding_window=self.sliding_window,
         implementation=implementation,
       )
-    y = jnp.einsum("btnd,ndh->bth", out, self.o_proj[...].astype(self.dtype))
+    y = project(out, self.o_proj, self.dtype, in_dims=2)  # [B, T, N, D] x [N, D, H].
     if self.o_bias is not None:
       y = y + self.o_bias[...].astype(self.dtype)
     return y, cache

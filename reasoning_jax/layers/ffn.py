@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from reasoning_jax import registry
+from reasoning_jax.layers.lora import project
 
 if TYPE_CHECKING:
   from reasoning_jax.models.config import ModelConfig
@@ -51,12 +52,12 @@ class SwiGLU(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     dt = self.dtype
-    gate = x @ self.gate[...].astype(dt)
-    up = x @ self.up[...].astype(dt)
+    gate = project(x, self.gate, dt)
+    up = project(x, self.up, dt)
     if self.gate_bias is not None:
       gate = gate + self.gate_bias[...].astype(dt)
       up = up + self.up_bias[...].astype(dt)
-    out = (jax.nn.silu(gate) * up) @ self.down[...].astype(dt)
+    out = project(jax.nn.silu(gate) * up, self.down, dt)
     if self.down_bias is not None:
       out = out + self.down_bias[...].astype(dt)
     return out
@@ -85,10 +86,10 @@ class ReluMLP(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     dt = self.dtype
-    hidden = x @ self.up[...].astype(dt)
+    hidden = project(x, self.up, dt)
     if self.up_bias is not None:
       hidden = hidden + self.up_bias[...].astype(dt)
-    out = jax.nn.relu(hidden) @ self.down[...].astype(dt)
+    out = project(jax.nn.relu(hidden), self.down, dt)
     if self.down_bias is not None:
       out = out + self.down_bias[...].astype(dt)
     return out

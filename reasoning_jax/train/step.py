@@ -35,26 +35,40 @@ LossFn = Callable[[nnx.Module, Mapping[str, jax.Array]], tuple[jax.Array, jax.Ar
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class TrainState:
-  """Everything a step updates: step counter, parameters (nnx.State), optimizer state."""
+  """Everything a step carries: step counter, trained parameters (nnx.State), optimizer state,
+  and `frozen`: parameters left out of training by a `trainable=` filter (None by default).
+  """
 
   step: jax.Array
   params: Any
   opt_state: Any
+  frozen: Any = None
 
 
 def init_train_state(
-  model: nnx.Module, tx: optax.GradientTransformation
+  model: nnx.Module, tx: optax.GradientTransformation, *, trainable: Any = None
 ) -> tuple[nnx.GraphDef, TrainState]:
-  """Splits `model` into (graphdef, TrainState) with a fresh optimizer state."""
-  graphdef, params = nnx.split(model, nnx.Param)
+  """Splits `model` into (graphdef, TrainState) with a fresh optimizer state.
+
+  `trainable`: an nnx filter (e.g. `nnx.LoRAParam`, `reasoning_jax.lora.TRAINABLE`). When set,
+  only matching parameters are trained (and get optimizer state); the other parameters go to
+  `TrainState.frozen` and pass through the step unchanged. Default None: every `nnx.Param`.
+  """
+  if trainable is None:
+    graphdef, params = nnx.split(model, nnx.Param)
+    frozen = None
+  else:
+    graphdef, params, frozen = nnx.split(model, trainable, nnx.Param)
   return graphdef, TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), frozen=frozen
   )
 
 
-def abstract_train_state(model_fn: Callable[[], nnx.Module], tx) -> tuple[nnx.GraphDef, Any]:
+def abstract_train_state(
+  model_fn: Callable[[], nnx.Module], tx, *, trainable: Any = None
+) -> tuple[nnx.GraphDef, Any]:
   """(graphdef, TrainState of ShapeDtypeStructs) without allocating anything."""
-  return jax.eval_shape(lambda: init_train_state(model_fn(), tx))
+  return jax.eval_shape(lambda: init_train_state(model_fn(), tx, trainable=trainable))
 
 
 def state_shardings(
@@ -76,7 +90,8 @@ def state_shardings(
     transform_non_params=lambda _: replicated,
     is_leaf=lambda x: isinstance(x, NamedSharding),
   )
-  return TrainState(step=replicated, params=param_shards, opt_state=opt_shards)
+  frozen = None if state.frozen is None else sharding_lib.param_shardings(state.frozen, rules, mesh)
+  return TrainState(step=replicated, params=param_shards, opt_state=opt_shards, frozen=frozen)
 
 
 def restore_train_state(
@@ -101,6 +116,7 @@ def restore_train_state(
     step=jnp.asarray(step * updates_per_step, jnp.int32),
     params=saved["params"],
     opt_state=saved["opt_state"],
+    frozen=state.frozen,  # Not checkpointed: reloaded from its source (e.g. a frozen base).
   )
   rng = jax.device_put(saved["rng"], NamedSharding(mesh, P()))  # Restored on one device.
   restore_iterator(data_iter, saved["data_state"])
@@ -165,7 +181,8 @@ def make_train_step(
   """Compiles `step(state, batch) -> (state, metrics)`.
 
   Args:
-    graphdef: from `init_train_state`.
+    graphdef: from `init_train_state` (with its `trainable=` filter, only those parameters
+      get gradients; `state.frozen` is merged in and returned unchanged).
     tx: the optax transformation.
     loss_fn: `fn(model, batch) -> (loss_sum, denominator, aux)`.
     micro_batches: gradient-accumulation slices of the batch (exact).
@@ -184,7 +201,7 @@ def make_train_step(
 
   def step(state: TrainState, batch):
     def summed(params, micro):
-      model = nnx.merge(graphdef, params)
+      model = nnx.merge(graphdef, params, *(() if state.frozen is None else (state.frozen,)))
       loss_sum, denom, aux = loss_fn(model, micro)
       return loss_sum, (denom, aux)
 
@@ -216,7 +233,10 @@ def make_train_step(
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss_sum / denom, "tokens": raw_denom, "grad_norm": _global_norm(grads)}
     metrics.update(finalize(aux, denom))
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    new_state = TrainState(
+      step=state.step + 1, params=params, opt_state=opt_state, frozen=state.frozen
+    )
+    return new_state, metrics
 
   if mesh is None:
     return jax.jit(step, donate_argnums=(0,) if donate else ())
