@@ -22,6 +22,11 @@ from typing import Any
 import jax.numpy as jnp
 
 FAMILIES = ("llama", "qwen2", "qwen3")
+# Rematerialisation of each block's activations in the backward pass (see
+# `reasoning_jax.models.transformer.REMAT_POLICIES`): "none" keeps every residual,
+# "full" keeps only the block input and recomputes the rest, "dots_saveable" keeps
+# matmul outputs and recomputes the elementwise ops (norms, RoPE, activations).
+REMAT_POLICIES = ("none", "full", "dots_saveable")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -88,6 +93,7 @@ class ModelConfig:
   sliding_window: int | None = None  # Window for sliding-window mixers.
   dtype: str = "float32"  # Compute dtype of activations.
   param_dtype: str = "float32"  # Storage dtype of parameters.
+  remat: str | tuple[str, ...] = "none"  # REMAT_POLICIES name, for all blocks or one per block.
   initializer_range: float = 0.02
   bos_token_id: int | None = None
   eos_token_id: int | tuple[int, ...] | None = None
@@ -132,7 +138,7 @@ class ModelConfig:
       object.__setattr__(self, "rope_scaling", RopeScaling(**self.rope_scaling))
     for name in ("dtype", "param_dtype"):
       object.__setattr__(self, name, jnp.dtype(getattr(self, name)).name)
-    for name in ("mixer", "ffn"):
+    for name in ("mixer", "ffn", "remat"):
       value = getattr(self, name)
       if isinstance(value, list):
         value = tuple(value)
@@ -142,6 +148,9 @@ class ModelConfig:
           f"{name} has {len(value)} entries but num_layers={self.num_layers}; "
           "give one name for all layers or one per layer"
         )
+    for policy in (self.remat,) if isinstance(self.remat, str) else self.remat:
+      if policy not in REMAT_POLICIES:
+        raise ValueError(f"remat={policy!r}; expected one of {REMAT_POLICIES}")
     if isinstance(self.eos_token_id, list):
       object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
 
@@ -150,6 +159,9 @@ class ModelConfig:
 
   def layer_ffn(self, layer_idx: int) -> str:
     return self.ffn if isinstance(self.ffn, str) else self.ffn[layer_idx]
+
+  def layer_remat(self, layer_idx: int) -> str:
+    return self.remat if isinstance(self.remat, str) else self.remat[layer_idx]
 
   def replace(self, **changes: Any) -> "ModelConfig":
     return dataclasses.replace(self, **changes)

@@ -27,6 +27,12 @@ from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.models.config import ModelConfig
 from reasoning_jax.validation import is_concrete  # Also imported from here by generate, logprobs.
 
+# `ModelConfig.remat` names -> `jax.checkpoint` policies ("none": no rematerialisation).
+REMAT_POLICIES = {
+  "full": jax.checkpoint_policies.nothing_saveable,
+  "dots_saveable": jax.checkpoint_policies.dots_saveable,
+}
+
 
 def validate_token_ids(input_ids: Any, vocab_size: int, *, argument: str = "input_ids") -> None:
   """Raises if `input_ids` is not an integer `[B, T]` array of ids in `[0, vocab_size)`."""
@@ -73,6 +79,15 @@ class Block(nnx.Module):
     return h + self.ffn(self.post_mixer_norm(h)), cache
 
 
+def _block_apply(block, x, positions, attention_mask, segment_ids):
+  return block(x, positions=positions, attention_mask=attention_mask, segment_ids=segment_ids)[0]
+
+
+_REMAT_APPLY = {
+  name: nnx.remat(_block_apply, policy=policy) for name, policy in REMAT_POLICIES.items()
+}
+
+
 class Transformer(nnx.Module):
   """Decoder-only language model (Llama 3 / Qwen2 / Qwen3 families)."""
 
@@ -115,7 +130,8 @@ class Transformer(nnx.Module):
         on the no-cache path and ignores it with a cache (causality on positions
         hides padding slots); recurrent mixers leave their state untouched by them.
       segment_ids: `[B, T]` ints; tokens attend only within their segment.
-      cache: a tuple from `init_cache`, or None.
+      cache: a tuple from `init_cache`, or None. Without a cache, blocks whose
+        `config.layer_remat(i)` is not "none" run under `nnx.remat` with that policy.
     """
     validate_token_ids(input_ids, self.config.vocab_size)
     b, t = input_ids.shape
@@ -132,13 +148,17 @@ class Transformer(nnx.Module):
     x = constrain_batch(jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype))
     new_cache = []
     for i, block in enumerate(self.layers):
-      x, layer_cache = block(
-        x,
-        positions=positions,
-        attention_mask=attention_mask,
-        segment_ids=segment_ids,
-        cache=None if cache is None else cache[i],
-      )
+      remat = self.config.layer_remat(i)
+      if cache is None and remat != "none":  # Training path: recompute in the backward pass.
+        x, layer_cache = _REMAT_APPLY[remat](block, x, positions, attention_mask, segment_ids), None
+      else:
+        x, layer_cache = block(
+          x,
+          positions=positions,
+          attention_mask=attention_mask,
+          segment_ids=segment_ids,
+          cache=None if cache is None else cache[i],
+        )
       x = constrain_batch(x)
       new_cache.append(layer_cache)
     return self.final_norm(x), (None if cache is None else tuple(new_cache))
