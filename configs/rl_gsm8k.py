@@ -72,7 +72,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.sft.workdir = "outputs/rl_gsm8k_tiny_warmstart"
     c.workdir = "outputs/rl_gsm8k_tiny"
     c.model = tiny.model  # Pass --config.model.hf_dir=<a tiny random checkpoint>.
-    c.group_size, c.prompts_per_step, c.max_new_tokens = 2, 2, 16
+    c.group_size, c.prompts_per_step, c.max_new_tokens = 2, 4, 16
     c.num_steps, c.learning_rate, c.warmup_steps, c.micro_batches = 4, 1e-3, 0, 1
     c.chunk_size = 0
     c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}

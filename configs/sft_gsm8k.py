@@ -92,7 +92,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.model = model_source("")  # Pass --config.model.hf_dir=<a tiny random checkpoint>.
     c.model.param_dtype = ""
     c.seq_len = 384
-    c.batch_size, c.micro_batches, c.num_steps = 4, 1, 8
+    c.batch_size, c.micro_batches, c.num_steps = 8, 1, 8
     c.learning_rate, c.warmup_steps = 3e-3, 0
     c.chunk_size = 0
     c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
