@@ -8,6 +8,8 @@
 * `pipeline`: grain SFT and prompt pipelines (`make_sft_dataset`, `make_prompt_dataset`),
   composed from `stages` (source, shuffle, repeat, host shard, worker processes),
   `transforms` (per-example tokenization) and `collate` (batch assembly).
+* `prompts`: chat-template prompts (`ChatPrompt`: system prompt, instruction,
+  `enable_thinking`), SFT target formats (`FormatTarget`) and `check_prompts`.
 * `iterator_checkpoint`: `iterator_state` / `restore_iterator`.
 * `global_batch`: `to_global_batch`.
 * `recall`: synthetic recall tasks (import the module: `from reasoning_jax.data import recall`).
@@ -54,6 +56,12 @@ _EXPORTS = {
   "restore_iterator": "iterator_checkpoint",
   "to_global_batch": "global_batch",
   "packing_available": "stages",
+  "ChatPrompt": "prompts",
+  "FormatTarget": "prompts",
+  "PromptError": "prompts",
+  "check_prompts": "prompts",
+  "render_prompt": "prompts",
+  "DEFAULT_INSTRUCTION": "prompts",
 }
 
 __all__ = sorted(_EXPORTS)

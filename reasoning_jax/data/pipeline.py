@@ -39,12 +39,13 @@ run by `absl.app.run` are unaffected).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import grain
 
 from reasoning_jax.data.collate import PackedToBatch, batch_rows
 from reasoning_jax.data.global_batch import to_global_batch
+from reasoning_jax.data.prompts import PromptFormat
 from reasoning_jax.data.iterator_checkpoint import iterator_state, restore_iterator
 from reasoning_jax.data.stages import base_dataset, packing_available, with_workers
 from reasoning_jax.data.stages import read_options as _read_options
@@ -86,8 +87,9 @@ def make_sft_dataset(
   shuffle: bool = True,
   num_epochs: Optional[int] = None,
   pack: bool = False,
-  prompt_template: str = "{question}\n",
+  prompt_template: PromptFormat = "{question}\n",
   target_field: str = "solution",
+  target_format: Optional[Callable[[str], str]] = None,
   shard_index: Optional[int] = None,
   shard_count: Optional[int] = None,
   worker_count: int = 0,
@@ -117,8 +119,10 @@ def make_sft_dataset(
     shuffle: Shuffle the examples.
     num_epochs: Passes over the data; None repeats forever.
     pack: Pack several examples per row (`grain.experimental.FirstFitPackIterDataset`).
-    prompt_template: `str.format` template over the example's fields.
+    prompt_template: `str.format` template over the example's fields, or a callable
+      `fn(example) -> str` such as `prompts.ChatPrompt` (chat template).
     target_field: Field holding the SFT target.
+    target_format: Optional `fn(target) -> str` (e.g. `prompts.FormatTarget("boxed")`).
     shard_index: This host's shard; defaults to `jax.process_index()`.
     shard_count: Number of shards; defaults to `jax.process_count()`.
     worker_count: Grain worker processes (`mp_prefetch`); 0 runs in-process.
@@ -162,6 +166,7 @@ def make_sft_dataset(
       seq_len=seq_len,
       prompt_template=prompt_template,
       target_field=target_field,
+      target_format=target_format,
       add_bos=resolve_bos(tokenizer, add_bos),
       truncate=truncate,
       pad=not pack,
@@ -193,7 +198,7 @@ def make_prompt_dataset(
   seed: int = 0,
   shuffle: bool = False,
   num_epochs: Optional[int] = 1,
-  prompt_template: str = "{question}\n",
+  prompt_template: PromptFormat = "{question}\n",
   fields: Optional[Sequence[str]] = None,
   shard_index: Optional[int] = None,
   shard_count: Optional[int] = None,
@@ -220,7 +225,8 @@ def make_prompt_dataset(
     seed: Shuffle seed.
     shuffle: Shuffle the examples.
     num_epochs: Passes over the data; None repeats forever.
-    prompt_template: `str.format` template over the example's fields.
+    prompt_template: `str.format` template over the example's fields, or a callable
+      `fn(example) -> str` such as `prompts.ChatPrompt`.
     fields: Raw fields to carry along; None carries all of them.
     shard_index: This host's shard; defaults to `jax.process_index()`.
     shard_count: Number of shards; defaults to `jax.process_count()`.

@@ -5,11 +5,12 @@ They are module-level classes so that grain worker processes can unpickle them.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from reasoning_jax.data.examples import decode_example
+from reasoning_jax.data.prompts import PromptFormat, render_prompt
 from reasoning_jax.tokenizers.base import Tokenizer
 
 
@@ -27,16 +28,6 @@ def resolve_bos(tokenizer: Tokenizer, add_bos: Optional[bool]) -> bool:
   return add_bos
 
 
-def _format_prompt(template: str, example: Mapping[str, Any]) -> str:
-  try:
-    return template.format_map(example)
-  except KeyError as e:
-    raise ValueError(
-      f"prompt_template {template!r} uses field {e.args[0]!r}, which the "
-      f"example does not have; fields: {sorted(example)}"
-    ) from None
-
-
 class TokenizeSFT:
   """Example dict -> `tokens`/`loss_mask` (+ `positions`/`segment_ids` when padding)."""
 
@@ -45,11 +36,12 @@ class TokenizeSFT:
     tokenizer: Tokenizer,
     *,
     seq_len: int,
-    prompt_template: str,
+    prompt_template: PromptFormat,
     target_field: str,
     add_bos: bool,
     truncate: bool,
     pad: bool,
+    target_format: Optional[Callable[[str], str]] = None,
   ):
     self.tokenizer = tokenizer
     self.seq_len = seq_len
@@ -58,6 +50,7 @@ class TokenizeSFT:
     self.add_bos = add_bos
     self.truncate = truncate
     self.pad = pad
+    self.target_format = target_format
     self.pad_value = pad_value(tokenizer)
 
   def __call__(self, example: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -69,8 +62,10 @@ class TokenizeSFT:
     target = ex[self.target_field]
     if not isinstance(target, str):
       target = str(target)
+    if self.target_format is not None:
+      target = self.target_format(target)
     tok = self.tokenizer
-    prompt_ids = tok.encode(_format_prompt(self.prompt_template, ex), add_bos=self.add_bos)
+    prompt_ids = tok.encode(render_prompt(self.prompt_template, ex), add_bos=self.add_bos)
     target_ids = tok.encode(target, add_eos=tok.eos_id is not None)
     n = len(prompt_ids) + len(target_ids)
     if n > self.seq_len and not self.truncate:
@@ -109,7 +104,7 @@ class TokenizePrompt:
     tokenizer: Tokenizer,
     *,
     max_prompt_len: int,
-    prompt_template: str,
+    prompt_template: PromptFormat,
     add_bos: bool,
     truncate: bool,
     fields: Optional[Sequence[str]],
@@ -124,7 +119,7 @@ class TokenizePrompt:
 
   def __call__(self, index: int, example: Mapping[str, Any]) -> dict[str, Any]:
     ex = decode_example(example)
-    ids = self.tokenizer.encode(_format_prompt(self.prompt_template, ex), add_bos=self.add_bos)
+    ids = self.tokenizer.encode(render_prompt(self.prompt_template, ex), add_bos=self.add_bos)
     if len(ids) > self.max_prompt_len:
       if not self.truncate:
         raise ValueError(

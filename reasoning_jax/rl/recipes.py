@@ -51,8 +51,8 @@ REQUIRED_KEYS: dict[str, Any] = {
   "group_size": int,
   "prompts_per_step": int,
   "max_new_tokens": int,
-  "temperature": float,
-  "top_p": float,
+  "temperature": (float, int, type(None)),  # None: the model source's default.
+  "top_p": (float, int, type(None)),
   "num_steps": int,
   "learning_rate": float,
   "grad_clip": float,
@@ -115,8 +115,10 @@ def validate_numeric_fields(config: ml_collections.ConfigDict) -> None:
       if config.get(key) is not None:
         check_positive_int(config[key], f"config.{key}", minimum=minimum)
     for key in ("learning_rate", "grad_clip", "temperature", "tis_cap"):
-      check_float_in(config[key], f"config.{key}", 0.0, low_inclusive=False)
-    check_float_in(config.top_p, "config.top_p", 0.0, 1.0, low_inclusive=False)
+      if config[key] is not None:  # temperature None: the model source's default.
+        check_float_in(config[key], f"config.{key}", 0.0, low_inclusive=False)
+    if config.top_p is not None:
+      check_float_in(config.top_p, "config.top_p", 0.0, 1.0, low_inclusive=False)
     eval_temperature = config.get("eval_temperature", None)
     if eval_temperature is not None:  # None: the rollout temperature.
       check_float_in(eval_temperature, "config.eval_temperature", 0.0, low_inclusive=False)
@@ -152,6 +154,9 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
       "eval_samples",
       "eval_temperature",
       "reuse_update_logp",
+      "model",
+      "warm_start",
+      "lora",
     }
   )
   if unknown:
@@ -185,5 +190,28 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
       f"rows) must be divisible by data*fsdp={shards} (config.mesh)"
     )
 
-  validate_sft(config.sft)
+  if config.get("lora"):
+    raise ConfigError("config.lora: LoRA is not available in this trainer yet; leave it None")
+  if config.get("warm_start", "sft") not in WARM_STARTS:
+    raise ConfigError(
+      f"config.warm_start={config.get('warm_start')!r}; choose one of {sorted(WARM_STARTS)}"
+    )
+  validate_sft(sft_config(config))
   return recipe
+
+
+# `config.warm_start`: "sft" trains (or loads) the SFT warm start from the model source first;
+# "source" starts RL from the source itself (e.g. an instruction-tuned HF checkpoint).
+WARM_STARTS = ("sft", "source")
+
+
+def sft_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.sft` with `model` taken from the RL config's `config.model` when it has one: the
+  task, prompt and warm-start settings of the run, with the run's model source."""
+  if config.get("model") is None:
+    return config.sft
+  sft = ml_collections.ConfigDict(config.sft.to_dict())
+  sft.model = ml_collections.ConfigDict(
+    config.model.to_dict() if hasattr(config.model, "to_dict") else dict(config.model)
+  )
+  return sft

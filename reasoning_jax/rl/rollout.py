@@ -189,6 +189,7 @@ def collect_rollouts(
   ref_params: Any = None,
   fields: tuple[str, ...] = ("numbers", "target"),
   recompute_old_logp: bool = True,
+  eos_id: int | tuple[int, ...] | None = None,
 ) -> RolloutBatch:
   """Samples `group_size` completions for every prompt and scores them.
 
@@ -208,6 +209,8 @@ def collect_rollouts(
     recompute_old_logp: run the trainer's forward pass for `old_logp`. With exactly one
       update per rollout (on-policy) the update's own forward pass under the same params
       gives them, so the trainer skips this pass (`old_logp=None`).
+    eos_id: ids that end a completion (one or several, e.g. from generation_config.json);
+      default the tokenizer's `eos_id`.
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -223,7 +226,7 @@ def collect_rollouts(
     temperature=temperature,
     top_k=top_k,
     top_p=top_p,
-    eos_id=tokenizer.eos_id,
+    eos_id=tokenizer.eos_id if eos_id is None else eos_id,
     key=key,
   )
   out = jax.device_get(out)

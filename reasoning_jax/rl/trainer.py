@@ -29,7 +29,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +57,14 @@ from reasoning_jax.rl.recipes import (  # noqa: F401 (re-exported: the trainer's
   REQUIRED_KEYS,
   ConfigError,
   Recipe,
+  sft_config,
   validate_config,
   validate_numeric_fields,
+)
+from reasoning_jax.rl.warm_start import (  # noqa: F401 (re-exported)
+  WARM_START_KEYS,
+  check_warm_start_config,
+  warm_start,
 )
 
 
@@ -189,104 +195,47 @@ def plot_rl_curves(workdir: str, title: str) -> str | None:
   return path
 
 
-# Keys of `config.sft` that define the warm start's data, model and training: a checkpoint
-# in `sft.workdir` written under other values is not the warm start this config asks for.
-WARM_START_KEYS = (
-  "task",
-  "task_config",
-  "task_overrides",
-  "prompt_template",
-  "target_field",
-  "preset",
-  "model_overrides",
-  "num_steps",
-  "learning_rate",
-  "batch_size",
-  "seq_len",
-  "seed",
-)
-
-
-def check_warm_start_config(
-  saved: Mapping[str, Any], wanted: ml_collections.ConfigDict, workdir: str
-) -> None:
-  """Raises ConfigError when the SFT checkpoint in `workdir` was trained under another config."""
-  wanted = wanted.to_dict()
-  as_json = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
-  differ = [
-    k
-    for k in WARM_START_KEYS
-    if k in saved and k in wanted and as_json(saved[k]) != as_json(wanted[k])
-  ]
-  if differ:
-    details = "; ".join(f"{k}: saved {saved[k]!r}, config {wanted[k]!r}" for k in differ)
-    raise ConfigError(
-      f"the SFT checkpoint in config.sft.workdir={workdir!r} was trained with a "
-      f"different config.sft ({details}); point config.sft.workdir at a new "
-      f"directory (it is trained there first) or restore those values"
-    )
-
-
-def warm_start(config) -> tuple[nnx.Module, Any]:
-  """The SFT model: loaded from `config.sft.workdir` (checked against `config.sft`), or
-  trained there first."""
-  from reasoning_jax.checkpoint import TrainCheckpointer
-  from reasoning_jax.train.sft import load_sft_params, run_sft
-
-  ckpt_dir = os.path.join(config.sft.workdir, "checkpoints")
-  if os.path.isdir(ckpt_dir):
-    with TrainCheckpointer(ckpt_dir) as ckpt:
-      step = ckpt.latest_step()
-      if step is not None:
-        saved = ckpt.restore(step=step, target={})[1].get("config") or {}
-        check_warm_start_config(saved, config.sft, config.sft.workdir)
-  loaded = load_sft_params(config.sft.workdir, config.sft)
-  if loaded is None:
-    logging.info("no SFT checkpoint in %s: training the warm start first", config.sft.workdir)
-    run_sft(config.sft)
-    loaded = load_sft_params(config.sft.workdir, config.sft)
-  return loaded
-
-
 def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Runs RL per `config`; returns final metrics (also in workdir/final_metrics.json)."""
   from tqdm import tqdm
 
   from reasoning_jax.checkpoint import TrainCheckpointer
-  from reasoning_jax.data import build_dataset, iterator_state, make_prompt_dataset
+  from reasoning_jax.data import iterator_state, make_prompt_dataset
   from reasoning_jax.rewards import score_batch
-  from reasoning_jax.tokenizers import ByteTokenizer
-  from reasoning_jax.train.sft import evaluate_exact_match
+  from reasoning_jax.train.sft import evaluate_exact_match, model_source
+  from reasoning_jax.train.task import TaskError, prepare_task
 
   recipe = validate_config(config)
   workdir = os.path.abspath(config.workdir)
   os.makedirs(workdir, exist_ok=True)
-  tokenizer = ByteTokenizer()
+  sft = sft_config(config)
+  try:  # Model source, data and every prompt are checked before anything is trained.
+    source = model_source(sft)
+    task = prepare_task(sft, source, workdir=os.path.abspath(sft.workdir))
+  except (ConfigError, TaskError, ValueError) as e:
+    raise ConfigError(str(e)) from None
+  tokenizer = source.tokenizer
+  # Sampling: the config's values, else the source's (generation_config.json where present).
+  sampling = {
+    k: source.sampling[k] if config.get(k) is None else config[k] for k in source.sampling
+  }
   mesh = sharding_lib.make_mesh(dict(config.mesh))
-  sft = config.sft
 
-  model, _ = warm_start(config)
-  data_dir = sft.get("data_dir") or os.path.join(os.path.abspath(sft.workdir), "data")
-  builder = build_dataset(
-    sft.task,
-    data_dir,
-    config=sft.task_config,
-    manual_dir=sft.get("manual_dir") or None,
-    **dict(sft.task_overrides),
-  )
-  train_source, test_source = builder.as_data_source("train"), builder.as_data_source("test")
+  model = warm_start(config, source, mesh)
+  train_source, test_source = task.train_source, task.test_source
   prompts_local = config.prompts_per_step // jax.process_count()
   prompt_ds = make_prompt_dataset(
     train_source,
     tokenizer,
     batch_size=prompts_local,
-    max_prompt_len=sft.seq_len,
+    max_prompt_len=task.max_prompt_len,
     seed=config.seed,
     shuffle=True,
     num_epochs=None,
-    prompt_template=sft.prompt_template,
+    prompt_template=task.prompt,
     drop_remainder=True,
-    truncate=True,
+    truncate=task.truncate,
+    add_bos=task.add_bos,
   )
   prompt_iter = iter(prompt_ds)
 
@@ -351,7 +300,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   dynamic = recipe.dynamic_sampling if config.dynamic_sampling is None else config.dynamic_sampling
 
   def reward_fn(completions, answers, **fields):
-    return score_batch(sft.reward, completions, answers, **fields)
+    return score_batch(task.reward, completions, answers, **fields)
 
   rng = jax.random.key(config.seed)
   writer = MetricWriter(workdir)
@@ -366,16 +315,20 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   )
 
   eval_samples = config.get("eval_samples", 0)
-  eval_temperature = config.get("eval_temperature", None) or config.temperature
+  eval_temperature = config.get("eval_temperature", None) or sampling["temperature"]
 
   def evaluate(step):
     """Greedy exact match, and avg@k / pass@k of k samples at the eval temperature."""
     eval_model = nnx.merge(graphdef, rollout_view(state.params))
     common = dict(
-      reward=sft.reward,
+      reward=task.reward,
       num_examples=config.eval_examples,
       max_new_tokens=config.max_new_tokens,
-      prompt_template=sft.prompt_template,
+      prompt_template=task.prompt,
+      eos_id=source.eos_id,
+      max_prompt_len=max(task.max_prompt_len, 256) if task.truncate else task.max_prompt_len,
+      add_bos=task.add_bos,
+      truncate=task.truncate,
     )
     result = evaluate_exact_match(eval_model, tokenizer, test_source, seed=config.seed, **common)
     values = {"accuracy": result["accuracy"]}
@@ -442,9 +395,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         reward_fn=reward_fn,
         group_size=config.group_size,
         max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_k=config.get("top_k") or None,
-        top_p=config.top_p,
+        temperature=sampling["temperature"],
+        top_k=sampling["top_k"] or None,
+        top_p=sampling["top_p"],
+        eos_id=source.eos_id,
         logprob_fn=logprob_fn,
         ref_params=ref_rollout_params,
         recompute_old_logp=not on_policy,

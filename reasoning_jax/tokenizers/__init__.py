@@ -20,6 +20,7 @@ Modules (one concept each):
 * `hf_files`: reading `tokenizer_config.json`, `special_tokens_map.json`, `chat_template.jinja`.
 * `hf`: `HFTokenizer`.
 * `loading`: `load_tokenizer`.
+* `padded`: `PaddedVocab` (an embedding with more rows than the tokenizer has ids).
 
 Example:
   >>> tok = load_tokenizer("byte")
@@ -44,12 +45,15 @@ from reasoning_jax.tokenizers.hf_files import (
   PathLike,
 )
 from reasoning_jax.tokenizers.loading import load_tokenizer
+from reasoning_jax.tokenizers.padded import PaddedVocab, pad_vocab
 
 __all__ = [
   "Tokenizer",
   "ByteTokenizer",
   "HFTokenizer",
   "load_tokenizer",
+  "PaddedVocab",
+  "pad_vocab",
   "render_chatml",
   "PathLike",
   "TOKENIZER_FILE",

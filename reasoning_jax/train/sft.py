@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -31,8 +30,16 @@ from absl import logging
 from flax import nnx
 
 from reasoning_jax import sharding as sharding_lib
-from reasoning_jax.models import Transformer, get_preset
+from reasoning_jax.models import get_preset
 from reasoning_jax.models.partition_rules import rules_for
+from reasoning_jax.models.source import (
+  ModelSource,
+  SourceError,
+  abstract_model,
+  build_model,
+  resolve_from_config,
+)
+from reasoning_jax.train.exact_match import evaluate_exact_match  # noqa: F401 (re-exported)
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
 from reasoning_jax.train.step import (
   init_train_state,
@@ -41,7 +48,17 @@ from reasoning_jax.train.step import (
   sft_loss,
   state_shardings,
 )
+from reasoning_jax.train.task import TaskError, prepare_task, validate_prompt_config
 from reasoning_jax.validation import check_float_in, check_positive_int
+
+# Keys of the optional `config.model` (the model source) with their types.
+MODEL_KEYS: dict[str, Any] = {
+  "hf_dir": str,
+  "tokenizer": str,
+  "dtype": str,
+  "param_dtype": str,
+  "eos_ids": (tuple, list),
+}
 
 # Keys every SFT config must have, with their types (validated at launch).
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -131,19 +148,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   unknown = (
     set(config.keys())
     - set(REQUIRED_KEYS)
-    - {"chunk_size", "data_dir", "manual_dir", "eval_temperature", "plot"}
+    - {"chunk_size", "data_dir", "manual_dir", "eval_temperature", "plot", "model", "prompt"}
   )
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   validate_numeric_fields(config)
+  validate_model_config(config)
   try:
-    get_preset(config.preset)
-  except ValueError as e:
-    raise ConfigError(f"config.preset: {e}") from None
+    validate_prompt_config(config)
+  except TaskError as e:
+    raise ConfigError(str(e)) from None
   from reasoning_jax.rewards import REWARDS
 
-  if config.reward not in REWARDS:
-    raise ConfigError(f"config.reward={config.reward!r}; registered: {REWARDS.names()}")
+  if config.reward not in REWARDS and config.reward != "auto":
+    raise ConfigError(
+      f"config.reward={config.reward!r}; registered: {REWARDS.names()} (or 'auto': from "
+      "config.prompt.answer_format)"
+    )
   try:
     mesh = sharding_lib.make_mesh(
       config.mesh.to_dict() if hasattr(config.mesh, "to_dict") else dict(config.mesh)
@@ -163,6 +184,42 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
 
 
+def validate_model_config(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
+  """Keys and types of the optional `config.model`; the preset name when no `hf_dir`."""
+  model = config.get("model")
+  if model is not None:
+    model = model.to_dict() if hasattr(model, "to_dict") else dict(model)
+    unknown = set(model) - set(MODEL_KEYS)
+    if unknown:
+      raise ConfigError(
+        f"unknown {prefix}.model keys: {sorted(unknown)}; known: {list(MODEL_KEYS)}"
+      )
+    for key, kind in MODEL_KEYS.items():
+      if key in model and not isinstance(model[key], kind):
+        raise ConfigError(f"{prefix}.model.{key} must be {kind}, got {model[key]!r}")
+  if not (model or {}).get("hf_dir"):
+    try:
+      get_preset(config.preset)
+    except ValueError as e:
+      raise ConfigError(f"{prefix}.preset: {e}") from None
+
+
+def model_source(config: ml_collections.ConfigDict, prefix: str = "config") -> ModelSource:
+  """The resolved model source of `config` (`config.model`, else the preset); ConfigError
+  naming the file and the flag on bad input."""
+  try:
+    return resolve_from_config(config, flag=f"{prefix}.model")
+  except (SourceError, FileNotFoundError) as e:
+    raise ConfigError(str(e)) from None
+
+
+def model_config(config, vocab_size: int):
+  """The preset's `ModelConfig` with `config.model_overrides` (vocab_size: the tokenizer's)."""
+  overrides = dict(config.model_overrides)
+  overrides.setdefault("vocab_size", vocab_size)
+  return get_preset(config.preset, **overrides)
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
   warmup = min(config.warmup_steps, config.num_steps // 2)
   schedule = optax.warmup_cosine_decay_schedule(
@@ -180,91 +237,6 @@ def make_optimizer(config) -> optax.GradientTransformation:
     optax.clip_by_global_norm(config.grad_clip),
     optax.adamw(schedule, weight_decay=config.weight_decay, mask=monotone_weight_decay_mask),
   )
-
-
-def model_config(config, vocab_size: int):
-  overrides = dict(config.model_overrides)
-  overrides.setdefault("vocab_size", vocab_size)
-  return get_preset(config.preset, **overrides)
-
-
-def evaluate_exact_match(
-  model,
-  tokenizer,
-  source,
-  *,
-  reward: str,
-  num_examples: int,
-  max_new_tokens: int,
-  prompt_template: str,
-  batch_size: int = 64,
-  temperature: float = 0.0,
-  seed: int = 0,
-  num_samples: int = 1,
-) -> dict[str, Any]:
-  """Exact-match accuracy of `generate` completions scored by a registered verifier.
-
-  With `temperature > 0` and `num_samples = k` each question is sampled k times and the
-  accuracy is the mean over all samples (avg@k, the pass@1 estimate RL papers report);
-  `pass_at_k` is the fraction of questions with at least one correct sample.
-  """
-  from reasoning_jax.data import make_prompt_dataset
-  from reasoning_jax.generate import generate
-  from reasoning_jax.rewards import score_batch
-
-  if num_samples < 1:
-    raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-  if num_samples > 1 and temperature <= 0:
-    raise ValueError(
-      f"num_samples={num_samples} > 1 needs temperature > 0 (greedy samples are "
-      f"identical), got temperature={temperature}"
-    )
-  num_examples = min(num_examples, len(source))
-  subset = [source[i] for i in range(num_examples)]
-  ds = make_prompt_dataset(
-    subset,
-    tokenizer,
-    batch_size=min(batch_size, num_examples),
-    max_prompt_len=256,
-    prompt_template=prompt_template,
-    shard_index=0,
-    shard_count=1,
-    truncate=True,
-  )
-  scores, samples = [], []
-  key = jax.random.key(seed)
-  for i, batch in enumerate(ds):
-    prompts = np.repeat(np.asarray(batch["prompts"]), num_samples, axis=0)
-    prompt_lengths = np.repeat(np.asarray(batch["prompt_lengths"]), num_samples, axis=0)
-    out = generate(
-      model,
-      jnp.asarray(prompts),
-      jnp.asarray(prompt_lengths),
-      max_new_tokens=max_new_tokens,
-      temperature=temperature,
-      eos_id=tokenizer.eos_id,
-      key=jax.random.fold_in(key, i),
-    )
-    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-    completions = tokenizer.decode_batch(tokens, lengths)
-    repeat = lambda xs: [x for x in xs for _ in range(num_samples)]  # noqa: E731
-    fields = {k: repeat(batch[k]) for k in ("numbers", "target") if k in batch}
-    answers = repeat([str(a) for a in batch["answer"]])
-    scores.append(
-      np.asarray(score_batch(reward, completions, answers, **fields), np.float64).reshape(
-        -1, num_samples
-      )
-    )
-    if not samples:
-      samples = [(str(q), c) for q, c in zip(batch["question"][:3], completions[::num_samples][:3])]
-  scores = np.concatenate(scores) if scores else np.zeros((0, num_samples))
-  return {
-    "accuracy": float(scores.mean()) if scores.size else 0.0,
-    "pass_at_k": float((scores > 0).any(axis=1).mean()) if scores.size else 0.0,
-    "count": int(scores.shape[0]),
-    "num_samples": num_samples,
-    "samples": samples,
-  }
 
 
 def plot_curves(workdir: str, title: str) -> str | None:
@@ -299,42 +271,41 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   from tqdm import tqdm
 
   from reasoning_jax.checkpoint import TrainCheckpointer
-  from reasoning_jax.data import build_dataset, iterator_state, make_sft_dataset
-  from reasoning_jax.tokenizers import ByteTokenizer
+  from reasoning_jax.data import iterator_state, make_sft_dataset
 
   validate_config(config)
   workdir = os.path.abspath(config.workdir)
   os.makedirs(workdir, exist_ok=True)
-  tokenizer = ByteTokenizer()
+  source = model_source(config)  # Small files only: bad input fails here.
+  tokenizer = source.tokenizer
   mesh = sharding_lib.make_mesh(dict(config.mesh))
 
-  # Data: a TFDS builder (ArrayRecord) read through grain, host-sharded.
-  data_dir = config.get("data_dir") or os.path.join(workdir, "data")
-  builder = build_dataset(
-    config.task,
-    data_dir,
-    config=config.task_config,
-    manual_dir=config.get("manual_dir") or None,
-    **dict(config.task_overrides),
-  )
-  train_source = builder.as_data_source("train")
-  test_source = builder.as_data_source("test")
+  # Data: a TFDS builder (ArrayRecord) read through grain, host-sharded; every prompt is
+  # rendered and checked against the limit before the first step.
+  try:
+    task = prepare_task(config, source, workdir=workdir)
+  except TaskError as e:
+    raise ConfigError(str(e)) from None
+  test_source = task.test_source
   local_batch = config.batch_size // jax.process_count()
   train_ds = make_sft_dataset(
-    train_source,
+    task.train_source,
     tokenizer,
     seq_len=config.seq_len,
     batch_size=local_batch,
     seed=config.seed,
-    prompt_template=config.prompt_template,
+    prompt_template=task.prompt,
     target_field=config.target_field,
+    target_format=task.target_format,
+    add_bos=task.add_bos,
     worker_count=config.worker_count,
   )
   data_iter = iter(train_ds)
 
-  # Model + optimizer state, placed on the mesh by the family's partition rules.
-  mcfg = model_config(config, tokenizer.vocab_size)
-  model = Transformer(mcfg, rngs=nnx.Rngs(config.seed))
+  # Model (a preset's random init, or HF weights placed shard by shard) + optimizer state,
+  # placed on the mesh by the family's partition rules.
+  model = build_model(source, seed=config.seed, mesh=mesh)
+  mcfg = model.config
   tx = make_optimizer(config)
   graphdef, state = init_train_state(model, tx)
   shardings = state_shardings(state, tx, rules_for(mcfg.family), mesh)
@@ -351,7 +322,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     config.task,
     config.task_config,
     f"{n_params:,}",
-    config.preset,
+    source.hf_dir or config.preset,
     dict(mesh.shape),
     config.num_steps,
   )
@@ -372,12 +343,16 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       model,
       tokenizer,
       test_source,
-      reward=config.reward,
+      reward=task.reward,
       num_examples=config.eval_examples,
       max_new_tokens=config.eval_max_new_tokens,
-      prompt_template=config.prompt_template,
+      prompt_template=task.prompt,
       temperature=config.get("eval_temperature", 0.0),
       seed=config.seed,
+      eos_id=source.eos_id,
+      max_prompt_len=max(task.max_prompt_len, 256) if task.truncate else task.max_prompt_len,
+      add_bos=task.add_bos,
+      truncate=task.truncate,
     )
     writer.write(step, {"accuracy": result["accuracy"]}, prefix="eval/")
     for question, completion in result["samples"]:
@@ -441,7 +416,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   writer.close()
   if config.get("plot", True):
     result["plot"] = plot_curves(
-      workdir, f"SFT {config.task}/{config.task_config} ({config.preset})"
+      workdir, f"SFT {config.task}/{config.task_config} ({source.hf_dir or config.preset})"
     )
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
@@ -452,7 +427,6 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = None):
   """(model, config) from the newest good checkpoint in an SFT workdir (RL warm start)."""
   from reasoning_jax.checkpoint import TrainCheckpointer
-  from reasoning_jax.tokenizers import ByteTokenizer
 
   with TrainCheckpointer(os.path.join(workdir, "checkpoints")) as ckpt:
     step = ckpt.latest_step()
@@ -460,9 +434,7 @@ def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = Non
       return None
     if config is None:
       config = ml_collections.ConfigDict(ckpt.restore(step=step, target={})[1]["config"])
-    mcfg = model_config(config, ByteTokenizer().vocab_size)
-    abstract = nnx.eval_shape(lambda: Transformer(mcfg, rngs=nnx.Rngs(0)))
-    graphdef, params = nnx.split(abstract, nnx.Param)
+    graphdef, params = nnx.split(abstract_model(model_source(config)), nnx.Param)
     target = {
       "params": jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
     }

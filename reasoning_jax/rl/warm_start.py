@@ -1,0 +1,86 @@
+"""The RL warm start: the policy RL starts from, and the check that a saved one still fits.
+
+`config.warm_start="sft"` (the default) loads the SFT checkpoint in `config.sft.workdir`,
+trained there first when missing (from the run's model source: a preset from scratch or a
+Hugging Face folder); `"source"` starts from the model source itself (HF weights, placed on the
+mesh shard by shard), skipping SFT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import ml_collections
+from absl import logging
+from flax import nnx
+
+from reasoning_jax.models.source import ModelSource, build_model
+from reasoning_jax.rl.recipes import ConfigError, sft_config
+
+
+# Keys of `config.sft` that define the warm start's data, model and training: a checkpoint
+# in `sft.workdir` written under other values is not the warm start this config asks for.
+WARM_START_KEYS = (
+  "task",
+  "task_config",
+  "task_overrides",
+  "prompt_template",
+  "target_field",
+  "preset",
+  "model_overrides",
+  "model",
+  "prompt",
+  "num_steps",
+  "learning_rate",
+  "batch_size",
+  "seq_len",
+  "seed",
+)
+
+
+def check_warm_start_config(
+  saved: Mapping[str, Any], wanted: ml_collections.ConfigDict, workdir: str
+) -> None:
+  """Raises ConfigError when the SFT checkpoint in `workdir` was trained under another config."""
+  wanted = wanted.to_dict()
+  as_json = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
+  differ = [
+    k
+    for k in WARM_START_KEYS
+    if k in saved and k in wanted and as_json(saved[k]) != as_json(wanted[k])
+  ]
+  if differ:
+    details = "; ".join(f"{k}: saved {saved[k]!r}, config {wanted[k]!r}" for k in differ)
+    raise ConfigError(
+      f"the SFT checkpoint in config.sft.workdir={workdir!r} was trained with a "
+      f"different config.sft ({details}); point config.sft.workdir at a new "
+      f"directory (it is trained there first) or restore those values"
+    )
+
+
+def warm_start(config, source: ModelSource, mesh: Any = None) -> nnx.Module:
+  """The policy RL starts from: the model source itself (`warm_start="source"`), or the SFT
+  model loaded from `config.sft.workdir` (checked against the SFT config) or trained there
+  first."""
+  from reasoning_jax.checkpoint import TrainCheckpointer
+  from reasoning_jax.train.sft import load_sft_params, run_sft
+
+  if config.get("warm_start", "sft") == "source":
+    logging.info("warm start: the model source (%s), no SFT", source.hf_dir or source.kind)
+    return build_model(source, seed=config.seed, mesh=mesh)
+  sft = sft_config(config)
+  ckpt_dir = os.path.join(config.sft.workdir, "checkpoints")
+  if os.path.isdir(ckpt_dir):
+    with TrainCheckpointer(ckpt_dir) as ckpt:
+      step = ckpt.latest_step()
+      if step is not None:
+        saved = ckpt.restore(step=step, target={})[1].get("config") or {}
+        check_warm_start_config(saved, sft, sft.workdir)
+  loaded = load_sft_params(sft.workdir, sft)
+  if loaded is None:
+    logging.info("no SFT checkpoint in %s: training the warm start first", sft.workdir)
+    run_sft(sft)
+    loaded = load_sft_params(sft.workdir, sft)
+  return loaded[0]

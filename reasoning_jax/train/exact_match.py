@@ -1,0 +1,104 @@
+"""Exact-match evaluation: `generate` completions of held-out prompts scored by a verifier.
+
+Shared by the SFT and RL trainers; greedy accuracy, or avg@k / pass@k of k samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def evaluate_exact_match(
+  model,
+  tokenizer,
+  source,
+  *,
+  reward: str,
+  num_examples: int,
+  max_new_tokens: int,
+  prompt_template: Any,
+  batch_size: int = 64,
+  temperature: float = 0.0,
+  seed: int = 0,
+  num_samples: int = 1,
+  eos_id: int | tuple[int, ...] | None = None,
+  max_prompt_len: int = 256,
+  add_bos: bool | None = None,
+  truncate: bool = True,
+  top_p: float = 1.0,
+  top_k: int | None = None,
+) -> dict[str, Any]:
+  """Exact-match accuracy of `generate` completions scored by a registered verifier.
+
+  With `temperature > 0` and `num_samples = k` each question is sampled k times and the
+  accuracy is the mean over all samples (avg@k, the pass@1 estimate RL papers report);
+  `pass_at_k` is the fraction of questions with at least one correct sample.
+  `prompt_template` is a `str.format` template or a `ChatPrompt`; `eos_id` (one id or
+  several; default the tokenizer's) ends a completion.
+  """
+  from reasoning_jax.data import make_prompt_dataset
+  from reasoning_jax.generate import generate
+  from reasoning_jax.rewards import score_batch
+
+  if num_samples < 1:
+    raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+  if num_samples > 1 and temperature <= 0:
+    raise ValueError(
+      f"num_samples={num_samples} > 1 needs temperature > 0 (greedy samples are "
+      f"identical), got temperature={temperature}"
+    )
+  num_examples = min(num_examples, len(source))
+  subset = [source[i] for i in range(num_examples)]
+  ds = make_prompt_dataset(
+    subset,
+    tokenizer,
+    batch_size=min(batch_size, num_examples),
+    max_prompt_len=max_prompt_len,
+    prompt_template=prompt_template,
+    shard_index=0,
+    shard_count=1,
+    truncate=truncate,
+    add_bos=add_bos,
+  )
+  if eos_id is None:
+    eos_id = tokenizer.eos_id
+  scores, samples = [], []
+  key = jax.random.key(seed)
+  for i, batch in enumerate(ds):
+    prompts = np.repeat(np.asarray(batch["prompts"]), num_samples, axis=0)
+    prompt_lengths = np.repeat(np.asarray(batch["prompt_lengths"]), num_samples, axis=0)
+    out = generate(
+      model,
+      jnp.asarray(prompts),
+      jnp.asarray(prompt_lengths),
+      max_new_tokens=max_new_tokens,
+      temperature=temperature,
+      top_p=top_p,
+      top_k=top_k,
+      eos_id=eos_id,
+      key=jax.random.fold_in(key, i),
+    )
+    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+    completions = tokenizer.decode_batch(tokens, lengths)
+    repeat = lambda xs: [x for x in xs for _ in range(num_samples)]  # noqa: E731
+    fields = {k: repeat(batch[k]) for k in ("numbers", "target") if k in batch}
+    answers = repeat([str(a) for a in batch["answer"]])
+    scores.append(
+      np.asarray(score_batch(reward, completions, answers, **fields), np.float64).reshape(
+        -1, num_samples
+      )
+    )
+    if not samples:
+      samples = [(str(q), c) for q, c in zip(batch["question"][:3], completions[::num_samples][:3])]
+  scores = np.concatenate(scores) if scores else np.zeros((0, num_samples))
+  return {
+    "accuracy": float(scores.mean()) if scores.size else 0.0,
+    "pass_at_k": float((scores > 0).any(axis=1).mean()) if scores.size else 0.0,
+    "count": int(scores.shape[0]),
+    "num_samples": num_samples,
+    "samples": samples,
+  }

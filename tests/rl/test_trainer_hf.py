@@ -1,0 +1,87 @@
+"""RL from a tiny random HF checkpoint: its tokenizer, chat template and generation config."""
+
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from reasoning_jax.rl.trainer import ConfigError, run_rl, sft_config
+from reasoning_jax.train.metrics import read_metrics
+from reasoning_jax.train.sft import load_sft_params
+
+pytest.importorskip("transformers", reason="needs the `hf` extra (pip install -e .[hf])")
+from tests.helpers.tiny_hf import write_tiny_checkpoint  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def rl_hf_config(hf_dir, root, **changes):
+  sys.path.insert(0, REPO)
+  from configs import rl_gsm8k
+
+  c = rl_gsm8k.get_config("tiny")
+  c.model.hf_dir = str(hf_dir)
+  c.workdir, c.sft.workdir, c.sft.data_dir = str(root / "rl"), str(root / "ws"), str(root / "d")
+  c.max_new_tokens, c.checkpoint_every = 8, 2
+  c.sft.num_steps, c.sft.eval_examples, c.sft.eval_max_new_tokens = 2, 2, 4
+  for key, value in changes.items():
+    c[key] = value
+  return c
+
+
+@pytest.fixture(scope="module")
+def qwen3_dir(tmp_path_factory):
+  return write_tiny_checkpoint(str(tmp_path_factory.mktemp("qwen3")), "qwen3")
+
+
+def _by_step(workdir, key):
+  return {r["step"]: r[key] for r in read_metrics(workdir) if key in r}
+
+
+def _params(config):
+  from flax import nnx
+  import jax
+
+  model, _ = load_sft_params(config.workdir, sft_config(config))
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))]
+
+
+def test_rl_from_hf_folder_runs_and_resumes_exactly(qwen3_dir, tmp_path):
+  config = rl_hf_config(qwen3_dir, tmp_path)  # warm_start="source": no SFT.
+  result = run_rl(config)
+  assert result["step"] == 4 and np.isfinite(result["accuracy"])
+  assert not os.path.exists(config.sft.workdir)
+  rewards = _by_step(config.workdir, "rollout/reward")
+  losses = _by_step(config.workdir, "train/loss")
+  assert sorted(rewards) == [1, 2, 3, 4]
+  assert all(np.isfinite(v) for v in list(rewards.values()) + list(losses.values()))
+  full = _params(config)
+  stopped = tmp_path / "stopped"
+  shutil.copytree(config.workdir, stopped)
+  shutil.rmtree(stopped / "checkpoints" / "4")
+  config.workdir = str(stopped)
+  assert run_rl(config)["step"] == 4
+  for a, b in zip(_params(config), full):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  again = _by_step(config.workdir, "train/loss")
+  np.testing.assert_allclose([again[s] for s in (3, 4)], [losses[s] for s in (3, 4)], rtol=1e-5)
+
+
+def test_rl_with_sft_warm_start_from_hf_folder(qwen3_dir, tmp_path):
+  config = rl_hf_config(qwen3_dir, tmp_path, warm_start="sft", num_steps=1, temperature=1.0)
+  result = run_rl(config)
+  assert result["step"] == 1
+  assert os.path.isdir(os.path.join(config.sft.workdir, "checkpoints", "2"))
+
+
+def test_rl_bad_input_names_the_flag(qwen3_dir, tmp_path):
+  with pytest.raises(ConfigError, match="config.warm_start"):
+    run_rl(rl_hf_config(qwen3_dir, tmp_path, warm_start="hub"))
+  with pytest.raises(ConfigError, match="config.lora"):
+    run_rl(rl_hf_config(qwen3_dir, tmp_path, lora=True))
+  config = rl_hf_config(qwen3_dir, tmp_path)
+  config.model.hf_dir = str(tmp_path)
+  with pytest.raises(ConfigError, match="config.json not found.*config.model.hf_dir"):
+    run_rl(config)
