@@ -37,6 +37,7 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.layers.attention import Attention, KVCache, write_rows
+from reasoning_jax.layers.lora import project
 from reasoning_jax.layers.rope import apply_rope, inverse_frequencies, rope_tables
 from reasoning_jax.ops.attention import attention as attention_op
 from reasoning_jax.ops.momentum import T0_RULES, momentum_attention, momentum_shear, optimal_gamma
@@ -227,7 +228,7 @@ class MomentumAttention(Attention):
         sliding_window=self.sliding_window,
         implementation=implementation,
       )
-    y = jnp.einsum("btnd,ndh->bth", out, self.o_proj[...].astype(self.dtype))
+    y = project(out, self.o_proj, self.dtype, in_dims=2)  # [B, T, N, D] x [N, D, H]
     if self.o_bias is not None:
       y = y + self.o_bias[...].astype(self.dtype)
     return y, cache
