@@ -23,6 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+  "as_array",
+  "as_mask",
+  "check_finite",
+  "check_scalar",
+  "concrete_values",
   "is_concrete",
   "shape_of",
   "check_array",
@@ -183,3 +188,126 @@ def check_choice(value: Any, choices: Sequence[Any], name: str) -> None:
   """Raises unless `value` is one of `choices`."""
   if value not in tuple(choices):
     raise ValueError(f"{name}={value!r}; expected one of {tuple(choices)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Converting checks: return the argument as an array (lists and Python numbers are accepted),
+# know dtype kinds of masks and numbers, and check values only where they are addressable
+# here. The rl losses, advantages and statistics use these (their messages are pinned by
+# tests/rl).
+# --------------------------------------------------------------------------------------------
+
+
+def concrete_values(x: Any) -> np.ndarray | None:
+  """`x` as a host numpy array when its values are available here, else None.
+
+  None for tracers and for arrays spread over other hosts. Value checks use numpy, so
+  they also work on concrete arrays closed over by a function being traced by jit.
+  """
+  if x is None or not is_concrete(x) or not getattr(x, "is_fully_addressable", True):
+    return None
+  return np.asarray(x)
+
+
+def as_array(
+  x: Any,
+  argument: str,
+  *,
+  ndim: int | tuple[int, ...] | None = None,
+  shape: tuple[int, ...] | None = None,
+  kind: str = "float",
+) -> jax.Array:
+  """Returns `x` as an array after checking its rank, shape and dtype kind.
+
+  kind: "float" (floating), "int" (integer), "bool_like" (bool, integer or float: masks),
+  "number" (anything numeric, including bool).
+  """
+  if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+    if isinstance(x, (list, tuple, int, float, bool, np.number)):
+      x = jnp.asarray(x)
+    else:
+      raise TypeError(f"{argument} must be an array, got {type(x).__name__}")
+  dtype = x.dtype
+  ok = {
+    "float": jnp.issubdtype(dtype, jnp.floating),
+    "int": jnp.issubdtype(dtype, jnp.integer),
+    "bool_like": (
+      jnp.issubdtype(dtype, jnp.bool_)
+      or jnp.issubdtype(dtype, jnp.integer)
+      or jnp.issubdtype(dtype, jnp.floating)
+    ),
+    "number": (jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.number)),
+  }[kind]
+  if not ok:
+    expected = {
+      "float": "a floating dtype",
+      "int": "an integer dtype",
+      "bool_like": "a bool, integer or float dtype",
+      "number": "a numeric dtype",
+    }[kind]
+    raise TypeError(f"{argument} must have {expected}, got {dtype}")
+  if ndim is not None:
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if x.ndim not in allowed:
+      names = " or ".join(f"{d}-D" for d in allowed)
+      raise ValueError(f"{argument} must be {names}, got shape {tuple(x.shape)}")
+  if shape is not None and tuple(x.shape) != tuple(shape):
+    raise ValueError(f"{argument} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+  return x
+
+
+def as_mask(
+  mask: Any,
+  argument: str = "mask",
+  *,
+  shape: tuple[int, ...] | None = None,
+  ndim: int | None = None,
+) -> jax.Array:
+  """Checks a 0/1 mask (bool, int or float); values are checked when concrete."""
+  mask = as_array(mask, argument, ndim=ndim, shape=shape, kind="bool_like")
+  values = concrete_values(mask) if mask.dtype != jnp.bool_ else None
+  if values is not None and not np.all((values == 0) | (values == 1)):
+    raise ValueError(f"{argument} must contain only 0 and 1")
+  return mask
+
+
+def check_finite(x: jax.Array, argument: str, *, where: jax.Array | None = None) -> None:
+  """Raises if `x` (restricted to `where`) holds NaN/inf; skipped for tracers."""
+  values = concrete_values(x)
+  if values is None or not values.size or not jnp.issubdtype(values.dtype, jnp.inexact):
+    return
+  finite = np.isfinite(values.astype(np.float64))
+  if where is not None:
+    selected = concrete_values(where)
+    if selected is None:
+      return
+    finite = finite | ~np.broadcast_to(selected.astype(bool), finite.shape)
+  if not finite.all():
+    bad = int(np.sum(~finite))
+    raise ValueError(f"{argument} contains {bad} non-finite value(s) (NaN or inf)")
+
+
+def check_scalar(
+  value: Any,
+  argument: str,
+  *,
+  low: float | None = None,
+  high: float | None = None,
+  low_inclusive: bool = True,
+  allow_inf: bool = False,
+  integer: bool = False,
+) -> None:
+  """Validates a Python scalar hyper-parameter against a range; the message names it."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+    kind = "an int" if integer else "a float"
+    raise TypeError(f"{argument} must be {kind}, got {value!r}")
+  if integer and not float(value).is_integer():
+    raise TypeError(f"{argument} must be an int, got {value!r}")
+  value = float(value)
+  if math.isnan(value) or (math.isinf(value) and not allow_inf):
+    raise ValueError(f"{argument} must be finite, got {value!r}")
+  if low is not None and (value < low or (value == low and not low_inclusive)):
+    op = ">=" if low_inclusive else ">"
+    raise ValueError(f"{argument} must be {op} {low}, got {value!r}")
+  if high is not None and value > high:
+    raise ValueError(f"{argument} must be <= {high}, got {value!r}")

@@ -55,14 +55,14 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax.registry import Registry
-from reasoning_jax.rl.aggregation import (
-  check_array,
+from reasoning_jax.rl.aggregation import compute_dtype
+from reasoning_jax.validation import (
+  as_array,
+  as_mask,
   check_finite,
-  check_mask,
+  check_positive_int,
   check_scalar,
-  compute_dtype,
 )
-from reasoning_jax.validation import check_positive_int
 
 __all__ = [
   "ADVANTAGES",
@@ -116,7 +116,7 @@ def _check_grouping(num_rows: int, group_ids: Any, group_size: Any) -> Any:
         f"group_size={int(group_size)} does not divide the number of rows N={num_rows}"
       )
     return None
-  return check_array(group_ids, "group_ids", shape=(num_rows,), kind="int")
+  return as_array(group_ids, "group_ids", shape=(num_rows,), kind="int")
 
 
 def _groups(num_rows: int, group_ids: jax.Array | None, group_size: int | None) -> Groups:
@@ -149,13 +149,13 @@ def _check_group_inputs(
 ):
   """Eager boundary checks; returns validated `(rewards, group_ids | None, group_size | None,
   valid | None)` without transforming them."""
-  rewards = check_array(rewards, argument, ndim=1, kind="number")
+  rewards = as_array(rewards, argument, ndim=1, kind="number")
   n = rewards.shape[0]
   if n == 0:
     raise ValueError(f"{argument} is empty: need at least one row")
   group_ids = _check_grouping(n, group_ids, group_size)
   if valid is not None:
-    valid = check_mask(valid, "valid", shape=(n,))
+    valid = as_mask(valid, "valid", shape=(n,))
   check_finite(rewards, argument, where=valid)
   return rewards, group_ids, (None if group_size is None else int(group_size)), valid
 

@@ -34,25 +34,21 @@ Add a mode with `@AGGREGATIONS.register("name")` on `fn(values, mask, **kw) ->
 (sum, denominator)`; keyword-only parameters it declares (e.g. `norm_constant`)
 are the options `aggregate` accepts for it.
 
-This module also holds the array-converting boundary helpers shared by `reasoning_jax.rl`
-(`check_array` returns the argument as an array and knows mask/number dtype kinds; the
-messages are part of the tested API). They build on `reasoning_jax.validation`
-(`is_concrete`), which the rl modules use directly for the checks it covers.
+Its inputs are checked with `reasoning_jax.validation` (`as_array`, `as_mask`), like every
+public function of `reasoning_jax.rl`.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from reasoning_jax.registry import Registry
-from reasoning_jax.validation import is_concrete
+from reasoning_jax.validation import as_array, as_mask, check_scalar
 
 __all__ = [
   "AGGREGATIONS",
@@ -68,128 +64,8 @@ AGGREGATIONS: Registry[Callable[..., tuple[jax.Array, jax.Array]]] = Registry("a
 
 
 # --------------------------------------------------------------------------------------------
-# Boundary validation helpers (used by every public function of reasoning_jax.rl).
+# Numerics shared by the rl losses and statistics.
 # --------------------------------------------------------------------------------------------
-
-
-def concrete_values(x: Any) -> np.ndarray | None:
-  """`x` as a host numpy array when its values are available here, else None.
-
-  None for tracers and for arrays spread over other hosts. Value checks use numpy, so
-  they also work on concrete arrays closed over by a function being traced by jit.
-  """
-  if x is None or not is_concrete(x) or not getattr(x, "is_fully_addressable", True):
-    return None
-  return np.asarray(x)
-
-
-def _shape(x: Any) -> tuple[int, ...] | None:
-  shape = getattr(x, "shape", None)
-  return None if shape is None else tuple(shape)
-
-
-def check_array(
-  x: Any,
-  argument: str,
-  *,
-  ndim: int | tuple[int, ...] | None = None,
-  shape: tuple[int, ...] | None = None,
-  kind: str = "float",
-) -> jax.Array:
-  """Returns `x` as an array after checking its rank, shape and dtype kind.
-
-  kind: "float" (floating), "int" (integer), "bool_like" (bool, integer or float: masks),
-  "number" (anything numeric, including bool).
-  """
-  if not hasattr(x, "dtype") or not hasattr(x, "shape"):
-    if isinstance(x, (list, tuple, int, float, bool, np.number)):
-      x = jnp.asarray(x)
-    else:
-      raise TypeError(f"{argument} must be an array, got {type(x).__name__}")
-  dtype = x.dtype
-  ok = {
-    "float": jnp.issubdtype(dtype, jnp.floating),
-    "int": jnp.issubdtype(dtype, jnp.integer),
-    "bool_like": (
-      jnp.issubdtype(dtype, jnp.bool_)
-      or jnp.issubdtype(dtype, jnp.integer)
-      or jnp.issubdtype(dtype, jnp.floating)
-    ),
-    "number": (jnp.issubdtype(dtype, jnp.bool_) or jnp.issubdtype(dtype, jnp.number)),
-  }[kind]
-  if not ok:
-    expected = {
-      "float": "a floating dtype",
-      "int": "an integer dtype",
-      "bool_like": "a bool, integer or float dtype",
-      "number": "a numeric dtype",
-    }[kind]
-    raise TypeError(f"{argument} must have {expected}, got {dtype}")
-  if ndim is not None:
-    allowed = (ndim,) if isinstance(ndim, int) else ndim
-    if x.ndim not in allowed:
-      names = " or ".join(f"{d}-D" for d in allowed)
-      raise ValueError(f"{argument} must be {names}, got shape {tuple(x.shape)}")
-  if shape is not None and tuple(x.shape) != tuple(shape):
-    raise ValueError(f"{argument} must have shape {tuple(shape)}, got {tuple(x.shape)}")
-  return x
-
-
-def check_mask(
-  mask: Any,
-  argument: str = "mask",
-  *,
-  shape: tuple[int, ...] | None = None,
-  ndim: int | None = None,
-) -> jax.Array:
-  """Checks a 0/1 mask (bool, int or float); values are checked when concrete."""
-  mask = check_array(mask, argument, ndim=ndim, shape=shape, kind="bool_like")
-  values = concrete_values(mask) if mask.dtype != jnp.bool_ else None
-  if values is not None and not np.all((values == 0) | (values == 1)):
-    raise ValueError(f"{argument} must contain only 0 and 1")
-  return mask
-
-
-def check_finite(x: jax.Array, argument: str, *, where: jax.Array | None = None) -> None:
-  """Raises if `x` (restricted to `where`) holds NaN/inf; skipped for tracers."""
-  values = concrete_values(x)
-  if values is None or not values.size or not jnp.issubdtype(values.dtype, jnp.inexact):
-    return
-  finite = np.isfinite(values.astype(np.float64))
-  if where is not None:
-    selected = concrete_values(where)
-    if selected is None:
-      return
-    finite = finite | ~np.broadcast_to(selected.astype(bool), finite.shape)
-  if not finite.all():
-    bad = int(np.sum(~finite))
-    raise ValueError(f"{argument} contains {bad} non-finite value(s) (NaN or inf)")
-
-
-def check_scalar(
-  value: Any,
-  argument: str,
-  *,
-  low: float | None = None,
-  high: float | None = None,
-  low_inclusive: bool = True,
-  allow_inf: bool = False,
-  integer: bool = False,
-) -> None:
-  """Validates a Python scalar hyper-parameter against a range; the message names it."""
-  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-    kind = "an int" if integer else "a float"
-    raise TypeError(f"{argument} must be {kind}, got {value!r}")
-  if integer and not float(value).is_integer():
-    raise TypeError(f"{argument} must be an int, got {value!r}")
-  value = float(value)
-  if math.isnan(value) or (math.isinf(value) and not allow_inf):
-    raise ValueError(f"{argument} must be finite, got {value!r}")
-  if low is not None and (value < low or (value == low and not low_inclusive)):
-    op = ">=" if low_inclusive else ">"
-    raise ValueError(f"{argument} must be {op} {low}, got {value!r}")
-  if high is not None and value > high:
-    raise ValueError(f"{argument} must be <= {high}, got {value!r}")
 
 
 def compute_dtype(*arrays: jax.Array | None) -> Any:
@@ -296,8 +172,8 @@ def aggregate(
     `(sum, denominator)`, float32 (or wider) scalars; the mean is `sum / denominator`.
   """
   validate_aggregation(mode, argument="mode", norm_constant=norm_constant)
-  values = check_array(values, "values", ndim=2)
-  mask = check_mask(mask, "mask", shape=values.shape)
+  values = as_array(values, "values", ndim=2)
+  mask = as_mask(mask, "mask", shape=values.shape)
   return _aggregate_core(values, mask, mode=mode, norm_constant=norm_constant)
 
 

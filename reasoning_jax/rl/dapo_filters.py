@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from reasoning_jax.rl.advantages import _check_group_inputs, group_all_equal, group_count
 from reasoning_jax.rl.advantages import _prepare as _prepare_groups
-from reasoning_jax.rl.aggregation import check_array, check_mask, check_scalar
+from reasoning_jax.validation import as_array, as_mask, check_scalar
 
 __all__ = [
   "DynamicSamplingResult",
@@ -31,7 +31,7 @@ __all__ = [
 
 def response_lengths(mask: jax.Array) -> jax.Array:
   """`|o_i|` = number of completion tokens per row `[N]` (int32) from a `[N, T]` mask."""
-  mask = check_mask(mask, "mask", ndim=2)
+  mask = as_mask(mask, "mask", ndim=2)
   return jnp.sum(mask.astype(bool), axis=-1).astype(jnp.int32)
 
 
@@ -52,7 +52,7 @@ def soft_overlong_punishment(
   check_scalar(cache_length, "cache_length", low=1, integer=True)
   if cache_length > max_length:
     raise ValueError(f"cache_length={cache_length} must be <= max_length={max_length}")
-  lengths = check_array(lengths, "lengths", ndim=1, kind="number")
+  lengths = as_array(lengths, "lengths", ndim=1, kind="number")
   expected = max_length - cache_length
   ln = lengths.astype(jnp.float32)
   ramp = (expected - ln) / cache_length
@@ -65,8 +65,8 @@ def overlong_filter(mask: jax.Array, truncated: jax.Array) -> jax.Array:
   With every aggregation mode they then drop out of both the sum and the denominator.
   Args: `mask [N, T]`; `truncated [N]` bool (the row hit the length limit without EOS).
   """
-  mask = check_mask(mask, "mask", ndim=2)
-  truncated = check_mask(truncated, "truncated", shape=mask.shape[:1]).astype(bool)
+  mask = as_mask(mask, "mask", ndim=2)
+  truncated = as_mask(truncated, "truncated", shape=mask.shape[:1]).astype(bool)
   return jnp.where(truncated[:, None], jnp.zeros((), mask.dtype), mask)
 
 
@@ -115,7 +115,7 @@ def select_kept_groups(group_keep: jax.Array, num_groups: int) -> tuple[jax.Arra
   when fewer than `k + 1` groups were kept (sample more prompts). jit-compatible.
   """
   check_scalar(num_groups, "num_groups", low=1, integer=True)
-  group_keep = check_mask(group_keep, "group_keep", ndim=1)
+  group_keep = as_mask(group_keep, "group_keep", ndim=1)
   num_groups = int(num_groups)
   if num_groups > group_keep.shape[0]:
     raise ValueError(

@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax.registry import Registry
-from reasoning_jax.rl.aggregation import check_array, check_mask, check_scalar, compute_dtype
+from reasoning_jax.rl.aggregation import compute_dtype
+from reasoning_jax.validation import as_array, as_mask, check_scalar
 
 __all__ = ["IS_CORRECTIONS", "truncated_importance_weights", "with_truncated_is"]
 
@@ -77,9 +78,9 @@ def truncated_importance_weights(
   """
   IS_CORRECTIONS.validate(mode, argument="mode")
   check_scalar(cap, "cap", low=0.0, low_inclusive=False, allow_inf=True)
-  old_logp = check_array(old_logp, "old_logp", ndim=2)
-  sampler_logp = check_array(sampler_logp, "sampler_logp", shape=old_logp.shape)
-  mask = check_mask(mask, "mask", shape=old_logp.shape)
+  old_logp = as_array(old_logp, "old_logp", ndim=2)
+  sampler_logp = as_array(sampler_logp, "sampler_logp", shape=old_logp.shape)
+  mask = as_mask(mask, "mask", shape=old_logp.shape)
   return _tis_jit(old_logp, sampler_logp, mask, cap=float(cap), mode=mode)[0]
 
 
@@ -117,12 +118,12 @@ def with_truncated_is(
 
   @functools.wraps(loss_fn)
   def wrapped(logp, old_logp, advantages, mask, *, sampler_logp, is_weights=None, **kwargs):
-    old_logp = check_array(old_logp, "old_logp", ndim=2)
-    sampler_logp = check_array(sampler_logp, "sampler_logp", shape=old_logp.shape)
-    mask = check_mask(mask, "mask", shape=old_logp.shape)
+    old_logp = as_array(old_logp, "old_logp", ndim=2)
+    sampler_logp = as_array(sampler_logp, "sampler_logp", shape=old_logp.shape)
+    mask = as_mask(mask, "mask", shape=old_logp.shape)
     weight, tis_aux = _tis_jit(old_logp, sampler_logp, mask, cap=float(cap), mode=mode)
     if is_weights is not None:
-      weight = weight * check_array(is_weights, "is_weights", shape=old_logp.shape)
+      weight = weight * as_array(is_weights, "is_weights", shape=old_logp.shape)
     out = loss_fn(logp, old_logp, advantages, mask, is_weights=weight, **kwargs)
     return out._replace(aux={**out.aux, **tis_aux})
 

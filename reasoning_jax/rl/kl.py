@@ -39,13 +39,8 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax.registry import Registry
-from reasoning_jax.rl.aggregation import (
-  check_array,
-  check_finite,
-  check_mask,
-  check_scalar,
-  compute_dtype,
-)
+from reasoning_jax.rl.aggregation import compute_dtype
+from reasoning_jax.validation import as_array, as_mask, check_finite, check_scalar
 
 __all__ = [
   "KL_ESTIMATORS",
@@ -118,10 +113,10 @@ def kl_divergence(
     clamp: clip the per-token value to `[-clamp, clamp]`; None = no clamp.
   """
   validate_kl(estimator, clamp)
-  logp = check_array(logp, "logp", ndim=2)
-  ref_logp = check_array(ref_logp, "ref_logp", shape=logp.shape)
+  logp = as_array(logp, "logp", ndim=2)
+  ref_logp = as_array(ref_logp, "ref_logp", shape=logp.shape)
   if mask is not None:
-    mask = check_mask(mask, "mask", shape=logp.shape)
+    mask = as_mask(mask, "mask", shape=logp.shape)
   return _kl_jit(logp, ref_logp, mask, estimator=estimator, clamp=clamp)
 
 
@@ -165,15 +160,15 @@ def kl_penalized_rewards(
   """
   check_scalar(beta, "beta", low=0.0)
   validate_kl(estimator, clamp)
-  logp = check_array(logp, "logp", ndim=2)
-  ref_logp = check_array(ref_logp, "ref_logp", shape=logp.shape)
-  mask = check_mask(mask, "mask", shape=logp.shape)
-  rewards = check_array(rewards, "rewards", ndim=(1, 2), kind="number")
+  logp = as_array(logp, "logp", ndim=2)
+  ref_logp = as_array(ref_logp, "ref_logp", shape=logp.shape)
+  mask = as_mask(mask, "mask", shape=logp.shape)
+  rewards = as_array(rewards, "rewards", ndim=(1, 2), kind="number")
   if rewards.ndim == 1:
-    check_array(rewards, "rewards", shape=logp.shape[:1], kind="number")
+    as_array(rewards, "rewards", shape=logp.shape[:1], kind="number")
     check_finite(rewards, "rewards")
   else:
-    check_array(rewards, "rewards", shape=logp.shape, kind="number")
+    as_array(rewards, "rewards", shape=logp.shape, kind="number")
     check_finite(rewards, "rewards", where=mask)
   return _penalized_jit(
     rewards, logp, ref_logp, mask, beta=float(beta), estimator=estimator, clamp=clamp

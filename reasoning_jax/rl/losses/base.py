@@ -23,18 +23,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reasoning_jax.rl.aggregation import (
-  AGGREGATIONS,
-  check_array,
+from reasoning_jax.rl.aggregation import AGGREGATIONS, compute_dtype, validate_aggregation
+from reasoning_jax.validation import (
+  as_array,
+  as_mask,
   check_finite,
-  check_mask,
+  check_finite_where,
   check_scalar,
-  compute_dtype,
   concrete_values,
-  validate_aggregation,
 )
 from reasoning_jax.rl.kl import kl_core, validate_kl
-from reasoning_jax.validation import check_finite_where
 
 __all__ = [
   "LossOutput",
@@ -213,21 +211,21 @@ def validate_policy_inputs(
   `logp`, `old_logp`, `ref_logp` where the mask is set) only when the arrays are concrete,
   not tracers under jit. Returns the inputs as arrays, in signature order, untransformed.
   """
-  logp = check_array(logp, "logp", ndim=2)
+  logp = as_array(logp, "logp", ndim=2)
   shape = tuple(logp.shape)
-  old_logp = check_array(old_logp, "old_logp", shape=shape)
-  mask = check_mask(mask, "mask", shape=shape)
-  advantages = check_array(advantages, "advantages", ndim=(1, 2), kind="number")
+  old_logp = as_array(old_logp, "old_logp", shape=shape)
+  mask = as_mask(mask, "mask", shape=shape)
+  advantages = as_array(advantages, "advantages", ndim=(1, 2), kind="number")
   if advantages.ndim == 1:
-    check_array(advantages, "advantages", shape=shape[:1], kind="number")
+    as_array(advantages, "advantages", shape=shape[:1], kind="number")
     mask_values = concrete_values(mask)
     if mask_values is not None:
       check_finite(advantages, "advantages", where=np.any(mask_values != 0, axis=-1))
   else:
-    check_array(advantages, "advantages", shape=shape, kind="number")
+    as_array(advantages, "advantages", shape=shape, kind="number")
     check_finite(advantages, "advantages", where=mask)
   optional = [
-    None if x is None else check_array(x, name, shape=shape)
+    None if x is None else as_array(x, name, shape=shape)
     for name, x in (("ref_logp", ref_logp), ("entropy", entropy), ("is_weights", is_weights))
   ]
   if concrete_values(mask) is not None:
@@ -236,7 +234,7 @@ def validate_policy_inputs(
       if x is not None and concrete_values(x) is not None:
         check_finite_where(x, mask, name)
   if correct is not None:
-    correct = check_mask(correct, "correct", shape=shape[:1])
+    correct = as_mask(correct, "correct", shape=shape[:1])
   return (logp, old_logp, advantages, mask, *optional, correct)
 
 

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax.registry import Registry
-from reasoning_jax.rl.aggregation import check_array, check_mask, compute_dtype
+from reasoning_jax.rl.aggregation import compute_dtype
+from reasoning_jax.validation import as_array, as_mask
 from reasoning_jax.rl.losses.base import (
   LossOutput,
   PolicyInputs,
@@ -127,8 +128,8 @@ def dispo_is_weights(
   `band` clamps (out_of_band="clamp") or zeroes out-of-band weights ("mask").
   """
   config = resolve_config(config, DISPOConfig, DISPOConfig, "dispo_is_weights")
-  ratio = check_array(ratio, "ratio", ndim=2)
-  advantages = check_array(advantages, "advantages", ndim=(1, 2), kind="number")
+  ratio = as_array(ratio, "ratio", ndim=2)
+  advantages = as_array(advantages, "advantages", ndim=(1, 2), kind="number")
   if advantages.shape != ratio.shape and advantages.shape != ratio.shape[:1]:
     raise ValueError(
       f"advantages must have shape {ratio.shape[:1]} or {ratio.shape}, got {advantages.shape}"
@@ -136,7 +137,7 @@ def dispo_is_weights(
   if config.regime_key == "correctness":
     if correct is None:
       raise ValueError("correct is required when regime_key='correctness'")
-    correct = check_mask(correct, "correct", shape=ratio.shape[:1])
+    correct = as_mask(correct, "correct", shape=ratio.shape[:1])
   else:
     correct = None
   return _dispo_weight_jit(ratio.astype(compute_dtype(ratio)), advantages, correct, config=config)
