@@ -5,6 +5,13 @@ r"""RL (DISPO) of a local Hugging Face checkpoint on GSM8K, prompts in its chat 
   python -m experiments.rl_train --config=configs/rl_gsm8k.py:tiny \
       --config.model.hf_dir=/tmp/tiny_qwen3                  # CI size, fixture data
 
+Variants: "" (full fine-tuning), "tiny" (CI size), "lora" / "tiny_lora": LoRA adapters on
+every projection over a frozen bf16 base (`config.lora`); the KL reference, when the loss
+uses one, is the same weights with the adapters off (no second copy). E.g.
+
+  python -m experiments.rl_train --config=configs/rl_gsm8k.py:lora \
+      --config.model.hf_dir=/data/Qwen3-0.6B --config.sft.manual_dir=/data/gsm8k
+
 RL starts from the checkpoint itself (`warm_start="source"`: Qwen3 is instruction-tuned);
 `--config.warm_start=sft` trains `config.sft` (configs/sft_gsm8k.py) first from the same
 folder. Sampling settings left None come from the folder's generation_config.json (Qwen3:
@@ -22,8 +29,8 @@ from configs import sft_gsm8k  # noqa: E402
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  if variant not in ("", "tiny"):
-    raise ValueError(f"unknown variant {variant!r}; choose '' or 'tiny'")
+  if variant not in sft_gsm8k.VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {sft_gsm8k.VARIANTS}")
   c = ml_collections.ConfigDict()
   c.workdir = "outputs/rl_gsm8k"
   c.seed = 0
@@ -32,7 +39,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.advantage_overrides = ml_collections.ConfigDict({})
   c.model = sft_gsm8k.model_source("/data/Qwen3-0.6B")
   c.warm_start = "source"  # "source": RL from the checkpoint; "sft": config.sft first.
-  c.lora = ml_collections.FieldReference(None, field_type=bool)  # LoRA: not wired in yet.
+  c.lora = None  # Full fine-tuning; the ':lora' variants set sft_gsm8k.lora_config().
   # Rollouts (None: the checkpoint's generation_config.json).
   c.group_size = 8
   c.prompts_per_step = 16
@@ -66,7 +73,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   # Task, prompt and verifier (and the warm start when warm_start="sft").
   c.sft = sft_gsm8k.get_config()
   c.sft.workdir = "outputs/rl_gsm8k_warmstart"
-  if variant == "tiny":
+  if variant in ("tiny", "tiny_lora"):
     tiny = sft_gsm8k.get_config("tiny")
     c.sft = tiny
     c.sft.workdir = "outputs/rl_gsm8k_tiny_warmstart"
@@ -77,4 +84,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.chunk_size = 0
     c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
     c.eval_every, c.eval_examples, c.checkpoint_every, c.plot = 1000, 2, 2, False
+  if variant in ("lora", "tiny_lora"):
+    c.workdir += "_lora"
+    c.lora = sft_gsm8k.lora_config()
+    c.learning_rate = 1e-5  # Adapters take a larger step than full fine-tuning (1e-6).
+    if variant == "tiny_lora":
+      c.lora = sft_gsm8k.lora_config(rank=4, dropout=0.1, base_dtype="float32")
+      c.learning_rate = 1e-2
   return c

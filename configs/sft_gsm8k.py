@@ -4,6 +4,11 @@ r"""SFT of a local Hugging Face checkpoint on GSM8K with its chat template.
       --config.model.hf_dir=/data/Qwen3-0.6B --config.manual_dir=/data/gsm8k
   python -m experiments.sft --config=configs/sft_gsm8k.py:tiny \
       --config.model.hf_dir=/tmp/tiny_qwen3                  # CI size, fixture data
+  python -m experiments.sft --config=configs/sft_gsm8k.py:lora ...   # or :tiny_lora
+
+Variants: "" (full fine-tuning), "tiny" (CI size), "lora" / "tiny_lora" (the same with LoRA
+adapters on every projection, frozen bf16 base; `config.lora`, see
+`reasoning_jax/train/lora_setup.py`).
 
 Download the checkpoint yourself (`huggingface-cli download Qwen/Qwen3-0.6B --local-dir
 /data/Qwen3-0.6B`) and GSM8K's train.jsonl / test.jsonl into `manual_dir`; nothing here
@@ -48,9 +53,28 @@ def prompt_config() -> ml_collections.ConfigDict:
   )
 
 
+def lora_config(rank: int = 16, **changes) -> ml_collections.ConfigDict:
+  """`config.lora`: adapters on every attention and MLP projection, frozen bf16 base."""
+  c = ml_collections.ConfigDict(
+    {
+      "rank": rank,
+      "alpha": 2.0 * rank,  # alpha / r = 2.
+      "targets": r"layers\.\d+\.(mixer\.(q|k|v|o)_proj|ffn\.(gate|up|down))",
+      "dropout": 0.05,
+      "base_dtype": "bfloat16",  # The frozen base; adapters stay float32.
+      "export_dir": "",  # Set to write the merged model (HF folder) at the end.
+    }
+  )
+  c.update(changes)
+  return c
+
+
+VARIANTS = ("", "tiny", "lora", "tiny_lora")
+
+
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  if variant not in ("", "tiny"):
-    raise ValueError(f"unknown variant {variant!r}; choose '' or 'tiny'")
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
   c = ml_collections.ConfigDict()
   c.workdir = "outputs/sft_gsm8k"
   c.seed = 0
@@ -86,8 +110,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.checkpoint_every = 100
   c.keep_checkpoints = 2
   c.plot = True
-  if variant == "tiny":
-    c.workdir = "outputs/sft_gsm8k_tiny"
+  c.lora = None  # Full fine-tuning; the ':lora' variants set lora_config().
+  if variant in ("lora", "tiny_lora"):
+    c.workdir += "_lora"
+    c.lora = lora_config()
+    c.learning_rate = 1e-4  # Adapters take a larger step than full fine-tuning.
+  if variant in ("tiny", "tiny_lora"):
+    c.workdir = "outputs/sft_gsm8k_tiny" + ("_lora" if c.lora else "")
     c.manual_dir = os.path.join(_FIXTURES, "gsm8k")
     c.model = model_source("")  # Pass --config.model.hf_dir=<a tiny random checkpoint>.
     c.model.param_dtype = ""
@@ -98,4 +127,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
     c.log_every, c.eval_every, c.eval_examples, c.eval_max_new_tokens = 1, 1000, 3, 16
     c.checkpoint_every, c.plot = 4, False
+    if c.lora:
+      c.lora = lora_config(rank=4, dropout=0.1, base_dtype="float32")
+      c.learning_rate = 1e-2
   return c

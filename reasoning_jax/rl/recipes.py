@@ -17,6 +17,7 @@ import optax
 
 from reasoning_jax import rl
 from reasoning_jax import sharding as sharding_lib
+from reasoning_jax.train import lora_setup
 from reasoning_jax.train.sft import validate_config as validate_sft
 from reasoning_jax.validation import check_float_in, check_positive_int
 
@@ -190,8 +191,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
       f"rows) must be divisible by data*fsdp={shards} (config.mesh)"
     )
 
-  if config.get("lora"):
-    raise ConfigError("config.lora: LoRA is not available in this trainer yet; leave it None")
+  lora_setup.lora_spec(config, error=ConfigError)  # config.lora: None or the adapter dict.
   if config.get("warm_start", "sft") not in WARM_STARTS:
     raise ConfigError(
       f"config.warm_start={config.get('warm_start')!r}; choose one of {sorted(WARM_STARTS)}"

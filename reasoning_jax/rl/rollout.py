@@ -187,6 +187,7 @@ def collect_rollouts(
   top_p: float = 1.0,
   logprob_fn: Callable[..., jax.Array] | None = None,
   ref_params: Any = None,
+  ref_logprob_fn: Callable[..., jax.Array] | None = None,
   fields: tuple[str, ...] = ("numbers", "target"),
   recompute_old_logp: bool = True,
   eos_id: int | tuple[int, ...] | None = None,
@@ -205,6 +206,9 @@ def collect_rollouts(
     temperature, top_k, top_p: sampling settings.
     logprob_fn: from `make_logprob_fn` (recomputes old/ref log-probs).
     ref_params: reference policy params (only when a KL term is used).
+    ref_logprob_fn: computes the reference log-probs from `ref_params` (default
+      `logprob_fn`). LoRA passes one built on the adapters-off graphdef with the policy's own
+      params: the base model, no second copy.
     fields: per-example fields forwarded to `reward_fn`.
     recompute_old_logp: run the trainer's forward pass for `old_logp`. With exactly one
       update per rollout (on-policy) the update's own forward pass under the same params
@@ -260,7 +264,8 @@ def collect_rollouts(
   )
   ref_logp = None
   if ref_params is not None:
-    ref_logp = np.asarray(logprob_fn(ref_params, jnp.asarray(tokens), jnp.asarray(mask)))
+    ref_fn = logprob_fn if ref_logprob_fn is None else ref_logprob_fn
+    ref_logp = np.asarray(ref_fn(ref_params, jnp.asarray(tokens), jnp.asarray(mask)))
   return RolloutBatch(
     tokens=tokens,
     mask=mask,

@@ -42,8 +42,8 @@ from flax import nnx
 from reasoning_jax import rl
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.logprobs import sequence_logprobs
-from reasoning_jax.models.partition_rules import rules_for
 from reasoning_jax.rl.rollout import RolloutBatch, collect_dynamic, collect_rollouts
+from reasoning_jax.train import lora_setup
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
 from reasoning_jax.train.step import (
   init_train_state,
@@ -209,9 +209,12 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   workdir = os.path.abspath(config.workdir)
   os.makedirs(workdir, exist_ok=True)
   sft = sft_config(config)
+  lora = lora_setup.lora_spec(config, error=ConfigError)
   try:  # Model source, data and every prompt are checked before anything is trained.
     source = model_source(sft)
     task = prepare_task(sft, source, workdir=os.path.abspath(sft.workdir))
+    if lora is not None:
+      lora_setup.check_targets(lora, source.model_config, error=ConfigError)
   except (ConfigError, TaskError, ValueError) as e:
     raise ConfigError(str(e)) from None
   tokenizer = source.tokenizer
@@ -222,6 +225,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   mesh = sharding_lib.make_mesh(dict(config.mesh))
 
   model = warm_start(config, source, mesh)
+  ref_graphdef = None
+  if lora is not None:  # The warm start is the frozen base; only the adapters train.
+    lora_setup.adapt(model, lora, seed=config.seed, error=ConfigError)
+    ref_graphdef = lora_setup.reference_graphdef(model)
   train_source, test_source = task.train_source, task.test_source
   prompts_local = config.prompts_per_step // jax.process_count()
   prompt_ds = make_prompt_dataset(
@@ -255,11 +262,12 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     optax.clip_by_global_norm(config.grad_clip),
     OPTIMIZERS[config.get("optimizer", "adamw")](learning_rate),
   )
-  graphdef, state = init_train_state(model, tx)
-  shardings = state_shardings(state, tx, rules_for(model.config.family), mesh)
+  graphdef, state = init_train_state(model, tx, trainable=lora_setup.trainable(lora))
+  rules = lora_setup.partition_rules(model.config.family, lora)
+  shardings = state_shardings(state, tx, rules, mesh)
   state = sharding_lib.place(state, shardings)
   ref_params = None
-  if uses_reference:  # A real copy: the train step donates (deletes) the policy buffers.
+  if uses_reference and lora is None:  # A copy: the step donates (deletes) the policy buffers.
     ref_params = jax.jit(
       lambda p: jax.tree_util.tree_map(jnp.copy, p), out_shardings=shardings.params
     )(state.params)
@@ -269,8 +277,12 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   step_fn = make_train_step(
     graphdef,
     tx,
-    make_rl_loss_fn(
-      bound_loss, chunk_size=chunk_size, tis_cap=config.tis_cap if on_policy else None
+    lora_setup.with_dropout(
+      make_rl_loss_fn(
+        bound_loss, chunk_size=chunk_size, tis_cap=config.tis_cap if on_policy else None
+      ),
+      lora,
+      config.seed,
     ),
     micro_batches=config.micro_batches,
     mesh=mesh,
@@ -281,6 +293,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   from reasoning_jax.rl.rollout import make_logprob_fn
 
   logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk_size)
+  # LoRA's reference: the policy's own params on the adapters-off graphdef (no copy).
+  ref_logprob_fn = None
+  if uses_reference and lora is not None:
+    ref_logprob_fn = make_logprob_fn(ref_graphdef, chunk_size=chunk_size)
   # Sampling, scoring, advantages and evaluation run per process on its own prompts; the
   # update is one global sharded step over every process's rows. On several processes each
   # process samples with a full copy of the current params on its first local device (a
@@ -305,12 +321,13 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   rng = jax.random.key(config.seed)
   writer = MetricWriter(workdir)
   logging.info(
-    "RL %s (loss=%s, advantage=%s, dynamic_sampling=%s, reference=%s), %d steps",
+    "RL %s (loss=%s, advantage=%s, dynamic_sampling=%s, reference=%s, lora=%s), %d steps",
     config.loss,
     recipe.loss,
     recipe.advantage,
     dynamic,
     uses_reference,
+    None if lora is None else lora.lora,
     config.num_steps,
   )
 
@@ -319,7 +336,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   def evaluate(step):
     """Greedy exact match, and avg@k / pass@k of k samples at the eval temperature."""
-    eval_model = nnx.merge(graphdef, rollout_view(state.params))
+    eval_model = nnx.merge(graphdef, rollout_view(lora_setup.all_params(state)))
     common = dict(
       reward=task.reward,
       num_examples=config.eval_examples,
@@ -387,7 +404,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       key = jax.random.fold_in(rng, step)
       if multi_process:  # Independent samples on every process.
         key = jax.random.fold_in(key, jax.process_index())
-      policy = rollout_view(state.params)
+      policy = rollout_view(lora_setup.all_params(state))
       rollout_kwargs = dict(
         graphdef=graphdef,
         params=policy,
@@ -400,7 +417,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         top_p=sampling["top_p"],
         eos_id=source.eos_id,
         logprob_fn=logprob_fn,
-        ref_params=ref_rollout_params,
+        ref_params=policy if ref_logprob_fn is not None else ref_rollout_params,
+        ref_logprob_fn=ref_logprob_fn,
         recompute_old_logp=not on_policy,
       )
       stats: dict[str, float] = {}
@@ -442,10 +460,14 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       n = batch.size
       update_metrics = []
       perm_key = np.random.default_rng(config.seed * 100003 + step)
-      for _ in range(config.ppo_epochs):
+      for epoch in range(config.ppo_epochs):
         order = perm_key.permutation(n)
-        for rows in np.split(order, config.mini_batches):
-          mini = sharding_lib.shard_batch({k: v[rows] for k, v in arrays.items()}, mesh)
+        for i, rows in enumerate(np.split(order, config.mini_batches)):
+          mini = {k: v[rows] for k, v in arrays.items()}
+          update = epoch * config.mini_batches + i
+          mini = sharding_lib.shard_batch(
+            lora_setup.add_dropout_seeds(mini, lora, step, update), mesh
+          )
           state, metrics = step_fn(state, mini)
           update_metrics.append(metrics)
       metrics = jax.device_get(update_metrics[-1])
@@ -501,6 +523,9 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if "sampled_accuracy" in final:
       result["sampled_accuracy"] = final["sampled_accuracy"]
       result["pass_at_k"] = final["pass_at_k"]
+    exported = lora_setup.export(graphdef, state, lora)
+    if exported:
+      result["exported"] = exported
     evals = [r for r in read_metrics(workdir) if "eval/accuracy" in r]
   if evals:
     result["accuracy_warm_start"] = evals[0]["eval/accuracy"]

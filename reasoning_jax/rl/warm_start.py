@@ -16,6 +16,7 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
+from reasoning_jax.lora import lora_kernels, merge_adapters
 from reasoning_jax.models.source import ModelSource, build_model
 from reasoning_jax.rl.recipes import ConfigError, sft_config
 
@@ -31,6 +32,7 @@ WARM_START_KEYS = (
   "preset",
   "model_overrides",
   "model",
+  "lora",
   "prompt",
   "num_steps",
   "learning_rate",
@@ -83,4 +85,7 @@ def warm_start(config, source: ModelSource, mesh: Any = None) -> nnx.Module:
     logging.info("no SFT checkpoint in %s: training the warm start first", sft.workdir)
     run_sft(sft)
     loaded = load_sft_params(sft.workdir, sft)
-  return loaded[0]
+  model = loaded[0]
+  if lora_kernels(model):  # A LoRA warm start: RL starts from its merged weights.
+    merge_adapters(model)
+  return model

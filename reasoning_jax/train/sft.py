@@ -31,7 +31,7 @@ from flax import nnx
 
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.models import get_preset
-from reasoning_jax.models.partition_rules import rules_for
+from reasoning_jax.train import lora_setup
 from reasoning_jax.models.source import (
   ModelSource,
   SourceError,
@@ -148,12 +148,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   unknown = (
     set(config.keys())
     - set(REQUIRED_KEYS)
-    - {"chunk_size", "data_dir", "manual_dir", "eval_temperature", "plot", "model", "prompt"}
+    - {
+      "chunk_size",
+      "data_dir",
+      "manual_dir",
+      "eval_temperature",
+      "plot",
+      "model",
+      "prompt",
+      "lora",
+    }
   )
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   validate_numeric_fields(config)
   validate_model_config(config)
+  lora_setup.lora_spec(config, error=ConfigError)
   try:
     validate_prompt_config(config)
   except TaskError as e:
@@ -277,6 +287,9 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   workdir = os.path.abspath(config.workdir)
   os.makedirs(workdir, exist_ok=True)
   source = model_source(config)  # Small files only: bad input fails here.
+  lora = lora_setup.lora_spec(config, error=ConfigError)
+  if lora is not None:
+    lora_setup.check_targets(lora, source.model_config, error=ConfigError)
   tokenizer = source.tokenizer
   mesh = sharding_lib.make_mesh(dict(config.mesh))
 
@@ -303,14 +316,18 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   data_iter = iter(train_ds)
 
   # Model (a preset's random init, or HF weights placed shard by shard) + optimizer state,
-  # placed on the mesh by the family's partition rules.
+  # placed on the mesh by the family's partition rules. With config.lora the model is the
+  # frozen base and only its adapters train (lora_setup).
   model = build_model(source, seed=config.seed, mesh=mesh)
-  mcfg = model.config
+  if lora is not None:
+    lora_setup.adapt(model, lora, seed=config.seed, error=ConfigError)
   tx = make_optimizer(config)
-  graphdef, state = init_train_state(model, tx)
-  shardings = state_shardings(state, tx, rules_for(mcfg.family), mesh)
+  graphdef, state = init_train_state(model, tx, trainable=lora_setup.trainable(lora))
+  rules = lora_setup.partition_rules(model.config.family, lora)
+  shardings = state_shardings(state, tx, rules, mesh)
   state = sharding_lib.place(state, shardings)
   loss_fn = lambda m, b: sft_loss(m, b, chunk_size=config.get("chunk_size") or None)  # noqa: E731
+  loss_fn = lora_setup.with_dropout(loss_fn, lora, config.seed)
   step_fn = make_train_step(
     graphdef, tx, loss_fn, micro_batches=config.micro_batches, mesh=mesh, shardings=shardings
   )
@@ -318,10 +335,11 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   writer = MetricWriter(workdir)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   logging.info(
-    "SFT %s/%s: %s params (%s), mesh %s, %d steps",
+    "SFT %s/%s: %s trained params%s (%s), mesh %s, %d steps",
     config.task,
     config.task_config,
     f"{n_params:,}",
+    "" if lora is None else f" (LoRA r={lora.lora.rank})",
     source.hf_dir or config.preset,
     dict(mesh.shape),
     config.num_steps,
@@ -338,7 +356,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     }
 
   def evaluate(step: int) -> dict[str, Any]:
-    model = nnx.merge(graphdef, state.params)
+    model = nnx.merge(graphdef, lora_setup.all_params(state))
     result = evaluate_exact_match(
       model,
       tokenizer,
@@ -382,7 +400,9 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       disable=jax.process_index() != 0,
     )
     for step in progress:
-      batch = sharding_lib.shard_batch(next(data_iter), mesh)
+      batch = sharding_lib.shard_batch(
+        lora_setup.add_dropout_seeds(dict(next(data_iter)), lora, step), mesh
+      )
       state, metrics = step_fn(state, batch)
       if step % config.log_every == 0 or step == config.num_steps:
         metrics = jax.device_get(metrics)
@@ -410,6 +430,9 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if not preempted:
     final = evaluate(final_step)
     result.update(accuracy=final["accuracy"], eval_count=final["count"])
+    exported = lora_setup.export(graphdef, state, lora)
+    if exported:
+      result["exported"] = exported
   records = [r for r in read_metrics(workdir) if "eval/accuracy" in r]
   if records:
     result["accuracy_at_start"] = records[0]["eval/accuracy"]
@@ -425,7 +448,11 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = None):
-  """(model, config) from the newest good checkpoint in an SFT workdir (RL warm start)."""
+  """(model, config) from the newest good checkpoint in an SFT workdir (RL warm start).
+
+  A LoRA run (`config.lora`) checkpoints only its adapters: the model is then the base rebuilt
+  from the source with the saved adapters in place (`merge_adapters` it for plain weights).
+  """
   from reasoning_jax.checkpoint import TrainCheckpointer
 
   with TrainCheckpointer(os.path.join(workdir, "checkpoints")) as ckpt:
@@ -434,9 +461,16 @@ def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = Non
       return None
     if config is None:
       config = ml_collections.ConfigDict(ckpt.restore(step=step, target={})[1]["config"])
-    graphdef, params = nnx.split(abstract_model(model_source(config)), nnx.Param)
+    lora = lora_setup.lora_spec(config, error=ConfigError)
+    if lora is not None:
+      model = build_model(model_source(config), seed=config.seed)
+      lora_setup.adapt(model, lora, seed=config.seed, error=ConfigError)
+      graphdef, params, frozen = nnx.split(model, lora_setup.trainable(lora), nnx.Param)
+    else:
+      graphdef, params = nnx.split(abstract_model(model_source(config)), nnx.Param)
+      frozen = None
     target = {
       "params": jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
     }
     _, saved = ckpt.restore(step=step, target=target)
-  return nnx.merge(graphdef, saved["params"]), config
+  return nnx.merge(graphdef, saved["params"], *(() if frozen is None else (frozen,))), config

@@ -201,7 +201,11 @@ def make_train_step(
 
   def step(state: TrainState, batch):
     def summed(params, micro):
-      model = nnx.merge(graphdef, params, *(() if state.frozen is None else (state.frozen,)))
+      # A fresh copy of the frozen state's Variables at this trace level: merged as they are,
+      # they would belong to the outer (jit) trace, and `nnx.remat` blocks inside the forward
+      # pass could not update them (TraceContextError).
+      frozen = () if state.frozen is None else (jax.tree_util.tree_map(lambda x: x, state.frozen),)
+      model = nnx.merge(graphdef, params, *frozen)
       loss_sum, denom, aux = loss_fn(model, micro)
       return loss_sum, (denom, aux)
 

@@ -6,14 +6,14 @@ The step is compiled for the real devices of the mesh with explicit `in_sharding
   jax.jit(step, in_shardings=..., out_shardings=...).lower(*abstract).compile()
      .memory_analysis()
 
-Full fine-tuning compiles exactly the step of `reasoning_jax.train.step.make_train_step`
-(its jitted function's `__wrapped__`, re-jitted with shardings) on `sft_loss`. LoRA has no
-model-level implementation here, so its check compiles a stand-in: the base parameters are
-a frozen (non-donated) input, the adapters `A [d_in, r] @ B [r, d_out]` are added to their
-targeted kernels before the forward pass (`W + A @ B`), and only the adapters get gradients
-and optimizer state. The stand-in's peak is an upper bound of a LoRA that applies
-`x @ A @ B` beside `x @ W`: the merged kernels can be live as residuals, up to one more
-(sharded) copy of the targeted weights.
+Both compile exactly the step of `reasoning_jax.train.step.make_train_step` (its jitted
+function's `__wrapped__`, re-jitted with shardings) on `sft_loss`. LoRA is the model the
+trainers train: `reasoning_jax.lora.apply_lora` on the abstract model (targets
+`spec.lora_targets`, rank `spec.lora_rank`, adapters in `spec.lora_dtype`, the base in the
+policy's parameter dtype), split with `trainable=TRAINABLE` (only adapters get gradients and
+optimizer state; the base is `TrainState.frozen`, donated and returned unchanged) and
+sharded with `lora_rules` (base as its kernel, A and B replicated). The forward pass is the
+factored `x W + s (x A) B`: no `[d_in, d_out]` delta and no full-size kernel gradient.
 
 Figures are per device (XLA compiles one SPMD program per device).
 """
@@ -25,14 +25,14 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from reasoning_jax import sharding as sharding_lib
+from reasoning_jax.lora import TRAINABLE, LoRAConfig, apply_lora, lora_rules
 from reasoning_jax.models.transformer import Transformer
-from reasoning_jax.train.memory.estimate import PlanSpec, abstract_model, lora_adapters
+from reasoning_jax.train.memory.estimate import PlanSpec
 from reasoning_jax.train.memory.policy import make_optimizer
 from reasoning_jax.train.step import (
   abstract_train_state,
@@ -102,6 +102,11 @@ def _full_step(spec: PlanSpec, mesh):
   config = spec.config
   graphdef, state = abstract_train_state(lambda: Transformer(config, rngs=nnx.Rngs(0)), tx)
   shardings = state_shardings(state, tx, spec.partition_rules(), mesh)
+  return _jit_step(spec, mesh, graphdef, tx, state, shardings)
+
+
+def _jit_step(spec: PlanSpec, mesh, graphdef, tx, state, shardings):
+  """`make_train_step`'s step on `sft_loss`, re-jitted with shardings and the state donated."""
   loss = functools.partial(sft_loss, chunk_size=spec.chunk_size)
   jitted = make_train_step(graphdef, tx, loss, micro_batches=spec.policy.micro_batches)
   step = getattr(jitted, "__wrapped__", jitted)
@@ -115,70 +120,25 @@ def _full_step(spec: PlanSpec, mesh):
   return fn, (_abstract(state, shardings), batch)
 
 
-def _merge_adapters(params, adapters, shardings):
-  """`W + A @ B` for each targeted kernel, in W's dtype and on W's sharding."""
-
-  def merge(path, w, sharding):
-    adapter = adapters.get(sharding_lib.path_to_name(path))
-    if adapter is None:
-      return w
-    delta = (adapter["a"].astype(w.dtype) @ adapter["b"].astype(w.dtype)).reshape(w.shape)
-    return w + jax.lax.with_sharding_constraint(delta, sharding)
-
-  return jax.tree_util.tree_map_with_path(merge, params, shardings)
-
-
 def _lora_step(spec: PlanSpec, mesh):
+  """The real LoRA step: `apply_lora` on the abstract model (bf16 or f32 base per the policy,
+  adapters in `lora_dtype`), `trainable=TRAINABLE` through `make_train_step`."""
   tx = make_optimizer(spec.optimizer, spec.policy)
-  graphdef, params = nnx.split(abstract_model(spec.config), nnx.Param)
-  params = nnx.state(params)
-  adapters = lora_adapters(spec, params)
-  opt_state = jax.eval_shape(tx.init, adapters)
-  replicated = NamedSharding(mesh, P())
-  param_shards = sharding_lib.param_shardings(params, spec.partition_rules(), mesh)
-  adapter_shards = jax.tree_util.tree_map(lambda _: replicated, adapters)
-  opt_shards = jax.tree_util.tree_map(lambda _: replicated, opt_state)
-  micro = spec.policy.micro_batches
-
-  def step(params, trainable, batch):
-    adapters, opt_state = trainable
-
-    def loss(adapters, mb):
-      model = nnx.merge(graphdef, _merge_adapters(params, adapters, param_shards))
-      loss_sum, denom, _ = sft_loss(model, mb, chunk_size=spec.chunk_size)
-      return loss_sum, denom
-
-    grad_fn = jax.grad(loss, has_aux=True)
-    mbs = jax.tree_util.tree_map(lambda x: x.reshape((micro, -1) + x.shape[1:]), batch)
-
-    def body(carry, mb):
-      g, d = grad_fn(adapters, mb)
-      return (jax.tree_util.tree_map(jnp.add, carry[0], g), carry[1] + d), None
-
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, adapters)
-    (grads, denom), _ = jax.lax.scan(body, (zeros, jnp.zeros((), jnp.float32)), mbs)
-    grads = jax.tree_util.tree_map(lambda g: g / jnp.maximum(denom, 1.0), grads)
-    updates, opt_state = tx.update(grads, opt_state, adapters)
-    return optax.apply_updates(adapters, updates), opt_state
-
-  batch = _abstract_batch(spec, mesh)
-  trainable_shards = (adapter_shards, opt_shards)
-  fn = jax.jit(
-    step,
-    in_shardings=(
-      param_shards,
-      trainable_shards,
-      jax.tree_util.tree_map(lambda x: x.sharding, batch),
-    ),
-    out_shardings=trainable_shards,
-    donate_argnums=(1,),
+  lora = LoRAConfig(
+    rank=spec.lora_rank,
+    alpha=2.0 * spec.lora_rank,
+    targets=spec.lora_targets,
+    adapter_dtype=spec.lora_dtype,
   )
-  args = (
-    _abstract(params, param_shards),
-    (_abstract(adapters, adapter_shards), _abstract(opt_state, opt_shards)),
-    batch,
-  )
-  return fn, args
+
+  def model_fn():
+    model = Transformer(spec.config, rngs=nnx.Rngs(0))
+    apply_lora(model, lora, rngs=nnx.Rngs(1))  # The base keeps the policy's param dtype.
+    return model
+
+  graphdef, state = abstract_train_state(model_fn, tx, trainable=TRAINABLE)
+  shardings = state_shardings(state, tx, lora_rules(spec.partition_rules()), mesh)
+  return _jit_step(spec, mesh, graphdef, tx, state, shardings)
 
 
 def compiled_memory(spec: PlanSpec) -> CompiledMemory:
