@@ -460,7 +460,9 @@ def test_jit_grad_vmap_and_static_bound_loss():
     kw = _kwargs(lf.name, ref)
     single, g = _run(lf, logp, old, adv, mask, **kw)
     np.testing.assert_allclose(batched[k][0][0], single.loss, rtol=1e-6)
-    np.testing.assert_allclose(batched[k][1][0], g, rtol=1e-6)
+    # Gradients of vmap(jit(...)) vs eager: fp32 tolerance (STYLE.md), since XLA may fuse the
+    # two differently (a 1.1e-6 relative difference on one element was seen on JAX 0.12 CPU).
+    np.testing.assert_allclose(batched[k][1][0], g, rtol=1e-5, atol=1e-10)
     kw_rev = {"ref_logp": ref[::-1]} if kw else {}
     flipped = _run(lf, logp[::-1], old[::-1], adv[::-1], mask[::-1], **kw_rev)
     np.testing.assert_allclose(batched[k][0][1], flipped[0].loss, rtol=1e-6)
