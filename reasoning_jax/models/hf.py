@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from typing import Any, Callable, Iterable
 
 import jax
@@ -31,6 +30,15 @@ import numpy as np
 from flax import nnx
 
 from reasoning_jax.models.config import ModelConfig, RopeScaling
+from reasoning_jax.models.hf_files import (  # noqa: F401  (ExportError: part of this API)
+  ExportError,
+  agree,
+  plan_shards,
+  prepare_directory,
+  save_safetensors,
+  to_host,
+  write_json,
+)
 from reasoning_jax.models.transformer import Transformer
 
 ARCHITECTURES = {
@@ -476,108 +484,6 @@ def from_hf(
 # --------------------------------------------------------------------------------------------
 
 
-class ExportError(OSError):
-  """`to_hf` could not write its folder (raised on every process of a multi-process run)."""
-
-
-# The weight files `to_hf` writes; stale ones of an earlier export are removed first, so the
-# folder never mixes two layouts (a leftover index would win over a new `model.safetensors`).
-_WEIGHT_FILE = re.compile(
-  r"model\.safetensors|model\.safetensors\.index\.json|model-\d{5}-of-\d{5}\.safetensors"
-)
-# Room for one process's error message in the all-process agreement.
-_MESSAGE_BYTES = 1024
-
-
-def _agree(error: BaseException | None, what: str) -> None:
-  """Raises `ExportError` on every process if `error` is set on any (a collective on many).
-
-  On several processes every process calls this at the same points, so it is also a barrier:
-  none leaves before process 0 has finished the step that it reports on.
-  """
-  if jax.process_count() == 1:
-    if error is not None:
-      raise ExportError(f"to_hf: {what} ({type(error).__name__}: {error})") from error
-    return
-  from jax.experimental import multihost_utils
-
-  local = np.zeros(1 + _MESSAGE_BYTES, np.uint8)
-  if error is not None:
-    message = f"{type(error).__name__}: {error}".encode()[:_MESSAGE_BYTES]
-    local[0] = 1
-    local[1 : 1 + len(message)] = np.frombuffer(message, np.uint8)
-  gathered = np.asarray(multihost_utils.process_allgather(local))  # [processes, 1 + bytes]
-  failed = [i for i in range(gathered.shape[0]) if gathered[i, 0]]
-  if failed:
-    message = bytes(gathered[failed[0], 1:]).rstrip(b"\0").decode(errors="replace")
-    raise ExportError(f"to_hf: {what} (process {failed[0]}: {message})") from error
-
-
-def _prepare_directory(directory: str) -> None:
-  """Creates `directory`, checks that a file can be written in it, removes stale weights."""
-  os.makedirs(directory, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=directory, prefix=".to_hf-probe-"):
-    pass
-  for name in os.listdir(directory):
-    if _WEIGHT_FILE.fullmatch(name):
-      os.remove(os.path.join(directory, name))
-
-
-def _write_file(path: str, write: Callable[[str], None]) -> None:
-  """`write(tmp)` then an atomic rename onto `path`: a failed write leaves no partial file."""
-  tmp = path + ".partial"
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def _write_json(path: str, value: Any) -> None:
-  def write(tmp: str) -> None:
-    with open(tmp, "w") as f:
-      json.dump(value, f, indent=2)
-
-  _write_file(path, write)
-
-
-def _save_safetensors(path: str, tensors: dict[str, np.ndarray]) -> None:
-  from safetensors.numpy import save_file  # Imported lazily: optional at package import.
-
-  _write_file(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-
-
-def _to_host(x: Any) -> np.ndarray:
-  """The whole of `x` as a numpy array on this host.
-
-  An array split across processes is gathered (`process_allgather`, a collective that every
-  process must join in the same order); a fully replicated or fully addressable one is read
-  locally. Both tests depend only on the sharding, so every process takes the same branch.
-  """
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    if x.is_fully_replicated:
-      return np.asarray(x.addressable_data(0))
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(jax.device_get(x))
-
-
-def _plan_shards(sizes: list[tuple[str, int]], max_shard_bytes: int | None) -> list[list[str]]:
-  """Tensor names per file, in order: a new file starts when the next tensor would pass the
-  limit (a tensor larger than the limit gets a file of its own)."""
-  shards: list[list[str]] = [[]]
-  size = 0
-  for name, nbytes in sizes:
-    if max_shard_bytes and size and size + nbytes > max_shard_bytes:
-      shards.append([])
-      size = 0
-    shards[-1].append(name)
-    size += nbytes
-  return shards
-
-
 def to_hf(
   model: Transformer,
   directory: str | os.PathLike,
@@ -619,7 +525,7 @@ def to_hf(
     target = _get_path(pure, m.path)
     shape = jax.eval_shape(m.to_hf, jax.ShapeDtypeStruct(target.shape, target.dtype)).shape
     sizes.append((m.hf_name, math.prod(shape) * out_dtype.itemsize))
-  shards = _plan_shards(sizes, max_shard_bytes)
+  shards = plan_shards(sizes, max_shard_bytes)
   if len(shards) == 1:
     files = ["model.safetensors"]
   else:
@@ -635,20 +541,20 @@ def to_hf(
       return e
     return None
 
-  _agree(attempt(lambda: _prepare_directory(directory)), f"cannot write to {directory}")
+  agree(attempt(lambda: prepare_directory(directory)), f"cannot write to {directory}")
   for names, file in zip(shards, files):
     tensors: dict[str, np.ndarray] = {}
     for name in names:
       m = maps[name]
-      value = _to_host(_get_path(pure, m.path))  # Every process joins the gather.
+      value = to_host(_get_path(pure, m.path))  # Every process joins the gather.
       if writer:
         tensors[name] = np.ascontiguousarray(m.to_hf(value).astype(out_dtype))
       del value
 
     path = os.path.join(directory, file)
-    error = attempt(lambda: _save_safetensors(path, tensors))
+    error = attempt(lambda: save_safetensors(path, tensors))
     tensors = {}  # Frees the file's tensors before the next gathers.
-    _agree(error, f"could not write {path}")
+    agree(error, f"could not write {path}")
 
   def write_index_and_config() -> None:
     if len(shards) > 1:
@@ -656,10 +562,8 @@ def to_hf(
         "metadata": {"total_size": int(sum(nbytes for _, nbytes in sizes))},
         "weight_map": {name: file for names, file in zip(shards, files) for name in names},
       }
-      _write_json(os.path.join(directory, "model.safetensors.index.json"), index)
-    _write_json(os.path.join(directory, "config.json"), hf_config)
+      write_json(os.path.join(directory, "model.safetensors.index.json"), index)
+    write_json(os.path.join(directory, "config.json"), hf_config)
 
-  _agree(
-    attempt(write_index_and_config), f"could not write the index or config.json in {directory}"
-  )
+  agree(attempt(write_index_and_config), f"could not write the index or config.json in {directory}")
   return directory

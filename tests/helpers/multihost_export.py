@@ -45,7 +45,7 @@ if pid == 1:  # Only process 0 touches the folder.
   def no_write(*args):
     raise AssertionError(f"process 1 wrote to the folder: {args[0]}")
 
-  hf._prepare_directory = hf._save_safetensors = hf._write_json = no_write
+  hf.prepare_directory = hf.save_safetensors = hf.write_json = no_write
 
 # The merge is array math under the params' shardings: the merged kernel stays split.
 merged = merge_adapters(nnx.clone(model)).layers[0].mixer.q_proj[...]
@@ -68,7 +68,7 @@ except hf.ExportError as e:
   print("REFUSED", pid, e, flush=True)
 
 if pid == 0:  # Process 0's second file fails; process 1 only learns it from the agreement.
-  save, calls = hf._save_safetensors, []
+  save, calls = hf.save_safetensors, []
 
   def failing_save(path, tensors):
     calls.append(path)
@@ -76,7 +76,7 @@ if pid == 0:  # Process 0's second file fails; process 1 only learns it from the
       raise OSError("disk full (simulated)")
     save(path, tensors)
 
-  hf._save_safetensors = failing_save
+  hf.save_safetensors = failing_save
 try:
   export_merged(
     model, os.path.join(out, "failing"), max_shard_bytes=lora_export_problem.SHARD_BYTES
