@@ -8,6 +8,7 @@ docstrings; no network access is needed (no intersphinx).
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 
@@ -34,12 +35,29 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
-exclude_patterns = ["_build", "**/.ipynb_checkpoints", "README.md"]
+# jupyter_execute/: myst-nb writes rendered notebooks next to the build folder (docs/).
+exclude_patterns = ["_build", "jupyter_execute", "**/.ipynb_checkpoints", "README.md"]
 templates_path = ["_templates"]
 
 # Notebooks: rendered as committed (outputs cleared), never executed by the docs build.
 nb_execution_mode = "off"
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist", "substitution"]
+
+# "Open in Colab" links need the repository's GitHub name ("owner/name"), which this checkout
+# does not record: set REASONING_JAX_GITHUB when building the published site. Without it the
+# notebook index says how to open a notebook by upload instead of linking to a guessed URL.
+GITHUB_REPOSITORY = os.environ.get("REASONING_JAX_GITHUB")
+NOTEBOOKS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "colab", "*.ipynb")))
+
+
+def _colab_link(notebook: str) -> str:
+  if GITHUB_REPOSITORY:
+    url = f"https://colab.research.google.com/github/{GITHUB_REPOSITORY}/blob/main/colab/{notebook}"
+    return f"[Open in Colab]({url})"
+  return f"Open in Colab: upload `colab/{notebook}` (File > Upload notebook)"
+
+
+myst_substitutions = {"colab_" + os.path.splitext(nb)[0]: _colab_link(nb) for nb in NOTEBOOKS}
 myst_heading_anchors = 3
 
 # API reference.

@@ -33,3 +33,20 @@ def test_page_code_runs(page):
   for i, block in enumerate(_blocks(page)):
     code = compile(block, f"{page.relative_to(ROOT)} (python block {i + 1})", "exec")
     exec(code, namespace)  # noqa: S102 (our own documentation)
+
+
+def test_notebook_index_lists_every_notebook():
+  """Every colab/*.ipynb is rendered in the docs (a link in docs/notebooks/) and listed, with
+  its Colab link, in docs/notebooks/index.md and in colab/README.md."""
+  index = (ROOT / "docs" / "notebooks" / "index.md").read_text(encoding="utf-8")
+  readme = (ROOT / "colab" / "README.md").read_text(encoding="utf-8")
+  notebooks = sorted((ROOT / "colab").glob("*.ipynb"))
+  assert notebooks
+  for nb in notebooks:
+    rendered = ROOT / "docs" / "notebooks" / nb.name
+    assert rendered.resolve() == nb.resolve(), f"docs/notebooks/{nb.name} must link to {nb}"
+    assert f"{{doc}}`{nb.name} <{nb.stem}>`" in index, f"docs/notebooks/index.md lacks {nb.name}"
+    assert f"{{{{ colab_{nb.stem} }}}}" in index, (
+      f"docs/notebooks/index.md: no Colab link for {nb.name}"
+    )
+    assert f"`{nb.name}`" in readme, f"colab/README.md does not list {nb.name}"
