@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import os
 import pathlib
-import pkgutil
 import re
 import shutil
 import subprocess
@@ -21,7 +22,6 @@ import sys
 
 import pytest
 
-import pallas_kernels
 import reasoning_jax
 from reasoning_jax import citations
 from reasoning_jax.registry import Registry
@@ -31,34 +31,67 @@ METHOD_DOCS = ROOT / "docs" / "methods"
 ARXIV_ID = re.compile(r"^\d{4}\.\d{4,5}$")
 
 
-def _all_registries() -> dict[str, Registry]:
-  """category -> Registry, for every Registry object defined anywhere in the packages."""
-  for package in (reasoning_jax, pallas_kernels):
-    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-      importlib.import_module(info.name)
-  found: dict[int, tuple[str, Registry]] = {}
-  for name, module in list(sys.modules.items()):
-    if not name.startswith(("reasoning_jax", "pallas_kernels")):
-      continue
+_DISCOVER = r"""
+import importlib, json, pkgutil, sys
+import pallas_kernels, reasoning_jax
+from reasoning_jax import citations
+from reasoning_jax.registry import Registry
+
+for package in (reasoning_jax, pallas_kernels):
+  for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+    importlib.import_module(info.name)
+found = {}
+for name, module in list(sys.modules.items()):
+  if name.startswith(("reasoning_jax", "pallas_kernels")):
     for attr, value in vars(module).items():
       if isinstance(value, Registry):
         found.setdefault(id(value), (f"{name}.{attr}", value))
-  registries: dict[str, Registry] = {}
-  for where, reg in found.values():
-    assert reg.category not in registries, (
-      f"two registries share the category {reg.category!r} ({where}); categories name "
-      "registries in reasoning_jax.citations"
-    )
-    registries[reg.category] = reg
-  return registries
+registries, duplicates = {}, []
+for where, reg in found.values():
+  if reg.category in registries:
+    duplicates.append(where)
+  registries[reg.category] = reg
+print(json.dumps({
+  "names": {c: r.names() for c, r in registries.items()},
+  "duplicates": duplicates,
+  "uncited": citations.uncited(registries),
+}))
+"""
 
 
 @pytest.fixture(scope="module")
-def registries() -> dict[str, Registry]:
-  return _all_registries()
+def package_registries() -> dict:
+  """The package's own registries, as a fresh interpreter sees them after importing every
+  module of reasoning_jax and pallas_kernels: {"names": {category: [names]}, "duplicates",
+  "uncited"}. (In this process other tests may have registered test-only entries.)"""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  out = subprocess.run(
+    [sys.executable, "-c", _DISCOVER], cwd=ROOT, env=env, capture_output=True, text=True
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  found = json.loads(out.stdout.strip().splitlines()[-1])
+  assert not found["duplicates"], (
+    f"registries {found['duplicates']} share a category with another registry; categories "
+    "name registries in reasoning_jax.citations"
+  )
+  return found
 
 
-def test_every_registry_is_classified(registries):
+def _registry_objects() -> dict[str, Registry]:
+  """category -> Registry object of this process (for looking up registered objects)."""
+  for module in ("reasoning_jax.rl", "reasoning_jax.models", "reasoning_jax.ops.ovq"):
+    importlib.import_module(module)  # Their imports register every method entry.
+  objects = {}
+  for name, module in list(sys.modules.items()):
+    if name.startswith(("reasoning_jax", "pallas_kernels")):
+      for value in vars(module).values():
+        if isinstance(value, Registry):
+          objects.setdefault(value.category, value)
+  return objects
+
+
+def test_every_registry_is_classified(package_registries):
+  registries = package_registries["names"]
   cited, options = set(citations.CITED_REGISTRIES), set(citations.OPTION_REGISTRIES)
   assert not cited & options
   unclassified = sorted(set(registries) - cited - options)
@@ -71,8 +104,8 @@ def test_every_registry_is_classified(registries):
   assert not stale, f"citations lists registries that do not exist: {stale}"
 
 
-def test_every_registry_name_is_cited(registries):
-  missing = citations.uncited(registries)
+def test_every_registry_name_is_cited(package_registries):
+  missing = package_registries["uncited"]
   assert not missing, (
     f"registry entries with neither a docs page nor a citation: {missing}. Add a page "
     "docs/methods/<method>.md and its BibTeX entry to reasoning_jax/references.bib "
@@ -81,7 +114,8 @@ def test_every_registry_name_is_cited(registries):
   )
 
 
-def test_citation_tables_name_registered_entries(registries):
+def test_citation_tables_name_registered_entries(package_registries):
+  registries = package_registries["names"]
   for category, name in [*citations.REGISTRY_METHODS, *citations.ENGINEERING_BASELINES]:
     assert category in citations.CITED_REGISTRIES, (category, name)
     assert name in registries[category], f"{category}:{name} is cited but not registered"
@@ -169,8 +203,9 @@ def test_bibtex_names_the_name_and_the_valid_ones():
   assert citations.citation_keys("loss:grpo") == citations.citation_keys("grpo")
 
 
-def test_cited_code_names_the_same_paper(registries):
+def test_cited_code_names_the_same_paper():
   """The docstrings of a method's code give the arXiv id of the paper we cite for it."""
+  registries = _registry_objects()
   bib = citations.parse_bibtex(pathlib.Path(citations.BIB_PATH).read_text(encoding="utf-8"))
   for (category, name), page in citations.REGISTRY_METHODS.items():
     obj = registries[category].get(name)
