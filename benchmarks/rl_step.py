@@ -1,7 +1,11 @@
 """One full RL step (rollout + update) on a small preset: tokens/s, memory, ratios.
 
 Measured in the same invocation:
-  * rollout (KV-cache generate + rewards + old log-probs) and update time, tokens/s;
+  * rollout (KV-cache generate + rewards + old log-probs) and update time, tokens/s, and the
+    phase breakdown of a step: prefill, decode, score (detokenise + rewards + batch
+    assembly), old log-probs (only with --recompute-old-logp) and update;
+  * the sampling primitive of a decode step on `[N, V]` logits: our two-level inverse-CDF
+    draw vs `jax.random.categorical` (Gumbel-max), and `first_argmax` vs `jnp.argmax`;
   * compiled temporary memory of the update's gradient with chunked vs unchunked log-probs;
   * the whole step on 1 vs 8 host devices (separate processes; same global batch);
   * optionally (--tunix-python PATH), google-tunix's GRPO learner on the same model size,
@@ -67,7 +71,11 @@ def worker(args):
   # As run_rl with one update per rollout: the update's forward pass gives the old log-probs
   # (no separate pass after sampling) unless --recompute-old-logp.
   recompute = args.recompute_old_logp
-  loss_fn = make_rl_loss_fn(loss, chunk_size=chunk, tis_cap=None if recompute else 2.0)
+  # As run_rl: only the completion window goes through the vocabulary head (--no-window: all).
+  window = None if args.no_window else args.new_tokens
+  loss_fn = make_rl_loss_fn(
+    loss, chunk_size=chunk, tis_cap=None if recompute else 2.0, window=window
+  )
   step = make_train_step(
     graphdef,
     tx,
@@ -77,7 +85,7 @@ def worker(args):
     aux_merge=rl.merge_aux,
     aux_finalize=lambda a, d: rl.summarize_aux(a),
   )
-  logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk)
+  logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk, window=window)
   rng = np.random.default_rng(0)
   prompts = {
     "prompts": rng.integers(3, args.vocab, (args.prompts, 32)).astype(np.int32),
@@ -88,7 +96,7 @@ def worker(args):
   def reward_fn(completions, answers, **_):
     return rng.random(len(completions)).astype(np.float32)
 
-  def one_step(i):
+  def one_step(i, phases=None):
     t0 = time.perf_counter()
     batch = collect_rollouts(
       graphdef,
@@ -101,6 +109,7 @@ def worker(args):
       key=jax.random.key(i),
       logprob_fn=logprob_fn,
       recompute_old_logp=recompute,
+      timings=phases,
     )
     t1 = time.perf_counter()
     adv = rl.ADVANTAGES.get("grpo")(
@@ -117,16 +126,19 @@ def worker(args):
   batch, arrays, _, _ = one_step(0)  # Compile everything once.
   state, metrics = step(state, sharding.shard_batch(arrays, mesh))  # The step donates state.
   jax.block_until_ready(metrics)
-  rollout_s, update_s, step_s, token_counts = [], [], [], []
+  rollout_s, update_s, step_s, token_counts, phase_list = [], [], [], [], []
   for i in range(1, args.steps + 1):
     current["params"] = state.params
-    batch, arrays, t0, t1 = one_step(i)
+    phases = {}
+    batch, arrays, t0, t1 = one_step(i, phases)
     t2 = time.perf_counter()
     state, metrics = step(state, sharding.shard_batch(arrays, mesh))
     jax.block_until_ready(metrics)
     t3 = time.perf_counter()
     rollout_s.append(t1 - t0)
     update_s.append(t3 - t2)
+    phases["update_s"] = t3 - t2
+    phase_list.append(phases)
     step_s.append(t3 - t0)
     token_counts.append(int(batch.mask.sum()))
   tokens = int(np.median(token_counts))
@@ -137,6 +149,10 @@ def worker(args):
     .memory_analysis()
   )
   median = lambda xs: float(np.median(xs))  # pylint: disable=unnecessary-lambda-assignment
+  phase_medians = {k: median([p[k] for p in phase_list]) for k in phase_list[0]}
+  sampling_ms = (
+    sampling_primitives(args.prompts * args.group, args.vocab) if args.primitives else {}
+  )
   print(
     json.dumps(
       {
@@ -149,9 +165,39 @@ def worker(args):
         "completion_tokens": tokens,
         "tokens_per_s": tokens / median(step_s),
         "grad_temp_bytes": None if analysis is None else int(analysis.temp_size_in_bytes),
+        "phases": phase_medians,
+        "window": window,
+        "sampling_ms": sampling_ms,
       }
     )
   )
+
+
+def sampling_primitives(rows, vocab, repeats=20):
+  """Milliseconds per call of one decode step's sampling primitive on `[rows, vocab]` logits."""
+  import jax
+  import jax.numpy as jnp
+
+  from reasoning_jax.generate.sampling import categorical_sample, first_argmax
+
+  logits = jax.random.normal(jax.random.key(0), (rows, vocab)) * 2.0
+  log_probs = jax.nn.log_softmax(logits)
+  fns = {
+    "jax.random.categorical": jax.jit(lambda k, lp: jax.random.categorical(k, lp)),
+    "categorical_sample (ours)": jax.jit(categorical_sample),
+    "jnp.argmax": jax.jit(lambda k, lp: jnp.argmax(lp, axis=-1)),
+    "first_argmax (ours)": jax.jit(lambda k, lp: first_argmax(lp)),
+  }
+  out = {}
+  for name, fn in fns.items():
+    jax.block_until_ready(fn(jax.random.key(1), log_probs))
+    times = []
+    for i in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(jax.random.key(i), log_probs))
+      times.append(time.perf_counter() - start)
+    out[name] = 1000 * sorted(times)[len(times) // 2]
+  return out
 
 
 def main():
@@ -179,14 +225,28 @@ def main():
     help="a separate forward pass for the old log-probs after sampling (what "
     "several updates per rollout need); default: the update's own pass",
   )
+  parser.add_argument(
+    "--skip-sharded", action="store_true", help="skip the 8-host-device run (slow on 2 cores)"
+  )
+  parser.add_argument("--no-window", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--primitives", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--mesh", default="{}", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     return worker(args)
-  runs = [(1, {"data": 1}, 0), (1, {"data": 1}, 32), (8, {"data": 8}, 32)]
+  # (name, host devices, mesh, log-prob chunk, extra worker flags). The first is the baseline
+  # of the ratios and of the tunix comparison; "full head" is the same step with every
+  # position projected onto the vocabulary (the update before the completion window).
+  runs = [
+    ("1 dev, chunk=none", 1, {"data": 1}, 0, ["--primitives"]),
+    ("1 dev, full head", 1, {"data": 1}, 0, ["--no-window"]),
+    ("1 dev, chunk=32", 1, {"data": 1}, 32, []),
+  ]
+  if not args.skip_sharded:
+    runs.append(("8 dev, chunk=32", 8, {"data": 8}, 32, []))
   results = []
-  for devices, mesh, chunk in runs:
+  for name, devices, mesh, chunk, extra in runs:
     env = dict(
       os.environ,
       XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
@@ -213,21 +273,27 @@ def main():
     ]
     if args.recompute_old_logp:
       cmd.append("--recompute-old-logp")
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    out = subprocess.run(cmd + extra, env=env, capture_output=True, text=True, check=True)
+    results.append(dict(json.loads(out.stdout.strip().splitlines()[-1]), name=name))
   base = results[0]
   print(
     f"{'run':28s} {'rollout s':>9} {'update s':>9} {'tok/s':>8} {'grad temp MiB':>14} "
     f"{'step vs base':>12} {'mem vs base':>11}"
   )
   for r in results:
-    name = f"{r['devices']} dev, chunk={r['chunk'] or 'none'}"
     mem = r["grad_temp_bytes"]
     print(
-      f"{name:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['tokens_per_s']:8.0f} "
+      f"{r['name']:28s} {r['rollout_s']:9.2f} {r['update_s']:9.2f} {r['tokens_per_s']:8.0f} "
       f"{(mem or 0) / 2**20:14.1f} {base['step_s'] / r['step_s']:11.2f}x "
       f"{(mem or 0) / max(base['grad_temp_bytes'] or 1, 1):10.3f}x"
     )
+  phases = list(base["phases"])
+  print(f"\nphase medians (s) {'':10s}" + "".join(f"{p[:-2]:>10}" for p in phases))
+  for r in results[:2]:
+    print(f"{r['name']:28s}" + "".join(f"{r['phases'].get(p, 0.0):10.3f}" for p in phases))
+  print("\nsampling primitive of one decode step, [N, V] logits (ms, median):")
+  for name, ms in base["sampling_ms"].items():
+    print(f"  {name:28s} {ms:8.2f}")
   if args.tunix_python:
     compare_tunix(args, base)
 

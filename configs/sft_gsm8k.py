@@ -21,7 +21,7 @@ import os
 
 import ml_collections
 
-_FIXTURES = os.path.join(
+FIXTURES = os.path.join(
   os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "fixtures"
 )
 
@@ -117,7 +117,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.learning_rate = 1e-4  # Adapters take a larger step than full fine-tuning.
   if variant in ("tiny", "tiny_lora"):
     c.workdir = "outputs/sft_gsm8k_tiny" + ("_lora" if c.lora else "")
-    c.manual_dir = os.path.join(_FIXTURES, "gsm8k")
+    c.manual_dir = os.path.join(FIXTURES, "gsm8k")
     c.model = model_source("")  # Pass --config.model.hf_dir=<a tiny random checkpoint>.
     c.model.param_dtype = ""
     c.seq_len = 384

@@ -182,6 +182,7 @@ def sequence_logprobs(
   temperature: float | jax.Array = 1.0,
   positions: jax.Array | None = None,
   segment_ids: jax.Array | None = None,
+  window: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Next-token log-probabilities and entropies of `tokens` under a causal LM.
 
@@ -197,6 +198,13 @@ def sequence_logprobs(
     positions: optional `[B, T]` int positions passed to the model.
     segment_ids: optional `[B, T]` int segment ids (packed sequences); the first
       token of each segment gets 0 like position 0.
+    window: None, or a static int W promising that each row's nonzero `mask` entries lie
+      within W consecutive positions (an RL batch: the completion of row b occupies
+      `[prompt_length_b, prompt_length_b + max_new_tokens)`). Only those W positions per
+      row are projected onto the vocabulary: the same values, and the head (usually the
+      largest matmul and the only `[., V]` arrays) does `W / T` of the work. Masked
+      positions outside the window come out NaN, so a wrong promise fails loudly (a NaN
+      loss) instead of silently dropping tokens.
 
   Returns:
     `(logp, entropy)`, both `[B, T]` float32: `logp[:, t] = log p(tokens[:, t] |
@@ -236,16 +244,19 @@ def sequence_logprobs(
         f"{name} must be [B, T] = {(b, t)} (from tokens), got shape {tuple(value.shape)}"
       )
 
+  if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+    raise ValueError(f"window must be None or a positive int, got {window!r}")
+
   hidden, _ = model.forward(tokens, positions=positions, segment_ids=segment_ids)
-  # Position t predicts token t + 1. The last position's target is a dummy (its
-  # outputs are discarded), which keeps the length T so chunking stays aligned.
-  targets = jnp.concatenate([tokens[:, 1:], tokens[:, :1]], axis=1)
-  logp, entropy = chunked_token_logprobs(
-    hidden, model.unembed_kernel(), targets, chunk_size=chunk_size, temperature=temperature
-  )
-  zeros = jnp.zeros((b, 1), jnp.float32)
-  logp = jnp.concatenate([zeros, logp[:, :-1]], axis=1)
-  entropy = jnp.concatenate([zeros, entropy[:, :-1]], axis=1)
+  if window is not None and window < t - 1:
+    logp, entropy, in_window = _windowed_head(
+      hidden, model.unembed_kernel(), tokens, mask, window, chunk_size, temperature
+    )
+  else:
+    logp, entropy = _shifted_head(
+      hidden, model.unembed_kernel(), tokens, chunk_size=chunk_size, temperature=temperature
+    )
+    in_window = None
 
   weights = mask.astype(jnp.float32)
   keep = mask != 0
@@ -254,4 +265,46 @@ def sequence_logprobs(
       [jnp.zeros((b, 1), bool), segment_ids[:, 1:] == segment_ids[:, :-1]], axis=1
     )
     keep = keep & same_segment
-  return jnp.where(keep, logp * weights, 0.0), jnp.where(keep, entropy * weights, 0.0)
+  logp, entropy = jnp.where(keep, logp * weights, 0.0), jnp.where(keep, entropy * weights, 0.0)
+  if in_window is not None:
+    outside = keep & ~in_window
+    logp, entropy = jnp.where(outside, jnp.nan, logp), jnp.where(outside, jnp.nan, entropy)
+  return logp, entropy
+
+
+def _shifted_head(hidden, kernel, tokens, *, chunk_size, temperature):
+  """`(logp, entropy)` `[B, T]` for every position (0 at t = 0), hidden `t - 1` -> token t."""
+  b = tokens.shape[0]
+  # Position t predicts token t + 1. The last position's target is a dummy (its
+  # outputs are discarded), which keeps the length T so chunking stays aligned.
+  targets = jnp.concatenate([tokens[:, 1:], tokens[:, :1]], axis=1)
+  logp, entropy = chunked_token_logprobs(
+    hidden, kernel, targets, chunk_size=chunk_size, temperature=temperature
+  )
+  zeros = jnp.zeros((b, 1), jnp.float32)
+  logp = jnp.concatenate([zeros, logp[:, :-1]], axis=1)
+  entropy = jnp.concatenate([zeros, entropy[:, :-1]], axis=1)
+  return logp, entropy
+
+
+def _windowed_head(hidden, kernel, tokens, mask, window, chunk_size, temperature):
+  """`(logp, entropy, in_window)` `[B, T]` computed only on W positions per row.
+
+  Row b's window is target positions `[s_b, s_b + W)` with `s_b` its first nonzero mask
+  entry, clamped to `[1, T - W]` so the window stays inside the row (position 0 is never
+  predicted). Hidden states `s_b - 1 ...` are gathered, projected, and the results scattered
+  back; everything outside the window is 0 (and flagged by `in_window`).
+  """
+  b, t = tokens.shape
+  first = jnp.argmax(mask != 0, axis=1).astype(jnp.int32)  # 0 when the row has no mask.
+  start = jnp.clip(first, 1, t - window)
+  index = start[:, None] + jnp.arange(window, dtype=jnp.int32)[None, :]  # [B, W] in [1, T).
+  hidden_w = jnp.take_along_axis(hidden, (index - 1)[:, :, None], axis=1)
+  targets_w = jnp.take_along_axis(tokens, index, axis=1)
+  logp_w, entropy_w = chunked_token_logprobs(
+    hidden_w, kernel, targets_w, chunk_size=chunk_size, temperature=temperature
+  )
+  rows = jnp.arange(b)[:, None]
+  scatter = lambda values: jnp.zeros((b, t), values.dtype).at[rows, index].set(values)  # noqa: E731
+  in_window = jnp.zeros((b, t), bool).at[rows, index].set(True)
+  return scatter(logp_w), scatter(entropy_w), in_window

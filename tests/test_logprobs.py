@@ -313,3 +313,55 @@ def test_bad_inputs_raise_naming_the_argument(qwen):
     chunked_token_logprobs(hidden, kernel, targets + 16)
   with pytest.raises(ValueError, match="chunk_size"):
     chunked_token_logprobs(hidden, kernel, targets, chunk_size=0)
+
+
+def _completion_batch(vocab_size, prompt_lengths, completion_lengths, width):
+  """Left-aligned prompt + completion rows and their completion mask (as RL rollouts)."""
+  n = len(prompt_lengths)
+  tokens = np.array(_tokens(vocab_size, (n, width), seed=3))
+  mask = np.zeros((n, width), np.float32)
+  for i, (p, c) in enumerate(zip(prompt_lengths, completion_lengths)):
+    mask[i, p : p + c] = 1.0
+    tokens[i, p + c :] = 0
+  return jnp.asarray(tokens), jnp.asarray(mask)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_window_equals_full_head_values_and_gradients(qwen, chunk_size):
+  """Only the completion window goes through the head: same log-probs, entropies, grads."""
+  window = 5
+  tokens, mask = _completion_batch(
+    qwen.config.vocab_size, [1, 4, 9, 2], [5, 3, 5, 0], width=14
+  )  # Row 0's window starts at position 1; row 2 ends at the last position; row 3 is empty.
+  graphdef, params = nnx.split(qwen)
+  weights = jnp.linspace(0.5, 1.5, tokens.size).reshape(tokens.shape)
+
+  def run(params, win):
+    logp, ent = sequence_logprobs(
+      nnx.merge(graphdef, params), tokens, mask, chunk_size=chunk_size, window=win
+    )
+    return jnp.sum(logp * weights) + 0.3 * jnp.sum(ent), (logp, ent)
+
+  (full_loss, (lp, ent)), full_grads = jax.value_and_grad(run, has_aux=True)(params, None)
+  (win_loss, (lp_w, ent_w)), win_grads = jax.jit(
+    jax.value_and_grad(run, has_aux=True), static_argnums=1
+  )(params, window)
+  np.testing.assert_allclose(lp_w, lp, atol=1e-5)
+  np.testing.assert_allclose(ent_w, ent, atol=1e-5)
+  np.testing.assert_allclose(win_loss, full_loss, rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(win_grads), jax.tree_util.tree_leaves(full_grads)):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_window_broken_promise_is_nan_and_large_window_falls_back(qwen):
+  tokens, mask = _completion_batch(qwen.config.vocab_size, [2, 3], [6, 2], width=10)
+  logp, ent = sequence_logprobs(qwen, tokens, mask, window=4)  # Row 0 spans 6 positions.
+  assert np.isnan(np.asarray(logp)[0, 6:8]).all() and np.isnan(np.asarray(ent)[0, 6:8]).all()
+  assert np.isfinite(np.asarray(logp)[0, :6]).all() and np.isfinite(np.asarray(logp)[1]).all()
+  full, _ = sequence_logprobs(qwen, tokens, mask)
+  np.testing.assert_allclose(np.asarray(logp)[0, :6], np.asarray(full)[0, :6], atol=1e-6)
+  wide, _ = sequence_logprobs(qwen, tokens, mask, window=9)  # >= T - 1: the full head.
+  np.testing.assert_array_equal(wide, full)
+  for bad in (0, -1, 2.5, True):
+    with pytest.raises(ValueError, match="window"):
+      sequence_logprobs(qwen, tokens, mask, window=bad)

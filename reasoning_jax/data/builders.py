@@ -408,17 +408,21 @@ class Gsm8kBuilder(_ManualJsonlBuilder, skip_registration=True):
 
 
 class MathBuilder(_ManualJsonlBuilder, skip_registration=True):
-  """MATH-style competition problems from local JSONL files.
+  """MATH-style competition problems from local JSONL files (`parsing.math_example`).
 
-  `answer` is the content of the last top-level `\\boxed{}` in `solution`;
-  records without one are an error (the message names the file and line).
+  Reads both the original MATH layout (`problem`, `solution` with a `\\boxed{}` answer,
+  `level`, `type`) and MATH-500's (`answer`, `subject`, an integer `level`, `unique_id`):
+  `answer` is the record's `answer` field, else the last top-level `\\boxed{}` of
+  `solution`. A record with neither is an error naming the file and line.
   """
 
   name = "math"
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-    "Put MATH-style train.jsonl and test.jsonl (one JSON object per line with 'problem' "
-    "and 'solution', the solution containing \\boxed{...}; optional 'level' and 'type') in "
-    "the directory passed as manual_dir."
+    "Put MATH-style train.jsonl and test.jsonl in the directory passed as manual_dir, one "
+    "JSON object per line with 'problem' and 'solution' and optionally 'answer', 'level', "
+    "'type' or 'subject': the original MATH release (the final answer in the solution's "
+    "\\boxed{...}; write its per-problem files MATH/<split>/*/*.json one per line) or "
+    "MATH-500 / PRM800K math_splits (with 'answer')."
   )
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -441,20 +445,11 @@ class MathBuilder(_ManualJsonlBuilder, skip_registration=True):
 
   def _generate_examples(self, path):
     for i, (lineno, rec) in enumerate(parsing.read_jsonl(path, ("problem", "solution"))):
-      answer = parsing.extract_boxed_answer(rec["solution"])
-      if answer is None:
-        raise ValueError(f"{path}:{lineno}: the 'solution' has no complete \\boxed{{...}} answer")
-      yield (
-        f"{i:09d}",
-        {
-          "question": rec["problem"].strip(),
-          "answer": answer,
-          "solution": rec["solution"].strip(),
-          "level": str(parsing.jsonl_field(rec, "level")),
-          "type": str(parsing.jsonl_field(rec, "type")),
-          "index": i,
-        },
-      )
+      try:
+        example = parsing.math_example(rec)
+      except ValueError as e:
+        raise ValueError(f"{path}:{lineno}: {e}") from None
+      yield f"{i:09d}", {**example, "index": i}
 
 
 # ------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 * MATH: each line has `problem` and `solution` (optionally `level`, `type`); the
   final answer is the content of the last top-level `\\boxed{...}` (or
   `\\fbox{...}`), extracted with balanced braces by `extract_boxed_answer`.
+  MATH-500 / PRM800K lines also carry `answer` (used as given), `subject` (for `type`) and
+  an integer `level`; `math_example` reads both layouts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = [
   "gsm8k_final_answer",
   "strip_calculator_annotations",
   "extract_boxed_answer",
+  "math_example",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -141,3 +144,56 @@ def jsonl_field(record: dict, key: str, default: Any = "") -> Any:
   """`record[key]` as stored, or `default` when absent or null."""
   value = record.get(key)
   return default if value is None else value
+
+
+def _level(value: Any) -> str:
+  """MATH's `"Level 3"` as stored; MATH-500's integer `3` as `"Level 3"`."""
+  if isinstance(value, int) and not isinstance(value, bool):
+    return f"Level {value}"
+  return str(value)
+
+
+def math_example(record: dict) -> dict[str, str]:
+  """`question`, `answer`, `solution`, `level`, `type` of a MATH or MATH-500 record.
+
+  The answer is the record's `answer` field when it has a non-empty one (MATH-500, PRM800K;
+  a number is written with `str`), else the last top-level `\\boxed{}` of `solution` (the
+  original MATH release). A solution without a box then gets the line
+  `The final answer is $\\boxed{answer}$.` appended, so the SFT target always ends with
+  the answer in the form the `boxed` verifier extracts.
+
+  Args:
+    record: One JSONL object with str `problem` and `solution`.
+
+  Returns:
+    The example's text fields (`level`, `type` are "" when absent).
+
+  Raises:
+    ValueError: A field of the wrong type, or neither an `answer` nor a `\\boxed{}`
+      answer (the caller adds the file and line).
+  """
+  for key in ("problem", "solution"):
+    if not isinstance(record[key], str):
+      raise ValueError(f"{key!r} must be a string, got {type(record[key]).__name__}")
+  solution = record["solution"].strip()
+  boxed = extract_boxed_answer(solution)
+  given = jsonl_field(record, "answer")
+  if isinstance(given, bool) or not isinstance(given, (str, int, float)):
+    raise ValueError(f"'answer' must be a string or a number, got {type(given).__name__}")
+  answer = str(given).strip()
+  if not answer:
+    if boxed is None:
+      raise ValueError(
+        "the 'solution' has no complete \\boxed{...} answer and the record has no 'answer' "
+        "field; add one of them"
+      )
+    answer = boxed
+  elif boxed is None:
+    solution = f"{solution}\nThe final answer is $\\boxed{{{answer}}}$."
+  return {
+    "question": record["problem"].strip(),
+    "answer": answer,
+    "solution": solution,
+    "level": _level(jsonl_field(record, "level")),
+    "type": str(jsonl_field(record, "type") or jsonl_field(record, "subject")),
+  }

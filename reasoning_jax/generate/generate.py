@@ -34,6 +34,7 @@ import collections
 import dataclasses
 import functools
 import operator
+import time
 from typing import Any
 
 import jax
@@ -216,6 +217,7 @@ def generate(
   key: jax.Array | None = None,
   cache_size: int | None = None,
   pad_id: int = 0,
+  timings: dict[str, float] | None = None,
 ) -> GenerateOutput:
   """Samples up to `max_new_tokens` tokens per row after right-padded prompts.
 
@@ -234,6 +236,9 @@ def generate(
     cache_size: KV-cache slots (default `P + max_new_tokens`); must be
       `>= P + max_new_tokens`.
     pad_id: value written to `tokens` after a row finishes.
+    timings: optional dict; when given, the call waits for each phase to finish and adds
+      its wall-clock seconds under `"prefill_s"` and `"decode_s"` (profiling; the extra
+      wait costs one host sync).
 
   Returns:
     A `GenerateOutput`: `tokens`, `lengths`, `logprobs`, `sampling_logprobs`, `done`.
@@ -314,9 +319,17 @@ def generate(
   prefill, decode = _compiled_fns(graphdef, settings)
   prompts = jnp.asarray(prompts, jnp.int32)
   prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
+  start = time.perf_counter()
   cache = model.init_cache(b, cache_size)  # Fresh zeros, filled in place by prefill.
   cache, carry = prefill(state, cache, prompts, prompt_lengths, key)
+  if timings is not None:
+    jax.block_until_ready(carry)
+    middle = time.perf_counter()
+    timings["prefill_s"] = timings.get("prefill_s", 0.0) + middle - start
   _, carry = decode(state, cache, carry, prompt_lengths, key)  # The final cache is dropped.
+  if timings is not None:
+    jax.block_until_ready(carry)
+    timings["decode_s"] = timings.get("decode_s", 0.0) + time.perf_counter() - middle
   return GenerateOutput(
     tokens=carry["tokens"],
     lengths=carry["lengths"],

@@ -12,6 +12,16 @@ in the order used by Hugging Face's logits warpers:
      top token; `top_p == 1.0` disables it);
   4. sample from the softmax of the truncated logits.
 
+How a token is drawn (DESIGN CHOICE, `categorical_sample`): by inverting the cumulative
+distribution in two levels, blocks of `SAMPLE_BLOCK` tokens then one token inside the chosen
+block, with two uniform numbers per row. This draws from the same categorical distribution
+as `jax.random.categorical` (the Gumbel-max trick), which needs one random number, a log-log
+and an `argmax` per vocabulary entry: at V = 32k on CPU the two-level draw is about 5x
+cheaper, and sampling was the largest part of a decode step. The random stream differs from
+`jax.random.categorical`, the distribution does not. Greedy decoding uses `first_argmax`
+(two plain reductions instead of XLA's variadic argmax; same result, ties to the lowest
+index).
+
 Two log-probabilities are reported for each sampled token:
 
   * `logprob_raw`: `log_softmax(logits)[token]` at temperature 1 without any
@@ -31,6 +41,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _scalar(value: Any) -> Any:
@@ -75,6 +86,60 @@ def validate_sampling_params(temperature: Any, top_k: Any, top_p: Any) -> tuple[
   if not 0.0 < top_p <= 1.0:
     raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
   return temperature, top_k, top_p
+
+
+# Tokens per block of the two-level inverse-CDF draw (about sqrt(V) for V in the 10^4-10^5s).
+SAMPLE_BLOCK = 256
+
+
+def first_argmax(x: jax.Array) -> jax.Array:
+  """`jnp.argmax(x, axis=-1)` as two plain reductions (int32; ties and NaNs as argmax).
+
+  XLA lowers `argmax` to a variadic (value, index) reduction that CPU backends do not
+  vectorise; a max followed by a min over the indices that attain it is several times
+  faster at vocabulary sizes and returns the same index: the first maximum, or the first
+  NaN when there is one (as `jnp.argmax`).
+  """
+  m = jnp.max(x, axis=-1, keepdims=True)
+  iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+  hit = (x == m) | jnp.isnan(x)
+  return jnp.min(jnp.where(hit, iota, x.shape[-1]), axis=-1).astype(jnp.int32)
+
+
+def _inverse_cdf(weights: jax.Array, u: jax.Array) -> jax.Array:
+  """Index of the first entry whose cumulative weight reaches `u * total` (u in (0, 1]).
+
+  Weights are >= 0, so the fp32 cumulative sum never decreases: with u > 0 an entry of zero
+  weight is never returned, and u <= 1 always finds one (the clamp only guards rounding).
+  """
+  cumulative = jnp.cumsum(weights, axis=-1)
+  target = u[..., None] * cumulative[..., -1:]
+  index = jnp.sum((cumulative < target).astype(jnp.int32), axis=-1)
+  return jnp.minimum(index, weights.shape[-1] - 1)
+
+
+def categorical_sample(key: jax.Array, log_probs: jax.Array) -> jax.Array:
+  """One draw per row from `softmax(log_probs)` (`[..., V]` normalised log-probs; int32).
+
+  Two-level inverse CDF (see the module docstring): the block of `SAMPLE_BLOCK` tokens is
+  drawn from the block masses, then the token from that block's renormalised weights. Entries
+  of `-inf` (truncated by top-k / top-p) have weight 0 and are never drawn.
+  """
+  *lead, vocab = log_probs.shape
+  rows = int(np.prod(lead, dtype=np.int64))
+  block = min(SAMPLE_BLOCK, vocab)
+  num_blocks = -(-vocab // block)
+  flat = log_probs.reshape(rows, vocab)
+  pad = num_blocks * block - vocab
+  if pad:
+    flat = jnp.pad(flat, ((0, 0), (0, pad)), constant_values=-jnp.inf)
+  weights = jnp.exp(flat.astype(jnp.float32)).reshape(rows, num_blocks, block)
+  # 1 - U[0, 1) lies in (0, 1]: zero-weight blocks and tokens are never chosen.
+  u = 1.0 - jax.random.uniform(key, (2, rows), jnp.float32)
+  chosen_block = _inverse_cdf(weights.sum(axis=-1), u[0])
+  inside = jnp.take_along_axis(weights, chosen_block[:, None, None], axis=1)[:, 0]
+  token = chosen_block * block + _inverse_cdf(inside, u[1])
+  return token.reshape(lead).astype(jnp.int32)
 
 
 def _check_logits(logits: Any) -> jax.Array:
@@ -133,10 +198,10 @@ def truncated_log_probs(
   temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
   logits = _check_logits(logits)
   if temperature == 0.0:
-    best = jnp.argmax(logits, axis=-1)
+    best = first_argmax(logits)
     one_hot = jax.nn.one_hot(best, logits.shape[-1], dtype=bool)
     return jnp.where(one_hot, 0.0, -jnp.inf).astype(jnp.float32)
-  scaled = logits / temperature
+  scaled = logits if temperature == 1.0 else logits / temperature  # Shares log_softmax(logits).
   keep = _keep_mask(scaled, top_k, top_p)
   if keep is not None:
     scaled = jnp.where(keep, scaled, -jnp.inf)
@@ -174,13 +239,13 @@ def sample_logits(
   logits = _check_logits(logits)
   raw = jax.nn.log_softmax(logits, axis=-1)
   if temperature == 0.0:
-    token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    token = first_argmax(logits)
     logprob_sampling = jnp.zeros(token.shape, jnp.float32)
   else:
     if key is None:
       raise ValueError(f"key is required when sampling with temperature={temperature} > 0")
     log_probs = truncated_log_probs(logits, temperature, top_k, top_p)
-    token = jax.random.categorical(key, log_probs, axis=-1).astype(jnp.int32)
+    token = categorical_sample(key, log_probs)
     logprob_sampling = jnp.take_along_axis(log_probs, token[..., None], axis=-1)[..., 0]
   logprob_raw = jnp.take_along_axis(raw, token[..., None], axis=-1)[..., 0]
   return token, logprob_raw, logprob_sampling

@@ -66,8 +66,13 @@ def load_adapters(directory: str | os.PathLike, model: nnx.Module) -> nnx.Module
 def export_merged(model: nnx.Module, directory: str | os.PathLike, **to_hf_kwargs) -> str:
   """Merges the adapters into a copy of `model` and writes it with `to_hf` (kwargs passed on).
 
-  DESIGN CHOICE: merges a clone so `model` keeps training; the clone briefly doubles host
-  memory (call `merge_adapters(model)` then `to_hf` yourself to avoid it).
+  The merge is array math on the model's own devices and shardings, so on several processes
+  (`jax.distributed`) every process calls this with its part of the same sharded model, as
+  `to_hf` requires; process 0 writes the folder.
+
+  DESIGN CHOICE: merges a clone so `model` keeps training; the clone shares the unadapted
+  arrays, but each merged kernel is a new array next to its base (on the base's devices) until
+  the export returns (call `merge_adapters(model)` then `to_hf` yourself to avoid it).
   """
   merged = merge_adapters(nnx.clone(model))
   return to_hf(merged, directory, **to_hf_kwargs)

@@ -11,13 +11,15 @@ Reads a local folder only (never the hub): `model.safetensors` or a sharded
 Tensors are read one at a time into host memory and, when a `sharding` callable
 is given, placed straight onto the mesh shard by shard, so the full model never
 has to fit on one device or be materialised twice (the module is built with
-`nnx.eval_shape`, no random initialisation happens).
+`nnx.eval_shape`, no random initialisation happens). `to_hf` goes the other way one tensor at
+a time too, gathering tensors split across processes (multi-host) and writing on process 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from typing import Any, Callable, Iterable
@@ -28,6 +30,15 @@ import numpy as np
 from flax import nnx
 
 from reasoning_jax.models.config import ModelConfig, RopeScaling
+from reasoning_jax.models.hf_files import (  # noqa: F401  (ExportError: part of this API)
+  ExportError,
+  agree,
+  plan_shards,
+  prepare_directory,
+  save_safetensors,
+  to_host,
+  write_json,
+)
 from reasoning_jax.models.transformer import Transformer
 
 ARCHITECTURES = {
@@ -482,51 +493,77 @@ def to_hf(
 ) -> str:
   """Writes `model` as a Hugging Face folder that `transformers` loads.
 
+  Tensors go to the host one at a time and are written file by file, so the host holds at most
+  the file being written plus one tensor (the whole model when it is one file). On several
+  processes (`jax.distributed`) every process must call this with the same model: a tensor
+  split across processes is gathered (a collective), only process 0 writes (to its file
+  system; use a shared one), and no process returns before the folder is complete. A failure
+  (e.g. the folder is not writable) raises `ExportError` on every process.
+
   Args:
     model: a `Transformer` whose layers are all `attention` + `swiglu`.
-    directory: output folder (created).
+    directory: output folder (created; weight files of an earlier export in it are replaced).
     dtype: tensor dtype in the files (default: the parameter dtype).
     max_shard_bytes: if set and the weights exceed it, write
       `model-0000i-of-0000n.safetensors` shards plus `model.safetensors.index.json`.
 
   Returns:
     The directory.
-  """
-  from safetensors.numpy import save_file
 
+  Raises:
+    CheckpointError: the model has layers that no Hugging Face checkpoint describes.
+    ExportError: the folder or a file in it could not be written.
+  """
   directory = os.fspath(directory)
   config: ModelConfig = model.config
   out_dtype = jnp.dtype(dtype if dtype is not None else config.param_dtype)
   hf_config = config_to_hf(config, dtype=out_dtype.name)
-  os.makedirs(directory, exist_ok=True)
+  maps = {m.hf_name: m for m in tensor_maps(config)}
   pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-  tensors: dict[str, np.ndarray] = {}
-  for m in tensor_maps(config):
-    value = np.asarray(jax.device_get(_get_path(pure, m.path)))
-    tensors[m.hf_name] = np.ascontiguousarray(m.to_hf(value).astype(out_dtype))
-  shards: list[dict[str, np.ndarray]] = [{}]
-  size = 0
-  for name, value in tensors.items():
-    if max_shard_bytes and size and size + value.nbytes > max_shard_bytes:
-      shards.append({})
-      size = 0
-    shards[-1][name] = value
-    size += value.nbytes
-  metadata = {"format": "pt"}
+  sizes = []
+  for m in maps.values():
+    target = _get_path(pure, m.path)
+    shape = jax.eval_shape(m.to_hf, jax.ShapeDtypeStruct(target.shape, target.dtype)).shape
+    sizes.append((m.hf_name, math.prod(shape) * out_dtype.itemsize))
+  shards = plan_shards(sizes, max_shard_bytes)
   if len(shards) == 1:
-    save_file(shards[0], os.path.join(directory, "model.safetensors"), metadata=metadata)
+    files = ["model.safetensors"]
   else:
-    weight_map = {}
-    for i, shard in enumerate(shards):
-      name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-      save_file(shard, os.path.join(directory, name), metadata=metadata)
-      weight_map.update({key: name for key in shard})
-    index = {
-      "metadata": {"total_size": int(sum(v.nbytes for v in tensors.values()))},
-      "weight_map": weight_map,
-    }
-    with open(os.path.join(directory, "model.safetensors.index.json"), "w") as f:
-      json.dump(index, f, indent=2)
-  with open(os.path.join(directory, "config.json"), "w") as f:
-    json.dump(hf_config, f, indent=2)
+    files = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+  writer = jax.process_index() == 0
+
+  def attempt(step: Callable[[], None]) -> BaseException | None:
+    if not writer:
+      return None
+    try:
+      step()
+    except Exception as e:  # pylint: disable=broad-exception-caught  (reported to every process)
+      return e
+    return None
+
+  agree(attempt(lambda: prepare_directory(directory)), f"cannot write to {directory}")
+  for names, file in zip(shards, files):
+    tensors: dict[str, np.ndarray] = {}
+    for name in names:
+      m = maps[name]
+      value = to_host(_get_path(pure, m.path))  # Every process joins the gather.
+      if writer:
+        tensors[name] = np.ascontiguousarray(m.to_hf(value).astype(out_dtype))
+      del value
+
+    path = os.path.join(directory, file)
+    error = attempt(lambda: save_safetensors(path, tensors))
+    tensors = {}  # Frees the file's tensors before the next gathers.
+    agree(error, f"could not write {path}")
+
+  def write_index_and_config() -> None:
+    if len(shards) > 1:
+      index = {
+        "metadata": {"total_size": int(sum(nbytes for _, nbytes in sizes))},
+        "weight_map": {name: file for names, file in zip(shards, files) for name in names},
+      }
+      write_json(os.path.join(directory, "model.safetensors.index.json"), index)
+    write_json(os.path.join(directory, "config.json"), hf_config)
+
+  agree(attempt(write_index_and_config), f"could not write the index or config.json in {directory}")
   return directory

@@ -23,6 +23,7 @@ Nothing here knows about losses; nothing in the losses knows about models.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
@@ -159,17 +160,34 @@ def _place_sampler_logp(prompt_lengths, logprobs, completion_lengths, width):
 
 
 def make_logprob_fn(
-  graphdef: nnx.GraphDef, *, chunk_size: int | None = None, temperature: float = 1.0
+  graphdef: nnx.GraphDef,
+  *,
+  chunk_size: int | None = None,
+  temperature: float = 1.0,
+  window: int | None = None,
 ) -> Callable[..., jax.Array]:
-  """A jitted `fn(params, tokens, mask) -> logp [N, L]` (the trainer's numerics)."""
+  """A jitted `fn(params, tokens, mask) -> logp [N, L]` (the trainer's numerics).
+
+  `window`: see `sequence_logprobs` (the completion budget, for completion masks only).
+  """
 
   @jax.jit
   def logprob_fn(params, tokens, mask):
     model = nnx.merge(graphdef, params)
-    logp, _ = sequence_logprobs(model, tokens, mask, chunk_size=chunk_size, temperature=temperature)
+    logp, _ = sequence_logprobs(
+      model, tokens, mask, chunk_size=chunk_size, temperature=temperature, window=window
+    )
     return logp
 
   return logprob_fn
+
+
+def _tick(timings: dict[str, float] | None, name: str, since: float) -> float:
+  """Adds the seconds since `since` to `timings[name]` (if profiling); returns now."""
+  now = time.perf_counter()
+  if timings is not None:
+    timings[name] = timings.get(name, 0.0) + now - since
+  return now
 
 
 def collect_rollouts(
@@ -191,6 +209,7 @@ def collect_rollouts(
   fields: tuple[str, ...] = ("numbers", "target"),
   recompute_old_logp: bool = True,
   eos_id: int | tuple[int, ...] | None = None,
+  timings: dict[str, float] | None = None,
 ) -> RolloutBatch:
   """Samples `group_size` completions for every prompt and scores them.
 
@@ -215,6 +234,9 @@ def collect_rollouts(
       gives them, so the trainer skips this pass (`old_logp=None`).
     eos_id: ids that end a completion (one or several, e.g. from generation_config.json);
       default the tokenizer's `eos_id`.
+    timings: optional dict to which the seconds of each phase are added: `prefill_s`,
+      `decode_s` (from `generate`), `score_s` (detokenise, rewards, batch assembly on the
+      host), `old_logp_s` and `ref_logp_s` (the extra forward passes, when run).
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -232,7 +254,9 @@ def collect_rollouts(
     top_p=top_p,
     eos_id=tokenizer.eos_id if eos_id is None else eos_id,
     key=key,
+    timings=timings,
   )
+  clock = time.perf_counter()
   out = jax.device_get(out)
   completion_tokens = np.asarray(out.tokens)
   lengths = np.asarray(out.lengths)
@@ -255,6 +279,7 @@ def collect_rollouts(
   sampler_logp = _place_sampler_logp(
     prompt_lengths, np.asarray(out.logprobs), lengths, tokens.shape[1]
   )
+  clock = _tick(timings, "score_s", clock)
   if logprob_fn is None:
     logprob_fn = make_logprob_fn(graphdef)
   old_logp = (
@@ -262,10 +287,13 @@ def collect_rollouts(
     if recompute_old_logp
     else None
   )
+  if recompute_old_logp:
+    clock = _tick(timings, "old_logp_s", clock)
   ref_logp = None
   if ref_params is not None:
     ref_fn = logprob_fn if ref_logprob_fn is None else ref_logprob_fn
     ref_logp = np.asarray(ref_fn(ref_params, jnp.asarray(tokens), jnp.asarray(mask)))
+    _tick(timings, "ref_logp_s", clock)
   return RolloutBatch(
     tokens=tokens,
     mask=mask,

@@ -69,9 +69,17 @@ from reasoning_jax.rl.warm_start import (  # noqa: F401 (re-exported)
 
 
 def make_rl_loss_fn(
-  bound_loss: rl.BoundLoss, *, chunk_size: int | None = None, tis_cap: float | None = None
+  bound_loss: rl.BoundLoss,
+  *,
+  chunk_size: int | None = None,
+  tis_cap: float | None = None,
+  window: int | None = None,
 ):
   """`fn(model, batch) -> (loss_sum, denominator, aux)` for `make_train_step`.
+
+  `window` (the completion budget) projects only each row's completion positions onto the
+  vocabulary (`sequence_logprobs(window=)`): exact, and the head does `C / (P + C)` of the
+  work.
 
   A batch without `old_logp` is an on-policy update (one update per rollout, params equal to
   the sampler's): the old log-probs are this forward pass's own, stop-gradient, so the ratio
@@ -80,7 +88,9 @@ def make_rl_loss_fn(
   """
 
   def loss_fn(model, batch):
-    logp, entropy = sequence_logprobs(model, batch["tokens"], batch["mask"], chunk_size=chunk_size)
+    logp, entropy = sequence_logprobs(
+      model, batch["tokens"], batch["mask"], chunk_size=chunk_size, window=window
+    )
     old_logp = batch.get("old_logp")
     is_weights = batch.get("is_weights")
     if old_logp is None:
@@ -276,6 +286,9 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       lambda p: jax.tree_util.tree_map(jnp.copy, p), out_shardings=shardings.params
     )(state.params)
   chunk_size = config.get("chunk_size") or None
+  # DESIGN CHOICE (exact, default on): only completion positions go through the vocabulary
+  # head; a completion never spans more than max_new_tokens positions (assemble_sequences).
+  window = config.max_new_tokens if config.get("head_on_completion_only", True) else None
   # One on-policy update per rollout: the update's forward pass provides the old log-probs.
   on_policy = config.ppo_epochs * config.mini_batches == 1 and config.get("reuse_update_logp", True)
   step_fn = make_train_step(
@@ -283,7 +296,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     tx,
     lora_setup.with_dropout(
       make_rl_loss_fn(
-        bound_loss, chunk_size=chunk_size, tis_cap=config.tis_cap if on_policy else None
+        bound_loss,
+        chunk_size=chunk_size,
+        tis_cap=config.tis_cap if on_policy else None,
+        window=window,
       ),
       lora,
       config.seed,
@@ -296,11 +312,14 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   )
   from reasoning_jax.rl.rollout import make_logprob_fn
 
-  logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk_size)
+  # Old / reference log-probs of the completions (windowed head) and, for ARM's prompt terms,
+  # of any positions (full head).
+  logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk_size, window=window)
+  full_logprob_fn = make_logprob_fn(graphdef, chunk_size=chunk_size)
   # LoRA's reference: the policy's own params on the adapters-off graphdef (no copy).
   ref_logprob_fn = None
   if uses_reference and lora is not None:
-    ref_logprob_fn = make_logprob_fn(ref_graphdef, chunk_size=chunk_size)
+    ref_logprob_fn = make_logprob_fn(ref_graphdef, chunk_size=chunk_size, window=window)
   # Sampling, scoring, advantages and evaluation run per process on its own prompts; the
   # update is one global sharded step over every process's rows. On several processes each
   # process samples with a full copy of the current params on its first local device (a
@@ -409,6 +428,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       if multi_process:  # Independent samples on every process.
         key = jax.random.fold_in(key, jax.process_index())
       policy = rollout_view(lora_setup.all_params(state))
+      phase_seconds: dict[str, float] = {}  # prefill / decode / score / old and ref log-probs.
       rollout_kwargs = dict(
         graphdef=graphdef,
         params=policy,
@@ -424,6 +444,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         ref_params=policy if ref_logprob_fn is not None else ref_rollout_params,
         ref_logprob_fn=ref_logprob_fn,
         recompute_old_logp=not on_policy,
+        timings=phase_seconds,
       )
       stats: dict[str, float] = {}
       if dynamic:
@@ -438,7 +459,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         batch = collect_rollouts(prompt_batch=next(prompt_iter), key=key, **rollout_kwargs)
       rollout_seconds = time.perf_counter() - step_start
       advantages, adv_stats = compute_advantages(
-        recipe, batch, config, graphdef=graphdef, params=policy, logprob_fn=logprob_fn
+        recipe, batch, config, graphdef=graphdef, params=policy, logprob_fn=full_logprob_fn
       )
       stats.update(adv_stats)
       arrays = {
@@ -489,6 +510,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
           )
         ),
         "seconds": rollout_seconds,
+        **{f"seconds_{name[:-2]}": value for name, value in phase_seconds.items()},
         **stats,
       }
       writer.write(step, rollout, prefix="rollout/")

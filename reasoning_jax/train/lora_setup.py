@@ -223,9 +223,9 @@ def add_dropout_seeds(arrays: dict, spec: LoRASpec | None, step: int, update: in
 def export(graphdef: nnx.GraphDef, state, spec: LoRASpec | None) -> str | None:
   """Writes the merged model (`W + alpha/r A B`, `export_merged`) to `spec.export_dir`, if set.
 
-  Single-process runs (the arrays must be addressable); returns the directory or None.
+  Every process calls it (the merge runs on the sharded params, the export gathers them one
+  tensor at a time and process 0 writes); returns the directory or None.
   """
-  if spec is None or not spec.export_dir or jax.process_index() != 0:
+  if spec is None or not spec.export_dir:
     return None
-  model = nnx.merge(graphdef, jax.device_get(all_params(state)))
-  return export_merged(model, spec.export_dir)
+  return export_merged(nnx.merge(graphdef, all_params(state)), spec.export_dir)

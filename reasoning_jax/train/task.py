@@ -91,20 +91,27 @@ def prepare_task(
   """Builds the dataset and the prompt format of `config`; checks every prompt.
 
   Raises:
-    TaskError: A chat template that fails to render or a prompt over the limit (naming the
-      flag), before any training step.
+    TaskError: A dataset that cannot be built (a missing or malformed file in
+      `config.manual_dir`, naming the file and line; bad task options), a chat template that
+      fails to render or a prompt over the limit (naming the flag), before any training step.
   """
   from reasoning_jax.data import ChatPrompt, FormatTarget, PromptError, build_dataset
   from reasoning_jax.data import check_prompts as check_all
 
   data_dir = config.get("data_dir") or os.path.join(workdir, "data")
-  builder = build_dataset(
-    config.task,
-    data_dir,
-    config=config.task_config or None,  # "": the builder's default (gsm8k, math).
-    manual_dir=config.get("manual_dir") or None,
-    **dict(config.task_overrides),
-  )
+  manual_dir = config.get("manual_dir") or None
+  try:
+    builder = build_dataset(
+      config.task,
+      data_dir,
+      config=config.task_config or None,  # "": the builder's default (gsm8k, math).
+      manual_dir=manual_dir,
+      **dict(config.task_overrides),
+    )
+  except (ValueError, TypeError, FileNotFoundError) as e:  # Bad files name their line.
+    raise TaskError(
+      f"could not build config.task={config.task!r} (config.manual_dir={manual_dir!r}): {e}"
+    ) from None
   train_source, test_source = builder.as_data_source("train"), builder.as_data_source("test")
   p = config.get("prompt") or ml_collections.ConfigDict()
   limit = p.get("max_prompt_len", 0) or config.seq_len

@@ -124,12 +124,77 @@ def test_math_fixture(tfds_dir, fixtures_dir):
   ]
   assert train[0]["level"] == "Level 1" and train[0]["type"] == "Prealgebra"
   assert train[4]["level"] == "" and train[4]["type"] == ""  # Optional fields.
+  # test.jsonl is in MATH-500's layout: `answer`, `subject`, an integer `level`, `unique_id`.
   test = data_source("math", "test", tfds_dir, manual_dir=os.path.join(fixtures_dir, "math"))
-  assert [decode_example(test[i])["answer"] for i in range(len(test))] == [
-    "15",
-    "3",
-    "(-\\infty, 2]",
+  test = [decode_example(test[i]) for i in range(len(test))]
+  assert [ex["answer"] for ex in test] == ["15", "3", "(-\\infty, 2]"]
+  assert (test[0]["level"], test[0]["type"]) == ("Level 1", "Counting & Probability")
+  assert test[2]["solution"].endswith("$\\boxed{(-\\infty, 2]}$.")
+
+
+def _write_jsonl(path, records):
+  path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_math_record_layouts(tmp_path):
+  """Original MATH, MATH-500, a numeric `answer` and an `answer` without a box in the text."""
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  records = [
+    {
+      "problem": "P1",
+      "solution": "So $\\boxed{\\dfrac12}$.",
+      "level": "Level ?",
+      "type": "Geometry",
+    },
+    {
+      "problem": "P2",
+      "solution": "Hence $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
+      "answer": "\\left( 3, \\frac{\\pi}{2} \\right)",
+      "subject": "Precalculus",
+      "level": 2,
+      "unique_id": "test/precalculus/807.json",
+    },
+    {"problem": "P3", "solution": "Adding gives 610.", "answer": 610},
+    {"problem": "P4", "solution": "So $\\boxed{4}$.", "answer": ""},  # Empty: the box.
   ]
+  _write_jsonl(manual / "train.jsonl", records)
+  _write_jsonl(manual / "test.jsonl", records[:1])
+  train = _read_all(build_dataset("math", tmp_path / "d", manual_dir=manual), "train")
+  assert [ex["answer"] for ex in train] == [
+    "\\dfrac12",
+    "\\left( 3, \\frac{\\pi}{2} \\right)",
+    "610",
+    "4",
+  ]
+  assert [(ex["level"], ex["type"]) for ex in train[:3]] == [
+    ("Level ?", "Geometry"),
+    ("Level 2", "Precalculus"),
+    ("", ""),
+  ]
+  # Without a box the SFT target gets one, so SFT teaches what the boxed verifier reads.
+  assert train[2]["solution"] == "Adding gives 610.\nThe final answer is $\\boxed{610}$."
+  assert train[1]["solution"] == records[1]["solution"]
+
+
+@pytest.mark.parametrize(
+  "record, message",
+  [
+    ({"problem": "P", "solution": None}, r"train.jsonl:2: 'solution' must be a string"),
+    ({"problem": "P", "solution": "S", "answer": [1]}, r"train.jsonl:2: 'answer' must be a str"),
+    ({"problem": "P", "solution": "S", "answer": None}, r"train.jsonl:2: .*no 'answer' field"),
+  ],
+)
+def test_bad_math_records_name_file_and_line_and_rebuild_once_fixed(tmp_path, record, message):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  good = {"problem": "P", "solution": "$\\boxed{1}$"}
+  _write_jsonl(manual / "train.jsonl", [good, record])
+  _write_jsonl(manual / "test.jsonl", [good])
+  with pytest.raises(ValueError, match=message):
+    build_dataset("math", tmp_path / "d", manual_dir=manual)
+  _write_jsonl(manual / "train.jsonl", [good, good])  # Fixed: the same data_dir builds.
+  assert len(_read_all(build_dataset("math", tmp_path / "d", manual_dir=manual), "train")) == 2
 
 
 def test_manual_dir_errors(tmp_path, fixtures_dir):

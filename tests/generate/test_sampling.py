@@ -169,3 +169,65 @@ def test_missing_key_and_bad_logits_raise():
     sample_logits(jnp.zeros((2, 5)), None, temperature=1.0)
   with pytest.raises(TypeError, match="logits must be a floating array"):
     sample_logits(jnp.zeros((2, 5), jnp.int32), jax.random.key(0))
+
+
+def test_first_argmax_equals_jnp_argmax_with_ties_nan_and_inf():
+  from reasoning_jax.generate.sampling import first_argmax
+
+  rows = np.array(
+    [
+      [0.0, 3.0, 3.0, 1.0],  # tie: first index
+      [-np.inf, -np.inf, -np.inf, -np.inf],  # all -inf: index 0
+      [1.0, np.nan, 5.0, np.nan],  # NaN wins, first one
+      [np.inf, 2.0, np.inf, 0.0],
+      [-2.0, -1.0, -3.0, -1.0],
+    ],
+    np.float32,
+  )
+  got = np.asarray(jax.jit(first_argmax)(jnp.asarray(rows)))
+  np.testing.assert_array_equal(got, np.asarray(jnp.argmax(jnp.asarray(rows), axis=-1)))
+  assert got.dtype == np.int32
+  x = jax.random.normal(jax.random.key(0), (3, 5, 1000))
+  np.testing.assert_array_equal(first_argmax(x), jnp.argmax(x, axis=-1))
+
+
+@pytest.mark.parametrize("vocab", [7, 256, 700])
+def test_categorical_sample_matches_distribution_across_blocks(vocab):
+  """The two-level inverse-CDF draw: frequencies match softmax, -inf entries never drawn."""
+  from reasoning_jax.generate import sampling
+
+  rng = np.random.default_rng(vocab)
+  logits = rng.normal(size=vocab).astype(np.float32) * 1.5
+  # Zero-probability entries at block edges and whole blocks of them.
+  dead = rng.random(vocab) < 0.3
+  dead[: min(vocab, 3)] = True
+  if vocab > sampling.SAMPLE_BLOCK:
+    dead[sampling.SAMPLE_BLOCK : 2 * sampling.SAMPLE_BLOCK] = True
+    dead[sampling.SAMPLE_BLOCK - 1] = False
+  logits = np.where(dead, -np.inf, logits)
+  log_probs = jax.nn.log_softmax(jnp.asarray(logits))
+  n = 40_000
+  draws = jax.jit(
+    lambda k: sampling.categorical_sample(k, jnp.broadcast_to(log_probs, (n, vocab)))
+  )(jax.random.key(7))
+  counts = np.bincount(np.asarray(draws), minlength=vocab)
+  assert counts[dead].sum() == 0
+  p = np.exp(np.asarray(log_probs, np.float64))
+  # Pool rare tokens so the chi-square expectation per cell is >= 5.
+  order = np.argsort(-p)
+  observed, expected, acc_o, acc_e = [], [], 0.0, 0.0
+  for i in order[p[order] > 0]:
+    acc_o, acc_e = acc_o + counts[i], acc_e + n * p[i]
+    if acc_e >= 5:
+      observed.append(acc_o)
+      expected.append(acc_e)
+      acc_o = acc_e = 0.0
+  if acc_e:
+    observed[-1] += acc_o
+    expected[-1] += acc_e
+  assert chi_square_pvalue(np.array(observed), np.array(expected)) > 1e-3
+  # Leading axes are kept; one-hot rows always give their token.
+  one_hot = jnp.where(jnp.eye(vocab, dtype=bool)[:4], 0.0, -jnp.inf).reshape(2, 2, vocab)
+  np.testing.assert_array_equal(
+    sampling.categorical_sample(jax.random.key(0), one_hot), np.arange(4).reshape(2, 2)
+  )

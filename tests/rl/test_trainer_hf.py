@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -12,28 +11,12 @@ from reasoning_jax.train.metrics import read_metrics
 from reasoning_jax.train.sft import load_sft_params
 
 pytest.importorskip("transformers", reason="needs the `hf` extra (pip install -e .[hf])")
-from tests.helpers.tiny_hf import write_tiny_checkpoint  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers.hf_configs import rl_hf_config  # noqa: E402
 
 
-def rl_hf_config(hf_dir, root, **changes):
-  sys.path.insert(0, REPO)
-  from configs import rl_gsm8k
-
-  c = rl_gsm8k.get_config("tiny")
-  c.model.hf_dir = str(hf_dir)
-  c.workdir, c.sft.workdir, c.sft.data_dir = str(root / "rl"), str(root / "ws"), str(root / "d")
-  c.max_new_tokens, c.checkpoint_every = 8, 2
-  c.sft.num_steps, c.sft.eval_examples, c.sft.eval_max_new_tokens = 2, 2, 4
-  for key, value in changes.items():
-    c[key] = value
-  return c
-
-
-@pytest.fixture(scope="module")
-def qwen3_dir(tmp_path_factory):
-  return write_tiny_checkpoint(str(tmp_path_factory.mktemp("qwen3")), "qwen3")
+@pytest.fixture
+def qwen3_dir(tiny_hf_folder):
+  return tiny_hf_folder("qwen3")
 
 
 def _by_step(workdir, key):
@@ -67,6 +50,18 @@ def test_rl_from_hf_folder_runs_and_resumes_exactly(qwen3_dir, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-6)
   again = _by_step(config.workdir, "train/loss")
   np.testing.assert_allclose([again[s] for s in (3, 4)], [losses[s] for s in (3, 4)], rtol=1e-5)
+
+
+def test_rl_on_math_from_hf_folder(qwen3_dir, tmp_path):
+  """MATH prompts in the chat template, rollouts scored by the boxed verifier: finite numbers."""
+  config = rl_hf_config(qwen3_dir, tmp_path, "math", num_steps=2)
+  result = run_rl(config)
+  assert config.sft.task == "math" and result["step"] == 2 and np.isfinite(result["accuracy"])
+  rewards = _by_step(config.workdir, "rollout/reward")
+  losses = _by_step(config.workdir, "train/loss")
+  assert sorted(rewards) == sorted(losses) == [1, 2]
+  assert all(0.0 <= v <= 1.0 for v in rewards.values())
+  assert all(np.isfinite(v) for v in losses.values())
 
 
 def test_rl_with_sft_warm_start_from_hf_folder(qwen3_dir, tmp_path):

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import sys
 
 import jax
 import numpy as np
@@ -13,28 +12,7 @@ from reasoning_jax.train.metrics import read_metrics
 from reasoning_jax.train.sft import ConfigError, load_sft_params, run_sft
 
 pytest.importorskip("transformers", reason="needs the `hf` extra (pip install -e .[hf])")
-from tests.helpers.tiny_hf import write_tiny_checkpoint  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def sft_hf_config(hf_dir, root, **changes):
-  sys.path.insert(0, REPO)
-  from configs import sft_gsm8k
-
-  c = sft_gsm8k.get_config("tiny")
-  c.model.hf_dir = str(hf_dir)
-  c.workdir, c.data_dir = str(root / "sft"), str(root / "data")
-  c.num_steps, c.eval_examples, c.eval_max_new_tokens = 6, 2, 4
-  for key, value in changes.items():
-    c[key] = value
-  return c
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-  root = tmp_path_factory.mktemp("hf")
-  return {f: write_tiny_checkpoint(str(root / f), f) for f in ("qwen3", "llama")}
+from tests.helpers.hf_configs import sft_hf_config  # noqa: E402
 
 
 def _losses(workdir):
@@ -46,8 +24,8 @@ def _losses(workdir):
 
 
 @pytest.mark.parametrize("family", ["qwen3", "llama"])
-def test_sft_from_hf_folder_decreases_loss_and_resumes_exactly(folders, family, tmp_path):
-  config = sft_hf_config(folders[family], tmp_path, checkpoint_every=3)
+def test_sft_from_hf_folder_decreases_loss_and_resumes_exactly(tiny_hf_folder, family, tmp_path):
+  config = sft_hf_config(tiny_hf_folder(family), tmp_path, checkpoint_every=3)
   result = run_sft(config)
   assert result["step"] == 6 and np.isfinite(result["accuracy"])
   losses = _losses(config.workdir)
@@ -78,15 +56,24 @@ def _flat(model):
   }
 
 
-def test_bad_chat_template_and_long_prompt_fail_before_training(folders, tmp_path):
+def test_sft_on_math_from_hf_folder(tiny_hf_folder, tmp_path):
+  """MATH through the chat template (train.jsonl in MATH's layout, test.jsonl in MATH-500's)."""
+  config = sft_hf_config(tiny_hf_folder("qwen3"), tmp_path, "math", num_steps=3, eval_examples=1)
+  result = run_sft(config)
+  assert config.task == "math" and result["step"] == 3 and np.isfinite(result["accuracy"])
+  losses = _losses(config.workdir)
+  assert sorted(losses) == [1, 2, 3] and all(np.isfinite(v) for v in losses.values())
+
+
+def test_bad_chat_template_and_long_prompt_fail_before_training(tiny_hf_folder, tmp_path):
   bad = tmp_path / "bad_template"
-  shutil.copytree(folders["qwen3"], bad)
+  shutil.copytree(tiny_hf_folder("qwen3"), bad)
   tok_config = json.load(open(bad / "tokenizer_config.json"))
   tok_config["chat_template"] = "{{ raise_exception('no system role here') }}"
   json.dump(tok_config, open(bad / "tokenizer_config.json", "w"))
   with pytest.raises(ConfigError, match="failed to render.*no system role.*tokenizer_config"):
     run_sft(sft_hf_config(bad, tmp_path / "a"))
-  config = sft_hf_config(folders["qwen3"], tmp_path / "b")
+  config = sft_hf_config(tiny_hf_folder("qwen3"), tmp_path / "b")
   config.prompt.max_prompt_len = 16
   with pytest.raises(ConfigError, match="longer than the configured limit.*max_prompt_len=16"):
     run_sft(config)
