@@ -14,6 +14,8 @@ setup(
   packages=find_packages(
     include=["reasoning_jax", "reasoning_jax.*", "pallas_kernels", "pallas_kernels.*"]
   ),
+  # The bibliography behind reasoning_jax.citations (docs/references.bib links to it).
+  package_data={"reasoning_jax": ["references.bib"]},
   python_requires=">=3.11",
   install_requires=[
     "jax>=0.10.2",
@@ -52,6 +54,10 @@ setup(
     # Python 3.11 here; on other Pythons pip would fetch a multi-GB CUDA build.
     "hf": ["torch==2.13.0", "transformers>=5.0,<6", "safetensors>=0.5"],
     "notebook": ["jupyter", "nbclient>=0.10", "ipykernel", "matplotlib>=3.8"],
+    # The documentation site (docs/): `python -m sphinx -W -b html docs docs/_build`.
+    # cffconvert (CITATION.cff validation) is not here: 2.0.0 pins jsonschema 3.2, which the
+    # test extra's nbformat outgrew; .ci/run installs it in an environment of its own.
+    "docs": ["sphinx>=9,<10", "myst-nb>=1.4,<2", "sphinx-book-theme>=1.4,<2"],
   },
   license="Apache-2.0",
   classifiers=[

@@ -7,7 +7,8 @@ All runs share one SFT warm start (trained once) and the same rollout/update bud
 Writes `<workdir>/results.md` (mean +/- std over seeds of the final held-out sampled accuracy
 (avg@k at the rollout temperature, the quantity RL optimises), its gain over the warm start,
 greedy accuracy, pass@k, and the first evaluation step whose sampled accuracy reaches
-`threshold`) and `<workdir>/accuracy.png` (mean +/- std curves per method).
+`threshold`) and `<workdir>/accuracy.png` (mean +/- std curves per method), and `<workdir>/CITATIONS.bib` for
+the methods of every run.
 Reports what the runs show, whatever it shows.
 """
 
@@ -35,6 +36,7 @@ def _mean_std(values) -> str:
 
 def main(argv):
   del argv
+  from reasoning_jax import citations
   from reasoning_jax.rl.trainer import run_rl
   from reasoning_jax.train.metrics import quiet_library_logs
 
@@ -42,6 +44,7 @@ def main(argv):
   config = _CONFIG.value
   os.makedirs(config.workdir, exist_ok=True)
   results = {}
+  cited = []  # What every run used ("category:name"), for CITATIONS.bib.
   for loss in config.losses:
     for seed in config.seeds:
       run = config.rl.copy_and_resolve_references()
@@ -49,6 +52,7 @@ def main(argv):
       run.workdir = os.path.join(config.workdir, f"{loss}_seed{seed}")
       logging.info("=== %s seed %d ===", loss, seed)
       result = run_rl(run)
+      cited.extend(result["citations"])
       sampled = "sampled_accuracy" in result
       results.setdefault(loss, []).append(
         {
@@ -67,6 +71,7 @@ def main(argv):
       )
   with open(os.path.join(config.workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
+  citations.write_citations(cited, os.path.join(config.workdir, "CITATIONS.bib"))
 
   k = config.rl.get("eval_samples", 0)
   metric = (

@@ -13,7 +13,8 @@ arXiv:2602.04902).
 
 Writes `<workdir>/results.md` (mean ± std of final accuracy, best accuracy, steps to
 `threshold`), `<workdir>/results.json` (every curve), `<workdir>/accuracy.png` and one file per
-finished run in `<workdir>/runs/` (reused on a rerun with the same config).
+finished run in `<workdir>/runs/` (reused on a rerun with the same config), and
+`<workdir>/CITATIONS.bib` (the papers of the models' mixers and FFNs).
 """
 
 import os

@@ -7,7 +7,8 @@ Thin absl main over `reasoning_jax.evaluate.monotone_attack.run` (the protocol, 
 attack are documented there): "Monotonicity as an Architectural Bias for Robust Language
 Models" (Cooper, Nadali, Trivedi, Velasquez; arXiv:2602.02686), spec `memory_attention.md` §5.
 
-Writes `<workdir>/results.md`, `<workdir>/results.json` and `<workdir>/attack.png`.
+Writes `<workdir>/results.md`, `<workdir>/results.json`, `<workdir>/attack.png` and
+`<workdir>/CITATIONS.bib`.
 """
 
 import os

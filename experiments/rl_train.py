@@ -1,8 +1,8 @@
 r"""The main job: `python -m experiments.rl_train [--config=configs/rl_arith.py] [--config.loss=dapo]`.
 
 Thin absl main over `reasoning_jax.rl.trainer.run_rl`: RL on synthetic arithmetic from an
-SFT warm start (trained first when missing), writing metrics, checkpoints and curves.png to
-`--config.workdir`. Config errors fail at launch naming the key.
+SFT warm start (trained first when missing), writing metrics, checkpoints, curves.png and
+CITATIONS.bib (what to cite for the run) to `--config.workdir`. Config errors fail at launch naming the key.
 """
 
 import json

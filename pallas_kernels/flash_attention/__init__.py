@@ -1,5 +1,9 @@
 """Pallas flash attention (forward + backward) with causal, sliding-window and GQA masks.
 
+"FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness" (arXiv:2205.14135)
+and "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning"
+(arXiv:2307.08691): online softmax over key blocks, logsumexp saved for the backward pass.
+
   * `flash_attention(q, k, v, *, ...)`: the kernel (see `kernel.py`).
   * `flash_attention_reference`: the dense reference with the same signature.
   * `pallas_attention`: the "pallas" backend of `reasoning_jax.ops.attention`, registered in

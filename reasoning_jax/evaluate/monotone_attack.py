@@ -24,7 +24,8 @@ results-section definition; the setup's ROUGE-L variant is not used). Two candid
 "any" (every source token, as the paper) and "meaning-preserving" (only filler positions,
 only filler tokens: the reference summary stays correct, so any damage is non-robustness).
 
-Writes `<workdir>/results.md`, `<workdir>/results.json` and `<workdir>/attack.png`.
+Writes `<workdir>/results.md`, `<workdir>/results.json`, `<workdir>/attack.png` and
+`<workdir>/CITATIONS.bib`.
 Reports what the runs show, whatever it shows.
 """
 
@@ -38,6 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 from absl import logging
 
+from reasoning_jax import citations
 from reasoning_jax.layers.monotone import MonotoneFFN, monotone_weight_decay_mask
 from reasoning_jax.models.config import get_preset
 from reasoning_jax.models.transformer import Transformer, count_params
@@ -425,7 +427,7 @@ def plot(per_seed, path):
 
 
 def run(config) -> dict[str, Any]:
-  """All seeds; writes results.{md,json} and attack.png into `config.workdir`."""
+  """All seeds; writes results.{md,json}, attack.png and CITATIONS.bib into `config.workdir`."""
   quiet_library_logs()
   os.makedirs(config.workdir, exist_ok=True)
   start = time.time()
@@ -449,5 +451,11 @@ def run(config) -> dict[str, Any]:
   with open(os.path.join(config.workdir, "results.json"), "w") as f:
     json.dump(payload, f, indent=2, default=str)
   plot(per_seed, os.path.join(config.workdir, "attack.png"))
+  cited = [
+    name
+    for ffn in (config.model.baseline_ffn, config.model.monotone_ffn)
+    for name in citations.run_components(model=model_config_for(config, ffn))
+  ]
+  citations.write_citations(cited, os.path.join(config.workdir, "CITATIONS.bib"))
   logging.info("results in %s (%.0f s)\n%s", config.workdir, total, table)
   return payload

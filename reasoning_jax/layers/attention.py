@@ -155,6 +155,10 @@ class Attention(nnx.Module):
 
 @registry.MIXERS.register("sliding_attention")
 class SlidingWindowAttention(Attention):
-  """`Attention` restricted to the last `config.sliding_window` positions."""
+  """`Attention` restricted to the last `config.sliding_window` positions.
+
+  Sliding-window (local) attention as in "Longformer: The Long-Document Transformer"
+  (arXiv:2004.05150); the window convention is pinned in `reasoning_jax.ops.attention`.
+  """
 
   window_from_config = True

@@ -39,7 +39,7 @@ import optax
 from absl import logging
 from flax import nnx
 
-from reasoning_jax import rl
+from reasoning_jax import citations, rl
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.logprobs import sequence_logprobs
 from reasoning_jax.rl.rollout import RolloutBatch, collect_dynamic, collect_rollouts
@@ -206,7 +206,11 @@ def plot_rl_curves(workdir: str, title: str) -> str | None:
 
 
 def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Runs RL per `config`; returns final metrics (also in workdir/final_metrics.json)."""
+  """Runs RL per `config`; returns final metrics (also in workdir/final_metrics.json).
+
+  The workdir also gets `CITATIONS.bib`, the papers of the loss, advantage estimator, mixers
+  and FFNs the run used (`result["citations"]` names them; `reasoning_jax.citations`).
+  """
   from tqdm import tqdm
 
   from reasoning_jax.checkpoint import TrainCheckpointer
@@ -556,7 +560,12 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   writer.close()
   if config.get("plot", True):
     result["plot"] = plot_rl_curves(workdir, f"RL {config.loss} on {sft.task}/{sft.task_config}")
+  # What to cite for this run: the recipe's loss and estimator, the model's mixers and FFNs.
+  result["citations"] = citations.run_components(
+    loss=recipe.loss, advantage=recipe.advantage, model=source.model_config
+  )
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(result, f, indent=2)
+    citations.write_citations(result["citations"], os.path.join(workdir, "CITATIONS.bib"))
   return result

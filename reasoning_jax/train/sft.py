@@ -29,6 +29,7 @@ import optax
 from absl import logging
 from flax import nnx
 
+from reasoning_jax import citations
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.models import get_preset
 from reasoning_jax.train import lora_setup
@@ -277,7 +278,11 @@ def plot_curves(workdir: str, title: str) -> str | None:
 
 
 def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Trains per `config`; returns final metrics (also written to workdir/final_metrics.json)."""
+  """Trains per `config`; returns final metrics (also written to workdir/final_metrics.json).
+
+  The workdir also gets `CITATIONS.bib` for the model's mixers and FFNs
+  (`reasoning_jax.citations`).
+  """
   from tqdm import tqdm
 
   from reasoning_jax.checkpoint import TrainCheckpointer
@@ -444,6 +449,9 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(result, f, indent=2)
+    citations.write_citations(
+      citations.run_components(model=source.model_config), os.path.join(workdir, "CITATIONS.bib")
+    )
   return result
 
 

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 from absl import logging
 
+from reasoning_jax import citations
 from reasoning_jax.train import recall
 from reasoning_jax.train.metrics import quiet_library_logs
 
@@ -131,7 +132,8 @@ def write_json_atomic(path: str, payload) -> None:
 
 
 def run_recall_experiment(config) -> dict[str, Any]:
-  """Every (task, model, seed) of `config`; writes results.{md,json} and accuracy.png."""
+  """Every (task, model, seed) of `config`; writes results.{md,json}, accuracy.png and
+  CITATIONS.bib (the papers of every model's mixers and FFNs)."""
   quiet_library_logs()
   recall.register_momentum_variants(config.get("momentum_variants", {}) or {})
   recall.register_mixer_variants(config.get("mixer_variants", {}) or {})
@@ -144,6 +146,7 @@ def run_recall_experiment(config) -> dict[str, Any]:
   os.makedirs(run_dir, exist_ok=True)
   resume = bool(config.get("resume", True))
   results: dict[str, dict[str, list]] = {}
+  cited: list[str] = []  # "category:name" of every model's mixers and FFNs.
   timings = {}
   start = time.time()
   for task_name in config.tasks:
@@ -159,6 +162,7 @@ def run_recall_experiment(config) -> dict[str, Any]:
       model_config = recall.build_model_config(
         spec, vocab_size=vocab, max_len=probe.seq_len, model=config.model
       )
+      cited.extend(citations.run_components(model=model_config))
       for seed in config.seeds:
         logging.info("=== %s / %s / seed %d ===", task_name, spec, seed)
         run_path = os.path.join(run_dir, f"{task_name}__{spec.replace('@', '-')}__s{seed}.json")
@@ -195,6 +199,7 @@ def run_recall_experiment(config) -> dict[str, Any]:
   notes = config.get("notes", "")
   with open(os.path.join(config.workdir, "results.md"), "w") as f:
     f.write(header + "\n" + table + ("\n" + notes + "\n" if notes else ""))
+  citations.write_citations(cited, os.path.join(config.workdir, "CITATIONS.bib"))
   plot_curves(
     results,
     os.path.join(config.workdir, "accuracy.png"),

@@ -50,6 +50,9 @@ def test_induction_experiment_tiny(tmp_path, monkeypatch):
 
   cls = registry.MIXERS.get("momentum_key_only")
   assert cls.gamma_q_spec == 0.0 and cls.gamma_k_spec == "scaling_law"
+  # The variant is cited as the method it derives from.
+  cited = open(os.path.join(tmp_path, "CITATIONS.bib")).read()
+  assert "% mixer:momentum_key_only" in cited and "@misc{maitra2026momentum," in cited
 
 
 def test_mqar_experiment_tiny(tmp_path, monkeypatch):
@@ -106,8 +109,9 @@ def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
   config.attack.num_examples = 16
   config.attack.batch_size = 8
   payload = _run_main(monotone_attack, config, monkeypatch)
-  for name in ("results.md", "results.json", "attack.png"):
+  for name in ("results.md", "results.json", "attack.png", "CITATIONS.bib"):
     assert os.path.getsize(os.path.join(tmp_path, name)) > 0
+  assert "@misc{cooper2026monotonicity," in open(os.path.join(tmp_path, "CITATIONS.bib")).read()
   md = open(os.path.join(tmp_path, "results.md")).read()
   for name in ("pretrained", "baseline", "monotone"):
     assert f"| {name} |" in md

@@ -186,6 +186,10 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   result = run_rl(config)  # Trains the SFT warm start first (none exists yet).
   assert result["step"] == 3 and os.path.exists(result["plot"])
   assert os.path.isdir(os.path.join(config.sft.workdir, "checkpoints"))
+  # What to cite for the run: the recipe's loss and estimator, the model's mixer and FFN.
+  assert result["citations"][:2] == ["loss:dispo", "advantage estimator:grpo"]
+  cited = open(os.path.join(config.workdir, "CITATIONS.bib")).read()
+  assert "@misc{karaman2026dispo," in cited and "@misc{vaswani2017attention," in cited
   records = read_metrics(config.workdir)
   assert [r["step"] for r in records if "rollout/reward" in r] == [1, 2, 3]
   assert any("train/clip_frac_low" in r or "train/loss" in r for r in records)
