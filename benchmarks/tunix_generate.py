@@ -109,23 +109,7 @@ def main():
 
   pad_id, eos_id = -1, -2  # Outside [0, vocab): never generated (see the module docstring).
 
-  class IntTokenizer:
-    """Whitespace-separated integer ids (what tunix's TokenizerAdapter accepts)."""
-
-    def encode(self, text, **_):
-      return [int(t) for t in text.split()]
-
-    def decode(self, ids, **_):
-      return " ".join(str(int(i)) for i in ids)
-
-    def bos_id(self):
-      return None  # No BOS: prompts stay exactly prompt-len tokens.
-
-    def eos_id(self):
-      return eos_id
-
-    def pad_id(self):
-      return pad_id
+  from tunix_tokenizer import IntTokenizer  # benchmarks/ (the script's folder)
 
   with open(os.path.join(args.checkpoint, "config.json")) as f:
     hf = json.load(f)
@@ -153,7 +137,7 @@ def main():
 
   sampler = sampler_lib.Sampler(
     model,
-    IntTokenizer(),
+    IntTokenizer(eos_id=eos_id, pad_id=pad_id),
     sampler_lib.CacheConfig(
       cache_size=prompt_len + args.new_tokens,
       num_layers=config.num_layers,

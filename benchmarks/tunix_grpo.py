@@ -74,23 +74,7 @@ def main():
   from tunix.rl.grpo import grpo_learner
   from tunix.rl.rollout import base_rollout
 
-  class IntTokenizer:
-    """Whitespace-separated integer ids (what tunix's TokenizerAdapter accepts)."""
-
-    def encode(self, text, **_):
-      return [int(t) for t in text.split()]
-
-    def decode(self, ids, **_):
-      return " ".join(str(int(i)) for i in ids)
-
-    def bos_id(self):
-      return None  # No BOS: prompts stay exactly prompt-len tokens.
-
-    def eos_id(self):
-      return 2
-
-    def pad_id(self):
-      return 0
+  from tunix_tokenizer import IntTokenizer  # benchmarks/ (the script's folder)
 
   config = qwen3.ModelConfig(
     num_layers=4,
@@ -142,7 +126,10 @@ def main():
     rollout_config=rollout_config,
   )
   cluster = rl_cluster_lib.RLCluster(
-    actor=model, reference=None, tokenizer=IntTokenizer(), cluster_config=cluster_config
+    actor=model,
+    reference=None,
+    tokenizer=IntTokenizer(eos_id=2, pad_id=0),
+    cluster_config=cluster_config,
   )
   rng = np.random.default_rng(0)
 
