@@ -1,4 +1,12 @@
-"""Config for `python -m experiments.compare_rl`: every RL recipe at equal budget, several seeds."""
+"""Config for `python -m experiments.compare_rl`: every RL recipe at equal budget, several seeds.
+
+Variants (`--config=configs/compare_rl.py:<variant>`):
+  * "" (default): all seven recipes x 3 seeds, 20 rollouts with two updates each;
+  * "main_job": the main job (`configs/rl_arith.py`, DISPO, unchanged budget) over 3 seeds;
+  * "quick" / "main_job_quick": the same at tiny sizes (a 1-layer width-32 model, 2 RL
+    steps, 2 seeds): what `python -m experiments.reproduce --suite=quick` runs in CI. They
+    check the pipeline end to end; their numbers say nothing about the methods.
+"""
 
 import os
 import sys
@@ -9,7 +17,32 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import rl_arith  # noqa: E402
 
 
-def get_config() -> ml_collections.ConfigDict:
+_VARIANTS = ("", "main_job", "quick", "main_job_quick")
+
+
+def shrink_to_quick(rl: ml_collections.ConfigDict) -> None:
+  """Tiny sizes for an `rl_arith`-style config (in place): seconds per run after compiling."""
+  rl.sft.task_overrides = dict(rl.sft.task_overrides, num_train=256, num_test=16)
+  rl.sft.model_overrides = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_layers": 1,
+    "num_heads": 2,
+    "num_kv_heads": 1,
+    "head_dim": 16,
+  }
+  rl.sft.seq_len, rl.sft.batch_size, rl.sft.num_steps = 48, 8, 20
+  rl.sft.log_every, rl.sft.eval_every, rl.sft.checkpoint_every = 10, 1000, 20
+  rl.sft.eval_examples, rl.sft.eval_max_new_tokens = 8, 16
+  rl.sft.plot = False
+  rl.group_size, rl.prompts_per_step, rl.max_new_tokens = 2, 4, 16
+  rl.num_steps, rl.eval_every, rl.eval_examples, rl.eval_samples = 2, 1, 8, 2
+  rl.checkpoint_every = 2
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  if variant not in _VARIANTS:
+    raise ValueError(f"unknown compare_rl variant {variant!r}; choose one of {_VARIANTS}")
   c = ml_collections.ConfigDict()
   c.workdir = "outputs/compare_rl"
   c.losses = ("grpo", "dapo", "drgrpo", "cispo", "dispo", "arm", "mrpo")
@@ -24,4 +57,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.rl.num_steps = 20
   c.rl.mini_batches = 2
   c.rl.eval_every = 10
+  if variant.startswith("main_job"):
+    c.workdir = "outputs/main_job"
+    c.losses = ("dispo",)
+    c.rl = rl_arith.get_config()  # The main job's own budget (one update per rollout).
+    c.rl.workdir = ""
+    c.rl.plot = False
+  if variant.endswith("quick"):
+    c.workdir += "_quick"
+    c.seeds = (0, 1)
+    if not variant.startswith("main_job"):
+      c.losses = ("grpo", "dispo")
+    c.rl.sft.workdir = c.workdir + "/warmstart"
+    shrink_to_quick(c.rl)
   return c

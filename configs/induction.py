@@ -30,7 +30,10 @@ DESIGN CHOICES (spec defaults):
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  """The default (CPU-sized) config, or `quick`: tiny sizes for `experiments.reproduce`."""
+  if variant not in ("", "quick"):
+    raise ValueError(f"unknown induction variant {variant!r}; choose '' or 'quick'")
   c = ml_collections.ConfigDict()
   c.title = "Single-layer induction (attention-only models)"
   c.workdir = "outputs/induction"
@@ -105,4 +108,13 @@ def get_config() -> ml_collections.ConfigDict:
     "N = 1); momentum_attention = shared fixed gamma_q = gamma_k = 4.17. Chance: "
     "1/18 (induction), 1/128 (repeated)."
   )
+  if variant == "quick":  # The pipeline end to end in seconds; the numbers mean nothing.
+    c.workdir = "outputs/induction_quick"
+    c.seeds = (0, 1)
+    c.models = ("attention@1", "attention@2", "momentum_key_only@1")
+    c.model.hidden_size = 16
+    for task in c.tasks:
+      c.task_configs[task].num_train, c.task_configs[task].num_test = 64, 32
+    c.task_configs.repeated.kwargs.update(half_len=6, min_half_len=4, vocab_size=16)
+    c.train.update(num_steps=8, eval_every=4, warmup_steps=2, batch_size=8, eval_batch_size=32)
   return c

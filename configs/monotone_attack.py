@@ -25,7 +25,10 @@ DESIGN CHOICES (spec defaults where the spec has one; deviations marked):
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  """The default (CPU-sized) config, or `quick`: tiny sizes for `experiments.reproduce`."""
+  if variant not in ("", "quick"):
+    raise ValueError(f"unknown monotone_attack variant {variant!r}; choose '' or 'quick'")
   c = ml_collections.ConfigDict()
   c.workdir = "outputs/monotone_attack"
   c.seeds = (0, 1, 2)
@@ -78,4 +81,13 @@ def get_config() -> ml_collections.ConfigDict:
     "synonyms, so the Bayes-optimal loss is 0.8 ln 2 = 0.555 nats/token; clean "
     "accuracy counts either synonym as correct."
   )
+  if variant == "quick":  # The pipeline end to end in seconds; the numbers mean nothing.
+    c.workdir = "outputs/monotone_attack_quick"
+    c.seeds = (0, 1)
+    c.num_train, c.num_test = 64, 24
+    c.task = {"num_filler": 6, "num_content": 6, "source_len": 10, "num_keywords": 2}
+    c.model.update(hidden_size=16, intermediate_size=32, num_heads=2)
+    c.protocol.update(pretrain_steps=4, finetune_steps=4)
+    c.train.update(batch_size=8, log_every=2)
+    c.attack.update(num_examples=16, batch_size=8)
   return c

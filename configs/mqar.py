@@ -50,6 +50,16 @@ _SCALES = {
     "eval_every": 100,
     "num_test": 500,
   },
+  # Tiny sizes for `experiments.reproduce --suite=quick`: the pipeline end to end in seconds.
+  "quick": {
+    "vocab_size": 64,
+    "seq_len": 32,
+    "kv": (4,),
+    "num_steps": 8,
+    "learning_rate": 3e-3,
+    "eval_every": 4,
+    "num_test": 32,
+  },
   "zoology": {
     "vocab_size": 8192,
     "seq_len": 128,
@@ -93,6 +103,11 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
     }
     for kv in s["kv"]
   }
+  if scale == "quick":
+    c.workdir = "outputs/mqar_quick"
+    c.seeds = (0, 1)
+    for task in c.task_configs.values():
+      task.num_train = 64
   c.model = {
     "preset": "tiny-llama",
     "hidden_size": 128,
@@ -119,4 +134,8 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
     "eval_batch_size": 500,
   }
   c.notes = "Chance: 2 / V (uniform over the V/2 value ids)."
+  if scale == "quick":
+    c.model.update(hidden_size=32, num_heads=2)
+    c.model.overrides.intermediate_size = 64
+    c.train.update(batch_size=8, eval_batch_size=32, warmup_steps=2)
   return c

@@ -1,0 +1,38 @@
+"""Reproduce every table: a registry of reproduction experiments, a resumable runner, a report.
+
+  python -m experiments.reproduce --suite=quick|full [--only=main_job,induction] \
+      [--workdir=outputs/reproduce/full] [--force] [--report_dir=docs/report]
+
+`registry` (what an experiment runs, claims and how its verdict is read), `entries` (the
+registered experiments), `runner` (resumable, with progress), `report` (REPORT.md),
+`provenance` (commit, versions, device).
+"""
+
+from reasoning_jax.reproduce import entries as _entries  # noqa: F401  (registers them)
+from reasoning_jax.reproduce.registry import (
+  NOT_REPRODUCED,
+  REPRODUCTIONS,
+  STATUSES,
+  SUITES,
+  Reproduction,
+  Verdict,
+  load_config,
+  ordered,
+  register,
+)
+from reasoning_jax.reproduce.report import write_report
+from reasoning_jax.reproduce.runner import run_suite
+
+__all__ = [
+  "NOT_REPRODUCED",
+  "REPRODUCTIONS",
+  "STATUSES",
+  "SUITES",
+  "Reproduction",
+  "Verdict",
+  "load_config",
+  "ordered",
+  "register",
+  "run_suite",
+  "write_report",
+]
