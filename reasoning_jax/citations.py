@@ -143,6 +143,8 @@ OPTION_REGISTRIES: dict[str, str] = {
   "monotone activation": "activations of the monotone FFN (page monotone_ffn)",
   "rope type": "RoPE frequency schedules of the model families (reasoning_jax.models)",
   "reward": "answer verifiers of the tasks (reasoning_jax.rewards)",
+  "reproduction": "reproduction experiments (reasoning_jax.reproduce): each names the method "
+  "pages whose claims it tests (tests/test_reproduce.py checks every page is covered)",
 }
 
 # Where run-time variants of a category are registered (their base class decides the citation).

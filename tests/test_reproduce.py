@@ -1,0 +1,248 @@
+"""experiments.reproduce: the verdict arithmetic, the registry's coverage of the method pages,
+and the quick suite end to end (report with numbers, provenance, resume, --force, failures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from reasoning_jax import citations
+from reasoning_jax.reproduce import NOT_REPRODUCED, SUITES, Reproduction, Verdict, ordered
+from reasoning_jax.reproduce import entries
+from reasoning_jax.reproduce.runner import RECORD_FILE, run_one, select
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# -- Verdict arithmetic ----------------------------------------------------------------------
+
+
+def test_difference_and_status_by_hand():
+  # mean 0.6 vs 0.3; sample variances 0.01 and 0.01, n = 3: se = sqrt(2 * 0.01 / 3) = 0.0816.
+  diff, se = entries.difference([0.5, 0.6, 0.7], [0.2, 0.3, 0.4])
+  assert diff == pytest.approx(0.3) and se == pytest.approx(np.sqrt(0.02 / 3))
+  assert entries.status_of(diff, se, 3) == "reproduced"  # 0.3 > 2 * 0.0816.
+  assert entries.status_of(0.1, 0.08, 3) == "partly"  # Right sign, within the spread.
+  assert entries.status_of(-0.1, 0.01, 3) == "not reproduced"
+  assert entries.status_of(0.0, 0.0, 3) == "not reproduced"
+  assert entries.status_of(0.5, 0.0, 1) == "partly"  # One seed: never beyond the spread.
+  assert entries.status_of(float("nan"), 0.0, 3) == "not reproduced"
+  assert entries.difference([1.0], [0.0]) == (1.0, 0.0)
+  with pytest.raises(ValueError, match="at least one"):
+    entries.difference([], [0.0])
+  with pytest.raises(ValueError, match="status"):
+    Verdict("grpo", "sort of", "")
+
+
+def _rl_run(final, start=0.3, pass_at_k=0.8, length=20.0):
+  return {"final": final, "start": start, "pass_at_k": pass_at_k, "response_length": length}
+
+
+def test_compare_rl_verdicts_follow_each_papers_ordering():
+  results = {
+    "grpo": [_rl_run(0.50, length=30.0), _rl_run(0.52, length=31.0), _rl_run(0.51, length=29.0)],
+    "dapo": [_rl_run(0.60), _rl_run(0.61), _rl_run(0.62)],
+    "drgrpo": [_rl_run(0.51, length=20.0), _rl_run(0.52, length=21.0), _rl_run(0.50, length=19)],
+    "cispo": [_rl_run(0.58), _rl_run(0.60), _rl_run(0.62)],  # Not above DAPO.
+    "dispo": [_rl_run(0.70), _rl_run(0.71), _rl_run(0.72)],
+    "arm": [
+      _rl_run(0.50, pass_at_k=0.9),
+      _rl_run(0.5, pass_at_k=0.91),
+      _rl_run(0.5, pass_at_k=0.92),
+    ],
+    "mrpo": [_rl_run(0.52), _rl_run(0.49), _rl_run(0.53)],  # Above GRPO within the spread.
+  }
+  got = {v.method: v.status for v in entries.compare_rl_verdict({"results": results})}
+  assert got == {
+    "grpo": "reproduced",  # 0.51 vs the warm start's 0.3.
+    "dapo": "reproduced",
+    "dr_grpo": "reproduced",  # 10 tokens shorter, accuracy within the spread.
+    "cispo": "not reproduced",
+    "dispo": "reproduced",
+    "arm": "reproduced",
+    "mrpo": "partly",
+  }
+  # A recipe whose comparator did not run is "not measured", naming what is missing.
+  (v,) = [
+    v
+    for v in entries.compare_rl_verdict({"results": {"dispo": results["dispo"]}})
+    if v.method == "dispo"
+  ]
+  assert v.status == "not measured" and "cispo, dapo" in v.reason
+  main = entries.main_job_verdict({"results": {"dispo": results["dispo"]}})
+  assert [(v.method, v.status) for v in main] == [("dispo", "reproduced")]
+
+
+def _recall(finals):
+  return [{"final_accuracy": a} for a in finals]
+
+
+def test_layer_verdicts():
+  induction = {
+    "config": {"threshold": 0.95},
+    "results": {
+      "induction": {
+        "attention@1": _recall([0.1, 0.2, 0.15]),
+        "momentum_key_only@1": _recall([1.0, 0.99, 1.0]),
+      },
+      "repeated": {
+        "attention@1": _recall([0.1, 0.12, 0.11]),
+        "momentum_key_only@1": _recall([0.5, 0.6, 0.55]),  # Better, short of 95%.
+      },
+    },
+  }
+  (v,) = entries.induction_verdict(induction)
+  assert (v.method, v.status) == ("momentum_attention", "partly")
+  induction["results"]["repeated"]["momentum_key_only@1"] = _recall([0.1, 0.12, 0.11])
+  assert entries.induction_verdict(induction)[0].status == "partly"  # One task of two.
+  induction["results"]["induction"]["momentum_key_only@1"] = _recall([0.1, 0.2, 0.15])
+  assert entries.induction_verdict(induction)[0].status == "not reproduced"
+
+  mqar = {
+    "results": {
+      "kv4": {
+        "attention@2": _recall([0.9, 0.9]),
+        "base_conv+gla@2": _recall([0.5, 0.6]),
+        "base_conv+ovq_eq@2": _recall([0.1, 0.1]),
+      }
+    }
+  }
+  ovq, gla = entries.mqar_verdict(mqar)
+  assert (ovq.method, ovq.status) == ("ovq", "not reproduced")
+  assert (gla.method, gla.status) == ("gla", "not measured") and "attention 0.900" in gla.reason
+
+  def seed(base, mono):
+    return {
+      "baseline": {"any": {"success_rate": base}, "clean_loss": 1.0},
+      "monotone": {"any": {"success_rate": mono}, "clean_loss": 1.1},
+    }
+
+  (v,) = entries.monotone_attack_verdict({"per_seed": [seed(0.6, 0.2), seed(0.65, 0.18)]})
+  assert v.status == "reproduced" and "+10.0%" in v.reason
+
+
+# -- The registry ----------------------------------------------------------------------------
+
+
+def test_every_method_page_has_a_reproduction_or_a_reason():
+  covered = {m for e in ordered() for m in e.methods}
+  assert covered <= set(citations.METHODS), covered - set(citations.METHODS)
+  assert not covered & set(NOT_REPRODUCED)
+  missing = sorted(set(citations.METHODS) - covered - set(NOT_REPRODUCED))
+  assert not missing, (
+    f"method pages {missing} have no reproduction experiment: register one in "
+    "reasoning_jax/reproduce/entries.py, or say why not in reproduce.registry.NOT_REPRODUCED"
+  )
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_entry_loads_its_config_and_moves_its_outputs(suite, tmp_path):
+  names = [e.name for e in ordered()]
+  assert names[:5] == ["main_job", "compare_rl", "induction", "mqar", "monotone_attack"]
+  for entry in ordered():
+    config = entry.make_config(suite, directory=str(tmp_path / entry.name), root=str(tmp_path))
+    assert config.workdir == str(tmp_path / entry.name)
+    assert len(config.seeds) >= (3 if suite == "full" else 2), entry.name
+    if "rl" in config:  # Both RL experiments train from one shared warm start.
+      assert config.rl.sft.workdir == str(tmp_path / "rl_arith_warmstart")
+    assert entry.full_time and entry.claim and entry.command.startswith("python -m ")
+    assert callable(entry.run_fn())
+  assert [e.name for e in select(["mqar", " induction"])] == ["induction", "mqar"]
+  with pytest.raises(ValueError, match="unknown reproductions.*'nope'"):
+    select(["nope"])
+
+
+def test_a_failing_experiment_is_recorded_not_raised(tmp_path, monkeypatch):
+  def boom(config):
+    raise RuntimeError("out of memory")
+
+  entry = Reproduction(
+    name="boom",
+    title="t",
+    claim="c",
+    methods=("grpo",),
+    config="configs/monotone_attack.py",
+    variants={"quick": "quick", "full": ""},
+    run="builtins:print",
+    command="python -m x",
+    verdict=lambda payload: [],
+  )
+  monkeypatch.setattr(Reproduction, "run_fn", lambda self: boom)
+  record = run_one(entry, "quick", str(tmp_path), force=False)
+  assert record["status"] == "failed" and "RuntimeError: out of memory" in record["error"]
+  assert not os.path.exists(tmp_path / "boom" / RECORD_FILE)  # Runs again next time.
+  with pytest.raises(ValueError, match="variants lacks suites"):
+    Reproduction("x", "t", "c", (), "c.py", {"quick": ""}, "a:b", "python -m x", lambda p: [])
+
+
+# -- The quick suite, end to end -------------------------------------------------------------
+
+_NUMBER_CELL = re.compile(r"\|\s*[+-]?\d+\.\d{3} ± \d+\.\d{3}\s*\|")
+
+
+def _reproduce(*args, cwd=ROOT):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  env.pop("XLA_FLAGS", None)  # One CPU device, as a user's laptop.
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.reproduce", *args],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
+
+
+def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
+  workdir = tmp_path / "quick"
+  out = _reproduce("--suite=quick", f"--workdir={workdir}")
+  assert out.returncode == 0, out.stderr[-5000:]
+  report = (workdir / "REPORT.md").read_text()
+  sections = re.split(r"^## ", report, flags=re.M)
+  for entry in ordered():
+    (section,) = [s for s in sections if s.startswith(f"{entry.name}:")]
+    # The experiment's own tables, filled with numbers (mean ± std), not placeholders.
+    assert len(_NUMBER_CELL.findall(section)) >= 2, section[:2000]
+    assert "**Verdicts.**" in section and "Not run" not in section
+    for figure in entry.figures:
+      assert f"({entry.name}/{figure})" in section
+      assert (workdir / entry.name / figure).stat().st_size > 0
+    record = json.loads((workdir / entry.name / RECORD_FILE).read_text())
+    assert record["status"] == "done" and record["wall_s"] > 0
+    assert record["provenance"]["packages"]["jax"] != "not installed"
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", record["provenance"]["commit"])
+    assert record["provenance"]["platform"] == "cpu" and len(record["seeds"]) == 2
+    assert {v["method"] for v in record["verdicts"]} <= set(citations.METHODS)
+    assert os.path.getsize(workdir / entry.name / "CITATIONS.bib") > 0
+  # The verdict table has a row per method verdict, and the quick-suite warning.
+  assert "Quick suite: tiny sizes" in report and "| dispo | main_job |" in report
+  assert "sliding_window_flash_attention" in report  # Pages without an experiment: why.
+
+  # Rerun: everything is finished, nothing runs again, the report is the same.
+  records = {
+    p: (workdir / p / RECORD_FILE).read_text()
+    for p in os.listdir(workdir)
+    if (workdir / p / RECORD_FILE).exists()
+  }
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", f"--report_dir={tmp_path / 'docs'}")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stderr.count("finished earlier") == len(ordered())
+  assert all((workdir / p / RECORD_FILE).read_text() == r for p, r in records.items())
+  copied = (tmp_path / "docs" / "REPORT.md").read_text()
+  assert copied.count("![") == report.count("![")
+  assert (tmp_path / "docs" / "induction" / "accuracy.png").exists()  # Figures copied.
+
+  # --force runs the named experiment again (a new record), and only it.
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=monotone_attack", "--force")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert (workdir / "monotone_attack" / RECORD_FILE).read_text() != records["monotone_attack"]
+  assert (workdir / "induction" / RECORD_FILE).read_text() == records["induction"]
+
+  # Bad flags name themselves.
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=nope")
+  assert out.returncode != 0 and "--only names unknown reproductions" in out.stderr
