@@ -60,6 +60,7 @@ setup(
     "docs": ["sphinx>=9,<10", "myst-nb>=1.4,<2", "sphinx-book-theme>=1.4,<2"],
   },
   license="Apache-2.0",
+  license_files=["LICENSE"],  # The Apache License 2.0 text, shipped in the dist-info.
   classifiers=[
     "Programming Language :: Python :: 3",
     "Programming Language :: Python :: 3.11",

@@ -17,15 +17,26 @@ user-wide Jupyter install cannot redirect it to another Python). The kernel gets
 A failing or timed-out cell fails the test with the notebook name, the cell number, its
 source and the error. A second test keeps the committed notebooks small: valid nbformat, no
 outputs, no execution counts.
+
+The first code cell (the Colab install cell) is also run without a kernel, with IPython's own
+input transformer turning `%pip` into a recorded call, in fake runtimes (Colab with a TPU, an
+NVIDIA GPU or neither, and outside Colab): on Colab, when reasoning_jax is not importable, it
+must install the package and the matching jax (`jax[tpu]`, `jax[cuda12]` or CPU jax) in one
+pip call, and it must install nothing outside Colab or when the package is importable.
 """
 
 import glob
+import importlib.util
 import json
 import os
 import re
+import shlex
+import shutil
 import sys
 import time
+import types
 
+import jax
 import nbformat
 import pytest
 from ipykernel.kernelspec import get_kernel_dict
@@ -143,3 +154,121 @@ def test_notebook_is_committed_without_outputs(path):
     f"{os.path.relpath(path, REPO)}: clear the outputs of cells {dirty} "
     f"before committing (Jupyter: Edit > Clear All Outputs)"
   )
+
+
+# The first code cell, without a kernel: the accelerator each fake runtime shows (the
+# variables, paths and commands the cell reads) and the jax requirement it must install with the
+# package. `paths` fake answers for /dev and /proc only; `commands` for shutil.which.
+FAKE_RUNTIMES = {
+  "colab-tpu-vm": (dict(colab="tag", paths={"/dev/accel0"}), "jax[tpu]"),
+  "colab-tpu-v5e": (dict(colab="module", paths={"/dev/vfio"}), "jax[tpu]"),
+  "colab-tpu-node": (dict(colab="tag", environ={"COLAB_TPU_ADDR": "10.0.0.2:8470"}), "jax[tpu]"),
+  "colab-gpu": (dict(colab="tag", commands={"nvidia-smi"}, paths={"/dev/vfio"}), "jax[cuda12]"),
+  "colab-gpu-driver": (dict(colab="module", paths={"/proc/driver/nvidia"}), "jax[cuda12]"),
+  "colab-cpu": (dict(colab="tag"), None),
+}
+_ACCELERATOR_ENV = ("COLAB_RELEASE_TAG", "COLAB_TPU_ADDR", "TPU_NAME", "REASONING_JAX_SOURCE")
+_GIT_SOURCE = "git+https://example.invalid/reasoning_jax.git"
+
+
+class _RecordingShell:
+  """Stands in for `get_ipython()`: records each `%pip` line, expanded as IPython expands it."""
+
+  def __init__(self):
+    self.pip_calls = []
+
+  def run_line_magic(self, name, line):
+    from IPython.utils.text import DollarFormatter
+
+    assert name == "pip", f"the install cell runs %{name} {line}; only %pip is expected"
+    frame = sys._getframe(1)  # InteractiveShell.var_expand: the caller's names fill {...}.
+    namespace = {**frame.f_globals, **frame.f_locals}
+    self.pip_calls.append(shlex.split(DollarFormatter().vformat(line, args=[], kwargs=namespace)))
+
+
+def _run_first_cell(
+  path, monkeypatch, *, colab=None, environ=(), paths=(), commands=(), installed=False
+):
+  """Executes the notebook's first code cell in a fake runtime; returns the recorded pip calls."""
+  from IPython.core.inputtransformer2 import TransformerManager
+
+  jax.devices()  # Backends are chosen before the fake /dev and /proc below exist.
+  for name in _ACCELERATOR_ENV:
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+  if colab == "tag":
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20260101-060000_RC00")
+  elif colab == "module":
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+  for name, value in dict(environ).items():
+    monkeypatch.setenv(name, value)
+  monkeypatch.setenv("REASONING_JAX_SOURCE", _GIT_SOURCE)
+
+  exists, which, find_spec = os.path.exists, shutil.which, importlib.util.find_spec
+
+  def fake_exists(p):
+    p = os.fspath(p)
+    return p in paths if p.startswith(("/dev/", "/proc/")) else exists(p)
+
+  def fake_which(command, *args, **kwargs):
+    if command == "nvidia-smi":
+      return f"/usr/bin/{command}" if command in commands else None
+    return which(command, *args, **kwargs)
+
+  def fake_find_spec(name, *args, **kwargs):
+    return find_spec(name, *args, **kwargs) if installed or name != "reasoning_jax" else None
+
+  monkeypatch.setattr(os.path, "exists", fake_exists)
+  monkeypatch.setattr(shutil, "which", fake_which)
+  monkeypatch.setattr(importlib.util, "find_spec", fake_find_spec)
+  monkeypatch.setattr(sys, "path", list(sys.path))  # layers.ipynb may add a checkout to it.
+
+  nb = nbformat.read(path, as_version=4)
+  cell = next(c for c in nb.cells if c.cell_type == "code")
+  code = TransformerManager().transform_cell(cell.source)  # `%pip ...` as the kernel runs it.
+  shell = _RecordingShell()
+  exec(
+    compile(code, f"{os.path.basename(path)}:cells[first code]", "exec"),
+    {"__name__": "__main__", "get_ipython": lambda: shell},
+  )
+  return shell.pip_calls
+
+
+@pytest.mark.parametrize("runtime", list(FAKE_RUNTIMES))
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_first_cell_installs_for_the_accelerator(path, runtime, monkeypatch, capsys):
+  fake, jax_extra = FAKE_RUNTIMES[runtime]
+  calls = _run_first_cell(path, monkeypatch, **fake)
+  name = os.path.relpath(path, REPO)
+  assert len(calls) == 1, f"{name} on {runtime}: expected one %pip call, got {calls}"
+  (args,) = calls
+  assert args[0] == "install" and _GIT_SOURCE in args, f"{name}: {args}"
+  extras = [a for a in args if a.startswith("jax[")]
+  assert extras == ([jax_extra] if jax_extra else []), (
+    f"{name} on {runtime}: pip {' '.join(args)} should install the package with "
+    f"{jax_extra or 'CPU jax (no jax[tpu] / jax[cuda12])'} in the same call"
+  )
+  out = capsys.readouterr().out
+  assert f"backend {jax.default_backend()}" in out, f"{name}: no backend report in {out!r}"
+  fell_back = jax_extra is not None and jax.default_backend() == "cpu"
+  assert ("fell back to CPU" in out) == fell_back, f"{name} on {runtime}: {out}"
+
+
+NO_INSTALL = {
+  "outside-colab": dict(),  # CI, a local Jupyter: only the backend report.
+  "colab-importable": dict(colab="tag", installed=True),  # Second run, or a preinstalled package.
+}
+
+
+@pytest.mark.parametrize("case", list(NO_INSTALL))
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_first_cell_installs_nothing_outside_colab_or_when_importable(
+  path, case, monkeypatch, capsys
+):
+  gpu = dict(commands={"nvidia-smi"}, paths={"/proc/driver/nvidia"})
+  calls = _run_first_cell(path, monkeypatch, **NO_INSTALL[case], **gpu)
+  assert calls == [], f"{os.path.relpath(path, REPO)} ({case}) runs pip: {calls}"
+  out = capsys.readouterr().out
+  assert f"backend {jax.default_backend()}" in out, f"{path}: no backend report in {out!r}"
+  if case == "outside-colab":  # No accelerator detection either: nothing to fall back from.
+    assert "fell back" not in out, out
