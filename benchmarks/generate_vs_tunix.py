@@ -24,12 +24,15 @@ and the first divergent position per row with the transformers logit margin ther
 near-ties from bugs), the greedy margins of the reference (how close its argmax decisions
 are) and the largest teacher-forced logit difference between our model and transformers.
 With `--profile` (default) it then splits our decode step into transformer body, unembedding
-matmul, log-prob bookkeeping and loop overhead (see `profile_decode`).
+matmul, log-prob bookkeeping and loop overhead, and sets the measured steps of ours and tunix
+against the memory-bandwidth floor of a step (the bytes it must read over the read bandwidth
+measured in the same run): see benchmarks/decode_profile.py (`profile_decode`, `memory_floor`).
 
   python benchmarks/generate_vs_tunix.py [--hidden 512 --intermediate 1536 --layers 8 \
       --heads 8 --kv-heads 4 --head-dim 64 --vocab 32000 --init-range 0.05 \
       --batch 8 --prompt-len 32 --new-tokens 128 --repeats 5] [--no-tie-word-embeddings] \
-      [--tunix-python PATH] [--no-profile] [--keep DIR]
+      [--tunix-python PATH] [--no-profile | --profile-steps 32 --profile-repeats 5 \
+      --bandwidth-mib 512 --bandwidth-repeats 7] [--keep DIR]
 
 The rope theta defaults to 1e6: tunix 0.1.7's Qwen3 ignores the configured theta and always
 uses 1e6 (see benchmarks/tunix_generate.py); with `--rope-theta 10000` its tokens diverge.
@@ -38,7 +41,6 @@ uses 1e6 (see benchmarks/tunix_generate.py); with `--rope-theta 10000` its token
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -277,181 +279,10 @@ def teacher_forced_gap(model, prompts, reference, ref_logits):
   return float(np.abs(logits - ref_logits).max())
 
 
-def profile_decode(model, prompts, args):
-  """Per-step milliseconds of our greedy decode step, split into its parts.
-
-  Every variant is one jitted loop of `--profile-steps` steps (the per-step cost does not
-  depend on the step: attention always spans all `prompt_len + new_tokens` cache slots),
-  each on a fresh donated cache; variants are timed round-robin `--profile-repeats` times,
-  so that load from other processes hits all alike, and min and median are reported.
-
-  In place (each adds one piece to the previous one; the next token is derived from the
-  step's output, so nothing is dead code):
-    body:      model.forward on [B, 1] with the cache (next token: sign of the hidden);
-    +unembed:  ... + model.unembed (the [B, H] x [H, V] matmul) + argmax;
-    +logprob:  ... + sample_logits (argmax + full-vocab log_softmax + gather), the step
-               generate computes;
-    generate:  generate's own decode while_loop (adds its output buffers, EOS/done
-               bookkeeping and the while condition).
-  In isolation (the same loop, only that piece, on fixed inputs shifted by the step index):
-    unembed alone (matmul + argmax), argmax alone and sample_logits alone on [B, V] logits,
-    and an empty loop that only carries the cache.
-
-  XLA's cost analysis of one in-place step (flops, bytes accessed) is printed alongside.
-  """
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
-
-  from reasoning_jax.generate.generate import _compiled_fns, _Settings
-  from reasoning_jax.generate.sampling import sample_logits
-
-  b, p = prompts.shape
-  n = args.new_tokens
-  steps = min(args.profile_steps, n - 1)
-  graphdef, state = nnx.split(model)
-  kernel = model.unembed_kernel()
-  key = jax.random.key(1)
-  hidden0 = jax.random.normal(key, (b, kernel.shape[0]), jnp.float32)
-  logits0 = jax.random.normal(key, (b, kernel.shape[1]), jnp.float32)
-
-  def step(model, cache, last, i, kind):
-    positions = jnp.full((b, 1), p, jnp.int32) + i
-    hidden, cache = model.forward(last[:, None], positions=positions, cache=cache)
-    if kind == "body":
-      return cache, jnp.where(hidden[:, 0, 0] > 0, 3, 4).astype(jnp.int32), 0.0
-    logits = model.unembed(hidden[:, 0])
-    if kind == "unembed":
-      return cache, jnp.argmax(logits, axis=-1).astype(jnp.int32), 0.0
-    token, logprob, _ = sample_logits(logits, None, temperature=0.0)
-    return cache, token, logprob
-
-  def isolated(i, kind):
-    shift = i.astype(jnp.float32) * 1e-3
-    if kind == "unembed alone":
-      logits = jnp.matmul(hidden0 + shift, kernel, preferred_element_type=jnp.float32)
-      return jnp.argmax(logits, axis=-1).astype(jnp.int32), 0.0
-    if kind == "argmax alone":
-      return jnp.argmax(logits0 + shift, axis=-1).astype(jnp.int32), 0.0
-    if kind == "sample_logits alone":
-      token, logprob, _ = sample_logits(logits0 + shift, None, temperature=0.0)
-      return token, logprob
-    return jnp.full((b,), i, jnp.int32), 0.0  # empty loop
-
-  def make_loop(kind):
-    def run(state, cache, last):
-      model = nnx.merge(graphdef, state)
-
-      def body(i, carry):
-        cache, last, acc = carry
-        if kind in ("body", "unembed", "logprob"):
-          cache, token, logprob = step(model, cache, last, i, kind)
-        else:
-          token, logprob = isolated(i, kind)
-          token = token + last  # A loop-carried dependency.
-        return cache, token, acc + logprob
-
-      acc = jnp.zeros((b,), jnp.float32)
-      # Returning the cache lets XLA update the donated buffers in place, as generate does.
-      return jax.lax.fori_loop(0, steps, body, (cache, last, acc))
-
-    return jax.jit(run, donate_argnums=(1,))
-
-  last = jnp.asarray(prompts[:, -1], jnp.int32)
-  ids, lens = jnp.asarray(prompts, jnp.int32), jnp.full((b,), p, jnp.int32)
-  cache_size = p + n  # As in the benchmark: attention spans p + n slots.
-  prefill, decode = _compiled_fns(graphdef, _Settings(steps + 1, cache_size, 0.0, 0, 1.0, (), 0))
-
-  def fresh_cache():
-    return jax.block_until_ready(model.init_cache(b, cache_size))
-
-  def run_generate():
-    cache, carry = jax.block_until_ready(prefill(state, fresh_cache(), ids, lens, None))
-    start = time.perf_counter()
-    jax.block_until_ready(decode(state, cache, carry, lens, None))
-    return time.perf_counter() - start
-
-  def run_loop(fn):
-    cache = fresh_cache()
-    start = time.perf_counter()
-    jax.block_until_ready(fn(state, cache, last))
-    return time.perf_counter() - start
-
-  kinds = (
-    "body",
-    "unembed",
-    "logprob",
-    "generate",
-    "unembed alone",
-    "argmax alone",
-    "sample_logits alone",
-    "empty loop",
-  )
-  runners = {
-    k: (run_generate if k == "generate" else functools.partial(run_loop, make_loop(k)))
-    for k in kinds
-  }
-  for run in runners.values():
-    run()  # Compile.
-  times = {k: [] for k in kinds}
-  for _ in range(args.profile_repeats):
-    for k in kinds:
-      times[k].append(runners[k]() / steps * 1e3)
-  ms = {k: min(v) for k, v in times.items()}
-  med = {k: statistics.median(v) for k, v in times.items()}
-
-  cost = {}
-  for kind in ("body", "unembed", "logprob"):
-
-    def one(state, cache, last, kind=kind):
-      return step(nnx.merge(graphdef, state), cache, last, 0, kind)[1:]
-
-    analysis = jax.jit(one).lower(state, model.init_cache(b, cache_size), last).compile()
-    analysis = analysis.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-    cost[kind] = {
-      "flops": float((analysis or {}).get("flops", float("nan"))),
-      "bytes": float((analysis or {}).get("bytes accessed", float("nan"))),
-    }
-
-  labels = {
-    "body": "body: forward [B,1] + KV cache",
-    "unembed": "body + unembed + argmax",
-    "logprob": "body + unembed + sample_logits",
-    "generate": "generate's decode while_loop",
-    "unembed alone": "unembed matmul + argmax alone",
-    "argmax alone": "argmax [B,V] alone",
-    "sample_logits alone": "sample_logits [B,V] alone",
-    "empty loop": "empty loop carrying the cache",
-  }
-  print(
-    f"\n== our decode step: ms per step (loops of {steps} steps, batch {b}, cache {cache_size} "
-    f"slots, {args.profile_repeats} round-robin repeats) =="
-  )
-  print(f"{'variant':34s} {'min':>8} {'median':>8} {'XLA GFLOP':>10} {'XLA MiB':>8}")
-  for kind in kinds:
-    c = cost.get(kind)
-    extra = f" {c['flops'] / 1e9:10.3f} {c['bytes'] / 2**20:8.1f}" if c else ""
-    print(f"{labels[kind]:34s} {ms[kind]:8.3f} {med[kind]:8.3f}{extra}")
-  split = {
-    "transformer body": ms["body"],
-    "unembed matmul (+ argmax)": ms["unembed"] - ms["body"],
-    "log_softmax + gather (logprob)": ms["logprob"] - ms["unembed"],
-    "buffers/EOS/while (loop overhead)": ms["generate"] - ms["logprob"],
-  }
-  print("split of generate's step (differences of the minima above):")
-  for name, value in split.items():
-    print(f"  {name:34s} {value:8.3f} ms  ({value / ms['generate'] * 100:5.1f}%)")
-  print(
-    "isolated: unembed matmul "
-    f"{ms['unembed alone'] - ms['argmax alone']:.3f} ms, log_softmax + gather "
-    f"{ms['sample_logits alone'] - ms['argmax alone']:.3f} ms, argmax {ms['argmax alone']:.3f} "
-    f"ms, empty loop {ms['empty loop']:.4f} ms per step"
-  )
-  return {"min_ms": ms, "median_ms": med, "split_ms": split, "xla_cost_per_step": cost}
-
-
 def main():
+  # benchmarks/ (the script's folder, on sys.path when run as a script).
+  from decode_profile import add_arguments, memory_floor, profile_decode
+
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--hidden", type=int, default=512)
   parser.add_argument("--intermediate", type=int, default=1536)
@@ -493,8 +324,7 @@ def main():
     help="interpreter of an environment with google-tunix (empty: skip tunix)",
   )
   parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
-  parser.add_argument("--profile-steps", type=int, default=32, help="decode steps per timed loop")
-  parser.add_argument("--profile-repeats", type=int, default=5)
+  add_arguments(parser)  # --profile-steps, --profile-repeats, --bandwidth-mib, ...
   parser.add_argument("--keep", default="", help="write the checkpoint here and keep it")
   args = parser.parse_args()
 
@@ -598,7 +428,12 @@ def main():
   distinct = [len(set(row.tolist())) for row in ref_tokens]
   print(f"distinct tokens per reference row: {distinct}")
 
-  profile = profile_decode(model, prompts, args) if args.profile else None
+  profile = floor = None
+  if args.profile:
+    profile = profile_decode(model, prompts, args)
+    ours_ms = med(ours["decode_s"]) / (args.new_tokens - 1) * 1e3  # As in the table.
+    tunix_ms = None if tunix is None else tunix["decode_s"] / args.new_tokens * 1e3
+    floor = memory_floor(model, args, ours_ms, tunix_ms)
   print(
     json.dumps(
       {
@@ -622,6 +457,7 @@ def main():
         "min_ref_margin": float(gaps.min()),
         "teacher_forced_max_logit_diff": gap,
         "profile": profile,
+        "memory_floor": floor,
         "versions": {
           "jax": jax.__version__,
           "transformers": transformers.__version__,
