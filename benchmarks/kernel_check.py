@@ -91,22 +91,31 @@ def check_flash() -> None:
 def check_gla() -> None:
   from reasoning_jax.ops.gla import gated_linear_attention, gla_naive
 
-  print("gated linear attention: pallas chunk vs naive (fp32 reference)")
+  print("gated linear attention: pallas chunk (fused backward) vs naive (fp32 reference)")
   for dtype in (jnp.float32, jnp.bfloat16):
-    for t, h, d, c in (
-      ((40, 2, 16, 16),) if TINY else ((256, 4, 64, 64), (1000, 2, 128, 64), (2048, 4, 64, 32))
+    for t, h, d, c, packed in (
+      ((40, 2, 16, 16, True),)
+      if TINY
+      else ((256, 4, 64, 64, False), (1000, 2, 128, 64, True), (2048, 4, 64, 32, False))
     ):
-      ks = jax.random.split(jax.random.key(t), 5)
+      ks = jax.random.split(jax.random.key(t), 6)
       q, k, v = (jax.random.normal(kk, (2, t, h, d), dtype) for kk in ks[:3])
       g = jax.nn.log_sigmoid(jax.random.normal(ks[3], (2, t, h, d))) / 16
       h0 = jax.random.normal(ks[4], (2, h, d, d), jnp.float32)
-      name = f"T={t} H={h} D={d} chunk={c}"
+      # Packed rows: a new sequence about every 100 positions (segment_ids).
+      seg = jnp.cumsum(jax.random.uniform(ks[5], (2, t)) < 0.01, axis=1) if packed else None
+      name = f"T={t} H={h} D={d} chunk={c}" + (" packed" if packed else "")
       try:
         kern = lambda q, k, v, g, h0: gated_linear_attention(
-          q, k, v, g, initial_state=h0, chunk_size=c, implementation="pallas"
+          q, k, v, g, initial_state=h0, chunk_size=c, segment_ids=seg, implementation="pallas"
         )
         ref = lambda q, k, v, g, h0: gla_naive(
-          q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), g, initial_state=h0
+          q.astype(jnp.float32),
+          k.astype(jnp.float32),
+          v.astype(jnp.float32),
+          g,
+          initial_state=h0,
+          segment_ids=seg,
         )
         o1, s1 = jax.jit(kern)(q, k, v, g, h0)
         o2, s2 = jax.jit(ref)(q, k, v, g, h0)

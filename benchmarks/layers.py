@@ -6,7 +6,8 @@ Two tables, each with ratios measured in the same run:
    form, `recurrent` decode scan) for gated linear attention (arXiv:2312.06635) and OVQ
    attention (arXiv:2602.03922) at T = 1k, 4k, 16k: median ms of the jitted forward
    (and forward + backward of the chunk form), and each form's time divided by the chunk
-   time. On a GPU/TPU the table adds the Pallas kernels (`implementation="pallas"`),
+   time. On a GPU/TPU the table adds the Pallas kernels (`implementation="pallas"`; GLA's
+   forward + backward times its fused Pallas backward),
    `jax.nn.dot_product_attention` (cuDNN/XLA causal attention) and the XLA attention
    reference at the same shapes, so the recurrent ops are placed against softmax attention.
    On CPU the Pallas kernels only run in interpret mode, so they are left out there.

@@ -11,7 +11,7 @@ direction (pyproject.toml).
 
   * `pallas_kernels.flash_attention`: causal / sliding-window grouped-query flash attention,
     forward and backward ("pallas" in `registry.ATTENTION_IMPLEMENTATIONS`).
-  * `pallas_kernels.gla`: the chunk-parallel GLA forward ("pallas" in
+  * `pallas_kernels.gla`: the chunk-parallel GLA forward and backward ("pallas" in
     `registry.GLA_CHUNK_KERNELS`).
   * `pallas_kernels.ovq`: the OVQ chunk readout and assignment kernels ("pallas" in
     `registry.OVQ_CHUNK_KERNELS`).

@@ -1,4 +1,9 @@
-"""Pallas kernel for gated linear attention (arXiv:2312.06635) and its exported reference."""
+"""Pallas kernels for gated linear attention (arXiv:2312.06635) and their exported reference.
+
+`kernel.py`: the chunk-parallel forward and the public `gla_chunk_pallas` (a custom VJP);
+`backward.py`: the fused chunk-parallel backward; `common.py`: layout and call helpers.
+All take packed sequences (`segment_ids`).
+"""
 
 from reasoning_jax import registry
 from pallas_kernels.gla.kernel import gla_chunk_pallas, gla_reference

@@ -1,4 +1,5 @@
-"""Pallas kernel for the chunked forward of gated linear attention.
+"""Pallas kernels for chunked gated linear attention: the forward here, the backward in
+`backward.py`.
 
 Gated Linear Attention Transformers with Hardware-Efficient Training
 (Yang et al., arXiv:2312.06635), Sec. 4. Same math, conventions and signature as
@@ -23,6 +24,11 @@ Two stages (the chunk-parallel split of flash-linear-attention's `chunk_gla`):
      pairwise differences `G_i - G_j` masked to `j <= i` before exp, one query row
      at a time on `[R, Dk]` tiles. Nothing overflows for any decay strength.
 
+Packed sequences (`segment_ids`) use the masks of `gla_chunk` (see
+`reasoning_jax.ops.gla.chunk`): the chunk recurrence in stage 1 drops keys of
+earlier sequences and cuts the carry, and the kernel masks the entering-state term
+and every query/key factor by the in-chunk sequence index before exp (`common.py`).
+
 The first version of this kernel (one program per (batch, head) walking its chunks
 sequentially with a C-row loop of elementwise work) measured 30-40x slower than
 the XLA chunk form on an H100 (stop 7); this layout exposes B*H*N programs,
@@ -33,9 +39,9 @@ DESIGN CHOICE / limits:
   * the entering states are materialised, `N * Dk * Dv` fp32 per (batch, head)
     (T = 16k, C = 64, Dk = Dv = 128: 256 chunks x 64 KiB = 16 MiB); fla makes the
     same trade;
-  * the backward pass is `jax.custom_vjp` recomputing with the XLA chunk form's
-    VJP (`gla_chunk`), so gradients are exact; a fused Pallas backward is future
-    work;
+  * the backward pass is a `jax.custom_vjp` whose per-position gradients
+    (dq, dk, dv, dg) come from the Pallas backward kernel of `backward.py`, with the
+    entering states recomputed and the state gradients scanned in XLA (see there);
   * compiled (non-interpret) runs need `chunk_size % 8 == 0` (16 for 16-bit
     inputs); the Triton GPU backend additionally needs power-of-two C, Dk, Dv
     of at least 16;
@@ -53,29 +59,18 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from pallas_kernels.gla import backward as backward_lib
+from pallas_kernels.gla import common
 from reasoning_jax.ops.gla import chunk as gla_chunk_lib
 from reasoning_jax.ops.gla import naive
 
-_NT = (((1,), (1,)), ((), ()))  # contract the last dims: a @ b.T
-_NN = (((1,), (0,)), ((), ()))  # a @ b
+_masked_exp, _same, _both = gla_chunk_lib.masked_exp, gla_chunk_lib.same, gla_chunk_lib.both
 
 
-def kernel_sub_chunk_size(chunk_size: int) -> int:
-  """Rows per query sub-chunk R: 16 or 8 when they divide C (aligned tiles), else the
-  secondary chunk of the XLA form (interpret mode allows any C)."""
-  for r in (16, 8):
-    if chunk_size % r == 0:
-      return r
-  return gla_chunk_lib.sub_chunk_size(chunk_size)
-
-
-def _row(x, row_ids, i):
-  """Row i of a 2-D tile as `[1, D]`, without a dynamic single-row load (packed dtypes)."""
-  return jnp.sum(jnp.where(row_ids == i, x, 0.0), axis=0, keepdims=True)
-
-
-def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, o_ref, *, scale, sub_chunk, precision):
-  """One (batch * head, chunk): q, k, g refs `[C, Dk]`, v and o `[C, Dv]`, s `[Dk, Dv]`."""
+def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, *refs, scale, sub_chunk, precision):
+  """One (batch * head, chunk): q, k, g (and the optional segment index) refs `[C, Dk]`, v and
+  o `[C, Dv]`, s `[Dk, Dv]`; `refs` is `(seg_ref, o_ref)` or `(o_ref,)`."""
+  seg_ref, o_ref = refs if len(refs) == 2 else (None, *refs)
   c, dk = q_ref.shape
   dv = v_ref.shape[-1]
   r = sub_chunk
@@ -86,6 +81,7 @@ def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, o_ref, *, scale, sub_ch
     k_all = k_ref[...].astype(f32)
     v_all = v_ref[...].astype(f32)
     g_all = g_ref[...]  # fp32, cumulative within the chunk
+    seg_all = None if seg_ref is None else seg_ref[...]
     key_pos = jax.lax.broadcasted_iota(jnp.int32, (c, dk), 0)
   row_k = jax.lax.broadcasted_iota(jnp.int32, (r, dk), 0)
   row_v = jax.lax.broadcasted_iota(jnp.int32, (r, dv), 0)
@@ -95,16 +91,20 @@ def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, o_ref, *, scale, sub_ch
     g = g_ref[rows, :]
     k = k_ref[rows, :].astype(f32)
     v = v_ref[rows, :].astype(f32)
-    out = dot(q * jnp.exp(g), state, _NN)  # inter-chunk, [R, Dv]
+    seg = None if seg_ref is None else seg_ref[rows, :]  # [R, Dk], equal across Dk
+    out = dot(q * _masked_exp(g, _same(seg, 0.0)), state, common.NN)  # inter-chunk, [R, Dv]
     if blk:  # keys of earlier sub-chunks: two matmuls factorised at the sub-chunk's row 0
-      g_first = _row(g, row_k, 0)
-      q_dec = q * jnp.exp(g - g_first)
-      k_dec = k_all * jnp.exp(jnp.where(key_pos < blk * r, g_first - g_all, -jnp.inf))
-      out += dot(dot(q_dec, k_dec, _NT), v_all, _NN)
+      g_first = common.row(g, row_k, 0)
+      seg_first = None if seg is None else common.row(seg, row_k, 0)
+      q_dec = q * _masked_exp(g - g_first, _same(seg, seg_first))
+      keys = _both(key_pos < blk * r, _same(seg_all, seg_first))
+      k_dec = k_all * _masked_exp(g_first - g_all, keys)
+      out += dot(dot(q_dec, k_dec, common.NT), v_all, common.NN)
 
-    def diag_row(i, o_diag, q=q, g=g, k=k, v=v):
-      q_i, g_i = _row(q, row_k, i), _row(g, row_k, i)
-      decay = jnp.exp(jnp.where(row_k <= i, g_i - g, -jnp.inf))  # masked before exp
+    def diag_row(i, o_diag, q=q, g=g, k=k, v=v, seg=seg):
+      q_i, g_i = common.row(q, row_k, i), common.row(g, row_k, i)
+      keys = _both(row_k <= i, None if seg is None else seg == common.row(seg, row_k, i))
+      decay = _masked_exp(g_i - g, keys)  # masked before exp
       a_i = jnp.sum(q_i * k * decay, axis=1, keepdims=True)  # [R, 1]
       return jnp.where(row_v == i, jnp.sum(a_i * v, axis=0, keepdims=True), o_diag)
 
@@ -112,40 +112,26 @@ def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, o_ref, *, scale, sub_ch
     o_ref[rows, :] = out.astype(o_ref.dtype)
 
 
-def _check_compiled_sizes(dtype, chunk_size: int) -> None:
-  multiple = 16 if jnp.dtype(dtype).itemsize == 2 else 8
-  if chunk_size % multiple:
-    raise ValueError(
-      f"chunk_size must be a multiple of {multiple} for a compiled Pallas GLA kernel with "
-      f"{jnp.dtype(dtype).name} inputs, got {chunk_size}"
-    )
-
-
-def _forward(q, k, v, g, h0, scale, chunk_size, interpret):
-  """Pads, runs stage 1 in XLA and the chunk kernel, unpads."""
-  b, t, h, dk = q.shape
-  dv = v.shape[-1]
-  c = chunk_size
-  n = -(-t // c)
-  precision = jax.lax.Precision.HIGHEST if q.dtype == jnp.float32 else None
-
-  def to_chunks(x, dtype):  # [B, T, H, D] -> [B, H, N, C, D], zero-padded in time
-    x = jnp.pad(x.astype(dtype), ((0, 0), (0, n * c - t), (0, 0), (0, 0)))
-    return x.reshape(b, n, c, h, x.shape[-1]).transpose(0, 3, 1, 2, 4)
-
+def _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret):
+  """Pads, runs stage 1 in XLA and the chunk kernel, unpads. `g`: fp32 `[B, T, H, Dk]` (zero
+  at sequence starts); `seg`: in-chunk sequence index `[B, N, C]` or None."""
+  lay = common.Layout.of(q, v, chunk_size)
+  b, h, n, c, dk, dv = lay.b, lay.h, lay.n, lay.c, lay.dk, lay.dv
+  precision = common.matmul_precision(q.dtype)
   f32 = jnp.float32
-  G = jnp.cumsum(to_chunks(g, f32), axis=-2)  # [B, H, N, C, Dk]
+  G = jnp.cumsum(lay.chunks(g, f32), axis=-2)  # [B, H, N, C, Dk]
+  seg5 = None if seg is None else seg[:, None, :, :, None]
   entering, final = gla_chunk_lib.entering_states(
-    to_chunks(k, f32), to_chunks(v, f32), G, h0, precision
+    lay.chunks(k, f32), lay.chunks(v, f32), G, h0, precision, seg5
   )
 
-  flat = lambda x: x.reshape(b * h, n * c, x.shape[-1])  # -> [B*H, T_pad, D]
-  qp, kp, vp = (flat(to_chunks(x, x.dtype)) for x in (q, k, v))
-  arrays = (qp, kp, vp, flat(G), entering.reshape(b * h, n, dk, dv))
-
-  tile = lambda d: pl.BlockSpec((pl.squeezed, c, d), lambda i, j: (i, j, 0))
-  state = pl.BlockSpec((pl.squeezed, pl.squeezed, dk, dv), lambda i, j: (i, j, 0, 0))
-  r = kernel_sub_chunk_size(c)
+  arrays = [lay.flat(lay.chunks(x)) for x in (q, k, v)]
+  arrays += [lay.flat(G), lay.flat_states(entering)]
+  in_specs = [lay.tile(dk), lay.tile(dk), lay.tile(dv), lay.tile(dk), lay.state()]
+  if seg is not None:
+    arrays.append(lay.segment_tiles(seg))
+    in_specs.append(lay.segment_tile())
+  r = common.kernel_sub_chunk_size(c)
   itemsize = jnp.dtype(q.dtype).itemsize
   tokens = b * h * n * c
   cost = pl.CostEstimate(
@@ -153,61 +139,35 @@ def _forward(q, k, v, g, h0, scale, chunk_size, interpret):
     transcendentals=tokens * (2 * dk + (c // r) * dk + r * dk),
     bytes_accessed=tokens * ((2 * dk + 2 * dv) * itemsize + 4 * dk) + 4 * b * h * n * dk * dv,
   )
-  kernel = functools.partial(_gla_chunk_kernel, scale=scale, sub_chunk=r, precision=precision)
-
-  def call(compiler_params, *arrays):
-    return pl.pallas_call(
-      kernel,
-      out_shape=jax.ShapeDtypeStruct((b * h, n * c, dv), q.dtype),
-      grid=(b * h, n),
-      in_specs=[tile(dk), tile(dk), tile(dv), tile(dk), state],
-      out_specs=tile(dv),
-      compiler_params=compiler_params,
-      cost_estimate=cost,
-      interpret=interpret,
-      name="gla_chunk_fwd",
-    )(*arrays)
-
-  if interpret:
-    o = call(None, *arrays)
-  else:
-    # Backend-specific compiler parameters, chosen per lowering platform so that
-    # ahead-of-time lowering for another platform takes the same path as a run there.
-    from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-    from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
-
-    tpu_params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel"))
-    gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=2))
-    o = jax.lax.platform_dependent(
-      *arrays, tpu=functools.partial(call, tpu_params), cuda=gpu, rocm=gpu
-    )
-  o = o.reshape(b, h, n * c, dv).transpose(0, 2, 1, 3)[:, :t]
-  return o, final
+  o = common.chunk_call(
+    functools.partial(_gla_chunk_kernel, scale=scale, sub_chunk=r, precision=precision),
+    lay,
+    arrays=arrays,
+    in_specs=in_specs,
+    out_shape=jax.ShapeDtypeStruct((b * h, n * c, dv), q.dtype),
+    out_specs=lay.tile(dv),
+    cost=cost,
+    name="gla_chunk_fwd",
+    interpret=interpret,
+  )
+  return lay.unflat(o), final
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _gla_pallas(q, k, v, g, h0, scale, chunk_size, interpret):
-  return _forward(q, k, v, g, h0, scale, chunk_size, interpret)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def _gla_pallas(q, k, v, g, h0, seg, scale, chunk_size, interpret):
+  return _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret)
 
 
-def _gla_pallas_fwd(q, k, v, g, h0, scale, chunk_size, interpret):
-  return _forward(q, k, v, g, h0, scale, chunk_size, interpret), (q, k, v, g, h0)
+def _gla_pallas_fwd(q, k, v, g, h0, seg, scale, chunk_size, interpret):
+  out = _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret)
+  return out, (q, k, v, g, h0, seg)
 
 
 def _gla_pallas_bwd(scale, chunk_size, interpret, residuals, cotangents):
-  del interpret  # The backward is the XLA chunk form's VJP (recomputed).
-  q, k, v, g, h0 = residuals
-  _, vjp = jax.vjp(
-    lambda q, k, v, g, h0: gla_chunk_lib.gla_chunk(
-      q, k, v, g, initial_state=h0, scale=scale, chunk_size=chunk_size
-    ),
-    q,
-    k,
-    v,
-    g,
-    h0,
-  )
-  return vjp(cotangents)
+  q, k, v, g, h0, seg = residuals
+  d_o, d_final = cotangents
+  grads = backward_lib.backward(q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret)
+  return (*grads, None)  # The integer segment index has no cotangent.
 
 
 _gla_pallas.defvjp(_gla_pallas_fwd, _gla_pallas_bwd)
@@ -222,9 +182,10 @@ def gla_chunk_pallas(
   initial_state: jax.Array | None = None,
   scale: float | None = None,
   chunk_size: int = 64,
+  segment_ids: jax.Array | None = None,
   interpret: Any = None,
 ) -> tuple[jax.Array, jax.Array]:
-  """Chunked gated linear attention with a Pallas forward and an XLA-recomputed backward.
+  """Chunked gated linear attention with a Pallas forward and a Pallas (fused) backward.
 
   Gated Linear Attention Transformers with Hardware-Efficient Training
   (Yang et al., arXiv:2312.06635). Matches `gla_reference` (= `gla_naive`).
@@ -237,22 +198,25 @@ def gla_chunk_pallas(
     initial_state: `[B, H, Dk, Dv]` float32 or None (zeros).
     scale: multiplies q; defaults to `Dk ** -0.5`.
     chunk_size: positions per chunk C; T need not divide (padded with g = 0, q = k = v = 0).
+    segment_ids: `[B, T]` ints or None; the state restarts from zero where the id changes
+      (`initial_state` reaches each row's first sequence only; see `reasoning_jax.ops.gla`).
     interpret: None interprets unless the default backend is TPU or GPU; True/False
       force it; a `pltpu.InterpretParams` selects the TPU interpreter.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.
   """
-  naive.check_gla_inputs(q, k, v, g, initial_state)
+  naive.check_gla_inputs(q, k, v, g, initial_state, segment_ids)
   gla_chunk_lib.check_chunk_size(chunk_size)
   if interpret is None:
     interpret = jax.default_backend() not in ("tpu", "gpu")
   if not interpret:
-    _check_compiled_sizes(q.dtype, chunk_size)
+    common.check_compiled_sizes(q.dtype, chunk_size)
   scale = float(naive.default_scale(q, scale))  # static: a traced scale raises here
-  g = naive.gate_as_vector(g, q)
+  g = gla_chunk_lib.clear_gate_at_starts(naive.gate_as_vector(g, q), segment_ids)
+  seg = gla_chunk_lib.chunk_segment_index(segment_ids, chunk_size)
   h0 = naive.zero_state(q, v) if initial_state is None else initial_state
-  return _gla_pallas(q, k, v, g, h0, scale, chunk_size, interpret)
+  return _gla_pallas(q, k, v, g, h0, seg, scale, chunk_size, interpret)
 
 
 def gla_reference(
@@ -264,6 +228,7 @@ def gla_reference(
   initial_state: jax.Array | None = None,
   scale: float | None = None,
   chunk_size: int = 64,
+  segment_ids: jax.Array | None = None,
   interpret: Any = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Reference for `gla_chunk_pallas` with its signature: the fp32 scan `gla_naive`.
@@ -273,4 +238,6 @@ def gla_reference(
   interpret) are ignored.
   """
   del chunk_size, interpret
-  return naive.gla_naive(q, k, v, g, initial_state=initial_state, scale=scale)
+  return naive.gla_naive(
+    q, k, v, g, initial_state=initial_state, scale=scale, segment_ids=segment_ids
+  )

@@ -20,8 +20,10 @@ sequence length. Slot positions are not used: a call with a cache continues ever
 its state. Padding is a no-op on the state: tokens where `attention_mask` is 0 get k = 0 and
 g = 0 (alpha = 1), so a right-padded prompt block prefilled in one call leaves each row's
 state exactly at the end of its own prompt (`generate` passes that mask in its prefill).
-Packed sequences (`segment_ids`) are not supported by this mixer: resetting the state at
-segment starts would need g = -inf in a cumulative-sum form; pass unpacked, padded batches.
+Packed sequences (`segment_ids` `[B, T]`, training and cache-free prefill): the state restarts
+from zero wherever the id changes, so each packed sequence is mixed exactly as if it ran alone
+(`reasoning_jax.ops.gla`); combined with a generation cache they raise ValueError (a cache
+carries one state per row).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from reasoning_jax import registry
-from reasoning_jax.layers.recurrent import check_unpacked
 from reasoning_jax.layers.ffn import bias_param, dense_param
 from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.ops.gla import GLA_MODES, gated_linear_attention, gla_step
@@ -111,7 +112,10 @@ class GatedLinearAttention(nnx.Module):
     self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
   ):
     del positions  # No RoPE; the decay carries position.
-    check_unpacked(segment_ids, "gla")
+    if cache is not None and segment_ids is not None:
+      raise ValueError(
+        "gla: segment_ids (packed sequences) cannot be combined with a generation cache"
+      )
     q, k, v, g = self._inputs(x, attention_mask)
     state = None
     if cache is not None:
@@ -130,6 +134,7 @@ class GatedLinearAttention(nnx.Module):
         v,
         g,
         initial_state=state,
+        segment_ids=segment_ids,
         mode=self.mode,
         chunk_size=self.chunk_size,
         implementation=implementation,
@@ -174,4 +179,4 @@ def make_gla_mixer(
   return registry.MIXERS.register(name, override=override)(cls)
 
 
-__all__ = ["GLACache", "GatedLinearAttention", "check_unpacked", "make_gla_mixer"]
+__all__ = ["GLACache", "GatedLinearAttention", "make_gla_mixer"]

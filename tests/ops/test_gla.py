@@ -2,7 +2,8 @@
 
 Hand-computed case from the spec, equivalence of the three forms (ragged T, with
 and without an initial state), vanilla LA == masked quadratic form, strong decay,
-gradients of every input, decode steps == parallel forward, dispatcher errors.
+gradients of every input, decode steps == parallel forward, dispatcher errors, and
+packed sequences (segment_ids) == each sequence run alone, with finite gradients.
 """
 
 import functools
@@ -19,6 +20,7 @@ from reasoning_jax.ops.gla import (
   gla_recurrent,
   gla_step,
 )
+from tests.helpers import packed_gla
 
 B, T, H, DK, DV = 2, 23, 2, 5, 3  # T = 23: not divisible by most chunk sizes.
 
@@ -227,6 +229,11 @@ def test_dispatcher_modes_agree_under_jit():
     (lambda a: {**a, "mode": "fused"}, "mode='fused' is not a registered gla mode"),
     (lambda a: {**a, "implementation": "triton"}, "implementation='triton' is not"),
     (lambda a: {**a, "implementation": "pallas", "mode": "naive"}, 'mode="chunk" only'),
+    (
+      lambda a: {**a, "segment_ids": jnp.zeros((2, 3), jnp.int32)},
+      r"segment_ids must be \[B, T\] = \(2, 4\)",
+    ),
+    (lambda a: {**a, "segment_ids": jnp.zeros((2, 4))}, "segment_ids must have an integer"),
   ],
 )
 def test_bad_inputs_raise(change, match):
@@ -265,3 +272,83 @@ def test_chunk_without_initial_state_under_jit():
       q, k, v, g, _ = _inputs(b=b, t=t, h=4, dk=24, dv=24, seed=t)
       fn = jax.jit(functools.partial(gla_chunk, chunk_size=64))  # A new executable per shape.
       _close(fn(q, k, v, g), _numpy_gla(q, k, v, g), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ packed sequences
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "chunk_size"))
+def _run_packed(fn, q, k, v, g, h0, seg, chunk_size=None):
+  kwargs = {} if chunk_size is None else {"chunk_size": chunk_size}
+  return fn(q, k, v, g, initial_state=h0, segment_ids=seg, **kwargs)
+
+
+PACKED_FORMS = [
+  (gla_naive, None),
+  (gla_recurrent, None),
+  (gla_chunk, 1),
+  (gla_chunk, 4),  # sequences start mid-chunk, several per chunk
+  (gla_chunk, 7),  # prime: fully factorised off-diagonal terms
+  (gla_chunk, 16),  # one sub-chunk of 16
+  (gla_chunk, 20),  # two sub-chunks of 10, padding
+  (gla_chunk, 64),  # one chunk longer than T
+]
+
+
+@pytest.mark.parametrize("fn,chunk_size", PACKED_FORMS, ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize("gate,with_state", [("vector", True), ("scalar", False), (None, True)])
+def test_packed_segments_equal_separate_runs(fn, chunk_size, gate, with_state):
+  """All LAYOUTS in one batch (six rows, each its own layout): outputs and final states equal
+  every sequence run alone; initial_state reaches each row's first sequence only."""
+  seg = packed_gla.layout_batch()
+  q, k, v, g, h0 = _inputs(b=seg.shape[0], gate=gate)
+  h0 = h0 if with_state else None
+  out = _run_packed(fn, q, k, v, g, h0, seg, chunk_size=chunk_size)
+  packed_gla.assert_close(out, packed_gla.separate_reference(q, k, v, g, h0, seg), atol=1e-4)
+
+
+def test_packed_chunk_equals_chunk_on_each_sequence():
+  """The chunk form itself, run on each sequence of a row and concatenated."""
+  seg = packed_gla.layout_batch("mixed")
+  q, k, v, g, h0 = _inputs(b=2)
+  o, state = _run_packed(gla_chunk, q, k, v, g, h0, seg, chunk_size=4)
+  for b, row in enumerate(np.asarray(seg)):
+    pieces, s = [], None
+    for start, end in packed_gla.segment_bounds(row):
+      part = lambda x: x[b : b + 1, start:end]  # noqa: E731
+      init = h0[b : b + 1] if start == 0 else None
+      o_part, s = _run(gla_chunk, part(q), part(k), part(v), part(g), init, chunk_size=4)
+      pieces.append(o_part)
+    _close((o[b : b + 1], state[b : b + 1]), (jnp.concatenate(pieces, 1), s), atol=1e-5)
+
+
+def test_single_segment_ids_change_nothing():
+  q, k, v, g, h0 = _inputs()
+  seg = jnp.full((B, T), 3, jnp.int32)
+  _close(
+    _run_packed(gla_chunk, q, k, v, g, h0, seg, chunk_size=8),
+    _run(gla_chunk, q, k, v, g, h0, chunk_size=8),
+    atol=1e-6,
+  )
+
+
+@pytest.mark.parametrize("gate,chunk_size", [("vector", 4), ("scalar", 7), ("vector", 16)])
+def test_packed_gradients_finite_and_match_naive(gate, chunk_size):
+  """With segment_ids and a very strong gate at some positions (also at sequence starts): the
+  chunk form's gradients equal the naive scan's, are finite, and the gate at a sequence start
+  (unused: the state restarts there) gets exactly zero gradient."""
+  seg = packed_gla.layout_batch()
+  q, k, v, g, h0 = _inputs(b=seg.shape[0], gate=gate)
+  g = g.at[:, ::5].set(-30.0)
+  grad = lambda fn, **kw: jax.jit(
+    jax.grad(functools.partial(_projected_loss, fn, segment_ids=seg, **kw), argnums=(0, 1, 2, 3, 4))
+  )(q, k, v, g, h0)
+  expected = grad(gla_naive)
+  actual = grad(gla_chunk, chunk_size=chunk_size)
+  for name, a, e in zip("q k v g initial_state".split(), actual, expected):
+    assert bool(jnp.isfinite(a).all()), name
+    np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=2e-4, rtol=2e-4, err_msg=name)
+  starts = np.asarray(seg[:, 1:] != seg[:, :-1])
+  d_gate = np.asarray(actual[3])[:, 1:]
+  assert np.all(d_gate[starts] == 0.0)
+  assert np.any(d_gate[~starts] != 0.0)

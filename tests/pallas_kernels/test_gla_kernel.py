@@ -1,10 +1,12 @@
 """Pallas GLA forward kernel (arXiv:2312.06635): interpret mode vs its exported reference.
 
 On CPU the kernel runs in interpret mode: same tolerances-by-dtype test body as a
-device run would use, a determinism re-run, gradients through the custom VJP,
-and ahead-of-time lowering for TPU (Mosaic) and CUDA (Triton) at TPU-legal block
-sizes (Dk = Dv = 128, chunk 64 and 128). Lowering checks the Pallas lowering rules,
-not Mosaic's layout passes or Triton's PTX compilation, which need the device.
+device run would use, packed sequences (segment_ids) == each sequence run alone, a
+determinism re-run, gradients through the custom VJP, and ahead-of-time lowering of
+forward + backward for TPU (Mosaic) and CUDA (Triton) at TPU-legal block sizes
+(Dk = Dv = 128, chunk 64 and 128). Lowering checks the Pallas lowering rules, not
+Mosaic's layout passes or Triton's PTX compilation, which need the device. The fused
+backward kernel has its own tests in test_gla_backward.py.
 """
 
 import functools
@@ -17,25 +19,34 @@ import pytest
 
 from pallas_kernels.gla import gla_chunk_pallas, gla_reference
 from reasoning_jax.ops.gla import gated_linear_attention
+from tests.helpers import packed_gla
 
 B, T, H, DK, DV = 1, 23, 2, 8, 16  # T = 23: padding inside the kernel's last chunk.
 TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2}
 
 
-def _inputs(*, t=T, dtype=jnp.float32, gate="vector", seed=0):
+def _inputs(*, b=B, t=T, dtype=jnp.float32, gate="vector", seed=0):
   ks = jax.random.split(jax.random.key(seed), 5)
-  q = jax.random.normal(ks[0], (B, t, H, DK), dtype)
-  k = jax.random.normal(ks[1], (B, t, H, DK), dtype)
-  v = jax.random.normal(ks[2], (B, t, H, DV), dtype)
-  gate_shape = {"vector": (B, t, H, DK), "scalar": (B, t, H)}
+  q = jax.random.normal(ks[0], (b, t, H, DK), dtype)
+  k = jax.random.normal(ks[1], (b, t, H, DK), dtype)
+  v = jax.random.normal(ks[2], (b, t, H, DV), dtype)
+  gate_shape = {"vector": (b, t, H, DK), "scalar": (b, t, H)}
   g = None if gate is None else jax.nn.log_sigmoid(jax.random.normal(ks[3], gate_shape[gate]) + 1.5)
-  h0 = jax.random.normal(ks[4], (B, H, DK, DV), jnp.float32)
+  h0 = jax.random.normal(ks[4], (b, H, DK, DV), jnp.float32)
   return q, k, v, g, h0
 
 
+def random_segments(b, t, seed):
+  """`[b, t]` int32 ids with random boundaries (about one every 9 positions)."""
+  starts = np.random.RandomState(seed).rand(b, t) < 0.11
+  return jnp.asarray(np.cumsum(starts, axis=1), jnp.int32)
+
+
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _kernel(q, k, v, g, h0, chunk_size):
-  return gla_chunk_pallas(q, k, v, g, initial_state=h0, chunk_size=chunk_size, interpret=True)
+def _kernel(q, k, v, g, h0, chunk_size, seg=None):
+  return gla_chunk_pallas(
+    q, k, v, g, initial_state=h0, chunk_size=chunk_size, segment_ids=seg, interpret=True
+  )
 
 
 _reference = jax.jit(
@@ -70,6 +81,38 @@ def test_kernel_matches_reference(dtype, chunk_size, gate, with_state):
     np.asarray(o, np.float32), np.asarray(o_ref, np.float32), atol=tol, rtol=tol
   )
   np.testing.assert_allclose(np.asarray(state), np.asarray(state_ref), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize(
+  "chunk_size,gate,with_state,layout",
+  [
+    (8, "vector", True, "layouts"),  # several chunks; sequences start mid-chunk, length-1 ones
+    (16, "scalar", False, "layouts"),  # one sub-chunk of 16, padding
+    (24, None, True, "layouts"),  # three sub-chunks of 8 in one chunk
+    (32, "vector", True, "random"),  # two sub-chunks of 16 per chunk, three chunks (T = 91)
+    (5, "vector", False, "random"),  # odd chunk, interpret only
+  ],
+)
+def test_kernel_packed_matches_separate_runs(chunk_size, gate, with_state, layout):
+  """Packed rows: outputs and final states equal each sequence run alone (float64 recurrence),
+  initial_state reaching each row's first sequence only."""
+  if layout == "layouts":
+    seg = packed_gla.layout_batch()
+  else:
+    seg = random_segments(2, 3 * 32 - 5, seed=chunk_size)
+  q, k, v, g, h0 = _inputs(b=seg.shape[0], t=seg.shape[1], gate=gate)
+  h0 = h0 if with_state else None
+  out = _kernel(q, k, v, g, h0, chunk_size, seg)
+  packed_gla.assert_close(out, packed_gla.separate_reference(q, k, v, g, h0, seg), atol=1e-5)
+
+
+def test_dispatcher_pallas_with_segments_matches_xla():
+  seg = packed_gla.layout_batch("mixed")
+  q, k, v, g, h0 = _inputs(b=2)
+  run = lambda impl: gated_linear_attention(
+    q, k, v, g, initial_state=h0, chunk_size=8, segment_ids=seg, implementation=impl
+  )
+  packed_gla.assert_close(run("pallas"), run("xla"), atol=1e-5)
 
 
 @pytest.mark.parametrize("chunk_size", [16, 32])
@@ -139,10 +182,11 @@ def test_compiled_kernel_rejects_unaligned_chunk():
 
 
 LOWERING_CASES = [(jnp.float32, 64), (jnp.bfloat16, 128)]
+KERNEL_NAMES = {"gla_chunk_fwd", "gla_chunk_bwd"}  # forward and fused backward
 
 
 def _lowered_text(platform, dtype, chunk_size):
-  """Lower forward and backward for `platform` from this (CPU) host."""
+  """Lower forward and backward (value_and_grad) for `platform` from this (CPU) host."""
   shape, state_shape = (1, 256, 2, 128), (1, 2, 128, 128)
   args = [jax.ShapeDtypeStruct(shape, dtype)] * 3 + [
     jax.ShapeDtypeStruct(shape, jnp.float32),
@@ -162,7 +206,8 @@ def _lowered_text(platform, dtype, chunk_size):
 @pytest.mark.parametrize("dtype,chunk_size", LOWERING_CASES)
 def test_lowers_for_tpu(dtype, chunk_size):
   text = _lowered_text("tpu", dtype, chunk_size)
-  assert re.search(r"custom_call @tpu_custom_call", text)
+  assert len(re.findall(r"custom_call @tpu_custom_call", text)) == 2
+  assert KERNEL_NAMES <= set(re.findall(r"gla_chunk_\w+", text))
 
 
 @pytest.mark.parametrize("dtype,chunk_size", LOWERING_CASES)
@@ -174,4 +219,5 @@ def test_lowers_for_cuda(dtype, chunk_size):
   mesh = jax.sharding.AbstractMesh((1,), ("x",), abstract_device=device)
   with jax.sharding.use_abstract_mesh(mesh):
     text = _lowered_text("cuda", dtype, chunk_size)
-  assert re.search(r"custom_call @__gpu\$xla\.gpu\.triton", text)
+  assert len(re.findall(r"custom_call @__gpu\$xla\.gpu\.triton", text)) == 2
+  assert KERNEL_NAMES <= set(re.findall(r"gla_chunk_\w+", text))

@@ -13,12 +13,15 @@ flash-linear-attention layout, fla/ops/gla/):
     numerically safe for any decay strength);
   * `gla_recurrent`: scan of `gla_step`, the single-token decode step used by
     the generation cache.
-The Pallas forward kernel (`pallas_kernels.gla`) is reached through
-`gated_linear_attention(..., implementation="pallas")`.
+The Pallas kernel (`pallas_kernels.gla`: chunked forward and a fused chunked
+backward) is reached through `gated_linear_attention(..., implementation="pallas")`.
 
 Shapes: q, k `[B, T, H, Dk]`; v `[B, T, H, Dv]`; g `[B, T, H, Dk]` (vector gate),
 `[B, T, H]` (scalar gate per head, broadcast over Dk) or None (vanilla linear
-attention); initial_state `[B, H, Dk, Dv]` float32 or None.
+attention); initial_state `[B, H, Dk, Dv]` float32 or None; segment_ids `[B, T]`
+ints or None (packed sequences: the state restarts from zero where the id changes,
+`initial_state` reaches each row's first sequence only, and the final state is that of
+the row's last sequence; see `reasoning_jax.ops.gla.naive`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def gated_linear_attention(
   *,
   initial_state: jax.Array | None = None,
   scale: float | None = None,
+  segment_ids: jax.Array | None = None,
   mode: str = "chunk",
   chunk_size: int = 64,
   implementation: str | None = None,
@@ -65,27 +69,42 @@ def gated_linear_attention(
       `jax.nn.log_sigmoid(x) / 16` as in the paper.
     initial_state: `[B, H, Dk, Dv]` float32, or None (zeros).
     scale: multiplies q; defaults to `Dk ** -0.5`.
+    segment_ids: `[B, T]` ints or None. Packed sequences: the state restarts from zero at
+      every position whose id differs from the previous one, so each sequence is computed
+      as if it ran alone. DESIGN CHOICE: `initial_state` applies to the first sequence of
+      each row only, and `final_state` is the state at the end of the last sequence.
     mode: "chunk" (default, training), "naive" (spec) or "recurrent" (decode-style
       scan). All give the same result up to float rounding.
     chunk_size: chunk length for mode="chunk" (positive int; T need not divide).
     implementation: None (currently "xla" everywhere: the Pallas kernel is
       opt-in until it is validated on hardware), "xla", or "pallas" (the Pallas
-      chunked forward with an XLA-recomputed backward; mode must be "chunk"; on
-      CPU it runs in interpret mode). An explicitly requested backend that
+      chunked forward and fused chunked backward; mode must be "chunk"; on CPU it
+      runs in interpret mode). An explicitly requested backend that
       cannot run raises.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.
   """
-  check_gla_inputs(q, k, v, g, initial_state)
+  check_gla_inputs(q, k, v, g, initial_state, segment_ids)
   mode = GLA_MODES.validate(mode, argument="mode")
   if mode == "chunk":
     check_chunk_size(chunk_size)
   kernel = chunk_kernel("GLA", implementation, mode, kernels=registry.GLA_CHUNK_KERNELS)
   if kernel is not None:
-    return kernel(q, k, v, g, initial_state=initial_state, scale=scale, chunk_size=chunk_size)
+    return kernel(
+      q,
+      k,
+      v,
+      g,
+      initial_state=initial_state,
+      scale=scale,
+      chunk_size=chunk_size,
+      segment_ids=segment_ids,
+    )
   kwargs = {"chunk_size": chunk_size} if mode == "chunk" else {}
-  return GLA_MODES.get(mode)(q, k, v, g, initial_state=initial_state, scale=scale, **kwargs)
+  return GLA_MODES.get(mode)(
+    q, k, v, g, initial_state=initial_state, scale=scale, segment_ids=segment_ids, **kwargs
+  )
 
 
 __all__ = [

@@ -27,9 +27,28 @@ most 16 (so C = 64 uses R = 16; a prime C uses R = 1, i.e. fully factorised).
 Chunk states are then combined by a sequential `lax.scan` over chunks of the
 (elementwise) recurrence `S_n = diag(e^{Gamma_n}) S_{n-1} + dS_n`.
 
+Packed sequences (`segment_ids`): the state restarts from zero where the id
+changes (see `reasoning_jax.ops.gla.naive`). Each position gets the index of its
+sequence counted from its chunk's start (`chunk_segment_index`: 0 for the sequence
+that enters the chunk, +1 at every start inside it), and every term is masked by
+position, never by a gate of -inf (G stays finite, so no inf - inf):
+  * a query sees the entering state only if no sequence starts at or before it in
+    the chunk (index 0);
+  * a query i sees a key j <= i only if they have the same index; for the
+    factorised sub-blocks the mask factorises too (the index is non-decreasing, so
+    j < r <= i share a sequence iff both share r's), so it is applied to the query
+    and key factors separately, before exp;
+  * a chunk's own state contribution keeps only the keys of its last sequence, and
+    the chunk decay is 0 if a sequence starts inside the chunk, which cuts the carry
+    in the chunk recurrence.
+The gate at a sequence start is unused (alpha = 0 there) and is replaced by 0 before
+the cumulative sum, so its gradient is exactly zero rather than a rounding residue of
+terms that cancel.
+
 T not divisible by C is padded with g = 0 (alpha = 1) and q = k = v = 0: padded
-steps leave the state unchanged, and the padding is sliced off, so outputs,
-final state and gradients are those of the unpadded sequence.
+steps leave the state unchanged (they continue the last sequence), and the padding
+is sliced off, so outputs, final state and gradients are those of the unpadded
+sequence.
 
 Matmul precision: HIGHEST for float32 inputs (an fp32 reference, also on TPU),
 the backend default for lower-precision inputs. The state is fp32 throughout.
@@ -70,13 +89,55 @@ def check_chunk_size(chunk_size: int) -> None:
     raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
 
 
-def _intra_chunk_output(q, k, v, G, precision):
-  """`o_i = sum_{j<=i} [sum_d q_id k_jd e^{G_id - G_jd}] v_j` inside each chunk.
+def masked_exp(x: jax.Array, keep: jax.Array | None) -> jax.Array:
+  """`exp(x)` where `keep`, 0 elsewhere, masked BEFORE exp (the gradient is 0, never NaN)."""
+  return jnp.exp(x if keep is None else jnp.where(keep, x, -jnp.inf))
+
+
+def same(a: jax.Array | None, b: jax.Array | None) -> jax.Array | None:
+  """`a == b` for segment indices, None (no mask) without segments."""
+  return None if a is None else a == b
+
+
+def both(mask: jax.Array, other: jax.Array | None) -> jax.Array:
+  """`mask & other`, or `mask` when `other` is None."""
+  return mask if other is None else mask & other
+
+
+def chunk_segment_index(segment_ids: jax.Array | None, chunk_size: int) -> jax.Array | None:
+  """Per position, the index of its packed sequence counted from its chunk's start.
+
+  Args:
+    segment_ids: `[B, T]` ints or None.
+    chunk_size: C.
+
+  Returns:
+    `[B, N, C]` int32 (N = ceil(T / C); padding continues the last sequence): 0 for
+    the sequence entering the chunk, +1 at every sequence start inside it. None for None.
+  """
+  starts = naive.segment_starts(segment_ids)
+  if starts is None:
+    return None
+  b, t = starts.shape
+  n = -(-t // chunk_size)
+  starts = jnp.pad(starts, ((0, 0), (0, n * chunk_size - t))).astype(jnp.int32)
+  return jnp.cumsum(starts.reshape(b, n, chunk_size), axis=-1)
+
+
+def clear_gate_at_starts(g: jax.Array, segment_ids: jax.Array | None) -> jax.Array:
+  """The fp32 log-gate `[B, T, H, Dk]` with 0 at sequence starts, where it is unused."""
+  starts = naive.segment_starts(segment_ids)
+  return g if starts is None else jnp.where(starts[:, :, None, None], 0.0, g)
+
+
+def _intra_chunk_output(q, k, v, G, precision, seg=None):
+  """`o_i = sum_{j<=i, same sequence} [sum_d q_id k_jd e^{G_id - G_jd}] v_j` inside each chunk.
 
   Args:
     q, k, G: fp32 `[..., C, Dk]` (q already scaled; G the in-chunk cumulative log-gate).
     v: fp32 `[..., C, Dv]`.
     precision: matmul precision.
+    seg: in-chunk sequence index `[..., C, 1]` (broadcast against the leading dims), or None.
 
   Returns:
     `[..., C, Dv]` fp32.
@@ -89,15 +150,18 @@ def _intra_chunk_output(q, k, v, G, precision):
   kb = k.reshape(*lead, nb, r, dk)
   vb = v.reshape(*lead, nb, r, v.shape[-1])
   gb = G.reshape(*lead, nb, r, dk)
+  sb = None if seg is None else seg.reshape(*seg.shape[:-2], nb, r, 1)
 
-  # Off-diagonal sub-blocks, factorised at r_I = first position of query sub-block I.
+  # Off-diagonal sub-blocks, factorised at r_I = first position of query sub-block I; the
+  # sequence mask factorises as well (query and key both in r_I's sequence).
   g_ref = gb[..., :1, :]  # [..., nb, 1, Dk]
-  q_dec = qb * jnp.exp(gb - g_ref)  # exponent <= 0 (i >= r_I)
+  s_ref = None if sb is None else sb[..., :1, :]  # [..., nb, 1, 1]
+  q_dec = qb * masked_exp(gb - g_ref, same(sb, s_ref))  # exponent <= 0 (i >= r_I)
   key_pos = jnp.arange(c)
   block_start = jnp.arange(nb) * r
   before = (key_pos[None, :] < block_start[:, None])[:, :, None]  # [nb, C, 1]
-  k_exp = jnp.where(before, g_ref - G[..., None, :, :], -jnp.inf)  # masked before exp
-  k_dec = k[..., None, :, :] * jnp.exp(k_exp)  # [..., nb, C, Dk]
+  keys_kept = both(before, None if seg is None else seg[..., None, :, :] == s_ref)
+  k_dec = k[..., None, :, :] * masked_exp(g_ref - G[..., None, :, :], keys_kept)  # [.., nb, C, Dk]
   a_off = jnp.einsum("...nid,...njd->...nij", q_dec, k_dec, precision=precision)
   o_off = jnp.einsum("...nij,...jv->...niv", a_off, v, precision=precision)
 
@@ -107,28 +171,33 @@ def _intra_chunk_output(q, k, v, G, precision):
   # of the full [C, C] scores when H > 1 and there is more than one chunk (reproduced;
   # jaxlib 0.12 is fine). Same math.
   causal = jnp.tril(jnp.ones((r, r), bool))[:, :, None]
-  diff = jnp.where(causal, gb[..., :, None, :] - gb[..., None, :, :], -jnp.inf)
-  a_diag = jnp.einsum("...id,...jd,...ijd->...ij", qb, kb, jnp.exp(diff), precision=precision)
+  pairs = both(causal, None if sb is None else sb[..., :, None, :] == sb[..., None, :, :])
+  decay = masked_exp(gb[..., :, None, :] - gb[..., None, :, :], pairs)
+  a_diag = jnp.einsum("...id,...jd,...ijd->...ij", qb, kb, decay, precision=precision)
   o_diag = jnp.einsum("...ij,...jv->...iv", a_diag, vb, precision=precision)
   return (o_off + o_diag).reshape(*lead, c, v.shape[-1])
 
 
-def chunk_state_updates(kc, vc, G, precision):
+def chunk_state_updates(kc, vc, G, precision, seg=None):
   """Each chunk's own state contribution and its decay, all chunks in parallel.
 
   Args:
     kc, G: fp32 `[..., N, C, Dk]` keys and in-chunk cumulative log-gates.
     vc: fp32 `[..., N, C, Dv]`.
     precision: matmul precision.
+    seg: in-chunk sequence index `[..., N, C, 1]` (broadcast), or None.
 
   Returns:
     `(d_state [..., N, Dk, Dv] = sum_j (k_j e^{Gamma - G_j}) v_j^T, decay [..., N, Dk] =
-    e^{Gamma})` with `Gamma = G_C` (every exponent <= 0).
+    e^{Gamma})` with `Gamma = G_C` (every exponent <= 0). With segments only the keys of
+    the chunk's last sequence contribute, and the decay is 0 if a sequence starts in the chunk.
   """
   gamma = G[..., -1:, :]
-  k_to_end = kc * jnp.exp(gamma - G)  # exponent <= 0
+  s_last = None if seg is None else seg[..., -1:, :]
+  k_to_end = kc * masked_exp(gamma - G, same(seg, s_last))  # exponent <= 0
   d_state = jnp.einsum("...ck,...cv->...kv", k_to_end, vc, precision=precision)
-  return d_state, jnp.exp(gamma[..., 0, :])
+  carry = None if seg is None else s_last[..., 0, :] == 0  # no sequence starts in the chunk
+  return d_state, masked_exp(gamma[..., 0, :], carry)
 
 
 def scan_chunk_states(s0, d_state, chunk_decay):
@@ -153,15 +222,15 @@ def scan_chunk_states(s0, d_state, chunk_decay):
   return final, jnp.moveaxis(entering, 0, 2)
 
 
-def entering_states(kc, vc, G, initial_state, precision):
+def entering_states(kc, vc, G, initial_state, precision, seg=None):
   """The fp32 state before every chunk `[B, H, N, Dk, Dv]` and the final state.
 
   Without an initial state the first chunk enters with zeros and the recurrence starts from
   that chunk's own contribution, so no matmul ever takes an all-zero state (see "Zero
   initial state" in the module docstring); callers that want to skip chunk 0's inter-chunk
-  term use `entering[:, :, 1:]`.
+  term use `entering[:, :, 1:]`. `seg`: in-chunk sequence index `[B, 1, N, C, 1]` or None.
   """
-  d_state, decay = chunk_state_updates(kc, vc, G, precision)
+  d_state, decay = chunk_state_updates(kc, vc, G, precision, seg)
   if initial_state is not None:
     final, entering = scan_chunk_states(initial_state, d_state, decay)
     return entering, final
@@ -182,6 +251,7 @@ def gla_chunk(
   initial_state: jax.Array | None = None,
   scale: float | None = None,
   chunk_size: int = 64,
+  segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Gated linear attention in chunkwise-parallel form.
 
@@ -197,11 +267,12 @@ def gla_chunk(
     initial_state: `[B, H, Dk, Dv]` float32 or None (zeros).
     scale: multiplies q; defaults to `Dk ** -0.5`.
     chunk_size: positions per chunk C (any positive int; T need not divide).
+    segment_ids: `[B, T]` ints or None; the state restarts from zero where the id changes.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.
   """
-  naive.check_gla_inputs(q, k, v, g, initial_state)
+  naive.check_gla_inputs(q, k, v, g, initial_state, segment_ids)
   check_chunk_size(chunk_size)
   scale = naive.default_scale(q, scale)
   precision = jax.lax.Precision.HIGHEST if q.dtype == jnp.float32 else None
@@ -216,17 +287,21 @@ def gla_chunk(
 
   qc = to_chunks(q) * scale
   kc, vc = to_chunks(k), to_chunks(v)
-  G = jnp.cumsum(to_chunks(naive.gate_as_vector(g, q)), axis=-2)  # [B, H, N, C, Dk]
+  g = clear_gate_at_starts(naive.gate_as_vector(g, q), segment_ids)
+  G = jnp.cumsum(to_chunks(g), axis=-2)  # [B, H, N, C, Dk]
+  seg = chunk_segment_index(segment_ids, c)
+  seg = None if seg is None else seg[:, None, :, :, None]  # [B, 1, N, C, 1]
 
   # Intra-chunk (all chunks in parallel).
-  o_intra = _intra_chunk_output(qc, kc, vc, G, precision)
+  o_intra = _intra_chunk_output(qc, kc, vc, G, precision, seg)
 
   # Each chunk's own contribution to the state at its end, then the chunk recurrence.
-  entering, final_state = entering_states(kc, vc, G, initial_state, precision)
+  entering, final_state = entering_states(kc, vc, G, initial_state, precision, seg)
   first = 0 if initial_state is not None else 1  # Chunk 0 enters a zero state: skipped.
+  sees_state = None if seg is None else seg[:, :, first:] == 0  # no start before it in the chunk
   o_inter = jnp.einsum(
     "...ck,...kv->...cv",
-    qc[:, :, first:] * jnp.exp(G[:, :, first:]),
+    qc[:, :, first:] * masked_exp(G[:, :, first:], sees_state),
     entering[:, :, first:],
     precision=precision,
   )

@@ -17,6 +17,14 @@ signature; each returns `(o, final_state)`):
     not checked, because a value-dependent check cannot run under `jax.jit`.
     Positive gates make the state grow and the chunked form may overflow.
   * initial_state: `[B, H, Dk, Dv]` float32 or None (zeros).
+  * segment_ids: `[B, T]` ints or None (packed sequences). The state is reset to
+    zero at every position whose id differs from the previous position's, so each
+    packed sequence is computed exactly as if it ran alone; a run of equal ids is
+    one sequence (ids need not be increasing or unique per row). DESIGN CHOICE:
+    `initial_state` is the state before position 0, so it reaches the first
+    segment of each row only; the returned final state is that of the row's last
+    segment. Equivalently alpha_t = 0 at a segment start, so the gate at a
+    segment's first position is unused (its gradient is exactly zero).
   * scale: multiplies q; defaults to `Dk ** -0.5`.
   * Returns `o` `[B, T, H, Dv]` in q's dtype and `final_state` `[B, H, Dk, Dv]`
     in float32 (the state is always kept in fp32).
@@ -34,6 +42,7 @@ def check_gla_inputs(
   v: jax.Array,
   g: jax.Array | None,
   initial_state: jax.Array | None,
+  segment_ids: jax.Array | None = None,
 ) -> None:
   """Raises ValueError naming the argument and the expected shape/dtype.
 
@@ -43,6 +52,7 @@ def check_gla_inputs(
     v: `[B, T, H, Dv]`, same dtype as q.
     g: `[B, T, H, Dk]`, `[B, T, H]` or None; dtype q's or float32.
     initial_state: `[B, H, Dk, Dv]` float32 or None.
+    segment_ids: `[B, T]` integer or None.
   """
   if q.ndim != 4:
     raise ValueError(f"q must be [B, T, H, Dk], got shape {q.shape}")
@@ -71,6 +81,28 @@ def check_gla_inputs(
       )
     if initial_state.dtype != jnp.float32:
       raise ValueError(f"initial_state must be float32, got {initial_state.dtype}")
+  if segment_ids is not None:
+    if segment_ids.shape != (b, t):
+      raise ValueError(f"segment_ids must be [B, T] = {(b, t)}, got shape {segment_ids.shape}")
+    if not jnp.issubdtype(segment_ids.dtype, jnp.integer):
+      raise ValueError(f"segment_ids must have an integer dtype, got {segment_ids.dtype}")
+
+
+def segment_starts(segment_ids: jax.Array | None) -> jax.Array | None:
+  """`[B, T]` bool, True where a new packed sequence starts (the id differs from the previous
+  position's); never at t = 0, where `initial_state` applies. None for None."""
+  if segment_ids is None:
+    return None
+  changed = segment_ids[:, 1:] != segment_ids[:, :-1]
+  return jnp.pad(changed, ((0, 0), (1, 0)))
+
+
+def reset_gate(alpha: jax.Array, segment_ids: jax.Array | None) -> jax.Array:
+  """alpha `[B, T, H, Dk]` with zeros at segment starts (the state restarts there)."""
+  starts = segment_starts(segment_ids)
+  if starts is None:
+    return alpha
+  return jnp.where(starts[:, :, None, None], 0.0, alpha)
 
 
 def gate_as_vector(g: jax.Array | None, q: jax.Array) -> jax.Array:
@@ -107,12 +139,14 @@ def gla_naive(
   *,
   initial_state: jax.Array | None = None,
   scale: float | None = None,
+  segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Gated linear attention as a plain fp32 scan over time (the spec).
 
   Gated Linear Attention Transformers with Hardware-Efficient Training
   (Yang et al., arXiv:2312.06635), eq. for the recurrent form:
-  `S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T`, `o_t = S_t^T (scale * q_t)`.
+  `S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T`, `o_t = S_t^T (scale * q_t)`, with
+  `exp(g_t)` replaced by 0 where a packed sequence starts.
 
   Args:
     q: queries `[B, T, H, Dk]`.
@@ -121,13 +155,14 @@ def gla_naive(
     g: log-gates `[B, T, H, Dk]` or `[B, T, H]` (<= 0, unchecked) or None.
     initial_state: `[B, H, Dk, Dv]` float32 or None (zeros).
     scale: multiplies q; defaults to `Dk ** -0.5`.
+    segment_ids: `[B, T]` ints or None; the state restarts from zero where the id changes.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.
   """
-  check_gla_inputs(q, k, v, g, initial_state)
+  check_gla_inputs(q, k, v, g, initial_state, segment_ids)
   scale = default_scale(q, scale)
-  alpha = jnp.exp(gate_as_vector(g, q))
+  alpha = reset_gate(jnp.exp(gate_as_vector(g, q)), segment_ids)
   state = zero_state(q, v) if initial_state is None else initial_state
 
   def step(s, inputs):

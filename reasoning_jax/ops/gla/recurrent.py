@@ -66,6 +66,7 @@ def gla_recurrent(
   *,
   initial_state: jax.Array | None = None,
   scale: float | None = None,
+  segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Gated linear attention by scanning the decode step over time.
 
@@ -80,13 +81,15 @@ def gla_recurrent(
     g: log-gates `[B, T, H, Dk]` or `[B, T, H]` (<= 0, unchecked) or None.
     initial_state: `[B, H, Dk, Dv]` float32 or None (zeros).
     scale: multiplies q; defaults to `Dk ** -0.5`.
+    segment_ids: `[B, T]` ints or None; the state restarts from zero where the id changes
+      (alpha = 0 at a segment start; see `reasoning_jax.ops.gla.naive`).
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.
   """
-  naive.check_gla_inputs(q, k, v, g, initial_state)
+  naive.check_gla_inputs(q, k, v, g, initial_state, segment_ids)
   scale = naive.default_scale(q, scale)
-  alpha = jnp.exp(naive.gate_as_vector(g, q))
+  alpha = naive.reset_gate(jnp.exp(naive.gate_as_vector(g, q)), segment_ids)
   state = naive.zero_state(q, v) if initial_state is None else initial_state
 
   def body(s, inputs):
