@@ -313,7 +313,7 @@ register(
     command="python -m experiments.mqar",
     verdict=mqar_verdict,
     figures=("accuracy.png",),
-    full_time="about 30 min on 2 CPU cores (3 sizes x 3 models x 3 seeds x 400 steps)",
+    full_time="about 30-55 min on 2 CPU cores (measured 3271 s with other jobs running; 27 runs)",
   )
 )
 
