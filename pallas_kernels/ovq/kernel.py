@@ -1,5 +1,5 @@
-"""Pallas kernels for the OVQ chunk step: the readout (hot loop 1) and the assignment (hot
-loop 2) of the chunked form.
+"""Pallas kernels for the OVQ chunk step: the readout (hot loop 1) with its fused backward,
+and the assignment (hot loop 2) of the chunked form.
 
 Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922),
 spec sections 3.2-3.3 of /shared/methods/memory_attention.md. For one chunk and
@@ -14,14 +14,18 @@ one (batch, head), the L queries read a single softmax over
     own segment chunk, see `reasoning_jax.ops.ovq.segments`),
 
 with a flash-style online softmax (fp32 running max, normaliser and accumulator)
-over dictionary blocks of `block_n` slots, then the key block.
+over dictionary blocks of `block_n` slots, then the key block. The kernel also
+writes the row logsumexp, from which the backward kernel (`backward.py`) recomputes
+the probabilities.
 
 Kernel layout (portable Pallas subset: BlockSpec, grid, fori_loop):
   * grid `(B*H,)`, one program per (batch, head); its blocks are the whole chunk
     and the whole padded dictionary, stored as `[N_pad/bn, bn, D]` (`blocks.py`);
   * beta is folded in by XLA (q is passed as `beta q`), as are the per-slot and
     per-key biases and the masks (0 / -inf additive, shared by a row's heads), so
-    the kernel has no scalar inputs.
+    the kernel has no scalar inputs. The XLA around the kernel core is
+    differentiated by autodiff; the core has a `jax.custom_vjp` whose backward is
+    the fused kernel of `backward.py` (what is fused is listed there).
 The assignment kernel (`ovq_chunk_assign_pallas`, spec hot loop 2) finds each chunk
 key's nearest candidate centre with the same blocking: a running (min distance, first
 index) over dictionary blocks, never writing the `[L, N]` distances. The rest of the
@@ -30,10 +34,9 @@ their gradients) stays in XLA (`reasoning_jax.ops.ovq.chunk`); `ovq_chunk_pallas
 that scan with both kernels plugged in, and `ovq_reference` is the XLA chunk form.
 
 DESIGN CHOICE / limits:
-  * backward: `jax.custom_vjp` recomputing the XLA readout's VJP, so gradients
-    are exact; a fused backward is future work;
   * the whole dictionary of one head sits in fast memory: `2 N_pad (D + Dv) * 4`
-    bytes double-buffered (1 MiB per buffer set for N = 1024, D = Dv = 128);
+    bytes double-buffered (1 MiB per buffer set for N = 1024, D = Dv = 128); the
+    backward adds as much again for the dictionary cotangents;
   * inputs are fp32 (the chunked form normalises in fp32 and the state is fp32);
   * block_n is clamped to `N` rounded up to 128; on GPU (Triton) the padded
     dictionary is a power of two (Triton blocks must be) and L, D, Dv must be
@@ -49,7 +52,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from pallas_kernels.ovq import blocks
+from pallas_kernels.ovq import backward, blocks
 from pallas_kernels.ovq.blocks import dictionary_blocking
 from reasoning_jax.ops.ovq import chunk as chunk_lib
 from reasoning_jax.ops.ovq import common
@@ -164,6 +167,7 @@ def _core_forward(
   return blocks.run_per_platform(call, arrays + (dict_query_bias,), interpret)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11))
 def _core(
   q_scaled,
   keys,
@@ -194,7 +198,25 @@ def _core(
   )[0]
 
 
-def _forward(
+def _core_fwd(*args):
+  out, lse = _core_forward(*args)
+  return out, args[:9] + (lse, out)
+
+
+def _core_bwd(heads, block_n, interpret, residuals, cotangent):
+  *inputs, lse, out = residuals
+  dq, dkeys, dvalues, dkb, ddk, ddv, ddb = backward.readout_backward(
+    *inputs, lse, out, cotangent, heads=heads, block_n=block_n, interpret=interpret
+  )
+  mask_bias, dict_query_bias = inputs[4], inputs[5]  # Constants: zero cotangents.
+  no_grad = jnp.zeros_like
+  return dq, dkeys, dvalues, dkb, no_grad(mask_bias), no_grad(dict_query_bias), ddk, ddv, ddb
+
+
+_core.defvjp(_core_fwd, _core_bwd)
+
+
+def _readout(
   q,
   keys,
   values,
@@ -208,7 +230,7 @@ def _forward(
   block_n,
   interpret,
 ):
-  """Biases and beta in XLA around the kernel core; `[B, H, L, Dv]` fp32."""
+  """Biases and beta in XLA (differentiated by autodiff) around the kernel core."""
   b, h, l, d = q.shape
   lk = keys.shape[2]
   f32 = jnp.float32
@@ -238,68 +260,6 @@ def _forward(
   return out.reshape(b, h, l, -1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11))
-def _readout(
-  q,
-  keys,
-  values,
-  key_mask,
-  dict_mask,
-  dict_k,
-  dict_v,
-  counts,
-  beta_h,
-  renormalize,
-  block_n,
-  interpret,
-):
-  return _forward(
-    q,
-    keys,
-    values,
-    key_mask,
-    dict_mask,
-    dict_k,
-    dict_v,
-    counts,
-    beta_h,
-    renormalize,
-    block_n,
-    interpret,
-  )
-
-
-def _readout_fwd(*args):
-  return _forward(*args), args[:9]
-
-
-def _readout_bwd(renormalize, block_n, interpret, residuals, cotangent):
-  del block_n, interpret  # The backward is the XLA readout's VJP (recomputed).
-  q, keys, values, key_mask, dict_mask, dict_k, dict_v, counts, beta_h = residuals
-
-  def reference(q, keys, values, dict_k, dict_v, counts, beta_h):
-    return chunk_lib.xla_chunk_readout(
-      q,
-      keys,
-      values,
-      key_mask,
-      dict_mask,
-      dict_k,
-      dict_v,
-      counts,
-      beta_h,
-      renormalize=renormalize,
-      precision=blocks.HIGHEST,
-    )
-
-  _, vjp = jax.vjp(reference, q, keys, values, dict_k, dict_v, counts, beta_h)
-  dq, dkeys, dvalues, ddk, ddv, dcounts, dbeta = vjp(cotangent)
-  return dq, dkeys, dvalues, None, None, ddk, ddv, dcounts, dbeta
-
-
-_readout.defvjp(_readout_fwd, _readout_bwd)
-
-
 def ovq_chunk_readout_pallas(
   q,
   keys,
@@ -318,8 +278,8 @@ def ovq_chunk_readout_pallas(
   """The chunk readout of `reasoning_jax.ops.ovq.chunk.xla_chunk_readout`, as a kernel.
 
   Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922).
-  Differentiable in q, keys, values, dict_k, dict_v, counts and beta_h (the backward is
-  the XLA readout's VJP, recomputed).
+  Differentiable in q, keys, values, dict_k, dict_v, counts and beta_h; the backward is
+  the fused kernel of `pallas_kernels.ovq.backward` (plus XLA autodiff of the biases).
 
   Args:
     q: unit queries `[B, H, L, D]` fp32.
@@ -476,7 +436,8 @@ def ovq_chunk_pallas(
   arXiv:2602.03922). Same arguments and result as
   `reasoning_jax.ops.ovq.ovq_chunk` (see there for the DESIGN CHOICE flags),
   plus the kernels' `block_n` (dictionary block, default 256) and `interpret`.
-  The farthest-first seeding, the one-hot update and the backward stay in XLA. Packed
+  The readout's backward is the fused kernel of `pallas_kernels.ovq.backward`; the
+  farthest-first seeding, the one-hot update and their backward stay in XLA. Packed
   rows (`segment_ids`) run the packed scan with the same kernels.
 
   Returns:

@@ -4,7 +4,8 @@ On CPU the kernel runs in interpret mode: the readout alone against
 `xla_chunk_readout` (N not a multiple of the dictionary block, inactive slots,
 padding keys), the whole chunked op against its exported reference (fp32 and
 bf16 tolerances, partly filled buffers, padding, packed rows equal to each segment
-run alone), gradients through the custom VJP, a determinism re-run, the TPU interpreter
+run alone), gradients through the custom VJP (whose backward is the fused kernel,
+tested alone in `test_ovq_backward.py`), a determinism re-run, the TPU interpreter
 at TPU shapes, and ahead-of-time lowering of forward and backward for TPU (Mosaic)
 and CUDA (Triton). Lowering checks the Pallas lowering rules, not Mosaic's layout
 passes or Triton's PTX compilation.
@@ -247,7 +248,8 @@ def test_kernel_is_deterministic():
 
 @pytest.mark.parametrize("packed", [False, True])
 def test_gradients_through_custom_vjp(packed):
-  """Gradients of the whole op equal the XLA chunk form's, on unpacked and on packed rows."""
+  """Gradients of the whole op (kernel readout with its fused backward, XLA write) equal the
+  XLA chunk form's, on unpacked and on packed rows."""
   q, k, v = ovq_packed.inputs() if packed else _inputs(t=15)
   extra = dict(segment_ids=ovq_packed.SEGMENT_IDS, lengths=ovq_packed.LENGTHS) if packed else {}
 
@@ -287,7 +289,7 @@ def test_tpu_interpreter_at_tpu_shapes():
 
 
 LOWERING_CASES = [(jnp.float32, 64, 1024, False), (jnp.bfloat16, 128, 1000, True)]
-KERNEL_NAMES = ("ovq_chunk_assign", "ovq_chunk_readout")
+KERNEL_NAMES = ("ovq_chunk_assign", "ovq_chunk_readout", "ovq_chunk_readout_bwd")
 
 
 def _lowered_text(platform, dtype, chunk_size, num_slots, packed):
@@ -319,7 +321,7 @@ def _lowered_text(platform, dtype, chunk_size, num_slots, packed):
 def test_lowers_for_tpu(dtype, chunk_size, num_slots, packed):
   text = _lowered_text("tpu", dtype, chunk_size, num_slots, packed)
   assert re.search(r"custom_call @tpu_custom_call", text)
-  assert all(re.search(rf"\b{name}\b", text) for name in KERNEL_NAMES)  # Both kernels.
+  assert all(re.search(rf"\b{name}\b", text) for name in KERNEL_NAMES)  # All three kernels.
 
 
 @pytest.mark.parametrize("dtype,chunk_size,num_slots,packed", LOWERING_CASES)
@@ -332,4 +334,4 @@ def test_lowers_for_cuda(dtype, chunk_size, num_slots, packed):
   with jax.sharding.use_abstract_mesh(mesh):
     text = _lowered_text("cuda", dtype, chunk_size, num_slots, packed)
   assert re.search(r"custom_call @__gpu\$xla\.gpu\.triton", text)
-  assert all(re.search(rf"\b{name}\b", text) for name in KERNEL_NAMES)  # Both kernels.
+  assert all(re.search(rf"\b{name}\b", text) for name in KERNEL_NAMES)  # All three kernels.
