@@ -137,21 +137,34 @@ def check_ovq() -> None:
   except ImportError as e:
     print(f"ovq: not available ({e})")
     return
-  print("OVQ attention: pallas chunk vs xla chunk")
+  print("OVQ attention: pallas chunk (fused readout backward) vs xla chunk; packed = 3 segments")
   for dtype in (jnp.float32, jnp.bfloat16):
-    for t, h, d, c, slots in (
-      ((40, 2, 16, 16, 8),)
-      if TINY
-      else ((256, 2, 64, 64, 128), (1000, 2, 64, 64, 256), (2048, 4, 128, 64, 1024))
-    ):
+    for (t, h, d, c, slots), packed in [
+      (shape, packed)
+      for shape in (
+        ((40, 2, 16, 16, 8),)
+        if TINY
+        else ((256, 2, 64, 64, 128), (1000, 2, 64, 64, 256), (2048, 4, 128, 64, 1024))
+      )
+      for packed in (False, True)
+    ]:
       ks = jax.random.split(jax.random.key(t), 3)
       q, k, v = (jax.random.normal(kk, (2, t, h, d), dtype) for kk in ks)
       beta = jnp.full((h,), float(np.sqrt(d)), jnp.float32)
-      name = f"T={t} H={h} D={d} chunk={c} slots={slots}"
+      # Segments starting mid-chunk: [0, t/3), [t/3, t/3 + 1), [t/3 + 1, t).
+      ids = jnp.broadcast_to((jnp.arange(t) >= t // 3) + (jnp.arange(t) > t // 3), (2, t))
+      name = f"T={t} H={h} D={d} chunk={c} slots={slots}{' packed' if packed else ''}"
       try:
         run = lambda impl: (
           lambda q, k, v, beta: ovq_attention(
-            q, k, v, beta=beta, chunk_size=c, num_slots=slots, implementation=impl
+            q,
+            k,
+            v,
+            beta=beta,
+            chunk_size=c,
+            num_slots=slots,
+            implementation=impl,
+            segment_ids=ids.astype(jnp.int32) if packed else None,
           )
         )
         o1, _ = jax.jit(run("pallas"))(q, k, v, beta)

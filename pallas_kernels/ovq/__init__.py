@@ -1,5 +1,5 @@
-"""Pallas chunk readout and assignment kernels for OVQ attention (arXiv:2602.03922) and the
-exported reference."""
+"""Pallas chunk readout (with its fused backward, `backward.py`) and assignment kernels for OVQ
+attention (arXiv:2602.03922), and the exported reference."""
 
 from reasoning_jax import registry
 from pallas_kernels.ovq.kernel import (

@@ -1,38 +1,42 @@
-"""Pallas kernels for the OVQ chunk step: the readout (hot loop 1) and the assignment (hot
-loop 2) of the chunked form.
+"""Pallas kernels for the OVQ chunk step: the readout (hot loop 1) with its fused backward,
+and the assignment (hot loop 2) of the chunked form.
 
 Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922),
 spec sections 3.2-3.3 of /shared/methods/memory_attention.md. For one chunk and
 one (batch, head), the L queries read a single softmax over
 
   * the dictionary: N slots with logits `beta q.dk_i + bias_i`, where
-    `bias_i = log n_i - (beta/2)(||dk_i||^2 + 1)` (`-inf` for inactive slots and
-    for the padding up to a whole number of blocks), and
-  * the chunk's exact keys, causal: `beta q.k_j - beta` for `j <= i` (`-inf` for
-    keys past the end of a padded sequence),
+    `bias_i = log n_i - (beta/2)(||dk_i||^2 + 1)` (`-inf` for inactive slots, for
+    the padding up to a whole number of blocks, and for a query whose dictionary
+    mask is False), and
+  * the visible exact keys: `beta q.k_j - beta` where the key mask `[L, Lk]` is True
+    (causal within the chunk; on packed rows a 2L window restricted to the query's
+    own segment chunk, see `reasoning_jax.ops.ovq.segments`),
 
 with a flash-style online softmax (fp32 running max, normaliser and accumulator)
-over dictionary blocks of `block_n` slots, then the intra-chunk causal block.
+over dictionary blocks of `block_n` slots, then the key block. The kernel also
+writes the row logsumexp, from which the backward kernel (`backward.py`) recomputes
+the probabilities.
 
 Kernel layout (portable Pallas subset: BlockSpec, grid, fori_loop):
   * grid `(B*H,)`, one program per (batch, head); its blocks are the whole chunk
-    (`[L, D]`) and the whole padded dictionary, stored as `[N_pad/bn, bn, D]` so
-    the loop over dictionary blocks only indexes the leading (untiled) axis
-    (every block's last two dims equal the array's: TPU's (8, 128) rule holds);
+    and the whole padded dictionary, stored as `[N_pad/bn, bn, D]` (`blocks.py`);
   * beta is folded in by XLA (q is passed as `beta q`), as are the per-slot and
-    per-key biases, so the kernel has no scalar inputs.
+    per-key biases and the masks (0 / -inf additive, shared by a row's heads), so
+    the kernel has no scalar inputs. The XLA around the kernel core is
+    differentiated by autodiff; the core has a `jax.custom_vjp` whose backward is
+    the fused kernel of `backward.py` (what is fused is listed there).
 The assignment kernel (`ovq_chunk_assign_pallas`, spec hot loop 2) finds each chunk
 key's nearest candidate centre with the same blocking: a running (min distance, first
 index) over dictionary blocks, never writing the `[L, N]` distances. The rest of the
-chunked form (farthest-first seeding, running-mean update as one-hot matmuls) stays
-in XLA (`reasoning_jax.ops.ovq.chunk`); `ovq_chunk_pallas` is that scan with both
-kernels plugged in, and `ovq_reference` is the XLA chunk form.
+chunked form (farthest-first seeding, running-mean update as one-hot matmuls, and
+their gradients) stays in XLA (`reasoning_jax.ops.ovq.chunk`); `ovq_chunk_pallas` is
+that scan with both kernels plugged in, and `ovq_reference` is the XLA chunk form.
 
 DESIGN CHOICE / limits:
-  * backward: `jax.custom_vjp` recomputing the XLA readout's VJP, so gradients
-    are exact; a fused backward is future work;
   * the whole dictionary of one head sits in fast memory: `2 N_pad (D + Dv) * 4`
-    bytes double-buffered (1 MiB per buffer set for N = 1024, D = Dv = 128);
+    bytes double-buffered (1 MiB per buffer set for N = 1024, D = Dv = 128); the
+    backward adds as much again for the dictionary cotangents;
   * inputs are fp32 (the chunked form normalises in fp32 and the state is fp32);
   * block_n is clamped to `N` rounded up to 128; on GPU (Triton) the padded
     dictionary is a power of two (Triton blocks must be) and L, D, Dv must be
@@ -46,24 +50,35 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental import pallas as pl
 
+from pallas_kernels.ovq import backward, blocks
+from pallas_kernels.ovq.blocks import dictionary_blocking
 from reasoning_jax.ops.ovq import chunk as chunk_lib
 from reasoning_jax.ops.ovq import common
 
-_HIGHEST = jax.lax.Precision.HIGHEST
-_NT = (((1,), (1,)), ((), ()))  # contract the last dims: a @ b.T
-_NN = (((1,), (0,)), ((), ()))
-# Initial running max: large, finite (no inf - inf when a whole block is masked).
-_MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 
-
-def _readout_kernel(q_ref, dk_ref, dv_ref, db_ref, k_ref, v_ref, kb_ref, o_ref, *, num_blocks: int):
-  """One (batch, head). q/k `[L, D]`, v `[L, Dv]`, kb `[1, L]`; dk `[nb, bn, D]`,
-  dv `[nb, bn, Dv]`, db `[nb, 1, bn]`; o `[L, Dv]`."""
+def _readout_kernel(
+  q_ref,
+  dk_ref,
+  dv_ref,
+  db_ref,
+  k_ref,
+  v_ref,
+  kb_ref,
+  mask_ref,
+  qdb_ref,
+  o_ref,
+  lse_ref,
+  *,
+  num_blocks: int,
+):
+  """One (batch, head). q `[L, D]`, k `[Lk, D]`, v `[Lk, Dv]`, kb `[1, Lk]`, mask `[L, Lk]`,
+  qdb `[L, 1]`; dk `[nb, bn, D]`, dv `[nb, bn, Dv]`, db `[nb, 1, bn]`; o `[L, Dv]`, lse
+  `[L, 1]` (the row logsumexp for the backward; 0 for a row that reads nothing)."""
   f32 = jnp.float32
   q = q_ref[...].astype(f32)  # beta * q
+  qdb = qdb_ref[...]
   l = q.shape[0]
 
   def online(carry, s, values):
@@ -72,175 +87,185 @@ def _readout_kernel(q_ref, dk_ref, dv_ref, db_ref, k_ref, v_ref, kb_ref, o_ref, 
     alpha = jnp.exp(m - m_new)
     p = jnp.exp(s - m_new)
     total = alpha * total + jnp.sum(p, axis=1, keepdims=True)
-    acc = alpha * acc + jax.lax.dot_general(
-      p, values, _NN, precision=_HIGHEST, preferred_element_type=f32
-    )
-    return m_new, total, acc
+    return m_new, total, alpha * acc + blocks.dot(p, values)
 
   def dictionary_block(j, carry):
-    s = (
-      jax.lax.dot_general(
-        q, dk_ref[j].astype(f32), _NT, precision=_HIGHEST, preferred_element_type=f32
-      )
-      + db_ref[j]
-    )  # [L, bn]
+    s = blocks.dot(q, dk_ref[j].astype(f32), blocks.NT) + db_ref[j] + qdb  # [L, bn]
     return online(carry, s, dv_ref[j].astype(f32))
 
   carry = (
-    jnp.full((l, 1), _MASK_VALUE, f32),
+    jnp.full((l, 1), blocks.MASK_VALUE, f32),
     jnp.zeros((l, 1), f32),
     jnp.zeros((l, o_ref.shape[-1]), f32),
   )
   carry = jax.lax.fori_loop(0, num_blocks, dictionary_block, carry)
-  s = (
-    jax.lax.dot_general(
-      q, k_ref[...].astype(f32), _NT, precision=_HIGHEST, preferred_element_type=f32
-    )
-    + kb_ref[...]
-  )  # [L, L]
-  row = jax.lax.broadcasted_iota(jnp.int32, (l, l), 0)
-  col = jax.lax.broadcasted_iota(jnp.int32, (l, l), 1)
-  _, total, acc = online(carry, jnp.where(col <= row, s, -jnp.inf), v_ref[...].astype(f32))
-  o_ref[...] = (acc / jnp.where(total > 0, total, 1.0)).astype(o_ref.dtype)
+  s = blocks.dot(q, k_ref[...].astype(f32), blocks.NT) + kb_ref[...] + mask_ref[...]  # [L, Lk]
+  m, total, acc = online(carry, s, v_ref[...].astype(f32))
+  seen = total > 0
+  o_ref[...] = (acc / jnp.where(seen, total, 1.0)).astype(o_ref.dtype)
+  lse_ref[...] = jnp.where(seen, m + jnp.log(jnp.where(seen, total, 1.0)), 0.0)
 
 
-def _run_per_platform(call, arrays, interpret):
-  """`call(compiler_params, power_of_two, *arrays)` in interpret mode, or with the compiler
-  parameters of the platform it is lowered for (chosen per lowering platform, so ahead-of-time
-  lowering for another platform takes the same path as a run there; GPU dictionaries are
-  padded to a power of two for Triton)."""
-  if interpret:
-    return call(None, False, *arrays)
-  from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-  from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
-
-  tpu = functools.partial(call, pltpu.CompilerParams(dimension_semantics=("parallel",)), False)
-  gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=1), True)
-  return jax.lax.platform_dependent(*arrays, tpu=tpu, cuda=gpu, rocm=gpu)
-
-
-def _round_up(x: int, m: int) -> int:
-  return -(-x // m) * m
-
-
-def dictionary_blocking(num_slots: int, block_n: int, power_of_two: bool) -> tuple[int, int]:
-  """(bn, N_pad): block rows and padded slots; bn <= block_n, a multiple of 128 (or of
-  N_pad's power of two on GPU), N_pad a multiple of bn."""
-  n = _round_up(num_slots, 128)
-  if power_of_two:
-    n = 1 << (n - 1).bit_length()
-  bn = min(block_n, n)
-  return bn, _round_up(n, bn)
-
-
-def _forward(
-  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
+def _core_forward(
+  q_scaled,
+  keys,
+  values,
+  key_bias,
+  mask_bias,
+  dict_query_bias,
+  dict_k,
+  dict_v,
+  dict_bias,
+  heads,
+  block_n,
+  interpret,
 ):
-  """Biases in XLA, then the kernel over (batch * heads); returns `[B, H, L, Dv]` fp32."""
-  b, h, l, d = q.shape
-  n, dv = dict_k.shape[2], dict_v.shape[-1]
+  """The kernel on flat `[BH, ...]` inputs; returns `(o [BH, L, Dv], lse [BH, L, 1])` fp32."""
+  bh, l, d = q_scaled.shape
+  lk, dv = keys.shape[1], values.shape[-1]
+  n = dict_k.shape[1]
   f32 = jnp.float32
-  bias = common.dictionary_bias(dict_k, counts, beta_h, renormalize)  # [B, H, N]
-  q_scaled = (q * beta_h[:, None, None]).reshape(b * h, l, d)
-  key_bias = jnp.where(key_valid[:, None, :], -beta_h[:, None], -jnp.inf).reshape(b * h, 1, l)
-  flat = lambda x: x.reshape(b * h, *x.shape[2:]).astype(f32)
 
-  def call(compiler_params, power_of_two, q_scaled, keys, values, key_bias, dict_k, dict_v, bias):
+  def call(compiler_params, power_of_two, q, dict_k, dict_v, dict_bias, *rest):
     bn, n_pad = dictionary_blocking(n, block_n, power_of_two)
     nb = n_pad // bn
-    pad = lambda x, value=0.0: jnp.pad(
-      x, ((0, 0), (0, n_pad - n)) + ((0, 0),) * (x.ndim - 2), constant_values=value
-    )
-    dk_blocks = pad(dict_k).reshape(b * h, nb, bn, d)
-    dv_blocks = pad(dict_v).reshape(b * h, nb, bn, dv)
-    bias_blocks = pad(bias, -jnp.inf).reshape(b * h, nb, 1, bn)
-    whole = lambda *shape: pl.BlockSpec((pl.squeezed, *shape), lambda i: (i,) + (0,) * len(shape))
+    dk_blocks = blocks.pad_slots(dict_k, n_pad).reshape(bh, nb, bn, d)
+    dv_blocks = blocks.pad_slots(dict_v, n_pad).reshape(bh, nb, bn, dv)
+    db_blocks = blocks.pad_slots(dict_bias, n_pad, -jnp.inf).reshape(bh, nb, 1, bn)
+    whole, per_row = blocks.whole, functools.partial(blocks.per_row, heads)
     cost = pl.CostEstimate(
-      flops=2 * b * h * l * (n_pad + l) * (d + dv),
-      transcendentals=b * h * l * (n_pad + l),
-      bytes_accessed=4 * b * h * ((n_pad + 2 * l) * (d + dv) + n_pad + l),
+      flops=2 * bh * l * (n_pad + lk) * (d + dv),
+      transcendentals=bh * l * (n_pad + lk),
+      bytes_accessed=4 * bh * ((n_pad + lk) * (d + dv) + l * (d + dv) + n_pad + lk),
     )
     return pl.pallas_call(
       functools.partial(_readout_kernel, num_blocks=nb),
-      out_shape=jax.ShapeDtypeStruct((b * h, l, dv), f32),
-      grid=(b * h,),
+      out_shape=(
+        jax.ShapeDtypeStruct((bh, l, dv), f32),
+        jax.ShapeDtypeStruct((bh, l, 1), f32),
+      ),
+      grid=(bh,),
       in_specs=[
         whole(l, d),
         whole(nb, bn, d),
         whole(nb, bn, dv),
         whole(nb, 1, bn),
-        whole(l, d),
-        whole(l, dv),
-        whole(1, l),
+        whole(lk, d),
+        whole(lk, dv),
+        whole(1, lk),
+        per_row(l, lk),
+        per_row(l, 1),
       ],
-      out_specs=whole(l, dv),
+      out_specs=(whole(l, dv), whole(l, 1)),
       compiler_params=compiler_params,
       cost_estimate=cost,
       interpret=interpret,
       name="ovq_chunk_readout",
-    )(q_scaled, dk_blocks, dv_blocks, bias_blocks, keys, values, key_bias)
+    )(q, dk_blocks, dv_blocks, db_blocks, *rest)
 
-  arrays = (
+  arrays = (q_scaled, dict_k, dict_v, dict_bias, keys, values, key_bias, mask_bias)
+  return blocks.run_per_platform(call, arrays + (dict_query_bias,), interpret)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11))
+def _core(
+  q_scaled,
+  keys,
+  values,
+  key_bias,
+  mask_bias,
+  dict_query_bias,
+  dict_k,
+  dict_v,
+  dict_bias,
+  heads,
+  block_n,
+  interpret,
+):
+  return _core_forward(
     q_scaled,
+    keys,
+    values,
+    key_bias,
+    mask_bias,
+    dict_query_bias,
+    dict_k,
+    dict_v,
+    dict_bias,
+    heads,
+    block_n,
+    interpret,
+  )[0]
+
+
+def _core_fwd(*args):
+  out, lse = _core_forward(*args)
+  return out, args[:9] + (lse, out)
+
+
+def _core_bwd(heads, block_n, interpret, residuals, cotangent):
+  *inputs, lse, out = residuals
+  dq, dkeys, dvalues, dkb, ddk, ddv, ddb = backward.readout_backward(
+    *inputs, lse, out, cotangent, heads=heads, block_n=block_n, interpret=interpret
+  )
+  mask_bias, dict_query_bias = inputs[4], inputs[5]  # Constants: zero cotangents.
+  no_grad = jnp.zeros_like
+  return dq, dkeys, dvalues, dkb, no_grad(mask_bias), no_grad(dict_query_bias), ddk, ddv, ddb
+
+
+_core.defvjp(_core_fwd, _core_bwd)
+
+
+def _readout(
+  q,
+  keys,
+  values,
+  key_mask,
+  dict_mask,
+  dict_k,
+  dict_v,
+  counts,
+  beta_h,
+  renormalize,
+  block_n,
+  interpret,
+):
+  """Biases and beta in XLA (differentiated by autodiff) around the kernel core."""
+  b, h, l, d = q.shape
+  lk = keys.shape[2]
+  f32 = jnp.float32
+  flat = lambda x: x.reshape(b * h, *x.shape[2:]).astype(f32)
+  bias = common.dictionary_bias(dict_k, counts, beta_h, renormalize)  # [B, H, N]
+  q_scaled = q * beta_h[:, None, None]
+  key_bias = jnp.broadcast_to(-beta_h[None, :, None, None], (b, h, 1, lk))
+  mask_bias = jnp.where(key_mask, 0.0, -jnp.inf).astype(f32)  # [B, L, Lk]
+  if dict_mask is None:
+    dict_query_bias = jnp.zeros((b, l, 1), f32)
+  else:
+    dict_query_bias = jnp.where(dict_mask, 0.0, -jnp.inf).astype(f32)[..., None]
+  out = _core(
+    flat(q_scaled),
     flat(keys),
     flat(values),
-    key_bias,
+    flat(key_bias),
+    mask_bias,
+    dict_query_bias,
     flat(dict_k),
     flat(dict_v),
-    bias.reshape(b * h, n),
+    flat(bias),
+    h,
+    block_n,
+    interpret,
   )
-  return _run_per_platform(call, arrays, interpret).reshape(b, h, l, dv)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(8, 9, 10))
-def _readout(
-  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
-):
-  return _forward(
-    q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
-  )
-
-
-def _readout_fwd(
-  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
-):
-  out = _forward(
-    q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
-  )
-  return out, (q, keys, values, key_valid, dict_k, dict_v, counts, beta_h)
-
-
-def _readout_bwd(renormalize, block_n, interpret, residuals, cotangent):
-  del block_n, interpret  # The backward is the XLA readout's VJP (recomputed).
-  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h = residuals
-
-  def reference(q, keys, values, dict_k, dict_v, counts, beta_h):
-    return chunk_lib.xla_chunk_readout(
-      q,
-      keys,
-      values,
-      key_valid,
-      dict_k,
-      dict_v,
-      counts,
-      beta_h,
-      renormalize=renormalize,
-      precision=_HIGHEST,
-    )
-
-  _, vjp = jax.vjp(reference, q, keys, values, dict_k, dict_v, counts, beta_h)
-  dq, dkeys, dvalues, ddk, ddv, dcounts, dbeta = vjp(cotangent)
-  return dq, dkeys, dvalues, None, ddk, ddv, dcounts, dbeta
-
-
-_readout.defvjp(_readout_fwd, _readout_bwd)
+  return out.reshape(b, h, l, -1)
 
 
 def ovq_chunk_readout_pallas(
   q,
   keys,
   values,
-  key_valid,
+  key_mask,
+  dict_mask,
   dict_k,
   dict_v,
   counts,
@@ -253,11 +278,16 @@ def ovq_chunk_readout_pallas(
   """The chunk readout of `reasoning_jax.ops.ovq.chunk.xla_chunk_readout`, as a kernel.
 
   Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922).
+  Differentiable in q, keys, values, dict_k, dict_v, counts and beta_h; the backward is
+  the fused kernel of `pallas_kernels.ovq.backward` (plus XLA autodiff of the biases).
 
   Args:
     q: unit queries `[B, H, L, D]` fp32.
-    keys: the chunk's unit keys `[B, H, L, D]` fp32; values `[B, H, L, Dv]` fp32.
-    key_valid: `[B, L]` bool (False: a padding key, never read).
+    keys: unit keys `[B, H, Lk, D]` fp32; values `[B, H, Lk, Dv]` fp32 (the chunk's, or
+      on packed rows the previous and the current chunk's).
+    key_mask: `[B, L, Lk]` bool, True where query i reads key j
+      (`chunk.causal_key_mask(key_valid)` for one unpacked chunk).
+    dict_mask: `[B, L]` bool or None (every query reads the dictionary).
     dict_k, dict_v, counts: the dictionary `[B, H, N, D]`, `[B, H, N, Dv]`, `[B, H, N]` fp32.
     beta_h: `[H]` fp32 inverse temperatures.
     renormalize: the stored keys are unit vectors (`||dk||^2` taken as 1).
@@ -267,12 +297,23 @@ def ovq_chunk_readout_pallas(
       force it; a `pltpu.InterpretParams` selects the TPU interpreter.
 
   Returns:
-    `[B, H, L, Dv]` fp32; query i reads the slots and keys `j <= i`.
+    `[B, H, L, Dv]` fp32; a query that reads nothing gives 0.
   """
   if interpret is None:
     interpret = jax.default_backend() not in ("tpu", "gpu")
   return _readout(
-    q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, renormalize, block_n, interpret
+    q,
+    keys,
+    values,
+    key_mask,
+    dict_mask,
+    dict_k,
+    dict_v,
+    counts,
+    beta_h,
+    renormalize,
+    block_n,
+    interpret,
   )
 
 
@@ -286,9 +327,7 @@ def _assign_kernel(x_ref, xsq_ref, c_ref, csq_ref, o_ref, *, num_blocks: int, bl
 
   def dictionary_block(j, carry):
     best, idx = carry
-    dot = jax.lax.dot_general(
-      x, c_ref[j].astype(f32), _NT, precision=_HIGHEST, preferred_element_type=f32
-    )  # [L, bn]
+    dot = blocks.dot(x, c_ref[j].astype(f32), blocks.NT)  # [L, bn]
     dist = (xsq - 2.0 * dot) + csq_ref[j]  # the XLA path's `_sq_dist` order of operations
     block_min = jnp.min(dist, axis=1, keepdims=True)
     col = jax.lax.broadcasted_iota(jnp.int32, dist.shape, 1) + j * block_n
@@ -352,11 +391,9 @@ def ovq_chunk_assign_pallas(
   def call(compiler_params, power_of_two, x, xsq, c, csq):
     bn, n_pad = dictionary_blocking(n, block_n, power_of_two)
     nb = n_pad // bn
-    c_blocks = jnp.pad(c, ((0, 0), (0, n_pad - n), (0, 0))).reshape(b * h, nb, bn, d)
-    csq_blocks = jnp.pad(csq, ((0, 0), (0, n_pad - n)), constant_values=jnp.inf).reshape(
-      b * h, nb, 1, bn
-    )
-    whole = lambda *shape: pl.BlockSpec((pl.squeezed, *shape), lambda i: (i,) + (0,) * len(shape))
+    c_blocks = blocks.pad_slots(c, n_pad).reshape(b * h, nb, bn, d)
+    csq_blocks = blocks.pad_slots(csq, n_pad, jnp.inf).reshape(b * h, nb, 1, bn)
+    whole = blocks.whole
     cost = pl.CostEstimate(
       flops=2 * b * h * l * n_pad * d + 4 * b * h * l * n_pad,
       transcendentals=0,
@@ -374,7 +411,7 @@ def ovq_chunk_assign_pallas(
       name="ovq_chunk_assign",
     )(x, xsq, c_blocks, csq_blocks)
 
-  return _run_per_platform(call, arrays, interpret).reshape(b, h, l)
+  return blocks.run_per_platform(call, arrays, interpret).reshape(b, h, l)
 
 
 def ovq_chunk_pallas(
@@ -389,6 +426,7 @@ def ovq_chunk_pallas(
   num_slots: int = 1024,
   schedule: str = "saturating",
   renormalize: bool = False,
+  segment_ids: jax.Array | None = None,
   block_n: int = 256,
   interpret: Any = None,
 ) -> tuple[jax.Array, common.OVQState]:
@@ -398,7 +436,9 @@ def ovq_chunk_pallas(
   arXiv:2602.03922). Same arguments and result as
   `reasoning_jax.ops.ovq.ovq_chunk` (see there for the DESIGN CHOICE flags),
   plus the kernels' `block_n` (dictionary block, default 256) and `interpret`.
-  The farthest-first seeding, the one-hot update and the backward stay in XLA.
+  The readout's backward is the fused kernel of `pallas_kernels.ovq.backward`; the
+  farthest-first seeding, the one-hot update and their backward stay in XLA. Packed
+  rows (`segment_ids`) run the packed scan with the same kernels.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)`.
@@ -414,6 +454,7 @@ def ovq_chunk_pallas(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
   )
   common.check_positive_int(block_n, "block_n")
   readout = functools.partial(
@@ -431,6 +472,7 @@ def ovq_chunk_pallas(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
     readout=readout,
     assign=assign,
   )
@@ -448,6 +490,7 @@ def ovq_reference(
   num_slots: int = 1024,
   schedule: str = "saturating",
   renormalize: bool = False,
+  segment_ids: jax.Array | None = None,
   block_n: int = 256,
   interpret: Any = None,
 ) -> tuple[jax.Array, common.OVQState]:
@@ -468,4 +511,5 @@ def ovq_reference(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
   )

@@ -21,8 +21,13 @@ Cache: the `OVQState` of the op (dictionary, counts, the current chunk's buffer)
 the sequence length. A call with a cache continues every row from its state; slot positions
 are not used. Padding: the mask must be right padding (valid tokens first); padding tokens
 are neither read nor absorbed, so a right-padded prompt block prefilled in one call leaves
-each row's state at the end of its own prompt (`generate` passes that mask). Packed
-sequences (`segment_ids`) are not supported.
+each row's state at the end of its own prompt (`generate` passes that mask).
+
+Packed sequences: with `segment_ids` (packed SFT rows) the whole OVQ state restarts at every
+token whose segment id differs from the previous token's, so each packed sequence gives what
+it gives alone (its chunks and growth schedule count its own tokens; see
+`reasoning_jax.ops.ovq.segments`). `segment_ids` with a generation cache raises ValueError
+(a cache continues one sequence per row).
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.layers.ffn import dense_param
-from reasoning_jax.layers.recurrent import check_unpacked
 from reasoning_jax.ops.ovq import (
   OVQ_MODES,
   OVQ_SCHEDULES,
@@ -93,13 +97,16 @@ class OVQAttention(nnx.Module):
     self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
   ):
     del positions  # No RoPE in OVQ layers.
-    check_unpacked(segment_ids, "ovq")
     proj = lambda w: jnp.einsum("bth,hnd->btnd", x, w[...].astype(self.dtype))
     q, k, v = proj(self.q_proj), proj(self.k_proj), proj(self.v_proj)
     beta = jnp.exp(self.log_beta[...])
     if cache is not None and not isinstance(cache, OVQState):
       raise TypeError(
         f"{type(self).__name__} needs an OVQState from its init_cache, got {type(cache).__name__}"
+      )
+    if cache is not None and segment_ids is not None:
+      raise ValueError(
+        "ovq: segment_ids (packed sequences) cannot be combined with a generation cache"
       )
     if cache is not None and x.shape[1] == 1:
       valid = None if attention_mask is None else attention_mask[:, 0] != 0
@@ -122,6 +129,7 @@ class OVQAttention(nnx.Module):
         chunk_size=self.chunk_size,
         num_slots=self.num_slots,
         implementation=implementation,
+        segment_ids=segment_ids,
         **self._options(),
       )
       cache = None if cache is None else state

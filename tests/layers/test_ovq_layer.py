@@ -1,7 +1,8 @@
 """OVQ attention mixer (arXiv:2602.03922): registration, constant-size cache, cached prefill /
 step-wise decode == parallel forward (across chunk boundaries), padding is a no-op on the
-state, `generate` == full recomputation for OVQ-only and hybrid (OVQ + sliding window)
-models, gradients, sharding rules, errors."""
+state, packed rows (`segment_ids`) == each segment alone (layer and hybrid model), `generate`
+== full recomputation for OVQ-only and hybrid (OVQ + sliding window) models, gradients,
+sharding rules, errors."""
 
 import math
 
@@ -84,6 +85,46 @@ def test_padding_tokens_are_neither_read_nor_absorbed():
     _close(a[1], e[0])
 
 
+def _spans(ids, n):
+  ids = np.asarray(ids)[:n]
+  cuts = [0] + [i for i in range(1, n) if ids[i] != ids[i - 1]] + [n]
+  return list(zip(cuts[:-1], cuts[1:]))
+
+
+PACKED_IDS = jnp.array([[1] * 5 + [2] + [3] * 7, [4] * 9 + [5] * 4], jnp.int32)
+
+
+def test_packed_segments_equal_each_segment_alone():
+  """Row 0: segments 5 | 1 | 7 (starts mid-chunk, a one-token segment); row 1: 9 | 2 valid
+  tokens, then 2 padding tokens (attention mask)."""
+  layer, config = _layer()
+  b, t = PACKED_IDS.shape
+  x = _x(config, b, t, seed=4)
+  mask = jnp.array([[1] * t, [1] * (t - 2) + [0] * 2])
+  y, cache = _apply(layer, x, _positions(b, t), None, mask, PACKED_IDS)
+  assert cache is None
+  for row, n in ((0, t), (1, t - 2)):
+    for a, e in _spans(PACKED_IDS[row], n):
+      alone, _ = _apply(layer, x[row : row + 1, a:e], _positions(1, e - a))
+      _close(y[row, a:e], alone[0])
+
+
+def test_packed_rows_in_a_hybrid_model_equal_each_segment_alone():
+  """A sliding-window + OVQ model on a packed row (positions restart per segment) gives
+  each segment's logits as the segment alone: packed SFT batches work with OVQ layers."""
+  config = _config(("sliding_attention", SMALL), sliding_window=4)
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  ids = jnp.asarray(np.random.RandomState(5).randint(0, config.vocab_size, PACKED_IDS.shape))
+  spans = [_spans(PACKED_IDS[row], PACKED_IDS.shape[1]) for row in range(2)]
+  positions = jnp.array([np.concatenate([np.arange(e - a) for a, e in s]) for s in spans])
+  run = nnx.jit(lambda m, i, p, s: m(i, positions=p, segment_ids=s))
+  logits = run(model, ids, positions, PACKED_IDS)
+  alone = nnx.jit(lambda m, i: m(i))
+  for row in range(2):
+    for a, e in spans[row]:
+      _close(logits[row, a:e], alone(model, ids[row : row + 1, a:e])[0], atol=1e-4)
+
+
 @pytest.mark.parametrize(
   "mixer", [(SMALL,) * 2, (SMALL, "attention"), ("sliding_attention", SMALL)]
 )
@@ -146,8 +187,13 @@ def test_partition_rules_cover_ovq_parameters():
 def test_bad_settings_and_inputs_raise():
   layer, config = _layer()
   x = _x(config, 1, 4)
-  with pytest.raises(NotImplementedError, match="segment_ids"):
-    layer(x, positions=_positions(1, 4), segment_ids=jnp.zeros((1, 4), jnp.int32))
+  with pytest.raises(ValueError, match="segment_ids .* cannot be combined with a generation"):
+    layer(
+      x,
+      positions=_positions(1, 4),
+      segment_ids=jnp.zeros((1, 4), jnp.int32),
+      cache=layer.init_cache(1, 4),
+    )
   with pytest.raises(TypeError, match="OVQState"):
     layer(x, positions=_positions(1, 4), cache=object())
   with pytest.raises(ValueError, match="num_slots"):

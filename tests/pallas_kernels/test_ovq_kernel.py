@@ -3,10 +3,12 @@
 On CPU the kernel runs in interpret mode: the readout alone against
 `xla_chunk_readout` (N not a multiple of the dictionary block, inactive slots,
 padding keys), the whole chunked op against its exported reference (fp32 and
-bf16 tolerances, partly filled buffers, padding), gradients through the custom
-VJP, a determinism re-run, the TPU interpreter at TPU shapes, and ahead-of-time
-lowering for TPU (Mosaic) and CUDA (Triton). Lowering checks the Pallas lowering
-rules, not Mosaic's layout passes or Triton's PTX compilation.
+bf16 tolerances, partly filled buffers, padding, packed rows equal to each segment
+run alone), gradients through the custom VJP (whose backward is the fused kernel,
+tested alone in `test_ovq_backward.py`), a determinism re-run, the TPU interpreter
+at TPU shapes, and ahead-of-time lowering of forward and backward for TPU (Mosaic)
+and CUDA (Triton). Lowering checks the Pallas lowering rules, not Mosaic's layout
+passes or Triton's PTX compilation.
 """
 
 import functools
@@ -26,6 +28,8 @@ from pallas_kernels.ovq import (
 from pallas_kernels.ovq.kernel import dictionary_blocking
 from reasoning_jax.ops.ovq import ovq_attention, xla_chunk_readout
 from reasoning_jax.ops.ovq import common
+from reasoning_jax.ops.ovq.chunk import causal_key_mask
+from tests.helpers import ovq_packed
 
 B, T, H, D, DV = 2, 23, 2, 4, 3
 TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2}
@@ -41,7 +45,8 @@ def _inputs(*, t=T, dtype=jnp.float32, seed=0):
 
 
 def _readout_inputs(*, l=8, n=200, d=D, dv=DV, seed=0):
-  """Random chunk and dictionary: about half the slots active, the last key a padding key."""
+  """Random chunk and dictionary: about half the slots active, the last key a padding key
+  (readout arguments: the key mask is causal, every query reads the dictionary)."""
   ks = jax.random.split(jax.random.key(seed), 7)
   q = common.l2_normalize(jax.random.normal(ks[0], (B, H, l, d)))
   keys = common.l2_normalize(jax.random.normal(ks[1], (B, H, l, d)))
@@ -54,7 +59,8 @@ def _readout_inputs(*, l=8, n=200, d=D, dv=DV, seed=0):
     jax.random.randint(ks[6], (B, H, n), 1, 9).astype(jnp.float32),
     0.0,
   )
-  return q, keys, values, key_valid, dict_k, dict_v, counts, jnp.array([4.0, 9.0])
+  key_mask = causal_key_mask(key_valid)
+  return q, keys, values, key_mask, None, dict_k, dict_v, counts, jnp.array([4.0, 9.0])
 
 
 @pytest.mark.parametrize(
@@ -74,10 +80,10 @@ def test_readout_matches_xla(n, block_n, renormalize):
 
 def test_readout_empty_dictionary_and_no_visible_key():
   """All slots inactive and a row whose keys are all padding: finite, that row 0."""
-  q, keys, values, key_valid, dict_k, dict_v, counts, beta = _readout_inputs(n=7)
-  key_valid = key_valid.at[0].set(False)
+  q, keys, values, key_mask, _, dict_k, dict_v, counts, beta = _readout_inputs(n=7)
+  key_mask = key_mask.at[0].set(False)
   out = ovq_chunk_readout_pallas(
-    q, keys, values, key_valid, dict_k, dict_v, 0 * counts, beta, interpret=True
+    q, keys, values, key_mask, None, dict_k, dict_v, 0 * counts, beta, interpret=True
   )
   assert bool(jnp.isfinite(out).all())
   np.testing.assert_array_equal(np.asarray(out[0]), 0.0)
@@ -85,7 +91,8 @@ def test_readout_empty_dictionary_and_no_visible_key():
     q,
     keys,
     values,
-    key_valid,
+    key_mask,
+    None,
     dict_k,
     dict_v,
     0 * counts,
@@ -214,6 +221,23 @@ def test_op_from_partly_filled_buffer_with_padding():
   np.testing.assert_array_equal(np.asarray(out[1].buf_len), [(3 + 13) % 4, (2 + 6) % 4])
 
 
+def test_op_on_packed_rows_equals_each_segment_alone():
+  """Packed rows (`tests/helpers/ovq_packed.py`: segments starting mid-chunk and on a chunk
+  edge, of length 1, padding): the kernel op gives each segment what it gives alone, and
+  the last segment's state, like the XLA packed scan."""
+  q, k, v = ovq_packed.inputs()
+  kw = dict(
+    beta=ovq_packed.BETA,
+    segment_ids=ovq_packed.SEGMENT_IDS,
+    lengths=ovq_packed.LENGTHS,
+    chunk_size=ovq_packed.L,
+    num_slots=ovq_packed.N,
+  )
+  out = jax.jit(functools.partial(ovq_chunk_pallas, interpret=True, **kw))(q, k, v)
+  ovq_packed.check_against_separate(*out, ovq_packed.separate_runs(q, k, v))
+  _check(out, jax.jit(functools.partial(ovq_reference, **kw))(q, k, v), 1e-5)
+
+
 def test_kernel_is_deterministic():
   q, k, v = _inputs()
   first = _run(ovq_chunk_pallas, q, k, v, chunk_size=4, num_slots=6)
@@ -222,12 +246,16 @@ def test_kernel_is_deterministic():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_gradients_through_custom_vjp():
-  q, k, v = _inputs(t=15)
+@pytest.mark.parametrize("packed", [False, True])
+def test_gradients_through_custom_vjp(packed):
+  """Gradients of the whole op (kernel readout with its fused backward, XLA write) equal the
+  XLA chunk form's, on unpacked and on packed rows."""
+  q, k, v = ovq_packed.inputs() if packed else _inputs(t=15)
+  extra = dict(segment_ids=ovq_packed.SEGMENT_IDS, lengths=ovq_packed.LENGTHS) if packed else {}
 
   def loss(fn, q, k, v, beta):
     kw = dict(interpret=True) if fn is ovq_chunk_pallas else {}
-    o, state = fn(q, k, v, beta=beta, chunk_size=4, num_slots=5, **kw)
+    o, state = fn(q, k, v, beta=beta, chunk_size=4, num_slots=5, **extra, **kw)
     w = lambda x, s: jax.random.normal(jax.random.key(s), x.shape)
     return (
       jnp.sum(o * w(o, 7)) + jnp.sum(state.dk * w(state.dk, 8)) + jnp.sum(state.dv * w(state.dv, 9))
@@ -260,18 +288,28 @@ def test_tpu_interpreter_at_tpu_shapes():
   np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5, rtol=1e-5)
 
 
-LOWERING_CASES = [(jnp.float32, 64, 1024), (jnp.bfloat16, 128, 1000)]
+LOWERING_CASES = [(jnp.float32, 64, 1024, False), (jnp.bfloat16, 128, 1000, True)]
+KERNEL_NAMES = ("ovq_chunk_assign", "ovq_chunk_readout", "ovq_chunk_readout_bwd")
 
 
-def _lowered_text(platform, dtype, chunk_size, num_slots):
-  """Lower forward and backward of the whole chunked op for `platform` from this host."""
+def _lowered_text(platform, dtype, chunk_size, num_slots, packed):
+  """Lower forward and backward of the whole chunked op for `platform` from this host (with
+  `packed`, on packed rows: a 2L key window and a per-query dictionary mask)."""
   args = [jax.ShapeDtypeStruct((1, 256, 2, 128), dtype)] * 3 + [
-    jax.ShapeDtypeStruct((2,), jnp.float32)
+    jax.ShapeDtypeStruct((2,), jnp.float32),
+    jax.ShapeDtypeStruct((1, 256), jnp.int32) if packed else None,
   ]
 
-  def loss(q, k, v, beta):
+  def loss(q, k, v, beta, segment_ids):
     o, state = ovq_chunk_pallas(
-      q, k, v, beta=beta, chunk_size=chunk_size, num_slots=num_slots, interpret=False
+      q,
+      k,
+      v,
+      beta=beta,
+      chunk_size=chunk_size,
+      num_slots=num_slots,
+      segment_ids=segment_ids,
+      interpret=False,
     )
     return jnp.sum(o.astype(jnp.float32)) + jnp.sum(state.dk)
 
@@ -279,21 +317,21 @@ def _lowered_text(platform, dtype, chunk_size, num_slots):
   return jax.jit(fwd_and_grad).trace(*args).lower(lowering_platforms=(platform,)).as_text()
 
 
-@pytest.mark.parametrize("dtype,chunk_size,num_slots", LOWERING_CASES)
-def test_lowers_for_tpu(dtype, chunk_size, num_slots):
-  text = _lowered_text("tpu", dtype, chunk_size, num_slots)
+@pytest.mark.parametrize("dtype,chunk_size,num_slots,packed", LOWERING_CASES)
+def test_lowers_for_tpu(dtype, chunk_size, num_slots, packed):
+  text = _lowered_text("tpu", dtype, chunk_size, num_slots, packed)
   assert re.search(r"custom_call @tpu_custom_call", text)
-  assert "ovq_chunk_assign" in text and "ovq_chunk_readout" in text  # Both kernels.
+  assert all(re.search(rf"\b{name}\b", text) for name in KERNEL_NAMES)  # All three kernels.
 
 
-@pytest.mark.parametrize("dtype,chunk_size,num_slots", LOWERING_CASES)
-def test_lowers_for_cuda(dtype, chunk_size, num_slots):
+@pytest.mark.parametrize("dtype,chunk_size,num_slots,packed", LOWERING_CASES)
+def test_lowers_for_cuda(dtype, chunk_size, num_slots, packed):
   # Triton lowering reads the target GPU from the abstract mesh when no GPU is attached.
   if not hasattr(jax.sharding, "AbstractDevice"):
     pytest.skip("this JAX cannot name an abstract GPU target (no jax.sharding.AbstractDevice)")
   device = jax.sharding.AbstractDevice(device_kind="NVIDIA H100", num_cores=None, platform="gpu")
   mesh = jax.sharding.AbstractMesh((1,), ("x",), abstract_device=device)
   with jax.sharding.use_abstract_mesh(mesh):
-    text = _lowered_text("cuda", dtype, chunk_size, num_slots)
+    text = _lowered_text("cuda", dtype, chunk_size, num_slots, packed)
   assert re.search(r"custom_call @__gpu\$xla\.gpu\.triton", text)
-  assert "ovq_chunk_assign" in text and "ovq_chunk_readout" in text  # Both kernels.
+  assert all(re.search(rf"\b{name}\b", text) for name in KERNEL_NAMES)  # All three kernels.

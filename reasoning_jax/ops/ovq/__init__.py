@@ -17,8 +17,13 @@ Three forms with one signature, each returning `(o, final_state)`:
 The Pallas chunk readout (`pallas_kernels.ovq`) is reached through
 `ovq_attention(..., implementation="pallas")`.
 
+Packed sequences: with `segment_ids [B, T]` the whole state (dictionary, counts, chunk
+buffer, the schedule's token count) restarts at every valid position whose id differs
+from the previous token's, so each segment gives what it gives run alone (its chunks and
+its growth schedule count its own tokens); see `reasoning_jax.ops.ovq.segments`.
+
 Shapes: q, k `[B, T, H, D]`; v `[B, T, H, Dv]`; beta scalar or `[H]`;
-lengths `[B]` or None; state fields in `OVQState`.
+lengths `[B]` or None; segment_ids `[B, T]` or None; state fields in `OVQState`.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ def ovq_attention(
   schedule: str = "saturating",
   renormalize: bool = False,
   implementation: str | None = None,
+  segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, OVQState]:
   """OVQ attention with a choice of form and backend.
 
@@ -86,12 +92,16 @@ def ovq_attention(
     renormalize: DESIGN CHOICE, default False (keep running means and the
       `-(beta/2)||dk||^2` term); True re-normalises updated key slots.
     implementation: None (currently "xla": the kernel is opt-in until validated on
-      hardware), "xla", or "pallas" (the Pallas chunk readout with an
-      XLA-recomputed backward, mode must be "chunk"; interpret mode on CPU). An
-      explicitly requested backend that cannot run raises.
+      hardware), "xla", or "pallas" (the Pallas chunk readout and assignment kernels,
+      the readout with a fused Pallas backward; mode must be "chunk"; interpret mode on
+      CPU). An explicitly requested backend that cannot run raises.
+    segment_ids: `[B, T]` ints or None: packed sequences. The state restarts at every
+      valid position whose id differs from the previous token's (padding never starts a
+      segment). Cannot be combined with `initial_state` (ValueError).
 
   Returns:
-    `(o [B, T, H, Dv] in q.dtype, final_state OVQState)`.
+    `(o [B, T, H, Dv] in q.dtype, final_state OVQState)`; with segment_ids the final
+    state is that of each row's last segment.
   """
   check_ovq_inputs(
     q,
@@ -104,6 +114,7 @@ def ovq_attention(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
   )
   mode = OVQ_MODES.validate(mode, argument="mode")
   kernel = chunk_kernel("OVQ", implementation, mode, kernels=registry.OVQ_CHUNK_KERNELS)
@@ -115,6 +126,7 @@ def ovq_attention(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
   )
   if kernel is not None:
     return kernel(q, k, v, **kwargs)

@@ -12,7 +12,9 @@ stream rows (see `reasoning_jax.ops.ovq.common` for the stream layout):
      running-mean update as dense one-hot matmuls `A^T K`, `A^T V` (no
      scatter-add).
 The scan body is wrapped in `jax.checkpoint`, so the backward pass stores only
-the per-chunk dictionaries (O(T/L * N * D)) and recomputes the rest.
+the per-chunk dictionaries (O(T/L * N * D)) and recomputes the rest. Packed rows
+(`segment_ids`) take `segments.ovq_chunk_scan_packed`, the same scan with two reads
+per chunk so that every segment restarts the state (see `reasoning_jax.ops.ovq.segments`).
 
 Matmul precision: HIGHEST for float32 inputs, the backend default otherwise;
 the state and the softmax are fp32 throughout.
@@ -26,30 +28,56 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from reasoning_jax.ops.ovq import common
+from reasoning_jax.ops.ovq import common, segments
 
-# readout(q, keys, values, key_valid, dict_k, dict_v, counts, beta_h) -> o [B, H, L, Dv] fp32:
-# q/keys `[B, H, L, D]` unit, key_valid `[B, L]`, causal inside the chunk implied.
+# readout(q, keys, values, key_mask, dict_mask, dict_k, dict_v, counts, beta_h)
+#   -> o [B, H, Lq, Dv] fp32: q `[B, H, Lq, D]` and keys `[B, H, Lk, D]` unit, key_mask
+#   `[B, Lq, Lk]` bool, dict_mask `[B, Lq]` bool or None (every query reads the dictionary).
 ChunkReadout = Callable[..., jax.Array]
 
 
+def causal_key_mask(key_valid) -> jax.Array:
+  """`[B, L] -> [B, L, L]`: query i reads key j iff `j <= i` and key j is valid."""
+  l = key_valid.shape[1]
+  return jnp.tril(jnp.ones((l, l), bool))[None] & key_valid[:, None, :]
+
+
 def xla_chunk_readout(
-  q, keys, values, key_valid, dict_k, dict_v, counts, beta_h, *, renormalize: bool, precision
+  q,
+  keys,
+  values,
+  key_mask,
+  dict_mask,
+  dict_k,
+  dict_v,
+  counts,
+  beta_h,
+  *,
+  renormalize: bool,
+  precision,
 ) -> jax.Array:
-  """The XLA chunk readout: `common.readout` with mask `j <= i` and key validity."""
-  l = q.shape[2]
-  mask = jnp.tril(jnp.ones((l, l), bool))[None] & key_valid[:, None, :]
+  """The XLA chunk readout: `common.readout` with a key mask and a per-query dictionary mask.
+
+  Args:
+    q: unit queries `[B, H, Lq, D]` fp32.
+    keys: unit keys `[B, H, Lk, D]`; values `[B, H, Lk, Dv]` fp32.
+    key_mask: `[B, Lq, Lk]` bool (`causal_key_mask(key_valid)` for one unpacked chunk).
+    dict_mask: `[B, Lq]` bool or None (all True).
+    dict_k, dict_v, counts: the dictionary `[B, H, N, D]`, `[B, H, N, Dv]`, `[B, H, N]`.
+    beta_h: `[H]` fp32.
+  """
   return common.readout(
     q,
     keys,
     values,
-    mask,
+    key_mask,
     dict_k,
     dict_v,
     counts,
     beta_h,
     renormalize=renormalize,
     precision=precision,
+    dict_mask=dict_mask,
   )
 
 
@@ -65,6 +93,7 @@ def ovq_chunk_scan(
   num_slots: int,
   schedule: str,
   renormalize: bool,
+  segment_ids: jax.Array | None = None,
   readout: ChunkReadout | None = None,
   assign: Callable[..., jax.Array] | None = None,
 ) -> tuple[jax.Array, common.OVQState]:
@@ -72,12 +101,28 @@ def ovq_chunk_scan(
   first).
 
   `readout` None uses `xla_chunk_readout` and `assign` None `common.nearest_candidate`;
-  `pallas_kernels.ovq` passes its kernels.
+  `pallas_kernels.ovq` passes its kernels. With `segment_ids` (and no initial state) the
+  packed scan `segments.ovq_chunk_scan_packed` runs with the same plugins.
   """
-  s = common.prepare(q, k, v, beta, initial_state, lengths, chunk_size, num_slots)
   precision = common.precision_for(q.dtype)
   if readout is None:
     readout = functools.partial(xla_chunk_readout, renormalize=renormalize, precision=precision)
+  if segment_ids is not None:
+    return segments.ovq_chunk_scan_packed(
+      q,
+      k,
+      v,
+      beta=beta,
+      segment_ids=segment_ids,
+      lengths=lengths,
+      chunk_size=chunk_size,
+      num_slots=num_slots,
+      schedule=schedule,
+      renormalize=renormalize,
+      readout=readout,
+      assign=assign,
+    )
+  s = common.prepare(q, k, v, beta, initial_state, lengths, chunk_size, num_slots)
   state, l, end, offset, beta_h = s["state"], chunk_size, s["end"], s["offset"], s["beta_h"]
   b, h, p, _ = s["q"].shape
   n_chunks = s["num_chunks"]
@@ -91,7 +136,7 @@ def ovq_chunk_scan(
     q_c, k_c, v_c, c = inputs
     pos = c * l + jnp.arange(l)
     key_valid = pos[None, :] < end[:, None]  # [B, L]
-    o_c = readout(q_c, k_c, v_c, key_valid, dict_k, dict_v, counts, beta_h)
+    o_c = readout(q_c, k_c, v_c, causal_key_mask(key_valid), None, dict_k, dict_v, counts, beta_h)
     query_valid = key_valid & (pos[None, :] >= start[:, None])
     o_c = jnp.where(query_valid[:, None, :, None], o_c, 0.0)
     full = end >= (c + 1) * l  # only a complete chunk is absorbed
@@ -134,6 +179,7 @@ def ovq_chunk(
   num_slots: int = 1024,
   schedule: str = "saturating",
   renormalize: bool = False,
+  segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention in chunked form (the training path in XLA).
 
@@ -153,9 +199,11 @@ def ovq_chunk(
     num_slots: N_max (DESIGN CHOICE, default 1024).
     schedule: growth schedule (DESIGN CHOICE, default "saturating").
     renormalize: re-normalise updated key slots (DESIGN CHOICE, default False).
+    segment_ids: `[B, T]` ints or None: packed sequences; the state restarts where the id
+      changes (see `reasoning_jax.ops.ovq.segments`). Not with `initial_state`.
 
   Returns:
-    `(o [B, T, H, Dv] in q.dtype, final_state)`.
+    `(o [B, T, H, Dv] in q.dtype, final_state)` (with segments: the last segment's state).
   """
   common.check_ovq_inputs(
     q,
@@ -168,6 +216,7 @@ def ovq_chunk(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
   )
   return ovq_chunk_scan(
     q,
@@ -180,4 +229,5 @@ def ovq_chunk(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
   )

@@ -26,7 +26,9 @@ are bit-identical.
 Chunk boundaries are absolute: a chunk is L consecutive tokens of the stream
 counted from the first token ever absorbed, so a call continuing from a state
 whose buffer holds p tokens first completes that chunk with L - p new tokens.
-All forms map a call's tokens onto this "stream" layout (`to_stream`).
+All forms map a call's tokens onto this "stream" layout (`to_stream`). On packed rows
+(`segment_ids`) the state restarts at every segment and chunks are counted from each
+segment's first token (`reasoning_jax.ops.ovq.segments`).
 """
 
 from __future__ import annotations
@@ -143,7 +145,18 @@ def check_positive_int(value, name: str) -> None:
 
 
 def check_ovq_inputs(
-  q, k, v, beta, initial_state, lengths, *, chunk_size, num_slots, schedule, renormalize
+  q,
+  k,
+  v,
+  beta,
+  initial_state,
+  lengths,
+  *,
+  chunk_size,
+  num_slots,
+  schedule,
+  renormalize,
+  segment_ids=None,
 ) -> None:
   """Raises ValueError naming the argument and the expected shape/dtype/range.
 
@@ -158,6 +171,7 @@ def check_ovq_inputs(
     chunk_size, num_slots: positive ints (num_slots <= 46340).
     schedule: a name in `OVQ_SCHEDULES`.
     renormalize: bool.
+    segment_ids: `[B, T]` integer array or None; not together with `initial_state`.
   """
   if getattr(q, "ndim", None) != 4:
     raise ValueError(f"q must be [B, T, H, D], got shape {getattr(q, 'shape', None)}")
@@ -197,6 +211,18 @@ def check_ovq_inputs(
       raise ValueError(f"lengths must be [B] = ({b},), got shape {getattr(lengths, 'shape', None)}")
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
       raise ValueError(f"lengths must be integers, got {lengths.dtype}")
+  if segment_ids is not None:
+    if getattr(segment_ids, "shape", None) != (b, t):
+      raise ValueError(
+        f"segment_ids must be [B, T] = ({b}, {t}), got shape {getattr(segment_ids, 'shape', None)}"
+      )
+    if not jnp.issubdtype(segment_ids.dtype, jnp.integer):
+      raise ValueError(f"segment_ids must be integers, got {segment_ids.dtype}")
+    if initial_state is not None:
+      raise ValueError(
+        "segment_ids (packed sequences) cannot be combined with initial_state: every packed "
+        "segment starts from the empty state"
+      )
   if initial_state is not None:
     check_state(initial_state, b, h, num_slots, chunk_size, d, dv, name="initial_state")
 
@@ -261,7 +287,18 @@ def dictionary_bias(dict_k, counts, beta_h, renormalize: bool) -> jax.Array:
 
 
 def readout(
-  q, keys, values, key_mask, dict_k, dict_v, counts, beta_h, *, renormalize, precision
+  q,
+  keys,
+  values,
+  key_mask,
+  dict_k,
+  dict_v,
+  counts,
+  beta_h,
+  *,
+  renormalize,
+  precision,
+  dict_mask=None,
 ) -> jax.Array:
   """Joint softmax over active slots and the visible exact keys (fp32, vectorised).
 
@@ -271,6 +308,8 @@ def readout(
     key_mask: `[B, Lq, Lk]` bool, True where query i may read key j.
     dict_k, dict_v, counts: the dictionary `[B, H, N, D]`, `[B, H, N, Dv]`, `[B, H, N]`.
     beta_h: `[H]` fp32.
+    dict_mask: `[B, Lq]` bool or None (all True): False where a query does not read the
+      dictionary (a packed segment that has not absorbed anything yet).
 
   Returns:
     `[B, H, Lq, Dv]` fp32; rows that see nothing are 0.
@@ -279,6 +318,8 @@ def readout(
   bias = dictionary_bias(dict_k, counts, beta_h, renormalize)
   logits_d = beta * jnp.einsum("bhid,bhnd->bhin", q, dict_k, precision=precision)
   logits_d = logits_d + bias[:, :, None, :]
+  if dict_mask is not None:
+    logits_d = jnp.where(dict_mask[:, None, :, None], logits_d, -jnp.inf)
   logits_c = beta * (jnp.einsum("bhid,bhjd->bhij", q, keys, precision=precision) - 1.0)
   logits_c = jnp.where(key_mask[:, None], logits_c, -jnp.inf)
   m = jnp.maximum(
@@ -453,14 +494,15 @@ def from_stream(o, offset, t: int) -> jax.Array:
   return jnp.moveaxis(jnp.take_along_axis(o, idx[:, None, :, None], axis=2), 1, 2)
 
 
-def final_buffer(stream_k, stream_v, end, chunk_size: int):
-  """The partial chunk after stream position `end [B]`: `(buf_k, buf_v, buf_len)`.
+def final_buffer(stream_k, stream_v, end, chunk_size: int, buf_len=None):
+  """The partial chunk ending at stream position `end [B]`: `(buf_k, buf_v, buf_len)`.
 
-  `end` is the number of valid stream rows; the buffer is rows
-  `[L * (end // L), end)`, zero-padded to L.
+  `end` is the number of valid stream rows; the buffer is rows `[end - buf_len, end)`,
+  zero-padded to L, with `buf_len = end % L` unless given `[B]` (a packed row's last
+  segment need not start at a multiple of L).
   """
   l = chunk_size
-  buf_len = end % l
+  buf_len = end % l if buf_len is None else buf_len
   start = end - buf_len  # [B]
   p = stream_k.shape[2]
   idx = start[:, None] + jnp.arange(l)[None, :]  # [B, L]

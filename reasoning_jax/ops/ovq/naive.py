@@ -6,7 +6,10 @@ possible: logits from explicit squared distances `-(beta/2)||q - x||^2 + log n`,
 farthest-first seeding and assignment from explicit distances, and the running
 mean update with a scatter-add per sequence (`jax.vmap` over batch and heads).
 `ovq_chunk` (dense, scanned) and `ovq_recurrent` (decode steps) must agree with it.
-See `reasoning_jax.ops.ovq.common` for the state and the conventions.
+See `reasoning_jax.ops.ovq.common` for the state and the conventions. Packed rows
+(`segment_ids`) are laid out as literally "each segment alone": every segment gets its
+own whole chunks of a segment-aligned stream, and the state is emptied at each chunk
+that starts a segment (`reasoning_jax.ops.ovq.segments.packed_stream`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from reasoning_jax.ops.ovq import common
+from reasoning_jax.ops.ovq import common, segments
 
 
 def _sq_dist(x, c):
@@ -99,6 +102,7 @@ def ovq_naive(
   num_slots: int = 1024,
   schedule: str = "saturating",
   renormalize: bool = False,
+  segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention as a plain loop over chunks (the fp32 spec).
 
@@ -123,9 +127,13 @@ def ovq_naive(
     renormalize: DESIGN CHOICE, default False: keep the running means as they
       are and the `-(beta/2)||dk||^2` term; True re-normalises updated key
       slots to unit norm (the logit becomes `beta q.dk + log n` up to a constant).
+    segment_ids: `[B, T]` ints or None: packed sequences. The whole state restarts at
+      every valid position whose id differs from the previous token's; chunks and the
+      growth schedule count tokens within the segment. Not with `initial_state`.
 
   Returns:
-    `(o [B, T, H, Dv] in q.dtype, final_state)`.
+    `(o [B, T, H, Dv] in q.dtype, final_state)`; with segments the final state is the
+    last segment's.
   """
   common.check_ovq_inputs(
     q,
@@ -138,9 +146,23 @@ def ovq_naive(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
   )
-  s = common.prepare(q, k, v, beta, initial_state, lengths, chunk_size, num_slots)
-  state, l, end, offset = s["state"], chunk_size, s["end"], s["offset"]
+  l = chunk_size
+  if segment_ids is None:
+    s = common.prepare(q, k, v, beta, initial_state, lengths, chunk_size, num_slots)
+    state, end, offset = s["state"], s["end"], s["offset"]
+    pos = jnp.arange(s["q"].shape[2])[None, :]
+    row_valid = pos < end[:, None]
+    query_valid = row_valid & (pos >= (0 if offset is None else offset[:, None]))
+    reset = jnp.zeros((q.shape[0], s["num_chunks"]), bool)
+  else:
+    s = segments.packed_stream(q, k, v, segment_ids, lengths, chunk_size)
+    b, t, h, d = q.shape
+    state = common.init_state(b, h, num_slots, l, d, v.shape[-1])
+    row_valid = query_valid = s["row_valid"]
+    reset, end = s["reset"], s["end"]
+  beta_h = common.beta_per_head(beta, q.shape[2])
   dict_k, dict_v, counts, seen = state.dk, state.dv, state.counts, state.tokens_seen
   absorb = jax.vmap(
     jax.vmap(
@@ -148,14 +170,18 @@ def ovq_naive(
       in_axes=(0, 0, 0, 0, 0, None, None),
     )
   )  # heads
-  start = jnp.zeros_like(end) if offset is None else offset
   causal = jnp.tril(jnp.ones((l, l), bool))
   outputs = []
-  for c in range(s["num_chunks"]):
+  for c in range(reset.shape[1]):
     rows = slice(c * l, (c + 1) * l)
     q_c, k_c, v_c = s["q"][:, :, rows], s["k"][:, :, rows], s["v"][:, :, rows]
-    pos = c * l + jnp.arange(l)
-    key_valid = pos[None, :] < end[:, None]  # [B, L]
+    # A chunk that starts a packed segment starts from the empty state.
+    fresh = reset[:, c]
+    dict_k = jnp.where(fresh[:, None, None, None], 0.0, dict_k)
+    dict_v = jnp.where(fresh[:, None, None, None], 0.0, dict_v)
+    counts = jnp.where(fresh[:, None, None], 0.0, counts)
+    seen = jnp.where(fresh, 0, seen)
+    key_valid = row_valid[:, rows]  # [B, L]
     o_c = _readout(
       q_c,
       k_c,
@@ -164,15 +190,18 @@ def ovq_naive(
       dict_k,
       dict_v,
       counts,
-      s["beta_h"],
+      beta_h,
       renormalize,
     )
-    query_valid = key_valid & (pos[None, :] >= start[:, None])
-    outputs.append(jnp.where(query_valid[:, None, :, None], o_c, 0.0))
-    full = end >= (c + 1) * l  # only a complete chunk is absorbed
+    outputs.append(jnp.where(query_valid[:, None, rows, None], o_c, 0.0))
+    full = jnp.all(key_valid, axis=1)  # only a complete chunk is absorbed
     dict_k, dict_v, counts = absorb(dict_k, dict_v, counts, k_c, v_c, seen, full)
     seen = seen + jnp.where(full, l, 0).astype(jnp.int32)
-  o = common.from_stream(jnp.concatenate(outputs, axis=2), offset, s["t"])
+  o = jnp.concatenate(outputs, axis=2)
+  if segment_ids is None:
+    o = common.from_stream(o, offset, s["t"])
+  else:
+    o = segments.from_packed_stream(o, s["row"])
   buf_k, buf_v, buf_len = common.final_buffer(s["k"], s["v"], end, l)
   final = common.OVQState(
     dk=dict_k, dv=dict_v, counts=counts, buf_k=buf_k, buf_v=buf_v, buf_len=buf_len, tokens_seen=seen

@@ -6,7 +6,8 @@ output is the joint softmax over the active dictionary slots and the buffered
 keys (the token's own included), and when the buffer holds L tokens it is
 absorbed into the dictionary (write after read) and emptied. This is the decode
 step of the generation cache. `ovq_recurrent` scans it over a sequence with the
-signature of `ovq_naive` / `ovq_chunk`.
+signature of `ovq_naive` / `ovq_chunk`; on packed rows (`segment_ids`) it empties the
+state before every valid token whose id differs from the previous token's.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def ovq_recurrent(
   num_slots: int = 1024,
   schedule: str = "saturating",
   renormalize: bool = False,
+  segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention by scanning the decode step over time.
 
@@ -162,9 +164,11 @@ def ovq_recurrent(
     num_slots: N_max (DESIGN CHOICE, default 1024).
     schedule: growth schedule (DESIGN CHOICE, default "saturating").
     renormalize: re-normalise updated key slots (DESIGN CHOICE, default False).
+    segment_ids: `[B, T]` ints or None: packed sequences; the whole state restarts at
+      each valid token whose id differs from the previous one's. Not with `initial_state`.
 
   Returns:
-    `(o [B, T, H, Dv] in q.dtype, final_state)`.
+    `(o [B, T, H, Dv] in q.dtype, final_state)` (with segments: the last segment's).
   """
   common.check_ovq_inputs(
     q,
@@ -177,11 +181,11 @@ def ovq_recurrent(
     num_slots=num_slots,
     schedule=schedule,
     renormalize=renormalize,
+    segment_ids=segment_ids,
   )
   b, t, h, d = q.shape
-  state = initial_state
-  if state is None:
-    state = common.init_state(b, h, num_slots, chunk_size, d, v.shape[-1])
+  empty = common.init_state(b, h, num_slots, chunk_size, d, v.shape[-1])
+  state = empty if initial_state is None else initial_state
   n_valid = jnp.full((b,), t, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
   beta_h = common.beta_per_head(beta, h)
   step = functools.partial(
@@ -192,9 +196,22 @@ def ovq_recurrent(
     precision=common.precision_for(q.dtype),
   )
 
+  if segment_ids is None:
+    new_segment = jnp.zeros((t, b), bool)
+  else:  # [T, B]: a valid token whose id differs from the previous token's
+    change = jnp.concatenate(
+      [jnp.zeros((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1
+    )
+    new_segment = jnp.moveaxis(change, 1, 0)
+
   def body(s, inputs):
-    q_t, k_t, v_t, i = inputs
-    o_t, s = step(s, q_t, k_t, v_t, i < n_valid)
+    q_t, k_t, v_t, i, fresh = inputs
+    valid = i < n_valid
+    fresh = fresh & valid
+    s = jax.tree.map(
+      lambda e, x: jnp.where(fresh.reshape((b,) + (1,) * (x.ndim - 1)), e, x), empty, s
+    )
+    o_t, s = step(s, q_t, k_t, v_t, valid)
     return s, o_t
 
   time_major = lambda x: jnp.moveaxis(x, 1, 0)
@@ -206,6 +223,7 @@ def ovq_recurrent(
       time_major(common.l2_normalize(k)),
       time_major(v.astype(jnp.float32)),
       jnp.arange(t),
+      new_segment,
     ),
   )
   return jnp.moveaxis(o, 0, 1).astype(q.dtype), final
