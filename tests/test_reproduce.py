@@ -15,7 +15,8 @@ import pytest
 from reasoning_jax import citations
 from reasoning_jax.reproduce import NOT_REPRODUCED, SUITES, Reproduction, Verdict, ordered
 from reasoning_jax.reproduce import entries
-from reasoning_jax.reproduce.runner import RECORD_FILE, run_one, select
+from reasoning_jax.reproduce.records import RECORD_FILE
+from reasoning_jax.reproduce.runner import run_one, select
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -152,13 +153,13 @@ def test_every_entry_loads_its_config_and_moves_its_outputs(suite, tmp_path):
     if "rl" in config:  # Both RL experiments train from one shared warm start.
       assert config.rl.sft.workdir == str(tmp_path / "rl_arith_warmstart")
     assert entry.full_time and entry.claim and entry.command.startswith("python -m ")
-    assert callable(entry.run_fn())
+    assert callable(entry.run)
   assert [e.name for e in select(["mqar", " induction"])] == ["induction", "mqar"]
   with pytest.raises(ValueError, match="unknown reproductions.*'nope'"):
     select(["nope"])
 
 
-def test_a_failing_experiment_is_recorded_not_raised(tmp_path, monkeypatch):
+def test_a_failing_experiment_is_recorded_not_raised(tmp_path):
   def boom(config):
     raise RuntimeError("out of memory")
 
@@ -169,16 +170,15 @@ def test_a_failing_experiment_is_recorded_not_raised(tmp_path, monkeypatch):
     methods=("grpo",),
     config="configs/monotone_attack.py",
     variants={"quick": "quick", "full": ""},
-    run="builtins:print",
+    run=boom,
     command="python -m x",
     verdict=lambda payload: [],
   )
-  monkeypatch.setattr(Reproduction, "run_fn", lambda self: boom)
   record = run_one(entry, "quick", str(tmp_path), force=False)
   assert record["status"] == "failed" and "RuntimeError: out of memory" in record["error"]
   assert not os.path.exists(tmp_path / "boom" / RECORD_FILE)  # Runs again next time.
   with pytest.raises(ValueError, match="variants lacks suites"):
-    Reproduction("x", "t", "c", (), "c.py", {"quick": ""}, "a:b", "python -m x", lambda p: [])
+    Reproduction("x", "t", "c", (), "c.py", {"quick": ""}, boom, "python -m x", lambda p: [])
 
 
 # -- The quick suite, end to end -------------------------------------------------------------

@@ -233,6 +233,27 @@ def monotone_attack_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
   ]
 
 
+# -- What each experiment runs (imported when it runs) ----------------------------------------
+
+
+def _run_comparison(config):
+  from reasoning_jax.rl.compare import run_comparison
+
+  return run_comparison(config)
+
+
+def _run_recall_experiment(config):
+  from reasoning_jax.train.sweeps import run_recall_experiment
+
+  return run_recall_experiment(config)
+
+
+def _run_monotone_attack(config):
+  from reasoning_jax.evaluate.monotone_attack import run
+
+  return run(config)
+
+
 # -- The registry entries -------------------------------------------------------------------
 
 _RL_PATHS = {"workdir": "{dir}", "rl.sft.workdir": "{root}/rl_arith_warmstart"}
@@ -249,7 +270,7 @@ register(
     methods=("dispo",),
     config="configs/compare_rl.py",
     variants={"quick": "main_job_quick", "full": "main_job"},
-    run="reasoning_jax.rl.compare:run_comparison",
+    run=_run_comparison,
     command="python -m experiments.compare_rl --config=configs/compare_rl.py:main_job",
     verdict=main_job_verdict,
     figures=("accuracy.png",),
@@ -270,7 +291,7 @@ register(
     methods=("grpo", "dapo", "dr_grpo", "cispo", "dispo", "arm", "mrpo"),
     config="configs/compare_rl.py",
     variants={"quick": "quick", "full": ""},
-    run="reasoning_jax.rl.compare:run_comparison",
+    run=_run_comparison,
     command="python -m experiments.compare_rl",
     verdict=compare_rl_verdict,
     figures=("accuracy.png",),
@@ -290,7 +311,7 @@ register(
     methods=("momentum_attention",),
     config="configs/induction.py",
     variants={"quick": "quick", "full": ""},
-    run="reasoning_jax.train.sweeps:run_recall_experiment",
+    run=_run_recall_experiment,
     command="python -m experiments.induction",
     verdict=induction_verdict,
     figures=("accuracy.png",),
@@ -309,7 +330,7 @@ register(
     methods=("ovq", "gla"),
     config="configs/mqar.py",
     variants={"quick": "quick", "full": "cpu"},
-    run="reasoning_jax.train.sweeps:run_recall_experiment",
+    run=_run_recall_experiment,
     command="python -m experiments.mqar",
     verdict=mqar_verdict,
     figures=("accuracy.png",),
@@ -328,7 +349,7 @@ register(
     methods=("monotone_ffn",),
     config="configs/monotone_attack.py",
     variants={"quick": "quick", "full": ""},
-    run="reasoning_jax.evaluate.monotone_attack:run",
+    run=_run_monotone_attack,
     command="python -m experiments.monotone_attack",
     verdict=monotone_attack_verdict,
     figures=("attack.png",),

@@ -16,7 +16,6 @@ is covered by a reproduction or listed in `NOT_REPRODUCED` with the reason.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import importlib.util
 import os
 from collections.abc import Callable, Mapping
@@ -68,8 +67,9 @@ class Reproduction:
     methods: the method pages (`citations.METHODS` keys) whose claim it tests.
     config: path of its config file, relative to the repository root.
     variants: suite -> the config file's variant (`get_config(variant)`; "" = the default).
-    run: "module:function" of the library function that runs the config and writes its
-      files into `config.workdir` (imported only when the experiment runs).
+    run: the library function that runs the config and writes its files into
+      `config.workdir`, returning its payload (entries wrap it in a function that imports it
+      when the experiment runs, so that listing the registry stays cheap).
     command: the standalone command that runs the full variant.
     verdict: payload (what `run` returned) -> list of `Verdict`s.
     figures: files in the experiment's workdir that the report shows.
@@ -85,7 +85,7 @@ class Reproduction:
   methods: tuple[str, ...]
   config: str
   variants: Mapping[str, str]
-  run: str
+  run: Callable[[Any], Mapping[str, Any]]
   command: str
   verdict: Callable[[Mapping[str, Any]], list[Verdict]]
   figures: tuple[str, ...] = ()
@@ -96,12 +96,8 @@ class Reproduction:
     missing = [s for s in SUITES if s not in self.variants]
     if missing:
       raise ValueError(f"reproduction {self.name!r}: variants lacks suites {missing}")
-    if ":" not in self.run:
-      raise ValueError(f"reproduction {self.name!r}: run must be 'module:function'")
-
-  def run_fn(self) -> Callable[[Any], Mapping[str, Any]]:
-    module, function = self.run.split(":")
-    return getattr(importlib.import_module(module), function)
+    if not callable(self.run):
+      raise ValueError(f"reproduction {self.name!r}: run must be callable, got {self.run!r}")
 
   def make_config(self, suite: str, *, directory: str, root: str):
     """The config of `suite` with its output folders moved under `directory` / `root`."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasoning_jax.reproduce.registry import NOT_REPRODUCED, Reproduction, ordered
-from reasoning_jax.reproduce.runner import config_fingerprint, load_record
+from reasoning_jax.reproduce.records import config_fingerprint, load_record
 
 __all__ = ["REPORT_FILE", "write_report"]
 

@@ -11,7 +11,6 @@ its own code keeps (RL checkpoints, the recall sweep's finished runs).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -22,18 +21,15 @@ from typing import Any
 from absl import logging
 
 from reasoning_jax.reproduce import provenance
+from reasoning_jax.reproduce.records import (
+  config_fingerprint,
+  load_record,
+  write_record,
+)
 from reasoning_jax.reproduce.registry import SUITES, Reproduction, ordered, repo_root
+from reasoning_jax.reproduce.report import write_report
 
-__all__ = [
-  "RECORD_FILE",
-  "config_fingerprint",
-  "default_workdir",
-  "load_record",
-  "run_suite",
-  "select",
-]
-
-RECORD_FILE = "reproduce.json"
+__all__ = ["default_workdir", "run_one", "run_suite", "select"]
 
 
 def default_workdir(suite: str) -> str:
@@ -49,30 +45,6 @@ def select(only: Sequence[str] | None) -> list[Reproduction]:
   if unknown:
     raise ValueError(f"--only names unknown reproductions {unknown}; registered: {names}")
   return [e for e in entries if not only or e.name in only]
-
-
-def config_fingerprint(config) -> str:
-  return json.dumps(config.to_dict(), sort_keys=True, default=str)
-
-
-def load_record(directory: str) -> dict[str, Any] | None:
-  """The `reproduce.json` of a finished experiment folder, or None."""
-  path = os.path.join(directory, RECORD_FILE)
-  if not os.path.exists(path):
-    return None
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    logging.warning("ignoring unreadable %s (%s)", path, e)
-    return None
-
-
-def _write_record(directory: str, record: dict[str, Any]) -> None:
-  path = os.path.join(directory, RECORD_FILE)
-  with open(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=2, default=str)
-  os.replace(path + ".tmp", path)
 
 
 def run_one(entry: Reproduction, suite: str, workdir: str, *, force: bool) -> dict[str, Any]:
@@ -98,7 +70,7 @@ def run_one(entry: Reproduction, suite: str, workdir: str, *, force: bool) -> di
   }
   start = time.time()
   try:
-    payload = entry.run_fn()(config)
+    payload = entry.run(config)
     record["verdicts"] = [v.__dict__ for v in entry.verdict(payload)]
     record["status"] = "done"
   except Exception as e:  # Reported and recorded; the suite goes on with the others.
@@ -107,7 +79,7 @@ def run_one(entry: Reproduction, suite: str, workdir: str, *, force: bool) -> di
     record["error"] = f"{type(e).__name__}: {e}"
   record["wall_s"] = time.time() - start
   if record["status"] == "done":
-    _write_record(directory, record)
+    write_record(directory, record)
   return record
 
 
@@ -131,8 +103,6 @@ def run_suite(
   Returns:
     `{"report": path of REPORT.md, "records": {name: record}, "failed": [names]}`.
   """
-  from reasoning_jax.reproduce.report import write_report
-
   if suite not in SUITES:
     raise ValueError(f"--suite must be one of {SUITES}, got {suite!r}")
   workdir = os.path.abspath(workdir or default_workdir(suite))
