@@ -534,7 +534,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         preempted = True
         break
     final_step = last_step
-    if not preempted:
+    # A rerun of a finished run trains no step: its final checkpoint is already on disk.
+    if not preempted and final_step != start_step:
       ckpt.save(final_step, as_checkpoint(final_step), force=True, wait=True)
   result: dict[str, Any] = {
     "loss": config.loss,

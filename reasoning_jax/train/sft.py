@@ -429,7 +429,8 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
         preempted = True
         break
     final_step = int(jax.device_get(state.step))
-    if not preempted:
+    # A rerun of a finished run trains no step: its final checkpoint is already on disk.
+    if not preempted and final_step != start_step:
       ckpt.save(final_step, as_checkpoint(final_step), force=True, wait=True)
   result = {"step": final_step, "preempted": preempted, "seconds": time.perf_counter() - t0}
   if not preempted:

@@ -203,6 +203,9 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   assert {"sampled_accuracy", "sampled_accuracy_warm_start", "pass_at_k"} <= set(result)
   steps = [r["step"] for r in read_metrics(config.workdir) if "rollout/reward" in r]
   assert steps == [1, 2, 3, 4, 5]
+  # Running the finished run again (the README command twice) trains nothing and succeeds.
+  assert run_rl(config)["step"] == 5
+  assert [r["step"] for r in read_metrics(config.workdir) if "rollout/reward" in r] == steps
   # A warm start trained under another SFT config is refused, naming the keys.
   config.sft.task_overrides = dict(config.sft.task_overrides, answer_noise=0.25)
   config.sft.num_steps = 7
