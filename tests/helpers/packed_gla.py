@@ -4,6 +4,7 @@ one by one (the first one from the row's initial state, the others from zero) an
 Shared by the op tests (naive / chunk / recurrent) and the Pallas kernel tests.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -64,3 +65,16 @@ def assert_close(actual, expected, atol):
     np.testing.assert_allclose(
       np.asarray(a, np.float32), np.asarray(e, np.float32), atol=atol, rtol=atol
     )
+
+
+def gla_inputs(b, t, *, heads=2, dk=8, dv=16, gate="vector", dtype=jnp.float32, seed=0):
+  """Random q, k, v `[b, t, heads, d]`, a gate ("vector" `[.., dk]`, "scalar" or None, biased
+  towards slow decay) and a float32 initial state: the GLA kernel tests' inputs."""
+  ks = jax.random.split(jax.random.key(seed), 5)
+  q = jax.random.normal(ks[0], (b, t, heads, dk), dtype)
+  k = jax.random.normal(ks[1], (b, t, heads, dk), dtype)
+  v = jax.random.normal(ks[2], (b, t, heads, dv), dtype)
+  gate_shape = {"vector": (b, t, heads, dk), "scalar": (b, t, heads)}
+  g = None if gate is None else jax.nn.log_sigmoid(jax.random.normal(ks[3], gate_shape[gate]) + 1.5)
+  h0 = jax.random.normal(ks[4], (b, heads, dk, dv), jnp.float32)
+  return q, k, v, g, h0

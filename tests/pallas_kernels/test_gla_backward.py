@@ -23,14 +23,7 @@ NAMES = "q k v g initial_state".split()
 
 
 def _inputs(b, t, *, gate="vector", dtype=jnp.float32, seed=0):
-  ks = jax.random.split(jax.random.key(seed), 5)
-  q = jax.random.normal(ks[0], (b, t, H, DK), dtype)
-  k = jax.random.normal(ks[1], (b, t, H, DK), dtype)
-  v = jax.random.normal(ks[2], (b, t, H, DV), dtype)
-  gate_shape = {"vector": (b, t, H, DK), "scalar": (b, t, H)}
-  g = None if gate is None else jax.nn.log_sigmoid(jax.random.normal(ks[3], gate_shape[gate]) + 1.5)
-  h0 = jax.random.normal(ks[4], (b, H, DK, DV), jnp.float32)
-  return q, k, v, g, h0
+  return packed_gla.gla_inputs(b, t, heads=H, dk=DK, dv=DV, gate=gate, dtype=dtype, seed=seed)
 
 
 def _segments(name, b, t):

@@ -26,14 +26,7 @@ TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2}
 
 
 def _inputs(*, b=B, t=T, dtype=jnp.float32, gate="vector", seed=0):
-  ks = jax.random.split(jax.random.key(seed), 5)
-  q = jax.random.normal(ks[0], (b, t, H, DK), dtype)
-  k = jax.random.normal(ks[1], (b, t, H, DK), dtype)
-  v = jax.random.normal(ks[2], (b, t, H, DV), dtype)
-  gate_shape = {"vector": (b, t, H, DK), "scalar": (b, t, H)}
-  g = None if gate is None else jax.nn.log_sigmoid(jax.random.normal(ks[3], gate_shape[gate]) + 1.5)
-  h0 = jax.random.normal(ks[4], (b, H, DK, DV), jnp.float32)
-  return q, k, v, g, h0
+  return packed_gla.gla_inputs(b, t, heads=H, dk=DK, dv=DV, gate=gate, dtype=dtype, seed=seed)
 
 
 def random_segments(b, t, seed):
