@@ -63,7 +63,7 @@ def profile_decode(model, prompts, args):
   import jax.numpy as jnp
   from flax import nnx
 
-  from reasoning_jax.generate.generate import _compiled_fns, _Settings
+  from reasoning_jax.generate.generate import _compiled_fns, GenerateSettings
   from reasoning_jax.generate.sampling import sample_logits
 
   b, p = prompts.shape
@@ -120,7 +120,9 @@ def profile_decode(model, prompts, args):
   last = jnp.asarray(prompts[:, -1], jnp.int32)
   ids, lens = jnp.asarray(prompts, jnp.int32), jnp.full((b,), p, jnp.int32)
   cache_size = p + n  # As in the benchmark: attention spans p + n slots.
-  prefill, decode = _compiled_fns(graphdef, _Settings(steps + 1, cache_size, 0.0, 0, 1.0, (), 0))
+  prefill, decode = _compiled_fns(
+    graphdef, GenerateSettings(steps + 1, cache_size, 0.0, 0, 1.0, (), 0)
+  )
 
   def fresh_cache():
     return jax.block_until_ready(model.init_cache(b, cache_size))

@@ -81,6 +81,9 @@ METHODS: dict[str, Method] = {
   "ovq": Method("OVQ attention", ("alonso2026ovq",)),
   "momentum_attention": Method("Momentum attention", ("maitra2026momentum",)),
   "monotone_ffn": Method("Monotone FFN", ("cooper2026monotonicity",)),
+  "speculative_decoding": Method(
+    "Speculative decoding", ("leviathan2023fast", "chen2023accelerating")
+  ),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).

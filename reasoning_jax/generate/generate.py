@@ -76,7 +76,7 @@ class GenerateOutput:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Settings:
+class GenerateSettings:
   """Static (hashable) generation settings: one compiled prefill/decode pair each."""
 
   max_new_tokens: int
@@ -95,7 +95,7 @@ def _is_eos(tokens: jax.Array, eos_ids: tuple[int, ...]) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_fns(graphdef: Any, settings: _Settings):
+def _compiled_fns(graphdef: Any, settings: GenerateSettings):
   """Jitted `(prefill, decode)` for one model structure and one set of static settings."""
   n = settings.max_new_tokens
   sample = functools.partial(
@@ -204,6 +204,104 @@ def _check_key(key: Any) -> None:
     raise TypeError(f"key must be a PRNG key (jax.random.key or PRNGKey), got dtype {dtype}")
 
 
+def check_generate_args(
+  model: nnx.Module,
+  prompts: Any,
+  prompt_lengths: Any,
+  *,
+  max_new_tokens: Any,
+  temperature: Any,
+  top_k: Any,
+  top_p: Any,
+  eos_id: Any,
+  key: Any,
+  cache_size: Any,
+  pad_id: Any,
+  extra_slots: int = 0,
+  extra_reason: str = "",
+) -> tuple[jax.Array, jax.Array, GenerateSettings, jax.Array | None]:
+  """Validates `generate`'s arguments; the extension point other decoders share.
+
+  Returns `(prompts int32 [B, P], prompt_lengths int32 [B], settings, key)`, `key` None for
+  greedy decoding. `extra_slots` cache slots beyond `P + max_new_tokens` are required (and
+  added to the default `cache_size`); `extra_reason` names them in the error, e.g. the
+  speculative decoder's verify block.
+
+  Raises the TypeError / ValueError documented in `generate`.
+  """
+  vocab_size = model.config.vocab_size
+  if not hasattr(prompts, "dtype"):
+    prompts = np.asarray(prompts)
+  if not jnp.issubdtype(prompts.dtype, jnp.integer):
+    raise TypeError(
+      f"prompts must be an integer array [B, P] of token ids, got dtype {prompts.dtype}"
+    )
+  if prompts.ndim != 2 or prompts.shape[0] < 1 or prompts.shape[1] < 1:
+    raise ValueError(f"prompts must be [B, P] with B, P >= 1, got shape {tuple(prompts.shape)}")
+  b, p = prompts.shape
+
+  if not hasattr(prompt_lengths, "dtype"):
+    prompt_lengths = np.asarray(prompt_lengths)
+  if not jnp.issubdtype(prompt_lengths.dtype, jnp.integer):
+    raise TypeError(
+      f"prompt_lengths must be an integer array [B] = [{b}], got dtype {prompt_lengths.dtype}"
+    )
+  if tuple(prompt_lengths.shape) != (b,):
+    raise ValueError(
+      f"prompt_lengths must be [B] = [{b}] (one length per prompt row), got "
+      f"shape {tuple(prompt_lengths.shape)}"
+    )
+  if is_concrete(prompt_lengths):
+    lengths_np = np.asarray(prompt_lengths)
+    if lengths_np.min() < 1 or lengths_np.max() > p:
+      raise ValueError(
+        f"prompt_lengths must be in [1, P] = [1, {p}], got values in "
+        f"[{lengths_np.min()}, {lengths_np.max()}]"
+      )
+    if is_concrete(prompts):
+      real = np.arange(p)[None, :] < lengths_np[:, None]
+      validate_token_ids(np.where(real, np.asarray(prompts), 0), vocab_size, argument="prompts")
+
+  max_new_tokens = _as_int(max_new_tokens, "max_new_tokens", "an int >= 1")
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  needed = p + max_new_tokens + extra_slots
+  if cache_size is None:
+    cache_size = needed
+  cache_size = _as_int(cache_size, "cache_size", "None or an int >= 1")
+  if needed > cache_size:
+    extra = f" + {extra_slots} {extra_reason}" if extra_slots else ""
+    raise ValueError(
+      f"the prompt plus budget does not fit in the cache: P={p} prompt slots + "
+      f"max_new_tokens={max_new_tokens}{extra} = {needed} > cache_size={cache_size}"
+    )
+  temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
+  if temperature > 0:
+    if key is None:
+      raise ValueError(
+        f"key is required when sampling with temperature={temperature} > 0 "
+        "(pass key=jax.random.key(seed), or temperature=0 for greedy)"
+      )
+    _check_key(key)
+  else:
+    key = None
+  eos_ids = _normalize_eos(eos_id, vocab_size)
+  pad_id = _as_int(pad_id, "pad_id", "an int")
+
+  settings = GenerateSettings(
+    max_new_tokens=max_new_tokens,
+    cache_size=cache_size,
+    temperature=temperature,
+    top_k=top_k,
+    top_p=top_p,
+    eos_ids=eos_ids,
+    pad_id=pad_id,
+  )
+  prompts = jnp.asarray(prompts, jnp.int32)
+  prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
+  return prompts, prompt_lengths, settings, key
+
+
 def generate(
   model: nnx.Module,
   prompts: Any,
@@ -249,76 +347,23 @@ def generate(
       range, a prompt plus budget that does not fit in the cache, bad sampling
       settings, or a missing key when sampling.
   """
-  vocab_size = model.config.vocab_size
-  if not hasattr(prompts, "dtype"):
-    prompts = np.asarray(prompts)
-  if not jnp.issubdtype(prompts.dtype, jnp.integer):
-    raise TypeError(
-      f"prompts must be an integer array [B, P] of token ids, got dtype {prompts.dtype}"
-    )
-  if prompts.ndim != 2 or prompts.shape[0] < 1 or prompts.shape[1] < 1:
-    raise ValueError(f"prompts must be [B, P] with B, P >= 1, got shape {tuple(prompts.shape)}")
-  b, p = prompts.shape
-
-  if not hasattr(prompt_lengths, "dtype"):
-    prompt_lengths = np.asarray(prompt_lengths)
-  if not jnp.issubdtype(prompt_lengths.dtype, jnp.integer):
-    raise TypeError(
-      f"prompt_lengths must be an integer array [B] = [{b}], got dtype {prompt_lengths.dtype}"
-    )
-  if tuple(prompt_lengths.shape) != (b,):
-    raise ValueError(
-      f"prompt_lengths must be [B] = [{b}] (one length per prompt row), got "
-      f"shape {tuple(prompt_lengths.shape)}"
-    )
-  if is_concrete(prompt_lengths):
-    lengths_np = np.asarray(prompt_lengths)
-    if lengths_np.min() < 1 or lengths_np.max() > p:
-      raise ValueError(
-        f"prompt_lengths must be in [1, P] = [1, {p}], got values in "
-        f"[{lengths_np.min()}, {lengths_np.max()}]"
-      )
-    if is_concrete(prompts):
-      real = np.arange(p)[None, :] < lengths_np[:, None]
-      validate_token_ids(np.where(real, np.asarray(prompts), 0), vocab_size, argument="prompts")
-
-  max_new_tokens = _as_int(max_new_tokens, "max_new_tokens", "an int >= 1")
-  if max_new_tokens < 1:
-    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-  if cache_size is None:
-    cache_size = p + max_new_tokens
-  cache_size = _as_int(cache_size, "cache_size", "None or an int >= 1")
-  if p + max_new_tokens > cache_size:
-    raise ValueError(
-      f"the prompt plus budget does not fit in the cache: P={p} prompt slots + "
-      f"max_new_tokens={max_new_tokens} = {p + max_new_tokens} > cache_size={cache_size}"
-    )
-  temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
-  if temperature > 0:
-    if key is None:
-      raise ValueError(
-        f"key is required when sampling with temperature={temperature} > 0 "
-        "(pass key=jax.random.key(seed), or temperature=0 for greedy)"
-      )
-    _check_key(key)
-  else:
-    key = None
-  eos_ids = _normalize_eos(eos_id, vocab_size)
-  pad_id = _as_int(pad_id, "pad_id", "an int")
-
-  settings = _Settings(
+  prompts, prompt_lengths, settings, key = check_generate_args(
+    model,
+    prompts,
+    prompt_lengths,
     max_new_tokens=max_new_tokens,
-    cache_size=cache_size,
     temperature=temperature,
     top_k=top_k,
     top_p=top_p,
-    eos_ids=eos_ids,
+    eos_id=eos_id,
+    key=key,
+    cache_size=cache_size,
     pad_id=pad_id,
   )
+  b = prompts.shape[0]
+  cache_size = settings.cache_size
   graphdef, state = nnx.split(model)
   prefill, decode = _compiled_fns(graphdef, settings)
-  prompts = jnp.asarray(prompts, jnp.int32)
-  prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
   start = time.perf_counter()
   cache = model.init_cache(b, cache_size)  # Fresh zeros, filled in place by prefill.
   cache, carry = prefill(state, cache, prompts, prompt_lengths, key)

@@ -17,9 +17,8 @@ With a cache, the T new tokens of row b occupy cache slots
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
+from typing import TYPE_CHECKING, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +38,16 @@ if TYPE_CHECKING:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class KVCache:
-  """Preallocated keys and values, `[B, S, K, D]` each (slot index == position)."""
+  """Preallocated keys and values, `[B, S, K, D]` each (slot index == position).
+
+  `rollback_by_length` (a class attribute, not a pytree field): every entry is indexed by
+  position and attention is causal on positions, so a decoder that wrote slots past a row's
+  committed length (speculative drafts that were then rejected) rolls the cache back by
+  moving the row's length: the stale slots are invisible and get overwritten. Recurrent
+  states (GLA, OVQ, convolution buffers) cannot be rolled back this way and lack the flag.
+  """
+
+  rollback_by_length: ClassVar[bool] = True
 
   k: jax.Array
   v: jax.Array

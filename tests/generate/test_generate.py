@@ -160,13 +160,13 @@ def test_single_token_budget_and_explicit_cache_size():
 
 
 def test_second_call_does_not_recompile():
-  from reasoning_jax.generate.generate import TRACE_COUNTS, _compiled_fns, _Settings
+  from reasoning_jax.generate.generate import TRACE_COUNTS, _compiled_fns, GenerateSettings
 
   model = make_model("tiny-qwen3")
   kwargs = dict(max_new_tokens=4, temperature=0.7, top_k=5, key=jax.random.key(0))
   generate(model, make_prompts(seed=3), LENGTHS, **kwargs)
   before = dict(TRACE_COUNTS)
-  settings = _Settings(
+  settings = GenerateSettings(
     max_new_tokens=4, cache_size=P + 4, temperature=0.7, top_k=5, top_p=1.0, eos_ids=(), pad_id=0
   )
   fns = _compiled_fns(nnx.split(model)[0], settings)
