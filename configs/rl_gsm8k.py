@@ -40,6 +40,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.model = sft_gsm8k.model_source("/data/Qwen3-0.6B")
   c.warm_start = "source"  # "source": RL from the checkpoint; "sft": config.sft first.
   c.lora = None  # Full fine-tuning; the ':lora' variants set sft_gsm8k.lora_config().
+  # Speculative rollouts (reasoning_jax/rl/draft.py): a smaller HF folder with the same
+  # tokenizer drafts `num_draft` tokens per policy pass; "" = plain decoding.
+  c.draft = {"hf_dir": "", "tokenizer": "", "num_draft": 4}
   # Rollouts (None: the checkpoint's generation_config.json).
   c.group_size = 8
   c.prompts_per_step = 16

@@ -17,6 +17,7 @@ import optax
 
 from reasoning_jax import rl
 from reasoning_jax import sharding as sharding_lib
+from reasoning_jax.rl.draft import draft_spec
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.sft import validate_config as validate_sft
 from reasoning_jax.validation import check_float_in, check_positive_int
@@ -158,6 +159,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
       "model",
       "warm_start",
       "lora",
+      "draft",
     }
   )
   if unknown:
@@ -192,6 +194,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
     )
 
   lora_setup.lora_spec(config, error=ConfigError)  # config.lora: None or the adapter dict.
+  draft_spec(config, error=ConfigError)  # config.draft: None or the draft model's folder.
   if config.get("warm_start", "sft") not in WARM_STARTS:
     raise ConfigError(
       f"config.warm_start={config.get('warm_start')!r}; choose one of {sorted(WARM_STARTS)}"

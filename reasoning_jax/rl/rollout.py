@@ -33,6 +33,7 @@ from absl import logging
 from flax import nnx
 
 from reasoning_jax.generate import generate
+from reasoning_jax.speculative import speculative_generate
 from reasoning_jax.logprobs import sequence_logprobs
 
 
@@ -210,6 +211,9 @@ def collect_rollouts(
   recompute_old_logp: bool = True,
   eos_id: int | tuple[int, ...] | None = None,
   timings: dict[str, float] | None = None,
+  draft: nnx.Module | None = None,
+  num_draft: int = 4,
+  speculative_stats: dict[str, Any] | None = None,
 ) -> RolloutBatch:
   """Samples `group_size` completions for every prompt and scores them.
 
@@ -237,6 +241,13 @@ def collect_rollouts(
     timings: optional dict to which the seconds of each phase are added: `prefill_s`,
       `decode_s` (from `generate`), `score_s` (detokenise, rewards, batch assembly on the
       host), `old_logp_s` and `ref_logp_s` (the extra forward passes, when run).
+    draft: a draft model sharing the policy's tokenizer: completions come from
+      `speculative_generate(policy, draft, ...)` instead of `generate`. They follow the
+      policy's distribution exactly and carry the policy's log-probs, so importance ratios
+      are unchanged; only the decode time differs.
+    num_draft: drafts per policy pass with `draft`.
+    speculative_stats: optional dict filled with `speculative_generate`'s `stats` (tokens
+      per target call, acceptance rate, ...) when `draft` is given.
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -244,18 +255,34 @@ def collect_rollouts(
   prompt_lengths = np.repeat(np.asarray(prompt_batch["prompt_lengths"]), group_size, axis=0)
   n_prompts = len(prompt_batch["prompt_lengths"])
   model = nnx.merge(graphdef, params)
-  out = generate(
-    model,
-    jnp.asarray(prompts),
-    jnp.asarray(prompt_lengths),
+  sampling = dict(
     max_new_tokens=max_new_tokens,
     temperature=temperature,
     top_k=top_k,
     top_p=top_p,
     eos_id=tokenizer.eos_id if eos_id is None else eos_id,
     key=key,
-    timings=timings,
   )
+  if draft is None:
+    out = generate(
+      model, jnp.asarray(prompts), jnp.asarray(prompt_lengths), **sampling, timings=timings
+    )
+  else:
+    spec_stats: dict[str, Any] = {}
+    out = speculative_generate(
+      model,
+      draft,
+      jnp.asarray(prompts),
+      jnp.asarray(prompt_lengths),
+      **sampling,
+      num_draft=num_draft,
+      stats=spec_stats,
+    )
+    if timings is not None:
+      for phase in ("prefill_s", "decode_s"):
+        timings[phase] = timings.get(phase, 0.0) + spec_stats[phase]
+    if speculative_stats is not None:
+      speculative_stats.update(spec_stats)
   clock = time.perf_counter()
   out = jax.device_get(out)
   completion_tokens = np.asarray(out.tokens)

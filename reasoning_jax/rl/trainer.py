@@ -42,6 +42,7 @@ from flax import nnx
 from reasoning_jax import citations, rl
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.logprobs import sequence_logprobs
+from reasoning_jax.rl.draft import build_draft, draft_spec
 from reasoning_jax.rl.rollout import RolloutBatch, collect_dynamic, collect_rollouts
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
@@ -239,6 +240,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   mesh = sharding_lib.make_mesh(dict(config.mesh))
 
   model = warm_start(config, source, mesh)
+  draft_cfg = draft_spec(config, error=ConfigError)
+  draft = None
+  if draft_cfg is not None:  # Speculative rollouts (reasoning_jax.rl.draft).
+    draft = build_draft(draft_cfg, model, tokenizer, mesh, error=ConfigError)
   ref_graphdef = None
   if lora is not None:  # The warm start is the frozen base; only the adapters train.
     lora_setup.adapt(model, lora, seed=config.seed, error=ConfigError)
@@ -446,6 +451,11 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         recompute_old_logp=not on_policy,
         timings=phase_seconds,
       )
+      spec_stats: dict[str, Any] = {}
+      if draft is not None:
+        rollout_kwargs.update(
+          draft=draft, num_draft=draft_cfg["num_draft"], speculative_stats=spec_stats
+        )
       stats: dict[str, float] = {}
       if dynamic:
         batch, stats = collect_dynamic(
@@ -513,6 +523,9 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         **{f"seconds_{name[:-2]}": value for name, value in phase_seconds.items()},
         **stats,
       }
+      if spec_stats:
+        rollout["spec_tokens_per_call"] = float(spec_stats["tokens_per_target_call"])
+        rollout["spec_acceptance"] = float(spec_stats["acceptance_rate"])
       writer.write(step, rollout, prefix="rollout/")
       if step % config.log_every == 0 or step == config.num_steps:
         metrics["step_seconds"] = time.perf_counter() - step_start

@@ -80,3 +80,41 @@ def test_rl_bad_input_names_the_flag(qwen3_dir, tmp_path):
   config.model.hf_dir = str(tmp_path)
   with pytest.raises(ConfigError, match="config.json not found.*config.model.hf_dir"):
     run_rl(config)
+
+
+def test_rl_with_a_speculative_draft(qwen3_dir, tmp_path):
+  """`config.draft`: rollouts by speculative decoding from an HF folder (here the policy's
+  own starting checkpoint, so the first rollouts accept nearly every draft)."""
+  config = rl_hf_config(qwen3_dir, tmp_path, num_steps=2)
+  config.draft = {"hf_dir": str(qwen3_dir), "num_draft": 3}
+  result = run_rl(config)
+  assert result["step"] == 2 and np.isfinite(result["accuracy"])
+  acceptance = _by_step(config.workdir, "rollout/spec_acceptance")
+  per_call = _by_step(config.workdir, "rollout/spec_tokens_per_call")
+  assert sorted(acceptance) == sorted(per_call) == [1, 2]
+  assert acceptance[1] > 0.95  # Draft == policy before the first update.
+  assert all(1.0 <= v <= 4.0 for v in per_call.values())
+  assert all(np.isfinite(v) for v in _by_step(config.workdir, "train/loss").values())
+
+
+@pytest.mark.parametrize(
+  "draft, match",
+  [
+    ({"hf_dir": "", "num_draft": 0}, None),  # An empty folder switches the draft off.
+    ({"hf_dir": "x", "num_draft": 0}, r"config.draft.num_draft must be an int >= 1"),
+    ({"hf_dir": "x", "depth": 2}, r"config.draft has unknown keys \['depth'\]"),
+    ({"hf_dir": "/nonexistent"}, r"config.draft"),
+    ({"hf_dir": "SELF", "tokenizer": "byte"}, r"tokenizer.json not found.*config.draft"),
+  ],
+)
+def test_rl_draft_errors_name_the_flag(qwen3_dir, tmp_path, draft, match):
+  from reasoning_jax.rl.draft import draft_spec
+
+  draft = {k: (qwen3_dir if v == "SELF" else v) for k, v in draft.items()}
+  config = rl_hf_config(qwen3_dir, tmp_path, num_steps=1)
+  config.draft = draft
+  if match is None:
+    assert draft_spec(config) is None
+    return
+  with pytest.raises(ConfigError, match=match):
+    run_rl(config)
