@@ -1,11 +1,12 @@
-r"""Monotone FFNs vs unconstrained FFNs under a HotFlip token-substitution attack (CPU-sized).
+r"""Monotone FFNs vs unconstrained FFNs under HotFlip and UAT attacks (CPU-sized).
 
   python -m experiments.monotone_attack [--config=configs/monotone_attack.py] \
       [--config.seeds="(0,1,2)"] [--config.protocol.init=scratch]
 
 Thin absl main over `reasoning_jax.evaluate.monotone_attack.run` (the protocol, task and
-attack are documented there): "Monotonicity as an Architectural Bias for Robust Language
-Models" (Cooper, Nadali, Trivedi, Velasquez; arXiv:2602.02686), spec `memory_attention.md` §5.
+attacks are documented in that package): "Monotonicity as an Architectural Bias for Robust
+Language Models" (Cooper, Nadali, Trivedi, Velasquez; arXiv:2602.02686), spec
+`memory_attention.md` §5.
 
 Writes `<workdir>/results.md`, `<workdir>/results.json`, `<workdir>/attack.png` and
 `<workdir>/CITATIONS.bib`.

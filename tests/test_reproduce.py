@@ -118,14 +118,30 @@ def test_layer_verdicts():
   assert (ovq.method, ovq.status) == ("ovq", "not reproduced")
   assert (gla.method, gla.status) == ("gla", "not measured") and "attention 0.900" in gla.reason
 
-  def seed(base, mono):
+  def seed(base, mono, mp=(0.1, 0.05)):
     return {
-      "baseline": {"any": {"success_rate": base}, "clean_loss": 1.0},
-      "monotone": {"any": {"success_rate": mono}, "clean_loss": 1.1},
+      "baseline": {
+        "any": {"success_rate": base},
+        "meaning_preserving": {"success_rate": mp[0]},
+        "uat": {"mean_degradation": 0.2},
+        "clean_loss": 1.0,
+      },
+      "monotone": {
+        "any": {"success_rate": mono},
+        "meaning_preserving": {"success_rate": mp[1]},
+        "uat": {"mean_degradation": 0.1},
+        "clean_loss": 1.1,
+      },
     }
 
   (v,) = entries.monotone_attack_verdict({"per_seed": [seed(0.6, 0.2), seed(0.65, 0.18)]})
   assert v.status == "reproduced" and "+10.0%" in v.reason
+  assert "meaning-preserving HotFlip success: 0.100" in v.reason and "UAT" in v.reason
+  (v,) = entries.monotone_attack_verdict({"per_seed": [seed(0.6, 0.65), seed(0.62, 0.66)]})
+  assert v.status == "not reproduced"
+  # An attack that does not hurt the baseline cannot show robustness.
+  (v,) = entries.monotone_attack_verdict({"per_seed": [seed(0.1, 0.0), seed(0.12, 0.0)]})
+  assert v.status == "not measured" and "does not hurt the baseline" in v.reason
 
 
 # -- The registry ----------------------------------------------------------------------------

@@ -215,22 +215,64 @@ def mqar_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
   return verdicts
 
 
+# The attack must hurt the fine-tuned baseline before a lower success rate on the monotone
+# model means anything (issue 21: "show that the attack is strong enough to hurt the baseline").
+MIN_BASELINE_SUCCESS = 0.2
+
+
 def monotone_attack_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
-  """The monotone FFN lowers HotFlip's success rate against the fine-tuned baseline."""
+  """The monotone FFN lowers HotFlip's success rate against the fine-tuned baseline.
+
+  Reproduced when the baseline's mean success rate (the paper's HotFlip, any token) is at least
+  `MIN_BASELINE_SUCCESS` and the monotone model's is lower by more than two standard errors
+  over seeds; "not measured" when the attack does not hurt the baseline. The meaning-
+  preserving HotFlip, UAT and the clean-loss cost are quoted alongside when present.
+  """
   runs = payload["per_seed"]
-  base = [float(r["baseline"]["any"]["success_rate"]) for r in runs]
-  mono = [float(r["monotone"]["any"]["success_rate"]) for r in runs]
+
+  def values(model, *keys):
+    out = []
+    for r in runs:
+      v = r[model]
+      for k in keys:
+        v = v[k]
+      out.append(float(v))
+    return out
+
+  base, mono = values("baseline", "any", "success_rate"), values("monotone", "any", "success_rate")
   status, text = _vs(base, mono)
-  loss_b = np.mean([r["baseline"]["clean_loss"] for r in runs])
-  loss_m = np.mean([r["monotone"]["clean_loss"] for r in runs])
-  return [
-    Verdict(
-      "monotone_ffn",
-      status,
-      f"HotFlip success rate, baseline vs monotone: {text} (paper: 0.63 vs 0.19); clean "
-      f"loss {loss_b:.3f} vs {loss_m:.3f} nats/token ({(loss_m - loss_b) / loss_b:+.1%}).",
+  parts = [f"HotFlip success rate, baseline vs monotone: {text} (paper: 0.63 vs 0.19)"]
+  if np.mean(base) < MIN_BASELINE_SUCCESS:
+    status = "not measured"
+    parts.insert(
+      0,
+      f"the attack does not hurt the baseline (mean success {np.mean(base):.3f} < "
+      f"{MIN_BASELINE_SUCCESS}), so the comparison says nothing",
     )
-  ]
+  if all("mean_degradation" in r["baseline"]["any"] for r in runs):
+    _, deg = _vs(
+      values("baseline", "any", "mean_degradation"), values("monotone", "any", "mean_degradation")
+    )
+    parts.append(f"HotFlip mean relative loss increase: {deg} (paper: 0.162 vs 0.052)")
+  if all("meaning_preserving" in r["baseline"] for r in runs):
+    _, mp = _vs(
+      values("baseline", "meaning_preserving", "success_rate"),
+      values("monotone", "meaning_preserving", "success_rate"),
+    )
+    parts.append(f"meaning-preserving HotFlip success: {mp}")
+  if all("uat" in r["baseline"] for r in runs):
+    _, uat = _vs(
+      values("baseline", "uat", "mean_degradation"), values("monotone", "uat", "mean_degradation")
+    )
+    parts.append(f"UAT mean relative loss increase: {uat}")
+  loss_b, loss_m = (
+    np.mean(values("baseline", "clean_loss")),
+    np.mean(values("monotone", "clean_loss")),
+  )
+  parts.append(
+    f"clean loss {loss_b:.3f} vs {loss_m:.3f} nats/token ({(loss_m - loss_b) / loss_b:+.1%})"
+  )
+  return [Verdict("monotone_ffn", status, "; ".join(parts) + f"; {len(runs)} seeds.")]
 
 
 # -- What each experiment runs (imported when it runs) ----------------------------------------
@@ -341,10 +383,11 @@ register(
 register(
   Reproduction(
     name="monotone_attack",
-    title="Monotone FFNs under a HotFlip attack",
+    title="Monotone FFNs under HotFlip and UAT attacks",
     claim=(
       "Monotone FFNs cut HotFlip's success rate (63% for the fine-tuned baseline -> 19%) at a "
-      "small quality cost (Cooper et al., arXiv:2602.02686)."
+      "small quality cost (Cooper et al., arXiv:2602.02686); here on a synthetic summary task "
+      "where the attack is shown to hurt the baseline, with UAT alongside."
     ),
     methods=("monotone_ffn",),
     config="configs/monotone_attack.py",
@@ -353,6 +396,6 @@ register(
     command="python -m experiments.monotone_attack",
     verdict=monotone_attack_verdict,
     figures=("attack.png",),
-    full_time="about 2 min on 2 CPU cores (measured 103 s; 3 seeds)",
+    full_time="about 9 min on 2 CPU cores (measured 519 s with other jobs running; 3 seeds)",
   )
 )

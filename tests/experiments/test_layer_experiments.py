@@ -3,7 +3,7 @@
 Each main runs on a tiny config (the `--config` flag's value set directly) and its output files
 are checked. These check plumbing (files, shapes, ranges), not the papers' effects; the library
 pieces are tested in tests/train/test_recall.py, tests/train/test_sweeps.py and
-tests/evaluate/test_monotone_attack.py.
+tests/evaluate/monotone_attack/.
 """
 
 from __future__ import annotations
@@ -94,20 +94,8 @@ def test_mqar_config_compares_at_equal_state():
 
 
 def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
-  config = monotone_config.get_config()
+  config = monotone_config.get_config("quick")
   config.workdir = str(tmp_path)
-  config.seeds = (0, 1)
-  config.num_train, config.num_test = 64, 24
-  config.task = {"num_filler": 6, "num_content": 6, "source_len": 10, "num_keywords": 2}
-  config.model.hidden_size = 16
-  config.model.intermediate_size = 32
-  config.model.num_heads = 2
-  config.protocol.pretrain_steps = 4
-  config.protocol.finetune_steps = 4
-  config.train.batch_size = 8
-  config.train.log_every = 2
-  config.attack.num_examples = 16
-  config.attack.batch_size = 8
   payload = _run_main(monotone_attack, config, monkeypatch)
   for name in ("results.md", "results.json", "attack.png", "CITATIONS.bib"):
     assert os.path.getsize(os.path.join(tmp_path, name)) > 0
@@ -115,8 +103,10 @@ def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
   md = open(os.path.join(tmp_path, "results.md")).read()
   for name in ("pretrained", "baseline", "monotone"):
     assert f"| {name} |" in md
+  assert "**UAT**" in md and "bootstrap" in md
   assert len(payload["per_seed"]) == 2
   for run in payload["per_seed"]:
+    assert len(run["margin"]) == config.attack.num_examples
     for name in ("pretrained", "baseline", "monotone"):
       r = run[name]
       assert np.isfinite(r["clean_loss"]) and 0 <= r["clean_accuracy"] <= 1
@@ -124,3 +114,6 @@ def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
         a = r[mode]
         assert 0 <= a["success_rate"] <= 1 and a["num_examples"] == 16
         assert 0 < a["mean_tokens_changed"] <= 5
+        assert a["success_ci"][0] <= a["success_rate"] <= a["success_ci"][1]
+      u = r["uat"]
+      assert len(u["trigger"]) == config.uat.trigger_len and np.isfinite(u["mean_degradation"])
