@@ -1,0 +1,180 @@
+"""Speculative decoding vs target-only decoding: passes per token, step costs, wall clock.
+
+All figures come from the same run, on the same prompts and outputs:
+
+  * plain:       `generate(target, ...)`, the baseline (greedy by default);
+  * speculative: `speculative_generate(target, draft, num_draft=k)` for each `--k`.
+    Greedy output equals plain's token for token, which the script checks.
+
+Printed: target passes per emitted token (the issue's goal is <= 0.4), the acceptance rate,
+the wall-clock ratio plain / speculative, and the cost-model prediction
+`(1 - a^(k+1)) / ((1 - a)(k c + 1))` from the measured acceptance a and cost ratio c.
+Step costs are measured in isolation, each as one jitted loop of `--steps` steps on a filled
+cache: a target decode step (1 token), a target verify step (k + 1 tokens; its overhead over a
+decode step), and a draft decode step (c = draft step / target decode step).
+
+Models: two local Hugging Face folders (`--target-hf-dir`, `--draft-hf-dir`; e.g. a pair
+exported with `to_hf` from models trained here), else two random presets of the sizes given.
+Random weights make the acceptance rate meaningless (the step costs and the verify overhead
+are not); say which you ran when quoting figures.
+
+  python benchmarks/speculative.py                                  # random pair, CPU-sized
+  python benchmarks/speculative.py --target-hf-dir=/m/target --draft-hf-dir=/m/draft --k 2 4 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from reasoning_jax.generate import generate  # noqa: E402
+from reasoning_jax.models import Transformer, count_params, get_preset  # noqa: E402
+from reasoning_jax.speculative import expected_speedup, speculative_generate  # noqa: E402
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--target-hf-dir", default="")
+  p.add_argument("--draft-hf-dir", default="")
+  p.add_argument("--preset", default="tiny-llama")
+  p.add_argument("--vocab", type=int, default=4096)
+  p.add_argument("--target-size", type=int, nargs=2, default=(512, 8), metavar=("HIDDEN", "LAYERS"))
+  p.add_argument("--draft-size", type=int, nargs=2, default=(128, 2), metavar=("HIDDEN", "LAYERS"))
+  p.add_argument("--batch", type=int, default=4)
+  p.add_argument("--prompt-len", type=int, default=32)
+  p.add_argument("--new-tokens", type=int, default=64)
+  p.add_argument("--k", type=int, nargs="+", default=(2, 4, 8))
+  p.add_argument("--temperature", type=float, default=0.0)
+  p.add_argument("--steps", type=int, default=16, help="steps per timed loop (step costs)")
+  p.add_argument("--repeats", type=int, default=3)
+  return p.parse_args(argv)
+
+
+def random_model(args, hidden, layers, seed):
+  heads = max(hidden // 64, 1)
+  config = get_preset(args.preset).replace(
+    vocab_size=args.vocab,
+    hidden_size=hidden,
+    intermediate_size=4 * hidden,
+    num_layers=layers,
+    num_heads=heads,
+    num_kv_heads=heads,
+    head_dim=hidden // heads,
+  )
+  return Transformer(config, rngs=nnx.Rngs(seed))
+
+
+def load_pair(args):
+  if bool(args.target_hf_dir) != bool(args.draft_hf_dir):
+    raise SystemExit("give both --target-hf-dir and --draft-hf-dir, or neither")
+  if args.target_hf_dir:
+    from reasoning_jax.models.hf import from_hf
+
+    return from_hf(args.target_hf_dir), from_hf(args.draft_hf_dir), "HF folders"
+  target = random_model(args, *args.target_size, seed=0)
+  draft = random_model(args, *args.draft_size, seed=1)
+  return target, draft, "random presets (acceptance meaningless)"
+
+
+def median_seconds(fn, repeats):
+  jax.block_until_ready(fn())  # Compile and warm up.
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def step_cost(model, batch, width, cache_len, steps, repeats):
+  """Seconds per forward of `width` tokens on a cache of `cache_len` slots (jitted loop)."""
+  graphdef, state = nnx.split(model)
+  start = cache_len - steps * width - 1
+
+  @jax.jit
+  def run(state, cache):
+    model = nnx.merge(graphdef, state)
+
+    def body(i, carry):
+      cache, tok = carry
+      positions = start + i * width + jnp.arange(width)[None, :] + jnp.zeros((batch, 1), jnp.int32)
+      hidden, cache = model.forward(
+        jnp.broadcast_to(tok[:, None], (batch, width)), positions=positions, cache=cache
+      )
+      return cache, jnp.argmax(model.unembed(hidden[:, -1]), -1).astype(jnp.int32)
+
+    _, tok = jax.lax.fori_loop(0, steps, body, (cache, jnp.zeros((batch,), jnp.int32)))
+    return tok
+
+  cache = model.init_cache(batch, cache_len)
+  return median_seconds(lambda: run(state, cache), repeats) / steps
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  target, draft, kind = load_pair(args)
+  rng = np.random.default_rng(0)
+  vocab = target.config.vocab_size
+  b, p, n = args.batch, args.prompt_len, args.new_tokens
+  prompts = jnp.asarray(rng.integers(1, vocab, (b, p)), jnp.int32)
+  lengths = jnp.full((b,), p, jnp.int32)
+  key = None if args.temperature == 0 else jax.random.key(0)
+  print(
+    f"models: {kind}; target {count_params(target) / 1e6:.1f}M params, draft "
+    f"{count_params(draft) / 1e6:.1f}M; batch {b}, prompt {p}, {n} new tokens, "
+    f"temperature {args.temperature}; {jax.devices()[0].platform}"
+  )
+
+  cache_len = p + n + max(args.k)
+  t_decode = step_cost(target, b, 1, cache_len, args.steps, args.repeats)
+  d_decode = step_cost(draft, b, 1, cache_len, args.steps, args.repeats)
+  c = d_decode / t_decode
+  print(
+    f"target decode step {t_decode * 1e3:.2f} ms, draft {d_decode * 1e3:.2f} ms "
+    f"(cost ratio c = {c:.3f})"
+  )
+
+  common = dict(max_new_tokens=n, temperature=args.temperature, key=key)
+  plain_out = generate(target, prompts, lengths, **common)
+  plain_s = median_seconds(
+    lambda: generate(target, prompts, lengths, **common).tokens, args.repeats
+  )
+  emitted = int(np.asarray(plain_out.lengths).sum())
+  print(f"plain generate: {plain_s * 1e3:.1f} ms ({emitted / plain_s:.0f} tokens/s)")
+  print(
+    "| k | verify step / decode step | target passes per token | acceptance | "
+    "wall clock plain / spec | cost model |"
+  )
+  print("|---|---|---|---|---|---|")
+  for k in args.k:
+    verify = step_cost(target, b, k + 1, cache_len, args.steps, args.repeats)
+    stats: dict = {}
+    out = speculative_generate(target, draft, prompts, lengths, num_draft=k, stats=stats, **common)
+    if args.temperature == 0:
+      np.testing.assert_array_equal(out.tokens, plain_out.tokens)  # Exactness, greedy.
+    spec_s = median_seconds(
+      lambda k=k: (
+        speculative_generate(target, draft, prompts, lengths, num_draft=k, **common).tokens
+      ),
+      args.repeats,
+    )
+    alpha = stats["acceptance_rate"]
+    model = expected_speedup(min(alpha, 1.0), k, c)
+    print(
+      f"| {k} | {verify / t_decode:.2f} | {1 / stats['tokens_per_target_call']:.3f} | "
+      f"{alpha:.3f} | {plain_s / spec_s:.2f}x | {model:.2f}x |"
+    )
+
+
+if __name__ == "__main__":
+  main()
