@@ -3,6 +3,7 @@ and the quick suite end to end (report with numbers, provenance, resume, --force
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -78,6 +79,29 @@ def test_compare_rl_verdicts_follow_each_papers_ordering():
   assert v.status == "not measured" and "cispo, dapo" in v.reason
   main = entries.main_job_verdict({"results": {"dispo": results["dispo"]}})
   assert [(v.method, v.status) for v in main] == [("dispo", "reproduced")]
+
+
+def test_compare_rl_countdown_verdicts():
+  results = {
+    "grpo": [_rl_run(0.20, start=0.1), _rl_run(0.22, start=0.1), _rl_run(0.21, start=0.1)],
+    "dapo": [_rl_run(0.25), _rl_run(0.26), _rl_run(0.24)],
+    "cispo": [_rl_run(0.24), _rl_run(0.27), _rl_run(0.25)],  # Above DAPO within the spread.
+    "dispo": [_rl_run(0.30), _rl_run(0.31), _rl_run(0.29)],
+  }
+  verdicts = entries.compare_rl_countdown_verdict({"results": results})
+  assert [(v.method, v.status) for v in verdicts] == [
+    ("grpo", "reproduced"),  # 0.21 vs the warm start's 0.1.
+    ("dapo", "reproduced"),
+    ("cispo", "partly"),
+    ("dispo", "reproduced"),  # 0.30 vs DAPO 0.25 and GRPO 0.21, both beyond 2 se.
+  ]
+  assert "vs dapo" in verdicts[-1].reason and "vs grpo" in verdicts[-1].reason
+  # DISPO above DAPO but not above GRPO: partly.
+  results["grpo"] = [_rl_run(0.32), _rl_run(0.33), _rl_run(0.31)]
+  (v,) = [
+    v for v in entries.compare_rl_countdown_verdict({"results": results}) if v.method == "dispo"
+  ]
+  assert v.status == "partly"
 
 
 def _recall(finals):
@@ -161,13 +185,21 @@ def test_every_method_page_has_a_reproduction_or_a_reason():
 @pytest.mark.parametrize("suite", SUITES)
 def test_every_entry_loads_its_config_and_moves_its_outputs(suite, tmp_path):
   names = [e.name for e in ordered()]
-  assert names[:5] == ["main_job", "compare_rl", "induction", "mqar", "monotone_attack"]
+  assert names[:6] == [
+    "main_job",
+    "compare_rl",
+    "compare_rl_countdown",
+    "induction",
+    "mqar",
+    "monotone_attack",
+  ]
   for entry in ordered():
     config = entry.make_config(suite, directory=str(tmp_path / entry.name), root=str(tmp_path))
     assert config.workdir == str(tmp_path / entry.name)
     assert len(config.seeds) >= (3 if suite == "full" else 2), entry.name
-    if "rl" in config:  # Both RL experiments train from one shared warm start.
-      assert config.rl.sft.workdir == str(tmp_path / "rl_arith_warmstart")
+    if "rl" in config:  # The RL experiments of one task share one warm start.
+      task = "countdown" if entry.name.endswith("countdown") else "arith"
+      assert config.rl.sft.workdir == str(tmp_path / f"rl_{task}_warmstart")
     assert entry.full_time and entry.claim and entry.command.startswith("python -m ")
     assert callable(entry.run)
   assert [e.name for e in select(["mqar", " induction"])] == ["induction", "mqar"]
@@ -235,6 +267,15 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
     assert record["provenance"]["platform"] == "cpu" and len(record["seeds"]) == 2
     assert {v["method"] for v in record["verdicts"]} <= set(citations.METHODS)
     assert os.path.getsize(workdir / entry.name / "CITATIONS.bib") > 0
+  # The countdown comparison's curves: held-out accuracy, entropy and clip fractions per step
+  # (train metrics from step 1; DISPO's four regimes for DISPO only).
+  countdown = workdir / "compare_rl_countdown"
+  rows = list(csv.DictReader(open(countdown / "curves.csv")))
+  assert {r["recipe"] for r in rows} == {"grpo", "dapo", "dispo"}
+  trained = [r for r in rows if r["step"] != "0"]
+  assert trained and all(r["entropy_mean"] and r["clip_frac_high_mean"] for r in trained)
+  assert all(bool(r["dispo_neg_high_clip_frac_mean"]) == (r["recipe"] == "dispo") for r in trained)
+  assert "| dispo |" in (countdown / "results.md").read_text().split("Training diagnostics")[1]
   # The verdict table has a row per method verdict, and the quick-suite warning.
   assert "Quick suite: tiny sizes" in report and "| dispo | main_job |" in report
   assert "sliding_window_flash_attention" in report  # Pages without an experiment: why.

@@ -8,8 +8,13 @@ reused), and writes into `config.workdir`:
   at the rollout temperature, the quantity RL optimises), greedy accuracy, pass@k and the
   evaluation curve;
 * `results.md`: mean ± std over seeds of those, the gain over the warm start, and the first
-  evaluation step whose sampled accuracy reaches `config.threshold`;
-* `accuracy.png` (mean ± std curves per recipe) and `CITATIONS.bib` (every run's methods).
+  evaluation step whose sampled accuracy reaches `config.threshold`; then the training
+  diagnostics per recipe: final sampled accuracy with its standard error over seeds, policy
+  entropy and clip fractions (`DIAGNOSTICS`, read from every run's `metrics.jsonl`);
+* `curves.csv`: per recipe and RL step, mean and std over seeds of the held-out sampled
+  accuracy and of every diagnostic;
+* `accuracy.png` (mean ± std curves per recipe), `curves.png` (one panel per quantity:
+  accuracy, entropy, clip fractions, DISPO's four regimes) and `CITATIONS.bib`.
 
 Each run lives in `<workdir>/<loss>_seed<seed>/` and resumes from its checkpoints, so a
 stopped comparison continues where it was. `python -m experiments.compare_rl` is the absl
@@ -18,6 +23,7 @@ main; `experiments.reproduce` runs it as the `compare_rl` and `main_job` reprodu
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from typing import Any
@@ -25,7 +31,31 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-__all__ = ["results_table", "run_comparison"]
+from reasoning_jax.rl.losses.dispo import DISPO_REGIMES
+
+__all__ = ["DIAGNOSTICS", "diagnostics_table", "results_table", "run_comparison"]
+
+# What the trainer logs per RL step that the comparison reports: name -> (metrics.jsonl key,
+# label). Values are from the last update of each step (with mini_batches=2 the off-policy
+# one, where the ratio-dependent rules act). Clip fractions are shares of the update's
+# completion tokens: for GRPO/DAPO (PPO clip) `low` counts A < 0 with r < 1 - eps_low and
+# `high` counts A > 0 with r > 1 + eps_high (the tokens whose gradient the clip removes); for
+# CISPO/DISPO they count tokens (A != 0) whose weight was clamped below/above its band; DISPO
+# also splits them by regime (correct = A > 0 / incorrect x ratio above / below 1). A recipe
+# whose loss does not log a key has no value for it.
+_REGIME_LABELS = {"pos": "correct", "neg": "incorrect", "high": "r > 1", "low": "r < 1"}
+DIAGNOSTICS: dict[str, tuple[str, str]] = {
+  "entropy": ("train/entropy_mean", "policy entropy (nats/token)"),
+  "clip_frac_low": ("train/clip_frac_low", "clipped below (token share)"),
+  "clip_frac_high": ("train/clip_frac_high", "clipped above (token share)"),
+  **{
+    f"dispo_{r}_clip_frac": (
+      f"train/dispo_{r}_clip_frac",
+      "DISPO clipped, " + ", ".join(_REGIME_LABELS[part] for part in r.split("_")),
+    )
+    for r in DISPO_REGIMES
+  },
+}
 
 
 def _series(workdir: str, key: str) -> list[tuple[int, float]]:
@@ -39,9 +69,15 @@ def _series(workdir: str, key: str) -> list[tuple[int, float]]:
 _LENGTH_WINDOW = 5
 
 
-def _mean_std(values) -> str:
+def _mean_std(values, digits: int = 3) -> str:
   values = np.asarray(values, np.float64)
-  return f"{values.mean():.3f} ± {values.std():.3f}"
+  return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+
+def _standard_error(values) -> float:
+  """std / sqrt(n) over seeds (ddof 1; 0 for one seed), the spread the verdicts compare to."""
+  values = np.asarray(values, np.float64)
+  return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
 
 
 def _metric_name(rl_config) -> str:
@@ -77,20 +113,128 @@ def results_table(results: dict[str, list[dict[str, Any]]], rl_config, threshold
   return "\n".join(lines)
 
 
-def _plot(results, path: str, metric: str) -> None:
+def _curve(run: dict[str, Any], name: str) -> list:
+  """A run's `[(step, value)]` of "accuracy" (held-out) or of a `DIAGNOSTICS` name."""
+  return run["curve"] if name == "accuracy" else run.get("diagnostics", {}).get(name, [])
+
+
+def _over_seeds(runs, name: str):
+  """(steps, mean, std) over the seeds of `runs` at the steps every seed logged, or None."""
+  curves = [dict((int(s), float(v)) for s, v in _curve(r, name)) for r in runs]
+  curves = [c for c in curves if c]
+  if not curves:
+    return None
+  steps = sorted(set.intersection(*(set(c) for c in curves)))
+  values = np.array([[c[s] for s in steps] for c in curves], np.float64).reshape(len(curves), -1)
+  return np.array(steps), values.mean(0), values.std(0)
+
+
+def _step_mean(run: dict[str, Any], name: str, last: int | None = None) -> float:
+  """Mean of a run's diagnostic over its RL steps (the `last` ones only if given); NaN if
+  the run did not log it."""
+  values = [v for _, v in _curve(run, name)][-last if last else None :]
+  return float(np.mean(values)) if values else float("nan")
+
+
+def diagnostics_table(results: dict[str, list[dict[str, Any]]], rl_config) -> str:
+  """Per recipe: final accuracy (mean ± std, standard error), entropy and clip fractions.
+
+  Entropy is the mean over RL steps and over the last `_LENGTH_WINDOW` steps; clip fractions
+  are means over RL steps; each cell is mean ± std over seeds ("—": the loss does not log it).
+  """
+  clip_names = [n for n in DIAGNOSTICS if n != "entropy"]
+  header = [
+    "method",
+    f"final {_metric_name(rl_config)}",
+    "standard error",
+    "entropy (mean over steps)",
+    f"entropy (last {_LENGTH_WINDOW} steps)",
+    *[DIAGNOSTICS[n][1] for n in clip_names],
+    "seeds",
+  ]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+  def cell(values, digits=3):
+    values = [v for v in values if np.isfinite(v)]
+    return _mean_std(values, digits) if values else "—"
+
+  for loss, runs in results.items():
+    final = [r["final"] for r in runs]
+    row = [
+      loss,
+      _mean_std(final),
+      f"{_standard_error(final):.3f}",
+      cell([_step_mean(r, "entropy") for r in runs]),
+      cell([_step_mean(r, "entropy", _LENGTH_WINDOW) for r in runs]),
+      *[cell([_step_mean(r, n) for r in runs], 4) for n in clip_names],
+      str(len(runs)),
+    ]
+    lines.append("| " + " | ".join(row) + " |")
+  return "\n".join(lines)
+
+
+def _write_curves(results, path: str) -> None:
+  """`curves.csv`: recipe, step, then mean and std over seeds of every quantity logged."""
+  names = ["accuracy", *DIAGNOSTICS]
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(
+      f, ["recipe", "step", *(f"{n}_{s}" for n in names for s in ("mean", "std"))], restval=""
+    )
+    writer.writeheader()
+    for loss, runs in results.items():
+      rows: dict[int, dict[str, Any]] = {}
+      for name in names:
+        for step, mean, std in zip(*(_over_seeds(runs, name) or ((), (), ()))):
+          row = rows.setdefault(int(step), {"recipe": loss, "step": int(step)})
+          row.update({f"{name}_mean": f"{mean:.6g}", f"{name}_std": f"{std:.6g}"})
+      writer.writerows(rows[step] for step in sorted(rows))
+
+
+def _plot(results, path: str, panels: list[tuple[str, list[tuple[str, list, str]]]]) -> None:
+  """One panel per (ylabel, series); a series is (label, runs, quantity name): mean ± std
+  over the runs' seeds against RL step."""
   from matplotlib.figure import Figure  # No pyplot: leaves the caller's backend alone.
 
-  fig = Figure(figsize=(6, 4))
-  ax = fig.subplots()
-  for loss, runs in results.items():
-    steps = [s for s, _ in runs[0]["curve"]]
-    acc = np.array([[a for _, a in r["curve"]] for r in runs if len(r["curve"]) == len(steps)])
-    ax.plot(steps, acc.mean(0), marker="o", label=loss)
-    ax.fill_between(steps, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15)
-  ax.set(xlabel="RL step", ylabel=metric, title="RL recipes")
-  ax.legend()
+  cols = min(3, len(panels))
+  rows = -(-len(panels) // cols)
+  fig = Figure(figsize=(5 * cols, 3.6 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  for ax, (ylabel, series) in zip(axes, panels):
+    for label, runs, name in series:
+      stats = _over_seeds(runs, name)
+      if stats is None:
+        continue
+      steps, mean, std = stats
+      ax.plot(steps, mean, marker="o" if name == "accuracy" else None, label=label)
+      ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+    ax.set(xlabel="RL step", ylabel=ylabel)
+    ax.legend(fontsize="small")
+  for ax in axes[len(panels) :]:
+    ax.set_axis_off()
+  fig.suptitle("RL recipes (mean ± std over seeds)")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
+
+
+def _panels(results, metric: str, *, diagnostics: bool):
+  """The accuracy panel, then (with `diagnostics`) one per diagnostic some recipe logged,
+  DISPO's four regimes in one panel."""
+  panels = [(metric, [(loss, runs, "accuracy") for loss, runs in results.items()])]
+  if not diagnostics:
+    return panels
+  for name in ("entropy", "clip_frac_low", "clip_frac_high"):
+    series = [(loss, runs, name) for loss, runs in results.items()]
+    if any(_over_seeds(runs, name) is not None for _, runs, _ in series):
+      panels.append((DIAGNOSTICS[name][1], series))
+  regimes = [
+    (DIAGNOSTICS[n][1].removeprefix("DISPO clipped, "), runs, n)
+    for loss, runs in results.items()
+    for n in DIAGNOSTICS
+    if n.startswith("dispo_") and _over_seeds(runs, n) is not None
+  ]
+  if regimes:
+    panels.append(("DISPO clipped (token share) per regime", regimes))
+  return panels
 
 
 def run_comparison(config) -> dict[str, Any]:
@@ -147,6 +291,11 @@ def run_comparison(config) -> dict[str, Any]:
               or [np.nan]
             )
           ),
+          "diagnostics": {
+            name: series
+            for name, (key, _) in DIAGNOSTICS.items()
+            if (series := _series(run.workdir, key))
+          },
         }
       )
   total = time.time() - start
@@ -155,14 +304,27 @@ def run_comparison(config) -> dict[str, Any]:
     json.dump(payload, f, indent=2, default=str)
   citations.write_citations(cited, os.path.join(config.workdir, "CITATIONS.bib"))
   table = results_table(results, config.rl, float(config.threshold))
+  diagnostics = diagnostics_table(results, config.rl)
   rl = config.rl
   with open(os.path.join(config.workdir, "results.md"), "w") as f:
     f.write(
       f"RL comparison: {rl.num_steps} steps x {rl.prompts_per_step} prompts x "
       f"{rl.group_size} samples, {rl.ppo_epochs} epoch(s) x {rl.mini_batches} "
       f"mini-batch(es) per rollout, lr {rl.learning_rate}, seeds {tuple(config.seeds)}; "
-      f"held-out: {rl.eval_examples} test questions. Wall time {total:.0f} s.\n\n{table}\n"
+      f"held-out: {rl.eval_examples} test questions. Wall time {total:.0f} s.\n\n{table}\n\n"
+      f"Training diagnostics (per RL step, from the last update of the step; standard error "
+      f"= std / sqrt(seeds), ddof 1; curves in `curves.csv` and `curves.png`):\n\n"
+      f"{diagnostics}\n"
     )
-  _plot(results, os.path.join(config.workdir, "accuracy.png"), _metric_name(rl))
-  logging.info("results in %s (%.0f s)\n%s", config.workdir, total, table)
+  _write_curves(results, os.path.join(config.workdir, "curves.csv"))
+  metric = _metric_name(rl)
+  _plot(
+    results,
+    os.path.join(config.workdir, "accuracy.png"),
+    _panels(results, metric, diagnostics=False),
+  )
+  _plot(
+    results, os.path.join(config.workdir, "curves.png"), _panels(results, metric, diagnostics=True)
+  )
+  logging.info("results in %s (%.0f s)\n%s\n%s", config.workdir, total, table, diagnostics)
   return payload

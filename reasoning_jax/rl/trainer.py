@@ -371,7 +371,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       max_new_tokens=config.max_new_tokens,
       prompt_template=task.prompt,
       eos_id=source.eos_id,
-      max_prompt_len=max(task.max_prompt_len, 256) if task.truncate else task.max_prompt_len,
+      # The rollouts' prompt limit. Padding held-out prompts to 256 positions (as before) made
+      # evaluation ~15x slower on CPU with the same accuracies (countdown warm start, 128
+      # questions x (greedy + 4 samples): 38 s vs 2.5 s), for prompts the rollouts truncate.
+      max_prompt_len=task.max_prompt_len,
       add_bos=task.add_bos,
       truncate=task.truncate,
     )

@@ -106,6 +106,7 @@ from reasoning_jax.rl.losses.ppo_clip import (
 from reasoning_jax.rl.losses.cispo import CISPOConfig, cispo_loss
 from reasoning_jax.rl.losses.dispo import (
   DISPO_REGIME_KEYS,
+  DISPO_REGIMES,
   IS_WEIGHT_BANDS,
   DISPOConfig,
   dispo_is_weights,
@@ -118,6 +119,7 @@ __all__ = [
   "DAPOConfig",
   "DISPOConfig",
   "DISPO_REGIME_KEYS",
+  "DISPO_REGIMES",
   "DrGRPOConfig",
   "DynamicSamplingResult",
   "GRPOConfig",

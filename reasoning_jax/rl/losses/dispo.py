@@ -30,7 +30,14 @@ from reasoning_jax.rl.losses.base import (
 )
 from reasoning_jax.rl.losses.registry import register_loss
 
-__all__ = ["DISPO_REGIME_KEYS", "DISPOConfig", "IS_WEIGHT_BANDS", "dispo_is_weights", "dispo_loss"]
+__all__ = [
+  "DISPO_REGIMES",
+  "DISPO_REGIME_KEYS",
+  "DISPOConfig",
+  "IS_WEIGHT_BANDS",
+  "dispo_is_weights",
+  "dispo_loss",
+]
 
 
 # How a weight outside its band [lo, hi] is treated: fn(ratio, lo, hi) -> weight.
@@ -85,7 +92,9 @@ class DISPOConfig(PolicyLossConfig):
       )
 
 
-_DISPO_REGIMES = ("pos_high", "pos_low", "neg_high", "neg_low")
+# The four regimes, named in the per-regime metrics `dispo_<regime>_...`: pos/neg = correct
+# (A > 0) / incorrect (A < 0), high/low = ratio above / below 1.
+DISPO_REGIMES = ("pos_high", "pos_low", "neg_high", "neg_low")
 
 
 def _dispo_bands(advantages: jax.Array, config: DISPOConfig, correct: jax.Array | None):
@@ -196,7 +205,7 @@ def _dispo_term(x: PolicyInputs, config: DISPOConfig):
   dtype = ratio.dtype
   policy_aux = clipped_weight_aux(x, ratio, weight, lo, hi)
   side = {"pos": active & pos, "neg": active & neg}
-  for regime in _DISPO_REGIMES:
+  for regime in DISPO_REGIMES:
     sign, level = regime.split("_")
     in_regime = side[sign] & ((ratio > 1) if level == "high" else (ratio < 1))
     clipped = in_regime & ((ratio > hi) if level == "high" else (ratio < lo))
