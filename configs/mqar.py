@@ -2,6 +2,8 @@
 
   python -m experiments.mqar                                  # CPU scale (default)
   python -m experiments.mqar --config=configs/mqar.py:zoology # Zoology's scale (accelerator)
+  python -m experiments.mqar --config=configs/mqar.py:ablate  # OVQ readings (issue 21)
+  python -m experiments.mqar --config=configs/mqar.py:state   # state-size curve (issue 21)
 
 Zoology's recipe (spec `memory_attention.md` §0.4 (a)): keys in [1, V/2), values in [V/2, V),
 power-law query gaps with a = 0.01, random non-query tokens, loss and accuracy only at the
@@ -72,9 +74,61 @@ _SCALES = {
 }
 
 
+# OVQ at GLA's state budget (16 slots, chunk 16: 4112 vs 4096 floats per head), one entry
+# per reading of the paper; every other flag at the spec default (`reasoning_jax.ops.ovq`).
+_OVQ_EQ = {"kind": "ovq", "num_slots": 16, "chunk_size": 16}
+_OVQ_READINGS = {
+  "ovq_eq": {},  # spec defaults: saturating, farthest-first, running mean, exact chunk keys
+  "ovq_eq_renorm": {"renormalize": True},
+  "ovq_eq_every": {"schedule": "every_token"},
+  "ovq_eq_dirichlet": {"schedule": "dirichlet"},  # alpha = N / 4 = 4: 7, 9, 11, 12 slots
+  "ovq_eq_linear": {"schedule": "linear"},  # full after 4 N = 64 tokens = T: 4, 8, 12, 16
+  "ovq_eq_random": {"seeding": "random"},
+  "ovq_eq_constlr": {"update": "constant"},  # update_lr 0.1
+  "ovq_eq_vq": {"readout": "vq"},
+}
+# The hybrid of the paper: a sliding-window attention layer (RoPE) before the OVQ layer.
+_SWA_HYBRID = "sliding_attention+ovq_eq@2"
+_SWA_WINDOW = 16  # tokens (T = 64)
+# State-size curve: OVQ slots N (chunk 16, D = Dv = 64: N (2D + 1) + 16 * 2D floats per
+# head) against GLA with the even head dim d whose d x d state is nearest.
+_STATE_SLOTS = (8, 16, 32, 64)  # 3080, 4112, 6176, 10304 floats per head
+_STATE_GLA_DIMS = (56, 64, 78, 102)  # 3136, 4096, 6084, 10404 floats per head
+
+
+def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
+  """The OVQ sweeps of issue 21 on the CPU scale, kv = 8 only (see `get_config`)."""
+  c.tasks = ("mqar_kv8",)
+  c.task_configs = {"mqar_kv8": c.task_configs["mqar_kv8"]}
+  c.workdir = f"outputs/mqar_{variant}"
+  if variant == "ablate":
+    c.title = "MQAR kv = 8: readings of OVQ at GLA's state budget"
+    c.mixer_variants = {name: {**_OVQ_EQ, **flags} for name, flags in _OVQ_READINGS.items()}
+    c.models = (
+      ("base_conv+gla@2",) + tuple(f"base_conv+{name}@2" for name in _OVQ_READINGS) + (_SWA_HYBRID,)
+    )
+    c.model_overrides = {_SWA_HYBRID: {"sliding_window": _SWA_WINDOW}}
+  else:  # "state"
+    c.title = "MQAR kv = 8: accuracy against state size, OVQ slots and GLA head dim"
+    ovq = {("ovq_eq" if n == 16 else f"ovq_s{n}"): n for n in _STATE_SLOTS}
+    gla = {("gla" if d == 64 else f"gla_d{d}"): d for d in _STATE_GLA_DIMS}
+    c.mixer_variants = {name: {**_OVQ_EQ, "num_slots": n} for name, n in ovq.items()}
+    c.mixer_variants.update({name: {"kind": "gla"} for name in gla if name != "gla"})
+    c.models = tuple(f"base_conv+{name}@2" for name in (*ovq, *gla))
+    c.model_overrides = {f"base_conv+{name}@2": {"head_dim": d} for name, d in gla.items()}
+
+
 def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
+  """`scale`: "cpu" (default), "quick", "zoology", or an OVQ sweep on the cpu scale at kv = 8:
+  "ablate" (GLA and OVQ at GLA's state budget under each reading of the paper, and the
+  sliding-window hybrid) or "state" (OVQ slots 8-64 against GLA head dims of equal state)."""
+  variant = scale if scale in ("ablate", "state") else None
+  if variant is not None:
+    scale = "cpu"
   if scale not in _SCALES:
-    raise ValueError(f"unknown MQAR scale {scale!r}; choose one of {sorted(_SCALES)}")
+    raise ValueError(
+      f"unknown MQAR scale {scale!r}; choose one of {sorted(_SCALES) + ['ablate', 'state']}"
+    )
   s = _SCALES[scale]
   c = ml_collections.ConfigDict()
   c.title = f"MQAR (Zoology recipe, {scale} scale)"
@@ -133,7 +187,10 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
     "eval_every": s["eval_every"],
     "eval_batch_size": 500,
   }
+  c.model_overrides = {}  # spec -> ModelConfig fields for that model only
   c.notes = "Chance: 2 / V (uniform over the V/2 value ids)."
+  if variant is not None:
+    _variant(c, variant)
   if scale == "quick":
     c.model.update(hidden_size=32, num_heads=2)
     c.model.overrides.intermediate_size = 64

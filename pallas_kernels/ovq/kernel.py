@@ -56,6 +56,7 @@ from pallas_kernels.ovq import backward, blocks
 from pallas_kernels.ovq.blocks import dictionary_blocking
 from reasoning_jax.ops.ovq import chunk as chunk_lib
 from reasoning_jax.ops.ovq import common
+from reasoning_jax.ops.ovq.options import make_options
 
 
 def _readout_kernel(
@@ -358,7 +359,7 @@ def ovq_chunk_assign_pallas(
   with ties to the lowest index, 0 for a key with no candidate. A running (min, index) pair
   walks the dictionary in blocks of `block_n` slots, one program per (batch, head), so the
   `[L, N]` distance matrix is never written to memory; the update itself stays the dense
-  one-hot matmuls of `common.absorb`.
+  one-hot matmuls of `write.absorb`.
 
   Args:
     keys: `[B, H, L, D]` fp32 (unit keys of the chunk).
@@ -424,21 +425,22 @@ def ovq_chunk_pallas(
   lengths: jax.Array | None = None,
   chunk_size: int = 64,
   num_slots: int = 1024,
-  schedule: str = "saturating",
-  renormalize: bool = False,
   segment_ids: jax.Array | None = None,
   block_n: int = 256,
   interpret: Any = None,
+  **flags,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention, chunked form, with the Pallas readout and assignment kernels.
 
   Online Vector Quantized Attention (Alonso, Figliolia, Millidge;
   arXiv:2602.03922). Same arguments and result as
-  `reasoning_jax.ops.ovq.ovq_chunk` (see there for the DESIGN CHOICE flags),
+  `reasoning_jax.ops.ovq.ovq_chunk` (see there for the DESIGN CHOICE `**flags`),
   plus the kernels' `block_n` (dictionary block, default 256) and `interpret`.
   The readout's backward is the fused kernel of `pallas_kernels.ovq.backward`; the
-  farthest-first seeding, the one-hot update and their backward stay in XLA. Packed
-  rows (`segment_ids`) run the packed scan with the same kernels.
+  growth, seeding, the one-hot update and their backward stay in XLA, so every schedule,
+  seeding and update rule runs here. The readout kernel reads unit exact keys only:
+  `readout="vq"` raises ValueError (use the XLA implementation). Packed rows
+  (`segment_ids`) run the packed scan with the same kernels.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)`.
@@ -452,13 +454,18 @@ def ovq_chunk_pallas(
     lengths,
     chunk_size=chunk_size,
     num_slots=num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
     segment_ids=segment_ids,
   )
+  options = make_options(num_slots, **flags)
+  if options.readout != "exact":
+    raise ValueError(
+      f"readout={options.readout!r} is not supported by the Pallas OVQ chunk readout "
+      "(implementation='pallas' reads the chunk's exact unit keys only); use "
+      "implementation='xla' for it"
+    )
   common.check_positive_int(block_n, "block_n")
   readout = functools.partial(
-    ovq_chunk_readout_pallas, renormalize=renormalize, block_n=block_n, interpret=interpret
+    ovq_chunk_readout_pallas, renormalize=options.renormalize, block_n=block_n, interpret=interpret
   )
   assign = functools.partial(ovq_chunk_assign_pallas, block_n=block_n, interpret=interpret)
   return chunk_lib.ovq_chunk_scan(
@@ -470,8 +477,7 @@ def ovq_chunk_pallas(
     lengths=lengths,
     chunk_size=chunk_size,
     num_slots=num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
+    options=options,
     segment_ids=segment_ids,
     readout=readout,
     assign=assign,
@@ -488,11 +494,10 @@ def ovq_reference(
   lengths: jax.Array | None = None,
   chunk_size: int = 64,
   num_slots: int = 1024,
-  schedule: str = "saturating",
-  renormalize: bool = False,
   segment_ids: jax.Array | None = None,
   block_n: int = 256,
   interpret: Any = None,
+  **flags,
 ) -> tuple[jax.Array, common.OVQState]:
   """Reference for `ovq_chunk_pallas` with its signature: the XLA chunk form `ovq_chunk`.
 
@@ -509,7 +514,6 @@ def ovq_reference(
     lengths=lengths,
     chunk_size=chunk_size,
     num_slots=num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
     segment_ids=segment_ids,
+    **flags,
   )

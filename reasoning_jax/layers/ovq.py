@@ -10,7 +10,9 @@ projections and the per-head inverse temperature:
     y       = o W_o
 
 Registered as mixer "ovq" with the spec's DESIGN CHOICE defaults: 1024 slots per head,
-chunk 64, the saturating growth schedule, no re-normalisation. The paper uses OVQ layers
+chunk 64, the saturating growth schedule, farthest-first seeding, the running-mean update,
+the exact chunk readout, no re-normalisation (every flag of `reasoning_jax.ops.ovq.options`
+is a class attribute set by `make_ovq_mixer`). The paper uses OVQ layers
 alternating with sliding-window attention layers (which carry position through RoPE); build
 that as a per-layer mixer tuple, e.g.
 `config.replace(mixer=("sliding_attention", "ovq") * (num_layers // 2), sliding_window=256)`.
@@ -41,10 +43,11 @@ from flax import nnx
 from reasoning_jax import registry
 from reasoning_jax.layers.ffn import dense_param
 from reasoning_jax.ops.ovq import (
+  DEFAULT_FLAGS,
   OVQ_MODES,
-  OVQ_SCHEDULES,
   OVQState,
   init_state,
+  make_options,
   ovq_attention,
   ovq_step,
 )
@@ -62,6 +65,10 @@ class OVQAttention(nnx.Module):
     chunk_size: 64 tokens per chunk (L).
     schedule: "saturating" growth schedule (a name in `OVQ_SCHEDULES`).
     renormalize: False (keep running means and the -(beta/2)||D_k||^2 term).
+    seeding: "farthest" new-slot initialisation (a name in `OVQ_SEEDINGS`); seed: 0.
+    update: "adaptive" (running mean; `OVQ_UPDATES`); update_lr: 0.1 (the "constant" rule's).
+    readout: "exact" chunk keys (a name in `OVQ_READOUTS`; "vq" quantises them).
+    linear_tokens, dirichlet_alpha: None (4 num_slots and num_slots / 4).
     mode: "chunk" (the training form used without a cache and for multi-token calls).
   """
 
@@ -69,6 +76,13 @@ class OVQAttention(nnx.Module):
   chunk_size: int = 64
   schedule: str = "saturating"
   renormalize: bool = False
+  seeding: str = "farthest"
+  seed: int = 0
+  update: str = "adaptive"
+  update_lr: float = 0.1
+  readout: str = "exact"
+  linear_tokens: int | None = None
+  dirichlet_alpha: float | None = None
   mode: str = "chunk"
 
   def __init__(self, config: ModelConfig, layer_idx: int, *, rngs: nnx.Rngs):
@@ -77,7 +91,7 @@ class OVQAttention(nnx.Module):
     self.num_heads, self.head_dim = n, d
     self.dtype = config.compute_dtype
     OVQ_MODES.validate(self.mode, argument="mode")
-    OVQ_SCHEDULES.validate(self.schedule, argument="schedule")
+    make_options(self.num_slots, **self._options())
     self.q_proj = dense_param(rngs, (h, n, d), config)
     self.k_proj = dense_param(rngs, (h, n, d), config)
     self.v_proj = dense_param(rngs, (h, n, d), config)
@@ -91,7 +105,8 @@ class OVQAttention(nnx.Module):
     )
 
   def _options(self):
-    return dict(schedule=self.schedule, renormalize=self.renormalize)
+    """The op's DESIGN CHOICE flags (`reasoning_jax.ops.ovq.options.DEFAULT_FLAGS` keys)."""
+    return {name: getattr(self, name) for name in DEFAULT_FLAGS}
 
   def __call__(
     self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
@@ -144,21 +159,43 @@ def make_ovq_mixer(
   chunk_size: int = 64,
   schedule: str = "saturating",
   renormalize: bool = False,
+  seeding: str = "farthest",
+  seed: int = 0,
+  update: str = "adaptive",
+  update_lr: float = 0.1,
+  readout: str = "exact",
+  linear_tokens: int | None = None,
+  dirichlet_alpha: float | None = None,
   mode: str = "chunk",
   override: bool = False,
 ) -> type[OVQAttention]:
-  """Registers (in `registry.MIXERS`) and returns an `OVQAttention` variant named `name`."""
+  """Registers (in `registry.MIXERS`) and returns an `OVQAttention` variant named `name`.
+
+  The flags are those of `reasoning_jax.ops.ovq.ovq_attention` (DESIGN CHOICE defaults shown),
+  validated here (ValueError naming the flag); a config's `mixer_variants` entry
+  `{"kind": "ovq", **these kwargs}` reaches them (`reasoning_jax.train.recall`).
+  """
   OVQ_MODES.validate(mode, argument="mode")
-  OVQ_SCHEDULES.validate(schedule, argument="schedule")
   for arg, value in (("num_slots", num_slots), ("chunk_size", chunk_size)):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
       raise ValueError(f"{arg} must be a positive int, got {value!r}")
+  flags = dict(
+    schedule=schedule,
+    renormalize=bool(renormalize),
+    seeding=seeding,
+    seed=seed,
+    update=update,
+    update_lr=update_lr,
+    readout=readout,
+    linear_tokens=linear_tokens,
+    dirichlet_alpha=dirichlet_alpha,
+  )
+  make_options(num_slots, **flags)
   attrs = dict(
     num_slots=num_slots,
     chunk_size=chunk_size,
-    schedule=schedule,
-    renormalize=bool(renormalize),
     mode=mode,
+    **flags,
     __doc__=f"OVQ attention registered as mixer {name!r}.",
     __module__=__name__,
   )

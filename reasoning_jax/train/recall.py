@@ -122,7 +122,8 @@ def register_momentum_variants(variants: Mapping[str, Mapping[str, Any]]) -> Non
 
 
 def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mapping[str, Any]):
-  """A `ModelConfig` for `spec` from `get_preset(model.preset).replace(**overrides)`."""
+  """A `ModelConfig` for `spec` from `get_preset(model.preset).replace(...)`; `model.overrides`
+  (any `ModelConfig` field, head_dim included) win over the fields derived from the spec."""
   mixer, num_layers, num_heads = parse_model_spec(spec)
   overrides = dict(model.get("overrides", {}))
   heads = num_heads or int(model.get("num_heads", 2))
@@ -131,7 +132,7 @@ def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mappi
       f"model.hidden_size={model['hidden_size']} is not divisible by "
       f"{heads} heads (model spec {spec!r})"
     )
-  return get_preset(model["preset"]).replace(
+  fields = dict(
     vocab_size=vocab_size,
     num_layers=num_layers,
     num_heads=heads,
@@ -141,11 +142,22 @@ def build_model_config(spec: str, *, vocab_size: int, max_len: int, model: Mappi
     mixer=layer_mixers(mixer, num_layers),
     ffn=model.get("ffn", "none"),
     max_position_embeddings=max(max_len, 64),
-    **overrides,
   )
+  fields.update(overrides)  # e.g. head_dim or sliding_window for one model (`model_overrides`)
+  return get_preset(model["preset"]).replace(**fields)
 
 
 # -- Data ----------------------------------------------------------------------------------
+
+
+def model_for_spec(model: Mapping[str, Any], model_overrides: Mapping[str, Any] | None, spec: str):
+  """`model` with `model_overrides[spec]` (a dict of `ModelConfig` fields, or absent) merged
+  into its `overrides`: per-model settings such as a sliding-window layer's window or a
+  recall layer's head dim in a sweep that shares one `model` block."""
+  extra = dict((model_overrides or {}).get(spec, {}) or {})
+  if not extra:
+    return model
+  return {**dict(model), "overrides": {**dict(model.get("overrides", {}) or {}), **extra}}
 
 
 def task_vocab_size(task: Mapping[str, Any]) -> int:

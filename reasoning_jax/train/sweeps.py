@@ -159,8 +159,9 @@ def run_recall_experiment(config) -> dict[str, Any]:
     vocab = recall.task_vocab_size(task)
     t_task = time.time()
     for spec in config.models:
+      model = recall.model_for_spec(config.model, config.get("model_overrides"), spec)
       model_config = recall.build_model_config(
-        spec, vocab_size=vocab, max_len=probe.seq_len, model=config.model
+        spec, vocab_size=vocab, max_len=probe.seq_len, model=model
       )
       cited.extend(citations.run_components(model=model_config))
       for seed in config.seeds:

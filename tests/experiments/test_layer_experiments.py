@@ -93,6 +93,67 @@ def test_mqar_config_compares_at_equal_state():
     mqar_config.get_config("huge")
 
 
+def test_mqar_ovq_sweeps():
+  """configs/mqar.py:ablate and :state (issue 21): kv = 8 at the cpu scale, 3 seeds; every
+  reading is an ovq_eq variant (16 slots, chunk 16) with one flag off the spec default; the
+  sliding-window hybrid gets its window; the state curve pairs OVQ slot counts with GLA head
+  dims of about the same floats per head (within 2%)."""
+  from reasoning_jax import registry
+  from reasoning_jax.ops.ovq import DEFAULT_FLAGS
+
+  cpu = mqar_config.get_config()
+  ablate = mqar_config.get_config("ablate")
+  assert ablate.tasks == ("mqar_kv8",) and tuple(ablate.seeds) == (0, 1, 2)
+  assert ablate.task_configs.mqar_kv8.to_dict() == cpu.task_configs.mqar_kv8.to_dict()
+  assert ablate.train.to_dict() == cpu.train.to_dict() and ablate.workdir != cpu.workdir
+  readings = {
+    "ovq_eq": {},
+    "ovq_eq_renorm": {"renormalize": True},
+    "ovq_eq_every": {"schedule": "every_token"},
+    "ovq_eq_dirichlet": {"schedule": "dirichlet"},
+    "ovq_eq_linear": {"schedule": "linear"},
+    "ovq_eq_random": {"seeding": "random"},
+    "ovq_eq_constlr": {"update": "constant"},
+    "ovq_eq_vq": {"readout": "vq"},
+  }
+  recall.register_mixer_variants(ablate.mixer_variants)
+  for name, flags in readings.items():
+    cls = registry.MIXERS.get(name)
+    assert (cls.num_slots, cls.chunk_size) == (16, 16), name
+    assert {f: getattr(cls, f) for f in DEFAULT_FLAGS} == {**DEFAULT_FLAGS, **flags}, name
+  swa_spec = "sliding_attention+ovq_eq@2"
+  assert set(ablate.models) == {
+    "base_conv+gla@2",
+    swa_spec,
+    *(f"base_conv+{name}@2" for name in readings),
+  }
+  build = lambda config, spec: recall.build_model_config(
+    spec,
+    vocab_size=256,
+    max_len=64,
+    model=recall.model_for_spec(config.model, config.model_overrides, spec),
+  )
+  swa = build(ablate, swa_spec)
+  assert swa.mixer == ("sliding_attention", "ovq_eq") and swa.sliding_window == 16
+  assert build(ablate, "base_conv+gla@2").sliding_window is None
+
+  state = mqar_config.get_config("state")
+  recall.register_mixer_variants(state.mixer_variants)
+  ovq, gla = [], []
+  for spec in state.models:
+    model_config = build(state, spec)
+    cls = registry.MIXERS.get(model_config.mixer[1])
+    d = model_config.head_dim
+    if cls.__name__.startswith("OVQ"):
+      assert d == 64 and cls.chunk_size == 16
+      ovq.append(cls.num_slots * (2 * d + 1) + cls.chunk_size * 2 * d)
+    else:
+      gla.append(d * d)
+  assert sorted(ovq) == ovq and len(ovq) == 4 and len(gla) == 4
+  for a, b in zip(ovq, gla):
+    assert abs(a - b) / b < 0.02, (a, b)
+
+
 def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
   config = monotone_config.get_config("quick")
   config.workdir = str(tmp_path)

@@ -49,15 +49,18 @@ def spans():
   ]
 
 
-def separate_runs(q, k, v):
-  """(spans, o, state) of the segments run separately (naive form, one row each)."""
+def separate_runs(q, k, v, **flags):
+  """(spans, o, state) of the segments run separately (naive form, one row each; `flags`: the
+  op's DESIGN CHOICE flags)."""
   rows_of = spans()
   rows = lambda x: jnp.stack(
     [jnp.pad(x[b, a:e], ((0, T - (e - a)), (0, 0), (0, 0))) for b, a, e in rows_of]
   )
   lengths = jnp.array([e - a for _, a, e in rows_of], jnp.int32)
   run = jax.jit(
-    lambda q, k, v: ovq_naive(q, k, v, beta=BETA, lengths=lengths, chunk_size=L, num_slots=N)
+    lambda q, k, v: ovq_naive(
+      q, k, v, beta=BETA, lengths=lengths, chunk_size=L, num_slots=N, **flags
+    )
   )
   o, state = run(rows(q), rows(k), rows(v))
   return rows_of, o, state

@@ -151,6 +151,61 @@ def test_layer_is_projections_around_the_op():
   _close(y, jnp.einsum("btnd,ndh->bth", o, layer.o_proj[...]))
 
 
+FLAGS = dict(
+  schedule="dirichlet",
+  dirichlet_alpha=1.5,
+  seeding="kmeans++",
+  seed=5,
+  update="constant",
+  update_lr=0.5,
+  readout="vq",
+)
+FLAGGED = "test_ovq_flagged"
+if FLAGGED not in registry.MIXERS:
+  make_ovq_mixer(FLAGGED, num_slots=6, chunk_size=4, **FLAGS)
+
+
+def test_flags_reach_the_op():
+  """make_ovq_mixer's DESIGN CHOICE flags are class attributes the layer passes to the op:
+  the parallel forward equals the naive op with the same flags, and cached prefill + decode
+  steps (`ovq_step` with the flags) equal the parallel forward."""
+  layer, config = _layer(FLAGGED)
+  assert {name: getattr(layer, name) for name in FLAGS} == FLAGS
+  b, t = 2, 11
+  x = _x(config, b, t, seed=4)
+  y, _ = _apply(layer, x, _positions(b, t))
+  proj = lambda w: jnp.einsum("bth,hnd->btnd", x, w[...])
+  o, _ = ovq_attention(
+    proj(layer.q_proj),
+    proj(layer.k_proj),
+    proj(layer.v_proj),
+    beta=jnp.exp(layer.log_beta[...]),
+    num_slots=6,
+    chunk_size=4,
+    mode="naive",
+    **FLAGS,
+  )
+  _close(y, jnp.einsum("btnd,ndh->bth", o, layer.o_proj[...]))
+  default, _ = _apply(_layer()[0], x, _positions(b, t))
+  assert float(jnp.abs(default - y).max()) > 1e-3
+  cache = layer.init_cache(b, t)
+  head, cache = _apply(layer, x[:, :5], _positions(b, 5), cache)
+  outs = [head]
+  for i in range(5, t):
+    step, cache = _apply(layer, x[:, i : i + 1], _positions(b, 1, i), cache)
+    outs.append(step)
+  _close(jnp.concatenate(outs, 1), y)
+
+
+def test_bad_flags_raise_naming_the_flag():
+  for flag, value in (("seeding", "spread"), ("update", "newton"), ("readout", "pure")):
+    with pytest.raises(ValueError, match=f"{flag}={value!r} is not a registered"):
+      make_ovq_mixer("test_ovq_bad_flag", **{flag: value})
+  with pytest.raises(ValueError, match="update_lr"):
+    make_ovq_mixer("test_ovq_bad_flag", update="constant", update_lr=2.0)
+  assert "test_ovq_bad_flag" not in registry.MIXERS
+
+
 def test_gradients_reach_every_parameter():
   config = _config(SMALL)
   model = Transformer(config, rngs=nnx.Rngs(0))
@@ -199,4 +254,4 @@ def test_bad_settings_and_inputs_raise():
   with pytest.raises(ValueError, match="num_slots"):
     make_ovq_mixer("test_ovq_bad", num_slots=0)
   with pytest.raises(ValueError, match="schedule"):
-    make_ovq_mixer("test_ovq_bad2", schedule="linear")
+    make_ovq_mixer("test_ovq_bad2", schedule="cubic")

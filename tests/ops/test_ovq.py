@@ -481,7 +481,7 @@ def _bad_state(**change):
     (lambda a: {**a, "beta": jnp.ones((3,))}, r"beta must be a positive scalar or \[H\]"),
     (lambda a: {**a, "lengths": jnp.ones((3,), jnp.int32)}, r"lengths must be \[B\]"),
     (lambda a: {**a, "lengths": jnp.ones((B,))}, "lengths must be integers"),
-    (lambda a: {**a, "schedule": "linear"}, "schedule='linear' is not a registered"),
+    (lambda a: {**a, "schedule": "cubic"}, "schedule='cubic' is not a registered"),
     (lambda a: {**a, "renormalize": 1}, "renormalize must be a bool"),
     (
       lambda a: {**a, "initial_state": _bad_state(dk=jnp.zeros((B, H, 5, D)))},

@@ -209,6 +209,36 @@ def test_op_matches_reference(dtype, chunk_size, num_slots, schedule, renormaliz
   _check(out, _run(ovq_reference, q, k, v, **kw), TOL[dtype])
 
 
+def test_op_with_write_flags_matches_reference():
+  """The growth, seeding and update flags live in the XLA write the kernel op shares: a
+  non-default reading of each runs on the kernel path and equals the XLA chunk form."""
+  q, k, v = _inputs()
+  kw = dict(
+    beta=jnp.array([3.0, 1.5]),
+    chunk_size=4,
+    num_slots=6,
+    schedule="dirichlet",
+    seeding="random",
+    update="constant",
+    renormalize=True,
+  )
+  out = jax.jit(functools.partial(ovq_chunk_pallas, interpret=True, **kw))(q, k, v)
+  _check(out, jax.jit(functools.partial(ovq_reference, **kw))(q, k, v), 1e-5)
+
+
+def test_vq_readout_is_rejected_not_replaced():
+  """The kernel reads the chunk's exact unit keys only: readout="vq" with the Pallas backend
+  raises naming the flag (no silent fallback to XLA)."""
+  q, k, v = _inputs(t=4)
+  match = "readout='vq' is not supported by the Pallas OVQ chunk readout"
+  with pytest.raises(ValueError, match=match):
+    ovq_chunk_pallas(q, k, v, beta=1.0, chunk_size=4, num_slots=6, readout="vq", interpret=True)
+  with pytest.raises(ValueError, match=match):
+    ovq_attention(
+      q, k, v, beta=1.0, chunk_size=4, num_slots=6, readout="vq", implementation="pallas"
+    )
+
+
 def test_op_from_partly_filled_buffer_with_padding():
   q, k, v = _inputs(t=11, seed=3)
   lengths = jnp.array([7, 10])

@@ -19,6 +19,28 @@ def test_parse_model_spec_errors():
       recall_train.parse_model_spec(bad)
 
 
+def test_model_overrides_reach_one_model_only():
+  """`model_for_spec` merges `model_overrides[spec]` into that model's overrides, which win
+  over the fields derived from the spec (head_dim here); other specs keep `model`."""
+  model = {
+    "preset": "tiny-llama",
+    "hidden_size": 32,
+    "num_heads": 2,
+    "overrides": {"rope_theta": 5.0},
+  }
+  extra = {"gla@1": {"head_dim": 10}, "sliding_attention@1": {"sliding_window": 3}}
+  gla = recall_train.build_model_config(
+    "gla@1", vocab_size=16, max_len=8, model=recall_train.model_for_spec(model, extra, "gla@1")
+  )
+  assert (gla.head_dim, gla.num_heads, gla.rope_theta) == (10, 2, 5.0)
+  swa = recall_train.model_for_spec(model, extra, "sliding_attention@1")
+  assert swa["overrides"] == {"rope_theta": 5.0, "sliding_window": 3}
+  assert recall_train.model_for_spec(model, extra, "attention@1") is model
+  assert recall_train.model_for_spec(model, None, "gla@1") is model
+  plain = recall_train.build_model_config("gla@1", vocab_size=16, max_len=8, model=model)
+  assert plain.head_dim == 16 and plain.sliding_window is None
+
+
 def test_masked_cross_entropy_hand_case():
   logits = jnp.log(jnp.array([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]]))
   targets = jnp.array([[0, 2]])

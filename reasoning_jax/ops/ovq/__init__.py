@@ -10,6 +10,10 @@ means), and each query reads a joint softmax over the active slots
 itself (`-(beta/2)||q - k_j||^2`). Each full chunk of L tokens is absorbed after
 its reads. Memory is constant in T (`OVQState`).
 
+Every DESIGN CHOICE of the spec is a flag (`reasoning_jax.ops.ovq.options`): growth
+schedule, seeding rule, update rule, chunk readout, re-normalisation; the write lives in
+`reasoning_jax.ops.ovq.write`.
+
 Three forms with one signature, each returning `(o, final_state)`:
   * `ovq_naive`: loop over chunks with explicit distances and scatter-adds (the spec);
   * `ovq_chunk`: `lax.scan` over chunks, dense one-hot updates, checkpointed body;
@@ -33,16 +37,19 @@ import jax
 from reasoning_jax import registry
 from reasoning_jax.ops.backends import IMPLEMENTATIONS, chunk_kernel
 from reasoning_jax.ops.ovq.chunk import ovq_chunk, ovq_chunk_scan, xla_chunk_readout
-from reasoning_jax.ops.ovq.common import (
-  OVQ_SCHEDULES,
-  OVQState,
-  check_ovq_inputs,
-  init_state,
-  saturating_schedule,
-  every_token_schedule,
-)
+from reasoning_jax.ops.ovq.common import OVQ_READOUTS, OVQState, check_ovq_inputs, init_state
 from reasoning_jax.ops.ovq.naive import ovq_naive
+from reasoning_jax.ops.ovq.options import DEFAULT_FLAGS, OVQOptions, make_options
 from reasoning_jax.ops.ovq.recurrent import ovq_recurrent, ovq_step
+from reasoning_jax.ops.ovq.write import (
+  OVQ_SCHEDULES,
+  OVQ_SEEDINGS,
+  OVQ_UPDATES,
+  dirichlet_schedule,
+  every_token_schedule,
+  linear_schedule,
+  saturating_schedule,
+)
 
 # Forms of the XLA implementation, by name (a config can validate `mode` against it).
 OVQ_MODES: registry.Registry = registry.Registry("ovq mode")
@@ -64,6 +71,13 @@ def ovq_attention(
   num_slots: int = 1024,
   schedule: str = "saturating",
   renormalize: bool = False,
+  seeding: str = "farthest",
+  seed: int = 0,
+  update: str = "adaptive",
+  update_lr: float = 0.1,
+  readout: str = "exact",
+  linear_tokens: int | None = None,
+  dirichlet_alpha: float | None = None,
   implementation: str | None = None,
   segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, OVQState]:
@@ -88,13 +102,33 @@ def ovq_attention(
     chunk_size: L, tokens per chunk (DESIGN CHOICE, default 64; T need not divide).
     num_slots: N_max slots per head (DESIGN CHOICE, default 1024).
     schedule: growth schedule, a name in `OVQ_SCHEDULES` (DESIGN CHOICE, default
-      "saturating": `min(N, ceil(N tau / (tau + N)))`; "every_token": `min(N, tau)`).
+      "saturating": `min(N, ceil(N tau / (tau + N)))`; "every_token": `min(N, tau)`;
+      "linear": `min(N, ceil(N tau / linear_tokens))`; "dirichlet":
+      `min(N, ceil(alpha log(1 + tau / alpha)))`, alpha = `dirichlet_alpha`, our reading
+      of the paper's Dirichlet-process-inspired schedule). tau counts absorbed tokens.
     renormalize: DESIGN CHOICE, default False (keep running means and the
       `-(beta/2)||dk||^2` term); True re-normalises updated key slots.
+    seeding: new-slot initialisation, a name in `OVQ_SEEDINGS` (DESIGN CHOICE, default
+      "farthest": farthest-first traversal of the chunk's keys; "kmeans++": D^2 sampling;
+      "random": keys drawn uniformly, the paper's ablation).
+    seed: int in [0, 2^31) for the stochastic seeding rules (default 0); their draws are a
+      deterministic function of it, the batch row, the head, the tokens absorbed and the
+      chunk's keys (`write.seeding_noise`), so every form picks the same seeds.
+    update: dictionary update, a name in `OVQ_UPDATES` (DESIGN CHOICE, default "adaptive":
+      the exact running mean, learning rate 1/count; "constant": `D + update_lr (mean of
+      assigned - D)`, a new slot starting at its seed, the paper's ablation).
+    update_lr: the constant rule's learning rate in (0, 1] (default 0.1, our choice).
+    readout: chunk readout, a name in `OVQ_READOUTS` (DESIGN CHOICE, default "exact": the
+      joint softmax reads the chunk's exact keys; "vq": each is replaced by its nearest
+      active slot of the previous dictionary, straight-through, Transformer-VQ style).
+    linear_tokens: "linear" fills the dictionary after this many tokens (default None:
+      4 num_slots).
+    dirichlet_alpha: the concentration of "dirichlet" (default None: num_slots / 4).
     implementation: None (currently "xla": the kernel is opt-in until validated on
       hardware), "xla", or "pallas" (the Pallas chunk readout and assignment kernels,
       the readout with a fused Pallas backward; mode must be "chunk"; interpret mode on
-      CPU). An explicitly requested backend that cannot run raises.
+      CPU; readout "vq" is not supported and raises). An explicitly requested backend
+      that cannot run raises.
     segment_ids: `[B, T]` ints or None: packed sequences. The state restarts at every
       valid position whose id differs from the previous token's (padding never starts a
       segment). Cannot be combined with `initial_state` (ValueError).
@@ -112,10 +146,20 @@ def ovq_attention(
     lengths,
     chunk_size=chunk_size,
     num_slots=num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
     segment_ids=segment_ids,
   )
+  flags = dict(
+    schedule=schedule,
+    renormalize=renormalize,
+    seeding=seeding,
+    seed=seed,
+    update=update,
+    update_lr=update_lr,
+    readout=readout,
+    linear_tokens=linear_tokens,
+    dirichlet_alpha=dirichlet_alpha,
+  )
+  make_options(num_slots, **flags)  # ValueError naming a bad flag before any backend runs
   mode = OVQ_MODES.validate(mode, argument="mode")
   kernel = chunk_kernel("OVQ", implementation, mode, kernels=registry.OVQ_CHUNK_KERNELS)
   kwargs = dict(
@@ -124,9 +168,8 @@ def ovq_attention(
     lengths=lengths,
     chunk_size=chunk_size,
     num_slots=num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
     segment_ids=segment_ids,
+    **flags,
   )
   if kernel is not None:
     return kernel(q, k, v, **kwargs)
@@ -134,12 +177,20 @@ def ovq_attention(
 
 
 __all__ = [
+  "DEFAULT_FLAGS",
   "IMPLEMENTATIONS",
   "OVQ_MODES",
+  "OVQ_READOUTS",
   "OVQ_SCHEDULES",
+  "OVQ_SEEDINGS",
+  "OVQ_UPDATES",
+  "OVQOptions",
   "OVQState",
+  "dirichlet_schedule",
   "every_token_schedule",
   "init_state",
+  "linear_schedule",
+  "make_options",
   "ovq_attention",
   "ovq_chunk",
   "ovq_chunk_scan",

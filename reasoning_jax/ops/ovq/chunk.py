@@ -6,11 +6,10 @@ stream rows (see `reasoning_jax.ops.ovq.common` for the stream layout):
   1. read: one `[L, N + L]` joint softmax per head against the dictionary of the
      previous chunks and the chunk's own causal keys (a pluggable readout; the
      Pallas kernel of `pallas_kernels.ovq` replaces the XLA one);
-  2. write, only for a complete chunk: farthest-first seeding in a `fori_loop`
+  2. write, only for a complete chunk (`write.absorb`): seeding in a `fori_loop`
      of L steps, assignment by `||k||^2 - 2 k.c + ||c||^2` and argmin (pluggable as
      well: the Pallas assignment kernel replaces `common.nearest_candidate`), and the
-     running-mean update as dense one-hot matmuls `A^T K`, `A^T V` (no
-     scatter-add).
+     update from dense one-hot matmuls `A^T K`, `A^T V` (no scatter-add).
 The scan body is wrapped in `jax.checkpoint`, so the backward pass stores only
 the per-chunk dictionaries (O(T/L * N * D)) and recomputes the rest. Packed rows
 (`segment_ids`) take `segments.ovq_chunk_scan_packed`, the same scan with two reads
@@ -28,11 +27,14 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from reasoning_jax.ops.ovq import common, segments
+from reasoning_jax.ops.ovq import common, segments, write
+from reasoning_jax.ops.ovq.options import OVQOptions, make_options
 
-# readout(q, keys, values, key_mask, dict_mask, dict_k, dict_v, counts, beta_h)
+# readout(q, keys, values, key_mask, dict_mask, dict_k, dict_v, counts, beta_h[, key_sq=])
 #   -> o [B, H, Lq, Dv] fp32: q `[B, H, Lq, D]` and keys `[B, H, Lk, D]` unit, key_mask
 #   `[B, Lq, Lk]` bool, dict_mask `[B, Lq]` bool or None (every query reads the dictionary).
+#   `key_sq` (`[B, H, Lk]`, keys of any norm) is passed only by the "vq" readout, which the
+#   Pallas readout does not support.
 ChunkReadout = Callable[..., jax.Array]
 
 
@@ -55,6 +57,7 @@ def xla_chunk_readout(
   *,
   renormalize: bool,
   precision,
+  key_sq=None,
 ) -> jax.Array:
   """The XLA chunk readout: `common.readout` with a key mask and a per-query dictionary mask.
 
@@ -65,6 +68,7 @@ def xla_chunk_readout(
     dict_mask: `[B, Lq]` bool or None (all True).
     dict_k, dict_v, counts: the dictionary `[B, H, N, D]`, `[B, H, N, Dv]`, `[B, H, N]`.
     beta_h: `[H]` fp32.
+    key_sq: `[B, H, Lk]` or None (unit keys); see `common.readout`.
   """
   return common.readout(
     q,
@@ -78,6 +82,7 @@ def xla_chunk_readout(
     renormalize=renormalize,
     precision=precision,
     dict_mask=dict_mask,
+    key_sq=key_sq,
   )
 
 
@@ -91,8 +96,7 @@ def ovq_chunk_scan(
   lengths: jax.Array | None,
   chunk_size: int,
   num_slots: int,
-  schedule: str,
-  renormalize: bool,
+  options: OVQOptions,
   segment_ids: jax.Array | None = None,
   readout: ChunkReadout | None = None,
   assign: Callable[..., jax.Array] | None = None,
@@ -106,7 +110,9 @@ def ovq_chunk_scan(
   """
   precision = common.precision_for(q.dtype)
   if readout is None:
-    readout = functools.partial(xla_chunk_readout, renormalize=renormalize, precision=precision)
+    readout = functools.partial(
+      xla_chunk_readout, renormalize=options.renormalize, precision=precision
+    )
   if segment_ids is not None:
     return segments.ovq_chunk_scan_packed(
       q,
@@ -117,8 +123,7 @@ def ovq_chunk_scan(
       lengths=lengths,
       chunk_size=chunk_size,
       num_slots=num_slots,
-      schedule=schedule,
-      renormalize=renormalize,
+      options=options,
       readout=readout,
       assign=assign,
     )
@@ -131,16 +136,18 @@ def ovq_chunk_scan(
   def to_chunks(x):  # [B, H, P, D] -> [C, B, H, L, D]
     return jnp.moveaxis(x.reshape(b, h, n_chunks, l, x.shape[-1]), 2, 0)
 
+  read = common.chunk_reader(readout, options.readout, beta_h, precision)
+
   def body(carry, inputs):
     dict_k, dict_v, counts, seen = carry
     q_c, k_c, v_c, c = inputs
     pos = c * l + jnp.arange(l)
     key_valid = pos[None, :] < end[:, None]  # [B, L]
-    o_c = readout(q_c, k_c, v_c, causal_key_mask(key_valid), None, dict_k, dict_v, counts, beta_h)
+    o_c = read(q_c, k_c, v_c, causal_key_mask(key_valid), None, dict_k, dict_v, counts)
     query_valid = key_valid & (pos[None, :] >= start[:, None])
     o_c = jnp.where(query_valid[:, None, :, None], o_c, 0.0)
     full = end >= (c + 1) * l  # only a complete chunk is absorbed
-    dict_k, dict_v, counts = common.absorb(
+    dict_k, dict_v, counts = write.absorb(
       dict_k,
       dict_v,
       counts,
@@ -148,8 +155,7 @@ def ovq_chunk_scan(
       v_c,
       seen,
       full,
-      schedule=schedule,
-      renormalize=renormalize,
+      options=options,
       precision=precision,
       assign=assign,
     )
@@ -177,9 +183,8 @@ def ovq_chunk(
   lengths: jax.Array | None = None,
   chunk_size: int = 64,
   num_slots: int = 1024,
-  schedule: str = "saturating",
-  renormalize: bool = False,
   segment_ids: jax.Array | None = None,
+  **flags,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention in chunked form (the training path in XLA).
 
@@ -197,10 +202,11 @@ def ovq_chunk(
       nor absorbed and output 0).
     chunk_size: L (DESIGN CHOICE, default 64; T need not divide).
     num_slots: N_max (DESIGN CHOICE, default 1024).
-    schedule: growth schedule (DESIGN CHOICE, default "saturating").
-    renormalize: re-normalise updated key slots (DESIGN CHOICE, default False).
     segment_ids: `[B, T]` ints or None: packed sequences; the state restarts where the id
       changes (see `reasoning_jax.ops.ovq.segments`). Not with `initial_state`.
+    **flags: the DESIGN CHOICE flags (schedule, renormalize, seeding, seed, update,
+      update_lr, readout, linear_tokens, dirichlet_alpha), defaults `options.DEFAULT_FLAGS`,
+      validated by `options.make_options` (see `reasoning_jax.ops.ovq.ovq_attention`).
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)` (with segments: the last segment's state).
@@ -214,8 +220,6 @@ def ovq_chunk(
     lengths,
     chunk_size=chunk_size,
     num_slots=num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
     segment_ids=segment_ids,
   )
   return ovq_chunk_scan(
@@ -227,7 +231,6 @@ def ovq_chunk(
     lengths=lengths,
     chunk_size=chunk_size,
     num_slots=num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
+    options=make_options(num_slots, **flags),
     segment_ids=segment_ids,
   )

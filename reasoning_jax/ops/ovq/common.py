@@ -1,4 +1,4 @@
-"""OVQ attention: the state, growth schedules, validation and the blocks the forms share.
+"""OVQ attention: the state, validation, the readout and the stream layout the forms share.
 
 Online Vector Quantized Attention (Alonso, Figliolia, Millidge; arXiv:2602.03922),
 as reconstructed in /shared/methods/memory_attention.md section 3.2. Per batch row
@@ -14,14 +14,15 @@ Readout for a query q (unit norm) in the current chunk: one softmax over
 with values `dv_i` and `v_j`. With ||q|| = ||k_j|| = 1 this is
 `beta q.x - (beta/2)(||x||^2 + 1) + log n`, which is how it is computed here
 (one matmul; the per-slot bias `log n - (beta/2)(||dk||^2 + 1)` is `-inf` for
-inactive slots, never `log 0`).
+inactive slots, never `log 0`). With the "vq" readout (`OVQ_READOUTS`) each exact key is
+first replaced by its nearest active slot of the dictionary being read (Transformer-VQ style).
 
-Write (after the chunk's reads, only for a full chunk of L tokens): grow to the
-schedule's target by farthest-first seeding of free slots, assign every chunk
-key to its nearest candidate slot (ties -> lowest index, a constant for
-autodiff), and replace each touched slot by the exact running mean of all keys
-and values ever assigned to it (`(n dk + sum k) / (n + m)`); untouched slots
-are bit-identical.
+Write (after the chunk's reads, only for a full chunk of L tokens;
+`reasoning_jax.ops.ovq.write`): grow to the schedule's target by seeding free slots,
+assign every chunk key to its nearest candidate slot (ties -> lowest index, a constant
+for autodiff), and move each touched slot towards its assigned keys and values (by
+default the exact running mean `(n dk + sum k) / (n + m)`); untouched slots are
+bit-identical. The flags are `reasoning_jax.ops.ovq.options`.
 
 Chunk boundaries are absolute: a chunk is L consecutive tokens of the stream
 counted from the first token ever absorbed, so a call continuing from a state
@@ -112,30 +113,6 @@ def init_state(
   )
 
 
-# ------------------------------------------------------------------------ growth schedules
-
-# fn(tokens_absorbed int32 [B], num_slots int) -> target number of active slots, int32 [B].
-OVQ_SCHEDULES: registry.Registry[Callable[[jax.Array, int], jax.Array]] = registry.Registry(
-  "ovq growth schedule"
-)
-
-
-@OVQ_SCHEDULES.register("saturating")
-def saturating_schedule(tau: jax.Array, num_slots: int) -> jax.Array:
-  """`min(N, ceil(N tau / (tau + N)))`, the saturating curve (KVM paper's OVQ baseline).
-
-  Evaluated exactly in int32 as `N - floor(N^2 / (tau + N))` (needs N <= 46340).
-  """
-  n = num_slots
-  return n - (n * n) // (tau.astype(jnp.int32) + n)
-
-
-@OVQ_SCHEDULES.register("every_token")
-def every_token_schedule(tau: jax.Array, num_slots: int) -> jax.Array:
-  """`min(N, tau)`: every absorbed token may open a slot until the dictionary is full."""
-  return jnp.minimum(tau.astype(jnp.int32), num_slots)
-
-
 # ------------------------------------------------------------------------------ validation
 
 
@@ -154,8 +131,6 @@ def check_ovq_inputs(
   *,
   chunk_size,
   num_slots,
-  schedule,
-  renormalize,
   segment_ids=None,
 ) -> None:
   """Raises ValueError naming the argument and the expected shape/dtype/range.
@@ -169,8 +144,6 @@ def check_ovq_inputs(
       L=chunk_size, D, Dv), or None.
     lengths: `[B]` integer array or None.
     chunk_size, num_slots: positive ints (num_slots <= 46340).
-    schedule: a name in `OVQ_SCHEDULES`.
-    renormalize: bool.
     segment_ids: `[B, T]` integer array or None; not together with `initial_state`.
   """
   if getattr(q, "ndim", None) != 4:
@@ -194,9 +167,6 @@ def check_ovq_inputs(
   check_positive_int(num_slots, "num_slots")
   if num_slots > MAX_SLOTS:
     raise ValueError(f"num_slots must be <= {MAX_SLOTS} (int32 schedule), got {num_slots}")
-  OVQ_SCHEDULES.validate(schedule, argument="schedule")
-  if not isinstance(renormalize, bool):
-    raise ValueError(f"renormalize must be a bool, got {renormalize!r}")
   if isinstance(beta, numbers.Real) and not isinstance(beta, bool):
     if not beta > 0:
       raise ValueError(f"beta must be positive (an inverse temperature), got {beta!r}")
@@ -299,17 +269,20 @@ def readout(
   renormalize,
   precision,
   dict_mask=None,
+  key_sq=None,
 ) -> jax.Array:
   """Joint softmax over active slots and the visible exact keys (fp32, vectorised).
 
   Args:
     q: unit queries `[B, H, Lq, D]` fp32.
-    keys: unit exact keys `[B, H, Lk, D]`; values `[B, H, Lk, Dv]`.
+    keys: unit exact keys `[B, H, Lk, D]` (any norm with `key_sq`); values `[B, H, Lk, Dv]`.
     key_mask: `[B, Lq, Lk]` bool, True where query i may read key j.
     dict_k, dict_v, counts: the dictionary `[B, H, N, D]`, `[B, H, N, Dv]`, `[B, H, N]`.
     beta_h: `[H]` fp32.
     dict_mask: `[B, Lq]` bool or None (all True): False where a query does not read the
       dictionary (a packed segment that has not absorbed anything yet).
+    key_sq: `[B, H, Lk]` squared key norms, or None: the keys are unit vectors (the logit
+      `beta q.k - (beta/2)(||k||^2 + 1)` is then `beta (q.k - 1)`).
 
   Returns:
     `[B, H, Lq, Dv]` fp32; rows that see nothing are 0.
@@ -320,7 +293,11 @@ def readout(
   logits_d = logits_d + bias[:, :, None, :]
   if dict_mask is not None:
     logits_d = jnp.where(dict_mask[:, None, :, None], logits_d, -jnp.inf)
-  logits_c = beta * (jnp.einsum("bhid,bhjd->bhij", q, keys, precision=precision) - 1.0)
+  if key_sq is None:
+    logits_c = beta * (jnp.einsum("bhid,bhjd->bhij", q, keys, precision=precision) - 1.0)
+  else:
+    logits_c = beta * jnp.einsum("bhid,bhjd->bhij", q, keys, precision=precision)
+    logits_c = logits_c - 0.5 * beta * (key_sq[:, :, None, :] + 1.0)
   logits_c = jnp.where(key_mask[:, None], logits_c, -jnp.inf)
   m = jnp.maximum(
     jnp.max(logits_d, axis=-1, keepdims=True), jnp.max(logits_c, axis=-1, keepdims=True)
@@ -334,7 +311,7 @@ def readout(
   return o / jnp.where(z > 0, z, 1.0)
 
 
-def _sq_dist(x, c, precision):
+def sq_dist(x, c, precision):
   """`||x_j - c_i||^2` by the matmul expansion: `[..., Lx, D] x [..., Nc, D] -> [..., Lx, Nc]`."""
   return (
     jnp.sum(x * x, -1)[..., :, None]
@@ -343,117 +320,59 @@ def _sq_dist(x, c, precision):
   )
 
 
-def growth(counts, tokens_seen, chunk_size: int, schedule: str) -> jax.Array:
-  """Slots to open in this write, `m = clip(target(tau) - N_active, 0, L)` `[B, H]` int32.
-
-  `tau = tokens_seen + L` counts the tokens absorbed once this chunk is.
-  """
-  n = counts.shape[-1]
-  target = OVQ_SCHEDULES.get(schedule)(tokens_seen + chunk_size, n)  # [B]
-  active = jnp.sum(counts > 0, axis=-1, dtype=jnp.int32)
-  return jnp.clip(target[:, None] - active, 0, chunk_size)
-
-
 def nearest_candidate(keys, centres, candidate, precision) -> jax.Array:
   """Index of each key's nearest candidate centre, `||k||^2 - 2 k.c + ||c||^2` then argmin
   (ties -> lowest index; no candidate -> 0): `[B, H, L, D] x [B, H, N, D] -> [B, H, L]` int32.
 
-  The XLA assignment of `absorb`; `pallas_kernels.ovq.ovq_chunk_assign_pallas` is the kernel
-  with the same signature and the same arithmetic."""
-  dist = jnp.where(candidate[..., None, :], _sq_dist(keys, centres, precision), jnp.inf)
+  The XLA assignment of `write.absorb`; `pallas_kernels.ovq.ovq_chunk_assign_pallas` is the
+  kernel with the same signature and the same arithmetic."""
+  dist = jnp.where(candidate[..., None, :], sq_dist(keys, centres, precision), jnp.inf)
   return jnp.argmin(dist, axis=-1).astype(jnp.int32)
 
 
-def absorb(
-  dict_k,
-  dict_v,
-  counts,
-  keys,
-  values,
-  tokens_seen,
-  do_absorb,
-  *,
-  schedule,
-  renormalize,
-  precision,
-  assign=None,
-):
-  """Absorbs one full chunk into the dictionary (dense, vectorised; the chunk/decode write).
+# --------------------------------------------------------------------------- chunk readouts
 
-  Farthest-first seeding of `m` free slots (lowest free slots in pick order),
-  hard nearest-candidate assignment (ties -> lowest index), exact running-mean
-  update as dense one-hot matmuls. Rows with `do_absorb` False are returned
-  unchanged.
+# fn(keys [B, H, Lk, D] unit, dict_k [B, H, N, D], counts [B, H, N], precision)
+#   -> (keys to read, key_sq [B, H, Lk] or None for unit keys): what the current chunk's
+#   exact-key part of the joint softmax reads (the readout's DESIGN CHOICE, spec 3.2).
+OVQ_READOUTS: registry.Registry[Callable[..., tuple]] = registry.Registry("ovq readout")
 
-  Args:
-    dict_k, dict_v, counts: `[B, H, N, D]`, `[B, H, N, Dv]`, `[B, H, N]` fp32.
-    keys, values: the chunk, unit keys `[B, H, L, D]`, values `[B, H, L, Dv]` fp32.
-    tokens_seen: `[B]` int32 tokens absorbed before this chunk.
-    do_absorb: `[B]` bool.
-    assign: `nearest_candidate`'s signature without `precision` (e.g. the Pallas kernel);
-      None uses `nearest_candidate`.
 
-  Returns:
-    `(dict_k, dict_v, counts)`.
-  """
-  n_slots = counts.shape[-1]
-  l = keys.shape[-2]
-  m = growth(counts, tokens_seen, l, schedule)  # [B, H]
+@OVQ_READOUTS.register("exact")
+def exact_chunk_keys(keys, dict_k, counts, precision):
+  """The current chunk's keys as they are (default): causal without quantising the tokens not
+  yet absorbed, and the unbounded dictionary equals softmax attention (spec test 3.4a)."""
+  del dict_k, counts, precision
+  return keys, None
+
+
+@OVQ_READOUTS.register("vq")
+def vq_chunk_keys(keys, dict_k, counts, precision):
+  """Transformer-VQ style (Lingle, arXiv:2309.16354): each key read exactly is replaced by its
+  nearest active slot of the dictionary being read (the previous chunks'; ties -> lowest
+  index), with a straight-through gradient `k + stop_gradient(dk[a] - k)` as Transformer-VQ's
+  quantiser has (forward: the slot; backward: to the key). Values stay exact. With no active
+  slot (the first chunk) the keys stay exact."""
   active = counts > 0
-  sk = jax.lax.stop_gradient(keys)
+  sg = jax.lax.stop_gradient
+  nearest = nearest_candidate(sg(keys), sg(dict_k), active, precision)  # [B, H, Lk]
+  code = jnp.take_along_axis(sg(dict_k), nearest[..., None], axis=-2)
+  has = jnp.any(active, axis=-1)[..., None, None]
+  quantised = jnp.where(has, keys + sg(code - keys), keys)
+  return quantised, jnp.sum(quantised * quantised, axis=-1)
 
-  # Farthest-first traversal: distance of every chunk key to its nearest centre so far.
-  d_exist = jnp.where(
-    active[..., None, :], _sq_dist(sk, jax.lax.stop_gradient(dict_k), precision), jnp.inf
-  )
-  picks = jnp.arange(l)
 
-  def pick(r, carry):
-    min_d, seeds = carry
-    j = jnp.argmax(min_d, axis=-1)  # [B, H]; first max, so key 0 when nothing exists
-    seed = jnp.take_along_axis(sk, j[..., None, None], axis=-2)  # [B, H, 1, D]
-    on = (r < m)[..., None]  # [B, H, 1]
-    seeds = jnp.where((picks == r)[:, None] & on[..., None], seed, seeds)
-    d_new = jnp.sum((sk - seed) ** 2, axis=-1)
-    return jnp.where(on, jnp.minimum(min_d, d_new), min_d), seeds
+def chunk_reader(readout, readout_name: str, beta_h, precision):
+  """A chunk readout plugin (`chunk.ChunkReadout`) reading the chunk keys of `readout_name` in
+  `OVQ_READOUTS`: `(q, keys, values, key_mask, dict_mask, dict_k, dict_v, counts) -> o`."""
+  chunk_keys = OVQ_READOUTS.get(readout_name)
 
-  min_d = jnp.min(d_exist, axis=-1)
-  _, seeds = jax.lax.fori_loop(0, l, pick, (min_d, jnp.zeros_like(sk)))
-  # Pick r goes to the r-th lowest free slot.
-  free = jnp.logical_not(active)
-  rank = jnp.cumsum(free, axis=-1) - 1  # [B, H, N]
-  place = (
-    free[..., None, :]
-    & (rank[..., None, :] == picks[:, None])
-    & (picks[:, None] < m[..., None, None])
-  )  # [B, H, L, N]
-  seeded = jnp.any(place, axis=-2)
-  seed_slots = jnp.einsum(
-    "bhln,bhld->bhnd", place.astype(jnp.float32), seeds, precision=jax.lax.Precision.HIGHEST
-  )
-  centres = jnp.where(seeded[..., None], seed_slots, jax.lax.stop_gradient(dict_k))
-  candidate = active | seeded
+  def read(q, keys, values, key_mask, dict_mask, dict_k, dict_v, counts):
+    keys, key_sq = chunk_keys(keys, dict_k, counts, precision)
+    extra = {} if key_sq is None else {"key_sq": key_sq}
+    return readout(q, keys, values, key_mask, dict_mask, dict_k, dict_v, counts, beta_h, **extra)
 
-  if assign is None:
-    nearest = nearest_candidate(sk, centres, candidate, precision)
-  else:
-    nearest = assign(sk, centres, candidate)
-  assign = jax.nn.one_hot(nearest, n_slots, dtype=jnp.float32)  # [B, H, L, N]
-  hits = jnp.sum(assign, axis=-2)  # [B, H, N]
-  new_counts = counts + hits
-  touched = (hits > 0) & do_absorb[:, None, None]
-  denom = jnp.where(touched, new_counts, 1.0)[..., None]
-  sum_k = jnp.einsum("bhln,bhld->bhnd", assign, keys, precision=precision)
-  sum_v = jnp.einsum("bhln,bhlv->bhnv", assign, values, precision=precision)
-  new_k = (counts[..., None] * dict_k + sum_k) / denom
-  if renormalize:
-    new_k = l2_normalize(new_k)
-  new_v = (counts[..., None] * dict_v + sum_v) / denom
-  return (
-    jnp.where(touched[..., None], new_k, dict_k),
-    jnp.where(touched[..., None], new_v, dict_v),
-    jnp.where(do_absorb[:, None, None], new_counts, counts),
-  )
+  return read
 
 
 # ------------------------------------------------------------------------- stream layout

@@ -17,12 +17,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from reasoning_jax.ops.ovq import common
+from reasoning_jax.ops.ovq import common, write
+from reasoning_jax.ops.ovq.options import OVQOptions, make_options
 
 
-def _step(
-  state: common.OVQState, q_t, k_t, v_t, valid, beta_h, *, schedule, renormalize, precision
-):
+def _step(state: common.OVQState, q_t, k_t, v_t, valid, beta_h, *, options: OVQOptions, precision):
   """Core step on fp32 `[B, H, *]` inputs (q_t, k_t unit); returns (o_t fp32, state)."""
   l = state.chunk_size
   pos = state.buf_len  # [B]
@@ -30,25 +29,27 @@ def _step(
   buf_k = jnp.where(slot[:, None, :, None], k_t[:, :, None, :], state.buf_k)
   buf_v = jnp.where(slot[:, None, :, None], v_t[:, :, None, :], state.buf_v)
   key_mask = (jnp.arange(l)[None, :] <= pos[:, None])[:, None, :]  # [B, 1, L]
+  read_k, key_sq = common.OVQ_READOUTS.get(options.readout)(
+    buf_k, state.dk, state.counts, precision
+  )
   o_t = common.readout(
     q_t[:, :, None, :],
-    buf_k,
+    read_k,
     buf_v,
     key_mask,
     state.dk,
     state.dv,
     state.counts,
     beta_h,
-    renormalize=renormalize,
+    renormalize=options.renormalize,
     precision=precision,
+    key_sq=key_sq,
   )
   o_t = jnp.where(valid[:, None, None], o_t[:, :, 0], 0.0)
 
   new_len = pos + valid.astype(jnp.int32)
   full = new_len == l
-  absorb = functools.partial(
-    common.absorb, schedule=schedule, renormalize=renormalize, precision=precision
-  )
+  absorb = functools.partial(write.absorb, options=options, precision=precision)
   dict_k, dict_v, counts = jax.lax.cond(
     jnp.any(full),
     lambda: absorb(state.dk, state.dv, state.counts, buf_k, buf_v, state.tokens_seen, full),
@@ -74,9 +75,8 @@ def ovq_step(
   v_t: jax.Array,
   *,
   beta,
-  schedule: str = "saturating",
-  renormalize: bool = False,
   valid: jax.Array | None = None,
+  **flags,
 ) -> tuple[jax.Array, common.OVQState]:
   """One decode step of OVQ attention.
 
@@ -89,10 +89,11 @@ def ovq_step(
     k_t: key `[B, H, D]`, q_t's dtype (L2-normalised here).
     v_t: value `[B, H, Dv]`, q_t's dtype.
     beta: inverse temperature > 0, scalar or `[H]`.
-    schedule: growth schedule (DESIGN CHOICE, default "saturating").
-    renormalize: re-normalise updated key slots (DESIGN CHOICE, default False).
     valid: `[B]` bool or None (all True): rows with False are padding, leave
       their state unchanged and output 0.
+    **flags: the DESIGN CHOICE flags (schedule, renormalize, seeding, seed, update,
+      update_lr, readout, linear_tokens, dirichlet_alpha), defaults `options.DEFAULT_FLAGS`,
+      validated by `options.make_options` (see `reasoning_jax.ops.ovq.ovq_attention`).
 
   Returns:
     `(o_t [B, H, Dv] in q_t.dtype, state)`.
@@ -112,9 +113,8 @@ def ovq_step(
     None,
     chunk_size=state.chunk_size,
     num_slots=state.num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
   )
+  options = make_options(state.num_slots, **flags)
   b = q_t.shape[0]
   if valid is None:
     valid = jnp.ones((b,), bool)
@@ -129,8 +129,7 @@ def ovq_step(
     v_t.astype(jnp.float32),
     valid,
     common.beta_per_head(beta, q_t.shape[1]),
-    schedule=schedule,
-    renormalize=renormalize,
+    options=options,
     precision=common.precision_for(q_t.dtype),
   )
   return o_t.astype(q_t.dtype), state
@@ -146,9 +145,8 @@ def ovq_recurrent(
   lengths: jax.Array | None = None,
   chunk_size: int = 64,
   num_slots: int = 1024,
-  schedule: str = "saturating",
-  renormalize: bool = False,
   segment_ids: jax.Array | None = None,
+  **flags,
 ) -> tuple[jax.Array, common.OVQState]:
   """OVQ attention by scanning the decode step over time.
 
@@ -162,10 +160,9 @@ def ovq_recurrent(
     lengths: `[B]` ints or None (right padding).
     chunk_size: L (DESIGN CHOICE, default 64).
     num_slots: N_max (DESIGN CHOICE, default 1024).
-    schedule: growth schedule (DESIGN CHOICE, default "saturating").
-    renormalize: re-normalise updated key slots (DESIGN CHOICE, default False).
     segment_ids: `[B, T]` ints or None: packed sequences; the whole state restarts at
       each valid token whose id differs from the previous one's. Not with `initial_state`.
+    **flags: the DESIGN CHOICE flags (see `ovq_step`).
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state)` (with segments: the last segment's).
@@ -179,10 +176,9 @@ def ovq_recurrent(
     lengths,
     chunk_size=chunk_size,
     num_slots=num_slots,
-    schedule=schedule,
-    renormalize=renormalize,
     segment_ids=segment_ids,
   )
+  options = make_options(num_slots, **flags)
   b, t, h, d = q.shape
   empty = common.init_state(b, h, num_slots, chunk_size, d, v.shape[-1])
   state = empty if initial_state is None else initial_state
@@ -191,8 +187,7 @@ def ovq_recurrent(
   step = functools.partial(
     _step,
     beta_h=beta_h,
-    schedule=schedule,
-    renormalize=renormalize,
+    options=options,
     precision=common.precision_for(q.dtype),
   )
 

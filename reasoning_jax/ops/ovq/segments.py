@@ -34,7 +34,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from reasoning_jax.ops.ovq import common
+from reasoning_jax.ops.ovq import common, write
 
 
 def segment_starts(segment_ids, end, length: int) -> jax.Array:
@@ -129,8 +129,7 @@ def ovq_chunk_scan_packed(
   lengths,
   chunk_size: int,
   num_slots: int,
-  schedule: str,
-  renormalize: bool,
+  options,
   readout,
   assign=None,
 ) -> tuple[jax.Array, common.OVQState]:
@@ -141,9 +140,11 @@ def ovq_chunk_scan_packed(
     beta: scalar or `[H]`.
     segment_ids: `[B, T]` ints.
     lengths: `[B]` ints or None (right padding).
-    chunk_size, num_slots, schedule, renormalize: as in `ovq_chunk`.
+    chunk_size, num_slots: as in `ovq_chunk`.
+    options: the flags (`reasoning_jax.ops.ovq.options.OVQOptions`).
     readout: the chunk readout `(q, keys, values, key_mask, dict_mask, dict_k, dict_v,
-      counts, beta_h) -> [B, H, L, Dv]` (XLA or the Pallas kernel).
+      counts, beta_h) -> [B, H, L, Dv]` (XLA or the Pallas kernel). With the "vq" readout
+      each read quantises the window's keys against the dictionary it reads.
     assign: the write's assignment (None: `common.nearest_candidate`).
 
   Returns:
@@ -165,9 +166,8 @@ def ovq_chunk_scan_packed(
     for x in (common.l2_normalize(q), common.l2_normalize(k), v.astype(jnp.float32))
   ]
   empty = common.init_state(b, h, num_slots, l, d, dv)
-  absorb = functools.partial(
-    common.absorb, schedule=schedule, renormalize=renormalize, precision=precision, assign=assign
-  )
+  absorb = functools.partial(write.absorb, options=options, precision=precision, assign=assign)
+  read = common.chunk_reader(readout, options.readout, beta_h, precision)
 
   def to_chunks(x):  # [B, H, P, D] -> [C, B, H, L, D]
     return jnp.moveaxis(x.reshape(b, h, n_chunks, l, x.shape[-1]), 2, 0)
@@ -203,7 +203,7 @@ def ovq_chunk_scan_packed(
     last = a_c[:, 0] + l - 1  # [B]: where its segment chunk ends (inside chunk c)
     before = first & (q_pos[None, :] <= last[:, None])
     after = first & (q_pos[None, :] > last[:, None])
-    o_before = readout(q_c, keys, values, key_mask, before, dict_k, dict_v, counts, beta_h)
+    o_before = read(q_c, keys, values, key_mask, before, dict_k, dict_v, counts)
 
     # Absorb [a, a + L - 1] of the segment at c0 if it is whole (same segment, valid).
     rows = (a_c[:, :1] - (c0 - l)) + jnp.arange(l)[None, :]  # [B, L] window rows
@@ -212,7 +212,7 @@ def ovq_chunk_scan_packed(
     full = (last_start_id == start_c[:, 0]) & (last < end)
     dict_k, dict_v, counts = absorb(dict_k, dict_v, counts, take(keys), take(values), seen, full)
     seen = seen + jnp.where(full, l, 0).astype(jnp.int32)
-    o_after = readout(q_c, keys, values, key_mask, after, dict_k, dict_v, counts, beta_h)
+    o_after = read(q_c, keys, values, key_mask, after, dict_k, dict_v, counts)
 
     o_c = jnp.where(after[:, None, :, None], o_after, o_before)
     o_c = jnp.where((q_pos[None, :] < end[:, None])[:, None, :, None], o_c, 0.0)
