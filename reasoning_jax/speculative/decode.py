@@ -321,8 +321,9 @@ def speculative_generate(
   Args:
     target: the model whose distribution the output follows (a zoo `Transformer`).
     draft: a cheaper zoo `Transformer` with the same vocabulary (and tokenizer).
-    prompts, prompt_lengths, max_new_tokens, temperature, top_k, top_p, eos_id, key,
-      pad_id: as in `generate` (temperature / top-k / top-p warp both models alike).
+    prompts: `[B, P]` right-padded token ids, as in `generate`; so are `prompt_lengths`,
+      `max_new_tokens`, `temperature`, `top_k`, `top_p`, `eos_id`, `key` and `pad_id`
+      (temperature / top-k / top-p warp both models alike).
     num_draft: drafts per target call, k >= 1 (spec gamma).
     max_draft: the compiled verify block's draft capacity (default `num_draft`); any
       `num_draft <= max_draft` reuses the same compiled program.
