@@ -30,3 +30,31 @@ def tiny_hf_folder(tmp_path_factory):
     return written[family]
 
   return folder
+
+
+def _mapped_regions() -> int:
+  try:
+    with open("/proc/self/maps") as maps:
+      return sum(1 for _ in maps)
+  except OSError:  # not Linux
+    return 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_executables():
+  """Drop JAX's compiled executables after every test module.
+
+  Each XLA:CPU executable keeps its JIT code in its own memory mappings; a pytest-xdist
+  worker that runs ~900 tests without freeing them reaches the kernel's per-process limit
+  (vm.max_map_count, 65530 by default), after which LLVM's next mmap fails and the worker
+  dies with a segfault inside `backend_compile_and_load` (seen in CI, late in the run, in a
+  different test each time). Clearing the caches between modules keeps the count bounded.
+  `RJ_TEST_MAPS=1 pytest -s ...` prints the count before and after each clear.
+  """
+  yield
+  import jax
+
+  before = _mapped_regions()
+  jax.clear_caches()
+  if os.environ.get("RJ_TEST_MAPS"):
+    print(f"\n[maps] {before} -> {_mapped_regions()} mapped regions (clear_caches)")

@@ -23,7 +23,7 @@ scatter-adds; it shares the schedules, the scores, the noise and the update form
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +31,6 @@ import jax.numpy as jnp
 from reasoning_jax import registry
 from reasoning_jax.ops.ovq import common
 
-if TYPE_CHECKING:
-  from reasoning_jax.ops.ovq.options import OVQOptions
 
 # ------------------------------------------------------------------------ growth schedules
 
@@ -83,13 +81,15 @@ def dirichlet_schedule(tau: jax.Array, num_slots: int, *, alpha: float) -> jax.A
   return jnp.minimum(target, num_slots)
 
 
-def growth(counts, tokens_seen, chunk_size: int, options: OVQOptions) -> jax.Array:
+def growth(counts, tokens_seen, chunk_size: int, options) -> jax.Array:
   """Slots to open in this write, `m = clip(target(tau) - N_active, 0, L)` `[...]` int32.
 
   Args:
     counts: `[..., N]` (the slots of one or more sequences and heads).
     tokens_seen: tokens absorbed before this chunk, broadcastable to `counts.shape[:-1]`.
     chunk_size: L; `tau = tokens_seen + L` counts the tokens absorbed once this chunk is.
+    options: the flags (`reasoning_jax.ops.ovq.options.OVQOptions`; untyped here because
+      options.py validates its names against this module's registries).
   """
   n = counts.shape[-1]
   fn = OVQ_SCHEDULES.get(options.schedule)
@@ -206,7 +206,7 @@ def absorb(
   tokens_seen,
   do_absorb,
   *,
-  options: OVQOptions,
+  options,
   precision,
   assign=None,
 ):
