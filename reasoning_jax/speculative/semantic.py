@@ -202,8 +202,9 @@ def semantic_speculative_generate(
       (steps the target wrote), `target_passes` (target forward passes summed over rows: one
       per token the target sampled, one per verification), `emitted`,
       `tokens_per_target_pass` (`emitted / target_passes`; plain target decoding gives 1),
-      `target_calls` / `draft_calls` (batched calls), `iterations`, `draft_steps` (a list of
-      `(iteration, row, step ids, accepted)`) and `total_s`.
+      `target_calls` / `draft_calls` (batched calls), `iterations`, `draft_steps` (one dict per verified
+      draft step: `iteration`, `row`, `context_length`, `step` ids, `accepted`, `fast`,
+      `p_target`, `p_draft`) and `total_s`.
 
   Returns:
     `GenerateOutput`: `tokens [B, max_new_tokens]`, `lengths`, `logprobs` (the target's raw
@@ -274,7 +275,7 @@ def semantic_speculative_generate(
     target_calls=0,
     draft_calls=0,
   )
-  log: list[tuple[int, int, tuple[int, ...], bool]] = []
+  log: list[dict[str, Any]] = []
   common = dict(temperature=settings.temperature, top_k=top_k, top_p=settings.top_p)
 
   def append(row: int, tokens: np.ndarray, lps: np.ndarray) -> int:
@@ -359,6 +360,7 @@ def semantic_speculative_generate(
         tau_min,
       )
       accepted, fast = np.asarray(acc.accepted), np.asarray(acc.fast)
+      p_t, p_d = np.asarray(out_t["prob"]), np.asarray(out_d["prob"])
       bonus = np.asarray(out_t["bonus"])
       bonus_lp = np.asarray(out_t["bonus_sampling_logprob"])
       for r in fresh:
@@ -368,7 +370,18 @@ def semantic_speculative_generate(
           continue
         counts["steps_proposed"] += 1
         counts["target_passes"] += 1
-        log.append((it, int(r), tuple(int(x) for x in step), bool(accepted[r])))
+        log.append(
+          dict(
+            iteration=it,
+            row=int(r),
+            context_length=int(ctx[r]),
+            step=tuple(int(x) for x in step),
+            accepted=bool(accepted[r]),
+            fast=bool(fast[r]),
+            p_target=float(p_t[r]),
+            p_draft=float(p_d[r]),
+          )
+        )
         if not accepted[r]:
           mode[r] = TARGET_STEP
           continue
