@@ -84,6 +84,7 @@ METHODS: dict[str, Method] = {
   "speculative_decoding": Method(
     "Speculative decoding", ("leviathan2023fast", "chen2023accelerating")
   ),
+  "semanticspec": Method("SemanticSpec", ("dong2026beyond",)),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).

@@ -147,6 +147,12 @@ NOT_REPRODUCED: dict[str, str] = {
     "against the target's own distribution, greedy outputs token for token); the speed-up "
     "experiment on a draft/target pair trained here (experiments.speculative) is not built yet"
   ),
+  "semanticspec": (
+    "not lossless, so its claims are speed and accuracy on long reasoning chains (2.7x with a "
+    "32B target): the reductions and the bias of spec 2.7 are pinned by tests/speculative; the "
+    "experiment (probe labels and training on a draft/target pair trained here, then "
+    "tokens per target pass and accuracy against the target alone) is not built yet"
+  ),
 }
 
 

@@ -200,6 +200,7 @@ def build_probe_dataset(
   top_p: float = 0.95,
   eos_id: Any = None,
   pooling: str = "mean",
+  keep_truncated: bool = False,
   answers: Sequence[str] | None = None,
   reward: str = "math_exact",
   num_continuations: int = 4,
@@ -211,7 +212,8 @@ def build_probe_dataset(
   `prefixes` are token-id lists cut at step boundaries; `label_mode` "cluster" clusters the
   decoded text of each prefix's valid samples of both models with `equivalent`; "verifier"
   needs `answers` (one per prefix) and scores continuations with `reward`. Only valid samples
-  (ended at a boundary or EOS) are kept.
+  (ended at a boundary or EOS) are kept, unless `keep_truncated` (DESIGN CHOICE, default
+  False) also keeps steps cut by `max_step_tokens` (untrained models rarely end a step).
   """
   if label_mode not in LABEL_MODES:
     raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
@@ -234,7 +236,8 @@ def build_probe_dataset(
         key=jax.random.fold_in(key_p, m),
         pooling=pooling,
       )
-      sampled[name] = ([s for s, v in zip(steps, valid) if v], feats[valid])
+      keep = valid | keep_truncated
+      sampled[name] = ([s for s, v in zip(steps, keep) if v], feats[keep])
     if label_mode == "cluster":
       pool = [tokenizer.decode(s) for s in sampled["target"][0] + sampled["draft"][0]]
       labels = cluster_share_labels(pool, equivalent)
