@@ -6,6 +6,7 @@ Spec `inference.md` section 2.2 ("Beyond Tokens", Dong et al., arXiv:2602.03708)
   2. for each prefix sample `num_samples` next steps from the target and as many from the
      draft (spec 20 each; a step stops after a boundary id, which it keeps);
   3. label each sample (DESIGN CHOICE `label_mode`):
+
      * "cluster" (the paper): pool the valid samples of both models (those that ended at a
        boundary or EOS), cluster them greedily with a pluggable `equivalent(a, b)` (each
        unassigned sample opens a cluster and absorbs every later equivalent one; the paper
@@ -15,6 +16,7 @@ Spec `inference.md` section 2.2 ("Beyond Tokens", Dong et al., arXiv:2602.03708)
      * "verifier" (the issue's mode): the fraction of `num_continuations` continuations
        from `prefix + step` (sampled from the target) that a registered reward of
        `reasoning_jax.rewards` judges correct against the example's answer;
+
   4. features: each model's own mean-pooled final-layer states over its own samples, at the
      positions that predicted the step's tokens (`probe.pool_hidden`, the online loop's
      convention), from a teacher-forced pass.
