@@ -230,13 +230,20 @@ def test_online_probe_inputs_are_the_predicting_positions(models):
   )
   assert stats_["steps_proposed"] >= 2
   checked_shift = False
+  forwards = {}
+  for name, model in (("target", target), ("draft", draft)):
+    graphdef, state = nnx.split(model)
+    fn = jax.jit(lambda st, ids, g=graphdef: nnx.merge(g, st).forward(ids)[0])
+    forwards[name] = lambda ids, fn=fn, st=state: np.asarray(fn(st, ids))[0]
   for s in stats_["draft_steps"]:
     b, c, step = s["row"], s["context_length"], list(s["step"])
     ids = list(prompts[b, : lengths[b]]) + list(np.asarray(out.tokens[b, : c - lengths[b]]))
-    ids = jnp.asarray([ids + step])
+    ids = ids + step
+    padded = np.zeros((1, 32), np.int32)  # One compiled forward; causal: padding is after.
+    padded[0, : len(ids)] = ids
     t = len(step)
-    for model, probe, got in ((target, t_probe, s["p_target"]), (draft, d_probe, s["p_draft"])):
-      hidden = np.asarray(model.forward(ids)[0])[0]
+    for name, probe, got in (("target", t_probe, s["p_target"]), ("draft", d_probe, s["p_draft"])):
+      hidden = forwards[name](jnp.asarray(padded))
       want = float(probe(hidden[c - 1 : c + t - 1].mean(0), deterministic=True))
       np.testing.assert_allclose(got, want, atol=1e-5)
       if t > 1:
