@@ -122,16 +122,19 @@ def _reference_b(target, draft, prompt, max_new, step_max, boundary, think):
   return out[:max_new]
 
 
-@pytest.mark.parametrize("with_think", [False, True])
-def test_reduction_b_accepts_everything_draft_steps_plus_bonus(models, with_think):
+# think_at: None (no answer phase), or the index in row 0's no-think output of the token used
+# as the end-of-thinking id (4: a bonus token; 5: inside a draft step, which is then dropped).
+@pytest.mark.parametrize("think_at", [None, 4, 5])
+def test_reduction_b_accepts_everything_draft_steps_plus_bonus(models, think_at):
   target, draft = models
   prompts = np.array([[3, 4, 5], [7, 8, 0]], np.int32)
   lengths = np.array([3, 2], np.int32)
   boundary = (2, 9)
   think = ()
-  if with_think:  # A token the draft writes in its second greedy step of row 0.
-    ref = _reference_b(target, draft, [3, 4, 5], 12, 4, boundary, ())
-    think = (next(t for t in ref[3:] if t not in boundary),)
+  plain = _reference_b(target, draft, [3, 4, 5], 12, 4, boundary, ())
+  if think_at is not None:
+    think = (plain[think_at],)
+    assert think[0] not in plain[:think_at] + list(boundary)
   stats_ = {}
   out = semantic_speculative_generate(
     target,
@@ -156,6 +159,8 @@ def test_reduction_b_accepts_everything_draft_steps_plus_bonus(models, with_thin
     ref = _reference_b(target, draft, prompts[b, : lengths[b]], 12, 4, boundary, think)
     np.testing.assert_array_equal(np.asarray(out.tokens[b]), ref)
   assert stats_["target_steps"] == 0
+  if think_at is not None:  # The answer phase changed row 0 (the test is not vacuous).
+    assert list(np.asarray(out.tokens[0])) != plain
 
 
 def test_acceptance_stream_is_separate_from_sampling(models):
