@@ -67,6 +67,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.max_prompt_len = 32
   c.max_new_tokens = 40
   c.timing_repeats = 3
+  c.accuracy_samples = 8  # Sampled rows: draws per prompt for the accuracy (untimed extras).
   c.plot = True
   # The pair trained here (SFT from scratch, the main job's task and tokenizer).
   c.target = _pair_member(192, 4, 6, 2, num_steps=300, batch_size=32)
@@ -79,7 +80,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant == "quick":
     c.workdir = "outputs/speculative_quick"
     c.seeds = (0, 1)
-    c.batch_size, c.max_new_tokens, c.timing_repeats = 8, 16, 1
+    c.batch_size, c.max_new_tokens, c.timing_repeats, c.accuracy_samples = 8, 16, 1, 2
     c.decoders = ("target", "spec@2", "spec@4")
     for member, hidden, layers in ((c.target, 48, 2), (c.draft, 32, 1)):
       member.model_overrides = dict(

@@ -10,7 +10,8 @@ seed (median). Measured per (decoder, temperature, seed):
     included); 1 for `target`;
   * acceptance rate, overall and by draft position (mean `min(1, p/q)`);
   * wall-clock speedup: the target's median time / the decoder's, same prompts and budget;
-  * task accuracy with the task's verifier, and its difference from the target's;
+  * task accuracy with the task's verifier, and its difference from the target's (sampled:
+    over `config.accuracy_samples` draws per prompt, the timed one and untimed others);
   * the fraction of rows whose tokens equal the target's (greedy only; a lossless decoder
     must reach 1, and `run` raises if one does not).
 
@@ -56,6 +57,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("batch_size", "max_new_tokens", "timing_repeats", "max_prompt_len"):
     if not isinstance(config[key], int) or config[key] < 1:
       raise ValueError(f"config.{key} must be an int >= 1, got {config[key]!r}")
+  samples = config.get("accuracy_samples", 1)
+  if not isinstance(samples, int) or samples < 1:
+    raise ValueError(f"config.accuracy_samples must be an int >= 1, got {samples!r}")
   if not config.temperatures or any(t < 0 for t in config.temperatures):
     raise ValueError(f"config.temperatures must be >= 0, got {config.temperatures}")
 
@@ -149,6 +153,10 @@ def _measure(config, pair, decoders, batches, reward) -> dict[str, Any]:
         )
         seconds = _timed(call, config.timing_repeats)
         scores = _score(reward, pair, batch, out)
+        if temperature > 0:  # More samples for the accuracy (untimed): it is noisy.
+          for j in range(1, config.get("accuracy_samples", 1)):
+            extra = call(key=jax.random.fold_in(key, j))
+            scores = np.concatenate([scores, _score(reward, pair, batch, extra)])
         run = {
           "seed": seed,
           "seconds": seconds,
@@ -231,7 +239,8 @@ def markdown(config, payload: dict[str, Any]) -> str:
     f"{pair['draft_params']:,}; per-token FLOPs ratio {pair['flops_ratio']:.1f}x). "
     f"{config.batch_size} held-out prompts per seed, {config.max_new_tokens} new tokens, "
     f"seeds {tuple(config.seeds)}; wall clock: median of {config.timing_repeats} timed "
-    f"calls after a compiling warm-up, on {payload['device']}. Mean ± std over seeds.",
+    f"calls after a compiling warm-up, on {payload['device']}; sampled accuracy over "
+    f"{config.get('accuracy_samples', 1)} draws per prompt. Mean ± std over seeds.",
     "",
     "| decoder | family | k / threshold | lossless | temperature | tokens per target call "
     "| acceptance | speedup vs target | accuracy | Δ accuracy vs target | same tokens as "
