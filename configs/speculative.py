@@ -15,8 +15,8 @@ trained once and reused. Two HF folders (`target_hf_dir` and `draft_hf_dir`, wit
 "" for the folders' own, "byte" for folders exported from models trained here) replace the
 pair; the prompts still come from `config.target`'s task.
 
-Variants (`--config=configs/speculative.py:<variant>`): "" (the full experiment, about 12 min
-on 2 CPU cores with the pair's training) and "quick" (tiny models and budgets, 2 seeds: the
+Variants (`--config=configs/speculative.py:<variant>`): "" (the full experiment, about 6 min
+on 2 CPU cores with the pair's training, 2 min when the pair is reused) and "quick" (tiny models and budgets, 2 seeds: the
 pipeline end to end for CI; its numbers say nothing about the method).
 
 Decoders: `config.decoders` names rows of `reasoning_jax.evaluate.speculative.DECODERS`:
