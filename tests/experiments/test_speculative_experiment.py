@@ -22,6 +22,7 @@ from configs import speculative as speculative_config  # noqa: E402
 from experiments import speculative  # noqa: E402
 from reasoning_jax.evaluate.speculative import (  # noqa: E402
   decoders,
+  hf_pair,
   load_pair,
   make_decoder,
   make_decoders,
@@ -90,6 +91,9 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
     assert [r["accuracy"] for r in got["results"]["0.0"][name]] == [
       r["accuracy"] for r in greedy[name]
     ]
+  # Without tokenizer="byte" the folders' own tokenizer.json is needed; the error names the flag.
+  with pytest.raises(ValueError, match="config.target_hf_dir=.*tokenizer.json not found"):
+    hf_pair(hf.target_hf_dir, hf.draft_hf_dir)
 
 
 def test_a_changed_pair_config_is_refused(tmp_path):

@@ -29,7 +29,7 @@ from absl import logging
 from flax import nnx
 
 from reasoning_jax.models import count_params
-from reasoning_jax.models.source import build_model, resolve_source
+from reasoning_jax.models.source import SourceError, build_model, resolve_source
 from reasoning_jax.speculative import check_pair, check_tokenizers
 
 # Keys of an SFT config that define the trained model: a checkpoint written under other values
@@ -202,12 +202,6 @@ def trained_pair(config: ml_collections.ConfigDict) -> Pair:
 
 def hf_pair(target_dir: str, draft_dir: str, tokenizer: str = "") -> Pair:
   """Two local Hugging Face folders as a pair (no network), checked against each other."""
-  sources = {
-    role: resolve_source(hf_dir=path, tokenizer=tokenizer, flag=f"config.{role}_hf_dir")
-    if tokenizer != "byte"
-    else None
-    for role, path in (("target", target_dir), ("draft", draft_dir))
-  }
   if tokenizer == "byte":  # Folders exported from byte-tokenizer models trained here.
     from reasoning_jax.models.hf import from_hf
     from reasoning_jax.tokenizers import ByteTokenizer, pad_vocab
@@ -215,14 +209,20 @@ def hf_pair(target_dir: str, draft_dir: str, tokenizer: str = "") -> Pair:
     target, draft = from_hf(target_dir), from_hf(draft_dir)
     tok = pad_vocab(ByteTokenizer(), target.config.vocab_size)
     check_tokenizers(tok, pad_vocab(ByteTokenizer(), draft.config.vocab_size))
-    eos_ids = (tok.eos_id,)
+    eos_ids: tuple[int, ...] = (tok.eos_id,)
   else:
+    sources = {}
+    for role, path in (("target", target_dir), ("draft", draft_dir)):
+      try:
+        sources[role] = resolve_source(hf_dir=path, tokenizer=tokenizer, flag="config")
+      except SourceError as e:  # Name the experiment's own flag for the folder.
+        raise ValueError(f"config.{role}_hf_dir={path!r}: {e}") from None
     check_tokenizers(sources["target"].tokenizer, sources["draft"].tokenizer)
     target, draft = build_model(sources["target"]), build_model(sources["draft"])
-    tok, eos_ids = sources["target"].tokenizer, sources["target"].eos_ids
+    tok, eos_ids = sources["target"].tokenizer, tuple(sources["target"].eos_ids)
   check_pair(target, draft)
   dirs = {"target": os.path.abspath(target_dir), "draft": os.path.abspath(draft_dir)}
-  return Pair(target, draft, tok, tuple(eos_ids), "hf", dirs, dict(dirs))
+  return Pair(target, draft, tok, eos_ids, "hf", dirs, dict(dirs))
 
 
 def load_pair(config: ml_collections.ConfigDict) -> Pair:
