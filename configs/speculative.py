@@ -16,8 +16,11 @@ trained once and reused. Two HF folders (`target_hf_dir` and `draft_hf_dir`, wit
 pair; the prompts still come from `config.target`'s task.
 
 Variants (`--config=configs/speculative.py:<variant>`): "" (the full experiment, about 6 min
-on 2 CPU cores with the pair's training, 2 min when the pair is reused) and "quick" (tiny models and budgets, 2 seeds: the
-pipeline end to end for CI; its numbers say nothing about the method).
+on 2 CPU cores with the pair's training, 2 min when the pair is reused); "latency" (one prompt
+per call with a 4-layer width-384 target, 7M parameters = 28 MB, about the L3 cache of the
+2-core machine, so a decode step leans towards reading weights, the regime speculative
+decoding is for); "quick" (tiny models and budgets, 2 seeds: the pipeline end to end for CI;
+its numbers say nothing about the method).
 
 Decoders: `config.decoders` names rows of `reasoning_jax.evaluate.speculative.DECODERS`:
 "target" (plain `generate`, the baseline) and "spec@k" (token-level speculative sampling with
@@ -33,7 +36,7 @@ import ml_collections
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import sft_arith  # noqa: E402
 
-_VARIANTS = ("", "quick")
+_VARIANTS = ("", "quick", "latency")
 
 
 def _pair_member(hidden, layers, heads, kv_heads, num_steps, batch_size):
@@ -77,6 +80,16 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.target_hf_dir = ""
   c.draft_hf_dir = ""
   c.tokenizer = ""
+  c.decode_batch = 0  # Rows per decoder call (0: the whole batch in one call).
+  if variant == "latency":
+    # Batch-1 decoding with a target whose weights (28 MB) fill the CPU's L3 cache, so a decode
+    # step leans towards reading weights and a verify pass of k + 1 tokens costs less than k + 1
+    # steps (the regime speculative decoding is for).
+    c.workdir = "outputs/speculative_latency"
+    c.target = _pair_member(384, 4, 6, 2, num_steps=200, batch_size=32)
+    c.target.model_overrides = dict(c.target.model_overrides, head_dim=64)
+    c.decode_batch = 1
+    c.timing_repeats, c.accuracy_samples = 2, 4
   if variant == "quick":
     c.workdir = "outputs/speculative_quick"
     c.seeds = (0, 1)

@@ -84,9 +84,13 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
   hf.target_hf_dir = os.path.join(config.workdir, "pair", "target_hf")
   hf.draft_hf_dir = os.path.join(config.workdir, "pair", "draft_hf")
   hf.tokenizer = "byte"
+  hf.decode_batch = 3  # Calls of 3, 1 rows (batch 4): outputs concatenated, stats pooled.
   hf.target.workdir = pair.dirs["target"]  # Where the task's data was built.
   got = _run_main(hf, monkeypatch)
   assert got["pair"]["source"] == "hf"
+  for run in got["results"]["0.0"]["spec@2"]:
+    assert run["same_as_target"] == 1.0 and 1.0 <= run["tokens_per_target_call"] <= 3.0
+    assert len(run["acceptance_rate_by_position"]) == 2
   for name in ("target", "spec@2"):
     assert [r["accuracy"] for r in got["results"]["0.0"][name]] == [
       r["accuracy"] for r in greedy[name]

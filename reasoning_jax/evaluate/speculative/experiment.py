@@ -1,7 +1,8 @@
 """`run(config)`: every decoder of `config.decoders` on the same prompts, several seeds.
 
 Per temperature of `config.temperatures` (0 = greedy) and seed, each decoder decodes the same
-`config.batch_size` held-out prompts of the target's task (a seed draws its own prompts and
+`config.batch_size` held-out prompts of the target's task (in calls of `config.decode_batch`
+rows; 0: all in one call) (a seed draws its own prompts and
 its own sampling key) with the same `max_new_tokens`. Each decoder is compiled once (a
 warm-up call on seed 0's prompts, not timed), then timed `config.timing_repeats` times per
 seed (median). Measured per (decoder, temperature, seed):
@@ -57,6 +58,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("batch_size", "max_new_tokens", "timing_repeats", "max_prompt_len"):
     if not isinstance(config[key], int) or config[key] < 1:
       raise ValueError(f"config.{key} must be an int >= 1, got {config[key]!r}")
+  decode_batch = config.get("decode_batch", 0)
+  if not isinstance(decode_batch, int) or decode_batch < 0:
+    raise ValueError(f"config.decode_batch must be an int >= 0 (0: one call), got {decode_batch!r}")
   samples = config.get("accuracy_samples", 1)
   if not isinstance(samples, int) or samples < 1:
     raise ValueError(f"config.accuracy_samples must be an int >= 1, got {samples!r}")
@@ -114,6 +118,60 @@ def _timed(fn, repeats: int) -> float:
   return statistics.median(times)
 
 
+def _decode(decoder: Decoder, pair: Pair, prompts, lengths, *, config, temperature, key):
+  """`decoder.run` on the batch, in calls of `config.decode_batch` rows (0: one call).
+
+  With several calls the outputs are concatenated and the stats pooled: target passes and
+  emitted tokens summed, acceptance rates averaged over the calls (weighted by target passes).
+  """
+  rows = prompts.shape[0]
+  step = config.get("decode_batch", 0) or rows
+  outs, stats = [], []
+  for j, start in enumerate(range(0, rows, step)):
+    chunk_key = None if key is None else jax.random.fold_in(key, j)
+    out, st = decoder.run(
+      pair,
+      prompts[start : start + step],
+      lengths[start : start + step],
+      max_new_tokens=config.max_new_tokens,
+      temperature=float(temperature),
+      key=chunk_key,
+    )
+    outs.append(out)
+    stats.append(st)
+  if len(outs) == 1:
+    return outs[0], stats[0]
+  out = types.SimpleNamespace(
+    tokens=jnp.concatenate([o.tokens for o in outs]),
+    lengths=jnp.concatenate([o.lengths for o in outs]),
+  )
+  pooled: dict[str, Any] = {}
+  calls = np.asarray([st.get("row_target_calls", np.nan) for st in stats], np.float64)
+  if np.all(np.isfinite(calls)):
+    pooled["row_target_calls"] = float(calls.sum())
+    pooled["tokens_per_target_call"] = float(np.asarray(out.lengths).sum() / calls.sum())
+    weights = calls
+  else:
+    weights = np.ones(len(stats))
+  if all("acceptance_rate" in st for st in stats):
+    pooled["acceptance_rate"] = float(
+      np.average([st["acceptance_rate"] for st in stats], weights=weights)
+    )
+  curves = [
+    np.asarray(st["acceptance_rate_by_position"])
+    for st in stats
+    if "acceptance_rate_by_position" in st
+  ]
+  if curves:
+    stacked = np.stack(curves)
+    w = np.broadcast_to(weights[: len(curves), None], stacked.shape)
+    ok = np.isfinite(stacked)
+    pooled["acceptance_rate_by_position"] = np.where(
+      ok.any(0), (np.where(ok, stacked, 0) * w).sum(0) / np.maximum((ok * w).sum(0), 1e-12), np.nan
+    )
+  return out, pooled
+
+
 def _measure(config, pair, decoders, batches, reward) -> dict[str, Any]:
   """results[temperature][decoder] = list of per-seed dicts."""
   results: dict[str, Any] = {}
@@ -128,13 +186,8 @@ def _measure(config, pair, decoders, batches, reward) -> dict[str, Any]:
         key = jax.random.key(seed) if temperature > 0 else None
 
         def call(decoder=decoder, prompts=prompts, lengths=lengths, key=key):
-          return decoder.run(
-            pair,
-            prompts,
-            lengths,
-            max_new_tokens=config.max_new_tokens,
-            temperature=float(temperature),
-            key=key,
+          return _decode(
+            decoder, pair, prompts, lengths, config=config, temperature=temperature, key=key
           )[0]
 
         if i == 0:
@@ -143,13 +196,8 @@ def _measure(config, pair, decoders, batches, reward) -> dict[str, Any]:
           logging.info(
             "%s T=%s: compiled in %.1f s", decoder.name, temperature, time.perf_counter() - start
           )
-        out, stats = decoder.run(
-          pair,
-          prompts,
-          lengths,
-          max_new_tokens=config.max_new_tokens,
-          temperature=float(temperature),
-          key=key,
+        out, stats = _decode(
+          decoder, pair, prompts, lengths, config=config, temperature=temperature, key=key
         )
         seconds = _timed(call, config.timing_repeats)
         scores = _score(reward, pair, batch, out)
@@ -238,8 +286,9 @@ def markdown(config, payload: dict[str, Any]) -> str:
     f"Pair: {pair['source']} (target {pair['target_params']:,} params, draft "
     f"{pair['draft_params']:,}; per-token FLOPs ratio {pair['flops_ratio']:.1f}x). "
     f"{config.batch_size} held-out prompts per seed, {config.max_new_tokens} new tokens, "
-    f"seeds {tuple(config.seeds)}; wall clock: median of {config.timing_repeats} timed "
-    f"calls after a compiling warm-up, on {payload['device']}; sampled accuracy over "
+    f"seeds {tuple(config.seeds)}; "
+    f"{config.get('decode_batch', 0) or config.batch_size} rows per decoder call; wall "
+    f"clock: median of {config.timing_repeats} timed calls after a compiling warm-up, on {payload['device']}; sampled accuracy over "
     f"{config.get('accuracy_samples', 1)} draws per prompt. Mean ± std over seeds.",
     "",
     "| decoder | family | k / threshold | lossless | temperature | tokens per target call "
