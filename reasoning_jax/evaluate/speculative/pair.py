@@ -55,7 +55,8 @@ class Pair:
   """A target, a draft that shares its tokenizer, and where they came from.
 
   Attributes:
-    target, draft: zoo `Transformer`s (attention layers only).
+    target: the zoo `Transformer` whose distribution the output follows.
+    draft: the cheaper zoo `Transformer` (attention layers only, same vocabulary).
     tokenizer: the shared tokenizer.
     eos_ids: ids that end a completion (the target's).
     source: "trained" or "hf".
