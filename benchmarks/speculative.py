@@ -16,10 +16,16 @@ decode step), and a draft decode step (c = draft step / target decode step).
 Models: two local Hugging Face folders (`--target-hf-dir`, `--draft-hf-dir`; e.g. a pair
 exported with `to_hf` from models trained here), else two random presets of the sizes given.
 Random weights make the acceptance rate meaningless (the step costs and the verify overhead
-are not); say which you ran when quoting figures.
+are not); say which you ran when quoting figures. Prompts are random token ids, or with
+`--arith-prompts` the held-out questions of the pair trained by `python -m
+experiments.speculative` (one- and two-digit addition, byte tokenizer, stopping at its EOS),
+on which that pair's acceptance means something.
 
   python benchmarks/speculative.py                                  # random pair, CPU-sized
   python benchmarks/speculative.py --target-hf-dir=/m/target --draft-hf-dir=/m/draft --k 2 4 8
+  python benchmarks/speculative.py --arith-prompts --batch 8 \
+      --target-hf-dir=outputs/speculative/pair/target_hf \
+      --draft-hf-dir=outputs/speculative/pair/draft_hf           # the pair trained here
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ def parse_args(argv=None):
   p.add_argument("--new-tokens", type=int, default=64)
   p.add_argument("--k", type=int, nargs="+", default=(2, 4, 8))
   p.add_argument("--temperature", type=float, default=0.0)
+  p.add_argument(
+    "--arith-prompts",
+    action="store_true",
+    help="prompts: arithmetic questions (byte tokenizer, EOS stops), not random ids",
+  )
   p.add_argument("--steps", type=int, default=16, help="steps per timed loop (step costs)")
   p.add_argument("--repeats", type=int, default=3)
   return p.parse_args(argv)
@@ -84,6 +95,26 @@ def load_pair(args):
   target = random_model(args, *args.target_size, seed=0)
   draft = random_model(args, *args.draft_size, seed=1)
   return target, draft, "random presets (acceptance meaningless)"
+
+
+def arith_prompts(batch, width):
+  """`batch` addition questions as the experiment asks them, right-padded to `width`."""
+  import random
+
+  from reasoning_jax.data.synthetic import arithmetic_example
+  from reasoning_jax.tokenizers import ByteTokenizer
+
+  tok, rng = ByteTokenizer(), random.Random(1234)
+  rows = [
+    tok.encode(
+      arithmetic_example(rng, max_digits=2, ops=("+",), style="compact")["question"] + "\n"
+    )[:width]
+    for _ in range(batch)
+  ]
+  prompts = np.zeros((batch, width), np.int32)
+  for i, row in enumerate(rows):
+    prompts[i, : len(row)] = row
+  return jnp.asarray(prompts), jnp.asarray([len(r) for r in rows], jnp.int32), tok.eos_id
 
 
 def median_seconds(fn, repeats):
@@ -128,6 +159,9 @@ def main(argv=None):
   b, p, n = args.batch, args.prompt_len, args.new_tokens
   prompts = jnp.asarray(rng.integers(1, vocab, (b, p)), jnp.int32)
   lengths = jnp.full((b,), p, jnp.int32)
+  eos_id = None
+  if args.arith_prompts:
+    prompts, lengths, eos_id = arith_prompts(b, p)
   key = None if args.temperature == 0 else jax.random.key(0)
   print(
     f"models: {kind}; target {count_params(target) / 1e6:.1f}M params, draft "
@@ -144,7 +178,7 @@ def main(argv=None):
     f"(cost ratio c = {c:.3f})"
   )
 
-  common = dict(max_new_tokens=n, temperature=args.temperature, key=key)
+  common = dict(max_new_tokens=n, temperature=args.temperature, key=key, eos_id=eos_id)
   plain_out = generate(target, prompts, lengths, **common)
   plain_s = median_seconds(
     lambda: generate(target, prompts, lengths, **common).tokens, args.repeats

@@ -168,6 +168,59 @@ def test_layer_verdicts():
   assert v.status == "not measured" and "does not hurt the baseline" in v.reason
 
 
+def _spec_payload(speedups, same=1.0):
+  def rows(values, tokens):
+    return [
+      {
+        "speedup": v,
+        "tokens_per_target_call": tokens,
+        "same_as_target": same,
+        "accuracy_delta": 0.0,
+      }
+      for v in values
+    ]
+
+  target = [{"speedup": 1.0, "tokens_per_target_call": 1.0, "same_as_target": 1.0}] * 3
+  return {
+    "decoders": {
+      "target": {"family": "target"},
+      "spec@2": {"family": "spec"},
+      "spec@4": {"family": "spec"},
+    },
+    "results": {
+      "0.0": {
+        "target": target,
+        "spec@2": rows([1.1, 1.2, 1.0], 2.5),
+        "spec@4": rows(speedups, 3.1),
+      },
+      "1.0": {
+        "target": target,
+        "spec@2": rows([0.9, 1.0, 1.1], 2.0),
+        "spec@4": rows([1, 1, 1], 2.2),
+      },
+    },
+    "pair": {"flops_ratio": 15.2},
+  }
+
+
+def test_speculative_verdict():
+  (v,) = entries.speculative_verdict(_spec_payload([1.8, 1.9, 2.0]))
+  assert (v.method, v.status) == ("speculative_decoding", "reproduced")
+  assert "best greedy wall-clock speedup spec@4: 1.900" in v.reason and "15.2x" in v.reason
+  assert "3.100 ± 0.000 tokens per target call" in v.reason and "temperature 1" in v.reason
+  # Above 1 within the seed spread: partly; below 1: not reproduced.
+  assert entries.speculative_verdict(_spec_payload([0.8, 1.5, 1.0]))[0].status == "partly"
+  assert entries.speculative_verdict(_spec_payload([0.5, 0.6, 0.7]))[0].status == "partly"
+  slow = _spec_payload([0.5, 0.6, 0.7])
+  slow["results"]["0.0"]["spec@2"] = slow["results"]["0.0"]["spec@4"]
+  assert entries.speculative_verdict(slow)[0].status == "not reproduced"
+  # A lossless row whose greedy tokens differ from the target's.
+  (v,) = entries.speculative_verdict(_spec_payload([2.0, 2.1, 2.2], same=0.9))
+  assert v.status == "not reproduced"
+  no_greedy = {"decoders": {"target": {"family": "target"}}, "results": {"1.0": {}}}
+  assert entries.speculative_verdict(no_greedy)[0].status == "not measured"
+
+
 # -- The registry ----------------------------------------------------------------------------
 
 
@@ -185,13 +238,14 @@ def test_every_method_page_has_a_reproduction_or_a_reason():
 @pytest.mark.parametrize("suite", SUITES)
 def test_every_entry_loads_its_config_and_moves_its_outputs(suite, tmp_path):
   names = [e.name for e in ordered()]
-  assert names[:6] == [
+  assert names[:7] == [
     "main_job",
     "compare_rl",
     "compare_rl_countdown",
     "induction",
     "mqar",
     "monotone_attack",
+    "speculative",
   ]
   for entry in ordered():
     config = entry.make_config(suite, directory=str(tmp_path / entry.name), root=str(tmp_path))

@@ -142,11 +142,6 @@ NOT_REPRODUCED: dict[str, str] = {
     "(tests/pallas_kernels), and its speed is measured by benchmarks/attention.py on an "
     "accelerator"
   ),
-  "speculative_decoding": (
-    "its exactness is a property, not a measurement: tests/speculative pin it (chi-square "
-    "against the target's own distribution, greedy outputs token for token); the speed-up "
-    "experiment on a draft/target pair trained here (experiments.speculative) is not built yet"
-  ),
   "semanticspec": (
     "not lossless, so its claims are speed and accuracy on long reasoning chains (2.7x with a "
     "32B target): the reductions and the bias of spec 2.7 are pinned by tests/speculative; the "

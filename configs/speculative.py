@@ -1,0 +1,112 @@
+"""Config for `python -m experiments.speculative`: speculative decoding on a draft/target pair.
+
+  python -m experiments.speculative                                   # trains the pair once
+  python -m experiments.speculative --config=configs/speculative.py:quick
+  python -m experiments.speculative --config.target_hf_dir=/m/Qwen2.5-7B \
+      --config.draft_hf_dir=/m/Qwen2.5-0.5B --config.target.task=gsm8k \
+      --config.target.manual_dir=/data/gsm8k --config.max_new_tokens=256
+
+The pair (default): two `tiny-qwen3` models trained from scratch with the SFT trainer on the
+main job's task (synthetic arithmetic, compact worked solutions, byte tokenizer; clean
+demonstrations): a target of 4 layers at width 192 and a draft of 2 layers at width 64, about
+15x fewer FLOPs per token. `config.target` / `config.draft` are ordinary SFT configs
+(`configs/sft_arith.py`); their workdirs default to `<workdir>/pair/<role>`, where each is
+trained once and reused. Two HF folders (`target_hf_dir` and `draft_hf_dir`, with `tokenizer`
+"" for the folders' own, "byte" for folders exported from models trained here) replace the
+pair; the prompts still come from `config.target`'s task.
+
+Variants (`--config=configs/speculative.py:<variant>`): "" (the full experiment, about 6 min
+on 2 CPU cores with the pair's training, 2 min when the pair is reused); "latency" (one prompt
+per call with a 4-layer width-384 target, 7M parameters = 28 MB, about the L3 cache of the
+2-core machine, so a decode step leans towards reading weights, the regime speculative
+decoding is for); "quick" (tiny models and budgets, 2 seeds: the pipeline end to end for CI;
+its numbers say nothing about the method).
+
+Decoders: `config.decoders` names rows of `reasoning_jax.evaluate.speculative.DECODERS`:
+"target" (plain `generate`, the baseline) and "spec@k" (token-level speculative sampling with
+k drafts a target pass); step-level methods add their own families there (e.g. SemanticSpec
+as "semantic@<threshold>") and are listed here once registered.
+"""
+
+import os
+import sys
+
+import ml_collections
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import sft_arith  # noqa: E402
+
+_VARIANTS = ("", "quick", "latency")
+
+
+def _pair_member(hidden, layers, heads, kv_heads, num_steps, batch_size):
+  c = sft_arith.get_config()
+  c.workdir = ""  # "": <workdir>/pair/<role>.
+  c.model_overrides = {
+    "hidden_size": hidden,
+    "intermediate_size": 3 * hidden,
+    "num_layers": layers,
+    "num_heads": heads,
+    "num_kv_heads": kv_heads,
+    "head_dim": 32,
+    "max_position_embeddings": 1024,
+  }
+  c.num_steps, c.batch_size = num_steps, batch_size
+  c.eval_every = c.checkpoint_every = num_steps
+  c.log_every = min(c.log_every, num_steps)
+  c.plot = False
+  return c
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  if variant not in _VARIANTS:
+    raise ValueError(f"unknown speculative variant {variant!r}; choose one of {_VARIANTS}")
+  c = ml_collections.ConfigDict()
+  c.workdir = "outputs/speculative"
+  c.seeds = (0, 1, 2)  # Each seed: its own held-out prompts and sampling key.
+  c.decoders = ("target", "spec@2", "spec@4", "spec@8")
+  c.temperatures = (0.0, 1.0)  # Greedy (exactness checked) and sampled.
+  c.batch_size = 32  # Held-out prompts per seed, decoded as one batch.
+  c.max_prompt_len = 32
+  c.max_new_tokens = 40
+  c.timing_repeats = 3
+  c.accuracy_samples = 8  # Sampled rows: draws per prompt for the accuracy (untimed extras).
+  c.plot = True
+  # The pair trained here (SFT from scratch, the main job's task and tokenizer).
+  c.target = _pair_member(192, 4, 6, 2, num_steps=300, batch_size=32)
+  c.draft = _pair_member(64, 2, 2, 1, num_steps=300, batch_size=32)
+  c.export_hf = True  # Also write <workdir>/pair/{target,draft}_hf (to_hf).
+  # Or two local HF folders (both or neither); tokenizer: "" (the folders'), "byte" or a path.
+  c.target_hf_dir = ""
+  c.draft_hf_dir = ""
+  c.tokenizer = ""
+  c.decode_batch = 0  # Rows per decoder call (0: the whole batch in one call).
+  if variant == "latency":
+    # Batch-1 decoding with a target whose weights (28 MB) fill the CPU's L3 cache, so a decode
+    # step leans towards reading weights and a verify pass of k + 1 tokens costs less than k + 1
+    # steps (the regime speculative decoding is for).
+    c.workdir = "outputs/speculative_latency"
+    c.target = _pair_member(384, 4, 6, 2, num_steps=200, batch_size=32)
+    c.target.model_overrides = dict(c.target.model_overrides, head_dim=64)
+    c.decode_batch = 1
+    c.timing_repeats, c.accuracy_samples = 2, 4
+  if variant == "quick":
+    c.workdir = "outputs/speculative_quick"
+    c.seeds = (0, 1)
+    c.batch_size, c.max_new_tokens, c.timing_repeats, c.accuracy_samples = 8, 16, 1, 2
+    c.decoders = ("target", "spec@2", "spec@4")
+    for member, hidden, layers in ((c.target, 48, 2), (c.draft, 32, 1)):
+      member.model_overrides = dict(
+        member.model_overrides,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_layers=layers,
+        num_heads=2,
+        num_kv_heads=1,
+        head_dim=16,
+      )
+      member.task_overrides = dict(member.task_overrides, num_train=256, num_test=16)
+      member.seq_len, member.batch_size, member.num_steps = 48, 8, 20
+      member.log_every = member.eval_every = member.checkpoint_every = 20
+      member.eval_examples, member.eval_max_new_tokens = 8, 16
+  return c
