@@ -87,8 +87,11 @@ _OVQ_READINGS = {
   "ovq_eq_constlr": {"update": "constant"},  # update_lr 0.1
   "ovq_eq_vq": {"readout": "vq"},
 }
-# The hybrid of the paper: a sliding-window attention layer (RoPE) before the OVQ layer.
+# The hybrid of the paper: a sliding-window attention layer (RoPE) before the OVQ layer, with
+# its controls: the same window before GLA, and two sliding-window layers (how much of the
+# task the window alone solves: power-law gaps put most queries near their keys).
 _SWA_HYBRID = "sliding_attention+ovq_eq@2"
+_SWA_CONTROLS = ("sliding_attention+gla@2", "sliding_attention@2")
 _SWA_WINDOW = 16  # tokens (T = 64)
 # State-size curve: OVQ slots N (chunk 16, D = Dv = 64: N (2D + 1) + 16 * 2D floats per
 # head) against GLA with the even head dim d whose d x d state is nearest.
@@ -105,9 +108,13 @@ def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
     c.title = "MQAR kv = 8: readings of OVQ at GLA's state budget"
     c.mixer_variants = {name: {**_OVQ_EQ, **flags} for name, flags in _OVQ_READINGS.items()}
     c.models = (
-      ("base_conv+gla@2",) + tuple(f"base_conv+{name}@2" for name in _OVQ_READINGS) + (_SWA_HYBRID,)
+      ("base_conv+gla@2",)
+      + tuple(f"base_conv+{name}@2" for name in _OVQ_READINGS)
+      + (_SWA_HYBRID, *_SWA_CONTROLS)
     )
-    c.model_overrides = {_SWA_HYBRID: {"sliding_window": _SWA_WINDOW}}
+    c.model_overrides = {
+      spec: {"sliding_window": _SWA_WINDOW} for spec in (_SWA_HYBRID, *_SWA_CONTROLS)
+    }
   else:  # "state"
     c.title = "MQAR kv = 8: accuracy against state size, OVQ slots and GLA head dim"
     ovq = {("ovq_eq" if n == 16 else f"ovq_s{n}"): n for n in _STATE_SLOTS}
