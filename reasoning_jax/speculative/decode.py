@@ -75,16 +75,40 @@ def check_pair(target: nnx.Module, draft: nnx.Module) -> None:
       "token by token)"
     )
   for name, model in (("target", target), ("draft", draft)):
-    cache = jax.eval_shape(lambda m=model: m.init_cache(1, 2))
-    for i, entry in enumerate(cache):
-      if not getattr(type(entry), "rollback_by_length", False):
-        mixer = model.config.layer_mixer(i)
-        raise ValueError(
-          f"{name} layer {i} (mixer {mixer!r}) keeps a {type(entry).__name__}, a recurrent "
-          "state that cannot be rolled back to a row's accepted length; speculative decoding "
-          "needs position-indexed caches in every layer (attention, sliding_attention, "
-          "momentum)"
-        )
+    found = _recurrent_layer(model)
+    if found is not None:
+      i, kind = found
+      raise ValueError(
+        f"{name} layer {i} (mixer {model.config.layer_mixer(i)!r}) keeps a {kind}, a recurrent "
+        "state that cannot be rolled back to a row's accepted length; speculative decoding "
+        "needs position-indexed caches in every layer (attention, sliding_attention, "
+        "momentum)"
+      )
+
+
+# config -> the first layer whose cache cannot roll back (index, cache type name), or None.
+# The cache layout is a function of the (frozen, hashable) config alone; checking it traces
+# `init_cache`, about a millisecond a call, which a batch-1 decode loop should not pay each time.
+_RECURRENT_LAYER: dict[Any, tuple[int, str] | None] = {}
+
+
+def _recurrent_layer(model: nnx.Module) -> tuple[int, str] | None:
+  config = model.config
+  try:
+    return _RECURRENT_LAYER[config]
+  except KeyError:
+    pass
+  except TypeError:  # An unhashable config: check every time.
+    config = None
+  cache = jax.eval_shape(lambda: model.init_cache(1, 2))
+  found = None
+  for i, entry in enumerate(cache):
+    if not getattr(type(entry), "rollback_by_length", False):
+      found = (i, type(entry).__name__)
+      break
+  if config is not None:
+    _RECURRENT_LAYER[config] = found
+  return found
 
 
 def check_tokenizers(target_tokenizer: Any, draft_tokenizer: Any) -> None:
