@@ -84,7 +84,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.decode_batch = 0  # Rows per decoder call (0: the whole batch in one call).
   # SemanticSpec rows ("semantic@<tau_min>": top-2 fast path on; "semantic_nofast@<tau_min>":
   # off) and their probes, built once under <workdir>/probes (evaluate/speculative/probes.py).
-  c.decoders += ("semantic@0", "semantic@0.5", "semantic@0.8", "semantic_nofast@0")
+  c.decoders += ("semantic@0", "semantic@0.5", "semantic@0.8", "semantic_nofast@0", "draft")
   c.semantic = ml_collections.ConfigDict()
   c.semantic.boundary = "comma_newline"  # A step per column sum ("newline": a step per line).
   c.semantic.label_mode = "cluster"  # Or "verifier" (spec 2.2 step 3).

@@ -136,7 +136,9 @@ def test_a_changed_pair_config_is_refused(tmp_path):
 
 
 def test_decoder_registry_and_errors():
-  assert {"target", "spec"} <= set(decoders.DECODERS.names())
+  assert {"target", "draft", "spec", "semantic", "semantic_nofast"} <= set(
+    decoders.DECODERS.names()
+  )
   d = make_decoder("spec@8")
   assert (d.name, d.family, d.param, d.lossless) == ("spec@8", "spec", 8.0, True)
   assert [d.name for d in make_decoders(["spec@2", "target", "spec@2"])] == ["target", "spec@2"]
@@ -146,6 +148,7 @@ def test_decoder_registry_and_errors():
     make_decoder("spec")
   with pytest.raises(ValueError, match="k must be >= 1"):
     make_decoder("spec@0")
+  assert (make_decoder("draft").family, make_decoder("draft").lossless) == ("draft", False)
   d = make_decoder("semantic_nofast@0.5")
   assert (d.family, d.param, d.lossless) == ("semantic_nofast", 0.5, False)
   with pytest.raises(ValueError, match="needs the ratio floor"):

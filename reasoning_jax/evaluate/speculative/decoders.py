@@ -2,8 +2,9 @@
 
 A decoder is named `family` or `family@param` in `config.decoders` (as mixers are named in the
 recall sweeps): `target` (plain `generate` on the target, the baseline every row is compared
-with) and `spec@k` (token-level speculative sampling, `speculative_generate` with k drafts a
-target pass; exact: greedy output equals the target's token for token). A family is a factory
+with), `draft` (plain `generate` on the draft alone, a reference row) and `spec@k`
+(token-level speculative sampling, `speculative_generate` with k drafts a target pass; exact:
+greedy output equals the target's token for token). A family is a factory
 registered in `DECODERS`: `factory(param, config) -> Decoder`, where `param` is the text after
 `@` (None without one) and `config` the experiment config (a family may read options from it).
 
@@ -100,6 +101,27 @@ def _target(param: str | None, config: Any) -> Decoder:
     return out, {"row_target_calls": emitted, "tokens_per_target_call": 1.0}
 
   return Decoder("target", "target", None, True, run)
+
+
+@DECODERS.register("draft")
+def _draft(param: str | None, config: Any) -> Decoder:
+  """Plain `generate` on the draft alone: the reference a not-lossless method can fall to."""
+  if param is not None:
+    raise ValueError(f"decoder 'draft' takes no parameter, got 'draft@{param}'")
+
+  def run(pair, prompts, lengths, *, max_new_tokens, temperature, key):
+    out = generate(
+      pair.draft,
+      prompts,
+      lengths,
+      max_new_tokens=max_new_tokens,
+      temperature=temperature,
+      eos_id=pair.eos_id,
+      key=key,
+    )
+    return out, {}  # No target pass: tokens per target call is n/a.
+
+  return Decoder("draft", "draft", None, False, run)
 
 
 @DECODERS.register("spec")

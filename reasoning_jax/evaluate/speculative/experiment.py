@@ -16,6 +16,10 @@ seed (median). Measured per (decoder, temperature, seed):
   * the fraction of rows whose tokens equal the target's (greedy only; a lossless decoder
     must reach 1, and `run` raises if one does not).
 
+Step-level rows (`semantic*`) also report the split of accepted steps (fast path / probe) and
+steps per row, and need SemanticSpec's probes: `probes.prepare_probes` builds them once
+before the table (their validation MSE goes to `results.json` under "probes").
+
 Writes `results.json` (every number, per seed), `results.md` (mean ± std over seeds),
 `acceptance.png` (acceptance rate by position), `speedup.png` (speedup and tokens per target
 call per decoder) and `CITATIONS.bib` into `config.workdir`; returns the payload.
