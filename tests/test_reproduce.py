@@ -250,6 +250,11 @@ def test_semanticspec_verdict():
   # Passes saved, accuracy lost: partly; no passes saved: not reproduced.
   assert verdict(_semantic_payload([2.0, 2.1, 2.2], [-0.2, -0.21, -0.19]))[0].status == "partly"
   assert verdict(_semantic_payload([1.0, 0.9, 1.1], [0.0] * 3))[0].status == "not reproduced"
+  # Close greedy, far sampled: partly (the row must be close at every temperature).
+  mixed = _semantic_payload([2.0, 2.1, 2.2], [0.0] * 3)
+  mixed["results"]["1.0"] = _semantic_payload([2.0, 2.1, 2.2], [-0.3] * 3)["results"]["0.0"]
+  (v,) = verdict(mixed)
+  assert v.status == "partly" and "semantic@0 T=1: 2.100 ± 0.082" in v.reason
   no_rows = {"decoders": {"target": {"family": "target"}}, "results": {"0.0": {}}}
   assert verdict(no_rows)[0].status == "not measured"
 

@@ -35,16 +35,19 @@ def semanticspec_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
 
   Per `semantic*` row and temperature: tokens per target call (the cost figure; the library
   re-prefills every step, so wall clock is quoted, not judged) and the accuracy difference
-  from the target alone. "reproduced" when some row emits more than one token per target pass
-  by over two standard errors over seeds while its mean accuracy difference is above
-  `-max(SEMANTIC_ACCURACY_TOLERANCE, 2 standard errors)`; "partly" when rows save target
-  passes but every such row loses more accuracy; "not reproduced" when no row saves passes.
+  from the target alone. A (row, temperature) SAVES when it emits more than one token per
+  target pass by over two standard errors over seeds, and is CLOSE when its mean accuracy
+  difference is above `-max(SEMANTIC_ACCURACY_TOLERANCE, 2 standard errors)`. "reproduced"
+  when some row saves and is close at every temperature measured (the paper samples);
+  "partly" when some (row, temperature) saves, but no row is close at all of them; "not
+  reproduced" when nothing saves passes.
   """
   families = payload["decoders"]
   rows = [n for n, d in families.items() if str(d["family"]).startswith("semantic")]
   if not rows:
     return [Verdict("semanticspec", "not measured", "no semantic@tau rows in the run.")]
-  saves, close, parts = [], [], []
+  saves, parts = [], []
+  good = {name: True for name in rows}  # Saves and close at every temperature.
   for temperature, per_decoder in payload["results"].items():
     for name in rows:
       runs = per_decoder.get(name)
@@ -57,15 +60,14 @@ def semanticspec_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
       saving = np.mean(tokens) - 1.0 > 2 * _se(tokens)
       ok = np.mean(delta) >= -max(SEMANTIC_ACCURACY_TOLERANCE, 2 * _se(delta))
       label = f"{name} T={float(temperature):g}"
+      good[name] = good[name] and bool(saving and ok)
       if saving:
         saves.append(label)
-        if ok:
-          close.append(label)
       parts.append(
         f"{label}: {_fmt(tokens)} tokens per target call, step acceptance {_fmt(accept)}, "
         f"accuracy vs target {_fmt(delta)}, wall clock {_fmt(speed)}x"
       )
-  if close:
+  if any(good.values()):
     status = "reproduced"
   elif saves:
     status = "partly"
@@ -107,6 +109,10 @@ register(
     command="python -m experiments.speculative",
     verdict=semanticspec_verdict,
     figures=("acceptance.png", "speedup.png"),
-    full_time="FULL_TIME",
+    full_time=(
+      "about 10 min on 2 CPU cores (measured on a busy machine: probes 184 s, then 9 rows x 2 "
+      "temperatures x 3 seeds in 368 s; the pair is shared with `speculative`'s default "
+      "variant and reused, training it adds about 4 min)"
+    ),
   )
 )
