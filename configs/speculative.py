@@ -15,10 +15,10 @@ trained once and reused. Two HF folders (`target_hf_dir` and `draft_hf_dir`, wit
 "" for the folders' own, "byte" for folders exported from models trained here) replace the
 pair; the prompts still come from `config.target`'s task.
 
-Variants (`--config=configs/speculative.py:<variant>`): "" (the full experiment, about 6 min
-on 2 CPU cores with the pair's training, 2 min when the pair is reused); "latency" (one prompt
-per call with a 4-layer width-384 target, 7M parameters = 28 MB, about the L3 cache of the
-2-core machine, so a decode step leans towards reading weights, the regime speculative
+Variants (`--config=configs/speculative.py:<variant>`): "" (the full experiment with the
+SemanticSpec rows, about 10 min on 2 busy CPU cores when the pair is reused: probes 3 min,
+decoding 6 min; training the pair adds about 4 min); "latency" (one prompt per call with a
+4-layer width-384 target, 7M parameters = 28 MB, about the L3 cache of the 2-core machine, so a decode step leans towards reading weights, the regime speculative
 decoding is for); "quick" (tiny models and budgets, 2 seeds: the pipeline end to end for CI;
 its numbers say nothing about the method).
 
