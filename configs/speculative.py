@@ -15,17 +15,18 @@ trained once and reused. Two HF folders (`target_hf_dir` and `draft_hf_dir`, wit
 "" for the folders' own, "byte" for folders exported from models trained here) replace the
 pair; the prompts still come from `config.target`'s task.
 
-Variants (`--config=configs/speculative.py:<variant>`): "" (the full experiment, about 6 min
-on 2 CPU cores with the pair's training, 2 min when the pair is reused); "latency" (one prompt
-per call with a 4-layer width-384 target, 7M parameters = 28 MB, about the L3 cache of the
-2-core machine, so a decode step leans towards reading weights, the regime speculative
+Variants (`--config=configs/speculative.py:<variant>`): "" (the full experiment with the
+SemanticSpec rows, about 10 min on 2 busy CPU cores when the pair is reused: probes 3 min,
+decoding 6 min; training the pair adds about 4 min); "latency" (one prompt per call with a
+4-layer width-384 target, 7M parameters = 28 MB, about the L3 cache of the 2-core machine, so a decode step leans towards reading weights, the regime speculative
 decoding is for); "quick" (tiny models and budgets, 2 seeds: the pipeline end to end for CI;
 its numbers say nothing about the method).
 
 Decoders: `config.decoders` names rows of `reasoning_jax.evaluate.speculative.DECODERS`:
 "target" (plain `generate`, the baseline) and "spec@k" (token-level speculative sampling with
-k drafts a target pass); step-level methods add their own families there (e.g. SemanticSpec
-as "semantic@<threshold>") and are listed here once registered.
+k drafts a target pass) and SemanticSpec's step-level rows, "semantic@<tau_min>" (the top-2
+fast path on) and "semantic_nofast@<tau_min>" (off), whose probes are trained once on the
+task's training split under `<workdir>/probes` (options in `config.semantic`).
 """
 
 import os
@@ -81,6 +82,23 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.draft_hf_dir = ""
   c.tokenizer = ""
   c.decode_batch = 0  # Rows per decoder call (0: the whole batch in one call).
+  # SemanticSpec rows ("semantic@<tau_min>": top-2 fast path on; "semantic_nofast@<tau_min>":
+  # off) and their probes, built once under <workdir>/probes (evaluate/speculative/probes.py).
+  c.decoders += ("semantic@0", "semantic@0.5", "semantic@0.8", "semantic_nofast@0", "draft")
+  c.semantic = ml_collections.ConfigDict()
+  c.semantic.boundary = "comma_newline"  # A step per column sum ("newline": a step per line).
+  c.semantic.label_mode = "cluster"  # Or "verifier" (spec 2.2 step 3).
+  c.semantic.num_samples = 20  # Sampled next steps per prefix and model (spec 20).
+  c.semantic.probe_prompts = 48  # Training-split prompts whose target traces give prefixes.
+  c.semantic.max_step_tokens = 16  # Longest step (a column sum is at most ~12 bytes).
+  # Probe MLPs narrower than the paper's 2048/1024 (TARGET_HIDDEN / DRAFT_HIDDEN): the states
+  # are 192 (target) and 64 (draft) wide and there are a few thousand examples.
+  c.semantic.target_hidden = (256, 128, 64)
+  c.semantic.draft_hidden = (128, 64, 32)
+  c.semantic.max_epochs, c.semantic.patience, c.semantic.seed = 100, 10, 0
+  c.semantic.top_p = 1.0  # As the target row (spec 0.95).
+  c.semantic.bonus_temperature = 0.1  # Spec 0.1.
+  c.semantic.positions = 6  # Step positions in the acceptance-by-position curve.
   if variant == "latency":
     # Batch-1 decoding with a target whose weights (28 MB) fill the CPU's L3 cache, so a decode
     # step leans towards reading weights and a verify pass of k + 1 tokens costs less than k + 1
@@ -89,12 +107,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.target = _pair_member(384, 4, 6, 2, num_steps=200, batch_size=32)
     c.target.model_overrides = dict(c.target.model_overrides, head_dim=64)
     c.decode_batch = 1
+    c.decoders = ("target", "spec@2", "spec@4", "spec@8")  # Token-level only.
     c.timing_repeats, c.accuracy_samples = 2, 4
   if variant == "quick":
     c.workdir = "outputs/speculative_quick"
     c.seeds = (0, 1)
     c.batch_size, c.max_new_tokens, c.timing_repeats, c.accuracy_samples = 8, 16, 1, 2
-    c.decoders = ("target", "spec@2", "spec@4")
+    c.decoders = ("target", "spec@2", "spec@4", "semantic@0")
+    c.semantic.probe_prompts, c.semantic.num_samples, c.semantic.max_epochs = 4, 4, 5
     for member, hidden, layers in ((c.target, 48, 2), (c.draft, 32, 1)):
       member.model_overrides = dict(
         member.model_overrides,

@@ -7,7 +7,9 @@ r"""Speculative decoding on a draft/target pair: tokens per target call, accepta
 Thin absl main over `reasoning_jax.evaluate.speculative.run`: the pair is trained here once
 (SFT from scratch on the main job's task; reused afterwards) or read from two HF folders;
 every decoder (plain `generate` on the target, `speculative_generate` at k = 2/4/8, greedy and
-sampled) decodes the same held-out prompts over several seeds. Token-level speculative
+sampled) and SemanticSpec (`semantic@tau`, with probes trained here once on the task's
+training split; Dong et al., arXiv:2602.03708) decodes the same held-out prompts over several
+seeds. Token-level speculative
 sampling: Leviathan et al., arXiv:2211.17192; Chen et al., arXiv:2302.01318. Writes
 `<workdir>/results.md`, `results.json`, `acceptance.png`, `speedup.png` and `CITATIONS.bib`.
 """

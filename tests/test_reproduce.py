@@ -15,7 +15,7 @@ import pytest
 
 from reasoning_jax import citations
 from reasoning_jax.reproduce import NOT_REPRODUCED, SUITES, Reproduction, Verdict, ordered
-from reasoning_jax.reproduce import entries
+from reasoning_jax.reproduce import entries, entries_semantic
 from reasoning_jax.reproduce.records import RECORD_FILE
 from reasoning_jax.reproduce.runner import run_one, select
 
@@ -219,6 +219,44 @@ def test_speculative_verdict():
   assert v.status == "not reproduced"
   no_greedy = {"decoders": {"target": {"family": "target"}}, "results": {"1.0": {}}}
   assert entries.speculative_verdict(no_greedy)[0].status == "not measured"
+
+
+def _semantic_payload(tokens, deltas):
+  runs = [
+    {
+      "tokens_per_target_call": t,
+      "accuracy_delta": d,
+      "acceptance_rate": 0.8,
+      "speedup": 0.5,
+    }
+    for t, d in zip(tokens, deltas)
+  ]
+  return {
+    "decoders": {"target": {"family": "target"}, "semantic@0": {"family": "semantic"}},
+    "results": {"0.0": {"target": [], "semantic@0": runs}},
+    "probes": {
+      "probes": {"target": {"val_mse": 0.01}, "draft": {"val_mse": 0.02}},
+      "mean_steps": 3.5,
+    },
+  }
+
+
+def test_semanticspec_verdict():
+  verdict = entries_semantic.semanticspec_verdict
+  (v,) = verdict(_semantic_payload([2.0, 2.1, 2.2], [0.0, -0.01, 0.01]))
+  assert (v.method, v.status) == ("semanticspec", "reproduced")
+  assert "semantic@0 T=0: 2.100 ± 0.082 tokens per target call" in v.reason
+  assert "probe validation MSE target 0.0100" in v.reason and "3 seeds" in v.reason
+  # Passes saved, accuracy lost: partly; no passes saved: not reproduced.
+  assert verdict(_semantic_payload([2.0, 2.1, 2.2], [-0.2, -0.21, -0.19]))[0].status == "partly"
+  assert verdict(_semantic_payload([1.0, 0.9, 1.1], [0.0] * 3))[0].status == "not reproduced"
+  # Close greedy, far sampled: partly (the row must be close at every temperature).
+  mixed = _semantic_payload([2.0, 2.1, 2.2], [0.0] * 3)
+  mixed["results"]["1.0"] = _semantic_payload([2.0, 2.1, 2.2], [-0.3] * 3)["results"]["0.0"]
+  (v,) = verdict(mixed)
+  assert v.status == "partly" and "semantic@0 T=1: 2.100 ± 0.082" in v.reason
+  no_rows = {"decoders": {"target": {"family": "target"}}, "results": {"0.0": {}}}
+  assert verdict(no_rows)[0].status == "not measured"
 
 
 # -- The registry ----------------------------------------------------------------------------

@@ -142,12 +142,6 @@ NOT_REPRODUCED: dict[str, str] = {
     "(tests/pallas_kernels), and its speed is measured by benchmarks/attention.py on an "
     "accelerator"
   ),
-  "semanticspec": (
-    "not lossless, so its claims are speed and accuracy on long reasoning chains (2.7x with a "
-    "32B target): the reductions and the bias of spec 2.7 are pinned by tests/speculative; the "
-    "experiment (probe labels and training on a draft/target pair trained here, then "
-    "tokens per target pass and accuracy against the target alone) is not built yet"
-  ),
 }
 
 

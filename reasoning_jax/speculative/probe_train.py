@@ -128,7 +128,7 @@ def train_probe(
 
 def save_probe(path: str | os.PathLike, probe: Probe) -> str:
   """Writes `probe` to the folder `path` (must not exist): `probe.json` + orbax `weights/`."""
-  path = os.fspath(path)
+  path = os.path.abspath(os.fspath(path))  # orbax refuses relative checkpoint paths.
   if os.path.exists(path):
     raise FileExistsError(f"{path} exists; save_probe writes a new folder")
   os.makedirs(path)
@@ -140,7 +140,7 @@ def save_probe(path: str | os.PathLike, probe: Probe) -> str:
 
 def load_probe(path: str | os.PathLike) -> Probe:
   """Rebuilds the probe saved at `path` by `save_probe` (eval mode)."""
-  path = os.fspath(path)
+  path = os.path.abspath(os.fspath(path))
   config_path = os.path.join(path, "probe.json")
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"no saved probe at {path} (missing probe.json)")

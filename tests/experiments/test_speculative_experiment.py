@@ -29,6 +29,7 @@ from reasoning_jax.evaluate.speculative import (  # noqa: E402
   per_token_flops,
 )
 from reasoning_jax.evaluate.speculative import pair as pair_module  # noqa: E402
+from reasoning_jax.evaluate.speculative import probes as probes_module  # noqa: E402
 
 
 def _tiny(tmp_path):
@@ -48,13 +49,32 @@ def _run_main(config, monkeypatch):
 
 def test_speculative_experiment_quick(tmp_path, monkeypatch):
   config = _tiny(tmp_path)
+  config.decoders = ("target", "spec@2", "semantic@0")  # The quick variant's semantic row.
   payload = _run_main(config, monkeypatch)
   for name in ("results.md", "acceptance.png", "speedup.png", "CITATIONS.bib"):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 0, name
   assert "leviathan2023fast" in open(os.path.join(config.workdir, "CITATIONS.bib")).read()
   assert set(payload["results"]) == {"0.0", "1.0"}
   greedy = payload["results"]["0.0"]
-  assert set(greedy) == {"target", "spec@2"}
+  assert set(greedy) == {"target", "spec@2", "semantic@0"}
+  # SemanticSpec: probes trained on training-split traces and saved; not lossless, so the
+  # same-tokens column is a measurement; accepted steps split into fast path + probe.
+  probes = payload["probes"]
+  assert probes["prefixes"] >= probes["traces"] >= 1 and probes["mean_steps"] >= 1
+  for role in ("target", "draft"):
+    assert os.path.isfile(os.path.join(config.workdir, "probes", role, "probe.json"))
+    assert np.isfinite(probes["probes"][role]["val_mse"])
+  assert payload["decoders"]["semantic@0"]["lossless"] is False
+  for temperature in ("0.0", "1.0"):
+    for run in payload["results"][temperature]["semantic@0"]:
+      assert 0.0 <= run["acceptance_rate"] <= 1.0 and run["tokens_per_target_call"] > 0
+      split = run["fast_accept_rate"] + run["probe_accept_rate"]
+      assert abs(split - run["acceptance_rate"]) < 1e-9
+      assert len(run["acceptance_rate_by_position"]) == config.semantic.positions
+  assert (
+    "| semantic@0 | semantic | 0 | no | 0 |"
+    in open(os.path.join(config.workdir, "results.md")).read()
+  )
   for run in greedy["spec@2"]:
     assert run["same_as_target"] == 1.0  # Lossless: the target's greedy tokens.
     assert run["accuracy_delta"] == 0.0
@@ -75,12 +95,19 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
   monkeypatch.setattr("reasoning_jax.train.sft.run_sft", no_training)
   pair = load_pair(config)
   assert pair.source == "trained"
+  # The probes are loaded too, and refused when built under other settings.
+  assert probes_module.prepare_probes(config, pair)["loaded"] is True
+  assert set(pair.extras["probes"]) == {"target", "draft"}
+  config.semantic.num_samples += 1
+  with pytest.raises(ValueError, match="num_samples: saved 4, config 5"):
+    probes_module.prepare_probes(config, pair)
 
   # The same experiment on two HF folders (here the exported pair, byte tokenizer): same
   # greedy outputs, hence the same accuracy.
   hf = _tiny(tmp_path)
   hf.workdir = str(tmp_path / "hf")
   hf.temperatures = (0.0,)
+  hf.decoders = ("target", "spec@2")
   hf.target_hf_dir = os.path.join(config.workdir, "pair", "target_hf")
   hf.draft_hf_dir = os.path.join(config.workdir, "pair", "draft_hf")
   hf.tokenizer = "byte"
@@ -109,7 +136,9 @@ def test_a_changed_pair_config_is_refused(tmp_path):
 
 
 def test_decoder_registry_and_errors():
-  assert {"target", "spec"} <= set(decoders.DECODERS.names())
+  assert {"target", "draft", "spec", "semantic", "semantic_nofast"} <= set(
+    decoders.DECODERS.names()
+  )
   d = make_decoder("spec@8")
   assert (d.name, d.family, d.param, d.lossless) == ("spec@8", "spec", 8.0, True)
   assert [d.name for d in make_decoders(["spec@2", "target", "spec@2"])] == ["target", "spec@2"]
@@ -119,8 +148,15 @@ def test_decoder_registry_and_errors():
     make_decoder("spec")
   with pytest.raises(ValueError, match="k must be >= 1"):
     make_decoder("spec@0")
-  with pytest.raises(KeyError, match="unknown decoder 'semantic'"):
-    make_decoder("semantic@0.5")
+  assert (make_decoder("draft").family, make_decoder("draft").lossless) == ("draft", False)
+  d = make_decoder("semantic_nofast@0.5")
+  assert (d.family, d.param, d.lossless) == ("semantic_nofast", 0.5, False)
+  with pytest.raises(ValueError, match="needs the ratio floor"):
+    make_decoder("semantic")
+  with pytest.raises(ValueError, match="tau_min must be in"):
+    make_decoder("semantic@2")
+  with pytest.raises(KeyError, match="unknown decoder 'nope'"):
+    make_decoder("nope@1")
 
   # A new family is a registered factory: its rows join the same table.
   @decoders.DECODERS.register("echo_test", override=True)
@@ -128,6 +164,18 @@ def test_decoder_registry_and_errors():
     return decoders.Decoder(f"echo_test@{param}", "echo_test", float(param), False, lambda: None)
 
   assert make_decoder("echo_test@0.5").param == 0.5
+
+
+def test_boundary_rules():
+  from reasoning_jax.tokenizers import ByteTokenizer
+
+  tok = ByteTokenizer()
+  newline, comma = tok.encode("\n"), tok.encode(",")
+  assert probes_module.boundary_ids(tok, "newline") == tuple(newline)
+  assert probes_module.boundary_ids(tok, "comma_newline") == tuple(sorted(newline + comma))
+  assert probes_module.boundary_ids(tok, (13, 5)) == (5, 13)
+  with pytest.raises(ValueError, match="config.semantic.boundary must be one of"):
+    probes_module.boundary_ids(tok, "words")
 
 
 def test_hf_pair_needs_both_folders(tmp_path):

@@ -106,7 +106,7 @@ def test_build_probe_dataset(byte_models, label_mode):
     )
 
 
-def test_train_save_load_and_use_a_probe(tmp_path, byte_models):
+def test_train_save_load_and_use_a_probe(tmp_path, byte_models, monkeypatch):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(400, 32)).astype(np.float32)
   y = 1.0 / (1.0 + np.exp(-2.0 * x[:, 0]))
@@ -123,6 +123,8 @@ def test_train_save_load_and_use_a_probe(tmp_path, byte_models):
     save_probe(path, probe)
   with pytest.raises(FileNotFoundError):
     load_probe(tmp_path / "nothing")
+  monkeypatch.chdir(tmp_path)  # A relative folder (orbax alone refuses one).
+  np.testing.assert_allclose(load_probe(save_probe("relative", probe))(x), probe(x), atol=1e-6)
   # A loaded probe drives the online loop.
   target, draft = byte_models
   out = semantic_speculative_generate(

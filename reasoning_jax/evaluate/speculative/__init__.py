@@ -5,8 +5,10 @@ arXiv:2302.01318; `reasoning_jax.speculative`) measured on a pair that has learn
 
   * `pair`: the pair, trained here with the SFT trainer on the main job's synthetic task
     (checkpoints reused; exported as HF folders), or two local HF folders of the user's;
-  * `decoders`: the registry of decoding methods compared (`target`, `spec@k`); the
-    extension point where step-level methods (SemanticSpec) add their rows;
+  * `decoders`: the registry of decoding methods compared (`target`, `spec@k`, SemanticSpec's
+    `semantic@tau` / `semantic_nofast@tau`); the extension point for later methods;
+  * `probes`: SemanticSpec's probe stage (step prefixes of training-split target traces,
+    `build_probe_dataset`, `train_probe`, saved under `<workdir>/probes` and reused);
   * `experiment`: `run(config)`, the measurements, `results.md`, `results.json` and plots.
 
 `experiments/speculative.py` is its absl main, `configs/speculative.py` its config.
