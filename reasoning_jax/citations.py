@@ -150,6 +150,8 @@ OPTION_REGISTRIES: dict[str, str] = {
   "monotone activation": "activations of the monotone FFN (page monotone_ffn)",
   "rope type": "RoPE frequency schedules of the model families (reasoning_jax.models)",
   "reward": "answer verifiers of the tasks (reasoning_jax.rewards)",
+  "decoder": "decoding methods compared by experiments.speculative: target-only and draft-only "
+  "generate, spec@k (page speculative_decoding), semantic@tau (page semanticspec)",
   "reproduction": "reproduction experiments (reasoning_jax.reproduce): each names the method "
   "pages whose claims it tests (tests/test_reproduce.py checks every page is covered)",
 }

@@ -125,6 +125,8 @@ def test_mqar_ovq_sweeps():
   assert set(ablate.models) == {
     "base_conv+gla@2",
     swa_spec,
+    "sliding_attention+gla@2",  # the controls: the same window before GLA, and alone
+    "sliding_attention@2",
     *(f"base_conv+{name}@2" for name in readings),
   }
   build = lambda config, spec: recall.build_model_config(
@@ -135,6 +137,9 @@ def test_mqar_ovq_sweeps():
   )
   swa = build(ablate, swa_spec)
   assert swa.mixer == ("sliding_attention", "ovq_eq") and swa.sliding_window == 16
+  assert build(ablate, "sliding_attention+gla@2").mixer == ("sliding_attention", "gla")
+  assert build(ablate, "sliding_attention@2").mixer == "sliding_attention"
+  assert build(ablate, "sliding_attention@2").sliding_window == 16
   assert build(ablate, "base_conv+gla@2").sliding_window is None
 
   state = mqar_config.get_config("state")
