@@ -81,14 +81,14 @@ class Decoder:
 DECODERS: Registry[Callable[[str | None, Any], Decoder]] = Registry("decoder")
 
 
-@DECODERS.register("target")
-def _target(param: str | None, config: Any) -> Decoder:
+def _plain_generate(role: str, param: str | None) -> RunFn:
+  """`run` for plain `generate` on `pair.<role>` (no parameter allowed)."""
   if param is not None:
-    raise ValueError(f"decoder 'target' takes no parameter, got 'target@{param}'")
+    raise ValueError(f"decoder {role!r} takes no parameter, got '{role}@{param}'")
 
   def run(pair, prompts, lengths, *, max_new_tokens, temperature, key):
-    out = generate(
-      pair.target,
+    return generate(
+      getattr(pair, role),
       prompts,
       lengths,
       max_new_tokens=max_new_tokens,
@@ -96,6 +96,16 @@ def _target(param: str | None, config: Any) -> Decoder:
       eos_id=pair.eos_id,
       key=key,
     )
+
+  return run
+
+
+@DECODERS.register("target")
+def _target(param: str | None, config: Any) -> Decoder:
+  plain = _plain_generate("target", param)
+
+  def run(pair, prompts, lengths, **kwargs):
+    out = plain(pair, prompts, lengths, **kwargs)
     emitted = int(np.asarray(out.lengths).sum())
     # One target pass per emitted token: the prefill gives the first, each step one more.
     return out, {"row_target_calls": emitted, "tokens_per_target_call": 1.0}
@@ -106,20 +116,10 @@ def _target(param: str | None, config: Any) -> Decoder:
 @DECODERS.register("draft")
 def _draft(param: str | None, config: Any) -> Decoder:
   """Plain `generate` on the draft alone: the reference a not-lossless method can fall to."""
-  if param is not None:
-    raise ValueError(f"decoder 'draft' takes no parameter, got 'draft@{param}'")
+  plain = _plain_generate("draft", param)
 
-  def run(pair, prompts, lengths, *, max_new_tokens, temperature, key):
-    out = generate(
-      pair.draft,
-      prompts,
-      lengths,
-      max_new_tokens=max_new_tokens,
-      temperature=temperature,
-      eos_id=pair.eos_id,
-      key=key,
-    )
-    return out, {}  # No target pass: tokens per target call is n/a.
+  def run(pair, prompts, lengths, **kwargs):
+    return plain(pair, prompts, lengths, **kwargs), {}  # No target pass: n/a.
 
   return Decoder("draft", "draft", None, False, run)
 
