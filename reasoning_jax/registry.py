@@ -138,6 +138,12 @@ GLA_CHUNK_KERNELS: Registry[Any] = Registry(
 OVQ_CHUNK_KERNELS: Registry[Any] = Registry(
   "OVQ chunk kernel", plugins={"pallas": "pallas_kernels.ovq"}
 )
+# Fused dequant-matmul kernels for quantized linears (reasoning_jax.layers.quantized), by
+# backend name ("xla" is the reference path, not registered): fn(x [M, d_in], qw, *, dtype,
+# interpret) -> [M, d_out].
+DEQUANT_MATMUL_KERNELS: Registry[Any] = Registry(
+  "dequant-matmul kernel", plugins={"pallas": "pallas_kernels.dequant_matmul"}
+)
 # RoPE frequency schedules: fn(head_dim, theta, scaling) -> inv_freq.
 ROPE_TYPES: Registry[Any] = Registry("rope type")
 # Reward functions for reasoning_jax.rewards: fn(completion: str, answer: str, **fields) -> float.
