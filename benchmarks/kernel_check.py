@@ -9,7 +9,7 @@ rtol ~2e-2, fp32 rtol ~1e-4. Failures to compile are printed, not raised, so one
 reports every kernel.
 
 Usage (on a GPU/TPU machine):
-  python benchmarks/kernel_check.py [--kernels flash,gla,ovq]
+  python benchmarks/kernel_check.py [--kernels flash,gla,ovq,dequant]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-KERNELS = ("flash", "gla", "ovq")
+KERNELS = ("flash", "gla", "ovq", "dequant")
 TINY = False  # --tiny: one small shape per kernel (a CPU smoke run of this script).
 
 
@@ -179,6 +179,48 @@ def check_ovq() -> None:
         traceback.print_exc(limit=3)
 
 
+def check_dequant() -> None:
+  """Fused dequant-matmul (BPDQ, arXiv:2602.04163) vs the XLA reference `dequant_matmul_reference`
+  (same weight rounding), forward only, at decode and prefill M for both storage kinds."""
+  from pallas_kernels.dequant_matmul import dequant_matmul_pallas, dequant_matmul_reference
+  from reasoning_jax.ops.quant import from_bitplanes, from_codes
+
+  print("dequant-matmul: pallas (compiled) vs dequant_matmul_reference (XLA)")
+  shapes = (
+    ((256, 512, 2, 128, "bitplane"),)
+    if TINY
+    else (
+      (4096, 4096, 2, 256, "bitplane"),
+      (11008, 4096, 3, 128, "bitplane"),
+      (4096, 11008, 4, 128, "uniform"),
+      (1024, 1024, 2, 32, "uniform"),
+    )
+  )
+  for d_out, d_in, bits, g, kind in shapes:
+    rng = np.random.RandomState(d_out + d_in + bits)
+    scale = 1.0 / np.sqrt(d_in)
+    if kind == "bitplane":
+      planes = jnp.asarray(rng.randint(0, 2, (bits, d_out, d_in)))
+      coeffs = jnp.asarray(rng.randn(d_in // g, bits + 1, d_out) * scale)
+      qw = from_bitplanes(planes, coeffs, group_size=g)
+    else:
+      codes = jnp.asarray(rng.randint(0, 2**bits, (d_out, d_in)))
+      scales = jnp.asarray(rng.uniform(0.5, 1.5, (d_in // g, d_out)) * scale / 2**bits)
+      zeros = jnp.asarray(rng.randint(0, 2**bits, (d_in // g, d_out)))
+      qw = from_codes(codes, scales, zeros, bits=bits, group_size=g)
+    for dtype in (jnp.float32, jnp.bfloat16):
+      for m in (1,) if TINY else (1, 7, 64, 300):
+        x = jax.random.normal(jax.random.key(m), (m, d_in), dtype)
+        name = f"M={m} {kind} k={bits} g={g} [{d_out}x{d_in}]"
+        try:
+          y1 = jax.jit(dequant_matmul_pallas)(x, qw)
+          y2 = jax.jit(dequant_matmul_reference)(x, qw)
+          _report(name, dtype, (y1,), (y2,), ("y",))
+        except Exception as e:  # pylint: disable=broad-except
+          print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
+          traceback.print_exc(limit=3)
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--kernels", default=",".join(KERNELS))
@@ -190,7 +232,8 @@ def main(argv=None) -> None:
   if jax.default_backend() == "cpu":
     print("NOTE: on CPU the kernels run in interpret mode; the test suite already covers this.")
   for name in args.kernels.split(","):
-    {"flash": check_flash, "gla": check_gla, "ovq": check_ovq}[name]()
+    checks = {"flash": check_flash, "gla": check_gla, "ovq": check_ovq, "dequant": check_dequant}
+    checks[name]()
 
 
 if __name__ == "__main__":
