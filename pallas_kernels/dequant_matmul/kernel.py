@@ -35,6 +35,11 @@ DESIGN CHOICE / limits:
   * coefficients reach the kernel as float32 (`qw.coefficients(float32)`, computed by XLA
     outside the kernel: `(k + 1) / g` of the weight count). Passing BPDQ's stored bf16
     coefficients instead would read half the bytes; not done;
+  * the unpack costs about five vector ops per plane per weight (shift, and, convert, multiply,
+    add), so at decode the TPU kernel may be bound by the VPU rather than by HBM bandwidth
+    (unmeasured: benchmarks/dequant_matmul.py). A form with the same bytes and no per-weight
+    float math, `y = sum_j [rowsum(x_j) C_0 + sum_i (x_j @ b_i) C_i]` per group `j` (k exact 0/1
+    matmuls, coefficients applied per output column), is not implemented;
   * the group size must be a multiple of 32 (a word never straddles two groups);
   * the GPU path has no split-K, so a decode call with a narrow d_out uses few SMs;
   * the Triton backend is deprecated in JAX 0.11+; a Mosaic GPU port is future work.
@@ -62,14 +67,19 @@ def _precision(dtype):
   return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
 
 
-def _word_rows(plane_rows, coef_rows, dtype):
+def _shifts(bn):
+  """The bit index of each of a word's 32 weight rows, `[32, bn]` int32 (a sublane iota)."""
+  return jax.lax.broadcasted_iota(jnp.int32, (WORD_BITS, bn), 0)
+
+
+def _word_rows(plane_rows, coef_rows, shifts, dtype):
   """32 weight rows `[32, bn]` of one int32 word row.
 
   plane_rows: k int32 rows `[1, bn]` (plane i of 32 consecutive input columns);
-  coef_rows: k + 1 float32 rows `[1, bn]` of the word's group (index 0 the bias).
+  coef_rows: k + 1 float32 rows `[1, bn]` of the word's group (index 0 the bias);
+  shifts: `_shifts(bn)`.
   """
   bn = plane_rows[0].shape[-1]
-  shifts = jax.lax.broadcasted_iota(jnp.int32, (WORD_BITS, bn), 0)
   w = jnp.broadcast_to(coef_rows[0], (WORD_BITS, bn))
   for i, word in enumerate(plane_rows):
     bit = jax.lax.shift_right_logical(jnp.broadcast_to(word, (WORD_BITS, bn)), shifts) & 1
@@ -89,12 +99,13 @@ def _grid_kernel(x_ref, planes_ref, coef_ref, o_ref, acc_ref, w_ref, *, group_si
     acc_ref[...] = jnp.zeros_like(acc_ref)
 
   words_per_group = group_size // WORD_BITS
+  shifts = _shifts(planes_ref.shape[-1])
   for w in range(n_words):  # static: bk / 32 word rows
     grp = w // words_per_group
     if w % words_per_group == 0:
       coef = [coef_ref[grp, pl.ds(i, 1), :] for i in range(k + 1)]
     planes = [planes_ref[w, pl.ds(i, 1), :] for i in range(k)]
-    w_ref[pl.ds(w * WORD_BITS, WORD_BITS), :] = _word_rows(planes, coef, w_ref.dtype)
+    w_ref[pl.ds(w * WORD_BITS, WORD_BITS), :] = _word_rows(planes, coef, shifts, w_ref.dtype)
   acc_ref[...] += jax.lax.dot_general(
     x_ref[...], w_ref[...], NN, precision=precision, preferred_element_type=f32
   )
@@ -112,6 +123,7 @@ def _loop_kernel(x_ref, planes_ref, coef_ref, o_ref, *, bits, group_size, precis
   bn = o_ref.shape[-1]
   words_per_group = group_size // WORD_BITS
   dtype = x_ref.dtype
+  shifts = _shifts(bn)
 
   def group(j, acc):
     coef = [coef_ref[pl.ds(j * (k + 1) + i, 1), :] for i in range(k + 1)]
@@ -120,7 +132,11 @@ def _loop_kernel(x_ref, planes_ref, coef_ref, o_ref, *, bits, group_size, precis
       planes = [planes_ref[pl.ds(w * k + i, 1), :] for i in range(k)]
       x = x_ref[:, pl.ds(w * WORD_BITS, WORD_BITS)]
       acc += jax.lax.dot_general(
-        x, _word_rows(planes, coef, dtype), NN, precision=precision, preferred_element_type=f32
+        x,
+        _word_rows(planes, coef, shifts, dtype),
+        NN,
+        precision=precision,
+        preferred_element_type=f32,
       )
     return acc
 

@@ -109,6 +109,19 @@ def test_ragged_m_over_several_tiles():
   check_against_references(y, x, qw, jnp.float32)
 
 
+def test_tpu_interpreter_nan_memory_and_bounds():
+  """The TPU interpreter with NaN-filled scratch and out-of-bounds reads raising: the accumulator
+  is initialised at each tile's first K step and every block index stays in bounds (2 x 2 x 2
+  tiles, M = 20 padded to 24)."""
+  from jax.experimental.pallas import tpu as pltpu
+
+  qw = make_weight("uniform", 2, 128, d_out=256, d_in=256)
+  x = make_x((20, qw.d_in), jnp.float32)
+  params = pltpu.InterpretParams(uninitialized_memory="nan", out_of_bounds_reads="raise")
+  y = dequant_matmul_pallas(x, qw, interpret=params, block_m=8, block_n=128, block_k=128)
+  check_against_references(y, x, qw, jnp.float32)
+
+
 def test_leading_dims_and_dtype_argument():
   qw = make_weight("bitplane", 3, 32, d_out=128, d_in=256)
   x = make_x((2, 3, qw.d_in), jnp.float32)
