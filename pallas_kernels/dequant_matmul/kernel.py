@@ -289,6 +289,11 @@ def dequant_matmul_pallas(
 
   Returns:
     `[..., d_out]` in `dtype`.
+
+  Raises:
+    ValueError naming the argument for shapes or blocks the kernel cannot take; shapes only
+    the TPU schedule takes (d_out not a multiple of 16) raise when the default backend is GPU
+    and lower for TPU only.
   """
   x2, lead, dtype = _prepare(x, qw, dtype)
   if interpret is None:
@@ -315,12 +320,22 @@ def dequant_matmul_pallas(
       x2, planes, coef, blk=grid_blocks, interpret=False, compiler_params=params, **common
     )
 
-  def gpu(x2, planes, coef):
-    blk = blocks_lib.choose_blocks(*shape, "loop", **sizes)
-    params = pltriton.CompilerParams(num_warps=4, num_stages=2)
-    return loop_call(x2, planes, coef, blk=blk, interpret=False, compiler_params=params, **common)
+  branches = dict(tpu=tpu)
+  try:  # Every branch is traced, whichever platform runs: drop GPU for shapes it cannot take.
+    loop_blocks = blocks_lib.choose_blocks(*shape, "loop", **sizes)
+  except ValueError:
+    if jax.default_backend() == "gpu":
+      raise
+  else:
 
-  y = jax.lax.platform_dependent(x2, qw.planes, coef, tpu=tpu, cuda=gpu, rocm=gpu)
+    def gpu(x2, planes, coef):
+      params = pltriton.CompilerParams(num_warps=4, num_stages=2)
+      return loop_call(
+        x2, planes, coef, blk=loop_blocks, interpret=False, compiler_params=params, **common
+      )
+
+    branches.update(cuda=gpu, rocm=gpu)
+  y = jax.lax.platform_dependent(x2, qw.planes, coef, **branches)
   return y.reshape(*lead, qw.d_out)
 
 

@@ -242,3 +242,13 @@ def test_lowers_for_cuda(m, dtype, kind, bits, group_size):
     text = _lowered_text("cuda", m, dtype, kind, bits, group_size)
   assert len(re.findall(r"custom_call @__gpu\$xla\.gpu\.triton", text)) == 1
   assert "dequant_matmul_loop" in text
+
+
+def test_tpu_only_shape_lowers_for_tpu():
+  """d_out = 200 has no Triton tile (GPU is left out of the platform branches) but is one
+  full-width TPU block."""
+  qw = make_weight("bitplane", 2, 128, d_out=200, d_in=256)
+  x = jax.ShapeDtypeStruct((3, qw.d_in), jnp.bfloat16)
+  fn = lambda x, qw: dequant_matmul_pallas(x, qw, interpret=False)
+  text = jax.jit(fn).trace(x, qw).lower(lowering_platforms=("tpu",)).as_text()
+  assert len(re.findall(r"custom_call @tpu_custom_call", text)) == 1
