@@ -187,7 +187,7 @@ def check_dequant() -> None:
 
   print("dequant-matmul: pallas (compiled) vs dequant_matmul_reference (XLA)")
   shapes = (
-    ((256, 512, 2, 128, "bitplane"),)
+    ((256, 512, 2, 128, "bitplane"), (128, 256, 3, 32, "uniform"))
     if TINY
     else (
       (4096, 4096, 2, 256, "bitplane"),
@@ -197,17 +197,17 @@ def check_dequant() -> None:
     )
   )
   for d_out, d_in, bits, g, kind in shapes:
-    rng = np.random.RandomState(d_out + d_in + bits)
-    scale = 1.0 / np.sqrt(d_in)
+    keys = jax.random.split(jax.random.key(d_out + d_in + bits), 3)
+    n_groups, scale = d_in // g, 1.0 / np.sqrt(d_in)
     if kind == "bitplane":
-      planes = jnp.asarray(rng.randint(0, 2, (bits, d_out, d_in)))
-      coeffs = jnp.asarray(rng.randn(d_in // g, bits + 1, d_out) * scale)
+      planes = jax.random.bernoulli(keys[0], 0.5, (bits, d_out, d_in)).astype(jnp.int32)
+      coeffs = jax.random.normal(keys[1], (n_groups, bits + 1, d_out)) * scale
       qw = from_bitplanes(planes, coeffs, group_size=g)
     else:
-      codes = jnp.asarray(rng.randint(0, 2**bits, (d_out, d_in)))
-      scales = jnp.asarray(rng.uniform(0.5, 1.5, (d_in // g, d_out)) * scale / 2**bits)
-      zeros = jnp.asarray(rng.randint(0, 2**bits, (d_in // g, d_out)))
-      qw = from_codes(codes, scales, zeros, bits=bits, group_size=g)
+      codes = jax.random.randint(keys[0], (d_out, d_in), 0, 2**bits)
+      scales = jax.random.uniform(keys[1], (n_groups, d_out), minval=0.5, maxval=1.5)
+      zeros = jax.random.randint(keys[2], (n_groups, d_out), 0, 2**bits)
+      qw = from_codes(codes, scales * scale / 2**bits, zeros, bits=bits, group_size=g)
     for dtype in (jnp.float32, jnp.bfloat16):
       for m in (1,) if TINY else (1, 7, 64, 300):
         x = jax.random.normal(jax.random.key(m), (m, d_in), dtype)
