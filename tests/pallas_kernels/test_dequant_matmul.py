@@ -27,8 +27,9 @@ from reasoning_jax import registry
 from reasoning_jax.ops.quant import from_bitplanes, from_codes
 
 TOL = {jnp.float32: dict(rtol=1e-5, atol=1e-5), jnp.bfloat16: dict(rtol=2e-2, atol=1e-2)}
-# Compared with the float32 weight (no bf16 rounding of W in the check).
-TOL_F32_WEIGHT = {jnp.float32: dict(rtol=1e-5, atol=1e-5), jnp.bfloat16: dict(rtol=3e-2, atol=2e-2)}
+# Against the float32 weight (W not rounded to bf16 as the kernel and the spec's check round it;
+# over d_in = 512 terms that rounding alone moves a near-zero output by ~1e-2).
+TOL_F32_WEIGHT = {jnp.float32: TOL[jnp.float32], jnp.bfloat16: dict(rtol=3e-2, atol=2e-2)}
 
 
 def make_weight(kind, bits, group_size, d_out=256, d_in=512, *, perm=False, seed=0):
@@ -66,10 +67,15 @@ def assert_close(actual, expected, tol):
 
 
 def check_against_references(y, x, qw, dtype):
+  """y vs `dequant_matmul_reference`, vs `x @ dequant(W)^T` with W in the compute dtype (the
+  spec's check, section 4.5; perm undone by `dequantize`) and vs the float32 weight."""
   assert y.dtype == dtype and y.shape == (*x.shape[:-1], qw.d_out)
   assert_close(y, dequant_matmul_reference(x, qw), TOL[dtype])
-  dense = jnp.matmul(x.astype(jnp.float32), qw.dequantize().T, precision=jax.lax.Precision.HIGHEST)
-  assert_close(y, dense, TOL_F32_WEIGHT[dtype])
+  hi = jax.lax.Precision.HIGHEST
+  dense = jnp.matmul(x, qw.dequantize(dtype).T, precision=hi, preferred_element_type=jnp.float32)
+  assert_close(y, dense, TOL[dtype])
+  dense_f32 = jnp.matmul(x.astype(jnp.float32), qw.dequantize().T, precision=hi)
+  assert_close(y, dense_f32, TOL_F32_WEIGHT[dtype])
 
 
 _kernel = jax.jit(dequant_matmul_pallas, static_argnames=("block_m", "block_n", "block_k"))
