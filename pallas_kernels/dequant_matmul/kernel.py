@@ -27,7 +27,7 @@ float32 weight). Two schedules (`blocks.py`):
     planes tiles across K steps.
   * "loop" (GPU, Pallas' Triton backend): grid `(M / bm, N / bn)`; each program walks the
     groups in a `fori_loop` and accumulates one `[bm, 32] @ [32, bn]` dot per word row (Triton
-    cannot concatenate tiles or allocate scratch; a 32-deep dot is its usual K step). The planes
+    cannot concatenate tiles or allocate scratch; 32 is a common Triton K step). The planes
     and coefficients are read through free 2-D views (`[d_in / 32 * k, d_out]`,
     `[d_in / g * (k + 1), d_out]`) so each load is one power-of-two row.
 
@@ -40,6 +40,9 @@ DESIGN CHOICE / limits:
     (unmeasured: benchmarks/dequant_matmul.py). A form with the same bytes and no per-weight
     float math, `y = sum_j [rowsum(x_j) C_0 + sum_i (x_j @ b_i) C_i]` per group `j` (k exact 0/1
     matmuls, coefficients applied per output column), is not implemented;
+  * the planes keep the upstream `[d_in / 32, k, d_out]` layout, whose second-minor dim k < 8
+    XLA's TPU layout might pad to 8 sublanes in HBM (k = 2: 4x the bytes); not yet checked on a
+    TPU. A 2-D `[d_in / 32 * k, d_out]` storage (the GPU path's view) would avoid it;
   * the group size must be a multiple of 32 (a word never straddles two groups);
   * the GPU path has no split-K, so a decode call with a narrow d_out uses few SMs;
   * the Triton backend is deprecated in JAX 0.11+; a Mosaic GPU port is future work.
