@@ -191,7 +191,7 @@ def bpdq_core(
 ):
   """BPDQ on a prepared `W [d_out, d_in]` with `U [d_in, d_in]` (processing order).
 
-  Returns `q [d_out, d_in]`, `bits [d_out, d_in, k]`, `coeffs [G, d_out, k + 1]`,
+  Returns `q [d_out, d_in]`, `bits` int8 0/1 `[d_out, d_in, k]`, `coeffs [G, d_out, k + 1]`,
   `err [d_out, d_in]` (`W - q = err U`), `scores [G, n_iters]`.
   """
   d_out, d_in = weight.shape
@@ -225,7 +225,7 @@ def bpdq_core(
       out = group(wb, jax.lax.dynamic_slice(ub, (g0, 0), (g, bs)), g0)
       col, grp = i1 + g0, b * per_block + j
       q = jax.lax.dynamic_update_slice(q, out["q"], (0, col))
-      bits = jax.lax.dynamic_update_slice(bits, out["bits"], (0, col, 0))
+      bits = jax.lax.dynamic_update_slice(bits, out["bits"].astype(jnp.int8), (0, col, 0))
       err = jax.lax.dynamic_update_slice(err, out["err"], (0, col))
       coeffs = coeffs.at[grp].set(out["coeffs"])
       scores = scores.at[grp].set(out["scores"])
@@ -245,7 +245,7 @@ def bpdq_core(
   carry = (
     w,
     jnp.zeros((d_out, width), jnp.float32),
-    jnp.zeros((d_out, width, k), jnp.float32),
+    jnp.zeros((d_out, width, k), jnp.int8),  # 0/1 planes, kept small for large weights
     jnp.zeros((n_groups, d_out, k + 1), jnp.float32),
     jnp.zeros((d_out, width), jnp.float32),
     jnp.zeros((n_groups, n_iters), jnp.float32),
