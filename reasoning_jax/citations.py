@@ -85,6 +85,8 @@ METHODS: dict[str, Method] = {
     "Speculative decoding", ("leviathan2023fast", "chen2023accelerating")
   ),
   "semanticspec": Method("SemanticSpec", ("dong2026beyond",)),
+  "gptq": Method("GPTQ and round-to-nearest", ("frantar2023gptq",)),
+  "bpdq": Method("BPDQ", ("chen2026bpdq",)),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).
@@ -96,6 +98,7 @@ CITED_REGISTRIES: tuple[str, ...] = (
   "attention implementation",
   "GLA chunk kernel",
   "OVQ chunk kernel",
+  "dequant-matmul kernel",
 )
 
 # (category, name) -> the method page that documents it.
@@ -118,6 +121,7 @@ REGISTRY_METHODS: dict[tuple[str, str], str] = {
   ("attention implementation", "pallas"): "sliding_window_flash_attention",
   ("GLA chunk kernel", "pallas"): "gla",
   ("OVQ chunk kernel", "pallas"): "ovq",
+  ("dequant-matmul kernel", "pallas"): "bpdq",
 }
 
 # (category, name) -> BibTeX keys: the baselines the methods are measured against or built on;

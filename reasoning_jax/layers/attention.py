@@ -26,7 +26,7 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.layers.ffn import bias_param, dense_param
-from reasoning_jax.layers.lora import project
+from reasoning_jax.layers.projection import project
 from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.layers.rope import apply_rope, inverse_frequencies, rope_tables
 from reasoning_jax.ops.attention import attention as attention_op

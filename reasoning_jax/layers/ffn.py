@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from reasoning_jax import registry
-from reasoning_jax.layers.lora import project
+from reasoning_jax.layers.projection import project
 
 if TYPE_CHECKING:
   from reasoning_jax.models.config import ModelConfig

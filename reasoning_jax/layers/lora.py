@@ -13,8 +13,8 @@ and computes `x W + (alpha / r) * dropout(x) A B`, where `in_shape` are the kern
 the base logits (the delta adds exact zeros).
 
 Two ways a layer sees the adapter:
-  * `project(x, kernel, dtype, in_dims)`: the factored path `x W + s (x A) B` (no `[in, out]`
-    delta is formed, dropout applies). `Attention` and the FFNs call it for their kernels.
+  * `layers.projection.project(x, kernel, dtype, in_dims)` calls `apply`: the factored path
+    `x W + s (x A) B` (no `[in, out]` delta is formed, dropout applies). `Attention` and the FFNs call it for their kernels.
   * `kernel[...]`: the effective weight `W + s A B` (merged on the fly, no dropout), so any
     other layer that indexes its kernel keeps working unchanged.
 
@@ -48,6 +48,8 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from reasoning_jax.layers.projection import contract as _contract
 
 _DROPOUT_KEY: contextvars.ContextVar[jax.Array | None] = contextvars.ContextVar(
   "lora_dropout_key", default=None
@@ -143,31 +145,6 @@ class LoRAKernel(nnx.Module):
       x = jnp.where(keep, x / (1.0 - self.dropout), 0).astype(dtype)
     h = _contract(x, self.lora_a[...].astype(dtype), self.in_dims)
     return y + self.scale * _contract(h, self.lora_b[...].astype(dtype), 1)
-
-
-def _contract(x: jax.Array, w: jax.Array, in_dims: int) -> jax.Array:
-  """Contracts the last `in_dims` axes of `x` with the first `in_dims` axes of `w`.
-
-  As one 2-D matmul `[rows, in] @ [in, out]` between reshapes (leading axes merged, the
-  kernel's head axes merged): the same sums, and XLA:CPU runs it as a plain GEMM where a
-  `dot_general` over 3-D operands took ~20% longer forward + backward (benchmarks/rl_step.py).
-  The merges keep the major axis of each group, so batch / head shardings carry through.
-  """
-  lead, ins, outs = x.shape[: x.ndim - in_dims], x.shape[x.ndim - in_dims :], w.shape[in_dims:]
-  k, n = math.prod(ins), math.prod(outs)
-  y = jnp.matmul(x.reshape(-1, k), w.reshape(k, n))
-  return y.reshape(*lead, *outs)
-
-
-def project(x: jax.Array, kernel, dtype, in_dims: int = 1) -> jax.Array:
-  """`x @ kernel` over the last `in_dims` axes of `x`, adapter-aware.
-
-  A plain `nnx.Param` kernel gives exactly `x . kernel.astype(dtype)`; a `LoRAKernel` adds
-  its low-rank path. Shapes: `x` `[..., *in]`, kernel `[*in, *out]` -> `[..., *out]`.
-  """
-  if isinstance(kernel, LoRAKernel):
-    return kernel.apply(x, dtype)
-  return _contract(x, kernel[...].astype(dtype), in_dims)
 
 
 def lora_kernels(model: nnx.Module) -> list[tuple[str, LoRAKernel]]:

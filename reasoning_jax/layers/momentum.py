@@ -37,7 +37,7 @@ from flax import nnx
 
 from reasoning_jax import registry
 from reasoning_jax.layers.attention import Attention, KVCache, write_rows
-from reasoning_jax.layers.lora import project
+from reasoning_jax.layers.projection import project
 from reasoning_jax.layers.rope import apply_rope, inverse_frequencies, rope_tables
 from reasoning_jax.ops.attention import attention as attention_op
 from reasoning_jax.ops.momentum import T0_RULES, momentum_attention, momentum_shear, optimal_gamma

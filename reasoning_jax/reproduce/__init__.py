@@ -3,13 +3,14 @@
   python -m experiments.reproduce --suite=quick|full [--only=main_job,induction] \
       [--workdir=outputs/reproduce/full] [--force] [--report_dir=docs/report]
 
-`registry` (what an experiment runs, claims and how its verdict is read), `entries` and
-`entries_semantic` (the registered experiments), `runner` (resumable, with progress), `report` (REPORT.md),
+`registry` (what an experiment runs, claims and how its verdict is read), `entries`,
+`entries_semantic` and `entries_quant` (the registered experiments), `runner` (resumable, with progress), `report` (REPORT.md),
 `provenance` (commit, versions, device).
 """
 
 from reasoning_jax.reproduce import entries as _entries  # noqa: F401  (registers them)
 from reasoning_jax.reproduce import entries_semantic as _entries_semantic  # noqa: F401, I001
+from reasoning_jax.reproduce import entries_quant as _entries_quant  # noqa: F401, I001
 from reasoning_jax.reproduce.registry import (
   NOT_REPRODUCED,
   REPRODUCTIONS,

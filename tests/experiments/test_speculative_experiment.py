@@ -28,7 +28,7 @@ from reasoning_jax.evaluate.speculative import (  # noqa: E402
   make_decoders,
   per_token_flops,
 )
-from reasoning_jax.evaluate.speculative import pair as pair_module  # noqa: E402
+from reasoning_jax.evaluate import trained_model  # noqa: E402
 from reasoning_jax.evaluate.speculative import probes as probes_module  # noqa: E402
 
 
@@ -129,10 +129,10 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
 
 def test_a_changed_pair_config_is_refused(tmp_path):
   wanted = _tiny(tmp_path).target
-  same = {k: wanted.to_dict()[k] for k in pair_module.PAIR_KEYS}
-  pair_module.check_saved(same, wanted, "/somewhere")  # Tuples saved as lists still match.
+  same = {k: wanted.to_dict()[k] for k in trained_model.MODEL_KEYS}
+  trained_model.check_saved(same, wanted, "/somewhere")  # Tuples saved as lists still match.
   with pytest.raises(ValueError, match="num_steps: saved 5"):
-    pair_module.check_saved({**same, "num_steps": 5}, wanted, "/somewhere")
+    trained_model.check_saved({**same, "num_steps": 5}, wanted, "/somewhere")
 
 
 def test_decoder_registry_and_errors():

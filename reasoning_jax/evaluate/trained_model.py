@@ -1,0 +1,86 @@
+"""A model trained here once with the SFT trainer and reused: the subject of the experiments.
+
+`train_or_load(sft_config, role)` trains `sft_config` (an ordinary SFT config,
+`configs/sft_arith.py`) in its workdir when that has no checkpoint, and loads it otherwise; a
+checkpoint written under another model, task or training budget (`MODEL_KEYS`) is refused with
+a ValueError naming the keys. Used by the speculative-decoding pair and the quantization
+experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+from absl import logging
+from flax import nnx
+
+# Keys of an SFT config that define the trained model: a checkpoint written under other values
+# is another model.
+MODEL_KEYS = (
+  "task",
+  "task_config",
+  "task_overrides",
+  "prompt_template",
+  "target_field",
+  "preset",
+  "model_overrides",
+  "num_steps",
+  "learning_rate",
+  "batch_size",
+  "seq_len",
+  "seed",
+)
+
+
+def check_saved(saved: dict[str, Any], wanted: ml_collections.ConfigDict, workdir: str) -> None:
+  """ValueError when `saved` (a checkpoint's config) differs from `wanted` in `MODEL_KEYS`."""
+  as_json = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
+  want = wanted.to_dict()
+  differ = [
+    k for k in MODEL_KEYS if k in saved and k in want and as_json(saved[k]) != as_json(want[k])
+  ]
+  if differ:
+    details = "; ".join(f"{k}: saved {saved[k]!r}, config {want[k]!r}" for k in differ)
+    raise ValueError(
+      f"the checkpoint in {workdir!r} was trained under another config ({details}); point "
+      "the pair's workdir elsewhere (it is trained there) or restore those values"
+    )
+
+
+def saved_config(workdir: str) -> dict[str, Any] | None:
+  """The config stored with the newest checkpoint in `workdir`, None without one."""
+  from reasoning_jax.checkpoint import TrainCheckpointer
+
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    return None
+  with TrainCheckpointer(ckpt_dir) as ckpt:
+    step = ckpt.latest_step()
+    if step is None:
+      return None
+    return ckpt.restore(step=step, target={})[1].get("config") or {}
+
+
+def train_or_load(sft: ml_collections.ConfigDict, role: str) -> tuple[nnx.Module, bool]:
+  """The SFT model of `sft` (trained first when its workdir has no checkpoint), and whether
+  it was trained now."""
+  from reasoning_jax.train.sft import load_sft_params, run_sft
+
+  saved = saved_config(sft.workdir)
+  if saved is not None:
+    check_saved(saved, sft, sft.workdir)
+  loaded = load_sft_params(sft.workdir, sft)
+  trained = loaded is None
+  if trained:
+    logging.info("%s: no checkpoint in %s, training it (SFT)", role, sft.workdir)
+    result = run_sft(sft)
+    logging.info(
+      "%s: trained in %.0f s, held-out accuracy %s", role, result["seconds"], result.get("accuracy")
+    )
+    loaded = load_sft_params(sft.workdir, sft)
+  else:
+    logging.info("%s: loaded from %s", role, sft.workdir)
+  return loaded[0], trained

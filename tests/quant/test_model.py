@@ -1,0 +1,201 @@
+"""quantize_model on zoo models: calibration Hessians, sequential orders, generate/logprobs on the
+quantized model, save/restore, sharded loading, and the named errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from reasoning_jax.generate import generate
+from reasoning_jax.layers.quantized import QuantizedKernel, quantized_kernels, set_implementation
+from reasoning_jax.logprobs import sequence_logprobs
+from reasoning_jax.models import Transformer
+from reasoning_jax.models.config import get_preset
+from reasoning_jax.models.partition_rules import rules_for
+from reasoning_jax.quant import calibration
+from reasoning_jax.quant.io import load_quantized, save_quantized
+from reasoning_jax.quant.model import float_bytes, model_bytes, quantize_model
+from reasoning_jax.quant.options import QuantConfig
+from reasoning_jax.quant.quantize import quantize
+from reasoning_jax.sharding import make_mesh
+
+CFG = get_preset("tiny-qwen3")  # hidden 64, 4 heads x 24, MLP 128: every d_in divides 32.
+
+
+def _model(seed: int = 0) -> Transformer:
+  return Transformer(CFG, rngs=nnx.Rngs(seed))
+
+
+def _batches(n: int = 2, b: int = 2, t: int = 24, pad: int = 0, seed: int = 1):
+  out = []
+  for i in range(n):
+    ids = jax.random.randint(jax.random.key(seed + i), (b, t), 0, CFG.vocab_size)
+    mask = jnp.ones((b, t), jnp.int32).at[:, t - pad :].set(0) if pad else jnp.ones((b, t))
+    out.append({"input_ids": ids, "attention_mask": mask})
+  return out
+
+
+def _dequantized_copy(model: Transformer) -> Transformer:
+  """The same model with every QuantizedKernel replaced by its dequantized float kernel."""
+  copy = nnx.clone(model)
+  for path, kernel in quantized_kernels(copy):
+    parts = path.split(".")
+    parent = copy
+    for key in parts[:-1]:
+      parent = parent[int(key)] if key.isdigit() else getattr(parent, key)
+    setattr(parent, parts[-1], nnx.Param(kernel[...]))
+  return copy
+
+
+@pytest.fixture(scope="module")
+def quantized():
+  model = _model()
+  reports = quantize_model(model, _batches(), method="gptq", bits=4, group_size=32)
+  return model, reports
+
+
+def test_every_projection_is_quantized_and_smaller(quantized):
+  model, reports = quantized
+  kernels = quantized_kernels(model)
+  assert len(kernels) == len(reports) == 7 * CFG.num_layers
+  assert {p.split(".", 2)[2] for p, _ in kernels} == {
+    "mixer.q_proj", "mixer.k_proj", "mixer.v_proj", "mixer.o_proj",
+    "ffn.gate", "ffn.up", "ffn.down",
+  }  # fmt: skip
+  for r in reports:
+    assert r.bits_per_weight == pytest.approx(4 + 24 / 32)
+    assert np.isfinite(r.error) and r.relative_error < 0.05
+  assert model_bytes(model) < float_bytes(model)
+
+
+def test_hessian_is_two_xxt_over_n_without_padding():
+  model = _model()
+  batches = _batches(n=2, pad=5)
+  inputs = calibration.embed_batches(model, batches)
+  block = model.layers[0]
+  h = calibration.capture_hessians(block, inputs, ["mixer.q_proj", "ffn.down"])
+  xs = [block.input_norm(b.x)[b.mask.astype(bool)] for b in inputs]
+  x = np.concatenate([np.asarray(v, np.float64) for v in xs])
+  want = 2.0 * x.T @ x / x.shape[0]
+  np.testing.assert_allclose(np.asarray(h["mixer.q_proj"]), want, rtol=2e-4, atol=1e-6)
+  assert h["ffn.down"].shape == (CFG.intermediate_size, CFG.intermediate_size)
+
+
+def test_call_groups_follow_the_forward_pass():
+  model = _model()
+  inputs = calibration.embed_batches(model, _batches(n=1))
+  groups = [[c.path for c in g] for g in calibration.call_groups(model.layers[0], inputs[0])]
+  assert groups == [
+    ["mixer.q_proj", "mixer.k_proj", "mixer.v_proj"],
+    ["mixer.o_proj"],
+    ["ffn.gate", "ffn.up"],
+    ["ffn.down"],
+  ]
+
+
+def test_sequential_orders():
+  """Layer 0's first input group sees the same inputs in every order; "true" recaptures o_proj
+  after q/k/v are quantized; "parallel" keeps float inputs for layer 1."""
+  runs = {}
+  for mode in ("true", "layer", "parallel"):
+    model = _model()
+    reps = quantize_model(model, _batches(), method="gptq", bits=3, group_size=32, sequential=mode)
+    runs[mode] = {r.path: r.error for r in reps}
+  qkv = [f"layers.0.mixer.{n}_proj" for n in "qkv"]
+  for name in qkv:
+    assert runs["true"][name] == runs["layer"][name] == runs["parallel"][name]
+  assert runs["true"]["layers.0.mixer.o_proj"] != runs["layer"]["layers.0.mixer.o_proj"]
+  assert runs["layer"]["layers.0.ffn.down"] == runs["parallel"]["layers.0.ffn.down"]
+  assert runs["layer"]["layers.1.mixer.q_proj"] != runs["parallel"]["layers.1.mixer.q_proj"]
+
+
+def test_quantized_model_generates_like_its_dequantized_weights(quantized):
+  model, _ = quantized
+  ref = _dequantized_copy(model)
+  ids = jax.random.randint(jax.random.key(7), (2, 12), 0, CFG.vocab_size)
+  np.testing.assert_allclose(np.asarray(model(ids)), np.asarray(ref(ids)), rtol=1e-4, atol=1e-4)
+  lengths = jnp.array([12, 9])
+  out_q = generate(model, ids, lengths, max_new_tokens=6, temperature=0.0)
+  out_f = generate(ref, ids, lengths, max_new_tokens=6, temperature=0.0)
+  np.testing.assert_array_equal(np.asarray(out_q.tokens), np.asarray(out_f.tokens))
+  mask = jnp.ones_like(ids)
+  lp_q = sequence_logprobs(model, ids, mask)
+  lp_f = sequence_logprobs(ref, ids, mask)
+  np.testing.assert_allclose(np.asarray(lp_q), np.asarray(lp_f), rtol=1e-4, atol=1e-4)
+
+
+def test_pallas_implementation_matches_reference(quantized):
+  model, _ = quantized
+  ids = jax.random.randint(jax.random.key(3), (1, 8), 0, CFG.vocab_size)
+  want = model(ids)
+  fast = set_implementation(nnx.clone(model), "pallas")
+  np.testing.assert_allclose(np.asarray(fast(ids)), np.asarray(want), rtol=2e-4, atol=2e-4)
+
+
+def test_save_restore_same_outputs(quantized, tmp_path):
+  model, _ = quantized
+  save_quantized(tmp_path / "q", model, source="tiny-qwen3")
+  restored = load_quantized(tmp_path / "q", _model(seed=5))
+  ids = jax.random.randint(jax.random.key(9), (2, 10), 0, CFG.vocab_size)
+  np.testing.assert_array_equal(np.asarray(restored(ids)), np.asarray(model(ids)))
+  with pytest.raises(FileExistsError):
+    save_quantized(tmp_path / "q", model)
+
+
+def test_restore_onto_a_mesh(quantized, tmp_path):
+  model, _ = quantized
+  save_quantized(tmp_path / "q", model)
+  mesh = make_mesh({"fsdp": 2, "tensor": 4})
+  restored = load_quantized(tmp_path / "q", _model(seed=5), mesh=mesh, rules=rules_for("qwen3"))
+  planes = restored.layers[0].mixer.q_proj.planes[...]
+  assert planes.sharding.spec[2] == "tensor"
+  ids = jax.random.randint(jax.random.key(9), (2, 10), 0, CFG.vocab_size)
+  np.testing.assert_allclose(np.asarray(restored(ids)), np.asarray(model(ids)), atol=1e-5)
+
+
+def test_mismatched_checkpoint_is_refused(quantized, tmp_path):
+  model, _ = quantized
+  save_quantized(tmp_path / "q", model)
+  other = Transformer(get_preset("tiny-qwen3").replace(intermediate_size=96), rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match=r"layers\.0\.ffn\.(gate|up|down) has shape"):
+    load_quantized(tmp_path / "q", other)
+  with pytest.raises(FileNotFoundError, match="quantization.json"):
+    load_quantized(tmp_path / "missing", _model())
+
+
+def test_bad_calls_are_named():
+  model = _model()
+  with pytest.raises(ValueError, match="sequential"):
+    quantize_model(model, _batches(n=1), sequential="random")
+  with pytest.raises(ValueError, match="matches no projection"):
+    quantize_model(model, _batches(n=1), method="rtn", targets=r"mixer\.nothing")
+  with pytest.raises(ValueError, match="token ids"):
+    quantize_model(model, [{"input_ids": jnp.full((1, 4), CFG.vocab_size)}], method="rtn")
+  with pytest.raises(ValueError, match="implementation"):
+    quantize_model(model, _batches(n=1), implementation="cuda")
+  quantize_model(model, _batches(n=1), method="rtn", bits=4, group_size=32)
+  assert isinstance(model.layers[0].ffn.down, QuantizedKernel)
+  with pytest.raises(ValueError, match="already quantized"):
+    quantize_model(model, _batches(n=1), method="rtn")
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq", "bpdq"])
+def test_sharded_quantization_equals_single_device(method):
+  """Rows sharded over 8 devices (H replicated) give the single-device codes and parameters."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((512, 128)) @ (rng.standard_normal((128, 128)) / 12 + np.eye(128))
+  h = jnp.asarray(2 * x.T @ x / 512, jnp.float32)
+  w = jnp.asarray(rng.standard_normal((64, 128)) * 0.1, jnp.float32)
+  config = QuantConfig(method=method, bits=2, group_size=64, n_iters=3)
+  single = quantize(w, h, config=config)
+  mesh = make_mesh({"data": 8, "fsdp": 1, "tensor": 1})
+  rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", None))
+  w_sharded = jax.device_put(w, rows)
+  h_repl = jax.device_put(h, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  assert len(w_sharded.sharding.device_set) == 8
+  sharded = quantize(w_sharded, h_repl, config=config)
+  for name, a in single.arrays().items():
+    np.testing.assert_array_equal(np.asarray(getattr(sharded, name)), np.asarray(a), err_msg=name)
