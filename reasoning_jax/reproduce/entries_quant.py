@@ -55,7 +55,7 @@ def _compare(payload, better: str, worse: str, bits_list, page: str) -> Verdict:
     parts.append(
       f"{bits}-bit {a} vs {b} ({s[a]['bits_per_weight'][0]:.4f} vs "
       f"{s[b]['bits_per_weight'][0]:.4f} bits/weight): error ratio {ratio:.3f}, ppl "
-      f"{s[a]['ppl'][0]:.3f} vs {s[b]['ppl'][0]:.3f} (diff {d_ppl:+.3f} ± {se_ppl:.3f}), "
+      f"{s[a]['ppl'][0]:.4f} vs {s[b]['ppl'][0]:.4f} (paired diff {d_ppl:+.2e} ± {se_ppl:.1e}), "
       f"accuracy {s[a]['accuracy'][0]:.3f} vs {s[b]['accuracy'][0]:.3f} ({d_acc:+.3f})"
     )
   if not measured:
