@@ -9,7 +9,8 @@ with `reasoning_jax.quant.quantize_model` from the same calibration batches (ran
   * the weight error sum_kernels tr((W - Q) H (W - Q)^T), and the ratio BPDQ / GPTQ at equal
     bits (the issue's goal at 2 bits: <= 0.7 at matched bits per weight, BPDQ g256 vs GPTQ
     g128, both 2.1875 bits/weight here);
-  * the model's real bytes against the same model in bf16;
+  * the quantized projections' real bytes against the same projections in bf16, and the whole
+    model's (the float embeddings, norms and head counted in bf16) against the model in bf16;
   * the decode step time (batch 1, `--new-tokens` greedy tokens, `generate`'s own decode
     timer, compile excluded by a warm-up call) of the float model in bf16 and of the
     quantized one through the XLA reference path. On CPU the dequantize-then-matmul path is
@@ -81,7 +82,7 @@ def main(argv=None) -> dict:
 
   from reasoning_jax.evaluate.quantize.settings import parse_settings
   from reasoning_jax.layers.quantized import set_implementation
-  from reasoning_jax.quant.model import float_bytes, model_bytes, quantize_model
+  from reasoning_jax.quant.model import float_bytes, quantize_model, quantized_bytes
 
   base = _model(args)
   cfg = base.config
@@ -113,11 +114,17 @@ def main(argv=None) -> dict:
     weights = sum(r.shape[0] * r.shape[1] for r in reports)
     bpw = sum(r.bits_per_weight * r.shape[0] * r.shape[1] for r in reports) / weights
     step = _decode_step_seconds(model, prompt, args.new_tokens)
+    q_bytes, q_weights = quantized_bytes(model)
+    rest = sum(
+      int(x.size) * 2 for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))
+    )  # The float parameters that stay (embeddings, norms, head), counted in bf16.
     row = {
       "seconds": seconds,
       "error": error,
       "bits_per_weight": bpw,
-      "bytes": model_bytes(model),
+      "projection_bytes": q_bytes,
+      "projection_bf16_bytes": 2 * q_weights,
+      "bytes": q_bytes + rest,
       "decode_step_s": step,
     }
     if args.pallas:
@@ -127,6 +134,7 @@ def main(argv=None) -> dict:
     out[setting.name] = row
     print(
       f"{setting.name:>12}: {seconds:7.1f} s to quantize, error {error:.4g}, {bpw:.4f} bits/w, "
+      f"projections {q_bytes / 1e6:.2f} MB ({q_bytes / (2 * q_weights):.3f} x bf16), model "
       f"{row['bytes'] / 1e6:.2f} MB ({row['bytes'] / bf16_bytes:.3f} x bf16), decode step "
       f"{step * 1e3:.2f} ms ({step / bf16_step:.2f} x bf16)"
       + (f", pallas |diff| {row['pallas_max_abs_diff']:.2e}" if args.pallas else "")

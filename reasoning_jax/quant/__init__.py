@@ -19,6 +19,7 @@ from reasoning_jax.quant.model import (
   float_bytes,
   model_bytes,
   quantize_model,
+  quantized_bytes,
 )
 from reasoning_jax.quant.options import QuantConfig
 from reasoning_jax.quant.quantize import (
@@ -43,6 +44,7 @@ __all__ = [
   "quant_rules",
   "quantize_dequantize",
   "quantize_model",
+  "quantized_bytes",
   "save_quantized",
   "schur_complement",
   "weighted_error",

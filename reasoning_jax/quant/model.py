@@ -202,6 +202,14 @@ def model_bytes(model: nnx.Module) -> int:
   return sum(int(x.size) * jnp.dtype(x.dtype).itemsize for x in leaves)
 
 
+def quantized_bytes(model: nnx.Module) -> tuple[int, int]:
+  """`(bytes of the quantized kernels' arrays, their weights' count)`."""
+  kernels = [n for _, n in nnx.iter_graph(model) if isinstance(n, QuantizedKernel)]
+  return sum(k.weight().nbytes for k in kernels), sum(
+    k.shape_2d[0] * k.shape_2d[1] for k in kernels
+  )
+
+
 def float_bytes(model: nnx.Module, dtype=jnp.bfloat16) -> int:
   """Bytes the same model takes with every weight (quantized ones dequantized) in `dtype`."""
   total = 0

@@ -17,7 +17,7 @@ from reasoning_jax.models.config import get_preset
 from reasoning_jax.models.partition_rules import rules_for
 from reasoning_jax.quant import calibration
 from reasoning_jax.quant.io import load_quantized, save_quantized
-from reasoning_jax.quant.model import float_bytes, model_bytes, quantize_model
+from reasoning_jax.quant.model import float_bytes, model_bytes, quantize_model, quantized_bytes
 from reasoning_jax.quant.options import QuantConfig
 from reasoning_jax.quant.quantize import quantize
 from reasoning_jax.sharding import make_mesh
@@ -69,6 +69,9 @@ def test_every_projection_is_quantized_and_smaller(quantized):
     assert r.bits_per_weight == pytest.approx(4 + 24 / 32)
     assert np.isfinite(r.error) and r.relative_error < 0.05
   assert model_bytes(model) < float_bytes(model)
+  q_bytes, weights = quantized_bytes(model)
+  assert weights == sum(r.shape[0] * r.shape[1] for r in reports)
+  assert q_bytes * 8 == pytest.approx((4 + 24 / 32) * weights)
 
 
 def test_hessian_is_two_xxt_over_n_without_padding():
