@@ -223,8 +223,14 @@ LOWERING_CASES = [
 ]
 
 
-def _lowered_text(platform, m, dtype, kind, bits, group_size):
+def _abstract_weight(kind, bits, group_size):
+  """The weight as shapes only (built eagerly first: under an abstract mesh nothing can run)."""
   qw = make_weight(kind, bits, group_size, d_out=1024, d_in=1024)
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), qw)
+
+
+def _lowered_text(platform, m, dtype, kind, bits, group_size, qw=None):
+  qw = _abstract_weight(kind, bits, group_size) if qw is None else qw
   x = jax.ShapeDtypeStruct((m, qw.d_in), dtype)
   fn = lambda x, qw: dequant_matmul_pallas(x, qw, interpret=False)
   return jax.jit(fn).trace(x, qw).lower(lowering_platforms=(platform,)).as_text()
@@ -244,8 +250,9 @@ def test_lowers_for_cuda(m, dtype, kind, bits, group_size):
     pytest.skip("this JAX cannot name an abstract GPU target (no jax.sharding.AbstractDevice)")
   device = jax.sharding.AbstractDevice(device_kind="NVIDIA H100", num_cores=None, platform="gpu")
   mesh = jax.sharding.AbstractMesh((1,), ("x",), abstract_device=device)
+  qw = _abstract_weight(kind, bits, group_size)
   with jax.sharding.use_abstract_mesh(mesh):
-    text = _lowered_text("cuda", m, dtype, kind, bits, group_size)
+    text = _lowered_text("cuda", m, dtype, kind, bits, group_size, qw)
   assert len(re.findall(r"custom_call @__gpu\$xla\.gpu\.triton", text)) == 1
   assert "dequant_matmul_loop" in text
 

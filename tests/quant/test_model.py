@@ -202,3 +202,36 @@ def test_sharded_quantization_equals_single_device(method):
   sharded = quantize(w_sharded, h_repl, config=config)
   for name, a in single.arrays().items():
     np.testing.assert_array_equal(np.asarray(getattr(sharded, name)), np.asarray(a), err_msg=name)
+
+
+class _IdTokenizer:
+  eos_id = 1
+
+  def decode_batch(self, tokens, lengths):
+    return [" ".join(str(int(t)) for t in row[:n]) for row, n in zip(tokens, lengths)]
+
+
+def test_rl_rollout_runs_the_quantized_policy(quantized):
+  """`collect_rollouts` takes the quantized model as it is (the whole state: the packed codes
+  are not `nnx.Param`), and its log-probs are the quantized model's."""
+  from reasoning_jax.rl.rollout import collect_rollouts
+
+  model, _ = quantized
+  graphdef, state = nnx.split(model)
+  prompts = {
+    "prompts": np.array([[5, 6, 7], [8, 9, 0]], np.int32),
+    "prompt_lengths": np.array([3, 2], np.int32),
+    "answer": np.array(["", ""]),
+  }
+  batch = collect_rollouts(
+    graphdef,
+    state,
+    prompts,
+    tokenizer=_IdTokenizer(),
+    reward_fn=lambda completions, answers, **_: np.zeros(len(completions), np.float32),
+    group_size=2,
+    max_new_tokens=4,
+    key=jax.random.key(0),
+  )
+  assert batch.tokens.shape[0] == 4
+  np.testing.assert_allclose(batch.old_logp, batch.sampler_logp, atol=2e-4)
