@@ -199,7 +199,7 @@ def plot(config, payload: dict[str, Any]) -> list[str]:
     ax.set_xlabel("bits per weight")
     ax.set_ylabel(f"held-out {key}")
     ax.legend()
-  axes[0].set_yscale("log")
+  axes[0].ticklabel_format(axis="y", style="plain", useOffset=False)
   fig.suptitle(f"RTN vs GPTQ vs BPDQ ({len(config.seeds)} calibration seeds)")
   fig.tight_layout()
   path = os.path.join(config.workdir, "tradeoff.png")

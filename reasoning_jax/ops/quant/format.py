@@ -10,9 +10,9 @@ size `g` is stored as
           column `32 w + j` (the upstream BPDQ packing, so checkpoints stay compatible);
           plane 0 is the least significant plane.
   and, per row-group, either
-  coeffs  `[d_in / g, k + 1, d_out]` (BPDQ, `kind="bitplane"`): `W[r, c] = C[j, 0, r] +
-          sum_i C[j, i + 1, r] b_i[r, c]` for the group `j = c // g` (a non-uniform grid of 2^k
-          levels per row-group);
+  coeffs  `[d_in / g, k + 1, d_out]` (BPDQ, `kind="bitplane"`):
+          `W[r, c] = C[j, 0, r] + sum_i C[j, i + 1, r] b_i[r, c]` for the group `j = c // g`
+          (a non-uniform grid of 2^k levels per row-group);
   or      scales `[d_in / g, d_out]` + zeros uint8 `[d_in / g, d_out]` (RTN / GPTQ,
           `kind="uniform"`): `W = s (q - z)` with the k-bit code `q = sum_i 2^i b_i`. This is
           the bit-plane form with `C_0 = -s z`, `C_{i+1} = s 2^i` (`coefficients()`), so one
