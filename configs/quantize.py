@@ -36,25 +36,6 @@ from configs import sft_arith  # noqa: E402
 _VARIANTS = ("", "quick")
 
 
-def _model(hidden, layers, heads, kv_heads, intermediate, num_steps, batch_size):
-  c = sft_arith.get_config()
-  c.workdir = ""  # "": <workdir>/model.
-  c.model_overrides = {
-    "hidden_size": hidden,
-    "intermediate_size": intermediate,
-    "num_layers": layers,
-    "num_heads": heads,
-    "num_kv_heads": kv_heads,
-    "head_dim": 32,
-    "max_position_embeddings": 1024,
-  }
-  c.num_steps, c.batch_size = num_steps, batch_size
-  c.eval_every = c.checkpoint_every = num_steps
-  c.log_every = min(c.log_every, num_steps)
-  c.plot = False
-  return c
-
-
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant not in _VARIANTS:
     raise ValueError(f"unknown quantize variant {variant!r}; choose one of {_VARIANTS}")
@@ -78,7 +59,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.eval.accuracy_prompts = 128
   c.eval.max_prompt_len = 32
   c.eval.max_new_tokens = 40
-  c.model = _model(256, 4, 8, 2, 768, num_steps=300, batch_size=32)
+  c.model = sft_arith.sized(256, 4, 8, 2, num_steps=300, batch_size=32)
   c.hf_dir = ""  # A local HF folder instead of the model trained here.
   c.tokenizer = ""  # "" (the folder's tokenizer.json), "byte", or a path.
   c.plot = True
@@ -90,7 +71,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.calibration.num_batches, c.calibration.batch_size, c.calibration.seq_len = 2, 4, 48
     c.eval.ppl_examples = c.eval.batch_size = c.eval.accuracy_prompts = 8
     c.eval.max_new_tokens = 16
-    c.model = _model(64, 2, 2, 1, 128, num_steps=20, batch_size=8)
+    c.model = sft_arith.sized(64, 2, 2, 1, num_steps=20, batch_size=8, intermediate=128)
     c.model.task_overrides = dict(c.model.task_overrides, num_train=256, num_test=16)
     c.model.seq_len = 48
     c.model.log_every = c.model.eval_every = c.model.checkpoint_every = 20

@@ -54,3 +54,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.plot = True
   return c
+
+
+def sized(hidden, layers, heads, kv_heads, *, num_steps, batch_size, intermediate=None):
+  """This config with another model size and budget, for experiments that train their own
+  model (head dim 32, MLP `3 * hidden` unless given, workdir "" = the experiment's choice,
+  one evaluation and checkpoint at the end, no plot)."""
+  c = get_config()
+  c.workdir = ""
+  c.model_overrides = {
+    "hidden_size": hidden,
+    "intermediate_size": intermediate or 3 * hidden,
+    "num_layers": layers,
+    "num_heads": heads,
+    "num_kv_heads": kv_heads,
+    "head_dim": 32,
+    "max_position_embeddings": 1024,
+  }
+  c.num_steps, c.batch_size = num_steps, batch_size
+  c.eval_every = c.checkpoint_every = num_steps
+  c.log_every = min(c.log_every, num_steps)
+  c.plot = False
+  return c

@@ -40,25 +40,6 @@ from configs import sft_arith  # noqa: E402
 _VARIANTS = ("", "quick", "latency")
 
 
-def _pair_member(hidden, layers, heads, kv_heads, num_steps, batch_size):
-  c = sft_arith.get_config()
-  c.workdir = ""  # "": <workdir>/pair/<role>.
-  c.model_overrides = {
-    "hidden_size": hidden,
-    "intermediate_size": 3 * hidden,
-    "num_layers": layers,
-    "num_heads": heads,
-    "num_kv_heads": kv_heads,
-    "head_dim": 32,
-    "max_position_embeddings": 1024,
-  }
-  c.num_steps, c.batch_size = num_steps, batch_size
-  c.eval_every = c.checkpoint_every = num_steps
-  c.log_every = min(c.log_every, num_steps)
-  c.plot = False
-  return c
-
-
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant not in _VARIANTS:
     raise ValueError(f"unknown speculative variant {variant!r}; choose one of {_VARIANTS}")
@@ -74,8 +55,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.accuracy_samples = 8  # Sampled rows: draws per prompt for the accuracy (untimed extras).
   c.plot = True
   # The pair trained here (SFT from scratch, the main job's task and tokenizer).
-  c.target = _pair_member(192, 4, 6, 2, num_steps=300, batch_size=32)
-  c.draft = _pair_member(64, 2, 2, 1, num_steps=300, batch_size=32)
+  c.target = sft_arith.sized(192, 4, 6, 2, num_steps=300, batch_size=32)
+  c.draft = sft_arith.sized(64, 2, 2, 1, num_steps=300, batch_size=32)
   c.export_hf = True  # Also write <workdir>/pair/{target,draft}_hf (to_hf).
   # Or two local HF folders (both or neither); tokenizer: "" (the folders'), "byte" or a path.
   c.target_hf_dir = ""
@@ -104,7 +85,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # step leans towards reading weights and a verify pass of k + 1 tokens costs less than k + 1
     # steps (the regime speculative decoding is for).
     c.workdir = "outputs/speculative_latency"
-    c.target = _pair_member(384, 4, 6, 2, num_steps=200, batch_size=32)
+    c.target = sft_arith.sized(384, 4, 6, 2, num_steps=200, batch_size=32)
     c.target.model_overrides = dict(c.target.model_overrides, head_dim=64)
     c.decode_batch = 1
     c.decoders = ("target", "spec@2", "spec@4", "spec@8")  # Token-level only.

@@ -17,7 +17,6 @@ draw of training-split batches) every row quantizes a fresh copy of the float mo
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -31,6 +30,7 @@ from absl import logging
 from flax import nnx
 
 from reasoning_jax import citations
+from reasoning_jax.evaluate.outputs import write_results
 from reasoning_jax.evaluate.quantize.settings import FLOAT, Setting, parse_settings
 from reasoning_jax.evaluate.quantize.subject import (
   Subject,
@@ -235,10 +235,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "ratios": ratios(summary, settings),
   }
   payload["seconds"] = time.perf_counter() - start
-  with open(os.path.join(config.workdir, "results.json"), "w") as f:
-    json.dump(payload, f, indent=2, default=str)
-  with open(os.path.join(config.workdir, "results.md"), "w") as f:
-    f.write(markdown(config, payload))
+  write_results(config.workdir, payload, markdown(config, payload))
   if config.get("plot", True):
     payload["plots"] = plot(config, payload)
   methods = sorted({s.method for s in settings})

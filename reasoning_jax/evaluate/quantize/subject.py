@@ -94,19 +94,14 @@ def _hf_subject(config: ml_collections.ConfigDict) -> Subject:
   return Subject(model, tok, eos, task, os.path.abspath(path))
 
 
-def calibration_batches(subject: Subject, config, seed: int) -> list[dict[str, Any]]:
-  """`config.calibration.num_batches` training-split batches drawn with `seed` (the grain SFT
-  pipeline: prompt + solution text, padding masked out)."""
+def _sft_batches(subject: Subject, config, source, **kwargs):
+  """The grain SFT pipeline over `source` (prompt + solution text) with the task's format."""
   from reasoning_jax.data import make_sft_dataset
 
-  cal = config.calibration
-  ds = make_sft_dataset(
-    subject.task.train_source,
+  return make_sft_dataset(
+    source,
     subject.tokenizer,
-    seq_len=cal.seq_len,
-    batch_size=cal.batch_size,
-    seed=seed,
-    shuffle=True,
+    seq_len=config.calibration.seq_len,
     num_epochs=1,
     prompt_template=subject.task.prompt,
     target_field=config.model.target_field,
@@ -115,12 +110,26 @@ def calibration_batches(subject: Subject, config, seed: int) -> list[dict[str, A
     shard_count=1,
     add_bos=subject.task.add_bos,
     truncate=True,
+    **kwargs,
+  )
+
+
+def calibration_batches(subject: Subject, config, seed: int) -> list[dict[str, Any]]:
+  """`config.calibration.num_batches` training-split batches drawn with `seed` (the grain SFT
+  pipeline: prompt + solution text, padding masked out)."""
+  ds = _sft_batches(
+    subject,
+    config,
+    subject.task.train_source,
+    batch_size=config.calibration.batch_size,
+    seed=seed,
+    shuffle=True,
   )
   out = []
   for batch in ds:
     mask = (np.asarray(batch["segment_ids"]) > 0).astype(np.int32)
     out.append({"input_ids": np.asarray(batch["tokens"]), "attention_mask": mask})
-    if len(out) == cal.num_batches:
+    if len(out) == config.calibration.num_batches:
       break
   if not out:
     raise ValueError("config.calibration: the training split gave no full batch")
@@ -130,31 +139,20 @@ def calibration_batches(subject: Subject, config, seed: int) -> list[dict[str, A
 def heldout_text_batches(subject: Subject, config) -> list[dict[str, Any]]:
   """The first `config.eval.ppl_examples` test examples as SFT batches (for perplexity on the
   solution tokens)."""
-  from reasoning_jax.data import make_sft_dataset
-
-  ev = config.eval
-  ds = make_sft_dataset(
+  ds = _sft_batches(
+    subject,
+    config,
     subject.task.test_source,
-    subject.tokenizer,
-    seq_len=config.calibration.seq_len,
-    batch_size=ev.batch_size,
+    batch_size=config.eval.batch_size,
     seed=0,
     shuffle=False,
-    num_epochs=1,
-    prompt_template=subject.task.prompt,
-    target_field=config.model.target_field,
-    target_format=subject.task.target_format,
-    shard_index=0,
-    shard_count=1,
-    add_bos=subject.task.add_bos,
-    truncate=True,
     drop_remainder=False,
   )
   out, rows = [], 0
   for batch in ds:
     out.append({k: np.asarray(batch[k]) for k in ("tokens", "loss_mask", "segment_ids")})
     rows += len(batch["tokens"])
-    if rows >= ev.ppl_examples:
+    if rows >= config.eval.ppl_examples:
       break
   return out
 

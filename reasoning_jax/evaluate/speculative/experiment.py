@@ -27,7 +27,6 @@ call per decoder) and `CITATIONS.bib` into `config.workdir`; returns the payload
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -42,6 +41,7 @@ import numpy as np
 from absl import logging
 
 from reasoning_jax import citations
+from reasoning_jax.evaluate.outputs import write_results
 from reasoning_jax.evaluate.speculative.decoders import Decoder, make_decoders
 from reasoning_jax.evaluate.speculative.pair import Pair, load_pair
 from reasoning_jax.evaluate.speculative.probes import (
@@ -434,10 +434,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "summary": summarize(results),
   }
   payload["seconds"] = time.perf_counter() - start
-  with open(os.path.join(config.workdir, "results.json"), "w") as f:
-    json.dump(payload, f, indent=2, default=str)
-  with open(os.path.join(config.workdir, "results.md"), "w") as f:
-    f.write(markdown(config, payload))
+  write_results(config.workdir, payload, markdown(config, payload))
   if config.get("plot", True):
     payload["plots"] = plot(config, payload)
   names = ["speculative_decoding"] + citations.run_components(model=pair.target.config)
