@@ -235,3 +235,19 @@ def test_rl_rollout_runs_the_quantized_policy(quantized):
   )
   assert batch.tokens.shape[0] == 4
   np.testing.assert_allclose(batch.old_logp, batch.sampler_logp, atol=2e-4)
+
+
+def test_quantize_an_hf_folder(tiny_hf_folder):
+  """A model read from a Hugging Face folder quantizes and decodes the same way."""
+  from reasoning_jax.models.hf import from_hf
+
+  model = from_hf(tiny_hf_folder("qwen3"))
+  vocab = model.config.vocab_size
+  ids = jax.random.randint(jax.random.key(0), (2, 12), 0, vocab)
+  want = model(ids)
+  reports = quantize_model(model, [{"input_ids": ids}], method="gptq", bits=8, group_size=32)
+  assert len(reports) == 7 * model.config.num_layers
+  got = model(ids)
+  assert float(jnp.max(jnp.abs(got - want))) < 0.05 * float(jnp.max(jnp.abs(want)))
+  out = generate(model, ids, jnp.array([12, 7]), max_new_tokens=3, temperature=0.0)
+  assert out.tokens.shape == (2, 3)
