@@ -88,6 +88,21 @@ def call_groups(block: nnx.Module, batch: CalibrationBatch) -> list[list[KernelC
   return groups
 
 
+def _hessian_shardings(block: nnx.Module, paths) -> dict[str, jax.sharding.NamedSharding]:
+  """`H [d_in, d_in]` sharded the way its weight's input axis is: rows over the mesh axis of
+  the kernel's first (major input) dimension, for kernels placed with a `NamedSharding`."""
+  out = {}
+  for path, node in nnx.iter_graph(block):
+    name = ".".join(map(str, path))
+    if name not in paths or not isinstance(node, nnx.Variable):
+      continue
+    sharding = getattr(node[...], "sharding", None)
+    if isinstance(sharding, jax.sharding.NamedSharding) and len(sharding.spec):
+      spec = jax.sharding.PartitionSpec(sharding.spec[0], None)
+      out[name] = jax.sharding.NamedSharding(sharding.mesh, spec)
+  return out
+
+
 @jax.jit
 def _sum_xxt(x2: jax.Array, m: jax.Array) -> jax.Array:
   x2 = x2.astype(jnp.float32)
@@ -102,11 +117,14 @@ def capture_hessians(
   """`H = 2 X X^T / N` (float32 `[d_in, d_in]`) for each kernel path in `paths` of `block`.
 
   Streams over `batches` (one jit-compiled capture pass per batch; padding tokens have zero
-  weight). Raises ValueError when a path is never called through `project` (such a kernel
+  weight). On a mesh, each `H` is sharded the way its weight's input axis is (rows over the
+  mesh axis of the kernel's first dimension), so no device holds a whole Hessian of a sharded
+  layer. Raises ValueError when a path is never called through `project` (such a kernel
   cannot be calibrated, and it is not silently skipped).
   """
   wanted = set(paths)
   graphdef, state = nnx.split(block)
+  placement = _hessian_shardings(block, wanted)
 
   @jax.jit
   def capture(state, x, positions, mask):
@@ -128,6 +146,8 @@ def capture_hessians(
           raise ValueError(f"{path}: input rows {x2.shape[0]} do not match the token mask")
         done[key] = _sum_xxt(x2, flat_mask)
       sums[path] = done[key]
+      if path in placement:
+        sums[path] = jax.lax.with_sharding_constraint(sums[path], placement[path])
     return sums, jnp.sum(flat_mask)
 
   totals: dict[str, jax.Array] = {}

@@ -87,6 +87,33 @@ def test_hessian_is_two_xxt_over_n_without_padding():
   assert h["ffn.down"].shape == (CFG.intermediate_size, CFG.intermediate_size)
 
 
+def test_hessians_are_sharded_like_the_weights_input_axis():
+  """On a 2 x 4 (fsdp, tensor) mesh each H is row-sharded over the mesh axis of its kernel's
+  input dimension, with the unsharded values."""
+  from reasoning_jax.sharding import param_shardings, place
+
+  model = _model()
+  inputs = calibration.embed_batches(model, _batches(n=1))
+  paths = ["mixer.q_proj", "mixer.o_proj", "ffn.down"]
+  want = calibration.capture_hessians(model.layers[0], inputs, paths)
+  mesh = make_mesh({"fsdp": 2, "tensor": 4})
+  state = nnx.state(model)
+  nnx.update(model, place(state, param_shardings(state, rules_for("qwen3"), mesh)))
+  got = calibration.capture_hessians(model.layers[0], inputs, paths)
+  axes = {"mixer.q_proj": "fsdp", "mixer.o_proj": "tensor", "ffn.down": "tensor"}
+  for path, axis in axes.items():
+    assert got[path].sharding.spec[0] == axis, (path, got[path].sharding)
+    np.testing.assert_allclose(np.asarray(got[path]), np.asarray(want[path]), rtol=1e-5, atol=1e-6)
+  # The whole model quantizes on the mesh to what one device gives.
+  single = _model()
+  rep_single = quantize_model(single, _batches(n=1), method="gptq", bits=4, group_size=32)
+  rep_mesh = quantize_model(model, _batches(n=1), method="gptq", bits=4, group_size=32)
+  for a, b in zip(rep_single, rep_mesh):
+    assert a.path == b.path and a.error == pytest.approx(b.error, rel=1e-3), (a, b)
+  ids = jax.random.randint(jax.random.key(4), (2, 8), 0, CFG.vocab_size)
+  np.testing.assert_allclose(np.asarray(model(ids)), np.asarray(single(ids)), atol=1e-3)
+
+
 def test_call_groups_follow_the_forward_pass():
   model = _model()
   inputs = calibration.embed_batches(model, _batches(n=1))
