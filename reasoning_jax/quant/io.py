@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from reasoning_jax.layers.quantized import QuantizedKernel, quantized_kernels
 from reasoning_jax.ops.quant import QuantizedWeight
+from reasoning_jax.quant.model import set_at
 from reasoning_jax.sharding import param_shardings
 
 FORMAT_VERSION = 1
@@ -129,11 +130,7 @@ def _swap_in(model: nnx.Module, entries: list[dict[str, Any]], implementation: s
       dtype=entry["dtype"],
       implementation=implementation,
     )
-    parts = path.split(".")
-    parent = model
-    for key in parts[:-1]:
-      parent = parent[int(key)] if key.isdigit() else getattr(parent, key)
-    setattr(parent, parts[-1], kernel)
+    set_at(model, path, kernel)
 
 
 def quant_rules(rules) -> tuple:

@@ -38,6 +38,7 @@ from flax import nnx
 
 from reasoning_jax.layers.quantized import QuantizedKernel, check_implementation, quantized_kernels
 from reasoning_jax.quant import calibration
+from reasoning_jax.quant.metric import weighted_error
 from reasoning_jax.quant.options import QuantConfig
 from reasoning_jax.quant.quantize import quantize
 
@@ -61,30 +62,24 @@ class KernelReport:
   seconds: float
 
 
-def _parent(root: nnx.Module, path: Sequence[str]):
+def _parent(root: nnx.Module, parts: Sequence[str]):
   node = root
-  for key in path[:-1]:
+  for key in parts[:-1]:
     node = node[int(key)] if key.isdigit() else getattr(node, key)
   return node
 
 
-def _get(root: nnx.Module, dotted: str):
+def get_at(root: nnx.Module, dotted: str):
+  """The node at a dotted graph path (`layers.0.mixer.q_proj`) of `root`."""
   parts = dotted.split(".")
-  parent = _parent(root, parts)
-  last = parts[-1]
+  parent, last = _parent(root, parts), parts[-1]
   return parent[int(last)] if last.isdigit() else getattr(parent, last)
 
 
-def _set(root: nnx.Module, dotted: str, value) -> None:
+def set_at(root: nnx.Module, dotted: str, value) -> None:
+  """Replaces the attribute at a dotted graph path of `root` (a kernel by its module)."""
   parts = dotted.split(".")
   setattr(_parent(root, parts), parts[-1], value)
-
-
-def _weighted_error(w: jax.Array, q: jax.Array, h: jax.Array) -> tuple[float, float]:
-  d = w - q
-  err = jnp.sum((d @ h) * d)
-  base = jnp.sum((w @ h) * w)
-  return float(err), float(err / jnp.maximum(base, 1e-30))
 
 
 def _quantize_kernel(
@@ -95,7 +90,7 @@ def _quantize_kernel(
   implementation: str,
   name: str,
 ) -> KernelReport:
-  param = _get(block, call.path)
+  param = get_at(block, call.path)
   if isinstance(param, QuantizedKernel) or not isinstance(param, nnx.Param):
     raise ValueError(f"{name} is not a float nnx.Param kernel (got {type(param).__name__})")
   kernel = param[...]
@@ -110,8 +105,9 @@ def _quantize_kernel(
   q = qw.dequantize(jnp.float32)
   jax.block_until_ready(q)
   seconds = time.perf_counter() - start
-  err, rel = _weighted_error(w, q, hessian)
-  _set(
+  err = float(weighted_error(w, q, hessian))
+  rel = err / max(float(weighted_error(w, jnp.zeros_like(w), hessian)), 1e-30)
+  set_at(
     block,
     call.path,
     QuantizedKernel(
