@@ -114,13 +114,26 @@ class Transformer(nnx.Module):
     """One cache entry per layer, built by that layer's mixer (generic over mixer kinds)."""
     return tuple(block.mixer.init_cache(batch_size, max_length, dtype) for block in self.layers)
 
+  def embed_tokens(self, input_ids) -> jax.Array:
+    """The tensor fed to the first block, `[B, T, H]` in the compute dtype (no scaling: the
+    Llama / Qwen families feed the raw embedding rows)."""
+    validate_token_ids(input_ids, self.config.vocab_size)
+    return constrain_batch(jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype))
+
   def forward(
-    self, input_ids, *, positions=None, attention_mask=None, segment_ids=None, cache=None
+    self,
+    input_ids,
+    *,
+    positions=None,
+    attention_mask=None,
+    segment_ids=None,
+    cache=None,
+    inputs_embeds=None,
   ):
     """Final-normed hidden states `[B, T, H]` and the updated cache (None without one).
 
     Args:
-      input_ids: `[B, T]` int token ids.
+      input_ids: `[B, T]` int token ids, or None when `inputs_embeds` is given.
       positions: `[B, T]` int positions (default `arange(T)`); with a cache they
         are also the cache slots written. Without a cache they must be
         `arange(T)` plus a per-row (per-segment when packing) constant: the
@@ -132,9 +145,22 @@ class Transformer(nnx.Module):
       segment_ids: `[B, T]` ints; tokens attend only within their segment.
       cache: a tuple from `init_cache`, or None. Without a cache, blocks whose
         `config.layer_remat(i)` is not "none" run under `nnx.remat` with that policy.
+      inputs_embeds: `[B, T, H]`, the first block's input in place of `embed_tokens(input_ids)`
+        (pass exactly one of the two): input attributions such as Grad2Reward's
+        differentiate with respect to it.
     """
-    validate_token_ids(input_ids, self.config.vocab_size)
-    b, t = input_ids.shape
+    if (input_ids is None) == (inputs_embeds is None):
+      raise ValueError("pass exactly one of input_ids [B, T] or inputs_embeds [B, T, H]")
+    if inputs_embeds is not None:
+      if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
+        raise ValueError(
+          f"inputs_embeds must be [B, T, H={self.config.hidden_size}], "
+          f"got {tuple(inputs_embeds.shape)}"
+        )
+      x = constrain_batch(inputs_embeds.astype(self.dtype))
+    else:
+      x = self.embed_tokens(input_ids)
+    b, t = x.shape[:2]
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
     elif tuple(positions.shape) != (b, t):
@@ -145,7 +171,6 @@ class Transformer(nnx.Module):
       )
     if cache is not None and len(cache) != len(self.layers):
       raise ValueError(f"cache has {len(cache)} layer entries, model has {len(self.layers)}")
-    x = constrain_batch(jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype))
     new_cache = []
     for i, block in enumerate(self.layers):
       remat = self.config.layer_remat(i)

@@ -47,7 +47,8 @@ def corpus(n: int = 300, seed: int = 0) -> list[str]:
   return texts
 
 
-def train_tokenizer(vocab_size: int = 400):
+def train_tokenizer(vocab_size: int = 400, extra: tuple[str, ...] = ()):
+  """A byte-level BPE trained on `corpus()` plus `extra` texts."""
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
   tok = Tokenizer(models.BPE())
@@ -59,7 +60,7 @@ def train_tokenizer(vocab_size: int = 400):
     initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     show_progress=False,
   )
-  tok.train_from_iterator(corpus(), trainer=trainer)
+  tok.train_from_iterator(corpus() + list(extra), trainer=trainer)
   return tok
 
 

@@ -152,3 +152,15 @@ def test_import_does_not_pull_torch_or_tensorflow():
   )
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_forward_from_input_embeddings(model):
+  """`inputs_embeds=embed_tokens(ids)` is the ids path; exactly one of the two is accepted."""
+  ids = jnp.asarray([[1, 5, 7, 9], [2, 4, 6, 8]], jnp.int32)
+  embeds = model.embed_tokens(ids)
+  hidden, _ = model.forward(ids)
+  np.testing.assert_array_equal(model.forward(None, inputs_embeds=embeds)[0], hidden)
+  with pytest.raises(ValueError, match="exactly one of input_ids"):
+    model.forward(ids, inputs_embeds=embeds)
+  with pytest.raises(ValueError, match=r"inputs_embeds must be \[B, T, H="):
+    model.forward(None, inputs_embeds=embeds[..., :3])

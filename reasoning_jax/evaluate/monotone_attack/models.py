@@ -30,15 +30,9 @@ def model_config_for(config, ffn: str):
 
 
 def forward_from_embeddings(model, embeds):
-  """Logits `[B, T, V]` from input embeddings `[B, T, H]` (Transformer.forward minus lookup)."""
-  import jax.numpy as jnp
-
-  b, t = embeds.shape[:2]
-  positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-  x = embeds.astype(model.dtype)
-  for block in model.layers:
-    x, _ = block(x, positions=positions)
-  return model.unembed(model.final_norm(x))
+  """Logits `[B, T, V]` from input embeddings `[B, T, H]`."""
+  hidden, _ = model.forward(None, inputs_embeds=embeds)
+  return model.unembed(hidden)
 
 
 def convert_to_monotone(dense_model, monotone_config, *, eps: float, seed: int):
