@@ -119,7 +119,9 @@ def _checked_groups(num_rows: int, group_ids: Any, group_size: Any) -> Groups:
     try:
       check_positive_int(group_size, "group_size", minimum=2)
     except ValueError as e:
-      raise ValueError(f"{e}: group-relative advantages need at least 2 samples per group") from None
+      raise ValueError(
+        f"{e}: group-relative advantages need at least 2 samples per group"
+      ) from None
   return groups
 
 
