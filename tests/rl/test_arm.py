@@ -376,8 +376,12 @@ def test_errors_name_the_argument():
     arm.arm_reweight_advantages(adv, ones[:2], ones[:1], ones * 0.5, **good)
   with pytest.raises(ValueError, match="alpha"):
     arm.arm_reweight_advantages(adv, ones, ones[:1], ones * 0.5, alpha=float("inf"), **good)
-  with pytest.raises(ValueError, match="advantages must have 1 dims"):
-    arm.arm_reweight_advantages(adv[None], ones, ones[:1], ones * 0.5, **good)
+  with pytest.raises(ValueError, match="advantages must have 1 or 2 dims"):
+    arm.arm_reweight_advantages(adv[None, None], ones, ones[:1], ones * 0.5, **good)
+  with pytest.raises(ValueError, match=r"mask must have the shape of advantages \(4, 3\)"):
+    arm.arm_reweight_advantages(
+      jnp.zeros((4, 3)), ones, ones[:1], ones * 0.5, mask=jnp.ones((4, 2)), **good
+    )
 
   logp = jnp.log(jnp.full((2, 3), 0.5))
   with pytest.raises(ValueError, match="mask must have the shape of logp"):
