@@ -69,7 +69,7 @@ def test_grouping_by_ids_equals_group_size():
     np.testing.assert_allclose(by_ids, by_size[perm], atol=1e-6)
 
 
-def test_invalid_rows_masked_tokens_and_constant_groups_are_zero():
+def test_invalid_rows_and_masked_tokens_are_zero_and_ignored():
   r, m = _random(2)
   valid = jnp.array([1, 1, 0, 1, 1, 1])
   r = r.at[2].set(jnp.nan).at[0, -1].set(jnp.inf)  # Invalid row / masked token: ignored.
