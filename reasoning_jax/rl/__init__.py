@@ -2,6 +2,8 @@
 
 Modules:
   advantages    group-relative advantage estimators (`ADVANTAGES`: grpo, dr_grpo, rloo).
+  token_advantages  token-level estimators for dense rewards (`ADVANTAGES`: token_grpo,
+                token_rloo; `[N, T]` in and out) and `sequence_to_token_rewards`.
   kl            per-token KL estimators (`KL_ESTIMATORS`: k1, k2, k3) and KL-in-reward.
   aggregation   (sum, denominator) aggregation modes (`AGGREGATIONS`).
   losses        PPO-clip / GRPO / DAPO / Dr. GRPO / CISPO / DISPO (`LOSSES`, `make_loss`).
@@ -24,6 +26,14 @@ from reasoning_jax.rl.advantages import (
   rloo_advantages,
   validate_group_inputs,
   zero_variance_group_fraction,
+)
+from reasoning_jax.rl.token_advantages import (
+  TOKEN_LEVEL_ESTIMATORS,
+  is_token_level,
+  returns_to_go,
+  sequence_to_token_rewards,
+  token_grpo_advantages,
+  token_rloo_advantages,
 )
 from reasoning_jax.rl.aggregation import (
   AGGREGATIONS,

@@ -35,6 +35,16 @@ outcome rewards can be passed directly.
 Registered as `ADVANTAGES["arm"]` (`arm_group_advantages`) at import: a base
 estimator (GRPO by default) followed by the ARM re-weighting.
 
+Token-level advantages (broadcast rule). The shift `alpha * (c(q) - c(o_i|q))` is one
+number per response; on `[N, T]` base advantages (e.g. `token_grpo` of
+`reasoning_jax.rl.token_advantages`) it is added to every valid token of row i (tokens
+outside `mask` keep their input value, 0 from the token estimators). So `[N, T]`
+advantages that are constant over each row give exactly the `[N]` result broadcast.
+`ADVANTAGES["arm"]` with a token-level `base_estimator` takes `[N, T]` token rewards (or
+`[N]` sequence rewards, placed on the last token by `sequence_to_token_rewards`); a row
+is correct when its sequence reward (the masked token sum) is `> 0`. `[N, T]` rewards
+with a sequence-level base estimator are an error (`rewards`).
+
 DESIGN CHOICE flags (`ARMConfig` defaults):
   alpha=0.5                  spec default; sweep {0.1, 0.25, 0.5, 1.0}.
   rho=0.2                    fraction of least-probable response tokens in c(o|q).
@@ -63,6 +73,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from reasoning_jax.rl.advantages import ADVANTAGES, Groups, make_groups
+from reasoning_jax.rl.token_advantages import (
+  TOKEN_LEVEL_ESTIMATORS,
+  is_token_level,
+  sequence_to_token_rewards,
+)
 from reasoning_jax.validation import (
   check_array,
   check_choice,
@@ -298,6 +313,7 @@ def arm_reweight_advantages(
   all_correct_groups: bool = True,
   targets: str = "all",
   return_active: bool = False,
+  mask: jax.Array | None = None,
 ) -> Any:
   """ARM re-weighting `A~ = A + alpha * (c(q) - c(o|q))` on groups with a correct answer.
 
@@ -305,7 +321,8 @@ def arm_reweight_advantages(
   (e.g. `reasoning_jax.rl.advantages.grpo_advantages`); `alpha = 0` returns it exactly.
 
   Args:
-    advantages: `[N]` per-response advantages.
+    advantages: `[N]` per-response advantages, or `[N, T]` per-token ones (the row's
+      shift is added to each of its tokens).
     correct: `[N]` bool, or outcome rewards read as correct where `> 0`.
     prompt_confidence: `[N]` (one per row) c(q) in [0, 1], or `[B]` (one per prompt)
       when `group_size` is given.
@@ -319,12 +336,21 @@ def arm_reweight_advantages(
     all_correct_groups: also shift all-correct groups (default True, see module doc).
     targets: "all" (default) or "correct_only".
     return_active: also return the `[N]` bool mask of shifted rows.
+    mask: optional `[N, T]` response mask, only with `[N, T]` advantages: tokens outside
+      it are not shifted (and may hold NaN).
 
   Returns:
-    `[N]` float32 re-weighted advantages (detached), or `(advantages, active)`.
+    Re-weighted advantages of the shape of `advantages` (float32, detached), or
+    `(advantages, active)`.
   """
-  check_array(advantages, "advantages", 1, floating=True)
+  check_array(advantages, "advantages", (1, 2), floating=True)
   n = advantages.shape[0]
+  if mask is not None:
+    if advantages.ndim != 2:
+      raise ValueError(
+        f"mask is only for [N, T] advantages; advantages has shape {tuple(advantages.shape)}"
+      )
+    check_mask(mask, "mask", advantages.shape, "advantages")
   groups = make_groups(n, group_ids=group_ids, group_size=group_size)
   check_finite_float(alpha, "alpha")
   check_choice(targets, ARM_TARGETS, "targets")
@@ -347,7 +373,10 @@ def arm_reweight_advantages(
       f"prompt_confidence must have shape {' or '.join(map(str, shapes))} ([B] needs "
       f"group_size), got {tuple(prompt_confidence.shape)}"
     )
-  check_finite_where(advantages, valid, "advantages")
+  adv_valid = jnp.asarray(valid) != 0
+  if mask is not None:
+    adv_valid = adv_valid[:, None] & (jnp.asarray(mask) != 0)
+  check_finite_where(advantages, adv_valid, "advantages")
   check_finite_where(correct, valid, "correct")
   for name, conf in (
     ("prompt_confidence", prompt_confidence),
@@ -367,6 +396,7 @@ def arm_reweight_advantages(
     prompt_confidence,
     answer_confidence,
     jnp.asarray(valid) != 0,
+    None if mask is None else jnp.asarray(mask) != 0,
     groups,
     alpha,
     all_correct_groups,
@@ -382,6 +412,7 @@ def _reweight_core(
   prompt_confidence: jax.Array,
   answer_confidence: jax.Array,
   valid: jax.Array,
+  tokens: jax.Array | None,
   groups: Groups,
   alpha: Any,
   all_correct_groups: bool,
@@ -400,7 +431,12 @@ def _reweight_core(
     active = active & is_correct
   shift = alpha * (prompt_confidence.astype(jnp.float32) - answer_confidence.astype(jnp.float32))
   base = advantages.astype(jnp.float32)
-  return jax.lax.stop_gradient(jnp.where(active, base + shift, base)), active
+  shifted = active
+  if base.ndim == 2:  # Broadcast rule: the row's shift on each of its (masked) tokens.
+    shift, shifted = shift[:, None], active[:, None]
+    if tokens is not None:
+      shifted = shifted & tokens
+  return jax.lax.stop_gradient(jnp.where(shifted, base + shift, base)), active
 
 
 def arm_advantages(
@@ -420,7 +456,8 @@ def arm_advantages(
   """Full ARM step: confidences from detached log-probs, then re-weighting.
 
   Args:
-    advantages: `[N]` GRPO group advantages.
+    advantages: `[N]` GRPO group advantages, or `[N, T]` token-level ones (of the shape
+      of `old_logp`; the shift goes on every token of `mask`).
     correct: `[N]` bool, or outcome rewards (correct where `> 0`).
     old_logp: `[N, T]` rollout-policy log-probs of the response tokens.
     mask: `[N, T]` response mask.
@@ -467,6 +504,7 @@ def arm_advantages(
     all_correct_groups=config.all_correct_groups,
     targets=config.targets,
     return_active=True,
+    mask=mask if jnp.ndim(advantages) == 2 else None,
   )
   return ARMOutput(out, c_q, c_o, active)
 
@@ -493,16 +531,30 @@ def arm_group_advantages(
   log-probs ARM needs; `rewards > 0` defines correctness. `base_options` (e.g. `ddof`,
   `eps`) go to the base estimator. The paper trains the result with the DAPO
   token-mean clipped surrogate (`LOSSES["dapo"]`).
+
+  With a token-level `base_estimator` (`token_grpo`, `token_rloo`) the result is
+  `[N, T]`: `rewards` may be `[N, T]` token rewards (correct where the masked row sum is
+  `> 0`) or `[N]` sequence rewards (placed on the last token); see the module docstring.
   """
   if base_estimator in ("arm", "mrpo"):
     raise ValueError(f"base_estimator={base_estimator!r} must be a plain estimator, e.g. 'grpo'")
   ADVANTAGES.validate(base_estimator, argument="base_estimator")
+  correct = rewards
+  if is_token_level(base_estimator):
+    rewards, correct = _token_rewards(rewards, mask, valid)
+    base_options = dict(base_options, mask=mask)
+  elif jnp.ndim(rewards) != 1:
+    raise ValueError(
+      f"rewards must be [N] sequence rewards for base_estimator={base_estimator!r}, got "
+      f"shape {shape_of(rewards)}; [N, T] token rewards need a token-level base_estimator "
+      f"({sorted(TOKEN_LEVEL_ESTIMATORS)})"
+    )
   base = ADVANTAGES.get(base_estimator)(
     rewards, group_ids=group_ids, group_size=group_size, valid=valid, **base_options
   )
   return arm_advantages(
     base,
-    rewards,
+    correct,
     old_logp,
     mask,
     prompt_logp,
@@ -513,3 +565,13 @@ def arm_group_advantages(
     content_mask=content_mask,
     config=config,
   ).advantages
+
+
+def _token_rewards(rewards: Any, mask: Any, valid: Any) -> tuple[jax.Array, jax.Array]:
+  """`(token rewards [N, T], sequence rewards [N])` from `[N]` or `[N, T]` rewards."""
+  check_array(rewards, "rewards", (1, 2))
+  if rewards.ndim == 1:
+    return sequence_to_token_rewards(rewards, mask, valid=valid), rewards
+  check_mask(mask, "mask", rewards.shape, "rewards")
+  tokens = jnp.asarray(mask) != 0
+  return rewards, jnp.sum(jnp.where(tokens, jnp.asarray(rewards, jnp.float32), 0.0), axis=-1)

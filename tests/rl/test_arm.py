@@ -376,8 +376,12 @@ def test_errors_name_the_argument():
     arm.arm_reweight_advantages(adv, ones[:2], ones[:1], ones * 0.5, **good)
   with pytest.raises(ValueError, match="alpha"):
     arm.arm_reweight_advantages(adv, ones, ones[:1], ones * 0.5, alpha=float("inf"), **good)
-  with pytest.raises(ValueError, match="advantages must have 1 dims"):
-    arm.arm_reweight_advantages(adv[None], ones, ones[:1], ones * 0.5, **good)
+  with pytest.raises(ValueError, match="advantages must have 1 or 2 dims"):
+    arm.arm_reweight_advantages(adv[None, None], ones, ones[:1], ones * 0.5, **good)
+  with pytest.raises(ValueError, match=r"mask must have the shape of advantages \(4, 3\)"):
+    arm.arm_reweight_advantages(
+      jnp.zeros((4, 3)), ones, ones[:1], ones * 0.5, mask=jnp.ones((4, 2)), **good
+    )
 
   logp = jnp.log(jnp.full((2, 3), 0.5))
   with pytest.raises(ValueError, match="mask must have the shape of logp"):
@@ -405,3 +409,66 @@ def test_errors_name_the_argument():
     arm.arm_advantages(
       adv, ones, logp, jnp.ones((2, 3)), logp, jnp.ones((2, 3)), group_size=2, config={"alpha": 0.5}
     )
+
+
+# ----------------------------------------------------------------------------- token level
+
+
+def test_token_level_broadcast_rule():
+  """[N, T] advantages: each row's shift lands on its masked tokens; rows constant over
+  their tokens give exactly the [N] result broadcast."""
+  b = _batch(seed=5)
+  rewards = jnp.array([1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0], jnp.float32)
+  adv = grpo_advantages(rewards, 4)
+  mask = b["mask"] > 0
+  args = (rewards, b["old_logp"], b["mask"], b["prompt_logp"], b["prompt_mask"])
+  kw = dict(group_size=4, content_mask=b["content_mask"])
+  seq = arm.arm_advantages(adv, *args, **kw)
+  adv_tok = jnp.where(mask, adv[:, None], jnp.nan)  # Masked slots may hold anything.
+  tok = arm.arm_advantages(adv_tok, *args, **kw)
+  assert tok.advantages.shape == mask.shape
+  np.testing.assert_array_equal(
+    tok.advantages[mask], jnp.broadcast_to(seq.advantages[:, None], mask.shape)[mask]
+  )
+  assert bool(jnp.all(jnp.isnan(tok.advantages[~mask])))  # Untouched outside the mask.
+  np.testing.assert_array_equal(tok.active, seq.active)
+  with pytest.raises(ValueError, match="mask is only for"):
+    arm.arm_reweight_advantages(
+      adv, rewards, seq.prompt_confidence, seq.answer_confidence, group_size=4, mask=b["mask"]
+    )
+
+
+def test_registered_estimator_with_token_level_base():
+  from reasoning_jax import rl
+
+  b = _batch(seed=6)
+  rewards = jnp.array([1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0], jnp.float32)
+  kw = dict(
+    group_size=4,
+    old_logp=b["old_logp"],
+    mask=b["mask"],
+    prompt_logp=b["prompt_logp"],
+    prompt_mask=b["prompt_mask"],
+    content_mask=b["content_mask"],
+  )
+  tok_rewards = rl.sequence_to_token_rewards(rewards, b["mask"])
+  from_seq = ADVANTAGES.get("arm")(rewards, base_estimator="token_grpo", **kw)
+  from_tok = ADVANTAGES.get("arm")(tok_rewards, base_estimator="token_grpo", **kw)
+  np.testing.assert_array_equal(from_seq, from_tok)
+  base = rl.token_grpo_advantages(tok_rewards, mask=b["mask"], group_size=4)
+  out = arm.arm_advantages(
+    base,
+    rewards,
+    b["old_logp"],
+    b["mask"],
+    b["prompt_logp"],
+    b["prompt_mask"],
+    group_size=4,
+    content_mask=b["content_mask"],
+  )
+  np.testing.assert_array_equal(from_tok, out.advantages)
+  shift = 0.5 * (jnp.repeat(out.prompt_confidence, 4) - out.answer_confidence)
+  want = jnp.where(b["mask"] > 0, base + (shift * out.active)[:, None], 0)
+  np.testing.assert_allclose(from_tok, want, atol=1e-6)
+  with pytest.raises(ValueError, match=r"rewards must be \[N\] sequence rewards"):
+    ADVANTAGES.get("arm")(tok_rewards, **kw)

@@ -734,3 +734,57 @@ def test_non_finite_log_probs_are_not_checked_under_jit():
   bad_old = old.at[0, 0].set(jnp.nan)
   out = jax.jit(lambda o: rl.dapo_loss(logp, o, adv, mask).loss)(bad_old)
   assert not np.isfinite(out)
+
+
+# ---- per-token [N, T] advantages ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_LOSSES)
+def test_constant_token_advantages_equal_sequence_path(name):
+  """[N, T] advantages constant over each row give the [N] path's loss and gradient bitwise
+  and its aux to float rounding (XLA may sum a fused reduction in another order), in every
+  aggregation mode; masked slots of the [N, T] array may hold NaN."""
+  logp, old, ref, mask, _ = _batch()
+  adv = jnp.array([0.5, -1.25, 2.0, 0.3, -0.7, 1.1, 0.0, -0.1])
+  adv_tok = jnp.where(mask > 0, jnp.broadcast_to(adv[:, None], mask.shape), jnp.nan)
+  fn = rl.LOSSES.get(name).fn
+  calls = [
+    _call(
+      fn, logp, old, a, mask, config=rl.loss_config(name, aggregation=agg), **_kwargs(name, ref)
+    )
+    for agg in rl.AGGREGATIONS.names()
+    for a in (adv, adv_tok)
+  ]
+  results = _run_many(*calls)
+  for (seq, g_seq), (tok, g_tok) in zip(results[::2], results[1::2]):
+    np.testing.assert_array_equal(tok.loss_sum, seq.loss_sum)
+    np.testing.assert_array_equal(tok.denominator, seq.denominator)
+    np.testing.assert_array_equal(g_tok, g_seq)
+    assert set(tok.aux) == set(seq.aux)
+    for k in seq.aux:
+      np.testing.assert_allclose(tok.aux[k], seq.aux[k], rtol=1e-6, err_msg=k)
+
+
+def test_token_grpo_advantages_through_a_loss():
+  """token_grpo output feeds every loss: gradient -A_t / tokens at ratio 1 (token_mean), and
+  the adv_* aux are statistics of the per-row masked token means."""
+  rewards = jnp.array([[0.25, 0.75, 0.0], [0.0, 0.0, 0.0], [0.5, 0.1, 0.2], [1.0, 0.0, 0.0]])
+  mask = jnp.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0]])
+  adv = rl.token_grpo_advantages(rewards, mask=mask, group_size=2)
+  logp = jnp.full(mask.shape, -1.0)
+  out, g = _run(rl.dapo_loss, logp, logp, adv, mask)
+  np.testing.assert_allclose(g, -adv / 8.0, rtol=1e-6, atol=1e-7)
+  row_mean = jnp.sum(adv, -1) / jnp.sum(mask, -1)
+  metrics = rl.summarize_aux(out.aux)
+  np.testing.assert_allclose(metrics["adv_mean"], jnp.mean(row_mean), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(metrics["adv_abs_mean"], jnp.mean(jnp.abs(row_mean)), rtol=1e-5)
+
+
+def test_token_advantages_shape_error_names_both_shapes():
+  logp, old, _, mask, _ = _batch()
+  with pytest.raises(
+    ValueError, match=r"advantages must have shape \[N\]=\(8,\).*\[N, T\]=\(8, 5\)"
+  ):
+    rl.dapo_loss(logp, old, jnp.zeros((8, 4)), mask)
+  with pytest.raises(ValueError, match="advantages contains 1 non-finite"):
+    rl.dapo_loss(logp, old, jnp.zeros((8, 5)).at[0, 0].set(jnp.nan), mask)

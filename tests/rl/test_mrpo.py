@@ -536,3 +536,24 @@ def test_orthogonal_update_composes_with_chain_and_jit():
     mrpo.orthogonal_update_not_in_paper(2.0 * u)
   with pytest.raises(ValueError, match="orthogonal_basis must have orthonormal"):
     tx.update(grads, state, params, orthogonal_basis=jnp.ones((4, 2)))
+
+
+def test_registered_estimator_with_token_level_base():
+  from reasoning_jax import rl
+
+  h, m = _ragged(10)
+  rewards = jnp.array([1.0, 0.0, 1.0, 1.0, 1.0, 0.0])  # Row 5 has no token: reward 0.
+  cfg = mrpo.MRPOConfig(window=4)
+  kw = dict(group_size=3, hidden=h, mask=m, config=cfg, base_estimator="token_grpo")
+  from_seq = ADVANTAGES.get("mrpo")(rewards, **kw)
+  shaped = mrpo.mrpo_rewards(rewards, h, m, config=cfg).rewards
+  want = rl.token_grpo_advantages(rl.sequence_to_token_rewards(shaped, m), mask=m, group_size=3)
+  np.testing.assert_array_equal(from_seq, want)
+  # Dense 0/1 token rewards: the rank bonus is added on the last token; same advantages.
+  from_tok = ADVANTAGES.get("mrpo")(rl.sequence_to_token_rewards(rewards, m), **kw)
+  np.testing.assert_allclose(from_tok, from_seq, atol=1e-6)
+  assert from_seq.shape == m.shape and float(jnp.abs(from_seq).sum()) > 0
+  with pytest.raises(ValueError, match=r"rewards must be \[N\] sequence rewards"):
+    ADVANTAGES.get("mrpo")(
+      rl.sequence_to_token_rewards(rewards, m), group_size=3, hidden=h, mask=m, config=cfg
+    )

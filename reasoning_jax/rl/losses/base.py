@@ -10,6 +10,12 @@ Every loss in `reasoning_jax.rl.losses` is a thin per-token policy term on top o
   term and `policy_loss_output` (IS weights, KL and entropy terms, aggregation, aux statistics).
 * `LossOutput`, `merge_aux`, `summarize_aux`: the output convention and its metrics.
 
+Advantages are `[N]` (one per sequence, broadcast over its tokens) or `[N, T]` (per token,
+e.g. `reasoning_jax.rl.token_advantages`); every loss reads only the broadcast `[N, T]`
+values, so an `[N, T]` array whose rows are constant over their tokens gives the same loss,
+gradient and aux as the `[N]` path, in every aggregation mode. The `adv_*` aux statistics
+are per sequence: the masked token mean of each row.
+
 The registry (`LOSSES`, `register_loss`, `make_loss`) is in `reasoning_jax.rl.losses.registry`.
 """
 
@@ -188,8 +194,8 @@ class PolicyInputs:
 
   logp: jax.Array  # [N, T], gradient flows
   old_logp: jax.Array  # [N, T]
-  advantages: jax.Array  # [N, T] (broadcast)
-  adv_seq: jax.Array  # [N] per-sequence advantage (masked token mean if per-token)
+  advantages: jax.Array  # [N, T]: [N] advantages broadcast over tokens, 0 on masked slots
+  adv_seq: jax.Array  # [N] per-sequence advantage (masked token mean if per-token), 0 on empty rows
   valid: jax.Array  # [N, T] bool
   row_valid: jax.Array  # [N] bool, rows with >= 1 token
   ref_logp: jax.Array | None
@@ -216,13 +222,16 @@ def validate_policy_inputs(
   old_logp = as_array(old_logp, "old_logp", shape=shape)
   mask = as_mask(mask, "mask", shape=shape)
   advantages = as_array(advantages, "advantages", ndim=(1, 2), kind="number")
+  if tuple(advantages.shape) not in (shape[:1], shape):
+    raise ValueError(
+      f"advantages must have shape [N]={shape[:1]} (per sequence) or [N, T]={shape} "
+      f"(per token, the shape of logp), got {tuple(advantages.shape)}"
+    )
   if advantages.ndim == 1:
-    as_array(advantages, "advantages", shape=shape[:1], kind="number")
     mask_values = concrete_values(mask)
     if mask_values is not None:
       check_finite(advantages, "advantages", where=np.any(mask_values != 0, axis=-1))
   else:
-    as_array(advantages, "advantages", shape=shape, kind="number")
     check_finite(advantages, "advantages", where=mask)
   optional = [
     None if x is None else as_array(x, name, shape=shape)
@@ -259,7 +268,12 @@ def _clean_policy_inputs(
   if adv.ndim == 1:
     adv_seq = jnp.where(row_valid, adv, 0)
   else:
+    # Masked token mean; a row that is constant over its tokens reports that value exactly
+    # (the float mean of n copies of c need not be c), so its aux equals the [N] path's.
     adv_seq = jnp.sum(adv_tok, axis=-1) / jnp.maximum(row_tokens, 1).astype(dtype)
+    hi = jnp.max(jnp.where(valid, adv, -jnp.inf), axis=-1)
+    lo = jnp.min(jnp.where(valid, adv, jnp.inf), axis=-1)
+    adv_seq = jnp.where(row_valid & (hi == lo), hi, adv_seq)
   return PolicyInputs(
     logp=clean(logp, detach=False),
     old_logp=clean(old_logp),

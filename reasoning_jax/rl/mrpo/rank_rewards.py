@@ -15,6 +15,16 @@ values s (float32, values < 1e-10 dropped), `p_i = s_i / sum_j s_j` (singular va
 not squared) and `erank = exp(-sum_i p_i log p_i)`; an all-zero centred window has
 erank 1. Rank features feed only the reward, so every output is under
 `jax.lax.stop_gradient`.
+
+Token-level base estimators (broadcast rule). The rank bonus is a sequence reward, so with
+a token-level `base_estimator` (`token_grpo`, `token_rloo` of
+`reasoning_jax.rl.token_advantages`) `ADVANTAGES["mrpo"]` puts it on each response's last
+valid token: `[N]` rewards become `R(y)` placed on the last token
+(`sequence_to_token_rewards`); `[N, T]` token rewards are kept and
+`1[correct] * alpha * NormRank` is added on the last token, where a response is correct
+when its sequence reward (the masked token sum) is `> 0`. With 0/1 sparse token rewards
+the two give the same advantages. `[N, T]` rewards with a sequence-level base estimator
+are an error (`rewards`).
 """
 
 from __future__ import annotations
@@ -26,6 +36,11 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax.rl.advantages import ADVANTAGES, Groups, make_groups
+from reasoning_jax.rl.token_advantages import (
+  TOKEN_LEVEL_ESTIMATORS,
+  is_token_level,
+  sequence_to_token_rewards,
+)
 from reasoning_jax.rl.mrpo.config import (
   NORM_RANGE_FLOOR,
   NORM_SCOPES,
@@ -348,13 +363,36 @@ def mrpo_group_advantages(
   hidden states; `rewards > 0` defines correctness. With `config.alpha = 0` this
   equals `ADVANTAGES["grpo"]` on 0/1 rewards exactly. `base_options` (e.g. `ddof`,
   `eps`) go to the base estimator.
+
+  With a token-level `base_estimator` the result is `[N, T]` and `rewards` may be `[N]`
+  or `[N, T]` token rewards (the rank bonus goes on the last token; module docstring).
   """
   if base_estimator in ("arm", "mrpo"):
     raise ValueError(f"base_estimator={base_estimator!r} must be a plain estimator, e.g. 'grpo'")
   ADVANTAGES.validate(base_estimator, argument="base_estimator")
+  token_level = is_token_level(base_estimator)
+  dense = hasattr(rewards, "ndim") and rewards.ndim == 2
+  if dense and not token_level:
+    raise ValueError(
+      f"rewards must be [N] sequence rewards for base_estimator={base_estimator!r}, got "
+      f"shape {tuple(rewards.shape)}; [N, T] token rewards need a token-level "
+      f"base_estimator ({sorted(TOKEN_LEVEL_ESTIMATORS)})"
+    )
+  correct = rewards
+  if dense:
+    check_mask(mask, "mask", rewards.shape, "rewards")
+    correct = jnp.sum(jnp.where(jnp.asarray(mask) != 0, rewards.astype(jnp.float32), 0.0), -1)
   shaped = mrpo_rewards(
-    rewards, hidden, mask, group_size=group_size, group_ids=group_ids, valid=valid, config=config
-  ).rewards
+    correct, hidden, mask, group_size=group_size, group_ids=group_ids, valid=valid, config=config
+  )
+  shaped_rewards = shaped.rewards
+  if dense:
+    bonus = jnp.where(correct > 0, config.alpha * shaped.norm_rank, 0.0)
+    shaped_rewards = rewards + sequence_to_token_rewards(bonus, mask, valid=valid)
+  elif token_level:
+    shaped_rewards = sequence_to_token_rewards(shaped_rewards, mask, valid=valid)
+  if token_level:
+    base_options = dict(base_options, mask=mask)
   return ADVANTAGES.get(base_estimator)(
-    shaped, group_ids=group_ids, group_size=group_size, valid=valid, **base_options
+    shaped_rewards, group_ids=group_ids, group_size=group_size, valid=valid, **base_options
   )
