@@ -1,6 +1,7 @@
 """Token-level credit: rubric judging and Grad2Reward dense rewards.
 
-* `rubric`: the rubric format `(criterion, weight)` and the sparse rubric reward.
+* the rubric format `(criterion, weight)` and the sparse rubric reward live with the other
+  rewards (`reasoning_jax.rewards.rubric`) and are re-exported here;
 * `judge`: the judge template, verdict tokens resolved through the tokenizer, and the exact
   map from judge positions to the policy's response tokens.
 * `attribution`: Gradient x Embedding through a frozen judge (input-only backward) and the
@@ -35,7 +36,7 @@ from reasoning_jax.credit.judge import (
   response_columns,
   verdict_token_id,
 )
-from reasoning_jax.credit.rubric import (
+from reasoning_jax.rewards.rubric import (
   Rubric,
   RubricError,
   RubricItem,

@@ -54,7 +54,7 @@ from reasoning_jax.credit.judge import (
   build_judge_batch,
   check_same_tokenizer,
 )
-from reasoning_jax.credit.rubric import Rubric
+from reasoning_jax.rewards.rubric import Rubric
 from reasoning_jax.validation import check_choice, check_positive_int, check_scalar
 
 __all__ = [
@@ -76,7 +76,8 @@ class Grad2RewardConfig:
       baseline; verdicts only, no backward pass).
     judge: "self" (a frozen copy of the initial policy, the paper's default) | "external" (a
       judge model passed in, sharing the policy's tokenizer).
-    template / true_word / false_word / chat / system_prompt / include_eos: the judge format
+    template / true_word / false_word / chat / system_prompt / include_eos / add_bos: the
+      judge format
       (`reasoning_jax.credit.judge.JudgeFormat`).
     orm: the verifiable-task variant (ORM value V = p(True) of `orm_criterion`).
     orm_criterion: the correctness criterion the judge is asked in ORM mode.
@@ -97,6 +98,7 @@ class Grad2RewardConfig:
   chat: bool = False
   system_prompt: str | None = None
   include_eos: bool = False
+  add_bos: bool | None = None
   orm: bool = False
   orm_criterion: str = "The final answer is correct."
   orm_value_coef: float = 1.0
@@ -129,6 +131,7 @@ class Grad2RewardConfig:
       chat=self.chat,
       system_prompt=self.system_prompt,
       include_eos=self.include_eos,
+      add_bos=self.add_bos,
     )
 
 

@@ -69,6 +69,8 @@ class JudgeFormat:
     chat: render through the tokenizer's chat template (user turn + assistant header).
     system_prompt: the chat's system prompt (chat only); None for none.
     include_eos: show a response's trailing EOS token to the judge.
+    add_bos: start the judge input with the tokenizer's BOS; None: when it has one (as the
+      trainers' prompts do), so a self-judge reads requests the way it was trained on them.
   """
 
   template: str = DEFAULT_TEMPLATE
@@ -77,6 +79,7 @@ class JudgeFormat:
   chat: bool = False
   system_prompt: str | None = None
   include_eos: bool = False
+  add_bos: bool | None = None
 
   def __post_init__(self):
     if self.template.count("{response}") != 1 or "{criterion}" not in self.template:
@@ -239,6 +242,9 @@ def build_judge_batch(
       f"questions ({len(questions)}) and criteria ({len(criteria)}) need one entry per policy "
       f"row ({n_rows})"
     )
+  bos = getattr(tokenizer, "bos_id", None) if fmt.add_bos in (None, True) else None
+  if fmt.add_bos and bos is None:
+    raise JudgeError("JudgeFormat.add_bos=True but the tokenizer has no BOS token")
   seqs, spans, cols_of, verdict = [], [], [], []
   prefix_cache: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
   for n, k in pairs:
@@ -257,6 +263,8 @@ def build_judge_batch(
       prefix, suffix = fmt.render(tokenizer, questions[n], criteria[n][k])
       prefix_cache[(n, k)] = (list(tokenizer.encode(prefix)), list(tokenizer.encode(suffix)))
     pre, suf = prefix_cache[(n, k)]
+    if bos:
+      pre = [bos] + pre
     ids = pre + tokens[n, cols].tolist() + suf
     if max_length is not None and len(ids) > max_length:
       raise JudgeError(

@@ -40,6 +40,8 @@ _EXPORTS = {
   "CountdownConfig": "builders",
   "Gsm8kBuilder": "builders",
   "MathBuilder": "builders",
+  "RubricBuilder": "rubric_builder",
+  "RubricConfig": "rubric_builder",
   "ModularBuilder": "builders",
   "ModularConfig": "builders",
   "build_dataset": "builders",

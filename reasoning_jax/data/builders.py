@@ -8,6 +8,8 @@ Builders (`name` -> class, see `BUILDERS`):
 * `modular`: `(a op b) mod p`.
 * `gsm8k`: `train.jsonl`/`test.jsonl` from the user's `manual_dir`.
 * `math`: MATH-style `train.jsonl`/`test.jsonl` from the user's `manual_dir`.
+* `rubric`: two-step computations scored by rubrics, with an SFT-only `judge` split of judge
+  demonstrations (`rubric_builder.py`; Grad2Reward experiments).
 
 Every example has str `question`, `answer` (the final answer) and `solution`
 (the SFT target), plus task-specific fields. Synthetic builders never download
@@ -33,15 +35,18 @@ import dataclasses
 import hashlib
 import json
 import os
-import random
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import utils as tfds_utils
 
 from reasoning_jax.data import parsing, synthetic
+from reasoning_jax.data.builder_base import Builder as _Builder
+from reasoning_jax.data.builder_base import SyntheticBuilder as _SyntheticBuilder
+from reasoning_jax.data.builder_base import config_params as _config_params
+from reasoning_jax.data.builder_base import text_feature as _text
 from reasoning_jax.data.examples import decode_example
+from reasoning_jax.data.rubric_builder import RubricBuilder
 
 __all__ = [
   "BUILDERS",
@@ -60,86 +65,6 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-_VERSION = tfds.core.Version("1.0.0")
-_RELEASE_NOTES = {"1.0.0": "Initial release."}
-# Fields of tfds.core.BuilderConfig that do not affect the generated data.
-_BASE_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(tfds.core.BuilderConfig))
-
-
-def _text() -> tfds.features.Text:
-  return tfds.features.Text()
-
-
-def _config_params(config: tfds.core.BuilderConfig) -> dict[str, Any]:
-  """The data-defining fields of a config (everything but name/version/...)."""
-  return {
-    f.name: getattr(config, f.name)
-    for f in dataclasses.fields(config)
-    if f.name not in _BASE_CONFIG_FIELDS
-  }
-
-
-class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Base of all builders here: ArrayRecord-friendly, no checksums, no registration."""
-
-  VERSION = _VERSION
-  RELEASE_NOTES = _RELEASE_NOTES
-
-  # tfds 4.9.10 derives `code_path` (used only to find a checksums file) through
-  # `importlib_resources`, which it declares only for Python < 3.9, so it fails
-  # for builders defined inside a package. These builders download nothing.
-  @tfds_utils.classproperty
-  @classmethod
-  def code_path(cls) -> None:
-    return None
-
-
-class _SyntheticBuilder(_Builder, skip_registration=True):
-  """Shared split logic: test drawn first, train drawn excluding test questions."""
-
-  def _make_example(self, rng: random.Random) -> dict[str, Any]:
-    raise NotImplementedError
-
-  def _features(self) -> dict[str, Any]:
-    raise NotImplementedError
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    params = json.dumps(_config_params(self.builder_config), sort_keys=True)
-    return tfds.core.DatasetInfo(
-      builder=self,
-      disable_shuffling=True,  # Records keep generation / file order.
-      description=f"Synthetic {self.name} task generated locally from a seed. "
-      f"Config {self.builder_config.name}: {params}",
-      features=tfds.features.FeaturesDict(
-        {"question": _text(), "answer": _text(), "solution": _text(), **self._features()}
-      ),
-    )
-
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Nothing to download.
-    cfg = self.builder_config
-    stream = f"{self.name}:{cfg.seed}"
-    test = synthetic.generate_split(
-      self._make_example, cfg.num_test, seed=f"{stream}:test", arg_name="num_test"
-    )
-    train = synthetic.generate_split(
-      self._make_example,
-      cfg.num_train,
-      seed=f"{stream}:train",
-      exclude={ex["question"] for ex in test},
-      unique=cfg.unique_train,
-      arg_name="num_train",
-    )
-    noise = getattr(cfg, "answer_noise", 0.0)
-    if noise:
-      train = synthetic.add_answer_noise(train, noise, seed=f"{stream}:train:noise")
-    return {"train": self._generate_examples(train), "test": self._generate_examples(test)}
-
-  def _generate_examples(self, examples):
-    for i, ex in enumerate(examples):
-      yield f"{i:09d}", ex
-
 
 # ------------------------------------------------------------------------------
 # Arithmetic.
@@ -462,6 +387,7 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
   "modular": ModularBuilder,
   "gsm8k": Gsm8kBuilder,
   "math": MathBuilder,
+  "rubric": RubricBuilder,
 }
 
 ConfigArg = Union[None, str, tfds.core.BuilderConfig]

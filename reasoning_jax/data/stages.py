@@ -100,3 +100,30 @@ def _ensure_absl_flags_parsed() -> None:
 
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
+
+
+class ConcatSource:
+  """Random access over several sources back to back (picklable, for grain workers).
+
+  The SFT warm start of a task with extra SFT-only splits (e.g. the rubric task's judge
+  demonstrations) reads `ConcatSource([train, judge])`.
+  """
+
+  def __init__(self, sources: list[Any]):
+    if not sources:
+      raise ValueError("ConcatSource needs at least one source")
+    self.sources = list(sources)
+    self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+  def __len__(self) -> int:
+    return int(self.offsets[-1])
+
+  def __getitem__(self, index: int) -> Any:
+    index = int(index)
+    if not 0 <= index < len(self):
+      raise IndexError(f"index {index} out of range for {len(self)} records")
+    k = int(np.searchsorted(self.offsets, index, side="right")) - 1
+    return self.sources[k][index - int(self.offsets[k])]
+
+  def __repr__(self) -> str:
+    return f"ConcatSource({[len(s) for s in self.sources]})"

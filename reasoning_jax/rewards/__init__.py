@@ -9,6 +9,8 @@ input. The building blocks are
 * `numbers`: exact `Fraction` parsing of numeric answers and `answers_equal`;
 * `countdown`: a whitelisted `ast` evaluator, checker and brute-force solver for
   the Countdown task used in TinyZero;
+* `rubric`: rubrics `(criterion, weight[, check])`, the sparse rubric reward and the
+  `rubric_rules` grader of rubric tasks (Grad2Reward, arXiv 2602.01791);
 * `verifiers`: reward functions `fn(completion, answer, **example_fields) ->
   float` registered by name in `REWARDS`, and `score_batch`.
 
@@ -42,7 +44,16 @@ from reasoning_jax.rewards.numbers import (
   normalize_answer,
   parse_number,
 )
+from reasoning_jax.rewards.rubric import (
+  Rubric,
+  RubricError,
+  RubricItem,
+  rubric_arrays,
+  rubric_rules_reward,
+  sparse_rubric_reward,
+)
 from reasoning_jax.rewards.verifiers import (
+  REWARD_FIELDS,
   RewardFn,
   boxed_reward,
   countdown_reward,
@@ -55,6 +66,13 @@ from reasoning_jax.rewards.verifiers import (
 
 __all__ = [
   "REWARDS",
+  "REWARD_FIELDS",
+  "Rubric",
+  "RubricError",
+  "RubricItem",
+  "rubric_arrays",
+  "rubric_rules_reward",
+  "sparse_rubric_reward",
   "ANSWER_FORMATS",
   "RewardFn",
   "answers_equal",

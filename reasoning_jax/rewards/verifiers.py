@@ -58,9 +58,14 @@ __all__ = [
   "countdown_strict_reward",
   "format_tag_reward",
   "score_batch",
+  "REWARD_FIELDS",
 ]
 
 RewardFn = Callable[..., float]
+
+# The per-example fields the registered rewards read (countdown: numbers, target; rubric
+# graders: rubric). Callers that score a batch forward the ones the examples carry.
+REWARD_FIELDS = ("numbers", "target", "rubric")
 
 
 def _gold_text(answer: Any) -> str:

@@ -1,8 +1,8 @@
 """What `config.loss` names and what an RL config must hold: recipes and config validation.
 
 A *recipe* is a loss, an advantage estimator and the data-side switches (DAPO's dynamic
-sampling and overlong punishment) under one name (grpo, dapo, drgrpo, cispo, dispo, arm,
-mrpo). `validate_config` checks an RL config before any work (keys, types, registered names,
+sampling and overlong punishment, a judge model for the rewards) under one name (grpo, dapo,
+drgrpo, cispo, dispo, arm, mrpo, rubric_grpo, grad2reward). `validate_config` checks an RL config before any work (keys, types, registered names,
 numeric ranges, the nested SFT warm-start config) and raises `ConfigError` naming the key.
 `reasoning_jax.rl.trainer.run_rl` calls it first.
 """
@@ -18,6 +18,7 @@ import optax
 from reasoning_jax import rl
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.rl.draft import draft_spec
+from reasoning_jax.rl.judge_scorer import judge_spec
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.sft import validate_config as validate_sft
 from reasoning_jax.validation import check_float_in, check_positive_int
@@ -31,6 +32,9 @@ class Recipe:
   advantage: str
   dynamic_sampling: bool = False
   overlong_punishment: bool = False
+  # A judge model gives the rewards ("sparse" rubric rewards or "dense" Grad2Reward token
+  # rewards; `reasoning_jax.rl.judge_scorer`), None: the task's verifier.
+  judge: str | None = None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -41,6 +45,11 @@ RECIPES: dict[str, Recipe] = {
   "dispo": Recipe(loss="dispo", advantage="grpo"),
   "arm": Recipe(loss="grpo", advantage="arm"),
   "mrpo": Recipe(loss="grpo", advantage="mrpo"),
+  # Grad2Reward (arXiv 2602.01791): rubric rewards from a frozen self-judge, as one sparse
+  # number per response (GRPO, the paper's baseline) or as dense token rewards attributed by
+  # one backward pass through the judge, with token-level GRPO advantages (rl.md 6.3).
+  "rubric_grpo": Recipe(loss="grpo", advantage="grpo", judge="sparse"),
+  "grad2reward": Recipe(loss="grpo", advantage="token_grpo", judge="dense"),
 }
 RECIPES["dr_grpo"] = RECIPES["drgrpo"]
 
@@ -160,6 +169,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
       "warm_start",
       "lora",
       "draft",
+      "judge",
     }
   )
   if unknown:
@@ -195,6 +205,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
 
   lora_setup.lora_spec(config, error=ConfigError)  # config.lora: None or the adapter dict.
   draft_spec(config, error=ConfigError)  # config.draft: None or the draft model's folder.
+  judge_spec(config, recipe, error=ConfigError)  # config.judge: the judge recipes' options.
   if config.get("warm_start", "sft") not in WARM_STARTS:
     raise ConfigError(
       f"config.warm_start={config.get('warm_start')!r}; choose one of {sorted(WARM_STARTS)}"

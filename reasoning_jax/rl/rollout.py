@@ -35,6 +35,7 @@ from flax import nnx
 from reasoning_jax.generate import generate
 from reasoning_jax.speculative import speculative_generate
 from reasoning_jax.logprobs import sequence_logprobs
+from reasoning_jax.rewards import REWARD_FIELDS
 
 
 @dataclasses.dataclass
@@ -53,6 +54,8 @@ class RolloutBatch:
     completion_lengths: `[N]` int32 generated tokens (incl. EOS).
     truncated: `[N]` bool, True where the budget ran out before EOS.
     completions: list of N decoded completion strings.
+    token_rewards: `[N, L]` float32 per-token rewards on the completion columns (a judge's
+      dense rewards, `collect_rollouts(scorer=)`), or None.
   """
 
   tokens: np.ndarray
@@ -65,6 +68,7 @@ class RolloutBatch:
   completion_lengths: np.ndarray
   truncated: np.ndarray
   completions: list[str]
+  token_rewards: np.ndarray | None = None
 
   @property
   def size(self) -> int:
@@ -102,6 +106,7 @@ class RolloutBatch:
       completion_lengths=self.completion_lengths[rows],
       truncated=self.truncated[rows],
       completions=[self.completions[i] for i in rows],
+      token_rewards=pick(self.token_rewards),
     )
 
   @staticmethod
@@ -131,6 +136,7 @@ class RolloutBatch:
       completion_lengths=cat("completion_lengths"),
       truncated=cat("truncated"),
       completions=sum((b.completions for b in batches), []),
+      token_rewards=cat("token_rewards"),
     )
 
 
@@ -207,13 +213,15 @@ def collect_rollouts(
   logprob_fn: Callable[..., jax.Array] | None = None,
   ref_params: Any = None,
   ref_logprob_fn: Callable[..., jax.Array] | None = None,
-  fields: tuple[str, ...] = ("numbers", "target"),
+  fields: tuple[str, ...] = REWARD_FIELDS,
   recompute_old_logp: bool = True,
   eos_id: int | tuple[int, ...] | None = None,
   timings: dict[str, float] | None = None,
   draft: nnx.Module | None = None,
   num_draft: int = 4,
   speculative_stats: dict[str, Any] | None = None,
+  scorer: Callable[..., Any] | None = None,
+  scorer_stats: dict[str, float] | None = None,
 ) -> RolloutBatch:
   """Samples `group_size` completions for every prompt and scores them.
 
@@ -248,6 +256,11 @@ def collect_rollouts(
     num_draft: drafts per policy pass with `draft`.
     speculative_stats: optional dict filled with `speculative_generate`'s `stats` (tokens
       per target call, acceptance rate, ...) when `draft` is given.
+    scorer: replaces the verifier's rewards with a model's (e.g. `rl.judge_scorer`'s rubric
+      judge): called as `scorer(tokens=, mask=, completions=, verifier_rewards=, **fields)`
+      with the prompts' `scorer.fields`; returns an object with `rewards [N]`,
+      `token_rewards [N, L]` (or None) and `stats`. Its seconds go to `timings["judge_s"]`.
+    scorer_stats: optional dict that receives the scorer's `stats`.
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -291,11 +304,7 @@ def collect_rollouts(
   answers = [
     str(a) for a in np.repeat(np.asarray(prompt_batch["answer"], dtype=object), group_size)
   ]
-  extra = {
-    name: list(np.repeat(np.asarray(prompt_batch[name], dtype=object), group_size))
-    for name in fields
-    if name in prompt_batch
-  }
+  extra = _repeated(prompt_batch, fields, group_size)
   rewards = np.asarray(reward_fn(texts, answers, **extra), np.float32)
   if rewards.shape != (len(texts),) or not np.isfinite(rewards).all():
     raise ValueError(
@@ -307,6 +316,20 @@ def collect_rollouts(
     prompt_lengths, np.asarray(out.logprobs), lengths, tokens.shape[1]
   )
   clock = _tick(timings, "score_s", clock)
+  token_rewards = None
+  if scorer is not None:
+    scored = scorer(
+      tokens=tokens,
+      mask=mask,
+      completions=texts,
+      verifier_rewards=rewards,
+      **_repeated(prompt_batch, getattr(scorer, "fields", ()), group_size),
+    )
+    rewards = np.asarray(scored.rewards, np.float32)
+    token_rewards = scored.token_rewards
+    if scorer_stats is not None:
+      scorer_stats.update(scored.stats)
+    clock = _tick(timings, "judge_s", clock)
   if logprob_fn is None:
     logprob_fn = make_logprob_fn(graphdef)
   old_logp = (
@@ -332,7 +355,17 @@ def collect_rollouts(
     completion_lengths=lengths.astype(np.int32),
     truncated=~np.asarray(out.done),
     completions=texts,
+    token_rewards=token_rewards,
   )
+
+
+def _repeated(prompt_batch, names, group_size) -> dict[str, list]:
+  """The prompts' `names` fields, each value repeated for the group's completions."""
+  return {
+    name: list(np.repeat(np.asarray(prompt_batch[name], dtype=object), group_size))
+    for name in names
+    if name in prompt_batch
+  }
 
 
 def mixed_outcome_groups(rewards: np.ndarray, group_ids: np.ndarray) -> np.ndarray:

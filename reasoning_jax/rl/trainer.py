@@ -9,8 +9,10 @@ no checkpoint exists), then for every step:
      them with a registered verifier (`reasoning_jax.rl.rollout`); DAPO's dynamic
      sampling refills the batch with mixed-outcome groups;
   2. computes advantages with a registered estimator (`rl.ADVANTAGES`: grpo,
-     dr_grpo, rloo, arm, mrpo), after optional DAPO soft overlong punishment and
-     KL-in-reward;
+     dr_grpo, rloo, arm, mrpo, and the token-level token_grpo / token_rloo over
+     `[N, T]` token rewards), after optional DAPO soft overlong punishment and
+     KL-in-reward; the judge recipes score rollouts with a frozen judge model
+     (`rl.judge_scorer`: rubric rewards, Grad2Reward dense token rewards);
   3. runs `ppo_epochs x mini_batches` optimizer updates of a registered loss
      (`rl.LOSSES`), each a sharded, exactly micro-batch-accumulated step
      (`reasoning_jax.train.step`), with the truncated importance-sampling
@@ -19,7 +21,7 @@ no checkpoint exists), then for every step:
      evaluates held-out exact match, checkpoints (interval + SIGTERM) and plots.
 
 `config.loss` names a *recipe* (loss + advantage estimator + data-side switches):
-grpo, dapo, drgrpo, cispo, dispo, arm, mrpo. The losses stay pure functions of
+grpo, dapo, drgrpo, cispo, dispo, arm, mrpo, rubric_grpo, grad2reward. The losses stay pure functions of
 arrays; only this file touches the model.
 """
 
@@ -42,8 +44,10 @@ from flax import nnx
 from reasoning_jax import citations, rl
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.logprobs import sequence_logprobs
+from reasoning_jax.rl.batch_advantages import compute_advantages
 from reasoning_jax.rl.draft import build_draft, draft_spec
-from reasoning_jax.rl.rollout import RolloutBatch, collect_dynamic, collect_rollouts
+from reasoning_jax.rl.judge_scorer import build_scorer, judge_spec
+from reasoning_jax.rl.rollout import collect_dynamic, collect_rollouts
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
 from reasoning_jax.train.step import (
@@ -113,58 +117,6 @@ def make_rl_loss_fn(
     return out.loss_sum, out.denominator, out.aux
 
   return loss_fn
-
-
-def _hidden_fn(graphdef):
-  @jax.jit
-  def hidden(params, tokens):
-    return nnx.merge(graphdef, params).forward(tokens)[0]
-
-  return hidden
-
-
-def compute_advantages(
-  recipe: Recipe, batch: RolloutBatch, config, *, graphdef, params, logprob_fn
-) -> tuple[np.ndarray, dict[str, float]]:
-  """Rewards -> (optional overlong punishment, KL-in-reward) -> the recipe's estimator."""
-  rewards = batch.rewards.astype(np.float32)
-  stats = {}
-  if recipe.overlong_punishment:
-    lengths = batch.completion_lengths
-    cache = max(1, config.max_new_tokens // 4)  # DAPO: L_cache = 1/4 of the budget here.
-    punishment = np.asarray(
-      rl.soft_overlong_punishment(
-        jnp.asarray(lengths), max_length=config.max_new_tokens, cache_length=cache
-      )
-    )
-    rewards = rewards + punishment
-    stats["overlong_punishment"] = float(punishment.mean())
-  options = dict(config.advantage_overrides)
-  kwargs: dict[str, Any] = {}
-  if recipe.advantage == "arm":
-    prompt_mask = (batch.tokens != 0).astype(np.float32) * (1.0 - batch.mask)
-    prompt_mask[:, 0] = 1.0  # Position 0 is never a completion token.
-    full = np.asarray(
-      logprob_fn(
-        params, jnp.asarray(batch.tokens), jnp.asarray(np.maximum(prompt_mask, batch.mask))
-      )
-    )
-    # This pass covers the completion too: its log-probs are the old ones (same params).
-    old_logp = full * batch.mask if batch.old_logp is None else batch.old_logp
-    kwargs = dict(
-      old_logp=jnp.asarray(old_logp),
-      mask=jnp.asarray(batch.mask),
-      prompt_logp=jnp.asarray(full * prompt_mask),
-      prompt_mask=jnp.asarray(prompt_mask),
-      content_mask=jnp.asarray(prompt_mask),
-    )
-  elif recipe.advantage == "mrpo":
-    hidden = _hidden_fn(graphdef)(params, jnp.asarray(batch.tokens))
-    kwargs = dict(hidden=hidden, mask=jnp.asarray(batch.mask))
-  adv = rl.ADVANTAGES.get(recipe.advantage)(
-    jnp.asarray(rewards), group_ids=jnp.asarray(batch.group_ids), **kwargs, **options
-  )
-  return np.asarray(adv, np.float32), stats
 
 
 def plot_rl_curves(workdir: str, title: str) -> str | None:
@@ -341,6 +293,13 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return jax.device_put(host, jax.local_devices()[0])
 
   ref_rollout_params = None if ref_params is None else rollout_view(ref_params)
+  # The judge recipes' rewards (reasoning_jax.rl.judge_scorer): "self" judging copies the
+  # policy as it is now, before the first update.
+  judge = judge_spec(config, recipe, error=ConfigError)
+  scorer = None
+  if judge is not None:
+    initial = nnx.merge(graphdef, rollout_view(lora_setup.all_params(state)))
+    scorer = build_scorer(judge, initial, tokenizer, eos_id=source.eos_id, error=ConfigError)
   dynamic = recipe.dynamic_sampling if config.dynamic_sampling is None else config.dynamic_sampling
 
   def reward_fn(completions, answers, **fields):
@@ -455,6 +414,9 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         timings=phase_seconds,
       )
       spec_stats: dict[str, Any] = {}
+      judge_stats: dict[str, float] = {}
+      if scorer is not None:
+        rollout_kwargs.update(scorer=scorer, scorer_stats=judge_stats)
       if draft is not None:
         rollout_kwargs.update(
           draft=draft, num_draft=draft_cfg["num_draft"], speculative_stats=spec_stats
@@ -526,6 +488,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         **{f"seconds_{name[:-2]}": value for name, value in phase_seconds.items()},
         **stats,
       }
+      rollout.update({f"judge_{k}": float(v) for k, v in judge_stats.items()})
       if spec_stats:
         rollout["spec_tokens_per_call"] = float(spec_stats["tokens_per_target_call"])
         rollout["spec_acceptance"] = float(spec_stats["acceptance_rate"])

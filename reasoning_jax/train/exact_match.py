@@ -42,7 +42,7 @@ def evaluate_exact_match(
   """
   from reasoning_jax.data import make_prompt_dataset
   from reasoning_jax.generate import generate
-  from reasoning_jax.rewards import score_batch
+  from reasoning_jax.rewards import REWARD_FIELDS, score_batch
 
   if num_samples < 1:
     raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -85,7 +85,7 @@ def evaluate_exact_match(
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     completions = tokenizer.decode_batch(tokens, lengths)
     repeat = lambda xs: [x for x in xs for _ in range(num_samples)]  # noqa: E731
-    fields = {k: repeat(batch[k]) for k in ("numbers", "target") if k in batch}
+    fields = {k: repeat(batch[k]) for k in REWARD_FIELDS if k in batch}
     answers = repeat([str(a) for a in batch["answer"]])
     scores.append(
       np.asarray(score_batch(reward, completions, answers, **fields), np.float64).reshape(

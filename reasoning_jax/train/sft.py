@@ -307,7 +307,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   test_source = task.test_source
   local_batch = config.batch_size // jax.process_count()
   train_ds = make_sft_dataset(
-    task.train_source,
+    task.sft_source,  # train + the task's SFT-only splits (e.g. judge demonstrations)
     tokenizer,
     seq_len=config.seq_len,
     batch_size=local_batch,

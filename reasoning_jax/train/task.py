@@ -54,6 +54,13 @@ class Task:
   truncate: bool
   max_prompt_len: int
   reward: str
+  # What SFT reads: train plus the builder's SFT-only splits (the rubric task's judge
+  # demonstrations); RL prompts come from `train_source`.
+  sft_source: Any = None
+
+  def __post_init__(self):
+    if self.sft_source is None:
+      self.sft_source = self.train_source
 
 
 def validate_prompt_config(config: ml_collections.ConfigDict) -> None:
@@ -96,6 +103,7 @@ def prepare_task(
       fails to render or a prompt over the limit (naming the flag), before any training step.
   """
   from reasoning_jax.data import ChatPrompt, FormatTarget, PromptError, build_dataset
+  from reasoning_jax.data.stages import ConcatSource
   from reasoning_jax.data import check_prompts as check_all
 
   data_dir = config.get("data_dir") or os.path.join(workdir, "data")
@@ -113,6 +121,12 @@ def prepare_task(
       f"could not build config.task={config.task!r} (config.manual_dir={manual_dir!r}): {e}"
     ) from None
   train_source, test_source = builder.as_data_source("train"), builder.as_data_source("test")
+  extra = getattr(builder, "SFT_EXTRA_SPLITS", ())
+  sft_source = (
+    ConcatSource([train_source] + [builder.as_data_source(split) for split in extra])
+    if extra
+    else train_source
+  )
   p = config.get("prompt") or ml_collections.ConfigDict()
   limit = p.get("max_prompt_len", 0) or config.seq_len
   fmt = p.get("answer_format", "")
@@ -127,6 +141,7 @@ def prepare_task(
       True,
       limit,
       reward_name(config),
+      sft_source,
     )
   prompt = ChatPrompt(
     source.tokenizer,
@@ -143,5 +158,13 @@ def prepare_task(
     except PromptError as e:
       raise TaskError(str(e)) from None
   return Task(
-    train_source, test_source, prompt, target_format, False, False, limit, reward_name(config)
+    train_source,
+    test_source,
+    prompt,
+    target_format,
+    False,
+    False,
+    limit,
+    reward_name(config),
+    sft_source,
   )

@@ -182,8 +182,12 @@ def test_grad2reward_end_to_end_conserves_and_matches_looped():
 
   # The judge is a frozen copy: changing the policy model afterwards changes nothing.
   judge.embed[...] = judge.embed[...] * 0
-  looped = Grad2Reward(_judge(vocab=tok.vocab_size), tok, config.__class__(**{
-    **config.__dict__, "batched": False}), eos_id=tok.eos_id)
+  looped = Grad2Reward(
+    _judge(vocab=tok.vocab_size),
+    tok,
+    config.__class__(**{**config.__dict__, "batched": False}),
+    eos_id=tok.eos_id,
+  )
   looped.verdicts = lambda pairs, *a: (np.zeros(len(pairs)), np.asarray([forced[p] for p in pairs]))
   again = looped(tokens, mask, questions, RUBRICS)
   np.testing.assert_allclose(again.token_rewards, out.token_rewards, atol=1e-5)

@@ -41,7 +41,8 @@ def test_rubric_formats_and_score():
     ([], "at least one item"),
     ([{"criterion": "", "weight": 1.0}], "non-empty string"),
     ([{"criterion": "x", "weight": float("nan")}], "finite"),
-    ([{"criterion": "x"}], "exactly 'criterion' and 'weight'"),
+    ([{"criterion": "x"}], "'criterion', 'weight'"),
+    ([{"criterion": "x", "weight": 1, "check": {"regex": "."}}], "check kind 'regex'"),
     ("{not json", "not valid JSON"),
   ],
 )
@@ -75,7 +76,9 @@ def test_spec_example_alpha_and_token_rewards():
   np.testing.assert_allclose(alpha[0, :3], [0.8438, 0.1142, 0.0420], atol=1e-4)
   assert alpha[0, 3] == 0 and float(entropy[0]) > 0
   cols = np.asarray([[5, 6, 7, 0]], np.int32)
-  r = scatter_token_rewards(np.asarray(alpha), span, cols, np.asarray([0]), np.asarray([0.8]), (1, 9))
+  r = scatter_token_rewards(
+    np.asarray(alpha), span, cols, np.asarray([0]), np.asarray([0.8]), (1, 9)
+  )
   np.testing.assert_allclose(r[0, 5:8], [0.6750, 0.0914, 0.0336], atol=1e-4)
   assert r.sum() == pytest.approx(0.8, abs=1e-6) and r[0, :5].sum() == 0
 

@@ -76,7 +76,7 @@ def perplexity(model: nnx.Module, batches: list[dict[str, Any]]) -> float:
 def accuracy(model: nnx.Module, subject: Subject, prompts: dict[str, Any], config) -> float:
   """Greedy held-out accuracy under the task's verifier."""
   from reasoning_jax.generate import generate
-  from reasoning_jax.rewards import score_batch
+  from reasoning_jax.rewards import REWARD_FIELDS, score_batch
 
   out = generate(
     model,
@@ -88,7 +88,7 @@ def accuracy(model: nnx.Module, subject: Subject, prompts: dict[str, Any], confi
     pad_id=int(getattr(subject.tokenizer, "pad_id", 0) or 0),
   )
   completions = subject.tokenizer.decode_batch(np.asarray(out.tokens), np.asarray(out.lengths))
-  fields = {k: list(prompts[k]) for k in ("numbers", "target") if k in prompts}
+  fields = {k: list(prompts[k]) for k in REWARD_FIELDS if k in prompts}
   answers = [str(a) for a in prompts["answer"]]
   return float(np.mean(score_batch(subject.task.reward, completions, answers, **fields)))
 

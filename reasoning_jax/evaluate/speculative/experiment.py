@@ -99,10 +99,10 @@ def _prompt_batches(config, pair: Pair) -> tuple[list[dict[str, Any]], str]:
 
 
 def _score(reward: str, pair: Pair, batch, out) -> np.ndarray:
-  from reasoning_jax.rewards import score_batch
+  from reasoning_jax.rewards import REWARD_FIELDS, score_batch
 
   completions = pair.tokenizer.decode_batch(np.asarray(out.tokens), np.asarray(out.lengths))
-  fields = {k: list(batch[k]) for k in ("numbers", "target") if k in batch}
+  fields = {k: list(batch[k]) for k in REWARD_FIELDS if k in batch}
   answers = [str(a) for a in batch["answer"]]
   return np.asarray(score_batch(reward, completions, answers, **fields), np.float64)
 

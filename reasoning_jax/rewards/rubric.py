@@ -15,9 +15,15 @@ weights are all <= 0 has `Z = 0`: it is rejected (`RubricError`), never scored a
 
 Storage format (JSON, one object per rubric; what the rubric task's examples carry):
 
-    {"items": [{"criterion": "states the intermediate sum 47", "weight": 2.0}, ...]}
+    {"items": [{"criterion": "states the intermediate sum 47", "weight": 2.0,
+                "check": {"number": 47}}, ...]}
 
-`Rubric.parse` also takes the bare list of items, or a JSON string of either.
+`Rubric.parse` also takes the bare list of items, or a JSON string of either. `check` is
+optional and never shown to a judge: it is the rule the programmatic grader
+(`rubric_rules`, registered in `REWARDS`) applies to evaluate a response, for tasks built so
+that every criterion is checkable. Checks: `{"number": n}` (n appears as a number),
+`{"final": n}` (the last number of the response is n), `{"text": s}` (s appears,
+case-insensitive).
 
 Batched form: `K` = the most items of any rubric in the batch; `weights [N, K]` with
 `item_mask [N, K]` (0 on padding items) and `verdicts [N, K]` (bool). `rubric_arrays` builds
@@ -29,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,15 +43,41 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reasoning_jax.registry import REWARDS
 from reasoning_jax.validation import as_array, as_mask, check_finite
 
 __all__ = [
+  "CHECKS",
   "Rubric",
   "RubricError",
   "RubricItem",
+  "check_item",
   "rubric_arrays",
+  "rubric_rules_reward",
   "sparse_rubric_reward",
 ]
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _numbers_in(text: str) -> list[float]:
+  return [float(x) for x in _NUMBER.findall(text[:10_000])]
+
+
+CHECKS = {
+  "number": lambda value, text: float(value) in _numbers_in(text),
+  "final": lambda value, text: bool(_numbers_in(text)) and _numbers_in(text)[-1] == float(value),
+  "text": lambda value, text: str(value).lower() in text.lower(),
+}
+
+
+def check_item(check: Mapping[str, Any], completion: str) -> bool:
+  """Applies one `{kind: value}` check to a completion (False on malformed values)."""
+  ((kind, value),) = check.items()
+  try:
+    return bool(CHECKS[kind](value, completion))
+  except (TypeError, ValueError, OverflowError):
+    return False
 
 
 class RubricError(ValueError):
@@ -57,6 +90,7 @@ class RubricItem:
 
   criterion: str
   weight: float
+  check: Mapping[str, Any] | None = None
 
   def __post_init__(self):
     if not isinstance(self.criterion, str) or not self.criterion.strip():
@@ -65,6 +99,12 @@ class RubricItem:
       raise RubricError(f"rubric item weight must be a number, got {self.weight!r}")
     if not math.isfinite(self.weight):
       raise RubricError(f"rubric item weight must be finite, got {self.weight!r}")
+    if self.check is not None:
+      if not isinstance(self.check, Mapping) or len(self.check) != 1:
+        raise RubricError(f"rubric item check must be one {{kind: value}}, got {self.check!r}")
+      ((kind, value),) = self.check.items()
+      if kind not in CHECKS:
+        raise RubricError(f"rubric item check kind {kind!r}; expected one of {sorted(CHECKS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +139,20 @@ class Rubric:
     return float(sum(i.weight for i, v in zip(self.items, verdicts) if v) / self.normaliser)
 
   def to_json(self) -> str:
-    return json.dumps({"items": [dataclasses.asdict(item) for item in self.items]})
+    items = []
+    for item in self.items:
+      d = {"criterion": item.criterion, "weight": item.weight}
+      if item.check is not None:
+        d["check"] = dict(item.check)
+      items.append(d)
+    return json.dumps({"items": items})
+
+  def grade(self, completion: str) -> list[bool]:
+    """Verdicts of the programmatic checks (every item needs a `check`)."""
+    missing = [i for i, item in enumerate(self.items) if item.check is None]
+    if missing:
+      raise RubricError(f"rubric items {missing} have no 'check': the grader cannot evaluate them")
+    return [check_item(item.check, completion) for item in self.items]
 
   @classmethod
   def parse(cls, obj: Any, *, where: str = "rubric") -> "Rubric":
@@ -119,12 +172,15 @@ class Rubric:
       raise RubricError(f"{where} items must be a list, got {type(obj).__name__}")
     items = []
     for k, item in enumerate(obj):
-      if not isinstance(item, Mapping) or set(item) != {"criterion", "weight"}:
+      if not isinstance(item, Mapping) or not (
+        {"criterion", "weight"} <= set(item) <= {"criterion", "weight", "check"}
+      ):
         raise RubricError(
-          f"{where} item {k} must be an object with exactly 'criterion' and 'weight', got {item!r}"
+          f"{where} item {k} must be an object with 'criterion', 'weight' (and optionally "
+          f"'check'), got {item!r}"
         )
       try:
-        items.append(RubricItem(item["criterion"], item["weight"]))
+        items.append(RubricItem(item["criterion"], item["weight"], item.get("check")))
       except RubricError as e:
         raise RubricError(f"{where} item {k}: {e}") from None
     try:
@@ -187,3 +243,18 @@ def _sparse_core(verdicts, weights, item_mask):
   w = jnp.asarray(weights, jnp.float32) * jnp.asarray(item_mask, jnp.float32)
   z = jnp.sum(jnp.maximum(w, 0), axis=-1)
   return jnp.sum(w * jnp.asarray(verdicts, jnp.float32), axis=-1) / z
+
+
+@REWARDS.register("rubric_rules")
+def rubric_rules_reward(completion: str, answer: Any = None, *, rubric: Any, **_: Any) -> float:
+  """The sparse rubric reward with verdicts from each item's programmatic `check`.
+
+  The evaluation grader of rubric tasks built here (never a training signal in Grad2Reward
+  experiments, where the judge decides). `answer` is ignored; `rubric` is the example's
+  rubric (JSON or `Rubric`). A non-`str` completion scores as if no check passed.
+  """
+  del answer
+  parsed = Rubric.parse(rubric)
+  if not isinstance(completion, str):
+    return parsed.score([False] * len(parsed.items))
+  return parsed.score(parsed.grade(completion))
