@@ -21,7 +21,7 @@ from reasoning_jax.train.remit import (
   remit_weights,
 )
 from reasoning_jax.train.remit_setup import check_same_vocab
-from reasoning_jax.train.sft import ConfigError, load_sft_params, model_source, run_sft
+from reasoning_jax.train.sft import ConfigError, model_source, run_sft
 from reasoning_jax.train.sft import validate_config
 from reasoning_jax.train.step import sft_loss
 from tests.train.test_sft import tiny_config
@@ -133,29 +133,46 @@ def test_frozen_base_uses_base_logp():
   w = remit_weights(guide - base, MASK)
   np.testing.assert_allclose(s, jnp.sum(MASK * w * -logp), rtol=1e-6)
   metrics = remit_aux_finalize(aux, MASK.sum())
-  np.testing.assert_allclose(metrics["remit_abs_delta"], jnp.sum(jnp.abs(guide - base)) / MASK.sum())
+  np.testing.assert_allclose(
+    metrics["remit_abs_delta"], jnp.sum(jnp.abs(guide - base)) / MASK.sum()
+  )
   with pytest.raises(ValueError, match="base_logp"):
     remit_token_loss(logp, guide, MASK, config=config)
 
 
+class _Bigram:
+  """The smallest `sequence_logprobs` model: hidden state = the token's embedding."""
+
+  def __init__(self, vocab=13, hidden=4):
+    self.config = type("Config", (), {"vocab_size": vocab})()
+    self.embed = jax.random.normal(jax.random.key(7), (vocab, hidden))
+    self.kernel = jax.random.normal(jax.random.key(8), (hidden, vocab))
+
+  def forward(self, tokens, positions=None, segment_ids=None):
+    return self.embed[tokens], None
+
+  def unembed_kernel(self):
+    return self.kernel
+
+
 def test_remit_loss_on_a_model_equals_sft_loss_when_guide_is_learner():
-  source = resolve_source(preset="tiny-qwen3", model_overrides={"num_layers": 1})
-  model = build_model(source, seed=0)
-  tokens = jax.random.randint(jax.random.key(0), (2, 9), 0, 200)
+  model = _Bigram()
+  tokens = jax.random.randint(jax.random.key(0), (2, 9), 0, 13)
   mask = jnp.array([[0, 0, 1, 1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1, 1, 1, 1]], jnp.int32)
   segments = jnp.array([[1] * 7 + [0, 0], [1] * 4 + [2] * 5], jnp.int32)
   batch = {"tokens": tokens, "loss_mask": mask, "segment_ids": segments}
-
-  @nnx.jit
-  def losses(m, b):
-    guide, _ = sequence_logprobs(m, tokens, mask.astype(jnp.float32), segment_ids=segments)
-    return remit_loss(m, {**b, "guide_logp": guide}), sft_loss(m, b)
-
-  got, want = losses(model, batch)
-  np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
-  assert float(got[1]) == float(want[1]) == 13
+  guide, _ = sequence_logprobs(model, tokens, mask.astype(jnp.float32), segment_ids=segments)
+  got, want = remit_loss(model, {**batch, "guide_logp": guide}), sft_loss(model, batch)
+  assert float(got[0]) == float(want[0]) and float(got[1]) == float(want[1]) == 13
   # The first token of segment 2 (nothing predicts it) is not centred: 5 + 8 - 1 tokens are.
   assert float(got[2]["remit_tokens"]) == 12
+  # A shifted guide reweights: the loss is the weighted NTP of remit_weights.
+  shifted = guide + jax.random.normal(jax.random.key(9), guide.shape) * mask
+  got = remit_loss(model, {**batch, "guide_logp": shifted}, config=ReMiTConfig(eps=0.5))
+  logp, _ = sequence_logprobs(model, tokens, mask.astype(jnp.float32), segment_ids=segments)
+  predicted = mask.at[1, 4].set(0)
+  w = remit_weights(shifted - logp, predicted, segments, eps=0.5)
+  np.testing.assert_allclose(got[0], jnp.sum(w * -logp), rtol=1e-6)
   with pytest.raises(ValueError, match="guide_logp"):
     remit_loss(model, batch)
 
@@ -223,41 +240,31 @@ def _losses(workdir):
 
 
 def test_run_sft_with_remit_and_resume(tmp_path):
-  """Guide = the learner's initial model. delta_reference=current: step 1 is plain SFT
-  (D = 0, w = 1), later steps are reweighted. frozen_base (base = initial params): D = 0 at
-  every step, so the run is plain SFT, also across a resume (the base is rebuilt, not
-  restored)."""
-  small = dict(num_steps=2, warmup_steps=0, eval_examples=2, eval_max_new_tokens=2)
-  small["checkpoint_every"] = 1
-  plain = tiny_config(tmp_path / "plain", tmp_path / "data", **small)
-  run_sft(plain)
-  guide = _guide_workdir(plain, tmp_path / "guide")
-  want = _losses(plain.workdir)
-
-  current = tiny_config(tmp_path / "current", tmp_path / "data", **small)
-  current.remit = ml_collections.ConfigDict({"guide_workdir": guide, "eps": 0.5})
-  run_sft(current)
-  got = _losses(current.workdir)
-  np.testing.assert_allclose(got[1]["train/loss"], want[1]["train/loss"], rtol=1e-5)
-  assert got[1]["train/remit_abs_delta"] < 1e-5
-  np.testing.assert_allclose(got[1]["train/remit_weight_mean"], 1.0, atol=1e-5)
-  assert got[2]["train/remit_abs_delta"] > 1e-4  # The learner moved: the weights move too.
-  assert got[2]["train/remit_weight_max"] > got[2]["train/remit_weight_min"]
-
-  base = tiny_config(tmp_path / "base", tmp_path / "data", **{**small, "num_steps": 1})
+  """Guide = the learner's initial model. frozen_base (base = the initial params): D = 0 at
+  every step, so the run is NTP, also across a resume (the base is rebuilt from the source,
+  not restored). delta_reference=current: step 1 is NTP too (D = 0, w = 1), and once the
+  learner has moved the weights move."""
+  small = dict(num_steps=1, warmup_steps=0, eval_examples=2, eval_max_new_tokens=2)
+  base = tiny_config(tmp_path / "base", tmp_path / "data", checkpoint_every=1, **small)
+  guide = _guide_workdir(base, tmp_path / "guide")
   base.remit = ml_collections.ConfigDict(
     {"guide_workdir": guide, "delta_reference": "frozen_base", "weight_map": "tanh"}
   )
   run_sft(base)
   base.num_steps = 2
-  result = run_sft(base)  # Resumes from step 1.
-  assert result["step"] == 2
-  got = _losses(base.workdir)
+  assert run_sft(base)["step"] == 2  # Resumed from step 1.
+  ntp = _losses(base.workdir)
   for step in (1, 2):
-    assert got[step]["train/remit_abs_delta"] == 0.0
-    np.testing.assert_allclose(got[step]["train/loss"], want[step]["train/loss"], rtol=1e-5)
-  resumed, _ = load_sft_params(base.workdir, base)
-  reference, _ = load_sft_params(plain.workdir, plain)
-  a, b = nnx.state(resumed, nnx.Param), nnx.state(reference, nnx.Param)
-  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-    np.testing.assert_allclose(x, y, atol=1e-6)
+    assert ntp[step]["train/remit_abs_delta"] == 0.0
+    assert ntp[step]["train/remit_weight_min"] == ntp[step]["train/remit_weight_max"] == 1.0
+
+  current = tiny_config(tmp_path / "current", tmp_path / "data", **{**small, "num_steps": 2})
+  current.remit = ml_collections.ConfigDict({"guide_workdir": guide, "eps": 0.5})
+  run_sft(current)
+  got = _losses(current.workdir)
+  np.testing.assert_allclose(got[1]["train/loss"], ntp[1]["train/loss"], rtol=1e-5)
+  assert got[1]["train/remit_abs_delta"] < 1e-5
+  np.testing.assert_allclose(got[1]["train/remit_weight_mean"], 1.0, atol=1e-5)
+  assert got[2]["train/remit_abs_delta"] > 1e-4  # The learner moved: the weights move too.
+  assert got[2]["train/remit_weight_max"] > got[2]["train/remit_weight_min"]
+  assert got[2]["train/loss"] != ntp[2]["train/loss"]
