@@ -185,8 +185,7 @@ def _run_source_config(saved: dict) -> dict:
     out = dict(saved["sft"])
     if saved.get("model"):
       out["model"] = saved["model"]
-    if saved.get("lora"):
-      out["lora"] = saved["lora"]
+    out["lora"] = saved.get("lora")  # What the RL checkpoints hold (not the warm start's).
     return out
   return saved
 
@@ -292,6 +291,10 @@ class ReMiT:
     return out
 
 
+def _key(stem: str, where: tuple[str, str]) -> str:
+  return f"{PREFIX}.{stem}_{'workdir' if where[0] == 'workdir' else 'hf_dir'}"
+
+
 def setup(
   spec: ReMiTSpec | None,
   *,
@@ -312,11 +315,11 @@ def setup(
   """
   if spec is None:
     return None
-  guide = load_frozen(spec.guide, f"{PREFIX}.guide_{spec.guide[0]}", source, mesh, error)
+  guide = load_frozen(spec.guide, _key("guide", spec.guide), source, mesh, error)
   base = None
   if spec.loss.delta_reference == "frozen_base":
     if spec.base is not None:
-      base = load_frozen(spec.base, f"{PREFIX}.base_{spec.base[0]}", source, mesh, error)
+      base = load_frozen(spec.base, _key("base", spec.base), source, mesh, error)
     elif lora is not None:
       base = (lora_setup.reference_graphdef(model), lora_setup.all_params)
     else:  # A copy: the step donates (deletes) the learner's buffers.

@@ -192,13 +192,15 @@ def test_remit_config_errors(fields, match):
     ReMiTConfig(**fields)
 
 
-def _guide_workdir(config, directory):
-  """A workdir holding one checkpoint: the learner's own initial model (seed, source)."""
+def _guide_workdir(config, directory, *, rl=False):
+  """A workdir holding one checkpoint: the learner's own initial model (seed, source), saved
+  like an SFT run, or like an RL run (`rl`: the model source in the config's `sft` section)."""
   from reasoning_jax.checkpoint import TrainCheckpointer
 
   model = build_model(model_source(config), seed=config.seed)
+  saved = {"sft": config.to_dict(), "loss": "dispo"} if rl else config.to_dict()
   with TrainCheckpointer(os.path.join(directory, "checkpoints")) as ckpt:
-    ckpt.save(0, {"params": nnx.state(model, nnx.Param), "config": config.to_dict()}, wait=True)
+    ckpt.save(3, {"params": nnx.state(model, nnx.Param), "config": saved}, wait=True)
   return str(directory)
 
 
@@ -258,8 +260,10 @@ def test_run_sft_with_remit_and_resume(tmp_path):
     assert ntp[step]["train/remit_abs_delta"] == 0.0
     assert ntp[step]["train/remit_weight_min"] == ntp[step]["train/remit_weight_max"] == 1.0
 
+  # An RL run's workdir as the guide; the model source comes from its config's `sft`.
+  rl_guide = _guide_workdir(base, tmp_path / "rl_guide", rl=True)
   current = tiny_config(tmp_path / "current", tmp_path / "data", **{**small, "num_steps": 2})
-  current.remit = ml_collections.ConfigDict({"guide_workdir": guide, "eps": 0.5})
+  current.remit = ml_collections.ConfigDict({"guide_workdir": rl_guide, "eps": 0.5})
   run_sft(current)
   got = _losses(current.workdir)
   np.testing.assert_allclose(got[1]["train/loss"], ntp[1]["train/loss"], rtol=1e-5)
@@ -268,3 +272,34 @@ def test_run_sft_with_remit_and_resume(tmp_path):
   assert got[2]["train/remit_abs_delta"] > 1e-4  # The learner moved: the weights move too.
   assert got[2]["train/remit_weight_max"] > got[2]["train/remit_weight_min"]
   assert got[2]["train/loss"] != ntp[2]["train/loss"]
+
+
+def test_run_sft_with_remit_lora_frozen_base(tmp_path):
+  """Under LoRA the default base is the live frozen model with the adapters off: the initial
+  model, so D = guide - base stays 0 after the adapters have trained."""
+  config = tiny_config(
+    tmp_path / "lora", tmp_path / "data", num_steps=2, eval_examples=2, eval_max_new_tokens=2
+  )
+  config.warmup_steps = 0
+  guide = _guide_workdir(config, tmp_path / "guide")
+  config.lora = ml_collections.ConfigDict({"rank": 2, "alpha": 4.0})
+  config.remit = ml_collections.ConfigDict(
+    {"guide_workdir": guide, "delta_reference": "frozen_base"}
+  )
+  run_sft(config)
+  got = _losses(config.workdir)
+  assert got[2]["train/loss"] != got[1]["train/loss"]  # The adapters trained.
+  assert got[2]["train/remit_abs_delta"] == 0.0
+
+
+def test_lora_guide_workdir_is_refused(tmp_path):
+  from reasoning_jax import sharding as sharding_lib
+  from reasoning_jax.train.remit_setup import load_frozen
+
+  config = tiny_config(tmp_path / "run", tmp_path / "data")
+  config.lora = ml_collections.ConfigDict({"rank": 2})
+  guide = _guide_workdir(config, tmp_path / "guide")
+  mesh = sharding_lib.make_mesh({"data": -1})
+  key = "config.remit.guide_workdir"
+  with pytest.raises(ConfigError, match=f"{key}=.* is a LoRA run"):
+    load_frozen(("workdir", guide), key, model_source(config), mesh, ConfigError)
