@@ -93,7 +93,8 @@ class ReMiTConfig:
   tau: float = 1.0
   eps: float = 0.2
   centre: str = "segment"
-  prefix: str = dataclasses.field(default="config", compare=False)
+  # Where the fields live, for error messages ("config.remit" in the trainer).
+  prefix: str = dataclasses.field(default="config", compare=False, repr=False)
 
   def __post_init__(self):
     check_choice(self.delta_reference, DELTA_REFERENCES, f"{self.prefix}.delta_reference")

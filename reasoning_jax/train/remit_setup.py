@@ -34,6 +34,7 @@ so the same model) and costs no copy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable
 
@@ -236,7 +237,7 @@ def load_frozen(
 def _logprob_fn(graphdef: nnx.GraphDef, mesh: Any, chunk_size: int | None) -> Callable:
   """Jitted `fn(params, batch) -> logp [B, T]` (no gradient) of the model `graphdef`."""
 
-  @jax.jit
+  @functools.partial(jax.jit, out_shardings=sharding_lib.batch_sharding(mesh, 2))
   def fn(params, inputs):
     model = nnx.merge(graphdef, params)
     logp, _ = sequence_logprobs(

@@ -16,6 +16,7 @@ from reasoning_jax.train.metrics import read_metrics
 from reasoning_jax.train.remit import (
   ReMiTConfig,
   remit_aux_finalize,
+  remit_aux_merge,
   remit_loss,
   remit_token_loss,
   remit_weights,
@@ -138,6 +139,20 @@ def test_frozen_base_uses_base_logp():
   )
   with pytest.raises(ValueError, match="base_logp"):
     remit_token_loss(logp, guide, MASK, config=config)
+
+
+def test_micro_batch_aux_merge_equals_full_batch():
+  logp, guide = _logp(0) * MASK, _logp(1) * MASK
+  config = ReMiTConfig(eps=0.3)
+  full = remit_token_loss(logp, guide, MASK, config=config)
+  halves = [
+    remit_token_loss(logp[s], guide[s], MASK[s], config=config) for s in (slice(0, 2), slice(2, 3))
+  ]
+  merged = remit_aux_merge(halves[0][2], halves[1][2])
+  want, got = remit_aux_finalize(full[2], full[1]), remit_aux_finalize(merged, full[1])
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=key)
+  assert 0 < float(want["remit_clip_frac"]) < 1 and float(want["remit_weight_max"]) == np.float32(1.3)
 
 
 class _Bigram:
