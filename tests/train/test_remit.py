@@ -152,7 +152,9 @@ def test_micro_batch_aux_merge_equals_full_batch():
   want, got = remit_aux_finalize(full[2], full[1]), remit_aux_finalize(merged, full[1])
   for key in want:
     np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=key)
-  assert 0 < float(want["remit_clip_frac"]) < 1 and float(want["remit_weight_max"]) == np.float32(1.3)
+  assert 0 < float(want["remit_clip_frac"]) < 1 and float(want["remit_weight_max"]) == np.float32(
+    1.3
+  )
 
 
 class _Bigram:
