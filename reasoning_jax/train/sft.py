@@ -32,7 +32,7 @@ from flax import nnx
 from reasoning_jax import citations
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.models import get_preset
-from reasoning_jax.train import lora_setup
+from reasoning_jax.train import lora_setup, remit_setup
 from reasoning_jax.models.source import (
   ModelSource,
   SourceError,
@@ -158,6 +158,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       "model",
       "prompt",
       "lora",
+      "remit",
     }
   )
   if unknown:
@@ -165,6 +166,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   validate_numeric_fields(config)
   validate_model_config(config)
   lora_setup.lora_spec(config, error=ConfigError)
+  remit_setup.remit_spec(config, error=ConfigError)
   try:
     validate_prompt_config(config)
   except TaskError as e:
@@ -331,16 +333,36 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   rules = lora_setup.partition_rules(model.config.family, lora)
   shardings = state_shardings(state, tx, rules, mesh)
   state = sharding_lib.place(state, shardings)
-  loss_fn = lambda m, b: sft_loss(m, b, chunk_size=config.get("chunk_size") or None)  # noqa: E731
+  chunk_size = config.get("chunk_size") or None
+  # ReMiT mid-training (config.remit): a frozen guide's log-probs reweight the NTP loss.
+  remit = remit_setup.setup(
+    remit_setup.remit_spec(config, error=ConfigError),
+    source=source,
+    model=model,
+    state=state,
+    shardings=shardings,
+    lora=lora,
+    mesh=mesh,
+    chunk_size=chunk_size,
+    error=ConfigError,
+  )
+  loss_fn = remit.loss_fn() if remit else lambda m, b: sft_loss(m, b, chunk_size=chunk_size)
   loss_fn = lora_setup.with_dropout(loss_fn, lora, config.seed)
   step_fn = make_train_step(
-    graphdef, tx, loss_fn, micro_batches=config.micro_batches, mesh=mesh, shardings=shardings
+    graphdef,
+    tx,
+    loss_fn,
+    micro_batches=config.micro_batches,
+    mesh=mesh,
+    shardings=shardings,
+    **(remit.step_kwargs if remit else {}),
   )
   rng = jax.random.key(config.seed)
   writer = MetricWriter(workdir)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   logging.info(
-    "SFT %s/%s: %s trained params%s (%s), mesh %s, %d steps",
+    "%s %s/%s: %s trained params%s (%s), mesh %s, %d steps",
+    "SFT" if remit is None else f"ReMiT ({remit.spec.loss})",
     config.task,
     config.task_config,
     f"{n_params:,}",
@@ -408,6 +430,8 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       batch = sharding_lib.shard_batch(
         lora_setup.add_dropout_seeds(dict(next(data_iter)), lora, step), mesh
       )
+      if remit is not None:  # + guide_logp (+ base_logp): the frozen models' forward.
+        batch = remit.annotate(batch, state)
       state, metrics = step_fn(state, batch)
       if step % config.log_every == 0 or step == config.num_steps:
         metrics = jax.device_get(metrics)
