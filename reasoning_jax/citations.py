@@ -87,6 +87,8 @@ METHODS: dict[str, Method] = {
   "semanticspec": Method("SemanticSpec", ("dong2026beyond",)),
   "gptq": Method("GPTQ and round-to-nearest", ("frantar2023gptq",)),
   "bpdq": Method("BPDQ", ("chen2026bpdq",)),
+  "grad2reward": Method("Grad2Reward", ("zhang2026grad2reward",)),
+  "remit": Method("ReMiT", ("huang2026remit",)),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).
@@ -112,6 +114,8 @@ REGISTRY_METHODS: dict[tuple[str, str], str] = {
   ("advantage estimator", "dr_grpo"): "dr_grpo",
   ("advantage estimator", "arm"): "arm",
   ("advantage estimator", "mrpo"): "mrpo",
+  ("advantage estimator", "token_grpo"): "grad2reward",
+  ("advantage estimator", "token_rloo"): "grad2reward",
   ("mixer", "sliding_attention"): "sliding_window_flash_attention",
   ("mixer", "gla"): "gla",
   ("mixer", "ovq"): "ovq",
@@ -153,7 +157,8 @@ OPTION_REGISTRIES: dict[str, str] = {
   "ovq readout": "OVQ chunk readout: exact keys or Transformer-VQ-style quantised keys (page ovq)",
   "monotone activation": "activations of the monotone FFN (page monotone_ffn)",
   "rope type": "RoPE frequency schedules of the model families (reasoning_jax.models)",
-  "reward": "answer verifiers of the tasks (reasoning_jax.rewards)",
+  "reward": "answer verifiers and rubric graders of the tasks (reasoning_jax.rewards)",
+  "ReMiT weight map": "ReMiT's token-weight maps, sigmoid-clip and tanh (page remit)",
   "decoder": "decoding methods compared by experiments.speculative: target-only and draft-only "
   "generate, spec@k (page speculative_decoding), semantic@tau (page semanticspec)",
   "reproduction": "reproduction experiments (reasoning_jax.reproduce): each names the method "
@@ -320,10 +325,13 @@ def run_components(
   advantage: str | None = None,
   model: Any = None,
   attention_implementation: str | None = None,
+  methods: Iterable[str] = (),
 ) -> list[str]:
   """The "category:name" components of a run, for `write_citations`.
 
   Args:
+    methods: method pages the run used beyond its registry names (e.g. "grad2reward" for
+      the judge recipes, "remit" for ReMiT mid-training).
     loss: the `LOSSES` name the run trained with.
     advantage: the `ADVANTAGES` name.
     model: a `ModelConfig` (its `mixer` and `ffn`, one name or one per layer), or None.
@@ -341,6 +349,7 @@ def run_components(
         names.append(f"{category}:{layer_name}")
   if attention_implementation is not None:
     names.append(f"attention implementation:{attention_implementation}")
+  names.extend(methods)
   return names
 
 

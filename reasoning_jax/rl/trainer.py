@@ -185,6 +185,12 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   except (ConfigError, TaskError, ValueError) as e:
     raise ConfigError(str(e)) from None
   tokenizer = source.tokenizer
+  judge = judge_spec(config, recipe, error=ConfigError)
+  if judge is not None:  # Verdict words must be single tokens: checked before any training.
+    try:
+      judge[0].judge_format.verdict_ids(tokenizer)
+    except ValueError as e:
+      raise ConfigError(f"config.judge: {e}") from None
   # Sampling: the config's values, else the source's (generation_config.json where present).
   sampling = {
     k: source.sampling[k] if config.get(k) is None else config[k] for k in source.sampling
@@ -295,7 +301,6 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   ref_rollout_params = None if ref_params is None else rollout_view(ref_params)
   # The judge recipes' rewards (reasoning_jax.rl.judge_scorer): "self" judging copies the
   # policy as it is now, before the first update.
-  judge = judge_spec(config, recipe, error=ConfigError)
   scorer = None
   if judge is not None:
     initial = nnx.merge(graphdef, rollout_view(lora_setup.all_params(state)))
@@ -542,7 +547,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     result["plot"] = plot_rl_curves(workdir, f"RL {config.loss} on {sft.task}/{sft.task_config}")
   # What to cite for this run: the recipe's loss and estimator, the model's mixers and FFNs.
   result["citations"] = citations.run_components(
-    loss=recipe.loss, advantage=recipe.advantage, model=source.model_config
+    loss=recipe.loss,
+    advantage=recipe.advantage,
+    model=source.model_config,
+    methods=("grad2reward",) if recipe.judge else (),
   )
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:

@@ -475,7 +475,8 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(result, f, indent=2)
     citations.write_citations(
-      citations.run_components(model=source.model_config), os.path.join(workdir, "CITATIONS.bib")
+      citations.run_components(model=source.model_config, methods=("remit",) if remit else ()),
+      os.path.join(workdir, "CITATIONS.bib"),
     )
   return result
 
