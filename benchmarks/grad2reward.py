@@ -60,7 +60,7 @@ from reasoning_jax.data import rubric_task  # noqa: E402
 from reasoning_jax.generate import generate  # noqa: E402
 from reasoning_jax.models import count_params  # noqa: E402
 from reasoning_jax.models.source import build_model, resolve_source  # noqa: E402
-from reasoning_jax.rl.rollout import assemble_sequences  # noqa: E402
+from reasoning_jax.generate import assemble_sequences  # noqa: E402
 
 # The rubric task's model (configs/sft_arith.py, used by configs/sft_rubric.py).
 RUBRIC_MODEL = {

@@ -368,6 +368,18 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
   assert trained and all(r["entropy_mean"] and r["clip_frac_high_mean"] for r in trained)
   assert all(bool(r["dispo_neg_high_clip_frac_mean"]) == (r["recipe"] == "dispo") for r in trained)
   assert "| dispo |" in (countdown / "results.md").read_text().split("Training diagnostics")[1]
+  # Grad2Reward: both arms per seed from one warm start, the judge's logs, token rewards that
+  # sum to each response's sparse reward (the picture's data).
+  g2r = json.loads((workdir / "grad2reward" / "results.json").read_text())
+  assert {a: len(r) for a, r in g2r["results"].items()} == {"rubric_grpo": 2, "grad2reward": 2}
+  for arm, rows in g2r["results"].items():  # The judge's logs, as diagnostics of both arms.
+    assert all(r["diagnostics"]["judge_seconds"] for r in rows)
+    assert all(bool(r["diagnostics"].get("attribution_entropy")) for r in rows) or (
+      arm == "rubric_grpo"
+    )
+  for row in g2r["token_rewards"]:
+    assert len(row["pieces"]) == len(row["rewards"])
+    assert abs(sum(row["rewards"]) - row["sparse_reward"]) < 1e-4
   # The verdict table has a row per method verdict, and the quick-suite warning.
   assert "Quick suite: tiny sizes" in report and "| dispo | main_job |" in report
   assert "sliding_window_flash_attention" in report  # Pages without an experiment: why.

@@ -10,6 +10,7 @@ Importing this package never imports torch.
 """
 
 from reasoning_jax.generate.cache import cache_bytes, init_cache
+from reasoning_jax.generate.sequences import assemble_sequences
 from reasoning_jax.generate.sampling import (
   sample_logits,
   truncated_log_probs,
@@ -22,6 +23,7 @@ from reasoning_jax.generate.generate import GenerateOutput, generate
 
 __all__ = [
   "GenerateOutput",
+  "assemble_sequences",
   "cache_bytes",
   "generate",
   "init_cache",

@@ -80,18 +80,22 @@ def _standard_error(values) -> float:
   return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
 
 
-def _metric_name(rl_config) -> str:
+def _metric_name(rl_config, label: str | None = None) -> str:
+  if label:
+    return label
   k = rl_config.get("eval_samples", 0)
   if not k:
     return "held-out greedy accuracy"
   return f"held-out sampled accuracy (avg@{k}, T={rl_config.temperature})"
 
 
-def results_table(results: dict[str, list[dict[str, Any]]], rl_config, threshold: float) -> str:
+def results_table(
+  results: dict[str, list[dict[str, Any]]], rl_config, threshold: float, label: str | None = None
+) -> str:
   """The markdown table of `run_comparison`'s per-recipe, per-seed results."""
   k = rl_config.get("eval_samples", 0)
   lines = [
-    f"| method | final {_metric_name(rl_config)} | gain over warm start | greedy accuracy "
+    f"| method | final {_metric_name(rl_config, label)} | gain over warm start | greedy accuracy "
     f"(warm start → final) | pass@{k or 1} | steps to {threshold:.0%} | response length "
     f"(tokens, last {_LENGTH_WINDOW} rollouts) | seeds |",
     "|---|---|---|---|---|---|---|---|",
@@ -136,20 +140,27 @@ def _step_mean(run: dict[str, Any], name: str, last: int | None = None) -> float
   return float(np.mean(values)) if values else float("nan")
 
 
-def diagnostics_table(results: dict[str, list[dict[str, Any]]], rl_config) -> str:
+def diagnostics_table(
+  results: dict[str, list[dict[str, Any]]],
+  rl_config,
+  label: str | None = None,
+  diagnostics: dict[str, tuple[str, str]] | None = None,
+) -> str:
   """Per recipe: final accuracy (mean ± std, standard error), entropy and clip fractions.
 
   Entropy is the mean over RL steps and over the last `_LENGTH_WINDOW` steps; clip fractions
-  are means over RL steps; each cell is mean ± std over seeds ("—": the loss does not log it).
+  (and `diagnostics`, more quantities of the same form) are means over RL steps; each cell is
+  mean ± std over seeds ("—": the loss does not log it).
   """
-  clip_names = [n for n in DIAGNOSTICS if n != "entropy"]
+  table = {**DIAGNOSTICS, **(diagnostics or {})}
+  clip_names = [n for n in table if n != "entropy"]
   header = [
     "method",
-    f"final {_metric_name(rl_config)}",
+    f"final {_metric_name(rl_config, label)}",
     "standard error",
     "entropy (mean over steps)",
     f"entropy (last {_LENGTH_WINDOW} steps)",
-    *[DIAGNOSTICS[n][1] for n in clip_names],
+    *[table[n][1] for n in clip_names],
     "seeds",
   ]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -173,9 +184,9 @@ def diagnostics_table(results: dict[str, list[dict[str, Any]]], rl_config) -> st
   return "\n".join(lines)
 
 
-def _write_curves(results, path: str) -> None:
+def _write_curves(results, path: str, diagnostics=None) -> None:
   """`curves.csv`: recipe, step, then mean and std over seeds of every quantity logged."""
-  names = ["accuracy", *DIAGNOSTICS]
+  names = ["accuracy", *DIAGNOSTICS, *(diagnostics or {})]
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(
       f, ["recipe", "step", *(f"{n}_{s}" for n in names for s in ("mean", "std"))], restval=""
@@ -216,16 +227,17 @@ def _plot(results, path: str, panels: list[tuple[str, list[tuple[str, list, str]
   fig.savefig(path, dpi=100)
 
 
-def _panels(results, metric: str, *, diagnostics: bool):
+def _panels(results, metric: str, *, diagnostics: bool, extra=None):
   """The accuracy panel, then (with `diagnostics`) one per diagnostic some recipe logged,
   DISPO's four regimes in one panel."""
   panels = [(metric, [(loss, runs, "accuracy") for loss, runs in results.items()])]
   if not diagnostics:
     return panels
-  for name in ("entropy", "clip_frac_low", "clip_frac_high"):
+  table = {**DIAGNOSTICS, **(extra or {})}
+  for name in ("entropy", "clip_frac_low", "clip_frac_high", *(extra or {})):
     series = [(loss, runs, name) for loss, runs in results.items()]
     if any(_over_seeds(runs, name) is not None for _, runs, _ in series):
-      panels.append((DIAGNOSTICS[name][1], series))
+      panels.append((table[name][1], series))
   regimes = [
     (DIAGNOSTICS[n][1].removeprefix("DISPO clipped, "), runs, n)
     for loss, runs in results.items()
@@ -237,13 +249,16 @@ def _panels(results, metric: str, *, diagnostics: bool):
   return panels
 
 
-def run_comparison(config) -> dict[str, Any]:
+def run_comparison(config, *, diagnostics: dict[str, tuple[str, str]] | None = None):
   """Every (recipe, seed) run of `config`; writes the files listed in the module docstring.
 
   Args:
     config: `configs/compare_rl.py`'s ConfigDict: `workdir`, `losses` (recipe names),
       `seeds`, `threshold` and `rl` (an `rl_arith`-style run config; its `workdir`, `loss`
-      and `seed` are set per run).
+      and `seed` are set per run); optional `metric_label` (what the held-out score is, e.g.
+      a rubric score, for the tables and plots).
+    diagnostics: more per-step quantities to report, like `DIAGNOSTICS` (name -> (metrics
+      key, label)), e.g. the judge's logs of the Grad2Reward comparison.
 
   Returns:
     `{"results": {loss: [per-seed dicts]}, "wall_s": ..., "config": ...}` (also written to
@@ -293,7 +308,7 @@ def run_comparison(config) -> dict[str, Any]:
           ),
           "diagnostics": {
             name: series
-            for name, (key, _) in DIAGNOSTICS.items()
+            for name, (key, _) in {**DIAGNOSTICS, **(diagnostics or {})}.items()
             if (series := _series(run.workdir, key))
           },
         }
@@ -303,8 +318,10 @@ def run_comparison(config) -> dict[str, Any]:
   with open(os.path.join(config.workdir, "results.json"), "w") as f:
     json.dump(payload, f, indent=2, default=str)
   citations.write_citations(cited, os.path.join(config.workdir, "CITATIONS.bib"))
-  table = results_table(results, config.rl, float(config.threshold))
-  diagnostics = diagnostics_table(results, config.rl)
+  label = config.get("metric_label")
+  table = results_table(results, config.rl, float(config.threshold), label)
+  extra = diagnostics
+  diagnostics = diagnostics_table(results, config.rl, label, extra)
   rl = config.rl
   with open(os.path.join(config.workdir, "results.md"), "w") as f:
     f.write(
@@ -316,15 +333,17 @@ def run_comparison(config) -> dict[str, Any]:
       f"= std / sqrt(seeds), ddof 1; curves in `curves.csv` and `curves.png`):\n\n"
       f"{diagnostics}\n"
     )
-  _write_curves(results, os.path.join(config.workdir, "curves.csv"))
-  metric = _metric_name(rl)
+  _write_curves(results, os.path.join(config.workdir, "curves.csv"), extra)
+  metric = _metric_name(rl, label)
   _plot(
     results,
     os.path.join(config.workdir, "accuracy.png"),
     _panels(results, metric, diagnostics=False),
   )
   _plot(
-    results, os.path.join(config.workdir, "curves.png"), _panels(results, metric, diagnostics=True)
+    results,
+    os.path.join(config.workdir, "curves.png"),
+    _panels(results, metric, diagnostics=True, extra=extra),
   )
   logging.info("results in %s (%.0f s)\n%s\n%s", config.workdir, total, table, diagnostics)
   return payload

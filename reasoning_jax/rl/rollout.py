@@ -32,7 +32,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from reasoning_jax.generate import generate
+from reasoning_jax.generate import assemble_sequences, generate
 from reasoning_jax.speculative import speculative_generate
 from reasoning_jax.logprobs import sequence_logprobs
 from reasoning_jax.rewards import REWARD_FIELDS
@@ -138,25 +138,6 @@ class RolloutBatch:
       completions=sum((b.completions for b in batches), []),
       token_rewards=cat("token_rewards"),
     )
-
-
-def assemble_sequences(
-  prompts: np.ndarray,
-  prompt_lengths: np.ndarray,
-  completions: np.ndarray,
-  completion_lengths: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-  """Left-aligned `prompt[:p] + completion[:c]` rows `[N, P + C]` and their completion mask."""
-  n, p = prompts.shape
-  c = completions.shape[1]
-  tokens = np.zeros((n, p + c), np.int32)
-  mask = np.zeros((n, p + c), np.float32)
-  for i in range(n):
-    pl, cl = int(prompt_lengths[i]), int(completion_lengths[i])
-    tokens[i, :pl] = prompts[i, :pl]
-    tokens[i, pl : pl + cl] = completions[i, :cl]
-    mask[i, pl : pl + cl] = 1.0
-  return tokens, mask
 
 
 def _place_sampler_logp(prompt_lengths, logprobs, completion_lengths, width):

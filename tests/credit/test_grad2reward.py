@@ -93,7 +93,7 @@ def test_position_map_on_a_real_chat_template(bpe):
     pair_bucket=4,
   )
   assert jb.tokens.shape[0] == 4 and jb.tokens.shape[1] % 16 == 0
-  for m, (row, item) in enumerate([(0, 1), (1, 0), (0, 0)]):
+  for m, (row, _item) in enumerate([(0, 1), (1, 0), (0, 0)]):
     cols = np.flatnonzero(mask[row])[:-1]  # The trailing EOS is not shown to the judge.
     np.testing.assert_array_equal(jb.tokens[m][jb.span[m]], tokens[row, cols])
     np.testing.assert_array_equal(jb.policy_col[m][jb.span[m]], cols)
