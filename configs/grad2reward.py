@@ -15,7 +15,8 @@ token-level GRPO). A Hugging Face folder instead of the model trained here:
 --config.rl.judge.chat=True --config.rl.judge.true_word=True --config.rl.judge.false_word=False`
 (an instruction-tuned model judges with its chat template; the task's prompts are unchanged).
 
-Variants: "" (3 seeds; about 60-80 min on 2 CPU cores after a ~25 min warm start);
+Variants: "" (3 seeds x 2 arms x 20 RL steps; about 30-40 min on 2 CPU cores after a ~25 min
+warm start);
 "quick" (a tiny model, 2 seeds, 2 steps: the pipeline end to end for CI; its numbers say
 nothing about the method).
 """
@@ -47,10 +48,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.rl.workdir = ""  # Set per run.
   c.rl.plot = False
   c.rl.sft.workdir = "outputs/grad2reward/warmstart"  # Shared by every run.
+  # Equal budget per arm: 20 rollouts of 8 prompts x 8 samples (each judged on 4 items).
+  c.rl.prompts_per_step = 8
+  c.rl.group_size = 8
+  c.rl.learning_rate = 1e-4
   c.rl.eval_examples = 128
-  c.rl.num_steps = 30
-  c.rl.eval_every = 10
-  c.rl.checkpoint_every = 10
+  c.rl.num_steps = 20
+  c.rl.eval_every = 5
+  c.rl.checkpoint_every = 5
   if variant == "quick":
     c.workdir = "outputs/grad2reward_quick"
     c.rl.sft.workdir = "outputs/grad2reward_quick/warmstart"

@@ -246,7 +246,9 @@ def _sparse_core(verdicts, weights, item_mask):
 
 
 @REWARDS.register("rubric_rules")
-def rubric_rules_reward(completion: str, answer: Any = None, *, rubric: Any, **_: Any) -> float:
+def rubric_rules_reward(
+  completion: str, answer: Any = None, *, rubric: Any = None, **_: Any
+) -> float:
   """The sparse rubric reward with verdicts from each item's programmatic `check`.
 
   The evaluation grader of rubric tasks built here (never a training signal in Grad2Reward
@@ -254,6 +256,8 @@ def rubric_rules_reward(completion: str, answer: Any = None, *, rubric: Any, **_
   rubric (JSON or `Rubric`). A non-`str` completion scores as if no check passed.
   """
   del answer
+  if rubric is None:
+    raise RubricError("rubric_rules needs the example's 'rubric' field (a task with rubrics)")
   parsed = Rubric.parse(rubric)
   if not isinstance(completion, str):
     return parsed.score([False] * len(parsed.items))

@@ -110,7 +110,14 @@ EXTRACTORS = [
   countdown.extract_countdown_expression,
   *[lambda t, f=f: extract.extract_final_answer(t, f) for f in extract.ANSWER_FORMATS],
 ]
-FIELDS = {"numbers": [1, 2, 3, 7], "target": 10}
+# A rubric with a negative item: rubric_rules scores lie in [-1/4, 1] (weights 1, 3, -1).
+RUBRIC = (
+  '{"items": [{"criterion": "shows 12", "weight": 1.0, "check": {"number": 12}}, '
+  '{"criterion": "answer 7", "weight": 3.0, "check": {"final": 7}}, '
+  '{"criterion": "says hi", "weight": -1.0, "check": {"text": "hi"}}]}'
+)
+FIELDS = {"numbers": [1, 2, 3, 7], "target": 10, "rubric": RUBRIC}
+RANGES = {"rubric_rules": {-0.25, 0.0, 0.25, 0.75, 1.0, 0.5}}  # Others: 0 or 1.
 
 
 def _check_everything(text: str) -> None:
@@ -134,7 +141,7 @@ def _check_everything(text: str) -> None:
     )
   for name in REWARDS:
     reward = REWARDS.get(name)(text, text[:20], **FIELDS)
-    assert type(reward) is float and reward in (0.0, 1.0)
+    assert type(reward) is float and reward in RANGES.get(name, {0.0, 1.0})
 
 
 @FUZZ
@@ -154,10 +161,15 @@ def test_score_batch_is_total(texts, data):
   answers = data.draw(st.lists(ANY_TEXT, min_size=len(texts), max_size=len(texts)))
   for name in REWARDS:
     scores = score_batch(
-      name, texts, answers, numbers=[[1, 2, 3, 7]] * len(texts), target=[10] * len(texts)
+      name,
+      texts,
+      answers,
+      numbers=[[1, 2, 3, 7]] * len(texts),
+      target=[10] * len(texts),
+      rubric=[RUBRIC] * len(texts),
     )
     assert scores.dtype == np.float32 and scores.shape == (len(texts),)
-    assert set(scores.tolist()) <= {0.0, 1.0}
+    assert set(scores.tolist()) <= RANGES.get(name, {0.0, 1.0})
 
 
 @FUZZ

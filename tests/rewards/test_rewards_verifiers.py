@@ -12,7 +12,15 @@ import pytest
 from reasoning_jax import registry, rewards
 from reasoning_jax.rewards import REWARDS, score_batch
 
-EXPECTED_REWARDS = {"math_exact", "gsm8k", "boxed", "countdown", "countdown_strict", "format_tag"}
+EXPECTED_REWARDS = {
+  "math_exact",
+  "gsm8k",
+  "boxed",
+  "countdown",
+  "countdown_strict",
+  "format_tag",
+  "rubric_rules",
+}
 
 
 def test_registry_contents():
@@ -111,7 +119,8 @@ def test_format_tag():
 @pytest.mark.parametrize("name", sorted(EXPECTED_REWARDS))
 @pytest.mark.parametrize("completion", [None, 5, b"<answer>1</answer>", ["1"], "", "\x00" * 10])
 def test_rewards_return_zero_on_malformed_completions(name, completion):
-  fields = {"numbers": [1, 2], "target": 3}
+  rubric = [{"criterion": "answers 3", "weight": 1.0, "check": {"final": 3}}]
+  fields = {"numbers": [1, 2], "target": 3, "rubric": rubric}
   assert REWARDS.get(name)(completion, "3", **fields) == 0.0
 
 
