@@ -118,3 +118,25 @@ def test_rl_draft_errors_name_the_flag(qwen3_dir, tmp_path, draft, match):
     return
   with pytest.raises(ConfigError, match=match):
     run_rl(config)
+
+
+def test_grad2reward_on_an_hf_folder(qwen3_dir, tmp_path):
+  """Grad2Reward from an HF folder (warm_start="source"): the folder's model is the frozen
+  self-judge, reading the judge request through its chat template; verdicts "Y" / "N" are
+  single tokens right after the assistant header."""
+  import ml_collections
+
+  config = rl_hf_config(qwen3_dir, tmp_path, loss="grad2reward", num_steps=1, eval_examples=2)
+  config.sft.task, config.sft.task_config, config.sft.reward = "rubric", "default", "rubric_rules"
+  config.sft.task_overrides = {"num_train": 16, "num_test": 2, "num_judge": 8}
+  config.sft.prompt.answer_format = ""
+  config.loss_overrides = ml_collections.ConfigDict({"beta": 0.0})
+  config.judge = ml_collections.ConfigDict(
+    {"chat": True, "true_word": "Y", "false_word": "N", "length_bucket": 32}
+  )
+  result = run_rl(config)
+  assert result["step"] == 1 and "grad2reward" in result["citations"]
+  (logged,) = [r for r in read_metrics(config.workdir) if "rollout/reward" in r]
+  assert logged["rollout/judge_judge_pairs"] == 4 * config.prompts_per_step * config.group_size
+  assert 0 <= logged["rollout/judge_judge_accuracy"] <= 1
+  assert "rollout/judge_attributed_pairs" in logged
