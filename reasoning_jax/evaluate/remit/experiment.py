@@ -50,6 +50,8 @@ METRICS = (
   "remit_clip_frac",
   "remit_weight_mean",
 )
+# Fewer paired seeds than this give no verdict.
+MIN_SEEDS = 3
 WEIGHT_METRICS = ("remit_weight_std", "remit_clip_frac", "remit_weight_mean")
 # Keys that define a finished run: another value in a reused workdir is another run.
 SFT_KEYS = MODEL_KEYS + ("remit", "init_workdir", "warmup_steps")
@@ -271,15 +273,20 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, list[float] | 
 
 def compare(runs: dict[str, list[dict]], arm: str, metric: str) -> dict[str, Any]:
   """Paired per-seed difference `arm - plain` in `metric`: mean, std, seeds higher / lower, and
-  the verdict: "beat" when every seed is higher, "lost" when every seed is lower, else "mixed"
-  ("tie" when every difference is 0)."""
+  the verdict: "beat" when every seed is higher, "lost" when every seed is lower, "tie" when
+  every difference is 0, else "mixed"; "too few seeds" below `MIN_SEEDS`."""
   diffs = [a[metric] - p[metric] for a, p in zip(runs[arm], runs["plain"])]
   mean, std = _mean_std(diffs)
   higher, lower = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
   n = len(diffs)
-  verdict = (
-    "beat" if higher == n else "lost" if lower == n else "tie" if not higher + lower else "mixed"
-  )
+  if n < MIN_SEEDS:
+    verdict = "too few seeds"
+  elif higher == n:
+    verdict = "beat"
+  elif lower == n:
+    verdict = "lost"
+  else:
+    verdict = "tie" if not higher + lower else "mixed"
   return {"mean": mean, "std": std, "higher": higher, "lower": lower, "n": n, "verdict": verdict}
 
 
@@ -294,6 +301,7 @@ _VERDICT = {
   "lost": "lost to plain mid-training (lower in every seed)",
   "tie": "tied with plain mid-training (equal in every seed)",
   "mixed": "did not consistently beat plain mid-training (higher in some seeds only)",
+  "too few seeds": f"is not judged against plain mid-training (fewer than {MIN_SEEDS} seeds)",
 }
 
 
@@ -325,7 +333,7 @@ def markdown(config, payload: dict[str, Any]) -> str:
     "|---|---|---|---|---|---|---|---|---|",
   ]
   for arm, m in s.items():
-    guide = "–" if arm == "plain" else ("main RL" if arm == "remit_r1" else f"round {arm[7:]}−1 RL")
+    guide = "–" if arm == "plain" else _guide_label(int(arm[len("remit_r") :]))
     lines.append(
       f"| {arm} | {guide} | {_fmt(m['accuracy_before'])} | {_fmt(m['sampled_before'])} | "
       f"{_fmt(m['accuracy_after'])} | {_fmt(m['sampled_after'])} | {_fmt(m['remit_weight_std'])} "
@@ -339,7 +347,7 @@ def markdown(config, payload: dict[str, Any]) -> str:
     "## Verdict",
     "",
     'Paired per-seed differences ReMiT − plain (mean ± std; rule: "beat" only when higher in '
-    "every seed):",
+    f"every seed, and only with at least {MIN_SEEDS} seeds):",
     "",
   ]
   for arm in cmp:
@@ -369,13 +377,17 @@ def markdown(config, payload: dict[str, Any]) -> str:
     for r in range(1, config.flywheel_rounds + 1):
       arm = f"remit_r{r}"
       c = cmp[arm]["sampled_after"]
-      guide = "main RL" if r == 1 else f"round {r - 1} ReMiT RL"
+      guide = _guide_label(r)
       lines.append(
         f"| {r} | {guide} | {_fmt(s[arm]['sampled_before'])} | {_fmt(s[arm]['sampled_after'])} "
         f"| {c['mean']:+.3f} ± {c['std']:.3f} ({c['verdict']}) |"
       )
   lines += ["", f"Measured on {payload['device']} in {payload['seconds']:.0f} s."]
   return "\n".join(lines) + "\n"
+
+
+def _guide_label(round_: int) -> str:
+  return "main RL" if round_ == 1 else f"round {round_ - 1} ReMiT RL"
 
 
 def _num(x) -> str:
