@@ -88,7 +88,7 @@ def test_verdict_is_paired_per_seed():
     "remit_r1": [{"m": 0.2}, {"m": 0.25}, {"m": 0.31}],
   }
   c = compare(runs, "remit_r1", "m")
-  assert c["verdict"] == "beat" and c["higher"] == 3 and c["mean"] == pytest.approx(0.02)
+  assert c["verdict"] == "beat" and c["higher"] == 3 and c["mean"] == pytest.approx(0.16 / 3)
   runs["remit_r1"][2]["m"] = 0.0
   assert compare(runs, "remit_r1", "m")["verdict"] == "mixed"
   runs["remit_r1"] = [dict(r) for r in runs["plain"]]
