@@ -8,7 +8,8 @@ Thin absl main over `reasoning_jax.evaluate.remit.run`: the guide (the main job'
 from that checkpoint plain and with ReMiT ("ReMiT: RL-Guided Mid-Training for Iterative LLM
 Evolution", Huang et al., arXiv 2602.03075), and the same RL run from each; with
 `flywheel_rounds > 1` the ReMiT RL model guides the next round's mid-training (ReMiT^2).
-Writes `<workdir>/results.md`, `results.json`, `accuracy.png` and `CITATIONS.bib`.
+Writes `<workdir>/results.md`, `results.json`, `accuracy.png` and `CITATIONS.bib`; compiled
+steps are cached in `<workdir>/jax_cache` (unless JAX_COMPILATION_CACHE_DIR names another).
 """
 
 import os
@@ -18,6 +19,19 @@ from absl import app
 _DEFAULT = os.path.join(os.path.dirname(__file__), "..", "configs", "remit_experiment.py")
 
 
+def _compilation_cache(path: str) -> None:
+  """A persistent compilation cache in `path` unless one is set (JAX_COMPILATION_CACHE_DIR):
+  every SFT and RL run of the experiment compiles the same steps again (new closures), which
+  the cache turns into lookups (the quick variant: ~2x faster)."""
+  import jax
+
+  if jax.config.jax_compilation_cache_dir:
+    return
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -25,6 +39,7 @@ def main(argv):
   from reasoning_jax.train.metrics import quiet_library_logs
 
   quiet_library_logs()
+  _compilation_cache(os.path.join(os.path.abspath(_CONFIG.value.workdir), "jax_cache"))
   try:
     run(_CONFIG.value)
   except ValueError as e:  # ConfigError of the trainers included: it names the key.

@@ -16,7 +16,8 @@ RNG and the data iterator, so it continues with exactly the next batch.
 Continued training (mid-training): `config.init_workdir` (optional, "" = off) names another
 run's workdir (SFT or RL, full fine-tuning, the same model shape and tokenizer); its newest
 checkpoint's params replace the initialisation before step 0, with a fresh optimizer state
-and schedule. A resume of this run restores its own checkpoint as usual.
+and schedule (ReMiT's default frozen base, `delta_reference="frozen_base"`, is then those
+params). A resume of this run restores its own checkpoint as usual.
 """
 
 from __future__ import annotations
