@@ -371,7 +371,7 @@ def markdown(config, payload: dict[str, Any]) -> str:
   if config.flywheel_rounds > 1:
     lines += ["", "## Flywheel (ReMiT²)", ""]
     lines += [
-      "| round | guide | avg@k before RL | avg@k after RL | after RL − plain |",
+      f"| round | guide | avg@{k} before RL | avg@{k} after RL | avg@{k} after RL − plain |",
       "|---|---|---|---|---|",
     ]
     for r in range(1, config.flywheel_rounds + 1):
@@ -461,7 +461,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   recipe = RECIPES[config.rl.loss]
   payload = {
     "config": config.to_dict(),
-    "model": f"{config.model.preset} ({mc.num_layers} layers, width {mc.hidden_size})",
+    "model": f"{config.model.preset} (layers: {mc.num_layers}, width {mc.hidden_size})",
     "remit": ", ".join(f"{k}={v}" for k, v in config.remit.to_dict().items()),
     "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
     "guide": {
