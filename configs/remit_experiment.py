@@ -17,13 +17,14 @@ configs/rl_arith.py as it is) trained once in `<workdir>/guide`. `flywheel_round
 "flywheel" variant) repeats ReMiT mid-training from the same pre-trained checkpoint with the
 previous round's ReMiT RL model as guide (ReMiT^2: mid-train -> RL -> re-mid-train).
 
-Variants, CPU time on 2 cores estimated from step timings at full size (SFT ~1 s/step at batch
-64, ReMiT ~1.3 s/step with the guide's forward, RL ~4 s/step for 16 x 8 rollouts, ~20-40 s per
-run of compilation and evaluation): "" (3 seeds, 1 round: ~14 min per seed, ~45 min, plus
-~10 min for the guide when it is trained here); "flywheel" (3 seeds, 2 rounds: ~+6.5 min per
-seed, ~65 min plus the guide); "quick" (a tiny model, 2 seeds, 2 rounds, a handful of steps:
-the pipeline end to end for CI in ~70 s, ~35 s with a warm compilation cache; its numbers say
-nothing about ReMiT, and with 2 seeds it gives no verdict).
+Variants, CPU time on 2 shared cores estimated from step timings at full size (SFT ~1 s/step
+at batch 64, ReMiT ~1.3 s/step with the guide's forward, RL ~4 s/step for 16 x 8 rollouts,
+~40 s per run of compilation and evaluation): "" (3 seeds, 1 round: ~15 min per seed, ~47 min,
+plus ~10 min for the guide when it is trained here); "flywheel" (3 seeds, 2 rounds: ~+7 min per
+seed, ~70 min plus the guide); "quick" (a tiny model, 2 seeds, 2 rounds, a handful of steps:
+the pipeline end to end for CI; measured 68 s with an empty compilation cache on an idle
+machine, 45 s with a warm one; its numbers say nothing about ReMiT, and with 2 seeds it gives
+no verdict).
 """
 
 import os
