@@ -12,10 +12,17 @@ calls it for its warm start. One code path for one CPU, 8 host devices or a pod:
 
 Resuming: a restart with the same workdir restores params, optimizer state, step,
 RNG and the data iterator, so it continues with exactly the next batch.
+
+Continued training (mid-training): `config.init_workdir` (optional, "" = off) names another
+run's workdir (SFT or RL, full fine-tuning, the same model shape and tokenizer); its newest
+checkpoint's params replace the initialisation before step 0, with a fresh optimizer state
+and schedule (ReMiT's default frozen base, `delta_reference="frozen_base"`, is then those
+params). A resume of this run restores its own checkpoint as usual.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -159,11 +166,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       "prompt",
       "lora",
       "remit",
+      "init_workdir",
     }
   )
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   validate_numeric_fields(config)
+  validate_init_workdir(config)
   validate_model_config(config)
   lora_setup.lora_spec(config, error=ConfigError)
   remit_setup.remit_spec(config, error=ConfigError)
@@ -195,6 +204,48 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f"config.batch_size={config.batch_size} must be divisible by the "
       f"{jax.process_count()} processes"
     )
+
+
+def validate_init_workdir(config: ml_collections.ConfigDict) -> None:
+  """`config.init_workdir`: "" / None, or a workdir with `checkpoints/`; not with LoRA."""
+  init = config.get("init_workdir")
+  if not init:
+    return
+  if not isinstance(init, str):
+    raise ConfigError(f"config.init_workdir must be a str (a run's workdir), got {init!r}")
+  if not os.path.isdir(os.path.join(init, "checkpoints")):
+    raise ConfigError(f"config.init_workdir={init!r} has no checkpoints/ folder")
+  if config.get("lora"):
+    raise ConfigError(
+      "config.init_workdir with config.lora is not supported: start LoRA from a Hugging Face "
+      "folder (config.model.hf_dir) instead"
+    )
+
+
+def load_init_params(config, source: ModelSource, params: Any, shardings: Any, mesh) -> Any:
+  """The params of the newest checkpoint in `config.init_workdir`, placed like `params` (the
+  learner's, whose tree and shapes they must match); ConfigError naming the key otherwise."""
+  key = "config.init_workdir"
+  _, loaded = remit_setup.load_frozen(
+    ("workdir", config.init_workdir), key, source, mesh, ConfigError
+  )
+
+  def layout(tree):
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [(jax.tree_util.keystr(path), tuple(x.shape)) for path, x in leaves]
+
+  if layout(loaded) != layout(params):
+    raise ConfigError(
+      f"{key}={config.init_workdir!r}: its model's parameters differ in names or shapes "
+      "from this run's (config.preset / model_overrides / model)"
+    )
+  leaves = [
+    x.astype(want.dtype)
+    for x, want in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(params))
+  ]
+  return sharding_lib.place(
+    jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), leaves), shardings
+  )
 
 
 def validate_model_config(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
@@ -333,6 +384,10 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   rules = lora_setup.partition_rules(model.config.family, lora)
   shardings = state_shardings(state, tx, rules, mesh)
   state = sharding_lib.place(state, shardings)
+  if config.get("init_workdir"):  # Continued training: another run's params before step 0.
+    params = load_init_params(config, source, state.params, shardings.params, mesh)
+    state = dataclasses.replace(state, params=params)
+    logging.info("initial params from %s", config.init_workdir)
   chunk_size = config.get("chunk_size") or None
   # ReMiT mid-training (config.remit): a frozen guide's log-probs reweight the NTP loss.
   remit = remit_setup.setup(
