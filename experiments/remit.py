@@ -3,7 +3,7 @@ r"""ReMiT vs plain mid-training of a from-scratch model, then the same RL run on
   python -m experiments.remit [--config=configs/remit_experiment.py[:flywheel|:quick]] \
       [--config.guide_workdir=outputs/rl_arith] [--config.seeds="(0,1,2)"]
 
-Thin absl main over `reasoning_jax.evaluate.remit.run`: the guide (the main job's RL model:
+Thin absl main over `reasoning_jax.rl.remit_experiment.run`: the guide (the main job's RL model:
 `guide_workdir`, else trained once), then per seed a model pre-trained from scratch, mid-trained
 from that checkpoint plain and with ReMiT ("ReMiT: RL-Guided Mid-Training for Iterative LLM
 Evolution", Huang et al., arXiv 2602.03075), and the same RL run from each; with
@@ -35,7 +35,7 @@ def _compilation_cache(path: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from reasoning_jax.evaluate.remit import run
+  from reasoning_jax.rl.remit_experiment import run
   from reasoning_jax.train.metrics import quiet_library_logs
 
   quiet_library_logs()

@@ -390,6 +390,19 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
   for row in g2r["token_rewards"]:
     assert len(row["pieces"]) == len(row["rewards"])
     assert abs(sum(row["rewards"]) - row["sparse_reward"]) < 1e-4
+  # ReMiT: plain vs round 1 vs round 2 (the flywheel), every before/after number finite, the
+  # flywheel's round 2 guided by round 1's RL model.
+  remit = json.loads((workdir / "remit" / "results.json").read_text())
+  assert list(remit["runs"]) == ["plain", "remit_r1", "remit_r2"]
+  for arm, rows in remit["runs"].items():
+    assert [r["seed"] for r in rows] == [0, 1]
+    for r in rows:
+      for key in ("accuracy_before", "sampled_before", "accuracy_after", "sampled_after"):
+        assert 0.0 <= r[key] <= 1.0, (arm, key)
+      assert arm == "plain" or (r["remit_weight_std"] >= 0 and 0 <= r["remit_clip_frac"] <= 1)
+  for r2 in remit["runs"]["remit_r2"]:
+    assert r2["guide"] == str(workdir / "remit" / f"seed{r2['seed']}" / "remit_r1_rl")
+  assert "huang2026remit" in (workdir / "remit" / "CITATIONS.bib").read_text()
   # The verdict table has a row per method verdict, and the quick-suite warning.
   assert "Quick suite: tiny sizes" in report and "| dispo | main_job |" in report
   assert "sliding_window_flash_attention" in report  # Pages without an experiment: why.
@@ -414,6 +427,19 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert (workdir / "semanticspec" / RECORD_FILE).read_text() != records["semanticspec"]
   assert (workdir / "induction" / RECORD_FILE).read_text() == records["induction"]
+
+  # ReMiT's own reuse: finished runs are read back (no training), and a workdir trained under
+  # other values is refused, naming the key.
+  from reasoning_jax.reproduce import REPRODUCTIONS
+  from reasoning_jax.rl.remit_experiment import run as run_remit
+
+  entry = REPRODUCTIONS.get("remit")
+  config = entry.make_config("quick", directory=str(workdir / "remit"), root=str(workdir))
+  again = run_remit(config)
+  assert json.loads(json.dumps(again["summary"])) == remit["summary"] and again["seconds"] < 60
+  config.midtrain_steps = 4
+  with pytest.raises(ValueError, match="num_steps"):
+    run_remit(config)
 
   # Bad flags name themselves.
   out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=nope")

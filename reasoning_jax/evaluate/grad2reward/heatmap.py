@@ -110,18 +110,16 @@ def token_reward_examples(rl_config, n: int, *, seed: int = 0) -> list[dict[str,
 
 def plot_heatmap(workdir: str, payload: dict[str, Any], name: str = "token_rewards.png") -> str:
   """Coloured response text, one row per example, with its verdicts under it."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  from matplotlib import colors
+  from matplotlib import cm, colormaps, colors
+  from matplotlib.figure import Figure  # No pyplot: leaves the caller's backend alone.
 
   rows = payload.get("token_rewards") or []
-  fig, ax = plt.subplots(figsize=(11, 0.4 + 1.0 * max(len(rows), 1)))
+  fig = Figure(figsize=(11, 0.4 + 1.0 * max(len(rows), 1)))
+  ax = fig.subplots()
   ax.axis("off")
   peak = max([abs(r) for row in rows for r in row["rewards"]] + [1e-6])
   norm = colors.TwoSlopeNorm(vmin=-peak, vcenter=0.0, vmax=peak)
-  cmap = plt.get_cmap("RdYlGn")
+  cmap = colormaps["RdYlGn"]
   per_line = 64
   y = 1.0
   for row in rows:
@@ -161,10 +159,7 @@ def plot_heatmap(workdir: str, payload: dict[str, Any], name: str = "token_rewar
       0.0, y, "judge: " + verdicts, fontsize=7, va="top", color="0.35", transform=ax.transAxes
     )
     y -= 0.16 / max(len(rows), 1) * 2
-  fig.colorbar(
-    plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.02, label="token reward"
-  )
+  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.02, label="token reward")
   path = os.path.join(workdir, name)
   fig.savefig(path, dpi=120, bbox_inches="tight")
-  plt.close(fig)
   return path

@@ -73,7 +73,7 @@ RL_KEYS = (
 def validate(config: ml_collections.ConfigDict) -> None:
   """ValueError naming the key for a bad config (the runs' own configs are checked by their
   trainers before any work)."""
-  from reasoning_jax.rl.trainer import RECIPES
+  from reasoning_jax.rl.recipes import RECIPES
 
   if not config.get("workdir"):
     raise ValueError("config.workdir must be set")
@@ -443,7 +443,7 @@ def _guide(config) -> tuple[str, dict[str, Any]]:
 
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The whole experiment; returns the payload also written to `results.json`."""
-  from reasoning_jax.rl.trainer import RECIPES
+  from reasoning_jax.rl.recipes import RECIPES
   from reasoning_jax.train.sft import model_source
 
   validate(config)
@@ -480,7 +480,9 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   write_results(config.workdir, payload, markdown(config, payload))
   if config.get("plot", True):
     payload["plots"] = plot(config, payload)
-  names = citations.run_components(loss=recipe.loss, advantage=recipe.advantage, model=mc)
+  names = citations.run_components(
+    loss=recipe.loss, advantage=recipe.advantage, model=mc, methods=("remit",)
+  )
   citations.write_citations(names, os.path.join(config.workdir, "CITATIONS.bib"))
   logging.info("ReMiT experiment: %.0f s", payload["seconds"])
   return payload
