@@ -36,6 +36,10 @@ class RubricConfig(tfds.core.BuilderConfig):
     unique_train: Also make train questions distinct.
     p_repeat / p_sum / p_step / p_final: how often a demonstration repeats the question,
       shows the sum, shows the second step, gets the final answer right.
+    p_slip: how often a demonstration miscomputes the sum (the slip carries through the
+      step and the answer): the judge demonstrations then teach comparing numbers, not only
+      spotting which parts are present (without them the self-judge accepted a wrong sum as
+      "shows the sum": 33-40% agreement with the grader on the policy's own samples).
   """
 
   seed: int = 0
@@ -48,6 +52,7 @@ class RubricConfig(tfds.core.BuilderConfig):
   p_sum: float = 0.6
   p_step: float = 0.6
   p_final: float = 0.7
+  p_slip: float = 0.3
 
 
 class RubricBuilder(SyntheticBuilder, skip_registration=True):
@@ -63,7 +68,9 @@ class RubricBuilder(SyntheticBuilder, skip_registration=True):
 
   def _variant(self) -> dict[str, float]:
     c = self.builder_config
-    return dict(p_repeat=c.p_repeat, p_sum=c.p_sum, p_step=c.p_step, p_final=c.p_final)
+    return dict(
+      p_repeat=c.p_repeat, p_sum=c.p_sum, p_step=c.p_step, p_final=c.p_final, p_slip=c.p_slip
+    )
 
   def _make_example(self, rng: random.Random) -> dict[str, Any]:
     return rubric_task.rubric_example(rng, max_value=self.builder_config.max_value)

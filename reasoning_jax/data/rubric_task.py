@@ -17,7 +17,9 @@ reading the criterion text, never from the checks.
 Demonstrations (what SFT imitates, so that the warm start is imperfect and RL has room):
 `response_variant` draws each part of a response independently: the question repeated
 (`p_repeat`), the sum shown (`p_sum`), the step shown (`p_step`), the final answer right
-(`p_final`, else one digit off). Judge demonstrations (`judge_example`) pair a drawn response
+(`p_final`, else one digit off), and with `p_slip` the sum is miscomputed and the slip carries
+through (so demonstrations, like a weak policy's samples, name numbers near the rubric's).
+Judge demonstrations (`judge_example`) pair a drawn response
 with one criterion and the check's verdict: the self-judge of Grad2Reward is the SFT model
 itself, so it learns to judge in the same warm start. Their prompt is `JUDGE_TEMPLATE`; the
 judge format of the RL config must render the same text (`judge_template(prompt_template)`).
@@ -101,7 +103,7 @@ def rubric_example(rng: random.Random, *, max_value: int = 49) -> dict[str, Any]
     "answer": str(f),
     "solution": solution,
     "rubric": json.dumps(rubric),
-    "parts": json.dumps({"a": a, "b": b, "s": s, "f": f, "step": step_text}),
+    "parts": json.dumps({"a": a, "b": b, "s": s, "f": f, "step": step_text, "kind": kind, "c": c}),
   }
 
 
@@ -113,17 +115,27 @@ def response_variant(
   p_sum: float = 0.6,
   p_step: float = 0.6,
   p_final: float = 0.7,
+  p_slip: float = 0.3,
 ) -> str:
-  """A demonstration response with each rubric part present independently at random."""
+  """A demonstration response with each rubric part present independently at random.
+
+  With probability `p_slip` the sum is miscomputed (one digit off) and the slip carries into
+  the second step and the final answer, as a model's arithmetic errors do: such a response
+  names numbers near, but not equal to, the rubric's (the judge must compare them).
+  Independently, with probability `1 - p_final`, the final answer line has one digit off.
+  """
   parts = json.loads(example["parts"])
+  s = parts["s"] if rng.random() >= p_slip else _corrupt(parts["s"], rng)
+  fn, template = _SECOND[parts["kind"]][1:]
+  f = fn(s) if parts["kind"] == 0 else fn(s, parts["c"])
   pieces = []
   if rng.random() < p_repeat:
     pieces.append(example["question"])
   if rng.random() < p_sum:
-    pieces.append(f"{parts['a']}+{parts['b']}={parts['s']}.")
+    pieces.append(f"{parts['a']}+{parts['b']}={s}.")
   if rng.random() < p_step:
-    pieces.append(f"{parts['step']}.")
-  final = parts["f"] if rng.random() < p_final else _corrupt(parts["f"], rng)
+    pieces.append(template.format(s=s, c=parts["c"], f=f) + ".")
+  final = f if rng.random() < p_final else _corrupt(f, rng)
   pieces.append(f"Answer: {final}")
   return " ".join(pieces)
 
