@@ -108,7 +108,7 @@ def run(config) -> dict[str, Any]:
   payload["steps_to_grpo_level"] = reach
   payload["verdict"] = verdict(results)
   payload["token_rewards"] = token_reward_examples(config.rl, int(config.heatmap_examples))
-  lines = ["", "## Grad2Reward vs GRPO", ""]
+  lines = ["", "### Grad2Reward vs GRPO", ""]
   if reach:
     speedup = "n/a" if reach["speedup"] is None else f"{reach['speedup']:.2f}x"
     lines.append(

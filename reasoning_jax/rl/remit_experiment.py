@@ -344,7 +344,7 @@ def markdown(config, payload: dict[str, Any]) -> str:
     "Weight statistics: means over the mid-training run's logged steps of the ReMiT token "
     "weights' std, the fraction clipped at 1 ± eps, and their mean (1 = NTP).",
     "",
-    "## Verdict",
+    "### Verdict",
     "",
     'Paired per-seed differences ReMiT − plain (mean ± std; rule: "beat" only when higher in '
     f"every seed, and only with at least {MIN_SEEDS} seeds):",
@@ -369,7 +369,7 @@ def markdown(config, payload: dict[str, Any]) -> str:
     f" ({head['mean']:+.3f} ± {head['std']:.3f}, {n} seeds).",
   ]
   if config.flywheel_rounds > 1:
-    lines += ["", "## Flywheel (ReMiT²)", ""]
+    lines += ["", "### Flywheel (ReMiT²)", ""]
     lines += [
       f"| round | guide | avg@{k} before RL | avg@{k} after RL | avg@{k} after RL − plain |",
       "|---|---|---|---|---|",
