@@ -49,7 +49,6 @@ __all__ = [
   "ReMiTConfig",
   "WEIGHT_MAPS",
   "remit_aux_finalize",
-  "remit_aux_merge",
   "remit_loss",
   "remit_token_loss",
   "remit_weights",
@@ -272,19 +271,6 @@ def _predicted(mask: jax.Array, segment_ids: jax.Array | None) -> jax.Array:
   if segment_ids is not None:
     keep = keep.at[:, 1:].set(segment_ids[:, 1:] == segment_ids[:, :-1])
   return keep.astype(jnp.float32)
-
-
-def remit_aux_merge(a: Mapping[str, jax.Array], b: Mapping[str, jax.Array]) -> dict:
-  """Combines two micro-batches' aux: `*_min` by min, `*_max` by max, the rest add."""
-  out = {}
-  for k in a:
-    if k.endswith("_min"):
-      out[k] = jnp.minimum(a[k], b[k])
-    elif k.endswith("_max"):
-      out[k] = jnp.maximum(a[k], b[k])
-    else:
-      out[k] = a[k] + b[k]
-  return out
 
 
 def remit_aux_finalize(aux: Mapping[str, jax.Array], denom: jax.Array) -> dict:

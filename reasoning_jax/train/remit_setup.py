@@ -54,10 +54,10 @@ from reasoning_jax.models.source import (
   resolve_source,
 )
 from reasoning_jax.train import lora_setup
+from reasoning_jax.train.step import merge_aux
 from reasoning_jax.train.remit import (
   ReMiTConfig,
   remit_aux_finalize,
-  remit_aux_merge,
   remit_loss,
 )
 
@@ -279,7 +279,7 @@ class ReMiT:
   @property
   def step_kwargs(self) -> dict[str, Any]:
     """`make_train_step` keywords: min/max-aware aux merge and the weight metrics."""
-    return {"aux_merge": remit_aux_merge, "aux_finalize": remit_aux_finalize}
+    return {"aux_merge": merge_aux, "aux_finalize": remit_aux_finalize}
 
   def annotate(self, batch: dict[str, jax.Array], state: Any) -> dict[str, jax.Array]:
     """`batch` plus `guide_logp` (and `base_logp` for frozen_base), `[B, T]` float32, computed

@@ -162,6 +162,25 @@ def _global_norm(tree):
   )
 
 
+def merge_aux(a: Mapping[str, jax.Array], b: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  """Combines two micro-batches' raw aux: `*_min` by min, `*_max` by max, the rest add.
+
+  The `aux_merge` of `make_train_step` for losses whose aux holds minima / maxima besides sums
+  (the RL losses' clip statistics, ReMiT's weight range).
+  """
+  if set(a) != set(b):
+    raise ValueError(f"merge_aux: aux keys differ: {sorted(set(a) ^ set(b))}")
+  out = {}
+  for k in a:
+    if k.endswith("_min"):
+      out[k] = jnp.minimum(a[k], b[k])
+    elif k.endswith("_max"):
+      out[k] = jnp.maximum(a[k], b[k])
+    else:
+      out[k] = a[k] + b[k]
+  return out
+
+
 def _default_finalize(aux, denom):
   return {k.replace("_sum", ""): v / denom for k, v in aux.items()}
 
@@ -190,7 +209,7 @@ def make_train_step(
       `in_shardings=(shardings, batch)`, `out_shardings=(shardings, replicated)`.
     donate: donate the input state buffers.
     aux_merge: combines the aux of two micro-batches (default: add). RL losses pass
-      `reasoning_jax.rl.merge_aux` (min/max-aware).
+      `merge_aux` (min/max-aware).
     aux_finalize: `fn(aux, denominator) -> metrics` (default: every `*_sum` aux
       divided by the loss denominator). RL passes `summarize_aux`.
   """

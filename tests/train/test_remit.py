@@ -13,10 +13,10 @@ from flax import nnx
 from reasoning_jax.logprobs import sequence_logprobs
 from reasoning_jax.models.source import build_model, resolve_source
 from reasoning_jax.train.metrics import read_metrics
+from reasoning_jax.train.step import merge_aux
 from reasoning_jax.train.remit import (
   ReMiTConfig,
   remit_aux_finalize,
-  remit_aux_merge,
   remit_loss,
   remit_token_loss,
   remit_weights,
@@ -148,7 +148,7 @@ def test_micro_batch_aux_merge_equals_full_batch():
   halves = [
     remit_token_loss(logp[s], guide[s], MASK[s], config=config) for s in (slice(0, 2), slice(2, 3))
   ]
-  merged = remit_aux_merge(halves[0][2], halves[1][2])
+  merged = merge_aux(halves[0][2], halves[1][2])
   want, got = remit_aux_finalize(full[2], full[1]), remit_aux_finalize(merged, full[1])
   for key in want:
     np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=key)

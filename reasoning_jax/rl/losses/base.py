@@ -39,6 +39,7 @@ from reasoning_jax.validation import (
   concrete_values,
 )
 from reasoning_jax.rl.kl import kl_core, validate_kl
+from reasoning_jax.train.step import merge_aux  # noqa: F401 (re-exported: the loss API)
 
 __all__ = [
   "LossOutput",
@@ -69,21 +70,6 @@ class LossOutput(NamedTuple):
     """`loss_sum / denominator` (0 when the denominator is 0)."""
     d = self.denominator
     return jnp.where(d > 0, self.loss_sum / jnp.where(d > 0, d, 1), 0)
-
-
-def merge_aux(a: Mapping[str, jax.Array], b: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  """Combines the raw aux of two micro-batches: `*_min` by min, `*_max` by max, others add."""
-  if set(a) != set(b):
-    raise ValueError(f"merge_aux: aux keys differ: {sorted(set(a) ^ set(b))}")
-  out = {}
-  for k in a:
-    if k.endswith("_min"):
-      out[k] = jnp.minimum(a[k], b[k])
-    elif k.endswith("_max"):
-      out[k] = jnp.maximum(a[k], b[k])
-    else:
-      out[k] = a[k] + b[k]
-  return out
 
 
 def summarize_aux(aux: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
