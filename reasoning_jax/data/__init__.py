@@ -40,6 +40,7 @@ _EXPORTS = {
   "CountdownConfig": "builders",
   "Gsm8kBuilder": "builders",
   "MathBuilder": "builders",
+  "RftBuilder": "rft_builder",
   "RubricBuilder": "rubric_builder",
   "RubricConfig": "rubric_builder",
   "ModularBuilder": "builders",

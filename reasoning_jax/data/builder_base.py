@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 from typing import Any
 
@@ -16,7 +17,7 @@ from tensorflow_datasets.core import utils as tfds_utils
 
 from reasoning_jax.data import synthetic
 
-__all__ = ["Builder", "SyntheticBuilder", "config_params", "text_feature"]
+__all__ = ["Builder", "ManualJsonlBuilder", "SyntheticBuilder", "config_params", "text_feature"]
 
 _VERSION = tfds.core.Version("1.0.0")
 _RELEASE_NOTES = {"1.0.0": "Initial release."}
@@ -50,6 +51,38 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   @classmethod
   def code_path(cls) -> None:
     return None
+
+
+class ManualJsonlBuilder(Builder, skip_registration=True):
+  """Reads `{split}.jsonl` for each split from `manual_dir`; never downloads."""
+
+  SPLIT_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
+
+  @classmethod
+  def split_paths(cls, manual_dir: "str | os.PathLike[str]") -> dict[str, str]:
+    """`{split: path}` of the split files in `manual_dir`, checking that they exist.
+
+    Raises:
+      FileNotFoundError: Naming the first missing file.
+    """
+    manual_dir = os.fspath(manual_dir)
+    if not os.path.isdir(manual_dir):
+      raise FileNotFoundError(
+        f"{cls.name}: manual_dir {manual_dir} is not a directory.\n"
+        f"{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
+    paths = {split: os.path.join(manual_dir, f) for split, f in cls.SPLIT_FILES.items()}
+    for split, path in paths.items():
+      if not os.path.isfile(path):
+        raise FileNotFoundError(
+          f"{cls.name}: missing {cls.SPLIT_FILES[split]} (the {split} split) in manual_dir "
+          f"{manual_dir}: expected the file {path}.\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
+    return paths
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    paths = self.split_paths(dl_manager.manual_dir)
+    return {split: self._generate_examples(path) for split, path in paths.items()}
 
 
 class SyntheticBuilder(Builder, skip_registration=True):

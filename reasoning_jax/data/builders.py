@@ -8,6 +8,8 @@ Builders (`name` -> class, see `BUILDERS`):
 * `modular`: `(a op b) mod p`.
 * `gsm8k`: `train.jsonl`/`test.jsonl` from the user's `manual_dir`.
 * `math`: MATH-style `train.jsonl`/`test.jsonl` from the user's `manual_dir`.
+* `rft`: SFT data from a teacher's verified samples (RFT or TrajFusion), the folder written by
+  `reasoning_jax.rft.dataset` as `manual_dir` (`rft_builder.py`).
 * `rubric`: two-step computations scored by rubrics, with an SFT-only `judge` split of judge
   demonstrations (`rubric_builder.py`; Grad2Reward experiments).
 
@@ -42,10 +44,12 @@ import tensorflow_datasets as tfds
 
 from reasoning_jax.data import parsing, synthetic
 from reasoning_jax.data.builder_base import Builder as _Builder
+from reasoning_jax.data.builder_base import ManualJsonlBuilder
 from reasoning_jax.data.builder_base import SyntheticBuilder as _SyntheticBuilder
 from reasoning_jax.data.builder_base import config_params as _config_params
 from reasoning_jax.data.builder_base import text_feature as _text
 from reasoning_jax.data.examples import decode_example
+from reasoning_jax.data.rft_builder import RftBuilder
 from reasoning_jax.data.rubric_builder import RubricBuilder
 
 __all__ = [
@@ -251,39 +255,7 @@ class ModularBuilder(_SyntheticBuilder, skip_registration=True):
 # ------------------------------------------------------------------------------
 
 
-class _ManualJsonlBuilder(_Builder, skip_registration=True):
-  """Reads `{split}.jsonl` for each split from `manual_dir`; never downloads."""
-
-  SPLIT_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
-
-  @classmethod
-  def split_paths(cls, manual_dir: PathLike) -> dict[str, str]:
-    """`{split: path}` of the split files in `manual_dir`, checking that they exist.
-
-    Raises:
-      FileNotFoundError: Naming the first missing file.
-    """
-    manual_dir = os.fspath(manual_dir)
-    if not os.path.isdir(manual_dir):
-      raise FileNotFoundError(
-        f"{cls.name}: manual_dir {manual_dir} is not a directory.\n"
-        f"{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-      )
-    paths = {split: os.path.join(manual_dir, f) for split, f in cls.SPLIT_FILES.items()}
-    for split, path in paths.items():
-      if not os.path.isfile(path):
-        raise FileNotFoundError(
-          f"{cls.name}: missing {cls.SPLIT_FILES[split]} (the {split} split) in manual_dir "
-          f"{manual_dir}: expected the file {path}.\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-        )
-    return paths
-
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    paths = self.split_paths(dl_manager.manual_dir)
-    return {split: self._generate_examples(path) for split, path in paths.items()}
-
-
-class Gsm8kBuilder(_ManualJsonlBuilder, skip_registration=True):
+class Gsm8kBuilder(ManualJsonlBuilder, skip_registration=True):
   """GSM8K from local JSONL files.
 
   `solution` is the answer text without calculator annotations (it still ends
@@ -332,7 +304,7 @@ class Gsm8kBuilder(_ManualJsonlBuilder, skip_registration=True):
       )
 
 
-class MathBuilder(_ManualJsonlBuilder, skip_registration=True):
+class MathBuilder(ManualJsonlBuilder, skip_registration=True):
   """MATH-style competition problems from local JSONL files (`parsing.math_example`).
 
   Reads both the original MATH layout (`problem`, `solution` with a `\\boxed{}` answer,
@@ -388,6 +360,7 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
   "gsm8k": Gsm8kBuilder,
   "math": MathBuilder,
   "rubric": RubricBuilder,
+  "rft": RftBuilder,
 }
 
 ConfigArg = Union[None, str, tfds.core.BuilderConfig]
@@ -481,7 +454,7 @@ def build_dataset(
     FileNotFoundError: If `manual_dir` or a split file in it is missing.
   """
   builder = get_builder(name, data_dir, config=config, **overrides)
-  if isinstance(builder, _ManualJsonlBuilder) and not builder.is_prepared():
+  if isinstance(builder, ManualJsonlBuilder) and not builder.is_prepared():
     if manual_dir is None:
       raise ValueError(
         f"manual_dir is required to build {name!r}: {builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
@@ -491,6 +464,8 @@ def build_dataset(
     manual_dir=os.fspath(manual_dir) if manual_dir is not None else None
   )
   builder.download_and_prepare(download_config=download_config)
+  if hasattr(builder, "after_prepare"):  # rft: provenance kept and checked.
+    builder.after_prepare(os.fspath(manual_dir) if manual_dir is not None else None)
   return builder
 
 
