@@ -43,7 +43,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from reasoning_jax.data import parsing, synthetic
-from reasoning_jax.data.builder_base import Builder as _Builder
 from reasoning_jax.data.builder_base import ManualJsonlBuilder
 from reasoning_jax.data.builder_base import SyntheticBuilder as _SyntheticBuilder
 from reasoning_jax.data.builder_base import config_params as _config_params

@@ -139,7 +139,7 @@ def build_sft_datasets(
   *,
   tokenizer: Any,
   test_source: Any,
-  config: TrajFusionConfig = TrajFusionConfig(),
+  config: TrajFusionConfig | None = None,
   num_test: int | None = None,
 ) -> dict[str, Any]:
   """RFT and TrajFusion datasets from the samples in `samples_dir` (see the module doc).
@@ -161,6 +161,7 @@ def build_sft_datasets(
       problems and how many completions had no extractable answer).
     ValueError: a reflection text with special tokens (naming `reflection`).
   """
+  config = TrajFusionConfig() if config is None else config
   check_reflection(tokenizer, config.reflection, "TrajFusionConfig.reflection")
   problems = read_samples(samples_dir)
   length_fn = lambda text: len(tokenizer.encode(text))  # noqa: E731
