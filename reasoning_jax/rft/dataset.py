@@ -150,7 +150,7 @@ def build_sft_datasets(
     tokenizer: the SFT tokenizer: response lengths for the context limit and statistics, and
       the reflection text's check (no special tokens, a clean round trip).
     test_source: the task's held-out split, written unchanged as each dataset's `test`.
-    config: TrajFusion's construction.
+    config: TrajFusion's construction (None: the defaults).
     num_test: write only the first this many test examples (None: all).
 
   Returns:
