@@ -89,6 +89,8 @@ METHODS: dict[str, Method] = {
   "bpdq": Method("BPDQ", ("chen2026bpdq",)),
   "grad2reward": Method("Grad2Reward", ("zhang2026grad2reward",)),
   "remit": Method("ReMiT", ("huang2026remit",)),
+  "trajfusion": Method("TrajFusion", ("deng2026trajfusion", "yuan2023scaling")),
+  "cpmobius": Method("CPMöbius", ("li2026cpmobius",)),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).
