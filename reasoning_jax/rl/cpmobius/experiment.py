@@ -56,7 +56,9 @@ def _plot(results: dict, arms, path_acc: str, path_prop: str) -> None:
     runs = results[arm]
     for ax, key in zip(axes, ("val_accuracy", "heldout_accuracy")):
       steps = sorted({h["step"] for r in runs for h in r if key in h})
-      means = [np.mean([h[key] for r in runs for h in r if h["step"] == s and key in h]) for s in steps]
+      means = [
+        np.mean([h[key] for r in runs for h in r if h["step"] == s and key in h]) for s in steps
+      ]
       ax.plot(steps, means, marker="o", ms=3, label=arm)
   axes[0].set(xlabel="step", ylabel="validation accuracy (greedy)", title="environment feedback")
   axes[1].set(xlabel="step", ylabel="held-out accuracy (greedy)", title="held-out")
@@ -109,7 +111,9 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     last = lambda key: [next((h[key] for h in reversed(r) if key in h), None) for r in runs]  # noqa: E731
     accepted = [np.mean([h["accepted"] for h in r[1:]]) for r in runs]
     label_acc = [
-      np.mean([h["label_accuracy"] for h in r[1:] if h.get("label_accuracy") is not None] or [np.nan])
+      np.mean(
+        [h["label_accuracy"] for h in r[1:] if h.get("label_accuracy") is not None] or [np.nan]
+      )
       for r in runs
     ]
     rows.append(
@@ -119,7 +123,9 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "val_final": last("val_accuracy"),
         "heldout_initial": first("heldout_accuracy"),
         "heldout_final": last("heldout_accuracy"),
-        "heldout_gain": [b - a for a, b in zip(first("heldout_accuracy"), last("heldout_accuracy"))],
+        "heldout_gain": [
+          b - a for a, b in zip(first("heldout_accuracy"), last("heldout_accuracy"))
+        ],
         "accepted_per_step": accepted,
         "label_accuracy": [None if np.isnan(x) else float(x) for x in label_acc],
       }
