@@ -4,7 +4,8 @@
       [--workdir=outputs/reproduce/full] [--force] [--report_dir=docs/report]
 
 `registry` (what an experiment runs, claims and how its verdict is read), `entries`,
-`entries_semantic`, `entries_quant` and `entries_credit` (the registered experiments), `runner`
+`entries_semantic`, `entries_quant`, `entries_credit` and `entries_selfimprove` (the registered
+experiments), `runner`
 (resumable, with progress), `report` (REPORT.md),
 `provenance` (commit, versions, device).
 """
@@ -13,6 +14,7 @@ from reasoning_jax.reproduce import entries as _entries  # noqa: F401  (register
 from reasoning_jax.reproduce import entries_semantic as _entries_semantic  # noqa: F401, I001
 from reasoning_jax.reproduce import entries_quant as _entries_quant  # noqa: F401, I001
 from reasoning_jax.reproduce import entries_credit as _entries_credit  # noqa: F401, I001
+from reasoning_jax.reproduce import entries_selfimprove as _entries_selfimprove  # noqa: F401, I001
 from reasoning_jax.reproduce.registry import (
   NOT_REPRODUCED,
   REPRODUCTIONS,
