@@ -123,6 +123,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.selfplay = selfplay_config()
   if variant == "quick":  # The pipeline end to end at toy size (CI); its numbers mean nothing.
     c.seeds = (0, 1)
+    c.arms = ("coach", "generator")  # the two proposers; the ablations only flip flags
     s = c.selfplay
     s.num_steps = 2
     s.problems_per_step, s.samples_per_problem, s.proposals_per_round = 2, 4, 4

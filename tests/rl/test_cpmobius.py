@@ -169,3 +169,24 @@ def test_player_and_coach_from_a_hugging_face_folder(tiny_hf_folder, tmp_path):
   out = run_cpmobius(c)
   assert [h["step"] for h in out["history"]] == [0, 1]
   assert out["history"][1]["proposals"] >= 4
+
+
+def test_verdict_reads_paired_held_out_gains():
+  from reasoning_jax.reproduce.entries_selfimprove import cpmobius_verdict
+
+  def rows(coach, **others):
+    out = [{"arm": "coach", "heldout_gain": coach}]
+    return {"rows": out + [{"arm": k, "heldout_gain": v} for k, v in others.items()]}
+
+  (v,) = cpmobius_verdict(
+    rows([0.1, 0.12, 0.11], generator=[0.0, 0.01, 0.0], no_filter=[0.02, 0.0, 0.01])
+  )
+  assert v.status == "reproduced" and "vs generator +0.107" in v.reason
+  (v,) = cpmobius_verdict(
+    rows([0.1, 0.12, 0.11], generator=[0.2, 0.21, 0.2], no_filter=[0.0, 0.0, 0.0])
+  )
+  assert v.status == "partly"
+  (v,) = cpmobius_verdict(rows([0.0, -0.01, 0.0], generator=[0.2, 0.21, 0.2]))
+  assert v.status == "not reproduced"
+  (v,) = cpmobius_verdict(rows([0.1, 0.2], generator=[0.0, 0.0]))
+  assert v.status == "not measured"
