@@ -60,6 +60,7 @@ _TYPES: dict[str, Any] = {
   "validation_examples": int,
   "heldout_examples": int,
   "heldout_every": int,
+  "heldout_samples": int,
   "checkpoint_every": int,
   "keep_checkpoints": int,
   "mesh": dict,
@@ -126,6 +127,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise CpmConfigError(
       f"config.player_reward_values must be (agree, other), got {config.player_reward_values!r}"
     )
+  if config.heldout_samples < 0:
+    raise CpmConfigError(f"config.heldout_samples must be >= 0, got {config.heldout_samples}")
   for key in ("player_temperature", "coach_temperature"):
     if config[key] <= 0:
       raise CpmConfigError(f"config.{key} must be > 0 (sampling), got {config[key]}")

@@ -219,8 +219,16 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
   )
   reward_name = models.reward
 
-  def evaluate(params, examples) -> float:
+  def evaluate(params, examples, samples: int = 0) -> float:
+    """Greedy accuracy; with `samples` = k > 0, avg@k at the player's sampling settings
+    (a fixed key: differences between steps are the player's)."""
     model = nnx.merge(player.graphdef, params)
+    sampled = dict(
+      temperature=config.player_temperature,
+      top_p=config.player_top_p,
+      num_samples=samples,
+      seed=config.seed + 1,
+    )
     return evaluate_exact_match(
       model,
       p_tok,
@@ -229,11 +237,17 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
       num_examples=len(examples),
       max_new_tokens=config.player_max_new_tokens,
       prompt_template=models.player_prompt,
-      temperature=0.0,
       eos_id=models.player_eos,
       max_prompt_len=p_prompt_len,
       add_bos=models.player_add_bos,
+      **(sampled if samples else {"temperature": 0.0}),
     )["accuracy"]
+
+  def heldout(params) -> dict[str, float]:
+    out = {"heldout_accuracy": evaluate(params, models.heldout)}
+    if config.heldout_samples:
+      out["heldout_sampled_accuracy"] = evaluate(params, models.heldout, config.heldout_samples)
+    return out
 
   rng = jax.random.key(config.seed)
   history: list[dict[str, Any]] = []
@@ -297,8 +311,9 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
       logging.info("cpmobius: resumed at step %d", start)
     else:
       val0 = evaluate(player.state.params, models.validation)
-      held0 = evaluate(player.state.params, models.heldout)
-      history.append({"step": 0, "val_accuracy": val0, "heldout_accuracy": held0, "best_val": val0})
+      history.append(
+        {"step": 0, "val_accuracy": val0, "best_val": val0, **heldout(player.state.params)}
+      )
     progress = tqdm(
       range(start + 1, config.num_steps + 1),
       initial=start,
@@ -368,7 +383,7 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
           logging.warning("cpmobius step %d: reloaded the best player (val %.3f)", step, best_val)
         record["stale"] = stale
       if step % config.heldout_every == 0 or step == config.num_steps:
-        record["heldout_accuracy"] = evaluate(player.state.params, models.heldout)
+        record.update(heldout(player.state.params))
       record.pop("_coach", None)
       record["seconds"] = time.perf_counter() - t0
       history.append(record)
