@@ -190,3 +190,15 @@ def test_verdict_reads_paired_held_out_gains():
   assert v.status == "not reproduced"
   (v,) = cpmobius_verdict(rows([0.1, 0.2], generator=[0.0, 0.0]))
   assert v.status == "not measured"
+
+
+def test_best_player_safeguard_rule():
+  from reasoning_jax.rl.cpmobius.selfplay import reload_best_player
+
+  c = cpmobius.get_config().selfplay  # after step 100, 15 stale steps, a negative delta
+  assert reload_best_player(101, 15, -0.01, c)
+  assert not reload_best_player(100, 15, -0.01, c)  # too early
+  assert not reload_best_player(101, 14, -0.01, c)  # not stale long enough
+  assert not reload_best_player(101, 20, 0.0, c)  # the last step did not get worse
+  c.best_player_safeguard = False
+  assert not reload_best_player(101, 20, -0.5, c)

@@ -65,7 +65,7 @@ from reasoning_jax.train import lora_setup
 from reasoning_jax.train.exact_match import evaluate_exact_match
 from reasoning_jax.train.step import init_train_state, make_train_step, state_shardings
 
-__all__ = ["run_cpmobius"]
+__all__ = ["reload_best_player", "run_cpmobius"]
 
 
 @dataclasses.dataclass
@@ -369,12 +369,7 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
           best_val, stale = val, 0
           best_params = jax.tree_util.tree_map(jnp.copy, player.state.params)
         record["best_val"] = best_val
-        if (
-          config.best_player_safeguard
-          and step > config.safeguard_after
-          and stale >= config.safeguard_patience
-          and delta < 0
-        ):
+        if reload_best_player(step, stale, delta, config):
           player.state = dataclasses.replace(
             player.state, params=jax.tree_util.tree_map(jnp.copy, best_params)
           )
@@ -414,6 +409,18 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   return {**summary, "history": history}
+
+
+def reload_best_player(step: int, stale: int, delta: float, config) -> bool:
+  """The released code's safeguard: after `safeguard_after` steps, when validation has not
+  improved for `safeguard_patience` consecutive steps (`stale`) and the last Delta is
+  negative, the best player's parameters are reloaded."""
+  return bool(
+    config.best_player_safeguard
+    and step > config.safeguard_after
+    and stale >= config.safeguard_patience
+    and delta < 0
+  )
 
 
 def _propose(step, key, round_index, config, models, coach, instruction, c_tok) -> tuple:
