@@ -8,6 +8,7 @@ al., arXiv:2602.02979 (ICML 2026); spec rl.md section 8.
   (diagnostics only);
 * `config`: the config's keys and ranges; `models`: the player, the coach (with its warm-up)
   and the task generator's problems;
+* `step`: one step of the game (propose, solve, filter, the player's and the coach's updates);
 * `selfplay`: `run_cpmobius`, the loop, checkpointed as one state.
 """
 
