@@ -16,8 +16,8 @@ The teacher (exactly one source): `teacher.workdir`, an SFT/RL run's workdir wit
 overrides it) and chat template (`prompt.chat=True`).
 
 Default (offline, CPU, a few minutes): a small `tiny-qwen3` SFT model trained first in
-`<workdir>/teacher` on medium synthetic addition (2-3 digits, up to 3 addends, compact worked
-solutions) with 20% of the train solutions' final answers corrupted (`answer_noise`), so its
+`<workdir>/teacher` (4 layers, width 128, 600 steps) on synthetic addition (1-3 digits, up to
+3 addends: `medium` with `min_digits=1`; compact worked solutions) with 20% of the train solutions' final answers corrupted (`answer_noise`), so its
 samples carry errors, then 8 samples per problem of 256 train problems at temperature 1.
 """
 
@@ -37,6 +37,8 @@ TASK_OVERRIDES = {
   "ops": ("+",),
   "style": "compact",
   "answer_noise": 0.2,
+  "min_digits": 1,
+  "max_digits": 3,
 }
 
 
@@ -47,7 +49,7 @@ def teacher_sft(variant: str = "") -> ml_collections.ConfigDict:
     c.task_overrides = dict(TASK_OVERRIDES, num_train=256, num_test=16)
     c.eval_examples, c.eval_max_new_tokens = 8, 16
   else:
-    c = sft_arith.sized(128, 2, 4, 2, num_steps=300, batch_size=32)
+    c = sft_arith.sized(128, 4, 4, 2, num_steps=600, batch_size=32)
     c.task_overrides = dict(TASK_OVERRIDES)
     c.eval_examples, c.eval_max_new_tokens = 64, 64
   c.task_config = "medium"

@@ -11,6 +11,15 @@ al., arXiv:2602.04391.
     `configs/trajfusion.py`).
 """
 
+from reasoning_jax.evaluate.trajfusion.experiment import (
+  bucket_accuracy,
+  difficulty,
+  markdown,
+  run,
+  score_rows,
+  summarize,
+  verdict,
+)
 from reasoning_jax.evaluate.trajfusion.pipeline import (
   PipelineError,
   Teacher,
@@ -20,4 +29,18 @@ from reasoning_jax.evaluate.trajfusion.pipeline import (
   validate,
 )
 
-__all__ = ["PipelineError", "Teacher", "load_teacher", "run_pipeline", "sft_flags", "validate"]
+__all__ = [
+  "PipelineError",
+  "Teacher",
+  "bucket_accuracy",
+  "difficulty",
+  "load_teacher",
+  "markdown",
+  "run",
+  "run_pipeline",
+  "score_rows",
+  "sft_flags",
+  "summarize",
+  "validate",
+  "verdict",
+]
