@@ -17,8 +17,9 @@ overrides it) and chat template (`prompt.chat=True`).
 
 Default (offline, CPU, a few minutes): a small `tiny-qwen3` SFT model trained first in
 `<workdir>/teacher` (4 layers, width 128, 600 steps) on synthetic addition (1-3 digits, up to
-3 addends: `medium` with `min_digits=1`; compact worked solutions) with 20% of the train solutions' final answers corrupted (`answer_noise`), so its
-samples carry errors, then 8 samples per problem of 256 train problems at temperature 1.
+3 addends: `medium` with `min_digits=1`; compact worked solutions) with 20% of the train
+solutions' final answers corrupted (`answer_noise`), so its samples carry errors; then 8
+samples per problem of 256 train problems at temperature 1.
 """
 
 import os

@@ -32,8 +32,10 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   with open(os.path.join(_CONFIG.value.workdir, "datasets", "stats.md")) as f:
     print(f.read())
+  print("SFT trainer flags for each dataset (with the teacher's SFT config, so that the model")
+  print("matches the teacher's checkpoint that config.init_workdir continues):")
   for name, flags in stats["flags"].items():
-    print(f"SFT on {name}: python -m experiments.sft --config=configs/sft_arith.py {flags}")
+    print(f"  {name}: python -m experiments.sft --config=<the teacher's config> {flags}")
 
 
 if __name__ == "__main__":

@@ -268,7 +268,9 @@ def markdown(config, payload: Mapping[str, Any]) -> str:
       + " |",
     ]
     for arm in ARMS:
-      cells = [pm(s[arm][f"by_{key}"][val]) if val in s[arm][f"by_{key}"] else "-" for val in values]
+      cells = [
+        pm(s[arm][f"by_{key}"][val]) if val in s[arm][f"by_{key}"] else "-" for val in values
+      ]
       lines.append(f"| {arm} | " + " | ".join(cells) + " |")
   d = payload["datasets"]
   lines += [

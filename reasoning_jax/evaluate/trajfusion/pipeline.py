@@ -95,8 +95,8 @@ def validate(config: ml_collections.ConfigDict) -> tuple[SamplingConfig, TrajFus
       f"config.teacher.hf_dir (a Hugging Face folder); got workdir={workdir!r}, "
       f"hf_dir={hf_dir!r}"
     )
-  if workdir and not teacher.get("train") and not os.path.isdir(
-    os.path.join(workdir, "checkpoints")
+  if (
+    workdir and not teacher.get("train") and not os.path.isdir(os.path.join(workdir, "checkpoints"))
   ):
     raise PipelineError(
       f"config.teacher.workdir={workdir!r} has no checkpoints/ folder (and no "
