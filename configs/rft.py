@@ -19,7 +19,8 @@ Default (offline, CPU, a few minutes): a small `tiny-qwen3` SFT model trained fi
 `<workdir>/teacher` (4 layers, width 128, 600 steps) on synthetic addition (1-3 digits, up to
 3 addends: `medium` with `min_digits=1`; compact worked solutions) with 20% of the train
 solutions' final answers corrupted (`answer_noise`), so its samples carry errors; then 8
-samples per problem of 256 train problems at temperature 1.
+samples per problem of 256 train problems at temperature 1. Variant "quick": a 2-layer teacher
+(300 steps) on easy addition (1-2 digits, 2 operands), 4 samples of 16 problems.
 """
 
 import os
@@ -46,14 +47,14 @@ TASK_OVERRIDES = {
 def teacher_sft(variant: str = "") -> ml_collections.ConfigDict:
   """The default teacher: an ordinary SFT config (`configs/sft_arith.py`)."""
   if variant == "quick":
-    c = sft_arith.sized(64, 2, 2, 1, num_steps=30, batch_size=16, intermediate=128)
-    c.task_overrides = dict(TASK_OVERRIDES, num_train=256, num_test=16)
-    c.eval_examples, c.eval_max_new_tokens = 8, 16
+    c = sft_arith.sized(128, 2, 4, 2, num_steps=300, batch_size=32)
+    c.task_overrides = dict(TASK_OVERRIDES, num_train=2000, num_test=32, max_digits=2)
+    c.eval_examples, c.eval_max_new_tokens = 16, 48
   else:
     c = sft_arith.sized(128, 4, 4, 2, num_steps=600, batch_size=32)
     c.task_overrides = dict(TASK_OVERRIDES)
     c.eval_examples, c.eval_max_new_tokens = 64, 64
-  c.task_config = "medium"
+  c.task_config = "medium" if not variant else "easy"  # easy: 2 operands
   c.seq_len = 96
   c.log_every = min(c.log_every, c.num_steps)
   return c

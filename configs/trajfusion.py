@@ -60,10 +60,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.plot = True
   if variant == "quick":
     c.seeds = (0, 1)
-    c.pipeline.teacher.train.task_config = "easy"
-    c.pipeline.teacher.train.num_steps, c.pipeline.teacher.train.batch_size = 200, 32
-    c.pipeline.teacher.train.eval_every = c.pipeline.teacher.train.checkpoint_every = 200
-    c.pipeline.task_config = "easy"
     c.student.num_steps, c.student.batch_size, c.student.seq_len = 10, 8, 160
     c.pipeline.trajfusion.max_tokens = c.student.seq_len - 40
     c.eval.num_examples, c.eval.max_new_tokens, c.eval.batch_size = 16, 96, 16
