@@ -14,12 +14,13 @@ and TrajFusion's construction; per seed it samples into `<workdir>/seed<s>/sampl
 checkpoint); `config.eval` the held-out greedy decoding.
 
 DEVIATION (CPU scale): the reflection text is shorter than `rft.DEFAULT_REFLECTION` (one
-line), so that fused samples of k <= 3 wrong trajectories fit the student's 320-token
+line), so that fused samples of k <= 3 wrong trajectories fit the student's 288-token
 sequences; `trajfusion.max_tokens` drops wrong segments from the front of longer ones.
 
-Variants: "" (3 seeds; a teacher of about 1 min of SFT, 256 problems x 8 samples per seed,
-600-step students; tens of minutes on 2 CPU cores); "quick" (2 seeds, tiny sizes: the pipeline
-end to end; its numbers say nothing about the methods).
+Variants: "" (3 seeds; the `configs/rft.py` teacher, 4-5 min of SFT, trained once; 256
+problems x 8 samples per seed; 120-step students of batch 16); "quick" (2 seeds, the quick
+teacher on easy addition, 10-step students: the pipeline end to end in about 2 min; its
+numbers say nothing about the methods).
 """
 
 import os
@@ -46,9 +47,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.pipeline.trajfusion.reflection = REFLECTION
   c.student = ml_collections.ConfigDict(
     {
-      "num_steps": 600,
-      "batch_size": 32,
-      "seq_len": 320,
+      "num_steps": 120,
+      "batch_size": 16,
+      "seq_len": 288,
       "learning_rate": 1e-3,
       "warmup_steps": 20,
       "eval_examples": 8,  # The trainer's own end-of-run check (the experiment evaluates).
