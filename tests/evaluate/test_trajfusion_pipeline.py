@@ -208,3 +208,21 @@ def test_experiment_config_is_valid():
   bad.pipeline.teacher.hf_dir = "/m"
   with pytest.raises(ValueError, match="config.pipeline.teacher"):
     validate(bad)
+
+
+def test_both_arms_continue_the_teacher_with_equal_settings():
+  from reasoning_jax.evaluate.trajfusion.experiment import student_config
+
+  config = trajfusion_config.get_config("")
+  teacher = config.pipeline.teacher.train
+  arms = {
+    arm: student_config(teacher, "/t", f"/d/{arm}", 2, f"/w/{arm}", config)
+    for arm in ("rft", "trajfusion")
+  }
+  for arm, c in arms.items():
+    assert (c.task, c.manual_dir, c.data_dir) == ("rft", f"/d/{arm}", f"/d/{arm}/tfds")
+    assert c.init_workdir == "/t" and c.seed == 2
+    assert c.model_overrides == teacher.model_overrides
+  keys = ("num_steps", "batch_size", "seq_len", "learning_rate", "warmup_steps")
+  assert [arms["rft"][k] for k in keys] == [arms["trajfusion"][k] for k in keys]
+  assert arms["rft"].seq_len == config.student.seq_len
