@@ -84,3 +84,59 @@ register(
     full_time="about 60-90 min on 2 CPU cores (12 runs of 20-30 steps + warm starts; estimate)",
   )
 )
+
+
+def trajfusion_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
+  """TrajFusion above RFT on held-out accuracy, from the same samples and problems.
+
+  The experiment's paired per-seed difference (TrajFusion - RFT): "reproduced" when it is
+  above zero by more than two standard errors (the experiment's "beats"); "partly" when
+  positive within the noise; "not reproduced" otherwise; "not measured" with fewer than 3
+  seeds.
+  """
+  v = payload["verdict"]
+  n = len(v["diffs"])
+  s = payload["summary"]
+  reason = (
+    f"held-out greedy accuracy TrajFusion {s['trajfusion']['accuracy'][0]:.3f} vs RFT "
+    f"{s['rft']['accuracy'][0]:.3f} (teacher {payload['teacher']['accuracy']:.3f}); "
+    f"paired difference {v['mean']:+.3f} ± {v['sem']:.3f} (SE, {n} seeds)."
+  )
+  if n < 3:
+    return [Verdict("trajfusion", "not measured", reason + " Fewer than 3 seeds.")]
+  if v["verdict"] == "beats":
+    status = "reproduced"
+  elif v["mean"] > 0:
+    status = "partly"
+  else:
+    status = "not reproduced"
+  return [Verdict("trajfusion", status, reason)]
+
+
+def _run_trajfusion(config):
+  from reasoning_jax.evaluate.trajfusion.experiment import run
+
+  return run(config)
+
+
+register(
+  Reproduction(
+    name="trajfusion",
+    title="TrajFusion vs RFT: SFT on fused wrong -> reflect -> right samples",
+    claim=(
+      "Fine-tuning on fused trajectories (k of the teacher's wrong solutions, a reflection, "
+      "then a correct one) improves over rejection-sampling fine-tuning on the same problems "
+      "and samples, most on hard problems (Deng et al., arXiv:2602.04391; no numeric tables "
+      "were retrievable)."
+    ),
+    methods=("trajfusion",),
+    config="configs/trajfusion.py",
+    variants={"quick": "quick", "full": ""},
+    run=_run_trajfusion,
+    command="python -m experiments.trajfusion",
+    verdict=trajfusion_verdict,
+    figures=("accuracy.png",),
+    paths={"workdir": "{dir}", "pipeline.teacher.workdir": "{dir}/teacher"},
+    full_time="about 35-45 min on 2 CPU cores (first run with 256 problems: 1966 s)",
+  )
+)

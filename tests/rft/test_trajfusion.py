@@ -179,3 +179,20 @@ def test_config_errors_name_the_field():
     TrajFusionConfig(reflection="   ")
   with pytest.raises(ValueError, match="TrajFusionConfig.max_tokens"):
     TrajFusionConfig(max_tokens=0)
+
+
+def test_reproduction_verdict_reads_the_paired_difference():
+  from reasoning_jax.reproduce.entries_selfimprove import trajfusion_verdict
+
+  def payload(diffs, verdict):
+    mean = sum(diffs) / len(diffs)
+    return {
+      "verdict": {"diffs": diffs, "mean": mean, "sem": 0.01, "verdict": verdict},
+      "summary": {"rft": {"accuracy": [0.5, 0.0]}, "trajfusion": {"accuracy": [0.5 + mean, 0]}},
+      "teacher": {"accuracy": 0.55},
+    }
+
+  assert trajfusion_verdict(payload([0.1, 0.1, 0.12], "beats"))[0].status == "reproduced"
+  assert trajfusion_verdict(payload([0.01, 0.0, 0.01], "no clear difference"))[0].status == "partly"
+  assert trajfusion_verdict(payload([-0.3, -0.2, -0.3], "worse"))[0].status == "not reproduced"
+  assert trajfusion_verdict(payload([0.1, 0.1], "beats"))[0].status == "not measured"

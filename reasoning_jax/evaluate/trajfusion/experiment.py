@@ -45,17 +45,6 @@ from reasoning_jax.evaluate.trajfusion.pipeline import (
 
 ARMS = ("rft", "trajfusion")
 BUCKETS = ("operands", "digits")
-# The paper's entry (the package bibliography lists only methods with a docs page).
-TRAJFUSION_BIB = """@misc{deng2026trajfusion,
-  title = {Beyond Rejection Sampling: Trajectory Fusion for Scaling Mathematical Reasoning},
-  author = {Deng, Jie and Tong, Hanshuang and Li, Jun and Liang, Shining and Wu, Ning and Li, Hongzhi and Xie, Yutao},
-  year = {2026},
-  eprint = {2602.04391},
-  archivePrefix = {arXiv},
-  note = {Findings of ACL 2026},
-  url = {https://arxiv.org/abs/2602.04391}
-}
-"""
 # Student SFT keys taken from `config.student` (equal for both arms).
 STUDENT_KEYS = ("num_steps", "batch_size", "seq_len", "learning_rate", "warmup_steps")
 
@@ -343,11 +332,9 @@ def _dataset_means(stats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def write_citations(config, model_config) -> None:
   path = os.path.join(config.workdir, "CITATIONS.bib")
-  citations.write_citations(citations.run_components(model=model_config), path)
-  with open(path) as f:
-    rest = f.read()
-  with open(path, "w") as f:
-    f.write(TRAJFUSION_BIB + "\n" + rest)
+  citations.write_citations(
+    citations.run_components(model=model_config, methods=("trajfusion",)), path
+  )
 
 
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
