@@ -23,8 +23,10 @@ def cpmobius_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
   Per comparison, the paired (same seed) difference of held-out gains (final - initial) of the
   coach arm minus the other arm; it "wins" when the mean is above zero by more than two
   standard errors. "reproduced": the coach wins against every other arm that ran and its own
-  gain is positive; "partly": it wins against some, or every mean difference is positive;
-  "not reproduced": otherwise; "not measured" with fewer than 3 seeds or without the coach arm.
+  gain is positive; "partly": its gain is positive and it wins against some arm, or every mean
+  difference is positive; "not reproduced": otherwise, and always when self-play lowered the
+  player's held-out accuracy (the paper's first claim is an improvement); "not measured" with
+  fewer than 3 seeds or without the coach arm.
   """
   rows = {r["arm"]: r for r in payload["rows"]}
   if "coach" not in rows:
@@ -46,7 +48,9 @@ def cpmobius_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
     f"({coach.size} seeds); paired differences (SE): " + ", ".join(parts) + " (paper, 1.5B: "
     "full 28.8 vs no coach update 25.3, no filter 24.9)."
   )
-  if wins and all(wins) and coach.mean() > 0:
+  if coach.mean() <= 0:
+    status = "not reproduced"
+  elif wins and all(wins):
     status = "reproduced"
   elif any(wins) or (positive and all(positive)):
     status = "partly"

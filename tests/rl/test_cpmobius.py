@@ -188,6 +188,9 @@ def test_verdict_reads_paired_held_out_gains():
   assert v.status == "partly"
   (v,) = cpmobius_verdict(rows([0.0, -0.01, 0.0], generator=[0.2, 0.21, 0.2]))
   assert v.status == "not reproduced"
+  # Ahead of the curriculum but the player got worse: the paper's first claim fails.
+  (v,) = cpmobius_verdict(rows([-0.02, -0.03, -0.02], generator=[-0.06, -0.07, -0.05]))
+  assert v.status == "not reproduced" and "vs generator +0.037" in v.reason
   (v,) = cpmobius_verdict(rows([0.1, 0.2], generator=[0.0, 0.0]))
   assert v.status == "not measured"
 

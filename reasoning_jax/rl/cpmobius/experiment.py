@@ -45,6 +45,30 @@ def _mean_std(xs) -> str:
   return f"{np.mean(xs):.3f} ± {np.std(xs):.3f}"
 
 
+def _bucket_table(runs) -> list[str]:
+  """Bucket shares of the proposals over the first and the last five steps of `runs`."""
+
+  def shares(steps):
+    counts: dict[str, float] = {}
+    for r in runs:
+      for h in r:
+        if h["step"] in steps:
+          for b, c in h.get("proposed_buckets", {}).items():
+            counts[b] = counts.get(b, 0) + c
+    total = sum(counts.values()) or 1
+    return {b: c / total for b, c in counts.items()}
+
+  last = max((h["step"] for r in runs for h in r), default=0)
+  early, late = shares(set(range(1, 6))), shares(set(range(last - 4, last + 1)))
+  buckets = sorted(set(early) | set(late))
+  return [
+    "| steps | " + " | ".join(buckets) + " |",
+    "|---|" + "---|" * len(buckets),
+    "| 1-5 | " + " | ".join(f"{early.get(b, 0):.2f}" for b in buckets) + " |",
+    f"| {last - 4}-{last} | " + " | ".join(f"{late.get(b, 0):.2f}" for b in buckets) + " |",
+  ]
+
+
 def _plot(results: dict, arms, path_acc: str, path_prop: str) -> None:
   import matplotlib
 
@@ -126,6 +150,8 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "heldout_gain": [
           b - a for a, b in zip(first("heldout_accuracy"), last("heldout_accuracy"))
         ],
+        "heldout_sampled_initial": [r[0].get("heldout_sampled_accuracy") for r in runs],
+        "heldout_sampled_final": last("heldout_sampled_accuracy"),
         "accepted_per_step": accepted,
         "label_accuracy": [None if np.isnan(x) else float(x) for x in label_acc],
       }
@@ -139,26 +165,43 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "never seen by either model). Mean ± std over seeds.",
     "",
     "| arm | validation start | validation end | held-out start | held-out end | held-out gain "
-    "| accepted / step | pseudo-label accuracy |",
-    "|---|---|---|---|---|---|---|---|",
+    "| held-out avg@k start | held-out avg@k end | accepted / step | pseudo-label accuracy |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows:
     lines.append(
       f"| {r['arm']} | {_mean_std(r['val_initial'])} | {_mean_std(r['val_final'])} | "
       f"{_mean_std(r['heldout_initial'])} | {_mean_std(r['heldout_final'])} | "
-      f"{_mean_std(r['heldout_gain'])} | {_mean_std(r['accepted_per_step'])} | "
+      f"{_mean_std(r['heldout_gain'])} | {_mean_std(r['heldout_sampled_initial'])} | "
+      f"{_mean_std(r['heldout_sampled_final'])} | {_mean_std(r['accepted_per_step'])} | "
       f"{_mean_std(r['label_accuracy'])} |"
     )
-  gains = {r["arm"]: float(np.mean(r["heldout_gain"])) for r in rows}
+  gains = {r["arm"]: np.asarray(r["heldout_gain"], np.float64) for r in rows}
   verdict = []
   if "coach" in gains:
     for other in ("generator", "no_coach_update", "no_filter"):
-      if other in gains:
-        better = gains["coach"] > gains[other]
-        verdict.append(
-          f"- coach vs {other}: held-out gain {gains['coach']:+.3f} vs {gains[other]:+.3f} "
-          f"({'as the paper reports' if better else 'the paper reports the coach ahead; not reproduced here'})."
-        )
+      if other not in gains:
+        continue
+      d = gains["coach"] - gains[other]
+      se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("inf")
+      where = (
+        "ahead beyond 2 SE (the paper's direction)"
+        if d.mean() > 2 * se
+        else "behind beyond 2 SE"
+        if d.mean() < -2 * se
+        else "within the seed noise"
+      )
+      verdict.append(
+        f"- coach vs {other}: held-out gain {gains['coach'].mean():+.3f} vs "
+        f"{gains[other].mean():+.3f}, paired difference {d.mean():+.3f} ± {se:.3f} (SE): "
+        f"{where}."
+      )
+  if gains and all(g.mean() < 0 for g in gains.values()):
+    verdict.append(
+      "- Every arm lowered held-out accuracy: the plurality labels of the problems in the "
+      "filter band were mostly wrong (pseudo-label accuracy column), so self-play trained the "
+      "player on its own consistent mistakes."
+    )
   if len(config.seeds) < 3:
     verdict.append("- Fewer than 3 seeds: no verdict.")
   lines += ["", "### Verdict at this scale", "", *verdict]
@@ -171,7 +214,11 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
       "### What the coach proposed",
       "",
       f"Share of well-formed questions: first step {valid(first_steps)}, last step "
-      f"{valid(last_steps)}. Difficulty over steps: `proposals.png` (operands x max digits).",
+      f"{valid(last_steps)}. Share of the coach's proposals per difficulty bucket (operands x "
+      "most digits), first five steps vs last five (mean over seeds; `proposals.png` per step):",
+      "",
+      *_bucket_table(results["coach"]),
+      "",
       "Examples of accepted problems at the last step: "
       + "; ".join(repr(e) for h in last_steps for e in h.get("examples", [])[:1]),
     ]
