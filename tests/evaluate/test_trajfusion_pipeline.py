@@ -186,7 +186,7 @@ def test_summary_verdict_table_and_plot(tmp_path):
   text = markdown(config, payload)
   assert "TrajFusion beats RFT at this scale" in text
   assert all(not line.startswith("## ") and not line.startswith("# ") for line in text.split("\n"))
-  assert "### Accuracy (%) by operands" in text and "| trajfusion | 60.5 ± 0.7 |" in text
+  assert "### Accuracy by operands" in text and "| trajfusion | 0.605 ± 0.007 |" in text
   runs = payload["runs"]
   assert verdict({"rft": runs["trajfusion"], "trajfusion": runs["rft"]})["verdict"] == "worse"
   assert os.path.exists(plot(config, payload))

@@ -209,7 +209,7 @@ def markdown(config, payload: Mapping[str, Any]) -> str:
   """`results.md` (### headings only)."""
   s, v = payload["summary"], payload["verdict"]
   n = len(payload["seeds"])
-  pm = lambda ms, scale=100.0, f=".1f": f"{ms[0] * scale:{f}} ± {ms[1] * scale:{f}}"  # noqa: E731
+  pm = lambda ms, f=".3f": f"{ms[0]:{f}} ± {ms[1]:{f}}"  # noqa: E731
   statement = {
     "beats": "**Yes: TrajFusion beats RFT at this scale**",
     "worse": "**No: TrajFusion is worse than RFT at this scale**",
@@ -235,25 +235,25 @@ def markdown(config, payload: Mapping[str, Any]) -> str:
     "",
     "### Accuracy and response length",
     "",
-    "| model | accuracy (%) | mean response tokens |",
+    "| model | accuracy | mean response tokens |",
     "|---|---|---|",
-    f"| teacher | {teacher['accuracy'] * 100:.1f} | {teacher['mean_response_tokens']:.1f} |",
+    f"| teacher | {teacher['accuracy']:.3f} | {teacher['mean_response_tokens']:.1f} |",
   ]
   for arm in ARMS:
     lines.append(
-      f"| {arm} | {pm(s[arm]['accuracy'])} | {pm(s[arm]['mean_response_tokens'], 1.0)} |"
+      f"| {arm} | {pm(s[arm]['accuracy'])} | {pm(s[arm]['mean_response_tokens'], '.1f')} |"
     )
   for key in BUCKETS:
     values = sorted({val for arm in ARMS for val in s[arm][f"by_{key}"]}, key=int)
     counts = teacher["bucket_counts"][key]
     lines += [
       "",
-      f"### Accuracy (%) by {key}",
+      f"### Accuracy by {key}",
       "",
       "| model | " + " | ".join(f"{key}={val} (n={counts.get(val, 0)})" for val in values) + " |",
       "|---|" + "---|" * len(values),
       "| teacher | "
-      + " | ".join(f"{teacher[f'by_{key}'].get(val, float('nan')) * 100:.1f}" for val in values)
+      + " | ".join(f"{teacher[f'by_{key}'].get(val, float('nan')):.3f}" for val in values)
       + " |",
     ]
     for arm in ARMS:
