@@ -20,17 +20,11 @@ _DEFAULT = os.path.join(os.path.dirname(__file__), "..", "configs", "cpmobius.py
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  import jax
-
   from reasoning_jax.rl.cpmobius.experiment import run
-  from reasoning_jax.train.metrics import quiet_library_logs
+  from reasoning_jax.train.metrics import quiet_library_logs, use_compilation_cache
 
   quiet_library_logs()
-  if not jax.config.jax_compilation_cache_dir:  # Every run compiles the same steps again.
-    jax.config.update(
-      "jax_compilation_cache_dir", os.path.join(os.path.abspath(_CONFIG.value.workdir), "jax_cache")
-    )
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  use_compilation_cache(os.path.join(os.path.abspath(_CONFIG.value.workdir), "jax_cache"))
   try:
     out = run(_CONFIG.value)
   except ValueError as e:  # Config errors name the key.

@@ -21,14 +21,11 @@ _DEFAULT = os.path.join(os.path.dirname(__file__), "..", "configs", "trajfusion.
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  import jax
-
   from reasoning_jax.evaluate.trajfusion import run
-  from reasoning_jax.train.metrics import quiet_library_logs
+  from reasoning_jax.train.metrics import quiet_library_logs, use_compilation_cache
 
   quiet_library_logs()
-  if not jax.config.jax_compilation_cache_dir:  # Every student compiles the same steps.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(_CONFIG.value.workdir, "jax_cache"))
+  use_compilation_cache(os.path.join(os.path.abspath(_CONFIG.value.workdir), "jax_cache"))
   try:
     run(_CONFIG.value)
   except ValueError as e:

@@ -103,3 +103,16 @@ def quiet_library_logs(
   absl_logging.get_absl_handler().addFilter(log_filter)
   for handler in py_logging.getLogger().handlers:
     handler.addFilter(log_filter)
+
+
+def use_compilation_cache(path: str) -> None:
+  """A persistent JAX compilation cache in `path`, unless one is already set (e.g. by
+  JAX_COMPILATION_CACHE_DIR). Experiments that train many runs compile the same steps again
+  (new closures per run); the cache turns those compilations into lookups."""
+  import jax
+
+  if jax.config.jax_compilation_cache_dir:
+    return
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
