@@ -35,6 +35,9 @@ setup(
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow.
     "tqdm>=4.66",
     "matplotlib>=3.8",
+    # ROSA's suffix automaton on the host: compiled loops and a thread pool over routes
+    # without a compiler at install time (wheels for every supported Python).
+    "numba>=0.61",
   ],
   extras_require={
     # nbclient + nbformat + ipykernel: tests/test_notebooks.py executes colab/*.ipynb.
