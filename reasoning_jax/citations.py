@@ -91,6 +91,7 @@ METHODS: dict[str, Method] = {
   "remit": Method("ReMiT", ("huang2026remit",)),
   "trajfusion": Method("TrajFusion", ("deng2026trajfusion", "yuan2023scaling")),
   "cpmobius": Method("CPMöbius", ("li2026cpmobius",)),
+  "rosa": Method("ROSA-Tuning", ("zheng2026rosa", "peng2025rosa")),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).
@@ -122,6 +123,7 @@ REGISTRY_METHODS: dict[tuple[str, str], str] = {
   ("mixer", "gla"): "gla",
   ("mixer", "ovq"): "ovq",
   ("mixer", "momentum_attention"): "momentum_attention",
+  ("mixer", "rosa"): "rosa",
   ("ffn", "monotone"): "monotone_ffn",
   ("ffn", "monotone_gated"): "monotone_ffn",
   ("attention implementation", "pallas"): "sliding_window_flash_attention",

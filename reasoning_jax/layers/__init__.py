@@ -3,7 +3,18 @@
 Importing this package registers the built-in mixers and FFNs.
 """
 
-from reasoning_jax.layers import attention, conv, ffn, gla, momentum, monotone, norms, ovq, rope, rosa  # noqa: F401
+from reasoning_jax.layers import (
+  attention,
+  conv,
+  ffn,
+  gla,
+  momentum,
+  monotone,
+  norms,
+  ovq,
+  rope,
+  rosa,
+)  # noqa: F401
 from reasoning_jax.layers.attention import Attention, KVCache, SlidingWindowAttention
 from reasoning_jax.layers.conv import BaseConv, ConvCache, make_conv_mixer
 from reasoning_jax.layers.ffn import SwiGLU

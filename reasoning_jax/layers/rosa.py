@@ -32,6 +32,7 @@ id changes; with a cache they raise ValueError.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, ClassVar
 
 import jax
@@ -43,12 +44,15 @@ from reasoning_jax.layers.attention import Attention, KVCache, write_rows
 from reasoning_jax.layers.norms import RMSNorm
 from reasoning_jax.ops.rosa.branch import read_values, rosa_branch, to_symbols
 from reasoning_jax.ops.rosa.config import RosaConfig
+from reasoning_jax.ops.rosa.overlap import overlapped_branch
 from reasoning_jax.ops.rosa.stream import open_streams, stream_match
 
 if TYPE_CHECKING:
   from reasoning_jax.models.config import ModelConfig
 
 INJECT_MODES = ("post_attn", "pre_attn")
+SCHEDULES = ("overlap", "serial")
+QK_INITS = ("independent", "shared")
 
 
 @jax.tree_util.register_dataclass
@@ -76,11 +80,20 @@ class RosaAttention(Attention):
 
   rosa: `RosaConfig()` (canonical matcher, M = 4 bits per route, released-code gradients).
   inject: "post_attn" (default) or "pre_attn".
+  schedule: "overlap" (default; cache-free post_attn calls: the host matching is submitted
+    before the window attention and awaited after it, `ops.rosa.overlap`) or "serial" (the
+    branch completes before the attention starts; the reference and the benchmark baseline).
+    Values and gradients are identical; pre_attn is always serial (its attention reads y).
+  qk_init: "independent" (default, the released code: W_q^R and W_k^R drawn separately) or
+    "shared" (ours, an ablation: W_k^R starts as a copy of W_q^R, so a token's query and key
+    symbols agree at init and the automaton matches repeated text from step 0).
   """
 
   window_from_config = True
   rosa: ClassVar[RosaConfig] = RosaConfig()
   inject: ClassVar[str] = "post_attn"
+  schedule: ClassVar[str] = "overlap"
+  qk_init: ClassVar[str] = "independent"
 
   def __init__(self, config: ModelConfig, layer_idx: int, *, rngs: nnx.Rngs):
     super().__init__(config, layer_idx, rngs=rngs)
@@ -92,11 +105,17 @@ class RosaAttention(Attention):
       )
     if self.inject not in INJECT_MODES:
       raise ValueError(f"inject must be one of {INJECT_MODES}, got {self.inject!r}")
+    if self.schedule not in SCHEDULES:
+      raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+    if self.qk_init not in QK_INITS:
+      raise ValueError(f"qk_init must be one of {QK_INITS}, got {self.qk_init!r}")
     self.num_routes = c // m
     xavier = jax.nn.initializers.xavier_uniform()
     dtype = config.params_dtype
     self.rosa_q = nnx.Param(xavier(rngs.params(), (c, c), dtype))
     self.rosa_k = nnx.Param(xavier(rngs.params(), (c, c), dtype))
+    if self.qk_init == "shared":
+      self.rosa_k = nnx.Param(jnp.array(self.rosa_q[...]))
     self.rosa_v = nnx.Param(xavier(rngs.params(), (c, c), dtype))
     self.rosa_e0 = nnx.Param(jnp.zeros((c,), dtype))
     self.rosa_e1 = nnx.Param(jnp.zeros((c,), dtype))
@@ -137,10 +156,21 @@ class RosaAttention(Attention):
     self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
   ):
     q, k, v = self.rosa_projections(x)
-    if cache is None:
-      y = rosa_branch(
-        q, k, v, self.rosa_e0[...], self.rosa_e1[...], config=self.rosa, segment_ids=segment_ids
+    e0, e1 = self.rosa_e0[...], self.rosa_e1[...]
+    attend = functools.partial(
+      super().__call__,
+      positions=positions,
+      attention_mask=attention_mask,
+      segment_ids=segment_ids,
+      implementation=implementation,
+    )
+    if cache is None and self.inject == "post_attn" and self.schedule == "overlap":
+      y, (out, _) = overlapped_branch(
+        q, k, v, e0, e1, attend, x, config=self.rosa, segment_ids=segment_ids
       )
+      return out + self._inject(y), None
+    if cache is None:
+      y = rosa_branch(q, k, v, e0, e1, config=self.rosa, segment_ids=segment_ids)
       kv = None
     else:
       if not isinstance(cache, RosaCache):
@@ -153,19 +183,14 @@ class RosaAttention(Attention):
         )
       y, v_symbols = self._branch_cached(q, k, v, positions, attention_mask, cache)
       kv = cache.kv
-    inj = jnp.einsum("btc,cd->btd", y.astype(self.dtype), self.rosa_out[...].astype(self.dtype))
+    inj = self._inject(y)
     attn_in = x
     if self.inject == "pre_attn":
       alpha = jax.nn.sigmoid(self.rosa_alpha[...].astype(self.dtype))
       attn_in = self.rosa_norm((1 - alpha) * x + alpha * inj)
-    out, kv = super().__call__(
-      attn_in,
-      positions=positions,
-      attention_mask=attention_mask,
-      segment_ids=segment_ids,
-      cache=kv,
-      implementation=implementation,
-    )
+    else:  # Serial: the attention starts only once the branch is done.
+      attn_in, inj = jax.lax.optimization_barrier((attn_in, inj))
+    out, kv = attend(attn_in, cache=kv)
     if self.inject == "post_attn":
       out = out + inj
     new_cache = (
@@ -173,17 +198,33 @@ class RosaAttention(Attention):
     )
     return out, new_cache
 
+  def _inject(self, y: jax.Array) -> jax.Array:
+    """y W_out `[B, T, C]`."""
+    return jnp.einsum("btc,cd->btd", y.astype(self.dtype), self.rosa_out[...].astype(self.dtype))
+
 
 def make_rosa_mixer(
-  name: str, *, inject: str = "post_attn", override: bool = False, **flags
+  name: str,
+  *,
+  inject: str = "post_attn",
+  schedule: str = "overlap",
+  qk_init: str = "independent",
+  override: bool = False,
+  **flags,
 ) -> type[RosaAttention]:
   """Registers (in `registry.MIXERS`) and returns a ROSA mixer named `name` whose matcher and
   gradient flags are `RosaConfig(**flags)` (e.g. `bits_per_route=1`, `rle_k=True`)."""
   if inject not in INJECT_MODES:
     raise ValueError(f"inject must be one of {INJECT_MODES}, got {inject!r}")
+  if schedule not in SCHEDULES:
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+  if qk_init not in QK_INITS:
+    raise ValueError(f"qk_init must be one of {QK_INITS}, got {qk_init!r}")
   attrs = dict(
     rosa=RosaConfig(**flags),
     inject=inject,
+    schedule=schedule,
+    qk_init=qk_init,
     __doc__=f"ROSA mixer registered as {name!r}.",
     __module__=__name__,
   )
@@ -196,5 +237,7 @@ def make_rosa_mixer(
 # The authors' released matcher (run-length keys, q-runs, unseen symbols keep the state, no
 # length tracking), a flag away from the canonical default.
 make_rosa_mixer("rosa_released", **dataclasses.asdict(RosaConfig.released_code()))
+make_rosa_mixer("rosa_serial", schedule="serial")
+make_rosa_mixer("rosa_shared_qk", qk_init="shared")
 
 __all__ = ["RosaAttention", "RosaCache", "make_rosa_mixer", "symbol_bits"]

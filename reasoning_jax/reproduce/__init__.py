@@ -4,10 +4,9 @@
       [--workdir=outputs/reproduce/full] [--force] [--report_dir=docs/report]
 
 `registry` (what an experiment runs, claims and how its verdict is read), `entries`,
-`entries_semantic`, `entries_quant`, `entries_credit` and `entries_selfimprove` (the registered
-experiments), `runner`
-(resumable, with progress), `report` (REPORT.md),
-`provenance` (commit, versions, device).
+`entries_semantic`, `entries_quant`, `entries_credit`, `entries_selfimprove` and
+`entries_memory` (the registered experiments), `runner` (resumable, with progress), `report`
+(REPORT.md), `provenance` (commit, versions, device).
 """
 
 from reasoning_jax.reproduce import entries as _entries  # noqa: F401  (registers them)
@@ -15,6 +14,7 @@ from reasoning_jax.reproduce import entries_semantic as _entries_semantic  # noq
 from reasoning_jax.reproduce import entries_quant as _entries_quant  # noqa: F401, I001
 from reasoning_jax.reproduce import entries_credit as _entries_credit  # noqa: F401, I001
 from reasoning_jax.reproduce import entries_selfimprove as _entries_selfimprove  # noqa: F401, I001
+from reasoning_jax.reproduce import entries_memory as _entries_memory  # noqa: F401, I001
 from reasoning_jax.reproduce.registry import (
   NOT_REPRODUCED,
   REPRODUCTIONS,

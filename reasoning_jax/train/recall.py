@@ -236,13 +236,24 @@ def recall_loss(model, batch):
   return masked_cross_entropy(model(batch["inputs"]), batch["targets"], batch["loss_weights"])
 
 
-def make_optimizer(train: Mapping[str, Any], num_steps: int, *, decay_mask=None):
+def make_optimizer(train: Mapping[str, Any], num_steps: int, *, decay_mask=None, trainable=None):
   """clip_by_global_norm -> AdamW with linear warm-up and cosine decay.
 
   `decay_mask`: optax weight-decay mask (a pytree or a callable on the params), e.g.
   `reasoning_jax.layers.monotone.monotone_weight_decay_mask`.
+  `trainable`: None (every parameter trains) or a callable params -> bool pytree; the False
+  leaves are frozen (zero updates, outside the clipping norm and the AdamW moments), e.g.
+  ROSA-Tuning's stage A, where only the branch trains on a frozen backbone.
   """
+  import jax
   import optax
+
+  if trainable is not None:
+    inner = make_optimizer(train, num_steps, decay_mask=decay_mask)
+    labels = lambda params: jax.tree_util.tree_map(
+      lambda keep: "train" if keep else "frozen", trainable(params)
+    )
+    return optax.multi_transform({"train": inner, "frozen": optax.set_to_zero()}, labels)
 
   warmup = int(train["warmup_steps"])
   schedule = optax.warmup_cosine_decay_schedule(
@@ -267,20 +278,31 @@ def make_optimizer(train: Mapping[str, Any], num_steps: int, *, decay_mask=None)
 _COMPILED: dict[Any, Any] = {}
 
 
-def compiled_functions(model_config, train: Mapping[str, Any], loss_fn=None, *, decay_mask_fn=None):
+def compiled_functions(
+  model_config, train: Mapping[str, Any], loss_fn=None, *, decay_mask_fn=None, trainable_fn=None
+):
   """(graphdef, tx, train step, eval counts), compiled once per (model config, train config).
 
   Seeds of the same model reuse the compiled step: only the parameter values differ.
+  `trainable_fn`: see `make_optimizer(trainable=)`.
   """
   import jax
   import jax.numpy as jnp
   from flax import nnx
 
   loss_fn = loss_fn or recall_loss
-  key = (model_config, json.dumps(dict(train), sort_keys=True, default=str), loss_fn, decay_mask_fn)
+  key = (
+    model_config,
+    json.dumps(dict(train), sort_keys=True, default=str),
+    loss_fn,
+    decay_mask_fn,
+    trainable_fn,
+  )
   if key not in _COMPILED:
     model = nnx.eval_shape(lambda: Transformer(model_config, rngs=nnx.Rngs(0)))
-    tx = make_optimizer(train, int(train["num_steps"]), decay_mask=decay_mask_fn)
+    tx = make_optimizer(
+      train, int(train["num_steps"]), decay_mask=decay_mask_fn, trainable=trainable_fn
+    )
     graphdef, _ = nnx.split(model, nnx.Param)
     step_fn = make_train_step(graphdef, tx, loss_fn)
 
@@ -445,12 +467,13 @@ def train_model(
   seed: int,
   label: str,
   decay_mask_fn=None,
+  trainable_fn=None,
 ):
   """Trains a copy of `model` on in-memory `data` for `train_cfg.num_steps` (epoch shuffles).
 
   `data`: {"inputs", "targets" (IGNORE where unscored)} `[N, T]` arrays; `train_cfg`: the keys
   of `make_optimizer` plus "batch_size", "num_steps", "log_every". The step and optimizer are
-  `compiled_functions(model_config, train_cfg, decay_mask_fn=...)`. Returns
+  `compiled_functions(model_config, train_cfg, decay_mask_fn=..., trainable_fn=...)`. Returns
   (trained model, [[step, loss], ...] every `log_every` steps and at the last).
   """
   import jax
@@ -458,7 +481,7 @@ def train_model(
   from flax import nnx
 
   graphdef, tx, step_fn, _ = compiled_functions(
-    model_config, train_cfg, decay_mask_fn=decay_mask_fn
+    model_config, train_cfg, decay_mask_fn=decay_mask_fn, trainable_fn=trainable_fn
   )
   _, state = init_train_state(model, tx)
   # The step donates its input state: train on a copy so `model` (e.g. the pretrained

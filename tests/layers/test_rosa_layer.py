@@ -137,3 +137,23 @@ def test_speculative_decoding_refuses_a_rosa_model():
 
   model = with_mixers(_window_model(), ("attention", "rosa", "rosa"))
   assert _recurrent_layer(model) == (1, "RosaCache")
+
+
+def test_overlapped_schedule_equals_serial_in_values_and_gradients():
+  """The host matching submitted before the attention and awaited after it (`schedule=
+  "overlap"`, the default) computes exactly what the serial branch computes."""
+  window = _window_model()
+  ids = _ids(period=7)
+  models = {
+    name: _with_tables(with_mixers(window, ("attention", name, name)))
+    for name in ("rosa", "rosa_serial")
+  }
+  assert models["rosa"].layers[1].mixer.schedule == "overlap"
+  outs = {name: np.asarray(_forward(m, ids)) for name, m in models.items()}
+  np.testing.assert_array_equal(outs["rosa"], outs["rosa_serial"])
+  grads = {name: nnx.state(_grads(m, ids)) for name, m in models.items()}
+  for a, b in zip(
+    jax.tree_util.tree_leaves(grads["rosa"]), jax.tree_util.tree_leaves(grads["rosa_serial"])
+  ):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+  assert np.any(np.asarray(grads["rosa"]["layers"][1]["mixer"]["rosa_q"][...]))
