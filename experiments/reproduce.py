@@ -13,6 +13,8 @@ attack, and every later method's experiment) into `--workdir` (default
 an experiment failed (the others still run and the report says which).
 """
 
+import os
+
 from absl import app, flags
 
 _SUITE = flags.DEFINE_enum("suite", "quick", ["quick", "full"], "Which sizes to run.")
@@ -30,25 +32,28 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from reasoning_jax.reproduce import ordered, run_suite
-  from reasoning_jax.train.metrics import quiet_library_logs
+  from reasoning_jax.reproduce.runner import default_workdir
+  from reasoning_jax.train.metrics import quiet_library_logs, use_compilation_cache
 
   if _LIST.value:
     for entry in ordered():
       print(f"{entry.name}: {entry.title} [{', '.join(entry.methods)}]; full: {entry.full_time}")
     return
   quiet_library_logs()
+  workdir = _WORKDIR.value or default_workdir(_SUITE.value)
   if _REPORT_ONLY.value:
     from reasoning_jax.reproduce import write_report
-    from reasoning_jax.reproduce.runner import default_workdir
 
-    workdir = _WORKDIR.value or default_workdir(_SUITE.value)
     path = write_report(workdir, _SUITE.value, {}, report_dir=_REPORT_DIR.value or None)
     print(f"report: {path}")
     return
+  # One persistent compilation cache for every experiment of the suite: runs of other seeds,
+  # recipes and experiments (and reruns) compile the same steps again as new closures.
+  use_compilation_cache(os.path.join(os.path.abspath(workdir), "jax_cache"))
   try:
     result = run_suite(
       _SUITE.value,
-      workdir=_WORKDIR.value or None,
+      workdir=workdir,
       only=_ONLY.value,
       force=_FORCE.value,
       report_dir=_REPORT_DIR.value or None,

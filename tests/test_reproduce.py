@@ -407,6 +407,24 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
   for r2 in remit["runs"]["remit_r2"]:
     assert r2["guide"] == str(workdir / "remit" / f"seed{r2['seed']}" / "remit_r1_rl")
   assert "huang2026remit" in (workdir / "remit" / "CITATIONS.bib").read_text()
+  # Speculative decoding, greedy and sampled (tests/experiments/test_speculative_experiment.py
+  # runs greedy only): lossless greedy rows are the target's tokens; SemanticSpec's step
+  # acceptance splits into fast path + probe, by step position.
+  spec = json.loads((workdir / "speculative" / "results.json").read_text())
+  assert set(spec["results"]) == {"0.0", "1.0"}
+  for temperature, rows in spec["results"].items():
+    assert set(rows) == {"target", "spec@2", "spec@4", "semantic@0"}
+    for run in rows["semantic@0"]:
+      assert 0.0 <= run["acceptance_rate"] <= 1.0 and run["tokens_per_target_call"] > 0
+      split = run["fast_accept_rate"] + run["probe_accept_rate"]
+      assert abs(split - run["acceptance_rate"]) < 1e-9
+      assert len(run["acceptance_rate_by_position"]) == 6  # configs/speculative.py positions.
+    for k in (2, 4):
+      for run in rows[f"spec@{k}"]:
+        assert 0.0 <= run["acceptance_rate"] <= 1.0 and run["speedup"] > 0
+        assert 1.0 <= run["tokens_per_target_call"] <= k + 1
+        assert len(run["acceptance_rate_by_position"]) == k
+        assert run["same_as_target"] == 1.0 or temperature != "0.0"
   # The verdict table has a row per method verdict, and the quick-suite warning.
   assert "Quick suite: tiny sizes" in report and "| dispo | main_job |" in report
   assert "sliding_window_flash_attention" in report  # Pages without an experiment: why.
@@ -425,11 +443,13 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
   assert copied.count("![") == report.count("![")
   assert (tmp_path / "docs" / "induction" / "accuracy.png").exists()  # Figures copied.
 
-  # --force runs the named experiment again (a new record), and only it.
-  # (semanticspec: the cheapest entry, about 10 s.)
-  out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=semanticspec", "--force")
+  # --force runs the named experiment again (a new record), and only it. (monotone_attack: a
+  # cheap entry on its own; semanticspec is cheap only after speculative in the same process.)
+  # The rerun's compilations come from the suite's persistent cache.
+  assert any((workdir / "jax_cache").iterdir())
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=monotone_attack", "--force")
   assert out.returncode == 0, out.stderr[-3000:]
-  assert (workdir / "semanticspec" / RECORD_FILE).read_text() != records["semanticspec"]
+  assert (workdir / "monotone_attack" / RECORD_FILE).read_text() != records["monotone_attack"]
   assert (workdir / "induction" / RECORD_FILE).read_text() == records["induction"]
 
   # ReMiT's own reuse: finished runs are read back (no training), and a workdir trained under

@@ -37,6 +37,7 @@ def _run_main(config, monkeypatch):
 
 def test_quantize_experiment_quick_and_hf_folder(tmp_path, monkeypatch):
   config = _tiny(tmp_path)
+  config.seeds = (0,)  # The quick suite runs the quick variant's 2 seeds (tests/test_reproduce.py).
   payload = _run_main(config, monkeypatch)
   for name in ("results.md", "tradeoff.png", "CITATIONS.bib"):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 0, name

@@ -50,11 +50,13 @@ def _run_main(config, monkeypatch):
 def test_speculative_experiment_quick(tmp_path, monkeypatch):
   config = _tiny(tmp_path)
   config.decoders = ("target", "spec@2", "semantic@0")  # The quick variant's semantic row.
+  # Greedy only: tests/test_reproduce.py checks the quick suite's sampled rows (T=1).
+  config.temperatures = (0.0,)
   payload = _run_main(config, monkeypatch)
   for name in ("results.md", "acceptance.png", "speedup.png", "CITATIONS.bib"):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 0, name
   assert "leviathan2023fast" in open(os.path.join(config.workdir, "CITATIONS.bib")).read()
-  assert set(payload["results"]) == {"0.0", "1.0"}
+  assert set(payload["results"]) == {"0.0"}
   greedy = payload["results"]["0.0"]
   assert set(greedy) == {"target", "spec@2", "semantic@0"}
   # SemanticSpec: probes trained on training-split traces and saved; not lossless, so the
@@ -65,12 +67,11 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
     assert os.path.isfile(os.path.join(config.workdir, "probes", role, "probe.json"))
     assert np.isfinite(probes["probes"][role]["val_mse"])
   assert payload["decoders"]["semantic@0"]["lossless"] is False
-  for temperature in ("0.0", "1.0"):
-    for run in payload["results"][temperature]["semantic@0"]:
-      assert 0.0 <= run["acceptance_rate"] <= 1.0 and run["tokens_per_target_call"] > 0
-      split = run["fast_accept_rate"] + run["probe_accept_rate"]
-      assert abs(split - run["acceptance_rate"]) < 1e-9
-      assert len(run["acceptance_rate_by_position"]) == config.semantic.positions
+  for run in greedy["semantic@0"]:
+    assert 0.0 <= run["acceptance_rate"] <= 1.0 and run["tokens_per_target_call"] > 0
+    split = run["fast_accept_rate"] + run["probe_accept_rate"]
+    assert abs(split - run["acceptance_rate"]) < 1e-9
+    assert len(run["acceptance_rate_by_position"]) == config.semantic.positions
   assert (
     "| semantic@0 | semantic | 0 | no | 0 |"
     in open(os.path.join(config.workdir, "results.md")).read()
