@@ -60,6 +60,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.verdict_arm = "window+rosa"
   c.tune_from = "window"
   c.tune_mixer = "rosa_shared_qk"
+  # A local Hugging Face folder (Qwen / Llama) to ROSA-tune instead of the window model trained
+  # here: its layers >= 1 become window + ROSA, only the branch trains.
+  c.tune_hf_dir = ""
   c.model = ml_collections.ConfigDict(
     {
       "preset": "tiny-llama",

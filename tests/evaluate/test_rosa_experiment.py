@@ -132,3 +132,31 @@ def test_summary_verdict_table_and_plot(tmp_path):
     rosa_verdict({**payload, "runs": {0: {}, 1: {}}, "verdict_arm": "window+rosa"})[0].status
     == "not measured"
   )
+
+
+def test_stage_a_from_a_hugging_face_folder(tiny_hf_folder):
+  """ROSA-tuning starts from a user's HF checkpoint: its layers >= 1 become window + ROSA (the
+  fresh model equals the same checkpoint with window attention) and only the branch trains."""
+  config = rosa_config.get_config("quick")
+  config.tune_hf_dir = tiny_hf_folder("qwen3")
+  base = experiment.load_base(config)
+  window = with_mixers(
+    base,
+    ("attention",) + ("sliding_attention",) * (base.config.num_layers - 1),
+    sliding_window=config.window,
+  )
+  data = experiment.copy_data(8, 32, 64, seed=0)
+  config.tune.num_steps = 2
+  tuned, losses = experiment.tune_rosa(base, config, data, seed=0)
+  assert len(losses) >= 1 and all(np.isfinite(loss) for _, loss in losses)
+  assert tuned.config.mixer[1] == "rosa_shared_qk" and tuned.config.sliding_window == config.window
+  ids = jnp.asarray(data["inputs"][:2])
+  fresh = with_mixers(base, tuned.config.mixer, sliding_window=config.window)
+  np.testing.assert_array_equal(np.asarray(fresh(ids)), np.asarray(window(ids)))
+  frozen = nnx.to_flat_state(nnx.state(window, nnx.Param))
+  after = dict(nnx.to_flat_state(nnx.state(tuned, nnx.Param)))
+  for path, value in frozen:
+    np.testing.assert_array_equal(np.asarray(after[path][...]), np.asarray(value[...]))
+  config.vocab_size = 10**7
+  with pytest.raises(ValueError, match="tune_hf_dir: the model's vocab_size"):
+    experiment.load_base(config)

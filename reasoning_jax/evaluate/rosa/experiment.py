@@ -141,7 +141,11 @@ def _fingerprint(config, arm: str, seed: int) -> str:
     "num_test": config.num_test,
   }
   if arm == TUNED:
-    blob |= {"tune": config.tune, "from": config.tune_from, "mixer": config.tune_mixer}
+    blob |= {
+      "tune": config.tune,
+      "from": config.get("tune_hf_dir") or config.tune_from,
+      "mixer": config.tune_mixer,
+    }
   return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -149,7 +153,6 @@ def run_seed(config, seed: int, run_dir: str) -> dict[str, Any]:
   """The four arms of one seed (each reused from `run_dir` when already finished)."""
   from flax import nnx
 
-  from reasoning_jax.models.convert import with_mixers
   from reasoning_jax.models.transformer import Transformer, count_params
 
   train_len = int(config.train_len)
@@ -160,7 +163,11 @@ def run_seed(config, seed: int, run_dir: str) -> dict[str, Any]:
   for arm, spec in arms(config).items():
     path = _run_path(run_dir, arm, seed)
     fingerprint = _fingerprint(config, arm, seed)
-    needs_model = arm == config.tune_from and TUNED not in _finished(run_dir, config, seed)
+    needs_model = (
+      arm == config.tune_from
+      and not config.get("tune_hf_dir")
+      and TUNED not in _finished(run_dir, config, seed)
+    )
     if os.path.exists(path) and not needs_model:
       with open(path) as f:
         saved = json.load(f)
@@ -170,13 +177,8 @@ def run_seed(config, seed: int, run_dir: str) -> dict[str, Any]:
         continue
     start = time.time()
     if arm == TUNED:
-      base = trained[config.tune_from]
-      mixers = tuple(config.tune_mixer if i else m for i, m in enumerate(_layer_mixers(base)))
-      model = with_mixers(base, mixers, seed=seed)
-      model, losses = recall.train_model(
-        model, model.config, data, dict(config.tune), seed=seed, label=f"{arm} s{seed}",
-        trainable_fn=_trainable_rosa,
-      )  # fmt: skip
+      base = load_base(config) if config.get("tune_hf_dir") else trained[config.tune_from]
+      model, losses = tune_rosa(base, config, data, seed)
       train_cfg = config.tune
     else:
       mc = model_config(config, spec, train_len)
@@ -199,6 +201,34 @@ def run_seed(config, seed: int, run_dir: str) -> dict[str, Any]:
     os.replace(path + ".tmp", path)
     results[arm] = result
   return results
+
+
+def load_base(config):
+  """The Hugging Face folder `config.tune_hf_dir` as a zoo model (its own weights, all layers
+  attention; ROSA-tuning turns layers >= 1 into window + ROSA)."""
+  from reasoning_jax.models import from_hf
+
+  model = from_hf(config.tune_hf_dir)
+  if model.config.vocab_size < int(config.vocab_size):
+    raise ValueError(
+      f"tune_hf_dir: the model's vocab_size={model.config.vocab_size} is below the task's "
+      f"vocab_size={config.vocab_size}"
+    )
+  return model
+
+
+def tune_rosa(base, config, data, seed: int):
+  """Stage A of ROSA-Tuning: `base` with its layers >= 1 turned into `config.tune_mixer` (its
+  window `config.window`; the fresh branch is an exact no-op) and only the branch trained
+  (backbone frozen). Returns (model, losses)."""
+  from reasoning_jax.models.convert import with_mixers
+
+  mixers = tuple(config.tune_mixer if i else m for i, m in enumerate(_layer_mixers(base)))
+  model = with_mixers(base, mixers, seed=seed, sliding_window=int(config.window))
+  return recall.train_model(
+    model, model.config, data, dict(config.tune), seed=seed, label=f"{TUNED} s{seed}",
+    trainable_fn=_trainable_rosa,
+  )  # fmt: skip
 
 
 def _run_path(run_dir: str, arm: str, seed: int) -> str:
