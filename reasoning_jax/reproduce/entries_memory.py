@@ -70,6 +70,6 @@ register(
     command="python -m experiments.rosa",
     verdict=rosa_verdict,
     figures=("accuracy_vs_length.png", "perplexity_vs_length.png"),
-    full_time="measured in the note of issue 17 (about 35 min on 2 CPU cores)",
+    full_time="about 50 min on 2 CPU cores (measured 3008 s with other jobs on the cores)",
   )
 )
