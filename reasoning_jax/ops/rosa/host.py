@@ -83,7 +83,7 @@ def match(
     seg,
     alphabet,
     config.bits_per_route,
-    *config.matcher_flags(),
+    config.matcher_flags(),
     int(want_counterfactual),
   )
   dest = dest.reshape(b, r, t).transpose(0, 2, 1)
@@ -135,6 +135,14 @@ class RosaStreams:
     )  # fmt: skip
 
   @property
+  def states(self) -> tuple[np.ndarray, ...]:
+    """Every route's arrays, stacked (the layout `sam.run_streams` takes)."""
+    return (
+      self.nxt, self.link, self.length, self.maxend, self.firstpos, self.unit_start, self.sc,
+      self.cf_cur,
+    )  # fmt: skip
+
+  @property
   def nbytes(self) -> int:
     arrays = (self.nxt, self.link, self.length, self.maxend, self.firstpos, self.unit_start)
     return int(sum(x.nbytes for x in arrays))
@@ -181,18 +189,11 @@ class RosaStreams:
       _routes_first(k),
       np.zeros((b * r, t), np.int32),
       np.repeat(starts, r),
-      self.nxt,
-      self.link,
-      self.length,
-      self.maxend,
-      self.firstpos,
-      self.unit_start,
-      self.sc,
-      self.cf_cur,
+      self.states,
       np.repeat(counts, r),
       cfg.alphabet,
       cfg.bits_per_route,
-      *cfg.matcher_flags(),
+      cfg.matcher_flags(),
     )
     self.time = starts + counts
     return np.ascontiguousarray(dest.reshape(b, r, t).transpose(0, 2, 1))

@@ -161,33 +161,13 @@ def _destination(maxend, unit_start, sc, state, t, rle_k):
 
 
 @numba.njit(**_JIT)
-def run_route(
-  q,
-  k,
-  seg,
-  t0,
-  nxt,
-  link,
-  length,
-  maxend,
-  firstpos,
-  unit_start,
-  sc,
-  cf_cur,
-  dest_out,
-  cf_out,
-  alphabet,
-  bits,
-  rle_k,
-  q_runs,
-  unseen_keeps_state,
-  track_length,
-  max_link_walk,
-  want_cf,
-):
+def run_route(q, k, seg, t0, state, dest_out, cf_out, alphabet, bits, flags, want_cf):
   """Processes times t0 .. t0 + len(q) - 1 of one route, writing tau to `dest_out[i]` and, with
   `want_cf`, the counterfactual destinations (bit j of the q-symbol forced to beta) to
-  `cf_out[i, j, beta]`. `seg[i]` restarts the route where it changes (packed sequences)."""
+  `cf_out[i, j, beta]`. `seg[i]` restarts the route where it changes (packed sequences).
+  `state` is a route's arrays (`new_route`), `flags` = `RosaConfig.matcher_flags()`."""
+  nxt, link, length, maxend, firstpos, unit_start, sc, cf_cur = state
+  rle_k, q_runs, unseen_keeps_state, track_length, max_link_walk = flags
   n = q.shape[0]
   for i in range(n):
     t = t0 + i
@@ -243,7 +223,9 @@ def state_capacity(num_symbols: int) -> int:
 
 
 @numba.njit(**_JIT)
-def _alloc_route(num_symbols, alphabet, bits):
+def new_route(num_symbols, alphabet, bits):
+  """The arrays of one empty route of capacity `num_symbols`:
+  (nxt, link, length, maxend, firstpos, unit_start, sc, cf_cur)."""
   cap = 2 * max(num_symbols, 1) + 1
   nxt = np.empty(cap * alphabet, np.int32)
   link = np.empty(cap, np.int32)
@@ -258,9 +240,7 @@ def _alloc_route(num_symbols, alphabet, bits):
 
 
 @numba.njit(parallel=True, **_JIT)
-def match_routes(
-  q, k, seg, alphabet, bits, rle_k, q_runs, unseen_keeps_state, track_length, max_link_walk, want_cf
-):
+def match_routes(q, k, seg, alphabet, bits, flags, want_cf):
   """Every route from scratch: q, k, seg `[N, T]` int32 -> tau `[N, T]` and the counterfactual
   destinations `[N, T, bits, 2]` (`[N, 1, bits, 2]` of -1 without `want_cf`). Routes run in
   parallel over numba's thread pool (`numba.set_num_threads`)."""
@@ -268,33 +248,8 @@ def match_routes(
   dest = np.empty((num, t_len), np.int32)
   cf = np.full((num, t_len if want_cf else 1, bits, 2), -1, np.int32)
   for r in numba.prange(num):
-    nxt, link, length, maxend, firstpos, unit_start, sc, cf_cur = _alloc_route(
-      t_len, alphabet, bits
-    )
-    run_route(
-      q[r],
-      k[r],
-      seg[r],
-      0,
-      nxt,
-      link,
-      length,
-      maxend,
-      firstpos,
-      unit_start,
-      sc,
-      cf_cur,
-      dest[r],
-      cf[r],
-      alphabet,
-      bits,
-      rle_k,
-      q_runs,
-      unseen_keeps_state,
-      track_length,
-      max_link_walk,
-      want_cf,
-    )
+    state = new_route(t_len, alphabet, bits)
+    run_route(q[r], k[r], seg[r], 0, state, dest[r], cf[r], alphabet, bits, flags, want_cf)
   return dest, cf
 
 
@@ -307,7 +262,7 @@ def self_match_routes(x, alphabet, max_link_walk):
   num, t_len = x.shape
   dest = np.empty((num, t_len), np.int32)
   for r in numba.prange(num):
-    nxt, link, length, maxend, firstpos, unit_start, sc, cf_cur = _alloc_route(t_len, alphabet, 1)
+    nxt, link, length, maxend, firstpos, unit_start, sc, cf_cur = new_route(t_len, alphabet, 1)
     for t in range(t_len):
       cur = _extend(nxt, link, length, maxend, firstpos, sc, x[r, t], alphabet)
       prev = link[cur]
@@ -322,7 +277,7 @@ def build_automaton(x, alphabet, max_link_walk):
   returns (nxt [S, A], link, length, maxend, firstpos) trimmed to the S states used, and the
   total number of suffix-link steps the maxend walks took (the periodic worst-case cost)."""
   n = x.shape[0]
-  nxt, link, length, maxend, firstpos, unit_start, sc, cf_cur = _alloc_route(n, alphabet, 1)
+  nxt, link, length, maxend, firstpos, unit_start, sc, cf_cur = new_route(n, alphabet, 1)
   walk = 0
   for t in range(n):
     cur = _extend(nxt, link, length, maxend, firstpos, sc, x[t], alphabet)
@@ -339,61 +294,22 @@ def build_automaton(x, alphabet, max_link_walk):
 
 
 @numba.njit(parallel=True, **_JIT)
-def run_streams(
-  rows,
-  q,
-  k,
-  seg,
-  t0,
-  nxt,
-  link,
-  length,
-  maxend,
-  firstpos,
-  unit_start,
-  sc,
-  cf_cur,
-  counts,
-  alphabet,
-  bits,
-  rle_k,
-  q_runs,
-  unseen_keeps_state,
-  track_length,
-  max_link_walk,
-):
+def run_streams(rows, q, k, seg, t0, states, counts, alphabet, bits, flags):
   """Continues persistent routes (decoding): route `rows[i]` consumes q[i, :counts[i]],
-  k[i, :counts[i]] from time t0[i]; returns tau `[len(rows), T]` (-1 past counts[i])."""
+  k[i, :counts[i]] from time t0[i]; `states` holds every route's arrays stacked on a leading
+  axis (`RosaStreams`). Returns tau `[len(rows), T]` (-1 past counts[i])."""
+  nxt, link, length, maxend, firstpos, unit_start, sc, cf_cur = states
   num, t_len = q.shape
   dest = np.full((num, t_len), -1, np.int32)
   for i in numba.prange(num):
     r = rows[i]
     n = counts[i]
+    state = (nxt[r], link[r], length[r], maxend[r], firstpos[r], unit_start[r], sc[r], cf_cur[r])
     cf_dummy = np.empty((1, bits, 2), np.int32)
     run_route(
-      q[i, :n],
-      k[i, :n],
-      seg[i, :n],
-      t0[i],
-      nxt[r],
-      link[r],
-      length[r],
-      maxend[r],
-      firstpos[r],
-      unit_start[r],
-      sc[r],
-      cf_cur[r],
-      dest[i, :n],
-      cf_dummy,
-      alphabet,
-      bits,
-      rle_k,
-      q_runs,
-      unseen_keeps_state,
-      track_length,
-      max_link_walk,
+      q[i, :n], k[i, :n], seg[i, :n], t0[i], state, dest[i, :n], cf_dummy, alphabet, bits, flags,
       False,
-    )
+    )  # fmt: skip
   return dest
 
 
