@@ -70,7 +70,7 @@ def host_match(q_symbols, k_symbols, segment_ids, *, config: RosaConfig, counter
   )
 
 
-def _value_bits(v: jax.Array, m: int) -> jax.Array:
+def value_bits(v: jax.Array, m: int) -> jax.Array:
   """`[B, T, C]` -> hard value bits `[B, T, R, M]` float32."""
   return (v > 0).reshape(*v.shape[:-1], v.shape[-1] // m, m).astype(jnp.float32)
 
@@ -97,6 +97,11 @@ def read_values(v_bits: jax.Array, dest: jax.Array, e0: jax.Array, e1: jax.Array
   return y.reshape(*dest.shape[:2], r * m)
 
 
+def branch_output(v: jax.Array, dest: jax.Array, e0: jax.Array, e1: jax.Array, m: int):
+  """The branch's y `[B, T, C]` in v's dtype: the table read at the value bits of v at tau."""
+  return read_values(value_bits(v, m), dest, e0, e1).astype(v.dtype)
+
+
 def counterfactual_grads(config: RosaConfig, q, k, v, e0, e1, dest, cf, g):
   """(dq~, dk~, dv~, de0, de1) of section 2.3 for the cotangent g `[B, T, C]`."""
   b, t, c = q.shape
@@ -104,7 +109,7 @@ def counterfactual_grads(config: RosaConfig, q, k, v, e0, e1, dest, cf, g):
   r = c // m
   g = g.astype(jnp.float32).reshape(b, t, r, m)
   valid = (dest >= 0)[..., None]
-  vb = _value_bits(v, m)
+  vb = value_bits(v, m)
   at = _gather_time(vb, dest)
   de1 = jnp.sum(jnp.where(valid, g * at, 0.0), axis=(0, 1)).reshape(c)
   de0 = jnp.sum(jnp.where(valid, g * (1.0 - at), 0.0), axis=(0, 1)).reshape(c)
@@ -151,7 +156,7 @@ def _branch(q, k, v, e0, e1, segment_ids, config):
   (dest,) = host_match(
     to_symbols(q, m), to_symbols(k, m), segment_ids, config=config, counterfactual=False
   )
-  return read_values(_value_bits(v, m), dest, e0, e1).astype(v.dtype)
+  return branch_output(v, dest, e0, e1, m)
 
 
 def _branch_fwd(q, k, v, e0, e1, segment_ids, config):
@@ -159,7 +164,7 @@ def _branch_fwd(q, k, v, e0, e1, segment_ids, config):
   dest, cf = host_match(
     to_symbols(q, m), to_symbols(k, m), segment_ids, config=config, counterfactual=True
   )
-  y = read_values(_value_bits(v, m), dest, e0, e1).astype(v.dtype)
+  y = branch_output(v, dest, e0, e1, m)
   return y, (q, k, v, e0, e1, dest, cf, segment_ids)
 
 

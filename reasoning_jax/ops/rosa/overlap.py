@@ -29,7 +29,7 @@ import numpy as np
 from jax.experimental import io_callback
 
 from reasoning_jax.ops.rosa import host
-from reasoning_jax.ops.rosa.branch import counterfactual_grads, read_values, to_symbols
+from reasoning_jax.ops.rosa.branch import branch_output, counterfactual_grads, to_symbols
 from reasoning_jax.ops.rosa.config import RosaConfig
 
 
@@ -91,17 +91,13 @@ def _wait(ticket, after, *, shape, bits):
 def _collect(ticket, q, k, v, e0, e1, after, config):
   m = config.bits_per_route
   dest, _ = _wait(ticket, after, shape=(*q.shape[:2], q.shape[2] // m), bits=m)
-  return read_values(_bits(v, m), dest, e0, e1).astype(v.dtype)
-
-
-def _bits(v, m):
-  return (v > 0).reshape(*v.shape[:-1], v.shape[-1] // m, m).astype(jnp.float32)
+  return branch_output(v, dest, e0, e1, m)
 
 
 def _collect_fwd(ticket, q, k, v, e0, e1, after, config):
   m = config.bits_per_route
   dest, cf = _wait(ticket, after, shape=(*q.shape[:2], q.shape[2] // m), bits=m)
-  y = read_values(_bits(v, m), dest, e0, e1).astype(v.dtype)
+  y = branch_output(v, dest, e0, e1, m)
   return y, (ticket, q, k, v, e0, e1, after, dest, cf)
 
 
