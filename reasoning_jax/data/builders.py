@@ -10,6 +10,8 @@ Builders (`name` -> class, see `BUILDERS`):
 * `math`: MATH-style `train.jsonl`/`test.jsonl` from the user's `manual_dir`.
 * `rft`: SFT data from a teacher's verified samples (RFT or TrajFusion), the folder written by
   `reasoning_jax.rft.dataset` as `manual_dir` (`rft_builder.py`).
+* `multihop`: multi-hop QA over long documents, bridging facts among distractors
+  (`multihop_builder.py`; configs `1k` (default), `8k`, `32k`, `128k`, `1m`; InfMem experiments).
 * `rubric`: two-step computations scored by rubrics, with an SFT-only `judge` split of judge
   demonstrations (`rubric_builder.py`; Grad2Reward experiments).
 
@@ -48,6 +50,7 @@ from reasoning_jax.data.builder_base import SyntheticBuilder as _SyntheticBuilde
 from reasoning_jax.data.builder_base import config_params as _config_params
 from reasoning_jax.data.builder_base import text_feature as _text
 from reasoning_jax.data.examples import decode_example
+from reasoning_jax.data.multihop_builder import MultihopBuilder
 from reasoning_jax.data.rft_builder import RftBuilder
 from reasoning_jax.data.rubric_builder import RubricBuilder
 
@@ -359,6 +362,7 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
   "gsm8k": Gsm8kBuilder,
   "math": MathBuilder,
   "rubric": RubricBuilder,
+  "multihop": MultihopBuilder,
   "rft": RftBuilder,
 }
 
