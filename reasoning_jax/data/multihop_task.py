@@ -228,7 +228,8 @@ def make_example(
   min_hops: int = 2,
   max_hops: int = 4,
   p_fact: float = 0.5,
-  p_hard: float = 0.25,
+  hard_negatives: float = 2.0,
+  p_hard: Optional[float] = None,
 ) -> dict[str, Any]:
   """Draws one question with its long document.
 
@@ -238,8 +239,11 @@ def make_example(
     min_hops: Fewest hops (bridging facts), at least 2.
     max_hops: Most hops, at most 4.
     p_fact: Share of distractor sentences that are facts (the rest are filler).
-    p_hard: Share of distractor facts that are hard negatives: a chain person with another
-      relation, or another person with a chain relation.
+    hard_negatives: Expected hard negatives per chain person in the whole document (a chain
+      person with another relation, or another person with a chain relation), whatever the
+      document's length: as in multi-hop QA, a bridging entity is mentioned a few times, not
+      in a fixed share of a million-token document (a share drowns BM25 in near-matches).
+    p_hard: Share of distractor facts that are hard negatives; overrides `hard_negatives`.
 
   Returns:
     A dict with str `question`, `answer` (a city), `document`, `solution` (the bridging facts
@@ -256,6 +260,8 @@ def make_example(
     raise ValueError(f"doc_tokens must be >= 64, got {doc_tokens}")
   draw = _Drawer(rng)
   hops = rng.randint(min_hops, max_hops)
+  if p_hard is None:  # Sentences average ~8 pieces; p_fact of them are distractor facts.
+    p_hard = min(1.0, hard_negatives * hops / max(1.0, p_fact * doc_tokens / 8))
   people: list[str] = []
   while len(people) < hops:
     p = draw.person()
