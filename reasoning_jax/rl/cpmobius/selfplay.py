@@ -46,7 +46,8 @@ from jax.sharding import PartitionSpec as P
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.rl.cpmobius.config import validate_config
 from reasoning_jax.rl.cpmobius.models import Models, build_models
-from reasoning_jax.rl.cpmobius.step import coach_update, make_side, play_step, prompt_batch
+from reasoning_jax.rl.cpmobius.step import coach_update, play_step, prompt_batch
+from reasoning_jax.rl.policy import make_side
 from reasoning_jax.train.exact_match import evaluate_exact_match
 
 __all__ = ["reload_best_player", "run_cpmobius"]

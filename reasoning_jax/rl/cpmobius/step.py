@@ -9,68 +9,26 @@ reference. Every update batch is padded to a fixed shape, so each update compile
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from reasoning_jax import rl
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.data.collate import batch_rows
 from reasoning_jax.data.transforms import TokenizePrompt, resolve_bos
 from reasoning_jax.rewards.answers import answer_keys
 from reasoning_jax.rl.cpmobius.grammar import parse_problem, problem_text
 from reasoning_jax.rl.cpmobius.labels import coach_rewards, in_band, label_group, player_rewards
-from reasoning_jax.rl.rollout import RolloutBatch, collect_rollouts, make_logprob_fn
-from reasoning_jax.rl.trainer import make_rl_loss_fn
-from reasoning_jax.train import lora_setup
-from reasoning_jax.train.step import init_train_state, make_train_step, state_shardings
+from reasoning_jax.rl.policy import (
+  Side,
+  fixed_update_arrays,
+  grpo_advantages,
+  side_mesh,
+)
+from reasoning_jax.rl.rollout import RolloutBatch, collect_rollouts
 
-__all__ = ["Side", "coach_update", "make_side", "play_step", "prompt_batch"]
-
-
-@dataclasses.dataclass
-class Side:
-  """One model of the game: its graphdef, train state, step function and reference."""
-
-  graphdef: Any
-  state: Any
-  shardings: Any
-  step_fn: Any
-  ref_params: Any
-  logprob_fn: Any
-
-
-def _optimizer(learning_rate: float, grad_clip: float):
-  return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adamw(learning_rate))
-
-
-def make_side(model, *, lr, grad_clip, loss_cfg: dict, window: int, mesh) -> Side:
-  tx = _optimizer(lr, grad_clip)
-  graphdef, state = init_train_state(model, tx)
-  shardings = state_shardings(
-    state, tx, lora_setup.partition_rules(model.config.family, None), mesh
-  )
-  state = sharding_lib.place(state, shardings)
-  bound = rl.make_loss("ppo_clip", **loss_cfg)
-  step_fn = make_train_step(
-    graphdef,
-    tx,
-    make_rl_loss_fn(bound, window=window),
-    mesh=mesh,
-    shardings=shardings,
-    aux_merge=rl.merge_aux,
-    aux_finalize=lambda aux, denom: rl.summarize_aux(aux),
-  )
-  ref = None
-  if loss_cfg.get("beta", 0.0) > 0:  # A copy: the step donates the policy buffers.
-    ref = jax.jit(lambda p: jax.tree_util.tree_map(jnp.copy, p), out_shardings=shardings.params)(
-      state.params
-    )
-  return Side(graphdef, state, shardings, step_fn, ref, make_logprob_fn(graphdef, window=window))
+__all__ = ["coach_update", "play_step", "prompt_batch"]
 
 
 def prompt_batch(tokenizer, texts, *, template, max_prompt_len, add_bos) -> dict[str, Any]:
@@ -83,35 +41,6 @@ def prompt_batch(tokenizer, texts, *, template, max_prompt_len, add_bos) -> dict
     fields=("question", "answer"),
   )
   return batch_rows([tokenize(i, {"question": t, "answer": ""}) for i, t in enumerate(texts)])
-
-
-def _fixed(batch: RolloutBatch, rows: int, width: int, advantages: np.ndarray, mesh) -> dict:
-  """The update arrays padded to `rows x width`, rows rounded up to a multiple of the mesh's
-  batch shards (padding rows have an all-zero mask: they add nothing to any loss term)."""
-  shards = int(np.prod([mesh.shape[a] for a in sharding_lib.BATCH_AXES if a in mesh.shape]))
-  rows = -(-rows // shards) * shards
-  n = batch.size
-  if n > rows or batch.tokens.shape[1] > width:
-    raise ValueError(f"batch {n}x{batch.tokens.shape[1]} exceeds the fixed {rows}x{width}")
-
-  def pad(x, value=0):
-    x = np.asarray(x)
-    spec = [(0, rows - n)] + ([(0, width - x.shape[1])] if x.ndim == 2 else [])
-    return np.pad(x, spec, constant_values=value)
-
-  return {
-    "tokens": pad(batch.tokens).astype(np.int32),
-    "mask": pad(batch.mask).astype(np.float32),
-    "sampler_logp": pad(batch.sampler_logp).astype(np.float32),
-    "advantages": pad(np.asarray(advantages, np.float32)),
-    **({"ref_logp": pad(batch.ref_logp).astype(np.float32)} if batch.ref_logp is not None else {}),
-  }
-
-
-def _grpo(rewards: np.ndarray, group_ids: np.ndarray) -> np.ndarray:
-  return np.asarray(
-    rl.compute_advantages("grpo", jnp.asarray(rewards), group_ids=jnp.asarray(group_ids))
-  )
 
 
 def _buckets(texts) -> dict[str, int]:
@@ -230,10 +159,10 @@ def play_step(step, key, config, models, player, coach, instruction, p_tok, c_to
     return record
   batch = RolloutBatch.concatenate([b for b, _ in accepted])
   success = np.asarray([lab.agreement for _, lab in accepted], np.float64)
-  advantages = _grpo(batch.rewards, batch.group_ids)
+  advantages = grpo_advantages(batch.rewards, batch.group_ids)
   width = config.player_max_prompt_len + config.player_max_new_tokens
-  mesh = _mesh(player)
-  arrays = _fixed(batch, m * n, width, advantages, mesh)
+  mesh = side_mesh(player)
+  arrays = fixed_update_arrays(batch, m * n, width, advantages, mesh)
   state, metrics = player.step_fn(player.state, sharding_lib.shard_batch(arrays, mesh))
   player.state = state
   metrics = {k: float(v) for k, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
@@ -262,11 +191,6 @@ def _token_mean_advantages(advantages, lengths, n) -> list[float | None]:
   return out
 
 
-def _mesh(side: Side):
-  leaf = jax.tree_util.tree_leaves(side.shardings.params)[0]
-  return leaf.mesh
-
-
 def coach_update(record, config, coach: Side, delta: float) -> None:
   info = record["_coach"]
   if not info["rows"]:
@@ -276,8 +200,8 @@ def coach_update(record, config, coach: Side, delta: float) -> None:
   )
   batch = RolloutBatch.concatenate(info["rows"])
   width = config.coach_max_prompt_len + config.coach_max_new_tokens
-  mesh = _mesh(coach)
-  arrays = _fixed(batch, config.problems_per_step, width, rewards, mesh)
+  mesh = side_mesh(coach)
+  arrays = fixed_update_arrays(batch, config.problems_per_step, width, rewards, mesh)
   state, metrics = coach.step_fn(coach.state, sharding_lib.shard_batch(arrays, mesh))
   coach.state = state
   metrics = jax.device_get(metrics)
