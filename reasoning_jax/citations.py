@@ -92,6 +92,9 @@ METHODS: dict[str, Method] = {
   "trajfusion": Method("TrajFusion", ("deng2026trajfusion", "yuan2023scaling")),
   "cpmobius": Method("CPMöbius", ("li2026cpmobius",)),
   "rosa": Method("ROSA-Tuning", ("zheng2026rosa", "peng2025rosa")),
+  "infmem": Method(
+    "InfMem", ("wang2026infmem", "yu2025memagent", "robertson2009bm25", "yang2018hotpotqa")
+  ),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).

@@ -11,6 +11,7 @@ input. The building blocks are
   the Countdown task used in TinyZero;
 * `rubric`: rubrics `(criterion, weight[, check])`, the sparse rubric reward and the
   `rubric_rules` grader of rubric tasks (Grad2Reward, arXiv 2602.01791);
+* `qa`: short-answer exact match after "the answer is" (HotpotQA-style, InfMem's reward);
 * `verifiers`: reward functions `fn(completion, answer, **example_fields) ->
   float` registered by name in `REWARDS`, and `score_batch`.
 
@@ -44,6 +45,7 @@ from reasoning_jax.rewards.numbers import (
   normalize_answer,
   parse_number,
 )
+from reasoning_jax.rewards.qa import extract_qa_answer, normalize_qa, qa_exact_reward
 from reasoning_jax.rewards.rubric import (
   Rubric,
   RubricError,
@@ -66,6 +68,9 @@ from reasoning_jax.rewards.verifiers import (
 
 __all__ = [
   "REWARDS",
+  "extract_qa_answer",
+  "normalize_qa",
+  "qa_exact_reward",
   "REWARD_FIELDS",
   "Rubric",
   "RubricError",

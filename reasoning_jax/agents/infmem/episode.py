@@ -39,12 +39,15 @@ class Completion:
     ids: the generated token ids, EOS included when the model emitted it.
     finished: True when the model ended the output itself (EOS) within the budget.
     prompt_ids: the prompt's token ids as the model saw them (empty for scripted models).
+    logprobs: the sampler's log-probability of each generated token (raw model
+      distribution; empty for scripted models), for RL on the episode's calls.
   """
 
   text: str
   ids: tuple[int, ...] = ()
   finished: bool = True
   prompt_ids: tuple[int, ...] = ()
+  logprobs: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass

@@ -164,12 +164,15 @@ class GenerateLLM:
       cache_size=width + budget,
       pad_id=pad,
     )
-    tokens, out_lengths, done = jax.device_get((out.tokens, out.lengths, out.done))
+    tokens, out_lengths, done, logp = jax.device_get(
+      (out.tokens, out.lengths, out.done, out.logprobs)
+    )
     completions = []
     for i, ids in enumerate(rows):
       gen = [int(t) for t in tokens[i, : out_lengths[i]]]
+      lp = tuple(float(x) for x in logp[i, : out_lengths[i]])
       completions.append(
-        Completion(self.tokenizer.decode(gen), tuple(gen), bool(done[i]), tuple(ids))
+        Completion(self.tokenizer.decode(gen), tuple(gen), bool(done[i]), tuple(ids), lp)
       )
       self.stats.generated_tokens += len(gen)
       self.stats.prompt_tokens += len(ids)
