@@ -52,9 +52,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     "num_test_records": 64,
     "seed": 0,
   }
-  c.sft = sized(128, 3, 4, 2, num_steps=800, batch_size=16)
+  c.sft = sized(128, 3, 4, 2, num_steps=600, batch_size=16)
   c.sft.model_overrides.max_position_embeddings = 1024
   c.sft.seq_len = 768
+  c.sft_seq_len = {"infmem": 768, "memagent": 384}  # Longest call + target, per reader.
   c.sft.eval_examples = 32
   c.sft.eval_max_new_tokens = 48
   # GRPO on whole episodes (rl.infmem.trainer); the released recipe: group 4, KL 1e-3,

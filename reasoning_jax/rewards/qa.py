@@ -20,7 +20,9 @@ from reasoning_jax.rewards.extract import extract_boxed
 
 __all__ = ["extract_qa_answer", "normalize_qa", "qa_exact_reward"]
 
-_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*(.+?)(?:\s*(?:\n|(?<=\w)\s*\.(?:\s|$))|$)", re.I | re.S)
+_ANSWER_IS = re.compile(
+  r"answer\s+is\s*:?\s*(.+?)(?:\s*(?:\n|(?<=\w)\s*\.(?:\s|$))|$)", re.I | re.S
+)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 

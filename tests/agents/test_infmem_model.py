@@ -118,3 +118,36 @@ def test_a_model_whose_context_is_too_short_is_refused_before_any_call(tokenizer
   with pytest.raises(ContextError, match=r"context is 1024: short by \d+"):
     run_episodes(llm, ["What is the hometown of Ada Moss ?"], ["The a b ."], config)
   assert llm.stats.calls == 0
+
+
+def test_a_hugging_face_folder_reads_through_its_own_tokenizer_and_chat_template(tiny_hf_folder):
+  from reasoning_jax.evaluate.infmem.setup import COMPACT_PROMPTS
+  from reasoning_jax.models.source import build_model, resolve_source
+
+  source = resolve_source(hf_dir=tiny_hf_folder("qwen3"))
+  model = build_model(source)
+  llm = GenerateLLM(model, source.tokenizer, eos_id=source.eos_id, length_multiple=512)
+  config = InfMemConfig(
+    chunk_tokens=64,
+    unit_tokens=16,
+    unit_overlap=4,
+    top_k=3,
+    max_top_k=4,
+    memory_tokens=16,
+    prethink_tokens=24,
+    answer_tokens=8,
+  )
+  examples = _examples(2, 64, seed=3)
+  for c in (config, config.replace(controller="memagent")):
+    eps = run_episodes(
+      llm,
+      [e["question"] for e in examples],
+      [e["document"] for e in examples],
+      c,
+      prompt_set=COMPACT_PROMPTS,
+    )
+    for ep in eps:
+      assert ep.done and ep.calls
+      assert all("<|im_start|>assistant" in call.prompt for call in ep.calls)
+      assert all(len(call.completion.ids) <= call.max_new_tokens for call in ep.calls)
+  assert llm.stats.calls > 0 and llm.stats.rounds < llm.stats.calls

@@ -210,3 +210,20 @@ def test_unparseable_output_never_hangs():
   for g in garbage:
     ep, _ = _run(lambda c, g=g: g, n_chunks=5)
     assert ep.done and len(ep.calls) <= 2 * 5 + 1
+
+
+def test_thinking_stage_closes_unfinished_thoughts_and_keeps_the_budget():
+  seen = []
+
+  def fn(call):
+    seen.append((call.max_new_tokens, call.prompt[-40:]))
+    if call.max_new_tokens == 6:  # The thinking stage: never closes within its budget.
+      return "<think> " + " ".join(["hmm"] * 20)
+    return "memory after thought" if call.kind == "write" else stopper(call)
+
+  ep, _ = _run(fn, n_chunks=3, think_tokens=6)
+  assert ep.done and ep.count("prethink") == 3  # STOP after the closed thoughts.
+  budgets = [b for b, _ in seen]
+  assert budgets[0] == 6 and budgets[1] == 32  # Think first, then the call's own budget.
+  assert any("</think>" in prompt for _, prompt in seen)
+  assert ep.writes[0][1] == "memory after thought"  # The thought is stripped from memory.

@@ -55,6 +55,11 @@ class InfMemConfig:
     enable_thinking: passed to the chat template when not None. The released evaluation
       reads `ENABLE_THINK` as `bool(os.getenv(...))`, which is True for any set value, so its
       runs thought; `<think>...</think>` is stripped from every output before it is used.
+    think_tokens: 0 (off), or the thinking budget of every call (the released code: 1024 when
+      thinking): each call is generated in two stages, first up to `think_tokens` tokens; if
+      that has not closed `</think>`, `think_close` is appended; then the prompt plus that
+      thinking is continued for the call's own budget (which still bounds the memory).
+    think_close: the text that force-closes an unfinished thought.
     no_memory: the memory before the first write.
   """
 
@@ -81,6 +86,8 @@ class InfMemConfig:
   b: float = 0.75
   tool_format: str = "qwen_agent"
   enable_thinking: bool | None = None
+  think_tokens: int = 0
+  think_close: str = "\n\nTime is up; I stop thinking here.\n</think>\n\n"
   no_memory: str = NO_MEMORY
 
   def __post_init__(self):
@@ -117,6 +124,8 @@ class InfMemConfig:
       )
     if not 0.0 <= self.dedup_jaccard <= 1.0:
       raise ValueError(f"dedup_jaccard must be in [0, 1], got {self.dedup_jaccard}")
+    if not isinstance(self.think_tokens, int) or self.think_tokens < 0:
+      raise ValueError(f"think_tokens must be an int >= 0, got {self.think_tokens!r}")
     if self.candidate_pool < 1 or self.candidate_multiplier < 1:
       raise ValueError("candidate_pool and candidate_multiplier must be >= 1")
 

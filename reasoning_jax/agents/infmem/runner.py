@@ -17,7 +17,7 @@ from absl import logging
 from reasoning_jax.agents.infmem import prompts as prompts_lib
 from reasoning_jax.agents.infmem.config import InfMemConfig
 from reasoning_jax.agents.infmem.document import Document, prepare_document
-from reasoning_jax.agents.infmem.episode import Call, Episode
+from reasoning_jax.agents.infmem.episode import Call, Completion, Episode
 from reasoning_jax.agents.infmem.llm import ContextError
 
 _RETRIEVED_LABEL = "[Retrieved #20] "
@@ -98,6 +98,34 @@ def _group_by_budget(calls: Sequence[Call]) -> list[list[Call]]:
   return [groups[k] for k in sorted(groups)]
 
 
+def complete_round(llm: Any, calls: Sequence[Call], config: InfMemConfig) -> list[Completion]:
+  """One batched round; with `config.think_tokens` a thinking stage first (see `InfMemConfig`).
+
+  With thinking, the completion's text is the thinking (closed) followed by the answer, its
+  ids the model's own tokens of both stages (the forced closure is not among them).
+  """
+  if config.think_tokens <= 0:
+    return llm.complete(calls)
+  first = llm.complete([dataclasses.replace(c, max_new_tokens=config.think_tokens) for c in calls])
+  thoughts = []
+  for done in first:
+    text = done.text
+    thoughts.append(text if "</think>" in text else text.rstrip() + config.think_close)
+  second = llm.complete(
+    [dataclasses.replace(c, prompt=c.prompt + t) for c, t in zip(calls, thoughts)]
+  )
+  return [
+    Completion(
+      t + b.text,
+      a.ids + b.ids,
+      b.finished,
+      a.prompt_ids,
+      a.logprobs + b.logprobs,
+    )
+    for t, a, b in zip(thoughts, first, second)
+  ]
+
+
 def make_episodes(
   llm: Any,
   questions: Sequence[str],
@@ -171,7 +199,7 @@ def run_episodes(
     if not active:
       return episodes
     for group in _group_by_budget([e.pending for e in active]):
-      completions = llm.complete(group)
+      completions = complete_round(llm, group, config)
       if len(completions) != len(group):
         raise RuntimeError(f"the model returned {len(completions)} outputs for {len(group)} calls")
       for call, completion in zip(group, completions):

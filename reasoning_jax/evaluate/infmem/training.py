@@ -9,11 +9,20 @@ import ml_collections
 
 
 def sft_config(
-  config: ml_collections.ConfigDict, *, folder: str, tokenizer: str, seed: int, workdir: str
+  config: ml_collections.ConfigDict,
+  *,
+  folder: str,
+  tokenizer: str,
+  seed: int,
+  workdir: str,
+  seq_len: int | None = None,
 ) -> ml_collections.ConfigDict:
   """`config.sft` (an ordinary SFT config, `configs/sft_arith.sized`) over the protocol SFT
-  `folder`, with the experiment's tokenizer; the prompt is the rendered call as it is."""
+  `folder`, with the experiment's tokenizer; the prompt is the rendered call as it is.
+  `seq_len` overrides `config.sft.seq_len` (MemAgent's calls are shorter: no retrieval)."""
   c = ml_collections.ConfigDict(config.sft.to_dict())
+  if seq_len:
+    c.seq_len = int(seq_len)
   c.workdir = workdir
   c.seed = int(seed)
   c.task, c.task_config, c.task_overrides = "rft", "", {}

@@ -141,6 +141,7 @@ def _run_seed(config, root: str, seed: int, tokenizer, tests, folders, mesh) -> 
       tokenizer=tok_dir,
       seed=seed,
       workdir=os.path.join(root, "models", f"{controller}_seed{seed}"),
+      seq_len=dict(config.sft_seq_len).get(controller),
     )
     models[controller], _ = train_reader(sft, f"{controller} reader, seed {seed}")
   infmem = setup.protocol_config(config.reader, "infmem")

@@ -96,6 +96,11 @@ def train_protocol(
   grad_clip, beta (KL to the start), clip_eps_low / clip_eps_high, temperature, and the
   reward weights (outcome, early_stop, tool_ok, memory_ok, gamma).
   """
+  if reader.think_tokens:
+    raise ValueError(
+      "protocol RL with think_tokens > 0 is not supported: the forced closure of a thought "
+      "is not the model's own tokens, so a call's row would not be what it sampled"
+    )
   # The update donates the policy's buffers: train a copy, the caller's model stays usable.
   graphdef, state = nnx.split(model)
   model = nnx.merge(graphdef, jax.tree_util.tree_map(jnp.copy, state))
