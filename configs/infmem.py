@@ -93,6 +93,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     "length_multiple": 128,
     "batch_multiple": 8,
   }
+  # A user's Hugging Face folder, read with both protocols instead of training a model here
+  # (e.g. --config.hf.dir=/data/Qwen3-0.6B): reader flags ({} = config.reader) and prompts
+  # ("full": the natural-language templates; "compact": the experiment's).
+  c.hf = {"dir": "", "reader": {}, "prompts": "full"}
   if variant == "quick":
     c.seeds = (0,)
     c.train.num_examples = (12, 4)

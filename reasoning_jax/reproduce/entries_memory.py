@@ -89,7 +89,7 @@ def infmem_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
   long = [
     label
     for label in table.get("MemAgent (SFT)", {})
-    if label.endswith("M") or int(label[:-1]) >= 32
+    if label.endswith("M") or (label.endswith("k") and float(label[:-1]) >= 32)
   ]
   mean = lambda cell, key: sum(cell[key]) / len(cell[key])  # noqa: E731
   rows, better, fewer = [], [], []

@@ -126,3 +126,29 @@ def test_verdict(args, status):
   assert v.status == status and "32k" in v.reason and "8k" not in v.reason
   (v,) = infmem_verdict(_payload(*args, seeds=2))
   assert v.status == "not measured"
+
+
+def test_experiment_reads_a_hugging_face_folder_with_both_protocols(tiny_hf_folder, tmp_path):
+  from reasoning_jax.rl.infmem.experiment import run
+
+  config = infmem_config.get_config("quick")
+  config.workdir = str(tmp_path)
+  config.hf.dir = tiny_hf_folder("qwen3")
+  config.hf.prompts = "compact"
+  config.hf.reader = dict(
+    config.reader,
+    chunk_tokens=64,
+    unit_tokens=16,
+    unit_overlap=4,
+    memory_tokens=16,
+    prethink_tokens=24,
+    answer_tokens=8,
+    max_top_k=4,
+  )
+  config.eval.doc_tokens, config.eval.questions = (64,), (2,)
+  config.eval.length_multiple = 512
+  payload = run(config)
+  assert set(payload["table"]) >= {"MemAgent (HF folder)", "InfMem (HF folder)"}
+  cell = payload["table"]["InfMem (HF folder)"]["64"]
+  assert cell["calls_per_question"] and cell["calls_per_question"][0] >= 2
+  assert os.path.exists(tmp_path / "results.md")

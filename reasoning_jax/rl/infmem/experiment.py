@@ -18,6 +18,9 @@ stopping. Here, at CPU scale:
 Outputs in `config.workdir`: results.json, results.md (mean ± std over seeds per length),
 accuracy_vs_length.png, calls_vs_length.png, rl_curves.png, CITATIONS.bib, runs/ (one JSON per
 finished seed and the scripted rows; a rerun reuses them), models/ (SFT checkpoints).
+
+`--config.hf.dir=<a local Hugging Face folder>` reads the same documents with that model
+instead (its own tokenizer and chat template, no training): MemAgent vs InfMem protocols.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ _SUMMARY_KEYS = ("accuracy", "calls_per_question", "generated_tokens_per_questio
 
 
 def _label(n: int) -> str:
-  return f"{n // 1048576}M" if n >= 1048576 else f"{n // 1024}k"
+  if n >= 1048576:
+    return f"{n / 1048576:g}M"
+  return f"{n / 1024:g}k" if n >= 1024 else str(n)
 
 
 def _json_dump(path: str, payload: Any) -> None:
@@ -196,6 +201,37 @@ def _run_seed(config, root: str, seed: int, tokenizer, tests, folders, mesh) -> 
   return done
 
 
+def _run_hf(config, root: str, tests) -> dict[str, Any]:
+  """A user's Hugging Face folder read with both protocols (no training; its own tokenizer,
+  chat template, EOS ids and the full-wording prompts unless `config.hf.prompts="compact"`)."""
+  from reasoning_jax.agents.infmem import PromptSet
+  from reasoning_jax.models.source import build_model, resolve_source
+
+  source = resolve_source(hf_dir=config.hf.dir, flag="config.hf")
+  model = build_model(source)
+  prompts = setup.COMPACT_PROMPTS if config.hf.prompts == "compact" else PromptSet()
+  reader = dict(config.hf.reader) or dict(config.reader)
+  path = os.path.join(root, "runs", "hf.json")
+  done = _load(path) or {"seed": "hf", "hf_dir": config.hf.dir, "arms": {}}
+  for arm, controller in (("MemAgent (HF folder)", "memagent"), ("InfMem (HF folder)", "infmem")):
+    protocol = setup.protocol_config(reader, controller)
+    for n, examples in tests.items():
+      if _label(n) in done["arms"].get(arm, {}):
+        continue
+      llm = GenerateLLM(
+        model,
+        source.tokenizer,
+        eos_id=source.eos_id,
+        length_multiple=int(config.eval.length_multiple),
+        batch_multiple=int(config.eval.batch_multiple),
+      )
+      done["arms"].setdefault(arm, {})[_label(n)] = evaluate_reader(
+        llm, examples, protocol, prompts
+      )
+      _json_dump(path, done)
+  return done
+
+
 def _mean_std(values) -> str:
   v = np.asarray([x for x in values if x is not None], np.float64)
   if not len(v):
@@ -292,7 +328,7 @@ def _plot(root: str, config, payload) -> None:
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Runs the experiment (module docstring); returns the results payload."""
   unknown = [a for a in config.arms if a not in ARMS]
-  if unknown:
+  if unknown and not config.hf.dir:
     raise ValueError(f"config.arms names {unknown}; known arms: {list(ARMS)}")
   if len(config.eval.doc_tokens) != len(config.eval.questions):
     raise ValueError("config.eval.doc_tokens and config.eval.questions differ in length")
@@ -301,11 +337,16 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   tokenizer = setup.experiment_tokenizer(
     setup.COMPACT_PROMPTS, max_number=int(config.max_number), directory=setup.tokenizer_dir(root)
   )
-  folders = {c: _sft_folder(config, root, tokenizer, c) for c in ("infmem", "memagent")}
   tests = _test_sets(config, root)
   scripted = _scripted_rows(config, root, tokenizer, tests)
-  mesh = sharding_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-  seeds = [_run_seed(config, root, int(s), tokenizer, tests, folders, mesh) for s in config.seeds]
+  if config.hf.dir:  # A user's folder: both protocols on the same documents, no training.
+    hf = _run_hf(config, root, tests)
+    config.arms = tuple(hf["arms"])
+    seeds = [hf]
+  else:
+    folders = {c: _sft_folder(config, root, tokenizer, c) for c in ("infmem", "memagent")}
+    mesh = sharding_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    seeds = [_run_seed(config, root, int(s), tokenizer, tests, folders, mesh) for s in config.seeds]
   payload, markdown = summarize(config, scripted, seeds)
   write_results(root, payload, markdown)
   _plot(root, config, payload)
