@@ -187,6 +187,8 @@ def _run_seed(config, root: str, seed: int, tokenizer, tests, folders, mesh) -> 
         continue
       if n in set(config.eval.single_seed_lengths) and seed != config.seeds[0]:
         continue
+      if n in set(config.eval.get("scripted_only_lengths", ())):
+        continue
       if plan.get(arm) is None:
         logging.warning("%s at %s: the policy of an earlier run is gone; skipped", arm, label)
         continue
