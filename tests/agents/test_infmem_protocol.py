@@ -227,3 +227,23 @@ def test_thinking_stage_closes_unfinished_thoughts_and_keeps_the_budget():
   assert budgets[0] == 6 and budgets[1] == 32  # Think first, then the call's own budget.
   assert any("</think>" in prompt for _, prompt in seen)
   assert ep.writes[0][1] == "memory after thought"  # The thought is stripped from memory.
+
+
+def test_a_ruler_style_jsonl_file_drives_episodes(tmp_path):
+  import json
+
+  from reasoning_jax.data.longqa import load_longqa_jsonl
+
+  path = tmp_path / "hotpotqa.jsonl"
+  rows = [
+    {"_id": "a", "input": "which w1x1 ?", "context": document(3, 40), "answers": ["x"]},
+    {"index": 7, "input": "which w0x2 ?", "context": document(2, 40), "outputs": "x"},
+  ]
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  data = load_longqa_jsonl(str(path))
+  llm = FunctionLLM(searcher, WordTokenizer())
+  eps = run_episodes(
+    llm, [d["question"] for d in data], [d["document"] for d in data], InfMemConfig(**SMALL)
+  )
+  assert [e.num_chunks for e in eps] == [3, 2]
+  assert all(e.output == "Therefore, the answer is x" for e in eps)
