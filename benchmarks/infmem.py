@@ -36,9 +36,13 @@ Three tables, each measured in this run:
      MemAgent over the model: chunks, chunks read, calls per question, wall seconds, seconds
      per chunk read (with and without document preparation) and the largest prompt the
      model saw (max `len(Completion.prompt_ids)`). MemAgent reads every chunk (N + 1 calls
-     per question); an episode over `--max-rounds` lock-step rounds is cut there and
-     reported as measured on its first rounds (marked "cut"), with the seconds per chunk
-     read over what ran and the whole episode's projected time.
+     per question); InfMem reads until its chain of facts is complete (then 3 STOPs), so a
+     question whose hops it does not find reads every chunk too. Runs on documents of more
+     than `--max-rounds` chunks (by default 1M tokens: 4096) are cut after `--cut-rounds`
+     lock-step rounds when not done by then, reported as measured on those (marked "cut"),
+     with the whole run's projected time. Batches are padded to `--questions` rows (no
+     padding rows; the experiment pads to 8).
+     Runs that would start after `--time-budget` seconds are skipped and named.
 
 Usage:
   python benchmarks/infmem.py            # the default sizes (< 10 min on 2 CPU cores)
@@ -89,7 +93,7 @@ def parse_args(argv=None):
     "--max-rounds",
     type=int,
     default=600,
-    help="an episode set needing more lock-step rounds than this is cut at --cut-rounds",
+    help="runs on documents of more chunks than this are cut at --cut-rounds rounds",
   )
   p.add_argument("--cut-rounds", type=int, default=128)
   p.add_argument(
@@ -367,9 +371,9 @@ def length_table(args, config, tokenizer, model, readers, lines, start):
           f"{args.time_budget:.0f} s."
         )
         continue
-      llm = scripted(model, tokenizer, config, reader, 8)
+      llm = scripted(model, tokenizer, config, reader, q)
       chunks = -(-min(n, reader.max_document_tokens) // reader.chunk_tokens)
-      cap = args.cut_rounds if c == "memagent" and chunks + 1 > args.max_rounds > 0 else 0
+      cap = args.cut_rounds if chunks > args.max_rounds > 0 else 0
       r = run(llm, examples, reader, max_rounds=cap)
       read = sum(ep.steps_read for ep in r.episodes)
       per, per_wo = r.seconds / read, (r.seconds - r.prep) / read
@@ -382,10 +386,11 @@ def length_table(args, config, tokenizer, model, readers, lines, start):
       if r.cut:
         total = r.episodes[0].num_chunks
         notes.append(
-          f"{c} at {n} tokens: cut after {cap} lock-step rounds (--cut-rounds) of the {total + 1} "
-          f"calls each question needs (> --max-rounds {args.max_rounds}), to fit the time "
-          f"budget; measured on those {cap} rounds. Projected whole run (doc prep + s / chunk read w/o prep x "
-          f"{total} chunks x {q} questions): ~{r.prep + per_wo * total * q:.0f} s."
+          f"{c} at {n} tokens: cut after {cap} lock-step rounds (--cut-rounds; {total} chunks > "
+          f"--max-rounds {args.max_rounds}; MemAgent needs {total + 1} calls), to fit the time "
+          f"budget; measured on those {cap} rounds. Projected run reading every chunk (doc prep + "
+          f"s / chunk read w/o prep x {total} chunks x {q} questions): "
+          f"~{r.prep + per_wo * total * q:.0f} s."
         )
       if c == "infmem":
         lines.append(breakdown(f"{n} tokens x {q}, batched", r))
