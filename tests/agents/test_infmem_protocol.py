@@ -247,3 +247,13 @@ def test_a_ruler_style_jsonl_file_drives_episodes(tmp_path):
   )
   assert [e.num_chunks for e in eps] == [3, 2]
   assert all(e.output == "Therefore, the answer is x" for e in eps)
+
+
+def test_max_history_bounds_the_prethink_prompt():
+  full, _ = _run(searcher, n_chunks=8)
+  capped, _ = _run(searcher, n_chunks=8, max_history=2)
+  tok = WordTokenizer()
+  length = lambda ep: [len(tok.encode(c.prompt)) for c in ep.calls if c.kind == "prethink"]  # noqa: E731
+  assert length(full)[-1] > length(full)[2]  # Released: grows with every search.
+  assert length(capped)[-1] == length(capped)[2]  # Capped: flat once 2 searches are listed.
+  assert len(capped.history) == 8  # The episode still records every search.

@@ -55,6 +55,9 @@ class InfMemConfig:
     enable_thinking: passed to the chat template when not None. The released evaluation
       reads `ENABLE_THINK` as `bool(os.getenv(...))`, which is True for any set value, so its
       runs thought; `<think>...</think>` is stripped from every output before it is used.
+    max_history: None (released: every past search is listed in PreThink's prompt, which then
+      grows with the episode until the context forces the oldest lines out), or the number of
+      most recent searches listed (bounds PreThink's prompt like the memory bounds Write's).
     think_tokens: 0 (off), or the thinking budget of every call (the released code: 1024 when
       thinking): each call is generated in two stages, first up to `think_tokens` tokens; if
       that has not closed `</think>`, `think_close` is appended; then the prompt plus that
@@ -86,6 +89,7 @@ class InfMemConfig:
   b: float = 0.75
   tool_format: str = "qwen_agent"
   enable_thinking: bool | None = None
+  max_history: int | None = None
   think_tokens: int = 0
   think_close: str = "\n\nTime is up; I stop thinking here.\n</think>\n\n"
   no_memory: str = NO_MEMORY
@@ -124,6 +128,10 @@ class InfMemConfig:
       )
     if not 0.0 <= self.dedup_jaccard <= 1.0:
       raise ValueError(f"dedup_jaccard must be in [0, 1], got {self.dedup_jaccard}")
+    if self.max_history is not None and (
+      not isinstance(self.max_history, int) or self.max_history < 0
+    ):
+      raise ValueError(f"max_history must be None or an int >= 0, got {self.max_history!r}")
     if not isinstance(self.think_tokens, int) or self.think_tokens < 0:
       raise ValueError(f"think_tokens must be an int >= 0, got {self.think_tokens!r}")
     if self.candidate_pool < 1 or self.candidate_multiplier < 1:

@@ -154,8 +154,10 @@ class Episode:
 
   def _prethink(self) -> Call:
     system = self.prompt_set.tool_instructions[self.config.tool_format]
+    cap = self.config.max_history
     while True:
-      history = prompts_lib.history_text(self.history, self._step, self.num_chunks)
+      shown = self.history if cap is None else self.history[len(self.history) - cap :]
+      history = prompts_lib.history_text(shown, self._step, self.num_chunks)
       user = self.prompt_set.prethink.format(
         question=self.question, history=history, memory=self.memory
       )
