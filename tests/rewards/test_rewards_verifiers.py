@@ -14,6 +14,7 @@ from reasoning_jax.rewards import REWARDS, score_batch
 
 EXPECTED_REWARDS = {
   "math_exact",
+  "qa_exact",
   "gsm8k",
   "boxed",
   "countdown",
