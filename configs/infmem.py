@@ -103,7 +103,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   # ("full": the natural-language templates; "compact": the experiment's).
   c.hf = {"dir": "", "reader": {}, "prompts": "full"}
   if variant == "quick":
-    c.seeds = (0,)
+    c.seeds = (0, 1)
     c.train.num_examples = (12, 4)
     c.train.num_test_records = 8
     c.sft.num_steps = 6
