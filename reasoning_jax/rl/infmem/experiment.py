@@ -156,7 +156,11 @@ def _run_seed(config, root: str, seed: int, tokenizer, tests, folders, mesh) -> 
     "InfMem (SFT)": (models["infmem"], infmem),
     "InfMem protocol, MemAgent model": (models["memagent"], infmem),
   }
-  if "InfMem (SFT+GRPO)" in config.arms and "rl_history" not in done:
+  rl_seeds = tuple(config.get("rl_seeds", ()) or config.seeds)
+  if "InfMem (SFT+GRPO)" in config.arms and seed not in rl_seeds:
+    plan["InfMem (SFT+GRPO)"] = None  # GRPO runs on `config.rl_seeds` only.
+    done["arms"].pop("InfMem (SFT+GRPO)", None)
+  elif "InfMem (SFT+GRPO)" in config.arms and "rl_history" not in done:
     train = data_lib.multihop_split(
       os.path.join(root, "data"),
       int(config.rl.doc_tokens),
@@ -190,6 +194,8 @@ def _run_seed(config, root: str, seed: int, tokenizer, tests, folders, mesh) -> 
       if n in set(config.eval.get("scripted_only_lengths", ())):
         continue
       if plan.get(arm) is None:
+        if arm == "InfMem (SFT+GRPO)" and seed not in rl_seeds:
+          continue
         logging.warning("%s at %s: the policy of an earlier run is gone; skipped", arm, label)
         continue
       model, reader = plan[arm]
