@@ -79,18 +79,22 @@ def infmem_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
   """The trained InfMem reader against the trained MemAgent reader at 32k tokens and beyond.
 
   The paper's claim has two parts: higher accuracy, and >= 3x fewer model calls (its 3.9x
-  average). "reproduced" when the best trained InfMem arm (SFT+GRPO, else SFT) is more accurate
+  average). "reproduced" when the trained InfMem reader (SFT+GRPO where it ran on every seed,
+  else SFT) is more accurate
   than MemAgent (SFT) at every long length measured and needs >= 3x fewer calls there;
   "partly" when one of the two holds; "not reproduced" otherwise; "not measured" with fewer
   than 3 seeds or no long length.
   """
   table, seeds = payload["table"], len(payload["seeds"])
-  best = "InfMem (SFT+GRPO)" if "InfMem (SFT+GRPO)" in table else "InfMem (SFT)"
   long = [
     label
     for label in table.get("MemAgent (SFT)", {})
     if label.endswith("M") or (label.endswith("k") and float(label[:-1]) >= 32)
   ]
+  # The GRPO arm when it ran on every seed at those lengths, else the SFT reader.
+  grpo = table.get("InfMem (SFT+GRPO)", {})
+  full = all(len(grpo.get(label, {}).get("accuracy", [])) >= seeds for label in long)
+  best = "InfMem (SFT+GRPO)" if grpo and full else "InfMem (SFT)"
   mean = lambda cell, key: sum(cell[key]) / len(cell[key])  # noqa: E731
   rows, better, fewer = [], [], []
   for label in long:
