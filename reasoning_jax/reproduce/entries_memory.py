@@ -95,6 +95,8 @@ def infmem_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
   grpo = table.get("InfMem (SFT+GRPO)", {})
   full = all(len(grpo.get(label, {}).get("accuracy", [])) >= seeds for label in long)
   best = "InfMem (SFT+GRPO)" if grpo and full else "InfMem (SFT)"
+  if best not in table or "MemAgent (SFT)" not in table:
+    return [Verdict("infmem", "not measured", f"no {best} / MemAgent (SFT) rows")]
   mean = lambda cell, key: sum(cell[key]) / len(cell[key])  # noqa: E731
   rows, better, fewer = [], [], []
   for label in long:

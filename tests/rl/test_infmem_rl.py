@@ -152,3 +152,15 @@ def test_experiment_reads_a_hugging_face_folder_with_both_protocols(tiny_hf_fold
   cell = payload["table"]["InfMem (HF folder)"]["64"]
   assert cell["calls_per_question"] and cell["calls_per_question"][0] >= 2
   assert os.path.exists(tmp_path / "results.md")
+
+
+def test_verdict_uses_the_sft_reader_when_grpo_ran_on_one_seed():
+  payload = _payload(0.5, 0.2, 20, 129)
+  payload["table"]["InfMem (SFT+GRPO)"]["32k"] = {"accuracy": [0.9], "calls_per_question": [5]}
+  (v,) = infmem_verdict(payload)
+  assert v.status == "not measured" and "InfMem (SFT)" in v.reason
+  payload["table"]["InfMem (SFT)"] = {
+    "32k": {"accuracy": [0.1] * 3, "calls_per_question": [20] * 3}
+  }
+  (v,) = infmem_verdict(payload)
+  assert v.status == "partly" and "InfMem (SFT) 0.100" in v.reason
