@@ -1,4 +1,4 @@
-"""Writing an experiment's `results.json` and `results.md` into its workdir."""
+"""Writing an experiment's `results.json` and `results.md`, and its per-run JSON records."""
 
 from __future__ import annotations
 
@@ -13,3 +13,19 @@ def write_results(workdir: str, payload: dict[str, Any], markdown: str) -> None:
     json.dump(payload, f, indent=2, default=str)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown)
+
+
+def write_json(path: str, payload: Any, **dump_kwargs: Any) -> None:
+  """`payload` as JSON at `path`, atomically (a killed run never leaves half a record)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, **dump_kwargs)
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+  """The JSON at `path`, None when there is no such file (a run not finished yet)."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)

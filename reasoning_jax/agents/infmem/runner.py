@@ -52,8 +52,7 @@ def call_budgets(
   count = lambda text: len(tokenizer.encode(text))  # noqa: E731
   q = count(question)
   empty = dict(question="", history="", memory="", retrieved="", chunk="")
-  system = prompts_lib.TOOL_INSTRUCTIONS.get(config.tool_format, "")
-  system = prompt_set.tool_instructions.get(config.tool_format, system)
+  system = prompt_set.tool_instructions[config.tool_format]  # As `Episode` renders PreThink.
 
   def template(text: str, system: str = "") -> int:
     return count(prompts_lib.render(tokenizer, text.format(**empty), system=system))

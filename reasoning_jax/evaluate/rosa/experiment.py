@@ -36,7 +36,7 @@ from absl import logging
 
 from reasoning_jax import citations
 from reasoning_jax.data.recall import IGNORE, repeated_tokens
-from reasoning_jax.evaluate.outputs import write_results
+from reasoning_jax.evaluate.outputs import write_json, write_results
 from reasoning_jax.train import recall
 from reasoning_jax.train.metrics import quiet_library_logs
 
@@ -196,9 +196,7 @@ def run_seed(config, seed: int, run_dir: str) -> dict[str, Any]:
       "wall_s": time.time() - start,
     }
     logging.info("%s seed %d: %s", arm, seed, result["eval"])
-    with open(path + ".tmp", "w") as f:
-      json.dump({"fingerprint": fingerprint, "result": result}, f)
-    os.replace(path + ".tmp", path)
+    write_json(path, {"fingerprint": fingerprint, "result": result})
     results[arm] = result
   return results
 

@@ -25,7 +25,6 @@ instead (its own tokenizer and chat template, no training): MemAgent vs InfMem p
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -42,7 +41,7 @@ from reasoning_jax.evaluate.infmem import data as data_lib
 from reasoning_jax.evaluate.infmem import setup
 from reasoning_jax.evaluate.infmem.evaluation import evaluate_reader
 from reasoning_jax.evaluate.infmem.training import sft_config, train_reader
-from reasoning_jax.evaluate.outputs import write_results
+from reasoning_jax.evaluate.outputs import read_json, write_json, write_results
 from reasoning_jax.rl.infmem.trainer import train_protocol
 
 SCRIPTED = ("scripted InfMem", "scripted MemAgent")
@@ -62,17 +61,7 @@ def _label(n: int) -> str:
 
 
 def _json_dump(path: str, payload: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1, default=str)
-  os.replace(tmp, path)
-
-
-def _load(path: str) -> Any:
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  return None
+  write_json(path, payload, indent=1, default=str)
 
 
 def _sft_folder(config, root: str, tokenizer, controller: str) -> str:
@@ -110,7 +99,7 @@ def _test_sets(config, root: str) -> dict[int, list[dict]]:
 
 def _scripted_rows(config, root: str, tokenizer, tests) -> dict[str, dict[str, dict]]:
   path = os.path.join(root, "runs", "scripted.json")
-  rows = _load(path) or {}
+  rows = read_json(path) or {}
   for arm, controller in zip(SCRIPTED, ("infmem", "memagent")):
     reader = setup.protocol_config(config.reader, controller)
     for n, examples in tests.items():
@@ -136,7 +125,7 @@ def _llm(model, tokenizer, config):
 
 def _run_seed(config, root: str, seed: int, tokenizer, tests, folders, mesh) -> dict[str, Any]:
   path = os.path.join(root, "runs", f"seed{seed}.json")
-  done = _load(path) or {"seed": seed, "arms": {}}
+  done = read_json(path) or {"seed": seed, "arms": {}}
   tok_dir = setup.tokenizer_dir(root)
   models = {}
   for controller in ("memagent", "infmem"):
@@ -220,7 +209,7 @@ def _run_hf(config, root: str, tests) -> dict[str, Any]:
   prompts = setup.COMPACT_PROMPTS if config.hf.prompts == "compact" else PromptSet()
   reader = dict(config.hf.reader) or dict(config.reader)
   path = os.path.join(root, "runs", "hf.json")
-  done = _load(path) or {"seed": "hf", "hf_dir": config.hf.dir, "arms": {}}
+  done = read_json(path) or {"seed": "hf", "hf_dir": config.hf.dir, "arms": {}}
   for arm, controller in (("MemAgent (HF folder)", "memagent"), ("InfMem (HF folder)", "infmem")):
     protocol = setup.protocol_config(reader, controller)
     for n, examples in tests.items():
