@@ -144,6 +144,12 @@ OVQ_CHUNK_KERNELS: Registry[Any] = Registry(
 DEQUANT_MATMUL_KERNELS: Registry[Any] = Registry(
   "dequant-matmul kernel", plugins={"pallas": "pallas_kernels.dequant_matmul"}
 )
+# Decode kernels of the sparse heads (reasoning_jax.ops.sparse_decode), by backend name ("xla"
+# is the ops' own path, not registered): a `DecodeKernels(retrieval_decode, block_sparse_decode)`
+# with the signatures of the ops' references plus `interpret=`.
+SPARSE_DECODE_KERNELS: Registry[Any] = Registry(
+  "sparse decode kernel", plugins={"pallas": "pallas_kernels.sparse_decode"}
+)
 # RoPE frequency schedules: fn(head_dim, theta, scaling) -> inv_freq.
 ROPE_TYPES: Registry[Any] = Registry("rope type")
 # Reward functions for reasoning_jax.rewards: fn(completion: str, answer: str, **fields) -> float.
