@@ -44,6 +44,8 @@ from flax import nnx
 
 from reasoning_jax.generate.sampling import sample_logits, validate_sampling_params
 from reasoning_jax.models.transformer import is_concrete, validate_token_ids
+from reasoning_jax.sparse import SparseDecodeConfig, SparseDecodeContext, init_state
+from reasoning_jax.sparse.config import round_cache_size
 
 # Number of times each jitted function body was traced (tests use it to check caching).
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -86,6 +88,7 @@ class GenerateSettings:
   top_p: float
   eos_ids: tuple[int, ...]
   pad_id: int
+  sparse_decode: SparseDecodeConfig | None = None
 
 
 def _is_eos(tokens: jax.Array, eos_ids: tuple[int, ...]) -> jax.Array:
@@ -128,6 +131,10 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
       lengths=jnp.ones((b,), jnp.int32),
       done=_is_eos(token, settings.eos_ids),
     )
+    if settings.sparse_decode is not None:
+      # Prefill stays dense; state the sparse decode carries between steps (Quest's page
+      # bounds) starts from the prefilled cache.
+      carry["sparse"] = init_state(settings.sparse_decode, cache, prompt_lengths)
     return cache, carry
 
   def decode(state, cache, carry, prompt_lengths, key):
@@ -143,7 +150,12 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
       step = c["step"]
       # The newest token (index step - 1) sits at position prompt_length + step - 1.
       positions = (prompt_lengths + step - 1)[:, None]
-      hidden, cache = model.forward(c["last"][:, None], positions=positions, cache=cache)
+      context = None
+      if settings.sparse_decode is not None:
+        context = SparseDecodeContext(settings.sparse_decode, state=c["sparse"])
+      hidden, cache = model.forward(
+        c["last"][:, None], positions=positions, cache=cache, attention_context=context
+      )
       token, logprob, sampling_logprob = sample(model.unembed(hidden[:, 0]), step_key(key, step))
       active = ~c["done"]
 
@@ -159,6 +171,8 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
         lengths=c["lengths"] + active.astype(jnp.int32),
         done=c["done"] | (active & _is_eos(token, settings.eos_ids)),
       )
+      if context is not None:
+        c["sparse"] = context.state_out()
       return cache, c
 
     # Returning the cache and carry lets XLA alias them to the donated inputs, so
@@ -219,6 +233,7 @@ def check_generate_args(
   pad_id: Any,
   extra_slots: int = 0,
   extra_reason: str = "",
+  sparse_decode: SparseDecodeConfig | None = None,
 ) -> tuple[jax.Array, jax.Array, GenerateSettings, jax.Array | None]:
   """Validates `generate`'s arguments; the extension point other decoders share.
 
@@ -266,9 +281,16 @@ def check_generate_args(
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
   needed = p + max_new_tokens + extra_slots
+  if sparse_decode is not None and not isinstance(sparse_decode, SparseDecodeConfig):
+    raise TypeError(
+      f"sparse_decode must be None or a reasoning_jax.sparse.SparseDecodeConfig, got "
+      f"{type(sparse_decode).__name__}"
+    )
   if cache_size is None:
-    cache_size = needed
+    cache_size = round_cache_size(needed, sparse_decode)
   cache_size = _as_int(cache_size, "cache_size", "None or an int >= 1")
+  if sparse_decode is not None:
+    sparse_decode.validate_for(model.config, cache_size)
   if needed > cache_size:
     extra = f" + {extra_slots} {extra_reason}" if extra_slots else ""
     raise ValueError(
@@ -296,6 +318,7 @@ def check_generate_args(
     top_p=top_p,
     eos_ids=eos_ids,
     pad_id=pad_id,
+    sparse_decode=sparse_decode,
   )
   prompts = jnp.asarray(prompts, jnp.int32)
   prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
@@ -316,6 +339,7 @@ def generate(
   cache_size: int | None = None,
   pad_id: int = 0,
   timings: dict[str, float] | None = None,
+  sparse_decode: SparseDecodeConfig | None = None,
 ) -> GenerateOutput:
   """Samples up to `max_new_tokens` tokens per row after right-padded prompts.
 
@@ -337,6 +361,9 @@ def generate(
     timings: optional dict; when given, the call waits for each phase to finish and adds
       its wall-clock seconds under `"prefill_s"` and `"decode_s"` (profiling; the extra
       wait costs one host sync).
+    sparse_decode: None (dense decoding) or a `reasoning_jax.sparse.SparseDecodeConfig`:
+      LycheeDecode, Quest, DuoAttention or "full" on the decode steps (prefill stays
+      dense). The default `cache_size` is rounded up to its block / page multiple.
 
   Returns:
     A `GenerateOutput`: `tokens`, `lengths`, `logprobs`, `sampling_logprobs`, `done`.
@@ -359,6 +386,7 @@ def generate(
     key=key,
     cache_size=cache_size,
     pad_id=pad_id,
+    sparse_decode=sparse_decode,
   )
   b = prompts.shape[0]
   cache_size = settings.cache_size

@@ -114,8 +114,19 @@ class Attention(nnx.Module):
       y = y + bias[...].astype(self.dtype)
     return y
 
+  # Accepts `context=` (an attention context, see `__call__`); recurrent mixers do not.
+  accepts_attention_context = True
+
   def __call__(
-    self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, implementation=None
+    self,
+    x,
+    *,
+    positions,
+    attention_mask=None,
+    segment_ids=None,
+    cache=None,
+    implementation=None,
+    context=None,
   ):
     q = self._project(x, self.q_proj, self.q_bias)
     k = self._project(x, self.k_proj, self.k_bias)
@@ -126,7 +137,22 @@ class Attention(nnx.Module):
     cos, sin = rope_tables(positions, inv_freq)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
-    if cache is None:
+    if context is not None:
+      # The extension point of decode-time attention variants (sparse decoding,
+      # `reasoning_jax.sparse`) and of role-learning forwards: the context computes this
+      # layer's attention from the projected, rotated q/k/v (k/v: the whole cache when there
+      # is one, written first) and may carry state across the layers of one forward call.
+      if self.sliding_window is not None:
+        raise ValueError(
+          f"layer {self.layer_idx}: an attention context needs full attention, but this layer "
+          f"is sliding-window (window {self.sliding_window})"
+        )
+      if cache is not None:
+        starts = positions[:, 0]
+        cache = KVCache(k=write_rows(cache.k, k, starts), v=write_rows(cache.v, v, starts))
+        k, v = cache.k.astype(q.dtype), cache.v.astype(q.dtype)
+      out = context.attend(self.layer_idx, q, k, v, positions)
+    elif cache is None:
       out = attention_op(
         q,
         k,

@@ -109,6 +109,8 @@ class MomentumAttention(Attention):
       `nnx.Param`s (shape `[]` or `[heads]`) initialised from the specs.
   """
 
+  accepts_attention_context = False  # Its own attention math; no context hook.
+
   gamma_q_spec: GammaSpec = SCALING_LAW
   gamma_k_spec: GammaSpec = SCALING_LAW
   t0_rule: str = "repeat"

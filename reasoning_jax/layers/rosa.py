@@ -89,6 +89,8 @@ class RosaAttention(Attention):
     symbols agree at init and the automaton matches repeated text from step 0).
   """
 
+  accepts_attention_context = False  # Its own attention math; no context hook.
+
   window_from_config = True
   rosa: ClassVar[RosaConfig] = RosaConfig()
   inject: ClassVar[str] = "post_attn"

@@ -67,13 +67,17 @@ class Block(nnx.Module):
     self.post_mixer_norm = RMSNorm(config.hidden_size, **norm_kw)
     self.ffn = registry.FFNS.get(ffn_name)(config, layer_idx, rngs=rngs)
 
-  def __call__(self, x, *, positions, attention_mask=None, segment_ids=None, cache=None):
+  def __call__(
+    self, x, *, positions, attention_mask=None, segment_ids=None, cache=None, context=None
+  ):
+    extra = {} if context is None else {"context": context}
     y, cache = self.mixer(
       self.input_norm(x),
       positions=positions,
       attention_mask=attention_mask,
       segment_ids=segment_ids,
       cache=cache,
+      **extra,
     )
     h = x + y
     return h + self.ffn(self.post_mixer_norm(h)), cache
@@ -129,6 +133,7 @@ class Transformer(nnx.Module):
     segment_ids=None,
     cache=None,
     inputs_embeds=None,
+    attention_context=None,
   ):
     """Final-normed hidden states `[B, T, H]` and the updated cache (None without one).
 
@@ -148,6 +153,9 @@ class Transformer(nnx.Module):
       inputs_embeds: `[B, T, H]`, the first block's input in place of `embed_tokens(input_ids)`
         (pass exactly one of the two): input attributions such as Grad2Reward's
         differentiate with respect to it.
+      attention_context: an object with `attend(layer_idx, q, k, v, q_positions)` that
+        replaces every attention layer's attention (sparse decoding and head-role learning,
+        `reasoning_jax.sparse`); every layer must be full attention. No rematerialisation.
     """
     if (input_ids is None) == (inputs_embeds is None):
       raise ValueError("pass exactly one of input_ids [B, T] or inputs_embeds [B, T, H]")
@@ -171,10 +179,20 @@ class Transformer(nnx.Module):
       )
     if cache is not None and len(cache) != len(self.layers):
       raise ValueError(f"cache has {len(cache)} layer entries, model has {len(self.layers)}")
+    if attention_context is not None:
+      for i, block in enumerate(self.layers):
+        if not getattr(block.mixer, "accepts_attention_context", False):
+          raise ValueError(
+            f"attention_context (sparse decoding / head roles) needs attention in every layer; "
+            f"layer {i} is {self.config.layer_mixer(i)!r}, a mixer without a KV cache to select "
+            "from"
+          )
     new_cache = []
     for i, block in enumerate(self.layers):
       remat = self.config.layer_remat(i)
-      if cache is None and remat != "none":  # Training path: recompute in the backward pass.
+      if (
+        cache is None and remat != "none" and attention_context is None
+      ):  # Training path: recompute in the backward pass.
         x, layer_cache = _REMAT_APPLY[remat](block, x, positions, attention_mask, segment_ids), None
       else:
         x, layer_cache = block(
@@ -183,6 +201,7 @@ class Transformer(nnx.Module):
           attention_mask=attention_mask,
           segment_ids=segment_ids,
           cache=None if cache is None else cache[i],
+          context=attention_context,
         )
       x = constrain_batch(x)
       new_cache.append(layer_cache)

@@ -25,6 +25,7 @@ from reasoning_jax.ops.sparse_decode.reference import (
   block_sparse_decode_reference,
   check_decode_args,
   gathered_block_sparse_decode,
+  masked_decode_reference,
   retrieval_decode_reference,
 )
 from reasoning_jax.ops.sparse_decode.selection import (
@@ -45,6 +46,7 @@ __all__ = [
   "check_decode_args",
   "forced_blocks",
   "gathered_block_sparse_decode",
+  "masked_decode_reference",
   "min_blocks",
   "page_bounds",
   "page_upper_bounds",

@@ -122,6 +122,16 @@ def retrieval_decode_reference(q, k, v, lengths, heads, *, block_size: int = 64,
   return out, block_max_scores(qbar, kh, lengths, block_size=block_size)
 
 
+def masked_decode_reference(q, k, v, heads, mask, *, scale=None):
+  """Attention of each processed head's G query rows over the slots where `mask [B, R, S]`.
+
+  The token-mode path (sparse heads reading an arbitrary token set); zeros where empty.
+  """
+  scale = q.shape[-1] ** -0.5 if scale is None else scale
+  qh, kh, vh = _gather_heads(q, k, v, heads)
+  return _masked_attention(qh, kh, vh, mask, scale)
+
+
 def block_mask(block_idx, lengths, *, s: int, block_size: int):
   """Token mask `[B, R, S]` of the visible tokens inside the selected blocks."""
   token_block = jnp.arange(s) // block_size  # [S]
