@@ -8,9 +8,33 @@
     kernel A) and sparse heads (selected blocks only, kernel B), as readable references, and
     the gathered XLA path;
   * `selection.py`: top-k blocks / tokens under a budget with sinks and recent forced;
-  * `quest.py`: Quest page bounds and scores.
+  * `quest.py`: Quest page bounds and scores;
+  * `hardkuma.py`: the Hard-Kumaraswamy role gate (sampling, point masses, Kuma mean,
+    expected density), the density constraint and the role-learning schedule, and
+    DuoAttention's gate rounding.
 """
 
+from reasoning_jax.ops.sparse_decode.hardkuma import (
+  A_B_RANGE,
+  EPS_U,
+  STRETCH,
+  DensityConstraintState,
+  density_penalty,
+  duo_gate_values,
+  expected_density,
+  hardkuma_from_uniform,
+  hardkuma_sample,
+  init_density_constraint,
+  kuma_cdf,
+  kuma_mean,
+  kuma_sample,
+  lr_schedule_factor,
+  lycheedecode_schedule,
+  prob_one,
+  prob_zero,
+  roles_from_duo,
+  roles_from_kuma,
+)
 from reasoning_jax.ops.sparse_decode.quest import (
   page_bounds,
   page_upper_bounds,
@@ -37,21 +61,40 @@ from reasoning_jax.ops.sparse_decode.selection import (
 )
 
 __all__ = [
-  "XLA_KERNELS",
+  "A_B_RANGE",
   "DecodeKernels",
+  "DensityConstraintState",
+  "EPS_U",
+  "STRETCH",
+  "XLA_KERNELS",
   "block_mask",
   "block_max_scores",
   "block_sparse_decode_reference",
   "check_budget",
   "check_decode_args",
+  "density_penalty",
+  "duo_gate_values",
+  "expected_density",
   "forced_blocks",
   "gathered_block_sparse_decode",
+  "hardkuma_from_uniform",
+  "hardkuma_sample",
+  "init_density_constraint",
+  "kuma_cdf",
+  "kuma_mean",
+  "kuma_sample",
+  "lr_schedule_factor",
+  "lycheedecode_schedule",
   "masked_decode_reference",
   "min_blocks",
   "page_bounds",
   "page_upper_bounds",
+  "prob_one",
+  "prob_zero",
   "quest_page_scores",
   "retrieval_decode_reference",
+  "roles_from_duo",
+  "roles_from_kuma",
   "select_blocks",
   "select_tokens",
   "update_page_bounds",
