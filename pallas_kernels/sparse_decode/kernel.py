@@ -49,9 +49,13 @@ DESIGN CHOICE / limits:
     (64 KiB at block 64); each step costs `kernel_block / block_size` selects over that row;
   * bf16: the probabilities are rounded to the value dtype for the `p @ V` dot (the reference
     keeps them float32), within the bf16 tolerance;
-  * GPU: no schedule. Pallas' Triton backend has no scalar prefetch, so these grid specs do not
-    lower for CUDA; a Triton / Mosaic-GPU "loop" schedule (heads and ids read from refs
-    in-kernel) is future work. Off TPU the kernels run only in interpret mode.
+  * q, k and v are expected to share a dtype on TPU (the dots take q's and the cache's tiles as
+    they are; interpret mode promotes like the reference);
+  * GPU: no schedule. Scalar prefetch is TPU-only in Pallas (JAX 0.10.2 and 0.12: Triton and
+    Mosaic GPU raise NotImplementedError), so these grid specs do not lower for CUDA, and a
+    compiled call with GPU as the default backend raises ValueError. A Triton / Mosaic-GPU
+    "loop" schedule (heads and ids read from refs in-kernel) is future work; off TPU the kernels
+    run in interpret mode, and `reasoning_jax.ops.sparse_decode.XLA_KERNELS` is the fast path.
 """
 
 from __future__ import annotations
@@ -84,10 +88,18 @@ def _resolve_interpret(interpret):
   return jax.default_backend() == "cpu" if interpret is None else interpret
 
 
-def _check_tpu_tiling(d: int, block_size: int, interpret) -> None:
-  if interpret or jax.default_backend() != "tpu":
+def _check_compiled_backend(d: int, block_size: int, interpret) -> None:
+  """Raises for a compiled call the default backend cannot run (lowering for TPU from another
+  host, as the tests do, is not checked)."""
+  if interpret:
     return
-  if d % LANES or block_size % 8:
+  backend = jax.default_backend()
+  if backend == "gpu":
+    raise ValueError(
+      "the sparse-decode Pallas kernels have no GPU schedule (scalar prefetch is TPU-only in "
+      "Pallas): pass interpret=True or use reasoning_jax.ops.sparse_decode.XLA_KERNELS"
+    )
+  if backend == "tpu" and (d % LANES or block_size % 8):
     raise ValueError(
       f"on TPU the sparse-decode kernels need D % 128 == 0 and block_size % 8 == 0, got "
       f"D={d}, block_size={block_size} (use interpret=True or the XLA path)"
@@ -216,16 +228,15 @@ def retrieval_decode_pallas(
   g, r = q.shape[2], heads.shape[0]
   kb = blocks_lib.choose_kernel_block(s, block_size, kernel_block)
   interpret = _resolve_interpret(interpret)
-  _check_tpu_tiling(d, block_size, interpret)
+  _check_compiled_backend(d, block_size, interpret)
   scale = d**-0.5 if scale is None else float(scale)
   n_scores = s // block_size
   lengths = lengths.astype(jnp.int32)
   heads = jnp.clip(heads.astype(jnp.int32), 0, kh - 1)
 
   def kv_map(b_, r_, s_, lengths_ref, heads_ref):
-    last = jax.lax.div(
-      jnp.maximum(lengths_ref[b_] - 1, 0), kb
-    )  # skipped tiles repeat the last visible one
+    # Tiles beyond the length repeat the last visible one (no DMA; the kernel skips them).
+    last = jax.lax.div(jnp.maximum(lengths_ref[b_] - 1, 0), kb)
     return b_, jnp.minimum(s_, last), heads_ref[r_]
 
   kernel = functools.partial(
@@ -387,7 +398,7 @@ def block_sparse_decode_pallas(
   if not jnp.issubdtype(block_idx.dtype, jnp.integer):
     raise ValueError(f"block_idx must be integer block ids, got {block_idx.dtype}")
   interpret = _resolve_interpret(interpret)
-  _check_tpu_tiling(d, block_size, interpret)
+  _check_compiled_backend(d, block_size, interpret)
   scale = d**-0.5 if scale is None else float(scale)
   n_sel = block_idx.shape[2]
   lengths = lengths.astype(jnp.int32)

@@ -269,6 +269,35 @@ def test_bad_arguments_raise_naming_them(kind, match):
     _bad_call(kind)()
 
 
+@pytest.mark.parametrize(
+  "backend,d,block_size,match",
+  [
+    ("gpu", 128, 64, r"^the sparse-decode Pallas kernels have no GPU schedule"),
+    ("tpu", 16, 64, r"^on TPU the sparse-decode kernels need D % 128 == 0"),
+    ("tpu", 128, 4, r"^on TPU the sparse-decode kernels need D % 128 == 0"),
+  ],
+)
+def test_compiled_call_on_a_backend_that_cannot_run_it_raises(
+  monkeypatch, backend, d, block_size, match
+):
+  q, k, v = make_inputs(1, 128, 2, 2, d, jnp.float32)
+  lengths, heads = jnp.asarray([5], jnp.int32), jnp.asarray([0], jnp.int32)
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  with pytest.raises(ValueError, match=match):
+    retrieval_decode_pallas(q, k, v, lengths, heads, block_size=block_size, interpret=False)
+  with pytest.raises(ValueError, match=match):
+    block_sparse_decode_pallas(
+      q,
+      k,
+      v,
+      lengths,
+      heads,
+      jnp.zeros((1, 1, 1), jnp.int32),
+      block_size=block_size,
+      interpret=False,
+    )
+
+
 # ------------------------------------------------------------------------- lowering
 
 B, S, K, G, D, BLOCK, R, N_SEL = 2, 1024, 4, 4, 128, 64, 2, 8
