@@ -63,7 +63,9 @@ MIXED = [[1, 1], [0, 1], [1, 0], [0, 0]]
     SparseDecodeConfig(method="lychee", roles=roles(MIXED), budget=320, selection="token", **SMALL),
     SparseDecodeConfig(method="quest", budget=320),
     SparseDecodeConfig(method="quest", budget=320, quest_dense_layers=0),
-    SparseDecodeConfig(method="lychee", roles=roles(MIXED), budget=320, implementation="pallas", **SMALL),
+    SparseDecodeConfig(
+      method="lychee", roles=roles(MIXED), budget=320, implementation="pallas", **SMALL
+    ),
     SparseDecodeConfig(method="quest", budget=320, implementation="pallas"),
     SparseDecodeConfig(method="duo", roles=roles(MIXED), budget=336, **SMALL),
   ],
