@@ -78,6 +78,9 @@ class SparseDecodeConfig:
     duo_streaming: "budget" (DESIGN CHOICE, default: streaming heads keep the sinks and fill
       the rest of the token budget with recent tokens, so methods compare at equal budget) or
       "paper" (sink_tokens + recent_tokens, DuoAttention's 128 + 256).
+    per_query_head: the ablation of section 8.3's DESIGN CHOICE (default False, the released
+      inference semantics): selection per QUERY head from its own logits instead of per KV
+      head from the GQA-mean query (block mode, "xla" only).
     implementation: "xla" (gather + dense jnp) or "pallas" (kernels A and B).
     interpret: Pallas interpret mode (None: on CPU only).
   """
@@ -93,6 +96,7 @@ class SparseDecodeConfig:
   quest_dense_layers: int = 2
   quest_keep_last_page: bool = True
   duo_streaming: str = "budget"
+  per_query_head: bool = False
   implementation: str = "xla"
   interpret: bool | None = None
 
@@ -119,6 +123,13 @@ class SparseDecodeConfig:
       raise ValueError(
         "roles[0] must be all retrieval (True): LycheeDecode forces layer 0 to retrieval so "
         f"that every head index has a selection to inherit; got roles[0]={self.roles[0]}"
+      )
+    if self.per_query_head and (
+      self.method != "lychee" or self.selection != "block" or self.implementation != "xla"
+    ):
+      raise ValueError(
+        "per_query_head is an ablation of LycheeDecode's block selection on the jnp path: "
+        "use method='lychee', selection='block', implementation='xla'"
       )
     if self.selection == "token":
       if self.implementation == "pallas":

@@ -35,6 +35,8 @@ from reasoning_jax.ops.sparse_decode import (
   block_max_scores,
   masked_decode_reference,
   page_bounds,
+  per_query_block_scores,
+  per_query_block_sparse_decode,
   quest_page_scores,
   select_blocks,
   select_tokens,
@@ -125,7 +127,18 @@ class SparseDecodeContext:
     out, scores = self.kernels.retrieval_decode(qg, k, v, lengths, ids, block_size=block)
     if cfg.method != "lychee":
       return out
-    if cfg.selection == "token":
+    if cfg.per_query_head:
+      scores = per_query_block_scores(qg, k, lengths, ids, block_size=cfg.block_size)
+      b, r, g, nb = scores.shape
+      chosen = select_blocks(
+        scores.reshape(b, r * g, nb),
+        lengths,
+        n_select=cfg.n_select,
+        block_size=cfg.block_size,
+        sink_tokens=cfg.sink_tokens,
+        recent_tokens=cfg.recent_tokens,
+      ).reshape(b, r, g, cfg.n_select)
+    elif cfg.selection == "token":
       qbar = jnp.mean(jnp.take(qg, ids, axis=1).astype(jnp.float32), axis=2).astype(qg.dtype)
       token_scores = block_max_scores(qbar, jnp.take(k, ids, axis=2), lengths, block_size=1)
       chosen = select_tokens(
@@ -152,6 +165,9 @@ class SparseDecodeContext:
       b, s, kh, _ = cache_shape
       if self.config.selection == "token":
         self.selection = jnp.zeros((b, kh, s), bool)
+      elif self.config.per_query_head:
+        shape = (b, kh, chosen.shape[2], self.config.n_select)
+        self.selection = jnp.full(shape, -1, jnp.int32)
       else:
         self.selection = jnp.full((b, kh, self.config.n_select), -1, jnp.int32)
     self.selection = self.selection.at[:, ids].set(chosen)
@@ -187,6 +203,10 @@ class SparseDecodeContext:
       chosen = jnp.take(self.selection, ids, axis=1)
     if cfg.selection == "token":
       return masked_decode_reference(qg, k, v, ids, chosen)
+    if cfg.per_query_head:
+      return per_query_block_sparse_decode(
+        qg, k, v, lengths, ids, chosen, block_size=cfg.block_size
+      )
     return self.kernels.block_sparse_decode(
       qg, k, v, lengths, ids, chosen, block_size=cfg.block_size
     )

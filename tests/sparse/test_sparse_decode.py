@@ -68,6 +68,9 @@ MIXED = [[1, 1], [0, 1], [1, 0], [0, 0]]
     ),
     SparseDecodeConfig(method="quest", budget=320, implementation="pallas"),
     SparseDecodeConfig(method="duo", roles=roles(MIXED), budget=336, **SMALL),
+    SparseDecodeConfig(
+      method="lychee", roles=roles(MIXED), budget=320, per_query_head=True, **SMALL
+    ),
   ],
   ids=[
     "full",
@@ -77,7 +80,10 @@ MIXED = [[1, 1], [0, 1], [1, 0], [0, 0]]
     "token-budget-S",
     "quest-budget-S",
     "quest-no-dense-layers",
+    "lychee-pallas-budget-S",
+    "quest-pallas-budget-S",
     "duo-budget-S",
+    "per-query-head-budget-S",
   ],
 )
 def test_sparse_decode_equals_dense_when_nothing_is_dropped(model, prompts, dense, config):
@@ -347,3 +353,25 @@ def test_sampling_with_sparse_decode_is_reproducible(model, prompts):
     sparse_decode=config,
   )
   np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+
+
+def test_per_query_head_ablation_selects_per_query_row(model, prompts, dense):
+  """G = 2 query heads per KV head: the ablation keeps one block set per query row, and its
+  output differs from the GQA-pooled method at a small budget."""
+  base = dict(method="lychee", roles=roles(MIXED), budget=64, **SMALL)
+  records = decode_step_records(model, prompts, SparseDecodeConfig(per_query_head=True, **base))
+  sel = np.asarray(records[0]["selection"])
+  assert sel.shape == (2, 2, 2, 4)  # [B, K, G, n_sel]
+  pooled = run(model, prompts, SparseDecodeConfig(**base))
+  ablation = run(model, prompts, SparseDecodeConfig(per_query_head=True, **base))
+  assert not np.allclose(np.asarray(pooled.logprobs), np.asarray(ablation.logprobs))
+
+
+def test_pallas_kernels_match_the_xla_path_at_a_small_budget(model, prompts):
+  """Blocks are dropped here: the Pallas (interpret) path and the XLA path agree anyway."""
+  for method, extra in (("lychee", dict(roles=roles(MIXED), **SMALL)), ("quest", {})):
+    xla = run(model, prompts, SparseDecodeConfig(method=method, budget=64, **extra))
+    pallas = run(
+      model, prompts, SparseDecodeConfig(method=method, budget=64, implementation="pallas", **extra)
+    )
+    assert_same(pallas, xla, atol=1e-4)

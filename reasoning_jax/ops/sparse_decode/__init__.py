@@ -50,6 +50,8 @@ from reasoning_jax.ops.sparse_decode.reference import (
   check_decode_args,
   gathered_block_sparse_decode,
   masked_decode_reference,
+  per_query_block_scores,
+  per_query_block_sparse_decode,
   retrieval_decode_reference,
 )
 from reasoning_jax.ops.sparse_decode.selection import (
@@ -88,6 +90,8 @@ __all__ = [
   "masked_decode_reference",
   "min_blocks",
   "page_bounds",
+  "per_query_block_scores",
+  "per_query_block_sparse_decode",
   "page_upper_bounds",
   "prob_one",
   "prob_zero",

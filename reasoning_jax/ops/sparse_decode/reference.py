@@ -199,6 +199,43 @@ def gathered_block_sparse_decode(
   return out.astype(q.dtype)
 
 
+def per_query_block_scores(q, k, lengths, heads, *, block_size: int):
+  """`[B, R, G, S / block_size]`: block max of each query row's own raw logits (the
+  per-query-head selection ablation; the method pools the GQA-mean query instead)."""
+  b, s = k.shape[:2]
+  qh = jnp.take(q, heads, axis=1)
+  kh = jnp.take(k, heads, axis=2)
+  logits = jnp.einsum("brgd,bsrd->brgs", qh, kh, preferred_element_type=jnp.float32)
+  logits = jnp.where(_visible(lengths, s)[:, None, None, :], logits, NEG_INF)
+  r, g = logits.shape[1:3]
+  return jnp.max(logits.reshape(b, r, g, s // block_size, block_size), axis=-1)
+
+
+def per_query_block_sparse_decode(
+  q, k, v, lengths, heads, block_idx, *, block_size: int = 64, scale=None
+):
+  """Kernel B's semantics with one block set per QUERY row: `block_idx [B, R, G, n_sel]`."""
+  check_decode_args(q, k, v, lengths, heads, block_size=block_size)
+  scale = q.shape[-1] ** -0.5 if scale is None else scale
+  b = k.shape[0]
+  qh = jnp.take(q, heads, axis=1)  # [B, R, G, D]
+  valid = block_idx >= 0
+  tokens = jnp.where(valid, block_idx, 0)[..., None] * block_size + jnp.arange(block_size)
+  tokens = tokens.reshape(*block_idx.shape[:3], -1)  # [B, R, G, T_sel]
+  visible = (tokens < lengths[:, None, None, None]) & jnp.repeat(valid, block_size, axis=-1)
+  rows = jnp.arange(b)[:, None, None, None]
+  head_ids = heads[None, :, None, None]
+  kg, vg = k[rows, tokens, head_ids], v[rows, tokens, head_ids]  # [B, R, G, T_sel, D]
+  logits = jnp.einsum("brgd,brgtd->brgt", qh, kg, preferred_element_type=jnp.float32) * scale
+  logits = jnp.where(visible, logits, NEG_INF)
+  peak = jnp.max(logits, axis=-1, keepdims=True)
+  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
+  weights = jnp.where(visible, jnp.exp(logits - peak), 0.0)
+  total = jnp.sum(weights, axis=-1, keepdims=True)
+  probs = weights / jnp.where(total > 0, total, 1.0)
+  return jnp.einsum("brgt,brgtd->brgd", probs, vg.astype(jnp.float32)).astype(q.dtype)
+
+
 class DecodeKernels(NamedTuple):
   """A backend's pair of decode attentions (signatures of the two references)."""
 
