@@ -95,6 +95,16 @@ METHODS: dict[str, Method] = {
   "infmem": Method(
     "InfMem", ("wang2026infmem", "yu2025memagent", "robertson2009bm25", "yang2018hotpotqa")
   ),
+  "lycheedecode": Method(
+    "LycheeDecode (with Quest and DuoAttention)",
+    (
+      "lin2026lycheedecode",
+      "tang2024quest",
+      "xiao2024duoattention",
+      "bastings2019interpretable",
+      "yang2024tidaldecode",
+    ),
+  ),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).
@@ -107,6 +117,7 @@ CITED_REGISTRIES: tuple[str, ...] = (
   "GLA chunk kernel",
   "OVQ chunk kernel",
   "dequant-matmul kernel",
+  "sparse decode kernel",
 )
 
 # (category, name) -> the method page that documents it.
@@ -133,6 +144,7 @@ REGISTRY_METHODS: dict[tuple[str, str], str] = {
   ("GLA chunk kernel", "pallas"): "gla",
   ("OVQ chunk kernel", "pallas"): "ovq",
   ("dequant-matmul kernel", "pallas"): "bpdq",
+  ("sparse decode kernel", "pallas"): "lycheedecode",
 }
 
 # (category, name) -> BibTeX keys: the baselines the methods are measured against or built on;
