@@ -105,6 +105,27 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
     sample_logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p
   )
 
+  def _cache_correction(model, cache, c, prompt_lengths, step):
+    """Every `m = cache_correction` steps, re-encode the last m tokens densely and overwrite
+    their KV (TidalDecode-style; inference.md 8.2): their deeper-layer keys and values were
+    computed with sparse attention and drift from what dense decoding would have stored."""
+    sparse = settings.sparse_decode
+    m = sparse.cache_correction
+    if not m:
+      return cache, c["sparse"]
+
+    def correct(operands):
+      cache, _ = operands
+      start = step - m  # Fed so far: token indices 0 .. step - 1, index i at position P + i.
+      tokens = jax.lax.dynamic_slice_in_dim(c["tokens"], start, m, axis=1)
+      positions = prompt_lengths[:, None] + start + jnp.arange(m, dtype=jnp.int32)[None, :]
+      _, cache = model.forward(tokens, positions=positions, cache=cache)
+      # Quest's page bounds must cover the rewritten keys: rebuild them from the cache.
+      return cache, init_state(sparse, cache, prompt_lengths + step)
+
+    due = (step % m == 0) & (step >= m)
+    return jax.lax.cond(due, correct, lambda operands: operands, (cache, c["sparse"]))
+
   def step_key(key, step):
     return None if key is None else jax.random.fold_in(key, step)
 
@@ -173,6 +194,7 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
       )
       if context is not None:
         c["sparse"] = context.state_out()
+        cache, c["sparse"] = _cache_correction(model, cache, c, prompt_lengths, step)
       return cache, c
 
     # Returning the cache and carry lets XLA alias them to the donated inputs, so

@@ -81,6 +81,10 @@ class SparseDecodeConfig:
     per_query_head: the ablation of section 8.3's DESIGN CHOICE (default False, the released
       inference semantics): selection per QUERY head from its own logits instead of per KV
       head from the GQA-mean query (block mode, "xla" only).
+    cache_correction: every this many decode steps, re-encode the tokens decoded since the
+      last correction densely and overwrite their KV (TidalDecode-style, used by LycheeDecode
+      for long reasoning generations at 32 [2nd]); 0 = off (DESIGN CHOICE default: the
+      LongBench setting and the released decode path have it off).
     implementation: "xla" (gather + dense jnp) or "pallas" (kernels A and B).
     interpret: Pallas interpret mode (None: on CPU only).
   """
@@ -97,6 +101,7 @@ class SparseDecodeConfig:
   quest_keep_last_page: bool = True
   duo_streaming: str = "budget"
   per_query_head: bool = False
+  cache_correction: int = 0
   implementation: str = "xla"
   interpret: bool | None = None
 
@@ -112,6 +117,7 @@ class SparseDecodeConfig:
     object.__setattr__(self, "roles", _roles_tuple(self.roles))
     _int("quest_dense_layers", self.quest_dense_layers, 0)
     _int("page_size", self.page_size, 1)
+    _int("cache_correction", self.cache_correction, 0)
     if self.method == "full":
       return
     if self.method in ("lychee", "duo") and self.roles is None:

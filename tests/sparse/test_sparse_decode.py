@@ -375,3 +375,20 @@ def test_pallas_kernels_match_the_xla_path_at_a_small_budget(model, prompts):
       model, prompts, SparseDecodeConfig(method=method, budget=64, implementation="pallas", **extra)
     )
     assert_same(pallas, xla, atol=1e-4)
+
+
+def test_cache_correction_rewrites_the_decoded_kv_densely(model, prompts, dense):
+  """All-retrieval: corrections are no-ops (dense == sparse KV). At a dropping budget they
+  change what later steps read, so the outputs move (and stay finite)."""
+  allret = SparseDecodeConfig(
+    method="lychee", roles=np.ones((4, 2), bool), budget=64, cache_correction=2, **SMALL
+  )
+  assert_same(run(model, prompts, allret), dense)
+  base = dict(method="lychee", roles=roles(MIXED), budget=64, **SMALL)
+  plain = run(model, prompts, SparseDecodeConfig(**base))
+  corrected = run(model, prompts, SparseDecodeConfig(cache_correction=2, **base))
+  assert np.isfinite(np.asarray(corrected.logprobs)).all()
+  assert not np.allclose(np.asarray(plain.logprobs), np.asarray(corrected.logprobs))
+  # Quest rebuilds its page bounds after a correction.
+  quest = run(model, prompts, SparseDecodeConfig(method="quest", budget=320, cache_correction=3))
+  assert_same(quest, dense)
