@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from reasoning_jax import registry
+from reasoning_jax.ops.attention import attention as attention_op
 from reasoning_jax.ops.sparse_decode import (
   XLA_KERNELS,
   block_max_scores,
@@ -109,6 +110,9 @@ class SparseDecodeContext:
     out = jnp.zeros_like(qg)
     if self.config.method == "quest" and sparse:
       out = self._quest(layer, qg, k, v, lengths, q_positions[:, 0])
+    elif not sparse and self.config.implementation == "xla":
+      # Every head dense: the standard decode attention, with no per-head copy of the cache.
+      out = self._all_dense(q, qg, k, v, q_positions)
     else:
       if dense:
         out = out.at[:, jnp.asarray(dense)].set(self._dense(qg, k, v, lengths, dense))
@@ -119,6 +123,31 @@ class SparseDecodeContext:
     return out.reshape(b, 1, n, d)
 
   # -- Pieces -----------------------------------------------------------------------------
+
+  def _all_dense(self, q, qg, k, v, q_positions):
+    b, s, kh, _ = k.shape
+    kv_positions = jnp.broadcast_to(jnp.arange(s, dtype=q_positions.dtype), (b, s))
+    out = attention_op(
+      q, k, v, q_positions=q_positions, kv_positions=kv_positions, implementation="xla"
+    )
+    if self.config.method == "lychee":  # Layer 0 (or an all-retrieval layer) selects.
+      ids = jnp.arange(kh, dtype=jnp.int32)
+      qbar = jnp.mean(qg.astype(jnp.float32), axis=2).astype(qg.dtype)
+      if self.config.per_query_head or self.config.selection == "token":
+        self._dense(qg, k, v, q_positions[:, 0] + 1, tuple(range(kh)))
+      else:
+        lengths = q_positions[:, 0] + 1
+        scores = block_max_scores(qbar, k, lengths, block_size=self.config.block_size)
+        chosen = select_blocks(
+          scores,
+          lengths,
+          n_select=self.config.n_select,
+          block_size=self.config.block_size,
+          sink_tokens=self.config.sink_tokens,
+          recent_tokens=self.config.recent_tokens,
+        )
+        self._write_selection(chosen, ids, k.shape)
+    return out.reshape(qg.shape)
 
   def _dense(self, qg, k, v, lengths, heads):
     cfg = self.config
