@@ -11,15 +11,15 @@ sections bytes, step and kernels):
              the rest spread over the later layers), or `--retrieval-share`; DuoAttention: half
              of every layer's heads are retrieval (`--duo-share`). Quest's page bounds count as
              KV slots (kmin + kmax = one slot's K + V), as `kv_tokens_read` does.
-  * step:    measured time of one attention layer's decode step (jitted, XLA path, CPU-sized):
-             dense decode attention over all heads (the "full" method: kernel A's reference,
-             scores unused and dropped by XLA) vs what `SparseDecodeContext` runs for a layer:
-             LycheeDecode with r retrieval heads (kernel A reference on r heads + select_blocks
-             + kernel B's gathered XLA path on the K - r sparse heads, r = 0 is a layer that
-             only inherits), Quest (page-bound update + page scores + select + gathered) and
-             DuoAttention streaming heads (sinks + recent selection + gathered). Then the
-             per-token attention time of the whole Llama-3-8B-shaped role map, summed over its
-             layers from the per-layer times.
+  * step:    measured time of one attention layer's decode step (jitted, XLA path, CPU-sized),
+             each exactly what `generate` runs for that layer (`SparseDecodeContext.attend`):
+             dense decode attention over all heads (the "full" method: the standard decode
+             attention op) and `jax.nn.dot_product_attention` as a second dense baseline, vs
+             LycheeDecode with r retrieval heads (kernel A's reference on r heads + select_blocks
+             + kernel B's gathered XLA path on the K - r sparse heads; r = 0 is a layer that only
+             inherits, r = K is layer 0), Quest (page-bound update + page scores + select +
+             gathered) and DuoAttention (r dense + streaming heads). Then the per-token attention
+             time of the whole Llama-3-8B-shaped role map, summed over its layers.
   * model:   (optional, not in the default) whole-model decode time per token of a small random
              preset through `generate(..., timings=...)` with sparse_decode full / lychee / quest.
   * kernels: the Pallas kernels A and B in interpret mode vs their jnp references at a small
@@ -41,6 +41,7 @@ sections bytes, step and kernels):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -53,7 +54,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reasoning_jax.ops import sparse_decode as sd  # noqa: E402
-from reasoning_jax.sparse import SparseDecodeConfig, kv_tokens_read  # noqa: E402
+from reasoning_jax.sparse import SparseDecodeConfig, SparseDecodeContext, kv_tokens_read  # noqa: E402
 
 SECTIONS = ("bytes", "step", "model", "kernels", "gpu")
 DEFAULT_SECTIONS = ("bytes", "step", "kernels")
@@ -211,93 +212,27 @@ def dpa_decode(q, k, v, lengths):
   return out.reshape(b, kh, g, d)
 
 
-def step_fns(cfg: SparseDecodeConfig, kh: int):
-  """Jitted one-layer decode steps, each mirroring `SparseDecodeContext.attend` for one kind of
-  layer (XLA kernels). Returns `{name: (fn, takes)}`; `takes` names the extra inputs."""
-  blk, n_sel = cfg.block_size, cfg.n_select
-  all_heads = tuple(range(kh))
+def context_step(cfg: SparseDecodeConfig, layer: int):
+  """One layer's decode step exactly as `generate` runs it: `SparseDecodeContext.attend`,
+  jitted, with the selection inherited from earlier layers and Quest's page bounds as inputs.
+  Returns `fn(q [B, K, G, D], k, v, lengths, inherited, state) -> out`."""
 
   @jax.jit
-  def dense(q, k, v, lengths):  # method "full": kernel A's reference, scores dropped.
-    return sd.retrieval_decode_reference(q, k, v, lengths, jnp.asarray(all_heads), block_size=blk)[
-      0
-    ]
-
-  def lychee(r: int):
-    ret, spa = all_heads[:r], all_heads[r:]
-
-    @jax.jit
-    def step(q, k, v, lengths, inherited):
-      out = jnp.zeros_like(q)
-      selection = inherited  # [B, K, n_sel] from earlier layers.
-      if ret:
-        ids = jnp.asarray(ret, jnp.int32)
-        o, scores = sd.retrieval_decode_reference(q, k, v, lengths, ids, block_size=blk)
-        out = out.at[:, ids].set(o)
-        chosen = sd.select_blocks(
-          scores,
-          lengths,
-          n_select=n_sel,
-          block_size=blk,
-          sink_tokens=cfg.sink_tokens,
-          recent_tokens=cfg.recent_tokens,
-        )
-        selection = selection.at[:, ids].set(chosen)
-      if spa:
-        ids = jnp.asarray(spa, jnp.int32)
-        chosen = jnp.take(selection, ids, axis=1)
-        o = sd.gathered_block_sparse_decode(q, k, v, lengths, ids, chosen, block_size=blk)
-        out = out.at[:, ids].set(o)
-      return out, selection
-
-    return step
-
-  return dense, lychee
-
-
-def quest_step(cfg: SparseDecodeConfig):
-  page, n_sel = cfg.page_size, cfg.n_select
-
-  @jax.jit
-  def step(q, k, v, lengths, kmin, kmax):
-    positions = lengths - 1
-    rows = jnp.arange(k.shape[0])
-    kmin, kmax = sd.update_page_bounds(kmin, kmax, k[rows, positions], positions, page_size=page)
-    scores = sd.quest_page_scores(q, kmin, kmax)
-    chosen = sd.select_blocks(
-      scores, lengths, n_select=n_sel, block_size=page, sink_tokens=0, recent_tokens=1
-    )
-    ids = jnp.arange(k.shape[2], dtype=jnp.int32)
-    out = sd.gathered_block_sparse_decode(q, k, v, lengths, ids, chosen, block_size=page)
-    return out, kmin, kmax
+  def step(q, k, v, lengths, inherited, state):
+    b, kh, g, d = q.shape
+    context = SparseDecodeContext(cfg, state=state)
+    context.selection = inherited
+    out = context.attend(layer, q.reshape(b, 1, kh * g, d), k, v, (lengths - 1)[:, None])
+    return out, context.selection, context.state_out()
 
   return step
 
 
-def duo_step(cfg: SparseDecodeConfig, r: int, kh: int):
-  """A DuoAttention layer with r retrieval heads (dense) and K - r streaming heads."""
-  blk, n_sel = cfg.block_size, cfg.n_select
-  sink, recent = cfg.streaming_window()
-  ret, spa = tuple(range(r)), tuple(range(r, kh))
-
-  @jax.jit
-  def step(q, k, v, lengths):
-    out = jnp.zeros_like(q)
-    if ret:
-      ids = jnp.asarray(ret, jnp.int32)
-      o = sd.retrieval_decode_reference(q, k, v, lengths, ids, block_size=blk)[0]
-      out = out.at[:, ids].set(o)
-    if spa:
-      ids = jnp.asarray(spa, jnp.int32)
-      empty = jnp.full((q.shape[0], len(spa), k.shape[1] // blk), -jnp.inf, jnp.float32)
-      chosen = sd.select_blocks(
-        empty, lengths, n_select=n_sel, block_size=blk, sink_tokens=sink, recent_tokens=recent
-      )
-      o = sd.gathered_block_sparse_decode(q, k, v, lengths, ids, chosen, block_size=blk)
-      out = out.at[:, ids].set(o)
-    return out
-
-  return step
+def single_layer_roles(kh: int, r: int, *, layer: int) -> np.ndarray:
+  """Roles of a two-layer map whose layer `layer` has retrieval heads 0 .. r - 1."""
+  roles = np.ones((2, kh), bool)
+  roles[layer] = np.arange(kh) < r
+  return roles
 
 
 def section_step(args) -> dict:
@@ -330,39 +265,41 @@ def section_step(args) -> dict:
     if s < budget:
       print(f"  (S < budget {budget}: every block is selected, sparse == dense work)")
     q, k, v, lengths = make_inputs(jax.random.key(s), args.batch, s, K, G, D, dtype)
-    dense, lychee = step_fns(lychee_cfg, K)
-    t_dense = timed(dense, q, k, v, lengths, repeats=args.repeats)
+    no_state = None
+    full_step = context_step(SparseDecodeConfig(method="full", block_size=args.block_size), 0)
+    t_dense = timed(full_step, q, k, v, lengths, None, no_state, repeats=args.repeats)
     t_dpa = timed(jax.jit(dpa_decode), q, k, v, lengths, repeats=args.repeats)
 
     def show(name, t):
       print(f"{s:>7} {name:<28} {ms(t):>12} {t_dense / t:>10.2f}x {t_dpa / t:>10.2f}x")
 
-    show("dense: full (kernel A ref)", t_dense)
+    show("dense: full (generate's path)", t_dense)
     show("dense: dot_product_attention", t_dpa)
     row = {"dense": t_dense, "dpa": t_dpa}
     # An inherited selection: what layer 0's retrieval heads would have chosen.
-    _, scores = jax.jit(
-      lambda q, k, v, n: sd.retrieval_decode_reference(
-        q, k, v, n, jnp.arange(K), block_size=args.block_size
-      )
-    )(q, k, v, lengths)
-    inherited = sd.select_blocks(
-      scores,
-      lengths,
-      n_select=lychee_cfg.n_select,
-      block_size=args.block_size,
-      sink_tokens=lychee_cfg.sink_tokens,
-      recent_tokens=lychee_cfg.recent_tokens,
-    )
+    layer0 = context_step(dataclasses.replace(lychee_cfg, roles=np.ones((2, K), bool)), 0)
+    _, inherited, _ = layer0(q, k, v, lengths, None, no_state)
     t_lychee = {}
     for r in sorted(set(int(x) for x in per_layer_r) | {0, 1}):
-      t = timed(lychee(r), q, k, v, lengths, inherited, repeats=args.repeats)
+      if r == K:
+        cfg, layer = dataclasses.replace(lychee_cfg, roles=np.ones((2, K), bool)), 0
+      else:
+        cfg, layer = dataclasses.replace(lychee_cfg, roles=single_layer_roles(K, r, layer=1)), 1
+      t = timed(
+        context_step(cfg, layer), q, k, v, lengths, inherited, no_state, repeats=args.repeats
+      )
       t_lychee[r] = t
       show(f"lychee r={r}" + (" (layer 0)" if r == K else ""), t)
-    kmin, kmax = sd.page_bounds(k, lengths - 1, page_size=args.page_size)
-    t_quest = timed(quest_step(quest_cfg), q, k, v, lengths, kmin, kmax, repeats=args.repeats)
+    quest_layer = dataclasses.replace(quest_cfg, quest_dense_layers=0)
+    bounds = (sd.page_bounds(k, lengths - 1, page_size=args.page_size),)
+    t_quest = timed(
+      context_step(quest_layer, 0), q, k, v, lengths, None, bounds, repeats=args.repeats
+    )
     show("quest (all heads sparse)", t_quest)
-    t_duo = timed(duo_step(duo_cfg, duo_r, K), q, k, v, lengths, repeats=args.repeats)
+    duo_layer = dataclasses.replace(duo_cfg, roles=single_layer_roles(K, duo_r, layer=0))
+    t_duo = timed(
+      context_step(duo_layer, 0), q, k, v, lengths, None, no_state, repeats=args.repeats
+    )
     show(f"duo r={duo_r} + {K - duo_r} streaming", t_duo)
     # Whole role map: per-layer times summed over the layers (quest: 2 dense layers).
     model = {
@@ -378,7 +315,7 @@ def section_step(args) -> dict:
       print(f"  {name:<28} {ms(t):>12} {model['full'] / t:>10.2f}x {L * t_dpa / t:>10.2f}x")
     row.update(lychee=t_lychee, quest=t_quest, duo=t_duo, model=model)
     results[s] = row
-    del q, k, v, kmin, kmax
+    del q, k, v, bounds
   return results
 
 

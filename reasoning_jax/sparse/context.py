@@ -124,6 +124,11 @@ class SparseDecodeContext:
 
   # -- Pieces -----------------------------------------------------------------------------
 
+  def _kernel_heads(self, heads: tuple[int, ...]):
+    """Static head ids for the XLA path (read per head, no cache copy); an int32 array for
+    the Pallas kernels (scalar-prefetched)."""
+    return heads if self.config.implementation == "xla" else jnp.asarray(heads, jnp.int32)
+
   def _all_dense(self, q, qg, k, v, q_positions):
     b, s, kh, _ = k.shape
     kv_positions = jnp.broadcast_to(jnp.arange(s, dtype=q_positions.dtype), (b, s))
@@ -153,7 +158,9 @@ class SparseDecodeContext:
     cfg = self.config
     ids = jnp.asarray(heads, jnp.int32)
     block = cfg.block_size if k.shape[1] % cfg.block_size == 0 else 1
-    out, scores = self.kernels.retrieval_decode(qg, k, v, lengths, ids, block_size=block)
+    out, scores = self.kernels.retrieval_decode(
+      qg, k, v, lengths, self._kernel_heads(heads), block_size=block
+    )
     if cfg.method != "lychee":
       return out
     if cfg.per_query_head:

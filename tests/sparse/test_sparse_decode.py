@@ -392,3 +392,24 @@ def test_cache_correction_rewrites_the_decoded_kv_densely(model, prompts, dense)
   # Quest rebuilds its page bounds after a correction.
   quest = run(model, prompts, SparseDecodeConfig(method="quest", budget=320, cache_correction=3))
   assert_same(quest, dense)
+
+
+@pytest.mark.parametrize("dtype, atol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_xla_path_equals_the_references(dtype, atol):
+  """The fast XLA path (static heads, one pass over the keys) computes the references."""
+  rng = np.random.default_rng(7)
+  q = jnp.asarray(rng.normal(size=(2, 4, 2, 16)), dtype)
+  k, v = (jnp.asarray(rng.normal(size=(2, 128, 4, 16)), dtype) for _ in range(2))
+  lengths, heads = jnp.array([128, 41]), (3, 1)
+  out, scores = sd.retrieval_decode_xla(q, k, v, lengths, heads, block_size=16)
+  ref_out, ref_scores = sd.retrieval_decode_reference(
+    q, k, v, lengths, jnp.asarray(heads), block_size=16
+  )
+  np.testing.assert_allclose(
+    np.asarray(out, np.float32), np.asarray(ref_out, np.float32), atol=atol
+  )
+  np.testing.assert_allclose(np.asarray(scores), np.asarray(ref_scores), atol=atol * 10)
+  ids = jnp.asarray([[[0, 5, -1], [3, 1, 2]], [[2, -1, 0], [1, 0, -1]]], jnp.int32)
+  got = sd.block_sparse_decode_xla(q, k, v, lengths, heads, ids, block_size=16)
+  want = sd.block_sparse_decode_reference(q, k, v, lengths, jnp.asarray(heads), ids, block_size=16)
+  np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=atol)

@@ -7,6 +7,7 @@
   * `reference.py`: the decode attentions of retrieval heads (dense + fused block scores,
     kernel A) and sparse heads (selected blocks only, kernel B), as readable references, and
     the gathered XLA path;
+  * `xla.py`: the fast XLA path the context runs (static heads, one pass over the keys);
   * `selection.py`: top-k blocks / tokens under a budget with sinks and recent forced;
   * `quest.py`: Quest page bounds and scores;
   * `hardkuma.py`: the Hard-Kumaraswamy role gate (sampling, point masses, Kuma mean,
@@ -42,7 +43,6 @@ from reasoning_jax.ops.sparse_decode.quest import (
   update_page_bounds,
 )
 from reasoning_jax.ops.sparse_decode.reference import (
-  XLA_KERNELS,
   DecodeKernels,
   block_mask,
   block_max_scores,
@@ -53,6 +53,11 @@ from reasoning_jax.ops.sparse_decode.reference import (
   per_query_block_scores,
   per_query_block_sparse_decode,
   retrieval_decode_reference,
+)
+from reasoning_jax.ops.sparse_decode.xla import (
+  XLA_KERNELS,
+  block_sparse_decode_xla,
+  retrieval_decode_xla,
 )
 from reasoning_jax.ops.sparse_decode.selection import (
   check_budget,
@@ -72,6 +77,7 @@ __all__ = [
   "block_mask",
   "block_max_scores",
   "block_sparse_decode_reference",
+  "block_sparse_decode_xla",
   "check_budget",
   "check_decode_args",
   "density_penalty",
@@ -97,6 +103,7 @@ __all__ = [
   "prob_zero",
   "quest_page_scores",
   "retrieval_decode_reference",
+  "retrieval_decode_xla",
   "roles_from_duo",
   "roles_from_kuma",
   "select_blocks",

@@ -241,6 +241,3 @@ class DecodeKernels(NamedTuple):
 
   retrieval_decode: Callable[..., tuple[jax.Array, jax.Array]]
   block_sparse_decode: Callable[..., jax.Array]
-
-
-XLA_KERNELS = DecodeKernels(retrieval_decode_reference, gathered_block_sparse_decode)
