@@ -110,8 +110,8 @@ class SparseDecodeContext:
     out = jnp.zeros_like(qg)
     if self.config.method == "quest" and sparse:
       out = self._quest(layer, qg, k, v, lengths, q_positions[:, 0])
-    elif not sparse and self.config.implementation == "xla":
-      # Every head dense: the standard decode attention, with no per-head copy of the cache.
+    elif not sparse and self.config.implementation == "xla" and self.config.method != "lychee":
+      # Every head dense, nothing to select: the standard decode attention.
       out = self._all_dense(q, qg, k, v, q_positions)
     else:
       if dense:
@@ -130,28 +130,11 @@ class SparseDecodeContext:
     return heads if self.config.implementation == "xla" else jnp.asarray(heads, jnp.int32)
 
   def _all_dense(self, q, qg, k, v, q_positions):
-    b, s, kh, _ = k.shape
+    b, s = k.shape[:2]
     kv_positions = jnp.broadcast_to(jnp.arange(s, dtype=q_positions.dtype), (b, s))
     out = attention_op(
       q, k, v, q_positions=q_positions, kv_positions=kv_positions, implementation="xla"
     )
-    if self.config.method == "lychee":  # Layer 0 (or an all-retrieval layer) selects.
-      ids = jnp.arange(kh, dtype=jnp.int32)
-      qbar = jnp.mean(qg.astype(jnp.float32), axis=2).astype(qg.dtype)
-      if self.config.per_query_head or self.config.selection == "token":
-        self._dense(qg, k, v, q_positions[:, 0] + 1, tuple(range(kh)))
-      else:
-        lengths = q_positions[:, 0] + 1
-        scores = block_max_scores(qbar, k, lengths, block_size=self.config.block_size)
-        chosen = select_blocks(
-          scores,
-          lengths,
-          n_select=self.config.n_select,
-          block_size=self.config.block_size,
-          sink_tokens=self.config.sink_tokens,
-          recent_tokens=self.config.recent_tokens,
-        )
-        self._write_selection(chosen, ids, k.shape)
     return out.reshape(qg.shape)
 
   def _dense(self, qg, k, v, lengths, heads):
