@@ -1,0 +1,127 @@
+"""LLM routing: R2-Router's joint (LLM, output budget) choice, its baselines and metrics.
+
+"R2-Router: A New Paradigm for LLM Routing with Reasoning" (Xue, Lou, Xing, Huang,
+arXiv:2602.02823, ICML 2026); baselines from "RouteLLM: Learning to Route LLMs with Preference
+Data" (Ong et al., arXiv:2406.18665) and deferral-curve evaluation from "Universal Model
+Routing for Efficient LLM Inference" (Jitkrittum et al., arXiv:2502.08773).
+`shared/methods/inference.md` sections 5 and 6. Pure functions of arrays:
+
+  * `config`: `RouterConfig`, every DESIGN CHOICE flag with its default;
+  * `heads`: quality heads per (LLM, budget), MLP (paper) or ridge (released code), all
+    trained together; the output-length predictor of the "unlimited" option;
+  * `cost`: `C[n, i, k] = n_in price_in + b_k price_out` and the per-model price table;
+  * `select`: `route` (argmax of `(1 - lam) Q_hat - lam C`), the exact continuous budget
+    search, the reactive and RouteLLM binary baselines;
+  * `metrics`: deferral curves, AUDC, peak, QNC, the oracle, PGR / APGR / CPT.
+
+  >>> heads = fit_quality_heads(Z_train, quality_train, RouterConfig(head="ridge"))
+  >>> Q_hat = predict_quality(heads, Z_test)                      # [N, M, K]
+  >>> C = router_cost_table(cfg, models, prices, texts=queries)   # [N, M, K]
+  >>> choice = route(Q_hat, C, lam=0.5, cost_scale=cost_normalizer(C, cfg))
+"""
+
+from reasoning_jax.routing.config import (
+  DEFAULT_BUDGETS,
+  HEAD_KINDS,
+  LAMBDA_MODES,
+  RouterConfig,
+  check_budgets,
+  check_lambda,
+)
+from reasoning_jax.routing.cost import (
+  ModelPrice,
+  cost_table,
+  estimate_input_tokens,
+  price_arrays,
+  router_cost_table,
+)
+from reasoning_jax.routing.heads import (
+  MLPHeads,
+  QualityHeads,
+  RidgeHeads,
+  fit_length_predictor,
+  fit_quality_heads,
+  fit_ridge_heads,
+  init_mlp_heads,
+  mlp_heads_apply,
+  predict_lengths,
+  predict_quality,
+  ridge_heads_apply,
+  train_mlp_heads,
+)
+from reasoning_jax.routing.metrics import (
+  Curve,
+  apgr,
+  audc,
+  best_single_model,
+  binary_pgr_curve,
+  cost_range,
+  cpt,
+  deferral_curve,
+  normalize_cost,
+  oracle_curve,
+  peak_quality,
+  pgr,
+  qnc,
+  realised,
+)
+from reasoning_jax.routing.select import (
+  Route,
+  continuous_candidates,
+  cost_normalizer,
+  interpolate_quality,
+  lambda_grid,
+  route,
+  route_binary,
+  route_continuous,
+  route_reactive,
+)
+
+__all__ = [
+  "DEFAULT_BUDGETS",
+  "HEAD_KINDS",
+  "LAMBDA_MODES",
+  "Curve",
+  "MLPHeads",
+  "ModelPrice",
+  "QualityHeads",
+  "RidgeHeads",
+  "Route",
+  "RouterConfig",
+  "apgr",
+  "audc",
+  "best_single_model",
+  "binary_pgr_curve",
+  "check_budgets",
+  "check_lambda",
+  "continuous_candidates",
+  "cost_normalizer",
+  "cost_range",
+  "cost_table",
+  "cpt",
+  "deferral_curve",
+  "estimate_input_tokens",
+  "fit_length_predictor",
+  "fit_quality_heads",
+  "fit_ridge_heads",
+  "init_mlp_heads",
+  "interpolate_quality",
+  "lambda_grid",
+  "mlp_heads_apply",
+  "normalize_cost",
+  "oracle_curve",
+  "peak_quality",
+  "pgr",
+  "predict_lengths",
+  "predict_quality",
+  "price_arrays",
+  "qnc",
+  "realised",
+  "ridge_heads_apply",
+  "route",
+  "route_binary",
+  "route_continuous",
+  "route_reactive",
+  "router_cost_table",
+  "train_mlp_heads",
+]
