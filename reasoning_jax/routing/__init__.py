@@ -12,6 +12,7 @@ Routing for Efficient LLM Inference" (Jitkrittum et al., arXiv:2502.08773).
   * `cost`: `C[n, i, k] = n_in price_in + b_k price_out` and the per-model price table;
   * `select`: `route` (argmax of `(1 - lam) Q_hat - lam C`), the exact continuous budget
     search, the reactive and RouteLLM binary baselines;
+  * `router`: `R2Router` (fitted heads, prices, lam scale) and `choose` -> (model, budget);
   * `metrics`: deferral curves, AUDC, peak, QNC, the oracle, PGR / APGR / CPT.
 
   >>> heads = fit_quality_heads(Z_train, quality_train, RouterConfig(head="ridge"))
@@ -65,6 +66,7 @@ from reasoning_jax.routing.metrics import (
   qnc,
   realised,
 )
+from reasoning_jax.routing.router import Decision, R2Router, choose, fit_router
 from reasoning_jax.routing.select import (
   Route,
   continuous_candidates,
@@ -82,9 +84,11 @@ __all__ = [
   "HEAD_KINDS",
   "LAMBDA_MODES",
   "Curve",
+  "Decision",
   "MLPHeads",
   "ModelPrice",
   "QualityHeads",
+  "R2Router",
   "RidgeHeads",
   "Route",
   "RouterConfig",
@@ -94,6 +98,7 @@ __all__ = [
   "binary_pgr_curve",
   "check_budgets",
   "check_lambda",
+  "choose",
   "continuous_candidates",
   "cost_normalizer",
   "cost_range",
@@ -104,6 +109,7 @@ __all__ = [
   "fit_length_predictor",
   "fit_quality_heads",
   "fit_ridge_heads",
+  "fit_router",
   "init_mlp_heads",
   "interpolate_quality",
   "lambda_grid",

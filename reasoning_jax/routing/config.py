@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -158,8 +157,3 @@ class RouterConfig:
   def option_labels(self) -> tuple[int | str, ...]:
     """The option axis of `Q_hat` / `C`: the budgets, then "default" when `unlimited`."""
     return self.budgets + (("default",) if self.unlimited else ())
-
-
-def as_budget_array(budgets: Sequence[int] | np.ndarray, name: str = "budgets") -> np.ndarray:
-  """Validated budgets as a float64 numpy array."""
-  return np.asarray(check_budgets(budgets, name), np.float64)

@@ -221,7 +221,7 @@ def train_mlp_heads(
   Args:
     Z: `[N, D]` query embeddings.
     Y: `[N, H]` targets in [0, 1].
-    config: `hidden_sizes`, `learning_rate`, `epochs`, `batch_size`, `seed`.
+    config: `hidden_sizes`, `learning_rate`, `epochs`, `batch_size`, `seed` (None: defaults).
     params: stacked initial parameters (`init_mlp_heads`); None initialises from `key`.
     key: the initialisation key (None: `PRNGKey(config.seed)`).
     epochs: overrides `config.epochs`.
