@@ -252,8 +252,8 @@ def section_step(args) -> dict:
     f"B {args.batch}, K {K}, G {G}, D {D}, {dtype.name}, budget {budget}, block "
     f"{args.block_size}, Quest page {args.page_size}; r = retrieval heads in the layer "
     f"(lychee r=0: sparse heads only, inheriting an earlier selection). Baselines: full = the "
-    "full method's XLA path (kernel A's reference, masked, over all heads); dpa = "
-    "jax.nn.dot_product_attention (XLA), a stronger dense decode on CPU"
+    "full method's path in generate (the standard decode attention op); dpa = "
+    "jax.nn.dot_product_attention (XLA), a second dense decode"
   )
   header = f"{'S':>7} {'layer kind':<28} {'time':>12} {'full/this':>11} {'dpa/this':>10}"
   results = {}
