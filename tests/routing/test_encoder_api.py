@@ -4,6 +4,8 @@ equal direct budget-capped generation in the input order."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from flax import nnx
@@ -18,6 +20,7 @@ from reasoning_jax.routing import (
   budget_prompt,
   fit_router,
   generate_capped,
+  load_pool_model,
 )
 from reasoning_jax.tokenizers import ByteTokenizer
 
@@ -125,3 +128,13 @@ def test_budget_prompt_uses_chat_template_when_present():
     chat == "<system>Answer in at most 8 tokens. Give the answer directly, without "
     "explanation.<user>2 + 2?<assistant>"
   )
+
+
+def test_encoder_and_pool_from_hf_folder(tiny_hf_folder):
+  folder = tiny_hf_folder("qwen3")
+  enc = QueryEncoder.from_hf(folder, batch_size=2)
+  Z = enc.encode(["hello", "what is 1 + 1?", "bye"])
+  assert Z.shape == (3, enc.hidden_size) and np.isfinite(Z).all()
+  assert enc.info.path == os.path.abspath(folder) and enc.info.name == os.path.basename(folder)
+  out = generate_capped(load_pool_model("hf", folder), ["hi"], 3)
+  assert out.output_lengths[0] <= 3
