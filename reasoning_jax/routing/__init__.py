@@ -13,7 +13,13 @@ Routing for Efficient LLM Inference" (Jitkrittum et al., arXiv:2502.08773).
   * `select`: `route` (argmax of `(1 - lam) Q_hat - lam C`), the exact continuous budget
     search, the reactive and RouteLLM binary baselines;
   * `router`: `R2Router` (fitted heads, prices, lam scale) and `choose` -> (model, budget);
-  * `metrics`: deferral curves, AUDC, peak, QNC, the oracle, PGR / APGR / CPT.
+  * `metrics`: deferral curves, AUDC, peak, QNC, the oracle, PGR / APGR / CPT;
+  * `encoder`: `QueryEncoder`, the frozen mean-pooled query encoder over any zoo model or HF
+    folder (`EncoderInfo` records which);
+  * `pool`: `PoolModel`, the length instruction and budget-capped greedy `generate_capped`;
+  * `bench`: `build_bench`, the resumable offline R2-Bench-style table (quality / output
+    length / cost `[N, M, K]`) and its seeded and out-of-distribution splits;
+  * `api`: `Router`, `route(query) -> (model, budget)` and `route_and_generate`.
 
   >>> heads = fit_quality_heads(Z_train, quality_train, RouterConfig(head="ridge"))
   >>> Q_hat = predict_quality(heads, Z_test)                      # [N, M, K]
@@ -21,6 +27,17 @@ Routing for Efficient LLM Inference" (Jitkrittum et al., arXiv:2502.08773).
   >>> choice = route(Q_hat, C, lam=0.5, cost_scale=cost_normalizer(C, cfg))
 """
 
+from reasoning_jax.routing.api import RoutedGeneration, Router
+from reasoning_jax.routing.bench import (
+  BenchQuery,
+  BenchTable,
+  as_queries,
+  build_bench,
+  ood_split,
+  resolve_verifier,
+  shard_path,
+  split_indices,
+)
 from reasoning_jax.routing.config import (
   DEFAULT_BUDGETS,
   HEAD_KINDS,
@@ -36,6 +53,7 @@ from reasoning_jax.routing.cost import (
   price_arrays,
   router_cost_table,
 )
+from reasoning_jax.routing.encoder import EncoderInfo, QueryEncoder, mean_pool
 from reasoning_jax.routing.heads import (
   MLPHeads,
   QualityHeads,
@@ -66,6 +84,17 @@ from reasoning_jax.routing.metrics import (
   qnc,
   realised,
 )
+from reasoning_jax.routing.pool import (
+  LENGTH_INSTRUCTION,
+  CappedOutput,
+  PoolError,
+  PoolModel,
+  budget_cap,
+  budget_prompt,
+  check_pool,
+  generate_capped,
+  load_pool_model,
+)
 from reasoning_jax.routing.router import Decision, R2Router, choose, fit_router
 from reasoning_jax.routing.select import (
   Route,
@@ -80,24 +109,39 @@ from reasoning_jax.routing.select import (
 )
 
 __all__ = [
+  "BenchQuery",
+  "BenchTable",
+  "CappedOutput",
+  "Curve",
   "DEFAULT_BUDGETS",
+  "Decision",
+  "EncoderInfo",
   "HEAD_KINDS",
   "LAMBDA_MODES",
-  "Curve",
-  "Decision",
+  "LENGTH_INSTRUCTION",
   "MLPHeads",
   "ModelPrice",
+  "PoolError",
+  "PoolModel",
   "QualityHeads",
+  "QueryEncoder",
   "R2Router",
   "RidgeHeads",
   "Route",
+  "RoutedGeneration",
+  "Router",
   "RouterConfig",
   "apgr",
+  "as_queries",
   "audc",
   "best_single_model",
   "binary_pgr_curve",
+  "budget_cap",
+  "budget_prompt",
+  "build_bench",
   "check_budgets",
   "check_lambda",
+  "check_pool",
   "choose",
   "continuous_candidates",
   "cost_normalizer",
@@ -110,11 +154,15 @@ __all__ = [
   "fit_quality_heads",
   "fit_ridge_heads",
   "fit_router",
+  "generate_capped",
   "init_mlp_heads",
   "interpolate_quality",
   "lambda_grid",
+  "load_pool_model",
+  "mean_pool",
   "mlp_heads_apply",
   "normalize_cost",
+  "ood_split",
   "oracle_curve",
   "peak_quality",
   "pgr",
@@ -123,11 +171,14 @@ __all__ = [
   "price_arrays",
   "qnc",
   "realised",
+  "resolve_verifier",
   "ridge_heads_apply",
   "route",
   "route_binary",
   "route_continuous",
   "route_reactive",
   "router_cost_table",
+  "shard_path",
+  "split_indices",
   "train_mlp_heads",
 ]
