@@ -47,10 +47,11 @@ class TokenRanges:
 
 
 def token_ranges(vocab_size: int) -> TokenRanges:
-  """Specials 0-2, then a quarter of the rest keys, half values, the remainder filler."""
-  vocab_size = _int("vocab_size", vocab_size, NUM_SPECIAL + 8)
+  """Specials 0-2, then an eighth of the rest keys, three eighths values, the remainder (half)
+  filler."""
+  vocab_size = _int("vocab_size", vocab_size, NUM_SPECIAL + 16)
   rest = vocab_size - NUM_SPECIAL
-  k, v = rest // 4, rest // 2
+  k, v = rest // 8, 3 * rest // 8
   lo = NUM_SPECIAL
   return TokenRanges((lo, lo + k), (lo + k, lo + k + v), (lo + k + v, vocab_size))
 
@@ -83,9 +84,10 @@ def multi_needle(
   prompt_len: int,
   num_needles: int = 4,
   value_len: int = 4,
-  vocab_size: int = 128,
+  vocab_size: int = 256,
   depth_range: tuple[float, float] = (0.05, 0.95),
   min_prompt_len: int | None = None,
+  filler_period: int = 0,
   seed: int = 0,
 ) -> PasskeyData:
   """`num` multi-needle prompts (a function of the arguments and `seed`).
@@ -99,10 +101,17 @@ def multi_needle(
     vocab_size: the model's vocabulary (`token_ranges` splits it).
     depth_range: (lo, hi) fractions of the prompt where needles start.
     min_prompt_len: when set, each row's length is uniform in [min_prompt_len, prompt_len].
+    filler_period: 0 (i.i.d. uniform filler) or P >= 2: each row's haystack repeats one random
+      "sentence" of P // 2 .. P filler tokens (its length drawn per row), like the classic
+      passkey's repeated text; a model trained on every token learns content-based induction
+      from it quickly (a varying period rules out copying from a fixed offset).
     seed: numpy seed.
   """
   num = _int("num", num, 1)
   num_needles = _int("num_needles", num_needles, 1)
+  filler_period = _int("filler_period", filler_period, 0)
+  if filler_period == 1:
+    raise ValueError("filler_period must be 0 (i.i.d. filler) or >= 2, got 1")
   value_len = _int("value_len", value_len, 3)
   ranges = token_ranges(vocab_size)
   if num_needles > ranges.keys[1] - ranges.keys[0]:
@@ -131,7 +140,12 @@ def multi_needle(
     length = int(lengths[row])
     body = length - 2  # The query's two tokens end the prompt.
     filler = body - num_needles * needle
-    seq = list(rng.integers(*ranges.filler, filler))
+    if filler_period:
+      period = int(rng.integers(max(2, filler_period // 2), filler_period + 1))
+      sentence = rng.integers(*ranges.filler, period)
+      seq = list(np.resize(sentence, filler))
+    else:
+      seq = list(rng.integers(*ranges.filler, filler))
     # Needle starts as depths of the body: slots in the filler chosen so each needle begins
     # inside [lo, hi] * body once the earlier needles are inserted.
     lo = int(np.floor(lo_d * body))
@@ -156,19 +170,47 @@ def multi_needle(
   return PasskeyData(prompts, lengths, answers, starts, query)
 
 
-def training_examples(data: PasskeyData) -> tuple[np.ndarray, np.ndarray]:
-  """`(tokens, loss_mask)` `[N, P + m]`: each prompt followed by its answer (then PAD); the
-  mask is True on the answer tokens (the positions whose NEXT-token targets are the values
-  are the positions before them: shift with `tokens[:, 1:]` as usual)."""
+def training_examples(
+  data: PasskeyData, *, all_needles: bool = False, loss_on: str = "answer", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+  """`(tokens, loss_mask)`: each prompt followed by its answer (then PAD); the mask is True on
+  the answer tokens (their next-token targets sit one position earlier: shift with
+  `tokens[:, 1:]` as usual). Width P + m.
+
+  `all_needles`: after the answer, every other needle is queried too (`[QUERY_MARK, key,
+  values]` blocks in a seeded random order, MQAR style), their values also in the loss: the
+  evaluation prompt is the prefix up to the first answer, and a model trained from scratch
+  gets num_needles times the signal per example. Width P + m + (n - 1)(m + 2).
+  `loss_on`: "answer" (the answers' values) or "all" (every token but the first and PAD).
+  """
+  if loss_on not in ("answer", "all"):
+    raise ValueError(f"loss_on must be 'answer' or 'all', got {loss_on!r}")
   n, p = data.prompts.shape
   m = data.answers.shape[1]
-  tokens = np.full((n, p + m), PAD, np.int32)
-  mask = np.zeros((n, p + m), bool)
+  needles = data.needle_starts.shape[1]
+  extra = (needles - 1) * (m + 2) if all_needles else 0
+  tokens = np.full((n, p + m + extra), PAD, np.int32)
+  mask = np.zeros((n, p + m + extra), bool)
+  rng = np.random.default_rng(seed)
   for row in range(n):
     length = int(data.lengths[row])
     tokens[row, :length] = data.prompts[row, :length]
     tokens[row, length : length + m] = data.answers[row]
     mask[row, length : length + m] = True
+    if not all_needles:
+      continue
+    at = length + m
+    others = [i for i in range(needles) if i != int(data.query_index[row])]
+    for i in rng.permutation(others):
+      start = int(data.needle_starts[row, i])
+      key, values = data.prompts[row, start + 1], data.prompts[row, start + 2 : start + 2 + m]
+      tokens[row, at : at + 2] = (QUERY_MARK, key)
+      tokens[row, at + 2 : at + 2 + m] = values
+      mask[row, at + 2 : at + 2 + m] = True
+      at += m + 2
+  if loss_on == "all":
+    mask = tokens != PAD
+    mask[:, 0] = False
   return tokens, mask
 
 

@@ -95,3 +95,32 @@ def test_text_passkey_tokens_fit_the_budget():
   item, ids = passkey.text_passkey_tokens(tok, 800, seed=2)
   assert len(ids) <= 800 and len(ids) > 400
   assert tok.decode(ids) == item.text
+
+
+def test_repeated_filler_and_multi_query_training_examples():
+  data = make(filler_period=10)
+  ranges = passkey.token_ranges(64)
+  for row in range(8):
+    body = np.delete(
+      data.prompts[row, : data.lengths[row] - 2],
+      np.concatenate([np.arange(s, s + 6) for s in data.needle_starts[row]]),
+    )
+    periods = [p for p in range(5, 11) if np.array_equal(body[p:], body[:-p])]
+    assert periods, "the haystack repeats one sentence of 5-10 tokens"
+    assert np.all((body >= ranges.filler[0]) & (body < ranges.filler[1]))
+  tokens, mask = passkey.training_examples(data, all_needles=True, seed=0)
+  assert tokens.shape == (8, 200 + 4 + 3 * 6) and mask.sum() == 8 * 16
+  for row in range(8):
+    queries = np.flatnonzero(tokens[row] == QUERY_MARK)
+    assert len(queries) == 4
+    for q in queries:  # Each query is followed by its needle's values, which are in the loss.
+      start = np.flatnonzero(tokens[row, :200] == tokens[row, q + 1])[0] - 1
+      assert tokens[row, start] == KEY_MARK
+      np.testing.assert_array_equal(tokens[row, q + 2 : q + 6], tokens[row, start + 2 : start + 6])
+      assert mask[row, q + 2 : q + 6].all() and not mask[row, q : q + 2].any()
+  _, every = passkey.training_examples(data, loss_on="all")
+  assert every[:, 1:204].all() and not every[:, 0].any()
+  with pytest.raises(ValueError, match="loss_on"):
+    passkey.training_examples(data, loss_on="some")
+  with pytest.raises(ValueError, match="filler_period"):
+    make(filler_period=1)

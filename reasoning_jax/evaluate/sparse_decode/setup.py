@@ -37,6 +37,7 @@ def task_kwargs(config) -> dict[str, Any]:
     value_len=int(config.task.value_len),
     vocab_size=int(config.task.vocab_size),
     depth_range=tuple(float(x) for x in config.task.depth_range),
+    filler_period=int(config.task.get("filler_period", 0)),
   )
 
 
@@ -60,7 +61,9 @@ def train_data(config, num: int, seq_len: int, seed: int, *, min_len: int | None
   data = passkey.multi_needle(
     num, prompt_len=seq_len, min_prompt_len=min_len, seed=seed, **task_kwargs(config)
   )
-  tokens, mask = passkey.training_examples(data)
+  tokens, mask = passkey.training_examples(
+    data, all_needles=True, loss_on=str(config.train.get("loss_on", "all")), seed=seed
+  )
   targets = np.where(mask[:, 1:], tokens[:, 1:], IGNORE).astype(np.int32)
   return {"inputs": tokens[:, :-1], "targets": targets}
 
