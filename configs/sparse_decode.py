@@ -27,9 +27,10 @@ a 4096-token budget in 64-token blocks, 128 sinks and 256 recent tokens. Here on
 attention-only RoPE model (width 64, 4 query / 2 KV heads, tiny-llama blocks without FFN,
 trained here for 1500 steps of batch 16 on prompts of 64-256 tokens with the loss on every
 token, every needle queried after the prompt (MQAR style) and a haystack that repeats one
-random 8-16-token "sentence" per row (as the classic passkey repeats its filler text): with
-an i.i.d. haystack and the loss on the answer only, probes stayed at chance; shared by the
-seeds) is evaluated at 256, 512 and 1024 tokens with budgets 64-512 in 16-token blocks, 16 sinks and 32
+random 8-16-token "sentence" per row (as the classic passkey repeats its filler text), keys,
+values and filler distinct ids of one pool (probes: with an i.i.d. haystack and the loss on
+the answer only the model stayed at chance after 800 steps; with disjoint filler and value
+id ranges it learned to copy the filler, never the values); shared by the seeds) is evaluated at 256, 512 and 1024 tokens with budgets 64-512 in 16-token blocks, 16 sinks and 32
 recent tokens (budget 64 = sinks + recent only: 4 blocks, none selected), Quest pages of 16
 with 1 dense layer (the paper's 2 of 32 would make half of this model dense), DuoAttention's
 streaming heads filling the same token budget ("budget"). Role learning: 100 steps of batch 4

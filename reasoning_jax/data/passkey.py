@@ -1,11 +1,12 @@
 r"""Passkey retrieval tasks for long-context decoding: token-level multi-needle and text passkey.
 
-(a) `multi_needle`: for models trained here. A haystack of uniform filler tokens holds
-`num_needles` needles `[KEY_MARK, key, v_1 .. v_m]` at random depths (their start in
-`depth_range` of the prompt, default 5%-95%); the prompt ends with `[QUERY_MARK, key_q]` and
-the answer is the m value tokens of the queried needle. With m >= 3 the first answer token is
+(a) `multi_needle`: for models trained here. A haystack of filler tokens (i.i.d., or one
+random "sentence" repeated: `filler_period`) holds `num_needles` needles `[KEY_MARK, key,
+v_1 .. v_m]` at random depths (their start in `depth_range` of the prompt, default 5%-95%);
+the prompt ends with `[QUERY_MARK, key_q]` and the answer is the m value tokens of the queried needle. With m >= 3 the first answer token is
 produced by the (dense) prefill and the other m - 1 by decode steps, the steps a sparse
 decoding method changes: to produce v_{i+1} after v_i the model must read the needle again.
+Keys, values and filler are distinct ids of one pool within a row.
 
   >>> data = multi_needle(8, prompt_len=1024, num_needles=4, value_len=4, seed=0)
   >>> data.prompts.shape, data.lengths, data.answers.shape   # [8, 1024], [8], [8, 4]
@@ -37,23 +38,11 @@ def _int(name: str, value, low: int) -> int:
   return int(value)
 
 
-@dataclasses.dataclass(frozen=True)
-class TokenRanges:
-  """Disjoint token id ranges `[lo, hi)` of a vocabulary: keys, values, filler."""
-
-  keys: tuple[int, int]
-  values: tuple[int, int]
-  filler: tuple[int, int]
-
-
-def token_ranges(vocab_size: int) -> TokenRanges:
-  """Specials 0-2, then an eighth of the rest keys, three eighths values, the remainder (half)
-  filler."""
+def _pool(vocab_size: int) -> np.ndarray:
+  """Non-special ids: keys, values and filler are drawn from one pool, distinct within a row
+  (shared embeddings: the induction a model learns on the filler also copies the values)."""
   vocab_size = _int("vocab_size", vocab_size, NUM_SPECIAL + 16)
-  rest = vocab_size - NUM_SPECIAL
-  k, v = rest // 8, 3 * rest // 8
-  lo = NUM_SPECIAL
-  return TokenRanges((lo, lo + k), (lo + k, lo + k + v), (lo + k + v, vocab_size))
+  return np.arange(NUM_SPECIAL, vocab_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +87,8 @@ def multi_needle(
       None).
     num_needles: needles per prompt (distinct keys).
     value_len: m >= 3 value tokens per needle (the answer).
-    vocab_size: the model's vocabulary (`token_ranges` splits it).
+    vocab_size: the model's vocabulary; keys, values and filler are distinct ids of 3..V-1
+      within a row.
     depth_range: (lo, hi) fractions of the prompt where needles start.
     min_prompt_len: when set, each row's length is uniform in [min_prompt_len, prompt_len].
     filler_period: 0 (i.i.d. uniform filler) or P >= 2: each row's haystack repeats one random
@@ -113,11 +103,12 @@ def multi_needle(
   if filler_period == 1:
     raise ValueError("filler_period must be 0 (i.i.d. filler) or >= 2, got 1")
   value_len = _int("value_len", value_len, 3)
-  ranges = token_ranges(vocab_size)
-  if num_needles > ranges.keys[1] - ranges.keys[0]:
+  pool = _pool(vocab_size)
+  distinct = num_needles * (value_len + 1) + max(filler_period, 2)
+  if distinct > len(pool) // 2:
     raise ValueError(
-      f"num_needles={num_needles} exceeds the {ranges.keys[1] - ranges.keys[0]} distinct keys "
-      f"of vocab_size={vocab_size}"
+      f"num_needles={num_needles} needles of value_len={value_len} plus the filler need "
+      f"{distinct} distinct ids, more than half of the {len(pool)} of vocab_size={vocab_size}"
     )
   lo_d, hi_d = (float(x) for x in depth_range)
   if not 0.0 <= lo_d < hi_d <= 1.0:
@@ -140,12 +131,15 @@ def multi_needle(
     length = int(lengths[row])
     body = length - 2  # The query's two tokens end the prompt.
     filler = body - num_needles * needle
+    ids = rng.permutation(pool)
+    keys = ids[:num_needles]
+    values = ids[num_needles : num_needles * (value_len + 1)].reshape(num_needles, value_len)
+    rest = ids[num_needles * (value_len + 1) :]
     if filler_period:
       period = int(rng.integers(max(2, filler_period // 2), filler_period + 1))
-      sentence = rng.integers(*ranges.filler, period)
-      seq = list(np.resize(sentence, filler))
+      seq = list(np.resize(rest[:period], filler))
     else:
-      seq = list(rng.integers(*ranges.filler, filler))
+      seq = list(rng.choice(rest, filler))
     # Needle starts as depths of the body: slots in the filler chosen so each needle begins
     # inside [lo, hi] * body once the earlier needles are inserted.
     lo = int(np.floor(lo_d * body))
@@ -153,8 +147,6 @@ def multi_needle(
     slots = np.sort(
       rng.choice(np.arange(lo, hi + 1), num_needles, replace=hi - lo + 1 < num_needles)
     )
-    keys = rng.choice(np.arange(*ranges.keys), num_needles, replace=False)
-    values = rng.integers(*ranges.values, (num_needles, value_len))
     out, prev = [], 0
     for i, slot in enumerate(slots):
       slot = min(int(slot), filler)

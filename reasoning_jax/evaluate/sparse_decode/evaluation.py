@@ -19,6 +19,7 @@ import dataclasses
 from typing import Any, Callable
 
 import numpy as np
+from absl import logging
 
 from reasoning_jax.sparse import SparseDecodeConfig, kv_tokens_read, round_cache_size
 
@@ -171,4 +172,8 @@ def sweep(
             repeats=int(config.timing.repeats),
           )
         points.append(point)
+        logging.info(
+          "%s budget %s T=%d: exact %.3f decoded %.3f",
+          method, budget, length, point["exact_match"], point["decoded_token_accuracy"],
+        )  # fmt: skip
   return {"points": points}
