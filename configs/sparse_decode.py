@@ -25,7 +25,7 @@ context length; decode time per token (ratios to full, measured in the same run)
 DEVIATIONS (CPU scale, default variant): the paper evaluates 8B models at 4k-128k tokens with
 a 4096-token budget in 64-token blocks, 128 sinks and 256 recent tokens. Here one 4-layer
 attention-only RoPE model (width 64, 4 query / 2 KV heads, tiny-llama blocks without FFN,
-trained here for 1500 steps of batch 16 on prompts of 64-256 tokens with the loss on every
+trained here for 2500 steps of batch 16 on prompts of 64-256 tokens with the loss on every
 token, every needle queried after the prompt (MQAR style) and a haystack that repeats one
 random 8-16-token "sentence" per row (as the classic passkey repeats its filler text), keys,
 values and filler distinct ids of one pool (probes: with an i.i.d. haystack and the loss on
@@ -88,7 +88,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       "seq_len": 256,
       "min_len": 64,
       "batch_size": 16,
-      "num_steps": 1500,
+      "num_steps": 2500,
       "loss_on": "all",
       "learning_rate": 3e-3,
       "warmup_steps": 50,
