@@ -86,4 +86,6 @@ def test_score_and_verdict():
   assert not experiment.verdict(None, exact, [8], [4])["reproduces"]
   exact[("full", None, 8)] = [0.1]
   v = experiment.verdict(None, exact, [8], [4])
-  assert not v["testable"] and "cannot be tested" in v["text"]
+  assert not v["testable"] and "cannot be tested" in v["text"] and v["unsolved_lengths"] == [8]
+  exact[("full", None, 8)] = [1.0]
+  assert not experiment.verdict(None, exact, [8], [8])["testable"]  # Budget >= T: not judged.
