@@ -132,7 +132,8 @@ def train_roles(
   Args:
     model: a zoo `Transformer` with attention in every layer.
     batches: iterable of `{"input_ids": [B, T] int, "loss_mask": [B, T] bool}`; the loss is
-      on `loss_mask` positions (answer tokens). Cycled if shorter than `config.steps`.
+      on `loss_mask` positions (answer tokens). A list is cycled when shorter than
+      `config.steps`; an iterator must last `config.steps` batches (nothing is buffered).
     config: the settings.
 
   Returns:
@@ -190,15 +191,18 @@ def train_roles(
   history: list[dict[str, float]] = []
   key = jax.random.key(config.seed)
   source = iter(batches)
-  cached: list[dict[str, Any]] = []
   for s in range(config.steps):
     try:
       batch = next(source)
-      cached.append(batch)
-    except StopIteration:
-      if not cached:
-        raise ValueError("batches is empty") from None
-      batch = cached[s % len(cached)]
+    except StopIteration:  # A finite re-iterable (a list) is cycled; a spent generator is not.
+      source = iter(batches)
+      try:
+        batch = next(source)
+      except StopIteration:
+        raise ValueError(
+          f"batches ran out after {s} steps of {config.steps}: pass a re-iterable (a list) "
+          "or an endless iterator"
+        ) from None
     ids, mask = _check_batch(batch, model.config.vocab_size)
     gate_params, opt_state, constraint, metrics = step(
       gate_params, opt_state, ids, mask, jax.random.fold_in(key, s), constraint

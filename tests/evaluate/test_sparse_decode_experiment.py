@@ -89,3 +89,40 @@ def test_score_and_verdict():
   assert not v["testable"] and "cannot be tested" in v["text"] and v["unsolved_lengths"] == [8]
   exact[("full", None, 8)] = [1.0]
   assert not experiment.verdict(None, exact, [8], [8])["testable"]  # Budget >= T: not judged.
+
+
+def _payload(points, unsolved=(), seeds=(0, 1, 2)):
+  judged = [p for p in points if p["judged"]]
+  frac = lambda key: sum(p[key] for p in judged) / max(1, len(judged))  # noqa: E731
+  return {
+    "seeds": list(seeds),
+    "verdict": {
+      "text": "t",
+      "points": points,
+      "unsolved_lengths": list(unsolved),
+      "fraction_lychee_ge_quest": frac("lychee_ge_quest"),
+      "fraction_lychee_near_full": frac("lychee_near_full"),
+    },
+  }
+
+
+def _point(ge, near, judged=True):
+  return dict(judged=judged, lychee_ge_quest=ge, lychee_near_full=near)
+
+
+@pytest.mark.parametrize(
+  "points, unsolved, seeds, status",
+  [
+    ([_point(True, True)] * 4, (), (0, 1, 2), "reproduced"),
+    ([_point(True, True)] * 4, (512,), (0, 1, 2), "partly"),
+    ([_point(True, False)] * 4, (), (0, 1, 2), "partly"),
+    ([_point(False, False)] * 4, (), (0, 1, 2), "not reproduced"),
+    ([_point(True, True)] * 4, (), (0, 1), "not measured"),
+    ([_point(True, True, judged=False)], (256,), (0, 1, 2), "not measured"),
+  ],
+)
+def test_reproduction_verdict(points, unsolved, seeds, status):
+  from reasoning_jax.reproduce.entries_sparse import sparse_decode_verdict
+
+  (verdict,) = sparse_decode_verdict(_payload(points, unsolved, seeds))
+  assert verdict.status == status and verdict.method == "lycheedecode"

@@ -130,3 +130,10 @@ def test_bad_role_inputs_raise(model, tmp_path):
   )
   with pytest.raises(ValueError, match="layer 0 is 'gla'"):
     train_roles(gla, batches(gla, n=1), RoleTrainingConfig(steps=1))
+
+
+def test_batches_lists_cycle_and_spent_generators_raise(model):
+  config = RoleTrainingConfig(steps=3, sink_tokens=2, recent_tokens=4, log_every=1)
+  assert len(train_roles(model, batches(model, n=1), config).history) == 3  # A list cycles.
+  with pytest.raises(ValueError, match="batches ran out after 1 steps of 3"):
+    train_roles(model, iter(batches(model, n=1)), config)
