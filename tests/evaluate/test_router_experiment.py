@@ -103,7 +103,7 @@ def test_configs_are_valid_and_share_one_task():
   with pytest.raises(ValueError, match="unknown router variant"):
     router_config.get_config("huge")
   config = router_config.get_config("quick")
-  config.pool.models.large.task_config = "easy"
+  config.pool.models.large.task_config = "medium"
   with pytest.raises(ValueError, match="must share one task"):
     member_configs(config)
   config = router_config.get_config("quick")
@@ -116,9 +116,9 @@ def test_configs_are_valid_and_share_one_task():
 
 
 def test_families_and_anchor_helpers():
-  assert family({"op": b"+", "operands": [1, 2, 3]}) == "add3"
-  assert family({"op": "+", "operands": [1, 2]}) == "add2"
-  assert family({"op": b"-", "operands": [5, 2]}) == "sub"
+  assert family({"op": b"+", "operands": [1, 22, 3]}) == "add2x3"
+  assert family({"op": "+", "operands": [1, 2]}) == "add1"
+  assert family({"op": b"-", "operands": [5, 12]}) == "sub2"
   assert ev.anchor_indices(6, 1).tolist() == [5]
   assert ev.anchor_indices(6, 2).tolist() == [0, 5]
   assert ev.anchor_indices(6, 6).tolist() == list(range(6))

@@ -20,9 +20,6 @@ import numpy as np
 from reasoning_jax.evaluate.trained_model import train_or_load
 from reasoning_jax.routing import BenchQuery, PoolModel
 
-# Query families of the arithmetic task (the out-of-distribution split's unit).
-FAMILIES = ("add2", "add3", "sub")
-
 
 def member_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
   """Name -> the SFT config of each trained member, in `config.pool.order`, with its workdir
@@ -52,11 +49,14 @@ def member_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collection
 
 
 def family(example: dict[str, Any]) -> str:
-  """ "add2" / "add3" (addition by number of addends) or "sub" of an arithmetic example."""
+  """The operator and the longest operand's digit count of an arithmetic example ("add2",
+  "sub1", ...; addition with more than two addends gets "x<n>", e.g. "add3x3")."""
   op = _text(example["op"])
-  if op == "+":
-    return f"add{len(example['operands'])}"
-  return {"-": "sub", "*": "mul"}.get(op, op)
+  name = {"+": "add", "-": "sub", "*": "mul"}.get(op, op)
+  operands = [int(x) for x in example["operands"]]
+  digits = max(len(str(abs(x))) for x in operands)
+  extra = f"x{len(operands)}" if len(operands) > 2 else ""
+  return f"{name}{digits}{extra}"
 
 
 def _text(value: Any) -> str:
