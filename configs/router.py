@@ -78,6 +78,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   # Cost unit: "measured" (seconds per prompt / generated token, from the table's own timings)
   # or "flops" (2 x matmul parameters per token, `evaluate.speculative.pair.per_token_flops`).
   c.price = "measured"
+  # Realised cost: "generated" (the tokens each answer used; a model that stops before its
+  # budget is billed less) or "budget" (every answer billed its whole budget, the paper's
+  # C_M(b) = b price_out taken as the bill: a sensitivity check, not the default).
+  c.bill = "generated"
   c.bench_batch_size = 32
   c.encoder_hf_dir = ""  # "": the pool's largest trained model, mean-pooled.
   # Evaluation.

@@ -19,8 +19,8 @@ the query embeddings. Per split:
 
 Metrics on ONE global cost range per split (every curve and single-model point): AUDC, peak
 quality, QNC against the best single model (the highest mean quality at the largest budget),
-and the raw cost at which each curve first reaches that quality (the paper's "4-5x lower cost"
-is the reactive router's cost there over R2-Router's). The K-anchor ablation fits heads at K
+and the raw cost at which each curve first reaches that quality, and 90% of it (the paper's
+"4-5x lower cost" is the reactive router's cost there over R2-Router's). The K-anchor ablation fits heads at K
 of the budgets and interpolates the others (`routing.interpolate_quality`).
 """
 
@@ -200,6 +200,7 @@ def evaluate_split(
       "peak": peak_quality(cv.quality),
       "qnc": qnc(cv.cost, cv.quality, target, crange),
       "cost_at_best": cost_at(cv, target),
+      "cost_at_90": cost_at(cv, 0.9 * target),
       "curve": _points(cv),
     }
   nan = float("nan")
