@@ -231,6 +231,8 @@ def test_quick_variant_end_to_end(tmp_path):
   for name in ("results.md", "results.json", "deferral_curves.png", "anchor_ablation.png"):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 0, name
   assert payload["models"] == ["small", "medium", "large"]
+  if payload["verdict"]["target"] < 0.05:
+    assert "say nothing about the method" in payload["verdict"]["text"]
   assert payload["encoder"]["name"] == "pool:large"
   assert set(payload["price_source"].values()) == {"measured"}
   assert len(payload["splits"]) == config.splits and payload["ood"] is not None

@@ -174,7 +174,12 @@ def verdict(summary, singles, models) -> dict[str, Any]:
   if not np.isnan(ratio90):
     text += f"At 90% of it, {ratio90:.2f}x. "
   measured = ratio if not np.isnan(ratio) else ratio90
-  if np.isnan(measured):
+  if target < 0.05:
+    text += (
+      "The pool answers almost nothing (best quality below 0.05), so these numbers say "
+      "nothing about the method (e.g. the quick variant)."
+    )
+  elif np.isnan(measured):
     text += (
       "Neither level is reached by both routers on any split, so the paper's cost ratio "
       "(4-5x) cannot be measured here."
