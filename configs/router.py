@@ -5,8 +5,8 @@ arXiv:2602.02823, ICML 2026); RouteLLM (Ong et al., arXiv:2406.18665) for the bi
 and APGR / CPT; deferral curves, AUDC and QNC from Jitkrittum et al. (arXiv:2502.08773).
 `shared/methods/inference.md` sections 5-6.
 
-  python -m experiments.router                                # CPU scale, about 15 min
-  python -m experiments.router --config=configs/router.py:quick   # end to end in ~1-2 min
+  python -m experiments.router                                # CPU scale, about 7 min (5 of them training the pool once)
+  python -m experiments.router --config=configs/router.py:quick   # end to end in 30-60 s
   python -m experiments.router --config.pool.hf_dirs='("/m/Qwen2.5-0.5B-Instruct",)'
 
 The pool: three `tiny-qwen3` models of different sizes ("small" 1 layer x 32, "medium" 2 x 64,
