@@ -58,3 +58,9 @@ def _free_compiled_executables():
   jax.clear_caches()
   if os.environ.get("RJ_TEST_MAPS"):
     print(f"\n[maps] {before} -> {_mapped_regions()} mapped regions (clear_caches)")
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+    "markers", "slow: over ~60 s on 2 shared CPU cores (deselect with -m 'not slow')"
+  )

@@ -266,7 +266,7 @@ def build_bench(
     budgets: the output budgets (tokens), strictly increasing.
     out_dir: where the shards, markers and manifest live (resumed when it holds them).
     batch_size: queries per `generate` call (fixed for an `out_dir`).
-    instruction: the length instruction, with a `{budget}` field.
+    instruction: the length instruction, with a `{budget}` field ("": none, truncation only).
     chat: put the instruction through the tokenizer's chat template when it has one.
     warmup: run each new shape once untimed, so measured seconds exclude compilation.
     on_batch: called as `on_batch(model, budget, batch_index)` after each batch is written.
@@ -284,7 +284,7 @@ def build_bench(
   verify = resolve_verifier(verifier)
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
     raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-  if "{budget}" not in instruction:
+  if instruction and "{budget}" not in instruction:
     raise ValueError(f"instruction must contain a '{{budget}}' field, got {instruction!r}")
   os.makedirs(os.path.join(out_dir, "shards"), exist_ok=True)
   manifest = {

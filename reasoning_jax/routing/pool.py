@@ -130,12 +130,13 @@ def budget_prompt(
   *,
   chat: bool = True,
 ) -> list[int]:
-  """Token ids of `query` behind the length instruction for `budget` (None: no instruction).
+  """Token ids of `query` behind the length instruction for `budget` (None, or an empty
+  `instruction`: no instruction, the budget is then enforced by truncation only).
 
   With `chat` and a tokenizer that has `apply_chat_template`, the instruction is the system
   message; otherwise it is prepended as text (`instruction\\n\\nquery\\n`) after the bos.
   """
-  system = None if budget is None else instruction.format(budget=budget)
+  system = None if budget is None or not instruction else instruction.format(budget=budget)
   if chat and hasattr(tokenizer, "apply_chat_template"):
     messages = ([{"role": "system", "content": system}] if system else []) + [
       {"role": "user", "content": query}

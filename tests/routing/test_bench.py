@@ -152,6 +152,8 @@ def test_bad_input_is_named(tmp_path):
     build_bench(_pool(), _queries(2), toy_verifier, (2, 2), str(tmp_path / "z"))
   with pytest.raises(ValueError, match="verifier"):
     build_bench(_pool(), _queries(2), "no_such_reward", (2,), str(tmp_path / "z"))
+  with pytest.raises(ValueError, match="must contain a '{budget}' field"):
+    build_bench(_pool(), _queries(2), toy_verifier, (2,), str(tmp_path / "z"), instruction="x")
 
 
 def test_registry_verifier_and_splits(tmp_path):

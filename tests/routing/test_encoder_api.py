@@ -118,6 +118,8 @@ def test_budget_prompt_uses_chat_template_when_present():
   plain = TOK.decode(budget_prompt(TOK, "2 + 2?", 8))
   assert plain.startswith("Answer in at most 8 tokens.") and plain.endswith("2 + 2?\n")
   assert "at most" not in TOK.decode(budget_prompt(TOK, "2 + 2?", None))
+  # An empty instruction: the bare prompt (the budget is enforced by truncation only).
+  assert budget_prompt(TOK, "2 + 2?", 8, "") == budget_prompt(TOK, "2 + 2?", None)
 
   class ChatByte(ByteTokenizer):
     def apply_chat_template(self, messages, add_generation_prompt=True):

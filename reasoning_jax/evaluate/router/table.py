@@ -1,0 +1,71 @@
+"""The router experiment's table: every pool model at every budget on the held-out questions,
+and the frozen query embeddings.
+
+`routing.build_bench` writes the resumable table under `<workdir>/bench` (quality by the
+verifier, output / input tokens, cost at measured seconds per token); the query embeddings are
+those of a `routing.QueryEncoder` over the pool's largest trained model (or
+`config.encoder_hf_dir`), cached in `<workdir>/bench/embeddings.npz` with the encoder recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from reasoning_jax.routing import BenchQuery, BenchTable, QueryEncoder, build_bench
+
+
+def instruction(config: ml_collections.ConfigDict) -> str:
+  """The length instruction of `config` ("": none; the budget is then enforced by truncation
+  only, `routing.budget_prompt`)."""
+  text = config.get("instruction", "")
+  if text and "{budget}" not in text:
+    raise ValueError(f"config.instruction must contain a '{{budget}}' field, got {text!r}")
+  return text
+
+
+def build_table(
+  config: ml_collections.ConfigDict, pool: dict[str, Any], queries: list[BenchQuery]
+) -> BenchTable:
+  """The `[N, M, K]` table of `pool` x `queries` x `config.budgets` (resumed when present)."""
+  return build_bench(
+    pool,
+    queries,
+    config.verifier,
+    tuple(config.budgets),
+    os.path.join(config.workdir, "bench"),
+    batch_size=int(config.bench_batch_size),
+    instruction=instruction(config),
+    progress=False,
+  )
+
+
+def _encoder(config: ml_collections.ConfigDict, pool: dict[str, Any]) -> QueryEncoder:
+  if config.get("encoder_hf_dir", ""):
+    return QueryEncoder.from_hf(config.encoder_hf_dir)
+  trained = [n for n in config.pool.order]
+  name = trained[-1]  # The largest trained member (order: smallest first).
+  pm = pool[name]
+  return QueryEncoder(pm.model, pm.tokenizer, name=f"pool:{name}")
+
+
+def embed_queries(
+  config: ml_collections.ConfigDict, pool: dict[str, Any], queries: list[BenchQuery]
+) -> tuple[np.ndarray, dict[str, Any]]:
+  """`(Z [N, H], encoder info)`, cached by the query texts and the encoder's name."""
+  path = os.path.join(config.workdir, "bench", "embeddings.npz")
+  texts = [q.text for q in queries]
+  key = json.dumps([texts, config.get("encoder_hf_dir", ""), list(config.pool.order)])
+  if os.path.exists(path):
+    saved = np.load(path, allow_pickle=False)
+    if str(saved["key"]) == key:
+      return saved["Z"], json.loads(str(saved["info"]))
+  encoder = _encoder(config, pool)
+  Z = encoder.encode(texts)
+  info = encoder.info.to_dict()
+  np.savez(path, Z=Z, key=np.asarray(key), info=np.asarray(json.dumps(info)))
+  return Z, info
