@@ -85,7 +85,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.bench_batch_size = 32
   c.encoder_hf_dir = ""  # "": the pool's largest trained model, mean-pooled.
   # Evaluation.
-  c.splits = 5  # Random train/test splits (seeds 0 .. splits-1).
+  c.seeds = (0, 1, 2, 3, 4)  # One random train/test split per seed.
   c.test_fraction = 0.3
   c.heads = ("ridge", "mlp")  # R2-Router head kinds evaluated.
   c.ridge_alpha = 10.0
@@ -116,7 +116,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.num_queries = 40
     c.budgets = (4, 8, 16)
     c.bench_batch_size = 20
-    c.splits = 2
+    c.seeds = (0, 1)
     c.heads = ("ridge", "mlp")
     c.mlp_epochs = 5
     c.num_lambdas = 21

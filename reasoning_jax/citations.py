@@ -105,6 +105,9 @@ METHODS: dict[str, Method] = {
       "yang2024tidaldecode",
     ),
   ),
+  "r2router": Method(
+    "R2-Router", ("xue2026r2router", "ong2024routellm", "jitkrittum2025universal")
+  ),
 }
 
 # Registries whose every entry is a method or a baseline that must be cited (by category).

@@ -5,7 +5,7 @@
 
 `registry` (what an experiment runs, claims and how its verdict is read), `entries`,
 `entries_semantic`, `entries_quant`, `entries_credit`, `entries_selfimprove` and
-`entries_memory`, `entries_sparse` (the registered experiments), `runner` (resumable, with progress), `report`
+`entries_memory`, `entries_inference` (the registered experiments), `runner` (resumable, with progress), `report`
 (REPORT.md), `provenance` (commit, versions, device).
 """
 
@@ -15,7 +15,7 @@ from reasoning_jax.reproduce import entries_quant as _entries_quant  # noqa: F40
 from reasoning_jax.reproduce import entries_credit as _entries_credit  # noqa: F401, I001
 from reasoning_jax.reproduce import entries_selfimprove as _entries_selfimprove  # noqa: F401, I001
 from reasoning_jax.reproduce import entries_memory as _entries_memory  # noqa: F401, I001
-from reasoning_jax.reproduce import entries_sparse as _entries_sparse  # noqa: F401, I001
+from reasoning_jax.reproduce import entries_inference as _entries_inference  # noqa: F401, I001
 from reasoning_jax.reproduce.registry import (
   NOT_REPRODUCED,
   REPRODUCTIONS,

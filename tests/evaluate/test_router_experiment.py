@@ -179,7 +179,7 @@ def test_random_router_apgr_is_about_one_half():
 def test_evaluate_table_summary_markdown_and_plots(tmp_path):
   table, Z = synthetic_table(160, seed=2)
   config = router_config.get_config("quick")
-  config.splits, config.heads, config.anchor_counts = 2, ("ridge", "mlp"), (1, 2, 4)
+  config.seeds, config.heads, config.anchor_counts = (0, 1), ("ridge", "mlp"), (1, 2, 4)
   config.budgets, config.num_lambdas, config.mlp_epochs = BUDGETS, 21, 2
   config.ood_test_families = ("hard",)
   result = experiment.evaluate_table(config, table, Z)
@@ -235,7 +235,7 @@ def test_quick_variant_end_to_end(tmp_path):
     assert "say nothing about the method" in payload["verdict"]["text"]
   assert payload["encoder"]["name"] == "pool:large"
   assert set(payload["price_source"].values()) == {"measured"}
-  assert len(payload["splits"]) == config.splits and payload["ood"] is not None
+  assert len(payload["splits"]) == len(config.seeds) and payload["ood"] is not None
   assert all(info["trained_now"] for info in payload["pool"].values())
   again = experiment.run_router_experiment(config)
   assert not any(info["trained_now"] for info in again["pool"].values())

@@ -122,7 +122,7 @@ def _point(ge, near, judged=True):
   ],
 )
 def test_reproduction_verdict(points, unsolved, seeds, status):
-  from reasoning_jax.reproduce.entries_sparse import sparse_decode_verdict
+  from reasoning_jax.reproduce.entries_inference import sparse_decode_verdict
 
   (verdict,) = sparse_decode_verdict(_payload(points, unsolved, seeds))
   assert verdict.status == status and verdict.method == "lycheedecode"

@@ -6,7 +6,7 @@ arXiv:2602.02823) reports average quality 0.8 at about 4-5x less cost than react
 (model-only) routers, AUDC / QNC / peak gains over them, and a K-anchor ablation where 4-8
 heads suffice. Here, at CPU scale (`configs/router.py`): a pool of arithmetic models of three
 sizes trained here (`pool`), the `[N, M, K]` table of every model at every budget on held-out
-questions with measured cost (`table`), and every router on `config.splits` random splits plus
+questions with measured cost (`table`), and every router on one random split per `config.seeds` entry plus
 one out-of-distribution split by task family (`evaluation`).
 
 Outputs in `config.workdir`: results.json, results.md (mean ± std over splits),
@@ -39,8 +39,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.price must be 'measured' or 'flops', got {config.price!r}")
   if config.get("bill", "generated") not in ("generated", "budget"):
     raise ValueError(f"config.bill must be 'generated' or 'budget', got {config.bill!r}")
-  if not isinstance(config.splits, int) or config.splits < 1:
-    raise ValueError(f"config.splits must be an int >= 1, got {config.splits!r}")
+  if not config.seeds or any(not isinstance(s, int) for s in config.seeds):
+    raise ValueError(f"config.seeds must be a non-empty tuple of ints, got {config.seeds!r}")
   if not 0.0 < float(config.test_fraction) < 1.0:
     raise ValueError(f"config.test_fraction must be in (0, 1), got {config.test_fraction!r}")
   bad = [h for h in config.heads if h not in ("ridge", "mlp")]
@@ -58,7 +58,7 @@ def settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def evaluate_table(config, table, Z) -> dict[str, Any]:
-  """Every router on `config.splits` random splits and the OOD split."""
+  """Every router on one random split per seed of `config.seeds`, and the OOD split."""
   pin, pout = price_arrays(table.models, table.prices)
   cost_hat = ev.predicted_cost(table.input_len, pin, pout, table.budgets)
   # "generated": the tokens each answer used (it may stop before its budget); "budget": every
@@ -66,7 +66,7 @@ def evaluate_table(config, table, Z) -> dict[str, Any]:
   cost = table.cost if config.get("bill", "generated") == "generated" else cost_hat
   s = settings(config)
   splits = []
-  for seed in range(int(config.splits)):
+  for seed in config.seeds:
     train, test = split_indices(table.num_queries, float(config.test_fraction), seed)
     start = time.time()
     res = ev.evaluate_split(
@@ -208,7 +208,7 @@ def markdown(config, table, payload: dict[str, Any]) -> str:
     f"(families {payload['families']}), budgets {list(table.budgets)} tokens, verifier "
     f"{config.verifier!r}, cost in {unit} ({config.get('price', 'measured')}, billed: "
     f"{config.get('bill', 'generated')} tokens); encoder {payload['encoder']['name']!r} "
-    f"(H = {payload['encoder']['hidden_size']}); {config.splits} random splits "
+    f"(H = {payload['encoder']['hidden_size']}); {len(config.seeds)} random splits "
     f"(test fraction {config.test_fraction}), mean ± std. Wall time {payload['wall_s']:.0f} s.\n",
     "### Pool (at the largest budget, test queries)\n",
     f"| model | params | quality | cost ({unit} / query) | price in / out ({unit} / token) |",
