@@ -242,3 +242,32 @@ def test_quick_variant_end_to_end(tmp_path):
   np.testing.assert_allclose(
     again["summary"]["routers"]["oracle"]["audc"], payload["summary"]["routers"]["oracle"]["audc"]
   )
+
+
+@pytest.mark.parametrize(
+  "ratio, ratio90, target, seeds, status",
+  [
+    (4.5, 4.0, 0.5, (0, 1, 2), "reproduced"),
+    (float("nan"), 2.0, 0.5, (0, 1, 2), "partly"),
+    (0.97, 0.97, 0.5, (0, 1, 2, 3, 4), "not reproduced"),
+    (float("nan"), float("nan"), 0.5, (0, 1, 2), "not measured"),
+    (5.0, 5.0, 0.01, (0, 1, 2), "not measured"),
+    (5.0, 5.0, 0.5, (0, 1), "not measured"),
+  ],
+)
+def test_reproduction_verdict(ratio, ratio90, target, seeds, status):
+  from reasoning_jax.reproduce.entries_inference import router_verdict
+
+  name = "R2-Router (ridge)"
+  payload = {
+    "seeds": list(seeds),
+    "verdict": {
+      "text": "t",
+      "verdict_router": name,
+      "cost_ratio": {name: ratio},
+      "cost_ratio_90": {name: ratio90},
+      "target": target,
+    },
+  }
+  (verdict,) = router_verdict(payload)
+  assert verdict.status == status and verdict.method == "r2router"
