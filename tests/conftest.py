@@ -60,7 +60,27 @@ def _free_compiled_executables():
     print(f"\n[maps] {before} -> {_mapped_regions()} mapped regions (clear_caches)")
 
 
+def pytest_addoption(parser):
+  parser.addoption(
+    "--run-slow",
+    action="store_true",
+    default=False,
+    help="also run tests marked slow (end-to-end experiment pipelines the notebooks cover)",
+  )
+
+
 def pytest_configure(config):
   config.addinivalue_line(
-    "markers", "slow: over ~60 s on 2 shared CPU cores (deselect with -m 'not slow')"
+    "markers",
+    "slow: over ~60 s on 2 shared CPU cores; skipped unless --run-slow (CI's README command "
+    "leaves them out: the notebooks run the same pipelines)",
   )
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--run-slow"):
+    return
+  skip = pytest.mark.skip(reason="slow: pass --run-slow to run it")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)

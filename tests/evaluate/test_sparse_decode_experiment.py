@@ -35,6 +35,7 @@ def test_the_variants_load():
     get_config("nope")
 
 
+@pytest.mark.slow  # colab/sparse_decode.ipynb runs the same quick pipeline in CI.
 def test_quick_pipeline_writes_the_table_and_plots(tmp_path):
   config = tiny(tmp_path)
   config.timing.update(num_seeds=1, lengths=(128,), new_tokens=3, repeats=1)
