@@ -65,15 +65,21 @@ def _gather_heads(q, k, v, heads):
   return jnp.take(q, heads, axis=1), jnp.take(k, heads, axis=2), jnp.take(v, heads, axis=2)
 
 
+def masked_softmax(logits, mask):
+  """Softmax of f32 `logits` over the last axis restricted to `mask` (broadcastable); a row with
+  nothing visible gets all-zero weights instead of NaN."""
+  logits = jnp.where(mask, logits, NEG_INF)
+  peak = jnp.max(logits, axis=-1, keepdims=True)
+  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
+  weights = jnp.where(mask, jnp.exp(logits - peak), 0.0)
+  total = jnp.sum(weights, axis=-1, keepdims=True)
+  return weights / jnp.where(total > 0, total, 1.0)
+
+
 def _masked_attention(qh, kh, vh, mask, scale):
   """qh [B, R, G, D], kh/vh [B, S, R, D], mask [B, R, S] -> [B, R, G, D] (zeros if empty)."""
   logits = jnp.einsum("brgd,bsrd->brgs", qh, kh, preferred_element_type=jnp.float32) * scale
-  logits = jnp.where(mask[:, :, None, :], logits, NEG_INF)
-  peak = jnp.max(logits, axis=-1, keepdims=True)
-  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
-  weights = jnp.where(mask[:, :, None, :], jnp.exp(logits - peak), 0.0)
-  total = jnp.sum(weights, axis=-1, keepdims=True)
-  probs = weights / jnp.where(total > 0, total, 1.0)
+  probs = masked_softmax(logits, mask[:, :, None, :])
   out = jnp.einsum("brgs,bsrd->brgd", probs, vh.astype(jnp.float32))
   return out.astype(qh.dtype)
 
@@ -189,12 +195,7 @@ def gathered_block_sparse_decode(
 
   kg, vg = gather(k), gather(v)
   logits = jnp.einsum("brgd,brtd->brgt", qh, kg, preferred_element_type=jnp.float32) * scale
-  logits = jnp.where(visible[:, :, None, :], logits, NEG_INF)
-  peak = jnp.max(logits, axis=-1, keepdims=True)
-  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
-  weights = jnp.where(visible[:, :, None, :], jnp.exp(logits - peak), 0.0)
-  total = jnp.sum(weights, axis=-1, keepdims=True)
-  probs = weights / jnp.where(total > 0, total, 1.0)
+  probs = masked_softmax(logits, visible[:, :, None, :])
   out = jnp.einsum("brgt,brtd->brgd", probs, vg.astype(jnp.float32))
   return out.astype(q.dtype)
 
@@ -227,12 +228,7 @@ def per_query_block_sparse_decode(
   head_ids = heads[None, :, None, None]
   kg, vg = k[rows, tokens, head_ids], v[rows, tokens, head_ids]  # [B, R, G, T_sel, D]
   logits = jnp.einsum("brgd,brgtd->brgt", qh, kg, preferred_element_type=jnp.float32) * scale
-  logits = jnp.where(visible, logits, NEG_INF)
-  peak = jnp.max(logits, axis=-1, keepdims=True)
-  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
-  weights = jnp.where(visible, jnp.exp(logits - peak), 0.0)
-  total = jnp.sum(weights, axis=-1, keepdims=True)
-  probs = weights / jnp.where(total > 0, total, 1.0)
+  probs = masked_softmax(logits, visible)
   return jnp.einsum("brgt,brgtd->brgd", probs, vg.astype(jnp.float32)).astype(q.dtype)
 
 

@@ -20,6 +20,7 @@ from reasoning_jax.ops.sparse_decode.reference import (
   NEG_INF,
   DecodeKernels,
   check_decode_args,
+  masked_softmax,
   gathered_block_sparse_decode,
   retrieval_decode_reference,
 )
@@ -33,12 +34,7 @@ def _static(heads) -> tuple[int, ...] | None:
 
 def _softmax_out(logits, visible, v_head, dtype):
   """logits `[B, G, T]` f32 (scaled), visible `[B, 1, T]`, v `[B, T, D]` -> `[B, G, D]`."""
-  masked = jnp.where(visible, logits, NEG_INF)
-  peak = jnp.max(masked, axis=-1, keepdims=True)
-  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
-  weights = jnp.where(visible, jnp.exp(masked - peak), 0.0)
-  total = jnp.sum(weights, axis=-1, keepdims=True)
-  probs = weights / jnp.where(total > 0, total, 1.0)
+  probs = masked_softmax(logits, visible)
   out = jnp.einsum(
     "bgt,btd->bgd", probs.astype(v_head.dtype), v_head, preferred_element_type=jnp.float32
   )
