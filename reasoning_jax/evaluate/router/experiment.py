@@ -22,8 +22,10 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+
 from absl import logging
 
+from reasoning_jax import citations
 from reasoning_jax.evaluate.outputs import write_results
 from reasoning_jax.evaluate.router import evaluation as ev
 from reasoning_jax.evaluate.router.pool import build_pool, family_counts, held_out_queries
@@ -356,6 +358,7 @@ def run_router_experiment(config: ml_collections.ConfigDict) -> dict[str, Any]:
   payload["wall_s"] = time.time() - start
   md = markdown(config, table, payload)
   write_results(config.workdir, payload, md)
+  citations.write_citations(["r2router"], os.path.join(config.workdir, "CITATIONS.bib"))
   if config.get("plot", True):
     plot(payload, config.workdir, cost_unit(config))
   logging.info("results in %s\n%s", config.workdir, md)

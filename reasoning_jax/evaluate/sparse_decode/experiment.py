@@ -25,8 +25,10 @@ import time
 from typing import Any, Callable
 
 import numpy as np
+
 from absl import logging
 
+from reasoning_jax import citations
 from reasoning_jax.data import passkey
 from reasoning_jax.evaluate.outputs import read_json, write_json, write_results
 from reasoning_jax.evaluate.sparse_decode import roles as roles_lib
@@ -410,6 +412,13 @@ def run_sparse_decode_experiment(config) -> dict[str, Any]:
     wall_s=time.time() - start,
   )
   write_results(config.workdir, payload, header + tables + config.get("notes", ""))
+  cited = (
+    ["lycheedecode", "sparse decode kernel:pallas"]
+    if config.implementation == "pallas"
+    else ["lycheedecode"]
+  )
+  cited += citations.run_components(model=subject.model.config)
+  citations.write_citations(cited, os.path.join(config.workdir, "CITATIONS.bib"))
   plot(config, per_seed, subject.lengths, config.workdir)
   logging.info("results in %s\n%s", config.workdir, tables)
   return payload
