@@ -145,7 +145,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.seeds = (0, 1)
     c.train.update(seq_len=128, min_len=64, batch_size=8, num_steps=20, log_every=10)
     c.model.hidden_size = 32
-    c.eval_lens = (128, 256)
+    c.eval_lens = (256,)
     c.num_test, c.eval_batch_size = 4, 4
     c.budgets = (64, 128)
     c.roles.update(steps=3, batch_size=2, seq_len=128, log_every=1)
