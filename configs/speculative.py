@@ -20,7 +20,8 @@ SemanticSpec rows, about 10 min on 2 busy CPU cores when the pair is reused: pro
 decoding 6 min; training the pair adds about 4 min); "latency" (one prompt per call with a
 4-layer width-384 target, 7M parameters = 28 MB, about the L3 cache of the 2-core machine, so a decode step leans towards reading weights, the regime speculative
 decoding is for); "quick" (tiny models and budgets, 2 seeds: the pipeline end to end for CI;
-its numbers say nothing about the method).
+its numbers say nothing about the method); "verifier" (the SemanticSpec rows with verifier
+probe labels, `config.semantic.label_mode = "verifier"`, on the default variant's pair).
 
 Decoders: `config.decoders` names rows of `reasoning_jax.evaluate.speculative.DECODERS`:
 "target" (plain `generate`, the baseline) and "spec@k" (token-level speculative sampling with
@@ -37,7 +38,7 @@ import ml_collections
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import sft_arith  # noqa: E402
 
-_VARIANTS = ("", "quick", "latency")
+_VARIANTS = ("", "quick", "latency", "verifier")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -68,7 +69,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.decoders += ("semantic@0", "semantic@0.5", "semantic@0.8", "semantic_nofast@0", "draft")
   c.semantic = ml_collections.ConfigDict()
   c.semantic.boundary = "comma_newline"  # A step per column sum ("newline": a step per line).
-  c.semantic.label_mode = "cluster"  # Or "verifier" (spec 2.2 step 3).
+  c.semantic.label_mode = "cluster"  # Or "verifier" (spec 2.2 step 3; the "verifier" variant).
+  c.semantic.num_continuations = 4  # Verifier labels: target continuations scored per step.
   c.semantic.num_samples = 20  # Sampled next steps per prefix and model (spec 20).
   c.semantic.probe_prompts = 48  # Training-split prompts whose target traces give prefixes.
   c.semantic.max_step_tokens = 16  # Longest step (a column sum is at most ~12 bytes).
@@ -90,6 +92,15 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.decode_batch = 1
     c.decoders = ("target", "spec@2", "spec@4", "spec@8")  # Token-level only.
     c.timing_repeats, c.accuracy_samples = 2, 4
+  if variant == "verifier":
+    # SemanticSpec with verifier labels: a step's label is the share of its target
+    # continuations that reach the right answer, not how often samples agree. Same pair as
+    # the default variant (trained there once and reused), own probes and table.
+    c.workdir = "outputs/speculative_verifier"
+    c.target.workdir = "outputs/speculative/pair/target"
+    c.draft.workdir = "outputs/speculative/pair/draft"
+    c.semantic.label_mode = "verifier"
+    c.decoders = ("target", "semantic@0", "semantic@0.5", "semantic_nofast@0", "draft")
   if variant == "quick":
     c.workdir = "outputs/speculative_quick"
     c.seeds = (0, 1)

@@ -19,13 +19,14 @@ from reasoning_jax.generate.sampling import (
 
 # Imported last and by name so that the package attribute `generate` is the
 # function, shadowing the submodule `reasoning_jax.generate.generate`.
-from reasoning_jax.generate.generate import GenerateOutput, generate
+from reasoning_jax.generate.generate import GenerateOutput, generate, generate_from_cache
 
 __all__ = [
   "GenerateOutput",
   "assemble_sequences",
   "cache_bytes",
   "generate",
+  "generate_from_cache",
   "init_cache",
   "sample_logits",
   "truncated_log_probs",

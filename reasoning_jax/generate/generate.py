@@ -129,11 +129,19 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
   def step_key(key, step):
     return None if key is None else jax.random.fold_in(key, step)
 
-  def prefill(state, cache, prompts, prompt_lengths, key):
+  def prefill(state, cache, prompts, prompt_lengths, key, starts=None, budgets=None):
+    """Feeds the `[B, P]` block at positions `starts[b] + 0 .. P-1` (`starts` None: a prompt
+    from position 0) and samples each row's first token after position `prompt_lengths[b] - 1`
+    (absolute). `budgets` `[B]` (None: `max_new_tokens` for every row) caps each row's new
+    tokens; a row with budget 0 is not decoded (`generate_from_cache`)."""
     TRACE_COUNTS["prefill"] += 1
     model = nnx.merge(graphdef, state)
     b, p = prompts.shape
-    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
+    if starts is None:
+      starts = jnp.zeros((b,), jnp.int32)
+    if budgets is None:
+      budgets = jnp.full((b,), n, jnp.int32)
+    positions = starts[:, None] + jnp.arange(p, dtype=jnp.int32)[None, :]
     # Padding slots are invisible (causal on positions) and later overwritten;
     # give them a valid id so the embedding lookup stays finite.
     valid = positions < prompt_lengths[:, None]
@@ -141,16 +149,27 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
     # Attention mixers ignore the mask here (causality hides the padding); recurrent
     # mixers use it to leave their state untouched by the padding tokens.
     hidden, cache = model.forward(prompts, positions=positions, attention_mask=valid, cache=cache)
-    last = jnp.take_along_axis(hidden, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
+    last_index = (prompt_lengths - 1 - starts)[:, None]
+    last = jnp.take_along_axis(hidden, last_index[:, :, None], axis=1)[:, 0]
     token, logprob, sampling_logprob = sample(model.unembed(last), step_key(key, 0))
+    active = budgets > 0
+    # A row that is not decoded keeps re-feeding its last context token at its own position
+    # (idempotent), so its cache is left as it was.
+    context_last = jnp.take_along_axis(prompts, last_index, axis=1)[:, 0]
+    token = jnp.where(active, token, context_last)
     carry = dict(
       step=jnp.asarray(1, jnp.int32),
       last=token,
-      tokens=jnp.full((b, n), settings.pad_id, jnp.int32).at[:, 0].set(token),
-      logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(logprob),
-      sampling_logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(sampling_logprob),
-      lengths=jnp.ones((b,), jnp.int32),
-      done=_is_eos(token, settings.eos_ids),
+      tokens=jnp.full((b, n), settings.pad_id, jnp.int32)
+      .at[:, 0]
+      .set(jnp.where(active, token, settings.pad_id)),
+      logprobs=jnp.zeros((b, n), jnp.float32).at[:, 0].set(jnp.where(active, logprob, 0.0)),
+      sampling_logprobs=jnp.zeros((b, n), jnp.float32)
+      .at[:, 0]
+      .set(jnp.where(active, sampling_logprob, 0.0)),
+      lengths=active.astype(jnp.int32),
+      budgets=budgets,
+      done=active & _is_eos(token, settings.eos_ids),
     )
     if settings.sparse_decode is not None:
       # Prefill stays dense; state the sparse decode carries between steps (Quest's page
@@ -162,15 +181,20 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
     TRACE_COUNTS["decode"] += 1
     model = nnx.merge(graphdef, state)
 
+    def running(c):
+      return ~c["done"] & (c["lengths"] < c["budgets"])
+
     def cond(c):
       _, c = c
-      return (c["step"] < n) & ~jnp.all(c["done"])
+      return (c["step"] < n) & jnp.any(running(c))
 
     def body(loop):
       cache, c = loop
       step = c["step"]
-      # The newest token (index step - 1) sits at position prompt_length + step - 1.
-      positions = (prompt_lengths + step - 1)[:, None]
+      # A running row's newest token (index step - 1) sits at position prompt_length +
+      # step - 1; a finished row keeps re-feeding its last token at its own position, so
+      # it never writes past its budget (`generate_from_cache` relies on this).
+      positions = (prompt_lengths + c["lengths"] - 1)[:, None]
       context = None
       if settings.sparse_decode is not None:
         context = SparseDecodeContext(settings.sparse_decode, state=c["sparse"])
@@ -178,18 +202,19 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
         c["last"][:, None], positions=positions, cache=cache, attention_context=context
       )
       token, logprob, sampling_logprob = sample(model.unembed(hidden[:, 0]), step_key(key, step))
-      active = ~c["done"]
+      active = running(c)
 
       def put(buffer, column):
         return jax.lax.dynamic_update_slice(buffer, column[:, None].astype(buffer.dtype), (0, step))
 
       c = dict(
         step=step + 1,
-        last=token,  # Finished rows keep decoding a valid token; their output is masked.
+        last=jnp.where(active, token, c["last"]),
         tokens=put(c["tokens"], jnp.where(active, token, settings.pad_id)),
         logprobs=put(c["logprobs"], jnp.where(active, logprob, 0.0)),
         sampling_logprobs=put(c["sampling_logprobs"], jnp.where(active, sampling_logprob, 0.0)),
         lengths=c["lengths"] + active.astype(jnp.int32),
+        budgets=c["budgets"],
         done=c["done"] | (active & _is_eos(token, settings.eos_ids)),
       )
       if context is not None:
@@ -432,3 +457,152 @@ def generate(
     sampling_logprobs=carry["sampling_logprobs"],
     done=carry["done"],
   )
+
+
+def _cache_slots(cache: Any) -> int | None:
+  """The fewest position slots of any layer's cache (None: no layer keeps slots)."""
+  sizes = [entry.max_length for entry in cache if hasattr(entry, "max_length")]
+  return min(sizes) if sizes else None
+
+
+def _as_row_array(value: Any, b: int, argument: str, expected: str) -> np.ndarray:
+  array = np.asarray(value)
+  if not np.issubdtype(array.dtype, np.integer):
+    raise TypeError(f"{argument} must be an integer array [B] = [{b}] ({expected})")
+  if array.shape != (b,):
+    raise ValueError(f"{argument} must be [B] = [{b}] ({expected}), got shape {array.shape}")
+  return array.astype(np.int64)
+
+
+def generate_from_cache(
+  model: nnx.Module,
+  cache: Any,
+  block: Any,
+  block_starts: Any,
+  context_lengths: Any,
+  *,
+  max_new_tokens: int,
+  budgets: Any = None,
+  temperature: float = 1.0,
+  top_k: int | None = None,
+  top_p: float = 1.0,
+  eos_id: int | tuple[int, ...] | None = None,
+  key: jax.Array | None = None,
+  pad_id: int = 0,
+) -> tuple[GenerateOutput, Any]:
+  """Continues decoding on a KV cache that already holds each row's context up to a point.
+
+  The extension point for decoders that interleave several models and keep their caches
+  across calls (SemanticSpec): row b's cache holds valid keys/values for positions
+  `< block_starts[b]`; `block[b, : context_lengths[b] - block_starts[b]]` are the tokens at
+  positions `block_starts[b] ..  context_lengths[b] - 1` (re-feeding positions the cache
+  already holds is allowed: same tokens, same keys). They are fed in one block, then up to
+  `budgets[b]` tokens are sampled exactly as `generate` samples them (same sampling
+  settings, same use of `key`).
+
+  Args:
+    model: a `Transformer` whose layers keep position-indexed caches (slot == position).
+    cache: its cache (`model.init_cache(B, S)`), donated: do not reuse the argument.
+    block: `[B, W]` int token ids; entries past each row's context are ignored.
+    block_starts: `[B]` ints, the position of `block[:, 0]`; `block_starts + W <= S`.
+    context_lengths: `[B]` ints in `[block_starts + 1, block_starts + W]`.
+    max_new_tokens: the static budget (output width).
+    budgets: `[B]` ints in `[0, max_new_tokens]` (None: `max_new_tokens` for every row);
+      a row with budget 0 is only fed, not decoded (its output is empty).
+    temperature, top_k, top_p, eos_id, key, pad_id: as in `generate`.
+
+  Returns:
+    `(GenerateOutput, cache)`. A decoded row's cache is valid for positions
+    `< context_lengths + lengths - 1` (its last emitted token is not fed); a row with budget
+    0 for positions `< context_lengths`. Slots past that hold garbage that causal masking on
+    positions hides and later writes overwrite.
+
+  Raises:
+    TypeError / ValueError: naming the argument, for bad shapes or dtypes, ranges, token ids
+      outside the vocabulary, a block or budget that does not fit in the cache, and the
+      sampling settings `generate` checks.
+  """
+  if not hasattr(block, "dtype"):
+    block = np.asarray(block)
+  if not jnp.issubdtype(block.dtype, jnp.integer):
+    raise TypeError(f"block must be an integer array [B, W] of token ids, got dtype {block.dtype}")
+  if block.ndim != 2 or min(block.shape) < 1:
+    raise ValueError(f"block must be [B, W] with B, W >= 1, got shape {tuple(block.shape)}")
+  b, w = block.shape
+  starts = _as_row_array(block_starts, b, "block_starts", "the position of block[:, 0]")
+  ends = _as_row_array(context_lengths, b, "context_lengths", "each row's context length")
+  fed = ends - starts
+  if starts.min() < 0 or fed.min() < 1 or fed.max() > w:
+    raise ValueError(
+      f"context_lengths - block_starts must be in [1, W] = [1, {w}] and block_starts >= 0, "
+      f"got block_starts in [{starts.min()}, {starts.max()}] and context_lengths - "
+      f"block_starts in [{fed.min()}, {fed.max()}]"
+    )
+  real = np.arange(w)[None, :] < fed[:, None]
+  if is_concrete(block):
+    validate_token_ids(
+      np.where(real, np.asarray(block), 0), model.config.vocab_size, argument="block"
+    )
+  max_new_tokens = _as_int(max_new_tokens, "max_new_tokens", "an int >= 1")
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  if budgets is None:
+    budgets = np.full((b,), max_new_tokens, np.int64)
+  budgets = _as_row_array(budgets, b, "budgets", "new tokens per row")
+  if budgets.min() < 0 or budgets.max() > max_new_tokens:
+    raise ValueError(
+      f"budgets must be in [0, max_new_tokens] = [0, {max_new_tokens}], got values in "
+      f"[{budgets.min()}, {budgets.max()}]"
+    )
+  slots = _cache_slots(cache)
+  if slots is not None:
+    if starts.max() + w > slots:
+      raise ValueError(
+        f"the block does not fit in the cache: max(block_starts) + W = {starts.max()} + {w} > "
+        f"{slots} cache slots"
+      )
+    if (ends + budgets).max() > slots:
+      raise ValueError(
+        f"context plus budget does not fit in the cache: max(context_lengths + budgets) = "
+        f"{(ends + budgets).max()} > {slots} cache slots"
+      )
+  temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
+  if temperature > 0:
+    if key is None:
+      raise ValueError(
+        f"key is required when sampling with temperature={temperature} > 0 "
+        "(pass key=jax.random.key(seed), or temperature=0 for greedy)"
+      )
+    _check_key(key)
+  else:
+    key = None
+  settings = GenerateSettings(
+    max_new_tokens=max_new_tokens,
+    cache_size=slots or 0,
+    temperature=temperature,
+    top_k=top_k,
+    top_p=top_p,
+    eos_ids=_normalize_eos(eos_id, model.config.vocab_size),
+    pad_id=_as_int(pad_id, "pad_id", "an int"),
+  )
+  graphdef, state = nnx.split(model)
+  prefill, decode = _compiled_fns(graphdef, settings)
+  ends32 = jnp.asarray(ends, jnp.int32)
+  cache, carry = prefill(
+    state,
+    cache,
+    jnp.asarray(block, jnp.int32),
+    ends32,
+    key,
+    jnp.asarray(starts, jnp.int32),
+    jnp.asarray(budgets, jnp.int32),
+  )
+  cache, carry = decode(state, cache, carry, ends32, key)
+  out = GenerateOutput(
+    tokens=carry["tokens"],
+    lengths=carry["lengths"],
+    logprobs=carry["logprobs"],
+    sampling_logprobs=carry["sampling_logprobs"],
+    done=carry["done"],
+  )
+  return out, cache

@@ -75,15 +75,19 @@ def check_pair(target: nnx.Module, draft: nnx.Module) -> None:
       "token by token)"
     )
   for name, model in (("target", target), ("draft", draft)):
-    found = _recurrent_layer(model)
-    if found is not None:
-      i, kind = found
-      raise ValueError(
-        f"{name} layer {i} (mixer {model.config.layer_mixer(i)!r}) keeps a {kind}, a recurrent "
-        "state that cannot be rolled back to a row's accepted length; speculative decoding "
-        "needs position-indexed caches in every layer (attention, sliding_attention, "
-        "momentum)"
-      )
+    check_rollback(model, name, "speculative decoding")
+
+
+def check_rollback(model: nnx.Module, name: str, method: str) -> None:
+  """Raises ValueError, naming `name`'s layer, unless every layer's cache rolls back by length."""
+  found = _recurrent_layer(model)
+  if found is not None:
+    i, kind = found
+    raise ValueError(
+      f"{name} layer {i} (mixer {model.config.layer_mixer(i)!r}) keeps a {kind}, a recurrent "
+      f"state that cannot be rolled back to a row's accepted length; {method} needs "
+      "position-indexed caches in every layer (attention, sliding_attention, momentum)"
+    )
 
 
 # config -> the first layer whose cache cannot roll back (index, cache type name), or None.

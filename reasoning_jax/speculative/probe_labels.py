@@ -163,28 +163,41 @@ def verifier_labels(
 ) -> np.ndarray:
   """Per step: the fraction of `num_continuations` continuations of `prefix + step` (sampled
   from `model`) whose text (prefix's generated part excluded; step + continuation) the
-  registered `reward` scores 1 against `answer`."""
-  labels = []
-  for i, step in enumerate(steps):
-    context = np.asarray(list(prefix) + list(step), np.int32)
-    prompts = np.broadcast_to(context, (num_continuations, context.size))
-    out = generate(
-      model,
-      prompts,
-      np.full((num_continuations,), context.size, np.int32),
-      max_new_tokens=max_new_tokens,
-      temperature=temperature,
-      top_p=top_p,
-      eos_id=eos_id,
-      key=jax.random.fold_in(key, i),
-    )
-    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-    texts = [
-      tokenizer.decode(list(step) + tokens[j, : lengths[j]].tolist()) for j in range(len(tokens))
-    ]
-    scores = score_batch(reward, texts, [answer] * len(texts), **(example_fields or {}))
-    labels.append(float(np.mean(scores)))
-  return np.asarray(labels, np.float32)
+  registered `reward` scores 1 against `answer` (`example_fields`: the example's other reward
+  fields, one value each, e.g. countdown's numbers).
+
+  All steps' continuations are one batched `generate` call (`len(steps) * num_continuations`
+  right-padded rows; the width is rounded up to a multiple of 16 so calls with nearby prefix
+  lengths share a compiled program)."""
+  if not steps:
+    return np.zeros((0,), np.float32)
+  contexts = [list(prefix) + list(step) for step in steps]
+  width = -(-max(len(c) for c in contexts) // 16) * 16
+  rows = len(contexts) * num_continuations
+  prompts = np.zeros((rows, width), np.int32)
+  lengths = np.zeros((rows,), np.int32)
+  for i, context in enumerate(contexts):
+    for j in range(num_continuations):
+      prompts[i * num_continuations + j, : len(context)] = context
+      lengths[i * num_continuations + j] = len(context)
+  out = generate(
+    model,
+    prompts,
+    lengths,
+    max_new_tokens=max_new_tokens,
+    temperature=temperature,
+    top_p=top_p,
+    eos_id=eos_id,
+    key=key,
+  )
+  tokens, gen = np.asarray(out.tokens), np.asarray(out.lengths)
+  texts = [
+    tokenizer.decode(list(steps[r // num_continuations]) + tokens[r, : gen[r]].tolist())
+    for r in range(rows)
+  ]
+  fields = {k: [v] * rows for k, v in (example_fields or {}).items()}
+  scores = np.asarray(score_batch(reward, texts, [answer] * rows, **fields), np.float32)
+  return scores.reshape(len(contexts), num_continuations).mean(axis=1)
 
 
 def build_probe_dataset(
@@ -204,6 +217,7 @@ def build_probe_dataset(
   pooling: str = "mean",
   keep_truncated: bool = False,
   answers: Sequence[str] | None = None,
+  example_fields: Sequence[dict[str, Any]] | None = None,
   reward: str = "math_exact",
   num_continuations: int = 4,
   max_continuation_tokens: int = 256,
@@ -213,7 +227,8 @@ def build_probe_dataset(
 
   `prefixes` are token-id lists cut at step boundaries; `label_mode` "cluster" clusters the
   decoded text of each prefix's valid samples of both models with `equivalent`; "verifier"
-  needs `answers` (one per prefix) and scores continuations with `reward`. Only valid samples
+  needs `answers` (one per prefix; `example_fields` optionally one dict of other reward fields
+  per prefix) and scores continuations with `reward`. Only valid samples
   (ended at a boundary or EOS) are kept, unless `keep_truncated` (DESIGN CHOICE, default
   False) also keeps steps cut by `max_step_tokens` (untrained models rarely end a step).
   """
@@ -260,6 +275,7 @@ def build_probe_dataset(
           top_p=top_p,
           eos_id=eos_id,
           key=jax.random.fold_in(key_p, 2 + i),
+          example_fields=example_fields[p] if example_fields else None,
         )
         for i, name in enumerate(("target", "draft"))
       }

@@ -23,14 +23,23 @@ A row stops at an EOS (in a step, a bonus or the answer) or when `max_new_tokens
 (steps are cut at the budget).
 
 What is batched (DESIGN CHOICE): rows advance step by step in a host loop; each iteration runs
-each phase ONCE for all rows (a `generate` call or one jitted teacher-forced pass per model,
-static shapes: the context buffer is always `[B, P + max_new_tokens]`), skipping a phase no
-row needs, and keeps the results of the rows in that phase. Nothing is cached across steps:
-every phase re-reads the whole context (a prefill), so wall-clock time is not the method's;
-the cost model's figure is `tokens_per_target_pass` (see `stats`). Sampling reuses `generate`
-(boundary ids are passed as its stop ids; a stop id is emitted, so the boundary stays in its
-step). Two RNG streams: `key` splits into a sampling stream (every step, bonus and answer
-draw) and an acceptance stream (`accept_steps`'s uniforms), or `accept_key` sets the second.
+each phase ONCE for all rows (a batched call per model, static shapes), skipping a phase no row
+needs, and keeps the results of the rows in that phase.
+
+KV caches: each model keeps one cache for the whole call (slot == position). Per row and model,
+`valid` counts the leading positions whose keys/values are those of the committed text; a phase
+first feeds the row's uncached tail `state[valid:]` (at least its last token) in one block,
+then works on top: sampling continues on the cache (`generate.generate_from_cache`, the
+extension point; boundary ids are its stop ids, so the boundary stays in its step, and rows
+outside the phase have budget 0), and a verification feeds `tail + d` and reads the states,
+the fast-path logits and the bonus from that block. A rejected step is rolled back by length:
+its slots lie past the row's `valid`, hidden by causal masking on positions and overwritten
+later (so both models need position-indexed caches; recurrent mixers are rejected). Block
+widths are rounded up to powers of two, so a call compiles a handful of programs. The
+target's raw log-probs of the emitted tokens are read off the passes that decided them (the
+step it sampled, the verification of an accepted step, the bonus), not from an extra pass.
+Two RNG streams: `key` splits into a sampling stream (every step, bonus and answer draw) and
+an acceptance stream (`accept_steps`'s uniforms), or `accept_key` sets the second.
 """
 
 from __future__ import annotations
@@ -45,8 +54,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from reasoning_jax.generate.generate import GenerateOutput, check_generate_args, generate
+from reasoning_jax.generate.generate import (
+  GenerateOutput,
+  check_generate_args,
+  generate_from_cache,
+)
 from reasoning_jax.generate.sampling import sample_logits, validate_sampling_params
+from reasoning_jax.speculative.decode import check_rollback
 from reasoning_jax.speculative.probe import check_probe, pool_hidden
 from reasoning_jax.speculative.step_acceptance import (
   accept_steps,
@@ -61,7 +75,7 @@ TARGET_STEP, DRAFT_STEP, ANSWER, DONE = 0, 1, 2, 3
 
 @dataclasses.dataclass(frozen=True)
 class _Score:
-  """Static settings of one compiled teacher-forced scoring pass."""
+  """Static settings of one compiled verification pass."""
 
   pooling: str
   step_width: int
@@ -74,49 +88,41 @@ class _Score:
 
 @functools.lru_cache(maxsize=16)
 def _score_fn(model_def: Any, probe_def: Any, spec: _Score):
-  """Jitted pass over `context + step`: pooled states, probe output and, for the target,
-  the fast-path verdict and the bonus draw."""
+  """Jitted pass over each row's uncached tail plus its step, on the model's cache: pooled
+  states and probe output and, for the target, the fast-path verdict, the raw log-probs of
+  the step tokens and the bonus draw. Row b's block starts at position `starts[b]`; its step's
+  first token sits at block index `tails[b]` (so `tails[b] - 1` predicted it)."""
 
-  def score(m_state, p_state, ids, context_lengths, step_lengths, key):
+  def score(m_state, p_state, cache, ids, starts, tails, step_lengths, key):
     model, probe = nnx.merge(model_def, m_state), nnx.merge(probe_def, p_state)
-    hidden, _ = model.forward(ids)
-    pooled = pool_hidden(hidden, context_lengths, step_lengths, spec.pooling)
-    out = dict(pooled=pooled, prob=probe(pooled, deterministic=True))
+    w = ids.shape[1]
+    positions = starts[:, None] + jnp.arange(w, dtype=jnp.int32)[None, :]
+    hidden, cache = model.forward(ids, positions=positions, cache=cache)
+    pooled = pool_hidden(hidden, tails, step_lengths, spec.pooling)
+    out = dict(prob=probe(pooled, deterministic=True))
     if spec.with_target_outputs:
-      s = ids.shape[1]
-      index = jnp.minimum((context_lengths - 1)[:, None] + jnp.arange(spec.step_width), s - 2)
+      width = min(spec.step_width, w - 1)
+      index = jnp.minimum((tails - 1)[:, None] + jnp.arange(width), w - 2)
       predicting = jnp.take_along_axis(hidden, index[..., None], axis=1)
       step_tokens = jnp.take_along_axis(ids, index + 1, axis=1)
-      out["fast"] = fast_path_ok(
-        model.unembed(predicting), step_tokens, step_lengths, spec.fast_path_topk
-      )
-      last = (context_lengths + step_lengths - 1)[:, None, None]
+      logits = model.unembed(predicting)
+      out["fast"] = fast_path_ok(logits, step_tokens, step_lengths, spec.fast_path_topk)
+      raw = jax.nn.log_softmax(logits, axis=-1)
+      out["step_logprobs"] = jnp.take_along_axis(raw, step_tokens[..., None], -1)[..., 0]
+      last = (tails + step_lengths - 1)[:, None, None]
       logits = model.unembed(jnp.take_along_axis(hidden, last, axis=1)[:, 0])
       token, raw, sampled = sample_logits(
         logits, key, temperature=spec.bonus_temperature, top_k=spec.top_k, top_p=spec.top_p
       )
       out.update(bonus=token, bonus_logprob=raw, bonus_sampling_logprob=sampled)
-    return out
+    return out, cache
 
-  return jax.jit(score)
+  return jax.jit(score, donate_argnums=(2,))
 
 
-@functools.lru_cache(maxsize=8)
-def _logprob_fn(model_def: Any):
-  """Jitted raw log-probs `[B, N]` of the tokens after each row's prompt (teacher-forced)."""
-
-  def fn(m_state, ids, prompt_lengths, n):
-    model = nnx.merge(model_def, m_state)
-    hidden, _ = model.forward(ids)
-    index = jnp.minimum((prompt_lengths - 1)[:, None] + jnp.arange(n), ids.shape[1] - 2)
-    logp = jax.nn.log_softmax(
-      model.unembed(jnp.take_along_axis(hidden, index[..., None], axis=1)), axis=-1
-    )
-    return jnp.take_along_axis(logp, jnp.take_along_axis(ids, index + 1, axis=1)[..., None], -1)[
-      ..., 0
-    ]
-
-  return jax.jit(fn, static_argnums=(3,))
+def _bucket(n: int) -> int:
+  """The power of two >= n: block widths a call compiles for."""
+  return 1 << max(int(n) - 1, 0).bit_length()
 
 
 def _check_models(target: Any, draft: Any, target_probe: Any, draft_probe: Any) -> None:
@@ -130,6 +136,8 @@ def _check_models(target: Any, draft: Any, target_probe: Any, draft_probe: Any) 
       f"draft and target must share one vocabulary: draft.config.vocab_size={dv} != "
       f"target.config.vocab_size={tv} (the target teacher-forces the draft's step ids)"
     )
+  for name, model in (("target", target), ("draft", draft)):
+    check_rollback(model, name, "SemanticSpec (it keeps both KV caches across steps)")
   check_probe(target_probe, target.config.hidden_size, "target_probe", "target")
   check_probe(draft_probe, draft.config.hidden_size, "draft_probe", "draft")
   if target_probe.pooling != draft_probe.pooling:
@@ -254,15 +262,18 @@ def semantic_speculative_generate(
   step_stops = tuple(dict.fromkeys(boundary_ids + eos_ids + think))
   n_max = settings.max_new_tokens
   step_budget = min(max_step_tokens, n_max)
+  answer_budget = min(max_answer_tokens, n_max)
   b, p = prompts.shape
-  width = p + n_max  # The context buffer every phase reads (static).
-  score_width = width + step_budget
+  # Cache slots: the committed text (P + n_max) plus room for the widest block written at a
+  # row's end (an uncached tail of at most max(P, step + 1) tokens and a step, rounded up).
+  slots = p + n_max + _bucket(p + 2 * step_budget + 2)
   prompt_np = np.asarray(prompts)
   plen = np.asarray(prompt_lengths).astype(np.int64)
-  buf = np.zeros((b, score_width + 1), np.int32)
+  buf = np.zeros((b, slots), np.int32)
   buf[:, :p] = np.where(np.arange(p)[None, :] < plen[:, None], prompt_np, 0)
   ctx = plen.copy()
   sampling_lp = np.zeros((b, n_max), np.float32)
+  target_lp = np.zeros((b, n_max), np.float32)
   mode = np.full((b,), TARGET_STEP if target_first_step else DRAFT_STEP, np.int64)
   done_eos = np.zeros((b,), bool)
   counts = dict(
@@ -277,13 +288,15 @@ def semantic_speculative_generate(
   )
   log: list[dict[str, Any]] = []
   common = dict(temperature=settings.temperature, top_k=top_k, top_p=settings.top_p)
+  rows_all = np.arange(b)
 
-  def append(row: int, tokens: np.ndarray, lps: np.ndarray) -> int:
+  def append(row: int, tokens: np.ndarray, lps: np.ndarray, raw: np.ndarray) -> int:
     """Writes tokens at the row's end (cut at the budget); returns how many were kept."""
     gen = int(ctx[row] - plen[row])
     n = min(len(tokens), n_max - gen)
     buf[row, ctx[row] : ctx[row] + n] = tokens[:n]
     sampling_lp[row, gen : gen + n] = lps[:n]
+    target_lp[row, gen : gen + n] = raw[:n]
     ctx[row] += n
     if n and np.isin(tokens[:n], eos_ids).any():
       mode[row], done_eos[row] = DONE, True
@@ -291,21 +304,78 @@ def semantic_speculative_generate(
       mode[row] = DONE
     return n
 
-  def sample_phase(model, budget, stops, phase_key):
-    out = generate(
-      model,
-      buf[:, :width],
-      ctx.astype(np.int32),
-      max_new_tokens=budget,
-      eos_id=stops,
-      key=phase_key if settings.temperature > 0 else None,
-      pad_id=0,
-      **common,
-    )
-    return np.asarray(out.tokens), np.asarray(out.lengths), np.asarray(out.sampling_logprobs)
+  class _Model:
+    """One model's cache and, per row, how many leading positions it holds validly."""
 
-  t_def, t_state = nnx.split(target)
-  d_def, d_state = nnx.split(draft)
+    def __init__(self, model):
+      self.model = model
+      self.graphdef, self.state = nnx.split(model)
+      self.cache = model.init_cache(b, slots)
+      self.valid = np.zeros((b,), np.int64)
+
+    def tail(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+      """Block starts and uncached tail lengths (>= 1): `rows` feed `state[valid:]`, the
+      others only their last token (a no-op rewrite when cached, else overwritten later)."""
+      starts = np.where(np.isin(rows_all, rows), np.minimum(self.valid, ctx - 1), ctx - 1)
+      return starts, ctx - starts
+
+    def sample(self, rows, budget_cap, stops, phase_key):
+      starts, tails = self.tail(rows)
+      width = _bucket(tails.max())
+      block = np.take_along_axis(buf, starts[:, None] + np.arange(width)[None, :], axis=1)
+      budgets = np.zeros((b,), np.int32)
+      budgets[rows] = np.minimum(budget_cap, n_max - (ctx[rows] - plen[rows]))
+      out, self.cache = generate_from_cache(
+        self.model,
+        self.cache,
+        block,
+        starts,
+        ctx,
+        max_new_tokens=budget_cap,
+        budgets=budgets,
+        eos_id=stops,
+        key=phase_key if settings.temperature > 0 else None,
+        pad_id=0,
+        **common,
+      )
+      lengths = np.asarray(out.lengths)
+      # Sampled rows hold their context and all but the newest token; the others their
+      # context (the block was their whole tail) or what they held before.
+      fed = np.where(budgets > 0, ctx + np.maximum(lengths - 1, 0), ctx)
+      self.valid = np.where(np.isin(rows_all, rows), fed, self.valid)
+      return (
+        np.asarray(out.tokens),
+        lengths,
+        np.asarray(out.sampling_logprobs),
+        np.asarray(out.logprobs),
+      )
+
+    def verify(self, score, p_state, rows, steps, step_len, score_key):
+      """Feeds `tail + step` for `rows` (the others: their last token) and scores the step."""
+      starts, tails = self.tail(rows)
+      t = np.where(np.isin(rows_all, rows), step_len, 0)
+      width = _bucket((tails + t).max())
+      ids = np.take_along_axis(buf, starts[:, None] + np.arange(width)[None, :], axis=1)
+      for r in rows:
+        ids[r, tails[r] : tails[r] + t[r]] = steps[r, : t[r]]
+      out, self.cache = score(
+        self.state,
+        p_state,
+        self.cache,
+        jnp.asarray(ids),
+        jnp.asarray(starts, jnp.int32),
+        jnp.asarray(tails, jnp.int32),
+        jnp.asarray(np.maximum(t, 1), jnp.int32),
+        score_key,
+      )
+      self.valid = np.where(np.isin(rows_all, rows), ctx, self.valid)  # Steps not committed.
+      return out
+
+    def commit(self, row: int, through: int) -> None:
+      """Positions `< through` of `row` were fed with tokens now committed."""
+      self.valid[row] = min(through, ctx[row])
+
+  tgt, drf = _Model(target), _Model(draft)
   tp_def, tp_state = nnx.split(target_probe)
   dp_def, dp_state = nnx.split(draft_probe)
   score_spec = _Score(
@@ -317,40 +387,43 @@ def semantic_speculative_generate(
     settings.top_p,
     True,
   )
-  score_target = _score_fn(t_def, tp_def, score_spec)
-  score_draft = _score_fn(d_def, dp_def, dataclasses.replace(score_spec, with_target_outputs=False))
+  score_target = _score_fn(tgt.graphdef, tp_def, score_spec)
+  score_draft = _score_fn(
+    drf.graphdef, dp_def, dataclasses.replace(score_spec, with_target_outputs=False)
+  )
 
   it = 0
   while (mode != DONE).any():
     k_it = jax.random.fold_in(key_sample, it)
     rows = np.flatnonzero(mode == TARGET_STEP)
     if rows.size:  # 1. The target writes the step.
-      tokens, lengths, lps = sample_phase(
-        target, step_budget, step_stops, jax.random.fold_in(k_it, 0)
+      tokens, lengths, lps, raw = tgt.sample(
+        rows, step_budget, step_stops, jax.random.fold_in(k_it, 0)
       )
       counts["target_calls"] += 1
       for r in rows:
         step = tokens[r, : lengths[r]]
         counts["target_steps"] += 1
         counts["target_passes"] += int(lengths[r])
-        append(r, step, lps[r])
+        append(r, step, lps[r], raw[r])
         if mode[r] != DONE:
           mode[r] = ANSWER if think and think[0] in step else DRAFT_STEP
     # 2. Draft steps: every row in draft mode, including those whose target step was just
     # written (per row the order of operations is the spec's; one batched call fewer).
     fresh = np.flatnonzero(mode == DRAFT_STEP)
     if fresh.size:
-      tokens, lengths, lps = sample_phase(
-        draft, step_budget, step_stops, jax.random.fold_in(k_it, 1)
+      tokens, lengths, lps, _ = drf.sample(
+        fresh, step_budget, step_stops, jax.random.fold_in(k_it, 1)
       )
       counts["draft_calls"] += 1
-      step_len = np.maximum(lengths, 1).astype(np.int32)
-      ids = buf[:, :score_width].copy()
-      for r in range(b):
-        ids[r, ctx[r] : ctx[r] + step_len[r]] = tokens[r, : step_len[r]]
-      args = (jnp.asarray(ids), jnp.asarray(ctx, jnp.int32), jnp.asarray(step_len))
-      out_t = score_target(t_state, tp_state, *args, jax.random.fold_in(k_it, 2))
-      out_d = score_draft(d_state, dp_state, *args, jax.random.fold_in(k_it, 2))
+      step_len = np.maximum(lengths, 1).astype(np.int64)
+      context = ctx.copy()
+      out_t = tgt.verify(
+        score_target, tp_state, fresh, tokens, step_len, jax.random.fold_in(k_it, 2)
+      )
+      out_d = drf.verify(
+        score_draft, dp_state, fresh, tokens, step_len, jax.random.fold_in(k_it, 2)
+      )
       counts["target_calls"] += 1
       acc = accept_steps(
         jax.random.fold_in(key_accept, it),
@@ -361,7 +434,9 @@ def semantic_speculative_generate(
       )
       accepted, fast = np.asarray(acc.accepted), np.asarray(acc.fast)
       p_t, p_d = np.asarray(out_t["prob"]), np.asarray(out_d["prob"])
+      step_raw = np.asarray(out_t["step_logprobs"])
       bonus = np.asarray(out_t["bonus"])
+      bonus_raw = np.asarray(out_t["bonus_logprob"])
       bonus_lp = np.asarray(out_t["bonus_sampling_logprob"])
       for r in fresh:
         step = tokens[r, : lengths[r]]
@@ -387,20 +462,24 @@ def semantic_speculative_generate(
           continue
         counts["steps_accepted"] += 1
         counts["fast_path_accepts" if fast[r] else "probe_accepts"] += 1
-        append(r, step, lps[r])
+        append(r, step, lps[r], step_raw[r])
+        # Both passes fed `state + d`; the bonus (if any) is the new uncached last token.
+        tgt.commit(r, int(context[r] + len(step)))
+        drf.commit(r, int(context[r] + len(step)))
         if mode[r] == DONE:
           continue
-        append(r, bonus[r : r + 1], bonus_lp[r : r + 1])
+        append(r, bonus[r : r + 1], bonus_lp[r : r + 1], bonus_raw[r : r + 1])
         if mode[r] != DONE and think and bonus[r] == think[0]:
           mode[r] = ANSWER
     rows = np.flatnonzero(mode == ANSWER)
     if rows.size:  # 3. The target alone writes the answer.
-      budget = min(max_answer_tokens, n_max)
-      tokens, lengths, lps = sample_phase(target, budget, eos_ids, jax.random.fold_in(k_it, 3))
+      tokens, lengths, lps, raw = tgt.sample(
+        rows, answer_budget, eos_ids, jax.random.fold_in(k_it, 3)
+      )
       counts["target_calls"] += 1
       for r in rows:
         counts["target_passes"] += int(lengths[r])
-        append(r, tokens[r, : lengths[r]], lps[r])
+        append(r, tokens[r, : lengths[r]], lps[r], raw[r])
         mode[r] = DONE
     it += 1
 
@@ -408,10 +487,6 @@ def semantic_speculative_generate(
   real = np.arange(n_max)[None, :] < gen[:, None]
   index = np.minimum(plen[:, None] + np.arange(n_max)[None, :], buf.shape[1] - 1)
   tokens = np.where(real, np.take_along_axis(buf, index, axis=1), settings.pad_id)
-  logprobs = _logprob_fn(t_def)(
-    t_state, jnp.asarray(buf[:, : width + 1]), jnp.asarray(plen, jnp.int32), n_max
-  )
-  logprobs = np.where(real, np.asarray(logprobs), 0.0).astype(np.float32)
   if stats is not None:
     emitted = int(gen.sum())
     stats.update(counts)
@@ -426,7 +501,7 @@ def semantic_speculative_generate(
   return GenerateOutput(
     tokens=jnp.asarray(tokens, jnp.int32),
     lengths=jnp.asarray(gen),
-    logprobs=jnp.asarray(logprobs),
+    logprobs=jnp.asarray(np.where(real, target_lp, 0.0), jnp.float32),
     sampling_logprobs=jnp.asarray(np.where(real, sampling_lp, 0.0), jnp.float32),
     done=jnp.asarray(done_eos),
   )

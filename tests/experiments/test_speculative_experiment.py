@@ -102,6 +102,21 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
   config.semantic.num_samples += 1
   with pytest.raises(ValueError, match="num_samples: saved 4, config 5"):
     probes_module.prepare_probes(config, pair)
+  config.semantic.num_samples -= 1
+
+  # Verifier labels (the "verifier" variant's probes): each sampled step is labelled by the
+  # share of its target continuations that the task's reward scores correct.
+  verifier = _tiny(tmp_path)
+  verifier.workdir = str(tmp_path / "verifier")
+  verifier.target.workdir, verifier.draft.workdir = pair.dirs["target"], pair.dirs["draft"]
+  verifier.semantic.label_mode, verifier.semantic.num_continuations = "verifier", 2
+  report = probes_module.prepare_probes(verifier, pair)
+  assert report["settings"]["label_mode"] == "verifier" and report["loaded"] is False
+  for role in ("target", "draft"):
+    fit = report["probes"][role]
+    assert fit["examples"] > 0 and 0.0 <= fit["label_mean"] <= 1.0
+    # Shares of 2 continuations: labels are 0, 0.5 or 1, so the variance is at most 0.25.
+    assert 0.0 <= fit["label_var"] <= 0.25
 
   # The same experiment on two HF folders (here the exported pair, byte tokenizer): same
   # greedy outputs, hence the same accuracy.

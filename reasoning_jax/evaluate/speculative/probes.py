@@ -10,7 +10,9 @@ a `semantic*` decoder is listed in `config.decoders`:
      (`steps.step_prefix_lengths`), from the prompt's end on (the prompt ends in a newline,
      so the first step's prefix is the prompt itself), the finished trace excluded;
   3. data: `build_probe_dataset` on those prefixes (`label_mode`, `num_samples` per prefix
-     and model, steps of at most `max_step_tokens`);
+     and model, steps of at most `max_step_tokens`); `label_mode="verifier"` scores
+     `num_continuations` target continuations of each sampled step (up to the experiment's
+     `max_new_tokens`) with the task's reward against the trace's answer;
   4. probes: `train_probe` for each model (hidden sizes `config.semantic.target_hidden` /
      `draft_hidden`), saved with `save_probe` under `<workdir>/probes/{target,draft}` with
      `probes/report.json` (validation MSE, dataset sizes, mean steps per trace); a rerun
@@ -67,6 +69,7 @@ PROBE_KEYS = (
   "max_epochs",
   "patience",
   "seed",
+  "num_continuations",
 )
 
 
@@ -120,8 +123,12 @@ def task_prompts(config, pair: Pair, task, examples) -> dict[str, Any]:
   return next(iter(ds))
 
 
-def _prefixes(config, pair: Pair, bounds: tuple[int, ...]) -> tuple[list[list[int]], list[int]]:
-  """Step prefixes of the target's greedy traces on training prompts, and steps per trace."""
+def _prefixes(config, pair: Pair, bounds: tuple[int, ...]) -> dict[str, Any]:
+  """Step prefixes of the target's greedy traces on training prompts (`prefixes`), steps per
+  trace (`steps`), each prefix's answer and other reward fields (`answers`, `fields`, for
+  verifier labels) and the task's `reward`."""
+  from reasoning_jax.rewards import REWARD_FIELDS
+
   task = pair_task(config, pair)
   train = task.train_source
   n = min(config.semantic.probe_prompts, len(train))
@@ -137,21 +144,23 @@ def _prefixes(config, pair: Pair, bounds: tuple[int, ...]) -> tuple[list[list[in
     eos_id=pair.eos_id,
   )
   tokens, gen = np.asarray(out.tokens), np.asarray(out.lengths)
-  prefixes, steps = [], []
+  prefixes, steps, answers, fields = [], [], [], []
   for r in range(n):
     p = int(lengths[r])
     ids = prompts[r, :p].tolist() + tokens[r, : gen[r]].tolist()
     cuts = [c for c in step_prefix_lengths(ids, bounds) if p <= c < len(ids)]
     cuts = sorted(set([p] + cuts))
     prefixes += [ids[:c] for c in cuts]
+    answers += [str(batch["answer"][r])] * len(cuts)
+    fields += [{k: batch[k][r] for k in REWARD_FIELDS if k in batch}] * len(cuts)
     steps.append(len(split_steps(tokens[r, : gen[r]].tolist(), bounds)))
-  return prefixes, steps
+  return dict(prefixes=prefixes, steps=steps, answers=answers, fields=fields, reward=task.reward)
 
 
 def _settings(config) -> dict[str, Any]:
   s = config.semantic
   as_json = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
-  return {k: as_json(s[k]) for k in PROBE_KEYS}
+  return {k: as_json(s.get(k)) for k in PROBE_KEYS}
 
 
 def prepare_probes(config: ml_collections.ConfigDict, pair: Pair) -> dict[str, Any]:
@@ -179,7 +188,8 @@ def prepare_probes(config: ml_collections.ConfigDict, pair: Pair) -> dict[str, A
     logging.info("probes loaded from %s", root)
   else:
     start = time.perf_counter()
-    prefixes, steps = _prefixes(config, pair, bounds)
+    traces = _prefixes(config, pair, bounds)
+    prefixes, steps = traces["prefixes"], traces["steps"]
     data = build_probe_dataset(
       pair.target,
       pair.draft,
@@ -190,6 +200,11 @@ def prepare_probes(config: ml_collections.ConfigDict, pair: Pair) -> dict[str, A
       label_mode=s.label_mode,
       max_step_tokens=s.max_step_tokens,
       eos_id=pair.eos_id,
+      answers=traces["answers"],
+      example_fields=traces["fields"],
+      reward=traces["reward"],
+      num_continuations=s.get("num_continuations", 4),
+      max_continuation_tokens=config.max_new_tokens,
       key=jax.random.key(s.seed),
     )
     data_seconds = time.perf_counter() - start
