@@ -9,6 +9,12 @@ All figures come from the same run, on the same prompts and outputs:
 Printed: target passes per emitted token (the issue's goal is <= 0.4), the acceptance rate,
 the wall-clock ratio plain / speculative, and the cost-model prediction
 `(1 - a^(k+1)) / ((1 - a)(k c + 1))` from the measured acceptance a and cost ratio c.
+With `--semantic`, SemanticSpec (`semantic_speculative_generate`, KV caches kept across steps)
+on the same prompts: with `--probe-dir` (the experiment's `<workdir>/probes`) the trained
+probes decide; without, constant equal probes accept every draft step (spec 2.7 (b): draft
+steps plus the target's bonus tokens, the most a step can save). Printed: target passes per
+token, step acceptance, host-loop iterations and milliseconds per iteration, and the
+wall-clock ratio plain / SemanticSpec (its output differs from plain's: not lossless).
 Step costs are measured in isolation, each as one jitted loop of `--steps` steps on a filled
 cache: a target decode step (1 token), a target verify step (k + 1 tokens; its overhead over a
 decode step), and a draft decode step (c = draft step / target decode step).
@@ -26,6 +32,8 @@ on which that pair's acceptance means something.
   python benchmarks/speculative.py --arith-prompts --batch 8 \
       --target-hf-dir=outputs/speculative/pair/target_hf \
       --draft-hf-dir=outputs/speculative/pair/draft_hf           # the pair trained here
+  python benchmarks/speculative.py --arith-prompts --semantic \
+      --probe-dir=outputs/speculative/probes ...                 # + SemanticSpec, its probes
 """
 
 from __future__ import annotations
@@ -66,6 +74,17 @@ def parse_args(argv=None):
     action="store_true",
     help="prompts: arithmetic questions (byte tokenizer, EOS stops), not random ids",
   )
+  p.add_argument("--semantic", action="store_true", help="also time SemanticSpec")
+  p.add_argument("--probe-dir", default="", help="SemanticSpec probes: <dir>/{target,draft}")
+  p.add_argument(
+    "--boundary",
+    type=int,
+    nargs="+",
+    default=None,
+    help="SemanticSpec step-ending ids (default: ',' and newline for --arith-prompts, else "
+    "every id divisible by 8)",
+  )
+  p.add_argument("--max-step-tokens", type=int, default=16)
   p.add_argument("--steps", type=int, default=16, help="steps per timed loop (step costs)")
   p.add_argument("--repeats", type=int, default=3)
   return p.parse_args(argv)
@@ -208,6 +227,63 @@ def main(argv=None):
       f"| {k} | {verify / t_decode:.2f} | {1 / stats['tokens_per_target_call']:.3f} | "
       f"{alpha:.3f} | {plain_s / spec_s:.2f}x | {model:.2f}x |"
     )
+
+  if args.semantic:
+    semantic_rows(args, target, draft, prompts, lengths, plain_s, common)
+
+
+def semantic_rows(args, target, draft, prompts, lengths, plain_s, common):
+  """SemanticSpec against the plain baseline timed above (same prompts, budget, sampling)."""
+  from reasoning_jax.speculative import Probe, load_probe, semantic_speculative_generate
+
+  if args.probe_dir:
+    probes = [load_probe(os.path.join(args.probe_dir, role)) for role in ("target", "draft")]
+    kind = f"trained probes ({args.probe_dir})"
+  else:
+    probes = []
+    for model in (target, draft):  # Output sigmoid(0) = 0.5 whatever the states: ratio 1.
+      probe = Probe(model.config.hidden_size, (8,), rngs=nnx.Rngs(0))
+      for layer in probe.layers:
+        layer.kernel[...] = jnp.zeros_like(layer.kernel[...])
+        layer.bias[...] = jnp.zeros_like(layer.bias[...])
+      probes.append(probe)
+    kind = "constant equal probes (every draft step accepted)"
+  if args.boundary:
+    boundary = tuple(args.boundary)
+  elif args.arith_prompts:
+    boundary = (13, 47)  # Byte tokenizer: newline and ",".
+  else:
+    boundary = tuple(range(0, target.config.vocab_size, 8))
+  kwargs = dict(
+    boundary_ids=boundary,
+    max_step_tokens=args.max_step_tokens,
+    top_p=1.0,
+    **common,
+  )
+  if kwargs["key"] is None:
+    kwargs["key"] = jax.random.key(0)  # The bonus and the acceptance test draw.
+  stats: dict = {}
+
+  def run(stats=None):
+    return semantic_speculative_generate(
+      target, draft, *probes, prompts, lengths, stats=stats, **kwargs
+    ).tokens
+
+  run(stats)  # Compiles every block width this input needs.
+  semantic_s = median_seconds(run, args.repeats)
+  print(f"\nSemanticSpec, {kind}; boundary ids {boundary[:8]}{'...' if len(boundary) > 8 else ''}")
+  print(
+    "| target passes per token | step acceptance | fast path / probe accepts | iterations | "
+    "ms per iteration | wall clock plain / semantic |"
+  )
+  print("|---|---|---|---|---|---|")
+  proposed = max(stats["steps_proposed"], 1)
+  print(
+    f"| {1 / stats['tokens_per_target_pass']:.3f} | {stats['acceptance_rate']:.3f} | "
+    f"{stats['fast_path_accepts'] / proposed:.2f} / {stats['probe_accepts'] / proposed:.2f} | "
+    f"{stats['iterations']} | {semantic_s / stats['iterations'] * 1e3:.1f} | "
+    f"{plain_s / semantic_s:.2f}x |"
+  )
 
 
 if __name__ == "__main__":
