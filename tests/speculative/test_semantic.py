@@ -163,6 +163,61 @@ def test_reduction_b_accepts_everything_draft_steps_plus_bonus(models, think_at)
     assert list(np.asarray(out.tokens[0])) != plain
 
 
+def _step(next_token, ctx, step_max, boundary):
+  step = []
+  while len(step) < step_max and (not step or step[-1] not in boundary):
+    step.append(next_token(ctx + step))
+  return step
+
+
+def test_mixed_accepts_and_rejections_match_a_cache_free_replay(models):
+  """Greedy steps with random verdicts (ratio 0.5, fast path off): replaying the logged
+  verdicts without any cache (target steps after rejections, draft steps plus bonus after
+  acceptances) gives the same tokens, so every rollback by length left both caches right."""
+  target, draft = models
+  prompts = np.array([[3, 4, 5], [7, 8, 0]], np.int32)
+  lengths = np.array([3, 2], np.int32)
+  boundary, n, step_max = (2, 9), 16, 4
+  stats_ = {}
+  out = semantic_speculative_generate(
+    target,
+    draft,
+    _constant_probe(32, 0.3),
+    _constant_probe(32, 0.6),
+    prompts,
+    lengths,
+    boundary_ids=boundary,
+    max_new_tokens=n,
+    max_step_tokens=step_max,
+    temperature=0.0,
+    bonus_temperature=1e-5,
+    fast_path_topk=0,
+    key=jax.random.key(2),
+    stats=stats_,
+  )
+  verdicts = [s["accepted"] for s in stats_["draft_steps"]]
+  assert any(verdicts) and not all(verdicts)  # Both paths are exercised.
+  t_next, d_next = _greedy(target), _greedy(draft)
+  for b in range(2):
+    log = [s for s in stats_["draft_steps"] if s["row"] == b]
+    prompt, got, target_turn = list(prompts[b, : lengths[b]]), [], True
+    while len(got) < n:
+      if target_turn:
+        got += _step(t_next, prompt + got, step_max, boundary)
+        target_turn = False
+        continue
+      step = _step(d_next, prompt + got, step_max, boundary)
+      entry = log.pop(0)
+      assert list(entry["step"]) == step and entry["context_length"] == len(prompt + got)
+      if entry["accepted"]:
+        got += step
+        got.append(t_next(prompt + got))
+      else:
+        target_turn = True
+    assert not log
+    np.testing.assert_array_equal(np.asarray(out.tokens[b]), got[:n])
+
+
 def test_acceptance_stream_is_separate_from_sampling(models):
   target, draft = models
   prompts, lengths = np.tile(np.array([[3, 4, 5]], np.int32), (8, 1)), np.full((8,), 3)
