@@ -18,7 +18,8 @@ Routing for Efficient LLM Inference" (Jitkrittum et al., arXiv:2502.08773).
     folder (`EncoderInfo` records which);
   * `pool`: `PoolModel`, the length instruction and budget-capped greedy `generate_capped`;
   * `bench`: `build_bench`, the resumable offline R2-Bench-style table (quality / output
-    length / cost `[N, M, K]`) and its seeded and out-of-distribution splits;
+    length / cost `[N, M, K]`, plus the no-instruction "default" column with `default_cap`)
+    and its seeded and out-of-distribution splits;
   * `api`: `Router`, `route(query) -> (model, budget)` and `route_and_generate`.
 
   >>> heads = fit_quality_heads(Z_train, quality_train, RouterConfig(head="ridge"))
@@ -31,8 +32,10 @@ from reasoning_jax.routing.api import RoutedGeneration, Router
 from reasoning_jax.routing.bench import (
   BenchQuery,
   BenchTable,
+  OptionTables,
   as_queries,
   build_bench,
+  check_default_cap,
   ood_split,
   resolve_verifier,
   shard_path,
@@ -121,6 +124,7 @@ __all__ = [
   "LENGTH_INSTRUCTION",
   "MLPHeads",
   "ModelPrice",
+  "OptionTables",
   "PoolError",
   "PoolModel",
   "QualityHeads",
@@ -140,6 +144,7 @@ __all__ = [
   "budget_prompt",
   "build_bench",
   "check_budgets",
+  "check_default_cap",
   "check_lambda",
   "check_pool",
   "choose",

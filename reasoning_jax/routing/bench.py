@@ -14,8 +14,18 @@ JSON line to the shard `shards/<model>__b<budget>.jsonl`; an atomic marker
 closed shard is read back, an open one keeps its whole lines (a torn last line is cut off) and
 generates only the batches it lacks, so no (query, model, budget) is written twice.
 
+With `default_cap`, every model also answers every query with no instruction, capped at
+`default_cap` tokens: R2-Bench's "default" column, the released code's `unlimited` option
+(`RouterConfig.unlimited`). It lives in its own shards `shards/<model>__default.jsonl` under the
+same scheme, so a bench built without it gains it later without regenerating a budget shard.
+The manifest's fingerprint covers the queries, models, budgets and instruction; `default_cap` is
+recorded beside it, and a later run asking for a different one is refused.
+
   >>> table = build_bench(pool, queries, "math_exact", (10, 50, 200), "outputs/bench")
   >>> table.quality.shape, table.output_len.shape, table.cost.shape   # [N, M, K] each
+  >>> table = build_bench(pool, queries, "math_exact", (10, 50, 200), "outputs/bench",
+  ...                     default_cap=400)                    # adds the "default" column
+  >>> quality, cost, output_len = table.option_tables(unlimited=True)   # [N, M, K + 1] each
   >>> train, test = split_indices(table.num_queries, test_fraction=0.3, seed=0)
   >>> train, test = ood_split(table.families, test_families=["countdown"])
 """
@@ -28,7 +38,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from absl import logging
@@ -46,8 +56,10 @@ from reasoning_jax.routing.pool import (
 __all__ = [
   "BenchQuery",
   "BenchTable",
+  "OptionTables",
   "as_queries",
   "build_bench",
+  "check_default_cap",
   "ood_split",
   "resolve_verifier",
   "shard_path",
@@ -55,6 +67,7 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+DEFAULT = "default"  # The no-instruction column's option label (`RouterConfig.option_labels`).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +122,22 @@ def _safe(name: str) -> str:
   return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def shard_path(out_dir: str, model: str, budget: int) -> str:
-  """The JSONL shard of (model, budget); its completion marker is this path + ".done"."""
-  return os.path.join(out_dir, "shards", f"{_safe(model)}__b{budget}.jsonl")
+def shard_path(out_dir: str, model: str, budget: int | None) -> str:
+  """The JSONL shard of (model, budget) (None: the no-instruction "default" column); its
+  completion marker is this path + ".done"."""
+  tag = DEFAULT if budget is None else f"b{budget}"
+  return os.path.join(out_dir, "shards", f"{_safe(model)}__{tag}.jsonl")
+
+
+def check_default_cap(default_cap: Any, name: str = "default_cap") -> int | None:
+  """`default_cap` as a positive int (tokens of the no-instruction answer) or None."""
+  if default_cap is None:
+    return None
+  if isinstance(default_cap, bool) or not isinstance(default_cap, (int, np.integer)):
+    raise ValueError(f"{name} must be a positive int (tokens) or None, got {default_cap!r}")
+  if default_cap < 1:
+    raise ValueError(f"{name} must be >= 1 token, got {default_cap!r}")
+  return int(default_cap)
 
 
 def _atomic_json(path: str, value: Any) -> None:
@@ -149,6 +175,26 @@ def _read_shard(path: str, *, repair: bool) -> dict[int, dict]:
   return records
 
 
+class OptionTables(NamedTuple):
+  """Ground-truth tables over a router's options `[N, M, K (+ 1)]`: the budgets, then the
+  "default" column when asked (`RouterConfig.option_labels`)."""
+
+  quality: np.ndarray
+  cost: np.ndarray
+  output_len: np.ndarray
+  input_len: np.ndarray
+
+
+# The default column's arrays, by the name of their budget-table counterpart.
+_DEFAULT_FIELDS = {
+  "quality": "default_quality",
+  "output_len": "default_output_len",
+  "input_len": "default_input_len",
+  "cost": "default_cost",
+  "completions": "default_completions",
+}
+
+
 @dataclasses.dataclass
 class BenchTable:
   """The benchmark as arrays (N queries, M models, K budgets).
@@ -163,6 +209,9 @@ class BenchTable:
     prices: name -> `ModelPrice` used for `cost`.
     price_source: name -> "given" or "measured" (seconds per token).
     completions: `[N, M, K]` object array of completion texts.
+    default_cap: the token cap of the no-instruction "default" column (None: not built).
+    default_quality / default_output_len / default_input_len / default_cost /
+    default_completions: that column, `[N, M]` each (None when not built), priced as `cost`.
   """
 
   models: tuple[str, ...]
@@ -177,14 +226,47 @@ class BenchTable:
   prices: dict[str, ModelPrice]
   price_source: dict[str, str]
   completions: np.ndarray
+  default_cap: int | None = None
+  default_quality: np.ndarray | None = None
+  default_output_len: np.ndarray | None = None
+  default_input_len: np.ndarray | None = None
+  default_cost: np.ndarray | None = None
+  default_completions: np.ndarray | None = None
 
   @property
   def num_queries(self) -> int:
     return len(self.queries)
 
+  @property
+  def has_default(self) -> bool:
+    """Whether the no-instruction "default" column was built (`build_bench(default_cap=)`)."""
+    return self.default_quality is not None
+
+  def option_tables(self, unlimited: bool = False) -> OptionTables:
+    """`(quality, cost, output_len, input_len)`, `[N, M, K]` each, or `[N, M, K + 1]` with the
+    "default" column last when `unlimited` (the layout of `RouterConfig(unlimited=True)`'s
+    `option_labels` and of `fit_router`'s `quality`)."""
+    names = ("quality", "cost", "output_len", "input_len")
+    if not unlimited:
+      return OptionTables(*(getattr(self, f) for f in names))
+    if not self.has_default:
+      raise ValueError(
+        "unlimited=True needs the no-instruction column: build the bench with default_cap"
+      )
+    return OptionTables(
+      *(
+        np.concatenate([getattr(self, f), getattr(self, _DEFAULT_FIELDS[f])[..., None]], -1)
+        for f in names
+      )
+    )
+
   def take(self, index: Any) -> BenchTable:
     """The table restricted to the queries `index`."""
     idx = np.asarray(index, np.int64)
+    default = {
+      d: None if getattr(self, d) is None else getattr(self, d)[idx]
+      for d in _DEFAULT_FIELDS.values()
+    }
     return dataclasses.replace(
       self,
       queries=[self.queries[i] for i in idx],
@@ -195,17 +277,16 @@ class BenchTable:
       input_len=self.input_len[idx],
       cost=self.cost[idx],
       completions=self.completions[idx],
+      **default,
     )
 
   def save(self, path: str) -> None:
-    """Writes `path` (.npz arrays) and `path` + ".json" (names, prices, texts)."""
-    np.savez(
-      path,
-      quality=self.quality,
-      output_len=self.output_len,
-      input_len=self.input_len,
-      cost=self.cost,
-    )
+    """Writes `path` (.npz arrays) and `path` + ".json" (names, prices, texts); the default
+    column's arrays and texts under their field names when it was built."""
+    arrays = {f: getattr(self, f) for f in ("quality", "output_len", "input_len", "cost")}
+    if self.has_default:
+      arrays |= {d: getattr(self, d) for f, d in _DEFAULT_FIELDS.items() if f != "completions"}
+    np.savez(path, **arrays)
     meta = {
       "models": list(self.models),
       "budgets": list(self.budgets),
@@ -215,7 +296,10 @@ class BenchTable:
       "prices": {k: list(v) for k, v in self.prices.items()},
       "price_source": self.price_source,
       "completions": self.completions.tolist(),
+      "default_cap": self.default_cap,
     }
+    if self.has_default:
+      meta["default_completions"] = self.default_completions.tolist()
     _atomic_json(f"{path}.json", meta)
 
 
@@ -228,18 +312,31 @@ def _fingerprint(queries: list[BenchQuery], models: Sequence[str], budgets, inst
 
 
 def _check_manifest(out_dir: str, manifest: dict) -> None:
+  """Writes the manifest of a new `out_dir`, or checks it against the one there. The default
+  column's cap is recorded beside the fingerprint: a bench built without it gains it (the
+  manifest is rewritten), one built with it refuses another."""
   path = os.path.join(out_dir, MANIFEST)
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    for key in ("fingerprint", "batch_size", "chat"):
-      if old.get(key) != manifest[key]:
-        raise ValueError(
-          f"out_dir={out_dir!r} holds a benchmark built with a different {key} (queries, "
-          f"models, budgets or instruction for 'fingerprint'); use a new out_dir to rebuild"
-        )
-  else:
+  if not os.path.exists(path):
     _atomic_json(path, manifest)
+    return
+  with open(path) as f:
+    old = json.load(f)
+  for key in ("fingerprint", "batch_size", "chat"):
+    if old.get(key) != manifest[key]:
+      raise ValueError(
+        f"out_dir={out_dir!r} holds a benchmark built with a different {key} (queries, "
+        f"models, budgets or instruction for 'fingerprint'); use a new out_dir to rebuild"
+      )
+  cap, old_cap = manifest["default_cap"], old.get("default_cap")
+  if cap is None:
+    return
+  if old_cap is not None and old_cap != cap:
+    raise ValueError(
+      f"default_cap={cap} differs from the default_cap={old_cap} that out_dir={out_dir!r} "
+      f"was built with; pass default_cap={old_cap}, or use a new out_dir"
+    )
+  if old_cap is None:
+    _atomic_json(path, old | {"default_cap": cap})
 
 
 def build_bench(
@@ -252,8 +349,9 @@ def build_bench(
   batch_size: int = 8,
   instruction: str = LENGTH_INSTRUCTION,
   chat: bool = True,
+  default_cap: int | None = None,
   warmup: bool = True,
-  on_batch: Callable[[str, int, int], None] | None = None,
+  on_batch: Callable[[str, int | None, int], None] | None = None,
   progress: bool = True,
 ) -> BenchTable:
   """Builds (or resumes) the table of every (query, model, budget) in `out_dir`.
@@ -268,18 +366,26 @@ def build_bench(
     batch_size: queries per `generate` call (fixed for an `out_dir`).
     instruction: the length instruction, with a `{budget}` field ("": none, truncation only).
     chat: put the instruction through the tokenizer's chat template when it has one.
+    default_cap: when given, also build the "default" column: every model answers with no
+      instruction, capped at `default_cap` tokens (R2-Bench: 4000). Fixed for an `out_dir`
+      once built; a bench built without it gains it here, its budget shards reused as they are.
     warmup: run each new shape once untimed, so measured seconds exclude compilation.
-    on_batch: called as `on_batch(model, budget, batch_index)` after each batch is written.
+    on_batch: called as `on_batch(model, budget, batch_index)` after each batch is written
+      (`budget` None for the default column).
     progress: show a tqdm bar (else log through absl).
+
+  Measured prices come from the budget shards only, so adding the default column later leaves
+  the budget table's cost unchanged; the default column is priced the same way.
 
   Raises:
     PoolError: a model fails to load (named), or a bad pool.
-    ValueError: bad budgets (named `budgets`), no queries, an unknown verifier name, or an
-      `out_dir` built from other queries / settings.
+    ValueError: bad budgets (named `budgets`), a bad or changed `default_cap` (named), no
+      queries, an unknown verifier name, or an `out_dir` built from other queries / settings.
   """
   check_pool(pool)
   models = tuple(pool)
   budgets = check_budgets(budgets, "budgets")
+  default_cap = check_default_cap(default_cap)
   qs = as_queries(queries)
   verify = resolve_verifier(verifier)
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -294,25 +400,26 @@ def build_bench(
     "models": list(models),
     "budgets": list(budgets),
     "num_queries": len(qs),
+    "default_cap": default_cap,
   }
   _check_manifest(out_dir, manifest)
-  n, m, k = len(qs), len(models), len(budgets)
-  num_batches = -(-n // batch_size)
+  # The columns per model: the budgets, then None (no instruction, `default_cap`) when asked.
+  columns: tuple[int | None, ...] = budgets + ((None,) if default_cap is not None else ())
+  num_batches = -(-len(qs) // batch_size)
   bar = None
   if progress:
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=m * k * num_batches, desc="R2-Bench", unit="batch")
+    bar = tqdm(total=len(models) * len(columns) * num_batches, desc="R2-Bench", unit="batch")
   records: dict[tuple[int, int], dict[int, dict]] = {}
   loaded: dict[str, Any] = {}
   seen: set = set()
   try:
     for mi, name in enumerate(models):
-      for ki, b in enumerate(budgets):
+      for ki, b in enumerate(columns):
         path = shard_path(out_dir, name, b)
         closed = os.path.exists(path + ".done")
-        recs = _read_shard(path, repair=not closed)
-        records[mi, ki] = recs
+        recs = records[mi, ki] = _read_shard(path, repair=not closed)
         if bar is not None:
           bar.update(len(recs))
         if closed:
@@ -320,6 +427,7 @@ def build_bench(
         if name not in loaded:
           loaded[name] = load_pool_model(name, pool[name])
         pm = loaded[name]
+        cap = {"default_cap": default_cap} if b is None else {}
         for j in range(num_batches):
           if j in recs:
             continue
@@ -333,6 +441,7 @@ def build_bench(
             batch_size=batch_size,
             warmup=warmup,
             _seen=seen,
+            **cap,
           )
           scores = [
             float(verify(c, q.answer, **dict(q.fields))) for c, q in zip(out.completions, chunk)
@@ -355,31 +464,46 @@ def build_bench(
           if bar is not None:
             bar.update(1)
           else:
-            logging.info("R2-Bench %s b=%d batch %d/%d", name, b, j + 1, num_batches)
+            label = DEFAULT if b is None else f"b={b}"
+            logging.info("R2-Bench %s %s batch %d/%d", name, label, j + 1, num_batches)
           if on_batch is not None:
             on_batch(name, b, j)
-        _atomic_json(path + ".done", {"batches": num_batches, "rows": n})
+        _atomic_json(path + ".done", {"batches": num_batches, "rows": len(qs)})
   finally:
     if bar is not None:
       bar.close()
-  return _assemble(pool, models, budgets, qs, records)
+  return _assemble(pool, models, budgets, qs, records, default_cap)
 
 
-def _assemble(pool, models, budgets, qs, records) -> BenchTable:
+def _fill(records: dict[int, dict], mi: int, arrays: dict, ki: tuple = ()) -> None:
+  """Writes one shard's records into column `(mi, *ki)` of `arrays` (`[N, M, ...]` each)."""
+  for rec in records.values():
+    idx = np.asarray(rec["indices"], np.int64)
+    for key, arr in arrays.items():
+      arr[(idx, mi, *ki)] = rec[key]
+
+
+def _empty(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+  return {
+    "quality": np.zeros(shape, np.float32),
+    "output_len": np.zeros(shape, np.int64),
+    "input_len": np.zeros(shape, np.int64),
+    "completions": np.empty(shape, object),
+  }
+
+
+def _assemble(pool, models, budgets, qs, records, default_cap) -> BenchTable:
   n, m, k = len(qs), len(models), len(budgets)
-  quality = np.zeros((n, m, k), np.float32)
-  out_len = np.zeros((n, m, k), np.int64)
-  in_len = np.zeros((n, m, k), np.int64)
-  completions = np.empty((n, m, k), object)
+  table, default = _empty((n, m, k)), _empty((n, m))
   seconds = np.zeros((m, 2))
   for (mi, ki), recs in records.items():
+    if ki == k:  # The default column (not used for the measured prices).
+      _fill(recs, mi, default)
+      continue
+    _fill(recs, mi, table, (ki,))
     for rec in recs.values():
-      idx = np.asarray(rec["indices"], np.int64)
-      quality[idx, mi, ki] = rec["quality"]
-      out_len[idx, mi, ki] = rec["output_len"]
-      in_len[idx, mi, ki] = rec["input_len"]
-      completions[idx, mi, ki] = rec["completions"]
       seconds[mi] += (rec["prefill_s"], rec["decode_s"])
+  in_len, out_len = table["input_len"], table["output_len"]
   prices: dict[str, ModelPrice] = {}
   source: dict[str, str] = {}
   for mi, name in enumerate(models):
@@ -398,19 +522,25 @@ def _assemble(pool, models, budgets, qs, records) -> BenchTable:
       prices[name], source[name] = ModelPrice(per_in, per_out), "measured"
   pin, pout = price_arrays(models, prices)
   cost = in_len * pin[None, :, None] + out_len * pout[None, :, None]
+  extra: dict[str, Any] = {}
+  if default_cap is not None:
+    extra = {f"default_{key}": arr for key, arr in default.items()}
+    extra["default_cost"] = default["input_len"] * pin + default["output_len"] * pout
+    extra["default_cap"] = default_cap
   return BenchTable(
     models,
     budgets,
     [q.text for q in qs],
     [q.answer for q in qs],
     [q.family for q in qs],
-    quality,
+    table["quality"],
     out_len,
     in_len,
     cost,
     prices,
     source,
-    completions,
+    table["completions"],
+    **extra,
   )
 
 
