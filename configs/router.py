@@ -8,6 +8,7 @@ and APGR / CPT; deferral curves, AUDC and QNC from Jitkrittum et al. (arXiv:2502
   python -m experiments.router                                # CPU scale, about 7 min (5 of them training the pool once)
   python -m experiments.router --config=configs/router.py:quick   # end to end in 30-60 s
   python -m experiments.router --config.pool.hf_dirs='("/m/Qwen2.5-0.5B-Instruct",)'
+  python -m experiments.router --config.unlimited=True   # + the no-instruction "default" option
 
 The pool: three `tiny-qwen3` models of different sizes ("small" 1 layer x 32, "medium" 2 x 64,
 "large" 4 x 128) trained here once with the SFT trainer (`evaluate.trained_model.train_or_load`,
@@ -30,12 +31,20 @@ dollars. The models were never trained on a length instruction, so by default no
 "models under 4B comply poorly"); set it (e.g. to `routing.LENGTH_INSTRUCTION`) for a pool of
 instruction-tuned HF folders. The query encoder is the pool's largest model mean-pooled (the
 paper: Qwen3-Embedding-0.6B); `config.encoder_hf_dir` names another one.
+
+`config.unlimited = True` adds the released code's "unlimited" option: the bench's
+no-instruction "default" column (shards `bench/shards/<model>__default.jsonl`), capped at
+`config.default_cap` (None: the largest budget, 48). With no instruction at all
+(`config.instruction = ""`) that column holds the same greedy answers as the largest budget's;
+what changes is the router's side: the option is costed at a ridge prediction of its output
+length (`min(T_hat, cap)` tokens) instead of the whole budget, as in the released code.
 """
 
 import os
 import sys
 
 import ml_collections
+from ml_collections import config_dict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import sft_arith  # noqa: E402
@@ -75,6 +84,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.budgets = (8, 12, 16, 24, 32, 48)
   c.instruction = ""  # "": none (truncation only); else a template with a {budget} field.
   c.verifier = "math_exact"
+  # The released code's "unlimited" option (RouterConfig.unlimited): every model also answers
+  # with no instruction, capped at default_cap tokens (None: the largest budget, which plays
+  # R2-Bench's "default" here), and R2-Router may route to that answer. An existing bench/
+  # gains the column without regenerating the budget shards.
+  c.unlimited = False
+  c.default_cap = config_dict.placeholder(int)
   # Cost unit: "measured" (seconds per prompt / generated token, from the table's own timings)
   # or "flops" (2 x matmul parameters per token, `evaluate.speculative.pair.per_token_flops`).
   c.price = "measured"

@@ -313,8 +313,11 @@ def predict_quality(heads: QualityHeads, Z: Any) -> jax.Array:
 
 def fit_length_predictor(Z: Any, lengths: Any, alpha: float = 10.0) -> RidgeHeads:
   """Ridge heads of each LLM's output token count `lengths [N, M]` (the released code's
-  predictor for the "unlimited" option)."""
+  predictor for the "unlimited" option); integer counts (a bench's `output_len`) are taken
+  as floats."""
   Z = _check_features(Z)
+  if hasattr(lengths, "dtype") and jnp.issubdtype(lengths.dtype, jnp.integer):
+    lengths = jnp.asarray(lengths, jnp.float32)
   lengths = _check_targets(lengths, "lengths", Z.shape[0], 2, unit=False)
   return fit_ridge_heads(Z, lengths.astype(jnp.float32), alpha)
 

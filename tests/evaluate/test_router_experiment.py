@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -19,7 +18,8 @@ from configs import router as router_config  # noqa: E402
 from reasoning_jax.evaluate.router import evaluation as ev  # noqa: E402
 from reasoning_jax.evaluate.router import experiment  # noqa: E402
 from reasoning_jax.evaluate.router.pool import family, member_configs  # noqa: E402
-from reasoning_jax.routing import ModelPrice, ood_split  # noqa: E402
+from reasoning_jax.evaluate.router.table import default_cap  # noqa: E402
+from reasoning_jax.routing import BenchTable, ModelPrice, ood_split  # noqa: E402
 
 BUDGETS = (8, 16, 32, 64)
 
@@ -52,18 +52,33 @@ def synthetic_table(n: int = 240, seed: int = 0, *, bill_budget: bool = True):
     ],
     1,
   ).astype(np.float32)
-  prices = {m: ModelPrice(0.1 * p, p) for m, p in zip(("small", "medium", "large"), price)}
-  return types.SimpleNamespace(
-    models=("small", "medium", "large"),
-    budgets=BUDGETS,
-    quality=quality.astype(np.float32),
-    cost=cost,
-    input_len=input_len,
-    output_len=out_len,
-    prices=prices,
-    families=list(families),
-    num_queries=n,
-  ), Z
+  models = ("small", "medium", "large")
+  prices = {m: ModelPrice(0.1 * p, p) for m, p in zip(models, price)}
+  # The no-instruction column (cap 64 = the largest budget): each model stops at `need`.
+  default_quality = difficulty[:, None] < skill[None, :]
+  default_out = np.broadcast_to(need[:, None], default_quality.shape).astype(np.int64)
+  default_in = np.full(default_quality.shape, 8.0)
+  table = BenchTable(
+    models,
+    BUDGETS,
+    [f"q{i}" for i in range(n)],
+    [""] * n,
+    list(families),
+    quality.astype(np.float32),
+    out_len,
+    input_len,
+    cost,
+    prices,
+    {m: "given" for m in models},
+    np.full(quality.shape, "", object),
+    default_cap=64,
+    default_quality=default_quality.astype(np.float32),
+    default_output_len=default_out,
+    default_input_len=default_in,
+    default_cost=default_in * 0.1 * price[None] + default_out * price[None],
+    default_completions=np.full(default_quality.shape, "", object),
+  )
+  return table, Z
 
 
 def _settings(**kw):
@@ -77,15 +92,21 @@ def _settings(**kw):
   } | kw
 
 
-def _split(table, Z, heads=("ridge",), anchors=(1, 2, 4), seed=0):
+def _split(table, Z, heads=("ridge",), anchors=(1, 2, 4), seed=0, unlimited=False):
   from reasoning_jax.routing import price_arrays, split_indices
 
   pin, pout = price_arrays(table.models, table.prices)
   cost_hat = ev.predicted_cost(table.input_len, pin, pout, table.budgets)
   train, test = split_indices(table.num_queries, 0.3, seed)
+  truth = table.option_tables(unlimited=unlimited)
+  default = None
+  if unlimited:
+    default = ev.DefaultOption(
+      table.default_output_len, table.default_input_len, pin, pout, table.default_cap
+    )
   return ev.evaluate_split(
-    table.quality, table.cost, cost_hat, Z, train, test, table.budgets, _settings(),
-    heads=heads, anchor_counts=anchors, seed=seed,
+    truth.quality, truth.cost, cost_hat, Z, train, test, table.budgets, _settings(),
+    heads=heads, anchor_counts=anchors, seed=seed, default=default,
   )  # fmt: skip
 
 
@@ -165,6 +186,88 @@ def _test_rows(table):
   return split_indices(table.num_queries, 0.3, 0)[1]
 
 
+def test_unlimited_routes_to_the_default_column_and_bills_its_realised_cost():
+  """Only the large model's default answer is right (quality 1 on every query; every budget
+  answer is at most 0.3): at lam = 0 R2-Router and the oracle send every test query there, and
+  the curve's cost is the default column's measured cost, not a budget's."""
+  table, Z = synthetic_table(120, seed=3)
+  table.quality[:] = 0.3 * table.quality
+  table.default_quality[:] = 0.0
+  table.default_quality[:, 2] = 1.0
+  res = _split(table, Z, anchors=(), unlimited=True)
+  test = _test_rows(table)
+  r2 = res["routers"][ev.r2_name("ridge")]
+  for name in (ev.r2_name("ridge"), ev.ORACLE):
+    curve = res["routers"][name]["curve"]
+    assert curve["quality"][0] == pytest.approx(1.0), name
+    assert curve["cost"][0] == pytest.approx(table.default_cost[test, 2].mean()), name
+  assert r2["curve"]["default_share"][0] == 1.0
+  assert 0.0 < r2["default_share"] <= 1.0 and r2["peak"] == pytest.approx(1.0)
+  assert "default_share" not in res["routers"][ev.REACTIVE]
+  assert res["routers"][ev.REACTIVE]["peak"] <= 0.3 + 1e-9  # the baselines stay at the budgets
+  assert res["singles"]["quality_default"] == pytest.approx([0.0, 0.0, 1.0])
+  assert res["singles"]["cost_default"][2] == pytest.approx(table.default_cost[test, 2].mean())
+  # Without the option the same heads never reach 1.
+  plain = _split(table, Z, anchors=(), unlimited=False)
+  assert plain["routers"][ev.r2_name("ridge")]["peak"] <= 0.3 + 1e-9
+  assert "quality_default" not in plain["singles"]
+  with pytest.raises(ValueError, match=r"\[N, M, 5\] \(4 budgets \+ the default column\)"):
+    ev.evaluate_split(
+      table.quality, table.cost, table.cost, Z, *split_of(table), BUDGETS, _settings(),
+      default=ev.DefaultOption(table.default_output_len, table.default_input_len, 1, 1, 64),
+    )  # fmt: skip
+
+
+def split_of(table):
+  from reasoning_jax.routing import split_indices
+
+  return split_indices(table.num_queries, 0.3, 0)
+
+
+def test_unlimited_config_table_summary_and_markdown():
+  table, Z = synthetic_table(160, seed=2)
+  config = router_config.get_config("quick")
+  config.seeds, config.heads, config.anchor_counts = (0, 1), ("ridge",), (1,)
+  config.budgets, config.num_lambdas = BUDGETS, 21
+  config.ood_test_families = ("hard",)
+  assert default_cap(config) is None  # off by default
+  config.unlimited = True
+  assert default_cap(config) == 64  # None: the largest budget
+  config.default_cap = 40
+  assert default_cap(config) == 40
+  config.default_cap = 0
+  with pytest.raises(ValueError, match="config.default_cap must be >= 1"):
+    experiment.validate(config)
+  config.default_cap = None
+  experiment.validate(config)
+  result = experiment.evaluate_table(config, table, Z)
+  assert "default_share" in result["ood"]["routers"][ev.r2_name("ridge")]
+  summary = experiment.summarize(config, table, result, table.models)
+  shares = summary["routers"][ev.r2_name("ridge")]["default_share"]
+  assert len(shares) == 2 and all(0.0 <= v <= 1.0 for v in shares)
+  assert "default_share" not in summary["routers"][ev.ORACLE]
+  payload = {
+    "summary": summary,
+    "ood": result["ood"],
+    "families": {"easy": 1},
+    "encoder": {"name": "synthetic", "hidden_size": Z.shape[1]},
+    "pool": {},
+    "wall_s": 1.0,
+  }
+  md = experiment.markdown(config, table, payload)
+  assert "### The default option (no instruction, capped at 64 tokens" in md
+  assert "default chosen (λ sweep / λ = 0) |" in md and "| oracle | " in md
+  assert "R2-Router (ridge) routes " in md
+  # Billed by budget: a default answer is billed its cap, like a budget answer its budget.
+  config.bill = "budget"
+  billed = experiment.evaluate_table(config, table, Z)["splits"][0]["singles"]["cost_default"]
+  test = _test_rows(table)
+  capped = table.default_input_len * 0.1 * np.asarray([1.0, 3.0, 9.0]) + 64 * np.asarray(
+    [1.0, 3.0, 9.0]
+  )
+  np.testing.assert_allclose(billed, capped[test].mean(0))
+
+
 def test_random_router_apgr_is_about_one_half():
   rng = np.random.default_rng(1)
   qs, qw = (rng.random(1000) < 0.8).astype(float), (rng.random(1000) < 0.3).astype(float)
@@ -242,6 +345,20 @@ def test_quick_variant_end_to_end(tmp_path):
   np.testing.assert_allclose(
     again["summary"]["routers"]["oracle"]["audc"], payload["summary"]["routers"]["oracle"]["audc"]
   )
+  # The unlimited option on the same workdir: the bench gains the default column (capped at
+  # the largest budget), the budget shards are not regenerated.
+  shards = os.path.join(config.workdir, "bench", "shards")
+  before = {f: os.path.getmtime(os.path.join(shards, f)) for f in os.listdir(shards)}
+  config.unlimited = True
+  unlimited = experiment.run_router_experiment(config)
+  assert unlimited["default_cap"] == max(config.budgets)
+  assert {f: os.path.getmtime(os.path.join(shards, f)) for f in before} == before
+  for name in unlimited["models"]:
+    assert os.path.exists(os.path.join(shards, f"{name}__default.jsonl.done"))
+  share = unlimited["summary"]["routers"]["R2-Router (ridge)"]["default_share"]
+  assert len(share) == len(config.seeds) and all(0.0 <= v <= 1.0 for v in share)
+  md = open(os.path.join(config.workdir, "results.md")).read()
+  assert "### The default option" in md and "to a default option" in md
 
 
 @pytest.mark.parametrize(

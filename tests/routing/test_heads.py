@@ -90,6 +90,12 @@ def test_length_predictor_recovers_linear_lengths():
   T = np.asarray(predict_lengths(fit_length_predictor(Z, lengths, alpha=1e-3), Z))
   assert T.shape == (300, 2) and T.min() >= 0
   assert np.corrcoef(T[:, 0], lengths[:, 0])[0, 1] > 0.95
+  # Token counts as a bench stores them (int64) give the same predictor.
+  counts = np.round(lengths).astype(np.int64)
+  from_ints = fit_length_predictor(Z, counts, alpha=1e-3)
+  from_floats = fit_length_predictor(Z, counts.astype(np.float32), alpha=1e-3)
+  np.testing.assert_allclose(from_ints.weights, from_floats.weights, rtol=1e-6)
+  np.testing.assert_allclose(from_ints.bias, from_floats.bias, rtol=1e-6)
 
 
 def test_bad_head_inputs_raise_naming_the_argument():

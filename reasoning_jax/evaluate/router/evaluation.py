@@ -7,7 +7,13 @@ cost), `cost_hat` the cost the routers see (the paper's `n_in price_in + b_k pri
 the query embeddings. Per split:
 
   * R2-Router: heads per (model, budget) ("ridge" and / or "mlp") fitted on the training
-    queries, routed jointly over (model, budget) at every lam (`routing.deferral_curve`);
+    queries, routed jointly over (model, budget) at every lam (`routing.route`, realised on the
+    ground truth by `routing.realised`). With a `DefaultOption` (the released code's
+    `unlimited`), each model also offers its no-instruction answer: its quality head is one
+    more column of `quality`, its predicted cost `n_in price_in + min(T_hat, cap) price_out`
+    with `T_hat` a ridge prediction of its output length fitted on the training queries, and a
+    route that picks it is realised on the table's default column (its measured quality and
+    cost); `default_share` is how often it is picked over the lam sweep;
   * reactive: the same heads' column of the largest budget only (one point per model, the
     "default" answer: the paper's model-only routers);
   * binary (RouteLLM-style): strong = the last model, weak = the first, both at the largest
@@ -27,7 +33,7 @@ of the budgets and interpolates the others (`routing.interpolate_quality`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -42,16 +48,19 @@ from reasoning_jax.routing import (
   cost_range,
   cpt,
   deferral_curve,
+  fit_length_predictor,
   fit_quality_heads,
   fit_ridge_heads,
   interpolate_quality,
   lambda_grid,
   oracle_curve,
   peak_quality,
+  predict_lengths,
   predict_quality,
   qnc,
   realised,
   ridge_heads_apply,
+  route,
   route_binary,
   route_reactive,
 )
@@ -74,6 +83,32 @@ def predicted_cost(input_len: Any, price_in: Any, price_out: Any, budgets: Seque
   return n_in[:, :, None] * pin[None, :, None] + b[None, None, :] * pout[None, :, None]
 
 
+class DefaultOption(NamedTuple):
+  """The no-instruction "default" option of every model (`RouterConfig.unlimited`), as the
+  routers see it: the length predictor's targets and what its predicted cost is made of.
+
+  Attributes:
+    output_len: `[N, M]` generated tokens of the default answers (`BenchTable.default_output_len`).
+    input_len: `[N, M]` their prompt tokens (no instruction).
+    price_in, price_out: `[M]` per-token prices.
+    cap: the default answers' token cap (`BenchTable.default_cap`).
+  """
+
+  output_len: Any
+  input_len: Any
+  price_in: Any
+  price_out: Any
+  cap: int
+
+
+def predicted_default_cost(default: DefaultOption, lengths_hat: Any, rows: Any) -> np.ndarray:
+  """`C_hat [n, M]` of the default option at queries `rows`: `n_in price_in + min(T_hat, cap)
+  price_out` (the released code's cost of "unlimited"; `lengths_hat [n, M]` is `T_hat`)."""
+  n_in = np.asarray(default.input_len, np.float64)[rows]
+  tokens = np.clip(np.asarray(lengths_hat, np.float64), 0.0, float(default.cap))
+  return n_in * np.asarray(default.price_in)[None] + tokens * np.asarray(default.price_out)[None]
+
+
 def standardize(Z_train: Any, Z: Any) -> np.ndarray:
   """`Z` standardised by the training rows' mean and std (zero-variance features kept at 0)."""
   Z_train, Z = np.asarray(Z_train, np.float64), np.asarray(Z, np.float64)
@@ -81,9 +116,14 @@ def standardize(Z_train: Any, Z: Any) -> np.ndarray:
   return ((Z - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
 
 
-def head_config(settings: dict[str, Any], head: str, budgets: Sequence[int]) -> RouterConfig:
-  """The `RouterConfig` of R2-Router's heads under the experiment's settings."""
+def head_config(
+  settings: dict[str, Any], head: str, budgets: Sequence[int], default_cap: int | None = None
+) -> RouterConfig:
+  """The `RouterConfig` of R2-Router's heads under the experiment's settings (`unlimited`
+  with a `default_cap`)."""
+  extra = {} if default_cap is None else {"unlimited": True, "default_cap": int(default_cap)}
   return RouterConfig(
+    **extra,
     head=head,
     hidden_sizes=tuple(settings.get("mlp_hidden", (256, 128, 64))),
     learning_rate=float(settings.get("mlp_learning_rate", 1e-4)),
@@ -95,9 +135,12 @@ def head_config(settings: dict[str, Any], head: str, budgets: Sequence[int]) -> 
   )
 
 
-def fit_predict(Z_tr, Q_tr, Z_te, head: str, settings: dict[str, Any], budgets) -> np.ndarray:
-  """`Q_hat [N_te, M, K]` of heads of kind `head` fitted on `(Z_tr, Q_tr [N_tr, M, K])`."""
-  cfg = head_config(settings, head, budgets)
+def fit_predict(
+  Z_tr, Q_tr, Z_te, head: str, settings: dict[str, Any], budgets, default_cap=None
+) -> np.ndarray:
+  """`Q_hat [N_te, M, K (+1)]` of heads of kind `head` fitted on `(Z_tr, Q_tr [N_tr, M, K
+  (+1)])` (the "default" column last with `default_cap`)."""
+  cfg = head_config(settings, head, budgets, default_cap)
   heads = fit_quality_heads(Z_tr, Q_tr, cfg, key=jax.random.key(cfg.seed))
   return np.asarray(predict_quality(heads, Z_te), np.float64)
 
@@ -150,12 +193,27 @@ def evaluate_split(
   heads: Sequence[str] = ("ridge",),
   anchor_counts: Sequence[int] = (),
   seed: int = 0,
+  default: DefaultOption | None = None,
 ) -> dict[str, Any]:
   """Every router on one `(train, test)` split; returns per router its curve and metrics,
-  the single models' points, the binary router's APGR / CPT and the K-anchor ablation."""
-  q, c, ch = (np.asarray(a, np.float64) for a in (quality, cost, cost_hat))
+  the single models' points, the binary router's APGR / CPT and the K-anchor ablation.
+
+  `quality`, `cost` are `[N, M, K]` over the budgets, or `[N, M, K + 1]` with the default
+  column last when `default` is given (`BenchTable.option_tables(unlimited=True)`); `cost_hat`
+  is `[N, M, K]`. The default option is offered to R2-Router and to the oracle; the reactive,
+  binary and random baselines, the single models and the ablation stay at the budgets.
+  """
+  q_opt, c_opt, ch = (np.asarray(a, np.float64) for a in (quality, cost, cost_hat))
   train, test = np.asarray(train), np.asarray(test)
-  n, m, k = q.shape
+  k = len(budgets)
+  if q_opt.shape[-1] != k + (default is not None) or c_opt.shape != q_opt.shape:
+    what = f"{k} budgets" + (" + the default column" if default is not None else "")
+    raise ValueError(
+      f"quality and cost must be [N, M, {k + (default is not None)}] ({what}), got "
+      f"{q_opt.shape} and {c_opt.shape}"
+    )
+  q, c = q_opt[..., :k], c_opt[..., :k]
+  n, m, _ = q.shape
   if m < 2:
     raise ValueError(f"routing needs a pool of at least 2 models, got {m}")
   Z_tr, Z_te = standardize(Z[train], Z[train]), standardize(Z[train], Z[test])
@@ -163,12 +221,24 @@ def evaluate_split(
   settings = {**settings, "seed": seed}
   lams = lambda_grid(head_config(settings, "ridge", budgets))
   scale = cost_normalizer(ch[train])
+  cap = None if default is None else default.cap
+  ch_opt_te = ch_te  # What R2-Router sees per option: the budgets, then the default option.
+  if default is not None:
+    lengths = fit_length_predictor(
+      Z_tr, np.asarray(default.output_len)[train], float(settings.get("ridge_alpha", 10.0))
+    )
+    ch_default = predicted_default_cost(default, predict_lengths(lengths, Z_te), test)
+    ch_opt_te = np.concatenate([ch_te, ch_default[..., None]], -1)
   curves: dict[str, Curve] = {}
   q_hats = {}
+  shares = {}
   for head in heads:
-    q_hats[head] = fit_predict(Z_tr, q_tr, Z_te, head, settings, budgets)
-    curves[r2_name(head)] = deferral_curve(q_hats[head], ch_te, q_te, c_te, lams, cost_scale=scale)
-  base = q_hats.get("ridge", q_hats[heads[0]])
+    q_hats[head] = fit_predict(Z_tr, q_opt[train], Z_te, head, settings, budgets, cap)
+    choice = route(q_hats[head], ch_opt_te, lams, cost_scale=scale)
+    curves[r2_name(head)] = Curve(*realised(choice, q_opt[test], c_opt[test])[::-1], lams)
+    # Per lam: the fraction of test queries routed to a model's default option (column k).
+    shares[r2_name(head)] = (np.asarray(choice.option) == k).mean(-1)
+  base = q_hats.get("ridge", q_hats[heads[0]])[..., :k]
   r = route_reactive(base[..., -1], ch_te[..., -1], lams, cost_scale=scale, option=k - 1)
   curves[REACTIVE] = Curve(*realised(r, q_te, c_te)[::-1], lams)
   strong, weak = m - 1, 0
@@ -181,13 +251,16 @@ def evaluate_split(
   scores = rng.random(len(test))
   rr = route_binary(scores, 1.0 - fracs, strong=strong, weak=weak, option=k - 1)
   curves[RANDOM] = Curve(*realised(rr, q_te, c_te)[::-1], fracs)
-  curves[ORACLE] = oracle_curve(q_te, c_te, lams, cost_scale=scale)
+  curves[ORACLE] = oracle_curve(q_opt[test], c_opt[test], lams, cost_scale=scale)
   singles = {
     "quality": q_te[:, :, -1].mean(0).tolist(),
     "cost": c_te[:, :, -1].mean(0).tolist(),
     "quality_by_budget": q_te.mean(0).tolist(),
     "cost_by_budget": c_te.mean(0).tolist(),
   }
+  if default is not None:
+    singles["quality_default"] = q_opt[test][..., k].mean(0).tolist()
+    singles["cost_default"] = c_opt[test][..., k].mean(0).tolist()
   best = int(np.argmax(singles["quality"]))
   target = float(singles["quality"][best])
   single_curve = Curve(np.asarray(singles["cost"]), np.asarray(singles["quality"]), np.zeros(m))
@@ -203,6 +276,9 @@ def evaluate_split(
       "cost_at_90": cost_at(cv, 0.9 * target),
       "curve": _points(cv),
     }
+    if default is not None and name in shares:
+      out["routers"][name]["default_share"] = float(shares[name].mean())
+      out["routers"][name]["curve"]["default_share"] = shares[name].tolist()
   nan = float("nan")
   out["binary"] = {"apgr": nan, "cpt50": nan, "cpt80": nan, "random_apgr": nan}
   if _gap(q_te):

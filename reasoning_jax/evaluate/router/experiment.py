@@ -6,8 +6,12 @@ arXiv:2602.02823) reports average quality 0.8 at about 4-5x less cost than react
 (model-only) routers, AUDC / QNC / peak gains over them, and a K-anchor ablation where 4-8
 heads suffice. Here, at CPU scale (`configs/router.py`): a pool of arithmetic models of three
 sizes trained here (`pool`), the `[N, M, K]` table of every model at every budget on held-out
-questions with measured cost (`table`), and every router on one random split per `config.seeds` entry plus
-one out-of-distribution split by task family (`evaluation`).
+questions with measured cost (`table`), and every router on one random split per
+`config.seeds` entry plus one out-of-distribution split by task family (`evaluation`).
+
+With `config.unlimited` (the released code's "unlimited" option) the table gains the
+no-instruction "default" column, capped at `config.default_cap` (None: the largest budget);
+R2-Router and the oracle may pick it, and results.md reports how often R2-Router does.
 
 Outputs in `config.workdir`: results.json, results.md (mean ± std over splits),
 deferral_curves.png (cost-quality frontier of every router, split 0), anchor_ablation.png,
@@ -30,7 +34,7 @@ from reasoning_jax.evaluate.outputs import write_results
 from reasoning_jax.evaluate.router import evaluation as ev
 from reasoning_jax.evaluate.router.pool import build_pool, family_counts, held_out_queries
 from reasoning_jax.evaluate.router.table import build_table, embed_queries
-from reasoning_jax.routing import ood_split, price_arrays, split_indices
+from reasoning_jax.routing import check_default_cap, ood_split, price_arrays, split_indices
 
 METRICS = ("audc", "peak", "qnc", "cost_at_best", "cost_at_90")
 
@@ -52,6 +56,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   bad = [a for a in config.anchor_counts if not 1 <= int(a) <= k]
   if bad:
     raise ValueError(f"config.anchor_counts must be in [1, {k}] (the budgets), got {bad}")
+  if not isinstance(config.get("unlimited", False), bool):
+    raise ValueError(f"config.unlimited must be a bool, got {config.unlimited!r}")
+  cap = config.get("default_cap", None)
+  if cap is not None:
+    check_default_cap(cap, "config.default_cap")
 
 
 def settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -63,17 +72,32 @@ def evaluate_table(config, table, Z) -> dict[str, Any]:
   """Every router on one random split per seed of `config.seeds`, and the OOD split."""
   pin, pout = price_arrays(table.models, table.prices)
   cost_hat = ev.predicted_cost(table.input_len, pin, pout, table.budgets)
+  # With `unlimited`, the ground truth gains the default column (`[N, M, K + 1]`).
+  unlimited = bool(config.get("unlimited", False))
+  truth = table.option_tables(unlimited=unlimited)
+  default = None
+  if unlimited:
+    default = ev.DefaultOption(
+      table.default_output_len, table.default_input_len, pin, pout, table.default_cap
+    )
   # "generated": the tokens each answer used (it may stop before its budget); "budget": every
-  # answer billed its whole budget (the paper's C_M(b) taken as the realised cost).
-  cost = table.cost if config.get("bill", "generated") == "generated" else cost_hat
+  # answer billed its whole budget (the paper's C_M(b) taken as the realised cost; the default
+  # answer's budget is its cap).
+  cost = truth.cost
+  if config.get("bill", "generated") != "generated":
+    cost = cost_hat
+    if unlimited:
+      capped = table.default_input_len * pin + table.default_cap * pout
+      cost = np.concatenate([cost_hat, capped[..., None]], -1)
   s = settings(config)
   splits = []
   for seed in config.seeds:
     train, test = split_indices(table.num_queries, float(config.test_fraction), seed)
     start = time.time()
     res = ev.evaluate_split(
-      table.quality, cost, cost_hat, Z, train, test, table.budgets, s,
+      truth.quality, cost, cost_hat, Z, train, test, table.budgets, s,
       heads=tuple(config.heads), anchor_counts=tuple(config.anchor_counts), seed=seed,
+      default=default,
     )  # fmt: skip
     logging.info("split %d evaluated in %.1f s", seed, time.time() - start)
     splits.append(res)
@@ -83,8 +107,8 @@ def evaluate_table(config, table, Z) -> dict[str, Any]:
     train, test = ood_split(table.families, fams)
     if len(train) >= 4 and len(test) >= 2:
       ood = ev.evaluate_split(
-        table.quality, cost, cost_hat, Z, train, test, table.budgets, s,
-        heads=tuple(config.heads), seed=0,
+        truth.quality, cost, cost_hat, Z, train, test, table.budgets, s,
+        heads=tuple(config.heads), seed=0, default=default,
       )  # fmt: skip
       ood["train_families"] = sorted(set(table.families) - set(fams))
       ood["test_families"] = fams
@@ -120,6 +144,12 @@ def summarize(config, table, result: dict[str, Any], models: tuple[str, ...]) ->
   summary = {
     name: {m: [sp["routers"][name][m] for sp in splits] for m in METRICS} for name in routers
   }
+  for name in routers:  # R2-Router with the default option: how often it is picked.
+    if "default_share" in splits[0]["routers"][name]:
+      summary[name]["default_share"] = [sp["routers"][name]["default_share"] for sp in splits]
+      summary[name]["default_share_lam0"] = [
+        sp["routers"][name]["curve"]["default_share"][0] for sp in splits
+      ]
   binary = {m: [sp["binary"][m] for sp in splits] for m in splits[0]["binary"]}
   anchors = {}
   if "anchors" in splits[0]:
@@ -127,11 +157,13 @@ def summarize(config, table, result: dict[str, Any], models: tuple[str, ...]) ->
       anchors[key] = {
         m: [sp["anchors"][key][m] for sp in splits] for m in ("audc", "qnc", "peak")
       } | {"anchors": splits[0]["anchors"][key]["anchors"]}
+  keys = [
+    key
+    for key in ("quality", "cost", "quality_default", "cost_default")
+    if key in splits[0]["singles"]
+  ]
   singles = {
-    name: {
-      "quality": [sp["singles"]["quality"][i] for sp in splits],
-      "cost": [sp["singles"]["cost"][i] for sp in splits],
-    }
+    name: {key: [sp["singles"][key][i] for sp in splits] for key in keys}
     for i, name in enumerate(models)
   }
   return {
@@ -235,17 +267,26 @@ def markdown(config, table, payload: dict[str, Any]) -> str:
   lines.append("|---|" + "---|" * len(table.budgets))
   for i, name in enumerate(table.models):
     lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in lens[i]) + " |")
+  if getattr(table, "default_cap", None) is not None and config.get("unlimited", False):
+    lines += default_section(table, s, f, unit)
+  unlimited = any("default_share" in m for m in s["routers"].values())
   lines += [
     "",
     f"### Routers (cost at best = mean {unit} / query where the curve first reaches the best "
     "single model's quality)\n",
-    "| router | AUDC | peak | QNC | cost at best | cost at 90% of best |",
-    "|---|---|---|---|---|---|",
+    "| router | AUDC | peak | QNC | cost at best | cost at 90% of best |"
+    + (" default chosen (λ sweep / λ = 0) |" if unlimited else ""),
+    "|---|---|---|---|---|---|" + ("---|" if unlimited else ""),
   ]
   for name, m in s["routers"].items():
+    share = ""
+    if unlimited:
+      share = " – |"
+      if "default_share" in m:
+        share = f" {_cell(m['default_share'])} / {_cell(m['default_share_lam0'])} |"
     lines.append(
       f"| {name} | {_cell(m['audc'])} | {_cell(m['peak'])} | {_cell(m['qnc'])} | "
-      f"{_sci(m['cost_at_best'], f)} | {_sci(m['cost_at_90'], f)} |"
+      f"{_sci(m['cost_at_best'], f)} | {_sci(m['cost_at_90'], f)} |" + share
     )
   b = s["binary"]
   lines += [
@@ -274,6 +315,32 @@ def markdown(config, table, payload: dict[str, Any]) -> str:
       lines.append(f"| {name} | {m['audc']:.3f} | {m['peak']:.3f} | {m['qnc']:.3f} |")
   lines += ["", "**Verdict.** " + s["verdict"]["text"], ""]
   return "\n".join(lines)
+
+
+def default_section(table, s: dict[str, Any], f: float, unit: str) -> list[str]:
+  """results.md's rows on the no-instruction "default" column: per model its quality, tokens
+  and cost on the test queries, and how often R2-Router picks it."""
+  lines = [
+    "",
+    f"### The default option (no instruction, capped at {table.default_cap} tokens; "
+    "`config.unlimited`)\n",
+    "| model | quality (test) | cost (test, " + unit + " / query) | mean tokens (all) |",
+    "|---|---|---|---|",
+  ]
+  tokens = np.asarray(table.default_output_len, float).mean(0)
+  for i, name in enumerate(table.models):
+    single = s["singles"][name]
+    lines.append(
+      f"| {name} | {_cell(single['quality_default'])} | {_sci(single['cost_default'], f)} | "
+      f"{tokens[i]:.1f} |"
+    )
+  for name, m in s["routers"].items():
+    if "default_share" in m:
+      lines.append(
+        f"\n{name} routes {_cell(m['default_share'])} of the test queries to a default option "
+        f"(mean over the λ sweep; {_cell(m['default_share_lam0'])} at λ = 0)."
+      )
+  return lines
 
 
 def plot(payload: dict[str, Any], workdir: str, unit: tuple[float, str] = (1e3, "ms")) -> list[str]:
@@ -345,6 +412,7 @@ def run_router_experiment(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "models": list(table.models),
     "budgets": list(table.budgets),
     "families": family_counts(table.families),
+    "default_cap": table.default_cap,
     "prices": {k: list(v) for k, v in table.prices.items()},
     "price_source": table.price_source,
     "pool": pool_info,

@@ -2,8 +2,9 @@
 and the frozen query embeddings.
 
 `routing.build_bench` writes the resumable table under `<workdir>/bench` (quality by the
-verifier, output / input tokens, cost at measured seconds per token); the query embeddings are
-those of a `routing.QueryEncoder` over the pool's largest trained model (or
+verifier, output / input tokens, cost at measured seconds per token; with `config.unlimited`
+also the no-instruction "default" column capped at `default_cap(config)`); the query
+embeddings are those of a `routing.QueryEncoder` over the pool's largest trained model (or
 `config.encoder_hf_dir`), cached in `<workdir>/bench/embeddings.npz` with the encoder recorded.
 """
 
@@ -16,7 +17,13 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from reasoning_jax.routing import BenchQuery, BenchTable, QueryEncoder, build_bench
+from reasoning_jax.routing import (
+  BenchQuery,
+  BenchTable,
+  QueryEncoder,
+  build_bench,
+  check_default_cap,
+)
 
 
 def instruction(config: ml_collections.ConfigDict) -> str:
@@ -28,10 +35,21 @@ def instruction(config: ml_collections.ConfigDict) -> str:
   return text
 
 
+def default_cap(config: ml_collections.ConfigDict) -> int | None:
+  """The token cap of the no-instruction "default" column: None unless `config.unlimited`;
+  then `config.default_cap`, or the largest budget when that is None (it plays R2-Bench's
+  "default" here, `configs/router.py`)."""
+  if not config.get("unlimited", False):
+    return None
+  cap = config.get("default_cap", None)
+  return check_default_cap(max(config.budgets) if cap is None else cap, "config.default_cap")
+
+
 def build_table(
   config: ml_collections.ConfigDict, pool: dict[str, Any], queries: list[BenchQuery]
 ) -> BenchTable:
-  """The `[N, M, K]` table of `pool` x `queries` x `config.budgets` (resumed when present)."""
+  """The `[N, M, K]` table of `pool` x `queries` x `config.budgets`, plus the default column
+  with `config.unlimited` (resumed when present: an existing bench gains the column)."""
   return build_bench(
     pool,
     queries,
@@ -40,6 +58,7 @@ def build_table(
     os.path.join(config.workdir, "bench"),
     batch_size=int(config.bench_batch_size),
     instruction=instruction(config),
+    default_cap=default_cap(config),
     progress=False,
   )
 
