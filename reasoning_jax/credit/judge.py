@@ -14,8 +14,9 @@ is the verdict: `true_word` or `false_word`. Three things must be exact:
   with no alignment heuristics. A judge with another tokenizer cannot be mapped this way and is
   refused (`JudgeError`, naming the argument).
 * **The verdict token.** "True" and " True" are different tokens in BPE vocabularies; which
-  one the judge emits depends on the text before it. `verdict_token_id` resolves a word in
-  the context it follows (the template's tail): `encode(tail + word)` must be
+  one the judge emits depends on the text before it. `verdict_token_id` (defined in
+  `reasoning_jax.tokenizers.verdict`, shared with `routing`) resolves a word in the context it
+  follows (the template's tail): `encode(tail + word)` must be
   `encode(tail)` plus exactly one token, which is the verdict id. A word that spans several
   tokens, or merges with the tail, is an error that says how to fix the template.
 * **Static shapes.** Pairs (response, item) are padded to `[M, L]` with `M` and `L` rounded
@@ -36,6 +37,9 @@ from typing import Any
 
 import numpy as np
 
+# The verdict token and the judge's error live in the tokenizers room, shared with `routing`.
+from reasoning_jax.tokenizers.verdict import JudgeError, verdict_token_id
+
 __all__ = [
   "DEFAULT_TEMPLATE",
   "JudgeBatch",
@@ -52,10 +56,6 @@ DEFAULT_TEMPLATE = (
   "Does the response meet the criterion? Answer True or False.\nVerdict:"
 )
 _RESPONSE = "\x00RESPONSE\x00"  # Never produced by a tokenizer's decode of real text.
-
-
-class JudgeError(ValueError):
-  """Bad judge input; the message names the argument."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,31 +118,15 @@ class JudgeFormat:
   def verdict_ids(self, tokenizer) -> tuple[int, int]:
     """`(true_id, false_id)` in the context of the template's tail."""
     _, tail = self.render(tokenizer, "q", "c")
-    true_id = verdict_token_id(tokenizer, self.true_word, context=tail, argument="true_word")
-    false_id = verdict_token_id(tokenizer, self.false_word, context=tail, argument="false_word")
+    true_id = verdict_token_id(
+      tokenizer, self.true_word, context=tail, argument="JudgeFormat.true_word"
+    )
+    false_id = verdict_token_id(
+      tokenizer, self.false_word, context=tail, argument="JudgeFormat.false_word"
+    )
     if true_id == false_id:
       raise JudgeError(f"true_word and false_word resolve to the same token id {true_id}")
     return true_id, false_id
-
-
-def verdict_token_id(tokenizer, word: str, *, context: str = "", argument: str = "word") -> int:
-  """The single token `word` adds after `context`; JudgeError when it is not one token."""
-  base = list(tokenizer.encode(context)) if context else []
-  full = list(tokenizer.encode(context + word))
-  extra = full[len(base) :]
-  if full[: len(base)] != base:
-    raise JudgeError(
-      f"JudgeFormat.{argument}={word!r} merges with the end of the template "
-      f"({context[-12:]!r}) into other tokens; move the shared whitespace into the verdict "
-      f"word (e.g. a template ending 'Verdict:' with {' ' + word.strip()!r})"
-    )
-  if len(extra) != 1:
-    raise JudgeError(
-      f"JudgeFormat.{argument}={word!r} tokenizes to {len(extra)} tokens {extra} after the "
-      "template; a verdict must be a single token of the judge's vocabulary (e.g. 'True' vs "
-      "' True', or single-character words such as 'Y'/'N' for a byte tokenizer)"
-    )
-  return int(extra[0])
 
 
 def check_same_tokenizer(policy_tokenizer, judge_tokenizer, *, argument: str = "judge") -> None:

@@ -21,6 +21,7 @@ Modules (one concept each):
 * `hf`: `HFTokenizer`.
 * `loading`: `load_tokenizer`.
 * `padded`: `PaddedVocab` (an embedding with more rows than the tokenizer has ids).
+* `verdict`: `verdict_token_id`, a judge's verdict word resolved in context, and `JudgeError`.
 
 Example:
   >>> tok = load_tokenizer("byte")
@@ -46,6 +47,7 @@ from reasoning_jax.tokenizers.hf_files import (
 )
 from reasoning_jax.tokenizers.loading import load_tokenizer
 from reasoning_jax.tokenizers.padded import PaddedVocab, pad_vocab
+from reasoning_jax.tokenizers.verdict import JudgeError, verdict_token_id
 
 __all__ = [
   "Tokenizer",
@@ -60,4 +62,6 @@ __all__ = [
   "TOKENIZER_CONFIG_FILE",
   "SPECIAL_TOKENS_MAP_FILE",
   "CHAT_TEMPLATE_FILE",
+  "JudgeError",
+  "verdict_token_id",
 ]
