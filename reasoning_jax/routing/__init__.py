@@ -18,8 +18,12 @@ Routing for Efficient LLM Inference" (Jitkrittum et al., arXiv:2502.08773).
     folder (`EncoderInfo` records which);
   * `pool`: `PoolModel`, the length instruction and budget-capped greedy `generate_capped`;
   * `bench`: `build_bench`, the resumable offline R2-Bench-style table (quality / output
-    length / cost `[N, M, K]`, plus the no-instruction "default" column with `default_cap`)
-    and its seeded and out-of-distribution splits;
+    length / cost `[N, M, K]`, plus the no-instruction "default" column with `default_cap`,
+    plus a judge model's scores with `judge`); `shards`: its append-only files;
+  * `bench_table`: `BenchTable` (`option_tables(quality_source=)`) and its seeded and
+    out-of-distribution splits;
+  * `judge`: `ModelJudge`, P(correct) from a judge model's verdict token, and
+    `judge_agreement` (Pearson, accuracy) against the verifier;
   * `api`: `Router`, `route(query) -> (model, budget)` and `route_and_generate`.
 
   >>> heads = fit_quality_heads(Z_train, quality_train, RouterConfig(head="ridge"))
@@ -36,11 +40,13 @@ from reasoning_jax.routing.bench import (
   as_queries,
   build_bench,
   check_default_cap,
+  check_judge,
   ood_split,
   resolve_verifier,
   shard_path,
   split_indices,
 )
+from reasoning_jax.routing.bench_table import QUALITY_SOURCES
 from reasoning_jax.routing.config import (
   DEFAULT_BUDGETS,
   HEAD_KINDS,
@@ -57,6 +63,8 @@ from reasoning_jax.routing.cost import (
   router_cost_table,
 )
 from reasoning_jax.routing.encoder import EncoderInfo, QueryEncoder, mean_pool
+from reasoning_jax.routing.judge import DEFAULT_TEMPLATE as JUDGE_TEMPLATE
+from reasoning_jax.routing.judge import JudgeError, ModelJudge, judge_agreement
 from reasoning_jax.routing.heads import (
   MLPHeads,
   QualityHeads,
@@ -120,11 +128,15 @@ __all__ = [
   "Decision",
   "EncoderInfo",
   "HEAD_KINDS",
+  "JUDGE_TEMPLATE",
+  "JudgeError",
   "LAMBDA_MODES",
   "LENGTH_INSTRUCTION",
   "MLPHeads",
+  "ModelJudge",
   "ModelPrice",
   "OptionTables",
+  "QUALITY_SOURCES",
   "PoolError",
   "PoolModel",
   "QualityHeads",
@@ -141,6 +153,8 @@ __all__ = [
   "best_single_model",
   "binary_pgr_curve",
   "budget_cap",
+  "check_judge",
+  "judge_agreement",
   "budget_prompt",
   "build_bench",
   "check_budgets",

@@ -21,11 +21,20 @@ same scheme, so a bench built without it gains it later without regenerating a b
 The manifest's fingerprint covers the queries, models, budgets and instruction; `default_cap` is
 recorded beside it, and a later run asking for a different one is refused.
 
+With `judge` (a `routing.judge.ModelJudge`), every finished shard is also graded by the judge
+model from its stored completions, into the judge's own shards beside it; the table gains
+`judge_quality [N, M, K]` (and `default_judge_quality [N, M]`). A bench built without a judge
+gains one later, its completions reused as they are: grading is a teacher-forced forward over
+text already on disk, never a new generation. The verifier's `quality` stays the ground truth
+unless a router asks for `option_tables(quality_source="judge")`.
+
   >>> table = build_bench(pool, queries, "math_exact", (10, 50, 200), "outputs/bench")
   >>> table.quality.shape, table.output_len.shape, table.cost.shape   # [N, M, K] each
   >>> table = build_bench(pool, queries, "math_exact", (10, 50, 200), "outputs/bench",
   ...                     default_cap=400)                    # adds the "default" column
   >>> quality, cost, output_len = table.option_tables(unlimited=True)   # [N, M, K + 1] each
+  >>> table = build_bench(pool, queries, "math_exact", (10, 50, 200), "outputs/bench",
+  ...                     judge=ModelJudge.from_hf("/m/judge"))    # + table.judge_quality
   >>> train, test = split_indices(table.num_queries, test_fraction=0.3, seed=0)
   >>> train, test = ood_split(table.families, test_families=["countdown"])
 """
@@ -36,13 +45,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from absl import logging
 
+from reasoning_jax.routing.bench_table import BenchTable, OptionTables, ood_split, split_indices
 from reasoning_jax.routing.config import check_budgets
 from reasoning_jax.routing.cost import ModelPrice, price_arrays
 from reasoning_jax.routing.pool import (
@@ -52,6 +61,14 @@ from reasoning_jax.routing.pool import (
   generate_capped,
   load_pool_model,
 )
+from reasoning_jax.routing.shards import (
+  DEFAULT,
+  append_record,
+  atomic_json,
+  judge_shard_path,
+  read_shard,
+  shard_path,
+)
 
 __all__ = [
   "BenchQuery",
@@ -60,6 +77,7 @@ __all__ = [
   "as_queries",
   "build_bench",
   "check_default_cap",
+  "check_judge",
   "ood_split",
   "resolve_verifier",
   "shard_path",
@@ -67,7 +85,6 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
-DEFAULT = "default"  # The no-instruction column's option label (`RouterConfig.option_labels`).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,17 +135,6 @@ def resolve_verifier(verifier: Any) -> Callable[..., float]:
   return verifier
 
 
-def _safe(name: str) -> str:
-  return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
-def shard_path(out_dir: str, model: str, budget: int | None) -> str:
-  """The JSONL shard of (model, budget) (None: the no-instruction "default" column); its
-  completion marker is this path + ".done"."""
-  tag = DEFAULT if budget is None else f"b{budget}"
-  return os.path.join(out_dir, "shards", f"{_safe(model)}__{tag}.jsonl")
-
-
 def check_default_cap(default_cap: Any, name: str = "default_cap") -> int | None:
   """`default_cap` as a positive int (tokens of the no-instruction answer) or None."""
   if default_cap is None:
@@ -138,169 +144,6 @@ def check_default_cap(default_cap: Any, name: str = "default_cap") -> int | None
   if default_cap < 1:
     raise ValueError(f"{name} must be >= 1 token, got {default_cap!r}")
   return int(default_cap)
-
-
-def _atomic_json(path: str, value: Any) -> None:
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(value, f)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
-def _read_shard(path: str, *, repair: bool) -> dict[int, dict]:
-  """Batch index -> record of the shard's whole lines (the first of any repeated batch). With
-  `repair`, a torn last line is cut off so that appends start on a fresh line."""
-  if not os.path.exists(path):
-    return {}
-  records: dict[int, dict] = {}
-  good = 0
-  with open(path, "rb") as f:
-    data = f.read()
-  pos = 0
-  while pos < len(data):
-    end = data.find(b"\n", pos)
-    if end < 0:
-      break  # no newline: a torn write
-    try:
-      rec = json.loads(data[pos:end])
-    except json.JSONDecodeError:
-      break
-    records.setdefault(int(rec["batch"]), rec)
-    pos = good = end + 1
-  if repair and good < len(data):
-    with open(path, "r+b") as f:
-      f.truncate(good)
-  return records
-
-
-class OptionTables(NamedTuple):
-  """Ground-truth tables over a router's options `[N, M, K (+ 1)]`: the budgets, then the
-  "default" column when asked (`RouterConfig.option_labels`)."""
-
-  quality: np.ndarray
-  cost: np.ndarray
-  output_len: np.ndarray
-  input_len: np.ndarray
-
-
-# The default column's arrays, by the name of their budget-table counterpart.
-_DEFAULT_FIELDS = {
-  "quality": "default_quality",
-  "output_len": "default_output_len",
-  "input_len": "default_input_len",
-  "cost": "default_cost",
-  "completions": "default_completions",
-}
-
-
-@dataclasses.dataclass
-class BenchTable:
-  """The benchmark as arrays (N queries, M models, K budgets).
-
-  Attributes:
-    models / budgets: the M names and K budgets.
-    queries / answers / families: per query.
-    quality: `[N, M, K]` verifier scores.
-    output_len: `[N, M, K]` generated tokens (EOS included, at most the budget).
-    input_len: `[N, M, K]` prompt tokens (the instruction included).
-    cost: `[N, M, K]` `input_len * price_in + output_len * price_out`.
-    prices: name -> `ModelPrice` used for `cost`.
-    price_source: name -> "given" or "measured" (seconds per token).
-    completions: `[N, M, K]` object array of completion texts.
-    default_cap: the token cap of the no-instruction "default" column (None: not built).
-    default_quality / default_output_len / default_input_len / default_cost /
-    default_completions: that column, `[N, M]` each (None when not built), priced as `cost`.
-  """
-
-  models: tuple[str, ...]
-  budgets: tuple[int, ...]
-  queries: list[str]
-  answers: list[Any]
-  families: list[str]
-  quality: np.ndarray
-  output_len: np.ndarray
-  input_len: np.ndarray
-  cost: np.ndarray
-  prices: dict[str, ModelPrice]
-  price_source: dict[str, str]
-  completions: np.ndarray
-  default_cap: int | None = None
-  default_quality: np.ndarray | None = None
-  default_output_len: np.ndarray | None = None
-  default_input_len: np.ndarray | None = None
-  default_cost: np.ndarray | None = None
-  default_completions: np.ndarray | None = None
-
-  @property
-  def num_queries(self) -> int:
-    return len(self.queries)
-
-  @property
-  def has_default(self) -> bool:
-    """Whether the no-instruction "default" column was built (`build_bench(default_cap=)`)."""
-    return self.default_quality is not None
-
-  def option_tables(self, unlimited: bool = False) -> OptionTables:
-    """`(quality, cost, output_len, input_len)`, `[N, M, K]` each, or `[N, M, K + 1]` with the
-    "default" column last when `unlimited` (the layout of `RouterConfig(unlimited=True)`'s
-    `option_labels` and of `fit_router`'s `quality`)."""
-    names = ("quality", "cost", "output_len", "input_len")
-    if not unlimited:
-      return OptionTables(*(getattr(self, f) for f in names))
-    if not self.has_default:
-      raise ValueError(
-        "unlimited=True needs the no-instruction column: build the bench with default_cap"
-      )
-    return OptionTables(
-      *(
-        np.concatenate([getattr(self, f), getattr(self, _DEFAULT_FIELDS[f])[..., None]], -1)
-        for f in names
-      )
-    )
-
-  def take(self, index: Any) -> BenchTable:
-    """The table restricted to the queries `index`."""
-    idx = np.asarray(index, np.int64)
-    default = {
-      d: None if getattr(self, d) is None else getattr(self, d)[idx]
-      for d in _DEFAULT_FIELDS.values()
-    }
-    return dataclasses.replace(
-      self,
-      queries=[self.queries[i] for i in idx],
-      answers=[self.answers[i] for i in idx],
-      families=[self.families[i] for i in idx],
-      quality=self.quality[idx],
-      output_len=self.output_len[idx],
-      input_len=self.input_len[idx],
-      cost=self.cost[idx],
-      completions=self.completions[idx],
-      **default,
-    )
-
-  def save(self, path: str) -> None:
-    """Writes `path` (.npz arrays) and `path` + ".json" (names, prices, texts); the default
-    column's arrays and texts under their field names when it was built."""
-    arrays = {f: getattr(self, f) for f in ("quality", "output_len", "input_len", "cost")}
-    if self.has_default:
-      arrays |= {d: getattr(self, d) for f, d in _DEFAULT_FIELDS.items() if f != "completions"}
-    np.savez(path, **arrays)
-    meta = {
-      "models": list(self.models),
-      "budgets": list(self.budgets),
-      "queries": self.queries,
-      "answers": [str(a) for a in self.answers],
-      "families": self.families,
-      "prices": {k: list(v) for k, v in self.prices.items()},
-      "price_source": self.price_source,
-      "completions": self.completions.tolist(),
-      "default_cap": self.default_cap,
-    }
-    if self.has_default:
-      meta["default_completions"] = self.default_completions.tolist()
-    _atomic_json(f"{path}.json", meta)
 
 
 def _fingerprint(queries: list[BenchQuery], models: Sequence[str], budgets, instruction) -> str:
@@ -317,7 +160,7 @@ def _check_manifest(out_dir: str, manifest: dict) -> None:
   manifest is rewritten), one built with it refuses another."""
   path = os.path.join(out_dir, MANIFEST)
   if not os.path.exists(path):
-    _atomic_json(path, manifest)
+    atomic_json(path, manifest)
     return
   with open(path) as f:
     old = json.load(f)
@@ -336,7 +179,7 @@ def _check_manifest(out_dir: str, manifest: dict) -> None:
       f"was built with; pass default_cap={old_cap}, or use a new out_dir"
     )
   if old_cap is None:
-    _atomic_json(path, old | {"default_cap": cap})
+    atomic_json(path, old | {"default_cap": cap})
 
 
 def build_bench(
@@ -350,6 +193,7 @@ def build_bench(
   instruction: str = LENGTH_INSTRUCTION,
   chat: bool = True,
   default_cap: int | None = None,
+  judge: Any = None,
   warmup: bool = True,
   on_batch: Callable[[str, int | None, int], None] | None = None,
   progress: bool = True,
@@ -369,6 +213,13 @@ def build_bench(
     default_cap: when given, also build the "default" column: every model answers with no
       instruction, capped at `default_cap` tokens (R2-Bench: 4000). Fixed for an `out_dir`
       once built; a bench built without it gains it here, its budget shards reused as they are.
+    judge: a `routing.judge.ModelJudge` (anything with `name`, `settings` and
+      `score(questions, answers, responses) -> [n]`): every batch is also graded by it, from
+      the stored completions, into its own shards (`shards.judge_shard_path`), so a bench
+      built without a judge gains one later without regenerating a completion; the table
+      gains `judge_quality`. The verifier stays `quality` (`BenchTable.option_tables`'
+      `quality_source` picks which one a router uses). A judge's settings are recorded in the
+      manifest under its name; another judge under the same name is refused.
     warmup: run each new shape once untimed, so measured seconds exclude compilation.
     on_batch: called as `on_batch(model, budget, batch_index)` after each batch is written
       (`budget` None for the default column).
@@ -386,6 +237,7 @@ def build_bench(
   models = tuple(pool)
   budgets = check_budgets(budgets, "budgets")
   default_cap = check_default_cap(default_cap)
+  check_judge(judge)
   qs = as_queries(queries)
   verify = resolve_verifier(verifier)
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -403,6 +255,8 @@ def build_bench(
     "default_cap": default_cap,
   }
   _check_manifest(out_dir, manifest)
+  if judge is not None:
+    _record_judge(out_dir, judge)
   # The columns per model: the budgets, then None (no instruction, `default_cap`) when asked.
   columns: tuple[int | None, ...] = budgets + ((None,) if default_cap is not None else ())
   num_batches = -(-len(qs) // batch_size)
@@ -412,6 +266,7 @@ def build_bench(
 
     bar = tqdm(total=len(models) * len(columns) * num_batches, desc="R2-Bench", unit="batch")
   records: dict[tuple[int, int], dict[int, dict]] = {}
+  judged: dict[tuple[int, int], dict[int, dict]] = {}
   loaded: dict[str, Any] = {}
   seen: set = set()
   try:
@@ -419,10 +274,12 @@ def build_bench(
       for ki, b in enumerate(columns):
         path = shard_path(out_dir, name, b)
         closed = os.path.exists(path + ".done")
-        recs = records[mi, ki] = _read_shard(path, repair=not closed)
+        recs = records[mi, ki] = read_shard(path, repair=not closed)
         if bar is not None:
           bar.update(len(recs))
         if closed:
+          if judge is not None:
+            judged[mi, ki] = _judge_shard(judge, out_dir, name, b, qs, recs)
           continue
         if name not in loaded:
           loaded[name] = load_pool_model(name, pool[name])
@@ -456,10 +313,7 @@ def build_bench(
             "prefill_s": out.prefill_s,
             "decode_s": out.decode_s,
           }
-          with open(path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+          append_record(path, rec)
           recs[j] = rec
           if bar is not None:
             bar.update(1)
@@ -468,11 +322,88 @@ def build_bench(
             logging.info("R2-Bench %s %s batch %d/%d", name, label, j + 1, num_batches)
           if on_batch is not None:
             on_batch(name, b, j)
-        _atomic_json(path + ".done", {"batches": num_batches, "rows": len(qs)})
+        atomic_json(path + ".done", {"batches": num_batches, "rows": len(qs)})
+        if judge is not None:
+          judged[mi, ki] = _judge_shard(judge, out_dir, name, b, qs, recs)
   finally:
     if bar is not None:
       bar.close()
-  return _assemble(pool, models, budgets, qs, records, default_cap)
+  table = _assemble(pool, models, budgets, qs, records, default_cap)
+  if judge is not None:
+    _assemble_judge(table, judge.name, judged)
+  return table
+
+
+def check_judge(judge: Any) -> None:
+  """`judge` is None or has a non-empty `name`, `settings` and a callable `score`."""
+  if judge is None:
+    return
+  name = getattr(judge, "name", None)
+  if not callable(getattr(judge, "score", None)) or not isinstance(name, str) or not name:
+    raise ValueError(
+      "judge must be a routing.judge.ModelJudge (a non-empty `name`, `settings` and "
+      f"`score(questions, answers, responses)`), got {judge!r}"
+    )
+
+
+def _record_judge(out_dir: str, judge: Any) -> None:
+  """Records the judge's settings in the manifest under its name, or refuses a judge whose
+  settings differ from those its name's stored scores were made with."""
+  path = os.path.join(out_dir, MANIFEST)
+  with open(path) as f:
+    manifest = json.load(f)
+  settings = dict(getattr(judge, "settings", {}) or {})
+  judges = dict(manifest.get("judges", {}))
+  old = judges.get(judge.name)
+  if old is not None and old != settings:
+    raise ValueError(
+      f"judge {judge.name!r} has settings {settings} but out_dir={out_dir!r} holds its scores "
+      f"made with {old}; give the judge another name"
+    )
+  if old is None:
+    atomic_json(path, manifest | {"judges": judges | {judge.name: settings}})
+
+
+def _judge_shard(judge, out_dir, name, budget, qs, recs) -> dict[int, dict]:
+  """The judge's records of one finished completion shard: read back, and the batches it
+  lacks scored from the stored completions (one `judge.score` call per batch) and appended."""
+  path = judge_shard_path(out_dir, name, budget, judge.name)
+  closed = os.path.exists(path + ".done")
+  scored = read_shard(path, repair=not closed)
+  if closed:
+    return scored
+  for j, rec in sorted(recs.items()):
+    if j in scored:
+      continue
+    chunk = [qs[i] for i in rec["indices"]]
+    values = judge.score([q.text for q in chunk], [q.answer for q in chunk], rec["completions"])
+    values = [float(v) for v in np.asarray(values, np.float64).reshape(-1)]
+    if len(values) != len(chunk) or not all(0.0 <= v <= 1.0 for v in values):
+      raise ValueError(
+        f"judge {judge.name!r} must return {len(chunk)} scores in [0, 1], got {values}"
+      )
+    out = {"batch": j, "indices": rec["indices"], "judge_quality": values}
+    append_record(path, out)
+    scored[j] = out
+  atomic_json(path + ".done", {"batches": len(scored), "judge": judge.name})
+  label = DEFAULT if budget is None else f"b={budget}"
+  logging.info("R2-Bench judge %s graded %s %s", judge.name, name, label)
+  return scored
+
+
+def _assemble_judge(table: BenchTable, judge_name: str, judged: dict) -> None:
+  n, m, k = table.quality.shape
+  scores = {"judge_quality": np.zeros((n, m, k), np.float32)}
+  default = {"judge_quality": np.zeros((n, m), np.float32)}
+  for (mi, ki), recs in judged.items():
+    if ki == k:
+      _fill(recs, mi, default)
+    else:
+      _fill(recs, mi, scores, (ki,))
+  table.judge = judge_name
+  table.judge_quality = scores["judge_quality"]
+  if table.has_default:
+    table.default_judge_quality = default["judge_quality"]
 
 
 def _fill(records: dict[int, dict], mi: int, arrays: dict, ki: tuple = ()) -> None:
@@ -542,32 +473,3 @@ def _assemble(pool, models, budgets, qs, records, default_cap) -> BenchTable:
     table["completions"],
     **extra,
   )
-
-
-def split_indices(
-  n: int, test_fraction: float = 0.2, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-  """A seeded random `(train, test)` split of `range(n)` (each sorted, both non-empty)."""
-  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-    raise ValueError(f"n must be an int >= 2 (queries to split), got {n!r}")
-  if not 0.0 < test_fraction < 1.0:
-    raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-  perm = np.random.default_rng(seed).permutation(n)
-  n_test = min(max(1, int(round(test_fraction * n))), n - 1)
-  return np.sort(perm[n_test:]), np.sort(perm[:n_test])
-
-
-def ood_split(
-  families: Sequence[str], test_families: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-  """An out-of-distribution `(train, test)` split: the test set is every query whose family is
-  in `test_families`, the training set the rest (section 6.6: STEM -> non-STEM)."""
-  fams = list(families)
-  test_set = set(test_families)
-  missing = sorted(test_set - set(fams))
-  if missing:
-    raise ValueError(f"test_families {missing} do not occur in families {sorted(set(fams))}")
-  mask = np.array([f in test_set for f in fams])
-  if mask.all():
-    raise ValueError(f"test_families {sorted(test_set)} cover every query; no training set left")
-  return np.flatnonzero(~mask), np.flatnonzero(mask)
