@@ -9,6 +9,7 @@ and APGR / CPT; deferral curves, AUDC and QNC from Jitkrittum et al. (arXiv:2502
   python -m experiments.router --config=configs/router.py:quick   # end to end in 30-60 s
   python -m experiments.router --config.pool.hf_dirs='("/m/Qwen2.5-0.5B-Instruct",)'
   python -m experiments.router --config.unlimited=True   # + the no-instruction "default" option
+  python -m experiments.router --config.judge.pool_model=large   # + a judge model's grades
 
 The pool: three `tiny-qwen3` models of different sizes ("small" 1 layer x 32, "medium" 2 x 64,
 "large" 4 x 128) trained here once with the SFT trainer (`evaluate.trained_model.train_or_load`,
@@ -98,6 +99,26 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   # C_M(b) = b price_out taken as the bill: a sensitivity check, not the default).
   c.bill = "generated"
   c.bench_batch_size = 32
+  # A judge model grading every table cell beside the verifier (R2-Bench's judge LLM):
+  # pool_model names a trained pool member, hf_dir a local HF folder; both "": off. Its scores
+  # are computed from the stored completions (an existing bench gains them without
+  # regenerating) and results.md reports its agreement with the verifier (Pearson, accuracy at
+  # 0.5). quality_source: "verifier" (exact here: the ground truth) or "judge" (route on, and
+  # measure in, the judge's scores, as R2-Bench does). The verdict words follow the template's
+  # last character and must be one token each there ("Y" / "N" for the pool's byte tokenizer;
+  # e.g. " Yes" / " No" for a BPE judge).
+  c.judge = ml_collections.ConfigDict()
+  c.judge.pool_model = ""
+  c.judge.hf_dir = ""
+  c.judge.template = (
+    "Question: {question}\nReference answer: {answer}\nResponse: {response}\n"
+    "Is the response correct? Answer Y or N.\nVerdict:"
+  )
+  c.judge.positive = "Y"
+  c.judge.negative = "N"
+  c.judge.chat = False
+  c.judge.batch_size = 32
+  c.judge.quality_source = "verifier"
   c.encoder_hf_dir = ""  # "": the pool's largest trained model, mean-pooled.
   # Evaluation.
   c.seeds = (0, 1, 2, 3, 4)  # One random train/test split per seed.

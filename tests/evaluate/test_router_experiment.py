@@ -388,3 +388,114 @@ def test_reproduction_verdict(ratio, ratio90, target, seeds, status):
   }
   (verdict,) = router_verdict(payload)
   assert verdict.status == status and verdict.method == "r2router"
+
+
+# ------------------------------------------------------------------ the judge
+
+
+def _judged(table, seed: int = 0):
+  """The synthetic table with judge scores: the verifier's, flipped on a seeded 20% of cells
+  and blurred into (0, 1)."""
+  rng = np.random.default_rng(seed)
+  flip = rng.random(table.quality.shape) < 0.2
+  hard = np.where(flip, 1.0 - table.quality, table.quality)
+  table.judge = "synthetic"
+  table.judge_quality = (0.1 + 0.8 * hard).astype(np.float32)
+  table.default_judge_quality = (0.1 + 0.8 * table.default_quality).astype(np.float32)
+  return table, flip
+
+
+def test_judge_config_report_and_quality_source():
+  from reasoning_jax.evaluate.router import judge as jr
+
+  table, Z = synthetic_table(160, seed=2)
+  config = router_config.get_config("quick")
+  config.seeds, config.heads, config.anchor_counts = (0,), ("ridge",), (1,)
+  config.budgets, config.num_lambdas = BUDGETS, 21
+  config.ood_test_families = ("hard",)
+  assert not jr.judge_enabled(config) and jr.build_judge(config, {}) is None
+  assert jr.judge_report(table, config) is None
+  config.judge.quality_source = "judge"
+  with pytest.raises(ValueError, match="quality_source='judge' needs a judge"):
+    experiment.validate(config)
+  config.judge.quality_source = "humans"
+  with pytest.raises(ValueError, match="config.judge.quality_source must be one of"):
+    experiment.validate(config)
+  config.judge.quality_source, config.judge.pool_model = "verifier", "huge"
+  with pytest.raises(ValueError, match="config.judge.pool_model='huge' must name"):
+    experiment.validate(config)
+  config.judge.pool_model, config.judge.hf_dir = "large", "/m/judge"
+  with pytest.raises(ValueError, match="pool_model or hf_dir, not both"):
+    experiment.validate(config)
+  config.judge.hf_dir = ""
+  experiment.validate(config)
+  table, flip = _judged(table)
+  report = jr.judge_report(table, config)
+  agreement = report["agreement"]
+  assert agreement["cells"] == table.quality.size
+  assert agreement["accuracy"] == pytest.approx(1.0 - flip.mean())  # judge >= 0.5 iff not flipped
+  assert agreement["pearson"] == pytest.approx(
+    np.corrcoef(table.judge_quality.ravel(), table.quality.ravel())[0, 1], rel=1e-5
+  )
+  assert set(report["per_model"]) == set(table.models) and "default" in report
+  verifier = experiment.evaluate_table(config, table, Z)
+  config.judge.quality_source = "judge"
+  judged = experiment.evaluate_table(config, table, Z)
+  test = _test_rows(table)
+  np.testing.assert_allclose(  # the single models are measured in the judge's scores
+    judged["splits"][0]["singles"]["quality"],
+    table.judge_quality[test][:, :, -1].mean(0),
+    rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+    verifier["splits"][0]["singles"]["quality"], table.quality[test][:, :, -1].mean(0), rtol=1e-5
+  )
+  summary = experiment.summarize(config, table, judged, table.models)
+  payload = {
+    "summary": summary,
+    "ood": judged["ood"],
+    "families": {"easy": 1},
+    "encoder": {"name": "synthetic", "hidden_size": Z.shape[1]},
+    "pool": {},
+    "wall_s": 1.0,
+    "judge": report | {"quality_source": "judge"},
+  }
+  md = experiment.markdown(config, table, payload)
+  assert "### Judge 'synthetic' vs the verifier 'math_exact'" in md
+  assert (
+    f"| {agreement['cells']} | {agreement['pearson']:.3f} | {agreement['accuracy']:.3f} |" in md
+  )
+  assert "trained and measured on the **judge**'s scores" in md
+
+
+@pytest.mark.slow
+def test_quick_variant_with_a_pool_judge_end_to_end(tmp_path):
+  """The quick variant, then the largest pool model as the judge on the same workdir: the
+  judge grades the stored completions (no completion shard is rewritten), results.md reports
+  its agreement, and quality_source='judge' routes on its scores."""
+  config = router_config.get_config("quick")
+  config.workdir = str(tmp_path / "router")
+  config.seeds, config.heads, config.anchor_counts, config.plot = (0,), ("ridge",), (1,), False
+  experiment.run_router_experiment(config)
+  shards = os.path.join(config.workdir, "bench", "shards")
+  before = {f: os.path.getmtime(os.path.join(shards, f)) for f in os.listdir(shards)}
+  config.judge.pool_model = "large"
+  payload = experiment.run_router_experiment(config)
+  assert {f: os.path.getmtime(os.path.join(shards, f)) for f in before} == before
+  judge = payload["judge"]
+  assert judge["name"] == "pool:large" and judge["quality_source"] == "verifier"
+  n, m, k = config.num_queries, 3, len(config.budgets)
+  assert judge["agreement"]["cells"] == n * m * k
+  assert 0.0 <= judge["agreement"]["accuracy"] <= 1.0
+  judge_shards = [f for f in os.listdir(shards) if "__judge-pool_large.jsonl.done" in f]
+  assert len(judge_shards) == m * k
+  md = open(os.path.join(config.workdir, "results.md")).read()
+  assert "### Judge 'pool:large' vs the verifier" in md
+  config.judge.quality_source = "judge"
+  routed = experiment.run_router_experiment(config)
+  assert routed["quality_source"] == "judge"
+  assert {f: os.path.getmtime(os.path.join(shards, f)) for f in before} == before
+  assert (
+    "trained and measured on the **judge**'s scores"
+    in open(os.path.join(config.workdir, "results.md")).read()
+  )

@@ -9,6 +9,10 @@ sizes trained here (`pool`), the `[N, M, K]` table of every model at every budge
 questions with measured cost (`table`), and every router on one random split per
 `config.seeds` entry plus one out-of-distribution split by task family (`evaluation`).
 
+With `config.judge` a judge model also grades every cell (`evaluate.router.judge`): results.md
+reports its agreement with the verifier, and `config.judge.quality_source = "judge"` routes on
+its scores.
+
 With `config.unlimited` (the released code's "unlimited" option) the table gains the
 no-instruction "default" column, capped at `config.default_cap` (None: the largest budget);
 R2-Router and the oracle may pick it, and results.md reports how often R2-Router does.
@@ -32,6 +36,12 @@ from absl import logging
 from reasoning_jax import citations
 from reasoning_jax.evaluate.outputs import write_results
 from reasoning_jax.evaluate.router import evaluation as ev
+from reasoning_jax.evaluate.router.judge import (
+  judge_report,
+  judge_section,
+  quality_source,
+  validate_judge,
+)
 from reasoning_jax.evaluate.router.pool import build_pool, family_counts, held_out_queries
 from reasoning_jax.evaluate.router.table import build_table, embed_queries
 from reasoning_jax.routing import check_default_cap, ood_split, price_arrays, split_indices
@@ -61,6 +71,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   cap = config.get("default_cap", None)
   if cap is not None:
     check_default_cap(cap, "config.default_cap")
+  validate_judge(config)
 
 
 def settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -74,7 +85,7 @@ def evaluate_table(config, table, Z) -> dict[str, Any]:
   cost_hat = ev.predicted_cost(table.input_len, pin, pout, table.budgets)
   # With `unlimited`, the ground truth gains the default column (`[N, M, K + 1]`).
   unlimited = bool(config.get("unlimited", False))
-  truth = table.option_tables(unlimited=unlimited)
+  truth = table.option_tables(unlimited=unlimited, quality_source=quality_source(config))
   default = None
   if unlimited:
     default = ev.DefaultOption(
@@ -269,6 +280,8 @@ def markdown(config, table, payload: dict[str, Any]) -> str:
     lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in lens[i]) + " |")
   if getattr(table, "default_cap", None) is not None and config.get("unlimited", False):
     lines += default_section(table, s, f, unit)
+  if payload.get("judge"):
+    lines += judge_section(payload["judge"], config.verifier)
   unlimited = any("default_share" in m for m in s["routers"].values())
   lines += [
     "",
@@ -363,7 +376,7 @@ def plot(payload: dict[str, Any], workdir: str, unit: tuple[float, str] = (1e3, 
     ax.annotate(name, (x, y), fontsize=7, xytext=(3, -8), textcoords="offset points")
   ax.axhline(sp["target"], color="grey", lw=0.5, ls=":")
   ax.set_xlabel(f"mean cost per query ({unit[1]})")
-  ax.set_ylabel("mean quality (math_exact)")
+  ax.set_ylabel(f"mean quality ({payload.get('quality_source', 'verifier')})")
   ax.set_title("deferral curves (split 0)")
   ax.legend(fontsize=7)
   fig.tight_layout()
@@ -413,12 +426,14 @@ def run_router_experiment(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "budgets": list(table.budgets),
     "families": family_counts(table.families),
     "default_cap": table.default_cap,
+    "quality_source": quality_source(config),
     "prices": {k: list(v) for k, v in table.prices.items()},
     "price_source": table.price_source,
     "pool": pool_info,
     "encoder": encoder,
     "splits": result["splits"],
     "ood": result["ood"],
+    "judge": judge_report(table, config),
     "config": config.to_dict(),
   }
   payload["summary"] = summarize(config, table, result, table.models)

@@ -3,7 +3,8 @@ and the frozen query embeddings.
 
 `routing.build_bench` writes the resumable table under `<workdir>/bench` (quality by the
 verifier, output / input tokens, cost at measured seconds per token; with `config.unlimited`
-also the no-instruction "default" column capped at `default_cap(config)`); the query
+also the no-instruction "default" column capped at `default_cap(config)`; with `config.judge`
+also a judge model's scores, `evaluate.router.judge`); the query
 embeddings are those of a `routing.QueryEncoder` over the pool's largest trained model (or
 `config.encoder_hf_dir`), cached in `<workdir>/bench/embeddings.npz` with the encoder recorded.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from reasoning_jax.evaluate.router.judge import build_judge
 from reasoning_jax.routing import (
   BenchQuery,
   BenchTable,
@@ -49,7 +51,8 @@ def build_table(
   config: ml_collections.ConfigDict, pool: dict[str, Any], queries: list[BenchQuery]
 ) -> BenchTable:
   """The `[N, M, K]` table of `pool` x `queries` x `config.budgets`, plus the default column
-  with `config.unlimited` (resumed when present: an existing bench gains the column)."""
+  with `config.unlimited` and the judge's scores with `config.judge` (resumed when present: an
+  existing bench gains the column or the judge without regenerating completions)."""
   return build_bench(
     pool,
     queries,
@@ -59,6 +62,7 @@ def build_table(
     batch_size=int(config.bench_batch_size),
     instruction=instruction(config),
     default_cap=default_cap(config),
+    judge=build_judge(config, pool),
     progress=False,
   )
 
