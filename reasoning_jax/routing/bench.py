@@ -3,16 +3,17 @@
 "R2-Router: A New Paradigm for LLM Routing with Reasoning" (Xue et al., arXiv:2602.02823),
 `shared/methods/inference.md` section 6.3: R2-Bench has, per (query, LLM, budget), the judged
 quality of the answer produced under the length instruction, and prices per LLM. Here the pool is
-this project's models (`pool.PoolModel`), the judge is one of our verifiers (a callable
-`fn(completion, answer, **fields) -> float` or a `reasoning_jax.rewards` registry name), and the
-price is either given or measured: seconds per prompt token (prefill) and per generated token
-(decode), from `generate`'s own timings with compilation excluded.
+this project's models (`pool.PoolModel`), the grader is one of our verifiers (a callable
+`fn(completion, answer, **fields) -> float` or a `reasoning_jax.rewards` registry name), plus a
+judge model when configured (`judge=`, below), and the price is either given or measured:
+seconds per prompt token (prefill) and per generated token (decode), from `generate`'s own
+timings with compilation excluded.
 
 `build_bench` generates per (model, budget) in batches and appends each finished batch as one
-JSON line to the shard `shards/<model>__b<budget>.jsonl`; an atomic marker
-`<shard>.done` (written to a temporary file and renamed) closes a shard. A killed run resumes: a
-closed shard is read back, an open one keeps its whole lines (a torn last line is cut off) and
-generates only the batches it lacks, so no (query, model, budget) is written twice.
+JSON line to the shard `shards/<model>__b<budget>.jsonl`; an atomic marker `<shard>.done`
+(written to a temporary file and renamed) closes a shard (`routing.shards`). A killed run
+resumes: a closed shard is read back, an open one keeps its whole lines (a torn last line is
+cut off) and generates only the batches it lacks, so no (query, model, budget) is written twice.
 
 With `default_cap`, every model also answers every query with no instruction, capped at
 `default_cap` tokens: R2-Bench's "default" column, the released code's `unlimited` option

@@ -494,6 +494,7 @@ def test_quick_variant_with_a_pool_judge_end_to_end(tmp_path):
   config.judge.quality_source = "judge"
   routed = experiment.run_router_experiment(config)
   assert routed["quality_source"] == "judge"
+  assert "Quality here is judge 'pool:large'" in routed["verdict"]["text"]
   assert {f: os.path.getmtime(os.path.join(shards, f)) for f in before} == before
   assert (
     "trained and measured on the **judge**'s scores"

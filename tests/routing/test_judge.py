@@ -133,3 +133,21 @@ def test_judge_agreement_by_hand():
     judge_agreement([0.5], [1.0, 0.0])
   with pytest.raises(ValueError, match="threshold"):
     judge_agreement([0.5], [1.0], threshold=1.0)
+
+
+def test_from_hf_folder(tmp_path):
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  from tests.helpers.tiny_hf import write_tiny_checkpoint
+
+  folder = write_tiny_checkpoint(str(tmp_path / "qwen-judge"), "qwen3")
+  judge = ModelJudge.from_hf(folder, positive="Y", negative="N", batch_size=4)
+  assert judge.name == "qwen-judge"
+  assert judge.tokenizer.decode([judge.positive_id]) == "Y"
+  qs, ans, rs = map(list, zip(*ROWS))
+  scores = judge.score(qs, ans, rs)
+  assert np.all((scores > 0) & (scores < 1))
+  single = [judge.score([q], [a], [r])[0] for q, a, r in ROWS]
+  np.testing.assert_allclose(scores, single, atol=1e-5)
+  with pytest.raises(Exception, match="judge hf_dir"):
+    ModelJudge.from_hf(str(tmp_path / "missing"))

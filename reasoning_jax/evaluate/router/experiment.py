@@ -438,6 +438,11 @@ def run_router_experiment(config: ml_collections.ConfigDict) -> dict[str, Any]:
   }
   payload["summary"] = summarize(config, table, result, table.models)
   payload["verdict"] = payload["summary"]["verdict"]
+  if quality_source(config) == "judge":  # The numbers above are in the judge's scores.
+    payload["verdict"]["text"] += (
+      f" Quality here is judge {table.judge!r}'s score, not the verifier's "
+      "(config.judge.quality_source = 'judge'); see its agreement with the verifier above."
+    )
   payload["wall_s"] = time.time() - start
   md = markdown(config, table, payload)
   write_results(config.workdir, payload, md)
