@@ -343,14 +343,15 @@ def _reproduce(*args, cwd=ROOT):
   )
 
 
-def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
-  workdir = tmp_path / "quick"
-  out = _reproduce("--suite=quick", f"--workdir={workdir}")
-  assert out.returncode == 0, out.stderr[-5000:]
-  report = (workdir / "REPORT.md").read_text()
+def _check_sections(workdir, report, names):
+  """Each named entry's report section has numbers, verdicts and figures; its record is done
+  with provenance and two seeds; its CITATIONS.bib exists."""
   sections = re.split(r"^## ", report, flags=re.M)
   for entry in ordered():
     (section,) = [s for s in sections if s.startswith(f"{entry.name}:")]
+    if entry.name not in names:
+      assert "Not run in this workdir." in section
+      continue
     # The experiment's own tables, filled with numbers (mean ± std), not placeholders.
     assert len(_NUMBER_CELL.findall(section)) >= 2, section[:2000]
     assert "**Verdicts.**" in section and "Not run" not in section
@@ -364,6 +365,51 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
     assert record["provenance"]["platform"] == "cpu" and len(record["seeds"]) == 2
     assert {v["method"] for v in record["verdicts"]} <= set(citations.METHODS)
     assert os.path.getsize(workdir / entry.name / "CITATIONS.bib") > 0
+
+
+# The CI-sized run: four cheap entries (about 100 s on 2 shared cores) exercise the runner's
+# machinery (records, provenance, the report with figures and citations, resume, --only,
+# --force, the persistent compilation cache). The whole quick suite (17 entries, about 9 min)
+# is the slow test below: every entry's pipeline is also run in CI by its own experiment test
+# or notebook, so CI does not pay for it twice.
+_CI_ENTRIES = ("main_job", "induction", "monotone_attack", "rosa")
+
+
+def test_quick_suite_subset_writes_a_report_and_resumes(tmp_path):
+  workdir = tmp_path / "quick"
+  only = f"--only={','.join(_CI_ENTRIES)}"
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", only)
+  assert out.returncode == 0, out.stderr[-5000:]
+  report = (workdir / "REPORT.md").read_text()
+  _check_sections(workdir, report, _CI_ENTRIES)
+  assert "Quick suite: tiny sizes" in report and "| dispo | main_job |" in report
+  assert "sliding_window_flash_attention" in report  # Pages without an experiment: why.
+  records = {name: (workdir / name / RECORD_FILE).read_text() for name in _CI_ENTRIES}
+  # Rerun: nothing runs again, the records are untouched, the report is copied with figures.
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", only, f"--report_dir={tmp_path / 'd'}")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stderr.count("finished earlier") == len(_CI_ENTRIES)
+  assert all((workdir / n / RECORD_FILE).read_text() == r for n, r in records.items())
+  copied = (tmp_path / "d" / "REPORT.md").read_text()
+  assert copied.count("![") == report.count("![") > 0
+  assert (tmp_path / "d" / "induction" / "accuracy.png").exists()
+  # --force runs the named experiment again (a new record), and only it, from the cache.
+  assert any((workdir / "jax_cache").iterdir())
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=monotone_attack", "--force")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert (workdir / "monotone_attack" / RECORD_FILE).read_text() != records["monotone_attack"]
+  assert (workdir / "induction" / RECORD_FILE).read_text() == records["induction"]
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=nope")
+  assert out.returncode != 0 and "--only names unknown reproductions" in out.stderr
+
+
+@pytest.mark.slow
+def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
+  workdir = tmp_path / "quick"
+  out = _reproduce("--suite=quick", f"--workdir={workdir}")
+  assert out.returncode == 0, out.stderr[-5000:]
+  report = (workdir / "REPORT.md").read_text()
+  _check_sections(workdir, report, [entry.name for entry in ordered()])
   # The countdown comparison's curves: held-out accuracy, entropy and clip fractions per step
   # (train metrics from step 1; DISPO's four regimes for DISPO only).
   countdown = workdir / "compare_rl_countdown"
