@@ -109,9 +109,10 @@ register(
     verdict=semanticspec_verdict,
     figures=("acceptance.png", "speedup.png"),
     full_time=(
-      "about 10 min on 2 CPU cores (measured on a busy machine: probes 184 s, then 9 rows x 2 "
-      "temperatures x 3 seeds in 368 s; the pair is shared with `speculative`'s default "
-      "variant and reused, training it adds about 4 min)"
+      "about 10 min on 2 busy CPU cores when the pair is reused (2026-12-05, KV-cached loop: "
+      "probes 306 s, decoding 281 s; training the pair, shared with `speculative`'s default "
+      "variant, adds 306 s; `configs/speculative.py:verifier`, the verifier-label probes, "
+      "is 734 s more)"
     ),
   )
 )
