@@ -51,6 +51,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks._timing import median_seconds  # noqa: E402
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -91,17 +93,6 @@ def parse_args(argv=None):
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="", help="also write the JSON results here")
   return p.parse_args(argv)
-
-
-def median_seconds(fn, repeats):
-  """Median wall seconds of `fn()` over `repeats` runs after one warm-up (compile) run."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def rubric_prompts(tokenizer, batch, seed):
@@ -198,7 +189,9 @@ def main(argv=None) -> dict:
   key = jax.random.key(args.seed)
   sample = dict(max_new_tokens=args.new_tokens, temperature=1.0, key=key)
   p_ids, p_len = jnp.asarray(prompts), jnp.asarray(lengths)
-  rollout_s = median_seconds(lambda: generate(model, p_ids, p_len, **sample).tokens, args.repeats)
+  rollout_s = median_seconds(
+    lambda: generate(model, p_ids, p_len, **sample).tokens, repeats=args.repeats
+  )
   out = jax.device_get(generate(model, p_ids, p_len, **sample))
   tokens, mask = assemble_sequences(
     prompts, lengths, np.asarray(out.tokens), np.asarray(out.lengths)

@@ -32,6 +32,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks._timing import median_seconds  # noqa: E402
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
@@ -73,17 +75,6 @@ def parse_args(argv=None):
   return args
 
 
-def timed(fn, repeats):
-  """Median seconds of `fn()` after one warm-up call (compilation)."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def synthetic(args, n, seed):
   """Embeddings, qualities [N, M, K+1] rising with model index and budget, output lengths."""
   rng = np.random.default_rng(seed)
@@ -119,7 +110,7 @@ def bench_heads(args):
     start = time.perf_counter()
     routers[kind] = fit()
     first = time.perf_counter() - start
-    secs = timed(lambda: fit().cost_scale, 1) if kind == "ridge" else first
+    secs = median_seconds(lambda: fit().cost_scale, repeats=1) if kind == "ridge" else first
     extra = (
       f", {secs / args.epochs * 1e3:.1f} ms/epoch x {args.epochs} epochs" if kind == "mlp" else ""
     )
@@ -136,13 +127,18 @@ def bench_heads(args):
     texts=texts,
     predicted_lengths=predict_lengths(r0.length_predictor, Zq),
   )
-  base = timed(lambda: route(Q, C, 0.5, cost_scale=r0.cost_scale).model, args.repeats)
+  base = median_seconds(
+    lambda: route(Q, C, 0.5, cost_scale=r0.cost_scale).model, repeats=args.repeats
+  )
   print(f"  argmax alone     : {args.queries / base:12,.0f} queries/s ({base * 1e3:8.2f} ms)")
   for kind, r in routers.items():
-    s = timed(lambda: choose(r, Zq, 0.5, texts=texts).route.model, args.repeats)  # noqa: B023
-    c = timed(
+    s = median_seconds(
+      lambda: choose(r, Zq, 0.5, texts=texts).route.model,  # noqa: B023
+      repeats=args.repeats,
+    )
+    c = median_seconds(
       lambda: choose(r, Zq, 0.5, texts=texts, max_budget=700).route.model,  # noqa: B023
-      args.repeats,
+      repeats=args.repeats,
     )
     print(
       f"  choose {kind:5s}     : {args.queries / s:12,.0f} queries/s ({s * 1e3:8.2f} ms, "

@@ -45,9 +45,10 @@ import dataclasses
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._timing import median_seconds  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -139,17 +140,6 @@ def method_configs(args, budget: int, num_layers: int, num_kv: int):
 
 
 # -- Timing -------------------------------------------------------------------------------------
-
-
-def timed(fn, *a, repeats: int) -> float:
-  """Median seconds of `fn(*a)` after one warm-up (compile) call."""
-  jax.block_until_ready(fn(*a))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*a))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def gib(n: float) -> str:
@@ -267,8 +257,8 @@ def section_step(args) -> dict:
     q, k, v, lengths = make_inputs(jax.random.key(s), args.batch, s, K, G, D, dtype)
     no_state = None
     full_step = context_step(SparseDecodeConfig(method="full", block_size=args.block_size), 0)
-    t_dense = timed(full_step, q, k, v, lengths, None, no_state, repeats=args.repeats)
-    t_dpa = timed(jax.jit(dpa_decode), q, k, v, lengths, repeats=args.repeats)
+    t_dense = median_seconds(full_step, q, k, v, lengths, None, no_state, repeats=args.repeats)
+    t_dpa = median_seconds(jax.jit(dpa_decode), q, k, v, lengths, repeats=args.repeats)
 
     def show(name, t):
       print(f"{s:>7} {name:<28} {ms(t):>12} {t_dense / t:>10.2f}x {t_dpa / t:>10.2f}x")
@@ -285,19 +275,19 @@ def section_step(args) -> dict:
         cfg, layer = dataclasses.replace(lychee_cfg, roles=np.ones((2, K), bool)), 0
       else:
         cfg, layer = dataclasses.replace(lychee_cfg, roles=single_layer_roles(K, r, layer=1)), 1
-      t = timed(
+      t = median_seconds(
         context_step(cfg, layer), q, k, v, lengths, inherited, no_state, repeats=args.repeats
       )
       t_lychee[r] = t
       show(f"lychee r={r}" + (" (layer 0)" if r == K else ""), t)
     quest_layer = dataclasses.replace(quest_cfg, quest_dense_layers=0)
     bounds = (sd.page_bounds(k, lengths - 1, page_size=args.page_size),)
-    t_quest = timed(
+    t_quest = median_seconds(
       context_step(quest_layer, 0), q, k, v, lengths, None, bounds, repeats=args.repeats
     )
     show("quest (all heads sparse)", t_quest)
     duo_layer = dataclasses.replace(duo_cfg, roles=single_layer_roles(K, duo_r, layer=0))
-    t_duo = timed(
+    t_duo = median_seconds(
       context_step(duo_layer, 0), q, k, v, lengths, None, no_state, repeats=args.repeats
     )
     show(f"duo r={duo_r} + {K - duo_r} streaming", t_duo)
@@ -461,8 +451,10 @@ def section_gpu(args) -> dict:
       xla_sparse = jax.jit(
         lambda q, k, v, n, i: sd.gathered_block_sparse_decode(q, k, v, n, heads, i, block_size=blk)
       )
-      row["xla_dense"] = timed(xla_dense, q, k, v, lengths, repeats=args.repeats)
-      row["xla_gathered"] = timed(xla_sparse, q, k, v, lengths, block_idx, repeats=args.repeats)
+      row["xla_dense"] = median_seconds(xla_dense, q, k, v, lengths, repeats=args.repeats)
+      row["xla_gathered"] = median_seconds(
+        xla_sparse, q, k, v, lengths, block_idx, repeats=args.repeats
+      )
       if pallas_ok is not False:
         try:
           kern_a = jax.jit(
@@ -475,8 +467,10 @@ def section_gpu(args) -> dict:
               q, k, v, n, heads, i, block_size=blk, interpret=False
             )
           )
-          row["kernel_a_dense"] = timed(kern_a, q, k, v, lengths, repeats=args.repeats)
-          row["kernel_b"] = timed(kern_b, q, k, v, lengths, block_idx, repeats=args.repeats)
+          row["kernel_a_dense"] = median_seconds(kern_a, q, k, v, lengths, repeats=args.repeats)
+          row["kernel_b"] = median_seconds(
+            kern_b, q, k, v, lengths, block_idx, repeats=args.repeats
+          )
           pallas_ok = True
         except Exception as e:  # noqa: BLE001 - report and fall back to the XLA paths.
           pallas_ok = False

@@ -40,11 +40,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._timing import median_seconds  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -136,16 +136,6 @@ def arith_prompts(batch, width):
   return jnp.asarray(prompts), jnp.asarray([len(r) for r in rows], jnp.int32), tok.eos_id
 
 
-def median_seconds(fn, repeats):
-  jax.block_until_ready(fn())  # Compile and warm up.
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def step_cost(model, batch, width, cache_len, steps, repeats):
   """Seconds per forward of `width` tokens on a cache of `cache_len` slots (jitted loop)."""
   graphdef, state = nnx.split(model)
@@ -167,7 +157,7 @@ def step_cost(model, batch, width, cache_len, steps, repeats):
     return tok
 
   cache = model.init_cache(batch, cache_len)
-  return median_seconds(lambda: run(state, cache), repeats) / steps
+  return median_seconds(lambda: run(state, cache), repeats=repeats) / steps
 
 
 def main(argv=None):
@@ -200,7 +190,7 @@ def main(argv=None):
   common = dict(max_new_tokens=n, temperature=args.temperature, key=key, eos_id=eos_id)
   plain_out = generate(target, prompts, lengths, **common)
   plain_s = median_seconds(
-    lambda: generate(target, prompts, lengths, **common).tokens, args.repeats
+    lambda: generate(target, prompts, lengths, **common).tokens, repeats=args.repeats
   )
   emitted = int(np.asarray(plain_out.lengths).sum())
   print(f"plain generate: {plain_s * 1e3:.1f} ms ({emitted / plain_s:.0f} tokens/s)")
@@ -219,7 +209,7 @@ def main(argv=None):
       lambda k=k: (
         speculative_generate(target, draft, prompts, lengths, num_draft=k, **common).tokens
       ),
-      args.repeats,
+      repeats=args.repeats,
     )
     alpha = stats["acceptance_rate"]
     model = expected_speedup(min(alpha, 1.0), k, c)
@@ -270,7 +260,7 @@ def semantic_rows(args, target, draft, prompts, lengths, plain_s, common):
     ).tokens
 
   run(stats)  # Compiles every block width this input needs.
-  semantic_s = median_seconds(run, args.repeats)
+  semantic_s = median_seconds(run, repeats=args.repeats)
   print(f"\nSemanticSpec, {kind}; boundary ids {boundary[:8]}{'...' if len(boundary) > 8 else ''}")
   print(
     "| target passes per token | step acceptance | fast path / probe accepts | iterations | "
