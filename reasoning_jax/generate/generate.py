@@ -265,6 +265,20 @@ def _check_key(key: Any) -> None:
     raise TypeError(f"key must be a PRNG key (jax.random.key or PRNGKey), got dtype {dtype}")
 
 
+def _check_sampling(temperature: Any, top_k: Any, top_p: Any, key: Any) -> tuple:
+  """Validated `(temperature, top_k, top_p, key)`; `key` None for greedy decoding."""
+  temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
+  if temperature == 0:
+    return temperature, top_k, top_p, None
+  if key is None:
+    raise ValueError(
+      f"key is required when sampling with temperature={temperature} > 0 "
+      "(pass key=jax.random.key(seed), or temperature=0 for greedy)"
+    )
+  _check_key(key)
+  return temperature, top_k, top_p, key
+
+
 def check_generate_args(
   model: nnx.Module,
   prompts: Any,
@@ -344,16 +358,7 @@ def check_generate_args(
       f"the prompt plus budget does not fit in the cache: P={p} prompt slots + "
       f"max_new_tokens={max_new_tokens}{extra} = {needed} > cache_size={cache_size}"
     )
-  temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
-  if temperature > 0:
-    if key is None:
-      raise ValueError(
-        f"key is required when sampling with temperature={temperature} > 0 "
-        "(pass key=jax.random.key(seed), or temperature=0 for greedy)"
-      )
-    _check_key(key)
-  else:
-    key = None
+  temperature, top_k, top_p, key = _check_sampling(temperature, top_k, top_p, key)
   eos_ids = _normalize_eos(eos_id, vocab_size)
   pad_id = _as_int(pad_id, "pad_id", "an int")
 
@@ -569,16 +574,7 @@ def generate_from_cache(
         f"context plus budget does not fit in the cache: max(context_lengths + budgets) = "
         f"{(ends + budgets).max()} > {slots} cache slots"
       )
-  temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
-  if temperature > 0:
-    if key is None:
-      raise ValueError(
-        f"key is required when sampling with temperature={temperature} > 0 "
-        "(pass key=jax.random.key(seed), or temperature=0 for greedy)"
-      )
-    _check_key(key)
-  else:
-    key = None
+  temperature, top_k, top_p, key = _check_sampling(temperature, top_k, top_p, key)
   settings = GenerateSettings(
     max_new_tokens=max_new_tokens,
     cache_size=slots or 0,
