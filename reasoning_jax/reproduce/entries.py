@@ -530,8 +530,8 @@ register(
     verdict=speculative_verdict,
     figures=("acceptance.png", "speedup.png"),
     full_time=(
-      "about 16 min on 2 CPU cores (measured on a busy machine: training the pair 658 s + 36 s, "
-      "then 8 rows x 3 seeds at batch 1 in 235 s; a rerun reuses the pair)"
+      "about 4 min on 2 quiet CPU cores (2026-12-05: training the pair 86 s + 14 s, then 8 "
+      "rows x 3 seeds at batch 1 in 120 s), about 16 min at load 5-7; a rerun reuses the pair"
     ),
   )
 )
