@@ -65,6 +65,13 @@ def parse_args(argv=None):
   p.add_argument("--target-size", type=int, nargs=2, default=(512, 8), metavar=("HIDDEN", "LAYERS"))
   p.add_argument("--draft-size", type=int, nargs=2, default=(128, 2), metavar=("HIDDEN", "LAYERS"))
   p.add_argument("--batch", type=int, default=4)
+  p.add_argument(
+    "--calls",
+    type=int,
+    default=1,
+    help="decoder calls timed together, each on its own --batch prompts (e.g. --batch 1 "
+    "--calls 32: 32 prompts one at a time, the latency setting of the experiment)",
+  )
   p.add_argument("--prompt-len", type=int, default=32)
   p.add_argument("--new-tokens", type=int, default=64)
   p.add_argument("--k", type=int, nargs="+", default=(2, 4, 8))
@@ -166,15 +173,18 @@ def main(argv=None):
   rng = np.random.default_rng(0)
   vocab = target.config.vocab_size
   b, p, n = args.batch, args.prompt_len, args.new_tokens
-  prompts = jnp.asarray(rng.integers(1, vocab, (b, p)), jnp.int32)
-  lengths = jnp.full((b,), p, jnp.int32)
+  rows = b * args.calls
+  prompts = jnp.asarray(rng.integers(1, vocab, (rows, p)), jnp.int32)
+  lengths = jnp.full((rows,), p, jnp.int32)
   eos_id = None
   if args.arith_prompts:
-    prompts, lengths, eos_id = arith_prompts(b, p)
+    prompts, lengths, eos_id = arith_prompts(rows, p)
+  calls = [(prompts[i * b : (i + 1) * b], lengths[i * b : (i + 1) * b]) for i in range(args.calls)]
   key = None if args.temperature == 0 else jax.random.key(0)
   print(
     f"models: {kind}; target {count_params(target) / 1e6:.1f}M params, draft "
-    f"{count_params(draft) / 1e6:.1f}M; batch {b}, prompt {p}, {n} new tokens, "
+    f"{count_params(draft) / 1e6:.1f}M; batch {b} x {args.calls} calls, prompt {p}, {n} new "
+    "tokens, "
     f"temperature {args.temperature}; {jax.devices()[0].platform}"
   )
 
@@ -188,11 +198,11 @@ def main(argv=None):
   )
 
   common = dict(max_new_tokens=n, temperature=args.temperature, key=key, eos_id=eos_id)
-  plain_out = generate(target, prompts, lengths, **common)
+  plain_out = [generate(target, pr, ln, **common) for pr, ln in calls]
   plain_s = median_seconds(
-    lambda: generate(target, prompts, lengths, **common).tokens, repeats=args.repeats
+    lambda: [generate(target, pr, ln, **common).tokens for pr, ln in calls], repeats=args.repeats
   )
-  emitted = int(np.asarray(plain_out.lengths).sum())
+  emitted = sum(int(np.asarray(o.lengths).sum()) for o in plain_out)
   print(f"plain generate: {plain_s * 1e3:.1f} ms ({emitted / plain_s:.0f} tokens/s)")
   print(
     "| k | verify step / decode step | target passes per token | acceptance | "
@@ -201,28 +211,34 @@ def main(argv=None):
   print("|---|---|---|---|---|---|")
   for k in args.k:
     verify = step_cost(target, b, k + 1, cache_len, args.steps, args.repeats)
-    stats: dict = {}
-    out = speculative_generate(target, draft, prompts, lengths, num_draft=k, stats=stats, **common)
-    if args.temperature == 0:
-      np.testing.assert_array_equal(out.tokens, plain_out.tokens)  # Exactness, greedy.
+    passes = tokens = accepted = proposed = 0.0
+    for (pr, ln), plain in zip(calls, plain_out):
+      stats: dict = {}
+      out = speculative_generate(target, draft, pr, ln, num_draft=k, stats=stats, **common)
+      if args.temperature == 0:
+        np.testing.assert_array_equal(out.tokens, plain.tokens)  # Exactness, greedy.
+      passes, tokens = passes + stats["row_target_calls"], tokens + stats["emitted"]
+      drafts = stats["acceptance_histogram"].sum() * k
+      accepted, proposed = accepted + stats["acceptance_rate"] * drafts, proposed + drafts
     spec_s = median_seconds(
-      lambda k=k: (
-        speculative_generate(target, draft, prompts, lengths, num_draft=k, **common).tokens
-      ),
+      lambda k=k: [
+        speculative_generate(target, draft, pr, ln, num_draft=k, **common).tokens
+        for pr, ln in calls
+      ],
       repeats=args.repeats,
     )
-    alpha = stats["acceptance_rate"]
+    alpha = accepted / max(proposed, 1)
     model = expected_speedup(min(alpha, 1.0), k, c)
     print(
-      f"| {k} | {verify / t_decode:.2f} | {1 / stats['tokens_per_target_call']:.3f} | "
+      f"| {k} | {verify / t_decode:.2f} | {passes / tokens:.3f} | "
       f"{alpha:.3f} | {plain_s / spec_s:.2f}x | {model:.2f}x |"
     )
 
   if args.semantic:
-    semantic_rows(args, target, draft, prompts, lengths, plain_s, common)
+    semantic_rows(args, target, draft, calls, plain_s, common)
 
 
-def semantic_rows(args, target, draft, prompts, lengths, plain_s, common):
+def semantic_rows(args, target, draft, calls, plain_s, common):
   """SemanticSpec against the plain baseline timed above (same prompts, budget, sampling)."""
   from reasoning_jax.speculative import Probe, load_probe, semantic_speculative_generate
 
@@ -252,14 +268,22 @@ def semantic_rows(args, target, draft, prompts, lengths, plain_s, common):
   )
   if kwargs["key"] is None:
     kwargs["key"] = jax.random.key(0)  # The bonus and the acceptance test draw.
-  stats: dict = {}
+  totals = dict(emitted=0, target_passes=0, steps_proposed=0, steps_accepted=0, iterations=0)
+  totals.update(fast_path_accepts=0, probe_accepts=0)
 
-  def run(stats=None):
-    return semantic_speculative_generate(
-      target, draft, *probes, prompts, lengths, stats=stats, **kwargs
-    ).tokens
+  def run(record=False):
+    outs = []
+    for pr, ln in calls:
+      stats: dict = {}
+      outs.append(
+        semantic_speculative_generate(target, draft, *probes, pr, ln, stats=stats, **kwargs).tokens
+      )
+      if record:
+        for name in totals:
+          totals[name] += stats[name]
+    return outs
 
-  run(stats)  # Compiles every block width this input needs.
+  run(record=True)  # Compiles every block width this input needs.
   semantic_s = median_seconds(run, repeats=args.repeats)
   print(f"\nSemanticSpec, {kind}; boundary ids {boundary[:8]}{'...' if len(boundary) > 8 else ''}")
   print(
@@ -267,11 +291,12 @@ def semantic_rows(args, target, draft, prompts, lengths, plain_s, common):
     "ms per iteration | wall clock plain / semantic |"
   )
   print("|---|---|---|---|---|---|")
-  proposed = max(stats["steps_proposed"], 1)
+  proposed = max(totals["steps_proposed"], 1)
   print(
-    f"| {1 / stats['tokens_per_target_pass']:.3f} | {stats['acceptance_rate']:.3f} | "
-    f"{stats['fast_path_accepts'] / proposed:.2f} / {stats['probe_accepts'] / proposed:.2f} | "
-    f"{stats['iterations']} | {semantic_s / stats['iterations'] * 1e3:.1f} | "
+    f"| {totals['target_passes'] / max(totals['emitted'], 1):.3f} | "
+    f"{totals['steps_accepted'] / proposed:.3f} | "
+    f"{totals['fast_path_accepts'] / proposed:.2f} / {totals['probe_accepts'] / proposed:.2f} | "
+    f"{totals['iterations']} | {semantic_s / max(totals['iterations'], 1) * 1e3:.1f} | "
     f"{plain_s / semantic_s:.2f}x |"
   )
 
