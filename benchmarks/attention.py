@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._timing import median_seconds  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -146,13 +146,7 @@ def _attention_fn(
 def time_compiled(fn: Callable[..., Any], inputs: tuple[jax.Array, ...], repeats: int) -> float:
   """Median seconds per call of a compiled `fn` (compile and one warm-up excluded)."""
   compiled = jax.jit(fn).lower(*inputs).compile()
-  jax.block_until_ready(compiled(*inputs))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*inputs))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return median_seconds(compiled, *inputs, repeats=repeats)
 
 
 def _measure(impl: str, window: int | None, inputs, args) -> dict[str, float | str]:

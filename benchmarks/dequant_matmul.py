@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._timing import median_seconds  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -79,13 +79,7 @@ def random_bpdq(d_in: int, d_out: int, bits: int, group_size: int, seed: int = 0
 def _time(fn, args, repeats: int) -> float | str:
   """Median milliseconds per call after one compile-and-warm-up call, or the error."""
   try:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      jax.block_until_ready(fn(*args))
-      times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(fn, *args, repeats=repeats)
   except Exception as e:  # pylint: disable=broad-except
     return f"{type(e).__name__}: {str(e)[:120]}"
 
