@@ -23,6 +23,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding
@@ -178,6 +179,37 @@ def constrain_batch(x: jax.Array) -> jax.Array:
   if x.shape[0] % math.prod(mesh.shape[a] for a in axes):
     return x  # e.g. a decode batch smaller than the mesh: let XLA decide.
   return jax.lax.with_sharding_constraint(x, batch_spec(None, x.ndim))
+
+
+def batch_shard_count(mesh: Mesh | None) -> int:
+  """How many shards the mesh's batch axes (`data`, `fsdp`) cut a batch into (1 without a mesh)."""
+  if mesh is None:
+    return 1
+  return math.prod(mesh.shape[a] for a in BATCH_AXES if a in mesh.shape)
+
+
+def place_rows(x: Any, mesh: Mesh | None) -> jax.Array:
+  """Host rows `[N, ...]` on the mesh's batch axes (replicated when N does not divide; one
+  process: the rows are this process's whole batch)."""
+  x = np.asarray(x)
+  if mesh is None:
+    return jnp.asarray(x)
+  if x.shape[0] % batch_shard_count(mesh):
+    return jax.device_put(x, NamedSharding(mesh, P()))
+  return jax.device_put(x, batch_sharding(mesh, x.ndim))
+
+
+def on_mesh(tree: Any, mesh: Mesh) -> Any:
+  """`tree`'s arrays that are not already laid out over `mesh`'s devices, replicated onto it
+  (arrays already placed on the mesh keep their shardings)."""
+  devices = set(mesh.devices.flat)
+
+  def put(x):
+    if isinstance(x, jax.Array) and set(x.sharding.device_set) == devices:
+      return x
+    return jax.device_put(x, NamedSharding(mesh, P()))
+
+  return jax.tree_util.tree_map(put, tree)
 
 
 def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:

@@ -37,6 +37,7 @@ input-only backward per satisfied pair, batched over pairs with static (bucketed
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -45,7 +46,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
+from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.credit.attribution import ATTR_NORMS, JudgeFunctions, attribution_weights
 from reasoning_jax.credit.judge import (
   DEFAULT_TEMPLATE,
@@ -179,6 +182,10 @@ class Grad2Reward:
     config: `Grad2RewardConfig`.
     judge_tokenizer: the judge's tokenizer when it is another object (checked equal).
     eos_id: the policy's EOS id (a trailing EOS is hidden from the judge unless include_eos).
+    mesh: shards every judge call's pairs over the mesh's batch axes (`data`, `fsdp`); the
+      pair bucket is rounded up to a multiple of the batch shards, and judge parameters not
+      already on the mesh are replicated onto it. None: one device (the default). On several
+      processes pass a mesh of this process's devices only: each process judges its own rows.
   """
 
   def __init__(
@@ -189,6 +196,7 @@ class Grad2Reward:
     *,
     judge_tokenizer=None,
     eos_id: int | None = None,
+    mesh: Mesh | None = None,
   ):
     if judge_tokenizer is not None:
       check_same_tokenizer(tokenizer, judge_tokenizer, argument=f"judge ({config.judge} judge)")
@@ -205,6 +213,12 @@ class Grad2Reward:
     graphdef, params = nnx.split(judge_model, nnx.Param)
     # A frozen copy: donated or updated policy buffers never alias the judge's.
     self.params = jax.tree_util.tree_map(jnp.copy, params)
+    self.mesh = mesh
+    shards = sharding_lib.batch_shard_count(mesh)
+    self.pair_bucket = math.lcm(config.pair_bucket, shards) if config.batched else 1
+    self.pair_chunk = -(-config.pair_chunk // self.pair_bucket) * self.pair_bucket
+    if mesh is not None:
+      self.params = sharding_lib.on_mesh(self.params, mesh)
     self.fns = JudgeFunctions(
       graphdef,
       true_id=self.true_id,
@@ -215,7 +229,7 @@ class Grad2Reward:
   # -- judge passes over pairs ------------------------------------------------------------
 
   def _chunks(self, num_pairs: int) -> list[slice]:
-    size = self.config.pair_chunk if self.config.batched else 1
+    size = self.pair_chunk if self.config.batched else 1
     return [slice(i, min(i + size, num_pairs)) for i in range(0, num_pairs, size)]
 
   def _batch(self, pairs, questions, criteria, tokens, mask):
@@ -229,8 +243,15 @@ class Grad2Reward:
       pairs=pairs,
       eos_id=self.eos_id,
       length_bucket=self.config.length_bucket,
-      pair_bucket=self.config.pair_bucket if self.config.batched else 1,
+      pair_bucket=self.pair_bucket,
       max_length=self.config.max_length,
+    )
+
+  def _place(self, jb) -> tuple[jax.Array, jax.Array]:
+    """A judge batch's tokens and verdict positions, rows over the mesh's batch axes."""
+    return (
+      sharding_lib.place_rows(jb.tokens, self.mesh),
+      sharding_lib.place_rows(jb.verdict_pos, self.mesh),
     )
 
   def verdicts(self, pairs, questions, criteria, tokens, mask) -> tuple[np.ndarray, np.ndarray]:
@@ -238,9 +259,7 @@ class Grad2Reward:
     values, margins = [], []
     for part in self._chunks(len(pairs)):
       jb = self._batch(pairs[part], questions, criteria, tokens, mask)
-      logp_true, margin = self.fns.scores(
-        self.params, jnp.asarray(jb.tokens), jnp.asarray(jb.verdict_pos)
-      )
+      logp_true, margin = self.fns.scores(self.params, *self._place(jb))
       m = jb.num_pairs
       value = np.asarray(logp_true)[:m]
       values.append(np.exp(value) if self.config.orm else value)
@@ -254,9 +273,7 @@ class Grad2Reward:
     out = []
     for part in self._chunks(len(pairs)):
       jb = self._batch(pairs[part], questions, criteria, tokens, mask)
-      value, _, b = self.fns.attribute(
-        self.params, jnp.asarray(jb.tokens), jnp.asarray(jb.verdict_pos)
-      )
+      value, _, b = self.fns.attribute(self.params, *self._place(jb))
       m = jb.num_pairs
       bad = ~np.isfinite(np.asarray(value)[:m])
       if bad.any():

@@ -33,7 +33,6 @@ import time
 from typing import Any, Iterator, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -168,16 +167,6 @@ def _resume_point(out_dir: str) -> int:
   return int(state["next_problem"])
 
 
-def _place_rows(x: np.ndarray, mesh) -> jax.Array:
-  """The prompt rows on the mesh's batch axes (replicated when they do not divide)."""
-  if mesh is None:
-    return jnp.asarray(x)
-  shards = int(np.prod([mesh.shape[a] for a in sharding_lib.BATCH_AXES if a in mesh.shape]))
-  if x.shape[0] % shards:
-    return jnp.asarray(x)
-  return jax.device_put(x, sharding_lib.batch_sharding(mesh, x.ndim))
-
-
 def sample_trajectories(
   model,
   tokenizer,
@@ -272,8 +261,8 @@ def sample_trajectories(
       seconds["prepare"] += now - clock
       out_gen = generate(
         model,
-        _place_rows(prompts, mesh),
-        _place_rows(lengths, mesh),
+        sharding_lib.place_rows(prompts, mesh),
+        sharding_lib.place_rows(lengths, mesh),
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
         top_p=config.top_p,

@@ -107,9 +107,16 @@ def _agreement(rubrics, completions, verdicts) -> dict[str, float]:
 
 
 def build_scorer(
-  spec: tuple[Grad2RewardConfig, str], policy, tokenizer, *, eos_id: Any, error=ValueError
+  spec: tuple[Grad2RewardConfig, str],
+  policy,
+  tokenizer,
+  *,
+  eos_id: Any,
+  mesh=None,
+  error=ValueError,
 ) -> RubricScorer:
-  """The scorer: the judge is `policy` copied now ("self") or loaded from `spec`'s directory."""
+  """The scorer: the judge is `policy` copied now ("self") or loaded from `spec`'s directory;
+  with `mesh`, every judge call's pairs are sharded over its batch axes."""
   config, model_dir = spec
   judge_tokenizer = None
   if model_dir == "self":
@@ -118,7 +125,9 @@ def build_scorer(
     judge, judge_tokenizer = _load_external(model_dir, error)
   eos = eos_id[0] if isinstance(eos_id, (tuple, list)) else eos_id
   try:
-    g2r = Grad2Reward(judge, tokenizer, config, judge_tokenizer=judge_tokenizer, eos_id=eos)
+    g2r = Grad2Reward(
+      judge, tokenizer, config, judge_tokenizer=judge_tokenizer, eos_id=eos, mesh=mesh
+    )
   except ValueError as e:
     raise error(f"config.judge: {e}") from None
   return RubricScorer(g2r)

@@ -304,7 +304,16 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   scorer = None
   if judge is not None:
     initial = nnx.merge(graphdef, rollout_view(lora_setup.all_params(state)))
-    scorer = build_scorer(judge, initial, tokenizer, eos_id=source.eos_id, error=ConfigError)
+    # One process: the judge's pairs are sharded over the mesh's batch axes; several: each
+    # process judges its own rollouts with its local copy (like the rollouts themselves).
+    scorer = build_scorer(
+      judge,
+      initial,
+      tokenizer,
+      eos_id=source.eos_id,
+      mesh=None if multi_process else mesh,
+      error=ConfigError,
+    )
   dynamic = recipe.dynamic_sampling if config.dynamic_sampling is None else config.dynamic_sampling
 
   def reward_fn(completions, answers, **fields):

@@ -216,3 +216,35 @@ def test_orm_variant_adds_the_value_on_the_last_token():
   assert out.token_rewards[1, last[1]] == pytest.approx(value[1], abs=1e-6)  # R = 0: V only.
   with pytest.raises(JudgeError, match="outcome_rewards"):
     g2r(tokens, mask, ["a", "b"])
+
+
+def test_judge_pairs_sharded_over_the_mesh_match_one_device():
+  """`mesh=`: each judge call's pairs are split over the batch axes (the bucket rounded up to
+  the shard count, unplaced judge parameters replicated) with the one-device results."""
+  from reasoning_jax import sharding as sharding_lib
+
+  tok = ByteTokenizer()
+  tokens, mask = _policy_batch(tok, ["add 12 and 35", "hi"], ["12+35=47. 47", "ok"], tok.eos_id)
+  questions = ["add 12 and 35", "hi"]
+  config = Grad2RewardConfig(**BYTE, length_bucket=32, pair_bucket=3, pair_chunk=3, tau=0.5)
+  mesh = sharding_lib.make_mesh({"data": 4, "fsdp": 2, "tensor": 1})
+  one = Grad2Reward(_judge(vocab=tok.vocab_size), tok, config, eos_id=tok.eos_id)
+  sharded = Grad2Reward(_judge(vocab=tok.vocab_size), tok, config, eos_id=tok.eos_id, mesh=mesh)
+  assert (sharded.pair_bucket, sharded.pair_chunk) == (24, 24)
+  pairs = [(0, 0), (0, 1), (0, 2), (1, 0)]
+  criteria = [[r["criterion"] for r in rubric] for rubric in RUBRICS]
+  jb = sharded._batch(pairs, questions, criteria, tokens, mask)
+  placed, _ = sharded._place(jb)
+  assert placed.shape[0] == 24 and len(placed.sharding.device_set) == 8
+  assert placed.sharding.spec[0] == ("data", "fsdp")
+  for got, want in zip(
+    sharded.verdicts(pairs, questions, criteria, tokens, mask),
+    one.verdicts(pairs, questions, criteria, tokens, mask),
+  ):
+    np.testing.assert_allclose(got, want, atol=1e-5)
+  # Dense rewards with every item forced True: the same attribution on 8 devices as on one.
+  for g in (one, sharded):
+    g.verdicts = lambda p, *a: (np.zeros(len(p)), np.ones(len(p)))
+  a, b = one(tokens, mask, questions, RUBRICS), sharded(tokens, mask, questions, RUBRICS)
+  np.testing.assert_allclose(b.token_rewards, a.token_rewards, atol=1e-5)
+  np.testing.assert_allclose(b.rewards, a.rewards, atol=1e-6)
