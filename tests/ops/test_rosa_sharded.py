@@ -6,6 +6,7 @@ version (each process matches only its addressable rows) is tests/helpers/multih
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import jax
@@ -195,3 +196,16 @@ def test_mixer_in_a_zoo_model_under_a_mesh(rows_seen):
   got_q, want_q = grads.layers[1].mixer.rosa_q[...], want_grads.layers[1].mixer.rosa_q[...]
   assert np.any(np.asarray(want_q))
   np.testing.assert_allclose(np.asarray(got_q), np.asarray(want_q), rtol=1e-4, atol=1e-6)
+
+
+def test_two_processes_each_match_their_own_rows():
+  """jax.distributed with two local processes of 2 CPU devices each (gloo): the batch split
+  over all 4 devices; each process's host matcher sees only its rows, and the values and
+  gradients (serial, overlap) and decode streams equal an unsharded reference."""
+  sys.path.insert(0, HELPERS)
+  from two_processes import run_two_processes
+
+  logs = run_two_processes(os.path.join(HELPERS, "multihost_rosa.py"), timeout=240)
+  for pid, log in enumerate(logs):
+    for what in ("serial ok", "overlap ok", "streams ok"):
+      assert f"{what} {pid}" in log, log[-2000:]
