@@ -19,7 +19,13 @@ counterfactual credit (section 2.3), with theta = dL/dy (e1 - e0) and p^X = sigm
 The counterfactual destinations come from the same host pass as the forward (`custom_vjp`
 residuals); a forward that is not differentiated skips them.
 
-`rosa_branch` works under `jit`, `grad` and `vmap` (the callback flattens leading axes).
+`rosa_branch` works under `jit`, `grad` and `vmap` (the callback flattens leading axes), and
+with a batch sharded over a mesh: under `jax.set_mesh`, when the mesh's batch axes (`data`,
+`fsdp`) split B (`sharding.row_split`), the callback runs per device shard inside a
+`shard_map` and matches that shard's rows only (on several processes, each process its own
+devices' rows). Rows are independent, so tau and the counterfactual destinations are
+bit-identical to one gathered callback's. Without such a mesh (no mesh, one device, batch axes
+that do not divide B) one callback sees the whole batch, as before.
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ so the order (submit, attention, wait) is forced by data dependencies, whatever 
 does. The host job computes tau and the counterfactual destinations in one pass (the released
 code's forward always does), and `collect` carries them into the same counterfactual backward
 as `rosa_branch`. The serial reference (`rosa_branch`) gives identical values and gradients.
+
+With a batch split over a mesh's batch axes (`sharding.row_split`, as in `rosa_branch`), both
+callbacks run per device shard: `submit` returns one ticket per shard (`[S]`, split like the
+rows), each device collects its own ticket, and a shard's wait depends only on its own rows'
+attention output. Tickets are process-local (each process's devices submit and collect in
+that process).
 """
 
 from __future__ import annotations

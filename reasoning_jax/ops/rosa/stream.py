@@ -7,6 +7,13 @@ symbols (no rebuild) and answers tau. The symbol history is the only ROSA state 
 attention window. Order is carried by data: layer l+1 and step s+1 consume what layer l and
 step s produced.
 
+With a batch split over a mesh (`sharding.row_split(exclusive=True)`: no two devices hold
+the same rows), every device shard steps its own rows of the handle's automata
+(`RosaStreams.step(first_row=)`, a global row index); on several processes each process
+opens the same handles for the global batch and steps only its devices' rows. When devices
+would share rows (a `tensor` axis that does not divide them) one callback steps the batch:
+a row stepped twice would advance twice.
+
 The host state is per row, so the op refuses `vmap` (one handle cannot serve several batched
 copies) with an error naming the cache.
 """
