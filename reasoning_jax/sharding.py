@@ -212,6 +212,49 @@ def on_mesh(tree: Any, mesh: Mesh) -> Any:
   return jax.tree_util.tree_map(put, tree)
 
 
+def shard_map(f, *, mesh, in_specs, out_specs):
+  """`f` mapped per device shard over every axis of `mesh` (fully manual).
+
+  `jax.shard_map` where JAX has it (>= 0.6, e.g. 0.10 and 0.12), else
+  `jax.experimental.shard_map.shard_map`. Replication is not checked (`f` may be a host
+  callback, whose outputs JAX cannot type): an out spec that leaves an axis out asserts
+  that every device along it computes the same value.
+  """
+  if hasattr(jax, "shard_map"):
+    return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+  from jax.experimental.shard_map import shard_map as legacy  # JAX < 0.6.
+
+  return legacy(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
+def row_split(rows: int, *, exclusive: bool = False) -> tuple[jax.sharding.AbstractMesh, P] | None:
+  """How to split `rows` independent rows (dim 0) for per-device host work, or None.
+
+  Under a mesh set with `jax.set_mesh` whose batch axes (`data`, `fsdp`) split the batch
+  (some size > 1), returns that mesh and the spec `P(axes)` for dim 0: the batch axes, then
+  the other axes (`tensor`) too when they divide `rows` as well, so that devices holding the
+  same batch rows share them out instead of each repeating the work. None (the caller keeps
+  one gathered callback, as without a mesh) when there is no such mesh, when it already has
+  manual axes (inside a `shard_map`), or when the batch axes do not divide `rows`.
+  `exclusive=True` (host work with side effects: each row must be handled exactly once)
+  also answers None when some devices would share their rows (a `tensor` axis that does not
+  divide `rows`).
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.manual_axes:
+    return None
+  batch = tuple(a for a in BATCH_AXES if a in mesh.axis_names and mesh.shape[a] > 1)
+  if not batch or rows % math.prod(mesh.shape[a] for a in batch):
+    return None
+  rest = tuple(a for a in mesh.axis_names if a not in BATCH_AXES and mesh.shape[a] > 1)
+  axes = batch + rest
+  if rows % math.prod(mesh.shape[a] for a in axes):
+    if exclusive and rest:
+      return None
+    axes = batch
+  return mesh, P(axes)
+
+
 def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
   """Builds global arrays from this process's rows (`jax.make_array_from_process_local_data`).
 

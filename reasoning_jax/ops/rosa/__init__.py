@@ -7,5 +7,8 @@ Lei Ren, Wei Chen; arXiv:2602.02499), after BlinkDL's ROSA (RWKV-v8).
   * `sam`: the compiled (numba) automaton and matcher, parallel over routes;
   * `host`: validated numpy entry points (`match`, `self_match`, `RosaStreams`);
   * `config`: `RosaConfig`, the DESIGN CHOICE flags;
-  * `branch`: the JAX op (`rosa_branch`), host callback + counterfactual `custom_vjp`.
+  * `branch`: the JAX op (`rosa_branch`), host callback + counterfactual `custom_vjp`
+    (per device shard when a mesh splits the batch);
+  * `overlap`, `stream`: the overlapped schedule (submit / collect) and decoding's host
+    automata.
 """

@@ -19,7 +19,13 @@ counterfactual credit (section 2.3), with theta = dL/dy (e1 - e0) and p^X = sigm
 The counterfactual destinations come from the same host pass as the forward (`custom_vjp`
 residuals); a forward that is not differentiated skips them.
 
-`rosa_branch` works under `jit`, `grad` and `vmap` (the callback flattens leading axes).
+`rosa_branch` works under `jit`, `grad` and `vmap` (the callback flattens leading axes), and
+with a batch sharded over a mesh: under `jax.set_mesh`, when the mesh's batch axes (`data`,
+`fsdp`) split B (`sharding.row_split`), the callback runs per device shard inside a
+`shard_map` and matches that shard's rows only (on several processes, each process its own
+devices' rows). Rows are independent, so tau and the counterfactual destinations are
+bit-identical to one gathered callback's. Without such a mesh (no mesh, one device, batch axes
+that do not divide B) one callback sees the whole batch, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reasoning_jax import sharding
 from reasoning_jax.ops.rosa import host
 from reasoning_jax.ops.rosa.config import RosaConfig
 
@@ -47,7 +54,27 @@ def to_symbols(x: jax.Array, bits_per_route: int, *, argument: str = "x") -> jax
 
 
 def host_match(q_symbols, k_symbols, segment_ids, *, config: RosaConfig, counterfactual: bool):
-  """`pure_callback` to `host.match`: tau `[..., T, R]` int32 (and `[..., T, R, M, 2]`)."""
+  """`pure_callback` to `host.match`: tau `[..., T, R]` int32 (and `[..., T, R, M, 2]`).
+
+  `[B, T, R]` symbols under a mesh whose batch axes split B (`sharding.row_split`) are matched
+  per device shard: a `shard_map` gives every device's callback its own rows only (rows are
+  independent, so the result is the gathered one, bit for bit). Otherwise one callback sees
+  the whole array.
+  """
+  split = None
+  if q_symbols.ndim == 3 and segment_ids.shape == q_symbols.shape[:2]:
+    split = sharding.row_split(q_symbols.shape[0])
+  call = functools.partial(_match_callback, config=config, counterfactual=counterfactual)
+  if split is None:
+    return call(q_symbols, k_symbols, segment_ids)
+  mesh, rows = split
+  n_out = 2 if counterfactual else 1
+  per_shard = sharding.shard_map(call, mesh=mesh, in_specs=(rows,) * 3, out_specs=(rows,) * n_out)
+  return per_shard(q_symbols, k_symbols, segment_ids)
+
+
+def _match_callback(q_symbols, k_symbols, segment_ids, *, config: RosaConfig, counterfactual):
+  """The `pure_callback` of `host_match` on the arrays it is given (leading axes flattened)."""
   *lead, t, r = q_symbols.shape
   m = config.bits_per_route
   shapes = [jax.ShapeDtypeStruct((*lead, t, r), jnp.int32)]

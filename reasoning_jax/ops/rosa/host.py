@@ -147,36 +147,55 @@ class RosaStreams:
     arrays = (self.nxt, self.link, self.length, self.maxend, self.firstpos, self.unit_start)
     return int(sum(x.nbytes for x in arrays))
 
-  def step(self, q_symbols, k_symbols, starts, counts=None) -> np.ndarray:
-    """Feeds `[B, T, R]` symbols (the first counts[b] of row b); returns tau `[B, T, R]`."""
+  def step(self, q_symbols, k_symbols, starts, counts=None, *, first_row=None) -> np.ndarray:
+    """Feeds `[B, T, R]` symbols (the first counts[b] of row b); returns tau `[B, T, R]`.
+
+    `first_row`: None (B is every row of the streams) or the index of the first of B
+    consecutive rows (one device shard's; calls on disjoint rows may run concurrently)."""
     cfg = self.config
     q = _check_symbols(q_symbols, "q_symbols", cfg.alphabet)
     k = _check_symbols(k_symbols, "k_symbols", cfg.alphabet)
-    if q.shape != k.shape or q.shape[0] != self.batch or q.shape[2] != self.routes:
+    if q.shape != k.shape or q.shape[2] != self.routes:
       raise ValueError(
         f"q_symbols {q.shape} and k_symbols {k.shape} must both be "
         f"[B={self.batch}, T, R={self.routes}]"
       )
+    if first_row is None:
+      if q.shape[0] != self.batch:
+        raise ValueError(
+          f"q_symbols {q.shape} and k_symbols {k.shape} must both be "
+          f"[B={self.batch}, T, R={self.routes}] (or name their rows with first_row=)"
+        )
+      first_row = 0
+    first_row = int(first_row)
+    if first_row < 0 or first_row + q.shape[0] > self.batch:
+      raise ValueError(
+        f"first_row={first_row} with {q.shape[0]} rows of q_symbols is outside the "
+        f"{self.batch} rows of the streams"
+      )
     b, t, r = q.shape
+    time = self.time[first_row : first_row + b]
     starts = np.asarray(starts, np.int64).reshape(b)
     counts = np.full(b, t, np.int64) if counts is None else np.asarray(counts, np.int64)
     if counts.shape != (b,) or counts.min(initial=0) < 0 or counts.max(initial=0) > t:
       raise ValueError(f"counts must be [B={b}] ints in [0, {t}], got {counts}")
     fresh = starts == 0
-    stale = (~fresh) & (starts != self.time)
+    stale = (~fresh) & (starts != time)
     if stale.any():
       row = int(np.argmax(stale))
       raise ValueError(
-        f"ROSA stream row {row} holds {int(self.time[row])} symbols but the call continues it "
-        f"from position {int(starts[row])}: a ROSA cache only grows in order (no rollback)"
+        f"ROSA stream row {first_row + row} holds {int(time[row])} symbols but the call "
+        f"continues it from position {int(starts[row])}: a ROSA cache only grows in order "
+        "(no rollback)"
       )
     if (starts + counts > self.capacity).any():
       row = int(np.argmax(starts + counts > self.capacity))
       raise ValueError(
-        f"ROSA stream row {row} would hold {int(starts[row] + counts[row])} symbols, beyond "
-        f"the capacity max_length={self.capacity} given to init_cache"
+        f"ROSA stream row {first_row + row} would hold {int(starts[row] + counts[row])} "
+        f"symbols, beyond the capacity max_length={self.capacity} given to init_cache"
       )
-    route_rows = (np.arange(b)[:, None] * r + np.arange(r)[None, :]).astype(np.int64)
+    rows = first_row + np.arange(b)
+    route_rows = (rows[:, None] * r + np.arange(r)[None, :]).astype(np.int64)
     if fresh.any():
       sam.reset_streams(
         route_rows[fresh].reshape(-1), self.nxt, self.link, self.length, self.maxend,
@@ -195,7 +214,7 @@ class RosaStreams:
       cfg.bits_per_route,
       cfg.matcher_flags(),
     )
-    self.time = starts + counts
+    self.time[first_row : first_row + b] = starts + counts
     return np.ascontiguousarray(dest.reshape(b, r, t).transpose(0, 2, 1))
 
 

@@ -14,6 +14,12 @@ so the order (submit, attention, wait) is forced by data dependencies, whatever 
 does. The host job computes tau and the counterfactual destinations in one pass (the released
 code's forward always does), and `collect` carries them into the same counterfactual backward
 as `rosa_branch`. The serial reference (`rosa_branch`) gives identical values and gradients.
+
+With a batch split over a mesh's batch axes (`sharding.row_split`, as in `rosa_branch`), both
+callbacks run per device shard: `submit` returns one ticket per shard (`[S]`, split like the
+rows), each device collects its own ticket, and a shard's wait depends only on its own rows'
+attention output. Tickets are process-local (each process's devices submit and collect in
+that process).
 """
 
 from __future__ import annotations
@@ -21,13 +27,16 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import itertools
+import math
 import threading
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
+from jax.sharding import PartitionSpec as P
 
+from reasoning_jax import sharding
 from reasoning_jax.ops.rosa import host
 from reasoning_jax.ops.rosa.branch import branch_output, counterfactual_grads, to_symbols
 from reasoning_jax.ops.rosa.config import RosaConfig
@@ -61,30 +70,57 @@ class _Jobs:
 JOBS = _Jobs()
 
 
-def submit(q_symbols, k_symbols, segment_ids, *, config: RosaConfig) -> jax.Array:
-  """Starts host matching of `[B, T, R]` symbols; returns an int32 ticket."""
-
+def _submit_here(q_symbols, k_symbols, segment_ids, *, config: RosaConfig) -> jax.Array:
   def callback(q, k, seg):
-    return np.int32(JOBS.submit(q, k, seg, config))
+    return np.full(1, JOBS.submit(q, k, seg, config), np.int32)
 
-  return io_callback(
-    callback, jax.ShapeDtypeStruct((), jnp.int32), q_symbols, k_symbols, segment_ids
+  shape = jax.ShapeDtypeStruct((1,), jnp.int32)
+  return io_callback(callback, shape, q_symbols, k_symbols, segment_ids)
+
+
+def submit(q_symbols, k_symbols, segment_ids, *, config: RosaConfig) -> jax.Array:
+  """Starts host matching of `[B, T, R]` symbols; returns int32 tickets `[S]`, one per shard.
+
+  S = 1 (one callback on the whole batch) unless a mesh's batch axes split B
+  (`sharding.row_split`): then every device shard submits its own rows and S is the number
+  of shards (the tickets are split like the rows, one per device)."""
+  call = functools.partial(_submit_here, config=config)
+  split = sharding.row_split(q_symbols.shape[0])
+  if split is None:
+    return call(q_symbols, k_symbols, segment_ids)
+  mesh, rows = split
+  return sharding.shard_map(call, mesh=mesh, in_specs=(rows,) * 3, out_specs=rows)(
+    q_symbols, k_symbols, segment_ids
   )
 
 
-def _wait(ticket, after, *, shape, bits):
-  """tau `[B, T, R]` and counterfactual destinations `[B, T, R, M, 2]` of `ticket`. `after`'s
-  first element is passed along only so that the wait is scheduled after what computes it."""
-  b, t, r = shape
-
+def _wait_here(ticket, after, *, shape, bits):
   def callback(tk, _):
-    return JOBS.collect(int(tk))
+    return JOBS.collect(int(np.asarray(tk).reshape(-1)[0]))
 
+  b, t, r = shape
   shapes = (
     jax.ShapeDtypeStruct((b, t, r), jnp.int32),
     jax.ShapeDtypeStruct((b, t, r, bits, 2), jnp.int32),
   )
-  return io_callback(callback, shapes, ticket, after.reshape(-1)[:1])
+  return io_callback(callback, shapes, ticket, after)
+
+
+def _wait(ticket, after, *, shape, bits):
+  """tau `[B, T, R]` and counterfactual destinations `[B, T, R, M, 2]` of the tickets `[S]`.
+  `after` (`[B, 1]` or `[1]`) is passed along only so that the wait is scheduled after what
+  computes it; per shard when it has the batch's rows."""
+  if ticket.shape == (1,):
+    return _wait_here(ticket, after, shape=shape, bits=bits)
+  mesh, rows = sharding.row_split(shape[0])
+  axes = rows[0] if isinstance(rows[0], tuple) else (rows[0],)
+  n = math.prod(mesh.shape[a] for a in axes)
+  local = (shape[0] // n, *shape[1:])
+  after_spec = rows if after.shape[0] == shape[0] else P()
+  call = functools.partial(_wait_here, shape=local, bits=bits)
+  return sharding.shard_map(call, mesh=mesh, in_specs=(rows, after_spec), out_specs=(rows, rows))(
+    ticket, after
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
@@ -104,7 +140,7 @@ def _collect_fwd(ticket, q, k, v, e0, e1, after, config):
 def _collect_bwd(config, residuals, g):
   ticket, q, k, v, e0, e1, after, dest, cf = residuals
   grads = counterfactual_grads(config, q, k, v, e0, e1, dest, cf, g)
-  return (np.zeros((), jax.dtypes.float0), *grads, jnp.zeros_like(after))
+  return (np.zeros(ticket.shape, jax.dtypes.float0), *grads, jnp.zeros_like(after))
 
 
 _collect.defvjp(_collect_fwd, _collect_bwd)
@@ -120,5 +156,8 @@ def overlapped_branch(q, k, v, e0, e1, attention, attention_input, *, config, se
   attention_input, ticket = jax.lax.optimization_barrier((attention_input, ticket))
   attn = attention(attention_input)
   out = attn[0] if isinstance(attn, tuple) else attn
-  y = _collect(ticket, q, k, v, e0, e1, jax.lax.stop_gradient(out), config)
+  out = jax.lax.stop_gradient(out)
+  # One element per row when `out` has the batch's rows (a shard waits on its own rows' attention).
+  after = out.reshape(b, -1)[:, :1] if out.ndim and out.shape[0] == b else out.reshape(-1)[:1]
+  y = _collect(ticket, q, k, v, e0, e1, after, config)
   return y, attn
