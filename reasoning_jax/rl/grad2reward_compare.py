@@ -36,6 +36,8 @@ JUDGE_DIAGNOSTICS: dict[str, tuple[str, str]] = {
   "judge_reward": ("rollout/reward", "judge's rubric reward of rollouts"),
   "grader_reward": ("rollout/judge_grader_reward", "grader's rubric reward of rollouts"),
   "judge_accuracy": ("rollout/judge_judge_accuracy", "judge agrees with grader (items)"),
+  "judge_true_rate": ("rollout/judge_judge_true_rate", "judge says True (items)"),
+  "grader_true_rate": ("rollout/judge_grader_true_rate", "grader says True (items)"),
   "attribution_entropy": ("rollout/judge_attribution_entropy", "attribution entropy (nats)"),
   "judge_seconds": ("rollout/seconds_judge", "judge seconds per step"),
   "rollout_seconds": ("rollout/seconds", "rollout seconds per step (judge included)"),

@@ -149,3 +149,27 @@ def test_scorer_replaces_verifier_rewards_in_rollouts():
   np.testing.assert_allclose(batch.rewards, batch.token_rewards.sum(1))
   both = RolloutBatch.concatenate([batch.select(np.asarray([2, 3])), batch.select(np.asarray([0]))])
   np.testing.assert_allclose(both.rewards, both.token_rewards.sum(1))
+
+
+def test_judge_agreement_per_item_by_hand():
+  """`rollout/judge_*` diagnostics: agreement and True rates, overall and per item position."""
+  from reasoning_jax.rl.judge_scorer import _agreement
+
+  rubric = {
+    "items": [
+      {"criterion": "shows the sum 47", "weight": 2.0, "check": {"number": 47}},
+      {"criterion": "final answer 94", "weight": 3.0, "check": {"final": 94}},
+    ]
+  }
+  completions = ["23+24=47. Answer: 94", "23+24=46. Answer: 92", "Answer: 94"]
+  # Grader: [T, T], [F, F], [F, T]. The judge says True wherever a sum is shown.
+  verdicts = np.asarray([[True, True], [True, False], [False, True]])
+  out = _agreement([rubric] * 3, completions, verdicts)
+  assert out["judge_accuracy"] == pytest.approx(5 / 6)
+  assert out["judge_true_rate"] == pytest.approx(4 / 6)
+  assert out["grader_true_rate"] == pytest.approx(3 / 6)
+  assert out["judge_accuracy_item0"] == pytest.approx(2 / 3)
+  assert out["judge_true_rate_item0"] == pytest.approx(2 / 3)
+  assert out["grader_true_rate_item0"] == pytest.approx(1 / 3)
+  assert out["judge_accuracy_item1"] == 1.0
+  assert _agreement([{"items": [{"criterion": "c", "weight": 1.0}]}], ["x"], [[True]]) == {}
