@@ -71,6 +71,8 @@ _LENGTH_WINDOW = 5
 
 def _mean_std(values, digits: int = 3) -> str:
   values = np.asarray(values, np.float64)
+  if not np.isfinite(values).any():
+    return "—"  # Not measured (e.g. pass@k without sampled evaluation).
   return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
 
 
