@@ -15,8 +15,9 @@ token-level GRPO). A Hugging Face folder instead of the model trained here:
 --config.rl.judge.chat=True --config.rl.judge.true_word=True --config.rl.judge.false_word=False`
 (an instruction-tuned model judges with its chat template; the task's prompts are unchanged).
 
-Variants: "" (3 seeds x 2 arms x 20 RL steps; about 30-40 min on 2 CPU cores after a ~25 min
-warm start);
+Variants: "" (3 seeds x 2 arms x 20 RL steps; 15 min on 2 CPU cores after a 14 min warm
+start, 2026-12-05; `--config.rl.judge.attr_norm=zscore` is the arm whose attribution is not
+flat under this small judge, see docs/methods/grad2reward.md);
 "quick" (a tiny model, 2 seeds, 2 steps: the pipeline end to end for CI; its numbers say
 nothing about the method).
 """
