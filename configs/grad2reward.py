@@ -44,6 +44,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.threshold = 0.8  # "Steps to threshold" of the comparison table (held-out rubric score).
   c.metric_label = "held-out rubric score (grader, greedy)"
   c.heatmap_examples = 3
+  c.probe_examples = 64  # Held-out prompts x 8 demonstration-like responses the judge is probed on.
   c.plot = True
   c.rl = rl_rubric.get_config()
   c.rl.workdir = ""  # Set per run.
@@ -62,6 +63,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.rl.sft.workdir = "outputs/grad2reward_quick/warmstart"
     c.seeds = (0, 1)
     c.heatmap_examples = 1
+    c.probe_examples = 2
     c.rl.sft.task_overrides = {"num_train": 32, "num_test": 4, "num_judge": 32}
     c.rl.sft.model_overrides = {
       "hidden_size": 32,

@@ -437,6 +437,7 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
     assert all(("rollout/judge_attributed_pairs" in r) == (arm == "grad2reward") for r in logged)
   cited = (workdir / "grad2reward" / "CITATIONS.bib").read_text()
   assert "zhang2026grad2reward" in cited and "shao2024deepseekmath" in cited
+  assert g2r["judge_probe"]["pairs"] == 2 * 8 * 4 and len(g2r["judge_probe"]["items"]) == 4
   for row in g2r["token_rewards"]:
     assert len(row["pieces"]) == len(row["rewards"])
     assert abs(sum(row["rewards"]) - row["sparse_reward"]) < 1e-4

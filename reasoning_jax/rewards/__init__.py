@@ -53,6 +53,7 @@ from reasoning_jax.rewards.rubric import (
   rubric_arrays,
   rubric_rules_reward,
   sparse_rubric_reward,
+  verdict_agreement,
 )
 from reasoning_jax.rewards.verifiers import (
   REWARD_FIELDS,
@@ -100,4 +101,5 @@ __all__ = [
   "parse_number",
   "score_batch",
   "solve_countdown",
+  "verdict_agreement",
 ]

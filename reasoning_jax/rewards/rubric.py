@@ -55,6 +55,7 @@ __all__ = [
   "rubric_arrays",
   "rubric_rules_reward",
   "sparse_rubric_reward",
+  "verdict_agreement",
 ]
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -262,3 +263,38 @@ def rubric_rules_reward(
   if not isinstance(completion, str):
     return parsed.score([False] * len(parsed.items))
   return parsed.score(parsed.grade(completion))
+
+
+def verdict_agreement(rubrics, completions, verdicts) -> dict[str, float]:
+  """A judge's verdicts `[N, K]` against the items' programmatic checks ({} unless every item
+  of every rubric has a check).
+
+  `judge_accuracy`: the fraction of (response, item) verdicts equal to the check;
+  `judge_true_rate` / `grader_true_rate`: how often each says True; per item position k
+  (rubrics of a task list their items in one order), `judge_accuracy_item{k}` and
+  `judge_true_rate_item{k}` / `grader_true_rate_item{k}`, which show *which* criteria a
+  judge cannot check (a judge that only sees whether a part is present says True where the
+  grader, comparing numbers, says False).
+  """
+  # Item position -> (pairs, agreements, judge True, grader True).
+  counts: dict[int, np.ndarray] = {}
+  for rubric, text, row in zip(rubrics, completions, verdicts):
+    parsed = Rubric.parse(rubric)
+    if any(item.check is None for item in parsed.items):
+      return {}
+    for k, (truth, said) in enumerate(zip(parsed.grade(text), row[: len(parsed.items)])):
+      said = bool(said)
+      counts.setdefault(k, np.zeros(4, np.int64))
+      counts[k] += (1, truth == said, said, truth)
+  total = sum(counts.values()) if counts else np.zeros(4, np.int64)
+  n = max(int(total[0]), 1)
+  out = {
+    "judge_accuracy": total[1] / n,
+    "judge_true_rate": total[2] / n,
+    "grader_true_rate": total[3] / n,
+  }
+  for k, (pairs, agree, judge_true, grader_true) in sorted(counts.items()):
+    out[f"judge_accuracy_item{k}"] = agree / pairs
+    out[f"judge_true_rate_item{k}"] = judge_true / pairs
+    out[f"grader_true_rate_item{k}"] = grader_true / pairs
+  return {key: float(value) for key, value in out.items()}

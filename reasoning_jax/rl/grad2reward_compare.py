@@ -12,7 +12,10 @@ diagnostics (`JUDGE_DIAGNOSTICS`), and adds:
   the step GRPO's mean curve first reaches it (the paper: 1.7-1.9x fewer);
 * a plain verdict sentence (a difference beyond the seeds' spread, or not);
 * `token_rewards.png`: the warm start judging its own samples on held-out prompts, each token
-  coloured by its reward (`reasoning_jax.evaluate.grad2reward`).
+  coloured by its reward (`reasoning_jax.evaluate.grad2reward`);
+* which criteria the self-judge can check: its verdicts on fresh demonstration-like
+  responses of `config.probe_examples` held-out prompts (8 each) against the items' checks,
+  per item (`evaluate.grad2reward.warm_start_probe`).
 
 The held-out score is the programmatic grader's rubric score of greedy responses
 (`rubric_rules`), which training never sees.
@@ -100,7 +103,12 @@ def run(config) -> dict[str, Any]:
       (`workdir`, `losses`, `seeds`, `threshold`, `metric_label`, `rl` with a `judge`
       section and `rl.sft.workdir`, the shared warm start) plus `heatmap_examples`.
   """
-  from reasoning_jax.evaluate.grad2reward import plot_heatmap, token_reward_examples
+  from reasoning_jax.evaluate.grad2reward import (
+    judge_probe_lines,
+    plot_heatmap,
+    token_reward_examples,
+    warm_start_probe,
+  )
 
   if not config.rl.sft.workdir:
     raise ValueError("config.rl.sft.workdir must name the shared warm start's folder")
@@ -110,6 +118,10 @@ def run(config) -> dict[str, Any]:
   payload["steps_to_grpo_level"] = reach
   payload["verdict"] = verdict(results)
   payload["token_rewards"] = token_reward_examples(config.rl, int(config.heatmap_examples))
+  probe_examples = int(config.get("probe_examples", 64))
+  payload["judge_probe"] = (
+    warm_start_probe(config.rl, num_examples=probe_examples) if probe_examples > 0 else None
+  )
   lines = ["", "### Grad2Reward vs GRPO", ""]
   if reach:
     speedup = "n/a" if reach["speedup"] is None else f"{reach['speedup']:.2f}x"
@@ -121,6 +133,8 @@ def run(config) -> dict[str, Any]:
   lines += ["", f"**Verdict.** {payload['verdict']}", ""]
   if payload["token_rewards"]:
     lines.append("Token rewards of the warm start's own samples: `token_rewards.png`.")
+  if payload["judge_probe"]:
+    lines += ["", *judge_probe_lines(payload["judge_probe"])]
   if config.get("variant") == "quick":
     lines.append("Quick variant: tiny sizes, the pipeline only; its numbers say nothing.")
   with open(os.path.join(config.workdir, "results.md"), "a") as f:

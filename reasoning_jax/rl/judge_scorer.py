@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from reasoning_jax.credit import DenseRewards, Grad2Reward, Grad2RewardConfig
-from reasoning_jax.rewards import Rubric
+from reasoning_jax.rewards import verdict_agreement
 
 __all__ = ["JUDGE_MODES", "RubricScorer", "build_scorer", "judge_spec"]
 
@@ -88,43 +88,9 @@ class RubricScorer:
       if rubric is None:
         raise ValueError("rubric recipes need a task whose examples carry a 'rubric' field")
       out = self.g2r(tokens, mask, questions, list(rubric))
-      out.stats.update(_agreement(rubric, completions, out.verdicts))
+      out.stats.update(verdict_agreement(rubric, completions, out.verdicts))
     out.stats["grader_reward"] = float(np.mean(verifier_rewards))
     return out
-
-
-def _agreement(rubrics, completions, verdicts) -> dict[str, float]:
-  """The judge's verdicts against the items' programmatic checks (where all have one).
-
-  `judge_accuracy`: the fraction of (response, item) verdicts equal to the check;
-  `judge_true_rate` / `grader_true_rate`: how often each says True; per item position k
-  (rubrics of a task list their items in one order), `judge_accuracy_item{k}` and
-  `judge_true_rate_item{k}` / `grader_true_rate_item{k}`, which show *which* criteria a
-  judge cannot check (a judge that only sees whether a part is present says True where the
-  grader, comparing numbers, says False).
-  """
-  # Item position -> (pairs, agreements, judge True, grader True).
-  counts: dict[int, np.ndarray] = {}
-  for rubric, text, row in zip(rubrics, completions, verdicts):
-    parsed = Rubric.parse(rubric)
-    if any(item.check is None for item in parsed.items):
-      return {}
-    for k, (truth, said) in enumerate(zip(parsed.grade(text), row[: len(parsed.items)])):
-      said = bool(said)
-      counts.setdefault(k, np.zeros(4, np.int64))
-      counts[k] += (1, truth == said, said, truth)
-  total = sum(counts.values()) if counts else np.zeros(4, np.int64)
-  n = max(int(total[0]), 1)
-  out = {
-    "judge_accuracy": total[1] / n,
-    "judge_true_rate": total[2] / n,
-    "grader_true_rate": total[3] / n,
-  }
-  for k, (pairs, agree, judge_true, grader_true) in sorted(counts.items()):
-    out[f"judge_accuracy_item{k}"] = agree / pairs
-    out[f"judge_true_rate_item{k}"] = judge_true / pairs
-    out[f"grader_true_rate_item{k}"] = grader_true / pairs
-  return {key: float(value) for key, value in out.items()}
 
 
 def build_scorer(

@@ -153,7 +153,7 @@ def test_scorer_replaces_verifier_rewards_in_rollouts():
 
 def test_judge_agreement_per_item_by_hand():
   """`rollout/judge_*` diagnostics: agreement and True rates, overall and per item position."""
-  from reasoning_jax.rl.judge_scorer import _agreement
+  from reasoning_jax.rewards import verdict_agreement
 
   rubric = {
     "items": [
@@ -164,7 +164,7 @@ def test_judge_agreement_per_item_by_hand():
   completions = ["23+24=47. Answer: 94", "23+24=46. Answer: 92", "Answer: 94"]
   # Grader: [T, T], [F, F], [F, T]. The judge says True wherever a sum is shown.
   verdicts = np.asarray([[True, True], [True, False], [False, True]])
-  out = _agreement([rubric] * 3, completions, verdicts)
+  out = verdict_agreement([rubric] * 3, completions, verdicts)
   assert out["judge_accuracy"] == pytest.approx(5 / 6)
   assert out["judge_true_rate"] == pytest.approx(4 / 6)
   assert out["grader_true_rate"] == pytest.approx(3 / 6)
@@ -172,4 +172,4 @@ def test_judge_agreement_per_item_by_hand():
   assert out["judge_true_rate_item0"] == pytest.approx(2 / 3)
   assert out["grader_true_rate_item0"] == pytest.approx(1 / 3)
   assert out["judge_accuracy_item1"] == 1.0
-  assert _agreement([{"items": [{"criterion": "c", "weight": 1.0}]}], ["x"], [[True]]) == {}
+  assert verdict_agreement([{"items": [{"criterion": "c", "weight": 1.0}]}], ["x"], [[True]]) == {}
