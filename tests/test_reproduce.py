@@ -515,3 +515,46 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
   # Bad flags name themselves.
   out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=nope")
   assert out.returncode != 0 and "--only names unknown reproductions" in out.stderr
+
+
+def test_grad2reward_verdict_names_the_judges_weakest_item():
+  """The 2026-12-05 run's finals: Grad2Reward below GRPO in every seed -> not reproduced."""
+  from reasoning_jax.reproduce.entries_credit import grad2reward_verdict
+
+  def runs(finals):
+    return [{"seed": s, "final": f} for s, f in enumerate(finals)]
+
+  payload = {
+    "results": {
+      "rubric_grpo": runs([0.060, 0.089, 0.049]),
+      "grad2reward": runs([0.023, 0.038, 0.039]),
+    },
+    "steps_to_grpo_level": {"speedup": 0.75},
+    "judge_probe": {
+      "judge_accuracy": 0.781,
+      "items": [
+        {
+          "criterion": "shows the sum 67",
+          "agreement": 0.744,
+          "judge_true_rate": 0.83,
+          "grader_true_rate": 0.59,
+        },
+        {
+          "criterion": "final answer 134",
+          "agreement": 0.553,
+          "judge_true_rate": 0.21,
+          "grader_true_rate": 0.47,
+        },
+      ],
+    },
+  }
+  (v,) = grad2reward_verdict(payload)
+  assert v.status == "not reproduced"
+  assert "paired difference -0.033 ± 0.012" in v.reason and "0.75x" in v.reason
+  assert "weakest item 'final answer 134' 0.553" in v.reason
+  payload["results"]["grad2reward"] = runs([0.090, 0.120, 0.080])  # +0.031 in every seed.
+  assert grad2reward_verdict(payload)[0].status == "partly"  # Wins, but not 1.5x faster.
+  payload["steps_to_grpo_level"] = {"speedup": 2.0}
+  assert grad2reward_verdict(payload)[0].status == "reproduced"
+  del payload["results"]["rubric_grpo"]
+  assert grad2reward_verdict(payload)[0].status == "not measured"

@@ -25,7 +25,9 @@ def grad2reward_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
   is above zero by more than two standard errors; the speed claim holds when every
   Grad2Reward seed reaches GRPO's final mean level at least 1.5x sooner than GRPO's mean
   curve does (the paper: 1.7-1.9x). "reproduced": both; "partly": one, or a positive
-  difference within the noise; "not reproduced": neither.
+  difference within the noise; "not reproduced": neither. The reason also names how well the
+  self-judge checks the rubric (`judge_probe`, its weakest item), since a judge that cannot
+  check a criterion is optimised instead of it.
   """
   runs = payload["results"]
   if not {"rubric_grpo", "grad2reward"} <= set(runs):
@@ -45,6 +47,15 @@ def grad2reward_verdict(payload: Mapping[str, Any]) -> list[Verdict]:
     f"{d.size} seeds); steps to GRPO's final level: speed-up "
     f"{'n/a' if speedup is None else f'{speedup:.2f}x'} (paper 1.7-1.9x)."
   )
+  probe = payload.get("judge_probe")
+  if probe and probe.get("items"):
+    weakest = min(probe["items"], key=lambda item: item["agreement"])
+    reason += (
+      f" The self-judge agrees with the items' checks on {probe['judge_accuracy']:.3f} of fresh "
+      f"demonstration-like pairs; weakest item {weakest['criterion']!r} "
+      f"{weakest['agreement']:.3f} (judge / grader say True {weakest['judge_true_rate']:.2f} / "
+      f"{weakest['grader_true_rate']:.2f})."
+    )
   if wins and fast:
     status = "reproduced"
   elif wins or fast or (d.size and d.mean() > 0):
@@ -78,7 +89,7 @@ register(
     verdict=grad2reward_verdict,
     figures=("accuracy.png", "curves.png", "token_rewards.png"),
     paths={"workdir": "{dir}", "rl.sft.workdir": "{dir}/warmstart"},
-    full_time="about 80 min on 2 CPU cores including the ~25 min warm start (estimate)",
+    full_time="about 29 min on 2 CPU cores (warm start 838 s + comparison 869 s, 2026-12-05)",
   )
 )
 
