@@ -213,18 +213,12 @@ def on_mesh(tree: Any, mesh: Mesh) -> Any:
 
 
 def shard_map(f, *, mesh, in_specs, out_specs):
-  """`f` mapped per device shard over every axis of `mesh` (fully manual).
+  """`jax.shard_map(f)` per device shard over every axis of `mesh` (fully manual).
 
-  `jax.shard_map` where JAX has it (>= 0.6, e.g. 0.10 and 0.12), else
-  `jax.experimental.shard_map.shard_map`. Replication is not checked (`f` may be a host
-  callback, whose outputs JAX cannot type): an out spec that leaves an axis out asserts
-  that every device along it computes the same value.
+  Replication is not checked (`f` may be a host callback, whose outputs JAX cannot type): an
+  out spec that leaves an axis out asserts that every device along it computes the same value.
   """
-  if hasattr(jax, "shard_map"):
-    return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-  from jax.experimental.shard_map import shard_map as legacy  # JAX < 0.6.
-
-  return legacy(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+  return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
 
 def row_split(rows: int, *, exclusive: bool = False) -> tuple[jax.sharding.AbstractMesh, P] | None:
