@@ -189,13 +189,12 @@ def batch_shard_count(mesh: Mesh | None) -> int:
 
 
 def place_rows(x: Any, mesh: Mesh | None) -> jax.Array:
-  """Host rows `[N, ...]` on the mesh's batch axes (replicated when N does not divide; one
-  process: the rows are this process's whole batch)."""
+  """Host rows `[N, ...]` on the mesh's batch axes (one process: the rows are this process's
+  whole batch). Without a mesh, or when N does not divide over the batch axes, an uncommitted
+  array that `jit` places next to its other arguments."""
   x = np.asarray(x)
-  if mesh is None:
+  if mesh is None or x.shape[0] % batch_shard_count(mesh):
     return jnp.asarray(x)
-  if x.shape[0] % batch_shard_count(mesh):
-    return jax.device_put(x, NamedSharding(mesh, P()))
   return jax.device_put(x, batch_sharding(mesh, x.ndim))
 
 
