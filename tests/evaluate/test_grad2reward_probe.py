@@ -79,3 +79,7 @@ def test_the_warm_start_probe_uses_the_rl_configs_judge(tmp_path):
   probe = warm_start_probe(config, num_examples=2, per_example=2)
   assert probe["pairs"] == 2 * 2 * 4 and len(probe["items"]) == 4
   assert all(0 <= i["agreement"] <= 1 for i in probe["items"])
+  config.judge.model = str(tmp_path)  # An external judge: not the self-judge this probes.
+  assert warm_start_probe(config) is None
+  config.judge.model, config.sft.workdir = "self", str(tmp_path / "no_warm_start")
+  assert warm_start_probe(config) is None

@@ -78,15 +78,22 @@ def probe_judge(
 
 
 def warm_start_probe(rl_config, *, num_examples: int = 64, per_example: int = 8, seed: int = 0):
-  """`probe_judge` for the warm start of an RL config with a judge section on the rubric task
-  (the judge as RL builds it: the warm start, verdicts only), on its held-out examples.
-  None for a task whose examples carry no rubric `parts` (not the rubric task)."""
+  """`probe_judge` for the self-judge of an RL config with a judge section on the rubric task
+  (the judge as RL builds it: the SFT warm start, verdicts only), on its held-out examples.
+  None where there is nothing to probe this way: an external judge (`judge.model` a
+  directory), no SFT warm start in `rl_config.sft.workdir`, or a task whose examples carry no
+  rubric `parts` (not the rubric task)."""
   from reasoning_jax.credit import Grad2Reward, Grad2RewardConfig
   from reasoning_jax.data.examples import decode_example
   from reasoning_jax.train.sft import load_sft_params, model_source
   from reasoning_jax.train.task import prepare_task
 
-  model, sft = load_sft_params(rl_config.sft.workdir)
+  if rl_config.judge.get("model", "self") != "self":
+    return None
+  loaded = load_sft_params(rl_config.sft.workdir) if rl_config.sft.workdir else None
+  if loaded is None:
+    return None
+  model, sft = loaded
   source = model_source(sft)
   task = prepare_task(sft, source, workdir=os.path.abspath(sft.workdir), check=False)
   n = min(num_examples, len(task.test_source))
