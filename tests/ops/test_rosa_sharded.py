@@ -170,7 +170,8 @@ def test_decode_streams_step_per_shard(monkeypatch, rows):
     host.STREAMS.get(handle).step(q[:2, :1], q[:2, :1], [0, 0], first_row=7)
 
 
-def test_mixer_in_a_zoo_model_under_a_mesh(rows_seen):
+def _rosa_zoo_model():
+  """A 2-layer tiny-qwen3 with a ROSA layer whose value tables are non-zero (the branch acts)."""
   from flax import nnx
 
   from reasoning_jax.models.config import get_preset
@@ -182,6 +183,13 @@ def test_mixer_in_a_zoo_model_under_a_mesh(rows_seen):
   keys = jax.random.split(jax.random.PRNGKey(1), 2)
   mixer.rosa_e0[...] = jax.random.normal(keys[0], mixer.rosa_e0.shape)
   mixer.rosa_e1[...] = jax.random.normal(keys[1], mixer.rosa_e1.shape)
+  return model
+
+
+def test_mixer_in_a_zoo_model_under_a_mesh(rows_seen):
+  from flax import nnx
+
+  model = _rosa_zoo_model()
   ids = jax.random.randint(jax.random.PRNGKey(2), (4, 9), 1, 512)
   ids = jnp.tile(ids, (1, 3))  # Repeats: the automaton matches.
   loss = lambda m, ids: jnp.mean(m(ids) ** 2)
@@ -216,9 +224,6 @@ def test_zoo_model_decodes_per_shard(monkeypatch):
   stepped per shard (one row each), and the logits equal the unsharded full forward."""
   from flax import nnx
 
-  from reasoning_jax.models.config import get_preset
-  from reasoning_jax.models.transformer import Transformer
-
   seen, step = [], host.RosaStreams.step
 
   def spy(self, q_symbols, *args, first_row=None, **kwargs):
@@ -226,12 +231,7 @@ def test_zoo_model_decodes_per_shard(monkeypatch):
     return step(self, q_symbols, *args, first_row=first_row, **kwargs)
 
   monkeypatch.setattr(host.RosaStreams, "step", spy)
-  config = get_preset("tiny-qwen3", num_layers=2, mixer=("attention", "rosa"), sliding_window=6)
-  model = Transformer(config, rngs=nnx.Rngs(0))
-  mixer = model.layers[1].mixer
-  keys = jax.random.split(jax.random.PRNGKey(1), 2)
-  mixer.rosa_e0[...] = jax.random.normal(keys[0], mixer.rosa_e0.shape)
-  mixer.rosa_e1[...] = jax.random.normal(keys[1], mixer.rosa_e1.shape)
+  model = _rosa_zoo_model()
   ids = jnp.tile(jax.random.randint(jax.random.PRNGKey(2), (4, 5), 1, 512), (1, 3))
   full = np.asarray(nnx.jit(lambda m, ids: m(ids))(model, ids))
   forward = nnx.jit(lambda m, ids, pos, cache: m.forward(ids, positions=pos, cache=cache))
