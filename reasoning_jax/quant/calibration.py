@@ -11,14 +11,23 @@ sums `X^T X` per kernel path with the token count, streaming over calibration ba
 batch's activations at a time). Kernels that share an input (q/k/v, gate/up) form one *input
 group*; `call_groups` returns them in call order, which is what GPTQ's true-sequential order
 is made of.
+
+Compiles are shared across layers: the capture and the propagation are module-level jitted
+functions keyed by the block's graph definition, and each block is traced as a standalone
+block (`standalone_block`: its `layer_idx` read as 0, which only names layers in errors and
+addresses caches and attention contexts, none of which calibration uses). Blocks of one
+structure then have one graph definition, so an L-layer model compiles one capture per input
+group and one propagation in all, not L of each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -109,6 +118,51 @@ def _sum_xxt(x2: jax.Array, m: jax.Array) -> jax.Array:
   return jnp.matmul((x2 * m[:, None]).T, x2, precision=jax.lax.Precision.HIGHEST)
 
 
+@contextlib.contextmanager
+def standalone_block(block: nnx.Module) -> Iterator[nnx.Module]:
+  """`block` with every submodule's `layer_idx` set to 0 inside the context (restored on exit,
+  also on error), so that blocks of one structure share a graph definition and a compile."""
+  saved = []
+  for _, node in nnx.iter_graph(block):
+    if isinstance(node, nnx.Module) and isinstance(getattr(node, "layer_idx", None), int):
+      saved.append((node, node.layer_idx))
+  try:
+    for node, _ in saved:
+      node.layer_idx = 0
+    yield block
+  finally:
+    for node, index in saved:
+      node.layer_idx = index
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "wanted", "placement"))
+def _capture(graphdef, state, x, positions, mask, *, wanted, placement):
+  """`({path: X^T X}, token count)` of one batch through one block (`wanted`: the paths,
+  `placement`: `((path, sharding), ...)` for the sums)."""
+  b = nnx.merge(graphdef, state)
+  ids = _kernel_paths(b)
+  placement = dict(placement)
+  with capture_inputs() as calls:
+    _run(b, CalibrationBatch(x, positions, mask))
+  sums, done = {}, {}
+  flat_mask = mask.reshape(-1).astype(jnp.float32)
+  for kernel, xin, in_dims in calls:
+    path = ids.get(id(kernel))
+    if path not in wanted or path in sums:
+      continue
+    d_in = math.prod(xin.shape[xin.ndim - in_dims :])
+    key = id(xin)
+    if key not in done:
+      x2 = xin.reshape(-1, d_in)
+      if x2.shape[0] != flat_mask.shape[0]:
+        raise ValueError(f"{path}: input rows {x2.shape[0]} do not match the token mask")
+      done[key] = _sum_xxt(x2, flat_mask)
+    sums[path] = done[key]
+    if path in placement:
+      sums[path] = jax.lax.with_sharding_constraint(sums[path], placement[path])
+  return sums, jnp.sum(flat_mask)
+
+
 def capture_hessians(
   block: nnx.Module,
   batches: Sequence[CalibrationBatch],
@@ -116,44 +170,29 @@ def capture_hessians(
 ) -> dict[str, jax.Array]:
   """`H = 2 X X^T / N` (float32 `[d_in, d_in]`) for each kernel path in `paths` of `block`.
 
-  Streams over `batches` (one jit-compiled capture pass per batch; padding tokens have zero
-  weight). On a mesh, each `H` is sharded the way its weight's input axis is (rows over the
-  mesh axis of the kernel's first dimension), so no device holds a whole Hessian of a sharded
-  layer. Raises ValueError when a path is never called through `project` (such a kernel
-  cannot be calibrated, and it is not silently skipped).
+  Streams over `batches` (one jit-compiled capture pass per batch, shared by every block of
+  the same structure; padding tokens have zero weight). On a mesh, each `H` is sharded the way
+  its weight's input axis is (rows over the mesh axis of the kernel's first dimension), so no
+  device holds a whole Hessian of a sharded layer. Raises ValueError when a path is never
+  called through `project` (such a kernel cannot be calibrated, and it is not silently
+  skipped).
   """
-  wanted = set(paths)
-  graphdef, state = nnx.split(block)
-  placement = _hessian_shardings(block, wanted)
-
-  @jax.jit
-  def capture(state, x, positions, mask):
-    b = nnx.merge(graphdef, state)
-    ids = _kernel_paths(b)
-    with capture_inputs() as calls:
-      _run(b, CalibrationBatch(x, positions, mask))
-    sums, done = {}, {}
-    flat_mask = mask.reshape(-1).astype(jnp.float32)
-    for kernel, xin, in_dims in calls:
-      path = ids.get(id(kernel))
-      if path not in wanted or path in sums:
-        continue
-      d_in = math.prod(xin.shape[xin.ndim - in_dims :])
-      key = id(xin)
-      if key not in done:
-        x2 = xin.reshape(-1, d_in)
-        if x2.shape[0] != flat_mask.shape[0]:
-          raise ValueError(f"{path}: input rows {x2.shape[0]} do not match the token mask")
-        done[key] = _sum_xxt(x2, flat_mask)
-      sums[path] = done[key]
-      if path in placement:
-        sums[path] = jax.lax.with_sharding_constraint(sums[path], placement[path])
-    return sums, jnp.sum(flat_mask)
-
+  wanted = frozenset(paths)
+  with standalone_block(block):
+    graphdef, state = nnx.split(block)
+    placement = tuple(sorted(_hessian_shardings(block, wanted).items()))
   totals: dict[str, jax.Array] = {}
   count = 0.0
   for batch in batches:
-    sums, n = capture(state, batch.x, batch.positions, batch.mask)
+    sums, n = _capture(
+      graphdef,
+      state,
+      batch.x,
+      batch.positions,
+      batch.mask,
+      wanted=wanted,
+      placement=placement,
+    )
     missing = wanted - set(sums)
     if missing:
       raise ValueError(
@@ -197,16 +236,19 @@ def embed_batches(model: nnx.Module, batches: Sequence[dict[str, Any]]) -> list[
   return out
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _propagate(graphdef, state, x, positions, mask):
+  return _run(nnx.merge(graphdef, state), CalibrationBatch(x, positions, mask))
+
+
 def propagate(block: nnx.Module, batches: Sequence[CalibrationBatch]) -> list[CalibrationBatch]:
-  """The next block's inputs: `block` applied to every batch (one compiled pass)."""
-  graphdef, state = nnx.split(block)
-
-  @jax.jit
-  def run(state, x, positions, mask):
-    return _run(nnx.merge(graphdef, state), CalibrationBatch(x, positions, mask))
-
+  """The next block's inputs: `block` applied to every batch (one compiled pass, shared by
+  every block of the same structure)."""
+  with standalone_block(block):
+    graphdef, state = nnx.split(block)
   return [
-    CalibrationBatch(run(state, b.x, b.positions, b.mask), b.positions, b.mask) for b in batches
+    CalibrationBatch(_propagate(graphdef, state, b.x, b.positions, b.mask), b.positions, b.mask)
+    for b in batches
   ]
 
 

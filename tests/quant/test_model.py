@@ -114,6 +114,29 @@ def test_hessians_are_sharded_like_the_weights_input_axis():
   np.testing.assert_allclose(np.asarray(model(ids)), np.asarray(single(ids)), atol=1e-3)
 
 
+def test_layers_of_one_structure_share_the_calibration_compiles():
+  """An L-layer model compiles one capture per input group and one propagation, not L of
+  each: blocks are traced standalone (`layer_idx` read as 0, restored afterwards, also when
+  calibration fails)."""
+  import dataclasses
+
+  config = dataclasses.replace(CFG, num_layers=3)
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  # Different shapes from every other test here, so the counts start from this model.
+  batches = [{"input_ids": jax.random.randint(jax.random.key(9), (3, 20), 0, CFG.vocab_size)}]
+  capture0 = calibration._capture._cache_size()
+  propagate0 = calibration._propagate._cache_size()
+  quantize_model(model, batches, method="rtn", bits=4, group_size=32)
+  assert calibration._capture._cache_size() - capture0 == 4  # qkv, o, gate/up, down
+  assert calibration._propagate._cache_size() - propagate0 == 1
+  assert [block.mixer.layer_idx for block in model.layers] == [0, 1, 2]
+  with pytest.raises(ValueError, match="never multiplied"):
+    calibration.capture_hessians(
+      model.layers[2], calibration.embed_batches(model, batches), ["mixer.nope"]
+    )
+  assert model.layers[2].mixer.layer_idx == 2
+
+
 def test_call_groups_follow_the_forward_pass():
   model = _model()
   inputs = calibration.embed_batches(model, _batches(n=1))

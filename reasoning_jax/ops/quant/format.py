@@ -30,6 +30,7 @@ scales and uint8 zeros (2-bit g = 128: 2.1875, so GPTQ g128 and BPDQ g256 match 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -116,11 +117,9 @@ class QuantizedWeight:
     return w.reshape(self.d_in, self.d_out).T.astype(dtype)
 
   def dequantize(self, dtype=jnp.float32) -> jax.Array:
-    """`W [d_out, d_in]` in the original column order."""
-    w = self.dequantize_stored(dtype)
-    if self.perm is None:
-      return w
-    return w[:, jnp.argsort(self.perm)]
+    """`W [d_out, d_in]` in the original column order (one compiled function per layout and
+    dtype; eager op-by-op dispatch compiled every op of it for each new shape)."""
+    return _dequantize(self, dtype=jnp.dtype(dtype))
 
   def describe(self) -> str:
     extra = "" if self.perm is None else ", act-order perm"
@@ -128,6 +127,21 @@ class QuantizedWeight:
       f"{self.method or self.kind} {self.bits}-bit g{self.group_size} {self.shape} "
       f"({self.bits_per_weight:.4f} bits/weight{extra})"
     )
+
+
+@functools.partial(jax.jit, static_argnames=("dtype",))
+def _dequantize(weight: QuantizedWeight, *, dtype) -> jax.Array:
+  w = weight.dequantize_stored(dtype)
+  if weight.perm is None:
+    return w
+  return w[:, jnp.argsort(weight.perm)]
+
+
+@functools.partial(jax.jit, static_argnames=("bits",))
+def _code_planes(codes: jax.Array, *, bits: int) -> jax.Array:
+  """Uniform codes `[d_out, d_in]` -> packed words `[d_in / 32, k, d_out]`."""
+  codes = codes.astype(jnp.int32)
+  return pack_bitplanes(jnp.stack([(codes >> i) & 1 for i in range(bits)], axis=0))
 
 
 def check_layout(shape: tuple[int, int], bits: int, group_size: int, *, argument: str = "weight"):
@@ -164,10 +178,8 @@ def from_codes(
   """Packs uniform codes `[d_out, d_in]` with `scales`, `zeros` `[d_in / g, d_out]`."""
   d_out, d_in = codes.shape
   check_layout((d_out, d_in), bits, group_size, argument="codes")
-  codes = codes.astype(jnp.int32)
-  planes = jnp.stack([(codes >> i) & 1 for i in range(bits)], axis=0)  # [k, d_out, d_in]
   return QuantizedWeight(
-    planes=pack_bitplanes(planes),
+    planes=_code_planes(jnp.asarray(codes), bits=bits),
     scales=jnp.asarray(scales).astype(storage_dtype),
     zeros=jnp.asarray(zeros).astype(jnp.uint8),
     perm=None if perm is None else jnp.asarray(perm, jnp.int32),

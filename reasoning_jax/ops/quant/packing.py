@@ -14,8 +14,10 @@ import jax.numpy as jnp
 WORD_BITS = 32
 
 
+@jax.jit
 def pack_bitplanes(planes: jax.Array) -> jax.Array:
-  """0/1 planes `[k, d_out, d_in]` -> int32 words `[d_in / 32, k, d_out]`."""
+  """0/1 planes `[k, d_out, d_in]` -> int32 words `[d_in / 32, k, d_out]` (jitted: shape
+  errors are raised at trace time, before any compile)."""
   if planes.ndim != 3:
     raise ValueError(f"planes must be [k, d_out, d_in], got shape {tuple(planes.shape)}")
   k, d_out, d_in = planes.shape
