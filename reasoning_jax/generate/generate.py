@@ -44,7 +44,12 @@ from flax import nnx
 
 from reasoning_jax.generate.sampling import sample_logits, validate_sampling_params
 from reasoning_jax.models.transformer import is_concrete, validate_token_ids
-from reasoning_jax.sparse import SparseDecodeConfig, SparseDecodeContext, init_state
+from reasoning_jax.sparse import (
+  SparseDecodeConfig,
+  SparseDecodeContext,
+  init_state,
+  prefill_config,
+)
 from reasoning_jax.sparse.config import round_cache_size
 
 # Number of times each jitted function body was traced (tests use it to check caching).
@@ -99,7 +104,8 @@ def _is_eos(tokens: jax.Array, eos_ids: tuple[int, ...]) -> jax.Array:
 
 @functools.lru_cache(maxsize=64)
 def _compiled_fns(graphdef: Any, settings: GenerateSettings):
-  """Jitted `(prefill, decode)` for one model structure and one set of static settings."""
+  """Jitted `(prefill, decode)` for one model structure and one set of static settings (the
+  prefill shared by every sparse config with the same `sparse.prefill_config`)."""
   n = settings.max_new_tokens
   sample = functools.partial(
     sample_logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p
@@ -231,7 +237,14 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
   # be miscompiled by XLA:CPU (jaxlib 0.10.2 / 0.12.0.1: a YNN fusion that broadcasts the
   # scalar constant into a dot reads garbage; see `reasoning_jax.ops.gla.chunk`). As an
   # input buffer it is opaque to the compiler; donating it keeps the update in place.
-  return jax.jit(prefill, donate_argnums=(1,)), jax.jit(decode, donate_argnums=(1, 2))
+  # Prefill is dense whatever the sparse method: settings that differ only in the decode part
+  # of `sparse_decode` share the prefill compiled for their canonical prefill config.
+  shared = dataclasses.replace(settings, sparse_decode=prefill_config(settings.sparse_decode))
+  if shared != settings:
+    jitted_prefill = _compiled_fns(graphdef, shared)[0]
+  else:
+    jitted_prefill = jax.jit(prefill, donate_argnums=(1,))
+  return jitted_prefill, jax.jit(decode, donate_argnums=(1, 2))
 
 
 def _as_int(value: Any, argument: str, expected: str) -> int:

@@ -12,7 +12,12 @@ A room between `models` (whose attention layers call the context it provides) an
 """
 
 from reasoning_jax.sparse.config import SparseDecodeConfig, kv_tokens_read, round_cache_size
-from reasoning_jax.sparse.context import SparseDecodeContext, decode_kernels, init_state
+from reasoning_jax.sparse.context import (
+  SparseDecodeContext,
+  decode_kernels,
+  init_state,
+  prefill_config,
+)
 
 __all__ = [
   "SparseDecodeConfig",
@@ -20,5 +25,6 @@ __all__ = [
   "decode_kernels",
   "init_state",
   "kv_tokens_read",
+  "prefill_config",
   "round_cache_size",
 ]

@@ -68,6 +68,23 @@ def init_state(config: SparseDecodeConfig, cache: tuple[Any, ...], lengths: jax.
   )
 
 
+def prefill_config(config: SparseDecodeConfig | None) -> SparseDecodeConfig | None:
+  """The part of `config` a prefill depends on, canonical: prefill is dense, and only Quest
+  builds decode state from it (`init_state`: page bounds of `page_size` for the layers from
+  `quest_dense_layers` on). Every config with the same prefill part maps to one config, so
+  `generate` compiles one prefill for a whole sweep of budgets, roles and methods."""
+  if config is None:
+    return None
+  if config.method != "quest":
+    return SparseDecodeConfig(method="full")
+  return SparseDecodeConfig(
+    method="quest",
+    page_size=config.page_size,
+    quest_dense_layers=config.quest_dense_layers,
+    budget=2 * config.page_size,
+  )
+
+
 class SparseDecodeContext:
   """The attention context of one decode step (see the module docstring).
 

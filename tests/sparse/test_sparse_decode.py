@@ -413,3 +413,32 @@ def test_xla_path_equals_the_references(dtype, atol):
   got = sd.block_sparse_decode_xla(q, k, v, lengths, heads, ids, block_size=16)
   want = sd.block_sparse_decode_reference(q, k, v, lengths, jnp.asarray(heads), ids, block_size=16)
   np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=atol)
+
+
+def test_a_sweep_of_sparse_configs_compiles_one_prefill(model):
+  """Prefill is dense: configs that differ in method, budget or roles (Quest aside, whose
+  page bounds start at prefill) share one compiled prefill; each config compiles its decode."""
+  from reasoning_jax.generate.generate import TRACE_COUNTS
+
+  rng = np.random.default_rng(7)
+  # A prompt shape no other test uses, so the counts start from zero here.
+  prompts = rng.integers(1, model.config.vocab_size, (3, 130)), np.array([130, 97, 64])
+  kw = dict(max_new_tokens=3, temperature=0.0, cache_size=144)
+  before = dict(TRACE_COUNTS)
+  sweep = [
+    SparseDecodeConfig(method="full", **SMALL),
+    SparseDecodeConfig(method="lychee", roles=roles(MIXED), budget=64, **SMALL),
+    SparseDecodeConfig(method="lychee", roles=roles(MIXED), budget=80, **SMALL),
+    SparseDecodeConfig(
+      method="lychee", roles=roles([[1, 1], [1, 0], [0, 1], [0, 1]]), budget=64, **SMALL
+    ),
+    SparseDecodeConfig(method="duo", roles=roles(MIXED), budget=64, **SMALL),
+  ]
+  for config in sweep:
+    generate(model, *prompts, sparse_decode=config, **kw)
+  assert TRACE_COUNTS["prefill"] - before.get("prefill", 0) == 1
+  assert TRACE_COUNTS["decode"] - before.get("decode", 0) == len(sweep)
+  # Quest keeps its page bounds from the prefill: one more prefill per page layout.
+  for budget in (32, 48):
+    generate(model, *prompts, sparse_decode=SparseDecodeConfig(method="quest", budget=budget), **kw)
+  assert TRACE_COUNTS["prefill"] - before.get("prefill", 0) == 2
