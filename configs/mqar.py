@@ -4,6 +4,7 @@
   python -m experiments.mqar --config=configs/mqar.py:zoology # Zoology's scale (accelerator)
   python -m experiments.mqar --config=configs/mqar.py:ablate  # OVQ readings (issue 21)
   python -m experiments.mqar --config=configs/mqar.py:state   # state-size curve (issue 21)
+  python -m experiments.mqar --config=configs/mqar.py:context # the hybrid at T = 128, 192
 
 Zoology's recipe (spec `memory_attention.md` §0.4 (a)): keys in [1, V/2), values in [V/2, V),
 power-law query gaps with a = 0.01, random non-query tokens, loss and accuracy only at the
@@ -97,6 +98,11 @@ _SWA_WINDOW = 16  # tokens (T = 64)
 # head) against GLA with the even head dim d whose d x d state is nearest.
 _STATE_SLOTS = (8, 16, 32, 64)  # 3080, 4112, 6176, 10304 floats per head
 _STATE_GLA_DIMS = (56, 64, 78, 102)  # 3136, 4096, 6084, 10404 floats per head
+# Longer contexts at a fixed state and a fixed window: kv = 8 pairs in T = 128 and 192 tokens
+# (T = 64 is the `ablate` sweep), so the query gaps grow past the 16-token window while the
+# OVQ dictionary (16 slots) and GLA's state stay the size they were. Full attention is left
+# out: its state grows with T, and at 400 steps it was seed-bound already at T = 64.
+_LONG_SEQ_LENS = (128, 192)  # MQAR needs V = 256 > T
 
 
 def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
@@ -104,6 +110,19 @@ def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
   c.tasks = ("mqar_kv8",)
   c.task_configs = {"mqar_kv8": c.task_configs["mqar_kv8"]}
   c.workdir = f"outputs/mqar_{variant}"
+  if variant == "context":
+    c.title = "MQAR kv = 8 at T = 128 and 192: the sliding-window hybrid at a fixed state"
+    base = c.task_configs["mqar_kv8"].to_dict()
+    c.tasks = tuple(f"mqar_kv8_t{t}" for t in _LONG_SEQ_LENS)
+    c.task_configs = {
+      f"mqar_kv8_t{t}": {**base, "kwargs": {**base["kwargs"], "seq_len": t}} for t in _LONG_SEQ_LENS
+    }
+    c.mixer_variants = {"ovq_eq": dict(_OVQ_EQ)}
+    c.models = (_SWA_HYBRID, *_SWA_CONTROLS)
+    c.model_overrides = {
+      spec: {"sliding_window": _SWA_WINDOW} for spec in (_SWA_HYBRID, *_SWA_CONTROLS)
+    }
+    return
   if variant == "ablate":
     c.title = "MQAR kv = 8: readings of OVQ at GLA's state budget"
     c.mixer_variants = {name: {**_OVQ_EQ, **flags} for name, flags in _OVQ_READINGS.items()}
@@ -128,13 +147,15 @@ def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
 def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
   """`scale`: "cpu" (default), "quick", "zoology", or an OVQ sweep on the cpu scale at kv = 8:
   "ablate" (GLA and OVQ at GLA's state budget under each reading of the paper, and the
-  sliding-window hybrid) or "state" (OVQ slots 8-64 against GLA head dims of equal state)."""
-  variant = scale if scale in ("ablate", "state") else None
+  sliding-window hybrid), "state" (OVQ slots 8-64 against GLA head dims of equal state) or
+  "context" (the sliding-window hybrid and its controls at T = 128 and 192)."""
+  variant = scale if scale in ("ablate", "state", "context") else None
   if variant is not None:
     scale = "cpu"
   if scale not in _SCALES:
     raise ValueError(
-      f"unknown MQAR scale {scale!r}; choose one of {sorted(_SCALES) + ['ablate', 'state']}"
+      f"unknown MQAR scale {scale!r}; choose one of "
+      f"{sorted(_SCALES) + ['ablate', 'state', 'context']}"
     )
   s = _SCALES[scale]
   c = ml_collections.ConfigDict()

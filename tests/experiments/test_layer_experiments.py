@@ -94,7 +94,7 @@ def test_mqar_config_compares_at_equal_state():
 
 
 def test_mqar_ovq_sweeps():
-  """configs/mqar.py:ablate and :state (issue 21): kv = 8 at the cpu scale, 3 seeds; every
+  """configs/mqar.py:ablate, :state and :context (issue 21): kv = 8 at the cpu scale, 3 seeds; every
   reading is an ovq_eq variant (16 slots, chunk 16) with one flag off the spec default; the
   sliding-window hybrid gets its window; the state curve pairs OVQ slot counts with GLA head
   dims of about the same floats per head (within 2%)."""
@@ -157,6 +157,24 @@ def test_mqar_ovq_sweeps():
   assert sorted(ovq) == ovq and len(ovq) == 4 and len(gla) == 4
   for a, b in zip(ovq, gla):
     assert abs(a - b) / b < 0.02, (a, b)
+
+  # :context, the hybrid and its controls at longer T: only seq_len differs from ablate's task.
+  long = mqar_config.get_config("context")
+  assert long.tasks == ("mqar_kv8_t128", "mqar_kv8_t192") and tuple(long.seeds) == (0, 1, 2)
+  assert set(long.models) == {swa_spec, "sliding_attention+gla@2", "sliding_attention@2"}
+  assert long.train.to_dict() == cpu.train.to_dict() and long.workdir == "outputs/mqar_context"
+  for task, t in (("mqar_kv8_t128", 128), ("mqar_kv8_t192", 192)):
+    got = long.task_configs[task].to_dict()
+    want = cpu.task_configs.mqar_kv8.to_dict()
+    assert got["kwargs"].pop("seq_len") == t and want["kwargs"].pop("seq_len") == 64
+    assert got == want, task
+  long_swa = recall.build_model_config(
+    swa_spec,
+    vocab_size=256,
+    max_len=192,
+    model=recall.model_for_spec(long.model, long.model_overrides, swa_spec),
+  )
+  assert long_swa.sliding_window == 16 and long_swa.mixer == ("sliding_attention", "ovq_eq")
 
 
 def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
