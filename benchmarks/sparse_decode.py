@@ -83,6 +83,13 @@ def parse_args(argv=None):
   p.add_argument("--gpu-batches", type=int, nargs="+", default=(1, 8))
   p.add_argument("--model-context", type=int, default=8192, help="model section: prompt length")
   p.add_argument("--model-new-tokens", type=int, default=16)
+  p.add_argument(
+    "--prefill-chunk",
+    type=int,
+    default=0,
+    help="model section: prompt tokens per prefill forward (0: one forward; 32k on a CPU "
+    "host needs chunks, e.g. 2048)",
+  )
   args = p.parse_args(argv)
   args.sections = tuple(args.section or DEFAULT_SECTIONS)
   if args.contexts is None:
@@ -338,7 +345,8 @@ def section_model(args) -> dict:
   print(
     f"\n== model: generate() decode time per token, random tiny-qwen3 ({layers} layers, "
     f"{kv} KV heads, D {config.head_dim}), prompt {p}, {args.model_new_tokens} new tokens, "
-    f"budget {budget} (median of {args.repeats}; first call compiles, not timed) =="
+    f"budget {budget}, prefill chunk {args.prefill_chunk or 'none'} (median of "
+    f"{args.repeats}; first call compiles, not timed) =="
   )
   print("(a toy model: per-token time is dominated by non-attention work and dispatch)")
   results = {}
@@ -353,6 +361,7 @@ def section_model(args) -> dict:
         temperature=0.0,
         sparse_decode=cfg,
         timings=timings,
+        prefill_chunk=args.prefill_chunk or None,
       )
 
     call()

@@ -42,8 +42,9 @@ generalization), so only T = 256 is judged; training at 1024 tokens is the next 
 the training time).
 "accelerator": the issue's 4k-32k (trained at 4k), budgets 512-4096 in 64-token blocks with
 128 sinks + 256 recent (budget 256 is below sinks + recent: 7 blocks of 64 are needed), 2
-Quest dense layers, a width-256 model of 8 layers trained 3000 steps; decode timing at 8k and
-32k. "quick": the pipeline end to end in about a minute; its numbers say nothing.
+Quest dense layers, a width-256 model of 8 layers trained 3000 steps, prompts prefilled in
+chunks of 2048 tokens (`prefill_chunk`); decode timing at 8k and 32k. "quick": the pipeline
+end to end in about a minute; its numbers say nothing.
 
 `hf`: `--config.hf.dir=/path/to/folder` decodes the text passkey (`data.passkey.text_passkey`)
 with the folder's model and tokenizer instead: roles learned on text passkey batches of
@@ -113,6 +114,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.quest_dense_layers = 1
   c.duo_streaming = "budget"
   c.implementation = "xla"
+  # Prompt tokens per prefill forward (`generate(prefill_chunk=)`; 0 = one forward). One
+  # forward holds batch x heads x T x T float32 attention scores: 128 GiB per layer for 8
+  # prompts of 32k on 4 heads; chunks of 2048 hold 1/16 of that. Same outputs either way.
+  c.prefill_chunk = 0
   c.roles = ml_collections.ConfigDict(
     {
       "steps": 100,
@@ -159,6 +164,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.budgets = (512, 1024, 2048, 4096)
     c.block_size, c.sink_tokens, c.recent_tokens = 64, 128, 256
     c.quest_dense_layers = 2
+    c.prefill_chunk = 2048
     c.roles.update(steps=1000, batch_size=1, seq_len=4096)
     c.timing.update(lengths=(8192, 32768), rows=1, new_tokens=32)
     c.hf.update(lengths=(4096, 8192, 16384, 32768), role_seq_len=4096)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import operator
 import time
 from typing import Any
 
@@ -42,7 +41,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from reasoning_jax.generate.sampling import sample_logits, validate_sampling_params
+from reasoning_jax.generate.arguments import (
+  GenerateSettings,
+  as_int,
+  check_generate_args,
+  check_sampling,
+  normalize_eos,
+)
+from reasoning_jax.generate.prefill import check_prefill_chunk, forward_last
+from reasoning_jax.generate.sampling import sample_logits
 from reasoning_jax.models.transformer import is_concrete, validate_token_ids
 from reasoning_jax.sparse import (
   SparseDecodeConfig,
@@ -50,7 +57,6 @@ from reasoning_jax.sparse import (
   init_state,
   prefill_config,
 )
-from reasoning_jax.sparse.config import round_cache_size
 
 # Number of times each jitted function body was traced (tests use it to check caching).
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -80,20 +86,6 @@ class GenerateOutput:
   logprobs: jax.Array
   sampling_logprobs: jax.Array
   done: jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class GenerateSettings:
-  """Static (hashable) generation settings: one compiled prefill/decode pair each."""
-
-  max_new_tokens: int
-  cache_size: int
-  temperature: float
-  top_k: int
-  top_p: float
-  eos_ids: tuple[int, ...]
-  pad_id: int
-  sparse_decode: SparseDecodeConfig | None = None
 
 
 def _is_eos(tokens: jax.Array, eos_ids: tuple[int, ...]) -> jax.Array:
@@ -154,9 +146,10 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
     prompts = jnp.where(valid, prompts, 0)
     # Attention mixers ignore the mask here (causality hides the padding); recurrent
     # mixers use it to leave their state untouched by the padding tokens.
-    hidden, cache = model.forward(prompts, positions=positions, attention_mask=valid, cache=cache)
     last_index = (prompt_lengths - 1 - starts)[:, None]
-    last = jnp.take_along_axis(hidden, last_index[:, :, None], axis=1)[:, 0]
+    last, cache = forward_last(
+      model, cache, prompts, positions, valid, last_index[:, 0], settings.prefill_chunk
+    )
     token, logprob, sampling_logprob = sample(model.unembed(last), step_key(key, 0))
     active = budgets > 0
     # A row that is not decoded keeps re-feeding its last context token at its own position
@@ -247,149 +240,6 @@ def _compiled_fns(graphdef: Any, settings: GenerateSettings):
   return jitted_prefill, jax.jit(decode, donate_argnums=(1, 2))
 
 
-def _as_int(value: Any, argument: str, expected: str) -> int:
-  """`value` as a Python int (ints, NumPy integers and concrete 0-d integer arrays)."""
-  if not isinstance(value, bool):
-    try:
-      return operator.index(value)
-    except TypeError:
-      pass
-  raise TypeError(f"{argument} must be {expected}, got {type(value).__name__} {value!r}")
-
-
-def _normalize_eos(eos_id: Any, vocab_size: int) -> tuple[int, ...]:
-  if eos_id is None:
-    return ()
-  ids = tuple(eos_id) if isinstance(eos_id, (tuple, list)) else (eos_id,)
-  out = []
-  for value in ids:
-    value = _as_int(value, "eos_id", "None, an int or a tuple of ints")
-    if not 0 <= value < vocab_size:
-      raise ValueError(f"eos_id {value} is outside the vocabulary [0, {vocab_size})")
-    out.append(value)
-  return tuple(dict.fromkeys(out))
-
-
-def _check_key(key: Any) -> None:
-  dtype = getattr(key, "dtype", None)
-  if dtype is None:
-    raise TypeError(f"key must be a PRNG key (jax.random.key or PRNGKey), got {type(key).__name__}")
-  if not (jnp.issubdtype(dtype, jax.dtypes.prng_key) or dtype == jnp.uint32):
-    raise TypeError(f"key must be a PRNG key (jax.random.key or PRNGKey), got dtype {dtype}")
-
-
-def _check_sampling(temperature: Any, top_k: Any, top_p: Any, key: Any) -> tuple:
-  """Validated `(temperature, top_k, top_p, key)`; `key` None for greedy decoding."""
-  temperature, top_k, top_p = validate_sampling_params(temperature, top_k, top_p)
-  if temperature == 0:
-    return temperature, top_k, top_p, None
-  if key is None:
-    raise ValueError(
-      f"key is required when sampling with temperature={temperature} > 0 "
-      "(pass key=jax.random.key(seed), or temperature=0 for greedy)"
-    )
-  _check_key(key)
-  return temperature, top_k, top_p, key
-
-
-def check_generate_args(
-  model: nnx.Module,
-  prompts: Any,
-  prompt_lengths: Any,
-  *,
-  max_new_tokens: Any,
-  temperature: Any,
-  top_k: Any,
-  top_p: Any,
-  eos_id: Any,
-  key: Any,
-  cache_size: Any,
-  pad_id: Any,
-  extra_slots: int = 0,
-  extra_reason: str = "",
-  sparse_decode: SparseDecodeConfig | None = None,
-) -> tuple[jax.Array, jax.Array, GenerateSettings, jax.Array | None]:
-  """Validates `generate`'s arguments; the extension point other decoders share.
-
-  Returns `(prompts int32 [B, P], prompt_lengths int32 [B], settings, key)`, `key` None for
-  greedy decoding. `extra_slots` cache slots beyond `P + max_new_tokens` are required (and
-  added to the default `cache_size`); `extra_reason` names them in the error, e.g. the
-  speculative decoder's verify block.
-
-  Raises the TypeError / ValueError documented in `generate`.
-  """
-  vocab_size = model.config.vocab_size
-  if not hasattr(prompts, "dtype"):
-    prompts = np.asarray(prompts)
-  if not jnp.issubdtype(prompts.dtype, jnp.integer):
-    raise TypeError(
-      f"prompts must be an integer array [B, P] of token ids, got dtype {prompts.dtype}"
-    )
-  if prompts.ndim != 2 or prompts.shape[0] < 1 or prompts.shape[1] < 1:
-    raise ValueError(f"prompts must be [B, P] with B, P >= 1, got shape {tuple(prompts.shape)}")
-  b, p = prompts.shape
-
-  if not hasattr(prompt_lengths, "dtype"):
-    prompt_lengths = np.asarray(prompt_lengths)
-  if not jnp.issubdtype(prompt_lengths.dtype, jnp.integer):
-    raise TypeError(
-      f"prompt_lengths must be an integer array [B] = [{b}], got dtype {prompt_lengths.dtype}"
-    )
-  if tuple(prompt_lengths.shape) != (b,):
-    raise ValueError(
-      f"prompt_lengths must be [B] = [{b}] (one length per prompt row), got "
-      f"shape {tuple(prompt_lengths.shape)}"
-    )
-  if is_concrete(prompt_lengths):
-    lengths_np = np.asarray(prompt_lengths)
-    if lengths_np.min() < 1 or lengths_np.max() > p:
-      raise ValueError(
-        f"prompt_lengths must be in [1, P] = [1, {p}], got values in "
-        f"[{lengths_np.min()}, {lengths_np.max()}]"
-      )
-    if is_concrete(prompts):
-      real = np.arange(p)[None, :] < lengths_np[:, None]
-      validate_token_ids(np.where(real, np.asarray(prompts), 0), vocab_size, argument="prompts")
-
-  max_new_tokens = _as_int(max_new_tokens, "max_new_tokens", "an int >= 1")
-  if max_new_tokens < 1:
-    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-  needed = p + max_new_tokens + extra_slots
-  if sparse_decode is not None and not isinstance(sparse_decode, SparseDecodeConfig):
-    raise TypeError(
-      f"sparse_decode must be None or a reasoning_jax.sparse.SparseDecodeConfig, got "
-      f"{type(sparse_decode).__name__}"
-    )
-  if cache_size is None:
-    cache_size = round_cache_size(needed, sparse_decode)
-  cache_size = _as_int(cache_size, "cache_size", "None or an int >= 1")
-  if sparse_decode is not None:
-    sparse_decode.validate_for(model.config, cache_size)
-  if needed > cache_size:
-    extra = f" + {extra_slots} {extra_reason}" if extra_slots else ""
-    raise ValueError(
-      f"the prompt plus budget does not fit in the cache: P={p} prompt slots + "
-      f"max_new_tokens={max_new_tokens}{extra} = {needed} > cache_size={cache_size}"
-    )
-  temperature, top_k, top_p, key = _check_sampling(temperature, top_k, top_p, key)
-  eos_ids = _normalize_eos(eos_id, vocab_size)
-  pad_id = _as_int(pad_id, "pad_id", "an int")
-
-  settings = GenerateSettings(
-    max_new_tokens=max_new_tokens,
-    cache_size=cache_size,
-    temperature=temperature,
-    top_k=top_k,
-    top_p=top_p,
-    eos_ids=eos_ids,
-    pad_id=pad_id,
-    sparse_decode=sparse_decode,
-  )
-  prompts = jnp.asarray(prompts, jnp.int32)
-  prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
-  return prompts, prompt_lengths, settings, key
-
-
 def generate(
   model: nnx.Module,
   prompts: Any,
@@ -405,6 +255,7 @@ def generate(
   pad_id: int = 0,
   timings: dict[str, float] | None = None,
   sparse_decode: SparseDecodeConfig | None = None,
+  prefill_chunk: int | None = None,
 ) -> GenerateOutput:
   """Samples up to `max_new_tokens` tokens per row after right-padded prompts.
 
@@ -429,6 +280,9 @@ def generate(
     sparse_decode: None (dense decoding) or a `reasoning_jax.sparse.SparseDecodeConfig`:
       LycheeDecode, Quest, DuoAttention or "full" on the decode steps (prefill stays
       dense). The default `cache_size` is rounded up to its block / page multiple.
+    prefill_chunk: None (one prefill forward over the whole prompt block) or the prompt
+      tokens per prefill forward (`generate.prefill`): bounds prefill attention memory to
+      `B * heads * prefill_chunk * cache_size` scores for long prompts; same outputs.
 
   Returns:
     A `GenerateOutput`: `tokens`, `lengths`, `logprobs`, `sampling_logprobs`, `done`.
@@ -452,6 +306,7 @@ def generate(
     cache_size=cache_size,
     pad_id=pad_id,
     sparse_decode=sparse_decode,
+    prefill_chunk=prefill_chunk,
   )
   b = prompts.shape[0]
   cache_size = settings.cache_size
@@ -508,6 +363,7 @@ def generate_from_cache(
   key: jax.Array | None = None,
   pad_id: int = 0,
   model_split: tuple[Any, Any] | None = None,
+  prefill_chunk: int | None = None,
 ) -> tuple[GenerateOutput, Any]:
   """Continues decoding on a KV cache that already holds each row's context up to a point.
 
@@ -531,6 +387,8 @@ def generate_from_cache(
     temperature, top_k, top_p, eos_id, key, pad_id: as in `generate`.
     model_split: optional `nnx.split(model)`, for host loops that call this many times with
       unchanged weights (splitting costs milliseconds a call).
+    prefill_chunk: None (the block in one forward) or block tokens per forward, as in
+      `generate`.
 
   Returns:
     `(GenerateOutput, cache)`. A decoded row's cache is valid for positions
@@ -564,7 +422,7 @@ def generate_from_cache(
     validate_token_ids(
       np.where(real, np.asarray(block), 0), model.config.vocab_size, argument="block"
     )
-  max_new_tokens = _as_int(max_new_tokens, "max_new_tokens", "an int >= 1")
+  max_new_tokens = as_int(max_new_tokens, "max_new_tokens", "an int >= 1")
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
   if budgets is None:
@@ -587,15 +445,16 @@ def generate_from_cache(
         f"context plus budget does not fit in the cache: max(context_lengths + budgets) = "
         f"{(ends + budgets).max()} > {slots} cache slots"
       )
-  temperature, top_k, top_p, key = _check_sampling(temperature, top_k, top_p, key)
+  temperature, top_k, top_p, key = check_sampling(temperature, top_k, top_p, key)
   settings = GenerateSettings(
     max_new_tokens=max_new_tokens,
     cache_size=slots or 0,
     temperature=temperature,
     top_k=top_k,
     top_p=top_p,
-    eos_ids=_normalize_eos(eos_id, model.config.vocab_size),
-    pad_id=_as_int(pad_id, "pad_id", "an int"),
+    eos_ids=normalize_eos(eos_id, model.config.vocab_size),
+    pad_id=as_int(pad_id, "pad_id", "an int"),
+    prefill_chunk=check_prefill_chunk(prefill_chunk),
   )
   graphdef, state = model_split if model_split is not None else nnx.split(model)
   prefill, decode = _compiled_fns(graphdef, settings)

@@ -31,6 +31,8 @@ def test_the_variants_load():
   for variant in ("", "quick", "accelerator"):
     c = get_config(variant)
     assert max(c.budgets) <= max(c.eval_lens)
+    # 32k prompts are prefilled in chunks on the accelerator (one forward: 128 GiB of scores).
+    assert c.prefill_chunk == (2048 if variant == "accelerator" else 0)
   with pytest.raises(ValueError, match="variant"):
     get_config("nope")
 
@@ -64,7 +66,7 @@ def test_quick_pipeline_writes_the_table_and_plots(tmp_path):
 
 
 def test_hf_folder_runs_the_text_passkey(tmp_path, tiny_hf_folder):
-  config = tiny(tmp_path)
+  config = tiny(tmp_path, prefill_chunk=64)  # 160-token prompts in 3 prefill forwards.
   config.hf.update(dir=tiny_hf_folder("qwen3"), lengths=(160,), num_test=2, role_seq_len=128)
   payload = experiment.run_sparse_decode_experiment(config)
   table = (tmp_path / "results.md").read_text()

@@ -33,7 +33,8 @@ def test_lychee_role_map_keeps_layer_zero_and_the_count(bench):
 
 @pytest.mark.parametrize("section", ["step", "kernels", "model", "gpu"])
 def test_cpu_sections_run_quick(bench, section):
-  out = bench.main(["--quick", f"--section={section}"])[section]
+  extra = ["--prefill-chunk=256"] if section == "model" else []  # The chunked prefill path.
+  out = bench.main(["--quick", f"--section={section}", *extra])[section]
   if section == "kernels":
     assert max(out.values()) < 1e-4
   elif section == "step":

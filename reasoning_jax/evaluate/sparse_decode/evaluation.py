@@ -85,8 +85,17 @@ def score(tokens: np.ndarray, data: EvalSet) -> dict[str, float]:
   }
 
 
-def generate_tokens(model, data: EvalSet, cfg: SparseDecodeConfig, *, batch_size: int, new: int):
-  """Greedy tokens `[N, new]` in batches of `batch_size` rows."""
+def generate_tokens(
+  model,
+  data: EvalSet,
+  cfg: SparseDecodeConfig,
+  *,
+  batch_size: int,
+  new: int,
+  prefill_chunk: int | None = None,
+):
+  """Greedy tokens `[N, new]` in batches of `batch_size` rows (`prefill_chunk`: prompt tokens
+  per prefill forward, `generate`'s chunked prefill; None = one forward)."""
   from reasoning_jax.generate import generate
 
   cache = round_cache_size(int(data.prompts.shape[1]) + new, cfg)
@@ -100,14 +109,25 @@ def generate_tokens(model, data: EvalSet, cfg: SparseDecodeConfig, *, batch_size
       temperature=0.0,
       cache_size=cache,
       sparse_decode=cfg,
+      prefill_chunk=prefill_chunk,
     )
     outs.append(np.asarray(out.tokens))
   return np.concatenate(outs)
 
 
-def accuracy(model, data: EvalSet, cfg: SparseDecodeConfig, *, batch_size: int) -> dict[str, float]:
+def accuracy(
+  model,
+  data: EvalSet,
+  cfg: SparseDecodeConfig,
+  *,
+  batch_size: int,
+  prefill_chunk: int | None = None,
+) -> dict[str, float]:
   """`score` of greedy decoding with `cfg` (`answer_len` new tokens, no EOS)."""
-  return score(generate_tokens(model, data, cfg, batch_size=batch_size, new=data.answer_len), data)
+  tokens = generate_tokens(
+    model, data, cfg, batch_size=batch_size, new=data.answer_len, prefill_chunk=prefill_chunk
+  )
+  return score(tokens, data)
 
 
 def kv_read(cfg: SparseDecodeConfig, model_config: Any, length: int) -> dict[str, float]:
@@ -123,7 +143,14 @@ def kv_read(cfg: SparseDecodeConfig, model_config: Any, length: int) -> dict[str
 
 
 def decode_time_per_token(
-  model, data: EvalSet, cfg: SparseDecodeConfig, *, rows: int, new: int, repeats: int = 1
+  model,
+  data: EvalSet,
+  cfg: SparseDecodeConfig,
+  *,
+  rows: int,
+  new: int,
+  repeats: int = 1,
+  prefill_chunk: int | None = None,
 ) -> float:
   """Seconds per decode step (batch of `rows` prompts, `new` tokens), the best of `repeats`
   warm calls (a first call compiles and is not timed)."""
@@ -131,7 +158,13 @@ def decode_time_per_token(
 
   prompts, lengths = data.prompts[:rows], data.lengths[:rows]
   cache = round_cache_size(int(prompts.shape[1]) + new, cfg)
-  kwargs = dict(max_new_tokens=new, temperature=0.0, cache_size=cache, sparse_decode=cfg)
+  kwargs = dict(
+    max_new_tokens=new,
+    temperature=0.0,
+    cache_size=cache,
+    sparse_decode=cfg,
+    prefill_chunk=prefill_chunk,
+  )
   generate(model, prompts, lengths, **kwargs)
   best = float("inf")
   for _ in range(max(1, repeats)):
@@ -155,12 +188,13 @@ def sweep(
   points = []
   budgets = [int(b) for b in config.budgets]
   bs = int(config.eval_batch_size)
+  chunk = int(config.get("prefill_chunk", 0)) or None
   for length, data in eval_sets.items():
     for method in METHODS:
       for budget in [None] if method == "full" else budgets:
         cfg = sparse_config(config, method, budget or 0, roles.get(method))
         point = {"method": method, "budget": budget, "length": int(length)}
-        point.update(accuracy(model, data, cfg, batch_size=bs))
+        point.update(accuracy(model, data, cfg, batch_size=bs, prefill_chunk=chunk))
         point.update(kv_read(cfg, model.config, length))
         if int(length) in timing_lens:
           point["decode_s_per_token"] = decode_time_per_token(
@@ -170,6 +204,7 @@ def sweep(
             rows=int(config.timing.rows),
             new=int(config.timing.new_tokens),
             repeats=int(config.timing.repeats),
+            prefill_chunk=chunk,
           )
         points.append(point)
         logging.info(
