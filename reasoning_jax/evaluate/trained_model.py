@@ -31,6 +31,7 @@ MODEL_KEYS = (
   "learning_rate",
   "batch_size",
   "seq_len",
+  "pack",
   "seed",
 )
 

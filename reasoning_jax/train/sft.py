@@ -18,6 +18,11 @@ run's workdir (SFT or RL, full fine-tuning, the same model shape and tokenizer);
 checkpoint's params replace the initialisation before step 0, with a fresh optimizer state
 and schedule (ReMiT's default frozen base, `delta_reference="frozen_base"`, is then those
 params). A resume of this run restores its own checkpoint as usual.
+
+Packing (`config.pack`, optional, default False): first-fit packing of several examples per
+`seq_len` row (`segment_ids` keep them apart in attention and in the recurrent mixers'
+state, positions restart per example), so short examples stop paying for a row of padding;
+`batch_size` then counts packed rows.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from flax import nnx
 
 from reasoning_jax import citations
 from reasoning_jax import sharding as sharding_lib
+from reasoning_jax.data.stages import packing_available
 from reasoning_jax.models import get_preset
 from reasoning_jax.train import lora_setup, remit_setup
 from reasoning_jax.models.source import (
@@ -167,11 +173,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       "lora",
       "remit",
       "init_workdir",
+      "pack",
     }
   )
   if unknown:
     raise ConfigError(f"unknown config keys: {sorted(unknown)}")
   validate_numeric_fields(config)
+  if not isinstance(config.get("pack", False), bool):
+    raise ConfigError(
+      f"config.pack must be a bool (True: pack several examples per seq_len row), got "
+      f"{config.pack!r}"
+    )
+  if config.get("pack", False) and not packing_available():
+    raise ConfigError(
+      "config.pack=True needs grain.experimental.FirstFitPackIterDataset (a newer grain)"
+    )
   validate_init_workdir(config)
   validate_model_config(config)
   lora_setup.lora_spec(config, error=ConfigError)
@@ -370,6 +386,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     target_format=task.target_format,
     add_bos=task.add_bos,
     worker_count=config.worker_count,
+    pack=bool(config.get("pack", False)),
   )
   data_iter = iter(train_ds)
 
