@@ -5,6 +5,8 @@
   python -m experiments.mqar --config=configs/mqar.py:ablate  # OVQ readings (issue 21)
   python -m experiments.mqar --config=configs/mqar.py:state   # state-size curve (issue 21)
   python -m experiments.mqar --config=configs/mqar.py:context # the hybrid at T = 128, 192
+  python -m experiments.mqar --config=configs/mqar.py:window8  # ... at T = 128, window 8
+  python -m experiments.mqar --config=configs/mqar.py:window32 # ... at T = 128, window 32
 
 Zoology's recipe (spec `memory_attention.md` §0.4 (a)): keys in [1, V/2), values in [V/2, V),
 power-law query gaps with a = 0.01, random non-query tokens, loss and accuracy only at the
@@ -103,6 +105,11 @@ _STATE_GLA_DIMS = (56, 64, 78, 102)  # 3136, 4096, 6084, 10404 floats per head
 # OVQ dictionary (16 slots) and GLA's state stay the size they were. Full attention is left
 # out: its state grows with T, and at 400 steps it was seed-bound already at T = 64.
 _LONG_SEQ_LENS = (128, 192)  # MQAR needs V = 256 > T
+# The hybrid and its controls at other windows, T = 128 (the `context` run has window 16): a
+# narrower window leaves more of the recall to the recurrent layer, a wider one solves more of
+# the task alone (power-law gaps put most queries near their keys).
+_WINDOW_VARIANTS = {"window8": 8, "window32": 32}
+_VARIANTS = ("ablate", "state", "context", *_WINDOW_VARIANTS)
 
 
 def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
@@ -110,18 +117,22 @@ def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
   c.tasks = ("mqar_kv8",)
   c.task_configs = {"mqar_kv8": c.task_configs["mqar_kv8"]}
   c.workdir = f"outputs/mqar_{variant}"
-  if variant == "context":
-    c.title = "MQAR kv = 8 at T = 128 and 192: the sliding-window hybrid at a fixed state"
+  if variant == "context" or variant in _WINDOW_VARIANTS:
+    window = _WINDOW_VARIANTS.get(variant, _SWA_WINDOW)
+    seq_lens = _LONG_SEQ_LENS if variant == "context" else (128,)
+    c.title = (
+      "MQAR kv = 8 at T = 128 and 192: the sliding-window hybrid at a fixed state"
+      if variant == "context"
+      else f"MQAR kv = 8 at T = 128: the sliding-window hybrid with a {window}-token window"
+    )
     base = c.task_configs["mqar_kv8"].to_dict()
-    c.tasks = tuple(f"mqar_kv8_t{t}" for t in _LONG_SEQ_LENS)
+    c.tasks = tuple(f"mqar_kv8_t{t}" for t in seq_lens)
     c.task_configs = {
-      f"mqar_kv8_t{t}": {**base, "kwargs": {**base["kwargs"], "seq_len": t}} for t in _LONG_SEQ_LENS
+      f"mqar_kv8_t{t}": {**base, "kwargs": {**base["kwargs"], "seq_len": t}} for t in seq_lens
     }
     c.mixer_variants = {"ovq_eq": dict(_OVQ_EQ)}
     c.models = (_SWA_HYBRID, *_SWA_CONTROLS)
-    c.model_overrides = {
-      spec: {"sliding_window": _SWA_WINDOW} for spec in (_SWA_HYBRID, *_SWA_CONTROLS)
-    }
+    c.model_overrides = {spec: {"sliding_window": window} for spec in (_SWA_HYBRID, *_SWA_CONTROLS)}
     return
   if variant == "ablate":
     c.title = "MQAR kv = 8: readings of OVQ at GLA's state budget"
@@ -148,14 +159,14 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
   """`scale`: "cpu" (default), "quick", "zoology", or an OVQ sweep on the cpu scale at kv = 8:
   "ablate" (GLA and OVQ at GLA's state budget under each reading of the paper, and the
   sliding-window hybrid), "state" (OVQ slots 8-64 against GLA head dims of equal state) or
-  "context" (the sliding-window hybrid and its controls at T = 128 and 192)."""
-  variant = scale if scale in ("ablate", "state", "context") else None
+  "context" (the sliding-window hybrid and its controls at T = 128 and 192), "window8" or
+  "window32" (the same at T = 128 with an 8- or 32-token window)."""
+  variant = scale if scale in _VARIANTS else None
   if variant is not None:
     scale = "cpu"
   if scale not in _SCALES:
     raise ValueError(
-      f"unknown MQAR scale {scale!r}; choose one of "
-      f"{sorted(_SCALES) + ['ablate', 'state', 'context']}"
+      f"unknown MQAR scale {scale!r}; choose one of {sorted(_SCALES) + list(_VARIANTS)}"
     )
   s = _SCALES[scale]
   c = ml_collections.ConfigDict()

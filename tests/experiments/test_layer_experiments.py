@@ -94,10 +94,10 @@ def test_mqar_config_compares_at_equal_state():
 
 
 def test_mqar_ovq_sweeps():
-  """configs/mqar.py:ablate, :state and :context (issue 21): kv = 8 at the cpu scale, 3 seeds; every
-  reading is an ovq_eq variant (16 slots, chunk 16) with one flag off the spec default; the
-  sliding-window hybrid gets its window; the state curve pairs OVQ slot counts with GLA head
-  dims of about the same floats per head (within 2%)."""
+  """configs/mqar.py:ablate, :state, :context and :window8/32 (issue 21): kv = 8 at the cpu
+  scale, 3 seeds; every reading is an ovq_eq variant (16 slots, chunk 16) with one flag off the
+  spec default; the sliding-window hybrid gets its window; the state curve pairs OVQ slot
+  counts with GLA head dims of about the same floats per head (within 2%)."""
   from reasoning_jax import registry
   from reasoning_jax.ops.ovq import DEFAULT_FLAGS
 
@@ -175,6 +175,15 @@ def test_mqar_ovq_sweeps():
     model=recall.model_for_spec(long.model, long.model_overrides, swa_spec),
   )
   assert long_swa.sliding_window == 16 and long_swa.mixer == ("sliding_attention", "ovq_eq")
+
+  # :window8 / :window32, the same models at T = 128 with another window: only the window and
+  # the workdir differ from :context's T = 128 run.
+  for variant, window in (("window8", 8), ("window32", 32)):
+    w = mqar_config.get_config(variant)
+    assert w.tasks == ("mqar_kv8_t128",) and w.workdir == f"outputs/mqar_{variant}"
+    assert w.task_configs.mqar_kv8_t128.to_dict() == long.task_configs.mqar_kv8_t128.to_dict()
+    assert w.models == long.models and w.train.to_dict() == long.train.to_dict()
+    assert w.model_overrides.to_dict() == {s: {"sliding_window": window} for s in long.models}
 
 
 def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
