@@ -333,7 +333,14 @@ _NUMBER_CELL = re.compile(r"\|\s*[+-]?\d+\.\d{3} ± \d+\.\d{3}\s*\|")
 
 def _reproduce(*args, cwd=ROOT):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  env.pop("XLA_FLAGS", None)  # One CPU device, as a user's laptop.
+  # One CPU device, as a user's laptop; LLVM -O0 as in the rest of the suite (conftest.py).
+  env["XLA_FLAGS"] = " ".join(
+    f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f
+  )
+  # The suite's own cache (tests/conftest.py) would stand in for the workdir's jax_cache,
+  # which these tests check.
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  env.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
   return subprocess.run(
     [sys.executable, "-m", "experiments.reproduce", *args],
     cwd=cwd,

@@ -16,7 +16,14 @@ def run_two_processes(script: str, *args: str, timeout: float = 300) -> list[str
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  # Each helper sets its own device count; the test run's compilation cache stays out of
+  # the two-process runs (tests/conftest.py).
+  env = {
+    k: v
+    for k, v in os.environ.items()
+    if k
+    not in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+  }
   procs = [
     subprocess.Popen(
       [sys.executable, script, str(port), str(pid), *map(str, args)],
