@@ -7,6 +7,7 @@
   python -m experiments.mqar --config=configs/mqar.py:context # the hybrid at T = 128, 192
   python -m experiments.mqar --config=configs/mqar.py:window8  # ... at T = 128, window 8
   python -m experiments.mqar --config=configs/mqar.py:window32 # ... at T = 128, window 32
+  python -m experiments.mqar --config=configs/mqar.py:kv16     # ... kv = 16 (kv32: 32 pairs)
 
 Zoology's recipe (spec `memory_attention.md` §0.4 (a)): keys in [1, V/2), values in [V/2, V),
 power-law query gaps with a = 0.01, random non-query tokens, loss and accuracy only at the
@@ -109,26 +110,34 @@ _LONG_SEQ_LENS = (128, 192)  # MQAR needs V = 256 > T
 # narrower window leaves more of the recall to the recurrent layer, a wider one solves more of
 # the task alone (power-law gaps put most queries near their keys).
 _WINDOW_VARIANTS = {"window8": 8, "window32": 32}
-_VARIANTS = ("ablate", "state", "context", *_WINDOW_VARIANTS)
+# The hybrid and its controls with more pairs to recall, T = 128 and the 16-token window: at
+# kv = 32 the 16-slot dictionary holds fewer slots than there are keys, and GLA's state the
+# same 4096 floats as at kv = 8.
+_PAIRS_VARIANTS = {"kv16": 16, "kv32": 32}
+_VARIANTS = ("ablate", "state", "context", *_WINDOW_VARIANTS, *_PAIRS_VARIANTS)
 
 
 def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
-  """The OVQ sweeps of issue 21 on the CPU scale, kv = 8 only (see `get_config`)."""
+  """The OVQ sweeps of issue 21 on the CPU scale (see `get_config`): kv = 8, except the
+  `kv16` / `kv32` runs of the sliding-window hybrid."""
   c.tasks = ("mqar_kv8",)
   c.task_configs = {"mqar_kv8": c.task_configs["mqar_kv8"]}
   c.workdir = f"outputs/mqar_{variant}"
-  if variant == "context" or variant in _WINDOW_VARIANTS:
+  if variant == "context" or variant in _WINDOW_VARIANTS or variant in _PAIRS_VARIANTS:
     window = _WINDOW_VARIANTS.get(variant, _SWA_WINDOW)
+    kv = _PAIRS_VARIANTS.get(variant, 8)
     seq_lens = _LONG_SEQ_LENS if variant == "context" else (128,)
-    c.title = (
-      "MQAR kv = 8 at T = 128 and 192: the sliding-window hybrid at a fixed state"
-      if variant == "context"
-      else f"MQAR kv = 8 at T = 128: the sliding-window hybrid with a {window}-token window"
-    )
+    if variant == "context":
+      c.title = "MQAR kv = 8 at T = 128 and 192: the sliding-window hybrid at a fixed state"
+    elif variant in _WINDOW_VARIANTS:
+      c.title = f"MQAR kv = 8 at T = 128: the sliding-window hybrid with a {window}-token window"
+    else:
+      c.title = f"MQAR kv = {kv} at T = 128: the sliding-window hybrid at a fixed state"
     base = c.task_configs["mqar_kv8"].to_dict()
-    c.tasks = tuple(f"mqar_kv8_t{t}" for t in seq_lens)
+    base["kwargs"]["num_kv_pairs"] = kv
+    c.tasks = tuple(f"mqar_kv{kv}_t{t}" for t in seq_lens)
     c.task_configs = {
-      f"mqar_kv8_t{t}": {**base, "kwargs": {**base["kwargs"], "seq_len": t}} for t in seq_lens
+      f"mqar_kv{kv}_t{t}": {**base, "kwargs": {**base["kwargs"], "seq_len": t}} for t in seq_lens
     }
     c.mixer_variants = {"ovq_eq": dict(_OVQ_EQ)}
     c.models = (_SWA_HYBRID, *_SWA_CONTROLS)
@@ -160,7 +169,8 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
   "ablate" (GLA and OVQ at GLA's state budget under each reading of the paper, and the
   sliding-window hybrid), "state" (OVQ slots 8-64 against GLA head dims of equal state) or
   "context" (the sliding-window hybrid and its controls at T = 128 and 192), "window8" or
-  "window32" (the same at T = 128 with an 8- or 32-token window)."""
+  "window32" (the same at T = 128 with an 8- or 32-token window), "kv16" or "kv32" (the same
+  at T = 128, window 16, with 16 or 32 key-value pairs)."""
   variant = scale if scale in _VARIANTS else None
   if variant is not None:
     scale = "cpu"

@@ -185,6 +185,18 @@ def test_mqar_ovq_sweeps():
     assert w.models == long.models and w.train.to_dict() == long.train.to_dict()
     assert w.model_overrides.to_dict() == {s: {"sliding_window": window} for s in long.models}
 
+  # :kv16 / :kv32, the same models at T = 128 with more pairs: only num_kv_pairs, the task's
+  # name and the workdir differ from :context's T = 128 run.
+  for variant, kv in (("kv16", 16), ("kv32", 32)):
+    p = mqar_config.get_config(variant)
+    assert p.tasks == (f"mqar_kv{kv}_t128",) and p.workdir == f"outputs/mqar_{variant}"
+    got = p.task_configs[f"mqar_kv{kv}_t128"].to_dict()
+    want = long.task_configs.mqar_kv8_t128.to_dict()
+    assert got["kwargs"].pop("num_kv_pairs") == kv and want["kwargs"].pop("num_kv_pairs") == 8
+    assert got == want, variant
+    assert p.models == long.models and p.train.to_dict() == long.train.to_dict()
+    assert p.model_overrides.to_dict() == long.model_overrides.to_dict()
+
 
 def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
   config = monotone_config.get_config("quick")
