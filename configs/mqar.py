@@ -8,6 +8,7 @@
   python -m experiments.mqar --config=configs/mqar.py:window8  # ... at T = 128, window 8
   python -m experiments.mqar --config=configs/mqar.py:window32 # ... at T = 128, window 32
   python -m experiments.mqar --config=configs/mqar.py:kv16     # ... kv = 16 (kv32: 32 pairs)
+  python -m experiments.mqar --config=configs/mqar.py:kv16_state  # kv = 16, larger states
 
 Zoology's recipe (spec `memory_attention.md` §0.4 (a)): keys in [1, V/2), values in [V/2, V),
 power-law query gaps with a = 0.01, random non-query tokens, loss and accuracy only at the
@@ -114,7 +115,12 @@ _WINDOW_VARIANTS = {"window8": 8, "window32": 32}
 # kv = 32 the 16-slot dictionary holds fewer slots than there are keys, and GLA's state the
 # same 4096 floats as at kv = 8.
 _PAIRS_VARIANTS = {"kv16": 16, "kv32": 32}
-_VARIANTS = ("ablate", "state", "context", *_WINDOW_VARIANTS, *_PAIRS_VARIANTS)
+# `kv16_state`: the kv16 run with larger states in the recurrent layer, OVQ with 32 and 64
+# slots against GLA with head dim 102 (the 64-slot state; the model-wide head dim also widens
+# the window layer's heads), to tell a capacity limit from an optimisation one.
+_PAIRS_STATE = {"ovq_s32": 32, "ovq_s64": 64}
+_PAIRS_STATE_GLA = {"gla_d102": 102}
+_VARIANTS = ("ablate", "state", "context", *_WINDOW_VARIANTS, *_PAIRS_VARIANTS, "kv16_state")
 
 
 def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
@@ -123,6 +129,17 @@ def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
   c.tasks = ("mqar_kv8",)
   c.task_configs = {"mqar_kv8": c.task_configs["mqar_kv8"]}
   c.workdir = f"outputs/mqar_{variant}"
+  if variant == "kv16_state":
+    _variant(c, "kv16")
+    c.workdir = "outputs/mqar_kv16_state"
+    c.title = "MQAR kv = 16 at T = 128: the sliding-window hybrid with larger states"
+    c.mixer_variants = {name: {**_OVQ_EQ, "num_slots": n} for name, n in _PAIRS_STATE.items()}
+    c.mixer_variants.update({name: {"kind": "gla"} for name in _PAIRS_STATE_GLA})
+    c.models = tuple(f"sliding_attention+{name}@2" for name in (*_PAIRS_STATE, *_PAIRS_STATE_GLA))
+    c.model_overrides = {spec: {"sliding_window": _SWA_WINDOW} for spec in c.models}
+    for name, d in _PAIRS_STATE_GLA.items():
+      c.model_overrides[f"sliding_attention+{name}@2"]["head_dim"] = d
+    return
   if variant == "context" or variant in _WINDOW_VARIANTS or variant in _PAIRS_VARIANTS:
     window = _WINDOW_VARIANTS.get(variant, _SWA_WINDOW)
     kv = _PAIRS_VARIANTS.get(variant, 8)
@@ -170,7 +187,8 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
   sliding-window hybrid), "state" (OVQ slots 8-64 against GLA head dims of equal state) or
   "context" (the sliding-window hybrid and its controls at T = 128 and 192), "window8" or
   "window32" (the same at T = 128 with an 8- or 32-token window), "kv16" or "kv32" (the same
-  at T = 128, window 16, with 16 or 32 key-value pairs)."""
+  at T = 128, window 16, with 16 or 32 key-value pairs), "kv16_state" (kv16 with OVQ of 32 and
+  64 slots and GLA of the 64-slot state)."""
   variant = scale if scale in _VARIANTS else None
   if variant is not None:
     scale = "cpu"

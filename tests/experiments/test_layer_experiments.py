@@ -197,6 +197,29 @@ def test_mqar_ovq_sweeps():
     assert p.models == long.models and p.train.to_dict() == long.train.to_dict()
     assert p.model_overrides.to_dict() == long.model_overrides.to_dict()
 
+  # :kv16_state, kv16's task with larger states: OVQ of 32 and 64 slots, GLA of the 64-slot
+  # state (head dim 102: 102^2 = 10404 floats against 64 * 129 + 16 * 128 = 10304).
+  big = mqar_config.get_config("kv16_state")
+  assert big.task_configs.to_dict() == mqar_config.get_config("kv16").task_configs.to_dict()
+  assert big.train.to_dict() == long.train.to_dict() and big.workdir == "outputs/mqar_kv16_state"
+  sizes = {}
+  for spec in big.models:
+    mc = recall.build_model_config(
+      spec,
+      vocab_size=256,
+      max_len=128,
+      model=recall.model_for_spec(big.model, big.model_overrides, spec),
+    )
+    assert mc.sliding_window == 16 and mc.mixer[0] == "sliding_attention"
+    cls = registry.MIXERS.get(mc.mixer[1])
+    d = mc.head_dim
+    sizes[spec] = cls.num_slots * (2 * d + 1) + cls.chunk_size * 2 * d if "ovq" in spec else d * d
+  assert sizes == {
+    "sliding_attention+ovq_s32@2": 6176,
+    "sliding_attention+ovq_s64@2": 10304,
+    "sliding_attention+gla_d102@2": 10404,
+  }
+
 
 def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
   config = monotone_config.get_config("quick")
