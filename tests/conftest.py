@@ -26,11 +26,15 @@ import tempfile
 
 import pytest
 
+# The device count is appended unless exactly it is there (a later flag wins); an
+# optimisation level the caller set is kept.
 _FLAGS = ["--xla_force_host_platform_device_count=8"]
-if not os.environ.get("RJ_TEST_XLA_OPT"):
+if not os.environ.get("RJ_TEST_XLA_OPT") and "--xla_backend_optimization_level" not in (
+  os.environ.get("XLA_FLAGS", "")
+):
   _FLAGS.append("--xla_backend_optimization_level=0")
 for _flag in _FLAGS:
-  if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+  if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
