@@ -22,6 +22,14 @@ sections bytes, step and kernels):
              time of the whole Llama-3-8B-shaped role map, summed over its layers.
   * model:   (optional, not in the default) whole-model decode time per token of a small random
              preset through `generate(..., timings=...)` with sparse_decode full / lychee / quest.
+  * breakdown: (optional) where the model section's decode step spends its time: the same
+             random tiny-qwen3 and role map, each attention layer's step timed alone at the
+             model's shapes (a full layer; LycheeDecode's layer 0, then its two parts: kernel
+             A's XLA path and `select_blocks`; a sparse layer that inherits), and the
+             whole-model decode time per token of full and lychee through `generate`. The rest
+             of the step (everything but attention) is full minus L full layers; the sum
+             rest + layer 0 + (L - 1) sparse layers predicts lychee's step, printed beside the
+             measured one, per context (`--contexts`, budget = S / 8 capped at `--budget`).
   * kernels: the Pallas kernels A and B in interpret mode vs their jnp references at a small
              shape: max abs error only (correctness, never a speed figure).
   * gpu:     on a GPU / TPU backend only: compiled kernel B (`block_sparse_decode_pallas`,
@@ -35,6 +43,8 @@ sections bytes, step and kernels):
   python benchmarks/sparse_decode.py                          # bytes + step + kernels, CPU
   python benchmarks/sparse_decode.py --quick                  # smoke run (< 30 s)
   python benchmarks/sparse_decode.py --section step --contexts 8192 32768 131072
+  python benchmarks/sparse_decode.py --section breakdown --contexts 8192 16384 32768 \\
+      --prefill-chunk 2048 --model-new-tokens 64 --repeats 3
   python benchmarks/sparse_decode.py --section gpu            # on a GPU / TPU machine
 """
 
@@ -57,7 +67,8 @@ import numpy as np  # noqa: E402
 from reasoning_jax.ops import sparse_decode as sd  # noqa: E402
 from reasoning_jax.sparse import SparseDecodeConfig, SparseDecodeContext, kv_tokens_read  # noqa: E402
 
-SECTIONS = ("bytes", "step", "model", "kernels", "gpu")
+BREAKDOWN_SHORT = 256  # The breakdown's prompt for the non-attention rest of a decode step.
+SECTIONS = ("bytes", "step", "model", "breakdown", "kernels", "gpu")
 DEFAULT_SECTIONS = ("bytes", "step", "kernels")
 # Llama-3-8B's attention shape (the paper's main model).
 LLAMA3_8B = dict(num_layers=32, num_kv_heads=8, group=4, head_dim=128)
@@ -319,13 +330,13 @@ def section_step(args) -> dict:
 # -- model --------------------------------------------------------------------------------------
 
 
-def section_model(args) -> dict:
+def _tiny_model(args, p: int):
+  """The model section's random tiny-qwen3 (4 layers, 2 KV heads) sized for a prompt of `p`,
+  its budget (p / 8 in [512, --budget], a multiple of 64) and the methods' configs."""
   from flax import nnx
 
-  from reasoning_jax.generate import generate
   from reasoning_jax.models import Transformer, get_preset
 
-  p = args.model_context
   layers, kv = 4, 2
   config = get_preset("tiny-qwen3").replace(
     num_layers=layers, max_position_embeddings=p + 4 * args.model_new_tokens + 1024
@@ -340,41 +351,185 @@ def section_model(args) -> dict:
     "lychee": SparseDecodeConfig(method="lychee", roles=roles, budget=budget),
     "quest": SparseDecodeConfig(method="quest", budget=budget, quest_dense_layers=1),
   }
-  prompts = np.random.default_rng(0).integers(1, config.vocab_size, (1, p))
-  lengths = np.array([p])
+  return model, budget, configs
+
+
+def _decode_per_token(args, model, p: int, cfg: SparseDecodeConfig) -> float:
+  """Median over `--repeats` of `generate`'s decode seconds per token (first call compiles)."""
+  from reasoning_jax.generate import generate
+
+  prompts = np.random.default_rng(0).integers(1, model.config.vocab_size, (1, p))
+
+  def call(timings=None):
+    return generate(
+      model,
+      prompts,
+      np.array([p]),
+      max_new_tokens=args.model_new_tokens,
+      temperature=0.0,
+      sparse_decode=cfg,
+      timings=timings,
+      prefill_chunk=args.prefill_chunk or None,
+    )
+
+  call()
+  per_token = []
+  for _ in range(args.repeats):
+    t = {}
+    call(t)
+    per_token.append(t["decode_s"] / args.model_new_tokens)
+  return statistics.median(per_token)
+
+
+def section_model(args) -> dict:
+  p = args.model_context
+  model, budget, configs = _tiny_model(args, p)
+  config = model.config
   print(
-    f"\n== model: generate() decode time per token, random tiny-qwen3 ({layers} layers, "
-    f"{kv} KV heads, D {config.head_dim}), prompt {p}, {args.model_new_tokens} new tokens, "
-    f"budget {budget}, prefill chunk {args.prefill_chunk or 'none'} (median of "
-    f"{args.repeats}; first call compiles, not timed) =="
+    f"\n== model: generate() decode time per token, random tiny-qwen3 ({config.num_layers} "
+    f"layers, {config.num_kv_heads} KV heads, D {config.head_dim}), prompt {p}, "
+    f"{args.model_new_tokens} new tokens, budget {budget}, prefill chunk "
+    f"{args.prefill_chunk or 'none'} (median of {args.repeats}; first call compiles, not "
+    "timed) =="
   )
   print("(a toy model: per-token time is dominated by non-attention work and dispatch)")
   results = {}
   for name, cfg in configs.items():
-
-    def call(timings=None, cfg=cfg):
-      return generate(
-        model,
-        prompts,
-        lengths,
-        max_new_tokens=args.model_new_tokens,
-        temperature=0.0,
-        sparse_decode=cfg,
-        timings=timings,
-        prefill_chunk=args.prefill_chunk or None,
-      )
-
-    call()
-    per_token = []
-    for _ in range(args.repeats):
-      t = {}
-      call(t)
-      per_token.append(t["decode_s"] / args.model_new_tokens)
-    results[name] = statistics.median(per_token)
+    results[name] = _decode_per_token(args, model, p, cfg)
     print(
       f"  {name:>7} {ms(results[name]):>12} per token  "
       f"full/this {results['full'] / results[name]:.2f}x"
     )
+  return results
+
+
+def looped_seconds(fn, q, *rest, steps: int, repeats: int, cache: bool = True) -> float:
+  """Median seconds of one `fn(q, *rest)` call when `steps` calls run inside one jitted
+  `fori_loop`, without a host dispatch per call. Each call's query depends on the previous
+  output and, with `cache` (`rest` starts with the cache `k, v [B, S, K, D]`), each step
+  first writes a new key and value into the last slot as a decode step does, so no read of
+  the cache is hoisted out of the loop either."""
+
+  def first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+  @jax.jit
+  def loop(q, *rest):
+    def body(_, carry):
+      q, rest = carry
+      if cache:
+        k, v, *others = rest
+        row = q[:, None, :, 0, :].astype(k.dtype)  # [B, 1, K, D]
+        slot = k.shape[1] - 1
+        k = jax.lax.dynamic_update_slice_in_dim(k, row, slot, axis=1)
+        v = jax.lax.dynamic_update_slice_in_dim(v, row, slot, axis=1)
+        rest = (k, v, *others)
+      out = first(fn(q, *rest))
+      return q + (1e-9 * jnp.mean(out)).astype(q.dtype), rest
+
+    return jax.lax.fori_loop(0, steps, body, (q, rest))[0]
+
+  return median_seconds(loop, q, *rest, repeats=repeats) / steps
+
+
+def section_breakdown(args) -> dict:
+  print(
+    f"\n== breakdown: the model section's decode step, piece by piece (median of "
+    f"{args.repeats}; {args.model_new_tokens} new tokens, prefill chunk "
+    f"{args.prefill_chunk or 'none'}) =="
+  )
+  print(
+    "In the model (generate's decode time per token): rest R = the full model at a "
+    f"{BREAKDOWN_SHORT}-token prompt (everything but attention, which does not grow with S); "
+    "full F = (full - R) / L; lychee's layer 0 A = (all layers retrieval - R) / L; a sparse "
+    "layer P = (lychee - R - A) / (L - 1). Alone: one layer's step at the model's shapes "
+    "(f32), 16 steps in one jitted loop that writes the new token into the cache each step "
+    "(no dispatch per step, no read hoisted out of the loop); layer 0 also in its parts."
+  )
+  results = {}
+  short = None
+  for s in args.contexts:
+    model, budget, configs = _tiny_model(args, s)
+    c = model.config
+    layers, kh, g, d = c.num_layers, c.num_kv_heads, c.num_heads // c.num_kv_heads, c.head_dim
+    lychee = configs["lychee"]
+    every = dataclasses.replace(lychee, roles=np.ones((layers, kh), bool))
+    if short is None:
+      short_model, _, short_configs = _tiny_model(args, BREAKDOWN_SHORT)
+      short = _decode_per_token(args, short_model, BREAKDOWN_SHORT, short_configs["full"])
+    # Alone.
+    q, k, v, lengths = make_inputs(jax.random.key(s), 1, s, kh, g, d, jnp.float32)
+    layer0 = context_step(dataclasses.replace(lychee, roles=np.ones((2, kh), bool)), 0)
+    _, inherited, _ = layer0(q, k, v, lengths, None, None)
+    heads = tuple(range(kh))
+
+    @jax.jit
+    def kernel_a(q, k, v, lengths):
+      return sd.retrieval_decode_xla(q, k, v, lengths, heads, block_size=lychee.block_size)
+
+    _, scores = kernel_a(q, k, v, lengths)
+
+    @jax.jit
+    def select(scores, lengths):
+      return sd.select_blocks(
+        scores,
+        lengths,
+        n_select=lychee.n_select,
+        block_size=lychee.block_size,
+        sink_tokens=lychee.sink_tokens,
+        recent_tokens=lychee.recent_tokens,
+      )
+
+    sparse_cfg = dataclasses.replace(lychee, roles=single_layer_roles(kh, 0, layer=1))
+    n, r = 16, args.repeats
+    alone = {
+      "full": looped_seconds(
+        context_step(configs["full"], 0), q, k, v, lengths, None, None, steps=n, repeats=r
+      ),
+      "layer 0": looped_seconds(layer0, q, k, v, lengths, None, None, steps=n, repeats=r),
+      "kernel A": looped_seconds(kernel_a, q, k, v, lengths, steps=n, repeats=r),
+      "select": looped_seconds(select, scores, lengths, steps=n, repeats=r, cache=False),
+      "sparse": looped_seconds(
+        context_step(sparse_cfg, 1), q, k, v, lengths, inherited, None, steps=n, repeats=r
+      ),
+    }
+    del q, k, v, scores, inherited
+    # In the model.
+    whole = {
+      "full": _decode_per_token(args, model, s, configs["full"]),
+      "lychee": _decode_per_token(args, model, s, lychee),
+      "every layer retrieval": _decode_per_token(args, model, s, every),
+    }
+    f = (whole["full"] - short) / layers
+    a = (whole["every layer retrieval"] - short) / layers
+    p = (whole["lychee"] - short - a) / (layers - 1)
+    print(
+      f"\nS = {s}, budget {budget} ({s // budget}x fewer slots in a sparse layer), "
+      f"{layers} layers, K {kh}, G {g}, D {d}"
+    )
+    print(f"  {'':<30} {'in the model':>12} {'alone':>12}")
+    rows = (
+      ("rest R (non-attention)", short, None),
+      ("full layer F", f, alone["full"]),
+      ("lychee layer 0 A", a, alone["layer 0"]),
+      ("  kernel A (XLA path)", None, alone["kernel A"]),
+      ("  select_blocks", None, alone["select"]),
+      ("lychee sparse layer P", p, alone["sparse"]),
+    )
+    for name, inside, by_itself in rows:
+      print(
+        f"  {name:<30} {ms(inside) if inside is not None else '':>12} "
+        f"{ms(by_itself) if by_itself is not None else '':>12}"
+      )
+    attention_full, attention_lychee = layers * f, a + (layers - 1) * p
+    print(
+      f"  model per token: full {ms(whole['full']).strip()}, lychee "
+      f"{ms(whole['lychee']).strip()} ({whole['full'] / whole['lychee']:.2f}x); attention "
+      f"only: {attention_full / attention_lychee:.2f}x; A / F {a / f:.2f}, P / F {p / f:.2f}; "
+      f"shares of lychee's step: R {short / whole['lychee']:.0%}, layer 0 "
+      f"{a / whole['lychee']:.0%}, sparse layers {(layers - 1) * p / whole['lychee']:.0%}"
+    )
+    results[s] = dict(rest=short, full=f, layer0=a, sparse=p, alone=alone, model=whole)
   return results
 
 
@@ -511,6 +666,7 @@ def main(argv=None) -> dict:
     "bytes": section_bytes,
     "step": section_step,
     "model": section_model,
+    "breakdown": section_breakdown,
     "kernels": section_kernels,
     "gpu": section_gpu,
   }

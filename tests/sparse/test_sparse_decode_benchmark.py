@@ -31,12 +31,17 @@ def test_lychee_role_map_keeps_layer_zero_and_the_count(bench):
   assert roles[0].all() and roles.sum() == 32
 
 
-@pytest.mark.parametrize("section", ["step", "kernels", "model", "gpu"])
+@pytest.mark.parametrize("section", ["step", "kernels", "model", "breakdown", "gpu"])
 def test_cpu_sections_run_quick(bench, section):
-  extra = ["--prefill-chunk=256"] if section == "model" else []  # The chunked prefill path.
+  # The chunked prefill path.
+  extra = ["--prefill-chunk=256"] if section in ("model", "breakdown") else []
   out = bench.main(["--quick", f"--section={section}", *extra])[section]
   if section == "kernels":
     assert max(out.values()) < 1e-4
+  elif section == "breakdown":
+    row = out[1024]
+    assert set(row["alone"]) == {"full", "layer 0", "kernel A", "select", "sparse"}
+    assert set(row["model"]) == {"full", "lychee", "every layer retrieval"}
   elif section == "step":
     assert set(out[1024]) >= {"dense", "dpa", "lychee", "quest", "duo", "model"}
   elif section == "gpu" and bench.jax.default_backend() == "cpu":

@@ -3,9 +3,11 @@
 Same results as `reference.py` (tests compare them), written for speed on the XLA backends:
 the context knows its layer's heads statically, so each head's `[B, S, D]` cache column is
 read by a static index (no gathered `[B, S, R, D]` copy of the cache, which made the
-reference's R-axis einsums 2x slower on CPU), and the block scores reuse the attention logits:
-`qbar . k = mean_g (q_g . k)` is linear in q, so one pass over the keys serves both the softmax
-and the selection (kernel A appends `qbar` as an extra query row for the same reason).
+reference's R-axis einsums 2x slower on CPU), and the block scores come from the same pass over
+the keys as the softmax: `qbar` (the GQA-mean query) is appended as one more query row, as
+kernel A does. (Averaging the G logit rows instead, `mean_g (q_g . k)`, gives the same score
+through a reduction over the non-minor axis of `[B, G, S]`, which XLA:CPU ran slower than the
+dot itself inside the decode loop: `benchmarks/sparse_decode.py --section breakdown`.)
 `heads` may be a tuple of ints (static, the fast layout) or an int array (falls back to the
 reference).
 """
@@ -52,11 +54,14 @@ def retrieval_decode_xla(
   b, s = k.shape[:2]
   scale = q.shape[-1] ** -0.5 if scale is None else scale
   visible = (jnp.arange(s)[None, :] < lengths[:, None])[:, None, :]  # [B, 1, S]
+  g = q.shape[2]
   outs, scores = [], []
   for h in static:
-    raw = jnp.einsum("bgd,bsd->bgs", q[:, h], k[:, :, h], preferred_element_type=jnp.float32)
-    outs.append(_softmax_out(raw * scale, visible, v[:, :, h], q.dtype))
-    pooled = jnp.where(visible[:, 0], jnp.mean(raw, axis=1), NEG_INF)  # qbar . k, [B, S]
+    qbar = jnp.mean(q[:, h].astype(jnp.float32), axis=1, keepdims=True).astype(q.dtype)
+    rows = jnp.concatenate([q[:, h], qbar], axis=1)  # [B, G + 1, D]: qbar as one more query
+    raw = jnp.einsum("bgd,bsd->bgs", rows, k[:, :, h], preferred_element_type=jnp.float32)
+    outs.append(_softmax_out(raw[:, :g] * scale, visible, v[:, :, h], q.dtype))
+    pooled = jnp.where(visible[:, 0], raw[:, g], NEG_INF)  # qbar . k, [B, S]
     scores.append(jnp.max(pooled.reshape(b, s // block_size, block_size), axis=-1))
   return jnp.stack(outs, axis=1), jnp.stack(scores, axis=1)
 
