@@ -46,6 +46,9 @@ sections bytes, step and kernels):
   python benchmarks/sparse_decode.py --section breakdown --contexts 8192 16384 32768 \\
       --prefill-chunk 2048 --model-new-tokens 64 --repeats 3
   python benchmarks/sparse_decode.py --section gpu            # on a GPU / TPU machine
+
+One benchmark in one file (one concept): the sections share the role maps, the method configs,
+the decode step as `generate` runs it and the tiny model.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._timing import median_seconds  # noqa: E402
+from benchmarks._timing import looped_seconds, median_seconds  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -401,35 +404,6 @@ def section_model(args) -> dict:
       f"full/this {results['full'] / results[name]:.2f}x"
     )
   return results
-
-
-def looped_seconds(fn, q, *rest, steps: int, repeats: int, cache: bool = True) -> float:
-  """Median seconds of one `fn(q, *rest)` call when `steps` calls run inside one jitted
-  `fori_loop`, without a host dispatch per call. Each call's query depends on the previous
-  output and, with `cache` (`rest` starts with the cache `k, v [B, S, K, D]`), each step
-  first writes a new key and value into the last slot as a decode step does, so no read of
-  the cache is hoisted out of the loop either."""
-
-  def first(out):
-    return out[0] if isinstance(out, tuple) else out
-
-  @jax.jit
-  def loop(q, *rest):
-    def body(_, carry):
-      q, rest = carry
-      if cache:
-        k, v, *others = rest
-        row = q[:, None, :, 0, :].astype(k.dtype)  # [B, 1, K, D]
-        slot = k.shape[1] - 1
-        k = jax.lax.dynamic_update_slice_in_dim(k, row, slot, axis=1)
-        v = jax.lax.dynamic_update_slice_in_dim(v, row, slot, axis=1)
-        rest = (k, v, *others)
-      out = first(fn(q, *rest))
-      return q + (1e-9 * jnp.mean(out)).astype(q.dtype), rest
-
-    return jax.lax.fori_loop(0, steps, body, (q, rest))[0]
-
-  return median_seconds(loop, q, *rest, repeats=repeats) / steps
 
 
 def section_breakdown(args) -> dict:
