@@ -10,6 +10,11 @@ tests/ops/test_ovq.py: 201 s cold, 89 s with every executable already cached), s
   * XLA:CPU compiles at LLVM -O0 (`--xla_backend_optimization_level=0`): the same HLO and
     the same XLA passes, less machine-code optimisation; 201 s -> 128 s on that subset.
     `RJ_TEST_XLA_OPT=1` keeps XLA's default level (e.g. to time something under pytest).
+  * where jaxlib still has it (0.10; the newest jaxlib removed it), XLA:CPU emits fusions
+    through its legacy elemental emitter (`--xla_cpu_use_fusion_emitters=false`) instead of
+    the MLIR fusion emitters, which take longer to compile than their faster code saves on
+    test-sized arrays: tests/layers/test_ovq_layer.py 85 s -> 50 s on top of -O0. The same
+    ops, reductions and dtypes; `RJ_TEST_XLA_OPT=1` drops it with the -O0 flag.
   * one persistent compilation cache per test run, shared by the xdist workers and the
     notebook kernels (they inherit the environment): the module-scoped `clear_caches` below
     frees executables between modules, and the next module that traces the same program
@@ -22,9 +27,30 @@ tests/ops/test_ovq.py: 201 s cold, 89 s with every executable already cached), s
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
+
+# The flag XLA:CPU reads to emit fusions through its legacy elemental IR emitter rather than
+# the MLIR fusion emitters; jaxlib 0.10 has it, newer jaxlib (where the legacy route is gone)
+# aborts the process on it as an unknown flag, so it is probed in a subprocess first.
+_LEGACY_FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
+
+
+def _xla_accepts(flag: str) -> bool:
+  """Whether this jaxlib starts and runs a jitted add with `flag` in XLA_FLAGS (~2 s, once:
+  xdist workers inherit the decision through the environment)."""
+  env = dict(os.environ, XLA_FLAGS=flag, JAX_PLATFORMS="cpu")
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  probe = "import jax; jax.jit(lambda x: x + 1)(1.0).block_until_ready()"
+  try:
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=120)
+  except (OSError, subprocess.TimeoutExpired):
+    return False
+  return done.returncode == 0
+
 
 # The device count is appended unless exactly it is there (a later flag wins); an
 # optimisation level the caller set is kept.
@@ -33,6 +59,10 @@ if not os.environ.get("RJ_TEST_XLA_OPT") and "--xla_backend_optimization_level" 
   os.environ.get("XLA_FLAGS", "")
 ):
   _FLAGS.append("--xla_backend_optimization_level=0")
+  if "--xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", "") and _xla_accepts(
+    _LEGACY_FUSION_FLAG
+  ):
+    _FLAGS.append(_LEGACY_FUSION_FLAG)
 for _flag in _FLAGS:
   if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()

@@ -11,7 +11,10 @@ processes (no hang).
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+# The test run's compile-speed flags (tests/conftest.py) come through; the device count is ours.
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+)
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 HELPERS = os.path.dirname(os.path.abspath(__file__))

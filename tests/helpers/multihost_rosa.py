@@ -11,7 +11,10 @@ import os
 import sys
 import threading
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+# The test run's compile-speed flags (tests/conftest.py) come through; the device count is ours.
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+)
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402

@@ -7,7 +7,10 @@ Each process owns 2 CPU devices and half of the global batch (host-local rows).
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+# The test run's compile-speed flags (tests/conftest.py) come through; the device count is ours.
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+)
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402

@@ -16,14 +16,16 @@ def run_two_processes(script: str, *args: str, timeout: float = 300) -> list[str
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  # Each helper sets its own device count; the test run's compilation cache stays out of
-  # the two-process runs (tests/conftest.py).
+  # Each helper appends its own device count to the run's compile-speed XLA flags; the test
+  # run's compilation cache stays out of the two-process runs (tests/conftest.py).
   env = {
     k: v
     for k, v in os.environ.items()
-    if k
-    not in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+    if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
   }
+  env["XLA_FLAGS"] = " ".join(
+    f for f in env.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f
+  )
   procs = [
     subprocess.Popen(
       [sys.executable, script, str(port), str(pid), *map(str, args)],
