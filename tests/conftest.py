@@ -40,8 +40,7 @@ _LEGACY_FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
 
 
 def _xla_accepts(flag: str) -> bool:
-  """Whether this jaxlib starts and runs a jitted add with `flag` in XLA_FLAGS (~2 s, once:
-  xdist workers inherit the decision through the environment)."""
+  """Whether this jaxlib starts and runs a jitted add with `flag` in XLA_FLAGS (~2 s)."""
   env = dict(os.environ, XLA_FLAGS=flag, JAX_PLATFORMS="cpu")
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   probe = "import jax; jax.jit(lambda x: x + 1)(1.0).block_until_ready()"
@@ -59,10 +58,12 @@ if not os.environ.get("RJ_TEST_XLA_OPT") and "--xla_backend_optimization_level" 
   os.environ.get("XLA_FLAGS", "")
 ):
   _FLAGS.append("--xla_backend_optimization_level=0")
-  if "--xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", "") and _xla_accepts(
-    _LEGACY_FUSION_FLAG
-  ):
-    _FLAGS.append(_LEGACY_FUSION_FLAG)
+  if "--xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    # Probed once, in pytest's controller; workers (and reruns in one shell) read the answer.
+    if "RJ_TEST_LEGACY_FUSION" not in os.environ:
+      os.environ["RJ_TEST_LEGACY_FUSION"] = str(int(_xla_accepts(_LEGACY_FUSION_FLAG)))
+    if os.environ["RJ_TEST_LEGACY_FUSION"] == "1":
+      _FLAGS.append(_LEGACY_FUSION_FLAG)
 for _flag in _FLAGS:
   if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
