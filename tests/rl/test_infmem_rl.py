@@ -164,3 +164,30 @@ def test_verdict_uses_the_sft_reader_when_grpo_ran_on_one_seed():
   }
   (v,) = infmem_verdict(payload)
   assert v.status == "partly" and "InfMem (SFT) 0.100" in v.reason
+
+
+def test_sft_folder_is_reused_only_for_the_config_that_built_it(tmp_path):
+  from reasoning_jax.rl.infmem.experiment import _sft_folder
+
+  config = infmem_config.get_config("quick")
+  config.train.doc_tokens, config.train.num_examples = (512,), (3,)
+  config.train.num_test_records = 2
+  tokenizer = setup.experiment_tokenizer(setup.COMPACT_PROMPTS, max_number=8)
+  folder = _sft_folder(config, str(tmp_path), tokenizer, "infmem")
+  with open(os.path.join(folder, "train.jsonl")) as f:
+    records = f.readlines()
+  assert records
+  assert _sft_folder(config, str(tmp_path), tokenizer, "infmem") == folder
+  config.train.num_examples = (30,)
+  with pytest.raises(ValueError, match=r"built under other settings \(train: saved"):
+    _sft_folder(config, str(tmp_path), tokenizer, "infmem")
+  config.train.num_examples = (3,)
+  config.reader.memory_tokens = 32
+  with pytest.raises(ValueError, match=r"reader: saved"):
+    _sft_folder(config, str(tmp_path), tokenizer, "infmem")
+  with pytest.raises(ValueError, match=r"controller: saved 'infmem', config 'memagent'"):
+    os.rename(folder, os.path.join(str(tmp_path), "sft_data_memagent"))
+    config.reader.memory_tokens = 48
+    _sft_folder(config, str(tmp_path), tokenizer, "memagent")
+  with open(os.path.join(str(tmp_path), "sft_data_memagent", "train.jsonl")) as f:
+    assert f.readlines() == records

@@ -86,3 +86,23 @@ def write_protocol_sft(
     return out_dir
   strip = lambda rs: [{k: r[k] for k in ("question", "answer", "solution")} for r in rs]  # noqa: E731
   return write_sft_dataset(out_dir, strip(train), strip(test), provenance)
+
+
+def jsonable(value: Any) -> Any:
+  """`value` as JSON reads it back (tuples become lists), for comparing with a saved file."""
+  import json
+
+  return json.loads(json.dumps(value, default=list))
+
+
+def check_provenance(saved: dict[str, Any], wanted: dict[str, Any], folder: str) -> None:
+  """ValueError when the SFT folder `folder` (its `provenance.json`, `saved`) was built
+  under other settings than `wanted` (controller, reader flags, train documents): its
+  records would silently be another dataset."""
+  differ = [k for k in wanted if jsonable(saved.get(k)) != jsonable(wanted[k])]
+  if differ:
+    details = "; ".join(f"{k}: saved {saved.get(k)!r}, config {wanted[k]!r}" for k in differ)
+    raise ValueError(
+      f"the protocol SFT folder {folder!r} was built under other settings ({details}); "
+      "delete it (it is rebuilt from the config) or point config.workdir elsewhere"
+    )

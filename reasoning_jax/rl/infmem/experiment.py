@@ -67,7 +67,14 @@ def _json_dump(path: str, payload: Any) -> None:
 def _sft_folder(config, root: str, tokenizer, controller: str) -> str:
   """The protocol SFT folder of `controller` (the oracle's calls on train documents)."""
   folder = os.path.join(root, f"sft_data_{controller}")
-  if os.path.exists(os.path.join(folder, "provenance.json")):
+  built_from = {
+    "controller": controller,
+    "reader": dict(config.reader),
+    "train": data_lib.jsonable(config.train.to_dict()),
+  }
+  saved = read_json(os.path.join(folder, "provenance.json"))
+  if saved is not None:
+    data_lib.check_provenance(saved, built_from, folder)
     return folder
   reader = setup.protocol_config(config.reader, controller)
   records, stats = [], []
@@ -83,9 +90,7 @@ def _sft_folder(config, root: str, tokenizer, controller: str) -> str:
   test = [records[i] for i in order[: config.train.num_test_records]]
   train = [records[i] for i in order[config.train.num_test_records :]]
   logging.info("protocol SFT data %s: %d records %s", controller, len(records), stats)
-  return data_lib.write_protocol_sft(
-    folder, train, test, {"controller": controller, "reader": dict(config.reader), "stats": stats}
-  )
+  return data_lib.write_protocol_sft(folder, train, test, {**built_from, "stats": stats})
 
 
 def _test_sets(config, root: str) -> dict[int, list[dict]]:
