@@ -152,6 +152,10 @@ def test_experiment_reads_a_hugging_face_folder_with_both_protocols(tiny_hf_fold
   cell = payload["table"]["InfMem (HF folder)"]["64"]
   assert cell["calls_per_question"] and cell["calls_per_question"][0] >= 2
   assert os.path.exists(tmp_path / "results.md")
+  # Each call replayed through the scripted controller: where the readers go wrong.
+  replayed = payload["seeds"][0]["arms"]["InfMem (HF folder)"]["64"]["replay"]
+  assert replayed["prethink_calls"] >= 1 and replayed["answer_calls"] == 2
+  assert "Where the model readers go wrong (64" in (tmp_path / "results.md").read_text()
 
 
 def test_verdict_uses_the_sft_reader_when_grpo_ran_on_one_seed():

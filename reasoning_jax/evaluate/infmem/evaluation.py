@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from reasoning_jax.agents.infmem import InfMemConfig, PromptSet, run_episodes
+from reasoning_jax.evaluate.infmem.replay import replay
 from reasoning_jax.rewards import qa_exact_reward
 
 
@@ -21,7 +22,8 @@ def evaluate_reader(
 
   Returns accuracy (`qa_exact` of the final answer), model calls, generated tokens and
   chunks read per question, the early-stop share, counted recoveries, wall time and its
-  BM25 share, and the model's batched rounds and compiled shapes.
+  BM25 share, the model's batched rounds and compiled shapes, and `replay`: each call
+  replayed through the scripted controller (`evaluate.infmem.replay`: where it goes wrong).
   """
   start = time.perf_counter()
   before = dict(llm.stats.as_dict())
@@ -52,6 +54,7 @@ def evaluate_reader(
     "bm25_share": bm25 / seconds if seconds else 0.0,
     "rounds": after["rounds"] - before["rounds"],
     "compiled_shapes": after["compiled_shapes"],
+    "replay": replay(episodes, config),
     "examples": [
       {
         "question": e["question"],

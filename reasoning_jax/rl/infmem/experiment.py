@@ -290,8 +290,40 @@ def summarize(config, scripted, seeds: list[dict]) -> tuple[dict, str]:
     if mem and inf:
       ratio.append(f"{label}: {np.mean(mem) / np.mean(inf):.2f}x ({best})")
   lines += [f"MemAgent (SFT) / InfMem model calls: {', '.join(ratio) or '–'}", ""]
+  lines += _replay_lines(config, seeds, labels[0])
   payload = {"config": config.to_dict(), "table": table, "scripted": scripted, "seeds": seeds}
   return payload, "\n".join(lines)
+
+
+_REPLAY_COLUMNS = {
+  "premature_stop_rate": "STOP with a hop missing",
+  "write_hop_taken_rate": "hop offered and written",
+  "write_hallucinated_rate": "writes stating a fact not in the inputs",
+  "answer_memory_complete_rate": "answers from a complete chain",
+}
+
+
+def _replay_lines(config, seeds: list[dict], label: str) -> list[str]:
+  """The model readers' calls replayed through the scripted controller at one length
+  (`evaluate.infmem.replay`), mean ± std over seeds: where the episodes go wrong."""
+  rows = []
+  for arm in config.arms:
+    cells = [s["arms"].get(arm, {}).get(label, {}).get("replay") for s in seeds]
+    cells = [c for c in cells if c]
+    if cells:
+      values = [_mean_std([c[k] for c in cells]) for k in _REPLAY_COLUMNS]
+      rows.append(f"| {arm} | " + " | ".join(values) + " |")
+  if not rows:
+    return []
+  return [
+    f"### Where the model readers go wrong ({label}: each call replayed through the scripted "
+    "controller from the reader's own inputs)",
+    "",
+    "| reader | " + " | ".join(_REPLAY_COLUMNS.values()) + " |",
+    "|---|" + "---|" * len(_REPLAY_COLUMNS),
+    *rows,
+    "",
+  ]
 
 
 def _plot(root: str, config, payload) -> None:
