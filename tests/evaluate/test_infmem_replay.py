@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 
 import pytest
 
-from reasoning_jax.agents.infmem import FunctionLLM, InfMemConfig, run_episodes
+from reasoning_jax.agents.infmem import FunctionLLM, run_episodes
 from reasoning_jax.agents.infmem.oracle import OracleController, spaced
 from reasoning_jax.data import multihop_task as task
 from reasoning_jax.evaluate.infmem import setup
 from reasoning_jax.evaluate.infmem.replay import replay
 
-SCALED = dict(
-  chunk_tokens=256,
-  unit_tokens=48,
-  unit_overlap=12,
-  top_k=3,
-  min_top_k=2,
-  max_top_k=6,
-  memory_tokens=48,
-  prethink_tokens=40,
-  answer_tokens=16,
-  max_document_tokens=1 << 20,
-)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,10 @@ def parts():
   tokenizer = setup.experiment_tokenizer(setup.COMPACT_PROMPTS, max_number=8)
   rng = random.Random(3)
   examples = [task.make_example(rng, doc_tokens=2048) for _ in range(6)]
-  return tokenizer, examples, InfMemConfig(**SCALED)
+  from configs import infmem as infmem_config
+
+  reader = infmem_config.get_config().reader  # The experiment's scaled protocol flags.
+  return tokenizer, examples, setup.protocol_config(reader, "infmem")
 
 
 def _run(fn, parts):
