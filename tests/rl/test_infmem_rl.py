@@ -156,6 +156,7 @@ def test_experiment_reads_a_hugging_face_folder_with_both_protocols(tiny_hf_fold
   replayed = payload["seeds"][0]["arms"]["InfMem (HF folder)"]["64"]["replay"]
   assert replayed["prethink_calls"] >= 1 and replayed["answer_calls"] == 2
   assert "Where the model readers go wrong (64" in (tmp_path / "results.md").read_text()
+  assert "replay" not in payload["scripted"]["scripted InfMem"]["64"]  # Not against itself.
 
 
 def test_verdict_uses_the_sft_reader_when_grpo_ran_on_one_seed():

@@ -17,13 +17,16 @@ def evaluate_reader(
   examples: Sequence[dict[str, Any]],
   config: InfMemConfig,
   prompt_set: PromptSet,
+  *,
+  replay_calls: bool = True,
 ) -> dict[str, Any]:
   """Runs every example's episode (batched) and summarises it.
 
   Returns accuracy (`qa_exact` of the final answer), model calls, generated tokens and
   chunks read per question, the early-stop share, counted recoveries, wall time and its
   BM25 share, the model's batched rounds and compiled shapes, and `replay`: each call
-  replayed through the scripted controller (`evaluate.infmem.replay`: where it goes wrong).
+  replayed through the scripted controller (`evaluate.infmem.replay`: where it goes wrong;
+  `replay_calls=False` leaves it out, e.g. for the scripted controller itself).
   """
   start = time.perf_counter()
   before = dict(llm.stats.as_dict())
@@ -54,7 +57,7 @@ def evaluate_reader(
     "bm25_share": bm25 / seconds if seconds else 0.0,
     "rounds": after["rounds"] - before["rounds"],
     "compiled_shapes": after["compiled_shapes"],
-    "replay": replay(episodes, config),
+    **({"replay": replay(episodes, config)} if replay_calls else {}),
     "examples": [
       {
         "question": e["question"],
