@@ -5,10 +5,20 @@ Variants (`--config=configs/compare_rl.py:<variant>`):
   * "main_job": the main job (`configs/rl_arith.py`, DISPO, unchanged budget) over 3 seeds;
   * "countdown": GRPO, DAPO, CISPO and DISPO x 5 seeds on countdown from a weak SFT warm
     start (`configs/rl_countdown.py`), where RL has to find the solutions by sampling;
-    two updates per rollout, so the ratio-dependent clipping engages;
-  * "quick" / "main_job_quick" / "countdown_quick": the same at tiny sizes (a 1-layer
-    width-32 model, 2 RL steps, 2 seeds): what `python -m experiments.reproduce
-    --suite=quick` runs in CI. They check the pipeline end to end; their numbers say nothing
+    four updates per rollout (2 epochs x 2 mini-batches), so the ratio-dependent clipping
+    engages;
+  * "countdown_hf": the same four recipes, budget and task through the Hugging Face path: the
+    model is a folder (`config.fresh_hf`, built once: a byte-level BPE trained on the task's
+    text with ChatML specials and chat template, and a random model of the warm start's size
+    in Qwen3 format), the SFT warm start trains from it with its tokenizer and chat template,
+    and RL reads `rl.model.hf_dir`. `--config.rl.model.hf_dir=/m/Qwen2.5-0.5B` runs the
+    comparison on a real checkpoint instead (nothing is built);
+  * "countdown_hf_offpolicy": countdown_hf with each rollout used for eight updates (4 epochs
+    x 2 mini-batches), so the ratio-dependent bounds bind more often; same folder and warm
+    start;
+  * "quick" / "main_job_quick" / "countdown_quick" / "countdown_hf_quick": the same at tiny
+    sizes (a 1-layer width-32 model, 2 RL steps, 2 seeds): what `python -m
+    experiments.reproduce --suite=quick` runs. They check the pipeline end to end; their numbers say nothing
     about the methods.
 """
 
@@ -18,10 +28,20 @@ import sys
 import ml_collections
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import rl_arith, rl_countdown  # noqa: E402
+from configs import rl_arith, rl_countdown, sft_gsm8k  # noqa: E402
 
 
-_VARIANTS = ("", "main_job", "quick", "main_job_quick", "countdown", "countdown_quick")
+_VARIANTS = (
+  "",
+  "main_job",
+  "quick",
+  "main_job_quick",
+  "countdown",
+  "countdown_quick",
+  "countdown_hf",
+  "countdown_hf_quick",
+  "countdown_hf_offpolicy",
+)
 
 
 def shrink_to_quick(rl: ml_collections.ConfigDict) -> None:
@@ -85,13 +105,47 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.rl.mini_batches = 2
     c.rl.ppo_epochs = 2
     c.rl.eval_every = 5
+  if variant.startswith("countdown_hf"):
+    c.workdir = "outputs/compare_rl_countdown_hf"
+    c.rl.sft.workdir = c.workdir + "/warmstart"
+    c.rl.model = sft_gsm8k.model_source("")  # Set to fresh_hf.dir unless given.
+    c.rl.sft.prompt = sft_gsm8k.prompt_config()
+    c.rl.sft.prompt.instruction = ""  # The user turn is the countdown question itself.
+    c.rl.sft.prompt.answer_format = ""  # Targets stay bare expressions (verifier "countdown").
+    c.rl.sft.prompt.enable_thinking = None
+    c.rl.sft.prompt.max_prompt_len = 0  # 0: sft.seq_len.
+    c.rl.sft.prompt_template = "Make {target} from {numbers}."
+    # The same 600 SFT steps give a stronger warm start through the BPE (an expression is
+    # ~9 BPE tokens where it was ~12 bytes): measured greedy 0.37, sampled 0.19 (byte: 0.21,
+    # 0.06), so "steps to" is read at 0.3.
+    c.threshold = 0.3
+    c.fresh_hf = ml_collections.ConfigDict(
+      {
+        "dir": "",  # "": <workdir>/fresh_hf.
+        "vocab_size": 320,  # BPE ids: 256 bytes + 3 specials + merges learnt on the task.
+        "preset": c.rl.sft.preset,
+        "model_overrides": dict(c.rl.sft.model_overrides),  # The byte warm start's size.
+        "corpus_examples": 20000,
+        "seed": 0,
+      }
+    )
+  if variant == "countdown_hf_offpolicy":
+    # Do DISPO's per-regime bounds help when they bind? Each rollout used for eight updates
+    # (4 epochs x 2 mini-batches) instead of four, so the ratio drifts further from 1; the
+    # same folder and warm start as countdown_hf (trained there first if missing).
+    c.workdir = "outputs/compare_rl_countdown_hf_offpolicy"
+    c.fresh_hf.dir = "outputs/compare_rl_countdown_hf/fresh_hf"
+    c.rl.ppo_epochs = 4
   if variant.endswith("quick"):
     c.workdir += "_quick"
     c.seeds = (0, 1)
-    if variant == "quick":
+    if variant in ("quick", "countdown_hf_quick"):
       c.losses = ("grpo", "dispo")
     elif variant == "countdown_quick":
       c.losses = ("grpo", "dapo", "dispo")
     c.rl.sft.workdir = c.workdir + "/warmstart"
     shrink_to_quick(c.rl)
+    if variant == "countdown_hf_quick":
+      c.fresh_hf.model_overrides = dict(c.rl.sft.model_overrides)
+      c.fresh_hf.corpus_examples = c.rl.sft.task_overrides["num_train"]
   return c

@@ -277,10 +277,11 @@ def test_every_method_page_has_a_reproduction_or_a_reason():
 @pytest.mark.parametrize("suite", SUITES)
 def test_every_entry_loads_its_config_and_moves_its_outputs(suite, tmp_path):
   names = [e.name for e in ordered()]
-  assert names[:7] == [
+  assert names[:8] == [
     "main_job",
     "compare_rl",
     "compare_rl_countdown",
+    "compare_rl_countdown_hf",
     "induction",
     "mqar",
     "monotone_attack",
@@ -295,7 +296,7 @@ def test_every_entry_loads_its_config_and_moves_its_outputs(suite, tmp_path):
       want = template.format(dir=str(tmp_path / entry.name), root=str(tmp_path))
       assert config.rl.sft.workdir == want, entry.name
       if entry.name != "grad2reward":
-        task = "countdown" if entry.name.endswith("countdown") else "arith"
+        task = entry.name.removeprefix("compare_rl_") if "countdown" in entry.name else "arith"
         assert want == str(tmp_path / f"rl_{task}_warmstart")
     assert entry.full_time and entry.claim and entry.command.startswith("python -m ")
     assert callable(entry.run)

@@ -456,6 +456,28 @@ register(
 
 register(
   Reproduction(
+    name="compare_rl_countdown_hf",
+    title="The countdown comparison through the Hugging Face checkpoint path",
+    claim=(
+      "The DISPO ordering of the countdown comparison (DISPO above DAPO and GRPO; Karaman et "
+      "al., arXiv:2602.00983), with the model handed to the trainers as a Hugging Face folder: "
+      "its own byte-level BPE, ChatML chat template and generation_config.json (a folder "
+      "built here: no weights are downloaded)."
+    ),
+    methods=("grpo", "dapo", "cispo", "dispo"),
+    config="configs/compare_rl.py",
+    variants={"quick": "countdown_hf_quick", "full": "countdown_hf"},
+    run=_run_comparison,
+    command="python -m experiments.compare_rl --config=configs/compare_rl.py:countdown_hf",
+    verdict=compare_rl_countdown_verdict,
+    figures=("curves.png",),
+    paths={"workdir": "{dir}", "rl.sft.workdir": "{root}/rl_countdown_hf_warmstart"},
+    full_time="FILLED",
+  )
+)
+
+register(
+  Reproduction(
     name="induction",
     title="Single-layer induction: momentum attention vs softmax attention",
     claim=(

@@ -258,7 +258,8 @@ def run_comparison(config, *, diagnostics: dict[str, tuple[str, str]] | None = N
     config: `configs/compare_rl.py`'s ConfigDict: `workdir`, `losses` (recipe names),
       `seeds`, `threshold` and `rl` (an `rl_arith`-style run config; its `workdir`, `loss`
       and `seed` are set per run); optional `metric_label` (what the held-out score is, e.g.
-      a rubric score, for the tables and plots).
+      a rubric score, for the tables and plots); optional `fresh_hf` (a Hugging Face folder
+      built here for `rl.model.hf_dir`, `reasoning_jax.rl.fresh_start`).
     diagnostics: more per-step quantities to report, like `DIAGNOSTICS` (name -> (metrics
       key, label)), e.g. the judge's logs of the Grad2Reward comparison.
 
@@ -269,11 +270,13 @@ def run_comparison(config, *, diagnostics: dict[str, tuple[str, str]] | None = N
   import time
 
   from reasoning_jax import citations
+  from reasoning_jax.rl.fresh_start import prepare_fresh_start
   from reasoning_jax.rl.recipes import ConfigError
   from reasoning_jax.rl.trainer import run_rl
   from reasoning_jax.train.metrics import quiet_library_logs
 
   quiet_library_logs()
+  config = prepare_fresh_start(config)  # `config.fresh_hf`: build the HF folder RL starts from.
   if not config.losses or not config.seeds:
     raise ConfigError(
       f"config.losses and config.seeds must be non-empty, got {config.losses!r}, {config.seeds!r}"

@@ -15,12 +15,14 @@ Modules (one concept each):
 
 * `base`: the `Tokenizer` interface.
 * `batching`: right-padded batch encoding and decoding helpers.
+* `bpe`: `train_bpe`, a byte-level BPE trained here (Qwen2 pre-tokenization, ChatML).
 * `byte`: `ByteTokenizer`.
 * `chat_template`: `render_chatml` and the sandboxed jinja chat-template compiler.
 * `hf_files`: reading `tokenizer_config.json`, `special_tokens_map.json`, `chat_template.jinja`.
 * `hf`: `HFTokenizer`.
 * `loading`: `load_tokenizer`.
 * `padded`: `PaddedVocab` (an embedding with more rows than the tokenizer has ids).
+* `saving`: `save_tokenizer`, an `HFTokenizer` written as a folder's tokenizer files.
 * `verdict`: `verdict_token_id`, a judge's verdict word resolved in context, and `JudgeError`.
 
 Example:

@@ -15,19 +15,13 @@ that `load_tokenizer` reads back.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 from reasoning_jax.tokenizers.hf import HFTokenizer
-from reasoning_jax.tokenizers.hf_files import (
-  SPECIAL_TOKENS_MAP_FILE,
-  TOKENIZER_CONFIG_FILE,
-  TOKENIZER_FILE,
-  PathLike,
-)
+from reasoning_jax.tokenizers.hf_files import PathLike
+from reasoning_jax.tokenizers.saving import save_tokenizer
 
 __all__ = ["CHAT_WORDS", "DEFAULT_SPECIALS", "save_word_level", "word_level_tokenizer"]
 
@@ -117,22 +111,4 @@ def save_word_level(
   tok = tokenizer_or_words
   if not isinstance(tok, HFTokenizer):
     tok = word_level_tokenizer(tok)
-  directory = Path(os.fspath(directory)).expanduser()
-  directory.mkdir(parents=True, exist_ok=True)
-  tok.backend.save(str(directory / TOKENIZER_FILE))
-  specials = {"bos_token": tok.bos_token, "eos_token": tok.eos_token, "pad_token": tok.pad_token}
-  model = json.loads(tok.backend.to_str())["model"]
-  unk = model.get("unk_token")
-  config = {
-    "tokenizer_class": "PreTrainedTokenizerFast",
-    **specials,
-    "unk_token": unk,
-    "additional_special_tokens": sorted(tok.special_tokens, key=tok.special_tokens.get),
-    "clean_up_tokenization_spaces": False,
-  }
-  with open(directory / TOKENIZER_CONFIG_FILE, "w", encoding="utf-8") as f:
-    json.dump(config, f, indent=2)
-  special_map = {k: v for k, v in {**specials, "unk_token": unk}.items() if v is not None}
-  with open(directory / SPECIAL_TOKENS_MAP_FILE, "w", encoding="utf-8") as f:
-    json.dump(special_map, f, indent=2)
-  return directory
+  return save_tokenizer(tok, directory)

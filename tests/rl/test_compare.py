@@ -25,12 +25,21 @@ sys.path.insert(0, REPO)
 from configs import compare_rl  # noqa: E402
 
 
-@pytest.mark.parametrize("variant", ["countdown", "countdown_quick"])
+@pytest.mark.parametrize(
+  "variant", ["countdown", "countdown_quick", "countdown_hf", "countdown_hf_quick"]
+)
 def test_countdown_variants_load_and_validate(variant):
   c = compare_rl.get_config(variant)
   assert set(c.losses) <= set(RECIPES) and {"grpo", "dispo"} <= set(c.losses)
-  if variant == "countdown":
+  if variant in ("countdown", "countdown_hf"):
     assert c.losses == ("grpo", "dapo", "cispo", "dispo") and c.seeds == (0, 1, 2, 3, 4)
+  if "hf" in variant:  # The same budget and task; the model is a folder built from fresh_hf.
+    byte = compare_rl.get_config(variant.replace("_hf", ""))
+    for key in ("num_steps", "prompts_per_step", "group_size", "learning_rate", "max_new_tokens"):
+      assert c.rl[key] == byte.rl[key], key
+    assert c.rl.sft.num_steps == byte.rl.sft.num_steps
+    assert c.fresh_hf.model_overrides == byte.rl.sft.model_overrides
+    assert c.rl.model.hf_dir == "" and c.rl.sft.prompt.chat
   # Two epochs x two mini-batches per rollout: the ratio leaves 1, the clipping rules act.
   assert (c.rl.ppo_epochs, c.rl.mini_batches) == (2, 2)
   assert c.rl.sft.task == "countdown" and c.rl.sft.reward == "countdown"
