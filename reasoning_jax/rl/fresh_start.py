@@ -64,7 +64,15 @@ def fresh_corpus(sft: ml_collections.ConfigDict, limit: int) -> Iterator[str]:
 def _spec(fresh: Any, sft: ml_collections.ConfigDict) -> dict[str, Any]:
   fresh = fresh.to_dict() if hasattr(fresh, "to_dict") else dict(fresh)
   spec = {k: fresh[k] for k in _SPEC_KEYS if k in fresh}
-  spec["task"] = [sft.task, sft.task_config, dict(sft.task_overrides), sft.prompt_template]
+  instruction = (sft.get("prompt") or {}).get("instruction", "")
+  spec["task"] = [
+    sft.task,
+    sft.task_config,
+    dict(sft.task_overrides),
+    sft.prompt_template,
+    instruction,
+    sft.target_field,
+  ]
   return json.loads(json.dumps(spec, default=list))
 
 

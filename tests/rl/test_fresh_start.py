@@ -118,3 +118,18 @@ def test_the_comparison_runs_end_to_end_through_the_folder(tmp_path):
   again = run_comparison(c)  # Resumes: the folder, the warm start and the run are reused.
   assert os.path.getmtime(os.path.join(folder, "model.safetensors")) == stamp
   assert again["results"]["dispo"][0]["final"] == run["final"]
+
+
+def test_the_spec_covers_what_the_corpus_is_made_of(built):
+  """Another prompt template, instruction or target field changes the BPE's corpus, so a
+  folder built before is refused."""
+  config, _ = built
+  for key, value in (("prompt_template", "Reach {target} with {numbers}."), ("target_field", "x")):
+    changed = config.copy_and_resolve_references()
+    changed.rl.sft[key] = value
+    with pytest.raises(ConfigError, match=r"differs in \['task'\]"):
+      prepare_fresh_start(changed)
+  changed = config.copy_and_resolve_references()
+  changed.rl.sft.prompt.instruction = "Answer with an expression."
+  with pytest.raises(ConfigError, match=r"differs in \['task'\]"):
+    prepare_fresh_start(changed)
