@@ -15,7 +15,8 @@ Variants (`--config=configs/compare_rl.py:<variant>`):
     comparison on a real checkpoint instead (nothing is built);
   * "countdown_hf_offpolicy": countdown_hf with each rollout used for eight updates (4 epochs
     x 2 mini-batches), so the ratio-dependent bounds bind more often; same folder and warm
-    start;
+    start; "countdown_hf_offpolicy_dispo_mask": its DISPO runs with weights outside the band
+    zeroed and the incorrect band's floor at 0.8 (a trust region on incorrect answers);
   * "quick" / "main_job_quick" / "countdown_quick" / "countdown_hf_quick": the same at tiny
     sizes (a 1-layer width-32 model, 2 RL steps, 2 seeds): what `python -m
     experiments.reproduce --suite=quick` runs. They check the pipeline end to end; their numbers say nothing
@@ -41,6 +42,7 @@ _VARIANTS = (
   "countdown_hf",
   "countdown_hf_quick",
   "countdown_hf_offpolicy",
+  "countdown_hf_offpolicy_dispo_mask",
 )
 
 
@@ -129,13 +131,19 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         "seed": 0,
       }
     )
-  if variant == "countdown_hf_offpolicy":
+  if variant.startswith("countdown_hf_offpolicy"):
     # Do DISPO's per-regime bounds help when they bind? Each rollout used for eight updates
     # (4 epochs x 2 mini-batches) instead of four, so the ratio drifts further from 1; the
     # same folder and warm start as countdown_hf (trained there first if missing).
     c.workdir = "outputs/compare_rl_countdown_hf_offpolicy"
     c.fresh_hf.dir = "outputs/compare_rl_countdown_hf/fresh_hf"
     c.rl.ppo_epochs = 4
+  if variant == "countdown_hf_offpolicy_dispo_mask":
+    # The reading of countdown_hf_offpolicy under test: DISPO with a trust region on the
+    # incorrect regime (weights outside the band zeroed, incorrect band [0.8, 5]).
+    c.workdir += "_dispo_mask"
+    c.losses = ("dispo",)
+    c.rl.loss_overrides = ml_collections.ConfigDict({"out_of_band": "mask", "eps_neg_low": 0.2})
   if variant.endswith("quick"):
     c.workdir += "_quick"
     c.seeds = (0, 1)

@@ -158,3 +158,22 @@ def test_curves_csv_and_plots(tmp_path):
   assert [label for label, _, _ in panels[-1][1]][:2] == ["correct, r > 1", "correct, r < 1"]
   compare._plot(results, str(tmp_path / "curves.png"), panels)
   assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("variant", ["countdown_hf_offpolicy", "countdown_hf_offpolicy_dispo_mask"])
+def test_offpolicy_variants_change_only_the_reuse_and_share_the_folder(variant):
+  """Eight updates per rollout instead of four; the folder and warm start of countdown_hf; the
+  mask variant changes DISPO's band handling only."""
+  c, base = compare_rl.get_config(variant), compare_rl.get_config("countdown_hf")
+  assert (c.rl.ppo_epochs, c.rl.mini_batches) == (4, 2) and base.rl.ppo_epochs == 2
+  assert c.fresh_hf.dir == os.path.join(base.workdir, "fresh_hf")
+  assert c.rl.sft.workdir == base.rl.sft.workdir and c.workdir != base.workdir
+  for key in ("num_steps", "prompts_per_step", "group_size", "learning_rate", "max_new_tokens"):
+    assert c.rl[key] == base.rl[key], key
+  if variant.endswith("mask"):
+    assert c.losses == ("dispo",)
+    assert c.rl.loss_overrides.to_dict() == {"out_of_band": "mask", "eps_neg_low": 0.2}
+  run = c.rl.copy_and_resolve_references()
+  run.workdir, run.loss = "/tmp/unused", c.losses[-1]
+  run.mesh = {"data": 1, "fsdp": 1, "tensor": -1}
+  validate_config(run)  # Includes the loss overrides against DISPO's config dataclass.
