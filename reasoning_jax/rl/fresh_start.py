@@ -82,7 +82,8 @@ def prepare_fresh_start(config: ml_collections.ConfigDict) -> ml_collections.Con
   A no-op (returns `config`) when `config.fresh_hf` is unset or `rl.model.hf_dir` is given.
 
   Raises:
-    ConfigError: `fresh_hf.dir` holds a folder built from another spec, or the spec is bad.
+    reasoning_jax.rl.recipes.ConfigError: `fresh_hf.dir` holds a folder built from another
+      spec, or the spec is bad.
   """
   fresh = config.get("fresh_hf")
   rl = config.rl
