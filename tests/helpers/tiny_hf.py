@@ -14,16 +14,13 @@ import os
 import random
 import sys
 
+from reasoning_jax.tokenizers.bpe import CHATML_TEMPLATE
+
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "fixtures")
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>"]
+# ChatML (honouring `enable_thinking`) after the bos token, when the tokenizer has one.
 CHAT_TEMPLATE = (
-  "{% if bos_token is defined and bos_token %}{{ bos_token }}{% endif %}"
-  "{% for message in messages %}"
-  "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-  "{% endfor %}"
-  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
-  "{% if enable_thinking is defined and enable_thinking is false %}"
-  "{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}{% endif %}"
+  "{% if bos_token is defined and bos_token %}{{ bos_token }}{% endif %}" + CHATML_TEMPLATE
 )
 
 
