@@ -9,6 +9,8 @@
   python -m experiments.mqar --config=configs/mqar.py:window32 # ... at T = 128, window 32
   python -m experiments.mqar --config=configs/mqar.py:kv16     # ... kv = 16 (kv32: 32 pairs)
   python -m experiments.mqar --config=configs/mqar.py:kv16_state  # kv = 16, larger states
+  python -m experiments.mqar --config=configs/mqar.py:kv16_mix    # kv = 16, mixed training
+  python -m experiments.mqar --config=configs/mqar.py:kv32_mix    # kv = 32, mixed training
 
 Zoology's recipe (spec `memory_attention.md` §0.4 (a)): keys in [1, V/2), values in [V/2, V),
 power-law query gaps with a = 0.01, random non-query tokens, loss and accuracy only at the
@@ -119,8 +121,22 @@ _PAIRS_VARIANTS = {"kv16": 16, "kv32": 32}
 # slots against GLA with head dim 102 (the 64-slot state; the model-wide head dim also widens
 # the window layer's heads), to tell a capacity limit from an optimisation one.
 _PAIRS_STATE = {"ovq_s32": 32, "ovq_s64": 64}
+# `kv16_mix` / `kv32_mix`: the kv16 / kv32 runs trained on Zoology's mixture (equal parts of
+# kv = 4, 8, 16 (, 32) at T = 128, tested on the largest count alone), with full attention as
+# the upper bound: at kv = 16 the single-count recipe failed every model, attention included
+# (0.070 after 400 steps), and the easier rows give the recall circuit a gradient before the
+# hard ones can. At kv = 32 the 16-slot dictionary has half as many slots as there are keys.
+_MIX_VARIANTS = {"kv16_mix": (4, 8, 16), "kv32_mix": (4, 8, 16, 32)}
 _PAIRS_STATE_GLA = {"gla_d102": 102}
-_VARIANTS = ("ablate", "state", "context", *_WINDOW_VARIANTS, *_PAIRS_VARIANTS, "kv16_state")
+_VARIANTS = (
+  "ablate",
+  "state",
+  "context",
+  *_WINDOW_VARIANTS,
+  *_PAIRS_VARIANTS,
+  "kv16_state",
+  *_MIX_VARIANTS,
+)
 
 
 def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
@@ -139,6 +155,18 @@ def _variant(c: ml_collections.ConfigDict, variant: str) -> None:
     c.model_overrides = {spec: {"sliding_window": _SWA_WINDOW} for spec in c.models}
     for name, d in _PAIRS_STATE_GLA.items():
       c.model_overrides[f"sliding_attention+{name}@2"]["head_dim"] = d
+    return
+  if variant in _MIX_VARIANTS:
+    counts = _MIX_VARIANTS[variant]
+    _variant(c, f"kv{counts[-1]}")
+    c.workdir = f"outputs/mqar_{variant}"
+    c.title = (
+      f"MQAR kv = {counts[-1]} at T = 128, trained on the kv = "
+      f"{' / '.join(map(str, counts))} mixture"
+    )
+    for task in c.task_configs.values():
+      task["train_kwargs"] = {"num_kv_pairs": counts}
+    c.models = ("attention@2", *c.models)
     return
   if variant == "context" or variant in _WINDOW_VARIANTS or variant in _PAIRS_VARIANTS:
     window = _WINDOW_VARIANTS.get(variant, _SWA_WINDOW)
@@ -188,7 +216,8 @@ def get_config(scale: str = "cpu") -> ml_collections.ConfigDict:
   "context" (the sliding-window hybrid and its controls at T = 128 and 192), "window8" or
   "window32" (the same at T = 128 with an 8- or 32-token window), "kv16" or "kv32" (the same
   at T = 128, window 16, with 16 or 32 key-value pairs), "kv16_state" (kv16 with OVQ of 32 and
-  64 slots and GLA of the 64-slot state)."""
+  64 slots and GLA of the 64-slot state), "kv16_mix" / "kv32_mix" (kv16 / kv32 trained on
+  the kv = 4 / 8 / 16 (/ 32) mixture, full attention added)."""
   variant = scale if scale in _VARIANTS else None
   if variant is not None:
     scale = "cpu"

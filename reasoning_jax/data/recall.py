@@ -113,6 +113,11 @@ def mqar(
 ) -> RecallData:
   """Multi-query associative recall (Zoology, Arora et al. 2023, arXiv:2312.04927).
 
+  `num_kv_pairs` may also be a sequence of counts: a mixture, as Zoology trains on several
+  configurations at once (its train set concatenates kv = 4 ... 64 and shuffles them). The
+  examples are split as evenly as possible over the counts (the first ones get the remainder),
+  each part drawn by this function with its own seed from `seed`, and the rows shuffled.
+
   Layout of one example (T = `seq_len`, kv = `num_kv_pairs`):
     [k_1 v_1 k_2 v_2 ... k_kv v_kv | query region of T - 2 kv tokens]
   Keys are distinct ids from [1, V/2), values distinct ids from [V/2, V). Key i is placed once
@@ -129,7 +134,7 @@ def mqar(
     num_examples: N.
     vocab_size: V (Zoology default 8192); must exceed `seq_len`.
     seq_len: T, even.
-    num_kv_pairs: kv, with 4 kv <= T.
+    num_kv_pairs: kv, with 4 kv <= T; or a sequence of counts (a mixture, above).
     power_a: exponent a of the gap distribution (1.0: uniform gaps).
     random_non_queries: fill non-query positions with random tokens (else 0).
     seed: numpy Generator seed.
@@ -138,6 +143,16 @@ def mqar(
     RecallData with `[N, T]` arrays.
   """
   n = _check_int("num_examples", num_examples, 1)
+  if isinstance(num_kv_pairs, (tuple, list, np.ndarray)):
+    return _mqar_mixture(
+      n,
+      tuple(num_kv_pairs),
+      vocab_size=vocab_size,
+      seq_len=seq_len,
+      power_a=power_a,
+      random_non_queries=random_non_queries,
+      seed=seed,
+    )
   v = _check_int("vocab_size", vocab_size, 4)
   t = _check_int("seq_len", seq_len, 4)
   kv = _check_int("num_kv_pairs", num_kv_pairs, 1)
@@ -175,6 +190,27 @@ def mqar(
     filler = inputs == 0
     inputs[filler] = rng.integers(0, v, size=int(filler.sum()))
   return RecallData(inputs.astype(np.int32), targets.astype(np.int32), targets != IGNORE)
+
+
+def _mqar_mixture(n: int, counts: tuple, *, seed: int, **kwargs) -> RecallData:
+  """`mqar` over several kv counts (see its docstring): equal parts, rows shuffled."""
+  if not counts:
+    raise ValueError("num_kv_pairs must be an int or a non-empty sequence of ints, got ()")
+  counts = tuple(_check_int("num_kv_pairs", kv, 1) for kv in counts)
+  sizes = [n // len(counts) + (i < n % len(counts)) for i in range(len(counts))]
+  seeds = np.random.SeedSequence(seed).spawn(len(counts) + 1)
+  parts = [
+    mqar(m, num_kv_pairs=kv, seed=int(ss.generate_state(1)[0]), **kwargs)
+    for m, kv, ss in zip(sizes, counts, seeds)
+    if m  # n < len(counts) leaves the last counts without examples.
+  ]
+  order = np.random.default_rng(seeds[-1]).permutation(n)
+  return RecallData(
+    *(
+      np.concatenate([getattr(p, f) for p in parts])[order]
+      for f in ("inputs", "targets", "eval_mask")
+    )
+  )
 
 
 def induction_head(

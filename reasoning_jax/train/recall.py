@@ -170,9 +170,14 @@ def task_vocab_size(task: Mapping[str, Any]) -> int:
 
 
 def make_task_data(task: Mapping[str, Any], seed: int):
-  """(train, test) `RecallData`; test data uses seed + 10 (Zoology's convention)."""
+  """(train, test) `RecallData`; test data uses seed + 10 (Zoology's convention).
+
+  `task["train_kwargs"]` (optional) overrides generator kwargs for the training data only,
+  e.g. `{"num_kv_pairs": (4, 8, 16)}`: train on Zoology's mixture, test on `kwargs`' kv.
+  """
   kwargs = dict(task.get("kwargs", {}))
-  train = recall.make_task(task["name"], int(task["num_train"]), seed=seed, **kwargs)
+  train_kwargs = {**kwargs, **dict(task.get("train_kwargs", {}) or {})}
+  train = recall.make_task(task["name"], int(task["num_train"]), seed=seed, **train_kwargs)
   test = recall.make_task(task["name"], int(task["num_test"]), seed=seed + 10, **kwargs)
   return train, test
 

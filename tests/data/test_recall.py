@@ -75,6 +75,41 @@ def test_mqar_deterministic_by_seed():
   assert not np.array_equal(a.inputs, c.inputs)
 
 
+def test_mqar_mixture_splits_evenly_over_kv_and_shuffles():
+  v, t = 128, 32
+  d = recall.mqar(301, vocab_size=v, seq_len=t, num_kv_pairs=(2, 4, 8), seed=7)
+  assert d.inputs.shape == (301, t)
+  labelled = (d.targets != IGNORE).sum(axis=1)
+  counts = {kv: int(np.sum(labelled == kv)) for kv in (2, 4, 8)}
+  assert counts == {2: 101, 4: 100, 8: 100}  # The first count takes the remainder.
+  # Each row is a valid MQAR row of its own kv: its first 2 kv tokens are the pairs and every
+  # label is the value paired with the key at that position.
+  for row in range(301):
+    kv = int(labelled[row])
+    mapping = dict(zip(d.inputs[row, 0 : 2 * kv : 2], d.inputs[row, 1 : 2 * kv : 2]))
+    for pos in np.nonzero(d.targets[row] != IGNORE)[0]:
+      assert pos >= 2 * kv and d.targets[row, pos] == mapping[d.inputs[row, pos]]
+  # Shuffled: the three kinds are interleaved, not in blocks.
+  assert len(np.unique(labelled[:30])) == 3
+  again = recall.mqar(301, vocab_size=v, seq_len=t, num_kv_pairs=(2, 4, 8), seed=7)
+  np.testing.assert_array_equal(d.inputs, again.inputs)
+  # A one-count mixture draws what a plain call with its own seed would, in shuffled order.
+  one = recall.mqar(5, vocab_size=v, seq_len=t, num_kv_pairs=[4], seed=1)
+  assert one.inputs.shape == (5, t) and np.all((one.targets != IGNORE).sum(axis=1) == 4)
+  # Fewer examples than counts: the last counts get none.
+  tiny = recall.mqar(1, vocab_size=v, seq_len=t, num_kv_pairs=(2, 4, 8), seed=0)
+  assert int((tiny.targets != IGNORE).sum()) == 2
+
+
+def test_mqar_mixture_errors_name_the_argument():
+  with pytest.raises(ValueError, match="non-empty sequence"):
+    recall.mqar(4, vocab_size=128, seq_len=32, num_kv_pairs=())
+  with pytest.raises(ValueError, match="num_kv_pairs must be an int"):
+    recall.mqar(4, vocab_size=128, seq_len=32, num_kv_pairs=(4, 0))
+  with pytest.raises(ValueError, match="num_kv_pairs must satisfy"):
+    recall.mqar(4, vocab_size=128, seq_len=32, num_kv_pairs=(4, 9))
+
+
 @pytest.mark.parametrize(
   "kwargs, match",
   [

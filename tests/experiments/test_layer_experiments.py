@@ -220,6 +220,34 @@ def test_mqar_ovq_sweeps():
     "sliding_attention+gla_d102@2": 10404,
   }
 
+  # :kv16_mix, kv16 trained on Zoology's kv = 4 / 8 / 16 mixture and tested on kv = 16 alone,
+  # with full attention added as the upper bound; every other setting is kv16's.
+  kv16, mix = mqar_config.get_config("kv16"), mqar_config.get_config("kv16_mix")
+  assert mix.tasks == kv16.tasks and mix.workdir == "outputs/mqar_kv16_mix"
+  got = mix.task_configs.mqar_kv16_t128.to_dict()
+  assert tuple(got.pop("train_kwargs")["num_kv_pairs"]) == (4, 8, 16)
+  assert got == kv16.task_configs.mqar_kv16_t128.to_dict()
+  assert mix.models == ("attention@2", *kv16.models)
+  assert mix.train.to_dict() == kv16.train.to_dict()
+  assert mix.model_overrides.to_dict() == kv16.model_overrides.to_dict()
+  train, test = recall.make_task_data(
+    {
+      **got,
+      "name": "mqar",
+      "train_kwargs": {"num_kv_pairs": (4, 8, 16)},
+      "num_train": 30,
+      "num_test": 6,
+    },
+    0,
+  )
+  assert sorted(set((train.targets >= 0).sum(axis=1))) == [4, 8, 16]
+  assert set((test.targets >= 0).sum(axis=1)) == {16}
+  mix32 = mqar_config.get_config("kv32_mix")
+  assert mix32.tasks == ("mqar_kv32_t128",) and mix32.workdir == "outputs/mqar_kv32_mix"
+  task32 = mix32.task_configs.mqar_kv32_t128
+  assert tuple(task32.train_kwargs["num_kv_pairs"]) == (4, 8, 16, 32)
+  assert task32.kwargs.num_kv_pairs == 32 and mix32.models == mix.models
+
 
 def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
   config = monotone_config.get_config("quick")

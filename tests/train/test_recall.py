@@ -41,6 +41,28 @@ def test_model_overrides_reach_one_model_only():
   assert plain.head_dim == 16 and plain.sliding_window is None
 
 
+def test_train_kwargs_change_only_the_training_data():
+  """`task["train_kwargs"]` (Zoology's mixed training) overrides the generator's kwargs for the
+  training set; the test set keeps `kwargs` and its seed + 10."""
+  from reasoning_jax.data import recall as recall_data
+
+  kwargs = {"vocab_size": 128, "seq_len": 32, "num_kv_pairs": 4}
+  task = {
+    "name": "mqar",
+    "num_train": 30,
+    "num_test": 12,
+    "kwargs": kwargs,
+    "train_kwargs": {"num_kv_pairs": (2, 4)},
+  }
+  train, test = recall_train.make_task_data(task, 3)
+  assert sorted(set((train.targets != recall_data.IGNORE).sum(axis=1))) == [2, 4]
+  expected = recall_data.mqar(12, seed=13, **kwargs)
+  np.testing.assert_array_equal(test.inputs, expected.inputs)
+  np.testing.assert_array_equal(test.targets, expected.targets)
+  plain_train, _ = recall_train.make_task_data({**task, "train_kwargs": {}}, 3)
+  np.testing.assert_array_equal(plain_train.inputs, recall_data.mqar(30, seed=3, **kwargs).inputs)
+
+
 def test_masked_cross_entropy_hand_case():
   logits = jnp.log(jnp.array([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]]))
   targets = jnp.array([[0, 2]])
