@@ -121,13 +121,13 @@ _PAIRS_VARIANTS = {"kv16": 16, "kv32": 32}
 # slots against GLA with head dim 102 (the 64-slot state; the model-wide head dim also widens
 # the window layer's heads), to tell a capacity limit from an optimisation one.
 _PAIRS_STATE = {"ovq_s32": 32, "ovq_s64": 64}
+_PAIRS_STATE_GLA = {"gla_d102": 102}
 # `kv16_mix` / `kv32_mix`: the kv16 / kv32 runs trained on Zoology's mixture (equal parts of
 # kv = 4, 8, 16 (, 32) at T = 128, tested on the largest count alone), with full attention as
 # the upper bound: at kv = 16 the single-count recipe failed every model, attention included
 # (0.070 after 400 steps), and the easier rows give the recall circuit a gradient before the
 # hard ones can. At kv = 32 the 16-slot dictionary has half as many slots as there are keys.
 _MIX_VARIANTS = {"kv16_mix": (4, 8, 16), "kv32_mix": (4, 8, 16, 32)}
-_PAIRS_STATE_GLA = {"gla_d102": 102}
 _VARIANTS = (
   "ablate",
   "state",
