@@ -36,7 +36,14 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 # jupyter_execute/: myst-nb writes rendered notebooks next to the build folder (docs/).
-exclude_patterns = ["_build", "jupyter_execute", "**/.ipynb_checkpoints", "README.md"]
+# report/<name>/results.md: the archived tables that REPORT.md already includes (reproduce.md).
+exclude_patterns = [
+  "_build",
+  "jupyter_execute",
+  "**/.ipynb_checkpoints",
+  "README.md",
+  "report/*/results.md",
+]
 templates_path = ["_templates"]
 
 # Notebooks: rendered as committed (outputs cleared), never executed by the docs build.

@@ -142,6 +142,15 @@ def test_layer_verdicts():
   ovq, gla = entries.mqar_verdict(mqar)
   assert (ovq.method, ovq.status) == ("ovq", "not reproduced")
   assert (gla.method, gla.status) == ("gla", "not measured") and "attention 0.900" in gla.reason
+  # The paper's hybrid: OVQ vs GLA behind the window; 0.75 / 1.0 of softmax attention's recall.
+  hybrid = {"results": {"kv16": {**mqar["results"]["kv4"], "attention@2": _recall([1.0, 1.0])}}}
+  for model, acc in (("ovq_eq", [0.8, 0.7]), ("gla", [0.02, 0.03])):
+    hybrid["results"]["kv16"][f"sliding_attention+{model}@2"] = _recall(acc)
+  (v,) = entries.mqar_hybrid_verdict(hybrid)
+  assert (v.method, v.status) == ("ovq", "reproduced") and "OVQ 75% of it" in v.reason
+  assert "0.750 ± 0.050 vs 0.025 ± 0.005" in v.reason  # Not the base_conv models.
+  del hybrid["results"]["kv16"]["sliding_attention+gla@2"]
+  assert entries.mqar_hybrid_verdict(hybrid)[0].status == "not measured"
 
   def seed(base, mono, mp=(0.1, 0.05)):
     return {
@@ -205,21 +214,21 @@ def _spec_payload(speedups, same=1.0):
 
 
 def test_speculative_verdict():
-  (v,) = entries.speculative_verdict(_spec_payload([1.8, 1.9, 2.0]))
+  (v,) = entries_semantic.speculative_verdict(_spec_payload([1.8, 1.9, 2.0]))
   assert (v.method, v.status) == ("speculative_decoding", "reproduced")
   assert "best greedy wall-clock speedup spec@4: 1.900" in v.reason and "15.2x" in v.reason
   assert "3.100 ± 0.000 tokens per target call" in v.reason and "temperature 1" in v.reason
   # Above 1 within the seed spread: partly; below 1: not reproduced.
-  assert entries.speculative_verdict(_spec_payload([0.8, 1.5, 1.0]))[0].status == "partly"
-  assert entries.speculative_verdict(_spec_payload([0.5, 0.6, 0.7]))[0].status == "partly"
+  assert entries_semantic.speculative_verdict(_spec_payload([0.8, 1.5, 1.0]))[0].status == "partly"
+  assert entries_semantic.speculative_verdict(_spec_payload([0.5, 0.6, 0.7]))[0].status == "partly"
   slow = _spec_payload([0.5, 0.6, 0.7])
   slow["results"]["0.0"]["spec@2"] = slow["results"]["0.0"]["spec@4"]
-  assert entries.speculative_verdict(slow)[0].status == "not reproduced"
+  assert entries_semantic.speculative_verdict(slow)[0].status == "not reproduced"
   # A lossless row whose greedy tokens differ from the target's.
-  (v,) = entries.speculative_verdict(_spec_payload([2.0, 2.1, 2.2], same=0.9))
+  (v,) = entries_semantic.speculative_verdict(_spec_payload([2.0, 2.1, 2.2], same=0.9))
   assert v.status == "not reproduced"
   no_greedy = {"decoders": {"target": {"family": "target"}}, "results": {"1.0": {}}}
-  assert entries.speculative_verdict(no_greedy)[0].status == "not measured"
+  assert entries_semantic.speculative_verdict(no_greedy)[0].status == "not measured"
 
 
 def _semantic_payload(tokens, deltas):
@@ -277,15 +286,17 @@ def test_every_method_page_has_a_reproduction_or_a_reason():
 @pytest.mark.parametrize("suite", SUITES)
 def test_every_entry_loads_its_config_and_moves_its_outputs(suite, tmp_path):
   names = [e.name for e in ordered()]
-  assert names[:8] == [
+  assert names[:10] == [
     "main_job",
     "compare_rl",
     "compare_rl_countdown",
     "compare_rl_countdown_hf",
     "induction",
     "mqar",
+    "mqar_hybrid",
     "monotone_attack",
     "speculative",
+    "semanticspec",
   ]
   for entry in ordered():
     config = entry.make_config(suite, directory=str(tmp_path / entry.name), root=str(tmp_path))
@@ -358,7 +369,7 @@ def _check_sections(workdir, report, names):
   for entry in ordered():
     (section,) = [s for s in sections if s.startswith(f"{entry.name}:")]
     if entry.name not in names:
-      assert "Not run in this workdir." in section
+      assert "Not run in this workdir, nor archived" in section
       continue
     # The experiment's own tables, filled with numbers (mean ± std), not placeholders.
     assert len(_NUMBER_CELL.findall(section)) >= 2, section[:2000]
@@ -402,6 +413,7 @@ def test_quick_suite_subset_writes_a_report_and_resumes(tmp_path):
   copied = (tmp_path / "d" / "REPORT.md").read_text()
   assert copied.count("![") == report.count("![") > 0
   assert (tmp_path / "d" / "induction" / "accuracy.png").exists()
+  assert (tmp_path / "d" / "induction" / RECORD_FILE).read_text() == records["induction"]
   # --force runs the named experiment again (a new record), and only it, from the cache.
   assert any((workdir / "jax_cache").iterdir())
   out = _reproduce("--suite=quick", f"--workdir={workdir}", "--only=monotone_attack", "--force")

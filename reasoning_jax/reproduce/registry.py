@@ -112,6 +112,15 @@ class Reproduction:
       node[leaf] = template.format(dir=directory, root=root)
     return config
 
+  def fingerprint_config(self, suite: str):
+    """The config of `suite` with its output folders left as `{dir}` / `{root}` placeholders.
+
+    A finished run's record keeps the fingerprint of this config, not of the one with real
+    folders, so that a record copied to another machine or folder (the report's archive in
+    `docs/report/`) is still recognised as made with the current config.
+    """
+    return self.make_config(suite, directory="{dir}", root="{root}")
+
 
 # Filled by reasoning_jax/reproduce/entries.py (imported by the package's __init__).
 REPRODUCTIONS: Registry[Reproduction] = Registry("reproduction")

@@ -1,9 +1,17 @@
 """REPORT.md: every reproduction's claim, verdicts, tables, plots and provenance in one page.
 
 The report covers every registered reproduction: the ones run now (their records), the ones
-finished earlier in the same workdir (their `reproduce.json`), and lists the others as not
-run. Tables are the experiments' own `results.md`; plots are linked (and copied when the
-report goes to another folder, e.g. `docs/report/`, which the documentation site includes).
+finished earlier in the same workdir (their `reproduce.json`), the ones archived in the report
+folder by an earlier report, and lists the others as not run. Tables are the experiments' own
+`results.md`; plots are linked.
+
+When the report goes to another folder (e.g. `docs/report/`, which the documentation site
+includes), each reported experiment's record, `results.md` and figures are archived there as
+`<report_dir>/<name>/`. The next report into that folder reuses them for the experiments it
+did not run, so the full suite (hours on a CPU) can be brought up to date a few experiments at
+a time, on any machine: a record's fingerprint holds the config with its output folders as
+placeholders, so an archived record made with another config than the current one is marked
+stale.
 """
 
 from __future__ import annotations
@@ -14,24 +22,42 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasoning_jax.reproduce.registry import NOT_REPRODUCED, Reproduction, ordered
-from reasoning_jax.reproduce.records import config_fingerprint, load_record
+from reasoning_jax.reproduce.records import RECORD_FILE, config_fingerprint, load_record
 
 __all__ = ["REPORT_FILE", "write_report"]
 
 REPORT_FILE = "REPORT.md"
 
 
-def _record_for(entry: Reproduction, suite: str, workdir: str, records) -> dict[str, Any] | None:
+def _record_for(
+  entry: Reproduction, suite: str, folders: list[str], records
+) -> tuple[dict[str, Any] | None, str | None]:
+  """(record, the folder holding its files): this run's, else the first current one found in
+  `folders` (the workdir, then the report's archive), else the first stale one."""
   if entry.name in records:
-    return records[entry.name]
-  directory = os.path.join(workdir, entry.name)
-  record = load_record(directory)
-  if record is None:
-    return None
-  config = entry.make_config(suite, directory=directory, root=workdir)
-  if record.get("fingerprint") != config_fingerprint(config):
-    record = {**record, "stale": True}
-  return record
+    return records[entry.name], folders[0]
+  fingerprint = config_fingerprint(entry.fingerprint_config(suite))
+  stale = None
+  for folder in folders:
+    record = load_record(folder)
+    if record is None or record.get("suite", suite) != suite:
+      continue
+    if record.get("fingerprint") in (None, fingerprint):  # None: carried over (see _section)
+      return record, folder
+    if stale is None:
+      stale = ({**record, "stale": True}, folder)
+  return stale or (None, None)
+
+
+def _archive(folder: str, target: str, figures) -> None:
+  """Copies a finished experiment's record, `results.md` and figures to `target`."""
+  if os.path.abspath(folder) == os.path.abspath(target):
+    return
+  os.makedirs(target, exist_ok=True)
+  for name in (RECORD_FILE, "results.md", *figures):
+    source = os.path.join(folder, name)
+    if os.path.exists(source):
+      shutil.copyfile(source, os.path.join(target, name))
 
 
 def _provenance_lines(record: Mapping[str, Any]) -> list[str]:
@@ -47,7 +73,7 @@ def _provenance_lines(record: Mapping[str, Any]) -> list[str]:
   ]
 
 
-def _section(entry: Reproduction, record, suite: str, workdir: str, out: str) -> list[str]:
+def _section(entry: Reproduction, record, suite: str, folder: str | None) -> list[str]:
   lines = [f"## {entry.name}: {entry.title}", ""]
   lines += [f"**Claim tested.** {entry.claim}", ""]
   lines += [
@@ -57,39 +83,45 @@ def _section(entry: Reproduction, record, suite: str, workdir: str, out: str) ->
     "",
   ]
   if record is None:
-    return lines + ["Not run in this workdir.", ""]
+    return lines + ["Not run in this workdir, nor archived in the report folder.", ""]
   if record["status"] != "done":
     return lines + [f"**Failed:** `{record.get('error', 'unknown error')}`", ""]
   if record.get("stale"):
     lines += ["*This result was made with another config than the current one (stale).*", ""]
+  if record.get("carried_over"):
+    lines += [f"*{record['carried_over']}*", ""]
   lines += ["**Verdicts.**", ""]
   lines += [f"- {v['method']}: **{v['status']}**. {v['reason']}" for v in record["verdicts"]]
   lines += ["", "**Provenance.**", ""] + _provenance_lines(record) + [""]
-  directory = os.path.join(workdir, entry.name)
-  results = os.path.join(directory, "results.md")
+  results = os.path.join(folder, "results.md")
   if os.path.exists(results):
     with open(results) as f:
       lines += ["**Results** (the experiment's `results.md`).", "", f.read().strip(), ""]
   for figure in entry.figures:
-    source = os.path.join(directory, figure)
-    if not os.path.exists(source):
-      continue
-    target = os.path.join(out, entry.name, figure)
-    if os.path.abspath(source) != os.path.abspath(target):
-      os.makedirs(os.path.dirname(target), exist_ok=True)
-      shutil.copyfile(source, target)
-    lines += [f"![{entry.name}: {figure}]({entry.name}/{figure})", ""]
+    if os.path.exists(os.path.join(folder, figure)):
+      lines += [f"![{entry.name}: {figure}]({entry.name}/{figure})", ""]
   return lines
 
 
 def write_report(
   workdir: str, suite: str, records: Mapping[str, Any], *, report_dir: str | None = None
 ) -> str:
-  """Writes `REPORT.md` (into `report_dir`, default `workdir`) and returns its path."""
+  """Writes `REPORT.md` (into `report_dir`, default `workdir`) and returns its path.
+
+  An experiment neither run now nor finished in `workdir` is taken from the archive in
+  `report_dir` when an earlier report left it there; every reported experiment is archived
+  into `report_dir` (see the module docstring).
+  """
   out = os.path.abspath(report_dir or workdir)
   os.makedirs(out, exist_ok=True)
   entries = ordered()
-  found = {e.name: _record_for(e, suite, workdir, records) for e in entries}
+  found, folders = {}, {}
+  for e in entries:
+    candidates = list(dict.fromkeys([os.path.join(workdir, e.name), os.path.join(out, e.name)]))
+    found[e.name], folders[e.name] = _record_for(e, suite, candidates, records)
+    if found[e.name] is not None and found[e.name]["status"] == "done":
+      _archive(folders[e.name], os.path.join(out, e.name), e.figures)
+      folders[e.name] = os.path.join(out, e.name)
   lines = [
     f"# Reproduction report ({suite} suite)",
     "",
@@ -124,7 +156,7 @@ def write_report(
   lines += [f"- {name}: {why}." for name, why in NOT_REPRODUCED.items()]
   lines.append("")
   for entry in entries:
-    lines += _section(entry, found[entry.name], suite, workdir, out)
+    lines += _section(entry, found[entry.name], suite, folders[entry.name])
   path = os.path.join(out, REPORT_FILE)
   with open(path, "w") as f:
     f.write("\n".join(lines).rstrip() + "\n")

@@ -51,7 +51,7 @@ def run_one(entry: Reproduction, suite: str, workdir: str, *, force: bool) -> di
   """Runs (or reuses) one reproduction; returns its record (status "done" or "failed")."""
   directory = os.path.join(workdir, entry.name)
   config = entry.make_config(suite, directory=directory, root=workdir)
-  fingerprint = config_fingerprint(config)
+  fingerprint = config_fingerprint(entry.fingerprint_config(suite))
   record = load_record(directory)
   if record is not None and record.get("fingerprint") == fingerprint and not force:
     logging.info("%s: finished earlier (%s); --force runs it again", entry.name, directory)
