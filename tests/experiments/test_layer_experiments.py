@@ -247,6 +247,25 @@ def test_mqar_ovq_sweeps():
   task32 = mix32.task_configs.mqar_kv32_t128
   assert tuple(task32.train_kwargs["num_kv_pairs"]) == (4, 8, 16, 32)
   assert task32.kwargs.num_kv_pairs == 32 and mix32.models == mix.models
+  # :kv32_mix_state, kv32_mix's hybrid with 32 and 64 slots; :hybrid, the reproduction
+  # suite's kv16_mix at 1200 steps without the window alone (its quick copy is tiny).
+  state32 = mqar_config.get_config("kv32_mix_state")
+  assert state32.task_configs.to_dict() == mix32.task_configs.to_dict()
+  assert state32.models == ("sliding_attention+ovq_s32@2", "sliding_attention+ovq_s64@2")
+  assert {k: v["num_slots"] for k, v in state32.mixer_variants.items()} == {
+    "ovq_s32": 32,
+    "ovq_s64": 64,
+  }
+  assert state32.train.num_steps == 1200
+  for name, want in (("hybrid", "kv16_mix"), ("hybrid_quick", "quick")):
+    h = mqar_config.get_config(name)
+    assert h.models == ("attention@2", swa_spec, "sliding_attention+gla@2") and h.seeds
+    if name == "hybrid":
+      assert h.task_configs.to_dict() == mix.task_configs.to_dict()
+      assert h.train.to_dict() == {**mix.train.to_dict(), "num_steps": 1200}
+    else:
+      assert h.train.num_steps == mqar_config.get_config(want).train.num_steps
+      assert h.model.hidden_size == 32 and h.task_configs.mqar_kv4_t32.num_train == 64
 
 
 def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
