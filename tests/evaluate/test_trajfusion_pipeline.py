@@ -187,6 +187,9 @@ def test_summary_verdict_table_and_plot(tmp_path):
   assert "TrajFusion beats RFT at this scale" in text
   assert all(not line.startswith("## ") and not line.startswith("# ") for line in text.split("\n"))
   assert "### Accuracy by operands" in text and "| trajfusion | 0.605 ± 0.007 |" in text
+  assert "Teacher: /t;" in text  # A folder elsewhere is named as given; one in the workdir
+  payload["teacher_source"] = str(tmp_path / "teacher")  # relatively (docs/report is shared).
+  assert "Teacher: <workdir>/teacher;" in markdown(config, payload)
   runs = payload["runs"]
   assert verdict({"rft": runs["trajfusion"], "trajfusion": runs["rft"]})["verdict"] == "worse"
   assert os.path.exists(plot(config, payload))

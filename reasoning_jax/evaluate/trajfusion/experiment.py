@@ -217,6 +217,10 @@ def markdown(config, payload: Mapping[str, Any]) -> str:
     "difference)",
   }[v["verdict"]]
   teacher = payload["teacher"]
+  source = str(payload["teacher_source"])
+  inside = os.path.abspath(source).startswith(os.path.abspath(config.workdir) + os.sep)
+  if inside:  # A path under this machine's workdir means nothing elsewhere: name it relatively.
+    source = os.path.join("<workdir>", os.path.relpath(source, config.workdir))
   lines = [
     "### RFT vs TrajFusion",
     "",
@@ -224,7 +228,7 @@ def markdown(config, payload: Mapping[str, Any]) -> str:
     f"{v['mean'] * 100:+.1f} points (paired over {n} seeds, standard error "
     f"{v['sem'] * 100:.1f}; per seed {', '.join(f'{d * 100:+.1f}' for d in v['diffs'])}).",
     "",
-    f"Teacher: {payload['teacher_source']}; students continue its checkpoint for "
+    f"Teacher: {source}; students continue its checkpoint for "
     f"{config.student.num_steps} steps (batch {config.student.batch_size}, seq_len "
     f"{config.student.seq_len}, lr {config.student.learning_rate}) on each arm's data, built from "
     f"the same samples ({config.pipeline.sampling.num_samples} per problem, "
