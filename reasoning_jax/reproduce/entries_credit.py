@@ -89,7 +89,10 @@ register(
     verdict=grad2reward_verdict,
     figures=("accuracy.png", "curves.png", "token_rewards.png"),
     paths={"workdir": "{dir}", "rl.sft.workdir": "{dir}/warmstart"},
-    full_time="about 29 min on 2 CPU cores (warm start 838 s + comparison 869 s, 2026-12-05)",
+    full_time=(
+      "about 29 min on 2 CPU cores (warm start 838 s + comparison 869 s, 2026-12-05); 2888 s "
+      "with another job on the cores (2026-12-06)"
+    ),
   )
 )
 

@@ -70,7 +70,10 @@ register(
     command="python -m experiments.rosa",
     verdict=rosa_verdict,
     figures=("accuracy_vs_length.png", "perplexity_vs_length.png"),
-    full_time="about 50 min on 2 CPU cores (measured 3008 s with other jobs on the cores)",
+    full_time=(
+      "about 45 min on 2 CPU cores (measured 3008 s with two other jobs on the cores, 2514 s "
+      "with one)"
+    ),
   )
 )
 
