@@ -384,6 +384,8 @@ def _check_sections(workdir, report, names):
     assert record["provenance"]["platform"] == "cpu" and len(record["seeds"]) == 2
     assert {v["method"] for v in record["verdicts"]} <= set(citations.METHODS)
     assert os.path.getsize(workdir / entry.name / "CITATIONS.bib") > 0
+    # A table archived in docs/report/ must not name this machine's folders.
+    assert str(workdir.resolve()) not in (workdir / entry.name / "results.md").read_text()
 
 
 # The CI-sized run: the two cheapest entries (about 35 s on 2 shared cores; it was four, with

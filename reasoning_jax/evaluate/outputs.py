@@ -15,6 +15,20 @@ def write_results(workdir: str, payload: dict[str, Any], markdown: str) -> None:
     f.write(markdown)
 
 
+def shown_path(path: str, workdir: str) -> str:
+  """`path` as a results table should name it: `<workdir>/...` when it lies inside `workdir`.
+
+  An absolute path under this machine's output folder means nothing on another machine (or in
+  the report archived in `docs/report/`); paths elsewhere (a user's checkpoint) stay as given.
+  """
+  path = str(path)
+  root = os.path.abspath(workdir)
+  full = os.path.abspath(path)
+  if full == root or full.startswith(root + os.sep):
+    return os.path.join("<workdir>", os.path.relpath(full, root))
+  return path
+
+
 def write_json(path: str, payload: Any, **dump_kwargs: Any) -> None:
   """`payload` as JSON at `path`, atomically (a killed run never leaves half a record)."""
   tmp = path + ".tmp"

@@ -37,7 +37,7 @@ import numpy as np
 from absl import logging
 
 from reasoning_jax import citations
-from reasoning_jax.evaluate.outputs import write_results
+from reasoning_jax.evaluate.outputs import shown_path, write_results
 from reasoning_jax.evaluate.trained_model import MODEL_KEYS, saved_config
 
 # Per-run numbers of an arm, in the table's order.
@@ -321,7 +321,7 @@ def markdown(config, payload: dict[str, Any]) -> str:
     f"mid-trained for {config.midtrain_steps} steps on the same data (lr "
     f"{config.midtrain_learning_rate:g}): plain NTP vs ReMiT ({payload['remit']}). Then "
     f"{config.rl.num_steps} steps of RL ({config.rl.loss}, {config.rl.prompts_per_step} prompts x "
-    f"{config.rl.group_size} samples) from each. Guide of round 1: {payload['guide']['workdir']} "
+    f"{config.rl.group_size} samples) from each. Guide of round 1: {shown_path(payload['guide']['workdir'], config.workdir)} "
     f"(held-out greedy {_num(payload['guide'].get('accuracy'))}, avg@k "
     f"{_num(payload['guide'].get('sampled_accuracy'))}). Pre-trained checkpoint: greedy "
     f"{_fmt(payload['pretrain_accuracy'])}. {n} seeds, mean ± std; accuracy on "

@@ -35,7 +35,7 @@ import numpy as np
 from absl import logging
 
 from reasoning_jax import citations
-from reasoning_jax.evaluate.outputs import write_results
+from reasoning_jax.evaluate.outputs import shown_path, write_results
 from reasoning_jax.evaluate.trajfusion.pipeline import (
   PipelineError,
   load_teacher,
@@ -217,10 +217,7 @@ def markdown(config, payload: Mapping[str, Any]) -> str:
     "difference)",
   }[v["verdict"]]
   teacher = payload["teacher"]
-  source = str(payload["teacher_source"])
-  inside = os.path.abspath(source).startswith(os.path.abspath(config.workdir) + os.sep)
-  if inside:  # A path under this machine's workdir means nothing elsewhere: name it relatively.
-    source = os.path.join("<workdir>", os.path.relpath(source, config.workdir))
+  source = shown_path(payload["teacher_source"], config.workdir)
   lines = [
     "### RFT vs TrajFusion",
     "",
