@@ -11,6 +11,7 @@ import os
 
 from reasoning_jax.reproduce import REPRODUCTIONS, write_report
 from reasoning_jax.reproduce.records import RECORD_FILE, config_fingerprint, write_record
+from reasoning_jax.reproduce.report import nest_headings
 from reasoning_jax.reproduce.runner import run_one
 
 _ENTRY = "induction"
@@ -115,3 +116,23 @@ def test_archived_records_made_with_another_config_or_suite(tmp_path):
     open(write_report(str(tmp_path / "wd"), "full", {}, report_dir=str(docs))).read(), _ENTRY
   )
   assert f"*{note}*" in section and "(stale)" not in section and "**reproduced**" in section
+
+
+def test_results_headings_nest_below_the_section_without_skips():
+  text = "# Title\n\nintro\n\n### Verdict\n\n```\n# not a heading\n```\n\n#### Detail\n#hashtag"
+  assert nest_headings(text, top=3).split("\n") == [
+    "### Title",
+    "",
+    "intro",
+    "",
+    "#### Verdict",
+    "",
+    "```",
+    "# not a heading",
+    "```",
+    "",
+    "##### Detail",
+    "#hashtag",
+  ]
+  assert nest_headings("### a\n### b", top=3) == "### a\n### b"
+  assert nest_headings("no headings", top=3) == "no headings"

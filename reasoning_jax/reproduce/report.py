@@ -24,7 +24,7 @@ from typing import Any
 from reasoning_jax.reproduce.registry import NOT_REPRODUCED, Reproduction, ordered
 from reasoning_jax.reproduce.records import RECORD_FILE, config_fingerprint, load_record
 
-__all__ = ["REPORT_FILE", "write_report"]
+__all__ = ["REPORT_FILE", "nest_headings", "write_report"]
 
 REPORT_FILE = "REPORT.md"
 
@@ -73,6 +73,31 @@ def _provenance_lines(record: Mapping[str, Any]) -> list[str]:
   ]
 
 
+def nest_headings(markdown: str, top: int) -> str:
+  """`markdown` with its heading levels renumbered `top`, `top + 1`, ... in their order.
+
+  An experiment's `results.md` is a page of its own (some start with a `#` title); inside a
+  report section (`##`) its headings must nest below it, keep their order of rank and skip no
+  level (`#` then `###` breaks the docs build: it becomes `###` then `####`). Fenced code is
+  left alone.
+  """
+  lines = markdown.split("\n")
+  fenced, levels = False, {}
+  for i, line in enumerate(lines):
+    if line.lstrip().startswith(("```", "~~~")):
+      fenced = not fenced
+    elif not fenced:
+      level = len(line) - len(line.lstrip("#"))
+      if 1 <= level <= 6 and line[level : level + 1] == " ":
+        levels[i] = level
+  if not levels:
+    return markdown
+  rank = {level: top + k for k, level in enumerate(sorted(set(levels.values())))}
+  for i, level in levels.items():
+    lines[i] = "#" * min(6, rank[level]) + lines[i][level:]
+  return "\n".join(lines)
+
+
 def _section(entry: Reproduction, record, suite: str, folder: str | None) -> list[str]:
   lines = [f"## {entry.name}: {entry.title}", ""]
   lines += [f"**Claim tested.** {entry.claim}", ""]
@@ -96,7 +121,8 @@ def _section(entry: Reproduction, record, suite: str, folder: str | None) -> lis
   results = os.path.join(folder, "results.md")
   if os.path.exists(results):
     with open(results) as f:
-      lines += ["**Results** (the experiment's `results.md`).", "", f.read().strip(), ""]
+      text = nest_headings(f.read().strip(), top=3)
+      lines += ["**Results** (the experiment's `results.md`).", "", text, ""]
   for figure in entry.figures:
     if os.path.exists(os.path.join(folder, figure)):
       lines += [f"![{entry.name}: {figure}]({entry.name}/{figure})", ""]
