@@ -256,7 +256,7 @@ def test_mqar_ovq_sweeps():
     "ovq_s32": 32,
     "ovq_s64": 64,
   }
-  assert state32.train.num_steps == 1200
+  assert state32.train.num_steps == 1200 and state32.seeds == (0, 1, 2, 3, 4, 5)
   for name, want in (("hybrid", "kv16_mix"), ("hybrid_quick", "quick")):
     h = mqar_config.get_config(name)
     assert h.models == ("attention@2", swa_spec, "sliding_attention+gla@2") and h.seeds
