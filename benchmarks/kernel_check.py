@@ -9,7 +9,7 @@ rtol ~2e-2, fp32 rtol ~1e-4. Failures to compile are printed, not raised, so one
 reports every kernel.
 
 Usage (on a GPU/TPU machine):
-  python benchmarks/kernel_check.py [--kernels flash,gla,ovq,dequant]
+  python benchmarks/kernel_check.py [--kernels flash,gla,ovq,dequant,sparse]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-KERNELS = ("flash", "gla", "ovq", "dequant")
+KERNELS = ("flash", "gla", "ovq", "dequant", "sparse")
 TINY = False  # --tiny: one small shape per kernel (a CPU smoke run of this script).
 
 
@@ -221,6 +221,62 @@ def check_dequant() -> None:
           traceback.print_exc(limit=3)
 
 
+def check_sparse() -> None:
+  """LycheeDecode's decode kernels A and B (arXiv:2602.04541), the backend's default schedule
+  (Triton split-K on GPU, Mosaic grid on TPU), vs the XLA references, ragged lengths, -1 ids."""
+  from pallas_kernels.sparse_decode import (
+    block_sparse_decode_pallas,
+    block_sparse_decode_reference,
+    retrieval_decode_pallas,
+    retrieval_decode_reference,
+  )
+
+  print("sparse decode: kernels A / B (compiled) vs retrieval / block_sparse references (XLA)")
+  shapes = ((1, 1024, 2, 4, 128),) if TINY else ((2, 8192, 8, 4, 128), (1, 32768, 8, 8, 128))
+  blk = 64
+  for b, s, kh, g, d in shapes:
+    heads = jnp.arange(kh, dtype=jnp.int32)[::-1]
+    lengths = jnp.asarray([s - 37 * (i + 1) for i in range(b)], jnp.int32)
+    n_sel = min(16, s // blk)
+    rng = np.random.default_rng(s)
+    ids = np.stack(
+      [np.stack([rng.choice(s // blk, n_sel, replace=False) for _ in range(kh)]) for _ in range(b)]
+    ).astype(np.int32)
+    ids[:, :, -2:] = -1
+    ids = jnp.asarray(ids)
+    for dtype in (jnp.float32, jnp.bfloat16):
+      keys = jax.random.split(jax.random.key(s + kh), 3)
+      q = jax.random.normal(keys[0], (b, kh, g, d), dtype)
+      k = jax.random.normal(keys[1], (b, s, kh, d), dtype)
+      v = jax.random.normal(keys[2], (b, s, kh, d), dtype)
+      name = f"B={b} S={s} K={kh} G={g} D={d} block={blk}"
+      try:
+        out_a, sc_a = jax.jit(lambda q, k, v, n: retrieval_decode_pallas(q, k, v, n, heads))(
+          q, k, v, lengths
+        )
+        ref_a, ref_sc = jax.jit(
+          lambda q, k, v, n: retrieval_decode_reference(q, k, v, n, heads, block_size=blk)
+        )(q, k, v, lengths)
+        finite = jnp.isfinite(ref_sc)
+        same_inf = bool(jnp.all(jnp.isfinite(sc_a) == finite))
+        out_b = jax.jit(lambda q, k, v, n, i: block_sparse_decode_pallas(q, k, v, n, heads, i))(
+          q, k, v, lengths, ids
+        )
+        ref_b = jax.jit(
+          lambda q, k, v, n, i: block_sparse_decode_reference(q, k, v, n, heads, i, block_size=blk)
+        )(q, k, v, lengths, ids)
+        _report(
+          name + ("" if same_inf else " (-inf pattern differs)"),
+          dtype,
+          (out_a, jnp.where(finite, sc_a, 0.0), out_b),
+          (ref_a, jnp.where(finite, ref_sc, 0.0), ref_b),
+          ("A out", "A scores", "B out"),
+        )
+      except Exception as e:  # pylint: disable=broad-except
+        print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
+        traceback.print_exc(limit=3)
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--kernels", default=",".join(KERNELS))
@@ -232,7 +288,13 @@ def main(argv=None) -> None:
   if jax.default_backend() == "cpu":
     print("NOTE: on CPU the kernels run in interpret mode; the test suite already covers this.")
   for name in args.kernels.split(","):
-    checks = {"flash": check_flash, "gla": check_gla, "ovq": check_ovq, "dequant": check_dequant}
+    checks = {
+      "flash": check_flash,
+      "gla": check_gla,
+      "ovq": check_ovq,
+      "dequant": check_dequant,
+      "sparse": check_sparse,
+    }
     checks[name]()
 
 

@@ -5,8 +5,10 @@
 `kernel.py`: kernel A (`retrieval_decode_pallas`: dense decode attention of the retrieval
 heads fused with max-pooled block scores for the selection) and kernel B
 (`block_sparse_decode_pallas`: decode attention of the sparse heads over their inherited
-blocks), both TPU grid schedules with the processed heads (and kernel B's block ids)
-scalar-prefetched into the K/V index maps; `blocks.py`: kernel A's token tile. The references
+blocks), each with two schedules: the TPU grid schedule with the processed heads (and kernel
+B's block ids) scalar-prefetched into the K/V index maps (`kernel.py`, the public entry
+points) and the GPU Triton loop schedule with split-K (`kernel_gpu.py`); `common.py`: the
+online-softmax tile both share; `blocks.py`: tile sizes, schedules and their checks. The references
 are `reasoning_jax.ops.sparse_decode.reference.retrieval_decode_reference` and
 `block_sparse_decode_reference`, re-exported here.
 """

@@ -1,4 +1,4 @@
-"""LycheeDecode's two decode attentions as Pallas kernels (TPU schedule, scalar-prefetched heads).
+"""LycheeDecode's two decode attentions as Pallas kernels: the public entry points, TPU schedule.
 
 "LycheeDecode: Accelerating Long-Context LLM Inference via Hybrid-Head Sparse Decoding"
 (Lin et al., arXiv:2602.04541); `shared/methods/inference.md` sections 8.2 and 8.5. Both
@@ -7,7 +7,11 @@ plus `interpret=`): one new token per row attends a contiguous cache `[B, S, K, 
 position, `lengths[b]` visible slots), queries grouped by KV head `q [B, K, G, D]`, and only the
 KV heads listed in `heads [R]` are processed.
 
-Layout shared by both kernels. The cache is viewed as `[B, S, K * D]` (a free reshape), so the
+Two schedules (`blocks.py`): "grid" (TPU, this file, below) and "loop" (GPU, Triton, split-K;
+`kernel_gpu.py`). `schedule=None` picks the default backend's (GPU: loop; TPU and CPU
+interpret: grid); both also run in interpret mode and equal the references.
+
+Layout shared by both grid kernels. The cache is viewed as `[B, S, K * D]` (a free reshape), so the
 K/V BlockSpec `(squeezed, tokens, D)` with index map `(b, token_block, heads[r])` reads exactly
 one head's `[tokens, D]` tile; `heads` (and the lengths, and kernel B's block ids) are
 scalar-prefetch arguments (`PrefetchScalarGridSpec`) so the index maps can read them. The query
@@ -51,11 +55,9 @@ DESIGN CHOICE / limits:
     keeps them float32), within the bf16 tolerance;
   * q, k and v are expected to share a dtype on TPU (the dots take q's and the cache's tiles as
     they are; interpret mode promotes like the reference);
-  * GPU: no schedule. Scalar prefetch is TPU-only in Pallas (JAX 0.10.2 and 0.12: Triton and
-    Mosaic GPU raise NotImplementedError), so these grid specs do not lower for CUDA, and a
-    compiled call with GPU as the default backend raises ValueError. A Triton / Mosaic-GPU
-    "loop" schedule (heads and ids read from refs in-kernel) is future work; off TPU the kernels
-    run in interpret mode, and `reasoning_jax.ops.sparse_decode.XLA_KERNELS` is the fast path.
+  * the grid schedule does not lower for GPU: scalar prefetch is TPU-only in Pallas (JAX 0.10.2
+    and 0.12: Triton and Mosaic GPU raise NotImplementedError), hence the separate loop
+    schedule, which reads heads and ids from refs inside the kernel.
 """
 
 from __future__ import annotations
@@ -69,41 +71,30 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from pallas_kernels.sparse_decode import blocks as blocks_lib
+from pallas_kernels.sparse_decode import common
+from pallas_kernels.sparse_decode import kernel_gpu
 from reasoning_jax.ops.sparse_decode.reference import check_decode_args
 
-f32 = jnp.float32
-NT = (((1,), (1,)), ((), ()))  # a @ b^T
-NN = (((1,), (0,)), ((), ()))  # a @ b
-LANES = 128
-MASK_VALUE = -0.7 * float(jnp.finfo(f32).max)
-_SQ = getattr(pl, "squeezed", None)  # Squeezed block dim (None on older JAX).
-
-
-def _precision(dtype):
-  """HIGHEST for float32 (the float32 check is tight), the backend default otherwise."""
-  return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
+f32 = common.f32
+NT = common.NT
+LANES = blocks_lib.LANES
+MASK_VALUE = common.MASK_VALUE
+_SQ = common.SQUEEZED
+_precision = common.precision
 
 
 def _resolve_interpret(interpret):
   return jax.default_backend() == "cpu" if interpret is None else interpret
 
 
-def _check_compiled_backend(d: int, block_size: int, interpret) -> None:
-  """Raises for a compiled call the default backend cannot run (lowering for TPU from another
-  host, as the tests do, is not checked)."""
-  if interpret:
-    return
-  backend = jax.default_backend()
-  if backend == "gpu":
-    raise ValueError(
-      "the sparse-decode Pallas kernels have no GPU schedule (scalar prefetch is TPU-only in "
-      "Pallas): pass interpret=True or use reasoning_jax.ops.sparse_decode.XLA_KERNELS"
-    )
-  if backend == "tpu" and (d % LANES or block_size % 8):
-    raise ValueError(
-      f"on TPU the sparse-decode kernels need D % 128 == 0 and block_size % 8 == 0, got "
-      f"D={d}, block_size={block_size} (use interpret=True or the XLA path)"
-    )
+def _resolve_schedule(schedule, d: int, block_size: int, interpret) -> str:
+  return blocks_lib.check_schedule(
+    schedule,
+    backend=jax.default_backend(),
+    head_dim=d,
+    block_size=block_size,
+    interpret=bool(interpret),
+  )
 
 
 def _init_stats(m_sc, l_sc, acc_sc):
@@ -113,26 +104,19 @@ def _init_stats(m_sc, l_sc, acc_sc):
 
 
 def _softmax_step(q, k, v, visible, m_sc, l_sc, acc_sc, *, scale, precision):
-  """One online-softmax update of the `[G, D]` rows over a `[T, D]` K/V tile; `visible [1, T]`."""
-  logits = jax.lax.dot_general(q, k, NT, precision=precision, preferred_element_type=f32) * scale
-  logits = jnp.where(visible, logits, MASK_VALUE)
-  m_prev, l_prev = m_sc[:, :1], l_sc[:, :1]
-  m_new = jnp.maximum(m_prev, jnp.max(logits, axis=1, keepdims=True))
-  alpha = jnp.exp(m_prev - m_new)
-  p = jnp.where(visible, jnp.exp(logits - m_new), 0.0)
-  l_new = alpha * l_prev + jnp.sum(p, axis=1, keepdims=True)
-  pv = jax.lax.dot_general(
-    p.astype(v.dtype), v, NN, precision=precision, preferred_element_type=f32
+  """One online-softmax update of the `[G, D]` rows over a `[T, D]` K/V tile; `visible [1, T]`;
+  the statistics live lane-broadcast in VMEM scratch."""
+  stats = (m_sc[:, :1], l_sc[:, :1], acc_sc[...])
+  (m_new, l_new, acc), _ = common.online_softmax_tile(
+    q, k, v, visible, stats, scale=scale, precision=precision
   )
-  acc_sc[...] = alpha * acc_sc[...] + pv
+  acc_sc[...] = acc
   m_sc[...] = jnp.broadcast_to(m_new, m_sc.shape)
   l_sc[...] = jnp.broadcast_to(l_new, l_sc.shape)
 
 
 def _finalize(o_ref, l_sc, acc_sc):
-  total = l_sc[:, :1]
-  out = acc_sc[...] / jnp.where(total > 0, total, 1.0)
-  o_ref[...] = out.astype(o_ref.dtype)
+  o_ref[...] = common.normalised(l_sc[:, :1], acc_sc[...]).astype(o_ref.dtype)
 
 
 # ------------------------------------------------------------------------- kernel A
@@ -198,6 +182,7 @@ def retrieval_decode_pallas(
   scale: float | None = None,
   kernel_block: int | None = None,
   interpret: Any = None,
+  schedule: str | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Kernel A: dense decode attention of the listed heads fused with max-pooled block scores.
 
@@ -211,10 +196,12 @@ def retrieval_decode_pallas(
     heads: `[R]` int KV heads to process (clipped to `[0, K)`).
     block_size: tokens per scored block (divides S).
     scale: softmax scale (default `D ** -0.5`).
-    kernel_block: tokens per grid step, a multiple of `block_size` dividing S (default
-      `blocks.choose_kernel_block`: up to `max(block_size, 512)`).
+    kernel_block: tokens per grid step (grid schedule) or per split-K program (loop schedule),
+      a multiple of `block_size` dividing S (default `blocks.choose_kernel_block`: up to
+      `max(block_size, 512)`; loop: `blocks.choose_split_tokens`, up to 2048).
     interpret: None interprets when the default backend is CPU; True/False force it; a
-      `pltpu.InterpretParams` selects the TPU interpreter.
+      `pltpu.InterpretParams` selects the TPU interpreter (grid schedule).
+    schedule: "grid" (TPU) or "loop" (GPU, Triton); None picks the default backend's.
 
   Returns:
     `(out [B, R, G, D] in q's dtype, scores [B, R, S / block_size] float32)`; a score is the
@@ -226,13 +213,25 @@ def retrieval_decode_pallas(
   check_decode_args(q, k, v, lengths, heads, block_size=block_size)
   bsz, s, kh, d = k.shape
   g, r = q.shape[2], heads.shape[0]
-  kb = blocks_lib.choose_kernel_block(s, block_size, kernel_block)
   interpret = _resolve_interpret(interpret)
-  _check_compiled_backend(d, block_size, interpret)
+  schedule = _resolve_schedule(schedule, d, block_size, interpret)
   scale = d**-0.5 if scale is None else float(scale)
-  n_scores = s // block_size
   lengths = lengths.astype(jnp.int32)
   heads = jnp.clip(heads.astype(jnp.int32), 0, kh - 1)
+  if schedule == "loop":
+    return kernel_gpu.retrieval_decode_loop(
+      q,
+      k,
+      v,
+      lengths,
+      heads,
+      block_size=block_size,
+      scale=scale,
+      kernel_block=kernel_block,
+      interpret=interpret,
+    )
+  kb = blocks_lib.choose_kernel_block(s, block_size, kernel_block)
+  n_scores = s // block_size
 
   def kv_map(b_, r_, s_, lengths_ref, heads_ref):
     # Tiles beyond the length repeat the last visible one (no DMA; the kernel skips them).
@@ -372,6 +371,8 @@ def block_sparse_decode_pallas(
   block_size: int = 64,
   scale: float | None = None,
   interpret: Any = None,
+  schedule: str | None = None,
+  blocks_per_split: int | None = None,
 ) -> jax.Array:
   """Kernel B: decode attention of the listed heads restricted to their selected blocks.
 
@@ -379,8 +380,11 @@ def block_sparse_decode_pallas(
   `block_sparse_decode_reference`; reads `n_sel * block_size` tokens per head.
 
   Args:
-    q, k, v, lengths, heads, block_size, scale, interpret: as in `retrieval_decode_pallas`.
+    q, k, v, lengths, heads, block_size, scale, interpret, schedule: as in
+      `retrieval_decode_pallas`.
     block_idx: `[B, R, n_sel]` int distinct block ids per row (-1 = no block, any order).
+    blocks_per_split: loop schedule only: selected blocks per split-K program (default
+      `blocks.choose_split_blocks`, 16).
 
   Returns:
     `[B, R, G, D]` in q's dtype; zeros for a row with no visible selected token.
@@ -398,11 +402,24 @@ def block_sparse_decode_pallas(
   if not jnp.issubdtype(block_idx.dtype, jnp.integer):
     raise ValueError(f"block_idx must be integer block ids, got {block_idx.dtype}")
   interpret = _resolve_interpret(interpret)
-  _check_compiled_backend(d, block_size, interpret)
+  schedule = _resolve_schedule(schedule, d, block_size, interpret)
   scale = d**-0.5 if scale is None else float(scale)
   n_sel = block_idx.shape[2]
   lengths = lengths.astype(jnp.int32)
   heads = jnp.clip(heads.astype(jnp.int32), 0, kh - 1)
+  if schedule == "loop":
+    return kernel_gpu.block_sparse_decode_loop(
+      q,
+      k,
+      v,
+      lengths,
+      heads,
+      block_idx,
+      block_size=block_size,
+      scale=scale,
+      blocks_per_split=blocks_per_split,
+      interpret=interpret,
+    )
   enc = encode_block_ids(block_idx, lengths, block_size=block_size)
 
   def kv_map(b_, r_, i_, lengths_ref, heads_ref, enc_ref):

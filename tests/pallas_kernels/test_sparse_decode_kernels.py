@@ -6,12 +6,15 @@ an independent numpy max-pool of `qbar . K^T` over the visible tokens; kernel B
 attention under the block mask (inference.md section 8.6). Shapes: G in {1, 2, 4}, D in
 {16, 128}, S in {128, 512}, block 16/32/64, lengths 1 / mid-block / S / per-row different,
 head subsets ([1, 3] of K = 4, unordered), block ids with -1 padding, unordered, and beyond the
-length; float32 (1e-5) and bf16 (2e-2). Also: the TPU interpreter with NaN-filled scratch and
-out-of-bounds reads raising, the block-id encoding, the registry, argument errors, and
-ahead-of-time lowering for TPU (Mosaic). GPU lowering is probed: scalar prefetch is TPU-only in
-Pallas (Triton and Mosaic GPU raise NotImplementedError), so that test skips with the reason.
+length; float32 (1e-5) and bf16 (2e-2); both schedules, "grid" (TPU, `kernel.py`) and "loop"
+(GPU, Triton, split-K, `kernel_gpu.py`), the loop one also with one block per split. Also: the
+TPU interpreter with NaN-filled scratch and out-of-bounds reads raising, the block-id encoding
+and compaction, the split-K merge, the registry, argument errors, the per-backend schedule
+checks, and ahead-of-time lowering of the grid schedule for TPU (Mosaic) and of the loop
+schedule for CUDA (Triton).
 """
 
+import functools
 import re
 
 import jax
@@ -28,12 +31,18 @@ from pallas_kernels.sparse_decode import (
 )
 from pallas_kernels.sparse_decode import blocks as blocks_lib
 from pallas_kernels.sparse_decode.kernel import encode_block_ids
+from pallas_kernels.sparse_decode.kernel_gpu import combine_splits, compact_block_ids
 from reasoning_jax import registry
 
 TOL = {jnp.float32: dict(rtol=1e-5, atol=1e-5), jnp.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 
-_kernel_a = jax.jit(retrieval_decode_pallas, static_argnames=("block_size", "kernel_block"))
-_kernel_b = jax.jit(block_sparse_decode_pallas, static_argnames=("block_size",))
+_kernel_a = jax.jit(
+  retrieval_decode_pallas, static_argnames=("block_size", "kernel_block", "schedule")
+)
+_kernel_b = jax.jit(
+  block_sparse_decode_pallas, static_argnames=("block_size", "schedule", "blocks_per_split")
+)
+SCHEDULES = pytest.mark.parametrize("schedule", ["grid", "loop"])
 
 
 def make_inputs(b, s, kh, g, d, dtype, seed=0):
@@ -92,11 +101,16 @@ RETRIEVAL_CASES = [
 ]
 
 
+@SCHEDULES
 @pytest.mark.parametrize("b,s,kh,g,d,bs,kb,lengths,heads,dtype", RETRIEVAL_CASES)
-def test_retrieval_kernel_matches_reference(b, s, kh, g, d, bs, kb, lengths, heads, dtype):
+def test_retrieval_kernel_matches_reference(
+  schedule, b, s, kh, g, d, bs, kb, lengths, heads, dtype
+):
   q, k, v = make_inputs(b, s, kh, g, d, dtype)
   lengths, heads = jnp.asarray(lengths, jnp.int32), jnp.asarray(heads, jnp.int32)
-  out, scores = _kernel_a(q, k, v, lengths, heads, block_size=bs, kernel_block=kb)
+  out, scores = _kernel_a(
+    q, k, v, lengths, heads, block_size=bs, kernel_block=kb, schedule=schedule
+  )
   ref_out, ref_scores = retrieval_decode_reference(q, k, v, lengths, heads, block_size=bs)
   assert out.shape == (b, len(heads), g, d) and out.dtype == dtype
   assert scores.shape == (b, len(heads), s // bs) and scores.dtype == jnp.float32
@@ -162,14 +176,27 @@ SPARSE_CASES = [
 ]
 
 
+@pytest.mark.parametrize(
+  "schedule,per_split", [("grid", None), ("loop", None), ("loop", 1), ("loop", 2)]
+)
 @pytest.mark.parametrize("b,s,kh,g,d,bs,lengths,heads,block_idx,dtype", SPARSE_CASES)
 def test_block_sparse_kernel_matches_reference(
-  b, s, kh, g, d, bs, lengths, heads, block_idx, dtype
+  schedule, per_split, b, s, kh, g, d, bs, lengths, heads, block_idx, dtype
 ):
   q, k, v = make_inputs(b, s, kh, g, d, dtype, seed=1)
   lengths, heads = jnp.asarray(lengths, jnp.int32), jnp.asarray(heads, jnp.int32)
   block_idx = jnp.asarray(block_idx, jnp.int32)
-  out = _kernel_b(q, k, v, lengths, heads, block_idx, block_size=bs)
+  out = _kernel_b(
+    q,
+    k,
+    v,
+    lengths,
+    heads,
+    block_idx,
+    block_size=bs,
+    schedule=schedule,
+    blocks_per_split=per_split,
+  )
   assert out.shape == (b, len(heads), g, d) and out.dtype == dtype
   ref = block_sparse_decode_reference(q, k, v, lengths, heads, block_idx, block_size=bs)
   assert_close(out, ref, TOL[dtype])
@@ -179,15 +206,65 @@ def test_block_sparse_kernel_matches_reference(
   assert np.all(np.asarray(out, np.float32)[empty] == 0)
 
 
-def test_all_blocks_selected_equals_retrieval_output():
+@SCHEDULES
+def test_all_blocks_selected_equals_retrieval_output(schedule):
   """Budget >= S: kernel B over every block (shuffled, padded) equals kernel A's dense output."""
   b, s, kh, g, d, bs = 2, 128, 4, 2, 16, 32
   q, k, v = make_inputs(b, s, kh, g, d, jnp.float32, seed=2)
   lengths, heads = jnp.asarray([90, 128], jnp.int32), jnp.asarray([0, 3], jnp.int32)
   ids = jnp.asarray([[[2, -1, 0, 3, 1]] * 2, [[3, 1, -1, 2, 0]] * 2], jnp.int32)
-  dense, _ = _kernel_a(q, k, v, lengths, heads, block_size=bs, kernel_block=None)
-  sparse = _kernel_b(q, k, v, lengths, heads, ids, block_size=bs)
+  dense, _ = _kernel_a(q, k, v, lengths, heads, block_size=bs, kernel_block=None, schedule=schedule)
+  sparse = _kernel_b(q, k, v, lengths, heads, ids, block_size=bs, schedule=schedule)
   assert_close(sparse, dense, TOL[jnp.float32])
+
+
+def test_loop_schedule_split_k_one_block_per_split():
+  """Kernel A with one scored block per split-K program (S / block_size partials merged) and
+  a group of 16 query rows (padded to 32 for the qbar row) equals the reference."""
+  b, s, kh, g, d, bs = 2, 256, 2, 16, 32, 16
+  q, k, v = make_inputs(b, s, kh, g, d, jnp.float32, seed=4)
+  lengths, heads = jnp.asarray([1, 201], jnp.int32), jnp.asarray([1, 0], jnp.int32)
+  out, scores = _kernel_a(q, k, v, lengths, heads, block_size=bs, kernel_block=bs, schedule="loop")
+  ref_out, ref_scores = retrieval_decode_reference(q, k, v, lengths, heads, block_size=bs)
+  assert_close(out, ref_out, TOL[jnp.float32])
+  np.testing.assert_array_equal(np.isneginf(np.asarray(scores)), np.isneginf(ref_scores))
+  finite = np.isfinite(np.asarray(ref_scores))
+  assert_close(np.asarray(scores)[finite], np.asarray(ref_scores)[finite], TOL[jnp.float32])
+
+
+def test_combine_splits_is_softmax_over_the_union():
+  """Merging per-part normalised outputs with their (max, sum) equals one softmax over all
+  parts; empty parts (l = 0) carry no weight; all-empty rows give zeros."""
+  rng = np.random.RandomState(5)
+  logits = rng.randn(3, 8) * 3.0  # 3 parts of 8 keys, one query row
+  values = rng.randn(3, 8, 4)
+  m = logits.max(-1)
+  l = np.exp(logits - m[:, None]).sum(-1)
+  o = np.einsum("pk,pkd->pd", np.exp(logits - m[:, None]), values) / l[:, None]
+  # Part 1 empty: zero output, zero sum, the kernel's initial max.
+  o[1], l[1], m[1] = 0.0, 0.0, -0.7 * float(np.finfo(np.float32).max)
+  keep = np.array([0, 2])
+  w = np.exp(logits[keep].reshape(-1) - logits[keep].max())
+  expected = (w / w.sum()) @ values[keep].reshape(-1, 4)
+  merged = combine_splits(
+    jnp.asarray(o[:, None], jnp.float32),
+    jnp.asarray(m[:, None, None], jnp.float32),
+    jnp.asarray(l[:, None, None], jnp.float32),
+    jnp.float32,
+  )
+  assert_close(merged[0], expected, TOL[jnp.float32])
+  zero = combine_splits(
+    jnp.zeros((2, 1, 4)), jnp.full((2, 1, 1), -1e30), jnp.zeros((2, 1, 1)), jnp.float32
+  )
+  np.testing.assert_array_equal(np.asarray(zero), 0.0)
+
+
+def test_compact_block_ids():
+  ids = jnp.asarray([[[-1, 3, -1, 0, 9, -1]], [[-1, -1, -1, -1, -1, -1]]], jnp.int32)
+  lengths = jnp.asarray([5 * 16, 128], jnp.int32)  # row 0: blocks 0..4 usable (9 is not)
+  compact, counts = compact_block_ids(ids, lengths, block_size=16)
+  np.testing.assert_array_equal(np.asarray(counts), [2, 0])
+  np.testing.assert_array_equal(np.asarray(compact)[0, 0, :2], [3, 0])  # order kept
 
 
 def test_tpu_interpreter_nan_memory_and_bounds():
@@ -270,32 +347,42 @@ def test_bad_arguments_raise_naming_them(kind, match):
 
 
 @pytest.mark.parametrize(
-  "backend,d,block_size,match",
+  "backend,schedule,d,block_size,match",
   [
-    ("gpu", 128, 64, r"^the sparse-decode Pallas kernels have no GPU schedule"),
-    ("tpu", 16, 64, r"^on TPU the sparse-decode kernels need D % 128 == 0"),
-    ("tpu", 128, 4, r"^on TPU the sparse-decode kernels need D % 128 == 0"),
+    ("gpu", "grid", 128, 64, r"^schedule='grid' is the TPU schedule"),
+    ("tpu", "loop", 128, 64, r"^schedule='loop' is the GPU \(Triton\) schedule"),
+    ("tpu", None, 16, 64, r"^on TPU the sparse-decode kernels need D % 128 == 0"),
+    ("tpu", None, 128, 4, r"^on TPU the sparse-decode kernels need D % 128 == 0"),
+    ("gpu", None, 24, 64, r"need head dim D to be a power of two >= 16, got 24"),
+    ("gpu", None, 128, 8, r"need block_size to be a power of two >= 16, got 8"),
+    ("cpu", "ring", 128, 64, r"^schedule must be None or one of \('grid', 'loop'\)"),
   ],
 )
 def test_compiled_call_on_a_backend_that_cannot_run_it_raises(
-  monkeypatch, backend, d, block_size, match
+  monkeypatch, backend, schedule, d, block_size, match
 ):
   q, k, v = make_inputs(1, 128, 2, 2, d, jnp.float32)
   lengths, heads = jnp.asarray([5], jnp.int32), jnp.asarray([0], jnp.int32)
   monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  kw = dict(block_size=block_size, interpret=False, schedule=schedule)
   with pytest.raises(ValueError, match=match):
-    retrieval_decode_pallas(q, k, v, lengths, heads, block_size=block_size, interpret=False)
+    retrieval_decode_pallas(q, k, v, lengths, heads, **kw)
   with pytest.raises(ValueError, match=match):
-    block_sparse_decode_pallas(
-      q,
-      k,
-      v,
-      lengths,
-      heads,
-      jnp.zeros((1, 1, 1), jnp.int32),
-      block_size=block_size,
-      interpret=False,
-    )
+    block_sparse_decode_pallas(q, k, v, lengths, heads, jnp.zeros((1, 1, 1), jnp.int32), **kw)
+
+
+def test_schedule_defaults_and_split_sizes():
+  assert blocks_lib.default_schedule("gpu") == "loop"
+  assert blocks_lib.default_schedule("tpu") == blocks_lib.default_schedule("cpu") == "grid"
+  assert [blocks_lib.padded_rows(g) for g in (1, 8, 15, 16, 31, 40)] == [16, 16, 16, 32, 32, 64]
+  assert blocks_lib.choose_split_tokens(131072, 64) == 2048
+  assert blocks_lib.choose_split_tokens(1536, 64) == 1536
+  assert blocks_lib.choose_split_tokens(8192, 64, 512) == 512
+  assert blocks_lib.choose_split_blocks(64) == 16
+  assert blocks_lib.choose_split_blocks(5) == 5
+  assert blocks_lib.choose_split_blocks(64, 4) == 4
+  with pytest.raises(ValueError, match=r"^blocks_per_split must be a positive int, got 0"):
+    blocks_lib.choose_split_blocks(8, 0)
 
 
 # ------------------------------------------------------------------------- lowering
@@ -309,12 +396,12 @@ def _abstract_args(dtype):
   return (sd((B, K, G, D), dtype), cache, cache, sd((B,), jnp.int32), sd((R,), jnp.int32))
 
 
-def _retrieval(*args):
-  return retrieval_decode_pallas(*args, block_size=BLOCK, interpret=False)
+def _retrieval(*args, schedule=None):
+  return retrieval_decode_pallas(*args, block_size=BLOCK, interpret=False, schedule=schedule)
 
 
-def _sparse(*args):
-  return block_sparse_decode_pallas(*args, block_size=BLOCK, interpret=False)
+def _sparse(*args, schedule=None):
+  return block_sparse_decode_pallas(*args, block_size=BLOCK, interpret=False, schedule=schedule)
 
 
 def _lowered(fn, args, platform):
@@ -333,48 +420,26 @@ def test_lowers_for_tpu(dtype):
   assert "lychee_block_sparse_decode" in text
 
 
-def _probe_gpu_scalar_prefetch():
-  """Lowers a minimal scalar-prefetch pallas_call for CUDA; returns why it cannot, or None."""
-  from jax.experimental import pallas as pl
-  from jax.experimental.pallas import tpu as pltpu
-
-  def kernel(idx_ref, x_ref, o_ref):
-    o_ref[...] = x_ref[...]
-
-  def call(idx, x):
-    spec = pltpu.PrefetchScalarGridSpec(
-      num_scalar_prefetch=1,
-      grid=(1,),
-      in_specs=[pl.BlockSpec((16, 16), lambda i, idx: (idx[0], 0))],
-      out_specs=pl.BlockSpec((16, 16), lambda i, idx: (0, 0)),
-    )
-    return pl.pallas_call(
-      kernel, out_shape=jax.ShapeDtypeStruct((16, 16), x.dtype), grid_spec=spec
-    )(idx, x)
-
-  args = (jax.ShapeDtypeStruct((1,), jnp.int32), jax.ShapeDtypeStruct((32, 16), jnp.float32))
+def _abstract_gpu_mesh():
   sharding = jax.sharding
   device = sharding.AbstractDevice(device_kind="NVIDIA H100", num_cores=132, platform="gpu")
   mesh = sharding.AbstractMesh((1,), ("x",), (sharding.AxisType.Explicit,), abstract_device=device)
-  try:
-    with sharding.use_abstract_mesh(mesh):
-      _lowered(call, args, "cuda")
-  except NotImplementedError as e:
-    return f"scalar prefetch is TPU-only in Pallas on JAX {jax.__version__}: {e}"
-  return None
+  return sharding.use_abstract_mesh(mesh)
 
 
 @pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
-@pytest.mark.filterwarnings("ignore:Using ``pl.pallas_call`` for Mosaic GPU:DeprecationWarning")
-def test_lowers_for_cuda():
-  # Same condition as the dequant-matmul test: lowering for CUDA without a GPU needs an
-  # abstract GPU device to name the target.
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_loop_schedule_lowers_for_cuda(dtype):
+  # Lowering for CUDA without a GPU needs an abstract GPU device to name the target.
   if not hasattr(jax.sharding, "AbstractDevice"):
     pytest.skip("this JAX cannot name an abstract GPU target (no jax.sharding.AbstractDevice)")
-  reason = _probe_gpu_scalar_prefetch()
-  if reason is not None:
-    pytest.skip(reason)
-  pytest.fail(
-    "this JAX lowers scalar prefetch for CUDA: give the sparse-decode kernels a GPU schedule "
-    "(they pass TPU compiler params and lower for TPU only)"
-  )
+  args = _abstract_args(dtype)
+  ids = jax.ShapeDtypeStruct((B, R, N_SEL), jnp.int32)
+  for fn, fn_args, name in (
+    (_retrieval, args, "lychee_retrieval_decode_gpu"),
+    (_sparse, (*args, ids), "lychee_block_sparse_decode_gpu"),
+  ):
+    with _abstract_gpu_mesh():
+      text = _lowered(functools.partial(fn, schedule="loop"), fn_args, "cuda")
+    assert len(re.findall(r"custom_call @__gpu\$xla\.gpu\.triton", text)) == 1, name
+    assert name in text
