@@ -8,6 +8,7 @@ et al., arXiv:2602.04541; baselines Quest (Tang et al., arXiv:2406.10774) and Du
   python -m experiments.sparse_decode                                   # CPU scale, 3 seeds
   python -m experiments.sparse_decode --config=configs/sparse_decode.py:quick
   python -m experiments.sparse_decode --config=configs/sparse_decode.py:accelerator
+  python -m experiments.sparse_decode --config=configs/sparse_decode.py:pose   # PoSE, to 2048
   python -m experiments.sparse_decode --config.hf.dir=/data/Qwen3-0.6B  # text passkey, HF model
 
 Task: multi-needle passkey (`reasoning_jax.data.passkey.multi_needle`): 4 needles
@@ -40,6 +41,10 @@ FINDING (first default run): the model solves the task at its training length (f
 0.98 exact match at T = 256) but not beyond it (0.00 at 512 and 1024: no length
 generalization), so only T = 256 is judged; training at 1024 tokens is the next step (about 4x
 the training time).
+"pose": the default model and sweep with one change to training, PoSE skip-wise position ids
+(Zhu et al., arXiv:2309.10400; `data.skipwise_positions`, 2 chunks, skips reaching 2048 prompt
+tokens) on the same 64-256-token rows, evaluated at 256-2048 tokens: a CPU-priced way to test
+the budgets where most of the cache is dropped.
 "accelerator": the issue's 4k-32k (trained at 4k), budgets 512-4096 in 64-token blocks with
 128 sinks + 256 recent (budget 256 is below sinks + recent: 7 blocks of 64 are needed), 2
 Quest dense layers, a width-256 model of 8 layers trained 3000 steps, prompts prefilled in
@@ -54,7 +59,7 @@ digits parsed from the completion).
 
 import ml_collections
 
-_VARIANTS = ("", "quick", "accelerator")
+_VARIANTS = ("", "quick", "accelerator", "pose")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -168,4 +173,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.roles.update(steps=1000, batch_size=1, seq_len=4096)
     c.timing.update(lengths=(8192, 32768), rows=1, new_tokens=32)
     c.hf.update(lengths=(4096, 8192, 16384, 32768), role_seq_len=4096)
+  elif variant == "pose":
+    # The default model and sweep, trained with PoSE skip-wise position ids (arXiv:2309.10400)
+    # reaching 2048 prompt tokens on the same 64-256-token rows, evaluated up to 2048.
+    c.train.update(pose_target_len=2048, pose_chunks=2)
+    c.eval_lens = (256, 512, 1024, 2048)
+    c.eval_batch_size = 16
   return c

@@ -231,7 +231,11 @@ def gathered_logits(model, inputs, slots):
 
 
 def recall_loss(model, batch):
-  """`masked_cross_entropy` of a recall batch; with `slots` only at those positions."""
+  """`masked_cross_entropy` of a recall batch; with `slots` only at those positions; with
+  `positions` `[B, T]` (e.g. `data.skipwise_positions`) as the model's position ids."""
+  if "positions" in batch:
+    logits = model(batch["inputs"], positions=batch["positions"])
+    return masked_cross_entropy(logits, batch["targets"], batch["loss_weights"])
   if "slots" in batch:  # Sparse targets: head only at the labelled positions.
     return masked_cross_entropy(
       gathered_logits(model, batch["inputs"], batch["slots"]),
@@ -456,11 +460,14 @@ def _batch(data, idx):
   import jax.numpy as jnp
 
   targets = data["targets"][idx]
-  return {
+  batch = {
     "inputs": jnp.asarray(data["inputs"][idx]),
     "targets": jnp.asarray(targets),
     "loss_weights": jnp.asarray(targets != IGNORE, jnp.float32),
   }
+  if "positions" in data:
+    batch["positions"] = jnp.asarray(data["positions"][idx])
+  return batch
 
 
 def train_model(
@@ -476,7 +483,7 @@ def train_model(
 ):
   """Trains a copy of `model` on in-memory `data` for `train_cfg.num_steps` (epoch shuffles).
 
-  `data`: {"inputs", "targets" (IGNORE where unscored)} `[N, T]` arrays; `train_cfg`: the keys
+  `data`: {"inputs", "targets" (IGNORE where unscored), optional "positions"} `[N, T]` arrays; `train_cfg`: the keys
   of `make_optimizer` plus "batch_size", "num_steps", "log_every". The step and optimizer are
   `compiled_functions(model_config, train_cfg, decay_mask_fn=..., trainable_fn=...)`. Returns
   (trained model, [[step, loss], ...] every `log_every` steps and at the last).

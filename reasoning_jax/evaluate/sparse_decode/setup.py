@@ -25,6 +25,7 @@ from absl import logging
 
 from reasoning_jax.data import passkey
 from reasoning_jax.data.recall import IGNORE
+from reasoning_jax.data.skipwise_positions import skipwise_positions
 from reasoning_jax.evaluate.outputs import read_json, write_json
 
 MODEL_DIR = "model"
@@ -45,7 +46,10 @@ def model_config(config):
   """The `ModelConfig` of the model trained here (RoPE; max positions cover every eval)."""
   from reasoning_jax.train import recall
 
-  longest = max(int(x) for x in (*config.eval_lens, config.train.seq_len))
+  longest = max(
+    int(x)
+    for x in (*config.eval_lens, config.train.seq_len, config.train.get("pose_target_len", 0))
+  )
   model = dict(config.model)
   model["overrides"] = {
     **dict(model.get("overrides", {})),
@@ -57,7 +61,9 @@ def model_config(config):
 
 
 def train_data(config, num: int, seq_len: int, seed: int, *, min_len: int | None = None):
-  """In-memory `{"inputs", "targets"}` next-token data; targets are IGNORE except the answer."""
+  """In-memory `{"inputs", "targets"}` next-token data; targets are IGNORE except the answer
+  (or every token, `train.loss_on="all"`). With `train.pose_target_len > 0` also "positions":
+  PoSE skip-wise ids (`data.skipwise_positions`) reaching that prompt length."""
   data = passkey.multi_needle(
     num, prompt_len=seq_len, min_prompt_len=min_len, seed=seed, **task_kwargs(config)
   )
@@ -65,7 +71,18 @@ def train_data(config, num: int, seq_len: int, seed: int, *, min_len: int | None
     data, all_needles=True, loss_on=str(config.train.get("loss_on", "all")), seed=seed
   )
   targets = np.where(mask[:, 1:], tokens[:, 1:], IGNORE).astype(np.int32)
-  return {"inputs": tokens[:, :-1], "targets": targets}
+  out = {"inputs": tokens[:, :-1], "targets": targets}
+  target_len = int(config.train.get("pose_target_len", 0) or 0)
+  if target_len:
+    width = out["inputs"].shape[1]
+    out["positions"] = skipwise_positions(
+      num,
+      width,
+      target_len=target_len + width - seq_len,
+      num_chunks=int(config.train.get("pose_chunks", 2)),
+      seed=seed + 1,
+    )
+  return out
 
 
 def _fingerprint(config) -> str:
