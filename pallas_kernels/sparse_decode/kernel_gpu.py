@@ -146,17 +146,19 @@ def _retrieval_loop_kernel(
   scale,
   block_size,
   blocks_per_split,
+  num_blocks,
   head_dim,
   precision,
 ):
-  """Program (b, r, j): blocks `[j * n, (j + 1) * n)` of row b (n = blocks_per_split)."""
+  """Program (b, r, j): blocks `[j * n, (j + 1) * n)` of row b (n = blocks_per_split); lengths
+  beyond S read S tokens (as the grid schedule)."""
   b, r, j = pl.program_id(0), pl.program_id(1), pl.program_id(2)
   length = lengths_ref[b]
   col = pl.multiple_of(heads_ref[r] * head_dim, head_dim)
   q = q_ref[...]  # [Gp, D], qbar in the last row
   gp = q.shape[0]
   first = j * blocks_per_split
-  n_visible = jax.lax.div(length + block_size - 1, block_size)
+  n_visible = jnp.minimum(jax.lax.div(length + block_size - 1, block_size), num_blocks)
   last = jnp.minimum(first + blocks_per_split, n_visible)
   qbar_row = jax.lax.broadcasted_iota(jnp.int32, (gp, block_size), 0) == gp - 1
 
@@ -204,6 +206,7 @@ def retrieval_decode_loop(
     scale=scale,
     block_size=block_size,
     blocks_per_split=per,
+    num_blocks=n_scores,
     head_dim=d,
     precision=_precision(q.dtype),
   )
@@ -246,13 +249,15 @@ def retrieval_decode_loop(
 # ------------------------------------------------------------------------- kernel B
 
 
-def compact_block_ids(block_idx, lengths, *, block_size: int):
+def compact_block_ids(block_idx, lengths, *, block_size: int, num_blocks: int):
   """`[B, R, n]` ids -> (`[B, R, n]` usable ids first, rest 0; `[B * R]` counts).
 
-  A usable id is >= 0 and starts before `lengths[b]`; the order among usable ids is kept.
+  A usable id is in `[0, num_blocks)` and starts before `lengths[b]`; the order among usable
+  ids is kept. (Ids past the cache would make the kernel read out of bounds.)
   """
   ids = block_idx.astype(jnp.int32)
-  usable = (ids >= 0) & (ids * block_size < lengths.astype(jnp.int32)[:, None, None])
+  usable = (ids >= 0) & (ids < num_blocks)
+  usable &= ids * block_size < lengths.astype(jnp.int32)[:, None, None]
   order = jnp.argsort(~usable, axis=2, stable=True)
   compact = jnp.take_along_axis(jnp.where(usable, ids, 0), order, axis=2)
   counts = jnp.sum(usable, axis=2, dtype=jnp.int32)
@@ -318,7 +323,9 @@ def block_sparse_decode_loop(
   n_sel = block_idx.shape[2]
   per = blocks_lib.choose_split_blocks(n_sel, blocks_per_split)
   n_splits = -(-n_sel // per)
-  ids, counts = compact_block_ids(block_idx, lengths, block_size=block_size)
+  ids, counts = compact_block_ids(
+    block_idx, lengths, block_size=block_size, num_blocks=s // block_size
+  )
   qp = _query_rows(q, heads, with_qbar=False)
   gp = qp.shape[2]
   kernel = functools.partial(

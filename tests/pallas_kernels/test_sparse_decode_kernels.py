@@ -219,11 +219,13 @@ def test_all_blocks_selected_equals_retrieval_output(schedule):
 
 
 def test_loop_schedule_split_k_one_block_per_split():
-  """Kernel A with one scored block per split-K program (S / block_size partials merged) and
-  a group of 16 query rows (padded to 32 for the qbar row) equals the reference."""
-  b, s, kh, g, d, bs = 2, 256, 2, 16, 32, 16
+  """Kernel A with one scored block per split-K program (S / block_size partials merged), a
+  group of 16 query rows (padded to 32 for the qbar row) and a length past S equals the
+  reference."""
+  b, s, kh, g, d, bs = 3, 256, 2, 16, 32, 16
   q, k, v = make_inputs(b, s, kh, g, d, jnp.float32, seed=4)
-  lengths, heads = jnp.asarray([1, 201], jnp.int32), jnp.asarray([1, 0], jnp.int32)
+  # A length past S reads the S tokens (as the grid schedule), never beyond the cache.
+  lengths, heads = jnp.asarray([1, 201, 300], jnp.int32), jnp.asarray([1, 0], jnp.int32)
   out, scores = _kernel_a(q, k, v, lengths, heads, block_size=bs, kernel_block=bs, schedule="loop")
   ref_out, ref_scores = retrieval_decode_reference(q, k, v, lengths, heads, block_size=bs)
   assert_close(out, ref_out, TOL[jnp.float32])
@@ -260,11 +262,12 @@ def test_combine_splits_is_softmax_over_the_union():
 
 
 def test_compact_block_ids():
-  ids = jnp.asarray([[[-1, 3, -1, 0, 9, -1]], [[-1, -1, -1, -1, -1, -1]]], jnp.int32)
-  lengths = jnp.asarray([5 * 16, 128], jnp.int32)  # row 0: blocks 0..4 usable (9 is not)
-  compact, counts = compact_block_ids(ids, lengths, block_size=16)
-  np.testing.assert_array_equal(np.asarray(counts), [2, 0])
+  ids = jnp.asarray([[[-1, 3, -1, 0, 9, -1]], [[-1, 2, -1, 8, -1, -1]]], jnp.int32)
+  lengths = jnp.asarray([5 * 16, 1000], jnp.int32)  # row 0: blocks 0..4 usable (9 is not)
+  compact, counts = compact_block_ids(ids, lengths, block_size=16, num_blocks=8)
+  np.testing.assert_array_equal(np.asarray(counts), [2, 1])  # row 1: block 8 is past S = 128
   np.testing.assert_array_equal(np.asarray(compact)[0, 0, :2], [3, 0])  # order kept
+  np.testing.assert_array_equal(np.asarray(compact)[1, 0, :1], [2])
 
 
 def test_tpu_interpreter_nan_memory_and_bounds():
