@@ -28,7 +28,7 @@ def tiny(workdir, **overrides):
 
 
 def test_the_variants_load():
-  for variant in ("", "quick", "accelerator"):
+  for variant in ("", "quick", "accelerator", "pose"):
     c = get_config(variant)
     assert max(c.budgets) <= max(c.eval_lens)
     # 32k prompts are prefilled in chunks on the accelerator (one forward: 128 GiB of scores).
