@@ -58,9 +58,6 @@ from pallas_kernels.sparse_decode import common
 
 f32 = common.f32
 _SQ = common.SQUEEZED
-_precision = common.precision
-_softmax_tile = common.online_softmax_tile
-_initial_carry = common.initial_stats
 
 
 def _compiler_params(interpret):
@@ -167,12 +164,14 @@ def _retrieval_loop_kernel(
     k = k_ref[pl.ds(start, block_size), pl.ds(col, head_dim)]
     v = v_ref[pl.ds(start, block_size), pl.ds(col, head_dim)]
     visible = start + jax.lax.broadcasted_iota(jnp.int32, (1, block_size), 1) < length
-    carry, raw = _softmax_tile(q, k, v, visible, carry, scale=scale, precision=precision)
+    carry, raw = common.online_softmax_tile(
+      q, k, v, visible, carry, scale=scale, precision=precision
+    )
     sel = jnp.where(visible & qbar_row, raw, -jnp.inf)
     scores_ref[blk - first] = jnp.max(jnp.max(sel, axis=1), axis=0)
     return carry
 
-  carry = jax.lax.fori_loop(first, last, step, _initial_carry(gp, head_dim))
+  carry = jax.lax.fori_loop(first, last, step, common.initial_stats(gp, head_dim))
   _write_partial(carry, o_ref, m_ref, l_ref)
 
 
@@ -208,7 +207,7 @@ def retrieval_decode_loop(
     blocks_per_split=per,
     num_blocks=n_scores,
     head_dim=d,
-    precision=_precision(q.dtype),
+    precision=common.precision(q.dtype),
   )
   itemsize = k.dtype.itemsize
   cost = pl.CostEstimate(
@@ -296,10 +295,10 @@ def _block_sparse_loop_kernel(
     k = k_ref[pl.ds(start, block_size), pl.ds(col, head_dim)]
     v = v_ref[pl.ds(start, block_size), pl.ds(col, head_dim)]
     visible = start + jax.lax.broadcasted_iota(jnp.int32, (1, block_size), 1) < length
-    carry, _ = _softmax_tile(q, k, v, visible, carry, scale=scale, precision=precision)
+    carry, _ = common.online_softmax_tile(q, k, v, visible, carry, scale=scale, precision=precision)
     return carry
 
-  carry = jax.lax.fori_loop(first, last, step, _initial_carry(q.shape[0], head_dim))
+  carry = jax.lax.fori_loop(first, last, step, common.initial_stats(q.shape[0], head_dim))
   _write_partial(carry, o_ref, m_ref, l_ref)
 
 
@@ -334,7 +333,7 @@ def block_sparse_decode_loop(
     block_size=block_size,
     blocks_per_split=per,
     head_dim=d,
-    precision=_precision(q.dtype),
+    precision=common.precision(q.dtype),
   )
   tokens = bsz * r * n_sel * block_size
   cost = pl.CostEstimate(
