@@ -18,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 
 DEFAULT_KERNEL_BLOCK = 512  # tokens per kernel-A grid step (inference.md section 8.5)
-GPU_SPLIT_TOKENS = 2048  # tokens per kernel-A program in the loop schedule (split-K)
-GPU_SPLIT_BLOCKS = 16  # selected blocks per kernel-B program in the loop schedule
+# Split-K sizes of the loop schedule. A decode step has B x R (row, head) pairs, e.g. 8 at
+# batch 1 with 8 KV heads, against an H100's 132 SMs: the splits supply the parallelism.
+# Kernel A at 32k: 32 parts per pair; kernel B at budget 4096 (64 blocks of 64): 16 parts.
+GPU_SPLIT_TOKENS = 1024  # tokens per kernel-A program in the loop schedule
+GPU_SPLIT_BLOCKS = 4  # selected blocks per kernel-B program in the loop schedule
 GPU_MIN_ROWS = 16  # Triton's tl.dot needs >= 16 rows: query rows are padded to this
 LANES = 128  # TPU lane width: the grid schedule's D must be a multiple
 

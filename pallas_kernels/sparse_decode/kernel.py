@@ -198,7 +198,7 @@ def retrieval_decode_pallas(
     scale: softmax scale (default `D ** -0.5`).
     kernel_block: tokens per grid step (grid schedule) or per split-K program (loop schedule),
       a multiple of `block_size` dividing S (default `blocks.choose_kernel_block`: up to
-      `max(block_size, 512)`; loop: `blocks.choose_split_tokens`, up to 2048).
+      `max(block_size, 512)`; loop: `blocks.choose_split_tokens`, up to 1024).
     interpret: None interprets when the default backend is CPU; True/False force it; a
       `pltpu.InterpretParams` selects the TPU interpreter (grid schedule).
     schedule: "grid" (TPU) or "loop" (GPU, Triton); None picks the default backend's.
@@ -384,7 +384,7 @@ def block_sparse_decode_pallas(
       `retrieval_decode_pallas`.
     block_idx: `[B, R, n_sel]` int distinct block ids per row (-1 = no block, any order).
     blocks_per_split: loop schedule only: selected blocks per split-K program (default
-      `blocks.choose_split_blocks`, 16).
+      `blocks.choose_split_blocks`, 4).
 
   Returns:
     `[B, R, G, D]` in q's dtype; zeros for a row with no visible selected token.

@@ -378,12 +378,13 @@ def test_schedule_defaults_and_split_sizes():
   assert blocks_lib.default_schedule("gpu") == "loop"
   assert blocks_lib.default_schedule("tpu") == blocks_lib.default_schedule("cpu") == "grid"
   assert [blocks_lib.padded_rows(g) for g in (1, 8, 15, 16, 31, 40)] == [16, 16, 16, 32, 32, 64]
-  assert blocks_lib.choose_split_tokens(131072, 64) == 2048
-  assert blocks_lib.choose_split_tokens(1536, 64) == 1536
+  assert blocks_lib.choose_split_tokens(131072, 64) == 1024
+  assert blocks_lib.choose_split_tokens(768, 64) == 768
+  assert blocks_lib.choose_split_tokens(1536, 64) == 768  # largest multiple dividing S
   assert blocks_lib.choose_split_tokens(8192, 64, 512) == 512
-  assert blocks_lib.choose_split_blocks(64) == 16
-  assert blocks_lib.choose_split_blocks(5) == 5
-  assert blocks_lib.choose_split_blocks(64, 4) == 4
+  assert blocks_lib.choose_split_blocks(64) == 4
+  assert blocks_lib.choose_split_blocks(3) == 3
+  assert blocks_lib.choose_split_blocks(64, 8) == 8
   with pytest.raises(ValueError, match=r"^blocks_per_split must be a positive int, got 0"):
     blocks_lib.choose_split_blocks(8, 0)
 
