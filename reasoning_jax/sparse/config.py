@@ -32,6 +32,9 @@ from reasoning_jax.ops.sparse_decode import check_budget
 METHODS = ("full", "lychee", "quest", "duo")
 SELECTIONS = ("block", "token")
 IMPLEMENTATIONS = ("xla", "pallas")
+# The Pallas kernels' schedules (`pallas_kernels.sparse_decode.blocks.SCHEDULES`; a test keeps
+# them equal: this package does not import the kernels).
+KERNEL_SCHEDULES = ("grid", "loop")
 DUO_STREAMING = ("budget", "paper")
 
 
@@ -87,6 +90,8 @@ class SparseDecodeConfig:
       LongBench setting and the released decode path have it off).
     implementation: "xla" (gather + dense jnp) or "pallas" (kernels A and B).
     interpret: Pallas interpret mode (None: on CPU only).
+    kernel_schedule: "pallas" only: the kernels' schedule, "grid" (TPU, Mosaic) or "loop"
+      (GPU, Triton, split-K); None takes the backend's (`pallas_kernels.sparse_decode.blocks`).
   """
 
   method: str = "lychee"
@@ -104,6 +109,7 @@ class SparseDecodeConfig:
   cache_correction: int = 0
   implementation: str = "xla"
   interpret: bool | None = None
+  kernel_schedule: str | None = None
 
   def __post_init__(self):
     for name, allowed in (
@@ -114,6 +120,15 @@ class SparseDecodeConfig:
     ):
       if getattr(self, name) not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+    if self.kernel_schedule is not None:
+      if self.kernel_schedule not in KERNEL_SCHEDULES:
+        raise ValueError(
+          f"kernel_schedule must be None or one of {KERNEL_SCHEDULES}, got {self.kernel_schedule!r}"
+        )
+      if self.implementation != "pallas":
+        raise ValueError(
+          "kernel_schedule picks the Pallas kernels' schedule: it needs implementation='pallas'"
+        )
     object.__setattr__(self, "roles", _roles_tuple(self.roles))
     _int("quest_dense_layers", self.quest_dense_layers, 0)
     _int("page_size", self.page_size, 1)

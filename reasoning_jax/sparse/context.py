@@ -47,13 +47,17 @@ from reasoning_jax.sparse.config import SparseDecodeConfig
 
 
 def decode_kernels(config: SparseDecodeConfig):
-  """The `DecodeKernels` pair of `config.implementation` (interpret flag bound for Pallas)."""
+  """The `DecodeKernels` pair of `config.implementation` (interpret flag and, when set, the
+  kernel schedule bound for Pallas)."""
   if config.implementation == "xla":
     return XLA_KERNELS
   kernels = registry.SPARSE_DECODE_KERNELS.get(config.implementation)
+  bound = {"interpret": config.interpret}
+  if config.kernel_schedule is not None:
+    bound["schedule"] = config.kernel_schedule
   return type(kernels)(
-    functools.partial(kernels.retrieval_decode, interpret=config.interpret),
-    functools.partial(kernels.block_sparse_decode, interpret=config.interpret),
+    functools.partial(kernels.retrieval_decode, **bound),
+    functools.partial(kernels.block_sparse_decode, **bound),
   )
 
 

@@ -367,14 +367,27 @@ def test_per_query_head_ablation_selects_per_query_row(model, prompts, dense):
   assert not np.allclose(np.asarray(pooled.logprobs), np.asarray(ablation.logprobs))
 
 
-def test_pallas_kernels_match_the_xla_path_at_a_small_budget(model, prompts):
-  """Blocks are dropped here: the Pallas (interpret) path and the XLA path agree anyway."""
+@pytest.mark.parametrize("schedule", [None, "loop"])
+def test_pallas_kernels_match_the_xla_path_at_a_small_budget(model, prompts, schedule):
+  """Blocks are dropped here: the Pallas (interpret) path and the XLA path agree anyway, with
+  the default (grid) schedule and with the GPU one (Triton loop, split-K) through generate."""
   for method, extra in (("lychee", dict(roles=roles(MIXED), **SMALL)), ("quest", {})):
     xla = run(model, prompts, SparseDecodeConfig(method=method, budget=64, **extra))
-    pallas = run(
-      model, prompts, SparseDecodeConfig(method=method, budget=64, implementation="pallas", **extra)
+    config = SparseDecodeConfig(
+      method=method, budget=64, implementation="pallas", kernel_schedule=schedule, **extra
     )
-    assert_same(pallas, xla, atol=1e-4)
+    assert_same(run(model, prompts, config), xla, atol=1e-4)
+
+
+def test_kernel_schedules_match_the_kernels_and_need_pallas():
+  from pallas_kernels.sparse_decode import blocks
+  from reasoning_jax.sparse.config import KERNEL_SCHEDULES
+
+  assert KERNEL_SCHEDULES == blocks.SCHEDULES
+  with pytest.raises(ValueError, match=r"^kernel_schedule must be None or one of"):
+    SparseDecodeConfig(method="full", implementation="pallas", kernel_schedule="ring")
+  with pytest.raises(ValueError, match=r"needs implementation='pallas'"):
+    SparseDecodeConfig(method="full", kernel_schedule="loop")
 
 
 def test_cache_correction_rewrites_the_decoded_kv_densely(model, prompts, dense):
