@@ -1,7 +1,9 @@
 """A model trained here once with the SFT trainer and reused: the subject of the experiments.
 
 `train_or_load(sft_config, role)` trains `sft_config` (an ordinary SFT config,
-`configs/sft_arith.py`) in its workdir when that has no checkpoint, and loads it otherwise; a
+`configs/sft_arith.py`) in its workdir when that has no checkpoint, loads it when its newest
+checkpoint is the last step, and otherwise resumes the training from that checkpoint (a run
+killed or preempted mid-SFT leaves one: it is never taken for the finished model); a
 checkpoint written under another model, task or training budget (`MODEL_KEYS`) is refused with
 a ValueError naming the keys. Used by the speculative-decoding pair and the quantization
 experiment.
@@ -35,6 +37,15 @@ MODEL_KEYS = (
   "seed",
 )
 
+# Experiments checkpoint their SFT runs at least this often, so a run killed mid-SFT resumes
+# from its last checkpoint (`train_or_load`) instead of starting over.
+RESUME_EVERY = 100
+
+
+def resume_every(num_steps: int) -> int:
+  """The checkpoint interval of an experiment's `num_steps`-step SFT run."""
+  return max(1, min(RESUME_EVERY, int(num_steps)))
+
 
 def check_saved(saved: dict[str, Any], wanted: ml_collections.ConfigDict, workdir: str) -> None:
   """ValueError when `saved` (a checkpoint's config) differs from `wanted` in `MODEL_KEYS`."""
@@ -53,6 +64,17 @@ def check_saved(saved: dict[str, Any], wanted: ml_collections.ConfigDict, workdi
 
 def saved_config(workdir: str) -> dict[str, Any] | None:
   """The config stored with the newest checkpoint in `workdir`, None without one."""
+  saved = _newest(workdir)
+  return None if saved is None else saved[1]
+
+
+def saved_step(workdir: str) -> int | None:
+  """The step of the newest good checkpoint in `workdir`, None without one."""
+  saved = _newest(workdir)
+  return None if saved is None else saved[0]
+
+
+def _newest(workdir: str) -> tuple[int, dict[str, Any]] | None:
   from reasoning_jax.checkpoint import TrainCheckpointer
 
   ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -62,7 +84,7 @@ def saved_config(workdir: str) -> dict[str, Any] | None:
     step = ckpt.latest_step()
     if step is None:
       return None
-    return ckpt.restore(step=step, target={})[1].get("config") or {}
+    return int(step), ckpt.restore(step=step, target={})[1].get("config") or {}
 
 
 def train_or_load(sft: ml_collections.ConfigDict, role: str) -> tuple[nnx.Module, bool]:
@@ -70,13 +92,23 @@ def train_or_load(sft: ml_collections.ConfigDict, role: str) -> tuple[nnx.Module
   it was trained now."""
   from reasoning_jax.train.sft import load_sft_params, run_sft
 
-  saved = saved_config(sft.workdir)
+  saved = _newest(sft.workdir)
   if saved is not None:
-    check_saved(saved, sft, sft.workdir)
-  loaded = load_sft_params(sft.workdir, sft)
-  trained = loaded is None
+    check_saved(saved[1], sft, sft.workdir)
+  step = None if saved is None else saved[0]
+  trained = step is None or step < int(sft.num_steps)
+  loaded = None if trained else load_sft_params(sft.workdir, sft)
   if trained:
-    logging.info("%s: no checkpoint in %s, training it (SFT)", role, sft.workdir)
+    if step is None:
+      logging.info("%s: no checkpoint in %s, training it (SFT)", role, sft.workdir)
+    else:
+      logging.info(
+        "%s: %s holds step %d of %d (an interrupted run), resuming the SFT",
+        role,
+        sft.workdir,
+        step,
+        int(sft.num_steps),
+      )
     result = run_sft(sft)
     logging.info(
       "%s: trained in %.0f s, held-out accuracy %s", role, result["seconds"], result.get("accuracy")

@@ -1,0 +1,39 @@
+"""`train_or_load`: train once, load a finished run, resume (never load) an interrupted one."""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+from flax import nnx
+
+from reasoning_jax.evaluate import trained_model
+from tests.train.test_sft import tiny_config
+
+
+def _params(model):
+  return jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))
+
+
+def test_an_interrupted_run_is_resumed_not_loaded(tmp_path):
+  data = tmp_path / "data"
+  whole = tiny_config(tmp_path / "whole", data, num_steps=6, checkpoint_every=3)
+  whole.keep_checkpoints = 5
+  model, trained = trained_model.train_or_load(whole, "whole")
+  assert trained and trained_model.saved_step(whole.workdir) == 6
+  again, trained = trained_model.train_or_load(whole, "whole")
+  assert not trained
+  for a, b in zip(_params(model), _params(again)):
+    np.testing.assert_array_equal(a, b)
+
+  # A run killed after step 3: its workdir holds the step-3 checkpoint only.
+  cut = tiny_config(tmp_path / "cut", data, num_steps=6, checkpoint_every=3)
+  cut.keep_checkpoints = 5
+  shutil.copytree(whole.workdir, cut.workdir)
+  shutil.rmtree(os.path.join(cut.workdir, "checkpoints", "6"))
+  assert trained_model.saved_step(cut.workdir) == 3
+  resumed, trained = trained_model.train_or_load(cut, "cut")
+  assert trained, "a step-3-of-6 checkpoint must be trained on, not taken for the model"
+  assert trained_model.saved_step(cut.workdir) == 6
+  for a, b in zip(_params(model), _params(resumed)):  # Resume is bit-identical.
+    np.testing.assert_array_equal(a, b)
