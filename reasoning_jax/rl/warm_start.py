@@ -1,7 +1,8 @@
 """The RL warm start: the policy RL starts from, and the check that a saved one still fits.
 
 `config.warm_start="sft"` (the default) loads the SFT checkpoint in `config.sft.workdir`,
-trained there first when missing (from the run's model source: a preset from scratch or a
+trained there first when missing (and finished first when the newest checkpoint is from an
+interrupted run, short of `config.sft.num_steps`) (from the run's model source: a preset from scratch or a
 Hugging Face folder); `"source"` starts from the model source itself (HF weights, placed on the
 mesh shard by shard), skipping SFT.
 """
@@ -74,18 +75,25 @@ def warm_start(config, source: ModelSource, mesh: Any = None) -> nnx.Module:
     return build_model(source, seed=config.seed, mesh=mesh)
   sft = sft_config(config)
   ckpt_dir = os.path.join(config.sft.workdir, "checkpoints")
+  step = None
   if os.path.isdir(ckpt_dir):
     with TrainCheckpointer(ckpt_dir) as ckpt:
       step = ckpt.latest_step()
       if step is not None:
         saved = ckpt.restore(step=step, target={})[1].get("config") or {}
         check_warm_start_config(saved, sft, sft.workdir)
-  loaded = load_sft_params(sft.workdir, sft)
-  if loaded is None:
+  if step is None:
     logging.info("no SFT checkpoint in %s: training the warm start first", sft.workdir)
     run_sft(sft)
-    loaded = load_sft_params(sft.workdir, sft)
-  model = loaded[0]
+  elif step < int(sft.num_steps):  # An interrupted SFT run: finish it, never start from it.
+    logging.info(
+      "the SFT checkpoint in %s is step %d of %d: resuming the warm start's training",
+      sft.workdir,
+      step,
+      int(sft.num_steps),
+    )
+    run_sft(sft)
+  model = load_sft_params(sft.workdir, sft)[0]
   if lora_kernels(model):  # A LoRA warm start: RL starts from its merged weights.
     merge_adapters(model)
   return model

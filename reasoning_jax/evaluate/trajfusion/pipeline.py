@@ -138,7 +138,7 @@ def load_teacher(config: ml_collections.ConfigDict, mesh=None) -> Teacher:
   from reasoning_jax.train.sft import load_sft_params, model_source
 
   workdir = os.path.abspath(teacher["workdir"])
-  if teacher.get("train") and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+  if teacher.get("train"):  # Trained, finished (when interrupted) or found there.
     sft = ml_collections.ConfigDict(_as_dict(teacher["train"]))
     sft.workdir = workdir
     train_or_load(sft, "teacher")
