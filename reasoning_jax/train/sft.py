@@ -498,6 +498,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       mininterval=2.0,
       disable=jax.process_index() != 0,
     )
+    in_flight = None
     for step in progress:
       batch = sharding_lib.shard_batch(
         lora_setup.add_dropout_seeds(dict(next(data_iter)), lora, step), mesh
@@ -505,6 +506,12 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       if remit is not None:  # + guide_logp (+ base_logp): the frozen models' forward.
         batch = remit.annotate(batch, state)
       state, metrics = step_fn(state, batch)
+      # At most two steps in flight: wait for the previous one before the next is dispatched,
+      # so the device queue never idles, yet the batches put on the device do not pile up
+      # ahead of the computation and the progress bar counts steps done, not dispatched.
+      if in_flight is not None:
+        jax.block_until_ready(in_flight)
+      in_flight = metrics["loss"]
       if step % config.log_every == 0 or step == config.num_steps:
         metrics = jax.device_get(metrics)
         now = time.perf_counter()

@@ -233,3 +233,17 @@ def test_evaluate_exact_match_sampled_avg_and_pass_at_k(monkeypatch):
     evaluate_exact_match(model, tok, source, num_samples=0, **common)
   with pytest.raises(ValueError, match="temperature"):
     evaluate_exact_match(model, tok, source, num_samples=2, temperature=0.0, **common)
+
+
+def test_at_most_two_steps_are_in_flight(tmp_path, monkeypatch):
+  """Each step waits for the previous step's loss before the next is dispatched: the host
+  does not run ahead of the device (batches piling up on it, a progress bar that counts
+  dispatched steps)."""
+  waited = []
+  real = jax.block_until_ready
+  monkeypatch.setattr(jax, "block_until_ready", lambda x: waited.append(x) or real(x))
+  config = tiny_config(tmp_path / "run", tmp_path / "data", num_steps=4, log_every=100)
+  config.eval_every = config.checkpoint_every = 100
+  run_sft(config)
+  losses = [x for x in waited if getattr(x, "shape", None) == ()]
+  assert len(losses) == 3, len(losses)  # Before steps 2, 3 and 4: the loss of the one before.
