@@ -37,13 +37,13 @@ MODEL_KEYS = (
   "seed",
 )
 
-# Experiments checkpoint their SFT runs at least this often, so a run killed mid-SFT resumes
-# from its last checkpoint (`train_or_load`) instead of starting over.
+# `train_or_load` checkpoints the SFT runs it starts at least this often, so a run killed
+# mid-SFT resumes from its last checkpoint instead of starting over.
 RESUME_EVERY = 100
 
 
 def resume_every(num_steps: int) -> int:
-  """The checkpoint interval of an experiment's `num_steps`-step SFT run."""
+  """The longest checkpoint interval `train_or_load` lets a `num_steps`-step SFT run have."""
   return max(1, min(RESUME_EVERY, int(num_steps)))
 
 
@@ -99,6 +99,8 @@ def train_or_load(sft: ml_collections.ConfigDict, role: str) -> tuple[nnx.Module
   trained = step is None or step < int(sft.num_steps)
   loaded = None if trained else load_sft_params(sft.workdir, sft)
   if trained:
+    sft = ml_collections.ConfigDict(sft.to_dict())
+    sft.checkpoint_every = min(int(sft.checkpoint_every), resume_every(sft.num_steps))
     if step is None:
       logging.info("%s: no checkpoint in %s, training it (SFT)", role, sft.workdir)
     else:

@@ -20,8 +20,6 @@ def sft_config(
   """`config.sft` (an ordinary SFT config, `configs/sft_arith.sized`) over the protocol SFT
   `folder`, with the experiment's tokenizer; the prompt is the rendered call as it is.
   `seq_len` overrides `config.sft.seq_len` (MemAgent's calls are shorter: no retrieval)."""
-  from reasoning_jax.evaluate.trained_model import resume_every
-
   c = ml_collections.ConfigDict(config.sft.to_dict())
   if seq_len:
     c.seq_len = int(seq_len)
@@ -35,8 +33,7 @@ def sft_config(
   c.model = ml_collections.ConfigDict(
     {"hf_dir": "", "tokenizer": tokenizer, "dtype": "", "param_dtype": "", "eos_ids": ()}
   )
-  c.eval_every = int(c.num_steps)
-  c.checkpoint_every = resume_every(c.num_steps)
+  c.eval_every = c.checkpoint_every = int(c.num_steps)
   c.log_every = min(50, int(c.num_steps))
   c.keep_checkpoints, c.plot = 1, False
   return c

@@ -36,7 +36,6 @@ from absl import logging
 
 from reasoning_jax import citations
 from reasoning_jax.evaluate.outputs import shown_path, write_results
-from reasoning_jax.evaluate.trained_model import resume_every
 from reasoning_jax.evaluate.trajfusion.pipeline import (
   PipelineError,
   load_teacher,
@@ -160,8 +159,7 @@ def student_config(teacher_sft, teacher_workdir: str, folder: str, seed: int, wo
   c.seed, c.workdir = int(seed), workdir
   for key in STUDENT_KEYS:
     c[key] = config.student[key]
-  c.eval_every = c.log_every = int(config.student.num_steps)
-  c.checkpoint_every = resume_every(config.student.num_steps)
+  c.eval_every = c.checkpoint_every = c.log_every = int(config.student.num_steps)
   c.eval_examples = int(config.student.get("eval_examples", 8))
   c.eval_max_new_tokens = int(config.eval.max_new_tokens)
   c.keep_checkpoints, c.plot = 1, False
