@@ -8,7 +8,8 @@ al., arXiv:2602.04391; rejection-sampling fine-tuning (RFT): Yuan et al., arXiv:
 
 1. resolves the teacher: `config.teacher.workdir` (an SFT/RL run's workdir with checkpoints,
    loaded with `train.sft.load_sft_params`; trained there first from `config.teacher.train`,
-   an ordinary SFT config, when it has none) or `config.teacher.hf_dir` (a local Hugging Face
+   an ordinary SFT config, when it has none, and finished first when its newest checkpoint
+   is short of that config's `num_steps`) or `config.teacher.hf_dir` (a local Hugging Face
    folder through the model source, with its own tokenizer and chat template); exactly one;
 2. prepares the task (`config.task`, `task_config`, `task_overrides`, `prompt_template`,
    `reward`, optional chat `config.prompt`) with `train.task.prepare_task`;
