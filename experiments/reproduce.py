@@ -4,6 +4,7 @@ r"""Reproduce every table: `python -m experiments.reproduce --suite=quick|full`.
   python -m experiments.reproduce --suite=full                  # the sizes the docs quote
   python -m experiments.reproduce --suite=full --only=induction,mqar --force
   python -m experiments.reproduce --suite=full --report_only --report_dir=docs/report
+  python -m experiments.reproduce --suite=full --only=infmem --rejudge --report_only
 
 Thin absl main over `reasoning_jax.reproduce.run_suite`: runs each registered reproduction
 (`reasoning_jax/reproduce/entries.py`: the main job, compare_rl, induction, MQAR, the monotone
@@ -26,6 +27,12 @@ _LIST = flags.DEFINE_bool("list", False, "List the registered reproductions and 
 _REPORT_ONLY = flags.DEFINE_bool(
   "report_only", False, "Write REPORT.md from the finished experiments in --workdir; run none."
 )
+_REJUDGE = flags.DEFINE_bool(
+  "rejudge",
+  False,
+  "Before anything else, recompute the verdicts of the finished experiments (--only, default "
+  "all) from their saved payload.json under the current verdict rules.",
+)
 
 
 def main(argv):
@@ -41,6 +48,11 @@ def main(argv):
     return
   quiet_library_logs()
   workdir = _WORKDIR.value or default_workdir(_SUITE.value)
+  if _REJUDGE.value:
+    from reasoning_jax.reproduce.runner import rejudge
+
+    for name, changes in rejudge(workdir, _ONLY.value).items():
+      print(f"{name}: verdicts recomputed: {'; '.join(changes)}")
   if _REPORT_ONLY.value:
     from reasoning_jax.reproduce import write_report
 

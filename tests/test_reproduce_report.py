@@ -136,3 +136,34 @@ def test_results_headings_nest_below_the_section_without_skips():
   ]
   assert nest_headings("### a\n### b", top=3) == "### a\n### b"
   assert nest_headings("no headings", top=3) == "no headings"
+
+
+def test_rejudge_recomputes_verdicts_from_the_saved_payload(tmp_path):
+  """A corrected verdict rule is applied to a finished run from its payload.json, without
+  running it again; the record keeps the old verdicts and the report says so."""
+  from reasoning_jax.reproduce.records import load_record, write_payload
+  from reasoning_jax.reproduce.runner import rejudge
+
+  folder = tmp_path / "infmem"
+  cell = lambda a, c: {"accuracy": [a] * 3, "calls_per_question": [c] * 3}  # noqa: E731
+  payload = {  # Neither trained reader answers: the current rule does not judge it.
+    "seeds": [0, 1, 2],
+    "table": {
+      "MemAgent (SFT)": {"32k": cell(0.0, 129)},
+      "InfMem (SFT)": {"32k": cell(0.0, 20)},
+    },
+  }
+  _finished(folder, "fp")
+  record = load_record(str(folder))
+  record.update(name="infmem", verdicts=[{"method": "infmem", "status": "partly", "reason": "x"}])
+  write_record(str(folder), record)
+  assert rejudge(str(tmp_path), ["infmem"]) == {}  # No payload.json: nothing to recompute.
+  assert write_payload(str(folder), payload)
+  assert rejudge(str(tmp_path), ["infmem"]) == {"infmem": ["infmem: partly -> not measured"]}
+  record = load_record(str(folder))
+  assert record["verdicts"][0]["status"] == "not measured"
+  assert record["rejudged"]["previous"][0]["status"] == "partly"
+  assert rejudge(str(tmp_path), ["infmem"]) == {}  # Already current.
+  report = open(write_report(str(tmp_path), "full", {"infmem": record})).read()
+  assert "Verdicts recomputed from this run's saved payload" in _section(report, "infmem")
+  assert not write_payload(str(folder), {"a": object()})  # Not JSON: skipped, said.

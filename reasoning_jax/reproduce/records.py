@@ -1,4 +1,7 @@
-"""What a finished reproduction leaves in its folder: `reproduce.json` and its fingerprint."""
+"""What a finished reproduction leaves in its folder: `reproduce.json` (its fingerprint,
+provenance and verdicts) and `payload.json` (what the experiment returned, from which the
+verdicts are computed: `runner.rejudge` recomputes them under a changed verdict rule without
+running the experiment again)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,18 @@ from typing import Any
 
 from absl import logging
 
-__all__ = ["RECORD_FILE", "config_fingerprint", "load_record", "write_record"]
+__all__ = [
+  "PAYLOAD_FILE",
+  "RECORD_FILE",
+  "config_fingerprint",
+  "load_payload",
+  "load_record",
+  "write_payload",
+  "write_record",
+]
 
 RECORD_FILE = "reproduce.json"
+PAYLOAD_FILE = "payload.json"
 
 
 def config_fingerprint(config) -> str:
@@ -37,3 +49,34 @@ def write_record(directory: str, record: dict[str, Any]) -> None:
   with open(path + ".tmp", "w") as f:
     json.dump(record, f, indent=2, default=str)
   os.replace(path + ".tmp", path)
+
+
+def _plain(value: Any) -> Any:
+  """JSON for numpy scalars and arrays (payloads are dicts of lists and numbers)."""
+  if hasattr(value, "tolist"):
+    return value.tolist()
+  raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def write_payload(directory: str, payload: Any) -> bool:
+  """Writes `payload` to `<directory>/payload.json` atomically; False (and a warning) when it
+  is not JSON (its verdicts then cannot be recomputed, the run is not affected)."""
+  path = os.path.join(directory, PAYLOAD_FILE)
+  try:
+    text = json.dumps(payload, default=_plain)
+  except (TypeError, ValueError) as e:
+    logging.warning("not saving %s: the payload is not JSON (%s)", path, e)
+    return False
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+  return True
+
+
+def load_payload(directory: str) -> Any | None:
+  """The `payload.json` of an experiment folder, or None."""
+  path = os.path.join(directory, PAYLOAD_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)

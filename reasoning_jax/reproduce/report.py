@@ -117,6 +117,15 @@ def _section(entry: Reproduction, record, suite: str, folder: str | None) -> lis
     lines += [f"*{record['carried_over']}*", ""]
   lines += ["**Verdicts.**", ""]
   lines += [f"- {v['method']}: **{v['status']}**. {v['reason']}" for v in record["verdicts"]]
+  if record.get("rejudged"):
+    r = record["rejudged"]
+    before = ", ".join(f"{v['method']} {v['status']}" for v in r["previous"])
+    lines += [
+      "",
+      f"*Verdicts recomputed from this run's saved payload on {r['date_utc']} UTC by the "
+      f"verdict rule of commit `{r['commit']}` (the run and its tables are unchanged); "
+      f"before: {before}.*",
+    ]
   lines += ["", "**Provenance.**", ""] + _provenance_lines(record) + [""]
   results = os.path.join(folder, "results.md")
   if os.path.exists(results):

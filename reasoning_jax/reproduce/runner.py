@@ -2,11 +2,15 @@
 
 Layout of `workdir` (default `outputs/reproduce/<suite>`): one folder per experiment
 (`<workdir>/<name>/`, the experiment's own outputs: `results.md`, `results.json`, plots,
-`CITATIONS.bib`, and `reproduce.json`: the config fingerprint, provenance, wall time and
-verdicts of the finished run), folders shared between experiments (the RL warm start), and
+`CITATIONS.bib`, `reproduce.json`: the config fingerprint, provenance, wall time and
+verdicts of the finished run, and `payload.json`: what the experiment returned), folders shared between experiments (the RL warm start), and
 `REPORT.md`. An experiment whose `reproduce.json` matches its current config is skipped
 (`force=True` deletes its folder and runs it again); one stopped midway resumes from what
 its own code keeps (RL checkpoints, the recall sweep's finished runs).
+
+`rejudge(workdir, only)` recomputes the verdicts of finished runs from their `payload.json`
+under the current verdict functions (after a verdict rule is corrected), and marks the
+record so that the report says so; the results themselves are not touched.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from absl import logging
 from reasoning_jax.reproduce import provenance
 from reasoning_jax.reproduce.records import (
   config_fingerprint,
+  load_payload,
   load_record,
+  write_payload,
   write_record,
 )
 from reasoning_jax.reproduce.registry import SUITES, Reproduction, ordered, repo_root
 from reasoning_jax.reproduce.report import write_report
 
-__all__ = ["default_workdir", "run_one", "run_suite", "select"]
+__all__ = ["default_workdir", "rejudge", "run_one", "run_suite", "select"]
 
 
 def default_workdir(suite: str) -> str:
@@ -71,6 +77,7 @@ def run_one(entry: Reproduction, suite: str, workdir: str, *, force: bool) -> di
   start = time.time()
   try:
     payload = entry.run(config)
+    write_payload(directory, payload)
     record["verdicts"] = [v.__dict__ for v in entry.verdict(payload)]
     record["status"] = "done"
   except Exception as e:  # Reported and recorded; the suite goes on with the others.
@@ -81,6 +88,38 @@ def run_one(entry: Reproduction, suite: str, workdir: str, *, force: bool) -> di
   if record["status"] == "done":
     write_record(directory, record)
   return record
+
+
+def rejudge(workdir: str, only: Sequence[str] | None = None) -> dict[str, list[str]]:
+  """Recomputes the verdicts of the finished runs in `workdir` (those named in `only`, all
+  when empty) from their `payload.json`; returns {name: [method: old -> new status]} for the
+  records whose verdicts changed. A changed record keeps its old statuses and the commit of
+  the rule that replaced them under "rejudged"."""
+  changed = {}
+  for entry in select(only):
+    directory = os.path.join(workdir, entry.name)
+    record, payload = load_record(directory), load_payload(directory)
+    if record is None or record.get("status") != "done":
+      continue
+    if payload is None:
+      logging.warning("%s: no payload.json in %s, its verdicts stay", entry.name, directory)
+      continue
+    verdicts = [v.__dict__ for v in entry.verdict(payload)]
+    if verdicts == record["verdicts"]:
+      continue
+    old = {v["method"]: v["status"] for v in record["verdicts"]}
+    changed[entry.name] = [
+      f"{v['method']}: {old.get(v['method'], '-')} -> {v['status']}" for v in verdicts
+    ]
+    record["rejudged"] = {
+      "commit": provenance.git_commit(repo_root()),
+      "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+      "previous": record["verdicts"],
+    }
+    record["verdicts"] = verdicts
+    write_record(directory, record)
+    logging.info("%s: verdicts recomputed: %s", entry.name, "; ".join(changed[entry.name]))
+  return changed
 
 
 def run_suite(

@@ -159,6 +159,22 @@ def test_experiment_reads_a_hugging_face_folder_with_both_protocols(tiny_hf_fold
   assert "replay" not in payload["scripted"]["scripted InfMem"]["64"]  # Not against itself.
 
 
+def test_no_verdict_when_neither_reader_answers():
+  """0.0 vs 0.0 at 6.5x fewer calls is not "partly": a reader that does not answer is not
+  judged on its call count."""
+  (v,) = infmem_verdict(_payload(0.0, 0.0, 20, 129))
+  assert v.status == "not measured" and "Neither trained reader" in v.reason
+  (v,) = infmem_verdict(_payload(0.0, 0.125, 20, 129))  # MemAgent answers: judged.
+  assert v.status == "partly"
+
+
+def test_lengths_missing_seeds_are_not_judged():
+  payload = _payload(0.5, 0.2, 20, 129)
+  payload["table"]["MemAgent (SFT)"]["128k"] = {"accuracy": [0.9], "calls_per_question": [500]}
+  (v,) = infmem_verdict(payload)  # 128k ran on one seed (and not for InfMem): not judged.
+  assert v.status == "reproduced" and "not judged: 128k" in v.reason
+
+
 def test_verdict_uses_the_sft_reader_when_grpo_ran_on_one_seed():
   payload = _payload(0.5, 0.2, 20, 129)
   payload["table"]["InfMem (SFT+GRPO)"]["32k"] = {"accuracy": [0.9], "calls_per_question": [5]}
