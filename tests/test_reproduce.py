@@ -412,6 +412,11 @@ def test_quick_suite_subset_writes_a_report_and_resumes(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stderr.count("finished earlier") == len(_CI_ENTRIES)
   assert all((workdir / n / RECORD_FILE).read_text() == r for n, r in records.items())
+  # Each run saved its payload; recomputing the verdicts under unchanged rules changes nothing.
+  assert all((workdir / n / "payload.json").exists() for n in _CI_ENTRIES)
+  out = _reproduce("--suite=quick", f"--workdir={workdir}", only, "--rejudge", "--report_only")
+  assert out.returncode == 0 and "verdicts recomputed" not in out.stdout, out.stderr[-3000:]
+  assert all((workdir / n / RECORD_FILE).read_text() == r for n, r in records.items())
   copied = (tmp_path / "d" / "REPORT.md").read_text()
   assert copied.count("![") == report.count("![") > 0
   assert (tmp_path / "d" / "induction" / "accuracy.png").exists()
