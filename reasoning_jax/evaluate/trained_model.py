@@ -5,8 +5,9 @@
 checkpoint is the last step, and otherwise resumes the training from that checkpoint (a run
 killed or preempted mid-SFT leaves one: it is never taken for the finished model); a
 checkpoint written under another model, task or training budget (`MODEL_KEYS`) is refused with
-a ValueError naming the keys. Used by the speculative-decoding pair and the quantization
-experiment.
+a ValueError naming the keys. Used by the experiments that train their own subject: the
+speculative-decoding pair, the quantization subject, the router's pool, InfMem's readers and
+TrajFusion's teacher and students.
 """
 
 from __future__ import annotations
