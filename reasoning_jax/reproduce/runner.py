@@ -4,9 +4,10 @@ Layout of `workdir` (default `outputs/reproduce/<suite>`): one folder per experi
 (`<workdir>/<name>/`, the experiment's own outputs: `results.md`, `results.json`, plots,
 `CITATIONS.bib`, `reproduce.json`: the config fingerprint, provenance, wall time and
 verdicts of the finished run, and `payload.json`: what the experiment returned), folders
-shared between experiments (the RL warm start), and `REPORT.md`. An experiment whose `reproduce.json` matches its current config is skipped
-(`force=True` deletes its folder and runs it again); one stopped midway resumes from what
-its own code keeps (RL checkpoints, the recall sweep's finished runs).
+shared between experiments (the RL warm start), and `REPORT.md`. An experiment whose
+`reproduce.json` matches its current config is skipped (`force=True` deletes its folder and
+runs it again); one stopped midway resumes from what its own code keeps (RL checkpoints,
+the recall sweep's finished runs, the SFT checkpoints of the models it trains).
 
 `rejudge(workdir, only)` recomputes the verdicts of finished runs from their `payload.json`
 under the current verdict functions (after a verdict rule is corrected), and marks the
