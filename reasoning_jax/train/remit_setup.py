@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 from flax import nnx
 
 from reasoning_jax import sharding as sharding_lib
@@ -214,7 +215,16 @@ def load_frozen(
       step = ckpt.latest_step()
       if step is None:
         raise error(f"{key}={path!r}: no complete checkpoint in {path}/checkpoints")
-      saved = _run_source_config(ckpt.restore(step=step, target={})[1].get("config") or {})
+      run_config = ckpt.restore(step=step, target={})[1].get("config") or {}
+      if step < int(run_config.get("num_steps", step)):  # The run's own (SFT or RL) steps.
+        logging.warning(
+          "%s=%r: the newest checkpoint is step %d of %d, an interrupted run; using it as it is",
+          key,
+          path,
+          step,
+          int(run_config["num_steps"]),
+        )
+      saved = _run_source_config(run_config)
       if saved.get("lora"):
         raise error(
           f"{key}={path!r} is a LoRA run (its checkpoints hold only adapters); export the "

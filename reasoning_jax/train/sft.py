@@ -563,6 +563,10 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = None):
   """(model, config) from the newest good checkpoint in an SFT workdir (RL warm start).
 
+  A checkpoint short of the run's `num_steps` (a run killed or preempted midway) is loaded
+  with a warning; `evaluate.trained_model.train_or_load` and the RL warm start finish such a
+  run first.
+
   A LoRA run (`config.lora`) checkpoints only its adapters: the model is then the base rebuilt
   from the source with the saved adapters in place (`merge_adapters` it for plain weights).
   """
@@ -574,6 +578,13 @@ def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = Non
       return None
     if config is None:
       config = ml_collections.ConfigDict(ckpt.restore(step=step, target={})[1]["config"])
+    if step < int(config.get("num_steps", step)):
+      logging.warning(
+        "%s: the newest checkpoint is step %d of %d, an interrupted run; loading it as it is",
+        workdir,
+        step,
+        int(config.num_steps),
+      )
     lora = lora_setup.lora_spec(config, error=ConfigError)
     if lora is not None:
       model = build_model(model_source(config), seed=config.seed)

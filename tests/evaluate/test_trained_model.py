@@ -8,6 +8,7 @@ import numpy as np
 from flax import nnx
 
 from reasoning_jax.evaluate import trained_model
+from reasoning_jax.train.sft import load_sft_params
 from tests.train.test_sft import tiny_config
 
 
@@ -15,7 +16,7 @@ def _params(model):
   return jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))
 
 
-def test_an_interrupted_run_is_resumed_not_loaded(tmp_path, monkeypatch):
+def test_an_interrupted_run_is_resumed_not_loaded(tmp_path, monkeypatch, caplog):
   monkeypatch.setattr(trained_model, "RESUME_EVERY", 3)
   data = tmp_path / "data"
   # One checkpoint at the end (the experiments' `sized` configs); `train_or_load` adds one
@@ -36,6 +37,9 @@ def test_an_interrupted_run_is_resumed_not_loaded(tmp_path, monkeypatch):
   shutil.copytree(whole.workdir, cut.workdir)
   shutil.rmtree(os.path.join(cut.workdir, "checkpoints", "6"))
   assert trained_model.saved_step(cut.workdir) == 3
+  with caplog.at_level("WARNING"):  # Loaded directly: said to be unfinished.
+    load_sft_params(cut.workdir)
+  assert "is step 3 of 6, an interrupted run" in caplog.text
   resumed, trained = trained_model.train_or_load(cut, "cut")
   assert trained, "a step-3-of-6 checkpoint must be trained on, not taken for the model"
   assert trained_model.saved_step(cut.workdir) == 6
