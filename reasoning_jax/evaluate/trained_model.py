@@ -13,7 +13,6 @@ TrajFusion's teacher and students.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import ml_collections
@@ -65,35 +64,26 @@ def check_saved(saved: dict[str, Any], wanted: ml_collections.ConfigDict, workdi
 
 def saved_config(workdir: str) -> dict[str, Any] | None:
   """The config stored with the newest checkpoint in `workdir`, None without one."""
-  saved = _newest(workdir)
+  from reasoning_jax.train.sft import newest_checkpoint
+
+  saved = newest_checkpoint(workdir)
   return None if saved is None else saved[1]
 
 
 def saved_step(workdir: str) -> int | None:
   """The step of the newest good checkpoint in `workdir`, None without one."""
-  saved = _newest(workdir)
+  from reasoning_jax.train.sft import newest_checkpoint
+
+  saved = newest_checkpoint(workdir)
   return None if saved is None else saved[0]
-
-
-def _newest(workdir: str) -> tuple[int, dict[str, Any]] | None:
-  from reasoning_jax.checkpoint import TrainCheckpointer
-
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir):
-    return None
-  with TrainCheckpointer(ckpt_dir) as ckpt:
-    step = ckpt.latest_step()
-    if step is None:
-      return None
-    return int(step), ckpt.restore(step=step, target={})[1].get("config") or {}
 
 
 def train_or_load(sft: ml_collections.ConfigDict, role: str) -> tuple[nnx.Module, bool]:
   """The SFT model of `sft` (trained first when its workdir has no checkpoint), and whether
   it was trained now."""
-  from reasoning_jax.train.sft import load_sft_params, run_sft
+  from reasoning_jax.train.sft import load_sft_params, newest_checkpoint, run_sft
 
-  saved = _newest(sft.workdir)
+  saved = newest_checkpoint(sft.workdir)
   if saved is not None:
     check_saved(saved[1], sft, sft.workdir)
   step = None if saved is None else saved[0]

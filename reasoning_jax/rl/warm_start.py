@@ -10,7 +10,6 @@ mesh shard by shard), skipping SFT.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Mapping
 
 import ml_collections
@@ -67,21 +66,16 @@ def warm_start(config, source: ModelSource, mesh: Any = None) -> nnx.Module:
   """The policy RL starts from: the model source itself (`warm_start="source"`), or the SFT
   model loaded from `config.sft.workdir` (checked against the SFT config) or trained there
   first."""
-  from reasoning_jax.checkpoint import TrainCheckpointer
-  from reasoning_jax.train.sft import load_sft_params, run_sft
+  from reasoning_jax.train.sft import load_sft_params, newest_checkpoint, run_sft
 
   if config.get("warm_start", "sft") == "source":
     logging.info("warm start: the model source (%s), no SFT", source.hf_dir or source.kind)
     return build_model(source, seed=config.seed, mesh=mesh)
   sft = sft_config(config)
-  ckpt_dir = os.path.join(config.sft.workdir, "checkpoints")
-  step = None
-  if os.path.isdir(ckpt_dir):
-    with TrainCheckpointer(ckpt_dir) as ckpt:
-      step = ckpt.latest_step()
-      if step is not None:
-        saved = ckpt.restore(step=step, target={})[1].get("config") or {}
-        check_warm_start_config(saved, sft, sft.workdir)
+  newest = newest_checkpoint(sft.workdir)
+  step = None if newest is None else newest[0]
+  if newest is not None:
+    check_warm_start_config(newest[1], sft, sft.workdir)
   if step is None:
     logging.info("no SFT checkpoint in %s: training the warm start first", sft.workdir)
     run_sft(sft)

@@ -560,6 +560,21 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return result
 
 
+def newest_checkpoint(workdir: str) -> tuple[int, dict[str, Any]] | None:
+  """(step, saved config) of the newest good checkpoint in a run's workdir, None without one
+  (callers compare the step with the config's `num_steps` to tell an interrupted run)."""
+  from reasoning_jax.checkpoint import TrainCheckpointer
+
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    return None
+  with TrainCheckpointer(ckpt_dir) as ckpt:
+    step = ckpt.latest_step()
+    if step is None:
+      return None
+    return int(step), ckpt.restore(step=step, target={})[1].get("config") or {}
+
+
 def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = None):
   """(model, config) from the newest good checkpoint in an SFT workdir (RL warm start).
 
