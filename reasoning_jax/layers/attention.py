@@ -28,7 +28,7 @@ from reasoning_jax import registry
 from reasoning_jax.layers.ffn import bias_param, dense_param
 from reasoning_jax.layers.projection import project
 from reasoning_jax.layers.norms import RMSNorm
-from reasoning_jax.layers.rope import apply_rope, inverse_frequencies, rope_tables
+from reasoning_jax.layers.rope import apply_rope, attention_factor, inverse_frequencies, rope_tables
 from reasoning_jax.ops.attention import attention as attention_op
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class Attention(nnx.Module):
     if self.q_norm is not None:
       q, k = self.q_norm(q), self.k_norm(k)
     inv_freq = inverse_frequencies(self.head_dim, self.rope_theta, self.rope_scaling)
-    cos, sin = rope_tables(positions, inv_freq)
+    cos, sin = rope_tables(positions, inv_freq, attention_factor(self.rope_scaling))
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
     if context is not None:

@@ -38,7 +38,7 @@ from flax import nnx
 from reasoning_jax import registry
 from reasoning_jax.layers.attention import Attention, KVCache, write_rows
 from reasoning_jax.layers.projection import project
-from reasoning_jax.layers.rope import apply_rope, inverse_frequencies, rope_tables
+from reasoning_jax.layers.rope import apply_rope, attention_factor, inverse_frequencies, rope_tables
 from reasoning_jax.ops.attention import attention as attention_op
 from reasoning_jax.ops.momentum import T0_RULES, momentum_attention, momentum_shear, optimal_gamma
 
@@ -161,7 +161,7 @@ class MomentumAttention(Attention):
     if self.q_norm is not None:
       q, k = self.q_norm(q), self.k_norm(k)
     inv_freq = inverse_frequencies(self.head_dim, self.rope_theta, self.rope_scaling)
-    cos, sin = rope_tables(positions, inv_freq)
+    cos, sin = rope_tables(positions, inv_freq, attention_factor(self.rope_scaling))
     return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
   def __call__(

@@ -22,6 +22,7 @@ from typing import Any
 import jax.numpy as jnp
 
 FAMILIES = ("llama", "qwen2", "qwen3")
+ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 # Rematerialisation of each block's activations in the backward pass (see
 # `reasoning_jax.models.transformer.REMAT_POLICIES`): "none" keeps every residual,
 # "full" keeps only the block input and recomputes the rest, "dots_saveable" keeps
@@ -34,12 +35,24 @@ class RopeScaling:
   """RoPE frequency schedule, as in Hugging Face's `rope_scaling`/`rope_parameters`.
 
   Attributes:
-    rope_type: "default" (plain RoPE), "linear" (positions divided by `factor`)
-      or "llama3" (wavelength-dependent smoothing of Llama 3.1).
-    factor: scaling factor (linear, llama3).
+    rope_type: "default" (plain RoPE), "linear" (positions divided by `factor`),
+      "llama3" (wavelength-dependent smoothing of Llama 3.1) or "yarn" (YaRN,
+      the long-context extension Qwen2.5/Qwen3 model cards prescribe beyond 32k).
+    factor: scaling factor (linear, llama3, yarn).
     low_freq_factor: llama3 only.
     high_freq_factor: llama3 only.
-    original_max_position_embeddings: llama3 only: the pre-training context.
+    original_max_position_embeddings: llama3 and yarn: the pre-training context.
+    beta_fast: yarn only: dimensions turning more than this many times over the
+      pre-training context keep their frequency (extrapolation).
+    beta_slow: yarn only: dimensions turning fewer times are divided by `factor`
+      (interpolation); a linear ramp joins the two.
+    attention_factor: yarn only: multiplier of the cos/sin tables (hence of the
+      attention logits, squared). None: 0.1 ln(factor) + 1 (YaRN's Eq. 21), or the
+      ratio of the two `mscale` terms when both `mscale` and `mscale_all_dim` are set.
+    mscale: yarn only: see `attention_factor` (DeepSeek-style configs).
+    mscale_all_dim: yarn only: see `attention_factor`.
+    truncate: yarn only: round the correction range outwards to whole dimensions
+      (Hugging Face's default; False keeps it fractional).
   """
 
   rope_type: str = "default"
@@ -47,20 +60,40 @@ class RopeScaling:
   low_freq_factor: float = 1.0
   high_freq_factor: float = 4.0
   original_max_position_embeddings: int = 8192
+  beta_fast: float = 32.0
+  beta_slow: float = 1.0
+  attention_factor: float | None = None
+  mscale: float | None = None
+  mscale_all_dim: float | None = None
+  truncate: bool = True
 
   def __post_init__(self):
-    if self.rope_type not in ("default", "linear", "llama3"):
+    if self.rope_type not in ROPE_TYPES:
       raise ValueError(
-        f"rope_scaling.rope_type={self.rope_type!r} is not supported; "
-        "expected one of 'default', 'linear', 'llama3'"
+        f"rope_scaling.rope_type={self.rope_type!r} is not supported; expected one of {ROPE_TYPES}"
       )
     if self.factor <= 0:
       raise ValueError(f"rope_scaling.factor must be > 0, got {self.factor}")
+    if self.original_max_position_embeddings <= 0:
+      raise ValueError(
+        "rope_scaling.original_max_position_embeddings must be > 0, got "
+        f"{self.original_max_position_embeddings}"
+      )
     if self.rope_type == "llama3" and not self.high_freq_factor > self.low_freq_factor:
       raise ValueError(
         "rope_scaling: llama3 needs high_freq_factor > low_freq_factor, got "
         f"{self.high_freq_factor} <= {self.low_freq_factor}"
       )
+    if self.rope_type == "yarn":
+      if not self.beta_fast > self.beta_slow > 0:
+        raise ValueError(
+          "rope_scaling: yarn needs beta_fast > beta_slow > 0, got "
+          f"beta_fast={self.beta_fast}, beta_slow={self.beta_slow}"
+        )
+      if self.attention_factor is not None and self.attention_factor <= 0:
+        raise ValueError(
+          f"rope_scaling.attention_factor must be > 0 or None, got {self.attention_factor}"
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

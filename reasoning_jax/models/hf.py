@@ -70,6 +70,31 @@ def _require(hf: dict[str, Any], key: str, source: str) -> Any:
   return hf[key]
 
 
+# The `rope_parameters` keys each rope type writes on export (as transformers validates them).
+_ROPE_KEYS = {
+  "default": ("rope_type",),
+  "linear": ("rope_type", "factor"),
+  "llama3": (
+    "rope_type",
+    "factor",
+    "low_freq_factor",
+    "high_freq_factor",
+    "original_max_position_embeddings",
+  ),
+  "yarn": (
+    "rope_type",
+    "factor",
+    "original_max_position_embeddings",
+    "beta_fast",
+    "beta_slow",
+    "attention_factor",
+    "mscale",
+    "mscale_all_dim",
+    "truncate",
+  ),
+}
+
+
 def _rope_from_hf(hf: dict[str, Any], source: str) -> tuple[float, RopeScaling | None]:
   """Reads RoPE settings from either config layout."""
   params = hf.get("rope_parameters")
@@ -82,14 +107,42 @@ def _rope_from_hf(hf: dict[str, Any], source: str) -> tuple[float, RopeScaling |
   rope_type = scaling.get("rope_type", scaling.get("type", "default"))
   if rope_type in (None, "default"):
     return float(theta), None
-  if rope_type not in ("linear", "llama3"):
+  if rope_type not in ("linear", "llama3", "yarn"):
     raise CheckpointError(
-      f"{source}: rope type {rope_type!r} is not supported (supported: default, linear, llama3)"
+      f"{source}: rope type {rope_type!r} is not supported "
+      "(supported: default, linear, llama3, yarn)"
     )
-  kwargs = {"rope_type": rope_type, "factor": float(_require(scaling, "factor", source))}
+  kwargs: dict[str, Any] = {"rope_type": rope_type}
+  if rope_type in ("llama3", "yarn"):
+    # As transformers: a top-level `original_max_position_embeddings` wins, then the
+    # rope dict's, then `max_position_embeddings`.
+    for where in (hf, scaling):
+      if where.get("original_max_position_embeddings") is not None:
+        kwargs["original_max_position_embeddings"] = int(where["original_max_position_embeddings"])
+        break
+    else:
+      kwargs["original_max_position_embeddings"] = int(
+        _require(hf, "max_position_embeddings", source)
+      )
+  if rope_type == "yarn" and scaling.get("factor") is None:
+    # transformers' rule: the ratio of the extended to the pre-training context.
+    kwargs["factor"] = (
+      _require(hf, "max_position_embeddings", source) / kwargs["original_max_position_embeddings"]
+    )
+  else:
+    kwargs["factor"] = float(_require(scaling, "factor", source))
   if rope_type == "llama3":
-    for key in ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+    for key in ("low_freq_factor", "high_freq_factor"):
       kwargs[key] = _require(scaling, key, source + " rope scaling")
+  if rope_type == "yarn":
+    for key in ("beta_fast", "beta_slow"):  # transformers treats None (and 0) as the default.
+      if scaling.get(key):
+        kwargs[key] = float(scaling[key])
+    for key in ("attention_factor", "mscale", "mscale_all_dim"):
+      if scaling.get(key) is not None:
+        kwargs[key] = float(scaling[key])
+    if scaling.get("truncate") is not None:
+      kwargs["truncate"] = bool(scaling["truncate"])
   return float(theta), RopeScaling(**kwargs)
 
 
@@ -171,10 +224,11 @@ def config_to_hf(config: ModelConfig, *, dtype: str | None = None) -> dict[str, 
     )
   rope: dict[str, Any] = {"rope_type": "default"}
   if config.rope_scaling is not None:
+    keys = _ROPE_KEYS[config.rope_scaling.rope_type]
     rope = {
       k: v
       for k, v in dataclasses.asdict(config.rope_scaling).items()
-      if config.rope_scaling.rope_type == "llama3" or k in ("rope_type", "factor")
+      if k in keys and v is not None
     }
   eos = config.eos_token_id
   hf = {

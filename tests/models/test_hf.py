@@ -74,10 +74,25 @@ def _hf_config(family: str):
       tie_word_embeddings=False,
       rope_parameters={"rope_type": "default", "rope_theta": 1e6},
     )
+  if family == "qwen3_yarn":
+    # The long-context setting Qwen3's model card prescribes (rope_type yarn, factor 4 over
+    # the pre-training context), scaled down: 8x over 32 positions, so the ramp between
+    # kept and interpolated frequencies falls inside head_dim and attention_factor != 1.
+    return transformers.Qwen3Config(
+      **_COMMON,
+      rms_norm_eps=1e-6,
+      tie_word_embeddings=True,
+      rope_parameters={
+        "rope_type": "yarn",
+        "rope_theta": 1e4,
+        "factor": 8.0,
+        "original_max_position_embeddings": 32,
+      },
+    )
   raise ValueError(family)
 
 
-FAMILIES = ["llama", "llama_tied_bias", "qwen2", "qwen3"]
+FAMILIES = ["llama", "llama_tied_bias", "qwen2", "qwen3", "qwen3_yarn"]
 
 
 def _make_hf_model(family: str, directory: str, seed: int = 0):
@@ -127,6 +142,16 @@ def test_logits_parity_padded_batch(hf_pair):
   got = np.asarray(model(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
   for b, n in enumerate(lengths):
     np.testing.assert_allclose(got[b, :n], expected[b, :n], atol=TOL, rtol=0)
+
+
+def test_logits_parity_beyond_pretraining_context(hf_pair):
+  # 120 positions: past the rope scalings' original context (32), where llama3 and YaRN
+  # frequencies matter most, for every family.
+  _, directory, hf_model = hf_pair
+  model = from_hf(directory, dtype="float32")
+  ids = np.random.default_rng(5).integers(0, model.config.vocab_size, size=(1, 120))
+  expected = _hf_logits(hf_model, ids.astype(np.int32), np.ones_like(ids, dtype=np.int32))
+  np.testing.assert_allclose(np.asarray(model(jnp.asarray(ids))), expected, atol=TOL, rtol=0)
 
 
 def test_export_reload_same_logits(hf_pair, tmp_path):
@@ -300,7 +325,9 @@ def test_config_from_hf_rejects_unsupported():
   assert config_from_hf(base).family == "llama"
   with pytest.raises(CheckpointError, match="hidden_act"):
     config_from_hf({**base, "hidden_act": "gelu"})
-  with pytest.raises(CheckpointError, match="yarn"):
+  with pytest.raises(CheckpointError, match="dynamic"):
+    config_from_hf({**base, "rope_scaling": {"rope_type": "dynamic", "factor": 4.0}})
+  with pytest.raises(CheckpointError, match="max_position_embeddings"):
     config_from_hf({**base, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
   with pytest.raises(CheckpointError, match="use_sliding_window"):
     config_from_hf({**base, "architectures": ["Qwen2ForCausalLM"], "use_sliding_window": True})
