@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from reasoning_jax import sharding as sharding_lib
-from reasoning_jax.models.config import ModelConfig, get_preset
+from reasoning_jax.models.config import REMAT_POLICIES, ModelConfig, get_preset
 from reasoning_jax.models.partition_rules import rules_for
 from reasoning_jax.models.transformer import Transformer
 from reasoning_jax.tokenizers import TOKENIZER_FILE, Tokenizer, load_tokenizer, pad_vocab
@@ -147,6 +147,7 @@ def resolve_source(
   tokenizer: str = "",
   dtype: str = "",
   param_dtype: str = "",
+  remat: str = "",
   eos_ids: Sequence[int] = (),
   flag: str = "config.model",
 ) -> ModelSource:
@@ -161,19 +162,26 @@ def resolve_source(
       own for `hf_dir`, the byte tokenizer for a preset.
     dtype: Compute dtype ("" = the checkpoint's / the preset's).
     param_dtype: Parameter storage dtype ("" = `dtype`).
+    remat: Rematerialisation of every block in the backward pass, a `ModelConfig.remat`
+      name ("none" | "full" | "dots_saveable"; "" = the preset's / "none" for a folder).
     eos_ids: Ids ending a completion; empty = generation_config.json's `eos_token_id`, else
       the tokenizer's eos.
     flag: The config prefix named in error messages.
 
   Raises:
     SourceError: A folder without config.json or weights, an unsupported architecture, a
-      missing tokenizer, or a tokenizer with more ids than the embedding has rows.
+      missing tokenizer, a tokenizer with more ids than the embedding has rows, or an
+      unknown `remat`.
   """
+  if remat and remat not in REMAT_POLICIES:
+    raise SourceError(f"{flag}.remat={remat!r}; expected one of {REMAT_POLICIES} (or '')")
   generation: dict[str, Any] = {}
   if hf_dir:
     config, tok, generation = _hf_source(
       hf_dir, dtype=dtype, param_dtype=param_dtype, tokenizer=tokenizer, flag=flag
     )
+    if remat:
+      config = config.replace(remat=remat)
     kind, hf_dir = "hf", os.path.abspath(os.path.expanduser(hf_dir))
   else:
     try:
@@ -186,6 +194,8 @@ def resolve_source(
       overrides["dtype"] = jnp.dtype(dtype).name
     if param_dtype:
       overrides["param_dtype"] = jnp.dtype(param_dtype).name
+    if remat:
+      overrides["remat"] = remat
     try:
       config = get_preset(preset, **overrides)
     except (ValueError, TypeError) as e:
@@ -215,6 +225,7 @@ def resolve_from_config(config: Any, flag: str = "config.model") -> ModelSource:
     tokenizer=get("tokenizer", "") or "",
     dtype=get("dtype", "") or "",
     param_dtype=get("param_dtype", "") or "",
+    remat=get("remat", "") or "",
     eos_ids=tuple(get("eos_ids", ()) or ()),
     flag=flag,
   )
@@ -243,6 +254,7 @@ def build_model(source: ModelSource, *, seed: int = 0, mesh: Any = None) -> Tran
     dtype=source.model_config.dtype,
     param_dtype=source.model_config.param_dtype,
     sharding=sharding,
+    config_overrides={"remat": source.model_config.remat},
   )
 
 

@@ -10,6 +10,7 @@ numeric ranges, the nested SFT warm-start config) and raises `ConfigError` namin
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import ml_collections
@@ -20,6 +21,7 @@ from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.rl.draft import draft_spec
 from reasoning_jax.rl.judge_scorer import judge_spec
 from reasoning_jax.train import lora_setup
+from reasoning_jax.train.sft import ConfigError as SftConfigError
 from reasoning_jax.train.sft import validate_config as validate_sft
 from reasoning_jax.validation import check_float_in, check_positive_int
 
@@ -210,8 +212,18 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
     raise ConfigError(
       f"config.warm_start={config.get('warm_start')!r}; choose one of {sorted(WARM_STARTS)}"
     )
-  validate_sft(sft_config(config))
+  try:
+    validate_sft(sft_config(config))
+  except SftConfigError as e:  # One error type from run_rl, naming the RL config's keys.
+    raise ConfigError(in_sft_config(str(e))) from None
   return recipe
+
+
+def in_sft_config(message: str) -> str:
+  """An SFT validation message with its keys named as in the RL config: `config.X` is
+  `config.sft.X` there, except `config.model` (the RL config's own, copied into the SFT one);
+  file names such as `config.json` are left alone."""
+  return re.sub(r"(?<![\w/.-])config\.(?!model\b|sft\b|json\b)", "config.sft.", message)
 
 
 # `config.warm_start`: "sft" trains (or loads) the SFT warm start from the model source first;

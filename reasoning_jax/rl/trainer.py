@@ -49,6 +49,7 @@ from reasoning_jax.rl.draft import build_draft, draft_spec
 from reasoning_jax.rl.judge_scorer import build_scorer, judge_spec
 from reasoning_jax.rl.rollout import collect_dynamic, collect_rollouts
 from reasoning_jax.train import lora_setup
+from reasoning_jax.train.memory.policy import with_model_state_dtype
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
 from reasoning_jax.train.step import (
   init_train_state,
@@ -235,9 +236,12 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if warmup_updates
     else config.learning_rate
   )
-  tx = optax.chain(
-    optax.clip_by_global_norm(config.grad_clip),
-    OPTIMIZERS[config.get("optimizer", "adamw")](learning_rate),
+  tx = with_model_state_dtype(  # config.model.opt_state_dtype, when set.
+    optax.chain(
+      optax.clip_by_global_norm(config.grad_clip),
+      OPTIMIZERS[config.get("optimizer", "adamw")](learning_rate),
+    ),
+    config,
   )
   graphdef, state = init_train_state(model, tx, trainable=lora_setup.trainable(lora))
   rules = lora_setup.partition_rules(model.config.family, lora)

@@ -54,6 +54,7 @@ from reasoning_jax.models.source import (
   resolve_from_config,
 )
 from reasoning_jax.train.exact_match import evaluate_exact_match  # noqa: F401 (re-exported)
+from reasoning_jax.train.memory.policy import optimizer_state_dtype, with_model_state_dtype
 from reasoning_jax.train.metrics import MetricWriter, read_metrics
 from reasoning_jax.train.step import (
   init_train_state,
@@ -71,6 +72,8 @@ MODEL_KEYS: dict[str, Any] = {
   "tokenizer": str,
   "dtype": str,
   "param_dtype": str,
+  "remat": str,  # "" | none | full | dots_saveable: every block's backward-pass remat.
+  "opt_state_dtype": str,  # "": the parameters' dtype; e.g. float32 moments for bf16 params.
   "eos_ids": (tuple, list),
 }
 
@@ -277,6 +280,10 @@ def validate_model_config(config: ml_collections.ConfigDict, prefix: str = "conf
     for key, kind in MODEL_KEYS.items():
       if key in model and not isinstance(model[key], kind):
         raise ConfigError(f"{prefix}.model.{key} must be {kind}, got {model[key]!r}")
+    try:
+      optimizer_state_dtype(model, f"{prefix}.model.opt_state_dtype")
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   if not (model or {}).get("hf_dir"):
     try:
       get_preset(config.preset)
@@ -313,9 +320,12 @@ def make_optimizer(config) -> optax.GradientTransformation:
   # the mask exempts them (reasoning_jax.layers.monotone).
   from reasoning_jax.layers import monotone_weight_decay_mask
 
-  return optax.chain(
-    optax.clip_by_global_norm(config.grad_clip),
-    optax.adamw(schedule, weight_decay=config.weight_decay, mask=monotone_weight_decay_mask),
+  return with_model_state_dtype(
+    optax.chain(
+      optax.clip_by_global_norm(config.grad_clip),
+      optax.adamw(schedule, weight_decay=config.weight_decay, mask=monotone_weight_decay_mask),
+    ),
+    config,
   )
 
 

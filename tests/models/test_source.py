@@ -48,6 +48,17 @@ def test_hf_source_reads_tokenizer_generation_config_and_places_on_mesh(qwen3_di
   assert overridden.eos_ids == (3,)
 
 
+def test_remat_flag_reaches_both_kinds(qwen3_dir):
+  src = resolve_source(hf_dir=qwen3_dir, remat="full")
+  assert src.model_config.remat == "full"
+  assert build_model(src).config.remat == "full"  # from_hf gets it as a config override.
+  assert resolve_source(hf_dir=qwen3_dir).model_config.remat == "none"  # The folder's: none.
+  preset = resolve_source(preset="tiny-qwen3", remat="dots_saveable")
+  assert build_model(preset).config.remat == "dots_saveable"
+  with pytest.raises(SourceError, match="config.model.remat='all'"):
+    resolve_source(hf_dir=qwen3_dir, remat="all")
+
+
 def _copy(src, dst, skip=()):
   os.makedirs(dst)
   for name in os.listdir(src):

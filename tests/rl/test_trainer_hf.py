@@ -53,8 +53,14 @@ def test_rl_from_hf_folder_runs_and_resumes_exactly(qwen3_dir, tmp_path):
 
 
 def test_rl_on_math_from_hf_folder(qwen3_dir, tmp_path):
-  """MATH prompts in the chat template, rollouts scored by the boxed verifier: finite numbers."""
+  """MATH prompts in the chat template, rollouts scored by the boxed verifier: finite numbers.
+  With the memory knobs on: rematerialised blocks, bf16 parameters, float32 Adam moments."""
   config = rl_hf_config(qwen3_dir, tmp_path, "math", num_steps=2)
+  config.model.remat, config.model.param_dtype, config.model.opt_state_dtype = (
+    "full",
+    "bfloat16",
+    "float32",
+  )
   result = run_rl(config)
   assert config.sft.task == "math" and result["step"] == 2 and np.isfinite(result["accuracy"])
   rewards = _by_step(config.workdir, "rollout/reward")
@@ -77,6 +83,14 @@ def test_rl_bad_input_names_the_flag(qwen3_dir, tmp_path):
   with pytest.raises(ConfigError, match="config.lora"):
     run_rl(rl_hf_config(qwen3_dir, tmp_path, lora=True))
   config = rl_hf_config(qwen3_dir, tmp_path)
+  config.model.opt_state_dtype = "int32"
+  with pytest.raises(ConfigError, match="config.model.opt_state_dtype must be a floating"):
+    run_rl(config)
+  config.model.opt_state_dtype = ""
+  config.sft.prompt.max_prompt_len = -1  # The task's settings are config.sft's, named so.
+  with pytest.raises(ConfigError, match=r"config\.sft\.prompt\.max_prompt_len"):
+    run_rl(config)
+  config.sft.prompt.max_prompt_len = 256
   config.model.hf_dir = str(tmp_path)
   with pytest.raises(ConfigError, match="config.json not found.*config.model.hf_dir"):
     run_rl(config)

@@ -56,6 +56,46 @@ def _flat(model):
   }
 
 
+def test_memory_flags_remat_and_optimizer_state_dtype(tiny_hf_folder, tmp_path):
+  """config.model.remat recomputes blocks without changing a loss; opt_state_dtype keeps
+  Adam's moments in float32 under bf16 parameters, through a checkpoint and a resume."""
+  from reasoning_jax.models.source import build_model
+  from reasoning_jax.train.sft import make_optimizer, model_source, validate_config
+  from reasoning_jax.train.step import init_train_state
+
+  folder = tiny_hf_folder("qwen3")
+  plain = sft_hf_config(folder, tmp_path / "plain", num_steps=3)
+  remat = sft_hf_config(folder, tmp_path / "remat", num_steps=3)
+  remat.model.remat = "full"
+  run_sft(plain), run_sft(remat)
+  a, b = _losses(plain.workdir), _losses(remat.workdir)
+  assert sorted(a) == sorted(b) == [1, 2, 3]
+  for step in a:
+    np.testing.assert_allclose(b[step], a[step], rtol=1e-5)
+
+  mixed = sft_hf_config(folder, tmp_path / "mixed", num_steps=4, checkpoint_every=2)
+  mixed.model.param_dtype, mixed.model.opt_state_dtype = "bfloat16", "float32"
+  model = build_model(model_source(mixed))
+  _, state = init_train_state(model, make_optimizer(mixed))
+  float_leaves = [x for x in jax.tree_util.tree_leaves(state.opt_state) if x.ndim > 0]
+  assert float_leaves and all(x.dtype == np.float32 for x in float_leaves)
+  assert all(x.dtype == jax.numpy.bfloat16 for x in jax.tree_util.tree_leaves(state.params))
+  assert run_sft(mixed)["step"] == 4
+  losses = _losses(mixed.workdir)
+  shutil.rmtree(os.path.join(mixed.workdir, "checkpoints", "4"))
+  assert run_sft(mixed)["step"] == 4  # Resumed from step 2: float32 moments restored.
+  again = _losses(mixed.workdir)
+  for step in (3, 4):
+    np.testing.assert_allclose(again[step], losses[step], rtol=1e-5)
+
+  mixed.model.opt_state_dtype = "int8"
+  with pytest.raises(ConfigError, match="config.model.opt_state_dtype must be a floating"):
+    validate_config(mixed)
+  mixed.model.opt_state_dtype, mixed.model.remat = "", "everything"
+  with pytest.raises(ConfigError, match="config.model.remat='everything'"):
+    run_sft(mixed)
+
+
 def test_sft_on_math_from_hf_folder(tiny_hf_folder, tmp_path):
   """MATH through the chat template (train.jsonl in MATH's layout, test.jsonl in MATH-500's)."""
   config = sft_hf_config(tiny_hf_folder("qwen3"), tmp_path, "math", num_steps=3, eval_examples=1)

@@ -13,6 +13,8 @@ from reasoning_jax.train.memory.estimate import (
 from reasoning_jax.train.memory.policy import (
   MemoryPolicy,
   make_optimizer,
+  optimizer_state_dtype,
+  with_model_state_dtype,
   with_state_dtype,
 )
 from reasoning_jax.train.memory.report import MemoryPlan, format_table, plan, plan_summary

@@ -101,6 +101,24 @@ def with_state_dtype(tx: optax.GradientTransformation, dtype: Any) -> optax.Grad
   return optax.GradientTransformation(init, update)
 
 
+def optimizer_state_dtype(model: Any, flag: str = "config.model.opt_state_dtype") -> str | None:
+  """The `opt_state_dtype` of a trainer's `config.model` (a mapping, or None): a dtype name,
+  or None when unset ("" or absent: the state takes the parameters' dtype, optax's default).
+
+  Raises:
+    ValueError: naming `flag`, for a value that is not a floating dtype.
+  """
+  value = (model or {}).get("opt_state_dtype", "") or ""
+  return _float_dtype_name(value, flag) if value else None
+
+
+def with_model_state_dtype(tx: optax.GradientTransformation, config: Any):
+  """`tx` with its state in the trainer config's `config.model.opt_state_dtype` when set
+  (`with_state_dtype`); `tx` itself otherwise. Used by the SFT and RL trainers."""
+  dtype = optimizer_state_dtype(config.get("model"))
+  return tx if dtype is None else with_state_dtype(tx, dtype)
+
+
 OPTIMIZERS = ("adamw", "sgd")
 
 
