@@ -12,12 +12,13 @@ TrajFusion's teacher and students.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import ml_collections
 from absl import logging
 from flax import nnx
+
+from reasoning_jax.train.config_match import same_value
 
 # Keys of an SFT config that define the trained model: a checkpoint written under other values
 # is another model.
@@ -49,11 +50,8 @@ def resume_every(num_steps: int) -> int:
 
 def check_saved(saved: dict[str, Any], wanted: ml_collections.ConfigDict, workdir: str) -> None:
   """ValueError when `saved` (a checkpoint's config) differs from `wanted` in `MODEL_KEYS`."""
-  as_json = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
   want = wanted.to_dict()
-  differ = [
-    k for k in MODEL_KEYS if k in saved and k in want and as_json(saved[k]) != as_json(want[k])
-  ]
+  differ = [k for k in MODEL_KEYS if k in saved and k in want and not same_value(saved[k], want[k])]
   if differ:
     details = "; ".join(f"{k}: saved {saved[k]!r}, config {want[k]!r}" for k in differ)
     raise ValueError(

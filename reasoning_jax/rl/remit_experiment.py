@@ -39,6 +39,7 @@ from absl import logging
 from reasoning_jax import citations
 from reasoning_jax.evaluate.outputs import shown_path, write_results
 from reasoning_jax.evaluate.trained_model import MODEL_KEYS, saved_config
+from reasoning_jax.train.config_match import same_value
 
 # Per-run numbers of an arm, in the table's order.
 METRICS = (
@@ -93,16 +94,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.remit must not name the guide: it is set per run")
 
 
-def _as_json(value: Any) -> Any:
-  if hasattr(value, "to_dict"):
-    value = value.to_dict()
-  return json.loads(json.dumps(value, default=list))
-
-
 def check_reuse(saved: dict, wanted: ml_collections.ConfigDict, keys, workdir: str) -> None:
   """ValueError when the run saved in `workdir` differs from `wanted` in `keys`."""
   want = wanted.to_dict()
-  differ = [k for k in keys if _as_json(saved.get(k)) != _as_json(want.get(k))]
+  differ = [k for k in keys if not same_value(saved.get(k), want.get(k))]
   if differ:
     details = "; ".join(f"{k}: saved {saved.get(k)!r}, config {want.get(k)!r}" for k in differ)
     raise ValueError(

@@ -9,7 +9,6 @@ mesh shard by shard), skipping SFT.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 import ml_collections
@@ -19,6 +18,7 @@ from flax import nnx
 from reasoning_jax.lora import lora_kernels, merge_adapters
 from reasoning_jax.models.source import ModelSource, build_model
 from reasoning_jax.rl.recipes import ConfigError, sft_config
+from reasoning_jax.train.config_match import same_value
 
 
 # Keys of `config.sft` that define the warm start's data, model and training: a checkpoint
@@ -47,11 +47,8 @@ def check_warm_start_config(
 ) -> None:
   """Raises ConfigError when the SFT checkpoint in `workdir` was trained under another config."""
   wanted = wanted.to_dict()
-  as_json = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
   differ = [
-    k
-    for k in WARM_START_KEYS
-    if k in saved and k in wanted and as_json(saved[k]) != as_json(wanted[k])
+    k for k in WARM_START_KEYS if k in saved and k in wanted and not same_value(saved[k], wanted[k])
   ]
   if differ:
     details = "; ".join(f"{k}: saved {saved[k]!r}, config {wanted[k]!r}" for k in differ)
