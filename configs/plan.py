@@ -3,6 +3,9 @@
 Variants: `qwen3_8b_full` (default: Qwen3-8B full fine-tuning), `qwen3_8b_lora` (LoRA r=16 on
 every projection, bf16 base), `tiny` (CI size). Any field can be overridden on the command line,
 e.g. `--config.device_memory_gib=80 --config.compile=False --config.mesh.fsdp=16`.
+
+Your own checkpoint: `--config.hf_dir=/data/Qwen3-0.6B` plans the model its `config.json`
+describes (only that file is read; no weights are needed or loaded) in place of the preset.
 """
 
 import ml_collections
@@ -12,6 +15,7 @@ def get_config(variant: str = "qwen3_8b_full") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = variant
   c.preset = "qwen3-8b"
+  c.hf_dir = ""  # A local HF folder: its config.json replaces the preset.
   c.model_overrides = {}
   c.mesh = {"data": 1, "fsdp": 8, "tensor": 1}  # Host devices are forced to their product.
   c.batch_size = 8  # Global sequences per step.

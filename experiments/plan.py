@@ -26,9 +26,29 @@ def _force_host_devices(n: int) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
 
 
+def model_config(config):
+  """The planned `ModelConfig`: `config.hf_dir`'s config.json (only that file is read), else
+  the preset; `config.model_overrides` on top."""
+  from reasoning_jax.models import get_preset
+  from reasoning_jax.models.hf import CheckpointError, load_hf_config
+
+  overrides = dict(config.model_overrides)
+  if not config.get("hf_dir"):
+    return get_preset(config.preset, **overrides)
+  try:
+    model = load_hf_config(os.path.expanduser(config.hf_dir))
+  except (FileNotFoundError, CheckpointError) as e:
+    raise ValueError(f"config.hf_dir: {e}") from None
+  return model.replace(**overrides) if overrides else model
+
+
+def describe_model(config) -> str:
+  """What is planned, for the printed header: the folder or the preset."""
+  return config.hf_dir if config.get("hf_dir") else config.preset
+
+
 def build_spec(config):
   """The PlanSpec and plan keyword arguments of `config` (errors name the field)."""
-  from reasoning_jax.models import get_preset
   from reasoning_jax.train.memory import MemoryPolicy, PlanSpec
 
   policy = MemoryPolicy(
@@ -39,7 +59,7 @@ def build_spec(config):
     micro_batches=config.micro_batches,
   )
   spec = PlanSpec(
-    model=get_preset(config.preset, **dict(config.model_overrides)),
+    model=model_config(config),
     policy=policy,
     mesh=dict(config.mesh),
     batch_size=config.batch_size,
@@ -70,7 +90,7 @@ def main(argv):
     raise app.UsageError(f"config: {e}") from None
   result = plan(spec, **kwargs)
   print(
-    f"{config.name}: {config.preset}, mesh {dict(spec.mesh)}, batch {spec.batch_size} x "
+    f"{config.name}: {describe_model(config)}, mesh {dict(spec.mesh)}, batch {spec.batch_size} x "
     f"{spec.seq_len}, {spec.policy}, lora_rank={spec.lora_rank}"
   )
   print(format_table({config.name: result}))

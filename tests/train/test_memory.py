@@ -179,3 +179,42 @@ def test_plan_experiment_tiny(tmp_path, monkeypatch, capsys):
   for variant in ("qwen3_8b_full", "qwen3_8b_lora"):
     spec, kwargs = plan_main.build_spec(plan_config.get_config(variant))
     assert spec.mesh["fsdp"] == 8 and kwargs["device_memory_gib"] == 80.0
+
+
+def test_plan_of_an_hf_folder_reads_only_its_config(tmp_path, monkeypatch, capsys):
+  """`--config.hf_dir`: the model of the folder's config.json (no weights in the folder)."""
+  from configs import plan as plan_config
+  from experiments import plan as plan_main
+
+  hf = {  # Qwen3-0.6B's config.json, as published.
+    "architectures": ["Qwen3ForCausalLM"],
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 1024,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 40960,
+    "model_type": "qwen3",
+    "num_attention_heads": 16,
+    "num_hidden_layers": 28,
+    "num_key_value_heads": 8,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 1000000,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+    "vocab_size": 151936,
+  }
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(hf, f)
+  config = plan_config.get_config("qwen3_8b_full")
+  config.hf_dir, config.compile = str(tmp_path), False
+  config.model_overrides = {"num_layers": 2}
+  spec, _ = plan_main.build_spec(config)
+  assert spec.model.family == "qwen3" and spec.model.hidden_size == 1024
+  assert spec.model.vocab_size == 151936 and spec.model.num_layers == 2  # Overrides on top.
+  monkeypatch.setattr(plan_main, "_CONFIG", types.SimpleNamespace(value=config))
+  plan_main.main(["plan"])
+  assert f"qwen3_8b_full: {tmp_path}, mesh" in capsys.readouterr().out
+  config.hf_dir = str(tmp_path / "nowhere")
+  with pytest.raises(ValueError, match="config.hf_dir: .*nowhere/config.json not found"):
+    plan_main.build_spec(config)
