@@ -50,7 +50,7 @@ from reasoning_jax.rl.judge_scorer import build_scorer, judge_spec
 from reasoning_jax.rl.rollout import collect_dynamic, collect_rollouts
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.memory.policy import with_model_state_dtype
-from reasoning_jax.train.metrics import MetricWriter, read_metrics
+from reasoning_jax.train.metrics import MetricWriter, device_memory, read_metrics
 from reasoning_jax.train.step import (
   init_train_state,
   make_train_step,
@@ -514,6 +514,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       if step % config.log_every == 0 or step == config.num_steps:
         metrics["step_seconds"] = time.perf_counter() - step_start
         writer.write(step, metrics, prefix="train/")
+        writer.write(step, device_memory(), prefix="memory/")  # Accelerators only.
       progress.set_postfix(
         reward=f"{rollout['reward']:.3f}", len=f"{rollout['response_length']:.0f}"
       )

@@ -38,7 +38,8 @@ class MetricWriter:
       self._tb = SummaryWriter(logdir=os.path.join(logdir, "tensorboard"))
 
   def write(self, step: int, metrics: Mapping[str, Any], *, prefix: str = "") -> None:
-    if not self.active:
+    """One JSONL line (and TensorBoard scalars) for `metrics`; nothing when it is empty."""
+    if not self.active or not metrics:
       return
     values = {prefix + k: _to_float(v) for k, v in metrics.items()}
     self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
@@ -66,6 +67,33 @@ class MetricWriter:
 
   def __exit__(self, *exc):
     self.close()
+
+
+_GIB = float(1 << 30)
+
+
+def device_memory(devices=None) -> dict[str, float]:
+  """This process's accelerator memory, GiB, for the trainers' `memory/` metrics.
+
+  `peak_gib` and `in_use_gib` are the largest `peak_bytes_in_use` / `bytes_in_use` over
+  `devices` (default: the local devices), `limit_gib` the smallest `bytes_limit`: what to
+  compare with `experiments.plan`'s estimate. Empty when a device reports no statistics
+  (the CPU backend), so nothing is logged there.
+  """
+  devices = jax.local_devices() if devices is None else devices
+  stats = [d.memory_stats() for d in devices]
+  if not stats or any(not s for s in stats):
+    return {}
+  out = {}
+  for name, key, pick in (
+    ("peak_gib", "peak_bytes_in_use", max),
+    ("in_use_gib", "bytes_in_use", max),
+    ("limit_gib", "bytes_limit", min),
+  ):
+    values = [s[key] for s in stats if key in s]
+    if values:
+      out[name] = pick(values) / _GIB
+  return out
 
 
 def read_metrics(logdir: str) -> list[dict[str, float]]:

@@ -55,7 +55,7 @@ from reasoning_jax.models.source import (
 )
 from reasoning_jax.train.exact_match import evaluate_exact_match  # noqa: F401 (re-exported)
 from reasoning_jax.train.memory.policy import optimizer_state_dtype, with_model_state_dtype
-from reasoning_jax.train.metrics import MetricWriter, read_metrics
+from reasoning_jax.train.metrics import MetricWriter, device_memory, read_metrics
 from reasoning_jax.train.step import (
   init_train_state,
   make_train_step,
@@ -528,6 +528,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
         metrics["steps_per_s"] = config.log_every / max(now - last_log, 1e-9)
         last_log = now
         writer.write(step, metrics, prefix="train/")
+        writer.write(step, device_memory(), prefix="memory/")  # Accelerators only.
         progress.set_postfix(loss=f"{metrics['loss']:.4f}")
         if not math.isfinite(float(metrics["loss"])):
           ckpt.wait()
