@@ -34,7 +34,7 @@ def model_source(hf_dir: str) -> ml_collections.ConfigDict:
       "tokenizer": "",  # "": the folder's tokenizer.json.
       "dtype": "",  # "": the checkpoint's (config.json `dtype` / `torch_dtype`).
       "param_dtype": "float32",  # Master weights for full fine-tuning.
-      "remat": "",  # "": none; full | dots_saveable recompute each block in the backward.
+      "remat": "",  # "": none; full | dots_saveable for every block, or "full,none,..." per block.
       "opt_state_dtype": "",  # "": Adam's moments in param_dtype; e.g. float32 for bf16.
       "eos_ids": (),  # (): generation_config.json's eos_token_id, else the tokenizer's.
     }

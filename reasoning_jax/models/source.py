@@ -139,6 +139,28 @@ def _hf_source(
   return config, tok, _read_generation_config(directory, flag)
 
 
+def _parse_remat(remat: str, flag: str) -> str | tuple[str, ...]:
+  """`remat` as `ModelConfig.remat`: "" (unset), one name, or a tuple from "a,b,...";
+  SourceError naming `flag`.remat for an unknown name."""
+  if not remat:
+    return ""
+  names = tuple(name.strip() for name in remat.split(","))
+  bad = [name for name in names if name not in REMAT_POLICIES]
+  if bad:
+    raise SourceError(
+      f"{flag}.remat={remat!r}: {bad} unknown; expected one of {REMAT_POLICIES} for every "
+      "block, or one per block separated by commas (or '')"
+    )
+  return names[0] if len(names) == 1 else names
+
+
+def _with_remat(config: ModelConfig, remat: str | tuple[str, ...], flag: str) -> ModelConfig:
+  try:
+    return config.replace(remat=remat)
+  except ValueError as e:  # One entry per block: the count must match.
+    raise SourceError(f"{flag}.remat: {e}") from None
+
+
 def resolve_source(
   *,
   hf_dir: str = "",
@@ -162,8 +184,9 @@ def resolve_source(
       own for `hf_dir`, the byte tokenizer for a preset.
     dtype: Compute dtype ("" = the checkpoint's / the preset's).
     param_dtype: Parameter storage dtype ("" = `dtype`).
-    remat: Rematerialisation of every block in the backward pass, a `ModelConfig.remat`
-      name ("none" | "full" | "dots_saveable"; "" = the preset's / "none" for a folder).
+    remat: Rematerialisation in the backward pass: a `ModelConfig.remat` name ("none" |
+      "full" | "dots_saveable") for every block, or one per block separated by commas
+      ("full,full,none,..."); "" = the preset's / "none" for a folder.
     eos_ids: Ids ending a completion; empty = generation_config.json's `eos_token_id`, else
       the tokenizer's eos.
     flag: The config prefix named in error messages.
@@ -171,17 +194,16 @@ def resolve_source(
   Raises:
     SourceError: A folder without config.json or weights, an unsupported architecture, a
       missing tokenizer, a tokenizer with more ids than the embedding has rows, or an
-      unknown `remat`.
+      unknown `remat` or one with another number of entries than the model has blocks.
   """
-  if remat and remat not in REMAT_POLICIES:
-    raise SourceError(f"{flag}.remat={remat!r}; expected one of {REMAT_POLICIES} (or '')")
+  remat = _parse_remat(remat, flag)
   generation: dict[str, Any] = {}
   if hf_dir:
     config, tok, generation = _hf_source(
       hf_dir, dtype=dtype, param_dtype=param_dtype, tokenizer=tokenizer, flag=flag
     )
     if remat:
-      config = config.replace(remat=remat)
+      config = _with_remat(config, remat, flag)
     kind, hf_dir = "hf", os.path.abspath(os.path.expanduser(hf_dir))
   else:
     try:
@@ -194,12 +216,12 @@ def resolve_source(
       overrides["dtype"] = jnp.dtype(dtype).name
     if param_dtype:
       overrides["param_dtype"] = jnp.dtype(param_dtype).name
-    if remat:
-      overrides["remat"] = remat
     try:
       config = get_preset(preset, **overrides)
     except (ValueError, TypeError) as e:
       raise SourceError(f"config.preset / config.model_overrides: {e}") from None
+    if remat:
+      config = _with_remat(config, remat, flag)
     _check_vocab(tok, config, f"preset {preset!r}", flag)
     kind, hf_dir = "preset", None
   ids = tuple(int(i) for i in eos_ids) or _as_ids(generation.get("eos_token_id"))

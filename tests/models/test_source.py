@@ -57,6 +57,16 @@ def test_remat_flag_reaches_both_kinds(qwen3_dir):
   assert build_model(preset).config.remat == "dots_saveable"
   with pytest.raises(SourceError, match="config.model.remat='all'"):
     resolve_source(hf_dir=qwen3_dir, remat="all")
+  layers = src.model_config.num_layers
+  per_block = ",".join(["full"] + ["none"] * (layers - 1))  # One policy per block.
+  assert resolve_source(hf_dir=qwen3_dir, remat=per_block).model_config.remat == (
+    ("full",) + ("none",) * (layers - 1)
+  )
+  too_many = ",".join(["full"] * (layers + 1))
+  with pytest.raises(SourceError, match=f"remat has {layers + 1} entries but num_layers={layers}"):
+    resolve_source(hf_dir=qwen3_dir, remat=too_many)
+  with pytest.raises(SourceError, match=r"\[''\] unknown"):
+    resolve_source(hf_dir=qwen3_dir, remat="full,")
 
 
 def _copy(src, dst, skip=()):
