@@ -57,8 +57,10 @@ def _flat(model):
 
 
 def test_memory_flags_remat_and_optimizer_state_dtype(tiny_hf_folder, tmp_path):
-  """config.model.remat recomputes blocks without changing a loss; opt_state_dtype keeps
-  Adam's moments in float32 under bf16 parameters, through a checkpoint and a resume."""
+  """config.model.remat recomputes blocks (LoRA dropout included) without changing a loss;
+  opt_state_dtype keeps Adam's moments in float32 under bf16 parameters, through a
+  checkpoint and a resume."""
+  from configs import sft_gsm8k
   from reasoning_jax.models.source import build_model
   from reasoning_jax.train.sft import make_optimizer, model_source, validate_config
   from reasoning_jax.train.step import init_train_state
@@ -67,6 +69,8 @@ def test_memory_flags_remat_and_optimizer_state_dtype(tiny_hf_folder, tmp_path):
   plain = sft_hf_config(folder, tmp_path / "plain", num_steps=3)
   remat = sft_hf_config(folder, tmp_path / "remat", num_steps=3)
   remat.model.remat = "full"
+  for c in (plain, remat):  # LoRA with dropout: the adapters' random masks under remat too.
+    c.lora = sft_gsm8k.lora_config(rank=4, dropout=0.1, base_dtype="float32")
   run_sft(plain), run_sft(remat)
   a, b = _losses(plain.workdir), _losses(remat.workdir)
   assert sorted(a) == sorted(b) == [1, 2, 3]
