@@ -63,6 +63,7 @@ from reasoning_jax.rl.recipes import (  # noqa: F401 (re-exported: the trainer's
   REQUIRED_KEYS,
   ConfigError,
   Recipe,
+  in_sft_config,
   sft_config,
   validate_config,
   validate_numeric_fields,
@@ -181,10 +182,13 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   try:  # Model source, data and every prompt are checked before anything is trained.
     source = model_source(sft)
     task = prepare_task(sft, source, workdir=os.path.abspath(sft.workdir))
-    if lora is not None:
+  except (ConfigError, TaskError, ValueError) as e:  # Keys named as in this config.
+    raise ConfigError(in_sft_config(str(e))) from None
+  if lora is not None:
+    try:
       lora_setup.check_targets(lora, source.model_config, error=ConfigError)
-  except (ConfigError, TaskError, ValueError) as e:
-    raise ConfigError(str(e)) from None
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   tokenizer = source.tokenizer
   judge = judge_spec(config, recipe, error=ConfigError)
   if judge is not None:  # Verdict words must be single tokens: checked before any training.

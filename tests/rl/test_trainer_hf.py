@@ -90,6 +90,9 @@ def test_rl_bad_input_names_the_flag(qwen3_dir, tmp_path):
   config.sft.prompt.max_prompt_len = -1  # The task's settings are config.sft's, named so.
   with pytest.raises(ConfigError, match=r"config\.sft\.prompt\.max_prompt_len"):
     run_rl(config)
+  config.sft.prompt.max_prompt_len = 16  # Found when the prompts are read: named the same way.
+  with pytest.raises(ConfigError, match=r"limit config\.sft\.prompt\.max_prompt_len=16"):
+    run_rl(config)
   config.sft.prompt.max_prompt_len = 256
   config.model.hf_dir = str(tmp_path)
   with pytest.raises(ConfigError, match="config.json not found.*config.model.hf_dir"):
