@@ -72,7 +72,7 @@ MODEL_KEYS: dict[str, Any] = {
   "tokenizer": str,
   "dtype": str,
   "param_dtype": str,
-  "remat": str,  # "" | none | full | dots_saveable: every block's backward-pass remat.
+  "remat": str,  # "" | none | full | dots_saveable (all blocks), or "full,none,..." per block.
   "opt_state_dtype": str,  # "": the parameters' dtype; e.g. float32 moments for bf16 params.
   "eos_ids": (tuple, list),
 }
