@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from reasoning_jax.models.config import ModelConfig, RopeScaling
+from reasoning_jax.models.config import ROPE_TYPES, ModelConfig, RopeScaling
 from reasoning_jax.models.hf_files import (  # noqa: F401  (ExportError: part of this API)
   ExportError,
   agree,
@@ -107,10 +107,9 @@ def _rope_from_hf(hf: dict[str, Any], source: str) -> tuple[float, RopeScaling |
   rope_type = scaling.get("rope_type", scaling.get("type", "default"))
   if rope_type in (None, "default"):
     return float(theta), None
-  if rope_type not in ("linear", "llama3", "yarn"):
+  if rope_type not in ROPE_TYPES:
     raise CheckpointError(
-      f"{source}: rope type {rope_type!r} is not supported "
-      "(supported: default, linear, llama3, yarn)"
+      f"{source}: rope type {rope_type!r} is not supported (supported: {', '.join(ROPE_TYPES)})"
     )
   kwargs: dict[str, Any] = {"rope_type": rope_type}
   if rope_type in ("llama3", "yarn"):
