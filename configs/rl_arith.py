@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
   # Logging, evaluation, checkpoints.
   c.log_every = 1
+  c.log_rollouts = 4  # Sample rows (prompt, completion, reward) to rollouts.jsonl; 0: off.
   c.eval_every = 20
   c.eval_examples = 128
   c.eval_samples = 4  # avg@k / pass@k at eval_temperature besides greedy (0: greedy only).

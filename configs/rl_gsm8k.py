@@ -66,6 +66,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.chunk_size = 16384
   c.mesh = {"data": 1, "fsdp": -1, "tensor": 1}
   c.log_every = 1
+  c.log_rollouts = 4  # Sample rows (prompt, completion, reward) to rollouts.jsonl; 0: off.
   c.eval_every = 50
   c.eval_examples = 256
   c.eval_samples = 0

@@ -12,6 +12,7 @@ from typing import Any
 from absl import logging
 
 __all__ = [
+  "OUTPUT_ONLY_KEYS",
   "PAYLOAD_FILE",
   "RECORD_FILE",
   "config_fingerprint",
@@ -25,9 +26,24 @@ RECORD_FILE = "reproduce.json"
 PAYLOAD_FILE = "payload.json"
 
 
+# Config keys that change only what a run writes for people to read, never a number it
+# computes; the fingerprint leaves them out at any depth, so turning them up or down keeps
+# finished runs (and the report's records) current.
+OUTPUT_ONLY_KEYS = frozenset({"log_rollouts"})
+
+
+def _without_output_only(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {k: _without_output_only(v) for k, v in value.items() if k not in OUTPUT_ONLY_KEYS}
+  if isinstance(value, (list, tuple)):
+    return [_without_output_only(v) for v in value]
+  return value
+
+
 def config_fingerprint(config) -> str:
-  """A stable text of everything in `config` (a finished run is reused only if it matches)."""
-  return json.dumps(config.to_dict(), sort_keys=True, default=str)
+  """A stable text of everything in `config` but its `OUTPUT_ONLY_KEYS` (a finished run is
+  reused only if it matches)."""
+  return json.dumps(_without_output_only(config.to_dict()), sort_keys=True, default=str)
 
 
 def load_record(directory: str) -> dict[str, Any] | None:

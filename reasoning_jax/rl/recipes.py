@@ -115,7 +115,13 @@ _MIN_INTS = {
   "max_dynamic_batches": 1,
 }
 # Optional integer fields (None or absent: the default): key -> smallest valid value.
-_OPTIONAL_MIN_INTS = {"warmup_steps": 0, "eval_samples": 0, "top_k": 0, "chunk_size": 0}
+_OPTIONAL_MIN_INTS = {
+  "warmup_steps": 0,
+  "eval_samples": 0,
+  "top_k": 0,
+  "chunk_size": 0,
+  "log_rollouts": 0,
+}
 
 
 def validate_numeric_fields(config: ml_collections.ConfigDict) -> None:
@@ -166,6 +172,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Recipe:
       "optimizer",
       "eval_samples",
       "eval_temperature",
+      "log_rollouts",
       "reuse_update_logp",
       "model",
       "warm_start",

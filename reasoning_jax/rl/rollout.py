@@ -56,6 +56,9 @@ class RolloutBatch:
     completions: list of N decoded completion strings.
     token_rewards: `[N, L]` float32 per-token rewards on the completion columns (a judge's
       dense rewards, `collect_rollouts(scorer=)`), or None.
+    prompt_lengths: `[N]` int32 prompt tokens of each row (the completion starts there), or
+      None for a batch built without them.
+    answers: list of N reference answers the rewards were checked against, or None.
   """
 
   tokens: np.ndarray
@@ -69,6 +72,8 @@ class RolloutBatch:
   truncated: np.ndarray
   completions: list[str]
   token_rewards: np.ndarray | None = None
+  prompt_lengths: np.ndarray | None = None
+  answers: list[str] | None = None
 
   @property
   def size(self) -> int:
@@ -107,6 +112,8 @@ class RolloutBatch:
       truncated=self.truncated[rows],
       completions=[self.completions[i] for i in rows],
       token_rewards=pick(self.token_rewards),
+      prompt_lengths=pick(self.prompt_lengths),
+      answers=None if self.answers is None else [self.answers[i] for i in rows],
     )
 
   @staticmethod
@@ -137,6 +144,10 @@ class RolloutBatch:
       truncated=cat("truncated"),
       completions=sum((b.completions for b in batches), []),
       token_rewards=cat("token_rewards"),
+      prompt_lengths=cat("prompt_lengths"),
+      answers=None
+      if any(b.answers is None for b in batches)
+      else sum((b.answers for b in batches), []),
     )
 
 
@@ -337,6 +348,8 @@ def collect_rollouts(
     truncated=~np.asarray(out.done),
     completions=texts,
     token_rewards=token_rewards,
+    prompt_lengths=prompt_lengths.astype(np.int32),
+    answers=answers,
   )
 
 

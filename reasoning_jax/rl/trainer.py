@@ -17,8 +17,9 @@ no checkpoint exists), then for every step:
      (`rl.LOSSES`), each a sharded, exactly micro-batch-accumulated step
      (`reasoning_jax.train.step`), with the truncated importance-sampling
      correction for sampler/trainer mismatch;
-  4. logs reward, accuracy, response length, entropy, clip fractions, KL, ...,
-     evaluates held-out exact match, checkpoints (interval + SIGTERM) and plots.
+  4. logs reward, accuracy, response length, entropy, clip fractions, KL, ... and a few
+     sample rollouts to read (`rollouts.jsonl`, `config.log_rollouts`), evaluates
+     held-out exact match, checkpoints (interval + SIGTERM) and plots.
 
 `config.loss` names a *recipe* (loss + advantage estimator + data-side switches):
 grpo, dapo, drgrpo, cispo, dispo, arm, mrpo, rubric_grpo, grad2reward. The losses stay pure functions of
@@ -45,12 +46,13 @@ from reasoning_jax import citations, rl
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.logprobs import sequence_logprobs
 from reasoning_jax.rl.batch_advantages import compute_advantages
+from reasoning_jax.rl.rollout_log import ROLLOUTS_FILE, rollout_records
 from reasoning_jax.rl.draft import build_draft, draft_spec
 from reasoning_jax.rl.judge_scorer import build_scorer, judge_spec
 from reasoning_jax.rl.rollout import collect_dynamic, collect_rollouts
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.memory.policy import with_model_state_dtype
-from reasoning_jax.train.metrics import MetricWriter, device_memory, read_metrics
+from reasoning_jax.train.metrics import MetricWriter, device_memory, has_metric, read_metrics
 from reasoning_jax.train.step import (
   init_train_state,
   make_train_step,
@@ -341,9 +343,10 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   )
 
   eval_samples = config.get("eval_samples", 0)
+  log_rollouts = config.get("log_rollouts", 0) or 0
   eval_temperature = config.get("eval_temperature", None) or sampling["temperature"]
 
-  def evaluate(step):
+  def evaluate(step, log=True):
     """Greedy exact match, and avg@k / pass@k of k samples at the eval temperature."""
     eval_model = nnx.merge(graphdef, rollout_view(lora_setup.all_params(state)))
     common = dict(
@@ -374,7 +377,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       )
       values.update(sampled_accuracy=sampled["accuracy"], pass_at_k=sampled["pass_at_k"])
       result.update(values)
-    writer.write(step, values, prefix="eval/")
+    if log:
+      writer.write(step, values, prefix="eval/")
     return result
 
   def as_checkpoint(step):
@@ -399,7 +403,9 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     )
     if restored is not None:
       start_step, state, rng = restored
-      logging.info("resumed RL from step %d", start_step)
+      # Steps after the checkpoint are trained again: their old log lines go.
+      dropped = writer.resume_at(start_step, records=(ROLLOUTS_FILE,))
+      logging.info("resumed RL from step %d (%d log lines after it dropped)", start_step, dropped)
     else:
       evaluate(0)
     progress = tqdm(
@@ -519,6 +525,11 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         metrics["step_seconds"] = time.perf_counter() - step_start
         writer.write(step, metrics, prefix="train/")
         writer.write(step, device_memory(), prefix="memory/")  # Accelerators only.
+        if writer.active and log_rollouts:  # Sample rows to read: rollouts.jsonl.
+          samples = rollout_records(
+            batch, tokenizer, step=step, num=log_rollouts, advantages=advantages
+          )
+          writer.write_records(step, ROLLOUTS_FILE, samples)
       progress.set_postfix(
         reward=f"{rollout['reward']:.3f}", len=f"{rollout['response_length']:.0f}"
       )
@@ -546,8 +557,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "seconds": time.perf_counter() - t0,
   }
   evals = [r for r in read_metrics(workdir) if "eval/accuracy" in r]
-  if not preempted:
-    final = evaluate(final_step)
+  if not preempted:  # Logged once: a finished run launched again has its line already.
+    final = evaluate(final_step, log=not has_metric(workdir, final_step, "eval/accuracy"))
     result["accuracy"] = final["accuracy"]
     if "sampled_accuracy" in final:
       result["sampled_accuracy"] = final["sampled_accuracy"]

@@ -1,5 +1,8 @@
 """Metric writers: JSONL (always) and TensorBoard event files (tensorboardX, no TensorFlow).
 
+Scalars go to `metrics.jsonl`; records people read (sample rollouts) to `<name>.jsonl`
+through `write_records`, and both to TensorBoard.
+
 Only process 0 writes; other processes get a writer that drops everything, so
 multi-host code can call `writer.write(step, metrics)` unconditionally.
 """
@@ -20,6 +23,39 @@ def _to_float(value: Any) -> float:
   return value if math.isfinite(value) else float("nan")
 
 
+def _markdown(records: list[Mapping[str, Any]]) -> str:
+  """Records as TensorBoard markdown: scalar fields on one line, text fields as code blocks."""
+  parts = []
+  for record in records:
+    texts = {k: v for k, v in record.items() if isinstance(v, str)}
+    scalars = ", ".join(f"{k}={v}" for k, v in record.items() if k not in texts)
+    blocks = "\n\n".join(f"{k}:\n\n```\n{v}\n```" for k, v in texts.items())
+    parts.append(f"**{scalars}**\n\n{blocks}")
+  return "\n\n---\n\n".join(parts)
+
+
+def _keep_through(path: str, step: int) -> int:
+  """Rewrites the JSONL file `path` without its lines of steps after `step` (and without a
+  line cut short by a kill); returns how many lines were dropped."""
+  if not os.path.exists(path):
+    return 0
+  with open(path, encoding="utf-8", errors="replace") as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if not isinstance(record, dict) or int(record.get("step", 0)) <= step:
+      kept.append(line if line.endswith("\n") else line + "\n")
+  if len(kept) != len(lines):
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+      f.writelines(kept)
+    os.replace(path + ".tmp", path)
+  return len(lines) - len(kept)
+
+
 class MetricWriter:
   """Appends `{"step": s, **metrics}` lines to `metrics.jsonl` and TensorBoard scalars."""
 
@@ -33,9 +69,34 @@ class MetricWriter:
     os.makedirs(logdir, exist_ok=True)
     self._jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a", buffering=1)
     if tensorboard:
-      from tensorboardX import SummaryWriter  # Lazy: only the launcher needs it.
+      self._tb = self._summary_writer()
 
-      self._tb = SummaryWriter(logdir=os.path.join(logdir, "tensorboard"))
+  def _summary_writer(self, purge_step: int | None = None):
+    from tensorboardX import SummaryWriter  # Lazy: only the launcher needs it.
+
+    return SummaryWriter(logdir=os.path.join(self.logdir, "tensorboard"), purge_step=purge_step)
+
+  def resume_at(self, step: int, records: tuple[str, ...] = ()) -> int:
+    """Forgets what a killed run logged after the checkpoint it resumes from.
+
+    Steps after `step` were trained again from that checkpoint, so their lines in
+    `metrics.jsonl` and in each `<name>.jsonl` of `records` are dropped (with any line
+    cut short by the kill), and TensorBoard is told to discard its events from step + 1
+    on (`purge_step`). The logs of a resumed run then read as those of a run that never
+    stopped. Returns the number of JSONL lines dropped.
+    """
+    if not self.active:
+      return 0
+    self._jsonl.close()
+    dropped = sum(
+      _keep_through(os.path.join(self.logdir, name + ".jsonl"), int(step))
+      for name in ("metrics", *records)
+    )
+    self._jsonl = open(os.path.join(self.logdir, "metrics.jsonl"), "a", buffering=1)
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = self._summary_writer(purge_step=int(step) + 1)
+    return dropped
 
   def write(self, step: int, metrics: Mapping[str, Any], *, prefix: str = "") -> None:
     """One JSONL line (and TensorBoard scalars) for `metrics`; nothing when it is empty."""
@@ -47,6 +108,20 @@ class MetricWriter:
       for key, value in values.items():
         if math.isfinite(value):  # NaN marks "no tokens of that kind" in the JSONL only.
           self._tb.add_scalar(key, value, int(step))
+
+  def write_records(self, step: int, name: str, records: list[Mapping[str, Any]]) -> None:
+    """Appends `records` (JSON-ready dicts, e.g. sample rollouts) to `<logdir>/<name>.jsonl`,
+    one line each, and shows them as one TensorBoard text entry `name` at `step`."""
+    if not self.active or not records:
+      return
+    if not name or os.sep in name or name.endswith(".jsonl"):
+      raise ValueError(f"name must be a bare file stem like 'rollouts', got {name!r}")
+    path = os.path.join(self.logdir, name + ".jsonl")
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
+      for record in records:  # UTF-8 text as is: the file is for reading.
+        f.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+    if self._tb is not None:
+      self._tb.add_text(name, _markdown(records), int(step))
 
   def flush(self) -> None:
     if self._tb is not None:
@@ -94,6 +169,12 @@ def device_memory(devices=None) -> dict[str, float]:
     if values:
       out[name] = pick(values) / _GIB
   return out
+
+
+def has_metric(logdir: str, step: int, key: str) -> bool:
+  """Whether `metrics.jsonl` in `logdir` already has `key` at `step` (e.g. the final
+  evaluation of a finished run that is launched again, which should not log it twice)."""
+  return any(r.get("step") == step and key in r for r in read_metrics(logdir))
 
 
 def read_metrics(logdir: str) -> list[dict[str, float]]:

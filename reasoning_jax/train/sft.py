@@ -55,7 +55,7 @@ from reasoning_jax.models.source import (
 )
 from reasoning_jax.train.exact_match import evaluate_exact_match  # noqa: F401 (re-exported)
 from reasoning_jax.train.memory.policy import optimizer_state_dtype, with_model_state_dtype
-from reasoning_jax.train.metrics import MetricWriter, device_memory, read_metrics
+from reasoning_jax.train.metrics import MetricWriter, device_memory, has_metric, read_metrics
 from reasoning_jax.train.step import (
   init_train_state,
   make_train_step,
@@ -464,7 +464,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       "config": config.to_dict(),
     }
 
-  def evaluate(step: int) -> dict[str, Any]:
+  def evaluate(step: int, log: bool = True) -> dict[str, Any]:
     model = nnx.merge(graphdef, lora_setup.all_params(state))
     result = evaluate_exact_match(
       model,
@@ -481,7 +481,8 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       add_bos=task.add_bos,
       truncate=task.truncate,
     )
-    writer.write(step, {"accuracy": result["accuracy"]}, prefix="eval/")
+    if log:
+      writer.write(step, {"accuracy": result["accuracy"]}, prefix="eval/")
     for question, completion in result["samples"]:
       logging.info("eval step %d | %r -> %r", step, question, completion[-80:])
     return result
@@ -496,7 +497,8 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     restored = restore_train_state(ckpt, state, rng, data_iter, mesh)
     if restored is not None:
       start_step, state, rng = restored
-      logging.info("resumed from step %d", start_step)
+      dropped = writer.resume_at(start_step)  # Steps after the checkpoint are trained again.
+      logging.info("resumed from step %d (%d log lines after it dropped)", start_step, dropped)
     if start_step == 0:
       evaluate(0)
     last_log, t0 = time.perf_counter(), time.perf_counter()
@@ -547,8 +549,8 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if not preempted and final_step != start_step:
       ckpt.save(final_step, as_checkpoint(final_step), force=True, wait=True)
   result = {"step": final_step, "preempted": preempted, "seconds": time.perf_counter() - t0}
-  if not preempted:
-    final = evaluate(final_step)
+  if not preempted:  # Logged once: a finished run launched again has its line already.
+    final = evaluate(final_step, log=not has_metric(workdir, final_step, "eval/accuracy"))
     result.update(accuracy=final["accuracy"], eval_count=final["count"])
     exported = lora_setup.export(graphdef, state, lora)
     if exported:

@@ -1,5 +1,6 @@
 """The RL loop end to end: reward rises on an easy task; run_rl wiring, resume, config errors."""
 
+import json
 import os
 import sys
 
@@ -193,6 +194,15 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   records = read_metrics(config.workdir)
   assert [r["step"] for r in records if "rollout/reward" in r] == [1, 2, 3]
   assert any("train/clip_frac_low" in r or "train/loss" in r for r in records)
+  # A few rollouts to read: one row of each of the 4 prompts, every step.
+  rollouts = [json.loads(line) for line in open(os.path.join(config.workdir, "rollouts.jsonl"))]
+  assert [r["step"] for r in rollouts] == [1] * 4 + [2] * 4 + [3] * 4
+  assert [r["group"] for r in rollouts[:4]] == [0, 1, 2, 3]
+  assert all(
+    {"prompt", "completion", "answer", "reward", "advantage", "truncated"} <= set(r)
+    for r in rollouts
+  )
+  assert all(r["prompt"] and np.isfinite(r["advantage"]) for r in rollouts)
   evals = [r for r in records if "eval/accuracy" in r]
   assert evals and all(
     0 <= r["eval/sampled_accuracy"] <= r["eval/pass_at_k"] <= 1 for r in evals
@@ -203,9 +213,11 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   assert {"sampled_accuracy", "sampled_accuracy_warm_start", "pass_at_k"} <= set(result)
   steps = [r["step"] for r in read_metrics(config.workdir) if "rollout/reward" in r]
   assert steps == [1, 2, 3, 4, 5]
-  # Running the finished run again (the README command twice) trains nothing and succeeds.
+  # Running the finished run again (the README command twice) trains nothing and succeeds,
+  # and logs nothing twice (its final evaluation's line is there already).
+  logged = read_metrics(config.workdir)
   assert run_rl(config)["step"] == 5
-  assert [r["step"] for r in read_metrics(config.workdir) if "rollout/reward" in r] == steps
+  assert read_metrics(config.workdir) == logged
   # A warm start trained under another SFT config is refused, naming the keys.
   config.sft.task_overrides = dict(config.sft.task_overrides, answer_noise=0.25)
   config.sft.num_steps = 7
@@ -278,6 +290,7 @@ def test_run_rl_on_two_processes(tmp_path):
     (dict(num_steps=0), "config.num_steps"),
     (dict(eval_examples=0), "config.eval_examples"),
     (dict(top_k=-1), "config.top_k"),
+    (dict(log_rollouts=-1), "config.log_rollouts"),
   ],
 )
 def test_config_errors_name_the_key(tmp_path, change, match):

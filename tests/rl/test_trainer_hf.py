@@ -41,6 +41,7 @@ def test_rl_from_hf_folder_runs_and_resumes_exactly(qwen3_dir, tmp_path):
   assert sorted(rewards) == [1, 2, 3, 4]
   assert all(np.isfinite(v) for v in list(rewards.values()) + list(losses.values()))
   full = _params(config)
+  straight = config.workdir
   stopped = tmp_path / "stopped"
   shutil.copytree(config.workdir, stopped)
   shutil.rmtree(stopped / "checkpoints" / "4")
@@ -50,6 +51,12 @@ def test_rl_from_hf_folder_runs_and_resumes_exactly(qwen3_dir, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-6)
   again = _by_step(config.workdir, "train/loss")
   np.testing.assert_allclose([again[s] for s in (3, 4)], [losses[s] for s in (3, 4)], rtol=1e-5)
+  # The resumed run's logs read as the straight run's: step 4's old lines were dropped before
+  # it was trained again (no step logged twice), and it sampled the same rollouts.
+  shape = lambda d: [(r["step"], sorted(r)) for r in read_metrics(d)]  # noqa: E731
+  assert shape(config.workdir) == shape(straight)
+  rollouts = [open(os.path.join(d, "rollouts.jsonl")).read() for d in (straight, stopped)]
+  assert rollouts[0] == rollouts[1] and rollouts[0].count('"step": 4,') == 4
 
 
 def test_rl_on_math_from_hf_folder(qwen3_dir, tmp_path):

@@ -1,5 +1,7 @@
-"""Metric writing: empty writes leave no line; accelerator memory read from device stats."""
+"""Metric writing: empty writes leave no line; a resumed run's log drops the steps trained
+again; accelerator memory read from device stats."""
 
+import json
 import types
 
 from reasoning_jax.train import metrics as metrics_lib
@@ -42,3 +44,27 @@ def test_trainers_log_device_memory(tmp_path, monkeypatch):
   memory = [r for r in read_metrics(config.workdir) if "memory/peak_gib" in r]
   assert [r["step"] for r in memory] == [1, 2]
   assert memory[0]["memory/peak_gib"] == 1.5 and memory[0]["memory/limit_gib"] == 80.0
+
+
+def test_resume_drops_the_lines_of_steps_trained_again(tmp_path):
+  """A run killed after step 3 resumes from its step-2 checkpoint: the lines of step 3 (and a
+  line the kill cut short) go, so the log reads as a run that never stopped."""
+  with MetricWriter(str(tmp_path)) as writer:
+    for step in (1, 2, 3):
+      writer.write(step, {"loss": float(step)})
+      writer.write_records(step, "rollouts", [{"step": step, "completion": "x"}])
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 4, "lo')  # Cut short mid-line.
+  with MetricWriter(str(tmp_path)) as writer:
+    assert writer.resume_at(2, records=("rollouts", "absent")) == 3
+    writer.write(3, {"loss": 30.0})
+  assert read_metrics(str(tmp_path)) == [
+    {"step": 1, "loss": 1.0},
+    {"step": 2, "loss": 2.0},
+    {"step": 3, "loss": 30.0},
+  ]
+  rollouts = (tmp_path / "rollouts.jsonl").read_text().splitlines()
+  assert [json.loads(line)["step"] for line in rollouts] == [1, 2]
+  with MetricWriter(str(tmp_path)) as writer:  # Nothing after the step: nothing changes.
+    assert writer.resume_at(3) == 0
+  assert len(read_metrics(str(tmp_path))) == 3

@@ -19,7 +19,7 @@ def _losses(workdir):
   out = {}
   for r in read_metrics(workdir):
     if "train/loss" in r:
-      out[r["step"]] = r["train/loss"]  # The last record of a step wins (resumed runs).
+      out[r["step"]] = r["train/loss"]
   return out
 
 
@@ -45,6 +45,12 @@ def test_sft_from_hf_folder_decreases_loss_and_resumes_exactly(tiny_hf_folder, f
   again = _losses(config.workdir)
   for step in range(1, 7):
     np.testing.assert_allclose(again[step], losses[step], rtol=1e-5)
+  # The resumed log reads as the straight run's: steps 4-6 were dropped before being trained
+  # again, so no step is logged twice.
+  shape = lambda d: [(r["step"], sorted(r)) for r in read_metrics(d)]  # noqa: E731
+  assert shape(config.workdir) == shape(str(tmp_path / "sft"))
+  logged = read_metrics(config.workdir)  # Launched again when finished: nothing logged twice.
+  assert run_sft(config)["step"] == 6 and read_metrics(config.workdir) == logged
 
 
 def _flat(model):
