@@ -23,17 +23,26 @@ Example:
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
+
 
 class Registry(Generic[T]):
   """A thread-safe mapping from names to components of one category."""
 
-  def __init__(self, category: str, *, plugins: Mapping[str, str] | None = None):
+  def __init__(
+    self,
+    category: str,
+    *,
+    plugins: Mapping[str, str] | None = None,
+    import_paths: bool = False,
+  ):
     """A registry of one category.
 
     Args:
@@ -41,12 +50,44 @@ class Registry(Generic[T]):
       plugins: name -> module that registers that name when imported (see the module
         docstring). Loaded on the first lookup of any name; a plugin whose import fails is
         left out, and asking for it by name raises with the import error.
+      import_paths: also accept a user's own component by import path: a name
+        `"package.module:attribute"` that is not registered is imported on its first
+        lookup and registered under that name (a callable attribute only), so a config
+        can name code outside this package, e.g. `--config.reward=my_rewards:strict_boxed`.
+        Only the module the name gives is imported; nothing is evaluated.
     """
     self.category = category
     self._entries: dict[str, T] = {}
     self._lock = threading.RLock()
     self._plugins: dict[str, str] = dict(plugins or {})
     self._plugin_errors: dict[str, str] = {}
+    self._import_paths = import_paths
+
+  def _load_import_path(self, name: Any) -> None:
+    """Registers the callable that the import path `name` points to (see `import_paths`)."""
+    if not self._import_paths or not isinstance(name, str) or name in self._entries:
+      return
+    module_name, sep, attribute = name.partition(":")
+    if not sep:
+      return
+    if not _IMPORT_PATH.fullmatch(name):
+      self._plugin_errors[name] = "an import path is 'package.module:attribute'"
+      return
+    try:
+      obj: Any = importlib.import_module(module_name)
+    except ImportError as e:
+      self._plugin_errors[name] = f"module {module_name!r} failed to import: {e}"
+      return
+    for part in attribute.split("."):
+      if not hasattr(obj, part):
+        self._plugin_errors[name] = f"module {module_name!r} has no attribute {attribute!r}"
+        return
+      obj = getattr(obj, part)
+    if not callable(obj):
+      self._plugin_errors[name] = f"{name} is not callable (a {type(obj).__name__})"
+      return
+    self.register(name, override=True)(obj)
+    self._plugin_errors.pop(name, None)
 
   def _load_plugins(self) -> None:
     """Imports the plugin modules not yet imported (each registers its own names)."""
@@ -85,10 +126,15 @@ class Registry(Generic[T]):
 
   def _why_missing(self, name: Any) -> str:
     reason = self._plugin_errors.get(name) if isinstance(name, str) else None
-    return f" (its plugin is unavailable: {reason})" if reason else ""
+    if not reason:
+      return ""
+    if ":" in name:  # An import path (`import_paths=True`).
+      return f" (could not load it by import path: {reason})"
+    return f" (its plugin is unavailable: {reason})"
 
   def get(self, name: str) -> T:
     self._load_plugins()
+    self._load_import_path(name)
     try:
       return self._entries[name]
     except KeyError:
@@ -100,10 +146,12 @@ class Registry(Generic[T]):
   def validate(self, name: Any, *, argument: str) -> str:
     """Returns `name` if registered, else raises ValueError naming `argument`."""
     self._load_plugins()
+    self._load_import_path(name)
     if name not in self._entries:
+      own = " or your own by import path 'package.module:function'" if self._import_paths else ""
       raise ValueError(
         f"{argument}={name!r} is not a registered {self.category}{self._why_missing(name)}; "
-        f"choose one of {sorted(self._entries)}"
+        f"choose one of {sorted(self._entries)}{own}"
       )
     return name
 
@@ -113,6 +161,7 @@ class Registry(Generic[T]):
 
   def __contains__(self, name: object) -> bool:
     self._load_plugins()
+    self._load_import_path(name)
     return name in self._entries
 
   def __iter__(self) -> Iterator[str]:
@@ -153,4 +202,5 @@ SPARSE_DECODE_KERNELS: Registry[Any] = Registry(
 # RoPE frequency schedules: fn(head_dim, theta, scaling) -> inv_freq.
 ROPE_TYPES: Registry[Any] = Registry("rope type")
 # Reward functions for reasoning_jax.rewards: fn(completion: str, answer: str, **fields) -> float.
-REWARDS: Registry[Any] = Registry("reward")
+# A user's own reward is named by import path ("my_rewards:strict_boxed").
+REWARDS: Registry[Any] = Registry("reward", import_paths=True)

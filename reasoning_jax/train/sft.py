@@ -201,11 +201,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(str(e)) from None
   from reasoning_jax.rewards import REWARDS
 
-  if config.reward not in REWARDS and config.reward != "auto":
-    raise ConfigError(
-      f"config.reward={config.reward!r}; registered: {REWARDS.names()} (or 'auto': from "
-      "config.prompt.answer_format)"
-    )
+  if config.reward != "auto":  # "auto": from config.prompt.answer_format.
+    try:  # A registered name, or the user's own by import path ("my_rewards:strict").
+      REWARDS.validate(config.reward, argument="config.reward")
+    except ValueError as e:
+      raise ConfigError(f"{e} (or 'auto': from config.prompt.answer_format)") from None
   try:
     mesh = sharding_lib.make_mesh(
       config.mesh.to_dict() if hasattr(config.mesh, "to_dict") else dict(config.mesh)

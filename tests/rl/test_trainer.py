@@ -310,3 +310,25 @@ def test_every_recipe_resolves():
   assert {"grpo", "dapo", "drgrpo", "cispo", "dispo", "arm", "mrpo"} <= set(RECIPES)
   for name, recipe in RECIPES.items():
     assert recipe.loss in rl.LOSSES and recipe.advantage in rl.ADVANTAGES, name
+
+
+def test_a_users_own_reward_by_import_path(tmp_path):
+  """`--config.sft.reward=package.module:function` scores SFT evaluation, RL rollouts and RL
+  evaluation with the user's function (here one that accepts everything)."""
+  from tests.helpers import own_reward
+
+  config = rl_config(tmp_path, num_steps=1, eval_every=100, plot=False, log_rollouts=0)
+  config.sft.reward = "tests.helpers.own_reward:always_right"
+  before = len(own_reward.CALLS)
+  result = run_rl(config)
+  assert result["accuracy"] == 1.0 and result["accuracy_warm_start"] == 1.0
+  rewards = [r["rollout/reward"] for r in read_metrics(config.workdir) if "rollout/reward" in r]
+  assert rewards == [1.0]
+  sft_evals = [r["eval/accuracy"] for r in read_metrics(config.sft.workdir) if "eval/accuracy" in r]
+  assert sft_evals and all(a == 1.0 for a in sft_evals)
+  assert len(own_reward.CALLS) > before and not os.path.exists(
+    os.path.join(config.workdir, "rollouts.jsonl")  # log_rollouts=0: off.
+  )
+  config.sft.reward = "tests.helpers.own_reward:missing"
+  with pytest.raises(ConfigError, match="has no attribute 'missing'"):
+    run_rl(config)
