@@ -52,7 +52,13 @@ from reasoning_jax.rl.judge_scorer import build_scorer, judge_spec
 from reasoning_jax.rl.rollout import collect_dynamic, collect_rollouts
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.memory.policy import with_model_state_dtype
-from reasoning_jax.train.metrics import MetricWriter, device_memory, has_metric, read_metrics
+from reasoning_jax.train.metrics import (
+  EVAL_SAMPLES_FILE,
+  MetricWriter,
+  device_memory,
+  has_metric,
+  read_metrics,
+)
 from reasoning_jax.train.step import (
   init_train_state,
   make_train_step,
@@ -379,6 +385,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       result.update(values)
     if log:
       writer.write(step, values, prefix="eval/")
+      writer.write_records(step, EVAL_SAMPLES_FILE, result["sample_records"])
     return result
 
   def as_checkpoint(step):
@@ -404,7 +411,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if restored is not None:
       start_step, state, rng = restored
       # Steps after the checkpoint are trained again: their old log lines go.
-      dropped = writer.resume_at(start_step, records=(ROLLOUTS_FILE,))
+      dropped = writer.resume_at(start_step, records=(ROLLOUTS_FILE, EVAL_SAMPLES_FILE))
       logging.info("resumed RL from step %d (%d log lines after it dropped)", start_step, dropped)
     else:
       evaluate(0)

@@ -38,7 +38,9 @@ def evaluate_exact_match(
   accuracy is the mean over all samples (avg@k, the pass@1 estimate RL papers report);
   `pass_at_k` is the fraction of questions with at least one correct sample.
   `prompt_template` is a `str.format` template or a `ChatPrompt`; `eos_id` (one id or
-  several; default the tokenizer's) ends a completion.
+  several; default the tokenizer's) ends a completion. `samples` holds (question, completion)
+  of the first three questions (first sample each), `sample_records` the same as dicts with
+  the answer and reward, for `MetricWriter.write_records`.
   """
   from reasoning_jax.data import make_prompt_dataset
   from reasoning_jax.generate import generate
@@ -66,7 +68,7 @@ def evaluate_exact_match(
   )
   if eos_id is None:
     eos_id = tokenizer.eos_id
-  scores, samples = [], []
+  scores, samples, records = [], [], []
   key = jax.random.key(seed)
   for i, batch in enumerate(ds):
     prompts = np.repeat(np.asarray(batch["prompts"]), num_samples, axis=0)
@@ -92,8 +94,13 @@ def evaluate_exact_match(
         -1, num_samples
       )
     )
-    if not samples:
+    if not samples:  # The first questions' first completions, to read.
+      first = scores[-1][:, 0]
       samples = [(str(q), c) for q, c in zip(batch["question"][:3], completions[::num_samples][:3])]
+      records = [
+        {"question": q, "completion": c, "answer": a, "reward": float(r)}
+        for (q, c), a, r in zip(samples, answers[::num_samples], first)
+      ]
   scores = np.concatenate(scores) if scores else np.zeros((0, num_samples))
   return {
     "accuracy": float(scores.mean()) if scores.size else 0.0,
@@ -101,4 +108,5 @@ def evaluate_exact_match(
     "count": int(scores.shape[0]),
     "num_samples": num_samples,
     "samples": samples,
+    "sample_records": records,
   }

@@ -1,7 +1,7 @@
 """Metric writers: JSONL (always) and TensorBoard event files (tensorboardX, no TensorFlow).
 
-Scalars go to `metrics.jsonl`; records people read (sample rollouts) to `<name>.jsonl`
-through `write_records`, and both to TensorBoard.
+Scalars go to `metrics.jsonl`; records people read (sample rollouts, evaluation samples) to
+`<name>.jsonl` through `write_records`, and both to TensorBoard.
 
 Only process 0 writes; other processes get a writer that drops everything, so
 multi-host code can call `writer.write(step, metrics)` unconditionally.
@@ -16,6 +16,11 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
+
+
+# `write_records` names: the trainers' evaluation samples (question, completion, answer,
+# reward of the first questions at every evaluation).
+EVAL_SAMPLES_FILE = "eval_samples"
 
 
 def _to_float(value: Any) -> float:
@@ -111,7 +116,7 @@ class MetricWriter:
 
   def write_records(self, step: int, name: str, records: list[Mapping[str, Any]]) -> None:
     """Appends `records` (JSON-ready dicts, e.g. sample rollouts) to `<logdir>/<name>.jsonl`,
-    one line each, and shows them as one TensorBoard text entry `name` at `step`."""
+    one line each with `"step"` first, and shows them as one TensorBoard text entry `name`."""
     if not self.active or not records:
       return
     if not name or os.sep in name or name.endswith(".jsonl"):
@@ -119,7 +124,8 @@ class MetricWriter:
     path = os.path.join(self.logdir, name + ".jsonl")
     with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
       for record in records:  # UTF-8 text as is: the file is for reading.
-        f.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        line = {"step": int(step), **record}
+        f.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
     if self._tb is not None:
       self._tb.add_text(name, _markdown(records), int(step))
 

@@ -55,7 +55,13 @@ from reasoning_jax.models.source import (
 )
 from reasoning_jax.train.exact_match import evaluate_exact_match  # noqa: F401 (re-exported)
 from reasoning_jax.train.memory.policy import optimizer_state_dtype, with_model_state_dtype
-from reasoning_jax.train.metrics import MetricWriter, device_memory, has_metric, read_metrics
+from reasoning_jax.train.metrics import (
+  EVAL_SAMPLES_FILE,
+  MetricWriter,
+  device_memory,
+  has_metric,
+  read_metrics,
+)
 from reasoning_jax.train.step import (
   init_train_state,
   make_train_step,
@@ -483,6 +489,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     )
     if log:
       writer.write(step, {"accuracy": result["accuracy"]}, prefix="eval/")
+      writer.write_records(step, EVAL_SAMPLES_FILE, result["sample_records"])
     for question, completion in result["samples"]:
       logging.info("eval step %d | %r -> %r", step, question, completion[-80:])
     return result
@@ -497,7 +504,8 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
     restored = restore_train_state(ckpt, state, rng, data_iter, mesh)
     if restored is not None:
       start_step, state, rng = restored
-      dropped = writer.resume_at(start_step)  # Steps after the checkpoint are trained again.
+      # Steps after the checkpoint are trained again: their old log lines go.
+      dropped = writer.resume_at(start_step, records=(EVAL_SAMPLES_FILE,))
       logging.info("resumed from step %d (%d log lines after it dropped)", start_step, dropped)
     if start_step == 0:
       evaluate(0)

@@ -203,6 +203,12 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
     for r in rollouts
   )
   assert all(r["prompt"] and np.isfinite(r["advantage"]) for r in rollouts)
+  # The first held-out questions' greedy completions at every evaluation (0, 2 and final 3).
+  path = os.path.join(config.workdir, "eval_samples.jsonl")
+  samples = [json.loads(line) for line in open(path)]
+  assert [r["step"] for r in samples] == [0] * 3 + [2] * 3 + [3] * 3
+  assert all({"question", "completion", "answer", "reward"} <= set(r) for r in samples)
+  assert samples[0]["question"] == samples[3]["question"]  # The same questions each time.
   evals = [r for r in records if "eval/accuracy" in r]
   assert evals and all(
     0 <= r["eval/sampled_accuracy"] <= r["eval/pass_at_k"] <= 1 for r in evals

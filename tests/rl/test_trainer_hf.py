@@ -1,5 +1,6 @@
 """RL from a tiny random HF checkpoint: its tokenizer, chat template and generation config."""
 
+import json
 import os
 import shutil
 
@@ -57,6 +58,9 @@ def test_rl_from_hf_folder_runs_and_resumes_exactly(qwen3_dir, tmp_path):
   assert shape(config.workdir) == shape(straight)
   rollouts = [open(os.path.join(d, "rollouts.jsonl")).read() for d in (straight, stopped)]
   assert rollouts[0] == rollouts[1] and rollouts[0].count('"step": 4,') == 4
+  samples = [open(os.path.join(d, "eval_samples.jsonl")).read() for d in (straight, stopped)]
+  steps = [json.loads(line)["step"] for line in samples[0].splitlines()]
+  assert samples[0] == samples[1] and steps == [0, 0, 4, 4]  # 2 questions, start and end.
 
 
 def test_rl_on_math_from_hf_folder(qwen3_dir, tmp_path):

@@ -150,6 +150,9 @@ def test_sft_runs_logs_and_checkpoints(uninterrupted):
   losses = [r["train/loss"] for r in records if "train/loss" in r]
   assert len(losses) == 12 and losses[-1] < losses[0]
   assert os.path.isdir(os.path.join(config.workdir, "tensorboard"))
+  samples = [json.loads(line) for line in open(os.path.join(config.workdir, "eval_samples.jsonl"))]
+  assert [r["step"] for r in samples] == [0] * 3 + [12] * 3  # Before training and at the end.
+  assert all(r["question"].startswith("What is") and r["reward"] in (0.0, 1.0) for r in samples)
   assert os.path.isdir(os.path.join(config.workdir, "checkpoints", "12"))
   assert "accuracy" in result
 
