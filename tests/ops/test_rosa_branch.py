@@ -125,10 +125,12 @@ def test_counterfactual_gradients_match_a_loop_implementation(flags):
   vbits = (v > 0).reshape(2, 18, 2, 4).astype(jnp.float32)
   dense = lambda e0, e1, w: jnp.sum(jnp.sin(read_values(vbits, jnp.asarray(dest), e0, e1) @ w))
   ours = lambda e0, e1, w: jnp.sum(jnp.sin(rosa_branch(q, k, v, e0, e1, config=config) @ w))
+  # Float32 tolerance: the two graphs sum the same terms in an order each XLA version picks
+  # (JAX 0.12's CPU compile differs from 0.10's by 2.4e-6 on a gradient entry of 0.57).
   for got, ref in zip(
     jax.grad(ours, (0, 1, 2))(e0, e1, w_out), jax.grad(dense, (0, 1, 2))(e0, e1, w_out)
   ):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(
     np.asarray(de1),
     np.asarray(jax.grad(lambda e: jnp.vdot(g, read_values(vbits, jnp.asarray(dest), e0, e)))(e1)),

@@ -37,7 +37,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-TOLERANCE = 0.25
+# How far the compiled step's peak (`memory_analysis()`) may lie from the estimate, as a
+# fraction of the estimate: above it by at most OVER (the direction that would make "fits"
+# wrong), below it by at most UNDER. The estimate counts every layer's fsdp-gathered weights
+# and every saved residual as live at once; JAX 0.10's CPU compile keeps nearly all of them
+# (peak / estimate 0.90-1.07 on the cases below), newer XLA frees some earlier (JAX 0.12.1:
+# 0.61-0.91, lowest with remat), so there the estimate is a bound up to 40% high.
+OVER = 0.25
+UNDER = 0.25 if jax.__version_info__ < (0, 11) else 0.40
 
 
 def _spec(preset="tiny-qwen3", mesh=None, **kw):
@@ -68,7 +75,7 @@ def test_estimate_agrees_with_compiled_analysis(preset, mesh, remat, seq_len):
   e, c = result.estimate, result.compiled
   batch_bytes = 2 * (spec.batch_size // spec.batch_shards) * seq_len * 4  # tokens + mask.
   assert c.arguments == e.params + e.opt_state + batch_bytes + 4  # + the int32 step.
-  assert abs(c.peak / e.train_total - 1) <= TOLERANCE, (c, e)
+  assert 1 - UNDER <= c.peak / e.train_total <= 1 + OVER, (c, e)
 
 
 def test_halving_param_dtype_halves_param_bytes():
