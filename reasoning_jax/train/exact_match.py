@@ -31,6 +31,7 @@ def evaluate_exact_match(
   truncate: bool = True,
   top_p: float = 1.0,
   top_k: int | None = None,
+  keep_records: bool = False,
 ) -> dict[str, Any]:
   """Exact-match accuracy of `generate` completions scored by a registered verifier.
 
@@ -40,7 +41,9 @@ def evaluate_exact_match(
   `prompt_template` is a `str.format` template or a `ChatPrompt`; `eos_id` (one id or
   several; default the tokenizer's) ends a completion. `samples` holds (question, completion)
   of the first three questions (first sample each), `sample_records` the same as dicts with
-  the answer and reward, for `MetricWriter.write_records`.
+  the answer and reward, for `MetricWriter.write_records`. With `keep_records` the result
+  also has `records`, one dict per question (question, answer, and per sample its completion,
+  reward, generated length and whether the budget cut it off), and `generated_tokens`.
   """
   from reasoning_jax.data import make_prompt_dataset
   from reasoning_jax.generate import generate
@@ -69,6 +72,8 @@ def evaluate_exact_match(
   if eos_id is None:
     eos_id = tokenizer.eos_id
   scores, samples, records = [], [], []
+  per_question: list[dict[str, Any]] = []
+  generated = 0
   key = jax.random.key(seed)
   for i, batch in enumerate(ds):
     prompts = np.repeat(np.asarray(batch["prompts"]), num_samples, axis=0)
@@ -94,6 +99,22 @@ def evaluate_exact_match(
         -1, num_samples
       )
     )
+    generated += int(lengths.sum())
+    if keep_records:
+      done = np.asarray(out.done).reshape(-1, num_samples)
+      for j, question in enumerate(batch["question"]):
+        rows = slice(j * num_samples, (j + 1) * num_samples)
+        per_question.append(
+          {
+            "index": len(per_question),
+            "question": str(question),
+            "answer": answers[j * num_samples],
+            "completions": completions[rows],
+            "rewards": [float(r) for r in scores[-1][j]],
+            "lengths": [int(n) for n in lengths[rows]],
+            "truncated": [not bool(d) for d in done[j]],
+          }
+        )
     if not samples:  # The first questions' first completions, to read.
       first = scores[-1][:, 0]
       samples = [(str(q), c) for q, c in zip(batch["question"][:3], completions[::num_samples][:3])]
@@ -109,4 +130,5 @@ def evaluate_exact_match(
     "num_samples": num_samples,
     "samples": samples,
     "sample_records": records,
+    **({"records": per_question, "generated_tokens": generated} if keep_records else {}),
   }
