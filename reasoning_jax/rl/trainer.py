@@ -46,10 +46,10 @@ from reasoning_jax import citations, rl
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.logprobs import sequence_logprobs
 from reasoning_jax.rl.batch_advantages import compute_advantages
-from reasoning_jax.rl.rollout_log import ROLLOUTS_FILE, rollout_records
 from reasoning_jax.rl.draft import build_draft, draft_spec
 from reasoning_jax.rl.judge_scorer import build_scorer, judge_spec
 from reasoning_jax.rl.rollout import collect_dynamic, collect_rollouts
+from reasoning_jax.rl.rollout_log import ROLLOUTS_FILE, rollout_records
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.memory.policy import with_model_state_dtype
 from reasoning_jax.train.metrics import (

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 from configs import evaluate as evaluate_config  # noqa: E402
-from experiments.evaluate import run  # noqa: E402
+from reasoning_jax.rl.evaluation import run_evaluation as run  # noqa: E402
 
 
 def _read(out_dir):
