@@ -17,9 +17,9 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
-from reasoning_jax.lora import lora_kernels, merge_adapters
-from reasoning_jax.models.source import abstract_model, build_model
+from reasoning_jax.models.source import abstract_model
 from reasoning_jax.rl.recipes import ConfigError, sft_config
+from reasoning_jax.rl.warm_start import warm_start
 from reasoning_jax.train import lora_setup
 
 __all__ = ["is_rl_config", "load_rl_policy", "load_run"]
@@ -29,24 +29,6 @@ def is_rl_config(config: Any) -> bool:
   """Whether a saved run config is an RL run's (it has a loss and an SFT block)."""
   config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
   return "loss" in config and "sft" in config and "group_size" in config
-
-
-def _base(config: ml_collections.ConfigDict, source, workdir: str) -> nnx.Module:
-  """A LoRA run's frozen base, as `rl.warm_start` built it, without training anything."""
-  from reasoning_jax.train.sft import load_sft_params, newest_checkpoint
-
-  if config.get("warm_start", "sft") == "source":
-    return build_model(source, seed=config.seed)
-  sft = sft_config(config)
-  if newest_checkpoint(sft.workdir) is None:
-    raise ValueError(
-      f"{workdir} is a LoRA RL run whose base is the SFT warm start in {sft.workdir}, which "
-      "has no checkpoint any more; point config.sft.workdir at it"
-    )
-  model = load_sft_params(sft.workdir, sft)[0]
-  if lora_kernels(model):
-    merge_adapters(model)
-  return model
 
 
 def load_rl_policy(
@@ -86,7 +68,7 @@ def load_rl_policy(
       graphdef, params = nnx.split(abstract_model(source), nnx.Param)
       rest: tuple = ()
     else:
-      model = _base(config, source, workdir)
+      model = warm_start(config, source, train_missing=False)  # The frozen base.
       lora_setup.adapt(model, lora, seed=config.seed, error=ConfigError)
       graphdef, params, frozen = nnx.split(model, lora_setup.trainable(lora), nnx.Param)
       rest = (frozen,)

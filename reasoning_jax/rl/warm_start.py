@@ -59,10 +59,13 @@ def check_warm_start_config(
     )
 
 
-def warm_start(config, source: ModelSource, mesh: Any = None) -> nnx.Module:
+def warm_start(
+  config, source: ModelSource, mesh: Any = None, *, train_missing: bool = True
+) -> nnx.Module:
   """The policy RL starts from: the model source itself (`warm_start="source"`), or the SFT
   model loaded from `config.sft.workdir` (checked against the SFT config) or trained there
-  first."""
+  first. With `train_missing=False` (loading a finished run's base) a missing or unfinished
+  SFT checkpoint is a ValueError instead."""
   from reasoning_jax.train.sft import load_sft_params, newest_checkpoint, run_sft
 
   if config.get("warm_start", "sft") == "source":
@@ -73,6 +76,11 @@ def warm_start(config, source: ModelSource, mesh: Any = None) -> nnx.Module:
   step = None if newest is None else newest[0]
   if newest is not None:
     check_warm_start_config(newest[1], sft, sft.workdir)
+  if not train_missing and (step is None or step < int(sft.num_steps)):
+    raise ValueError(
+      f"the SFT warm start in {sft.workdir} has no finished checkpoint (newest: {step}); "
+      "point config.sft.workdir at it"
+    )
   if step is None:
     logging.info("no SFT checkpoint in %s: training the warm start first", sft.workdir)
     run_sft(sft)

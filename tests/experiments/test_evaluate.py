@@ -3,6 +3,7 @@ or RL run (full fine-tuning and LoRA), evaluated question by question on its hel
 
 import json
 import os
+import shutil
 import sys
 
 import ml_collections
@@ -102,6 +103,10 @@ def test_the_newest_checkpoint_of_an_sft_and_an_rl_run(tmp_path):
   config.run, config.num_examples, config.max_new_tokens = lora.workdir, lora.eval_examples, 8
   summary = run(config)
   assert summary["run_kind"] == "rl" and summary["accuracy"] == result["accuracy"]
+  # Its base is gone: refused, naming the folder (nothing is trained to rebuild it).
+  shutil.rmtree(os.path.join(lora.sft.workdir, "checkpoints"))
+  with pytest.raises(ValueError, match="no finished checkpoint"):
+    run(config)
 
 
 @pytest.mark.parametrize(
