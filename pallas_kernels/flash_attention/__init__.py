@@ -27,6 +27,7 @@ from typing import Any
 import jax
 
 from reasoning_jax import registry
+from pallas_kernels.flash_attention import common
 from pallas_kernels.flash_attention.blocks import BlockSizes
 from pallas_kernels.flash_attention.kernel import flash_attention, flash_attention_reference
 
@@ -53,8 +54,9 @@ def unsupported_reason(
 ) -> str | None:
   """Why the "pallas" backend cannot run this call, or None if it can.
 
-  Static checks only (shapes and flags), so `ops.attention` can use it to pick
-  the backend when `implementation=None`.
+  Static checks only (shapes, flags and, on a GPU, whether this JAX still has the Pallas
+  Triton backend), so `ops.attention` can use it to pick the backend when
+  `implementation=None`.
   """
   del unused_mask_info
   if causal is _MISSING:
@@ -75,6 +77,8 @@ def unsupported_reason(
     )
   if kv_mask is not None:
     return "kv_mask (padding keys) is not supported; give padding its own segment id instead"
+  if jax.default_backend() == "gpu":
+    return common.gpu_lowering_unavailable()
   return None
 
 

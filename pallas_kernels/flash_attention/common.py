@@ -260,6 +260,23 @@ def visible_pairs(c: Config) -> int:
   return int(np.sum(last - first + 1))
 
 
+def gpu_lowering_unavailable() -> str | None:
+  """Why this JAX cannot lower the kernels for GPU, or None.
+
+  The GPU form goes through the Pallas Triton backend, which JAX deprecated in 0.11 in
+  favour of Mosaic GPU; once a JAX release drops it, `ops.attention` must fall back to XLA
+  on GPUs instead of failing at trace time.
+  """
+  try:
+    from jax.experimental.pallas import triton  # noqa: F401
+  except ImportError as e:
+    return (
+      f"this JAX ({jax.__version__}) has no Pallas Triton backend, which the kernel's GPU "
+      f"form uses (deprecated in JAX 0.11 for Mosaic GPU): {e}"
+    )
+  return None
+
+
 def compiler_params(c: Config, num_parallel: int, num_sequential: int):
   if c.schedule == "grid":
     from jax.experimental.pallas import tpu as pltpu

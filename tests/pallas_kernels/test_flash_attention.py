@@ -419,3 +419,28 @@ def test_registry_adapter():
       fn(q, k, v, mask, scale=0.3, **kwargs)
   with pytest.raises(ValueError, match="KV cache"):
     fn(q[:, :1], k, v, mask[:, :, :1], scale=0.3, **info)
+
+
+def test_on_a_gpu_without_the_triton_backend_attention_falls_back_to_xla(monkeypatch):
+  """The GPU form lowers through the Pallas Triton backend (deprecated in JAX 0.11): a JAX
+  without it makes `ops.attention` pick XLA on a GPU instead of failing at trace time."""
+  import importlib
+  import sys
+
+  attention_lib = importlib.import_module("reasoning_jax.ops.attention")  # The module.
+
+  b, t, n, kh, d = 1, 16, 2, 1, 8
+  q, k, v, _ = _inputs(b, t, n, kh, d)
+  info = dict(causal=True, sliding_window=None, q_segment_ids=None, kv_segment_ids=None)
+  info.update(kv_mask=None, index_positions=True)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert unsupported_reason(q, k, **info) is None  # This JAX still has it.
+  assert attention_lib._default_implementation(q, k, info) == "pallas"
+  from jax.experimental import pallas as pallas_pkg
+
+  monkeypatch.delattr(pallas_pkg, "triton", raising=False)  # As if JAX had removed it:
+  monkeypatch.setitem(sys.modules, "jax.experimental.pallas.triton", None)  # import fails.
+  assert "has no Pallas Triton backend" in unsupported_reason(q, k, **info)
+  assert attention_lib._default_implementation(q, k, info) == "xla"
+  monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+  assert unsupported_reason(q, k, **info) is None  # Interpret mode / TPU do not need it.
