@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import jax
 import ml_collections
 from absl import logging
 from flax import nnx
@@ -65,18 +64,12 @@ def load_rl_policy(
     source = model_source(sft_config(config))
     lora = lora_setup.lora_spec(config, error=ConfigError)
     if lora is None:
-      graphdef, params = nnx.split(abstract_model(source), nnx.Param)
-      rest: tuple = ()
+      model = abstract_model(source)
     else:
       model = warm_start(config, source, train_missing=False)  # The frozen base.
       lora_setup.adapt(model, lora, seed=config.seed, error=ConfigError)
-      graphdef, params, frozen = nnx.split(model, lora_setup.trainable(lora), nnx.Param)
-      rest = (frozen,)
-    target = {
-      "params": jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
-    }
-    _, saved = ckpt.restore(step=step, target=target)
-  return nnx.merge(graphdef, saved["params"], *rest), config, int(step)
+    model = lora_setup.restore_params(ckpt, step, model, lora)
+  return model, config, int(step)
 
 
 def load_run(workdir: str) -> tuple[nnx.Module, ml_collections.ConfigDict, dict[str, Any]]:

@@ -167,6 +167,26 @@ def trainable(spec: LoRASpec | None):
   return None if spec is None else TRAINABLE
 
 
+def restore_params(ckpt, step: int, model: nnx.Module, spec: LoRASpec | None) -> nnx.Module:
+  """`model` with the params a trainer checkpointed at `step` (`ckpt`: a TrainCheckpointer).
+
+  Full fine-tuning checkpoints every parameter: `model` may be abstract (`abstract_model`).
+  A LoRA run checkpoints only the adapters: `model` is the adapted base (built, `adapt`ed),
+  whose frozen part is kept as it is.
+  """
+  if spec is None:
+    graphdef, params = nnx.split(model, nnx.Param)
+    rest: tuple = ()
+  else:
+    graphdef, params, frozen = nnx.split(model, TRAINABLE, nnx.Param)
+    rest = (frozen,)
+  target = {
+    "params": jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+  }
+  _, saved = ckpt.restore(step=step, target=target)
+  return nnx.merge(graphdef, saved["params"], *rest)
+
+
 def partition_rules(family: str, spec: LoRASpec | None):
   """The family's rules, extended for adapted kernels (`lora_rules`) under LoRA."""
   rules = rules_for(family)

@@ -625,12 +625,6 @@ def load_sft_params(workdir: str, config: ml_collections.ConfigDict | None = Non
     if lora is not None:
       model = build_model(model_source(config), seed=config.seed)
       lora_setup.adapt(model, lora, seed=config.seed, error=ConfigError)
-      graphdef, params, frozen = nnx.split(model, lora_setup.trainable(lora), nnx.Param)
     else:
-      graphdef, params = nnx.split(abstract_model(model_source(config)), nnx.Param)
-      frozen = None
-    target = {
-      "params": jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
-    }
-    _, saved = ckpt.restore(step=step, target=target)
-  return nnx.merge(graphdef, saved["params"], *(() if frozen is None else (frozen,))), config
+      model = abstract_model(model_source(config))
+    return lora_setup.restore_params(ckpt, step, model, lora), config
