@@ -23,7 +23,8 @@ def main(argv):
 
   quiet_library_logs()
   distributed.initialize()
-  from reasoning_jax.train.sft import ConfigError, run_sft
+  from reasoning_jax.train.sft import run_sft
+  from reasoning_jax.train.sft_config import ConfigError
 
   try:
     result = run_sft(_CONFIG.value)

@@ -70,11 +70,11 @@ def evaluate_on_task(
     describe: extra fields for the summary (what model / run was evaluated).
 
   Raises:
-    ValueError (a `train.sft.ConfigError` or `train.task.TaskError`): a bad task, prompt or
+    ValueError (a `train.sft_config.ConfigError` or `train.task.TaskError`): a bad task, prompt or
       sampling setting, naming the key.
   """
   from reasoning_jax.train.exact_match import evaluate_exact_match
-  from reasoning_jax.train.sft import model_source
+  from reasoning_jax.train.sft_config import model_source
   from reasoning_jax.train.task import prepare_task
 
   if num_examples < 0:

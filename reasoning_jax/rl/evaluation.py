@@ -27,7 +27,7 @@ def run_evaluation(config: ml_collections.ConfigDict) -> dict[str, Any]:
   from reasoning_jax.evaluate.accuracy import evaluate_on_task
   from reasoning_jax.models.source import build_model
   from reasoning_jax.rl.trained_policy import load_run
-  from reasoning_jax.train.sft import model_source
+  from reasoning_jax.train.sft_config import model_source
 
   if config.run:
     model, sft, describe = load_run(config.run)

@@ -133,6 +133,6 @@ def _load_external(directory: str, error):
   if loaded is None:
     raise error(f"config.judge.model={directory!r} holds no checkpoint and no config.json")
   model, config = loaded
-  from reasoning_jax.train.sft import model_source
+  from reasoning_jax.train.sft_config import model_source
 
   return model, model_source(config).tokenizer

@@ -21,8 +21,8 @@ from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.rl.draft import draft_spec
 from reasoning_jax.rl.judge_scorer import judge_spec
 from reasoning_jax.train import lora_setup
-from reasoning_jax.train.sft import ConfigError as SftConfigError
-from reasoning_jax.train.sft import validate_config as validate_sft
+from reasoning_jax.train.sft_config import ConfigError as SftConfigError
+from reasoning_jax.train.sft_config import validate_config as validate_sft
 from reasoning_jax.validation import check_float_in, check_positive_int
 
 

@@ -439,7 +439,7 @@ def _guide(config) -> tuple[str, dict[str, Any]]:
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The whole experiment; returns the payload also written to `results.json`."""
   from reasoning_jax.rl.recipes import RECIPES
-  from reasoning_jax.train.sft import model_source
+  from reasoning_jax.train.sft_config import model_source
 
   validate(config)
   config = _copy(config)

@@ -44,7 +44,7 @@ def load_rl_policy(
     ValueError: not an RL run's checkpoint, or a LoRA run whose warm start is gone.
   """
   from reasoning_jax.checkpoint import TrainCheckpointer
-  from reasoning_jax.train.sft import model_source
+  from reasoning_jax.train.sft_config import model_source
 
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):

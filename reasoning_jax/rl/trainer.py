@@ -179,7 +179,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   from reasoning_jax.checkpoint import TrainCheckpointer
   from reasoning_jax.data import iterator_state, make_prompt_dataset
   from reasoning_jax.rewards import score_batch
-  from reasoning_jax.train.sft import evaluate_exact_match, model_source
+  from reasoning_jax.train.sft_config import model_source
+  from reasoning_jax.train.exact_match import evaluate_exact_match
   from reasoning_jax.train.task import TaskError, prepare_task
 
   recipe = validate_config(config)

@@ -19,7 +19,7 @@ unchanged (exact, donated, jitted). Not reused, and why:
     the labels) and, when the labels are few (MQAR: kv of T; H3: 1 of T), the LM head runs on
     the gathered label positions only (`target_slots`), so the loss here is
     `masked_cross_entropy` on `[B, K]` logits, which also returns the accuracy sum.
-  * `train.sft.make_optimizer`: it fixes b1/b2, the end-of-schedule fraction (0.1), halves
+  * `train.sft_config.make_optimizer`: it fixes b1/b2, the end-of-schedule fraction (0.1), halves
     the warm-up cap and always masks monotone weights; the recall sweeps set b1, b2,
     `final_lr_fraction` per config and a warm-up cap of num_steps - 1, so switching would
     change every recorded result.

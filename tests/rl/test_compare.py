@@ -18,7 +18,7 @@ from reasoning_jax.data import synthetic
 from reasoning_jax.rewards import score_batch
 from reasoning_jax.rl import compare
 from reasoning_jax.rl.recipes import RECIPES, validate_config
-from reasoning_jax.train.sft import model_source
+from reasoning_jax.train.sft_config import model_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)

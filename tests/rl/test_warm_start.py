@@ -8,7 +8,7 @@ import numpy as np
 from flax import nnx
 
 from reasoning_jax.rl.warm_start import warm_start
-from reasoning_jax.train.sft import model_source
+from reasoning_jax.train.sft_config import model_source
 from tests.rl.test_trainer import rl_config
 
 

@@ -22,7 +22,8 @@ from reasoning_jax.lora import TRAINABLE, LoRAConfig, apply_lora, merge_adapters
 from reasoning_jax.models import Transformer, get_preset
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.metrics import read_metrics
-from reasoning_jax.train.sft import ConfigError, load_sft_params, run_sft
+from reasoning_jax.train.sft import load_sft_params, run_sft
+from reasoning_jax.train.sft_config import ConfigError
 from reasoning_jax.train.step import init_train_state, make_train_step, sft_loss
 
 pytest.importorskip("transformers", reason="needs the `hf` extra (pip install -e .[hf])")

@@ -22,8 +22,9 @@ from reasoning_jax.train.remit import (
   remit_weights,
 )
 from reasoning_jax.train.remit_setup import check_same_vocab
-from reasoning_jax.train.sft import ConfigError, model_source, run_sft
-from reasoning_jax.train.sft import validate_config
+from reasoning_jax.train.sft import run_sft
+from reasoning_jax.train.sft_config import ConfigError, model_source
+from reasoning_jax.train.sft_config import validate_config
 from reasoning_jax.train.step import sft_loss
 from tests.train.test_sft import tiny_config
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from reasoning_jax.train.metrics import read_metrics
-from reasoning_jax.train.sft import ConfigError, load_sft_params, run_sft, validate_config
+from reasoning_jax.train.sft import load_sft_params, run_sft
+from reasoning_jax.train.sft_config import ConfigError, validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -211,7 +212,7 @@ def test_evaluate_exact_match_sampled_avg_and_pass_at_k(monkeypatch):
   from reasoning_jax import rewards
   from reasoning_jax.models import Transformer, get_preset
   from reasoning_jax.tokenizers import ByteTokenizer
-  from reasoning_jax.train.sft import evaluate_exact_match
+  from reasoning_jax.train.exact_match import evaluate_exact_match
 
   tok = ByteTokenizer()
   model = Transformer(get_preset("tiny-qwen3", vocab_size=tok.vocab_size), rngs=nnx.Rngs(0))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from reasoning_jax.train.metrics import read_metrics
-from reasoning_jax.train.sft import ConfigError, load_sft_params, run_sft
+from reasoning_jax.train.sft import load_sft_params, run_sft
+from reasoning_jax.train.sft_config import ConfigError
 
 pytest.importorskip("transformers", reason="needs the `hf` extra (pip install -e .[hf])")
 from tests.helpers.hf_configs import sft_hf_config  # noqa: E402
@@ -68,7 +69,7 @@ def test_memory_flags_remat_and_optimizer_state_dtype(tiny_hf_folder, tmp_path):
   checkpoint and a resume."""
   from configs import sft_gsm8k
   from reasoning_jax.models.source import build_model
-  from reasoning_jax.train.sft import make_optimizer, model_source, validate_config
+  from reasoning_jax.train.sft_config import make_optimizer, model_source, validate_config
   from reasoning_jax.train.step import init_train_state
 
   folder = tiny_hf_folder("qwen3")

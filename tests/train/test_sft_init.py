@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from reasoning_jax.train.sft import ConfigError, load_sft_params, run_sft, validate_config
+from reasoning_jax.train.sft import load_sft_params, run_sft
+from reasoning_jax.train.sft_config import ConfigError, validate_config
 from tests.train.test_sft import tiny_config
 
 

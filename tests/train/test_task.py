@@ -11,7 +11,8 @@ import pytest
 
 from reasoning_jax.data import make_prompt_dataset, make_sft_dataset
 from reasoning_jax.rewards import score_batch
-from reasoning_jax.train.sft import ConfigError, model_source, run_sft
+from reasoning_jax.train.sft import run_sft
+from reasoning_jax.train.sft_config import ConfigError, model_source
 from reasoning_jax.train.task import prepare_task
 from tests.helpers.hf_configs import sft_hf_config
 from tests.helpers.tiny_hf import FIXTURES

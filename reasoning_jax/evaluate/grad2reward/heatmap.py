@@ -84,7 +84,8 @@ def token_reward_examples(rl_config, n: int, *, seed: int = 0) -> list[dict[str,
   judges its own samples (self-judging), attributions on (`dense=True`)."""
   from reasoning_jax.credit import Grad2Reward, Grad2RewardConfig
   from reasoning_jax.data.examples import decode_example
-  from reasoning_jax.train.sft import load_sft_params, model_source
+  from reasoning_jax.train.sft import load_sft_params
+  from reasoning_jax.train.sft_config import model_source
   from reasoning_jax.train.task import prepare_task
 
   if n <= 0:

@@ -85,7 +85,8 @@ def warm_start_probe(rl_config, *, num_examples: int = 64, per_example: int = 8,
   rubric `parts` (not the rubric task)."""
   from reasoning_jax.credit import Grad2Reward, Grad2RewardConfig
   from reasoning_jax.data.examples import decode_example
-  from reasoning_jax.train.sft import load_sft_params, model_source
+  from reasoning_jax.train.sft import load_sft_params
+  from reasoning_jax.train.sft_config import model_source
   from reasoning_jax.train.task import prepare_task
 
   if rl_config.judge.get("model", "self") != "self":

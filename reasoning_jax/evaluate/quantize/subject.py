@@ -63,7 +63,7 @@ def load_subject(config: ml_collections.ConfigDict) -> Subject:
   """The model of `config.hf_dir`, or `config.model` trained here once."""
   if config.get("hf_dir", ""):
     return _hf_subject(config)
-  from reasoning_jax.train.sft import model_source
+  from reasoning_jax.train.sft_config import model_source
 
   sft = ml_collections.ConfigDict(config.model.to_dict())
   sft.workdir = model_workdir(config)

@@ -91,7 +91,7 @@ def build_pool(config: ml_collections.ConfigDict) -> tuple[dict[str, Any], dict[
   """`(pool, info)`: name -> `PoolModel` (trained members first, smallest first, then the HF
   folders) and, per name, its origin, parameters and (trained) held-out SFT accuracy."""
   from reasoning_jax.models import count_params
-  from reasoning_jax.train.sft import model_source
+  from reasoning_jax.train.sft_config import model_source
 
   pool: dict[str, Any] = {}
   info: dict[str, Any] = {}

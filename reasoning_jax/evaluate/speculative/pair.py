@@ -112,7 +112,7 @@ def trained_pair(config: ml_collections.ConfigDict) -> Pair:
     sft = ml_collections.ConfigDict(config[role].to_dict())
     sft.workdir = dirs[role]
     models[role], _ = train_or_load(sft, role)
-  from reasoning_jax.train.sft import model_source
+  from reasoning_jax.train.sft_config import model_source
 
   source = model_source(config.target, prefix="config.target")
   check_tokenizers(source.tokenizer, model_source(config.draft, "config.draft").tokenizer)

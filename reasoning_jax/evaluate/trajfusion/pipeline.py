@@ -136,7 +136,8 @@ def load_teacher(config: ml_collections.ConfigDict, mesh=None) -> Teacher:
     model = build_model(source, seed=0, mesh=mesh)
     return Teacher(model, source, {"hf_dir": source.hf_dir})
   from reasoning_jax.evaluate.trained_model import train_or_load
-  from reasoning_jax.train.sft import load_sft_params, model_source
+  from reasoning_jax.train.sft import load_sft_params
+  from reasoning_jax.train.sft_config import model_source
 
   workdir = os.path.abspath(teacher["workdir"])
   if teacher.get("train"):  # Trained, finished (when interrupted) or found there.

@@ -32,7 +32,7 @@ from reasoning_jax.rft.dataset import write_sft_dataset
 from reasoning_jax.rl.cpmobius.config import CpmConfigError
 from reasoning_jax.rl.recipes import sft_config
 from reasoning_jax.rl.warm_start import warm_start
-from reasoning_jax.train.sft import model_source
+from reasoning_jax.train.sft_config import model_source
 from reasoning_jax.train.task import prepare_task
 
 __all__ = ["Models", "build_models"]
