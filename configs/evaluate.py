@@ -42,6 +42,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.top_k = ml_collections.FieldReference(None, field_type=int)
   c.max_new_tokens = ml_collections.FieldReference(1024, field_type=int)  # None: the SFT config's.
   c.batch_size = 64
+  # Params by the partition rules, questions over data x fsdp: every device decodes its share
+  # of each batch. A model too large for one device: --config.mesh.data=1 --config.mesh.fsdp=-1.
+  c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
   c.seed = 0
   c.sft_overrides = ml_collections.ConfigDict({})
   c.sft = (sft_math if variant == "math" else sft_gsm8k).get_config(

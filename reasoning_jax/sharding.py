@@ -189,13 +189,28 @@ def batch_shard_count(mesh: Mesh | None) -> int:
 
 
 def place_rows(x: Any, mesh: Mesh | None) -> jax.Array:
-  """Host rows `[N, ...]` on the mesh's batch axes (one process: the rows are this process's
-  whole batch). Without a mesh, or when N does not divide over the batch axes, an uncommitted
-  array that `jit` places next to its other arguments."""
+  """Host rows `[N, ...]` on the mesh's batch axes. Every process passes the same N rows (the
+  whole batch; on several processes each device takes its slice of them, so no process needs
+  to know which rows are its own). Without a mesh, or when N does not divide over the batch
+  axes, an uncommitted array that `jit` places next to its other arguments."""
   x = np.asarray(x)
   if mesh is None or x.shape[0] % batch_shard_count(mesh):
     return jnp.asarray(x)
-  return jax.device_put(x, batch_sharding(mesh, x.ndim))
+  sharding = batch_sharding(mesh, x.ndim)
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def host_rows(x: Any) -> np.ndarray:
+  """A (possibly global) array's values as host numpy, the same on every process: an array
+  with rows on other processes is gathered (`process_allgather`, a collective that every
+  process must call), anything else is read directly."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
 
 
 def on_mesh(tree: Any, mesh: Mesh) -> Any:

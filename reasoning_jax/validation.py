@@ -45,8 +45,9 @@ LOGP_POSITIVE_TOL = 1e-3
 
 
 def is_concrete(x: Any) -> bool:
-  """True when `x` holds values (not a tracer under jit), so its values can be checked."""
-  return not isinstance(x, jax.core.Tracer)
+  """True when `x`'s values can be read here, so they can be checked: not a tracer under jit,
+  and not a global array with rows on other processes (`is_fully_addressable` False)."""
+  return not isinstance(x, jax.core.Tracer) and getattr(x, "is_fully_addressable", True)
 
 
 def shape_of(x: Any) -> tuple[int, ...] | str:
@@ -204,7 +205,7 @@ def concrete_values(x: Any) -> np.ndarray | None:
   None for tracers and for arrays spread over other hosts. Value checks use numpy, so
   they also work on concrete arrays closed over by a function being traced by jit.
   """
-  if x is None or not is_concrete(x) or not getattr(x, "is_fully_addressable", True):
+  if x is None or not is_concrete(x):
     return None
   return np.asarray(x)
 

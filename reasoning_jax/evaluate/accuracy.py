@@ -49,6 +49,7 @@ def evaluate_on_task(
   batch_size: int = 64,
   seed: int = 0,
   describe: dict[str, Any] | None = None,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, Any]:
   """Evaluates `model` on the held-out split of `sft`'s task; returns the summary.
 
@@ -68,6 +69,8 @@ def evaluate_on_task(
     batch_size: questions per `generate` call.
     seed: sampling seed.
     describe: extra fields for the summary (what model / run was evaluated).
+    mesh: None, or the mesh `model`'s params are laid out on (`models.source.place_model`):
+      each batch's rows are split over its batch axes (`train.exact_match`).
 
   Raises:
     ValueError (a `train.sft_config.ConfigError` or `train.task.TaskError`): a bad task, prompt or
@@ -127,6 +130,7 @@ def evaluate_on_task(
     add_bos=task.add_bos,
     truncate=task.truncate,
     keep_records=True,
+    mesh=mesh,
   )
   seconds = time.perf_counter() - start
   records = result["records"]

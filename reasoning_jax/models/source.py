@@ -280,6 +280,16 @@ def build_model(source: ModelSource, *, seed: int = 0, mesh: Any = None) -> Tran
   )
 
 
+def place_model(model: Transformer, mesh: Any) -> Transformer:
+  """`model` with its parameters laid out on `mesh` by its family's partition rules (in place;
+  parameters no rule names, e.g. LoRA adapters, are replicated). Returns `model`."""
+  params = nnx.state(model, nnx.Param)
+  rules = rules_for(model.config.family)
+  shardings = sharding_lib.param_shardings(params, rules, mesh, strict=False)
+  nnx.update(model, sharding_lib.place(params, shardings))
+  return model
+
+
 def abstract_model(source: ModelSource) -> Transformer:
   """The model's structure with `jax.ShapeDtypeStruct` leaves (for restoring checkpoints)."""
   return nnx.eval_shape(lambda: Transformer(source.model_config, rngs=nnx.Rngs(0)))

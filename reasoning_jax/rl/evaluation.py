@@ -4,7 +4,9 @@
 newest checkpoint of an SFT or RL run (`config.run`, `rl.trained_policy.load_run`: the run's
 own task, prompt and verifier) or a folder (`config.sft.model.hf_dir`), and evaluates it with
 `evaluate.accuracy.evaluate_on_task`, which writes `results.jsonl` and `summary.json`. It sits
-on the RL floor because loading an RL run's policy does.
+on the RL floor because loading an RL run's policy does. The model's params are laid out on
+`config.mesh` by the partition rules and each batch's questions are split over its batch
+axes (every device by default, data-parallel).
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ def run_evaluation(config: ml_collections.ConfigDict) -> dict[str, Any]:
     ValueError: neither `run` nor `sft.model.hf_dir` given, or a bad task / sampling setting.
     FileNotFoundError: `run` holds no checkpoint.
   """
+  from reasoning_jax import sharding as sharding_lib
   from reasoning_jax.evaluate.accuracy import evaluate_on_task
-  from reasoning_jax.models.source import build_model
+  from reasoning_jax.models.source import build_model, place_model
   from reasoning_jax.rl.trained_policy import load_run
   from reasoning_jax.train.sft_config import model_source
 
+  try:
+    mesh = sharding_lib.make_mesh(dict(config.mesh))
+  except ValueError as e:
+    raise ValueError(f"config.mesh: {e}") from None
   if config.run:
     model, sft, describe = load_run(config.run)
+    place_model(model, mesh)
     out_dir = config.out_dir or os.path.join(config.run, "evaluation")
   else:
     sft = config.sft
@@ -39,7 +47,7 @@ def run_evaluation(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "nothing to evaluate: pass --config.run=<an SFT or RL workdir> or "
         "--config.sft.model.hf_dir=<a Hugging Face folder>"
       )
-    model = build_model(model_source(sft), seed=config.seed)
+    model = place_model(build_model(model_source(sft), seed=config.seed, mesh=mesh), mesh)
     describe = {"hf_dir": sft.model.hf_dir}
     out_dir = config.out_dir or "outputs/evaluate"
   if config.sft_overrides:
@@ -57,4 +65,5 @@ def run_evaluation(config: ml_collections.ConfigDict) -> dict[str, Any]:
     batch_size=config.batch_size,
     seed=config.seed,
     describe={**describe, "out_dir": out_dir},
+    mesh=mesh,
   )

@@ -300,8 +300,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   ref_logprob_fn = None
   if uses_reference and lora is not None:
     ref_logprob_fn = make_logprob_fn(ref_graphdef, chunk_size=chunk_size, window=window)
-  # Sampling, scoring, advantages and evaluation run per process on its own prompts; the
-  # update is one global sharded step over every process's rows. On several processes each
+  # Sampling, scoring and advantages run per process on its own prompts; the update is one
+  # global sharded step over every process's rows (and evaluation one global generate). On several processes each
   # process samples with a full copy of the current params on its first local device (a
   # per-host rollout engine, weights synced every step), so rollouts need no cross-host
   # collectives; on one process the (possibly sharded) params are used directly.
@@ -355,7 +355,9 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   def evaluate(step, log=True):
     """Greedy exact match, and avg@k / pass@k of k samples at the eval temperature."""
-    eval_model = nnx.merge(graphdef, rollout_view(lora_setup.all_params(state)))
+    # The global params, rows split over the mesh's batch axes (on several processes too:
+    # each device decodes its slice instead of every process decoding every question).
+    eval_model = nnx.merge(graphdef, lora_setup.all_params(state))
     common = dict(
       reward=task.reward,
       num_examples=config.eval_examples,
@@ -368,6 +370,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       max_prompt_len=task.max_prompt_len,
       add_bos=task.add_bos,
       truncate=task.truncate,
+      mesh=mesh,
     )
     result = evaluate_exact_match(eval_model, tokenizer, test_source, seed=config.seed, **common)
     values = {"accuracy": result["accuracy"]}

@@ -1,6 +1,12 @@
 """Exact-match evaluation: `generate` completions of held-out prompts scored by a verifier.
 
 Shared by the SFT and RL trainers; greedy accuracy, or avg@k / pass@k of k samples.
+
+With a `mesh`, each batch's rows are split over the mesh's batch axes (`data`, `fsdp`), so
+evaluation is data-parallel like training: without one every device of a replicated model
+decodes every row. On several processes (global params on a mesh over every host's
+devices) each device decodes its slice and every process gets all rows back to score, so
+the results are the same on each.
 """
 
 from __future__ import annotations
@@ -8,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -32,6 +37,7 @@ def evaluate_exact_match(
   top_p: float = 1.0,
   top_k: int | None = None,
   keep_records: bool = False,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, Any]:
   """Exact-match accuracy of `generate` completions scored by a registered verifier.
 
@@ -44,7 +50,15 @@ def evaluate_exact_match(
   the answer and reward, for `MetricWriter.write_records`. With `keep_records` the result
   also has `records`, one dict per question (question, answer, and per sample its completion,
   reward, generated length and whether the budget cut it off), and `generated_tokens`.
+
+  `mesh`: None (the rows go to `generate` as host arrays that `jit` places next to the
+  model), or the mesh the model's params are laid out on: each batch (padded with copies of
+  its last row to a multiple of the batch shards; the copies are dropped) is split over its
+  batch axes. Every process must then call this with the same arguments. Greedy results
+  are those without a mesh; sampled ones too when no batch needs padding (the sampling
+  noise depends on the batch's row count, not on how it is split).
   """
+  from reasoning_jax import sharding as sharding_lib
   from reasoning_jax.data import make_prompt_dataset
   from reasoning_jax.generate import generate
   from reasoning_jax.rewards import REWARD_FIELDS, score_batch
@@ -78,10 +92,15 @@ def evaluate_exact_match(
   for i, batch in enumerate(ds):
     prompts = np.repeat(np.asarray(batch["prompts"]), num_samples, axis=0)
     prompt_lengths = np.repeat(np.asarray(batch["prompt_lengths"]), num_samples, axis=0)
+    rows = prompts.shape[0]
+    pad = -rows % sharding_lib.batch_shard_count(mesh)
+    if pad:  # Static row shards: copies of the last row, dropped below.
+      prompts = np.concatenate([prompts, np.repeat(prompts[-1:], pad, axis=0)])
+      prompt_lengths = np.concatenate([prompt_lengths, np.repeat(prompt_lengths[-1:], pad)])
     out = generate(
       model,
-      jnp.asarray(prompts),
-      jnp.asarray(prompt_lengths),
+      sharding_lib.place_rows(prompts, mesh),
+      sharding_lib.place_rows(prompt_lengths, mesh),
       max_new_tokens=max_new_tokens,
       temperature=temperature,
       top_p=top_p,
@@ -89,7 +108,8 @@ def evaluate_exact_match(
       eos_id=eos_id,
       key=jax.random.fold_in(key, i),
     )
-    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+    tokens = sharding_lib.host_rows(out.tokens)[:rows]
+    lengths = sharding_lib.host_rows(out.lengths)[:rows]
     completions = tokenizer.decode_batch(tokens, lengths)
     repeat = lambda xs: [x for x in xs for _ in range(num_samples)]  # noqa: E731
     fields = {k: repeat(batch[k]) for k in REWARD_FIELDS if k in batch}
@@ -101,7 +121,7 @@ def evaluate_exact_match(
     )
     generated += int(lengths.sum())
     if keep_records:
-      done = np.asarray(out.done).reshape(-1, num_samples)
+      done = sharding_lib.host_rows(out.done)[:rows].reshape(-1, num_samples)
       for j, question in enumerate(batch["question"]):
         rows = slice(j * num_samples, (j + 1) * num_samples)
         per_question.append(

@@ -247,6 +247,7 @@ def run_sft(config: ml_collections.ConfigDict) -> dict[str, Any]:
       max_prompt_len=max(task.max_prompt_len, 256) if task.truncate else task.max_prompt_len,
       add_bos=task.add_bos,
       truncate=task.truncate,
+      mesh=mesh,  # Rows split over the batch axes, like the train step's.
     )
     if log:
       writer.write(step, {"accuracy": result["accuracy"]}, prefix="eval/")

@@ -134,6 +134,7 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
       eos_id=models.player_eos,
       max_prompt_len=p_prompt_len,
       add_bos=models.player_add_bos,
+      mesh=mesh,
       **(sampled if samples else {"temperature": 0.0}),
     )["accuracy"]
 

@@ -1,0 +1,91 @@
+"""One process of the two-process SFT test (run by tests/train/test_exact_match.py).
+
+Usage: python multihost_sft.py PORT PROCESS_ID TMP_DIR
+Each process owns 2 CPU devices; the params are sharded over fsdp across both processes.
+`run_sft` trains 4 steps with evaluations; then the trained model is evaluated with its rows
+split over the 4 devices and, for comparison, replicated (every device decodes every row).
+The data set already exists in TMP_DIR/data (built by the test).
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+# The test run's compile-speed flags (tests/conftest.py) come through; the device count is ours.
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+)
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+
+from reasoning_jax import distributed  # noqa: E402
+
+port, pid, tmp = int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3])
+distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
+assert jax.process_count() == 2 and jax.device_count() == 4
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+import reasoning_jax.generate as generate_lib  # noqa: E402
+from reasoning_jax import sharding as sharding_lib  # noqa: E402
+from reasoning_jax.models.source import place_model  # noqa: E402
+from reasoning_jax.train.exact_match import evaluate_exact_match  # noqa: E402
+from reasoning_jax.train.sft import load_sft_params, run_sft  # noqa: E402
+from reasoning_jax.train.sft_config import model_source  # noqa: E402
+from reasoning_jax.train.task import prepare_task  # noqa: E402
+from tests.train.test_sft import tiny_config  # noqa: E402
+
+mesh_axes = {"data": 1, "fsdp": -1}
+config = tiny_config(tmp / "run", tmp / "data", num_steps=4, eval_every=2, mesh=mesh_axes)
+result = run_sft(config)
+
+# The trained model, on the global mesh (rows split) and on this process alone (replicated).
+model, _ = load_sft_params(config.workdir)
+source = model_source(config)
+task = prepare_task(config, source, workdir=str(tmp / "run"))
+mesh = sharding_lib.make_mesh(mesh_axes)
+real, outputs = generate_lib.generate, []
+
+
+def spy(*args, **kwargs):
+  out = real(*args, **kwargs)
+  rows = out.tokens.shape[0]
+  outputs.append((rows, out.tokens.sharding.shard_shape(out.tokens.shape)[0]))
+  return out
+
+
+common = dict(
+  reward=task.reward,
+  num_examples=7,  # 7 rows padded to 8 for the 4 devices.
+  max_new_tokens=config.eval_max_new_tokens,
+  prompt_template=task.prompt,
+  eos_id=source.eos_id,
+  max_prompt_len=task.max_prompt_len,
+  add_bos=task.add_bos,
+  truncate=task.truncate,
+  keep_records=True,
+)
+local = evaluate_exact_match(model, source.tokenizer, task.test_source, **common)
+generate_lib.generate = spy
+sharded = evaluate_exact_match(
+  place_model(model, mesh), source.tokenizer, task.test_source, mesh=mesh, **common
+)
+completions = [r["completions"] for r in sharded["records"]]
+print(
+  "RESULT",
+  json.dumps(
+    {
+      "pid": pid,
+      "step": result["step"],
+      "eval_count": result["eval_count"],
+      # 7 questions padded to 8 rows, 2 per device: split, not replicated.
+      "rows_per_device": outputs,
+      "same_records": completions == [r["completions"] for r in local["records"]]
+      and sharded["count"] == 7,
+      "completions": completions,
+    }
+  ),
+  flush=True,
+)
