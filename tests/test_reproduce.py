@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -441,7 +442,7 @@ def test_quick_suite_writes_a_report_with_numbers_and_resumes(tmp_path):
   # The countdown comparison's curves: held-out accuracy, entropy and clip fractions per step
   # (train metrics from step 1; DISPO's four regimes for DISPO only).
   countdown = workdir / "compare_rl_countdown"
-  rows = list(csv.DictReader(open(countdown / "curves.csv")))
+  rows = list(csv.DictReader(pathlib.Path(countdown / "curves.csv").read_text().splitlines()))
   assert {r["recipe"] for r in rows} == {"grpo", "dapo", "dispo"}
   trained = [r for r in rows if r["step"] != "0"]
   assert trained and all(r["entropy_mean"] and r["clip_frac_high_mean"] for r in trained)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 from reasoning_jax.reproduce import REPRODUCTIONS, write_report
 from reasoning_jax.reproduce.records import RECORD_FILE, config_fingerprint, write_record
@@ -74,14 +75,18 @@ def test_a_report_archives_what_it_shows_and_the_next_one_reuses_it(tmp_path):
   current = config_fingerprint(entry.fingerprint_config("full"))
   docs = tmp_path / "docs"
   record = _finished(tmp_path / "run1" / _ENTRY, current)
-  report = open(write_report(str(tmp_path / "run1"), "full", {}, report_dir=str(docs))).read()
+  report = pathlib.Path(
+    write_report(str(tmp_path / "run1"), "full", {}, report_dir=str(docs))
+  ).read_text()
   assert "**reproduced**. 1-layer momentum 1.000" in _section(report, _ENTRY)
   archived = docs / _ENTRY
   assert json.loads((archived / RECORD_FILE).read_text()) == record
   assert (archived / "results.md").exists() and (archived / "accuracy.png").read_bytes() == b"png"
 
   # Another machine, another workdir without this experiment: the archive fills its section.
-  report = open(write_report(str(tmp_path / "run2"), "full", {}, report_dir=str(docs))).read()
+  report = pathlib.Path(
+    write_report(str(tmp_path / "run2"), "full", {}, report_dir=str(docs))
+  ).read_text()
   section = _section(report, _ENTRY)
   assert "**reproduced**" in section and "| a | 0.146 |" in section
   assert f"({_ENTRY}/accuracy.png)" in section and "stale" not in section
@@ -91,7 +96,9 @@ def test_a_report_archives_what_it_shows_and_the_next_one_reuses_it(tmp_path):
 
   # A workdir's new result replaces the archived one (and is archived in its place).
   _finished(tmp_path / "run3" / _ENTRY, current, reason="rerun: 0.999")
-  report = open(write_report(str(tmp_path / "run3"), "full", {}, report_dir=str(docs))).read()
+  report = pathlib.Path(
+    write_report(str(tmp_path / "run3"), "full", {}, report_dir=str(docs))
+  ).read_text()
   assert "rerun: 0.999" in _section(report, _ENTRY)
   assert "rerun: 0.999" in (archived / RECORD_FILE).read_text()
 
@@ -100,20 +107,25 @@ def test_archived_records_made_with_another_config_or_suite(tmp_path):
   docs = tmp_path / "docs"
   # Another config: shown, marked stale.
   _finished(docs / _ENTRY, "another config")
-  report = open(write_report(str(tmp_path / "wd"), "full", {}, report_dir=str(docs))).read()
+  report = pathlib.Path(
+    write_report(str(tmp_path / "wd"), "full", {}, report_dir=str(docs))
+  ).read_text()
   assert "(stale)" in _section(report, _ENTRY) and "**reproduced**" in _section(report, _ENTRY)
   # A record of the quick suite never stands in for the full suite's.
   _finished(docs / _ENTRY, "x")
   record = json.loads((docs / _ENTRY / RECORD_FILE).read_text())
   write_record(str(docs / _ENTRY), {**record, "suite": "quick"})
-  report = open(write_report(str(tmp_path / "wd"), "full", {}, report_dir=str(docs))).read()
+  report = pathlib.Path(
+    write_report(str(tmp_path / "wd"), "full", {}, report_dir=str(docs))
+  ).read_text()
   assert "Not run in this workdir, nor archived" in _section(report, _ENTRY)
   # Carried over from a report made before records were archived (no fingerprint): shown
   # with its note, not called stale.
   note = "Carried over from the report of commit f53b171."
   _finished(docs / _ENTRY, None, carried_over=note)
   section = _section(
-    open(write_report(str(tmp_path / "wd"), "full", {}, report_dir=str(docs))).read(), _ENTRY
+    pathlib.Path(write_report(str(tmp_path / "wd"), "full", {}, report_dir=str(docs))).read_text(),
+    _ENTRY,
   )
   assert f"*{note}*" in section and "(stale)" not in section and "**reproduced**" in section
 
@@ -164,6 +176,6 @@ def test_rejudge_recomputes_verdicts_from_the_saved_payload(tmp_path):
   assert record["verdicts"][0]["status"] == "not measured"
   assert record["rejudged"]["previous"][0]["status"] == "partly"
   assert rejudge(str(tmp_path), ["infmem"]) == {}  # Already current.
-  report = open(write_report(str(tmp_path), "full", {"infmem": record})).read()
+  report = pathlib.Path(write_report(str(tmp_path), "full", {"infmem": record})).read_text()
   assert "Verdicts recomputed from this run's saved payload" in _section(report, "infmem")
   assert not write_payload(str(folder), {"a": object()})  # Not JSON: skipped, said.

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pathlib
 import time
 from typing import Any
 
@@ -429,7 +430,7 @@ def _guide(config) -> tuple[str, dict[str, Any]]:
   if config.guide_workdir:
     workdir = os.path.abspath(config.guide_workdir)
     path = os.path.join(workdir, "final_metrics.json")
-    metrics = json.load(open(path)) if os.path.exists(path) else {}
+    metrics = json.loads(pathlib.Path(path).read_text()) if os.path.exists(path) else {}
     logging.info("guide: %s (given)", workdir)
     return workdir, metrics
   guide = guide_config(config)

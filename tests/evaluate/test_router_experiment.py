@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -357,7 +358,7 @@ def test_quick_variant_end_to_end(tmp_path):
     assert os.path.exists(os.path.join(shards, f"{name}__default.jsonl.done"))
   share = unlimited["summary"]["routers"]["R2-Router (ridge)"]["default_share"]
   assert len(share) == len(config.seeds) and all(0.0 <= v <= 1.0 for v in share)
-  md = open(os.path.join(config.workdir, "results.md")).read()
+  md = pathlib.Path(os.path.join(config.workdir, "results.md")).read_text()
   assert "### The default option" in md and "to a default option" in md
 
 
@@ -489,7 +490,7 @@ def test_quick_variant_with_a_pool_judge_end_to_end(tmp_path):
   assert 0.0 <= judge["agreement"]["accuracy"] <= 1.0
   judge_shards = [f for f in os.listdir(shards) if "__judge-pool_large.jsonl.done" in f]
   assert len(judge_shards) == m * k
-  md = open(os.path.join(config.workdir, "results.md")).read()
+  md = pathlib.Path(os.path.join(config.workdir, "results.md")).read_text()
   assert "### Judge 'pool:large' vs the verifier" in md
   config.judge.quality_source = "judge"
   routed = experiment.run_router_experiment(config)
@@ -498,5 +499,5 @@ def test_quick_variant_with_a_pool_judge_end_to_end(tmp_path):
   assert {f: os.path.getmtime(os.path.join(shards, f)) for f in before} == before
   assert (
     "trained and measured on the **judge**'s scores"
-    in open(os.path.join(config.workdir, "results.md")).read()
+    in pathlib.Path(os.path.join(config.workdir, "results.md")).read_text()
   )

@@ -3,6 +3,7 @@ or RL run (full fine-tuning and LoRA), evaluated question by question on its hel
 
 import json
 import os
+import pathlib
 import shutil
 import sys
 
@@ -18,8 +19,11 @@ from reasoning_jax.rl.evaluation import run_evaluation as run  # noqa: E402
 
 
 def _read(out_dir):
-  summary = json.load(open(os.path.join(out_dir, "summary.json")))
-  records = [json.loads(line) for line in open(os.path.join(out_dir, "results.jsonl"))]
+  summary = json.loads(pathlib.Path(os.path.join(out_dir, "summary.json")).read_text())
+  records = [
+    json.loads(line)
+    for line in pathlib.Path(os.path.join(out_dir, "results.jsonl")).read_text().splitlines()
+  ]
   return summary, records
 
 
@@ -49,7 +53,12 @@ def test_a_hugging_face_folder(tiny_hf_folder, tmp_path):
   assert summary["count"] == 3 and summary["hf_dir"] == config.sft.model.hf_dir
   assert summary["reward"] == "boxed" and summary["max_new_tokens"] == 16
   # Questions in the fixture's order, with their reference answers.
-  fixture = [json.loads(line) for line in open(os.path.join(config.sft.manual_dir, "test.jsonl"))]
+  fixture = [
+    json.loads(line)
+    for line in pathlib.Path(os.path.join(config.sft.manual_dir, "test.jsonl"))
+    .read_text()
+    .splitlines()
+  ]
   assert [r["question"] for r in records] == [f["question"] for f in fixture[:3]]
   assert all(r["answer"] and r["answer"] in f["answer"] for r, f in zip(records, fixture))
   # Temperature unset: greedy with one sample (all questions: num_examples=0) ...
@@ -58,7 +67,9 @@ def test_a_hugging_face_folder(tiny_hf_folder, tmp_path):
   assert summary["count"] == len(fixture) and summary["temperature"] == 0.0
   # ... and the folder's generation_config.json sampling with several.
   config.num_samples, config.num_examples = 2, 1
-  generation = json.load(open(os.path.join(config.sft.model.hf_dir, "generation_config.json")))
+  generation = json.loads(
+    pathlib.Path(os.path.join(config.sft.model.hf_dir, "generation_config.json")).read_text()
+  )
   summary = run(config)
   assert summary["temperature"] == generation["temperature"] > 0
   assert summary["top_k"] == generation["top_k"]

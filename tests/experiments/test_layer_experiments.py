@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sys
 import types
 
@@ -51,7 +52,7 @@ def test_induction_experiment_tiny(tmp_path, monkeypatch):
   cls = registry.MIXERS.get("momentum_key_only")
   assert cls.gamma_q_spec == 0.0 and cls.gamma_k_spec == "scaling_law"
   # The variant is cited as the method it derives from.
-  cited = open(os.path.join(tmp_path, "CITATIONS.bib")).read()
+  cited = pathlib.Path(os.path.join(tmp_path, "CITATIONS.bib")).read_text()
   assert "% mixer:momentum_key_only" in cited and "@misc{maitra2026momentum," in cited
 
 
@@ -274,8 +275,11 @@ def test_monotone_attack_experiment_tiny(tmp_path, monkeypatch):
   payload = _run_main(monotone_attack, config, monkeypatch)
   for name in ("results.md", "results.json", "attack.png", "CITATIONS.bib"):
     assert os.path.getsize(os.path.join(tmp_path, name)) > 0
-  assert "@misc{cooper2026monotonicity," in open(os.path.join(tmp_path, "CITATIONS.bib")).read()
-  md = open(os.path.join(tmp_path, "results.md")).read()
+  assert (
+    "@misc{cooper2026monotonicity,"
+    in pathlib.Path(os.path.join(tmp_path, "CITATIONS.bib")).read_text()
+  )
+  md = pathlib.Path(os.path.join(tmp_path, "results.md")).read_text()
   for name in ("pretrained", "baseline", "monotone"):
     assert f"| {name} |" in md
   assert "**UAT**" in md and "bootstrap" in md

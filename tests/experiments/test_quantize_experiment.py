@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sys
 import types
 
@@ -41,7 +42,7 @@ def test_quantize_experiment_quick_and_hf_folder(tmp_path, monkeypatch):
   payload = _run_main(config, monkeypatch)
   for name in ("results.md", "tradeoff.png", "CITATIONS.bib"):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 0, name
-  bib = open(os.path.join(config.workdir, "CITATIONS.bib")).read()
+  bib = pathlib.Path(os.path.join(config.workdir, "CITATIONS.bib")).read_text()
   assert "frantar2023gptq" in bib and "chen2026bpdq" in bib
   s = payload["summary"]
   assert set(s) == {"gptq-w2g32", "bpdq-w2g32"}

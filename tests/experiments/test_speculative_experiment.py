@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sys
 import types
 
@@ -55,7 +56,9 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
   payload = _run_main(config, monkeypatch)
   for name in ("results.md", "acceptance.png", "speedup.png", "CITATIONS.bib"):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 0, name
-  assert "leviathan2023fast" in open(os.path.join(config.workdir, "CITATIONS.bib")).read()
+  assert (
+    "leviathan2023fast" in pathlib.Path(os.path.join(config.workdir, "CITATIONS.bib")).read_text()
+  )
   assert set(payload["results"]) == {"0.0"}
   greedy = payload["results"]["0.0"]
   assert set(greedy) == {"target", "spec@2", "semantic@0"}
@@ -74,7 +77,7 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
     assert len(run["acceptance_rate_by_position"]) == config.semantic.positions
   assert (
     "| semantic@0 | semantic | 0 | no | 0 |"
-    in open(os.path.join(config.workdir, "results.md")).read()
+    in pathlib.Path(os.path.join(config.workdir, "results.md")).read_text()
   )
   for run in greedy["spec@2"]:
     assert run["same_as_target"] == 1.0  # Lossless: the target's greedy tokens.
@@ -83,7 +86,7 @@ def test_speculative_experiment_quick(tmp_path, monkeypatch):
     assert len(run["acceptance_rate_by_position"]) == 2 and run["speedup"] > 0
   assert [r["seed"] for r in greedy["target"]] == list(config.seeds)
   assert all(r["tokens_per_target_call"] == 1.0 for r in greedy["target"])
-  table = open(os.path.join(config.workdir, "results.md")).read()
+  table = pathlib.Path(os.path.join(config.workdir, "results.md")).read_text()
   assert "| spec@2 | spec | 2 | yes | 0 |" in table and "k / threshold" in table
   assert payload["pair"]["flops_ratio"] > 1.0
   for role in ("target", "draft"):

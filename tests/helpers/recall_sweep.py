@@ -3,6 +3,7 @@ tests/experiments/test_layer_experiments.py)."""
 
 import json
 import os
+import pathlib
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def tiny_recall(config, workdir, tasks):
 def check_recall_outputs(workdir, payload, tasks, models):
   for name in ("results.md", "results.json", "accuracy.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
-  md = open(os.path.join(workdir, "results.md")).read()
+  md = pathlib.Path(os.path.join(workdir, "results.md")).read_text()
   for model in models:
     assert f"| {model} |" in md
   with open(os.path.join(workdir, "results.json")) as f:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import shutil
 
 import jax
@@ -87,13 +88,13 @@ def test_bad_folders_name_the_file_and_the_flag(qwen3_dir, tmp_path):
   with pytest.raises(SourceError, match="not a directory"):
     resolve_source(hf_dir=str(tmp_path / "missing"))
   d = _copy(qwen3_dir, tmp_path / "d")
-  cfg = json.load(open(os.path.join(d, "config.json")))
-  json.dump(
-    dict(cfg, architectures=["MistralForCausalLM"]), open(os.path.join(d, "config.json"), "w")
+  cfg = json.loads(pathlib.Path(os.path.join(d, "config.json")).read_text())
+  pathlib.Path(os.path.join(d, "config.json")).write_text(
+    json.dumps(dict(cfg, architectures=["MistralForCausalLM"]))
   )
   with pytest.raises(SourceError, match="MistralForCausalLM.*not supported.*config.model.hf_dir"):
     resolve_source(hf_dir=d)
   e = _copy(qwen3_dir, tmp_path / "e")
-  json.dump(dict(cfg, vocab_size=300), open(os.path.join(e, "config.json"), "w"))
+  pathlib.Path(os.path.join(e, "config.json")).write_text(json.dumps(dict(cfg, vocab_size=300)))
   with pytest.raises(SourceError, match=r"tokenizer has 400 ids.*vocab_size=300.*config.model"):
     resolve_source(hf_dir=e)

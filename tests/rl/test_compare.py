@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import pathlib
 import random
 import sys
 
@@ -131,7 +132,7 @@ def test_diagnostics_table_by_hand():
 def test_curves_csv_and_plots(tmp_path):
   results = _results()
   compare._write_curves(results, str(tmp_path / "curves.csv"))
-  rows = list(csv.DictReader(open(tmp_path / "curves.csv")))
+  rows = list(csv.DictReader(pathlib.Path(tmp_path / "curves.csv").read_text().splitlines()))
   assert [(r["recipe"], int(r["step"])) for r in rows] == [
     ("grpo", 0),
     ("grpo", 1),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sys
 
 import pytest
@@ -67,7 +68,7 @@ def test_a_matching_folder_is_reused_and_another_spec_is_refused(built):
   again = prepare_fresh_start(config)
   assert again.rl.model.hf_dir == directory
   assert os.path.getmtime(os.path.join(directory, "model.safetensors")) == stamp
-  saved = json.load(open(os.path.join(directory, SPEC_FILE)))
+  saved = json.loads(pathlib.Path(os.path.join(directory, SPEC_FILE)).read_text())
   assert saved["vocab_size"] == config.fresh_hf.vocab_size
   changed = config.copy_and_resolve_references()
   changed.fresh_hf.model_overrides = dict(changed.fresh_hf.model_overrides, num_layers=2)

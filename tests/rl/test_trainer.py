@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import sys
 
 import jax
@@ -189,13 +190,18 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   assert os.path.isdir(os.path.join(config.sft.workdir, "checkpoints"))
   # What to cite for the run: the recipe's loss and estimator, the model's mixer and FFN.
   assert result["citations"][:2] == ["loss:dispo", "advantage estimator:grpo"]
-  cited = open(os.path.join(config.workdir, "CITATIONS.bib")).read()
+  cited = pathlib.Path(os.path.join(config.workdir, "CITATIONS.bib")).read_text()
   assert "@misc{karaman2026dispo," in cited and "@misc{vaswani2017attention," in cited
   records = read_metrics(config.workdir)
   assert [r["step"] for r in records if "rollout/reward" in r] == [1, 2, 3]
   assert any("train/clip_frac_low" in r or "train/loss" in r for r in records)
   # A few rollouts to read: one row of each of the 4 prompts, every step.
-  rollouts = [json.loads(line) for line in open(os.path.join(config.workdir, "rollouts.jsonl"))]
+  rollouts = [
+    json.loads(line)
+    for line in pathlib.Path(os.path.join(config.workdir, "rollouts.jsonl"))
+    .read_text()
+    .splitlines()
+  ]
   assert [r["step"] for r in rollouts] == [1] * 4 + [2] * 4 + [3] * 4
   assert [r["group"] for r in rollouts[:4]] == [0, 1, 2, 3]
   assert all(
@@ -205,7 +211,7 @@ def test_run_rl_end_to_end_and_resume(tmp_path):
   assert all(r["prompt"] and np.isfinite(r["advantage"]) for r in rollouts)
   # The first held-out questions' greedy completions at every evaluation (0, 2 and final 3).
   path = os.path.join(config.workdir, "eval_samples.jsonl")
-  samples = [json.loads(line) for line in open(path)]
+  samples = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
   assert [r["step"] for r in samples] == [0] * 3 + [2] * 3 + [3] * 3
   assert all({"question", "completion", "answer", "reward"} <= set(r) for r in samples)
   assert samples[0]["question"] == samples[3]["question"]  # The same questions each time.

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import shutil
 
 import numpy as np
@@ -56,9 +57,13 @@ def test_rl_from_hf_folder_runs_and_resumes_exactly(qwen3_dir, tmp_path):
   # it was trained again (no step logged twice), and it sampled the same rollouts.
   shape = lambda d: [(r["step"], sorted(r)) for r in read_metrics(d)]  # noqa: E731
   assert shape(config.workdir) == shape(straight)
-  rollouts = [open(os.path.join(d, "rollouts.jsonl")).read() for d in (straight, stopped)]
+  rollouts = [
+    pathlib.Path(os.path.join(d, "rollouts.jsonl")).read_text() for d in (straight, stopped)
+  ]
   assert rollouts[0] == rollouts[1] and rollouts[0].count('"step": 4,') == 4
-  samples = [open(os.path.join(d, "eval_samples.jsonl")).read() for d in (straight, stopped)]
+  samples = [
+    pathlib.Path(os.path.join(d, "eval_samples.jsonl")).read_text() for d in (straight, stopped)
+  ]
   steps = [json.loads(line)["step"] for line in samples[0].splitlines()]
   assert samples[0] == samples[1] and steps == [0, 0, 4, 4]  # 2 questions, start and end.
 

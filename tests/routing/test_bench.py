@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def test_build_bench_shapes_and_costs(tmp_path):
     for b in BUDGETS:
       assert os.path.exists(shard_path(str(tmp_path), name, b) + ".done")
   table.save(str(tmp_path / "table"))
-  assert json.load(open(tmp_path / "table.json"))["models"] == ["small", "big"]
+  assert json.loads(pathlib.Path(tmp_path / "table.json").read_text())["models"] == ["small", "big"]
 
 
 class Killed(RuntimeError):
@@ -112,7 +113,7 @@ def test_resume_after_kill_has_no_duplicates(tmp_path):
   assert not set(resumed) & set(calls)
   for name in ("small", "big"):
     for b in BUDGETS:
-      lines = open(shard_path(out, name, b)).read().splitlines()
+      lines = pathlib.Path(shard_path(out, name, b)).read_text().splitlines()
       batches = [json.loads(line)["batch"] for line in lines]
       assert sorted(batches) == [0, 1, 2], (name, b, batches)
   np.testing.assert_array_equal(table.quality, full.quality)
@@ -226,7 +227,11 @@ def test_default_column_resumes_after_kill_and_matches_a_fresh_build(tmp_path):
   for name in ("small", "big"):
     path = shard_path(out, name, None)
     assert os.path.exists(path + ".done")
-    assert sorted(json.loads(x)["batch"] for x in open(path).read().splitlines()) == [0, 1, 2]
+    assert sorted(json.loads(x)["batch"] for x in pathlib.Path(path).read_text().splitlines()) == [
+      0,
+      1,
+      2,
+    ]
   for field in ("default_quality", "default_output_len", "default_input_len"):
     np.testing.assert_array_equal(getattr(table, field), getattr(full, field))
   assert table.default_completions.tolist() == full.default_completions.tolist()
@@ -248,16 +253,18 @@ def test_old_bench_gains_the_default_column_without_regenerating(tmp_path):
   queries = _queries(6)
   old = build_bench(_pool(), queries, toy_verifier, BUDGETS, out, batch_size=4)
   assert not old.has_default and old.default_cap is None and old.default_quality is None
-  manifest = json.load(open(os.path.join(out, "manifest.json")))
-  budget_shards = {b: open(shard_path(out, "small", b), "rb").read() for b in BUDGETS}
+  manifest = json.loads(pathlib.Path(os.path.join(out, "manifest.json")).read_text())
+  budget_shards = {b: pathlib.Path(shard_path(out, "small", b)).read_bytes() for b in BUDGETS}
   calls = []
   table = build_bench(
     _pool(), queries, toy_verifier, BUDGETS, out, batch_size=4, default_cap=5,
     on_batch=lambda *a: calls.append(a),
   )  # fmt: skip
   assert calls == [(m, None, j) for m in ("small", "big") for j in range(2)]
-  assert {b: open(shard_path(out, "small", b), "rb").read() for b in BUDGETS} == budget_shards
-  new_manifest = json.load(open(os.path.join(out, "manifest.json")))
+  assert {
+    b: pathlib.Path(shard_path(out, "small", b)).read_bytes() for b in BUDGETS
+  } == budget_shards
+  new_manifest = json.loads(pathlib.Path(os.path.join(out, "manifest.json")).read_text())
   assert new_manifest == manifest | {"default_cap": 5}
   np.testing.assert_array_equal(table.quality, old.quality)
   np.testing.assert_array_equal(table.cost, old.cost)  # prices: the budget shards only
@@ -267,7 +274,9 @@ def test_old_bench_gains_the_default_column_without_regenerating(tmp_path):
   # Without default_cap the bench is read back as before; the manifest keeps its cap.
   again = build_bench(_pool(), queries, toy_verifier, BUDGETS, out, batch_size=4)
   assert not again.has_default
-  assert json.load(open(os.path.join(out, "manifest.json")))["default_cap"] == 5
+  assert (
+    json.loads(pathlib.Path(os.path.join(out, "manifest.json")).read_text())["default_cap"] == 5
+  )
 
 
 @pytest.mark.parametrize("cap", [0, -3, 2.5, True, "8"])
@@ -303,13 +312,13 @@ def test_take_save_and_option_tables_carry_the_default_column(tmp_path):
   saved = np.load(tmp_path / "sub.npz")
   np.testing.assert_array_equal(saved["default_output_len"], sub.default_output_len)
   np.testing.assert_array_equal(saved["default_cost"], sub.default_cost)
-  meta = json.load(open(tmp_path / "sub.json"))
+  meta = json.loads(pathlib.Path(tmp_path / "sub.json").read_text())
   assert meta["default_cap"] == 3
   assert meta["default_completions"] == sub.default_completions.tolist()
   bare = build_bench(_pool(), _queries(5), toy_verifier, (2, 4), str(tmp_path / "c"), batch_size=4)
   assert bare.take([0]).default_quality is None
   bare.save(str(tmp_path / "bare"))
   assert "default_quality" not in np.load(tmp_path / "bare.npz")
-  assert json.load(open(tmp_path / "bare.json"))["default_cap"] is None
+  assert json.loads(pathlib.Path(tmp_path / "bare.json").read_text())["default_cap"] is None
   with pytest.raises(ValueError, match="default_cap"):
     bare.option_tables(unlimited=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -92,7 +93,9 @@ def test_judge_scores_every_cell_from_its_completion(tmp_path, judge):
   np.testing.assert_array_equal(table.option_tables().quality, table.quality)
   with pytest.raises(ValueError, match="quality_source must be one of"):
     table.option_tables(quality_source="human")
-  assert json.load(open(os.path.join(out, "manifest.json")))["judges"] == {"tiny": judge.settings}
+  assert json.loads(pathlib.Path(os.path.join(out, "manifest.json")).read_text())["judges"] == {
+    "tiny": judge.settings
+  }
   small = table.take([0, 2])
   np.testing.assert_array_equal(small.judge_quality, table.judge_quality[[0, 2]])
   table.save(str(tmp_path / "t"))
@@ -152,7 +155,7 @@ def test_a_killed_judge_pass_resumes_without_duplicates(tmp_path, judge):
   assert 10**6 - calls.calls == 2 * 2 * 3 - 4  # only the batches it lacked
   for name in ("small", "big"):
     for b in BUDGETS:
-      lines = open(judge_shard_path(out, name, b, "tiny")).read().splitlines()
+      lines = pathlib.Path(judge_shard_path(out, name, b, "tiny")).read_text().splitlines()
       assert sorted(json.loads(line)["batch"] for line in lines) == [0, 1, 2], (name, b)
       assert os.path.exists(shard_path(out, name, b) + ".done")
   assert table.completions.tolist() == full.completions.tolist()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -151,7 +152,12 @@ def test_sft_runs_logs_and_checkpoints(uninterrupted):
   losses = [r["train/loss"] for r in records if "train/loss" in r]
   assert len(losses) == 12 and losses[-1] < losses[0]
   assert os.path.isdir(os.path.join(config.workdir, "tensorboard"))
-  samples = [json.loads(line) for line in open(os.path.join(config.workdir, "eval_samples.jsonl"))]
+  samples = [
+    json.loads(line)
+    for line in pathlib.Path(os.path.join(config.workdir, "eval_samples.jsonl"))
+    .read_text()
+    .splitlines()
+  ]
   assert [r["step"] for r in samples] == [0] * 3 + [12] * 3  # Before training and at the end.
   assert all(r["question"].startswith("What is") and r["reward"] in (0.0, 1.0) for r in samples)
   assert os.path.isdir(os.path.join(config.workdir, "checkpoints", "12"))
@@ -164,8 +170,8 @@ def test_sigterm_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
   config_path = tmp_path / "config.json"
   config_path.write_text(json.dumps(config.to_dict()))
   script = (
-    "import json, sys, ml_collections; from reasoning_jax.train.sft import run_sft; "
-    "run_sft(ml_collections.ConfigDict(json.load(open(sys.argv[1]))))"
+    "import json, pathlib, sys, ml_collections; from reasoning_jax.train.sft import run_sft; "
+    "run_sft(ml_collections.ConfigDict(json.loads(pathlib.Path(sys.argv[1]).read_text())))"
   )
   env = dict(os.environ)  # Same 8 host devices as this process (tests/conftest.py).
   proc = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import shutil
 
 import jax
@@ -119,9 +120,9 @@ def test_sft_on_math_from_hf_folder(tiny_hf_folder, tmp_path):
 def test_bad_chat_template_and_long_prompt_fail_before_training(tiny_hf_folder, tmp_path):
   bad = tmp_path / "bad_template"
   shutil.copytree(tiny_hf_folder("qwen3"), bad)
-  tok_config = json.load(open(bad / "tokenizer_config.json"))
+  tok_config = json.loads(pathlib.Path(bad / "tokenizer_config.json").read_text())
   tok_config["chat_template"] = "{{ raise_exception('no system role here') }}"
-  json.dump(tok_config, open(bad / "tokenizer_config.json", "w"))
+  pathlib.Path(bad / "tokenizer_config.json").write_text(json.dumps(tok_config))
   with pytest.raises(ConfigError, match="failed to render.*no system role.*tokenizer_config"):
     run_sft(sft_hf_config(bad, tmp_path / "a"))
   config = sft_hf_config(tiny_hf_folder("qwen3"), tmp_path / "b")
