@@ -19,4 +19,8 @@ direction (pyproject.toml).
   * `pallas_kernels.sparse_decode`: LycheeDecode's retrieval-head (dense + block scores) and
     sparse-head (selected blocks) decode attentions ("pallas" in
     `registry.SPARSE_DECODE_KERNELS`).
+
+Shared by all of them: `pallas_kernels.gpu_backend`, the one place that imports Pallas' Triton
+backend (deprecated in JAX 0.11), only for GPU branches, so TPU lowering and interpret mode work
+on a JAX without it.
 """

@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from pallas_kernels import gpu_backend
 from pallas_kernels.dequant_matmul import blocks as blocks_lib
 from reasoning_jax.ops.quant import KINDS, QuantizedWeight
 
@@ -315,7 +316,6 @@ def dequant_matmul_pallas(
     return y.reshape(*lead, qw.d_out)
 
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-  from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
 
   def tpu(x2, planes, coef):
     params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary"))
@@ -330,14 +330,19 @@ def dequant_matmul_pallas(
     if jax.default_backend() == "gpu":
       raise
   else:
-
-    def gpu(x2, planes, coef):
-      params = pltriton.CompilerParams(num_warps=4, num_stages=2)
-      return loop_call(
-        x2, planes, coef, blk=loop_blocks, interpret=False, compiler_params=params, **common
+    branches.update(
+      gpu_backend.gpu_branches(
+        lambda params: (
+          lambda x2, planes, coef: loop_call(
+            x2, planes, coef, blk=loop_blocks, interpret=False, compiler_params=params, **common
+          )
+        ),
+        num_warps=4,
+        num_stages=2,
+        kernel="the Pallas dequant-matmul kernel",
+        instead='implementation="xla" (the default) on the quantized linears',
       )
-
-    branches.update(cuda=gpu, rocm=gpu)
+    )
   y = jax.lax.platform_dependent(x2, qw.planes, coef, **branches)
   return y.reshape(*lead, qw.d_out)
 

@@ -32,6 +32,8 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
+from pallas_kernels import gpu_backend
+
 # A large finite negative number (same as reasoning_jax.ops.attention): no inf - inf.
 MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 
@@ -267,14 +269,7 @@ def gpu_lowering_unavailable() -> str | None:
   favour of Mosaic GPU; once a JAX release drops it, `ops.attention` must fall back to XLA
   on GPUs instead of failing at trace time.
   """
-  try:
-    from jax.experimental.pallas import triton  # noqa: F401
-  except ImportError as e:
-    return (
-      f"this JAX ({jax.__version__}) has no Pallas Triton backend, which the kernel's GPU "
-      f"form uses (deprecated in JAX 0.11 for Mosaic GPU): {e}"
-    )
-  return None
+  return gpu_backend.triton_missing()
 
 
 def compiler_params(c: Config, num_parallel: int, num_sequential: int):
@@ -284,9 +279,12 @@ def compiler_params(c: Config, num_parallel: int, num_sequential: int):
     return pltpu.CompilerParams(
       dimension_semantics=("parallel",) * num_parallel + ("arbitrary",) * num_sequential
     )
-  from jax.experimental.pallas import triton as pltriton
-
-  return pltriton.CompilerParams(num_warps=c.num_warps, num_stages=c.num_stages)
+  return gpu_backend.triton_compiler_params(
+    num_warps=c.num_warps,
+    num_stages=c.num_stages,
+    kernel="the Pallas flash-attention kernel",
+    instead='implementation=None (picks XLA there) or "xla"',
+  )
 
 
 def vmem_scratch(shape: tuple[int, ...]):

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from pallas_kernels import gpu_backend
 from reasoning_jax.ops.gla import chunk as gla_chunk_lib
 
 NT = (((1,), (1,)), ((), ()))  # contract the last dims: a @ b.T
@@ -143,10 +144,13 @@ def chunk_call(
   if interpret:
     return call(None, *arrays)
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-  from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
 
   tpu_params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel"))
-  gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=2))
-  return jax.lax.platform_dependent(
-    *arrays, tpu=functools.partial(call, tpu_params), cuda=gpu, rocm=gpu
+  gpu = gpu_backend.gpu_branches(
+    lambda params: functools.partial(call, params),
+    num_warps=4,
+    num_stages=2,
+    kernel="the Pallas GLA kernel",
+    instead='implementation="xla" (the default)',
   )
+  return jax.lax.platform_dependent(*arrays, tpu=functools.partial(call, tpu_params), **gpu)

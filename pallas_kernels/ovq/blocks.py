@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
+from pallas_kernels import gpu_backend
+
 HIGHEST = jax.lax.Precision.HIGHEST
 NT = (((1,), (1,)), ((), ()))  # contract the last dims: a @ b.T
 NN = (((1,), (0,)), ((), ()))
@@ -69,8 +71,13 @@ def run_per_platform(call, arrays, interpret):
   if interpret:
     return call(None, False, *arrays)
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-  from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
 
   tpu = functools.partial(call, pltpu.CompilerParams(dimension_semantics=("parallel",)), False)
-  gpu = functools.partial(call, pltriton.CompilerParams(num_warps=4, num_stages=1), True)
-  return jax.lax.platform_dependent(*arrays, tpu=tpu, cuda=gpu, rocm=gpu)
+  gpu = gpu_backend.gpu_branches(
+    lambda params: functools.partial(call, params, True),
+    num_warps=4,
+    num_stages=1,
+    kernel="the Pallas OVQ kernels",
+    instead='implementation="xla" (the default)',
+  )
+  return jax.lax.platform_dependent(*arrays, tpu=tpu, **gpu)

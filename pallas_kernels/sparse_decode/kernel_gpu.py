@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from pallas_kernels import gpu_backend
 from pallas_kernels.sparse_decode import blocks as blocks_lib
 from pallas_kernels.sparse_decode import common
 
@@ -63,10 +64,13 @@ _SQ = common.SQUEEZED
 def _compiler_params(interpret):
   if interpret:
     return None
-  from jax.experimental.pallas import triton as pltriton
-
   p = blocks_lib.TRITON_PARAMS
-  return pltriton.CompilerParams(num_warps=p.num_warps, num_stages=p.num_stages)
+  return gpu_backend.triton_compiler_params(
+    num_warps=p.num_warps,
+    num_stages=p.num_stages,
+    kernel="the Pallas sparse-decode kernels' GPU schedule",
+    instead='SparseDecodeConfig(implementation="xla") (the default)',
+  )
 
 
 def _write_partial(carry, o_ref, m_ref, l_ref):

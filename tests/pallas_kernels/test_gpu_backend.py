@@ -1,0 +1,80 @@
+"""The kernels on a JAX without the Pallas Triton backend (deprecated in 0.11 for Mosaic GPU):
+TPU lowering unaffected, a GPU run refused with a message naming the XLA path."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from pallas_kernels import gpu_backend
+
+
+@pytest.fixture
+def no_triton(monkeypatch):
+  """As if JAX had removed `jax.experimental.pallas.triton` (its import fails)."""
+  from jax.experimental import pallas as pallas_pkg
+
+  monkeypatch.delattr(pallas_pkg, "triton", raising=False)
+  monkeypatch.setitem(sys.modules, "jax.experimental.pallas.triton", None)
+  return monkeypatch
+
+
+def test_with_triton_the_gpu_branches_exist():
+  assert gpu_backend.triton_missing() is None  # This JAX still ships it.
+  branches = gpu_backend.gpu_branches(
+    lambda params: params, num_warps=4, num_stages=2, kernel="k", instead="xla"
+  )
+  assert set(branches) == {"cuda", "rocm"} and branches["cuda"].num_warps == 4
+
+
+def test_without_triton_no_gpu_branch_and_a_clear_error_on_a_gpu(no_triton):
+  assert "no Pallas Triton backend" in gpu_backend.triton_missing()
+  make = lambda params: params  # noqa: E731
+  assert gpu_backend.gpu_branches(make, num_warps=4, num_stages=2, kernel="k", instead="x") == {}
+  no_triton.setattr(jax, "default_backend", lambda: "gpu")
+  with pytest.raises(RuntimeError, match=r"the GLA kernel cannot run on a GPU.*use XLA"):
+    gpu_backend.gpu_branches(
+      make, num_warps=4, num_stages=2, kernel="the GLA kernel", instead="XLA"
+    )
+
+
+def _tpu_lowerings():
+  from tests.pallas_kernels import test_dequant_matmul, test_gla_kernel, test_ovq_kernel
+  from tests.pallas_kernels import test_sparse_decode_kernels as sparse
+
+  return {
+    "gla": lambda: test_gla_kernel._lowered_text("tpu", jnp.float32, 64),
+    "ovq": lambda: test_ovq_kernel._lowered_text("tpu", jnp.float32, 64, 1024, False),
+    "dequant": lambda: test_dequant_matmul._lowered_text("tpu", 7, jnp.float32, "uniform", 4, 32),
+    "sparse": lambda: sparse._lowered(sparse._retrieval, sparse._abstract_args(jnp.float32), "tpu"),
+  }
+
+
+@pytest.mark.parametrize("kernel", ["gla", "ovq", "dequant", "sparse"])
+def test_tpu_lowering_needs_no_triton(no_triton, kernel):
+  text = _tpu_lowerings()[kernel]()
+  assert "tpu_custom_call" in text
+
+
+def test_gpu_runs_without_triton_name_the_xla_path(no_triton):
+  """On a GPU (faked: only the backend name), each kernel's trace stops with the message."""
+  from tests.pallas_kernels import test_dequant_matmul, test_gla_kernel, test_ovq_kernel
+  from tests.pallas_kernels import test_sparse_decode_kernels as sparse
+
+  no_triton.setattr(jax, "default_backend", lambda: "gpu")
+  cases = {
+    "GLA": lambda: test_gla_kernel._lowered_text("cuda", jnp.float32, 64),
+    "OVQ": lambda: test_ovq_kernel._lowered_text("cuda", jnp.float32, 64, 1024, False),
+    "dequant-matmul": lambda: test_dequant_matmul._lowered_text(
+      "cuda", 7, jnp.float32, "uniform", 4, 32
+    ),
+    "sparse-decode": lambda: sparse._lowered(
+      lambda *a: sparse._retrieval(*a, schedule="loop"),
+      sparse._abstract_args(jnp.float32),
+      "cuda",
+    ),
+  }
+  for name, lower in cases.items():
+    with pytest.raises(RuntimeError, match=rf"{name}.*cannot run on a GPU.*xla"):
+      lower()
