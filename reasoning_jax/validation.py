@@ -14,7 +14,7 @@ text. Scalar (hyper-parameter) checks take Python numbers and reject bools.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import chex
@@ -38,6 +38,7 @@ __all__ = [
   "check_finite_float",
   "check_float_in",
   "check_choice",
+  "check_config_types",
 ]
 
 # A log-probability above this at a valid position is taken to be a probability (or a bug).
@@ -183,6 +184,29 @@ def check_float_in(
       + ("]" if high_inclusive and high is not None else ")")
     )
     raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
+
+
+def check_config_types(
+  config: Any, types: Mapping[str, Any], *, error: type[Exception] = ValueError
+) -> None:
+  """Each key of `types` is in `config` (a ConfigDict or dict) with that type or tuple of types.
+
+  An int passes for a float, a bool never for an int, and a nested ConfigDict is compared as
+  a dict unless its type asks for a ConfigDict. Raises `error` (a trainer's ConfigError)
+  naming the key: "config.<key> is missing" / "config.<key> must be <type>, got ...".
+  """
+  for key, kind in types.items():
+    if key not in config:
+      raise error(f"config.{key} is missing")
+    value = config[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if hasattr(value, "to_dict") and not isinstance(value, kinds):
+      value = value.to_dict()
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+      continue
+    if not isinstance(value, kinds) or (int in kinds and isinstance(value, bool)):
+      name = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+      raise error(f"config.{key} must be {name}, got {type(value).__name__} {value!r}")
 
 
 def check_choice(value: Any, choices: Sequence[Any], name: str) -> None:

@@ -23,7 +23,7 @@ from reasoning_jax.rl.judge_scorer import judge_spec
 from reasoning_jax.train import lora_setup
 from reasoning_jax.train.sft_config import ConfigError as SftConfigError
 from reasoning_jax.train.sft_config import validate_config as validate_sft
-from reasoning_jax.validation import check_float_in, check_positive_int
+from reasoning_jax.validation import check_config_types, check_float_in, check_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,19 +147,7 @@ def validate_numeric_fields(config: ml_collections.ConfigDict) -> None:
 
 def validate_config(config: ml_collections.ConfigDict) -> Recipe:
   """Checks keys, types, ranges and registry names; returns the recipe."""
-  for key, kind in REQUIRED_KEYS.items():
-    if key not in config:
-      raise ConfigError(f"config.{key} is missing")
-    value = config[key]
-    if kind is dict and isinstance(value, ml_collections.ConfigDict):
-      value = value.to_dict()
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-      continue
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-      raise ConfigError(
-        f"config.{key} must be {getattr(kind, '__name__', kind)}, got "
-        f"{type(value).__name__} {value!r}"
-      )
+  check_config_types(config, REQUIRED_KEYS, error=ConfigError)
   unknown = (
     set(config.keys())
     - set(REQUIRED_KEYS)

@@ -24,7 +24,7 @@ from reasoning_jax.models.source import ModelSource, SourceError, resolve_from_c
 from reasoning_jax.train import lora_setup, remit_setup
 from reasoning_jax.train.memory.policy import optimizer_state_dtype, with_model_state_dtype
 from reasoning_jax.train.task import TaskError, validate_prompt_config
-from reasoning_jax.validation import check_float_in, check_positive_int
+from reasoning_jax.validation import check_config_types, check_float_in, check_positive_int
 
 # Keys of the optional `config.model` (the model source) with their types.
 MODEL_KEYS: dict[str, Any] = {
@@ -109,19 +109,7 @@ def validate_numeric_fields(config: ml_collections.ConfigDict) -> None:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks keys, types and ranges before anything expensive happens."""
-  for key, kind in REQUIRED_KEYS.items():
-    if key not in config:
-      raise ConfigError(f"config.{key} is missing")
-    value = config[key]
-    if isinstance(value, ml_collections.ConfigDict):
-      value = value.to_dict()
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-      continue
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-      raise ConfigError(
-        f"config.{key} must be {getattr(kind, '__name__', kind)}, "
-        f"got {type(value).__name__} {value!r}"
-      )
+  check_config_types(config, REQUIRED_KEYS, error=ConfigError)
   unknown = (
     set(config.keys())
     - set(REQUIRED_KEYS)

@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 
 from reasoning_jax.rl.cpmobius.labels import COACH_REWARDS
+from reasoning_jax.validation import check_config_types
 
 __all__ = ["CpmConfigError", "PROPOSERS", "validate_config"]
 
@@ -101,14 +102,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   unknown = sorted(set(config.keys()) - set(_TYPES))
   if unknown:
     raise CpmConfigError(f"unknown config keys: {unknown}")
-  for key, kind in _TYPES.items():
-    value = config[key]
-    if isinstance(value, ml_collections.ConfigDict):
-      value = value.to_dict()
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-      continue
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-      raise CpmConfigError(f"config.{key} must be {kind}, got {value!r}")
+  check_config_types(config, _TYPES, error=CpmConfigError)
   for key in _POSITIVE:
     if config[key] < 1:
       raise CpmConfigError(f"config.{key} must be >= 1, got {config[key]}")
