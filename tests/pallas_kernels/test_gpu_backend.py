@@ -20,12 +20,14 @@ def no_triton(monkeypatch):
   return monkeypatch
 
 
-def test_with_triton_the_gpu_branches_exist():
-  assert gpu_backend.triton_missing() is None  # This JAX still ships it.
+def test_the_gpu_branches_follow_this_jax():
   branches = gpu_backend.gpu_branches(
     lambda params: params, num_warps=4, num_stages=2, kernel="k", instead="xla"
   )
-  assert set(branches) == {"cuda", "rocm"} and branches["cuda"].num_warps == 4
+  if gpu_backend.triton_missing() is None:  # JAX 0.10 - 0.12 still ship it.
+    assert set(branches) == {"cuda", "rocm"} and branches["cuda"].num_warps == 4
+  else:
+    assert branches == {}
 
 
 def test_without_triton_no_gpu_branch_and_a_clear_error_on_a_gpu(no_triton):
