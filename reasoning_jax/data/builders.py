@@ -450,7 +450,9 @@ def build_dataset(
     **overrides: Config fields to override (e.g. `seed=1, num_train=100`).
 
   Returns:
-    The prepared builder; read it with `builder.as_data_source(split)`.
+    The prepared builder; read it with `builder.as_data_source(split)`. Safe to call from
+    several processes at once on one `data_dir` (each host of a multi-host launch does):
+    those that lose the race to prepare it read the winner's copy.
 
   Raises:
     ValueError: If a manual builder gets no `manual_dir`, or on bad arguments.
@@ -466,7 +468,16 @@ def build_dataset(
   download_config = tfds.download.DownloadConfig(
     manual_dir=os.fspath(manual_dir) if manual_dir is not None else None
   )
-  builder.download_and_prepare(download_config=download_config)
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except FileExistsError:
+    # Several processes preparing the same (deterministic) dataset on a shared file system, as
+    # every host of a multi-host launch does: TFDS writes to a private incomplete.* folder and
+    # renames it into place, and the processes that lose that race fail here. The winner's
+    # copy is the same data: read it.
+    builder = get_builder(name, data_dir, config=config, **overrides)
+    if not builder.is_prepared():
+      raise
   if hasattr(builder, "after_prepare"):  # rft: provenance kept and checked.
     builder.after_prepare(os.fspath(manual_dir) if manual_dir is not None else None)
   return builder

@@ -250,3 +250,29 @@ def test_config_object_and_default(tmp_path):
   assert b.builder_config is cfg
   assert all(ex["modulus"] in (3, 5, 7) for ex in _read_all(b, "train"))
   assert get_builder("arithmetic", tmp_path).builder_config.name == "medium"
+
+
+def test_a_process_that_loses_the_race_to_prepare_reads_the_winners_copy(tmp_path, monkeypatch):
+  """Every host of a multi-host launch prepares the same dataset; on a shared file system the
+  first to finish renames its copy into place and the others' renames fail (FileExistsError
+  from TFDS). Reproduced in one process: another builder prepares the dataset while this one
+  is generating its own."""
+  kw = dict(config="easy", num_train=40, num_test=12, seed=3)
+  cls = type(get_builder("arithmetic", tmp_path, **kw))
+  real = cls._download_and_prepare
+  raced = []
+
+  def racing(self, *args, **kwargs):
+    if not raced:
+      raced.append(True)
+      get_builder("arithmetic", tmp_path, **kw).download_and_prepare()  # The other process.
+    return real(self, *args, **kwargs)
+
+  monkeypatch.setattr(cls, "_download_and_prepare", racing)
+  builder = build_dataset("arithmetic", tmp_path, **kw)
+  assert raced and builder.is_prepared()
+  assert _read_all(builder, "test") == _read_all(
+    build_dataset("arithmetic", tmp_path / "b", **kw), "test"
+  )
+  leftovers = [p for p in os.listdir(os.path.dirname(builder.data_dir)) if "incomplete" in p]
+  assert not leftovers
