@@ -4,7 +4,7 @@ Usage: python multihost_sft.py PORT PROCESS_ID TMP_DIR
 Each process owns 2 CPU devices; the params are sharded over fsdp across both processes.
 `run_sft` trains 4 steps with evaluations; then the trained model is evaluated with its rows
 split over the 4 devices and, for comparison, replicated (every device decodes every row).
-The data set already exists in TMP_DIR/data (built by the test).
+Both processes prepare the data set in TMP_DIR/data (no pre-built copy).
 """
 
 import json

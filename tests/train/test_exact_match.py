@@ -104,16 +104,15 @@ def test_place_rows_and_host_rows():
 
 def test_run_sft_on_two_processes(tmp_path):
   """Two processes x 2 devices (jax.distributed + gloo), params over fsdp across both: SFT
-  trains and evaluates; the evaluation's rows are split over all four devices (7 questions
+  prepares its data (both, one data_dir), trains and evaluates; the evaluation's rows are split over all four devices (7 questions
   padded to 8 rows, 2 per device) and its records equal a replicated evaluation's, the same
   on both processes."""
   import json
 
-  from reasoning_jax.train.sft import run_sft
   from tests.helpers.two_processes import run_two_processes
-  from tests.train.test_sft import tiny_config
 
-  run_sft(tiny_config(tmp_path / "prep", tmp_path / "data", num_steps=1))  # Builds the data.
+  # Both processes prepare the data set in one data_dir (no pre-built copy); the race of two
+  # preparations is tested deterministically in tests/data/test_data_builders.py.
   logs = run_two_processes(
     os.path.join(REPO, "tests", "helpers", "multihost_sft.py"), tmp_path, timeout=400
   )
