@@ -104,9 +104,9 @@ def test_place_rows_and_host_rows():
 
 def test_run_sft_on_two_processes(tmp_path):
   """Two processes x 2 devices (jax.distributed + gloo), params over fsdp across both: SFT
-  prepares its data (both, one data_dir), trains and evaluates; the evaluation's rows are split over all four devices (7 questions
-  padded to 8 rows, 2 per device) and its records equal a replicated evaluation's, the same
-  on both processes."""
+  prepares its data (both, one data_dir), trains and evaluates; the evaluation's rows are
+  split over all four devices (7 questions padded to 8 rows, 2 per device) and its records
+  equal a replicated evaluation's, the same on both processes."""
   import json
 
   from tests.helpers.two_processes import run_two_processes
