@@ -47,7 +47,7 @@ def run_evaluation(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "nothing to evaluate: pass --config.run=<an SFT or RL workdir> or "
         "--config.sft.model.hf_dir=<a Hugging Face folder>"
       )
-    model = place_model(build_model(model_source(sft), seed=config.seed, mesh=mesh), mesh)
+    model = build_model(model_source(sft), seed=config.seed, mesh=mesh)  # Placed shard by shard.
     describe = {"hf_dir": sft.model.hf_dir}
     out_dir = config.out_dir or "outputs/evaluate"
   if config.sft_overrides:

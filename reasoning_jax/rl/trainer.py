@@ -301,10 +301,11 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if uses_reference and lora is not None:
     ref_logprob_fn = make_logprob_fn(ref_graphdef, chunk_size=chunk_size, window=window)
   # Sampling, scoring and advantages run per process on its own prompts; the update is one
-  # global sharded step over every process's rows (and evaluation one global generate). On several processes each
-  # process samples with a full copy of the current params on its first local device (a
-  # per-host rollout engine, weights synced every step), so rollouts need no cross-host
-  # collectives; on one process the (possibly sharded) params are used directly.
+  # global sharded step over every process's rows, and evaluation one global generate. On
+  # several processes each process samples with a full copy of the current params on its
+  # first local device (a per-host rollout engine, weights synced every step), so rollouts
+  # need no cross-host collectives; on one process the (possibly sharded) params are used
+  # directly.
   multi_process = jax.process_count() > 1
 
   def rollout_view(params):
