@@ -70,6 +70,19 @@ def dropout_rng(key: jax.Array | None) -> Iterator[None]:
     _DROPOUT_KEY.reset(token)
 
 
+def lora_delta(a: jax.Array, b: jax.Array, scale: float, shape, dtype=jnp.float32) -> jax.Array:
+  """`scale * A B` for A `[*in, r]` and B `[r, *out]`, reshaped to `shape`, in `dtype`."""
+  rank = a.shape[-1]
+  a = a.astype(dtype).reshape(-1, rank)
+  b = b.astype(dtype).reshape(rank, -1)
+  return (scale * (a @ b)).reshape(shape)
+
+
+def merged_kernel(w: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
+  """`W + scale * A B`, summed in float32 and cast to W's dtype (what merging stores)."""
+  return (w.astype(jnp.float32) + lora_delta(a, b, scale, w.shape, jnp.float32)).astype(w.dtype)
+
+
 class LoRAKernel(nnx.Module):
   """A frozen kernel `W` plus a rank-`r` update `(alpha / r) A B` (see the module docstring).
 
@@ -117,14 +130,11 @@ class LoRAKernel(nnx.Module):
 
   def delta(self, dtype=jnp.float32) -> jax.Array:
     """`(alpha / r) A B` reshaped to the kernel's shape, computed in `dtype`."""
-    a = self.lora_a[...].astype(dtype).reshape(-1, self.rank)
-    b = self.lora_b[...].astype(dtype).reshape(self.rank, -1)
-    return (self.scale * (a @ b)).reshape(self.shape)
+    return lora_delta(self.lora_a[...], self.lora_b[...], self.scale, self.shape, dtype)
 
   def merged(self) -> jax.Array:
     """`W + (alpha / r) A B` in float32, cast to the base dtype (what merging stores)."""
-    w = self.base[...]
-    return (w.astype(jnp.float32) + self.delta(jnp.float32)).astype(w.dtype)
+    return merged_kernel(self.base[...], self.lora_a[...], self.lora_b[...], self.scale)
 
   def __getitem__(self, index):
     """The effective kernel (base only when disabled); lets any layer index it like a Param."""

@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from reasoning_jax.layers.lora import LoRAKernel, lora_kernels
+from reasoning_jax.layers.lora import LoRAKernel, lora_kernels, merged_kernel
 from reasoning_jax.validation import check_float_in, check_positive_int
 
 # Every attention and MLP projection of the Llama / Qwen decoder (`layers.ffn` names them
@@ -170,8 +171,26 @@ def merge_adapters(model: nnx.Module) -> nnx.Module:
 
   The merged model has the plain parameter tree again (so `to_hf`, the partition rules and
   `from_hf`-shaped code apply). Merging ignores `adapters_off`. Returns `model`.
+
+  Every kernel is merged in one compiled program whose outputs keep their bases' shardings,
+  and the call waits for it. On several processes (`jax.distributed`) that is what keeps the
+  merge safe: merging kernel by kernel with eager ops on arrays split across processes
+  dispatched many small cross-process programs back to back, and on CPU (gloo) about one
+  run in five of the two-process export test hung inside them.
   """
-  for name, kernel in lora_kernels(model):
+  kernels = lora_kernels(model)
+  if not kernels:
+    return model
+  bases = tuple(k.base[...] for _, k in kernels)
+  factors = tuple((k.lora_a[...], k.lora_b[...]) for _, k in kernels)
+  scales = tuple(k.scale for _, k in kernels)
+
+  def merge_all(bases, factors):
+    return tuple(merged_kernel(w, a, b, s) for w, (a, b), s in zip(bases, factors, scales))
+
+  merged = jax.jit(merge_all, out_shardings=tuple(w.sharding for w in bases))(bases, factors)
+  jax.block_until_ready(merged)
+  for (name, _), value in zip(kernels, merged):
     path = tuple(int(k) if k.isdigit() else k for k in name.split("."))
-    setattr(_parent(model, path), path[-1], nnx.Param(kernel.merged()))
+    setattr(_parent(model, path), path[-1], nnx.Param(value))
   return model

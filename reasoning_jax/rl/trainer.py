@@ -500,6 +500,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
       n = batch.size
       update_metrics = []
       perm_key = np.random.default_rng(config.seed * 100003 + step)
+      # At most two updates in flight (as in train.sft). On several CPU processes (gloo) with
+      # jax 0.10, a deeper queue of programs that all-gather across processes can deadlock.
       for epoch in range(config.ppo_epochs):
         order = perm_key.permutation(n)
         for i, rows in enumerate(np.split(order, config.mini_batches)):
@@ -509,6 +511,8 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
             lora_setup.add_dropout_seeds(mini, lora, step, update), mesh
           )
           state, metrics = step_fn(state, mini)
+          if update_metrics:
+            jax.block_until_ready(update_metrics[-1])
           update_metrics.append(metrics)
       metrics = jax.device_get(update_metrics[-1])
       metrics = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}

@@ -1,17 +1,31 @@
 """Runs one helper script as two local JAX processes (jax.distributed + gloo) for the tests."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
+
+_TAIL = 6000  # Characters of each process's log shown when a run fails.
+
+
+def _tails(logs: list[str]) -> str:
+  return "\n".join(
+    f"--- process {i} (last {_TAIL} chars) ---\n{log[-_TAIL:]}" for i, log in enumerate(logs)
+  )
 
 
 def run_two_processes(script: str, *args: str, timeout: float = 300) -> list[str]:
   """Starts `script PORT PROCESS_ID *args` for process ids 0 and 1; returns both logs.
 
-  Fails the test (with the logs' tail) if either process times out or exits non-zero.
+  Fails the test with both logs' tails as soon as either process exits non-zero (the other one
+  would otherwise wait in its next collective until the timeout), or when `timeout` seconds
+  pass; then each process first dumps every thread's Python stack (faulthandler on SIGABRT),
+  so a hang shows where each process was waiting.
   """
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -26,23 +40,57 @@ def run_two_processes(script: str, *args: str, timeout: float = 300) -> list[str
   env["XLA_FLAGS"] = " ".join(
     f for f in env.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f
   )
-  procs = [
-    subprocess.Popen(
-      [sys.executable, script, str(port), str(pid), *map(str, args)],
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
-    for pid in range(2)
-  ]
-  logs = []
-  for p in procs:
-    try:
-      logs.append(p.communicate(timeout=timeout)[0])
-    except subprocess.TimeoutExpired:
-      for q in procs:
-        q.kill()
-      pytest.fail(f"two-process run of {os.path.basename(script)} timed out")
-  assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-4000:]
-  return logs
+  env["PYTHONFAULTHANDLER"] = "1"
+  # Logs go to files, not pipes: a process that prints more than a pipe holds never blocks.
+  with tempfile.TemporaryDirectory(prefix="two_processes_") as tmp:
+    paths = [os.path.join(tmp, f"process{pid}.log") for pid in range(2)]
+    procs = []
+    for pid, path in enumerate(paths):
+      with open(path, "w") as log:
+        procs.append(
+          subprocess.Popen(
+            [sys.executable, script, str(port), str(pid), *map(str, args)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+          )
+        )
+
+    def logs() -> list[str]:
+      out = []
+      for path in paths:
+        with open(path, errors="replace") as f:
+          out.append(f.read())
+      return out
+
+    def stop(sig: int) -> None:
+      for p in procs:
+        if p.poll() is None:
+          p.send_signal(sig)
+      for p in procs:
+        try:
+          p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+          p.kill()
+          p.wait()
+
+    deadline = time.monotonic() + timeout
+    while True:
+      codes = [p.poll() for p in procs]
+      failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+      if failed:
+        stop(signal.SIGABRT)  # The survivor shows where it was waiting.
+        pytest.fail(
+          f"two-process run of {os.path.basename(script)}: process {failed[0]} exited with "
+          f"{codes[failed[0]]}\n{_tails(logs())}"
+        )
+      if all(c == 0 for c in codes):
+        return logs()
+      if time.monotonic() > deadline:
+        stop(signal.SIGABRT)
+        pytest.fail(
+          f"two-process run of {os.path.basename(script)} timed out after {timeout:.0f} s "
+          f"(stacks at the end of each log)\n{_tails(logs())}"
+        )
+      time.sleep(0.2)
