@@ -7,7 +7,8 @@ Measured in the same invocation:
   * the sampling primitive of a decode step on `[N, V]` logits: our two-level inverse-CDF
     draw vs `jax.random.categorical` (Gumbel-max), and `first_argmax` vs `jnp.argmax`;
   * compiled temporary memory of the update's gradient with chunked vs unchunked log-probs;
-  * the whole step on 1 vs 8 host devices (separate processes; same global batch);
+  * the whole step on 1 vs 8 host devices (separate processes; same global batch), on 8 with
+    the rollout rows split over the devices (as `run_rl`) and unsplit;
   * optionally (--tunix-python PATH), google-tunix's GRPO learner on the same model size,
     batch and lengths (benchmarks/tunix_grpo.py, run with that interpreter), and the ratio
     of its step time to the 1-device, unchunked run above (> 1: ours is faster).
@@ -110,6 +111,7 @@ def worker(args):
       logprob_fn=logprob_fn,
       recompute_old_logp=recompute,
       timings=phases,
+      mesh=None if args.unsplit_rollouts else mesh,  # As run_rl: rows over the batch axes.
     )
     t1 = time.perf_counter()
     adv = rl.ADVANTAGES.get("grpo")(
@@ -232,6 +234,7 @@ def main():
   parser.add_argument("--primitives", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--mesh", default="{}", help=argparse.SUPPRESS)
+  parser.add_argument("--unsplit-rollouts", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     return worker(args)
@@ -245,6 +248,9 @@ def main():
   ]
   if not args.skip_sharded:
     runs.append(("8 dev, chunk=32", 8, {"data": 8}, 32, []))
+    # The same step with every device decoding every rollout row (run_rl before rows were
+    # split over the mesh).
+    runs.append(("8 dev, rollout rows unsplit", 8, {"data": 8}, 32, ["--unsplit-rollouts"]))
   results = []
   for name, devices, mesh, chunk, extra in runs:
     env = dict(

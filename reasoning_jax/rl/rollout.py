@@ -32,6 +32,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.generate import assemble_sequences, generate
 from reasoning_jax.speculative import speculative_generate
 from reasoning_jax.logprobs import sequence_logprobs
@@ -214,6 +215,7 @@ def collect_rollouts(
   speculative_stats: dict[str, Any] | None = None,
   scorer: Callable[..., Any] | None = None,
   scorer_stats: dict[str, float] | None = None,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> RolloutBatch:
   """Samples `group_size` completions for every prompt and scores them.
 
@@ -253,6 +255,11 @@ def collect_rollouts(
       with the prompts' `scorer.fields`; returns an object with `rewards [N]`,
       `token_rewards [N, L]` (or None) and `stats`. Its seconds go to `timings["judge_s"]`.
     scorer_stats: optional dict that receives the scorer's `stats`.
+    mesh: split the rows (prompts x G) over this mesh's batch axes (`data`, `fsdp`) for
+      generation and the old/ref log-prob passes, padded with copies of the last row to a
+      multiple of those shards (dropped again), so each device decodes its share instead of
+      every device decoding every row. The params should live on this mesh. `None` (or
+      `draft`, whose speculative decode is not row-split) leaves the rows unplaced.
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -268,10 +275,10 @@ def collect_rollouts(
     eos_id=tokenizer.eos_id if eos_id is None else eos_id,
     key=key,
   )
+  rows = len(prompt_lengths)
   if draft is None:
-    out = generate(
-      model, jnp.asarray(prompts), jnp.asarray(prompt_lengths), **sampling, timings=timings
-    )
+    out = generate(model, *_placed(mesh, prompts, prompt_lengths), **sampling, timings=timings)
+    out = jax.tree.map(lambda x: sharding_lib.host_rows(x)[:rows], out)
   else:
     spec_stats: dict[str, Any] = {}
     out = speculative_generate(
@@ -324,17 +331,18 @@ def collect_rollouts(
     clock = _tick(timings, "judge_s", clock)
   if logprob_fn is None:
     logprob_fn = make_logprob_fn(graphdef)
-  old_logp = (
-    np.asarray(logprob_fn(params, jnp.asarray(tokens), jnp.asarray(mask)))
-    if recompute_old_logp
-    else None
-  )
+
+  def logprobs(fn, fn_params):
+    on_mesh = None if draft is not None else mesh
+    return sharding_lib.host_rows(fn(fn_params, *_placed(on_mesh, tokens, mask)))[:rows]
+
+  old_logp = logprobs(logprob_fn, params) if recompute_old_logp else None
   if recompute_old_logp:
     clock = _tick(timings, "old_logp_s", clock)
   ref_logp = None
   if ref_params is not None:
     ref_fn = logprob_fn if ref_logprob_fn is None else ref_logprob_fn
-    ref_logp = np.asarray(ref_fn(ref_params, jnp.asarray(tokens), jnp.asarray(mask)))
+    ref_logp = logprobs(ref_fn, ref_params)
     _tick(timings, "ref_logp_s", clock)
   return RolloutBatch(
     tokens=tokens,
@@ -351,6 +359,15 @@ def collect_rollouts(
     prompt_lengths=prompt_lengths.astype(np.int32),
     answers=answers,
   )
+
+
+def _placed(mesh, *arrays: np.ndarray) -> list[jax.Array]:
+  """`arrays` (same rows) padded with copies of the last row to a multiple of `mesh`'s batch
+  shards and split over them (`sharding.place_rows`); without a mesh, as they are."""
+  pad = -len(arrays[0]) % sharding_lib.batch_shard_count(mesh)
+  if pad:
+    arrays = tuple(np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) for x in arrays)
+  return [sharding_lib.place_rows(x, mesh) for x in arrays]
 
 
 def _repeated(prompt_batch, names, group_size) -> dict[str, list]:

@@ -301,12 +301,15 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if uses_reference and lora is not None:
     ref_logprob_fn = make_logprob_fn(ref_graphdef, chunk_size=chunk_size, window=window)
   # Sampling, scoring and advantages run per process on its own prompts; the update is one
-  # global sharded step over every process's rows, and evaluation one global generate. On
-  # several processes each process samples with a full copy of the current params on its
-  # first local device (a per-host rollout engine, weights synced every step), so rollouts
-  # need no cross-host collectives; on one process the (possibly sharded) params are used
-  # directly.
+  # global sharded step over every process's rows, and evaluation one global generate. The
+  # rollout rows are split over the batch axes of `rollout_mesh`: on one process the global
+  # mesh, with the (possibly sharded) params as they are; on several, each process's own
+  # devices, each holding a full copy of the current params (a per-host rollout engine,
+  # weights synced every step), so rollouts need no cross-host collectives.
   multi_process = jax.process_count() > 1
+  rollout_mesh = (
+    sharding_lib.make_mesh({"data": -1}, devices=jax.local_devices()) if multi_process else mesh
+  )
 
   def rollout_view(params):
     if not multi_process:
@@ -314,7 +317,9 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     from jax.experimental import multihost_utils
 
     host = multihost_utils.process_allgather(params, tiled=True)
-    return jax.device_put(host, jax.local_devices()[0])
+    return jax.device_put(
+      host, jax.sharding.NamedSharding(rollout_mesh, jax.sharding.PartitionSpec())
+    )
 
   ref_rollout_params = None if ref_params is None else rollout_view(ref_params)
   # The judge recipes' rewards (reasoning_jax.rl.judge_scorer): "self" judging copies the
@@ -452,6 +457,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
         ref_logprob_fn=ref_logprob_fn,
         recompute_old_logp=not on_policy,
         timings=phase_seconds,
+        mesh=rollout_mesh,
       )
       spec_stats: dict[str, Any] = {}
       judge_stats: dict[str, float] = {}
