@@ -52,6 +52,12 @@ def _buckets(texts) -> dict[str, int]:
   return out
 
 
+def _rows_mesh(side):
+  """The side's mesh, over whose batch axes the rollout rows are split (one process; on
+  several the rows stay unsplit, as each process's problems are its own)."""
+  return side_mesh(side) if jax.process_count() == 1 else None
+
+
 def _propose(step, key, round_index, config, models, coach, instruction, c_tok) -> tuple:
   """(problem texts, the coach's rollout batch or None)."""
   k = config.proposals_per_round
@@ -75,6 +81,7 @@ def _propose(step, key, round_index, config, models, coach, instruction, c_tok) 
     logprob_fn=coach.logprob_fn,
     ref_params=coach.ref_params,
     recompute_old_logp=False,
+    mesh=_rows_mesh(coach),
   )
   return [problem_text(c) for c in batch.completions], batch
 
@@ -125,6 +132,7 @@ def play_step(step, key, config, models, player, coach, instruction, p_tok, c_to
       logprob_fn=player.logprob_fn,
       ref_params=player.ref_params,
       recompute_old_logp=False,
+      mesh=_rows_mesh(player),
     )
     for g, text in enumerate(texts):
       lab = labels[g]
