@@ -18,6 +18,7 @@ APIs: `jax.make_mesh`, `jax.set_mesh`, `jax.jit` shardings (no `pjit`, no
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any, Mapping, Sequence
@@ -211,6 +212,32 @@ def host_rows(x: Any) -> np.ndarray:
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(x)
+
+
+@functools.lru_cache(maxsize=16)
+def _replicate(mesh: Mesh):
+  """A jitted identity whose outputs are replicated over `mesh` (one compile per tree shape)."""
+  return jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, P()))
+
+
+def local_replicas(tree: Any, mesh: Mesh, local_mesh: Mesh) -> Any:
+  """`tree`'s arrays (laid out over the global `mesh`) as full copies on every device of
+  `local_mesh` (this process's devices), without a trip through host memory.
+
+  One jitted program gathers every array replicated over `mesh` (a collective every process
+  must join) and waits for it; each process then reads its own devices' copies as arrays on
+  `local_mesh`. Used for per-host rollout engines on several processes.
+  """
+  replicated = _replicate(mesh)(tree)
+  jax.block_until_ready(replicated)  # Waited on: see reasoning_jax/distributed.py.
+  local = NamedSharding(local_mesh, P())
+  order = list(local_mesh.devices.flat)
+
+  def to_local(x):
+    copies = {shard.device: shard.data for shard in x.addressable_shards}
+    return jax.make_array_from_single_device_arrays(x.shape, local, [copies[d] for d in order])
+
+  return jax.tree_util.tree_map(to_local, replicated)
 
 
 def on_mesh(tree: Any, mesh: Mesh) -> Any:

@@ -19,7 +19,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from reasoning_jax.checkpoint import (
   MANIFEST_FILE,
@@ -183,7 +183,7 @@ def test_reshard_from_8_devices_to_4_and_1(tmp_path, full_state):
     ckpt.save(7, state, wait=True)
 
   mesh4 = Mesh(devices[:4].reshape(2, 2), ("data", "fsdp"))
-  one = SingleDeviceSharding(devices[0])
+  one = jax.sharding.make_single_device_sharding(devices[0])
   targets = {
     "4 devices": lambda x: NamedSharding(mesh4, _spec(x, 2)),
     "1 device": lambda x: one,

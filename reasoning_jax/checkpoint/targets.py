@@ -32,5 +32,5 @@ def abstract_tree(tree: Any) -> Any:
   """The restore target of every leaf of `tree` (see `abstract_leaf`)."""
   # Leaves without a sharding: this process's first local device (on several processes each
   # one reads the whole leaf into a process-local array).
-  default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  default = jax.sharding.make_single_device_sharding(jax.local_devices()[0])
   return jax.tree.map(lambda x: abstract_leaf(x, default), tree)

@@ -60,9 +60,17 @@ def decode_typed_keys(tree: Any, impls: Mapping[str, str]) -> Any:
   return jax.tree_util.tree_map_with_path(decode, tree)
 
 
+def _is_single_device(sharding: Any) -> bool:
+  # jax 0.12 deprecates the `SingleDeviceSharding` name for this predicate; 0.10 lacks it.
+  check = getattr(jax.sharding, "is_single_device_sharding", None)
+  if check is not None:
+    return check(sharding)
+  return isinstance(sharding, jax.sharding.SingleDeviceSharding)
+
+
 def key_data_sharding(sharding: Any, extra_dims: int) -> Any:
   """The sharding of `key_data(keys)` for keys sharded as `sharding`."""
-  if sharding is None or isinstance(sharding, jax.sharding.SingleDeviceSharding):
+  if sharding is None or _is_single_device(sharding):
     return sharding
   if isinstance(sharding, jax.sharding.NamedSharding):
     spec = tuple(sharding.spec) + (None,) * extra_dims
@@ -70,6 +78,6 @@ def key_data_sharding(sharding: Any, extra_dims: int) -> Any:
       sharding.mesh, jax.sharding.PartitionSpec(*spec), memory_kind=sharding.memory_kind
     )
   raise TypeError(
-    f"typed PRNG key targets must use NamedSharding or SingleDeviceSharding, "
+    f"typed PRNG key targets must use a NamedSharding or a single-device sharding, "
     f"got {type(sharding).__name__}"
   )

@@ -179,7 +179,7 @@ def load_quantized(
       raise ValueError("load_quantized: pass the float model's partition rules with mesh=")
     shardings = param_shardings(state, quant_rules(rules), mesh)
   else:
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    sharding = jax.sharding.make_single_device_sharding(jax.devices()[0])
     shardings = jax.tree.map(lambda _: sharding, state)
   abstract = jax.tree.map(
     lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings

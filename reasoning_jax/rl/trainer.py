@@ -314,12 +314,7 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   def rollout_view(params):
     if not multi_process:
       return params
-    from jax.experimental import multihost_utils
-
-    host = multihost_utils.process_allgather(params, tiled=True)
-    return jax.device_put(
-      host, jax.sharding.NamedSharding(rollout_mesh, jax.sharding.PartitionSpec())
-    )
+    return sharding_lib.local_replicas(params, mesh, rollout_mesh)
 
   ref_rollout_params = None if ref_params is None else rollout_view(ref_params)
   # The judge recipes' rewards (reasoning_jax.rl.judge_scorer): "self" judging copies the

@@ -147,7 +147,7 @@ def load_probe(path: str | os.PathLike) -> Probe:
   with open(config_path) as f:
     config = json.load(f)
   probe = Probe(**config, rngs=nnx.Rngs(0))
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  device = jax.sharding.make_single_device_sharding(jax.devices()[0])
   abstract = jax.tree.map(
     lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
     nnx.to_pure_dict(nnx.state(probe, nnx.Param)),

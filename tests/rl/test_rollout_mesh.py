@@ -91,3 +91,20 @@ def test_rows_split_with_params_sharded_by_the_rules(policy):
   plain = _collect(graphdef, params, group_size=3, temperature=0.0)
   split = _collect(graphdef, sharded, group_size=3, temperature=0.0, mesh=mesh)
   _assert_same(split, plain)
+
+
+def test_local_replicas_copy_params_onto_the_rollout_devices(policy):
+  """The per-host rollout engine's params: a global (fsdp-sharded) tree becomes a full copy on
+  every device of a local mesh, values unchanged, one compiled gather for repeated calls."""
+  _, params = policy
+  mesh = sharding.make_mesh({"fsdp": 8})
+  sharded = jax.device_put(params, sharding.param_shardings(params, rules_for("qwen3"), mesh))
+  assert any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(sharded))
+  local_mesh = sharding.make_mesh({"data": -1}, devices=jax.devices()[2:6])
+  for _ in range(2):
+    local = sharding.local_replicas(sharded, mesh, local_mesh)
+  for got, want in zip(jax.tree.leaves(local), jax.tree.leaves(params)):
+    assert got.sharding == NamedSharding(local_mesh, P())
+    assert got.sharding.device_set == set(jax.devices()[2:6])
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert sharding._replicate(mesh)._cache_size() == 1
