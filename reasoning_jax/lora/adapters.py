@@ -172,25 +172,17 @@ def merge_adapters(model: nnx.Module) -> nnx.Module:
   The merged model has the plain parameter tree again (so `to_hf`, the partition rules and
   `from_hf`-shaped code apply). Merging ignores `adapters_off`. Returns `model`.
 
-  Every kernel is merged in one compiled program whose outputs keep their bases' shardings,
-  and the call waits for it. On several processes (`jax.distributed`) that is what keeps the
-  merge safe: merging kernel by kernel with eager ops on arrays split across processes
-  dispatched many small cross-process programs back to back, and on CPU (gloo) about one
-  run in five of the two-process export test hung inside them.
+  Each kernel is merged by one compiled program whose output keeps its base's sharding, and
+  waited for before the next: the device holds one merged kernel more than the model at a
+  time, and on several processes (`jax.distributed`) no queue of cross-process programs
+  builds up. Merging with eager ops did queue them (reshape, matmul, add per kernel), and on
+  CPU (gloo, jax 0.10) about one run in five of the two-process export test hung inside
+  them (see reasoning_jax/distributed.py).
   """
-  kernels = lora_kernels(model)
-  if not kernels:
-    return model
-  bases = tuple(k.base[...] for _, k in kernels)
-  factors = tuple((k.lora_a[...], k.lora_b[...]) for _, k in kernels)
-  scales = tuple(k.scale for _, k in kernels)
-
-  def merge_all(bases, factors):
-    return tuple(merged_kernel(w, a, b, s) for w, (a, b), s in zip(bases, factors, scales))
-
-  merged = jax.jit(merge_all, out_shardings=tuple(w.sharding for w in bases))(bases, factors)
-  jax.block_until_ready(merged)
-  for (name, _), value in zip(kernels, merged):
+  for name, kernel in lora_kernels(model):
+    w = kernel.base[...]
+    merge = jax.jit(merged_kernel, static_argnums=3, out_shardings=w.sharding)
+    value = jax.block_until_ready(merge(w, kernel.lora_a[...], kernel.lora_b[...], kernel.scale))
     path = tuple(int(k) if k.isdigit() else k for k in name.split("."))
     setattr(_parent(model, path), path[-1], nnx.Param(value))
   return model

@@ -258,8 +258,9 @@ def collect_rollouts(
     mesh: split the rows (prompts x G) over this mesh's batch axes (`data`, `fsdp`) for
       generation and the old/ref log-prob passes, padded with copies of the last row to a
       multiple of those shards (dropped again), so each device decodes its share instead of
-      every device decoding every row. The params should live on this mesh. `None` (or
-      `draft`, whose speculative decode is not row-split) leaves the rows unplaced.
+      every device decoding every row. The params should live on this mesh. With `draft` the
+      speculative decode stays unsplit (its acceptance statistics would count the padding
+      rows); `None` leaves every pass unsplit.
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -333,8 +334,7 @@ def collect_rollouts(
     logprob_fn = make_logprob_fn(graphdef)
 
   def logprobs(fn, fn_params):
-    on_mesh = None if draft is not None else mesh
-    return sharding_lib.host_rows(fn(fn_params, *_placed(on_mesh, tokens, mask)))[:rows]
+    return sharding_lib.host_rows(fn(fn_params, *_placed(mesh, tokens, mask)))[:rows]
 
   old_logp = logprobs(logprob_fn, params) if recompute_old_logp else None
   if recompute_old_logp:
