@@ -203,6 +203,17 @@ def place_rows(x: Any, mesh: Mesh | None) -> jax.Array:
   return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
+def place_padded_rows(mesh: Mesh | None, *arrays: Any) -> list[jax.Array]:
+  """`arrays` (the same rows each) padded with copies of their last row to a multiple of
+  `mesh`'s batch shards and split over them (`place_rows`); the caller drops the padding
+  from the results (`host_rows(out)[:rows]`). Without a mesh, as they are."""
+  arrays = tuple(np.asarray(x) for x in arrays)
+  pad = -len(arrays[0]) % batch_shard_count(mesh)
+  if pad:
+    arrays = tuple(np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) for x in arrays)
+  return [place_rows(x, mesh) for x in arrays]
+
+
 def host_rows(x: Any) -> np.ndarray:
   """A (possibly global) array's values as host numpy, the same on every process: an array
   with rows on other processes is gathered (`process_allgather`, a collective that every

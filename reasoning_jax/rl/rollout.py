@@ -278,7 +278,12 @@ def collect_rollouts(
   )
   rows = len(prompt_lengths)
   if draft is None:
-    out = generate(model, *_placed(mesh, prompts, prompt_lengths), **sampling, timings=timings)
+    out = generate(
+      model,
+      *sharding_lib.place_padded_rows(mesh, prompts, prompt_lengths),
+      **sampling,
+      timings=timings,
+    )
     out = jax.tree.map(lambda x: sharding_lib.host_rows(x)[:rows], out)
   else:
     spec_stats: dict[str, Any] = {}
@@ -334,7 +339,9 @@ def collect_rollouts(
     logprob_fn = make_logprob_fn(graphdef)
 
   def logprobs(fn, fn_params):
-    return sharding_lib.host_rows(fn(fn_params, *_placed(mesh, tokens, mask)))[:rows]
+    return sharding_lib.host_rows(
+      fn(fn_params, *sharding_lib.place_padded_rows(mesh, tokens, mask))
+    )[:rows]
 
   old_logp = logprobs(logprob_fn, params) if recompute_old_logp else None
   if recompute_old_logp:
@@ -359,15 +366,6 @@ def collect_rollouts(
     prompt_lengths=prompt_lengths.astype(np.int32),
     answers=answers,
   )
-
-
-def _placed(mesh, *arrays: np.ndarray) -> list[jax.Array]:
-  """`arrays` (same rows) padded with copies of the last row to a multiple of `mesh`'s batch
-  shards and split over them (`sharding.place_rows`); without a mesh, as they are."""
-  pad = -len(arrays[0]) % sharding_lib.batch_shard_count(mesh)
-  if pad:
-    arrays = tuple(np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) for x in arrays)
-  return [sharding_lib.place_rows(x, mesh) for x in arrays]
 
 
 def _repeated(prompt_batch, names, group_size) -> dict[str, list]:

@@ -93,14 +93,10 @@ def evaluate_exact_match(
     prompts = np.repeat(np.asarray(batch["prompts"]), num_samples, axis=0)
     prompt_lengths = np.repeat(np.asarray(batch["prompt_lengths"]), num_samples, axis=0)
     rows = prompts.shape[0]
-    pad = -rows % sharding_lib.batch_shard_count(mesh)
-    if pad:  # Static row shards: copies of the last row, dropped below.
-      prompts = np.concatenate([prompts, np.repeat(prompts[-1:], pad, axis=0)])
-      prompt_lengths = np.concatenate([prompt_lengths, np.repeat(prompt_lengths[-1:], pad)])
     out = generate(
       model,
-      sharding_lib.place_rows(prompts, mesh),
-      sharding_lib.place_rows(prompt_lengths, mesh),
+      # Static row shards: padded with copies of the last row, dropped below.
+      *sharding_lib.place_padded_rows(mesh, prompts, prompt_lengths),
       max_new_tokens=max_new_tokens,
       temperature=temperature,
       top_p=top_p,

@@ -102,6 +102,17 @@ def test_place_rows_and_host_rows():
   np.testing.assert_array_equal(sharding_lib.host_rows(odd), x[:5])
 
 
+def test_place_padded_rows_pads_with_the_last_row():
+  mesh = sharding_lib.make_mesh({"data": 4, "fsdp": 2})
+  x, n = np.arange(12).reshape(6, 2), np.arange(6)
+  px, pn = sharding_lib.place_padded_rows(mesh, x, n)
+  assert px.shape == (8, 2) and pn.shape == (8,) and len(px.sharding.device_set) == 8
+  np.testing.assert_array_equal(sharding_lib.host_rows(px), np.concatenate([x, x[-1:], x[-1:]]))
+  np.testing.assert_array_equal(sharding_lib.host_rows(pn), [0, 1, 2, 3, 4, 5, 5, 5])
+  same = sharding_lib.place_padded_rows(None, x)  # No mesh: the rows as they are.
+  np.testing.assert_array_equal(np.asarray(same[0]), x)
+
+
 def test_run_sft_on_two_processes(tmp_path):
   """Two processes x 2 devices (jax.distributed + gloo), params over fsdp across both: SFT
   prepares its data (both, one data_dir), trains and evaluates; the evaluation's rows are
