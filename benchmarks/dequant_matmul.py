@@ -8,7 +8,9 @@
   * xla: `reasoning_jax.ops.quant.dequant_matmul_reference`, which dequantises the whole weight
     in XLA every call, then multiplies;
   * pallas: `pallas_kernels.dequant_matmul.dequant_matmul_pallas` compiled (interpret off),
-    which rebuilds weight tiles in fast memory from the packed planes.
+    which rebuilds weight tiles in fast memory from the packed planes; on a GPU once per
+    `--gpu-kernels` form ("mosaic": Mosaic GPU wgmma, "triton": the deprecated Triton
+    backend, "auto": the kernel's own choice), one row each.
 
 It prints median milliseconds per call, the ratios dense / pallas and xla / pallas, the bytes
 each path must read at least (weights + x + y; the xla path also writes and re-reads the f32 and
@@ -22,7 +24,7 @@ mode as a smoke check whose numbers mean nothing. No timing is asserted.
 
 Usage:
   python benchmarks/dequant_matmul.py [--shapes 4096x4096,4096x11008 --ms 1,8,64 \\
-      --bits 2 --group-size 256 --repeats 20] [--tiny]
+      --bits 2 --group-size 256 --repeats 20 --gpu-kernels mosaic,triton] [--tiny]
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ def _parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--group-size", type=int, default=256)
   p.add_argument("--repeats", type=int, default=20)
   p.add_argument(
+    "--gpu-kernels",
+    default="auto",
+    help="comma-separated gpu_kernel forms to time (auto, mosaic, triton); GPU only",
+  )
+  p.add_argument(
     "--tiny", action="store_true", help="one small shape in interpret mode (default on CPU)"
   )
   args = p.parse_args(argv)
@@ -57,6 +64,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
     args.tiny = True
   if args.tiny:
     args.shapes, args.ms, args.repeats = "512x256", "1,8", 2
+  args.gpu_kernels = args.gpu_kernels.split(",") if jax.default_backend() == "gpu" else ["auto"]
   return args
 
 
@@ -100,9 +108,14 @@ def main(argv=None) -> None:
     print("NOTE: --tiny / CPU: the Pallas kernel runs in interpret mode; timings mean nothing.")
   dense_fn = jax.jit(lambda x, w: jnp.matmul(x, w.T, preferred_element_type=jnp.float32))
   xla_fn = jax.jit(dequant_matmul_reference)
-  pallas_fn = jax.jit(lambda x, qw: dequant_matmul_pallas(x, qw, interpret=interpret))
+  pallas_fns = {
+    gk: jax.jit(
+      lambda x, qw, gk=gk: dequant_matmul_pallas(x, qw, interpret=interpret, gpu_kernel=gk)
+    )
+    for gk in args.gpu_kernels
+  }
   print(
-    f"{'d_in x d_out':>13} {'M':>4} {'dense ms':>9} {'xla ms':>9} {'pallas ms':>9} "
+    f"{'d_in x d_out':>13} {'M':>4} {'kernel':>7} {'dense ms':>9} {'xla ms':>9} {'pallas ms':>9} "
     f"{'dense/pal':>9} {'xla/pal':>8} {'dense MB':>9} {'quant MB':>9} {'pallas GB/s':>11}"
   )
   for shape in args.shapes.split(","):
@@ -116,16 +129,17 @@ def main(argv=None) -> None:
       quant_bytes = qw.nbytes + io_bytes
       t_dense = _time(dense_fn, (x, w), args.repeats)
       t_xla = _time(xla_fn, (x, qw), args.repeats)
-      t_pallas = _time(pallas_fn, (x, qw), args.repeats)
-      bandwidth = quant_bytes / (t_pallas * 1e6) if isinstance(t_pallas, float) else float("nan")
-      print(
-        f"{shape:>13} {m:>4} {_fmt(t_dense)} {_fmt(t_xla)} {_fmt(t_pallas)} "
-        f"{_ratio(t_dense, t_pallas):>9} {_ratio(t_xla, t_pallas)} "
-        f"{dense_bytes / 1e6:9.2f} {quant_bytes / 1e6:9.2f} {bandwidth:11.1f}"
-      )
-      for name, t in (("dense", t_dense), ("xla", t_xla), ("pallas", t_pallas)):
-        if isinstance(t, str):
-          print(f"    {name} failed: {t}")
+      for gk, pallas_fn in pallas_fns.items():
+        t_pallas = _time(pallas_fn, (x, qw), args.repeats)
+        bandwidth = quant_bytes / (t_pallas * 1e6) if isinstance(t_pallas, float) else float("nan")
+        print(
+          f"{shape:>13} {m:>4} {gk:>7} {_fmt(t_dense)} {_fmt(t_xla)} {_fmt(t_pallas)} "
+          f"{_ratio(t_dense, t_pallas):>9} {_ratio(t_xla, t_pallas)} "
+          f"{dense_bytes / 1e6:9.2f} {quant_bytes / 1e6:9.2f} {bandwidth:11.1f}"
+        )
+        for name, t in (("dense", t_dense), ("xla", t_xla), (f"pallas {gk}", t_pallas)):
+          if isinstance(t, str):
+            print(f"    {name} failed: {t}")
   print(
     f"weights: {qw.describe()}; the xla path also writes and reads back the dequantised "
     f"weight ({6 * d_in * d_out / 1e6:.1f} MB as f32 + bf16 for the last shape)"

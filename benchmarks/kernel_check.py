@@ -15,6 +15,7 @@ Usage (on a GPU/TPU machine):
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import traceback
@@ -186,6 +187,8 @@ def check_dequant() -> None:
   from reasoning_jax.ops.quant import from_bitplanes, from_codes
 
   print("dequant-matmul: pallas (compiled) vs dequant_matmul_reference (XLA)")
+  # On a GPU both CUDA forms: Mosaic GPU (16-bit dtypes, Hopper+) and the Triton one.
+  forms = ("mosaic", "triton") if jax.default_backend() == "gpu" else ("auto",)
   shapes = (
     ((256, 512, 2, 128, "bitplane"), (128, 256, 3, 32, "uniform"))
     if TINY
@@ -211,14 +214,18 @@ def check_dequant() -> None:
     for dtype in (jnp.float32, jnp.bfloat16):
       for m in (1,) if TINY else (1, 7, 64, 300):
         x = jax.random.normal(jax.random.key(m), (m, d_in), dtype)
-        name = f"M={m} {kind} k={bits} g={g} [{d_out}x{d_in}]"
-        try:
-          y1 = jax.jit(dequant_matmul_pallas)(x, qw)
-          y2 = jax.jit(dequant_matmul_reference)(x, qw)
-          _report(name, dtype, (y1,), (y2,), ("y",))
-        except Exception as e:  # pylint: disable=broad-except
-          print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
-          traceback.print_exc(limit=3)
+        for form in forms:
+          if form == "mosaic" and dtype == jnp.float32:
+            continue  # wgmma's register operand is 16-bit
+          name = f"M={m} {kind} k={bits} g={g} [{d_out}x{d_in}] {form}"
+          try:
+            fn = functools.partial(dequant_matmul_pallas, gpu_kernel=form)
+            y1 = jax.jit(fn)(x, qw)
+            y2 = jax.jit(dequant_matmul_reference)(x, qw)
+            _report(name, dtype, (y1,), (y2,), ("y",))
+          except Exception as e:  # pylint: disable=broad-except
+            print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
+            traceback.print_exc(limit=3)
 
 
 def check_sparse() -> None:

@@ -1,4 +1,4 @@
-"""The Pallas Triton backend that the kernels' GPU forms lower through, and life without it.
+"""The GPU backends the kernels lower through: Pallas' Triton backend, and Mosaic GPU.
 
 JAX deprecated Pallas' Triton backend in 0.11 in favour of Mosaic GPU (0.12 still ships it).
 No kernel's TPU form or interpret mode needs it, so every kernel imports it only here, inside
@@ -6,15 +6,34 @@ its GPU branch: on a JAX that has dropped it the kernels still run on TPU and in
 mode, and a GPU run fails at trace time with a message naming the XLA path to use instead
 (flash attention goes further: `ops.attention` picks XLA by itself, via
 `flash_attention.unsupported_reason`).
+
+Mosaic GPU (`jax.experimental.pallas.mosaic_gpu`, Hopper and newer) is the successor; the
+kernels ported to it (the dequant matmul so far) use the helpers below, which also paper over
+the API differences between the JAX versions we support (0.10: `plgpu.load(ref, idx)`,
+`plgpu.transpose_ref`, a private interpreter; 0.12: `plgpu.load(ref.at[idx])`,
+`ref.transpose`, `plgpu.InterpretGPUParams`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any, Callable
 
 import jax
 
-__all__ = ["gpu_branches", "triton_compiler_params", "triton_missing"]
+__all__ = [
+  "gpu_branches",
+  "gpu_compute_capability",
+  "mosaic_gpu_missing",
+  "mosaic_interpret_missing",
+  "mosaic_interpret_params",
+  "mosaic_kernel_name",
+  "mosaic_load",
+  "mosaic_transpose",
+  "triton_compiler_params",
+  "triton_missing",
+]
 
 
 def triton_missing() -> str | None:
@@ -54,3 +73,81 @@ def gpu_branches(
   )
   branch = make(params)
   return {"cuda": branch, "rocm": branch}
+
+
+def gpu_compute_capability() -> float | None:
+  """The compute capability of the first attached GPU (9.0 for an H100), or None when this
+  process has no GPU (e.g. lowering for CUDA ahead of time on a CPU host)."""
+  if jax.default_backend() != "gpu":
+    return None
+  try:
+    return float(jax.devices()[0].compute_capability)
+  except (AttributeError, TypeError, ValueError):
+    return None
+
+
+def mosaic_gpu_missing() -> str | None:
+  """Why this JAX cannot build Mosaic GPU kernels (`plgpu.kernel`), or None."""
+  try:
+    from jax.experimental.pallas import mosaic_gpu as plgpu
+  except ImportError as e:
+    return f"this JAX ({jax.__version__}) has no Pallas Mosaic GPU backend: {e}"
+  if not hasattr(plgpu, "kernel"):
+    return f"this JAX ({jax.__version__}) has no jax.experimental.pallas.mosaic_gpu.kernel"
+  return None
+
+
+def _interpret_params_class():
+  from jax.experimental.pallas import mosaic_gpu as plgpu
+
+  return getattr(plgpu, "InterpretGPUParams", None)
+
+
+def mosaic_interpret_missing() -> str | None:
+  """Why JAX's GPU interpreter cannot run the Mosaic GPU kernels here, or None.
+
+  JAX 0.12 exports `plgpu.InterpretGPUParams`; 0.10's private interpreter cannot evaluate
+  `plgpu.load` (an assertion in its abstract evaluation), so the kernels are only lowered there.
+  """
+  reason = mosaic_gpu_missing()
+  if reason is None and _interpret_params_class() is None:
+    reason = (
+      f"this JAX ({jax.__version__}) has no public GPU interpreter for Mosaic GPU kernels "
+      "(jax.experimental.pallas.mosaic_gpu.InterpretGPUParams, JAX >= 0.12)"
+    )
+  return reason
+
+
+def mosaic_interpret_params() -> Any:
+  """`plgpu.InterpretGPUParams()`: runs a Mosaic GPU kernel on the CPU; RuntimeError with
+  `mosaic_interpret_missing`'s reason when this JAX has none."""
+  reason = mosaic_interpret_missing()
+  if reason is not None:
+    raise RuntimeError(reason)
+  return _interpret_params_class()()
+
+
+def mosaic_load(ref, idx: tuple, layout) -> jax.Array:
+  """`ref[idx]` loaded into registers with `layout` (`plgpu.load`, whose signature changed)."""
+  from jax.experimental.pallas import mosaic_gpu as plgpu
+
+  if "idx" in inspect.signature(plgpu.load).parameters:
+    return plgpu.load(ref, idx, layout=layout)
+  return plgpu.load(ref.at[idx] if idx else ref, layout=layout)
+
+
+def mosaic_transpose(ref):
+  """A 2-D shared-memory ref read transposed (wgmma's transposed operand)."""
+  if hasattr(ref, "transpose"):
+    return ref.transpose((1, 0))
+  from jax.experimental.pallas import mosaic_gpu as plgpu
+
+  return plgpu.transpose_ref(ref, (1, 0))
+
+
+def mosaic_kernel_name(name: str) -> dict[str, str]:
+  """`plgpu.kernel` keyword naming the kernel in profiles and HLO, where this JAX takes one."""
+  from jax.experimental.pallas import mosaic_gpu as plgpu
+
+  fields = {f.name for f in dataclasses.fields(plgpu.Mesh)}
+  return {"kernel_name": name} if "kernel_name" in fields else {}

@@ -3,8 +3,9 @@ exported reference.
 
 "BPDQ: Bit-Plane Decomposition Quantization on a Variable Grid for Large Language Models"
 (Chen et al., arXiv:2602.04163). `kernel.py`: the kernels (a TPU "grid" schedule with K as the
-sequential reduction axis, a GPU "loop" schedule) and the public `dequant_matmul_pallas`;
-`blocks.py`: tile sizes. The reference is `reasoning_jax.ops.quant.dequant_matmul_reference`,
+sequential reduction axis, a GPU "loop" schedule on Pallas' Triton backend) and the public
+`dequant_matmul_pallas`; `kernel_mgpu.py`: the Mosaic GPU (Hopper wgmma) form the CUDA branch
+prefers; `blocks.py`: tile sizes. The reference is `reasoning_jax.ops.quant.dequant_matmul_reference`,
 re-exported here.
 """
 

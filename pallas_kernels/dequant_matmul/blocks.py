@@ -9,12 +9,15 @@ Two schedules (`kernel.py`):
     one step reads whole groups' coefficients.
   * "loop" (GPU, Triton): grid `(M / bm, N / bn)`, each program walks the groups of K in a
     `fori_loop`; Triton needs power-of-two tiles and `bm >= 16` for its dot.
+  * "mosaic" (GPU, Mosaic GPU, `kernel_mgpu.py`): grid `(N / 64, M / bm)`, 64 weight rows per
+    program (wgmma M), x rows `bm` (wgmma N: a multiple of 8, at most 256), K in steps of 64.
 
 DESIGN CHOICE (defaults): `bm` is the next power of two of M, at least the sublane tile of
 the dtype (8 for 32-bit, 16 for 16-bit, 16 on GPU) and at most 256 (128 on GPU); decode
 (M <= 16) takes the widest lane-aligned `bn` that divides d_out (1024..128 on TPU, it is
 bandwidth-bound; 64 on GPU so that a 4096-wide layer spreads over 64 programs), prefill
-512..128 (128..16 on GPU); `bk` is `max(g, 256)` groups-wide when that divides d_in.
+512..128 (128..16 on GPU); `bk` is `max(g, 256)` groups-wide when that divides d_in. Mosaic
+GPU: `bm` the next power of two of M, between 8 and 128; `bn = bk = 64` (fixed).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ import jax.numpy as jnp
 
 WORD_BITS = 32
 DECODE_ROWS = 16  # M at or below this is a decode-shaped (bandwidth-bound) call
+MOSAIC_ROWS = 64  # Mosaic GPU: weight rows per program (one warpgroup's wgmma M)
+MOSAIC_STEP = 64  # Mosaic GPU: input columns per pipeline step (two int32 words)
+MOSAIC_DTYPES = ("bfloat16", "float16")  # wgmma's register operand
+SCHEDULES = ("grid", "loop", "mosaic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +61,42 @@ def check_group_size(group_size: int) -> None:
     )
 
 
+def mosaic_unsupported(d_in: int, d_out: int, group_size: int, dtype) -> str | None:
+  """Why the Mosaic GPU kernel cannot take these shapes / this compute dtype, or None."""
+  if jnp.dtype(dtype).name not in MOSAIC_DTYPES:
+    return (
+      f"the Mosaic GPU dequant-matmul kernel computes in {' or '.join(MOSAIC_DTYPES)} "
+      f"(wgmma's register operand), got {jnp.dtype(dtype).name}"
+    )
+  if d_out % MOSAIC_ROWS or d_in % MOSAIC_STEP:
+    return (
+      f"the Mosaic GPU dequant-matmul kernel needs d_out and d_in multiples of {MOSAIC_ROWS}, "
+      f"got d_out = {d_out}, d_in = {d_in}"
+    )
+  if group_size != WORD_BITS and group_size % MOSAIC_STEP:
+    return (
+      f"the Mosaic GPU dequant-matmul kernel needs group_size 32 or a multiple of "
+      f"{MOSAIC_STEP}, got {group_size}"
+    )
+  return None
+
+
+def _mosaic_blocks(m, d_in, d_out, group_size, dtype, block_m, block_n, block_k) -> Blocks:
+  reason = mosaic_unsupported(d_in, d_out, group_size, dtype)
+  if reason is not None:
+    raise ValueError(reason)
+  if block_m is None:
+    bm = min(max(_next_pow2(m), 8), 128)
+  else:
+    bm = block_m
+    if bm % 8 or bm > 256:
+      raise ValueError(f"block_m must be a multiple of 8 up to 256 (wgmma N), got {bm}")
+  for value, name, fixed in ((block_n, "block_n", MOSAIC_ROWS), (block_k, "block_k", MOSAIC_STEP)):
+    if value is not None and value != fixed:
+      raise ValueError(f"{name} is fixed at {fixed} in the Mosaic GPU kernel, got {value}")
+  return Blocks(bm=bm, bn=MOSAIC_ROWS, bk=MOSAIC_STEP)
+
+
 def choose_blocks(
   m: int,
   d_in: int,
@@ -68,11 +111,15 @@ def choose_blocks(
 ) -> Blocks:
   """Tile sizes for `x [m, d_in] @ W^T`, `W [d_out, d_in]` with groups of `group_size`.
 
-  `schedule` is "grid" or "loop" (see the module docstring); explicit blocks are checked
-  (ValueError naming the argument) and used as given.
+  `schedule` is "grid", "loop" or "mosaic" (see the module docstring); explicit blocks are
+  checked (ValueError naming the argument) and used as given.
   """
+  if schedule not in SCHEDULES:
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
   for value, name in ((block_m, "block_m"), (block_n, "block_n"), (block_k, "block_k")):
     _check_block(value, name)
+  if schedule == "mosaic":
+    return _mosaic_blocks(m, d_in, d_out, group_size, dtype, block_m, block_n, block_k)
   gpu = schedule == "loop"
   sublane = 16 if gpu or jnp.dtype(dtype).itemsize == 2 else 8
 

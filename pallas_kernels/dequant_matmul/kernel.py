@@ -45,7 +45,9 @@ DESIGN CHOICE / limits:
     TPU. A 2-D `[d_in / 32 * k, d_out]` storage (the GPU path's view) would avoid it;
   * the group size must be a multiple of 32 (a word never straddles two groups);
   * the GPU path has no split-K, so a decode call with a narrow d_out uses few SMs;
-  * the Triton backend is deprecated in JAX 0.11+; a Mosaic GPU port is future work.
+  * the Triton backend is deprecated in JAX 0.11+: on a Hopper-or-newer GPU with a 16-bit
+    compute dtype the CUDA branch uses the Mosaic GPU form instead (`kernel_mgpu.py`,
+    `gpu_kernel="auto"`); "triton" / "mosaic" force one.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from jax.experimental import pallas as pl
 
 from pallas_kernels import gpu_backend
 from pallas_kernels.dequant_matmul import blocks as blocks_lib
+from pallas_kernels.dequant_matmul import kernel_mgpu
 from reasoning_jax.ops.quant import KINDS, QuantizedWeight
 
 NN = (((1,), (0,)), ((), ()))  # a @ b
@@ -229,6 +232,35 @@ def loop_call(x, planes, coef, *, group_size, out_dtype, blk, interpret, compile
   return out[:m]
 
 
+GPU_KERNELS = ("auto", "mosaic", "triton")
+
+
+def _mosaic_choice(gpu_kernel, shape, sizes):
+  """The Mosaic GPU kernel's blocks when the CUDA branch should use it, else None.
+
+  "mosaic" raises ValueError when it cannot take the call; "auto" uses it when it can and the
+  attached GPU (if any) is sm_90 or newer."""
+  if gpu_kernel == "triton":
+    return None
+  m, d_in, d_out, group_size, dtype = shape
+  reason = gpu_backend.mosaic_gpu_missing() or blocks_lib.mosaic_unsupported(
+    d_in, d_out, group_size, dtype
+  )
+  capability = gpu_backend.gpu_compute_capability()
+  if reason is None and capability is not None and capability < 9.0:
+    reason = f"the Mosaic GPU kernel needs sm_90 (Hopper) or newer, this GPU is sm_{capability}"
+  if reason is not None:
+    if gpu_kernel == "mosaic":
+      raise ValueError(f"gpu_kernel='mosaic': {reason}")
+    return None
+  try:
+    return blocks_lib.choose_blocks(*shape, "mosaic", **sizes)
+  except ValueError:
+    if gpu_kernel == "mosaic":
+      raise
+    return None  # block overrides meant for the Triton form
+
+
 def _check_inputs(x, qw: QuantizedWeight, dtype):
   if not isinstance(qw, QuantizedWeight):
     raise ValueError(f"qw must be a reasoning_jax.ops.quant.QuantizedWeight, got {type(qw)}")
@@ -271,6 +303,7 @@ def dequant_matmul_pallas(
   block_m: int | None = None,
   block_n: int | None = None,
   block_k: int | None = None,
+  gpu_kernel: str = "auto",
 ) -> jax.Array:
   """`x [..., d_in] @ W^T -> [..., d_out]` with `W` dequantised inside the kernel.
 
@@ -290,6 +323,11 @@ def dequant_matmul_pallas(
       (TPU) schedule.
     block_m, block_n, block_k: tile overrides (rows, output columns, input columns; `block_k`
       is used by the grid schedule only). Defaults: `blocks.choose_blocks`.
+    gpu_kernel: the CUDA form: "mosaic" (Mosaic GPU, `kernel_mgpu.py`: Hopper or newer,
+      bfloat16 / float16), "triton" (the "loop" schedule on Pallas' deprecated Triton
+      backend), or "auto" (DESIGN CHOICE, the default): Mosaic GPU where it can take the call
+      (`blocks.mosaic_unsupported`, and the attached GPU, if any, is sm_90 or newer), else
+      Triton. ROCm always uses Triton.
 
   Returns:
     `[..., d_out]` in `dtype`.
@@ -300,6 +338,8 @@ def dequant_matmul_pallas(
     and lower for TPU only.
   """
   x2, lead, dtype = _prepare(x, qw, dtype)
+  if gpu_kernel not in GPU_KERNELS:
+    raise ValueError(f"gpu_kernel must be one of {GPU_KERNELS}, got {gpu_kernel!r}")
   if interpret is None:
     interpret = jax.default_backend() not in ("tpu", "gpu")
   sizes = dict(block_m=block_m, block_n=block_n, block_k=block_k)
@@ -324,24 +364,34 @@ def dequant_matmul_pallas(
     )
 
   branches = dict(tpu=tpu)
-  try:  # Every branch is traced, whichever platform runs: drop GPU for shapes it cannot take.
-    loop_blocks = blocks_lib.choose_blocks(*shape, "loop", **sizes)
-  except ValueError:
-    if jax.default_backend() == "gpu":
-      raise
-  else:
-    branches.update(
-      gpu_backend.gpu_branches(
-        lambda params: (
-          lambda x2, planes, coef: loop_call(
-            x2, planes, coef, blk=loop_blocks, interpret=False, compiler_params=params, **common
+  mosaic_blocks = _mosaic_choice(gpu_kernel, shape, sizes)
+  if gpu_kernel != "mosaic":
+    try:  # Every branch is traced, whichever platform runs: drop GPU for shapes it cannot take.
+      loop_blocks = blocks_lib.choose_blocks(*shape, "loop", **sizes)
+    except ValueError:
+      if jax.default_backend() == "gpu" and mosaic_blocks is None:
+        raise
+    else:
+      try:
+        branches.update(
+          gpu_backend.gpu_branches(
+            lambda params: (
+              lambda x2, planes, coef: loop_call(
+                x2, planes, coef, blk=loop_blocks, interpret=False, compiler_params=params, **common
+              )
+            ),
+            num_warps=4,
+            num_stages=2,
+            kernel="the Pallas dequant-matmul kernel",
+            instead='implementation="xla" (the default) on the quantized linears',
           )
-        ),
-        num_warps=4,
-        num_stages=2,
-        kernel="the Pallas dequant-matmul kernel",
-        instead='implementation="xla" (the default) on the quantized linears',
-      )
+        )
+      except RuntimeError:  # no Triton backend on this GPU host: fine if Mosaic GPU serves CUDA
+        if mosaic_blocks is None:
+          raise
+  if mosaic_blocks is not None:
+    branches["cuda"] = lambda x2, planes, coef: kernel_mgpu.mosaic_call(
+      x2, planes, coef, blk=mosaic_blocks, interpret=False, **common
     )
   y = jax.lax.platform_dependent(x2, qw.planes, coef, **branches)
   return y.reshape(*lead, qw.d_out)
@@ -357,6 +407,28 @@ def dequant_matmul_loop_interpret(
     x2.shape[0], qw.d_in, qw.d_out, qw.group_size, dtype, "loop", block_m=block_m, block_n=block_n
   )
   y = loop_call(
+    x2,
+    qw.planes,
+    qw.coefficients(f32),
+    group_size=qw.group_size,
+    out_dtype=dtype,
+    blk=blk,
+    interpret=True,
+  )
+  return y.reshape(*lead, qw.d_out)
+
+
+def dequant_matmul_mosaic_interpret(
+  x: jax.Array, qw: QuantizedWeight, *, dtype=None, block_m=None
+) -> jax.Array:
+  """The Mosaic GPU kernel (`kernel_mgpu.py`) in JAX's GPU interpreter (CPU tests of that
+  kernel body); same wrapper steps and result as `dequant_matmul_pallas`. Needs JAX >= 0.12
+  (`gpu_backend.mosaic_interpret_missing`)."""
+  x2, lead, dtype = _prepare(x, qw, dtype)
+  blk = blocks_lib.choose_blocks(
+    x2.shape[0], qw.d_in, qw.d_out, qw.group_size, dtype, "mosaic", block_m=block_m
+  )
+  y = kernel_mgpu.mosaic_call(
     x2,
     qw.planes,
     qw.coefficients(f32),

@@ -7,7 +7,8 @@ scales/zeros), k in {2, 3, 4}, group sizes 32/128/256, M in {1, 7, 64}; toleranc
 (bf16 rtol 2e-2 / atol 1e-2, the spec's section 4.5; float32 tight). Also: act-order perm,
 ragged M over several row / column / K tiles, leading batch dims, the GPU ("loop") kernel body
 in interpret mode, a determinism re-run, argument errors, default tile sizes, and ahead-of-time
-lowering for TPU (Mosaic) and CUDA (Triton) at decode and prefill shapes. Lowering checks the
+lowering for TPU (Mosaic) and CUDA (Triton) at decode and prefill shapes. The Mosaic GPU form
+has its own tests (test_dequant_matmul_mosaic.py). Lowering checks the
 Pallas lowering rules, not Mosaic's layout passes or Triton's PTX compilation (those need the
 device: benchmarks/kernel_check.py --kernels dequant).
 """
@@ -229,10 +230,10 @@ def _abstract_weight(kind, bits, group_size):
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), qw)
 
 
-def _lowered_text(platform, m, dtype, kind, bits, group_size, qw=None):
+def _lowered_text(platform, m, dtype, kind, bits, group_size, qw=None, gpu_kernel="auto"):
   qw = _abstract_weight(kind, bits, group_size) if qw is None else qw
   x = jax.ShapeDtypeStruct((m, qw.d_in), dtype)
-  fn = lambda x, qw: dequant_matmul_pallas(x, qw, interpret=False)
+  fn = lambda x, qw: dequant_matmul_pallas(x, qw, interpret=False, gpu_kernel=gpu_kernel)
   return jax.jit(fn).trace(x, qw).lower(lowering_platforms=(platform,)).as_text()
 
 
@@ -252,7 +253,7 @@ def test_lowers_for_cuda(m, dtype, kind, bits, group_size):
   mesh = jax.sharding.AbstractMesh((1,), ("x",), abstract_device=device)
   qw = _abstract_weight(kind, bits, group_size)
   with jax.sharding.use_abstract_mesh(mesh):
-    text = _lowered_text("cuda", m, dtype, kind, bits, group_size, qw)
+    text = _lowered_text("cuda", m, dtype, kind, bits, group_size, qw, gpu_kernel="triton")
   assert len(re.findall(r"custom_call @__gpu\$xla\.gpu\.triton", text)) == 1
   assert "dequant_matmul_loop" in text
 

@@ -1,5 +1,6 @@
 """The kernels on a JAX without the Pallas Triton backend (deprecated in 0.11 for Mosaic GPU):
-TPU lowering unaffected, a GPU run refused with a message naming the XLA path."""
+TPU lowering unaffected, a GPU run refused with a message naming the XLA path, except where a
+kernel has a Mosaic GPU form (the dequant matmul); and the Mosaic GPU helpers on this JAX."""
 
 import sys
 
@@ -80,3 +81,25 @@ def test_gpu_runs_without_triton_name_the_xla_path(no_triton):
   for name, lower in cases.items():
     with pytest.raises(RuntimeError, match=rf"{name}.*cannot run on a GPU.*xla"):
       lower()
+
+
+def test_without_triton_sixteen_bit_dequant_lowers_through_mosaic_gpu(no_triton):
+  """The dequant matmul has a Mosaic GPU form: on a GPU host without the Triton backend a
+  bfloat16 call still lowers (one Mosaic GPU custom call) instead of raising."""
+  from tests.pallas_kernels import test_dequant_matmul
+
+  no_triton.setattr(jax, "default_backend", lambda: "gpu")
+  assert gpu_backend.gpu_compute_capability() is None  # no real GPU: capability unknown
+  text = test_dequant_matmul._lowered_text("cuda", 1, jnp.bfloat16, "bitplane", 2, 256)
+  assert text.count("custom_call @mosaic_gpu") == 1 and "triton" not in text
+
+
+def test_mosaic_helpers_follow_this_jax():
+  assert gpu_backend.mosaic_gpu_missing() is None  # JAX 0.10 - 0.12 ship Mosaic GPU
+  reason = gpu_backend.mosaic_interpret_missing()
+  if reason is None:
+    assert type(gpu_backend.mosaic_interpret_params()).__name__ == "InterpretGPUParams"
+  else:
+    with pytest.raises(RuntimeError, match=r"no public GPU interpreter"):
+      gpu_backend.mosaic_interpret_params()
+  assert gpu_backend.mosaic_kernel_name("k") in ({"kernel_name": "k"}, {})
