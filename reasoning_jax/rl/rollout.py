@@ -27,7 +27,6 @@ import time
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
@@ -258,9 +257,9 @@ def collect_rollouts(
     mesh: split the rows (prompts x G) over this mesh's batch axes (`data`, `fsdp`) for
       generation and the old/ref log-prob passes, padded with copies of the last row to a
       multiple of those shards (dropped again), so each device decodes its share instead of
-      every device decoding every row. The params should live on this mesh. With `draft` the
-      speculative decode stays unsplit (its acceptance statistics would count the padding
-      rows); `None` leaves every pass unsplit.
+      every device decoding every row. The params (and `draft`'s) should live on this mesh.
+      The speculative decode is split too: its padding rows stop at once and count in no
+      acceptance statistic (`speculative_generate(rows=)`). `None` leaves every pass unsplit.
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -290,12 +289,13 @@ def collect_rollouts(
     out = speculative_generate(
       model,
       draft,
-      jnp.asarray(prompts),
-      jnp.asarray(prompt_lengths),
+      *sharding_lib.place_padded_rows(mesh, prompts, prompt_lengths),
       **sampling,
       num_draft=num_draft,
       stats=spec_stats,
+      rows=rows,  # the padding rows count in no acceptance statistic
     )
+    out = jax.tree.map(lambda x: sharding_lib.host_rows(x)[:rows], out)
     if timings is not None:
       for phase in ("prefill_s", "decode_s"):
         timings[phase] = timings.get(phase, 0.0) + spec_stats[phase]

@@ -210,12 +210,23 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
     k: source.sampling[k] if config.get(k) is None else config[k] for k in source.sampling
   }
   mesh = sharding_lib.make_mesh(dict(config.mesh))
+  # Sampling, scoring and advantages run per process on its own prompts; the update is one
+  # global sharded step over every process's rows, and evaluation one global generate. The
+  # rollout rows are split over the batch axes of `rollout_mesh`: on one process the global
+  # mesh, with the (possibly sharded) params as they are; on several, each process's own
+  # devices, each holding a full copy of the current params (a per-host rollout engine,
+  # weights synced every step), so rollouts need no cross-host collectives.
+  multi_process = jax.process_count() > 1
+  rollout_mesh = (
+    sharding_lib.make_mesh({"data": -1}, devices=jax.local_devices()) if multi_process else mesh
+  )
 
   model = warm_start(config, source, mesh)
   draft_cfg = draft_spec(config, error=ConfigError)
   draft = None
-  if draft_cfg is not None:  # Speculative rollouts (reasoning_jax.rl.draft).
-    draft = build_draft(draft_cfg, model, tokenizer, mesh, error=ConfigError)
+  if draft_cfg is not None:  # Speculative rollouts (reasoning_jax.rl.draft), frozen: it lives
+    # where the rollouts run (each process's own devices on several).
+    draft = build_draft(draft_cfg, model, tokenizer, rollout_mesh, error=ConfigError)
   ref_graphdef = None
   if lora is not None:  # The warm start is the frozen base; only the adapters train.
     lora_setup.adapt(model, lora, seed=config.seed, error=ConfigError)
@@ -300,16 +311,6 @@ def run_rl(config: ml_collections.ConfigDict) -> dict[str, Any]:
   ref_logprob_fn = None
   if uses_reference and lora is not None:
     ref_logprob_fn = make_logprob_fn(ref_graphdef, chunk_size=chunk_size, window=window)
-  # Sampling, scoring and advantages run per process on its own prompts; the update is one
-  # global sharded step over every process's rows, and evaluation one global generate. The
-  # rollout rows are split over the batch axes of `rollout_mesh`: on one process the global
-  # mesh, with the (possibly sharded) params as they are; on several, each process's own
-  # devices, each holding a full copy of the current params (a per-host rollout engine,
-  # weights synced every step), so rollouts need no cross-host collectives.
-  multi_process = jax.process_count() > 1
-  rollout_mesh = (
-    sharding_lib.make_mesh({"data": -1}, devices=jax.local_devices()) if multi_process else mesh
-  )
 
   def rollout_view(params):
     if not multi_process:

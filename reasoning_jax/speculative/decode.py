@@ -166,7 +166,7 @@ def _compiled_fns(target_def: Any, draft_def: Any, spec: _Spec):
   def draw(key, log_probs):
     return first_argmax(log_probs) if greedy else categorical_sample(key, log_probs)
 
-  def prefill(t_state, d_state, t_cache, d_cache, prompts, prompt_lengths, key):
+  def prefill(t_state, d_state, t_cache, d_cache, prompts, prompt_lengths, key, rows):
     TRACE_COUNTS["prefill"] += 1
     target, draft = nnx.merge(target_def, t_state), nnx.merge(draft_def, d_state)
     b, p = prompts.shape
@@ -187,7 +187,9 @@ def _compiled_fns(target_def: Any, draft_def: Any, spec: _Spec):
       prev=jnp.take_along_axis(prompts, (prompt_lengths - 1)[:, None], axis=1)[:, 0],
       last=token,
       gen=jnp.ones((b,), jnp.int32),
-      done=_is_eos(token, s.eos_ids) | (n_max <= 1),
+      # Rows from `rows` on are padding (e.g. to split the batch over a mesh): done at once,
+      # so they neither hold up the loop nor count in the acceptance statistics.
+      done=_is_eos(token, s.eos_ids) | (n_max <= 1) | (jnp.arange(b) >= rows),
       tokens=jnp.full((b, width), s.pad_id, jnp.int32).at[:, 0].set(token),
       logprobs=jnp.zeros((b, width), jnp.float32).at[:, 0].set(pick(raw)),
       sampling_logprobs=jnp.zeros((b, width), jnp.float32)
@@ -343,6 +345,7 @@ def speculative_generate(
   cache_size: int | None = None,
   pad_id: int = 0,
   stats: dict[str, Any] | None = None,
+  rows: int | None = None,
 ) -> GenerateOutput:
   """Samples like `generate(target, ...)`, with `draft` proposing `num_draft` tokens a step.
 
@@ -364,6 +367,10 @@ def speculative_generate(
       (`[max_draft + 1]`: how many row-steps accepted 0..max_draft drafts),
       `acceptance_rate_by_position` (`[max_draft]` mean `min(1, p/q)` per draft index),
       `acceptance_rate` (over all proposed drafts) and `prefill_s` / `decode_s`.
+    rows: only the first `rows` rows are real (default: all B); the rest are padding, e.g.
+      copies that make B a multiple of a mesh's batch shards when the prompts arrive split
+      over it. Padding rows stop after their first token and count in no statistic (their
+      outputs are the caller's to drop). A traced input: any `rows` reuses the program.
 
   Returns:
     A `GenerateOutput` (tokens, lengths, raw target logprobs, sampling logprobs, done).
@@ -392,6 +399,11 @@ def speculative_generate(
   if key is None:  # Greedy: the acceptance test is deterministic; any key will do.
     key = jax.random.key(0)
   b = prompts.shape[0]
+  if rows is None:
+    rows = b
+  if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or not 1 <= rows <= b:
+    raise ValueError(f"rows must be an int in [1, B] = [1, {b}] (the real rows), got {rows!r}")
+  rows = int(rows)
   t_def, t_state = nnx.split(target)
   d_def, d_state = nnx.split(draft)
   prefill, decode = _compiled_fns(t_def, d_def, _Spec(settings, max_draft))
@@ -399,7 +411,7 @@ def speculative_generate(
   t_cache = target.init_cache(b, settings.cache_size)
   d_cache = draft.init_cache(b, settings.cache_size)
   t_cache, d_cache, carry = prefill(
-    t_state, d_state, t_cache, d_cache, prompts, prompt_lengths, key
+    t_state, d_state, t_cache, d_cache, prompts, prompt_lengths, key, jnp.int32(rows)
   )
   if stats is not None:
     jax.block_until_ready(carry)
@@ -419,8 +431,8 @@ def speculative_generate(
     hist = np.asarray(carry["accepted_hist"])
     prob_sum = np.asarray(carry["accept_prob_sum"])
     prob_count = np.asarray(carry["accept_prob_count"])
-    emitted = int(np.asarray(lengths).sum())
-    row_calls = int(carry["row_steps"]) + b  # Each row's verify passes plus its prefill.
+    emitted = int(np.asarray(lengths)[:rows].sum())
+    row_calls = int(carry["row_steps"]) + rows  # Each row's verify passes plus its prefill.
     stats.update(
       target_calls=iterations + 1,
       draft_calls=iterations * num_draft + 1,

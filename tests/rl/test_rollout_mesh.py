@@ -1,6 +1,7 @@
 """`collect_rollouts(mesh=)`: the rows (prompts x G) are split over the mesh's batch axes for
-generation and the log-prob passes, padded to a multiple of the shards, with the same batch as
-unsplit rollouts (8 host devices, tests/conftest.py)."""
+generation (plain or speculative) and the log-prob passes, padded to a multiple of the shards,
+with the same batch (and speculative statistics) as unsplit rollouts (8 host devices,
+tests/conftest.py)."""
 
 import jax
 import numpy as np
@@ -31,7 +32,7 @@ def policy():
   return nnx.split(Transformer(config, rngs=nnx.Rngs(1)), nnx.Param)
 
 
-def _collect(graphdef, params, *, group_size, temperature, mesh=None):
+def _collect(graphdef, params, *, group_size, temperature, mesh=None, **kwargs):
   return collect_rollouts(
     graphdef,
     params,
@@ -45,6 +46,7 @@ def _collect(graphdef, params, *, group_size, temperature, mesh=None):
     logprob_fn=make_logprob_fn(graphdef),
     ref_params=params,
     mesh=mesh,
+    **kwargs,
   )
 
 
@@ -108,3 +110,51 @@ def test_local_replicas_copy_params_onto_the_rollout_devices(policy):
     assert got.sharding.device_set == set(jax.devices()[2:6])
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
   assert sharding._replicate(mesh)._cache_size() == 1
+
+
+@pytest.mark.parametrize(
+  "group_size,temperature", [(4, 1.0), (3, 0.0)], ids=["sampled_8_rows", "greedy_6_rows_padded"]
+)
+def test_speculative_rollouts_split_over_the_mesh(policy, monkeypatch, group_size, temperature):
+  """With a draft the speculative decode is split too: same batch, same acceptance statistics
+  (the padding rows of the greedy case count in none)."""
+  graphdef, params = policy
+  draft_params = jax.tree.map(lambda x: x * 0.9, params)
+  mesh = sharding.make_mesh({"data": 8})
+  seen = []
+  real = rollout.speculative_generate
+
+  def spy(model, draft, prompts, lengths, **kwargs):
+    seen.append((prompts, kwargs["rows"]))
+    return real(model, draft, prompts, lengths, **kwargs)
+
+  monkeypatch.setattr(rollout, "speculative_generate", spy)
+  stats = [{}, {}]
+  plain = _collect(
+    graphdef,
+    params,
+    group_size=group_size,
+    temperature=temperature,
+    draft=nnx.merge(graphdef, draft_params),
+    num_draft=2,
+    speculative_stats=stats[0],
+  )
+  replicate = lambda tree: jax.device_put(tree, NamedSharding(mesh, P()))  # noqa: E731
+  split = _collect(
+    graphdef,
+    replicate(params),
+    group_size=group_size,
+    temperature=temperature,
+    mesh=mesh,
+    draft=nnx.merge(graphdef, replicate(draft_params)),
+    num_draft=2,
+    speculative_stats=stats[1],
+  )
+  placed, rows = seen[-1]
+  assert placed.shape[0] == 8 and rows == 2 * group_size
+  assert len(placed.sharding.device_set) == 8
+  _assert_same(split, plain)
+  for name in ("emitted", "row_target_calls", "target_calls"):
+    assert stats[1][name] == stats[0][name], name
+  np.testing.assert_array_equal(stats[1]["acceptance_histogram"], stats[0]["acceptance_histogram"])
+  np.testing.assert_allclose(stats[1]["acceptance_rate"], stats[0]["acceptance_rate"], atol=1e-6)

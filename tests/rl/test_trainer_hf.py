@@ -130,6 +130,35 @@ def test_rl_with_a_speculative_draft(qwen3_dir, tmp_path):
   assert all(np.isfinite(v) for v in _by_step(config.workdir, "train/loss").values())
 
 
+def test_rl_with_a_speculative_draft_on_two_processes(qwen3_dir, tmp_path):
+  """Two processes x 2 devices: each builds the draft on its own devices and samples its
+  prompts by speculative decoding (rows split over its devices); both finish both steps and
+  process 0 logs the acceptance (draft == policy before the first update)."""
+  from reasoning_jax.data import build_dataset
+  from tests.helpers.two_processes import run_two_processes
+
+  config = rl_hf_config(qwen3_dir, tmp_path)  # The helper's paths: build the task's data once.
+  sft = config.sft
+  build_dataset(
+    sft.task,
+    sft.data_dir,
+    config=sft.task_config or None,
+    manual_dir=sft.manual_dir,
+    **dict(sft.task_overrides),
+  )
+  helper = os.path.join(os.path.dirname(__file__), "..", "helpers", "multihost_rl_draft.py")
+  logs = run_two_processes(helper, str(tmp_path), str(qwen3_dir))
+  results = [
+    json.loads(line.split("RESULT ", 1)[1])
+    for log in logs
+    for line in log.splitlines()
+    if line.startswith("RESULT ")
+  ]
+  assert sorted(r["pid"] for r in results) == [0, 1] and all(r["step"] == 2 for r in results)
+  acceptance = _by_step(config.workdir, "rollout/spec_acceptance")
+  assert sorted(acceptance) == [1, 2] and acceptance[1] > 0.95
+
+
 @pytest.mark.parametrize(
   "draft, match",
   [

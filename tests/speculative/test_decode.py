@@ -255,6 +255,31 @@ def test_one_compiled_program_serves_every_k_up_to_max_draft(pair):
     np.testing.assert_array_equal(out.tokens, outs[0].tokens)
 
 
+def test_padding_rows_are_done_at_once_and_count_in_no_statistic(pair):
+  """`rows=4` over the 4 prompts plus 3 padding copies (a batch padded to a mesh's shards):
+  the real rows' outputs and every statistic equal the unpadded run's (greedy: the acceptance
+  test is deterministic); the padding rows stop after their first token."""
+  target, draft = pair
+  kwargs = dict(max_new_tokens=9, num_draft=3, temperature=0.0)
+  plain_stats, padded_stats = {}, {}
+  plain = speculative_generate(target, draft, PROMPTS, LENGTHS, stats=plain_stats, **kwargs)
+  prompts = np.concatenate([PROMPTS, np.repeat(PROMPTS[-1:], 3, axis=0)])
+  lengths = np.concatenate([LENGTHS, np.repeat(LENGTHS[-1:], 3)])
+  padded = speculative_generate(
+    target, draft, prompts, lengths, stats=padded_stats, rows=4, **kwargs
+  )
+  np.testing.assert_array_equal(padded.tokens[:4], plain.tokens)
+  np.testing.assert_array_equal(padded.lengths[:4], plain.lengths)
+  np.testing.assert_array_equal(padded.lengths[4:], 1)
+  for name in ("target_calls", "emitted", "row_target_calls", "tokens_per_target_call"):
+    assert padded_stats[name] == plain_stats[name], name
+  for name in ("acceptance_histogram", "acceptance_rate_by_position"):
+    np.testing.assert_array_equal(padded_stats[name], plain_stats[name])
+  for bad in (0, 8, 2.0, True):
+    with pytest.raises(ValueError, match=r"rows must be an int in \[1, B\] = \[1, 7\]"):
+      speculative_generate(target, draft, prompts, lengths, rows=bad, **kwargs)
+
+
 def test_bad_inputs_name_the_argument(pair):
   target, draft = pair
   run = lambda **kw: speculative_generate(
