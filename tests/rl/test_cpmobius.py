@@ -126,6 +126,19 @@ def test_config_errors_name_the_key(tmp_path):
       validate_config(quick(tmp_path, **{key: value}))
 
 
+def test_several_processes_are_refused_with_a_clear_error(tmp_path, monkeypatch):
+  """Self-play is single-process: on two (jax.distributed) it stops before building anything,
+  instead of failing at the first checkpoint with per-host histories."""
+  import jax
+
+  from reasoning_jax.rl.cpmobius.selfplay import run_cpmobius
+
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  with pytest.raises(CpmConfigError, match=r"runs on one process; this run has 2"):
+    run_cpmobius(quick(tmp_path))
+  assert not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
   return tmp_path_factory.mktemp("cpm")

@@ -44,7 +44,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from reasoning_jax import sharding as sharding_lib
-from reasoning_jax.rl.cpmobius.config import validate_config
+from reasoning_jax.rl.cpmobius.config import CpmConfigError, validate_config
 from reasoning_jax.rl.cpmobius.models import Models, build_models
 from reasoning_jax.rl.cpmobius.step import coach_update, play_step, prompt_batch
 from reasoning_jax.rl.policy import make_side
@@ -61,6 +61,14 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
   from reasoning_jax.checkpoint import TrainCheckpointer
 
   validate_config(config)
+  if jax.process_count() > 1:
+    # Each host would run its own proposal rounds, labels and history: the checkpoint's
+    # history then differs between processes (refused at the first save), and rollouts on
+    # params split across hosts would join collectives with different prompts.
+    raise CpmConfigError(
+      f"CPMöbius self-play runs on one process; this run has {jax.process_count()} "
+      "(jax.distributed): run it on one host, over that host's devices (config.mesh)"
+    )
   workdir = os.path.abspath(config.workdir)
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding_lib.make_mesh(dict(config.mesh))

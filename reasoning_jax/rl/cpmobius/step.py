@@ -53,9 +53,9 @@ def _buckets(texts) -> dict[str, int]:
 
 
 def _rows_mesh(side):
-  """The side's mesh, over whose batch axes the rollout rows are split (one process; on
-  several the rows stay unsplit, as each process's problems are its own)."""
-  return side_mesh(side) if jax.process_count() == 1 else None
+  """The side's mesh, over whose batch axes the rollout rows are split (self-play runs on one
+  process: `run_cpmobius`)."""
+  return side_mesh(side)
 
 
 def _propose(step, key, round_index, config, models, coach, instruction, c_tok) -> tuple:
