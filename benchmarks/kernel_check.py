@@ -256,32 +256,37 @@ def check_sparse() -> None:
       q = jax.random.normal(keys[0], (b, kh, g, d), dtype)
       k = jax.random.normal(keys[1], (b, s, kh, d), dtype)
       v = jax.random.normal(keys[2], (b, s, kh, d), dtype)
-      name = f"B={b} S={s} K={kh} G={g} D={d} block={blk}"
-      try:
-        out_a, sc_a = jax.jit(lambda q, k, v, n: retrieval_decode_pallas(q, k, v, n, heads))(
-          q, k, v, lengths
-        )
-        ref_a, ref_sc = jax.jit(
-          lambda q, k, v, n: retrieval_decode_reference(q, k, v, n, heads, block_size=blk)
-        )(q, k, v, lengths)
-        finite = jnp.isfinite(ref_sc)
-        same_inf = bool(jnp.all(jnp.isfinite(sc_a) == finite))
-        out_b = jax.jit(lambda q, k, v, n, i: block_sparse_decode_pallas(q, k, v, n, heads, i))(
-          q, k, v, lengths, ids
-        )
-        ref_b = jax.jit(
-          lambda q, k, v, n, i: block_sparse_decode_reference(q, k, v, n, heads, i, block_size=blk)
-        )(q, k, v, lengths, ids)
-        _report(
-          name + ("" if same_inf else " (-inf pattern differs)"),
-          dtype,
-          (out_a, jnp.where(finite, sc_a, 0.0), out_b),
-          (ref_a, jnp.where(finite, ref_sc, 0.0), ref_b),
-          ("A out", "A scores", "B out"),
-        )
-      except Exception as e:  # pylint: disable=broad-except
-        print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
-        traceback.print_exc(limit=3)
+      # On a GPU 16-bit calls run both CUDA schedules (Mosaic GPU and Triton split-K).
+      gpu16 = jax.default_backend() == "gpu" and dtype != jnp.float32
+      for sched in ("mosaic", "loop") if gpu16 else (None,):
+        name = f"B={b} S={s} K={kh} G={g} D={d} block={blk}" + (f" {sched}" if sched else "")
+        try:
+          out_a, sc_a = jax.jit(
+            lambda q, k, v, n: retrieval_decode_pallas(q, k, v, n, heads, schedule=sched)
+          )(q, k, v, lengths)
+          ref_a, ref_sc = jax.jit(
+            lambda q, k, v, n: retrieval_decode_reference(q, k, v, n, heads, block_size=blk)
+          )(q, k, v, lengths)
+          finite = jnp.isfinite(ref_sc)
+          same_inf = bool(jnp.all(jnp.isfinite(sc_a) == finite))
+          out_b = jax.jit(
+            lambda q, k, v, n, i: block_sparse_decode_pallas(q, k, v, n, heads, i, schedule=sched)
+          )(q, k, v, lengths, ids)
+          ref_b = jax.jit(
+            lambda q, k, v, n, i: block_sparse_decode_reference(
+              q, k, v, n, heads, i, block_size=blk
+            )
+          )(q, k, v, lengths, ids)
+          _report(
+            name + ("" if same_inf else " (-inf pattern differs)"),
+            dtype,
+            (out_a, jnp.where(finite, sc_a, 0.0), out_b),
+            (ref_a, jnp.where(finite, ref_sc, 0.0), ref_b),
+            ("A out", "A scores", "B out"),
+          )
+        except Exception as e:  # pylint: disable=broad-except
+          print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
+          traceback.print_exc(limit=3)
 
 
 def main(argv=None) -> None:

@@ -8,14 +8,20 @@ Two schedules compute the same attention and scores:
   * "loop" (GPU, Triton; `kernel_gpu.py`): one program per (row, head, split); the kernel reads
     heads and ids from refs and loops over its tiles with `lax.fori_loop`; split-K partials are
     merged in the wrapper.
+  * "mosaic" (GPU, Mosaic GPU; `kernel_mgpu.py`): the loop schedule's split-K layout with
+    TMA-pipelined K/V tiles and wgmma; 64 query rows per program. On a GPU the default when it
+    can take the call (Hopper or newer, 16-bit dtypes, `mosaic_unsupported`), else "loop".
 
-Both run in Pallas interpret mode on CPU. The GPU split sizes are untuned starting points:
+"grid" and "loop" run in Pallas interpret mode on CPU, "mosaic" in JAX's GPU interpreter
+(JAX >= 0.12). The GPU split sizes are untuned starting points:
 measure with `benchmarks/sparse_decode.py --section gpu` and edit the constants, not the kernels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+import jax.numpy as jnp
 
 DEFAULT_KERNEL_BLOCK = 512  # tokens per kernel-A grid step (inference.md section 8.5)
 # Split-K sizes of the loop schedule. A decode step has B x R (row, head) pairs, e.g. 8 at
@@ -25,8 +31,10 @@ GPU_SPLIT_TOKENS = 1024  # tokens per kernel-A program in the loop schedule
 GPU_SPLIT_BLOCKS = 4  # selected blocks per kernel-B program in the loop schedule
 GPU_MIN_ROWS = 16  # Triton's tl.dot needs >= 16 rows: query rows are padded to this
 LANES = 128  # TPU lane width: the grid schedule's D must be a multiple
+MOSAIC_ROWS = 64  # Mosaic GPU: query rows per program (one warpgroup's wgmma M)
+MOSAIC_DTYPES = ("bfloat16", "float16")
 
-SCHEDULES = ("grid", "loop")
+SCHEDULES = ("grid", "loop", "mosaic")
 DEFAULT_SCHEDULE: dict[str, str] = {"tpu": "grid", "gpu": "loop", "cpu": "grid"}
 
 
@@ -59,17 +67,44 @@ def _is_pow2(x: int) -> bool:
   return x > 0 and not x & (x - 1)
 
 
+def mosaic_unsupported(head_dim: int, block_size: int, group: int, dtype) -> str | None:
+  """Why the Mosaic GPU kernels cannot take these sizes / this dtype compiled, or None."""
+  if jnp.dtype(dtype).name not in MOSAIC_DTYPES:
+    return (
+      f"the Mosaic GPU sparse-decode kernels compute in {' or '.join(MOSAIC_DTYPES)} (wgmma), "
+      f"got {jnp.dtype(dtype).name}"
+    )
+  if head_dim % 64 or head_dim > 256:
+    return f"the Mosaic GPU sparse-decode kernels need head dim D a multiple of 64 up to 256, got {head_dim}"
+  if block_size % 16 or block_size > 256:
+    return f"the Mosaic GPU sparse-decode kernels need block_size a multiple of 16 up to 256, got {block_size}"
+  if group > MOSAIC_ROWS - 1:
+    return f"the Mosaic GPU sparse-decode kernels take at most {MOSAIC_ROWS - 1} query heads per KV head, got G={group}"
+  return None
+
+
 def check_schedule(
-  schedule: str | None, *, backend: str, head_dim: int, block_size: int, interpret: bool
+  schedule: str | None,
+  *,
+  backend: str,
+  head_dim: int,
+  block_size: int,
+  interpret: bool,
+  group: int = 1,
+  dtype=None,
+  gpu_default: str = "loop",
 ) -> str:
   """Resolves `schedule` (None: `default_schedule(backend)`) and checks what a compiled call
   needs; raises ValueError naming the argument. Interpreted calls take any sizes.
 
   Lowering for another platform from this host (as the tests do) is not checked: `backend` is
-  the default backend a compiled call would run on.
+  the default backend a compiled call would run on. `gpu_default` is what None means on a GPU
+  (the caller's "mosaic" or "loop" choice).
   """
   if schedule is not None and schedule not in SCHEDULES:
     raise ValueError(f"schedule must be None or one of {SCHEDULES}, got {schedule!r}")
+  if schedule is None and backend == "gpu":
+    schedule = gpu_default
   schedule = schedule or default_schedule(backend)
   if interpret:
     return schedule
@@ -78,8 +113,14 @@ def check_schedule(
       "schedule='grid' is the TPU schedule (scalar prefetch lowers for TPU only); on GPU use "
       "schedule='loop' (the default there), interpret=True, or the XLA kernels"
     )
-  if backend == "tpu" and schedule == "loop":
-    raise ValueError("schedule='loop' is the GPU (Triton) schedule; on TPU use schedule='grid'")
+  if backend == "tpu" and schedule in ("loop", "mosaic"):
+    raise ValueError(
+      f"schedule={schedule!r} is a GPU schedule; on TPU use schedule='grid' (the default there)"
+    )
+  if schedule == "mosaic" and dtype is not None:
+    reason = mosaic_unsupported(head_dim, block_size, group, dtype)
+    if reason is not None:
+      raise ValueError(f"schedule='mosaic': {reason} (use schedule='loop' or the XLA kernels)")
   if schedule == "grid" and backend == "tpu" and (head_dim % LANES or block_size % 8):
     raise ValueError(
       f"on TPU the sparse-decode kernels need D % 128 == 0 and block_size % 8 == 0, got "

@@ -7,9 +7,11 @@ plus `interpret=`): one new token per row attends a contiguous cache `[B, S, K, 
 position, `lengths[b]` visible slots), queries grouped by KV head `q [B, K, G, D]`, and only the
 KV heads listed in `heads [R]` are processed.
 
-Two schedules (`blocks.py`): "grid" (TPU, this file, below) and "loop" (GPU, Triton, split-K;
-`kernel_gpu.py`). `schedule=None` picks the default backend's (GPU: loop; TPU and CPU
-interpret: grid); both also run in interpret mode and equal the references.
+Three schedules (`blocks.py`): "grid" (TPU, this file, below), "loop" (GPU, Triton, split-K;
+`kernel_gpu.py`) and "mosaic" (GPU, Mosaic GPU wgmma, the same split-K layout;
+`kernel_mgpu.py`). `schedule=None` picks the default backend's (GPU: mosaic where it can take
+the call, else loop; TPU and CPU interpret: grid); all run in interpret mode and equal the
+references.
 
 Layout shared by both grid kernels. The cache is viewed as `[B, S, K * D]` (a free reshape), so the
 K/V BlockSpec `(squeezed, tokens, D)` with index map `(b, token_block, heads[r])` reads exactly
@@ -72,7 +74,9 @@ from jax.experimental.pallas import tpu as pltpu
 
 from pallas_kernels.sparse_decode import blocks as blocks_lib
 from pallas_kernels.sparse_decode import common
+from pallas_kernels import gpu_backend
 from pallas_kernels.sparse_decode import kernel_gpu
+from pallas_kernels.sparse_decode import kernel_mgpu
 from reasoning_jax.ops.sparse_decode.reference import check_decode_args
 
 f32 = common.f32
@@ -87,13 +91,32 @@ def _resolve_interpret(interpret):
   return jax.default_backend() == "cpu" if interpret is None else interpret
 
 
-def _resolve_schedule(schedule, d: int, block_size: int, interpret) -> str:
+def _mosaic_fits(q, k, v, block_size: int) -> bool:
+  """Whether None on a GPU means "mosaic": Mosaic GPU present, the GPU (if any is attached)
+  sm_90 or newer, one 16-bit dtype and sizes the Mosaic GPU kernels take."""
+  capability = gpu_backend.gpu_compute_capability()
+  return (
+    gpu_backend.mosaic_gpu_missing() is None
+    and (capability is None or capability >= 9.0)
+    and q.dtype == k.dtype == v.dtype
+    and blocks_lib.mosaic_unsupported(k.shape[-1], block_size, q.shape[2], q.dtype) is None
+  )
+
+
+def _resolve_schedule(schedule, q, k, v, block_size: int, interpret) -> str:
+  if schedule == "mosaic" and not interpret and not q.dtype == k.dtype == v.dtype:
+    raise ValueError(
+      f"schedule='mosaic' needs q, k and v in one dtype, got {q.dtype}, {k.dtype}, {v.dtype}"
+    )
   return blocks_lib.check_schedule(
     schedule,
     backend=jax.default_backend(),
-    head_dim=d,
+    head_dim=k.shape[-1],
     block_size=block_size,
     interpret=bool(interpret),
+    group=q.shape[2],
+    dtype=q.dtype,
+    gpu_default="mosaic" if _mosaic_fits(q, k, v, block_size) else "loop",
   )
 
 
@@ -201,7 +224,8 @@ def retrieval_decode_pallas(
       `max(block_size, 512)`; loop: `blocks.choose_split_tokens`, up to 1024).
     interpret: None interprets when the default backend is CPU; True/False force it; a
       `pltpu.InterpretParams` selects the TPU interpreter (grid schedule).
-    schedule: "grid" (TPU) or "loop" (GPU, Triton); None picks the default backend's.
+    schedule: "grid" (TPU), "loop" (GPU, Triton) or "mosaic" (GPU, Mosaic GPU; in interpret
+      mode JAX's GPU interpreter, JAX >= 0.12); None picks the default backend's.
 
   Returns:
     `(out [B, R, G, D] in q's dtype, scores [B, R, S / block_size] float32)`; a score is the
@@ -214,10 +238,22 @@ def retrieval_decode_pallas(
   bsz, s, kh, d = k.shape
   g, r = q.shape[2], heads.shape[0]
   interpret = _resolve_interpret(interpret)
-  schedule = _resolve_schedule(schedule, d, block_size, interpret)
+  schedule = _resolve_schedule(schedule, q, k, v, block_size, interpret)
   scale = d**-0.5 if scale is None else float(scale)
   lengths = lengths.astype(jnp.int32)
   heads = jnp.clip(heads.astype(jnp.int32), 0, kh - 1)
+  if schedule == "mosaic":
+    return kernel_mgpu.retrieval_decode_mosaic(
+      q,
+      k,
+      v,
+      lengths,
+      heads,
+      block_size=block_size,
+      scale=scale,
+      kernel_block=kernel_block,
+      interpret=interpret,
+    )
   if schedule == "loop":
     return kernel_gpu.retrieval_decode_loop(
       q,
@@ -383,8 +419,8 @@ def block_sparse_decode_pallas(
     q, k, v, lengths, heads, block_size, scale, interpret, schedule: as in
       `retrieval_decode_pallas`.
     block_idx: `[B, R, n_sel]` int distinct block ids per row (-1 = no block, any order).
-    blocks_per_split: loop schedule only: selected blocks per split-K program (default
-      `blocks.choose_split_blocks`, 4).
+    blocks_per_split: loop and mosaic schedules: selected blocks per split-K program
+      (default `blocks.choose_split_blocks`, 4).
 
   Returns:
     `[B, R, G, D]` in q's dtype; zeros for a row with no visible selected token.
@@ -402,11 +438,24 @@ def block_sparse_decode_pallas(
   if not jnp.issubdtype(block_idx.dtype, jnp.integer):
     raise ValueError(f"block_idx must be integer block ids, got {block_idx.dtype}")
   interpret = _resolve_interpret(interpret)
-  schedule = _resolve_schedule(schedule, d, block_size, interpret)
+  schedule = _resolve_schedule(schedule, q, k, v, block_size, interpret)
   scale = d**-0.5 if scale is None else float(scale)
   n_sel = block_idx.shape[2]
   lengths = lengths.astype(jnp.int32)
   heads = jnp.clip(heads.astype(jnp.int32), 0, kh - 1)
+  if schedule == "mosaic":
+    return kernel_mgpu.block_sparse_decode_mosaic(
+      q,
+      k,
+      v,
+      lengths,
+      heads,
+      block_idx,
+      block_size=block_size,
+      scale=scale,
+      blocks_per_split=blocks_per_split,
+      interpret=interpret,
+    )
   if schedule == "loop":
     return kernel_gpu.block_sparse_decode_loop(
       q,

@@ -34,7 +34,7 @@ SELECTIONS = ("block", "token")
 IMPLEMENTATIONS = ("xla", "pallas")
 # The Pallas kernels' schedules (`pallas_kernels.sparse_decode.blocks.SCHEDULES`; a test keeps
 # them equal: this package does not import the kernels).
-KERNEL_SCHEDULES = ("grid", "loop")
+KERNEL_SCHEDULES = ("grid", "loop", "mosaic")
 DUO_STREAMING = ("budget", "paper")
 
 
@@ -90,8 +90,9 @@ class SparseDecodeConfig:
       LongBench setting and the released decode path have it off).
     implementation: "xla" (gather + dense jnp) or "pallas" (kernels A and B).
     interpret: Pallas interpret mode (None: on CPU only).
-    kernel_schedule: "pallas" only: the kernels' schedule, "grid" (TPU, Mosaic) or "loop"
-      (GPU, Triton, split-K); None takes the backend's (`pallas_kernels.sparse_decode.blocks`).
+    kernel_schedule: "pallas" only: the kernels' schedule, "grid" (TPU, Mosaic), "loop" (GPU,
+      Triton, split-K) or "mosaic" (GPU, Mosaic GPU wgmma, split-K); None takes the backend's
+      (`pallas_kernels.sparse_decode.blocks`: on a GPU "mosaic" where it can take the call).
   """
 
   method: str = "lychee"

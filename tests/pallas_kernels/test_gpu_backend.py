@@ -1,6 +1,6 @@
 """The kernels on a JAX without the Pallas Triton backend (deprecated in 0.11 for Mosaic GPU):
 TPU lowering unaffected, a GPU run refused with a message naming the XLA path, except where a
-kernel has a Mosaic GPU form (the dequant matmul); and the Mosaic GPU helpers on this JAX."""
+kernel has a Mosaic GPU form (the dequant matmul, sparse decode); and the Mosaic GPU helpers."""
 
 import sys
 
@@ -83,15 +83,23 @@ def test_gpu_runs_without_triton_name_the_xla_path(no_triton):
       lower()
 
 
-def test_without_triton_sixteen_bit_dequant_lowers_through_mosaic_gpu(no_triton):
-  """The dequant matmul has a Mosaic GPU form: on a GPU host without the Triton backend a
-  bfloat16 call still lowers (one Mosaic GPU custom call) instead of raising."""
+def test_without_triton_sixteen_bit_calls_lower_through_mosaic_gpu(no_triton):
+  """The dequant matmul and the sparse-decode kernels have Mosaic GPU forms: on a GPU host
+  without the Triton backend their bfloat16 calls still lower (one Mosaic GPU custom call
+  each, the default schedule) instead of raising."""
   from tests.pallas_kernels import test_dequant_matmul
+  from tests.pallas_kernels import test_sparse_decode_kernels as sparse
 
   no_triton.setattr(jax, "default_backend", lambda: "gpu")
   assert gpu_backend.gpu_compute_capability() is None  # no real GPU: capability unknown
-  text = test_dequant_matmul._lowered_text("cuda", 1, jnp.bfloat16, "bitplane", 2, 256)
-  assert text.count("custom_call @mosaic_gpu") == 1 and "triton" not in text
+  ids = jax.ShapeDtypeStruct((sparse.B, sparse.R, sparse.N_SEL), jnp.int32)
+  args = sparse._abstract_args(jnp.bfloat16)
+  for text in (
+    test_dequant_matmul._lowered_text("cuda", 1, jnp.bfloat16, "bitplane", 2, 256),
+    sparse._lowered(sparse._retrieval, args, "cuda"),
+    sparse._lowered(sparse._sparse, (*args, ids), "cuda"),
+  ):
+    assert text.count("custom_call @mosaic_gpu") == 1 and "triton" not in text
 
 
 def test_mosaic_helpers_follow_this_jax():

@@ -11,7 +11,7 @@ length; float32 (1e-5) and bf16 (2e-2); both schedules, "grid" (TPU, `kernel.py`
 TPU interpreter with NaN-filled scratch and out-of-bounds reads raising, the block-id encoding
 and compaction, the split-K merge, the registry, argument errors, the per-backend schedule
 checks, and ahead-of-time lowering of the grid schedule for TPU (Mosaic) and of the loop
-schedule for CUDA (Triton).
+schedule for CUDA (Triton). The Mosaic GPU schedule: test_sparse_decode_mosaic.py.
 """
 
 import functools
@@ -353,12 +353,12 @@ def test_bad_arguments_raise_naming_them(kind, match):
   "backend,schedule,d,block_size,match",
   [
     ("gpu", "grid", 128, 64, r"^schedule='grid' is the TPU schedule"),
-    ("tpu", "loop", 128, 64, r"^schedule='loop' is the GPU \(Triton\) schedule"),
+    ("tpu", "loop", 128, 64, r"^schedule='loop' is a GPU schedule; on TPU use schedule='grid'"),
     ("tpu", None, 16, 64, r"^on TPU the sparse-decode kernels need D % 128 == 0"),
     ("tpu", None, 128, 4, r"^on TPU the sparse-decode kernels need D % 128 == 0"),
     ("gpu", None, 24, 64, r"need head dim D to be a power of two >= 16, got 24"),
     ("gpu", None, 128, 8, r"need block_size to be a power of two >= 16, got 8"),
-    ("cpu", "ring", 128, 64, r"^schedule must be None or one of \('grid', 'loop'\)"),
+    ("cpu", "ring", 128, 64, r"^schedule must be None or one of \('grid', 'loop', 'mosaic'\)"),
   ],
 )
 def test_compiled_call_on_a_backend_that_cannot_run_it_raises(
