@@ -15,7 +15,8 @@ codes) and computes
     weight dequantized on the fly. `implementation="xla"` (default) is the jnp reference
     (`reasoning_jax.ops.quant.dequant_matmul_reference`); `"pallas"` the fused kernel of
     `pallas_kernels.dequant_matmul` (looked up in `registry.DEQUANT_MATMUL_KERNELS`; interpret
-    mode on CPU).
+    mode on CPU); `"pallas_mosaic"` / `"pallas_triton"` the same with its CUDA form forced
+    (Mosaic GPU or the deprecated Triton backend; "pallas" picks per call).
   * `kernel[...]`: the dequantized kernel in its original shape and dtype, so any layer that
     indexes its kernel keeps working (unfused).
 
@@ -33,7 +34,10 @@ from flax import nnx
 from reasoning_jax import registry
 from reasoning_jax.ops.quant import QuantizedWeight, dequant_matmul_reference
 
-IMPLEMENTATIONS = ("xla", "pallas")
+IMPLEMENTATIONS = ("xla", "pallas", "pallas_mosaic", "pallas_triton")
+# The fused kernel's CUDA form per implementation ("pallas": the kernel's own choice, Mosaic GPU
+# for 16-bit calls on sm_90+, else Triton; see pallas_kernels/dequant_matmul/kernel.py).
+_GPU_KERNEL = {"pallas": "auto", "pallas_mosaic": "mosaic", "pallas_triton": "triton"}
 _ARRAYS = ("planes", "coeffs", "scales", "zeros", "perm")
 
 
@@ -50,7 +54,8 @@ class QuantizedKernel(nnx.Module):
     kernel_shape: the float kernel's shape.
     in_dims: how many leading axes of the kernel are contracted with the input.
     dtype: the float kernel's dtype (what `kernel[...]` returns).
-    implementation: "xla" (reference) or "pallas" (fused kernel).
+    implementation: "xla" (reference), "pallas" (fused kernel), or "pallas_mosaic" /
+      "pallas_triton" (fused kernel, CUDA form forced).
   """
 
   def __init__(
@@ -109,8 +114,10 @@ class QuantizedKernel(nnx.Module):
       raise ValueError(f"input trailing shape {x.shape[x.ndim - self.in_dims :]} != kernel's {k}")
     lead = x.shape[: x.ndim - self.in_dims]
     x2 = x.reshape(-1, self.shape_2d[1]).astype(dtype)
-    if self.implementation == "pallas":
-      y = registry.DEQUANT_MATMUL_KERNELS.get("pallas")(x2, self.weight(), dtype=dtype)
+    if self.implementation in _GPU_KERNEL:
+      y = registry.DEQUANT_MATMUL_KERNELS.get("pallas")(
+        x2, self.weight(), dtype=dtype, gpu_kernel=_GPU_KERNEL[self.implementation]
+      )
     else:
       y = dequant_matmul_reference(x2, self.weight(), dtype=dtype)
     return y.reshape(*lead, *self.kernel_shape[self.in_dims :])

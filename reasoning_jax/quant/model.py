@@ -142,7 +142,8 @@ def quantize_model(
     targets: regex fullmatched against each kernel's path inside its block
       (`mixer.q_proj`, `ffn.down`; default: every attention and MLP projection).
     sequential: "true" | "layer" | "parallel" (see the module docstring).
-    implementation: "xla" or "pallas" for the quantized kernels' matmul.
+    implementation: "xla" or "pallas" for the quantized kernels' matmul ("pallas_mosaic" /
+      "pallas_triton": the fused kernel with its CUDA form forced; `layers.quantized`).
 
   Raises:
     ValueError: bad flags (naming them), a model that is already quantized, targets matching

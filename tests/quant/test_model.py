@@ -188,6 +188,43 @@ def test_pallas_implementation_matches_reference(quantized):
   np.testing.assert_allclose(np.asarray(fast(ids)), np.asarray(want), rtol=2e-4, atol=2e-4)
 
 
+def test_forced_cuda_forms_run_here_and_lower_to_their_kernels(monkeypatch):
+  """`implementation="pallas_mosaic"` / `"pallas_triton"`: the fused kernel with its CUDA form
+  forced. On CPU both interpret (same outputs as "xla"); lowered for CUDA a bfloat16 call is
+  one Mosaic GPU / one Triton custom call."""
+  import re
+
+  from tests.pallas_kernels.test_dequant_matmul import make_weight
+
+  qw = make_weight("bitplane", 2, 128, d_out=128, d_in=256)
+  kernels = {
+    impl: QuantizedKernel(qw, kernel_shape=(256, 128), in_dims=1, implementation=impl)
+    for impl in ("xla", "pallas_mosaic", "pallas_triton")
+  }
+  x = jax.random.normal(jax.random.key(0), (3, 256), jnp.bfloat16)
+  want = kernels["xla"].apply(x, jnp.bfloat16)
+  for impl in ("pallas_mosaic", "pallas_triton"):
+    got = kernels[impl].apply(x, jnp.bfloat16)
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=2e-2)
+
+  def lowered(impl):
+    graphdef, state = nnx.split(kernels[impl])
+    # interpret=None follows the backend: compiled kernels when lowering for CUDA on a GPU host.
+    fn = lambda st, x: nnx.merge(graphdef, st).apply(x, jnp.bfloat16)  # noqa: E731
+    return jax.jit(fn).trace(state, x).lower(lowering_platforms=("cuda",)).as_text()
+
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # compiled, not interpreted
+  assert len(re.findall(r"custom_call @mosaic_gpu", lowered("pallas_mosaic"))) == 1
+  if hasattr(jax.sharding, "AbstractDevice"):  # Triton names its target from an abstract GPU
+    device = jax.sharding.AbstractDevice(device_kind="NVIDIA H100", num_cores=None, platform="gpu")
+    mesh = jax.sharding.AbstractMesh((1,), ("x",), abstract_device=device)
+    with jax.sharding.use_abstract_mesh(mesh):
+      text = lowered("pallas_triton")
+    assert "mosaic_gpu" not in text and "dequant_matmul_loop" in text
+  with pytest.raises(ValueError, match=r"^implementation must be one of \('xla', 'pallas', "):
+    set_implementation(_model(), "pallas_cuda")
+
+
 def test_save_restore_same_outputs(quantized, tmp_path):
   model, _ = quantized
   save_quantized(tmp_path / "q", model, source="tiny-qwen3")
