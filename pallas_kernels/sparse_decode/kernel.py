@@ -242,20 +242,9 @@ def retrieval_decode_pallas(
   scale = d**-0.5 if scale is None else float(scale)
   lengths = lengths.astype(jnp.int32)
   heads = jnp.clip(heads.astype(jnp.int32), 0, kh - 1)
-  if schedule == "mosaic":
-    return kernel_mgpu.retrieval_decode_mosaic(
-      q,
-      k,
-      v,
-      lengths,
-      heads,
-      block_size=block_size,
-      scale=scale,
-      kernel_block=kernel_block,
-      interpret=interpret,
-    )
-  if schedule == "loop":
-    return kernel_gpu.retrieval_decode_loop(
+  if schedule in ("loop", "mosaic"):  # The GPU schedules (split-K): same arguments.
+    gpu = dict(loop=kernel_gpu.retrieval_decode_loop, mosaic=kernel_mgpu.retrieval_decode_mosaic)
+    return gpu[schedule](
       q,
       k,
       v,
@@ -443,21 +432,11 @@ def block_sparse_decode_pallas(
   n_sel = block_idx.shape[2]
   lengths = lengths.astype(jnp.int32)
   heads = jnp.clip(heads.astype(jnp.int32), 0, kh - 1)
-  if schedule == "mosaic":
-    return kernel_mgpu.block_sparse_decode_mosaic(
-      q,
-      k,
-      v,
-      lengths,
-      heads,
-      block_idx,
-      block_size=block_size,
-      scale=scale,
-      blocks_per_split=blocks_per_split,
-      interpret=interpret,
+  if schedule in ("loop", "mosaic"):  # The GPU schedules (split-K): same arguments.
+    gpu = dict(
+      loop=kernel_gpu.block_sparse_decode_loop, mosaic=kernel_mgpu.block_sparse_decode_mosaic
     )
-  if schedule == "loop":
-    return kernel_gpu.block_sparse_decode_loop(
+    return gpu[schedule](
       q,
       k,
       v,

@@ -110,6 +110,22 @@ def _initial_carry(d: int):
   )
 
 
+def _stream_kv(step, kv_index, k_row, v_row, *, per, block_size, d, dtype, max_concurrent_steps):
+  """Runs `step(idx, k_smem, v_smem, carry)` over `per` K/V tiles `[block_size, D]` of one
+  cache row viewed `[S, K * D]` (step i reads block `kv_index(i)`), TMA-pipelined; returns the
+  final `(acc, m, l)` carry."""
+  from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
+
+  spec = plgpu.BlockSpec((block_size, d), kv_index, transforms=_tile_transforms(dtype, d))
+  return plgpu.emit_pipeline(
+    step,
+    grid=(per,),
+    in_specs=[spec, spec],
+    max_concurrent_steps=max(1, min(max_concurrent_steps, per)),
+    init_carry=_initial_carry(d),
+  )(k_row, v_row)
+
+
 def _write_partial(carry, o_smem, m_smem, l_smem, o_gmem, m_gmem, l_gmem, where):
   from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
 
@@ -189,7 +205,6 @@ def retrieval_decode_mosaic(
   n_splits, per = s // split, split // block_size
   n_blocks = s // block_size
   dtype = q.dtype
-  transforms = _tile_transforms(dtype, d)
 
   def body(len_gmem, heads_gmem, q_gmem, k_gmem, v_gmem, o_gmem, m_gmem, l_gmem, sc_gmem, *scratch):
     q_smem, o_smem, m_smem, l_smem, sc_smem, barrier = scratch
@@ -214,14 +229,17 @@ def retrieval_decode_mosaic(
       sc_smem[i] = jnp.where(visible, raw, -jnp.inf).max(axis=1)
       return carry
 
-    spec = plgpu.BlockSpec((block_size, d), kv_index, transforms=transforms)
-    carry = plgpu.emit_pipeline(
+    carry = _stream_kv(
       step,
-      grid=(per,),
-      in_specs=[spec, spec],
-      max_concurrent_steps=max(1, min(max_concurrent_steps, per)),
-      init_carry=_initial_carry(d),
-    )(k_gmem.at[b], v_gmem.at[b])
+      kv_index,
+      k_gmem.at[b],
+      v_gmem.at[b],
+      per=per,
+      block_size=block_size,
+      d=d,
+      dtype=dtype,
+      max_concurrent_steps=max_concurrent_steps,
+    )
     _write_partial(carry, o_smem, m_smem, l_smem, o_gmem, m_gmem, l_gmem, (b, h, j))
     plgpu.copy_smem_to_gmem(sc_smem, sc_gmem.at[b, h, j])
     plgpu.wait_smem_to_gmem(0)
@@ -279,7 +297,6 @@ def block_sparse_decode_mosaic(
   )
   ids = jnp.pad(ids, ((0, 0), (0, 0), (0, n_splits * per - n_sel)))  # whole parts
   dtype = q.dtype
-  transforms = _tile_transforms(dtype, d)
 
   def body(len_gmem, heads_gmem, cnt_gmem, ids_gmem, q_gmem, k_gmem, v_gmem, *refs):
     o_gmem, m_gmem, l_gmem, q_smem, o_smem, m_smem, l_smem, barrier = refs
@@ -303,14 +320,17 @@ def block_sparse_decode_mosaic(
       )
       return carry
 
-    spec = plgpu.BlockSpec((block_size, d), kv_index, transforms=transforms)
-    carry = plgpu.emit_pipeline(
+    carry = _stream_kv(
       step,
-      grid=(per,),
-      in_specs=[spec, spec],
-      max_concurrent_steps=max(1, min(max_concurrent_steps, per)),
-      init_carry=_initial_carry(d),
-    )(k_gmem.at[b], v_gmem.at[b])
+      kv_index,
+      k_gmem.at[b],
+      v_gmem.at[b],
+      per=per,
+      block_size=block_size,
+      d=d,
+      dtype=dtype,
+      max_concurrent_steps=max_concurrent_steps,
+    )
     _write_partial(carry, o_smem, m_smem, l_smem, o_gmem, m_gmem, l_gmem, (b, h, j))
     plgpu.wait_smem_to_gmem(0)
 

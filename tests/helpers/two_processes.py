@@ -1,5 +1,6 @@
 """Runs one helper script as two local JAX processes (jax.distributed + gloo) for the tests."""
 
+import json
 import os
 import signal
 import socket
@@ -94,3 +95,13 @@ def run_two_processes(script: str, *args: str, timeout: float = 300) -> list[str
           f"(stacks at the end of each log)\n{_tails(logs())}"
         )
       time.sleep(0.2)
+
+
+def results(logs: list[str]) -> list[dict]:
+  """The JSON objects the helper processes printed on `RESULT <json>` lines, in log order."""
+  return [
+    json.loads(line.split("RESULT ", 1)[1])
+    for log in logs
+    for line in log.splitlines()
+    if line.startswith("RESULT ")
+  ]

@@ -255,22 +255,17 @@ def test_run_rl_on_two_processes(tmp_path):
   the metrics, the checkpoint holds the final step (its data-iterator state the same on both
   processes, which the checkpointer checks); a JSON item that differs between processes is
   refused."""
-  import json
 
   from reasoning_jax.checkpoint import TrainCheckpointer
   from reasoning_jax.train.sft import run_sft
+  from tests.helpers.two_processes import results as two_process_results
   from tests.helpers.two_processes import run_two_processes
 
   run_sft(rl_config(tmp_path).sft)  # The warm start, once, in this process.
   logs = run_two_processes(
     os.path.join(REPO, "tests", "helpers", "multihost_rl.py"), tmp_path, "grpo"
   )
-  results = [
-    json.loads(line.split("RESULT ", 1)[1])
-    for log in logs
-    for line in log.splitlines()
-    if line.startswith("RESULT ")
-  ]
+  results = two_process_results(logs)
   assert sorted(r["pid"] for r in results) == [0, 1] and all(r["step"] == 2 for r in results)
   assert all("MISMATCH_REFUSED" in log for log in logs)
   records = read_metrics(str(tmp_path / "rl"))

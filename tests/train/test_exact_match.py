@@ -118,8 +118,8 @@ def test_run_sft_on_two_processes(tmp_path):
   prepares its data (both, one data_dir), trains and evaluates; the evaluation's rows are
   split over all four devices (7 questions padded to 8 rows, 2 per device) and its records
   equal a replicated evaluation's, the same on both processes."""
-  import json
 
+  from tests.helpers.two_processes import results as two_process_results
   from tests.helpers.two_processes import run_two_processes
 
   # Both processes prepare the data set in one data_dir (no pre-built copy); the race of two
@@ -127,12 +127,7 @@ def test_run_sft_on_two_processes(tmp_path):
   logs = run_two_processes(
     os.path.join(REPO, "tests", "helpers", "multihost_sft.py"), tmp_path, timeout=400
   )
-  results = [
-    json.loads(line.split("RESULT ", 1)[1])
-    for log in logs
-    for line in log.splitlines()
-    if line.startswith("RESULT ")
-  ]
+  results = two_process_results(logs)
   assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
   for r in results:
     assert r["step"] == 4 and r["eval_count"] == 8
