@@ -214,15 +214,17 @@ def place_padded_rows(mesh: Mesh | None, *arrays: Any) -> list[jax.Array]:
   return [place_rows(x, mesh) for x in arrays]
 
 
-def host_rows(x: Any) -> np.ndarray:
-  """A (possibly global) array's values as host numpy, the same on every process: an array
-  with rows on other processes is gathered (`process_allgather`, a collective that every
-  process must call), anything else is read directly."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+def host_rows(x: Any) -> Any:
+  """A (possibly global) array's values, or a pytree's, as host numpy, the same on every
+  process. Arrays with rows on other processes are gathered in one `process_allgather` of the
+  whole tree (a collective that every process must call, once per call, however many leaves);
+  anything else is read directly."""
+  leaves = jax.tree.leaves(x)
+  if any(isinstance(a, jax.Array) and not a.is_fully_addressable for a in leaves):
     from jax.experimental import multihost_utils
 
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(x)
+    x = multihost_utils.process_allgather(x, tiled=True)
+  return jax.tree.map(np.asarray, x)
 
 
 @functools.lru_cache(maxsize=16)

@@ -283,7 +283,7 @@ def collect_rollouts(
       **sampling,
       timings=timings,
     )
-    out = jax.tree.map(lambda x: sharding_lib.host_rows(x)[:rows], out)
+    out = jax.tree.map(lambda x: x[:rows], sharding_lib.host_rows(out))
   else:
     spec_stats: dict[str, Any] = {}
     out = speculative_generate(
@@ -295,7 +295,7 @@ def collect_rollouts(
       stats=spec_stats,
       rows=rows,  # the padding rows count in no acceptance statistic
     )
-    out = jax.tree.map(lambda x: sharding_lib.host_rows(x)[:rows], out)
+    out = jax.tree.map(lambda x: x[:rows], sharding_lib.host_rows(out))
     if timings is not None:
       for phase in ("prefill_s", "decode_s"):
         timings[phase] = timings.get(phase, 0.0) + spec_stats[phase]

@@ -104,8 +104,10 @@ def evaluate_exact_match(
       eos_id=eos_id,
       key=jax.random.fold_in(key, i),
     )
-    tokens = sharding_lib.host_rows(out.tokens)[:rows]
-    lengths = sharding_lib.host_rows(out.lengths)[:rows]
+    # One gather of the three outputs (on several processes a collective per call).
+    tokens, lengths, done = (
+      x[:rows] for x in sharding_lib.host_rows((out.tokens, out.lengths, out.done))
+    )
     completions = tokenizer.decode_batch(tokens, lengths)
     repeat = lambda xs: [x for x in xs for _ in range(num_samples)]  # noqa: E731
     fields = {k: repeat(batch[k]) for k in REWARD_FIELDS if k in batch}
@@ -117,7 +119,7 @@ def evaluate_exact_match(
     )
     generated += int(lengths.sum())
     if keep_records:
-      done = sharding_lib.host_rows(out.done)[:rows].reshape(-1, num_samples)
+      done = done.reshape(-1, num_samples)
       for j, question in enumerate(batch["question"]):
         rows = slice(j * num_samples, (j + 1) * num_samples)
         per_question.append(

@@ -100,6 +100,9 @@ def test_place_rows_and_host_rows():
   odd = sharding_lib.place_rows(x[:5], mesh)  # 5 rows do not split over 8: left to jit.
   assert not odd.committed
   np.testing.assert_array_equal(sharding_lib.host_rows(odd), x[:5])
+  tree = sharding_lib.host_rows({"a": placed, "b": (odd, None)})  # a pytree: one read
+  assert isinstance(tree["a"], np.ndarray) and tree["b"][1] is None
+  np.testing.assert_array_equal(tree["b"][0], x[:5])
 
 
 def test_place_padded_rows_pads_with_the_last_row():
