@@ -58,8 +58,9 @@ DESIGN CHOICE / limits:
   * q, k and v are expected to share a dtype on TPU (the dots take q's and the cache's tiles as
     they are; interpret mode promotes like the reference);
   * the grid schedule does not lower for GPU: scalar prefetch is TPU-only in Pallas (JAX 0.10.2
-    and 0.12: Triton and Mosaic GPU raise NotImplementedError), hence the separate loop
-    schedule, which reads heads and ids from refs inside the kernel.
+    and 0.12, for the Triton and the Mosaic GPU `pallas_call`), hence the GPU schedules: the
+    loop one reads heads and ids from refs inside the kernel, the mosaic one (`plgpu.kernel`)
+    from global memory in its pipeline's index map.
 """
 
 from __future__ import annotations
