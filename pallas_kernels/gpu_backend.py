@@ -26,6 +26,7 @@ __all__ = [
   "gpu_branches",
   "gpu_compute_capability",
   "mosaic_gpu_missing",
+  "wgmma_unavailable",
   "mosaic_interpret_missing",
   "mosaic_interpret_params",
   "mosaic_kernel_name",
@@ -84,6 +85,18 @@ def gpu_compute_capability() -> float | None:
     return float(jax.devices()[0].compute_capability)
   except (AttributeError, TypeError, ValueError):
     return None
+
+
+def wgmma_unavailable() -> str | None:
+  """Why the attached GPU cannot run the wgmma-based Mosaic GPU kernels, or None.
+
+  wgmma is Hopper's (sm_90) warpgroup MMA: Ampere and older lack it and Blackwell (sm_100,
+  sm_120) replaced it (tcgen05), so only 9.x qualifies. With no GPU attached (lowering for
+  CUDA ahead of time) the kernels are not refused."""
+  capability = gpu_compute_capability()
+  if capability is None or 9.0 <= capability < 10.0:
+    return None
+  return f"the Mosaic GPU kernels use wgmma, which needs a Hopper GPU (sm_90), this GPU is sm_{capability}"
 
 
 def mosaic_gpu_missing() -> str | None:

@@ -45,7 +45,7 @@ DESIGN CHOICE / limits:
     TPU. A 2-D `[d_in / 32 * k, d_out]` storage (the GPU path's view) would avoid it;
   * the group size must be a multiple of 32 (a word never straddles two groups);
   * the GPU path has no split-K, so a decode call with a narrow d_out uses few SMs;
-  * the Triton backend is deprecated in JAX 0.11+: on a Hopper-or-newer GPU with a 16-bit
+  * the Triton backend is deprecated in JAX 0.11+: on a Hopper (sm_90) GPU with a 16-bit
     compute dtype the CUDA branch uses the Mosaic GPU form instead (`kernel_mgpu.py`,
     `gpu_kernel="auto"`); "triton" / "mosaic" force one.
 """
@@ -239,16 +239,14 @@ def _mosaic_choice(gpu_kernel, shape, sizes):
   """The Mosaic GPU kernel's blocks when the CUDA branch should use it, else None.
 
   "mosaic" raises ValueError when it cannot take the call; "auto" uses it when it can and the
-  attached GPU (if any) is sm_90 or newer."""
+  attached GPU (if any) is a Hopper (`gpu_backend.wgmma_unavailable`)."""
   if gpu_kernel == "triton":
     return None
   m, d_in, d_out, group_size, dtype = shape
   reason = gpu_backend.mosaic_gpu_missing() or blocks_lib.mosaic_unsupported(
     d_in, d_out, group_size, dtype
   )
-  capability = gpu_backend.gpu_compute_capability()
-  if reason is None and capability is not None and capability < 9.0:
-    reason = f"the Mosaic GPU kernel needs sm_90 (Hopper) or newer, this GPU is sm_{capability}"
+  reason = reason or gpu_backend.wgmma_unavailable()
   if reason is not None:
     if gpu_kernel == "mosaic":
       raise ValueError(f"gpu_kernel='mosaic': {reason}")
@@ -323,10 +321,10 @@ def dequant_matmul_pallas(
       (TPU) schedule.
     block_m, block_n, block_k: tile overrides (rows, output columns, input columns; `block_k`
       is used by the grid schedule only). Defaults: `blocks.choose_blocks`.
-    gpu_kernel: the CUDA form: "mosaic" (Mosaic GPU, `kernel_mgpu.py`: Hopper or newer,
+    gpu_kernel: the CUDA form: "mosaic" (Mosaic GPU, `kernel_mgpu.py`: Hopper (wgmma),
       bfloat16 / float16), "triton" (the "loop" schedule on Pallas' deprecated Triton
       backend), or "auto" (DESIGN CHOICE, the default): Mosaic GPU where it can take the call
-      (`blocks.mosaic_unsupported`, and the attached GPU, if any, is sm_90 or newer), else
+      (`blocks.mosaic_unsupported`, and the attached GPU, if any, is a Hopper), else
       Triton. ROCm always uses Triton.
 
   Returns:

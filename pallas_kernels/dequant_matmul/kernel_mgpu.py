@@ -24,8 +24,8 @@ words of a row are broadcast along the row, `bit = (word >> (column mod 32)) & 1
 memory and copied to `y^T` by TMA; the wrapper transposes it back to `[M, d_out]`.
 
 DESIGN CHOICE / limits (beyond `kernel.py`'s):
-  * Hopper (sm_90) or newer, 16-bit compute dtypes (bfloat16, float16): wgmma's register
-    operand; float32 activations use the Triton form or XLA;
+  * Hopper (sm_90) only: wgmma, which Blackwell replaced (`gpu_backend.wgmma_unavailable`);
+    16-bit compute dtypes (bfloat16, float16): wgmma's register operand; float32 activations use the Triton form or XLA;
   * d_out and d_in multiples of 64, group size 32 or a multiple of 64 (a step's two words lie
     in one group, or in two groups of 32);
   * one warpgroup per program and no split-K: a 4096-wide layer is 64 programs per row tile,

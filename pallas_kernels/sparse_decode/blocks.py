@@ -10,7 +10,7 @@ Two schedules compute the same attention and scores:
     merged in the wrapper.
   * "mosaic" (GPU, Mosaic GPU; `kernel_mgpu.py`): the loop schedule's split-K layout with
     TMA-pipelined K/V tiles and wgmma; 64 query rows per program. On a GPU the default when it
-    can take the call (Hopper or newer, 16-bit dtypes, `mosaic_unsupported`), else "loop".
+    can take the call (a Hopper GPU, 16-bit dtypes, `mosaic_unsupported`), else "loop".
 
 "grid" and "loop" run in Pallas interpret mode on CPU, "mosaic" in JAX's GPU interpreter
 (JAX >= 0.12). The GPU split sizes are untuned starting points:

@@ -94,11 +94,11 @@ def _resolve_interpret(interpret):
 
 def _mosaic_fits(q, k, v, block_size: int) -> bool:
   """Whether None on a GPU means "mosaic": Mosaic GPU present, the GPU (if any is attached)
-  sm_90 or newer, one 16-bit dtype and sizes the Mosaic GPU kernels take."""
-  capability = gpu_backend.gpu_compute_capability()
+  a Hopper (wgmma; `gpu_backend.wgmma_unavailable`), one 16-bit dtype and sizes the Mosaic GPU
+  kernels take."""
   return (
     gpu_backend.mosaic_gpu_missing() is None
-    and (capability is None or capability >= 9.0)
+    and gpu_backend.wgmma_unavailable() is None
     and q.dtype == k.dtype == v.dtype
     and blocks_lib.mosaic_unsupported(k.shape[-1], block_size, q.shape[2], q.dtype) is None
   )

@@ -24,7 +24,7 @@ parts in float32. What differs is how a program moves and multiplies tiles:
     all 64 rows in shared memory `[blocks, 64]`; the wrapper reads the qbar row.
 
 DESIGN CHOICE / limits:
-  * compiled: Hopper (sm_90) or newer, bfloat16 / float16 q, k, v (one dtype), D a multiple of
+  * compiled: Hopper (sm_90; wgmma, which Blackwell replaced), bfloat16 / float16 q, k, v (one dtype), D a multiple of
     64 up to 256, block_size a multiple of 16 up to 256, G at most 63 (checked by
     `blocks.check_schedule` with a ValueError naming the argument);
   * 64 query rows per wgmma although a decode step has G (e.g. 4-8) real ones: the extra

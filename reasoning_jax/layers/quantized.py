@@ -36,7 +36,7 @@ from reasoning_jax.ops.quant import QuantizedWeight, dequant_matmul_reference
 
 IMPLEMENTATIONS = ("xla", "pallas", "pallas_mosaic", "pallas_triton")
 # The fused kernel's CUDA form per implementation ("pallas": the kernel's own choice, Mosaic GPU
-# for 16-bit calls on sm_90+, else Triton; see pallas_kernels/dequant_matmul/kernel.py).
+# for 16-bit calls on a Hopper GPU, else Triton; see pallas_kernels/dequant_matmul/kernel.py).
 _GPU_KERNEL = {"pallas": "auto", "pallas_mosaic": "mosaic", "pallas_triton": "triton"}
 _ARRAYS = ("planes", "coeffs", "scales", "zeros", "perm")
 

@@ -108,11 +108,12 @@ def test_auto_falls_back_to_triton_where_mosaic_cannot_take_the_call():
   assert (blk.bm, blk.bn, blk.bk) == (8, 64, 64)
 
 
-def test_auto_keeps_triton_on_a_pre_hopper_gpu(monkeypatch):
-  monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: 8.0)
+@pytest.mark.parametrize("capability", [8.0, 10.0, 12.0])  # Ampere; Blackwell has no wgmma
+def test_auto_keeps_triton_on_a_gpu_without_wgmma(monkeypatch, capability):
+  monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: capability)
   shape = (1, 256, 128, 128, jnp.bfloat16)
   assert kernel_lib._mosaic_choice("auto", shape, {}) is None
-  with pytest.raises(ValueError, match=r"gpu_kernel='mosaic'.*sm_90 \(Hopper\) or newer"):
+  with pytest.raises(ValueError, match=r"gpu_kernel='mosaic'.*needs a Hopper GPU \(sm_90\)"):
     kernel_lib._mosaic_choice("mosaic", shape, {})
   monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: 9.0)
   assert kernel_lib._mosaic_choice("auto", shape, {}) is not None

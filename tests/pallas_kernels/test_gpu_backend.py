@@ -111,3 +111,15 @@ def test_mosaic_helpers_follow_this_jax():
     with pytest.raises(RuntimeError, match=r"no public GPU interpreter"):
       gpu_backend.mosaic_interpret_params()
   assert gpu_backend.mosaic_kernel_name("k") in ({"kernel_name": "k"}, {})
+
+
+@pytest.mark.parametrize(
+  "capability,ok", [(None, True), (9.0, True), (8.6, False), (10.0, False), (12.0, False)]
+)
+def test_wgmma_only_on_hopper(monkeypatch, capability, ok):
+  """wgmma is sm_90's: Ampere lacks it, Blackwell replaced it; no GPU attached is not refused."""
+  monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: capability)
+  reason = gpu_backend.wgmma_unavailable()
+  assert (reason is None) == ok
+  if not ok:
+    assert f"this GPU is sm_{capability}" in reason

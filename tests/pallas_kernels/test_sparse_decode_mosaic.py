@@ -151,6 +151,7 @@ def test_a_gpu_defaults_to_mosaic_where_it_can_take_the_call(monkeypatch):
   assert _resolve(monkeypatch, jnp.bfloat16) == "mosaic"
   assert _resolve(monkeypatch, jnp.float16, capability=9.0) == "mosaic"
   assert _resolve(monkeypatch, jnp.bfloat16, capability=8.0) == "loop"  # no wgmma before sm_90
+  assert _resolve(monkeypatch, jnp.bfloat16, capability=10.0) == "loop"  # nor on Blackwell
   assert _resolve(monkeypatch, jnp.float32) == "loop"
   assert _resolve(monkeypatch, jnp.bfloat16, d=32) == "loop"
   assert _resolve(monkeypatch, jnp.bfloat16, block=512) == "loop"
