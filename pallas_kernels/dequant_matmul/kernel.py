@@ -395,16 +395,14 @@ def dequant_matmul_pallas(
   return y.reshape(*lead, qw.d_out)
 
 
-def dequant_matmul_loop_interpret(
-  x: jax.Array, qw: QuantizedWeight, *, dtype=None, block_m=None, block_n=None
-) -> jax.Array:
-  """The GPU ("loop") schedule in interpret mode (for CPU tests of that kernel body); same
-  wrapper steps and result as `dequant_matmul_pallas`."""
+def _interpreted(x, qw, dtype, schedule, call, **block_sizes):
+  """One GPU schedule's kernel body in interpret mode, with `dequant_matmul_pallas`'s wrapper
+  steps (checks, act-order perm, leading dims)."""
   x2, lead, dtype = _prepare(x, qw, dtype)
   blk = blocks_lib.choose_blocks(
-    x2.shape[0], qw.d_in, qw.d_out, qw.group_size, dtype, "loop", block_m=block_m, block_n=block_n
+    x2.shape[0], qw.d_in, qw.d_out, qw.group_size, dtype, schedule, **block_sizes
   )
-  y = loop_call(
+  y = call(
     x2,
     qw.planes,
     qw.coefficients(f32),
@@ -414,6 +412,14 @@ def dequant_matmul_loop_interpret(
     interpret=True,
   )
   return y.reshape(*lead, qw.d_out)
+
+
+def dequant_matmul_loop_interpret(
+  x: jax.Array, qw: QuantizedWeight, *, dtype=None, block_m=None, block_n=None
+) -> jax.Array:
+  """The GPU ("loop") schedule in interpret mode (for CPU tests of that kernel body); same
+  wrapper steps and result as `dequant_matmul_pallas`."""
+  return _interpreted(x, qw, dtype, "loop", loop_call, block_m=block_m, block_n=block_n)
 
 
 def dequant_matmul_mosaic_interpret(
@@ -422,17 +428,4 @@ def dequant_matmul_mosaic_interpret(
   """The Mosaic GPU kernel (`kernel_mgpu.py`) in JAX's GPU interpreter (CPU tests of that
   kernel body); same wrapper steps and result as `dequant_matmul_pallas`. Needs JAX >= 0.12
   (`gpu_backend.mosaic_interpret_missing`)."""
-  x2, lead, dtype = _prepare(x, qw, dtype)
-  blk = blocks_lib.choose_blocks(
-    x2.shape[0], qw.d_in, qw.d_out, qw.group_size, dtype, "mosaic", block_m=block_m
-  )
-  y = kernel_mgpu.mosaic_call(
-    x2,
-    qw.planes,
-    qw.coefficients(f32),
-    group_size=qw.group_size,
-    out_dtype=dtype,
-    blk=blk,
-    interpret=True,
-  )
-  return y.reshape(*lead, qw.d_out)
+  return _interpreted(x, qw, dtype, "mosaic", kernel_mgpu.mosaic_call, block_m=block_m)
