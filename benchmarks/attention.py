@@ -5,7 +5,9 @@ of three implementations of causal (optionally sliding-window) grouped-query
 attention at several sequence lengths, and prints median milliseconds per call
 and each implementation's time divided by the Pallas time:
 
-  * pallas: `pallas_kernels.flash_attention.flash_attention`;
+  * pallas: `pallas_kernels.flash_attention.flash_attention` with the backend's default
+    schedule (on a Hopper GPU for bfloat16 / float16: the Mosaic GPU forward, "mosaic");
+  * pallas_triton: the same with schedule="loop" (the Triton kernels; GPU only);
   * jax_nn: `jax.nn.dot_product_attention` (cuDNN on GPU when it applies, else XLA;
     the window is passed as `local_window_size=(w - 1, 0)`, the same w keys);
   * xla: `reasoning_jax.ops.attention.attention(implementation="xla")`, the dense
@@ -38,7 +40,8 @@ import jax.numpy as jnp  # noqa: E402
 from pallas_kernels.flash_attention import blocks, flash_attention  # noqa: E402
 from reasoning_jax.ops.attention import attention  # noqa: E402
 
-IMPLEMENTATIONS = ("pallas", "jax_nn", "xla")
+IMPLEMENTATIONS = ("pallas", "pallas_triton", "jax_nn", "xla")
+GPU_ONLY = ("pallas_triton",)
 _CPU_SMOKE = dict(
   seq_lens="128",
   windows="none,32",
@@ -78,8 +81,9 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--repeats", type=int, default=None, help="timed calls after a warm-up")
   parser.add_argument(
     "--impls",
-    default=",".join(IMPLEMENTATIONS),
-    help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)}",
+    default=None,
+    help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)} (default: all; "
+    f"{','.join(GPU_ONLY)} only on a GPU)",
   )
   parser.add_argument("--forward-only", action="store_true", help="skip forward + backward")
   parser.add_argument(
@@ -113,6 +117,9 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ]
   except ValueError as e:
     parser.error(f"--seq-lens / --windows must be comma-separated ints (or 'none'): {e}")
+  if args.impls is None:
+    on_gpu = jax.default_backend() == "gpu"
+    args.impls = ",".join(i for i in IMPLEMENTATIONS if on_gpu or i not in GPU_ONLY)
   args.impls = [x.strip() for x in args.impls.split(",") if x.strip()]
   for impl in args.impls:
     if impl not in IMPLEMENTATIONS:
@@ -131,9 +138,16 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _attention_fn(
   impl: str, window: int | None, args: argparse.Namespace
 ) -> Callable[..., jax.Array]:
-  if impl == "pallas":
+  if impl in ("pallas", "pallas_triton"):
+    schedule = "loop" if impl == "pallas_triton" else None
     return lambda q, k, v: flash_attention(
-      q, k, v, sliding_window=window, block_q=args.block_q, block_k=args.block_k
+      q,
+      k,
+      v,
+      sliding_window=window,
+      block_q=args.block_q,
+      block_k=args.block_k,
+      schedule=schedule,
     )
   if impl == "jax_nn":
     local = None if window is None else (window - 1, 0)
@@ -174,9 +188,15 @@ def main(argv: list[str] | None = None) -> None:
   args = _parse_args(argv)
   backend = jax.default_backend()
   print(f"backend={backend} devices={jax.devices()} jax={jax.__version__}")
+  dtype = jnp.dtype(args.dtype)
+  schedule = blocks.default_schedule(backend)
   sizes = blocks.default_block_sizes(backend)
+  if backend == "gpu":
+    schedule = blocks.gpu_schedule(args.head_dim, dtype)
+    if schedule == "mosaic":
+      sizes = blocks.MOSAIC_BLOCK_SIZES
   print(
-    f"pallas schedule={blocks.default_schedule(backend)} "
+    f"pallas schedule={schedule} "
     f"block_q={args.block_q or sizes.block_q} block_k={args.block_k or sizes.block_k}"
   )
   if args.on_cpu:
@@ -190,9 +210,8 @@ def main(argv: list[str] | None = None) -> None:
         else "--cpu-full: this will be slow."
       )
     )
-  dtype = jnp.dtype(args.dtype)
   header = (
-    f"{'T':>6} {'window':>6} {'impl':>7} {'fwd ms':>10} {'fwd+bwd ms':>11} "
+    f"{'T':>6} {'window':>6} {'impl':>13} {'fwd ms':>10} {'fwd+bwd ms':>11} "
     f"{'fwd/pallas':>10} {'f+b/pallas':>10}"
   )
   print(header)
@@ -218,11 +237,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{a / b:10.2f}" if isinstance(a, float) and isinstance(b, float) else f"{'-':>10}"
           )
         print(
-          f"{t:>6} {str(window):>6} {impl:>7} {cells[0]} {cells[1]:>11} {ratios[0]} {ratios[1]}"
+          f"{t:>6} {str(window):>6} {impl:>13} {cells[0]} {cells[1]:>11} {ratios[0]} {ratios[1]}"
         )
         for name, value in res.items():
           if isinstance(value, str):
-            print(f"{'':>22}{name}: {value}")
+            print(f"{'':>28}{name}: {value}")
 
 
 if __name__ == "__main__":

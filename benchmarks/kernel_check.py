@@ -75,18 +75,24 @@ def check_flash() -> None:
       q = jax.random.normal(ks[0], (2, t, n, d), dtype)
       k = jax.random.normal(ks[1], (2, t, kh, d), dtype)
       v = jax.random.normal(ks[2], (2, t, kh, d), dtype)
-      name = f"T={t} window={window} N={n} K={kh} D={d}"
-      try:
-        kern = lambda q, k, v: flash_attention(q, k, v, sliding_window=window)
-        ref = lambda q, k, v: flash_attention_reference(
-          q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), sliding_window=window
-        )
-        (_, g1), (_, g2) = _grads(kern, (q, k, v), (0, 1, 2)), _grads(ref, (q, k, v), (0, 1, 2))
-        o1, o2 = jax.jit(kern)(q, k, v), jax.jit(ref)(q, k, v)
-        _report(name, dtype, (o1, *g1), (o2, *g2), ("o", "dq", "dk", "dv"))
-      except Exception as e:  # pylint: disable=broad-except
-        print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
-        traceback.print_exc(limit=3)
+      # On a GPU 16-bit calls run both CUDA forward schedules (Mosaic GPU and Triton).
+      gpu16 = jax.default_backend() == "gpu" and dtype != jnp.float32
+      for sched in ("mosaic", "loop") if gpu16 else (None,):
+        name = f"T={t} window={window} N={n} K={kh} D={d}" + (f" {sched}" if sched else "")
+        try:
+          kern = lambda q, k, v: flash_attention(q, k, v, sliding_window=window, schedule=sched)
+          ref = lambda q, k, v: flash_attention_reference(
+            q.astype(jnp.float32),
+            k.astype(jnp.float32),
+            v.astype(jnp.float32),
+            sliding_window=window,
+          )
+          (_, g1), (_, g2) = _grads(kern, (q, k, v), (0, 1, 2)), _grads(ref, (q, k, v), (0, 1, 2))
+          o1, o2 = jax.jit(kern)(q, k, v), jax.jit(ref)(q, k, v)
+          _report(name, dtype, (o1, *g1), (o2, *g2), ("o", "dq", "dk", "dv"))
+        except Exception as e:  # pylint: disable=broad-except
+          print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
+          traceback.print_exc(limit=3)
 
 
 def check_gla() -> None:

@@ -31,6 +31,7 @@ __all__ = [
   "mosaic_interpret_params",
   "mosaic_kernel_name",
   "mosaic_load",
+  "mosaic_tile_transforms",
   "mosaic_transpose",
   "triton_compiler_params",
   "triton_missing",
@@ -140,13 +141,27 @@ def mosaic_interpret_params() -> Any:
   return _interpret_params_class()()
 
 
-def mosaic_load(ref, idx: tuple, layout) -> jax.Array:
-  """`ref[idx]` loaded into registers with `layout` (`plgpu.load`, whose signature changed)."""
+def mosaic_load(ref, idx: tuple, layout, *, optimized: bool = True) -> jax.Array:
+  """`ref[idx]` loaded into registers with `layout` (`plgpu.load`, whose signature changed).
+
+  `optimized=False` allows a global-memory load that has no vectorised plan (JAX 0.10 refuses
+  a tiled-layout load from GMEM otherwise, e.g. a `[64]` int32 vector in `WGMMA.reduce(1)`)."""
   from jax.experimental.pallas import mosaic_gpu as plgpu
 
   if "idx" in inspect.signature(plgpu.load).parameters:
-    return plgpu.load(ref, idx, layout=layout)
-  return plgpu.load(ref.at[idx] if idx else ref, layout=layout)
+    return plgpu.load(ref, idx, layout=layout, optimized=optimized)
+  return plgpu.load(ref.at[idx] if idx else ref, layout=layout, optimized=optimized)
+
+
+def mosaic_tile_transforms(dtype, minor: int) -> tuple:
+  """Shared-memory tiling + swizzle for a 2-D tile whose minor dimension has `minor` elements
+  of `dtype` (what TMA copies and wgmma operands of such tiles expect)."""
+  import jax.numpy as jnp
+  from jax.experimental.pallas import mosaic_gpu as plgpu
+
+  bits = jnp.dtype(dtype).itemsize * 8
+  swizzle = plgpu.find_swizzle(minor * bits, "minor dimension")
+  return (plgpu.TilingTransform((8, swizzle * 8 // bits)), plgpu.SwizzleTransform(swizzle))
 
 
 def mosaic_transpose(ref):

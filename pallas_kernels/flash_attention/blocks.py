@@ -10,7 +10,12 @@ Two schedules share the same per-block math (see `common.py`):
     (padded) sequence are passed as one block (Triton only takes pointers) and
     the kernel loops over the visible key blocks with `lax.fori_loop`.
 
-Both run in Pallas interpret mode on CPU. Defaults are untuned starting points:
+  * "mosaic" (GPU, Mosaic GPU on Hopper; `kernel_mgpu.py`): the forward pass as a
+    `plgpu.kernel` with wgmma and a TMA pipeline over the visible key blocks; 64 query rows
+    per program, bfloat16 / float16 only. Its backward pass runs the "loop" kernels on the
+    same blocks. The default on a Hopper GPU for the calls it can take (`gpu_schedule`).
+
+All run in interpret mode on CPU ("mosaic" in JAX >= 0.12's GPU interpreter). Defaults are untuned starting points:
 measure with `benchmarks/attention.py` and edit the tables, not the kernel.
 """
 
@@ -26,7 +31,11 @@ import dataclasses
 TPU_LANES = 128
 TPU_SUBLANES = 8
 
-SCHEDULES = ("grid", "loop")
+SCHEDULES = ("grid", "loop", "mosaic")
+MOSAIC_BLOCK_Q = 64  # Mosaic GPU: query rows per program (one warpgroup's wgmma M)
+MOSAIC_BLOCK_K = (64, 128, 256)  # key rows per pipeline step (wgmma N / K)
+MOSAIC_DTYPES = ("bfloat16", "float16")
+MOSAIC_MAX_HEAD_DIM = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +62,8 @@ DEFAULT_BLOCK_SIZES: dict[str, BlockSizes] = {
   "cpu": BlockSizes(block_q=128, block_k=128),
 }
 TRITON_PARAMS = TritonParams(num_warps=4, num_stages=2)
+MOSAIC_BLOCK_SIZES = BlockSizes(block_q=64, block_k=128)  # the "mosaic" schedule's defaults
+MOSAIC_PIPELINE_STAGES = 2  # K/V tiles in flight in its TMA pipeline
 
 
 def default_schedule(backend: str) -> str:
@@ -61,6 +72,37 @@ def default_schedule(backend: str) -> str:
 
 def default_block_sizes(backend: str) -> BlockSizes:
   return DEFAULT_BLOCK_SIZES.get(backend, DEFAULT_BLOCK_SIZES["cpu"])
+
+
+def mosaic_unsupported(head_dim: int, dtype) -> str | None:
+  """Why the Mosaic GPU forward cannot take this head dim / dtype, or None."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  if jnp.dtype(dtype).name not in MOSAIC_DTYPES:
+    return (
+      f"the Mosaic GPU flash-attention kernel computes in {' or '.join(MOSAIC_DTYPES)} "
+      f"(wgmma), got {jnp.dtype(dtype).name}"
+    )
+  if head_dim > MOSAIC_MAX_HEAD_DIM:
+    return (
+      f"the Mosaic GPU flash-attention kernel takes head dim D up to {MOSAIC_MAX_HEAD_DIM}, "
+      f"got {head_dim}"
+    )
+  return None
+
+
+def gpu_schedule(head_dim: int, dtype) -> str:
+  """The schedule a GPU runs by default: "mosaic" where this JAX has Mosaic GPU, the GPU (if
+  attached) has wgmma (Hopper) and the kernel takes the call; otherwise "loop" (Triton)."""
+  from pallas_kernels import gpu_backend  # pylint: disable=g-import-not-at-top
+
+  if (
+    gpu_backend.mosaic_gpu_missing() is None
+    and gpu_backend.wgmma_unavailable() is None
+    and mosaic_unsupported(head_dim, dtype) is None
+  ):
+    return "mosaic"
+  return "loop"
 
 
 def stat_layout(schedule: str) -> tuple[int, int]:
@@ -97,6 +139,17 @@ def fit_block_sizes(
   for name, b in (("block_q", block_q), ("block_k", block_k)):
     if not isinstance(b, int) or isinstance(b, bool) or b <= 0 or b % 8:
       raise ValueError(f"{name} must be a positive multiple of 8, got {b!r}")
+  if schedule == "mosaic":
+    # Fixed 64-row query tiles; key tiles of 64, 128 or 256 rows, clamped to the sequence.
+    if block_k not in MOSAIC_BLOCK_K:
+      raise ValueError(
+        f"block_k must be one of {MOSAIC_BLOCK_K} for the Mosaic GPU kernel, got {block_k!r}"
+      )
+    if block_q != MOSAIC_BLOCK_Q:
+      raise ValueError(f"block_q must be {MOSAIC_BLOCK_Q} for the Mosaic GPU kernel, got {block_q}")
+    fits = [b for b in MOSAIC_BLOCK_K if b <= block_k and b >= seq_len]
+    bk = fits[0] if fits else block_k
+    return MOSAIC_BLOCK_Q, bk, _round_up(seq_len, bk)
   if schedule == "loop" and compiled:
     cap = _next_pow2(max(seq_len, 16))
   else:
@@ -120,7 +173,11 @@ def fit_block_sizes(
 
 
 def padded_head_dim(head_dim: int, *, schedule: str, compiled: bool) -> int:
-  """Triton needs power-of-two tiles >= 16; Mosaic takes the full head_dim."""
+  """Triton needs power-of-two tiles >= 16; Mosaic TPU takes the full head_dim; Mosaic GPU
+  pads to 64, 128 or 256 (whole 128-byte swizzled rows, and a power of two for the Triton
+  backward that it shares), compiled or interpreted."""
+  if schedule == "mosaic":
+    return max(64, _next_pow2(head_dim))
   if schedule == "loop" and compiled:
     return max(16, _next_pow2(head_dim))
   return head_dim

@@ -13,6 +13,8 @@ DESIGN CHOICES (defaults in `blocks.py`):
   * schedule: "grid" on TPU (sequential key-block grid axis, VMEM scratch),
     "loop" on GPU (in-kernel `fori_loop` over key blocks, Triton); both run in
     interpret mode on CPU and compute the same per-block math (`common.py`);
+    "mosaic" on a Hopper GPU for bfloat16 / float16 (`kernel_mgpu.py`: the forward as a
+    Mosaic GPU kernel, wgmma + TMA pipeline; backward by the "loop" kernels);
   * fp32 online-softmax statistics and accumulators; the forward saves the
     per-row logsumexp and the backward recomputes probabilities from it;
   * only edge blocks (causal diagonal, window edge, padding, or all blocks when
@@ -23,6 +25,7 @@ DESIGN CHOICES (defaults in `blocks.py`):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 from typing import Any
@@ -33,9 +36,11 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from reasoning_jax.ops.attention_reference import attention_reference, make_attention_mask
+from pallas_kernels import gpu_backend
 from pallas_kernels.flash_attention import backward as backward_lib
 from pallas_kernels.flash_attention import blocks as blocks_lib
 from pallas_kernels.flash_attention import common
+from pallas_kernels.flash_attention import kernel_mgpu
 
 _SQ = getattr(pl, "squeezed", None)  # Squeezed block dim (None on older JAX).
 
@@ -139,6 +144,8 @@ def _fwd_loop_kernel(*refs, c: common.Config):
 
 def _forward(q, k, v, segs, c: common.Config):
   """q [B, N, Tp, D], k/v [B, K, Tp, D] -> (o [B, N, Tp, D], lse [B, N, Tp])."""
+  if c.schedule == "mosaic":
+    return kernel_mgpu.forward(q, k, v, segs, c)
   b = q.shape[0]
   bq, bk, d, g = c.block_q, c.block_k, c.head_dim, c.group
   seg_args = segs[:2]  # (q ids [B, Tp, lanes], kv ids [B, sublanes, Tp]).
@@ -236,6 +243,8 @@ def _flash_core_fwd(q, k, v, segs, c):
 
 def _flash_core_bwd(c, residuals, do):
   q, k, v, segs, o, lse = residuals
+  if c.schedule == "mosaic":  # Its backward is the loop schedule's (same blocks and layouts).
+    c = dataclasses.replace(c, schedule="loop", num_stages=blocks_lib.TRITON_PARAMS.num_stages)
   dq, dk, dv = backward_lib.backward(q, k, v, segs, o, lse, do, c)
   return dq, dk, dv, None  # Integer segment ids have no cotangent.
 
@@ -296,6 +305,25 @@ def _check_inputs(q, k, v, q_segment_ids, kv_segment_ids, causal, sliding_window
     raise ValueError(f"schedule must be None or one of {blocks_lib.SCHEDULES}, got {schedule!r}")
 
 
+def _resolve_schedule(schedule, backend: str, head_dim: int, dtype, interpret) -> str:
+  """`schedule`, or the backend's default (on a GPU: `blocks.gpu_schedule`); ValueError
+  naming `schedule` when "mosaic" cannot take the call."""
+  if schedule is None:
+    if backend == "gpu" and not interpret:
+      return blocks_lib.gpu_schedule(head_dim, dtype)
+    return blocks_lib.default_schedule(backend)
+  if schedule == "mosaic":
+    reason = gpu_backend.mosaic_gpu_missing() or blocks_lib.mosaic_unsupported(head_dim, dtype)
+    if reason is None and not interpret:
+      if backend == "tpu":
+        reason = "it is a GPU schedule; on TPU use schedule='grid' (the default there)"
+      elif backend == "gpu":
+        reason = gpu_backend.wgmma_unavailable()
+    if reason is not None:
+      raise ValueError(f"schedule='mosaic': {reason} (use schedule='loop' or implementation='xla')")
+  return schedule
+
+
 def flash_attention(
   q: jax.Array,
   k: jax.Array,
@@ -329,7 +357,8 @@ def flash_attention(
       default of `blocks.py`. Clamped to the sequence for short inputs.
     interpret: None interprets on CPU and compiles on TPU/GPU; True/False force
       it; a `pltpu.InterpretParams` selects the TPU interpreter.
-    schedule: "grid" (TPU) or "loop" (GPU); None picks per backend.
+    schedule: "grid" (TPU), "mosaic" (Hopper GPU, Mosaic GPU forward; bfloat16 / float16)
+      or "loop" (GPU, Triton); None picks per backend (`blocks.gpu_schedule` on a GPU).
 
   Returns:
     `[B, T, N, D]` in the dtype of q.
@@ -343,8 +372,11 @@ def flash_attention(
   backend = jax.default_backend()
   if interpret is None:
     interpret = backend not in ("tpu", "gpu")
-  schedule = schedule or blocks_lib.default_schedule(backend)
-  defaults = blocks_lib.default_block_sizes(backend)
+  schedule = _resolve_schedule(schedule, backend, d, q.dtype, interpret)
+  if schedule == "mosaic":
+    defaults = blocks_lib.MOSAIC_BLOCK_SIZES
+  else:
+    defaults = blocks_lib.default_block_sizes(backend)
   compiled = not interpret
   bq, bk, tp = blocks_lib.fit_block_sizes(
     t,
@@ -372,7 +404,11 @@ def flash_attention(
     lanes=lanes,
     sublanes=sublanes,
     num_warps=blocks_lib.TRITON_PARAMS.num_warps,
-    num_stages=blocks_lib.TRITON_PARAMS.num_stages,
+    num_stages=(
+      blocks_lib.MOSAIC_PIPELINE_STAGES
+      if schedule == "mosaic"
+      else blocks_lib.TRITON_PARAMS.num_stages
+    ),
   )
 
   def to_kernel_layout(x):  # [B, T, H, D] -> [B, H, Tp, Dp]

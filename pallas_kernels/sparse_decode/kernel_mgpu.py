@@ -65,14 +65,6 @@ def _query_rows(q, heads, *, with_qbar: bool):
   return jnp.concatenate(parts, axis=2)
 
 
-def _tile_transforms(dtype, d: int):
-  from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
-
-  bits = jnp.dtype(dtype).itemsize * 8
-  swizzle = plgpu.find_swizzle(d * bits, "head_dim")
-  return (plgpu.TilingTransform((8, swizzle * 8 // bits)), plgpu.SwizzleTransform(swizzle))
-
-
 def _softmax_step(q_smem, k_smem, v_smem, visible, carry, *, scale, block_size, dtype):
   """One K/V tile: `(acc [64, D], m [64], l [64])` updated; also returns the raw logits."""
   from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
@@ -116,7 +108,9 @@ def _stream_kv(step, kv_index, k_row, v_row, *, per, block_size, d, dtype, max_c
   final `(acc, m, l)` carry."""
   from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
 
-  spec = plgpu.BlockSpec((block_size, d), kv_index, transforms=_tile_transforms(dtype, d))
+  spec = plgpu.BlockSpec(
+    (block_size, d), kv_index, transforms=gpu_backend.mosaic_tile_transforms(dtype, d)
+  )
   return plgpu.emit_pipeline(
     step,
     grid=(per,),
@@ -165,7 +159,9 @@ def _scratch(dtype, d, *extra):
   from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
 
   return [
-    plgpu.SMEM((ROWS, d), dtype, transforms=_tile_transforms(dtype, d)),  # the query rows
+    plgpu.SMEM(
+      (ROWS, d), dtype, transforms=gpu_backend.mosaic_tile_transforms(dtype, d)
+    ),  # the query rows
     plgpu.SMEM((ROWS, d), f32),  # the partial output
     plgpu.SMEM((ROWS,), f32),  # m
     plgpu.SMEM((ROWS,), f32),  # l
