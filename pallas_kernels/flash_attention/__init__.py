@@ -27,7 +27,7 @@ from typing import Any
 import jax
 
 from reasoning_jax import registry
-from pallas_kernels.flash_attention import common
+from pallas_kernels.flash_attention import backward_mgpu, blocks, common
 from pallas_kernels.flash_attention.blocks import BlockSizes
 from pallas_kernels.flash_attention.kernel import flash_attention, flash_attention_reference
 
@@ -55,7 +55,7 @@ def unsupported_reason(
   """Why the "pallas" backend cannot run this call, or None if it can.
 
   Static checks only (shapes, flags and, on a GPU, whether this JAX still has the Pallas
-  Triton backend), so `ops.attention` can use it to pick the backend when
+  Triton backend or the call can run through Mosaic GPU end to end), so `ops.attention` can use it to pick the backend when
   `implementation=None`.
   """
   del unused_mask_info
@@ -78,8 +78,26 @@ def unsupported_reason(
   if kv_mask is not None:
     return "kv_mask (padding keys) is not supported; give padding its own segment id instead"
   if jax.default_backend() == "gpu":
-    return common.gpu_lowering_unavailable()
+    return _gpu_unavailable(q)
   return None
+
+
+def _gpu_unavailable(q: jax.Array) -> str | None:
+  """None when a compiled GPU call can run: through Mosaic GPU end to end (forward and
+  backward, `schedule="mosaic"` with head dims up to 128) or through the Triton kernels."""
+  triton = common.gpu_lowering_unavailable()
+  if triton is None:
+    return None
+  d = q.shape[-1]
+  if (
+    blocks.gpu_schedule(d, q.dtype) == "mosaic"
+    and blocks.padded_head_dim(d, schedule="mosaic", compiled=True) <= backward_mgpu.MAX_HEAD_DIM
+  ):
+    return None
+  return (
+    f"{triton}; the Mosaic GPU form needs a Hopper GPU, bfloat16 / float16 and head dim up to "
+    f"{backward_mgpu.MAX_HEAD_DIM} (got {q.dtype}, D={d})"
+  )
 
 
 def pallas_attention(

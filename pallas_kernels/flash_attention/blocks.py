@@ -12,8 +12,9 @@ Two schedules share the same per-block math (see `common.py`):
 
   * "mosaic" (GPU, Mosaic GPU on Hopper; `kernel_mgpu.py`): the forward pass as a
     `plgpu.kernel` with wgmma and a TMA pipeline over the visible key blocks; 64 query rows
-    per program, bfloat16 / float16 only. Its backward pass runs the "loop" kernels on the
-    same blocks. The default on a Hopper GPU for the calls it can take (`gpu_schedule`).
+    per program, bfloat16 / float16 only; its backward pass is Mosaic GPU too
+    (`backward_mgpu.py`) up to head dim 128, the "loop" kernels above. The default on a
+    Hopper GPU for the calls it can take (`gpu_schedule`).
 
 All run in interpret mode on CPU ("mosaic" in JAX >= 0.12's GPU interpreter). Defaults are untuned starting points:
 measure with `benchmarks/attention.py` and edit the tables, not the kernel.
@@ -36,6 +37,7 @@ MOSAIC_BLOCK_Q = 64  # Mosaic GPU: query rows per program (one warpgroup's wgmma
 MOSAIC_BLOCK_K = (64, 128, 256)  # key rows per pipeline step (wgmma N / K)
 MOSAIC_DTYPES = ("bfloat16", "float16")
 MOSAIC_MAX_HEAD_DIM = 256
+MOSAIC_SMEM_BYTES = 227 * 1024  # shared memory one Hopper (sm_90) thread block can take
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +93,30 @@ def mosaic_unsupported(head_dim: int, dtype) -> str | None:
   return None
 
 
+def mosaic_smem_bytes(
+  block_k: int, head_dim: int, itemsize: int, *, fixed_rows: int = 64, stages: int = 2
+) -> int:
+  """Shared memory of a Mosaic GPU flash-attention program: `fixed_rows` resident rows (the
+  query tile; dQ: query and dO) and `stages` K and V tiles of `block_k` rows in flight, plus
+  1 KiB for the row statistics and barriers."""
+  return (fixed_rows + 2 * stages * block_k) * head_dim * itemsize + 1024
+
+
+def mosaic_block_k(block_k: int, head_dim: int, itemsize: int, *, fixed_rows: int = 64) -> int:
+  """The largest key tile of `MOSAIC_BLOCK_K` up to `block_k` whose pipeline fits in shared
+  memory (`MOSAIC_SMEM_BYTES`); the smallest tile when none does."""
+  fits = [
+    b
+    for b in MOSAIC_BLOCK_K
+    if b <= block_k
+    and mosaic_smem_bytes(
+      b, head_dim, itemsize, fixed_rows=fixed_rows, stages=MOSAIC_PIPELINE_STAGES
+    )
+    <= MOSAIC_SMEM_BYTES
+  ]
+  return max(fits) if fits else MOSAIC_BLOCK_K[0]
+
+
 def gpu_schedule(head_dim: int, dtype) -> str:
   """The schedule a GPU runs by default: "mosaic" where this JAX has Mosaic GPU, the GPU (if
   attached) has wgmma (Hopper) and the kernel takes the call; otherwise "loop" (Triton)."""
@@ -119,7 +145,14 @@ def _next_pow2(x: int) -> int:
 
 
 def fit_block_sizes(
-  seq_len: int, block_q: int, block_k: int, *, schedule: str, compiled: bool
+  seq_len: int,
+  block_q: int,
+  block_k: int,
+  *,
+  schedule: str,
+  compiled: bool,
+  head_dim: int | None = None,
+  itemsize: int = 2,
 ) -> tuple[int, int, int]:
   """Clamps block sizes to the sequence and returns `(block_q, block_k, padded_len)`.
 
@@ -132,6 +165,8 @@ def fit_block_sizes(
     schedule: "grid" or "loop".
     compiled: whether the kernel is compiled (not interpreted): adds the
       Mosaic/Triton constraints.
+    head_dim, itemsize: the (padded) head dim and bytes per element; with "mosaic" they
+      check that the key tile's pipeline fits in shared memory.
 
   Raises:
     ValueError: naming the block argument and the constraint it breaks.
@@ -149,6 +184,14 @@ def fit_block_sizes(
       raise ValueError(f"block_q must be {MOSAIC_BLOCK_Q} for the Mosaic GPU kernel, got {block_q}")
     fits = [b for b in MOSAIC_BLOCK_K if b <= block_k and b >= seq_len]
     bk = fits[0] if fits else block_k
+    if head_dim is not None:
+      need = mosaic_smem_bytes(bk, head_dim, itemsize, stages=MOSAIC_PIPELINE_STAGES)
+      if need > MOSAIC_SMEM_BYTES:
+        raise ValueError(
+          f"block_k={bk} with head dim {head_dim} needs {need} bytes of shared memory for the "
+          f"Mosaic GPU kernel's pipeline, more than the {MOSAIC_SMEM_BYTES} of a Hopper GPU; "
+          f"use block_k={mosaic_block_k(bk, head_dim, itemsize)} (or leave it None)"
+        )
     return MOSAIC_BLOCK_Q, bk, _round_up(seq_len, bk)
   if schedule == "loop" and compiled:
     cap = _next_pow2(max(seq_len, 16))

@@ -13,8 +13,9 @@ DESIGN CHOICES (defaults in `blocks.py`):
   * schedule: "grid" on TPU (sequential key-block grid axis, VMEM scratch),
     "loop" on GPU (in-kernel `fori_loop` over key blocks, Triton); both run in
     interpret mode on CPU and compute the same per-block math (`common.py`);
-    "mosaic" on a Hopper GPU for bfloat16 / float16 (`kernel_mgpu.py`: the forward as a
-    Mosaic GPU kernel, wgmma + TMA pipeline; backward by the "loop" kernels);
+    "mosaic" on a Hopper GPU for bfloat16 / float16 (`kernel_mgpu.py`, `backward_mgpu.py`:
+    Mosaic GPU kernels, wgmma + TMA pipelines; above head dim 128 the backward is the
+    "loop" kernels);
   * fp32 online-softmax statistics and accumulators; the forward saves the
     per-row logsumexp and the backward recomputes probabilities from it;
   * only edge blocks (causal diagonal, window edge, padding, or all blocks when
@@ -38,6 +39,7 @@ from jax.experimental import pallas as pl
 from reasoning_jax.ops.attention_reference import attention_reference, make_attention_mask
 from pallas_kernels import gpu_backend
 from pallas_kernels.flash_attention import backward as backward_lib
+from pallas_kernels.flash_attention import backward_mgpu
 from pallas_kernels.flash_attention import blocks as blocks_lib
 from pallas_kernels.flash_attention import common
 from pallas_kernels.flash_attention import kernel_mgpu
@@ -243,7 +245,10 @@ def _flash_core_fwd(q, k, v, segs, c):
 
 def _flash_core_bwd(c, residuals, do):
   q, k, v, segs, o, lse = residuals
-  if c.schedule == "mosaic":  # Its backward is the loop schedule's (same blocks and layouts).
+  if c.schedule == "mosaic":
+    if c.head_dim <= backward_mgpu.MAX_HEAD_DIM:
+      return (*backward_mgpu.backward(q, k, v, segs, o, lse, do, c), None)
+    # Wider heads: the loop schedule's backward (same blocks and layouts).
     c = dataclasses.replace(c, schedule="loop", num_stages=blocks_lib.TRITON_PARAMS.num_stages)
   dq, dk, dv = backward_lib.backward(q, k, v, segs, o, lse, do, c)
   return dq, dk, dv, None  # Integer segment ids have no cotangent.
@@ -378,14 +383,21 @@ def flash_attention(
   else:
     defaults = blocks_lib.default_block_sizes(backend)
   compiled = not interpret
+  dp = blocks_lib.padded_head_dim(d, schedule=schedule, compiled=compiled)
+  itemsize = jnp.dtype(q.dtype).itemsize
+  if block_k is None:
+    block_k = defaults.block_k
+    if schedule == "mosaic":  # the largest default tile whose pipeline fits in shared memory
+      block_k = blocks_lib.mosaic_block_k(block_k, dp, itemsize)
   bq, bk, tp = blocks_lib.fit_block_sizes(
     t,
     defaults.block_q if block_q is None else block_q,
-    defaults.block_k if block_k is None else block_k,
+    block_k,
     schedule=schedule,
     compiled=compiled,
+    head_dim=dp,
+    itemsize=itemsize,
   )
-  dp = blocks_lib.padded_head_dim(d, schedule=schedule, compiled=compiled)
   lanes, sublanes = blocks_lib.stat_layout(schedule)
   c = common.Config(
     causal=causal,

@@ -1,5 +1,8 @@
 """The flash-attention forward as a Mosaic GPU kernel (Hopper wgmma), the "mosaic" schedule.
 
+FlashAttention (arXiv:2205.14135) / FlashAttention-2 (arXiv:2307.08691) on Hopper's
+asynchronous tensor cores and TMA, the hardware FlashAttention-3 (arXiv:2407.08608) targets.
+
 Same arguments, masks and results as the Triton "loop" schedule (`kernel.py`): grid
 `(B, N, Tp / 64)`, one program per 64 query rows of one head (one warpgroup's wgmma M), the
 online softmax over the visible key blocks `[lo, hi]` of `common.key_block_range`, and the
@@ -29,7 +32,10 @@ DESIGN CHOICE / limits:
     Triton "loop" schedule (`blocks.default_schedule_for`);
   * one warpgroup per program, no warp specialisation or ping-pong of two warpgroups (the
     FlashAttention-3 schedule of arXiv:2407.08608): a plain pipelined form to start from;
-  * the backward pass reuses the Triton "loop" kernels (`backward.py`) on the same blocks;
+  * key tiles shrink where two pipeline stages of K and V would not fit in shared memory
+    (`blocks.mosaic_block_k`: D = 256 takes 64-row tiles);
+  * the backward pass is `backward_mgpu.py` (Mosaic GPU dQ and dK/dV kernels) up to D = 128,
+    the Triton "loop" kernels (`backward.py`) on the same blocks above;
   * unmeasured: written and checked on CPU only (JAX >= 0.12's GPU interpreter against the
     reference; every JAX here lowers it for CUDA); `benchmarks/kernel_check.py` checks and
     times it against the loop schedule and XLA when a GPU is lent.

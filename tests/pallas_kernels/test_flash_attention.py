@@ -442,5 +442,14 @@ def test_on_a_gpu_without_the_triton_backend_attention_falls_back_to_xla(monkeyp
   monkeypatch.setitem(sys.modules, "jax.experimental.pallas.triton", None)  # import fails.
   assert "has no Pallas Triton backend" in unsupported_reason(q, k, **info)
   assert attention_lib._default_implementation(q, k, info) == "xla"
+  # A bfloat16 call the Mosaic GPU kernels take (forward and backward) does not need Triton.
+  q16, k16 = (jnp.zeros(x.shape[:-1] + (64,), jnp.bfloat16) for x in (q, k))
+  from pallas_kernels import gpu_backend
+
+  if gpu_backend.mosaic_gpu_missing() is None:
+    monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: 9.0)
+    assert unsupported_reason(q16, k16, **info) is None
+    monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: 8.0)
+    assert "needs a Hopper GPU" in unsupported_reason(q16, k16, **info)
   monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
   assert unsupported_reason(q, k, **info) is None  # Interpret mode / TPU do not need it.

@@ -1,13 +1,14 @@
-"""The flash-attention forward in its Mosaic GPU schedule ("mosaic"), on CPU.
+"""The flash attention in its Mosaic GPU schedule ("mosaic"), on CPU.
 
-`pallas_kernels/flash_attention/kernel_mgpu.py` in JAX's GPU interpreter (JAX >= 0.12; on 0.10
-these skip and only the lowering runs) against `flash_attention_reference`, forward and
-gradients (its backward is the loop schedule's): causal, sliding windows smaller and larger
-than a key block, bidirectional with padding keys, packed segments, GQA and MQA, head dims
-padded to 64, T not a block multiple, bfloat16 and float16, key blocks 64 and 128. Also:
-skipped key blocks are never read (NaN poisoning), CUDA lowering on every JAX here (one Mosaic
-GPU custom call forward), which schedule None picks on a GPU, block fitting and the argument
-errors. Compilation and speed need a GPU (`benchmarks/kernel_check.py --kernels flash`,
+`pallas_kernels/flash_attention/kernel_mgpu.py` (forward) and `backward_mgpu.py` (dQ, dK/dV)
+in JAX's GPU interpreter (JAX >= 0.12; on 0.10 these skip and only the lowering runs) against
+`flash_attention_reference`, forward and gradients (the loop schedule's backward above
+D = 128): causal, sliding windows smaller and larger than a key block, bidirectional with
+padding keys, packed segments, GQA and MQA, head dims padded to 64 / 256, T not a block
+multiple, bfloat16 and float16, key blocks 64 and 128. Also: skipped key blocks are never read
+(NaN poisoning), CUDA lowering on every JAX here (one Mosaic GPU kernel forward, three with the
+gradient), which schedule None picks on a GPU, block fitting and the argument errors.
+Compilation and speed need a GPU (`benchmarks/kernel_check.py --kernels flash`,
 `benchmarks/attention.py`).
 """
 
@@ -78,6 +79,7 @@ CASES = [
     {"causal": False, "segments": (61,)},
     64,
   ),
+  ("window-d200-triton-backward", (1, 128, 2, 1, 200), jnp.bfloat16, {"sliding_window": 70}, 64),
   (
     "causal-window200-segments",
     (1, 192, 2, 1, 128),
@@ -164,11 +166,34 @@ def test_forward_lowers_for_cuda_as_one_mosaic_gpu_kernel(dtype):
 
 
 @needs_mosaic
+def test_gradient_lowers_as_three_mosaic_gpu_kernels():
+  """Forward, dQ and dK/dV: three Mosaic GPU kernels and no Triton (head dims up to 128)."""
+  b, t, n, kh, d = 1, 256, 4, 2, 128
+  args = tuple(
+    jax.ShapeDtypeStruct(s, jnp.bfloat16) for s in ((b, t, n, d), (b, t, kh, d), (b, t, kh, d))
+  )
+  ids = jax.ShapeDtypeStruct((b, t), jnp.int32)
+
+  def loss(q, k, v, s=None):
+    kw = {} if s is None else dict(q_segment_ids=s, kv_segment_ids=s)
+    o = flash_attention(q, k, v, sliding_window=100, schedule="mosaic", interpret=False, **kw)
+    return jnp.sum(o.astype(jnp.float32))
+
+  for extra in ((), (ids,)):
+    text = _lowered(jax.grad(loss, argnums=(0, 1, 2)), (*args, *extra))
+    assert len(re.findall(r"custom_call @mosaic_gpu", text)) == 3
+    assert "flash_attention_dq_mosaic" in text and "flash_attention_dkv_mosaic" in text
+    assert "triton" not in text
+
+
+@needs_mosaic
 @pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
-def test_gradient_lowers_mosaic_forward_and_triton_backward():
+def test_wide_heads_take_the_triton_backward():
+  """D > 128 (two [64, D] float32 accumulators would not fit in registers): the Mosaic GPU
+  forward with the loop schedule's dQ and dK/dV kernels."""
   if gpu_backend.triton_missing() is not None:
     pytest.skip(gpu_backend.triton_missing())
-  b, t, n, kh, d = 1, 256, 2, 1, 64
+  b, t, n, kh, d = 1, 256, 2, 1, 256
   args = tuple(
     jax.ShapeDtypeStruct(s, jnp.bfloat16) for s in ((b, t, n, d), (b, t, kh, d), (b, t, kh, d))
   )
@@ -232,3 +257,11 @@ def test_mosaic_block_sizes():
     blocks.padded_head_dim(d, schedule="mosaic", compiled=False) for d in (16, 64, 80, 128, 200)
   ] == [64, 64, 128, 128, 256]
   assert blocks.mosaic_unsupported(128, jnp.bfloat16) is None
+  # Shared memory: the query tile plus two stages of K and V tiles must fit in 227 KiB.
+  assert blocks.mosaic_block_k(128, 128, 2) == 128 and blocks.mosaic_block_k(256, 128, 2) == 128
+  assert blocks.mosaic_block_k(128, 256, 2) == 64
+  assert blocks.mosaic_block_k(128, 128, 2, fixed_rows=128) == 128
+  with pytest.raises(
+    ValueError, match=r"block_k=256 with head dim 128 needs 279552 bytes.*use block_k=128"
+  ):
+    blocks.fit_block_sizes(1000, 64, 256, schedule="mosaic", compiled=True, head_dim=128)
