@@ -27,6 +27,7 @@ __all__ = [
   "gpu_compute_capability",
   "mosaic_gpu_missing",
   "wgmma_unavailable",
+  "mosaic_interpret",
   "mosaic_interpret_missing",
   "mosaic_interpret_params",
   "mosaic_kernel_name",
@@ -139,6 +140,17 @@ def mosaic_interpret_params() -> Any:
   if reason is not None:
     raise RuntimeError(reason)
   return _interpret_params_class()()
+
+
+def mosaic_interpret(interpret: Any) -> Any:
+  """The `interpret=` of `plgpu.kernel` for a kernel's `interpret` argument: None when false,
+  the given `plgpu.InterpretGPUParams` (e.g. with `detect_races=True`), else the defaults."""
+  if not interpret:
+    return None
+  cls = _interpret_params_class()
+  if cls is not None and isinstance(interpret, cls):
+    return interpret
+  return mosaic_interpret_params()
 
 
 def mosaic_load(ref, idx: tuple, layout, *, optimized: bool = True) -> jax.Array:

@@ -12,8 +12,9 @@ per-program step count, multiplies by wgmma and masks edge blocks in a `lax.cond
   * dK/dV: grid `(B, K, Tp / 64)`, key-major (`[64 keys, 64 queries]` score tiles, as the
     loop schedule), the K/V tiles stay, and the (query head, query block) pairs stream: all
     `G = N / K` query heads of the key head, each over `common.query_block_range`, so GQA
-    needs no `[B, N, T, D]` partials; q / dO are viewed `[N * Tp, D]` and lse / delta
-    `[N * Tp]`, one flat step index per pair.
+    needs no `[B, N, T, D]` partials; q / dO are viewed `[N * Tp, D]` (one flat step index
+    per pair) and each step reads its rows' lse / delta (`[N * Tp]` float32) from global
+    memory into registers.
 
 DESIGN CHOICE / limits: as the forward (Hopper, bfloat16 / float16, one warpgroup, no warp
 specialisation); dK/dV keep two `[64, D]` float32 accumulators in registers, so head dims
@@ -51,7 +52,7 @@ def _launch(body, out_types, scratch, grid, names, c: common.Config, name: str):
     grid=grid,
     grid_names=names,
     scratch_types=scratch,
-    interpret=gpu_backend.mosaic_interpret_params() if c.interpret else None,
+    interpret=gpu_backend.mosaic_interpret(c.interpret),
     **gpu_backend.mosaic_kernel_name(name),
   )
 
@@ -193,7 +194,11 @@ def _dkv(q, k, v, do, lse, delta, segs, c: common.Config):
       hg, qb = pair(s)
       return (kvh * g + hg) * nq + qb
 
-    def step(idx, q_smem, do_smem, lse_smem, dlt_smem, carry):
+    def row_stats(ref, s):  # the streamed query rows' lse or delta, along the tile's columns
+      idx = (bi, pl.ds(q_row_block(s) * bq, bq))
+      return gpu_backend.mosaic_load(ref, idx, wgmma.reduce(0), optimized=False)
+
+    def step(idx, q_smem, do_smem, carry):
       (s,) = getattr(idx, "indices", idx)
       dk, dv = carry
       _, qb = pair(s)
@@ -203,7 +208,7 @@ def _dkv(q, k, v, do, lse, delta, segs, c: common.Config):
         return acc_ref[...]
 
       logits = pl.run_scoped(scores, plgpu.ACC(shape, f32)) * scale2
-      lse2 = gpu_backend.mosaic_load(lse_smem, (), wgmma.reduce(0)) * LOG2E
+      lse2 = row_stats(lse_gmem, s) * LOG2E
       p_t = jnp.exp2(logits - lax.broadcast_in_dim(lse2, shape, [1]))
 
       def tile_mask():
@@ -221,7 +226,7 @@ def _dkv(q, k, v, do, lse, delta, segs, c: common.Config):
 
       zeros = plgpu.layout_cast(jnp.zeros(shape, f32), wgmma)
       dv, dp_t = pl.run_state(dv_and_dp)((plgpu.ACC.init(dv), plgpu.ACC.init(zeros)))
-      dlt = gpu_backend.mosaic_load(dlt_smem, (), wgmma.reduce(0))
+      dlt = row_stats(delta_gmem, s)
       ds_t = p_t * (dp_t - lax.broadcast_in_dim(dlt, shape, [1]))
 
       def dk_update(acc_ref):
@@ -231,15 +236,14 @@ def _dkv(q, k, v, do, lse, delta, segs, c: common.Config):
       return dk, dv
 
     tile = plgpu.BlockSpec((bq, d), lambda s: (q_row_block(s), 0), transforms=transforms)
-    row = plgpu.BlockSpec((bq,), lambda s: (q_row_block(s),))
     zeros = plgpu.layout_cast(jnp.zeros((bk, d), f32), wgmma)
     dk, dv = plgpu.emit_pipeline(
       step,
       grid=(g * per,),
-      in_specs=[tile, tile, row, row],
+      in_specs=[tile, tile],
       max_concurrent_steps=c.num_stages,
       init_carry=(zeros, zeros),
-    )(q_gmem.at[bi], do_gmem.at[bi], lse_gmem.at[bi], delta_gmem.at[bi])
+    )(q_gmem.at[bi], do_gmem.at[bi])
     k_smem[...] = (dk * c.scale).astype(dtype)  # dK and dV replace the K and V tiles
     v_smem[...] = dv.astype(dtype)
     plgpu.commit_smem()

@@ -189,7 +189,7 @@ def forward(q, k, v, segs, c: common.Config):
       plgpu.SMEM((bq,), f32),  # the logsumexp
       plgpu.Barrier(num_arrivals=1, num_barriers=1),
     ],
-    interpret=gpu_backend.mosaic_interpret_params() if c.interpret else None,
+    interpret=gpu_backend.mosaic_interpret(c.interpret),
     **gpu_backend.mosaic_kernel_name("flash_attention_fwd_mosaic"),
   )
   seg_args = ()

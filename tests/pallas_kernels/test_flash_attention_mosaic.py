@@ -6,7 +6,7 @@ in JAX's GPU interpreter (JAX >= 0.12; on 0.10 these skip and only the lowering 
 D = 128): causal, sliding windows smaller and larger than a key block, bidirectional with
 padding keys, packed segments, GQA and MQA, head dims padded to 64 / 256, T not a block
 multiple, bfloat16 and float16, key blocks 64 and 128. Also: skipped key blocks are never read
-(NaN poisoning), CUDA lowering on every JAX here (one Mosaic GPU kernel forward, three with the
+(NaN poisoning), no races under the interpreter's race detector, CUDA lowering on every JAX here (one Mosaic GPU kernel forward, three with the
 gradient), which schedule None picks on a GPU, block fitting and the argument errors.
 Compilation and speed need a GPU (`benchmarks/kernel_check.py --kernels flash`,
 `benchmarks/attention.py`).
@@ -132,6 +132,32 @@ def test_skipped_key_blocks_are_never_read():
   ):
     assert np.all(np.isfinite(np.asarray(got[:, rows], np.float32))), name
     assert _rel_err(got[:, rows], ref[:, rows]) <= TOL, name
+
+
+@needs_interpreter
+def test_no_races_in_the_pipelines():
+  """JAX's GPU interpreter with its race detector (vector clocks over every shared-memory and
+  TMA access) on the forward, dQ and dK/dV kernels, GQA with segments and a window."""
+  from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
+
+  b, t, n, kh, d = 1, 192, 4, 2, 64
+  q, k, v, do = _inputs(b, t, n, kh, d, jnp.bfloat16, seed=4)
+  ids = _segments(b, t, (70,))
+  f = _fwd_vjp(
+    flash_attention,
+    sliding_window=100,
+    q_segment_ids=ids,
+    kv_segment_ids=ids,
+    schedule="mosaic",
+    interpret=plgpu.InterpretGPUParams(detect_races=True),
+    block_k=64,
+  )
+  got = f(q, k, v, do)  # raises "RACE DETECTED" on a race
+  want = _fwd_vjp(
+    flash_attention_reference, sliding_window=100, q_segment_ids=ids, kv_segment_ids=ids
+  )(*_f32(q, k, v, do))
+  for g, w in zip(got, want):
+    assert _rel_err(g, w) <= TOL
 
 
 def _lowered(fn, args):
