@@ -143,7 +143,7 @@ def mosaic_call(
     grid=(d_out // ROWS, mp // bm),
     grid_names=("n", "m"),
     scratch_types=[plgpu.SMEM((ROWS, bm), out_dtype)],
-    interpret=gpu_backend.mosaic_interpret_params() if interpret else None,
+    interpret=gpu_backend.mosaic_interpret(interpret),
     **gpu_backend.mosaic_kernel_name("dequant_matmul_mosaic"),
   )
   return call(xp, planes, coef).T[:m]

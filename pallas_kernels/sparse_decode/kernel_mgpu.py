@@ -142,7 +142,7 @@ def _launch(body, out_types, scratch, grid, interpret, name):
     grid=grid,
     grid_names=("b", "r", "j"),
     scratch_types=scratch,
-    interpret=gpu_backend.mosaic_interpret_params() if interpret else None,
+    interpret=gpu_backend.mosaic_interpret(interpret),
     **gpu_backend.mosaic_kernel_name(name),
   )
 

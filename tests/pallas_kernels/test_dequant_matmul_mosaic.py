@@ -157,3 +157,22 @@ def test_mosaic_unsupported_says_why(args, match):
 def test_unknown_schedule_raises():
   with pytest.raises(ValueError, match=r"^schedule must be one of"):
     blocks_lib.choose_blocks(1, 256, 128, 128, jnp.bfloat16, "cuda")
+
+
+@needs_interpreter
+def test_no_races_in_the_pipeline(monkeypatch):
+  """The kernel under JAX's GPU interpreter race detector (TMA pipeline over K, weight tiles
+  rebuilt in registers), against the reference."""
+  from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
+
+  from pallas_kernels.dequant_matmul import kernel_mgpu
+
+  call = kernel_mgpu.mosaic_call
+  params = plgpu.InterpretGPUParams(detect_races=True)
+  monkeypatch.setattr(
+    kernel_mgpu, "mosaic_call", lambda *a, interpret, **kw: call(*a, interpret=params, **kw)
+  )
+  qw = make_weight("bitplane", 2, 32, d_out=128, d_in=256)
+  x = make_x((7, qw.d_in), jnp.bfloat16, seed=1)
+  y = dequant_matmul_mosaic_interpret(x, qw)  # raises on a race
+  check_against_references(y, x, qw, jnp.bfloat16)

@@ -5,7 +5,8 @@ these skip and only the lowering runs) against the references and the numpy chec
 test_sparse_decode_kernels.py: kernel A's output and block scores, kernel B's output under the
 block mask, bfloat16 and float16, D 64 / 128, block 16 / 64 / 128, lengths 1 / mid-block / S,
 head subsets, ids with -1 padding, unordered, beyond the length and a row with nothing
-visible, one to several selected blocks per split-K program. Also: CUDA lowering on every JAX
+visible, one to several selected blocks per split-K program. Also: no races under the
+interpreter's race detector, CUDA lowering on every JAX
 here, which schedule None picks on a GPU (Mosaic GPU where it can take the call, Triton
 otherwise) and the argument errors. Compilation and speed need a GPU
 (`benchmarks/kernel_check.py --kernels sparse`, `benchmarks/sparse_decode.py --section gpu`).
@@ -181,3 +182,21 @@ def test_mosaic_schedule_argument_errors(monkeypatch):
   with pytest.raises(ValueError, match=r"^schedule='mosaic' is a GPU schedule"):
     retrieval_decode_pallas(q, k, v, lengths, heads, interpret=False, schedule="mosaic")
   assert blocks_lib.mosaic_unsupported(128, 64, 8, jnp.bfloat16) is None
+
+
+@needs_interpreter
+def test_no_races_in_the_pipelines():
+  """Kernels A and B under JAX's GPU interpreter race detector (TMA pipelines whose index maps
+  read block ids, split-K parts), against the references."""
+  from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
+
+  interpret = plgpu.InterpretGPUParams(detect_races=True)
+  q, k, v = make_inputs(1, 256, 2, 2, 64, jnp.bfloat16)
+  lengths, heads = jnp.asarray([200], jnp.int32), jnp.asarray([1, 0], jnp.int32)
+  ids = jnp.asarray([[[0, 2, -1], [3, 1, 0]]], jnp.int32)
+  kw = dict(block_size=64, schedule="mosaic", interpret=interpret)
+  out, _ = retrieval_decode_pallas(q, k, v, lengths, heads, **kw)  # raises on a race
+  assert_close(out, retrieval_decode_reference(q, k, v, lengths, heads, block_size=64)[0], TOL16)
+  out = block_sparse_decode_pallas(q, k, v, lengths, heads, ids, **kw)
+  ref = block_sparse_decode_reference(q, k, v, lengths, heads, ids, block_size=64)
+  assert_close(out, ref, TOL16)
