@@ -323,8 +323,30 @@ def place(tree: Any, shardings: Any) -> Any:
 
   On several processes a committed process-local array (e.g. restored from a checkpoint onto
   this process's device) cannot be transferred to devices of other hosts; every process holds
-  the same values, so each builds its own shards from a host copy instead.
+  the same values, so each builds its own shards from a host copy instead (typed PRNG keys,
+  e.g. a restored training RNG, through their key data).
   """
-  if jax.process_count() > 1:
+  if jax.process_count() == 1:
+    return jax.device_put(tree, shardings)
+  if not any(_is_key(x) for x in jax.tree.leaves(tree)):
     tree = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, tree)
-  return jax.device_put(tree, shardings)
+    return jax.device_put(tree, shardings)
+  if isinstance(shardings, jax.sharding.Sharding):
+    return jax.tree.map(lambda x: _place_from_host(x, shardings), tree)
+  return jax.tree.map(_place_from_host, tree, shardings)
+
+
+def _is_key(x: Any) -> bool:
+  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _place_from_host(x: Any, sharding: Any) -> Any:
+  """One leaf of `place` on several processes: from a host copy; a typed PRNG key array
+  (`jax.random.key`, which has no numpy form) through its `key_data`, re-wrapped after."""
+  if _is_key(x):
+    data = np.asarray(jax.random.key_data(x))
+    extra = data.ndim - x.ndim  # the key data's trailing dims, replicated
+    if isinstance(sharding, NamedSharding):
+      sharding = NamedSharding(sharding.mesh, P(*sharding.spec, *([None] * extra)))
+    return jax.random.wrap_key_data(jax.device_put(data, sharding), impl=jax.random.key_impl(x))
+  return jax.device_put(np.asarray(x) if isinstance(x, jax.Array) else x, sharding)

@@ -118,7 +118,8 @@ def restore_train_state(
     opt_state=saved["opt_state"],
     frozen=state.frozen,  # Not checkpointed: reloaded from its source (e.g. a frozen base).
   )
-  rng = jax.device_put(saved["rng"], NamedSharding(mesh, P()))  # Restored on one device.
+  # Restored on one device: replicated over the mesh (from a host copy on several processes).
+  rng = sharding_lib.place(saved["rng"], NamedSharding(mesh, P()))
   restore_iterator(data_iter, saved["data_state"])
   return step, state, rng
 

@@ -210,7 +210,7 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
         )
       best_params, history = saved["best_params"], list(saved["history"])
       # Restored on one device: replicate it over the mesh like the params (as the trainers do).
-      rng = jax.device_put(saved["rng"], NamedSharding(mesh, P()))
+      rng = sharding_lib.place(saved["rng"], NamedSharding(mesh, P()))
       logging.info("cpmobius: resumed at step %d", start)
     else:
       val0 = evaluate(player.state.params, models.validation)

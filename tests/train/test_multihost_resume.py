@@ -1,0 +1,54 @@
+"""A preempted two-process (jax.distributed) training run resumes bit-identically.
+
+The single-process SIGTERM-and-resume test lives in tests/train/test_sft.py. On several
+processes the restore path differs: the checkpoint's RNG key comes back on one device and must
+be replicated over a mesh spanning both hosts (`sharding.place`, through the key's data; a
+plain `jax.device_put` there fails with "represents addressable devices"). The helper
+(tests/helpers/multihost_sft_resume.py) preempts a 4-step SFT run at step 2 on both hosts,
+resumes it, and runs the same 4 steps straight in another workdir.
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from reasoning_jax import sharding as sharding_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_two_process_sft_resumes_bit_identically(tmp_path):
+  from tests.helpers.two_processes import results as two_process_results
+  from tests.helpers.two_processes import run_two_processes
+
+  logs = run_two_processes(
+    os.path.join(REPO, "tests", "helpers", "multihost_sft_resume.py"), tmp_path, timeout=500
+  )
+  results = two_process_results(logs)
+  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  for r in results:
+    assert r["first"] == [2, True]  # stopped at the preemption point, step 2 saved
+    assert r["steps"] == [4, 4]
+    assert r["max_param_diff"] == 0.0
+    resumed, straight = r["losses"]
+    assert resumed == straight and sorted(resumed) == ["1", "2", "3", "4"]
+  assert results[0]["losses"] == results[1]["losses"]
+
+
+def test_place_replicates_a_typed_key_through_its_data(monkeypatch):
+  """`sharding.place` of a typed PRNG key on 'several processes' (patched): the key's data
+  goes through a host copy and is re-wrapped with its implementation; other leaves too."""
+  mesh = sharding_lib.make_mesh({"data": -1})
+  key = jax.random.key(7)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  tree = {"rng": key, "x": np.arange(4.0)}
+  out = sharding_lib.place(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  assert jax.dtypes.issubdtype(out["rng"].dtype, jax.dtypes.prng_key)
+  assert jax.random.key_impl(out["rng"]) == jax.random.key_impl(key)
+  np.testing.assert_array_equal(jax.random.key_data(out["rng"]), jax.random.key_data(key))
+  assert out["rng"].sharding.is_fully_replicated and out["x"].sharding.is_fully_replicated
+  np.testing.assert_array_equal(jax.random.uniform(out["rng"], (3,)), jax.random.uniform(key, (3,)))
+  with pytest.raises(TypeError):
+    np.asarray(key)  # why the key cannot take the plain host-copy path
