@@ -1,5 +1,5 @@
 """CPMöbius (spec rl.md 8): labels, the filter, coach rewards and gradients, the loop (resume,
-an HF folder, bad input)."""
+two processes, an HF folder, bad input)."""
 
 import os
 import sys
@@ -126,17 +126,26 @@ def test_config_errors_name_the_key(tmp_path):
       validate_config(quick(tmp_path, **{key: value}))
 
 
-def test_several_processes_are_refused_with_a_clear_error(tmp_path, monkeypatch):
-  """Self-play is single-process: on two (jax.distributed) it stops before building anything,
-  instead of failing at the first checkpoint with per-host histories."""
-  import jax
+def test_two_processes_play_the_same_game_and_resume_exactly(tmp_path):
+  """Self-play on two processes (jax.distributed, 2 devices each, one 4-device mesh): both
+  hosts record the same history (the checkpointer would refuse a differing one), process 0
+  writes the files, and a run preempted at step 1 on both hosts resumes to the straight run's
+  history exactly."""
+  from tests.helpers.two_processes import results as two_process_results
+  from tests.helpers.two_processes import run_two_processes
 
-  from reasoning_jax.rl.cpmobius.selfplay import run_cpmobius
-
-  monkeypatch.setattr(jax, "process_count", lambda: 2)
-  with pytest.raises(CpmConfigError, match=r"runs on one process; this run has 2"):
-    run_cpmobius(quick(tmp_path))
-  assert not (tmp_path / "run").exists()
+  logs = run_two_processes(
+    os.path.join(REPO, "tests", "helpers", "multihost_cpmobius.py"), tmp_path, timeout=600
+  )
+  results = two_process_results(logs)
+  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  for r in results:
+    assert r["first"] == [1, True]  # preempted at step 1, which was saved
+    assert [h["step"] for h in r["straight"]] == [0, 1, 2]
+    assert r["resumed"] == r["straight"]
+    assert r["straight"][1]["accepted"] == 2 and "coach_loss" in r["straight"][1]
+    assert {"checkpoints", "history.jsonl", "summary.json"} <= set(r["files"])
+  assert results[0]["straight"] == results[1]["straight"]
 
 
 @pytest.fixture(scope="module")

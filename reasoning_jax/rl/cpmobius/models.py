@@ -23,6 +23,7 @@ import dataclasses
 import os
 from typing import Any
 
+import jax
 import ml_collections
 from absl import logging
 
@@ -84,7 +85,9 @@ def _coach_warmup_config(config, workdir: str, pool: list[str]) -> ml_collection
   count = min(coach.num_warmup_problems, len(pool))
   root = coach.get("warmup_dir") or os.path.join(workdir, "coach_warmup")
   folder = os.path.join(root, "data")
-  if not os.path.exists(os.path.join(folder, "provenance.json")):
+  # On several processes one host writes the files and the others wait for them (the
+  # task builders' own preparation below is safe to race; plain file writes are not).
+  if not os.path.exists(os.path.join(folder, "provenance.json")) and jax.process_index() == 0:
     records = [{"question": config.instruction, "answer": "", "solution": q} for q in pool[:count]]
     write_sft_dataset(
       folder,
@@ -99,6 +102,10 @@ def _coach_warmup_config(config, workdir: str, pool: list[str]) -> ml_collection
         "count": count,
       },
     )
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("cpmobius: coach warm-up data written")
   sft = ml_collections.ConfigDict(coach.sft.to_dict())
   sft.task, sft.task_config, sft.task_overrides = "rft", "", {}
   sft.manual_dir, sft.data_dir = folder, os.path.join(folder, "tfds")

@@ -38,13 +38,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from reasoning_jax import sharding as sharding_lib
-from reasoning_jax.rl.cpmobius.config import CpmConfigError, validate_config
+from reasoning_jax.rl.cpmobius.config import validate_config
 from reasoning_jax.rl.cpmobius.models import Models, build_models
 from reasoning_jax.rl.cpmobius.step import coach_update, play_step, prompt_batch
 from reasoning_jax.rl.policy import make_side
@@ -61,14 +62,11 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
   from reasoning_jax.checkpoint import TrainCheckpointer
 
   validate_config(config)
-  if jax.process_count() > 1:
-    # Each host would run its own proposal rounds, labels and history: the checkpoint's
-    # history then differs between processes (refused at the first save), and rollouts on
-    # params split across hosts would join collectives with different prompts.
-    raise CpmConfigError(
-      f"CPMöbius self-play runs on one process; this run has {jax.process_count()} "
-      "(jax.distributed): run it on one host, over that host's devices (config.mesh)"
-    )
+  # On several processes (jax.distributed) every host runs this same loop: the rollouts are
+  # split over the global mesh and gathered back to every host, so the proposals, labels,
+  # filter decisions and history are identical everywhere (the checkpointer refuses a history
+  # that differs between hosts); process 0 writes the history and summary files.
+  writer = jax.process_index() == 0
   workdir = os.path.abspath(config.workdir)
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding_lib.make_mesh(dict(config.mesh))
@@ -223,6 +221,7 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
       total=config.num_steps,
       desc=f"cpmobius[{config.proposer}]",
       mininterval=2.0,
+      disable=not writer,
     )
     preempted = False
     empty_streak = 0  # consecutive steps without an accepted problem (continued on resume)
@@ -283,7 +282,7 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
       if step % config.heldout_every == 0 or step == config.num_steps:
         record.update(heldout(player.state.params))
       record.pop("_coach", None)
-      record["seconds"] = time.perf_counter() - t0
+      record["seconds"] = _agreed(time.perf_counter() - t0)
       history.append(record)
       progress.set_postfix(val=f"{record['val_accuracy']:.3f}", acc=record["accepted"])
       if ckpt.maybe_save(step, lambda: as_checkpoint(step)):
@@ -293,9 +292,10 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
     last = history[-1]["step"]
     if not preempted and last != start:
       ckpt.save(last, as_checkpoint(last), force=True, wait=True)
-  with open(os.path.join(workdir, "history.jsonl"), "w") as f:
-    for h in history:
-      f.write(json.dumps(h, sort_keys=True) + "\n")
+  if writer:
+    with open(os.path.join(workdir, "history.jsonl"), "w") as f:
+      for h in history:
+        f.write(json.dumps(h, sort_keys=True) + "\n")
   summary = {
     "proposer": config.proposer,
     "update_coach": bool(config.update_coach),
@@ -309,9 +309,20 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
       (h["heldout_accuracy"] for h in reversed(history) if "heldout_accuracy" in h), None
     ),
   }
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  if writer:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
   return {**summary, "history": history}
+
+
+def _agreed(seconds: float) -> float:
+  """Process 0's value on every process: the history is saved once, so its wall-clock fields
+  must agree across hosts (everything else in it is computed from gathered rollouts)."""
+  if jax.process_count() == 1:
+    return seconds
+  from jax.experimental import multihost_utils
+
+  return float(multihost_utils.broadcast_one_to_all(np.float64(seconds)))
 
 
 def reload_best_player(step: int, stale: int, delta: float, config) -> bool:

@@ -53,9 +53,17 @@ def _buckets(texts) -> dict[str, int]:
 
 
 def _rows_mesh(side):
-  """The side's mesh, over whose batch axes the rollout rows are split (self-play runs on one
-  process: `run_cpmobius`)."""
+  """The side's mesh, over whose batch axes the rollout rows are split. On several processes
+  every host passes the same rows and reads back all of them (`collect_rollouts` gathers), so
+  every host takes the same decisions (labels, filter, history)."""
   return side_mesh(side)
+
+
+def _place_update(arrays: dict, mesh) -> dict:
+  """The update batch on the mesh's batch axes. Every process holds the whole batch (the
+  rollouts were gathered), so each device takes its slice of the same rows (`place_rows`),
+  unlike the RL trainer's per-host rows (`shard_batch`)."""
+  return {k: sharding_lib.place_rows(v, mesh) for k, v in arrays.items()}
 
 
 def _propose(step, key, round_index, config, models, coach, instruction, c_tok) -> tuple:
@@ -171,7 +179,7 @@ def play_step(step, key, config, models, player, coach, instruction, p_tok, c_to
   width = config.player_max_prompt_len + config.player_max_new_tokens
   mesh = side_mesh(player)
   arrays = fixed_update_arrays(batch, m * n, width, advantages, mesh)
-  state, metrics = player.step_fn(player.state, sharding_lib.shard_batch(arrays, mesh))
+  state, metrics = player.step_fn(player.state, _place_update(arrays, mesh))
   player.state = state
   metrics = {k: float(v) for k, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
   # Mean token-level player advantage per problem (for coach_reward="mean_adv_x_delta").
@@ -210,7 +218,7 @@ def coach_update(record, config, coach: Side, delta: float) -> None:
   width = config.coach_max_prompt_len + config.coach_max_new_tokens
   mesh = side_mesh(coach)
   arrays = fixed_update_arrays(batch, config.problems_per_step, width, rewards, mesh)
-  state, metrics = coach.step_fn(coach.state, sharding_lib.shard_batch(arrays, mesh))
+  state, metrics = coach.step_fn(coach.state, _place_update(arrays, mesh))
   coach.state = state
   metrics = jax.device_get(metrics)
   record.update(
