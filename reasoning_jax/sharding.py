@@ -336,6 +336,17 @@ def place(tree: Any, shardings: Any) -> Any:
   return jax.tree.map(_place_from_host, tree, shardings)
 
 
+def uncommitted(x: jax.Array) -> jax.Array:
+  """`x`'s values as an uncommitted array (jit places it next to its other arguments), as a
+  freshly made one is: e.g. a training RNG restored from a checkpoint onto one device, which
+  must then serve a global-mesh update and a per-host rollout engine alike. Typed PRNG keys go
+  through their key data."""
+  if _is_key(x):
+    data = jnp.asarray(np.asarray(jax.random.key_data(x)))
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+  return jnp.asarray(np.asarray(x))
+
+
 def _is_key(x: Any) -> bool:
   return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 

@@ -118,8 +118,10 @@ def restore_train_state(
     opt_state=saved["opt_state"],
     frozen=state.frozen,  # Not checkpointed: reloaded from its source (e.g. a frozen base).
   )
-  # Restored on one device: replicated over the mesh (from a host copy on several processes).
-  rng = sharding_lib.place(saved["rng"], NamedSharding(mesh, P()))
+  # Restored on one device: made uncommitted again, as a fresh run's key is, so that jit places
+  # it with the global-mesh update and with a per-host rollout engine alike (committed to the
+  # mesh, a per-host engine rejects it; on several processes it could not even be placed).
+  rng = sharding_lib.uncommitted(saved["rng"])
   restore_iterator(data_iter, saved["data_state"])
   return step, state, rng
 

@@ -3,7 +3,7 @@
 Usage: python multihost_rl.py PORT PROCESS_ID TMP_DIR LOSS
 Each process owns 2 CPU devices, samples its own prompts with a local copy of the policy and
 contributes its rows to the global sharded update; the SFT warm start already exists in
-TMP_DIR (trained by the test).
+TMP_DIR (trained by the test). The run is repeated preempted at step 1 and resumed.
 """
 
 import json
@@ -40,9 +40,39 @@ config = rl_config(
   mesh={"data": -1, "fsdp": 1, "tensor": 1},
 )
 result = run_rl(config)
+
+# The same run preempted at step 1 on both hosts (JAX's preemption sync point: it saves step 1
+# and stops), then resumed: the per-step metrics and final accuracy equal the straight run's.
+from reasoning_jax.checkpoint import TrainCheckpointer  # noqa: E402
+from reasoning_jax.train.metrics import read_metrics  # noqa: E402
+
+resumed_config = config.copy_and_resolve_references()
+resumed_config.workdir = os.path.join(tmp, "rl_resumed")
+reached = TrainCheckpointer.reached_preemption
+TrainCheckpointer.reached_preemption = lambda self, step: step == 1
+first = run_rl(resumed_config)
+TrainCheckpointer.reached_preemption = reached
+resumed = run_rl(resumed_config)
+
+
+def per_step(workdir):
+  keys = ("train/loss", "rollout/reward")
+  return {f"{r['step']}:{k}": r[k] for r in read_metrics(str(workdir)) for k in keys if k in r}
+
+
 print(
   "RESULT",
-  json.dumps({"pid": pid, "step": result["step"], "accuracy": float(result["accuracy"])}),
+  json.dumps(
+    {
+      "pid": pid,
+      "step": result["step"],
+      "accuracy": float(result["accuracy"]),
+      "first": [first["step"], bool(first.get("preempted"))],
+      "resumed_accuracy": float(resumed["accuracy"]),
+      "straight_metrics": per_step(config.workdir),
+      "resumed_metrics": per_step(resumed_config.workdir),
+    }
+  ),
   flush=True,
 )
 

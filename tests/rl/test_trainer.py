@@ -254,7 +254,7 @@ def test_run_rl_on_two_processes(tmp_path):
   update is one global sharded step over both processes' rows; both finish, process 0 writes
   the metrics, the checkpoint holds the final step (its data-iterator state the same on both
   processes, which the checkpointer checks); a JSON item that differs between processes is
-  refused."""
+  refused; a run preempted at step 1 on both hosts resumes to the straight run's metrics."""
 
   from reasoning_jax.checkpoint import TrainCheckpointer
   from reasoning_jax.train.sft import run_sft
@@ -267,6 +267,10 @@ def test_run_rl_on_two_processes(tmp_path):
   )
   results = two_process_results(logs)
   assert sorted(r["pid"] for r in results) == [0, 1] and all(r["step"] == 2 for r in results)
+  for r in results:  # Preempted at step 1 on both hosts and resumed: the straight run exactly.
+    assert r["first"] == [1, True]
+    assert r["resumed_metrics"] == r["straight_metrics"] and len(r["straight_metrics"]) == 4
+    assert r["resumed_accuracy"] == r["accuracy"]
   assert all("MISMATCH_REFUSED" in log for log in logs)
   records = read_metrics(str(tmp_path / "rl"))
   assert [r["step"] for r in records if "rollout/reward" in r] == [1, 2]  # Process 0 writes.

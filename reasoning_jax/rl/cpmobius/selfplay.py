@@ -41,8 +41,6 @@ import ml_collections
 import numpy as np
 from absl import logging
 from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.rl.cpmobius.config import validate_config
@@ -207,8 +205,8 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
           step=jnp.asarray(start, jnp.int32),
         )
       best_params, history = saved["best_params"], list(saved["history"])
-      # Restored on one device: replicate it over the mesh like the params (as the trainers do).
-      rng = sharding_lib.place(saved["rng"], NamedSharding(mesh, P()))
+      # Restored on one device: uncommitted again, as a fresh run's key (as the trainers do).
+      rng = sharding_lib.uncommitted(saved["rng"])
       logging.info("cpmobius: resumed at step %d", start)
     else:
       val0 = evaluate(player.state.params, models.validation)
