@@ -5,7 +5,7 @@ in JAX's GPU interpreter (JAX >= 0.12; on 0.10 these skip and only the lowering 
 `flash_attention_reference`, forward and gradients (the loop schedule's backward above
 D = 128): causal, sliding windows smaller and larger than a key block, bidirectional with
 padding keys, packed segments, GQA and MQA, head dims padded to 64 / 256, T not a block
-multiple, bfloat16 and float16, key blocks 64 and 128. Also: skipped key blocks are never read
+multiple, bfloat16 and float16, key blocks 64, 128 and 256. Also: skipped key blocks are never read
 (NaN poisoning), no races under the interpreter's race detector, CUDA lowering on every JAX here (one Mosaic GPU kernel forward, three with the
 gradient), which schedule None picks on a GPU, block fitting and the argument errors.
 Compilation and speed need a GPU (`benchmarks/kernel_check.py --kernels flash`,
@@ -71,6 +71,7 @@ def _rel_err(a, b):
 CASES = [
   ("causal-gqa-pad-d48", (2, 150, 4, 2, 48), jnp.bfloat16, {}, 64),
   ("window37-bk128", (1, 200, 2, 1, 64), jnp.bfloat16, {"sliding_window": 37}, 128),
+  ("causal-bk256-pad", (1, 300, 2, 1, 64), jnp.bfloat16, {}, 256),
   ("window1-mqa", (1, 96, 2, 1, 64), jnp.float16, {"sliding_window": 1}, 64),
   (
     "bidir-pad-segments",
