@@ -14,7 +14,9 @@ line per problem to `<out_dir>/samples.jsonl`:
 **Resumable.** Problems are taken in source order in fixed batches of `problems_per_batch`;
 batch b samples with `fold_in(key(seed), b)`. After each batch the lines are flushed and
 fsynced, then `progress.json` records the next problem and the byte length of the file
-(written atomically). A killed run restarts from `progress.json`, cuts any half-written tail
+(written atomically). On several processes (`jax.distributed`) every host samples (the rows
+split over the global mesh and gathered back) and process 0 alone reads and writes the files,
+sharing the resume point and any provenance error with the others. A killed run restarts from `progress.json`, cuts any half-written tail
 off the file, and produces exactly the file an uninterrupted run would have (no duplicates,
 no gaps). `sampling.json` holds the provenance (teacher, seed, sampling settings, verifier,
 prompt); resuming under different settings is refused, naming the keys.
@@ -26,6 +28,7 @@ count, `no_answer_rate` in the summary), and `rft.dataset` refuses to write an e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -57,6 +60,7 @@ __all__ = [
 SAMPLES_FILE = "samples.jsonl"
 PROGRESS_FILE = "progress.json"
 PROVENANCE_FILE = "sampling.json"
+_PAYLOAD_BYTES = 16384  # process 0's JSON answer (a resume point, a count or an error message)
 
 
 class SamplingError(ValueError):
@@ -124,6 +128,27 @@ def _write_json_atomic(path: str, value: Any) -> None:
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def _on_process_zero(fn, *args) -> Any:
+  """`fn(*args)` on process 0 only (the files' single writer), its result (or its
+  SamplingError) on every process. One process: just the call."""
+  if jax.process_count() == 1:
+    return fn(*args)
+  from jax.experimental import multihost_utils
+
+  result, error = None, ""
+  if jax.process_index() == 0:
+    try:
+      result = fn(*args)
+    except SamplingError as e:
+      error = str(e)[:4000]
+  payload = np.frombuffer(json.dumps([result, error]).encode().ljust(_PAYLOAD_BYTES), np.uint8)
+  payload = multihost_utils.broadcast_one_to_all(payload)
+  result, error = json.loads(bytes(np.asarray(payload)).decode().rstrip())
+  if error:
+    raise SamplingError(error)
+  return result
 
 
 def _check_provenance(out_dir: str, provenance: Mapping[str, Any]) -> None:
@@ -216,9 +241,12 @@ def sample_trajectories(
       f"reward={reward!r}: TrajFusion and RFT need the verifier's answer extraction; rewards "
       f"with one: {ANSWER_KEY_REWARDS}"
     )
-  os.makedirs(out_dir, exist_ok=True)
+  writer = jax.process_index() == 0  # On several processes every host samples, one writes.
+  if writer:
+    os.makedirs(out_dir, exist_ok=True)
   settings = dataclasses.asdict(config)
-  _check_provenance(
+  _on_process_zero(
+    _check_provenance,
     out_dir,
     {
       **dict(provenance or {}),
@@ -228,7 +256,7 @@ def sample_trajectories(
       "num_source_examples": len(source),
     },
   )
-  start = _resume_point(out_dir)
+  start = _on_process_zero(_resume_point, out_dir)
   total = len(source) if not config.max_problems else min(config.max_problems, len(source))
   summary = SamplingSummary(resumed_from=start)
   seconds = {"generate": 0.0, "verify": 0.0, "write": 0.0, "prepare": 0.0}
@@ -244,9 +272,15 @@ def sample_trajectories(
   key = jax.random.key(config.seed)
   p, n = config.problems_per_batch, config.num_samples
   samples_path = os.path.join(out_dir, SAMPLES_FILE)
-  bar = tqdm(total=total, initial=start, desc="rft sampling", disable=not progress, mininterval=2)
+  bar = tqdm(
+    total=total,
+    initial=start,
+    desc="rft sampling",
+    disable=not (progress and writer),
+    mininterval=2,
+  )
   batches = 0
-  with open(samples_path, "a") as out:
+  with open(samples_path, "a") if writer else contextlib.nullcontext() as out:
     for first in range(start, total, p):
       if max_batches is not None and batches >= max_batches:
         break
@@ -270,7 +304,7 @@ def sample_trajectories(
         eos_id=eos,
         key=jax.random.fold_in(key, first // p),
       )
-      out_gen = jax.device_get(out_gen)
+      out_gen = sharding_lib.host_rows(out_gen)  # every row, on every process
       clock = time.perf_counter()
       seconds["generate"] += clock - now
       texts = tokenizer.decode_batch(np.asarray(out_gen.tokens), np.asarray(out_gen.lengths))
@@ -325,20 +359,21 @@ def sample_trajectories(
           indices[-1],
           reward,
         )
-      out.write("".join(lines))
-      out.flush()
-      os.fsync(out.fileno())
-      _write_json_atomic(
-        os.path.join(out_dir, PROGRESS_FILE),
-        {"next_problem": indices[-1] + 1, "bytes": out.tell()},
-      )
+      if writer:
+        out.write("".join(lines))
+        out.flush()
+        os.fsync(out.fileno())
+        _write_json_atomic(
+          os.path.join(out_dir, PROGRESS_FILE),
+          {"next_problem": indices[-1] + 1, "bytes": out.tell()},
+        )
       seconds["write"] += time.perf_counter() - now
       summary.sampled_problems += len(indices)
       batches += 1
       bar.update(len(indices))
   bar.close()
   summary.seconds = seconds
-  summary.num_problems = sum(1 for _ in _lines(samples_path))
+  summary.num_problems = _on_process_zero(lambda: sum(1 for _ in _lines(samples_path)))
   return summary
 
 

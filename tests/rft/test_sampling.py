@@ -25,12 +25,16 @@ from reasoning_jax.tokenizers import ByteTokenizer
 TOK = ByteTokenizer()
 
 
-@pytest.fixture(scope="module")
-def teacher():
+def make_teacher():
   config = get_preset("tiny-qwen3").replace(
     vocab_size=TOK.vocab_size, num_layers=1, hidden_size=32, intermediate_size=64, head_dim=16
   )
   return Transformer(config, rngs=nnx.Rngs(0))
+
+
+@pytest.fixture(scope="module")
+def teacher():
+  return make_teacher()
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +92,30 @@ def test_prompts_sharded_over_eight_devices_give_the_same_samples(teacher, sourc
   assert [t.text for p in one for t in p.trajectories] == [
     t.text for p in sharded for t in p.trajectories
   ]
+
+
+def test_two_processes_write_one_file_that_resumes_and_matches_one_process(teacher, tmp_path):
+  """On two processes (jax.distributed, 2 devices each) the rows are split over both hosts'
+  devices, process 0 alone writes, and the file (straight, or stopped after a batch and
+  resumed) is byte for byte the file of a one-process run."""
+  from tests.helpers.two_processes import results as two_process_results
+  from tests.helpers.two_processes import run_two_processes
+
+  src = data_source(
+    "arithmetic", "train", str(tmp_path / "tfds"), config="easy", num_train=10, num_test=4
+  )
+  run(teacher, src, tmp_path / "one")
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  logs = run_two_processes(
+    os.path.join(repo, "tests", "helpers", "multihost_rft_sampling.py"), tmp_path, timeout=300
+  )
+  results = two_process_results(logs)
+  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  for r in results:
+    assert r["full"][:2] == [10, 40] and r["part"] == [4, 4, 6] and r["num_problems"] == 10
+  expected = (tmp_path / "one" / SAMPLES_FILE).read_bytes()
+  assert (tmp_path / "mh_full" / SAMPLES_FILE).read_bytes() == expected
+  assert (tmp_path / "mh_part" / SAMPLES_FILE).read_bytes() == expected
 
 
 def test_problems_without_ground_truth_are_skipped_and_counted(teacher, tmp_path):
