@@ -26,6 +26,7 @@ should wait now and then (`jax.block_until_ready`) too.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 from absl import logging
@@ -113,3 +114,30 @@ def initialize(
 def is_coordinator() -> bool:
   """True on process 0 (the one that writes logs, plots and metrics files)."""
   return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier `name` (a no-op on one process); e.g. the
+  others wait here while process 0 writes files they read next."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
+
+
+def broadcast_json(value: Any) -> Any:
+  """Process 0's `value` (anything `json.dumps` takes) on every process; the value itself on
+  one process. Every process must call it (two collectives: the encoded length, then the
+  bytes); the values the other processes pass are ignored."""
+  if jax.process_count() == 1:
+    return value
+  import json
+
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  data = json.dumps(value).encode() if jax.process_index() == 0 else b""
+  size = int(multihost_utils.broadcast_one_to_all(np.asarray([len(data)], np.int64))[0])
+  buffer = np.frombuffer(data.ljust(size), np.uint8) if size else np.zeros(0, np.uint8)
+  out = np.asarray(multihost_utils.broadcast_one_to_all(buffer))
+  return json.loads(bytes(out).decode())

@@ -23,8 +23,10 @@ import json
 import os
 from typing import Any, Callable, Mapping, Sequence
 
+import jax
 from absl import logging
 
+from reasoning_jax import distributed
 from reasoning_jax.data.builders import build_dataset
 from reasoning_jax.data.examples import decode_example
 from reasoning_jax.data.rft_builder import PROVENANCE_FILE
@@ -79,16 +81,21 @@ def write_sft_dataset(
   provenance: Mapping[str, Any],
 ) -> str:
   """Writes `train.jsonl`, `test.jsonl` and `provenance.json` (with a digest of both files)
-  into `out_dir` and prepares the `rft` TFDS dataset under `out_dir/tfds`; returns `out_dir`."""
-  os.makedirs(out_dir, exist_ok=True)
-  digest = hashlib.sha256()
-  for split, records in (("train", train), ("test", test)):
-    text = "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in records)
-    digest.update(text.encode())
-    with open(os.path.join(out_dir, f"{split}.jsonl"), "w") as f:
-      f.write(text)
-  with open(os.path.join(out_dir, PROVENANCE_FILE), "w") as f:
-    json.dump({**dict(provenance), "digest": digest.hexdigest()}, f, indent=2, sort_keys=True)
+  into `out_dir` and prepares the `rft` TFDS dataset under `out_dir/tfds`; returns `out_dir`.
+
+  On several processes every process calls it (it holds a barrier): process 0 writes the
+  files while the others wait, then each prepares (or reads) the TFDS copy."""
+  if jax.process_index() == 0:
+    os.makedirs(out_dir, exist_ok=True)
+    digest = hashlib.sha256()
+    for split, records in (("train", train), ("test", test)):
+      text = "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in records)
+      digest.update(text.encode())
+      with open(os.path.join(out_dir, f"{split}.jsonl"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out_dir, PROVENANCE_FILE), "w") as f:
+      json.dump({**dict(provenance), "digest": digest.hexdigest()}, f, indent=2, sort_keys=True)
+  distributed.barrier(f"write_sft_dataset {os.path.abspath(out_dir)}")
   build_dataset("rft", os.path.join(out_dir, "tfds"), manual_dir=out_dir)
   return out_dir
 
@@ -211,10 +218,11 @@ def build_sft_datasets(
     stats["token_ratio_trajfusion_over_rft"] = stats["trajfusion"]["response_tokens"] / max(
       stats["rft"]["response_tokens"], 1
     )
-  with open(os.path.join(out_dir, "stats.json"), "w") as f:
-    json.dump(stats, f, indent=2, sort_keys=True)
-  with open(os.path.join(out_dir, "stats.md"), "w") as f:
-    f.write(_markdown(stats))
+  if jax.process_index() == 0:
+    with open(os.path.join(out_dir, "stats.json"), "w") as f:
+      json.dump(stats, f, indent=2, sort_keys=True)
+    with open(os.path.join(out_dir, "stats.md"), "w") as f:
+      f.write(_markdown(stats))
   logging.info(
     "rft datasets: %d RFT / %d TrajFusion samples over %d problems (k histogram %s)",
     stats["rft"]["samples"],

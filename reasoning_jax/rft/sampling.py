@@ -39,6 +39,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from reasoning_jax import distributed
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.data.collate import batch_rows
 from reasoning_jax.data.examples import decode_example
@@ -60,7 +61,6 @@ __all__ = [
 SAMPLES_FILE = "samples.jsonl"
 PROGRESS_FILE = "progress.json"
 PROVENANCE_FILE = "sampling.json"
-_PAYLOAD_BYTES = 16384  # process 0's JSON answer (a resume point, a count or an error message)
 
 
 class SamplingError(ValueError):
@@ -135,17 +135,13 @@ def _on_process_zero(fn, *args) -> Any:
   SamplingError) on every process. One process: just the call."""
   if jax.process_count() == 1:
     return fn(*args)
-  from jax.experimental import multihost_utils
-
   result, error = None, ""
   if jax.process_index() == 0:
     try:
       result = fn(*args)
     except SamplingError as e:
       error = str(e)[:4000]
-  payload = np.frombuffer(json.dumps([result, error]).encode().ljust(_PAYLOAD_BYTES), np.uint8)
-  payload = multihost_utils.broadcast_one_to_all(payload)
-  result, error = json.loads(bytes(np.asarray(payload)).decode().rstrip())
+  result, error = distributed.broadcast_json([result, error])
   if error:
     raise SamplingError(error)
   return result

@@ -80,9 +80,11 @@ def write_protocol_sft(
   out_dir: str, train: Sequence[dict[str, str]], test: Sequence[dict[str, str]], provenance: dict
 ) -> str:
   """Writes the records as an `rft` SFT dataset folder (prepared under `out_dir/tfds`)."""
+  from reasoning_jax import distributed
   from reasoning_jax.rft.dataset import write_sft_dataset
 
-  if os.path.exists(os.path.join(out_dir, "provenance.json")):
+  # Process 0's answer on every process: write_sft_dataset holds a barrier all must reach.
+  if distributed.broadcast_json(os.path.exists(os.path.join(out_dir, "provenance.json"))):
     return out_dir
   strip = lambda rs: [{k: r[k] for k in ("question", "answer", "solution")} for r in rs]  # noqa: E731
   return write_sft_dataset(out_dir, strip(train), strip(test), provenance)

@@ -23,10 +23,10 @@ import dataclasses
 import os
 from typing import Any
 
-import jax
 import ml_collections
 from absl import logging
 
+from reasoning_jax import distributed
 from reasoning_jax.data import build_dataset
 from reasoning_jax.data.examples import decode_example
 from reasoning_jax.rft.dataset import write_sft_dataset
@@ -85,9 +85,9 @@ def _coach_warmup_config(config, workdir: str, pool: list[str]) -> ml_collection
   count = min(coach.num_warmup_problems, len(pool))
   root = coach.get("warmup_dir") or os.path.join(workdir, "coach_warmup")
   folder = os.path.join(root, "data")
-  # On several processes one host writes the files and the others wait for them (the
-  # task builders' own preparation below is safe to race; plain file writes are not).
-  if not os.path.exists(os.path.join(folder, "provenance.json")) and jax.process_index() == 0:
+  # On several processes process 0 decides and `write_sft_dataset` writes from process 0
+  # while the others wait (every process must take the same branch: it holds a barrier).
+  if not distributed.broadcast_json(os.path.exists(os.path.join(folder, "provenance.json"))):
     records = [{"question": config.instruction, "answer": "", "solution": q} for q in pool[:count]]
     write_sft_dataset(
       folder,
@@ -102,10 +102,6 @@ def _coach_warmup_config(config, workdir: str, pool: list[str]) -> ml_collection
         "count": count,
       },
     )
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices("cpmobius: coach warm-up data written")
   sft = ml_collections.ConfigDict(coach.sft.to_dict())
   sft.task, sft.task_config, sft.task_overrides = "rft", "", {}
   sft.manual_dir, sft.data_dir = folder, os.path.join(folder, "tfds")

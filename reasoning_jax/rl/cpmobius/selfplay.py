@@ -38,10 +38,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import logging
 from flax import nnx
 
+from reasoning_jax import distributed
 from reasoning_jax import sharding as sharding_lib
 from reasoning_jax.rl.cpmobius.config import validate_config
 from reasoning_jax.rl.cpmobius.models import Models, build_models
@@ -316,11 +316,7 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def _agreed(seconds: float) -> float:
   """Process 0's value on every process: the history is saved once, so its wall-clock fields
   must agree across hosts (everything else in it is computed from gathered rollouts)."""
-  if jax.process_count() == 1:
-    return seconds
-  from jax.experimental import multihost_utils
-
-  return float(multihost_utils.broadcast_one_to_all(np.float64(seconds)))
+  return float(distributed.broadcast_json(seconds))
 
 
 def reload_best_player(step: int, stale: int, delta: float, config) -> bool:
