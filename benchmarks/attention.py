@@ -6,8 +6,9 @@ attention at several sequence lengths, and prints median milliseconds per call
 and each implementation's time divided by the Pallas time:
 
   * pallas: `pallas_kernels.flash_attention.flash_attention` with the backend's default
-    schedule (on a Hopper GPU for bfloat16 / float16: the Mosaic GPU forward, "mosaic");
-  * pallas_triton: the same with schedule="loop" (the Triton kernels; GPU only);
+    schedule (on a GPU the Triton kernels, "loop", while JAX has them);
+  * pallas_mosaic: the same with schedule="mosaic" (the Mosaic GPU kernels; Hopper GPU,
+    bfloat16 / float16 only);
   * jax_nn: `jax.nn.dot_product_attention` (cuDNN on GPU when it applies, else XLA;
     the window is passed as `local_window_size=(w - 1, 0)`, the same w keys);
   * xla: `reasoning_jax.ops.attention.attention(implementation="xla")`, the dense
@@ -40,8 +41,8 @@ import jax.numpy as jnp  # noqa: E402
 from pallas_kernels.flash_attention import blocks, flash_attention  # noqa: E402
 from reasoning_jax.ops.attention import attention  # noqa: E402
 
-IMPLEMENTATIONS = ("pallas", "pallas_triton", "jax_nn", "xla")
-GPU_ONLY = ("pallas_triton",)
+IMPLEMENTATIONS = ("pallas", "pallas_mosaic", "jax_nn", "xla")
+GPU_ONLY = ("pallas_mosaic",)
 _CPU_SMOKE = dict(
   seq_lens="128",
   windows="none,32",
@@ -138,8 +139,8 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _attention_fn(
   impl: str, window: int | None, args: argparse.Namespace
 ) -> Callable[..., jax.Array]:
-  if impl in ("pallas", "pallas_triton"):
-    schedule = "loop" if impl == "pallas_triton" else None
+  if impl in ("pallas", "pallas_mosaic"):
+    schedule = "mosaic" if impl == "pallas_mosaic" else None
     return lambda q, k, v: flash_attention(
       q,
       k,

@@ -13,8 +13,8 @@ Two schedules share the same per-block math (see `common.py`):
   * "mosaic" (GPU, Mosaic GPU on Hopper; `kernel_mgpu.py`): the forward pass as a
     `plgpu.kernel` with wgmma and a TMA pipeline over the visible key blocks; 64 query rows
     per program, bfloat16 / float16 only; its backward pass is Mosaic GPU too
-    (`backward_mgpu.py`) up to head dim 128, the "loop" kernels above. The default on a
-    Hopper GPU for the calls it can take (`gpu_schedule`).
+    (`backward_mgpu.py`) up to head dim 128, the "loop" kernels above. Opt-in while this JAX
+    has the Triton backend, the GPU default without it (`gpu_schedule`).
 
 All run in interpret mode on CPU ("mosaic" in JAX >= 0.12's GPU interpreter). Defaults are untuned starting points:
 measure with `benchmarks/attention.py` and edit the tables, not the kernel.
@@ -117,18 +117,32 @@ def mosaic_block_k(block_k: int, head_dim: int, itemsize: int, *, fixed_rows: in
   return max(fits) if fits else MOSAIC_BLOCK_K[0]
 
 
-def gpu_schedule(head_dim: int, dtype) -> str:
-  """The schedule a GPU runs by default: "mosaic" where this JAX has Mosaic GPU, the GPU (if
-  attached) has wgmma (Hopper) and the kernel takes the call; otherwise "loop" (Triton)."""
+def mosaic_possible(head_dim: int, dtype) -> bool:
+  """Whether this JAX has Mosaic GPU, the GPU (if attached) has wgmma (Hopper) and the Mosaic
+  GPU kernel takes this head dim and dtype."""
   from pallas_kernels import gpu_backend  # pylint: disable=g-import-not-at-top
 
-  if (
+  return (
     gpu_backend.mosaic_gpu_missing() is None
     and gpu_backend.wgmma_unavailable() is None
     and mosaic_unsupported(head_dim, dtype) is None
-  ):
-    return "mosaic"
-  return "loop"
+  )
+
+
+def gpu_schedule(head_dim: int, dtype) -> str:
+  """The schedule a GPU runs by default.
+
+  DESIGN CHOICE: "loop" (Triton, the form whose speed was measured on an H100) while this JAX
+  has the Pallas Triton backend; without it "mosaic" where that kernel can take the call (else
+  "loop", which then stops naming the XLA path). The Mosaic GPU form is opt-in
+  (`schedule="mosaic"`) until a GPU session (`benchmarks/device_session.sh`) shows that it
+  compiles and matches or beats Triton; then this function is the one place to change.
+  """
+  from pallas_kernels import gpu_backend  # pylint: disable=g-import-not-at-top
+
+  if gpu_backend.triton_missing() is None:
+    return "loop"
+  return "mosaic" if mosaic_possible(head_dim, dtype) else "loop"
 
 
 def stat_layout(schedule: str) -> tuple[int, int]:

@@ -15,7 +15,8 @@ DESIGN CHOICES (defaults in `blocks.py`):
     interpret mode on CPU and compute the same per-block math (`common.py`);
     "mosaic" on a Hopper GPU for bfloat16 / float16 (`kernel_mgpu.py`, `backward_mgpu.py`:
     Mosaic GPU kernels, wgmma + TMA pipelines; above head dim 128 the backward is the
-    "loop" kernels);
+    "loop" kernels), opt-in until measured on a GPU, the default when JAX has no Triton
+    (`blocks.gpu_schedule`);
   * fp32 online-softmax statistics and accumulators; the forward saves the
     per-row logsumexp and the backward recomputes probabilities from it;
   * only edge blocks (causal diagonal, window edge, padding, or all blocks when
@@ -362,8 +363,9 @@ def flash_attention(
       default of `blocks.py`. Clamped to the sequence for short inputs.
     interpret: None interprets on CPU and compiles on TPU/GPU; True/False force
       it; a `pltpu.InterpretParams` selects the TPU interpreter.
-    schedule: "grid" (TPU), "mosaic" (Hopper GPU, Mosaic GPU forward; bfloat16 / float16)
-      or "loop" (GPU, Triton); None picks per backend (`blocks.gpu_schedule` on a GPU).
+    schedule: "grid" (TPU), "mosaic" (Hopper GPU, Mosaic GPU kernels; bfloat16 / float16)
+      or "loop" (GPU, Triton); None picks per backend (on a GPU `blocks.gpu_schedule`:
+      Triton while this JAX has it, else Mosaic GPU where it can take the call).
 
   Returns:
     `[B, T, N, D]` in the dtype of q.

@@ -36,6 +36,8 @@ DESIGN CHOICE / limits:
     (`blocks.mosaic_block_k`: D = 256 takes 64-row tiles);
   * the backward pass is `backward_mgpu.py` (Mosaic GPU dQ and dK/dV kernels) up to D = 128,
     the Triton "loop" kernels (`backward.py`) on the same blocks above;
+  * opt-in (`schedule="mosaic"`) while this JAX has the Triton backend, whose kernel was
+    measured on an H100; the GPU default without it (`blocks.gpu_schedule`);
   * unmeasured: written and checked on CPU only (JAX >= 0.12's GPU interpreter against the
     reference; every JAX here lowers it for CUDA); `benchmarks/kernel_check.py` checks and
     times it against the loop schedule and XLA when a GPU is lent.

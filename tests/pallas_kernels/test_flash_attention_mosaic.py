@@ -247,7 +247,12 @@ def _resolve(monkeypatch, dtype, *, d=128, capability=None, schedule=None, inter
 
 
 @needs_mosaic
-def test_a_gpu_defaults_to_mosaic_where_it_can_take_the_call(monkeypatch):
+def test_a_gpu_defaults_to_triton_and_to_mosaic_without_it(monkeypatch):
+  """Triton (measured on an H100) while JAX has it; without it Mosaic GPU where it can take
+  the call, else the loop schedule (which then stops naming the XLA path)."""
+  for dtype, d in ((jnp.bfloat16, 128), (jnp.float32, 128)):
+    assert _resolve(monkeypatch, dtype, d=d, capability=9.0) == "loop"
+  monkeypatch.setattr(gpu_backend, "triton_missing", lambda: "no Triton")
   assert _resolve(monkeypatch, jnp.bfloat16) == "mosaic"
   assert _resolve(monkeypatch, jnp.float16, capability=9.0, d=48) == "mosaic"
   assert _resolve(monkeypatch, jnp.bfloat16, capability=8.0) == "loop"  # no wgmma before sm_90
