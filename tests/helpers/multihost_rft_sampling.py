@@ -8,25 +8,13 @@ compares both files with its own one-process run. The data source was built by t
 """
 
 import json
-import os
 import pathlib
-import sys
 
-os.environ["XLA_FLAGS"] = (
-  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-)
-os.environ["JAX_PLATFORMS"] = "cpu"
+import multihost_setup  # this folder is sys.path[0]
 
-import jax  # noqa: E402
+pid, (tmp,) = multihost_setup.start()
+tmp = pathlib.Path(tmp)
 
-from reasoning_jax import distributed  # noqa: E402
-
-port, pid, tmp = int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3])
-distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
-assert jax.process_count() == 2 and jax.device_count() == 4
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, REPO)
 from reasoning_jax import sharding as sharding_lib  # noqa: E402
 from reasoning_jax.data import data_source  # noqa: E402
 from reasoning_jax.models.source import place_model  # noqa: E402

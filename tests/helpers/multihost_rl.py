@@ -9,24 +9,11 @@ TMP_DIR (trained by the test). The run is repeated preempted at step 1 and resum
 import json
 import os
 import pathlib
-import sys
 
-# The test run's compile-speed flags (tests/conftest.py) come through; the device count is ours.
-os.environ["XLA_FLAGS"] = (
-  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-)
-os.environ["JAX_PLATFORMS"] = "cpu"
+import multihost_setup  # this folder is sys.path[0]
 
-import jax  # noqa: E402
+pid, (tmp, loss) = multihost_setup.start()
 
-from reasoning_jax import distributed  # noqa: E402
-
-port, pid, tmp, loss = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
-assert jax.process_count() == 2 and jax.device_count() == 4
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, REPO)
 from reasoning_jax.rl.trainer import run_rl  # noqa: E402
 from tests.rl.test_trainer import rl_config  # noqa: E402
 
