@@ -24,7 +24,7 @@ import pytest
 from pallas_kernels import gpu_backend
 from pallas_kernels.flash_attention import blocks, flash_attention, flash_attention_reference
 from pallas_kernels.flash_attention import kernel as kernel_lib
-from tests.pallas_kernels.test_flash_attention import _abstract_gpu_context
+from tests.pallas_kernels.test_flash_attention import _abstract_gpu_context, _fwd_vjp
 
 needs_interpreter = pytest.mark.skipif(
   gpu_backend.mosaic_interpret_missing() is not None,
@@ -48,14 +48,6 @@ def _segments(b, t, bounds):
     for s in bounds:
       ids[r, min(s + 3 * r, t) :] += 1
   return jnp.asarray(ids)
-
-
-def _fwd_vjp(fn, **kwargs):
-  def f(q, k, v, do):
-    o, vjp = jax.vjp(lambda q, k, v: fn(q, k, v, **kwargs), q, k, v)
-    return (o, *vjp(do))
-
-  return jax.jit(f)
 
 
 def _f32(*xs):
