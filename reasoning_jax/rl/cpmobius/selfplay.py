@@ -280,7 +280,9 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
       if step % config.heldout_every == 0 or step == config.num_steps:
         record.update(heldout(player.state.params))
       record.pop("_coach", None)
-      record["seconds"] = _agreed(time.perf_counter() - t0)
+      # Process 0's clock on every host: the history is one JSON checkpoint item that must
+      # agree across hosts (everything else in it comes from gathered rollouts).
+      record["seconds"] = float(distributed.broadcast_json(time.perf_counter() - t0))
       history.append(record)
       progress.set_postfix(val=f"{record['val_accuracy']:.3f}", acc=record["accepted"])
       if ckpt.maybe_save(step, lambda: as_checkpoint(step)):
@@ -311,12 +313,6 @@ def run_cpmobius(config: ml_collections.ConfigDict) -> dict[str, Any]:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
   return {**summary, "history": history}
-
-
-def _agreed(seconds: float) -> float:
-  """Process 0's value on every process: the history is saved once, so its wall-clock fields
-  must agree across hosts (everything else in it is computed from gathered rollouts)."""
-  return float(distributed.broadcast_json(seconds))
 
 
 def reload_best_player(step: int, stale: int, delta: float, config) -> bool:
