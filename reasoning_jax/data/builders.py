@@ -478,6 +478,13 @@ def build_dataset(
     builder = get_builder(name, data_dir, config=config, **overrides)
     if not builder.is_prepared():
       raise
+  else:
+    if not builder.info.splits:
+      # The other side of that race: another process renamed its copy into place after this
+      # builder was made (so it read no split info) and before `download_and_prepare` looked,
+      # which then reuses the folder without reading it, leaving a builder with no splits.
+      # A fresh builder reads the prepared folder's info.
+      builder = get_builder(name, data_dir, config=config, **overrides)
   if hasattr(builder, "after_prepare"):  # rft: provenance kept and checked.
     builder.after_prepare(os.fspath(manual_dir) if manual_dir is not None else None)
   return builder

@@ -276,3 +276,27 @@ def test_a_process_that_loses_the_race_to_prepare_reads_the_winners_copy(tmp_pat
   )
   leftovers = [p for p in os.listdir(os.path.dirname(builder.data_dir)) if "incomplete" in p]
   assert not leftovers
+
+
+def test_a_process_that_finds_the_winners_copy_after_making_its_builder_reads_it(
+  tmp_path, monkeypatch
+):
+  """The race's other side (seen in the two-process CPMöbius test): this process makes its
+  builder while the folder is missing, another process renames its copy into place, and TFDS's
+  `download_and_prepare` then reuses the folder without reading its info; the builder must
+  still list the splits."""
+  kw = dict(config="easy", num_train=40, num_test=12, seed=3)
+  stale = get_builder("arithmetic", tmp_path, **kw)  # Made before the other process finishes.
+  other = build_dataset("arithmetic", tmp_path, **kw)  # The other process.
+  stale.download_and_prepare()  # TFDS alone: "Reusing dataset", and no splits read.
+  assert not stale.info.splits
+  real, calls = builders.get_builder, []
+
+  def first_stale(*args, **kwargs):
+    calls.append(args)
+    return stale if len(calls) == 1 else real(*args, **kwargs)
+
+  monkeypatch.setattr(builders, "get_builder", first_stale)
+  builder = build_dataset("arithmetic", tmp_path, **kw)
+  assert len(calls) == 2
+  assert _read_all(builder, "test") == _read_all(other, "test")
