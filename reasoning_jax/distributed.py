@@ -125,9 +125,16 @@ def barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def _plain(x: Any) -> Any:
+  """NumPy / JAX scalars and arrays as Python numbers and lists, for `json.dumps`."""
+  if hasattr(x, "tolist"):
+    return x.tolist()
+  raise TypeError(f"broadcast_json cannot encode {type(x).__name__}: {x!r}")
+
+
 def broadcast_json(value: Any) -> Any:
-  """Process 0's `value` (anything `json.dumps` takes) on every process; the value itself on
-  one process. Every process must call it (two collectives: the encoded length, then the
+  """Process 0's `value` (anything `json.dumps` takes, NumPy / JAX scalars and arrays as
+  numbers and lists) on every process; the value itself on one process. Every process must call it (two collectives: the encoded length, then the
   bytes); the values the other processes pass are ignored."""
   if jax.process_count() == 1:
     return value
@@ -136,7 +143,7 @@ def broadcast_json(value: Any) -> Any:
   import numpy as np
   from jax.experimental import multihost_utils
 
-  data = json.dumps(value).encode() if jax.process_index() == 0 else b""
+  data = json.dumps(value, default=_plain).encode() if jax.process_index() == 0 else b""
   size = int(multihost_utils.broadcast_one_to_all(np.asarray([len(data)], np.int64))[0])
   buffer = np.frombuffer(data.ljust(size), np.uint8) if size else np.zeros(0, np.uint8)
   out = np.asarray(multihost_utils.broadcast_one_to_all(buffer))

@@ -7,7 +7,8 @@ What a downloaded checkpoint holds, for a model that starts here: `config.json` 
 reads it through `config.model.hf_dir`, the path a user's Qwen or Llama folder takes: its
 tokenizer, chat template, eos ids and sampling settings, weights placed shard by shard.
 Used by the experiments that check a method through that path without downloading weights
-(e.g. `configs/compare_rl.py:countdown_hf`).
+(e.g. `configs/compare_rl.py:countdown_hf`). On several processes (`jax.distributed`) every
+process calls it (`to_hf` gathers the weights), process 0 writes and the others wait.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Mapping
 
 from flax import nnx
 
+from reasoning_jax import distributed
 from reasoning_jax.models.config import ModelConfig
 from reasoning_jax.models.source import GENERATION_CONFIG_FILE
 from reasoning_jax.models.transformer import Transformer
@@ -58,7 +60,17 @@ def write_fresh_folder(
   from reasoning_jax.models.hf import to_hf
 
   directory = os.fspath(directory)
-  to_hf(Transformer(config, rngs=nnx.Rngs(seed)), directory)
+  to_hf(Transformer(config, rngs=nnx.Rngs(seed)), directory)  # A collective on many processes.
+  if distributed.is_coordinator():  # Process 0 writes; the others wait at the barrier below.
+    _write_metadata(directory, tokenizer, sampling)
+  distributed.barrier(f"write_fresh_folder {os.path.abspath(directory)}")
+  return directory
+
+
+def _write_metadata(
+  directory: str, tokenizer: HFTokenizer, sampling: Mapping[str, Any] | None
+) -> None:
+  """The special ids in config.json, the tokenizer files and generation_config.json."""
   # config.json names the special ids as a downloaded checkpoint's does.
   config_path = os.path.join(directory, "config.json")
   with open(config_path) as f:
@@ -77,4 +89,3 @@ def write_fresh_folder(
   }
   with open(os.path.join(directory, GENERATION_CONFIG_FILE), "w") as f:
     json.dump(generation, f, indent=2)
-  return directory

@@ -17,7 +17,8 @@ reused), and writes into `config.workdir`:
   accuracy, entropy, clip fractions, DISPO's four regimes) and `CITATIONS.bib`.
 
 Each run lives in `<workdir>/<loss>_seed<seed>/` and resumes from its checkpoints, so a
-stopped comparison continues where it was. `python -m experiments.compare_rl` is the absl
+stopped comparison continues where it was. On several processes (`jax.distributed`) every
+process runs every update and returns the same payload; process 0 writes the files. `python -m experiments.compare_rl` is the absl
 main; `experiments.reproduce` runs it as the `compare_rl` and `main_job` reproductions.
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from reasoning_jax import distributed
 from reasoning_jax.rl.losses.dispo import DISPO_REGIMES
 
 __all__ = ["DIAGNOSTICS", "diagnostics_table", "results_table", "run_comparison"]
@@ -294,16 +296,17 @@ def run_comparison(config, *, diagnostics: dict[str, tuple[str, str]] | None = N
       result = run_rl(run)
       cited.extend(result["citations"])
       sampled = "sampled_accuracy" in result
-      results.setdefault(loss, []).append(
-        {
+      entry = None
+      if distributed.is_coordinator():  # Process 0 wrote the metrics and reads them back.
+        entry = {
           "seed": int(seed),
-          "greedy": result["accuracy"],
-          "greedy_start": result["accuracy_warm_start"],
-          "final": result["sampled_accuracy"] if sampled else result["accuracy"],
-          "start": (
+          "greedy": float(result["accuracy"]),
+          "greedy_start": float(result["accuracy_warm_start"]),
+          "final": float(result["sampled_accuracy"] if sampled else result["accuracy"]),
+          "start": float(
             result["sampled_accuracy_warm_start"] if sampled else result["accuracy_warm_start"]
           ),
-          "pass_at_k": result.get("pass_at_k", float("nan")),
+          "pass_at_k": float(result.get("pass_at_k", float("nan"))),
           "curve": _series(run.workdir, "eval/sampled_accuracy" if sampled else "eval/accuracy"),
           "response_length": float(
             np.mean(
@@ -317,9 +320,11 @@ def run_comparison(config, *, diagnostics: dict[str, tuple[str, str]] | None = N
             if (series := _series(run.workdir, key))
           },
         }
-      )
-  total = time.time() - start
+      results.setdefault(loss, []).append(distributed.broadcast_json(entry))
+  total = distributed.broadcast_json(time.time() - start)
   payload = {"results": results, "wall_s": total, "config": config.to_dict()}
+  if not distributed.is_coordinator():  # Process 0 writes the report.
+    return payload
   with open(os.path.join(config.workdir, "results.json"), "w") as f:
     json.dump(payload, f, indent=2, default=str)
   citations.write_citations(cited, os.path.join(config.workdir, "CITATIONS.bib"))

@@ -13,7 +13,9 @@ here but is handed to the trainers as a Hugging Face folder, as a user's Qwen ch
 The SFT warm start then trains from the folder's weights with its tokenizer and chat
 template, and RL starts from that (the trainers' `model.hf_dir` path end to end). The
 folder records the spec it was built from (`fresh_hf.json`); a folder built from another spec
-is refused, not silently reused. With `--config.rl.model.hf_dir=/m/Qwen2.5-0.5B` the same
+is refused, not silently reused. On several processes (`jax.distributed`) every process trains
+the (deterministic) BPE and takes part in `to_hf`; process 0 writes the files and every process
+then reads the folder: give it a path all hosts share. With `--config.rl.model.hf_dir=/m/Qwen2.5-0.5B` the same
 comparison runs on a real checkpoint instead and nothing is built.
 """
 
@@ -26,6 +28,7 @@ from typing import Any, Iterator
 import ml_collections
 from absl import logging
 
+from reasoning_jax import distributed
 from reasoning_jax.rl.recipes import ConfigError
 
 __all__ = ["SPEC_FILE", "fresh_corpus", "prepare_fresh_start"]
@@ -94,7 +97,8 @@ def prepare_fresh_start(config: ml_collections.ConfigDict) -> ml_collections.Con
   directory = os.path.abspath(fresh.dir or os.path.join(config.workdir, "fresh_hf"))
   spec = _spec(fresh, rl.sft)
   spec_path = os.path.join(directory, SPEC_FILE)
-  if os.path.isfile(spec_path):
+  # On several processes process 0 decides, so that every process takes the same branch.
+  if distributed.broadcast_json(os.path.isfile(spec_path)):
     with open(spec_path) as f:
       saved = json.load(f)
     if saved != spec:
@@ -126,8 +130,10 @@ def _build(directory: str, fresh: Any, sft: ml_collections.ConfigDict, spec: dic
     write_fresh_folder(directory, model_config, tokenizer, seed=int(fresh.seed))
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.fresh_hf: {e}") from None
-  with open(os.path.join(directory, SPEC_FILE), "w") as f:
-    json.dump(spec, f, indent=2)
+  if distributed.is_coordinator():
+    with open(os.path.join(directory, SPEC_FILE), "w") as f:
+      json.dump(spec, f, indent=2)
+  distributed.barrier(f"fresh_hf {directory}")
   logging.info(
     "fresh HF folder: %s (BPE %d ids, %s %s)",
     directory,

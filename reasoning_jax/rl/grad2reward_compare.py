@@ -18,7 +18,8 @@ diagnostics (`JUDGE_DIAGNOSTICS`), and adds:
   per item (`evaluate.grad2reward.warm_start_probe`).
 
 The held-out score is the programmatic grader's rubric score of greedy responses
-(`rubric_rules`), which training never sees.
+(`rubric_rules`), which training never sees. On several processes every process runs the
+comparison and process 0 alone adds the warm-start probes and writes the report.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from reasoning_jax import distributed
 from reasoning_jax.rl.compare import run_comparison
 
 __all__ = ["JUDGE_DIAGNOSTICS", "run", "steps_to_reach", "steps_to_grpo_level", "verdict"]
@@ -117,6 +119,8 @@ def run(config) -> dict[str, Any]:
   reach = steps_to_grpo_level(results)
   payload["steps_to_grpo_level"] = reach
   payload["verdict"] = verdict(results)
+  if not distributed.is_coordinator():  # Process 0 probes the warm start and writes the report.
+    return payload
   payload["token_rewards"] = token_reward_examples(config.rl, int(config.heatmap_examples))
   probe_examples = int(config.get("probe_examples", 64))
   payload["judge_probe"] = (

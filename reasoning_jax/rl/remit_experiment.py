@@ -20,7 +20,9 @@ one: greedy exact match and avg@k of `config.rl.eval_samples` samples at the rol
 on the same held-out questions. The ReMiT weight statistics are means over the logged steps of
 the mid-training run's `train/remit_weight_std`, `remit_clip_frac` and `remit_weight_mean`.
 Finished runs (their `final_metrics.json`) are reused; a workdir trained under other values of
-the keys that define it is refused (ValueError naming the keys).
+the keys that define it is refused (ValueError naming the keys). On several processes
+(`jax.distributed`) every process trains every run, process 0 decides what is reused and reads
+the metrics files, and it alone writes the report.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from reasoning_jax import citations
+from reasoning_jax import citations, distributed
 from reasoning_jax.evaluate.outputs import shown_path, write_results
 from reasoning_jax.evaluate.trained_model import MODEL_KEYS, saved_config
 from reasoning_jax.train.config_match import same_value
@@ -124,7 +126,7 @@ def ensure_sft(sft: ml_collections.ConfigDict, role: str) -> dict[str, Any]:
   saved = saved_config(sft.workdir)
   if saved is not None:
     check_reuse(saved, sft, SFT_KEYS, sft.workdir)
-    done = _finished(sft.workdir, sft.num_steps)
+    done = distributed.broadcast_json(_finished(sft.workdir, sft.num_steps))
     if done is not None:
       logging.info("%s: reused %s", role, sft.workdir)
       return done
@@ -139,7 +141,7 @@ def ensure_rl(rl: ml_collections.ConfigDict, role: str) -> dict[str, Any]:
   saved = saved_config(rl.workdir)
   if saved is not None:
     check_reuse(saved, rl, RL_KEYS, rl.workdir)
-    done = _finished(rl.workdir, rl.num_steps)
+    done = distributed.broadcast_json(_finished(rl.workdir, rl.num_steps))
     if done is not None:
       logging.info("%s: reused %s", role, rl.workdir)
       return done
@@ -248,7 +250,7 @@ def run_seed(config: ml_collections.ConfigDict, seed: int, guide: str) -> dict[s
       "seconds": time.perf_counter() - start,
     }
     row.update(weight_stats(mid.workdir) if guides[arm] else dict.fromkeys(WEIGHT_METRICS, None))
-    out[arm] = row
+    out[arm] = row = distributed.broadcast_json(row)  # Process 0's metrics files and clock.
     if arm.startswith("remit_r"):  # The flywheel: this round's RL model guides the next.
       guides[f"remit_r{int(arm[len('remit_r') :]) + 1}"] = rl.workdir
     logging.info("seed %d %s: %s", seed, arm, {k: row[k] for k in METRICS})
@@ -430,7 +432,9 @@ def _guide(config) -> tuple[str, dict[str, Any]]:
   if config.guide_workdir:
     workdir = os.path.abspath(config.guide_workdir)
     path = os.path.join(workdir, "final_metrics.json")
-    metrics = json.loads(pathlib.Path(path).read_text()) if os.path.exists(path) else {}
+    metrics = distributed.broadcast_json(
+      json.loads(pathlib.Path(path).read_text()) if os.path.exists(path) else {}
+    )
     logging.info("guide: %s (given)", workdir)
     return workdir, metrics
   guide = guide_config(config)
@@ -472,7 +476,9 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
       arm: {m: compare(runs, arm, m) for m in METRICS[:4]} for arm in runs if arm != "plain"
     },
   }
-  payload["seconds"] = time.perf_counter() - start
+  payload["seconds"] = distributed.broadcast_json(time.perf_counter() - start)
+  if not distributed.is_coordinator():  # Process 0 writes the report.
+    return payload
   write_results(config.workdir, payload, markdown(config, payload))
   if config.get("plot", True):
     payload["plots"] = plot(config, payload)

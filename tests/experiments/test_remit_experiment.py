@@ -50,3 +50,27 @@ def test_config_errors_name_the_key(key, value, match):
     validate(config)
   with pytest.raises(ValueError, match="variant"):
     remit_config.get_config("nope")
+
+
+def test_two_processes_run_the_experiment_and_agree(tmp_path):
+  """The quick experiment (one seed, two flywheel rounds) on two processes (jax.distributed, 2
+  devices each, one 4-device data mesh): both return the same rows (process 0's metrics read
+  back and broadcast), process 0 writes the report, and a second call reuses every run."""
+  import json
+
+  from tests.helpers.two_processes import results as two_process_results
+  from tests.helpers.two_processes import run_two_processes
+
+  logs = run_two_processes(
+    os.path.join(ROOT, "tests", "helpers", "multihost_remit.py"), tmp_path, timeout=600
+  )
+  results = two_process_results(logs)
+  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  first, second = results
+  assert first["runs"] == second["runs"] and first["again"] == first["runs"]
+  assert set(first["runs"]) == {"plain", "remit_r1", "remit_r2"}
+  assert first["runs"]["remit_r2"][0]["guide"].endswith("remit_r1_rl")
+  assert first["runs"]["remit_r1"][0]["remit_weight_std"] > 0.0
+  assert {"results.json", "results.md", "CITATIONS.bib"} <= set(first["files"])
+  saved = json.loads((tmp_path / "remit" / "results.json").read_text())
+  assert saved["runs"]["plain"][0]["seed"] == 0

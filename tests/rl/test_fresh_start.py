@@ -134,3 +134,27 @@ def test_the_spec_covers_what_the_corpus_is_made_of(built):
   changed.rl.sft.prompt.instruction = "Answer with an expression."
   with pytest.raises(ConfigError, match=r"differs in \['task'\]"):
     prepare_fresh_start(changed)
+
+
+def test_two_processes_build_one_folder_and_agree_on_the_comparison(tmp_path):
+  """countdown_hf_quick on two processes (jax.distributed, 2 devices each, one 4-device data
+  mesh): process 0 alone builds the folder and writes the report, both return the same
+  results, a second call reuses everything, and a bad spec is refused on both hosts."""
+  from tests.helpers.two_processes import results as two_process_results
+  from tests.helpers.two_processes import run_two_processes
+
+  logs = run_two_processes(
+    os.path.join(REPO, "tests", "helpers", "multihost_compare.py"), tmp_path, timeout=600
+  )
+  results = two_process_results(logs)
+  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  first, second = results
+  assert first["results"] == second["results"] and first["again"] == first["results"]
+  (run,) = first["results"]["dispo"]
+  assert 0.0 <= run["final"] <= 1.0 and run["curve"] and run["diagnostics"]
+  assert first["hf_dir"] == second["hf_dir"] == str(tmp_path / "cmp" / "fresh_hf")
+  assert {"results.json", "results.md", "curves.csv", "CITATIONS.bib"} <= set(first["files"])
+  saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+  assert saved["results"] == first["results"]
+  assert first["refused"] == second["refused"] and "vocab_size=100" in first["refused"]
+  assert not os.path.exists(tmp_path / "bad" / "fresh_hf" / SPEC_FILE)

@@ -19,7 +19,8 @@ arXiv:2308.01825). `run(config)` (`python -m experiments.trajfusion`,
    the mean response length in tokens.
 
 Writes `results.json`, `results.md` (mean ± std over seeds, the paired difference, and a plain
-statement of whether TrajFusion beats RFT at this scale), `accuracy.png` and `CITATIONS.bib`.
+statement of whether TrajFusion beats RFT at this scale), `accuracy.png` and `CITATIONS.bib`;
+on several processes (`jax.distributed`) every process runs every step and process 0 writes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from reasoning_jax import citations
+from reasoning_jax import citations, distributed
 from reasoning_jax.evaluate.outputs import shown_path, write_results
 from reasoning_jax.evaluate.trajfusion.pipeline import (
   PipelineError,
@@ -406,7 +407,9 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "datasets": _dataset_means(stats),
     "dataset_stats": stats,
   }
-  payload["seconds"] = time.perf_counter() - start
+  payload["seconds"] = distributed.broadcast_json(time.perf_counter() - start)
+  if not distributed.is_coordinator():  # Process 0 writes the report.
+    return payload
   write_results(workdir, payload, markdown(config, payload))
   if config.get("plot", True):
     payload["plot"] = plot(config, payload)
