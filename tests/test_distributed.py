@@ -25,7 +25,13 @@ if pid == 0:
 distributed.barrier("test: marker written")
 seen = os.path.exists(marker)
 big = distributed.broadcast_json("y" * (1 << 17) if pid == 0 else None)
-print("RESULT", json.dumps({"pid": pid, "value": value, "seen": seen, "big": len(big)}), flush=True)
+import numpy as np, jax.numpy as jnp
+arrays = distributed.broadcast_json({"f32": np.float32(0.5), "i": np.int64(3), "a": jnp.arange(2)})
+print(
+  "RESULT",
+  json.dumps({"pid": pid, "value": value, "seen": seen, "big": len(big), "arrays": arrays}),
+  flush=True,
+)
 """
 
 
@@ -44,3 +50,11 @@ def test_two_processes_get_process_zeros_value_and_wait_at_the_barrier(tmp_path)
     assert r["value"] == {"pid": 0, "items": [0, ""]}  # process 0's, on both
     assert r["seen"]  # process 1 passed the barrier only after process 0 wrote the file
     assert r["big"] == 1 << 17  # sized by process 0's value (the length goes first)
+    assert r["arrays"] == {"f32": 0.5, "i": 3, "a": [0, 1]}  # NumPy / JAX values as JSON
+
+
+def test_what_json_cannot_encode_is_named():
+  import pytest
+
+  with pytest.raises(TypeError, match="broadcast_json cannot encode object"):
+    distributed._plain(object())

@@ -58,14 +58,9 @@ def test_two_processes_run_the_experiment_and_agree(tmp_path):
   back and broadcast), process 0 writes the report, and a second call reuses every run."""
   import json
 
-  from tests.helpers.two_processes import results as two_process_results
-  from tests.helpers.two_processes import run_two_processes
+  from tests.helpers.two_processes import run_helper
 
-  logs = run_two_processes(
-    os.path.join(ROOT, "tests", "helpers", "multihost_remit.py"), tmp_path, timeout=600
-  )
-  results = two_process_results(logs)
-  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  results = run_helper("multihost_remit.py", tmp_path, timeout=600)
   first, second = results
   assert first["runs"] == second["runs"] and first["again"] == first["runs"]
   assert set(first["runs"]) == {"plain", "remit_r1", "remit_r2"}

@@ -12,6 +12,7 @@ import time
 import pytest
 
 _TAIL = 6000  # Characters of each process's log shown when a run fails.
+_HELPERS = os.path.dirname(os.path.abspath(__file__))
 
 
 def _tails(logs: list[str]) -> str:
@@ -105,3 +106,13 @@ def results(logs: list[str]) -> list[dict]:
     for line in log.splitlines()
     if line.startswith("RESULT ")
   ]
+
+
+def run_helper(name: str, *args, timeout: float = 300) -> list[dict]:
+  """`run_two_processes` of `tests/helpers/<name>` with `args`; the `RESULT` objects of process
+  0 and process 1, in that order (the test fails with both logs' tails when one is missing)."""
+  logs = run_two_processes(os.path.join(_HELPERS, name), *map(str, args), timeout=timeout)
+  out = sorted(results(logs), key=lambda r: r["pid"])
+  if [r["pid"] for r in out] != [0, 1]:
+    pytest.fail(f"{name}: expected one RESULT line from each process\n{_tails(logs)}")
+  return out

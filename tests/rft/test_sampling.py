@@ -98,19 +98,13 @@ def test_two_processes_write_one_file_that_resumes_and_matches_one_process(teach
   """On two processes (jax.distributed, 2 devices each) the rows are split over both hosts'
   devices, process 0 alone writes, and the file (straight, or stopped after a batch and
   resumed) is byte for byte the file of a one-process run."""
-  from tests.helpers.two_processes import results as two_process_results
-  from tests.helpers.two_processes import run_two_processes
+  from tests.helpers.two_processes import run_helper
 
   src = data_source(
     "arithmetic", "train", str(tmp_path / "tfds"), config="easy", num_train=10, num_test=4
   )
   run(teacher, src, tmp_path / "one")
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  logs = run_two_processes(
-    os.path.join(repo, "tests", "helpers", "multihost_rft_sampling.py"), tmp_path, timeout=300
-  )
-  results = two_process_results(logs)
-  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  results = run_helper("multihost_rft_sampling.py", tmp_path, timeout=300)
   for r in results:
     assert r["full"][:2] == [10, 40] and r["part"] == [4, 4, 6] and r["num_problems"] == 10
   expected = (tmp_path / "one" / SAMPLES_FILE).read_bytes()

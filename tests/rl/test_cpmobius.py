@@ -131,14 +131,9 @@ def test_two_processes_play_the_same_game_and_resume_exactly(tmp_path):
   hosts record the same history (the checkpointer would refuse a differing one), process 0
   writes the files, and a run preempted at step 1 on both hosts resumes to the straight run's
   history exactly."""
-  from tests.helpers.two_processes import results as two_process_results
-  from tests.helpers.two_processes import run_two_processes
+  from tests.helpers.two_processes import run_helper
 
-  logs = run_two_processes(
-    os.path.join(REPO, "tests", "helpers", "multihost_cpmobius.py"), tmp_path, timeout=600
-  )
-  results = two_process_results(logs)
-  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  results = run_helper("multihost_cpmobius.py", tmp_path, timeout=600)
   for r in results:
     assert r["first"] == [1, True]  # preempted at step 1, which was saved
     assert [h["step"] for h in r["straight"]] == [0, 1, 2]

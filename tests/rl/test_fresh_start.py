@@ -140,14 +140,9 @@ def test_two_processes_build_one_folder_and_agree_on_the_comparison(tmp_path):
   """countdown_hf_quick on two processes (jax.distributed, 2 devices each, one 4-device data
   mesh): process 0 alone builds the folder and writes the report, both return the same
   results, a second call reuses everything, and a bad spec is refused on both hosts."""
-  from tests.helpers.two_processes import results as two_process_results
-  from tests.helpers.two_processes import run_two_processes
+  from tests.helpers.two_processes import run_helper
 
-  logs = run_two_processes(
-    os.path.join(REPO, "tests", "helpers", "multihost_compare.py"), tmp_path, timeout=600
-  )
-  results = two_process_results(logs)
-  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  results = run_helper("multihost_compare.py", tmp_path, timeout=600)
   first, second = results
   assert first["results"] == second["results"] and first["again"] == first["results"]
   (run,) = first["results"]["dispo"]

@@ -1,8 +1,6 @@
 """`train.exact_match` on a mesh: each batch's rows split over the batch axes, the same
 results as without one; `run_sft` (training and evaluation) on two processes."""
 
-import os
-
 import jax
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ from reasoning_jax.models.source import place_model
 from reasoning_jax.tokenizers import ByteTokenizer
 from reasoning_jax.train.exact_match import evaluate_exact_match
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCE = [{"question": f"What is {i} + {i % 3}?", "answer": str(i + i % 3)} for i in range(10)]
 COMMON = dict(
   reward="math_exact", max_new_tokens=5, prompt_template="{question}\n", keep_records=True
@@ -122,16 +119,11 @@ def test_run_sft_on_two_processes(tmp_path):
   split over all four devices (7 questions padded to 8 rows, 2 per device) and its records
   equal a replicated evaluation's, the same on both processes."""
 
-  from tests.helpers.two_processes import results as two_process_results
-  from tests.helpers.two_processes import run_two_processes
+  from tests.helpers.two_processes import run_helper
 
   # Both processes prepare the data set in one data_dir (no pre-built copy); the race of two
   # preparations is tested deterministically in tests/data/test_data_builders.py.
-  logs = run_two_processes(
-    os.path.join(REPO, "tests", "helpers", "multihost_sft.py"), tmp_path, timeout=400
-  )
-  results = two_process_results(logs)
-  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  results = run_helper("multihost_sft.py", tmp_path, timeout=400)
   for r in results:
     assert r["step"] == 4 and r["eval_count"] == 8
     assert r["rows_per_device"] == [[8, 2]] and r["same_records"], r

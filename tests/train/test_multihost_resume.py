@@ -9,26 +9,17 @@ engine both accept it. The helper (tests/helpers/multihost_sft_resume.py) preemp
 SFT run at step 2 on both hosts, resumes it, and runs the same 4 steps straight elsewhere.
 """
 
-import os
-
 import jax
 import numpy as np
 import pytest
 
 from reasoning_jax import sharding as sharding_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def test_two_process_sft_resumes_bit_identically(tmp_path):
-  from tests.helpers.two_processes import results as two_process_results
-  from tests.helpers.two_processes import run_two_processes
+  from tests.helpers.two_processes import run_helper
 
-  logs = run_two_processes(
-    os.path.join(REPO, "tests", "helpers", "multihost_sft_resume.py"), tmp_path, timeout=500
-  )
-  results = two_process_results(logs)
-  assert sorted(r["pid"] for r in results) == [0, 1], "\n".join(logs)[-3000:]
+  results = run_helper("multihost_sft_resume.py", tmp_path, timeout=500)
   for r in results:
     assert r["first"] == [2, True]  # stopped at the preemption point, step 2 saved
     assert r["steps"] == [4, 4]
