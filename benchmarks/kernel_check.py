@@ -96,8 +96,6 @@ def check_flash() -> None:
 
 
 def check_gla() -> None:
-  from reasoning_jax.ops.gla import gated_linear_attention, gla_naive
-
   print("gated linear attention: pallas chunk (fused backward) vs naive (fp32 reference)")
   for dtype in (jnp.float32, jnp.bfloat16):
     for t, h, d, c, packed in (
@@ -111,31 +109,42 @@ def check_gla() -> None:
       h0 = jax.random.normal(ks[4], (2, h, d, d), jnp.float32)
       # Packed rows: a new sequence about every 100 positions (segment_ids).
       seg = jnp.cumsum(jax.random.uniform(ks[5], (2, t)) < 0.01, axis=1) if packed else None
-      name = f"T={t} H={h} D={d} chunk={c}" + (" packed" if packed else "")
-      try:
-        kern = lambda q, k, v, g, h0: gated_linear_attention(
-          q, k, v, g, initial_state=h0, chunk_size=c, segment_ids=seg, implementation="pallas"
-        )
-        ref = lambda q, k, v, g, h0: gla_naive(
-          q.astype(jnp.float32),
-          k.astype(jnp.float32),
-          v.astype(jnp.float32),
-          g,
-          initial_state=h0,
-          segment_ids=seg,
-        )
-        o1, s1 = jax.jit(kern)(q, k, v, g, h0)
-        o2, s2 = jax.jit(ref)(q, k, v, g, h0)
-        (_, g1), (_, g2) = (
-          _grads(kern, (q, k, v, g, h0), (0, 1, 2, 3, 4)),
-          _grads(ref, (q, k, v, g, h0), (0, 1, 2, 3, 4)),
-        )
-        _report(
-          name, dtype, (o1, s1, *g1), (o2, s2, *g2), ("o", "state", "dq", "dk", "dv", "dg", "dh0")
-        )
-      except Exception as e:  # pylint: disable=broad-except
-        print(f"  FAIL {name} {jnp.dtype(dtype).name}: {type(e).__name__}: {str(e)[:300]}")
-        traceback.print_exc(limit=3)
+      # On a GPU, 16-bit unpacked calls with C = 64 run both forward schedules (the Triton
+      # pallas_call and the Mosaic GPU kernel); elsewhere the default.
+      mosaic = jax.default_backend() == "gpu" and dtype != jnp.float32 and c == 64 and not packed
+      for schedule in ("pallas_call", "mosaic") if mosaic else (None,):
+        _check_gla_call((q, k, v, g, h0), seg, c, schedule)
+
+
+def _check_gla_call(args, seg, c: int, schedule: str | None) -> None:
+  """One GLA kernel call (outputs, final state, gradients) against the fp32 scan."""
+  from pallas_kernels.gla import gla_chunk_pallas
+  from reasoning_jax.ops.gla import gla_naive
+
+  q = args[0]
+  _, t, h, d = q.shape
+  name = f"T={t} H={h} D={d} chunk={c}" + (" packed" if seg is not None else "")
+  name += f" {schedule}" if schedule else ""
+  try:
+    kern = lambda q, k, v, g, h0: gla_chunk_pallas(
+      q, k, v, g, initial_state=h0, chunk_size=c, segment_ids=seg, schedule=schedule
+    )
+    ref = lambda q, k, v, g, h0: gla_naive(
+      q.astype(jnp.float32),
+      k.astype(jnp.float32),
+      v.astype(jnp.float32),
+      g,
+      initial_state=h0,
+      segment_ids=seg,
+    )
+    o1, s1 = jax.jit(kern)(*args)
+    o2, s2 = jax.jit(ref)(*args)
+    (_, g1), (_, g2) = _grads(kern, args, (0, 1, 2, 3, 4)), _grads(ref, args, (0, 1, 2, 3, 4))
+    labels = ("o", "state", "dq", "dk", "dv", "dg", "dh0")
+    _report(name, q.dtype, (o1, s1, *g1), (o2, s2, *g2), labels)
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"  FAIL {name} {jnp.dtype(q.dtype).name}: {type(e).__name__}: {str(e)[:300]}")
+    traceback.print_exc(limit=3)
 
 
 def check_ovq() -> None:

@@ -168,6 +168,17 @@ def speed_table(args) -> None:
           _time(fn, inputs, args.repeats),
           None if args.no_backward else _time(_fwd_bwd(fn), inputs, args.repeats),
         )
+        if op == "gla" and jax.default_backend() == "gpu" and args.dtype != "float32":
+          # The Mosaic GPU forward (opt-in while JAX has Triton); its backward is the same.
+          from pallas_kernels.gla import gla_chunk_pallas  # pylint: disable=g-import-not-at-top
+
+          def mosaic(q, k, v, g):
+            return gla_chunk_pallas(q, k, v, g, chunk_size=args.chunk_size, schedule="mosaic")[0]
+
+          rows["pallas mosaic"] = (
+            _time(mosaic, inputs, args.repeats),
+            None if args.no_backward else _time(_fwd_bwd(mosaic), inputs, args.repeats),
+          )
         q, k, v, _ = inputs
         for name, attn in (
           (

@@ -1,8 +1,9 @@
 """Pallas kernels for gated linear attention (arXiv:2312.06635) and their exported reference.
 
 `kernel.py`: the chunk-parallel forward and the public `gla_chunk_pallas` (a custom VJP);
-`backward.py`: the fused chunk-parallel backward; `common.py`: layout and call helpers.
-All take packed sequences (`segment_ids`).
+`backward.py`: the fused chunk-parallel backward; `common.py`: layout and call helpers;
+`kernel_mgpu.py`: the forward's chunk kernel as a Mosaic GPU kernel (`schedule="mosaic"`).
+All but the Mosaic GPU forward take packed sequences (`segment_ids`).
 """
 
 from reasoning_jax import registry

@@ -46,7 +46,10 @@ DESIGN CHOICE / limits:
     inputs); the Triton GPU backend additionally needs power-of-two C, Dk, Dv
     of at least 16;
   * on GPU the kernel goes through Pallas' Triton backend, which JAX 0.11+
-    deprecates; a Mosaic GPU (`plgpu.kernel`) port is future work;
+    deprecates; `schedule="mosaic"` runs stage 2 as a Mosaic GPU (`plgpu.kernel`) kernel
+    instead (`kernel_mgpu.py`: Hopper, 16-bit inputs, C = 64, no packed sequences, forward
+    only), opt-in while this JAX has the Triton backend and the GPU default without it
+    (`resolve_schedule`);
   * `scale` must be a Python number (it is baked into the kernel).
 """
 
@@ -59,8 +62,10 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from pallas_kernels import gpu_backend
 from pallas_kernels.gla import backward as backward_lib
 from pallas_kernels.gla import common
+from pallas_kernels.gla import kernel_mgpu
 from reasoning_jax.ops.gla import chunk as gla_chunk_lib
 from reasoning_jax.ops.gla import naive
 
@@ -112,7 +117,40 @@ def _gla_chunk_kernel(q_ref, k_ref, v_ref, g_ref, s_ref, *refs, scale, sub_chunk
     o_ref[rows, :] = out.astype(o_ref.dtype)
 
 
-def _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret):
+SCHEDULES = ("pallas_call", "mosaic")
+
+
+def resolve_schedule(
+  schedule, *, backend: str, interpret, dtype, chunk_size: int, dk: int, dv: int, has_segments
+) -> str:
+  """`schedule`, or the default: "pallas_call" (Mosaic TPU on TPU, Triton on GPU) except on a
+  GPU whose JAX has no Triton backend, where the Mosaic GPU forward ("mosaic") takes the calls
+  it can. DESIGN CHOICE: "mosaic" stays opt-in while Triton is there (it is unmeasured; the
+  Triton kernel was timed on an H100). ValueError naming `schedule` when it is unknown or
+  "mosaic" cannot take the call."""
+  if schedule is not None and schedule not in SCHEDULES:
+    raise ValueError(f"schedule must be None or one of {SCHEDULES}, got {schedule!r}")
+  reason = gpu_backend.mosaic_gpu_missing() or kernel_mgpu.unsupported(
+    dtype, chunk_size, dk, dv, has_segments
+  )
+  if reason is None and interpret:
+    reason = gpu_backend.mosaic_interpret_missing()  # The GPU interpreter runs it on a CPU.
+  elif reason is None:
+    if backend == "tpu":
+      reason = 'it is a GPU schedule; on TPU use schedule="pallas_call" (the default there)'
+    elif backend == "gpu":
+      reason = gpu_backend.wgmma_unavailable()
+  if schedule is None:
+    gpu_without_triton = backend == "gpu" and not interpret and gpu_backend.triton_missing()
+    return "mosaic" if gpu_without_triton and reason is None else "pallas_call"
+  if schedule == "mosaic" and reason is not None:
+    raise ValueError(
+      f'schedule="mosaic": {reason} (use schedule="pallas_call" or implementation="xla")'
+    )
+  return schedule
+
+
+def _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret, schedule="pallas_call"):
   """Pads, runs stage 1 in XLA and the chunk kernel, unpads. `g`: fp32 `[B, T, H, Dk]` (zero
   at sequence starts); `seg`: in-chunk sequence index `[B, N, C]` or None."""
   lay = common.Layout.of(q, v, chunk_size)
@@ -127,6 +165,9 @@ def _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret):
 
   arrays = [lay.flat(lay.chunks(x)) for x in (q, k, v)]
   arrays += [lay.flat(G), lay.flat_states(entering)]
+  if schedule == "mosaic":
+    o = kernel_mgpu.chunk_outputs(*arrays, scale=scale, interpret=interpret)
+    return lay.unflat(o), final
   in_specs = [lay.tile(dk), lay.tile(dk), lay.tile(dv), lay.tile(dk), lay.state()]
   if seg is not None:
     arrays.append(lay.segment_tiles(seg))
@@ -153,17 +194,18 @@ def _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret):
   return lay.unflat(o), final
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
-def _gla_pallas(q, k, v, g, h0, seg, scale, chunk_size, interpret):
-  return _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
+def _gla_pallas(q, k, v, g, h0, seg, scale, chunk_size, interpret, schedule):
+  return _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret, schedule)
 
 
-def _gla_pallas_fwd(q, k, v, g, h0, seg, scale, chunk_size, interpret):
-  out = _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret)
+def _gla_pallas_fwd(q, k, v, g, h0, seg, scale, chunk_size, interpret, schedule):
+  out = _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret, schedule)
   return out, (q, k, v, g, h0, seg)
 
 
-def _gla_pallas_bwd(scale, chunk_size, interpret, residuals, cotangents):
+def _gla_pallas_bwd(scale, chunk_size, interpret, schedule, residuals, cotangents):
+  del schedule  # One backward (`backward.py`) for both forward schedules.
   q, k, v, g, h0, seg = residuals
   d_o, d_final = cotangents
   grads = backward_lib.backward(q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret)
@@ -184,6 +226,7 @@ def gla_chunk_pallas(
   chunk_size: int = 64,
   segment_ids: jax.Array | None = None,
   interpret: Any = None,
+  schedule: str | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Chunked gated linear attention with a Pallas forward and a Pallas (fused) backward.
 
@@ -201,22 +244,37 @@ def gla_chunk_pallas(
     segment_ids: `[B, T]` ints or None; the state restarts from zero where the id changes
       (`initial_state` reaches each row's first sequence only; see `reasoning_jax.ops.gla`).
     interpret: None interprets unless the default backend is TPU or GPU; True/False
-      force it; a `pltpu.InterpretParams` selects the TPU interpreter.
+      force it; a `pltpu.InterpretParams` selects the TPU interpreter (a
+      `plgpu.InterpretGPUParams` the GPU one, for `schedule="mosaic"`).
+    schedule: the forward's stage 2: "pallas_call" (Mosaic TPU on TPU, Triton on GPU) or
+      "mosaic" (a Mosaic GPU kernel, `kernel_mgpu.py`: Hopper, bfloat16 / float16,
+      chunk_size 64, Dk and Dv 64 or 128, no segment_ids); None: `resolve_schedule`.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.
   """
   naive.check_gla_inputs(q, k, v, g, initial_state, segment_ids)
   gla_chunk_lib.check_chunk_size(chunk_size)
+  backend = jax.default_backend()
   if interpret is None:
-    interpret = jax.default_backend() not in ("tpu", "gpu")
+    interpret = backend not in ("tpu", "gpu")
+  schedule = resolve_schedule(
+    schedule,
+    backend=backend,
+    interpret=interpret,
+    dtype=q.dtype,
+    chunk_size=chunk_size,
+    dk=q.shape[-1],
+    dv=v.shape[-1],
+    has_segments=segment_ids is not None,
+  )
   if not interpret:
     common.check_compiled_sizes(q.dtype, chunk_size)
   scale = float(naive.default_scale(q, scale))  # static: a traced scale raises here
   g = gla_chunk_lib.clear_gate_at_starts(naive.gate_as_vector(g, q), segment_ids)
   seg = gla_chunk_lib.chunk_segment_index(segment_ids, chunk_size)
   h0 = naive.zero_state(q, v) if initial_state is None else initial_state
-  return _gla_pallas(q, k, v, g, h0, seg, scale, chunk_size, interpret)
+  return _gla_pallas(q, k, v, g, h0, seg, scale, chunk_size, interpret, schedule)
 
 
 def gla_reference(
@@ -230,14 +288,15 @@ def gla_reference(
   chunk_size: int = 64,
   segment_ids: jax.Array | None = None,
   interpret: Any = None,
+  schedule: str | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Reference for `gla_chunk_pallas` with its signature: the fp32 scan `gla_naive`.
 
   Gated Linear Attention Transformers with Hardware-Efficient Training
   (Yang et al., arXiv:2312.06635). The kernel-only arguments (chunk_size,
-  interpret) are ignored.
+  interpret, schedule) are ignored.
   """
-  del chunk_size, interpret
+  del chunk_size, interpret, schedule
   return naive.gla_naive(
     q, k, v, g, initial_state=initial_state, scale=scale, segment_ids=segment_ids
   )

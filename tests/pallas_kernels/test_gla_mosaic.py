@@ -1,0 +1,176 @@
+"""The GLA chunk forward in its Mosaic GPU schedule ("mosaic"), on CPU.
+
+`pallas_kernels/gla/kernel_mgpu.py` in JAX's GPU interpreter (JAX >= 0.12; on 0.10 these skip
+and only the lowering runs) against `gla_reference` (the fp32 scan): vector and scalar gates,
+weak and very strong decay (nothing overflows), an initial state, T not a chunk multiple,
+Dk != Dv, head dims 64 and 128, bfloat16 and float16; gradients through the Mosaic forward
+(the backward is `backward.py`'s, in interpret mode); no races under the interpreter's race
+detector; CUDA lowering on every JAX here (one Mosaic GPU kernel, no Triton); which schedule
+None picks on a GPU, and the argument errors. Compilation and speed need a GPU
+(`benchmarks/kernel_check.py`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels import gpu_backend
+from pallas_kernels.gla import gla_chunk_pallas, gla_reference
+from pallas_kernels.gla import kernel as kernel_lib
+
+needs_interpreter = pytest.mark.skipif(
+  gpu_backend.mosaic_interpret_missing() is not None,
+  reason=str(gpu_backend.mosaic_interpret_missing()),
+)
+needs_mosaic = pytest.mark.skipif(
+  gpu_backend.mosaic_gpu_missing() is not None, reason=str(gpu_backend.mosaic_gpu_missing())
+)
+TOL = 2e-2  # relative to max |reference|, 16-bit inputs (the scores and state meet wgmma in them)
+
+
+def _inputs(b, t, h, dk, dv, dtype, *, gate="vector", decay=1.0, seed=0):
+  ks = jax.random.split(jax.random.key(seed), 5)
+  q = jax.random.normal(ks[0], (b, t, h, dk)).astype(dtype)
+  k = jax.random.normal(ks[1], (b, t, h, dk)).astype(dtype)
+  v = jax.random.normal(ks[2], (b, t, h, dv)).astype(dtype)
+  shape = (b, t, h, dk) if gate == "vector" else (b, t, h)
+  g = -jax.nn.softplus(jax.random.normal(ks[3], shape)) * decay
+  h0 = jax.random.normal(ks[4], (b, h, dk, dv)) * 0.1
+  return q, k, v, g, h0
+
+
+def _f32(*xs):
+  return tuple(x.astype(jnp.float32) for x in xs)
+
+
+def _rel_err(a, b):
+  a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+  assert np.all(np.isfinite(a)), "non-finite output"
+  return float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1.0)
+
+
+# (id, (B, T, H, Dk, Dv), dtype, gate, decay, with initial state)
+CASES = [
+  ("vector-pad", (2, 150, 2, 64, 64), jnp.bfloat16, "vector", 1.0, False),
+  ("strong-decay-h0", (1, 128, 1, 64, 128), jnp.bfloat16, "vector", 30.0, True),
+  ("scalar-f16", (1, 100, 2, 128, 64), jnp.float16, "scalar", 0.5, True),
+  ("no-decay-d128", (1, 64, 1, 128, 128), jnp.bfloat16, "vector", 0.0, False),
+]
+
+
+@needs_interpreter
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_matches_the_reference(case):
+  _, (b, t, h, dk, dv), dtype, gate, decay, with_h0 = case
+  q, k, v, g, h0 = _inputs(b, t, h, dk, dv, dtype, gate=gate, decay=decay)
+  h0 = h0 if with_h0 else None
+  o, final = gla_chunk_pallas(q, k, v, g, initial_state=h0, schedule="mosaic", interpret=True)
+  o_ref, final_ref = gla_reference(*_f32(q, k, v), g, initial_state=h0)
+  assert o.dtype == dtype and o.shape == (b, t, h, dv)
+  assert _rel_err(o, o_ref) <= TOL
+  assert _rel_err(final, final_ref) <= TOL  # stage 1 (XLA), shared with the other schedule
+
+
+@needs_interpreter
+def test_gradients_through_the_mosaic_forward():
+  """The custom VJP keeps one backward (`backward.py`) for both forward schedules."""
+  q, k, v, g, h0 = _inputs(1, 96, 2, 64, 64, jnp.bfloat16, seed=1)
+
+  def loss(fn, **kw):
+    def f(q, k, v, g, h0):
+      o, final = fn(q, k, v, g, initial_state=h0, **kw)
+      return jnp.sum(o.astype(jnp.float32) ** 2) + jnp.sum(final)
+
+    return jax.grad(f, argnums=(0, 1, 2, 3, 4))
+
+  got = loss(gla_chunk_pallas, schedule="mosaic", interpret=True)(q, k, v, g, h0)
+  want = loss(gla_reference)(*_f32(q, k, v), g, h0)
+  for a, w in zip(got, want):
+    assert _rel_err(a, w) <= 3 * TOL
+
+
+@needs_interpreter
+def test_no_races():
+  """JAX's GPU interpreter with its race detector (every shared-memory and TMA access): the
+  decayed-key tile is rewritten for each sub-chunk's wgmma after the previous one read it."""
+  from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
+
+  q, k, v, g, h0 = _inputs(1, 128, 1, 64, 64, jnp.bfloat16, seed=2)
+  params = plgpu.InterpretGPUParams(detect_races=True)
+  o, _ = gla_chunk_pallas(q, k, v, g, initial_state=h0, schedule="mosaic", interpret=params)
+  o_ref, _ = gla_reference(*_f32(q, k, v), g, initial_state=h0)
+  assert _rel_err(o, o_ref) <= TOL
+
+
+@needs_mosaic
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_lowers_for_cuda_as_one_mosaic_gpu_kernel(dtype):
+  b, t, h, dk, dv = 1, 300, 2, 128, 64
+  args = tuple(
+    jax.ShapeDtypeStruct(s, dtype if i < 3 else jnp.float32)
+    for i, s in enumerate(((b, t, h, dk), (b, t, h, dk), (b, t, h, dv), (b, t, h, dk)))
+  )
+
+  def fwd(q, k, v, g):
+    return gla_chunk_pallas(q, k, v, g, schedule="mosaic", interpret=False)
+
+  text = jax.jit(fwd).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+  assert len(re.findall(r"custom_call @mosaic_gpu", text)) == 1
+  if gpu_backend.mosaic_kernel_name("gla_chunk_fwd_mosaic"):  # JAXes that name kernels
+    assert "gla_chunk_fwd_mosaic" in text
+  assert "triton" not in text
+
+
+def _resolve(monkeypatch, *, capability=None, schedule=None, interpret=False, **call):
+  monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: capability)
+  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=128, dv=128, has_segments=False)
+  kw.update(call)
+  return kernel_lib.resolve_schedule(schedule, backend="gpu", interpret=interpret, **kw)
+
+
+@needs_mosaic
+def test_a_gpu_keeps_triton_and_takes_mosaic_without_it(monkeypatch):
+  """The pallas_call (Triton) kernel while JAX has Triton; without it the Mosaic GPU forward
+  where it can take the call, else the pallas_call kernel; never on TPU or in interpret mode."""
+  assert _resolve(monkeypatch, capability=9.0) == "pallas_call"
+  monkeypatch.setattr(gpu_backend, "triton_missing", lambda: "no Triton")
+  assert _resolve(monkeypatch, capability=9.0) == "mosaic"
+  assert _resolve(monkeypatch) == "mosaic"  # lowering ahead of time, no GPU attached
+  assert _resolve(monkeypatch, capability=8.0) == "pallas_call"  # no wgmma before sm_90
+  assert _resolve(monkeypatch, dtype=jnp.dtype(jnp.float32)) == "pallas_call"
+  assert _resolve(monkeypatch, chunk_size=32) == "pallas_call"
+  assert _resolve(monkeypatch, dk=256) == "pallas_call"
+  assert _resolve(monkeypatch, has_segments=True) == "pallas_call"
+  assert _resolve(monkeypatch, interpret=True) == "pallas_call"
+  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=64, dv=64, has_segments=False)
+  assert kernel_lib.resolve_schedule(None, backend="tpu", interpret=False, **kw) == "pallas_call"
+
+
+@needs_mosaic
+def test_explicit_mosaic_says_why_it_cannot(monkeypatch):
+  for kwargs, match in (
+    (dict(dtype=jnp.dtype(jnp.float32)), r"computes in bfloat16 or float16 \(wgmma\), got float32"),
+    (dict(chunk_size=128), r"takes chunk_size=64 \(one warpgroup\), got 128"),
+    (dict(dv=96), r"takes Dk and Dv in \(64, 128\), got Dk=128, Dv=96"),
+    (dict(has_segments=True), r"does not take packed sequences \(segment_ids\) yet"),
+    (dict(capability=8.6), r"needs a Hopper GPU \(sm_90\), this GPU is sm_8.6"),
+  ):
+    with pytest.raises(ValueError, match=r'^schedule="mosaic": .*' + match):
+      _resolve(monkeypatch, schedule="mosaic", **kwargs)
+  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=64, dv=64, has_segments=False)
+  with pytest.raises(ValueError, match=r'schedule="mosaic": it is a GPU schedule'):
+    kernel_lib.resolve_schedule("mosaic", backend="tpu", interpret=False, **kw)
+  with pytest.raises(ValueError, match=r"schedule must be None or one of \('pallas_call', "):
+    kernel_lib.resolve_schedule("loop", backend="gpu", interpret=False, **kw)
+
+
+def test_segment_ids_with_mosaic_are_refused_by_the_public_function():
+  q, k, v, g, _ = _inputs(1, 64, 1, 64, 64, jnp.bfloat16)
+  ids = jnp.zeros((1, 64), jnp.int32)
+  with pytest.raises(ValueError, match="segment_ids"):
+    gla_chunk_pallas(q, k, v, g, segment_ids=ids, schedule="mosaic", interpret=True)
