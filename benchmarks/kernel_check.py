@@ -109,9 +109,9 @@ def check_gla() -> None:
       h0 = jax.random.normal(ks[4], (2, h, d, d), jnp.float32)
       # Packed rows: a new sequence about every 100 positions (segment_ids).
       seg = jnp.cumsum(jax.random.uniform(ks[5], (2, t)) < 0.01, axis=1) if packed else None
-      # On a GPU, 16-bit unpacked calls with C = 64 run both forward schedules (the Triton
+      # On a GPU, 16-bit calls with C = 64 run both forward schedules (the Triton
       # pallas_call and the Mosaic GPU kernel); elsewhere the default.
-      mosaic = jax.default_backend() == "gpu" and dtype != jnp.float32 and c == 64 and not packed
+      mosaic = jax.default_backend() == "gpu" and dtype != jnp.float32 and c == 64
       for schedule in ("pallas_call", "mosaic") if mosaic else (None,):
         _check_gla_call((q, k, v, g, h0), seg, c, schedule)
 

@@ -3,7 +3,7 @@
 `kernel.py`: the chunk-parallel forward and the public `gla_chunk_pallas` (a custom VJP);
 `backward.py`: the fused chunk-parallel backward; `common.py`: layout and call helpers;
 `kernel_mgpu.py`: the forward's chunk kernel as a Mosaic GPU kernel (`schedule="mosaic"`).
-All but the Mosaic GPU forward take packed sequences (`segment_ids`).
+All take packed sequences (`segment_ids`).
 """
 
 from reasoning_jax import registry

@@ -47,8 +47,7 @@ DESIGN CHOICE / limits:
     of at least 16;
   * on GPU the kernel goes through Pallas' Triton backend, which JAX 0.11+
     deprecates; `schedule="mosaic"` runs stage 2 as a Mosaic GPU (`plgpu.kernel`) kernel
-    instead (`kernel_mgpu.py`: Hopper, 16-bit inputs, C = 64, no packed sequences, forward
-    only), opt-in while this JAX has the Triton backend and the GPU default without it
+    instead (`kernel_mgpu.py`: Hopper, 16-bit inputs, C = 64, forward only), opt-in while this JAX has the Triton backend and the GPU default without it
     (`resolve_schedule`);
   * `scale` must be a Python number (it is baked into the kernel).
 """
@@ -121,7 +120,7 @@ SCHEDULES = ("pallas_call", "mosaic")
 
 
 def resolve_schedule(
-  schedule, *, backend: str, interpret, dtype, chunk_size: int, dk: int, dv: int, has_segments
+  schedule, *, backend: str, interpret, dtype, chunk_size: int, dk: int, dv: int
 ) -> str:
   """`schedule`, or the default: "pallas_call" (Mosaic TPU on TPU, Triton on GPU) except on a
   GPU whose JAX has no Triton backend, where the Mosaic GPU forward ("mosaic") takes the calls
@@ -130,9 +129,7 @@ def resolve_schedule(
   "mosaic" cannot take the call."""
   if schedule is not None and schedule not in SCHEDULES:
     raise ValueError(f"schedule must be None or one of {SCHEDULES}, got {schedule!r}")
-  reason = gpu_backend.mosaic_gpu_missing() or kernel_mgpu.unsupported(
-    dtype, chunk_size, dk, dv, has_segments
-  )
+  reason = gpu_backend.mosaic_gpu_missing() or kernel_mgpu.unsupported(dtype, chunk_size, dk, dv)
   if reason is None and interpret:
     reason = gpu_backend.mosaic_interpret_missing()  # The GPU interpreter runs it on a CPU.
   elif reason is None:
@@ -166,7 +163,8 @@ def _forward(q, k, v, g, h0, seg, scale, chunk_size, interpret, schedule="pallas
   arrays = [lay.flat(lay.chunks(x)) for x in (q, k, v)]
   arrays += [lay.flat(G), lay.flat_states(entering)]
   if schedule == "mosaic":
-    o = kernel_mgpu.chunk_outputs(*arrays, scale=scale, interpret=interpret)
+    seg_tiles = None if seg is None else lay.segment_tiles(seg)
+    o = kernel_mgpu.chunk_outputs(*arrays, seg_tiles, heads=h, scale=scale, interpret=interpret)
     return lay.unflat(o), final
   in_specs = [lay.tile(dk), lay.tile(dk), lay.tile(dv), lay.tile(dk), lay.state()]
   if seg is not None:
@@ -248,7 +246,7 @@ def gla_chunk_pallas(
       `plgpu.InterpretGPUParams` the GPU one, for `schedule="mosaic"`).
     schedule: the forward's stage 2: "pallas_call" (Mosaic TPU on TPU, Triton on GPU) or
       "mosaic" (a Mosaic GPU kernel, `kernel_mgpu.py`: Hopper, bfloat16 / float16,
-      chunk_size 64, Dk and Dv 64 or 128, no segment_ids); None: `resolve_schedule`.
+      chunk_size 64, Dk and Dv 64 or 128); None: `resolve_schedule`.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.
@@ -266,7 +264,6 @@ def gla_chunk_pallas(
     chunk_size=chunk_size,
     dk=q.shape[-1],
     dv=v.shape[-1],
-    has_segments=segment_ids is not None,
   )
   if not interpret:
     common.check_compiled_sizes(q.dtype, chunk_size)

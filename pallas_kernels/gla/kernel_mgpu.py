@@ -26,7 +26,10 @@ DESIGN CHOICE / limits:
   * compiled: Hopper (sm_90 wgmma), bfloat16 / float16 inputs, `chunk_size = 64`,
     Dk and Dv in {64, 128} (shared memory and registers); other calls take the `pallas_call`
     schedule (`unsupported` says why, and an explicit `schedule="mosaic"` raises with it);
-  * no packed sequences (`segment_ids`) yet: those calls take the `pallas_call` schedule;
+  * packed sequences (`segment_ids`) use `kernel.py`'s masks on the in-chunk sequence index
+    (float32 tiles shaped like the gate tiles, read with the gates): the entering state reaches
+    the chunk's first sequence only, and every query/key factor is masked to its sequence
+    before exp;
   * forward only: the backward pass stays `backward.py`'s `pallas_call` (Triton on GPU), so
     training on a JAX without the Triton backend still needs `implementation="xla"`;
   * the diagonal sub-chunks read each key row and gate row with an unvectorised global load
@@ -53,7 +56,7 @@ HEAD_DIMS = (64, 128)
 DTYPES = ("bfloat16", "float16")
 
 
-def unsupported(dtype, chunk_size: int, dk: int, dv: int, has_segments: bool) -> str | None:
+def unsupported(dtype, chunk_size: int, dk: int, dv: int) -> str | None:
   """Why the Mosaic GPU forward cannot take this call, or None."""
   if jnp.dtype(dtype).name not in DTYPES:
     return (
@@ -64,8 +67,6 @@ def unsupported(dtype, chunk_size: int, dk: int, dv: int, has_segments: bool) ->
     return f"the Mosaic GPU GLA kernel takes chunk_size={CHUNK} (one warpgroup), got {chunk_size}"
   if dk not in HEAD_DIMS or dv not in HEAD_DIMS:
     return f"the Mosaic GPU GLA kernel takes Dk and Dv in {HEAD_DIMS}, got Dk={dk}, Dv={dv}"
-  if has_segments:
-    return "the Mosaic GPU GLA kernel does not take packed sequences (segment_ids) yet"
   return None
 
 
@@ -73,10 +74,12 @@ def _masked_exp(x, keep):
   return jnp.exp(jnp.where(keep, x, -jnp.inf))
 
 
-def chunk_outputs(q, k, v, g, states, *, scale: float, interpret) -> jax.Array:
+def chunk_outputs(q, k, v, g, states, seg=None, *, heads: int, scale: float, interpret):
   """Stage 2 in the kernels' layout: q, k `[BH, N*C, Dk]`, v `[BH, N*C, Dv]` (input dtype),
   g `[BH, N*C, Dk]` float32 (cumulative within each chunk), states `[BH, N, Dk, Dv]` (any
-  float dtype; cast to the input dtype) -> o `[BH, N*C, Dv]` in the input dtype."""
+  float dtype; cast to the input dtype), seg None or the in-chunk sequence index as float32
+  `[B, N*C, Dk]` (`common.Layout.segment_tiles`; row b*H + h reads batch row b) -> o
+  `[BH, N*C, Dv]` in the input dtype."""
   from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
 
   bh, tp, dk = q.shape
@@ -88,8 +91,9 @@ def chunk_outputs(q, k, v, g, states, *, scale: float, interpret) -> jax.Array:
   tk = gpu_backend.mosaic_tile_transforms(dtype, dk)
   tv = gpu_backend.mosaic_tile_transforms(dtype, dv)
 
-  def body(q_gmem, k_gmem, v_gmem, g_gmem, s_gmem, o_gmem, *scratch):
-    q_smem, k_smem, v_smem, s_smem, kd_smem, o_smem, barrier = scratch
+  def body(q_gmem, k_gmem, v_gmem, g_gmem, s_gmem, *refs):
+    seg_gmem = refs[0] if seg is not None else None
+    o_gmem, q_smem, k_smem, v_smem, s_smem, kd_smem, o_smem, barrier = refs[seg is not None :]
     i, n = lax.axis_index("bh"), lax.axis_index("n")
     rows = pl.ds(n * c, c)
     plgpu.copy_gmem_to_smem(q_gmem.at[i, rows], q_smem, barrier.at[0])
@@ -98,9 +102,20 @@ def chunk_outputs(q, k, v, g, states, *, scale: float, interpret) -> jax.Array:
     plgpu.copy_gmem_to_smem(s_gmem.at[i, n], s_smem, barrier.at[3])
     g = gpu_backend.mosaic_load(g_gmem, (i, rows), wgmma, optimized=False)  # [C, Dk] f32
 
-    def gmem_row(ref, pos):  # ref[i, n * C + pos, :] as a [Dk] float32 row vector
-      idx = (i, n * c + pos, pl.ds(0, dk))
+    def gmem_row(ref, pos, b=i):  # ref[b, n * C + pos, :] as a [Dk] float32 row vector
+      idx = (b, n * c + pos, pl.ds(0, dk))
       return gpu_backend.mosaic_load(ref, idx, row_layout, optimized=False).astype(f32)
+
+    batch = lax.div(i, jnp.int32(heads))
+    sg = None  # the in-chunk sequence index [C, Dk], or None
+    if seg_gmem is not None:
+      sg = gpu_backend.mosaic_load(seg_gmem, (batch, rows), wgmma, optimized=False)
+
+    def same(x):  # rows of the tile in the sequence of row vector x (None: no segments)
+      return None if sg is None else sg == over_rows(x)
+
+    def both(mask, other):
+      return mask if other is None else mask & other
 
     def over_rows(x):  # [Dk] row vector -> [C, Dk] tile
       return lax.broadcast_in_dim(x, (c, dk), [1])
@@ -109,7 +124,8 @@ def chunk_outputs(q, k, v, g, states, *, scale: float, interpret) -> jax.Array:
     plgpu.barrier_wait(barrier.at[0])
     q = gpu_backend.mosaic_load(q_smem, (), wgmma).astype(f32) * scale
     plgpu.barrier_wait(barrier.at[3])
-    q_inter = (q * jnp.exp(g)).astype(dtype)
+    # Only the chunk's first sequence (in-chunk index 0) sees the entering state.
+    q_inter = (q * (jnp.exp(g) if sg is None else _masked_exp(g, sg == 0.0))).astype(dtype)
 
     def inter(acc_ref):
       plgpu.wgmma(acc_ref, q_inter, s_smem)
@@ -122,9 +138,11 @@ def chunk_outputs(q, k, v, g, states, *, scale: float, interpret) -> jax.Array:
     for blk in range(1, c // r):
       first = blk * r
       g_first = over_rows(gmem_row(g_gmem, first))
-      q_dec = (q * _masked_exp(g - g_first, (row >= first) & (row < first + r))).astype(dtype)
+      seq = None if sg is None else same(gmem_row(seg_gmem, first, batch))
+      rows_in = (row >= first) & (row < first + r)
+      q_dec = (q * _masked_exp(g - g_first, both(rows_in, seq))).astype(dtype)
       k = gpu_backend.mosaic_load(k_smem, (), wgmma).astype(f32)
-      kd_smem[...] = (k * _masked_exp(g_first - g, row < first)).astype(dtype)
+      kd_smem[...] = (k * _masked_exp(g_first - g, both(row < first, seq))).astype(dtype)
       plgpu.commit_smem()
 
       def earlier(acc_ref, q_dec=q_dec):
@@ -137,6 +155,8 @@ def chunk_outputs(q, k, v, g, states, *, scale: float, interpret) -> jax.Array:
 
     def diagonal(j, scores):
       keep = (row >= j) & (lax.div(row, r) == lax.div(j, r))
+      if sg is not None:
+        keep = keep & same(gmem_row(seg_gmem, j, batch))
       decay = _masked_exp(g - over_rows(gmem_row(g_gmem, j)), keep)
       column = jnp.sum(q * over_rows(gmem_row(k_gmem, j)) * decay, axis=1)  # [C]
       return scores + jnp.where(col == j, lax.broadcast_in_dim(column, (c, c), [0]), 0.0)
@@ -171,4 +191,5 @@ def chunk_outputs(q, k, v, g, states, *, scale: float, interpret) -> jax.Array:
     interpret=gpu_backend.mosaic_interpret(interpret),
     **gpu_backend.mosaic_kernel_name("gla_chunk_fwd_mosaic"),
   )
-  return call(q, k, v, g, states.astype(dtype))
+  seg_args = () if seg is None else (seg,)
+  return call(q, k, v, g, states.astype(dtype), *seg_args)

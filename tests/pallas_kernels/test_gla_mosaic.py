@@ -3,7 +3,8 @@
 `pallas_kernels/gla/kernel_mgpu.py` in JAX's GPU interpreter (JAX >= 0.12; on 0.10 these skip
 and only the lowering runs) against `gla_reference` (the fp32 scan): vector and scalar gates,
 weak and very strong decay (nothing overflows), an initial state, T not a chunk multiple,
-Dk != Dv, head dims 64 and 128, bfloat16 and float16; gradients through the Mosaic forward
+Dk != Dv, head dims 64 and 128, bfloat16 and float16, packed sequences (starts inside a
+sub-chunk, on a sub-chunk boundary, at a chunk start, several in one chunk); gradients through the Mosaic forward
 (the backward is `backward.py`'s, in interpret mode); no races under the interpreter's race
 detector; CUDA lowering on every JAX here (one Mosaic GPU kernel, no Triton); which schedule
 None picks on a GPU, and the argument errors. Compilation and speed need a GPU
@@ -54,23 +55,35 @@ def _rel_err(a, b):
   return float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1.0)
 
 
-# (id, (B, T, H, Dk, Dv), dtype, gate, decay, with initial state)
+def _segments(b, t, starts):
+  """`[B, T]` ids: a new sequence at each of `starts` (row r shifted by 5 r)."""
+  ids = np.zeros((b, t), np.int32)
+  for r in range(b):
+    for s in starts:
+      ids[r, min(s + 5 * r, t) :] += 1
+  return jnp.asarray(ids)
+
+
+# (id, (B, T, H, Dk, Dv), dtype, gate, decay, with initial state, sequence starts or None)
 CASES = [
-  ("vector-pad", (2, 150, 2, 64, 64), jnp.bfloat16, "vector", 1.0, False),
-  ("strong-decay-h0", (1, 128, 1, 64, 128), jnp.bfloat16, "vector", 30.0, True),
-  ("scalar-f16", (1, 100, 2, 128, 64), jnp.float16, "scalar", 0.5, True),
-  ("no-decay-d128", (1, 64, 1, 128, 128), jnp.bfloat16, "vector", 0.0, False),
+  ("vector-pad", (2, 150, 2, 64, 64), jnp.bfloat16, "vector", 1.0, False, None),
+  ("strong-decay-h0", (1, 128, 1, 64, 128), jnp.bfloat16, "vector", 30.0, True, None),
+  ("scalar-f16", (1, 100, 2, 128, 64), jnp.float16, "scalar", 0.5, True, None),
+  ("no-decay-d128", (1, 64, 1, 128, 128), jnp.bfloat16, "vector", 0.0, False, None),
+  ("packed-h0", (2, 200, 2, 64, 64), jnp.bfloat16, "vector", 0.3, True, (21, 32, 64, 70, 150)),
+  ("packed-no-decay", (1, 128, 1, 64, 64), jnp.bfloat16, "vector", 0.0, False, (40, 45, 100)),
 ]
 
 
 @needs_interpreter
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_matches_the_reference(case):
-  _, (b, t, h, dk, dv), dtype, gate, decay, with_h0 = case
+  _, (b, t, h, dk, dv), dtype, gate, decay, with_h0, starts = case
   q, k, v, g, h0 = _inputs(b, t, h, dk, dv, dtype, gate=gate, decay=decay)
   h0 = h0 if with_h0 else None
-  o, final = gla_chunk_pallas(q, k, v, g, initial_state=h0, schedule="mosaic", interpret=True)
-  o_ref, final_ref = gla_reference(*_f32(q, k, v), g, initial_state=h0)
+  kw = dict(initial_state=h0, segment_ids=None if starts is None else _segments(b, t, starts))
+  o, final = gla_chunk_pallas(q, k, v, g, schedule="mosaic", interpret=True, **kw)
+  o_ref, final_ref = gla_reference(*_f32(q, k, v), g, **kw)
   assert o.dtype == dtype and o.shape == (b, t, h, dv)
   assert _rel_err(o, o_ref) <= TOL
   assert _rel_err(final, final_ref) <= TOL  # stage 1 (XLA), shared with the other schedule
@@ -80,10 +93,11 @@ def test_matches_the_reference(case):
 def test_gradients_through_the_mosaic_forward():
   """The custom VJP keeps one backward (`backward.py`) for both forward schedules."""
   q, k, v, g, h0 = _inputs(1, 96, 2, 64, 64, jnp.bfloat16, seed=1)
+  ids = _segments(1, 96, (50,))
 
   def loss(fn, **kw):
     def f(q, k, v, g, h0):
-      o, final = fn(q, k, v, g, initial_state=h0, **kw)
+      o, final = fn(q, k, v, g, initial_state=h0, segment_ids=ids, **kw)
       return jnp.sum(o.astype(jnp.float32) ** 2) + jnp.sum(final)
 
     return jax.grad(f, argnums=(0, 1, 2, 3, 4))
@@ -101,9 +115,10 @@ def test_no_races():
   from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
 
   q, k, v, g, h0 = _inputs(1, 128, 1, 64, 64, jnp.bfloat16, seed=2)
+  kw = dict(initial_state=h0, segment_ids=_segments(1, 128, (30, 90)))
   params = plgpu.InterpretGPUParams(detect_races=True)
-  o, _ = gla_chunk_pallas(q, k, v, g, initial_state=h0, schedule="mosaic", interpret=params)
-  o_ref, _ = gla_reference(*_f32(q, k, v), g, initial_state=h0)
+  o, _ = gla_chunk_pallas(q, k, v, g, schedule="mosaic", interpret=params, **kw)
+  o_ref, _ = gla_reference(*_f32(q, k, v), g, **kw)
   assert _rel_err(o, o_ref) <= TOL
 
 
@@ -116,19 +131,21 @@ def test_lowers_for_cuda_as_one_mosaic_gpu_kernel(dtype):
     for i, s in enumerate(((b, t, h, dk), (b, t, h, dk), (b, t, h, dv), (b, t, h, dk)))
   )
 
-  def fwd(q, k, v, g):
-    return gla_chunk_pallas(q, k, v, g, schedule="mosaic", interpret=False)
+  def fwd(q, k, v, g, ids=None):
+    return gla_chunk_pallas(q, k, v, g, segment_ids=ids, schedule="mosaic", interpret=False)
 
-  text = jax.jit(fwd).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
-  assert len(re.findall(r"custom_call @mosaic_gpu", text)) == 1
-  if gpu_backend.mosaic_kernel_name("gla_chunk_fwd_mosaic"):  # JAXes that name kernels
-    assert "gla_chunk_fwd_mosaic" in text
-  assert "triton" not in text
+  ids = jax.ShapeDtypeStruct((b, t), jnp.int32)
+  for extra in ((), (ids,)):
+    text = jax.jit(fwd).trace(*args, *extra).lower(lowering_platforms=("cuda",)).as_text()
+    assert len(re.findall(r"custom_call @mosaic_gpu", text)) == 1
+    if gpu_backend.mosaic_kernel_name("gla_chunk_fwd_mosaic"):  # JAXes that name kernels
+      assert "gla_chunk_fwd_mosaic" in text
+    assert "triton" not in text
 
 
 def _resolve(monkeypatch, *, capability=None, schedule=None, interpret=False, **call):
   monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: capability)
-  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=128, dv=128, has_segments=False)
+  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=128, dv=128)
   kw.update(call)
   return kernel_lib.resolve_schedule(schedule, backend="gpu", interpret=interpret, **kw)
 
@@ -145,9 +162,8 @@ def test_a_gpu_keeps_triton_and_takes_mosaic_without_it(monkeypatch):
   assert _resolve(monkeypatch, dtype=jnp.dtype(jnp.float32)) == "pallas_call"
   assert _resolve(monkeypatch, chunk_size=32) == "pallas_call"
   assert _resolve(monkeypatch, dk=256) == "pallas_call"
-  assert _resolve(monkeypatch, has_segments=True) == "pallas_call"
   assert _resolve(monkeypatch, interpret=True) == "pallas_call"
-  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=64, dv=64, has_segments=False)
+  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=64, dv=64)
   assert kernel_lib.resolve_schedule(None, backend="tpu", interpret=False, **kw) == "pallas_call"
 
 
@@ -157,20 +173,12 @@ def test_explicit_mosaic_says_why_it_cannot(monkeypatch):
     (dict(dtype=jnp.dtype(jnp.float32)), r"computes in bfloat16 or float16 \(wgmma\), got float32"),
     (dict(chunk_size=128), r"takes chunk_size=64 \(one warpgroup\), got 128"),
     (dict(dv=96), r"takes Dk and Dv in \(64, 128\), got Dk=128, Dv=96"),
-    (dict(has_segments=True), r"does not take packed sequences \(segment_ids\) yet"),
     (dict(capability=8.6), r"needs a Hopper GPU \(sm_90\), this GPU is sm_8.6"),
   ):
     with pytest.raises(ValueError, match=r'^schedule="mosaic": .*' + match):
       _resolve(monkeypatch, schedule="mosaic", **kwargs)
-  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=64, dv=64, has_segments=False)
+  kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=64, dv=64)
   with pytest.raises(ValueError, match=r'schedule="mosaic": it is a GPU schedule'):
     kernel_lib.resolve_schedule("mosaic", backend="tpu", interpret=False, **kw)
   with pytest.raises(ValueError, match=r"schedule must be None or one of \('pallas_call', "):
     kernel_lib.resolve_schedule("loop", backend="gpu", interpret=False, **kw)
-
-
-def test_segment_ids_with_mosaic_are_refused_by_the_public_function():
-  q, k, v, g, _ = _inputs(1, 64, 1, 64, 64, jnp.bfloat16)
-  ids = jnp.zeros((1, 64), jnp.int32)
-  with pytest.raises(ValueError, match="segment_ids"):
-    gla_chunk_pallas(q, k, v, g, segment_ids=ids, schedule="mosaic", interpret=True)
