@@ -169,7 +169,7 @@ def speed_table(args) -> None:
           None if args.no_backward else _time(_fwd_bwd(fn), inputs, args.repeats),
         )
         if op == "gla" and jax.default_backend() == "gpu" and args.dtype != "float32":
-          # The Mosaic GPU forward (opt-in while JAX has Triton); its backward is the same.
+          # The Mosaic GPU kernels (opt-in while JAX has Triton), forward and backward.
           from pallas_kernels.gla import gla_chunk_pallas  # pylint: disable=g-import-not-at-top
 
           def mosaic(q, k, v, g):

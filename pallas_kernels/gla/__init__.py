@@ -2,7 +2,8 @@
 
 `kernel.py`: the chunk-parallel forward and the public `gla_chunk_pallas` (a custom VJP);
 `backward.py`: the fused chunk-parallel backward; `common.py`: layout and call helpers;
-`kernel_mgpu.py`: the forward's chunk kernel as a Mosaic GPU kernel (`schedule="mosaic"`).
+`kernel_mgpu.py`, `backward_mgpu.py`: both chunk kernels as Mosaic GPU kernels
+(`schedule="mosaic"`).
 All take packed sequences (`segment_ids`).
 """
 

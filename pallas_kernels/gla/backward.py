@@ -210,7 +210,7 @@ def _state_gradients(q, k, v, g, h0, seg, d_o, d_final, lay, scale, precision):
   return G, entering, jnp.moveaxis(d_leaving, 0, 2), d_h0
 
 
-def backward(q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret):
+def backward(q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret, schedule=None):
   """Gradients `(dq, dk, dv, dg, d_initial_state)` of `kernel._forward` (see module docstring).
 
   Args:
@@ -220,6 +220,8 @@ def backward(q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret):
     seg: in-chunk sequence index `[B, N, C]` int, or None.
     d_o: `[B, T, H, Dv]` cotangent of the output; d_final: fp32 `[B, H, Dk, Dv]`.
     scale: Python float multiplying q; chunk_size: C; interpret: as in `gla_chunk_pallas`.
+    schedule: "mosaic" runs stage 2 as `backward_mgpu.py`'s Mosaic GPU kernel; else the
+      `pallas_call` here.
 
   Returns:
     dq, dk, dv in their inputs' dtypes, dg fp32 `[B, T, H, Dk]`, d_initial_state fp32.
@@ -232,6 +234,8 @@ def backward(q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret):
     q, k, v, g, h0, seg, d_o, d_final, lay, scale, precision
   )
 
+  if schedule == "mosaic":
+    return _mosaic_stage2(q, k, v, d_o, seg, G, entering, d_leaving, d_h0, lay, scale, interpret)
   arrays = [lay.flat(lay.chunks(x)) for x in (q, k, v)]
   arrays += [lay.flat(G), lay.flat(lay.chunks(d_o))]
   arrays += [lay.flat_states(entering), lay.flat_states(d_leaving)]
@@ -267,3 +271,30 @@ def backward(q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret):
     interpret=interpret,
   )
   return lay.unflat(dq), lay.unflat(dk_), lay.unflat(dv_), lay.unflat(dg), d_h0
+
+
+def _mosaic_stage2(q, k, v, d_o, seg, G, entering, d_leaving, d_h0, lay, scale, interpret):
+  """Stage 2 by the Mosaic GPU kernel, then dg in XLA: the in-chunk reverse cumulative sum of
+  `x = q dq - k dk` plus dGamma (the carried state's `e^Gamma rowsum(S dS)`, kept only when
+  the chunk's last row is in its first sequence, and the keys' share from the kernel)."""
+  from pallas_kernels.gla import backward_mgpu  # pylint: disable=g-import-not-at-top
+
+  b, h, n, c, dk = lay.b, lay.h, lay.n, lay.c, lay.dk
+  arrays = [lay.flat(lay.chunks(x)) for x in (q, k, v, d_o)]
+  dq, dk_, dv_, x, gamma_keys = backward_mgpu.chunk_gradients(
+    *arrays,
+    lay.flat(G),
+    lay.flat_states(entering),
+    lay.flat_states(d_leaving),
+    None if seg is None else lay.segment_tiles(seg),
+    heads=h,
+    scale=scale,
+    interpret=interpret,
+  )
+  x = x.reshape(b, h, n, c, dk)
+  suffix = jnp.flip(jnp.cumsum(jnp.flip(x, -2), axis=-2), -2)
+  carries = None if seg is None else (seg[:, :, -1] == 0)[:, None, :, None]  # [B, 1, N, 1]
+  carried = _masked_exp(G[..., -1, :], carries) * jnp.sum(entering * d_leaving, axis=-1)
+  d_gamma = carried + gamma_keys.reshape(b, h, n, dk)
+  dg = lay.unflat(lay.flat(suffix + d_gamma[..., None, :]))
+  return lay.unflat(dq), lay.unflat(dk_), lay.unflat(dv_), dg, d_h0

@@ -46,9 +46,10 @@ DESIGN CHOICE / limits:
     inputs); the Triton GPU backend additionally needs power-of-two C, Dk, Dv
     of at least 16;
   * on GPU the kernel goes through Pallas' Triton backend, which JAX 0.11+
-    deprecates; `schedule="mosaic"` runs stage 2 as a Mosaic GPU (`plgpu.kernel`) kernel
-    instead (`kernel_mgpu.py`: Hopper, 16-bit inputs, C = 64, forward only), opt-in while this JAX has the Triton backend and the GPU default without it
-    (`resolve_schedule`);
+    deprecates; `schedule="mosaic"` runs stage 2 of the forward and of the backward as
+    Mosaic GPU (`plgpu.kernel`) kernels instead (`kernel_mgpu.py`, `backward_mgpu.py`:
+    Hopper, 16-bit inputs, C = 64), opt-in while this JAX has the Triton backend and the
+    GPU default without it (`resolve_schedule`);
   * `scale` must be a Python number (it is baked into the kernel).
 """
 
@@ -123,7 +124,7 @@ def resolve_schedule(
   schedule, *, backend: str, interpret, dtype, chunk_size: int, dk: int, dv: int
 ) -> str:
   """`schedule`, or the default: "pallas_call" (Mosaic TPU on TPU, Triton on GPU) except on a
-  GPU whose JAX has no Triton backend, where the Mosaic GPU forward ("mosaic") takes the calls
+  GPU whose JAX has no Triton backend, where the Mosaic GPU kernels ("mosaic") take the calls
   it can. DESIGN CHOICE: "mosaic" stays opt-in while Triton is there (it is unmeasured; the
   Triton kernel was timed on an H100). ValueError naming `schedule` when it is unknown or
   "mosaic" cannot take the call."""
@@ -203,10 +204,11 @@ def _gla_pallas_fwd(q, k, v, g, h0, seg, scale, chunk_size, interpret, schedule)
 
 
 def _gla_pallas_bwd(scale, chunk_size, interpret, schedule, residuals, cotangents):
-  del schedule  # One backward (`backward.py`) for both forward schedules.
   q, k, v, g, h0, seg = residuals
   d_o, d_final = cotangents
-  grads = backward_lib.backward(q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret)
+  grads = backward_lib.backward(
+    q, k, v, g, h0, seg, d_o, d_final, scale, chunk_size, interpret, schedule
+  )
   return (*grads, None)  # The integer segment index has no cotangent.
 
 
@@ -244,9 +246,9 @@ def gla_chunk_pallas(
     interpret: None interprets unless the default backend is TPU or GPU; True/False
       force it; a `pltpu.InterpretParams` selects the TPU interpreter (a
       `plgpu.InterpretGPUParams` the GPU one, for `schedule="mosaic"`).
-    schedule: the forward's stage 2: "pallas_call" (Mosaic TPU on TPU, Triton on GPU) or
-      "mosaic" (a Mosaic GPU kernel, `kernel_mgpu.py`: Hopper, bfloat16 / float16,
-      chunk_size 64, Dk and Dv 64 or 128); None: `resolve_schedule`.
+    schedule: the kernels' form: "pallas_call" (Mosaic TPU on TPU, Triton on GPU) or
+      "mosaic" (Mosaic GPU kernels, `kernel_mgpu.py` and `backward_mgpu.py`: Hopper,
+      bfloat16 / float16, chunk_size 64, Dk and Dv 64 or 128); None: `resolve_schedule`.
 
   Returns:
     `(o [B, T, H, Dv] in q.dtype, final_state [B, H, Dk, Dv] float32)`.

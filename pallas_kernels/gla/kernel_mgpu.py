@@ -30,8 +30,8 @@ DESIGN CHOICE / limits:
     (float32 tiles shaped like the gate tiles, read with the gates): the entering state reaches
     the chunk's first sequence only, and every query/key factor is masked to its sequence
     before exp;
-  * forward only: the backward pass stays `backward.py`'s `pallas_call` (Triton on GPU), so
-    training on a JAX without the Triton backend still needs `implementation="xla"`;
+  * the backward pass of this schedule is `backward_mgpu.py` (the same layout and masks), so
+    a bfloat16 / float16 GLA trains on a Hopper GPU without the Triton backend;
   * the diagonal sub-chunks read each key row and gate row with an unvectorised global load
     and spend `C * C * Dk` exponentials per chunk (four times `kernel.py`'s, which works on
     16-row tiles; a warpgroup's wgmma tile is 64 rows);
@@ -57,7 +57,7 @@ DTYPES = ("bfloat16", "float16")
 
 
 def unsupported(dtype, chunk_size: int, dk: int, dv: int) -> str | None:
-  """Why the Mosaic GPU forward cannot take this call, or None."""
+  """Why the Mosaic GPU kernels (forward and backward) cannot take this call, or None."""
   if jnp.dtype(dtype).name not in DTYPES:
     return (
       f"the Mosaic GPU GLA kernel computes in {' or '.join(DTYPES)} (wgmma), got "

@@ -1,12 +1,13 @@
-"""The GLA chunk forward in its Mosaic GPU schedule ("mosaic"), on CPU.
+"""The GLA chunk kernels in their Mosaic GPU schedule ("mosaic"), forward and backward, on CPU.
 
 `pallas_kernels/gla/kernel_mgpu.py` in JAX's GPU interpreter (JAX >= 0.12; on 0.10 these skip
 and only the lowering runs) against `gla_reference` (the fp32 scan): vector and scalar gates,
 weak and very strong decay (nothing overflows), an initial state, T not a chunk multiple,
 Dk != Dv, head dims 64 and 128, bfloat16 and float16, packed sequences (starts inside a
-sub-chunk, on a sub-chunk boundary, at a chunk start, several in one chunk); gradients through the Mosaic forward
-(the backward is `backward.py`'s, in interpret mode); no races under the interpreter's race
-detector; CUDA lowering on every JAX here (one Mosaic GPU kernel, no Triton); which schedule
+sub-chunk, on a sub-chunk boundary, at a chunk start, several in one chunk); gradients from the
+Mosaic GPU backward (`backward_mgpu.py`) against `jax.grad` of the reference; no races under
+the interpreter's race detector; CUDA lowering on every JAX here (one Mosaic GPU kernel forward,
+two with the gradient, no Triton); which schedule
 None picks on a GPU, and the argument errors. Compilation and speed need a GPU
 (`benchmarks/kernel_check.py`).
 """
@@ -89,37 +90,59 @@ def test_matches_the_reference(case):
   assert _rel_err(final, final_ref) <= TOL  # stage 1 (XLA), shared with the other schedule
 
 
-@needs_interpreter
-def test_gradients_through_the_mosaic_forward():
-  """The custom VJP keeps one backward (`backward.py`) for both forward schedules."""
-  q, k, v, g, h0 = _inputs(1, 96, 2, 64, 64, jnp.bfloat16, seed=1)
-  ids = _segments(1, 96, (50,))
+# (id, (B, T, H, Dk, Dv), decay, sequence starts or None)
+GRAD_CASES = [
+  ("plain-pad", (1, 130, 2, 64, 64), 1.0, None),
+  ("packed-dv128", (2, 200, 1, 64, 128), 0.3, (21, 32, 64, 70, 150)),
+  ("strong-decay-dk128", (1, 128, 1, 128, 64), 30.0, (40,)),
+]
 
-  def loss(fn, **kw):
+
+@needs_interpreter
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_gradients_match_the_reference(case):
+  """The Mosaic GPU backward (`backward_mgpu.py` + dg's reverse cumsum in XLA) against
+  `jax.grad` of the fp32 scan: dq, dk, dv, dg and the initial state's gradient."""
+  _, (b, t, h, dk, dv), decay, starts = case
+  q, k, v, g, h0 = _inputs(b, t, h, dk, dv, jnp.bfloat16, decay=decay, seed=3)
+  ids = None if starts is None else _segments(b, t, starts)
+  w = jax.random.normal(jax.random.key(9), (b, t, h, dv))
+
+  def grads(fn, **kw):
     def f(q, k, v, g, h0):
       o, final = fn(q, k, v, g, initial_state=h0, segment_ids=ids, **kw)
-      return jnp.sum(o.astype(jnp.float32) ** 2) + jnp.sum(final)
+      return jnp.sum(o.astype(jnp.float32) * w) + 0.3 * jnp.sum(final)
 
     return jax.grad(f, argnums=(0, 1, 2, 3, 4))
 
-  got = loss(gla_chunk_pallas, schedule="mosaic", interpret=True)(q, k, v, g, h0)
-  want = loss(gla_reference)(*_f32(q, k, v), g, h0)
-  for a, w in zip(got, want):
-    assert _rel_err(a, w) <= 3 * TOL
+  got = grads(gla_chunk_pallas, schedule="mosaic", interpret=True)(q, k, v, g, h0)
+  want = grads(gla_reference)(*_f32(q, k, v), g, h0)
+  for name, a, w_ in zip(("dq", "dk", "dv", "dg", "dh0"), got, want):
+    assert a.dtype == (jnp.bfloat16 if name in ("dq", "dk", "dv") else jnp.float32), name
+    assert _rel_err(a, w_) <= TOL, name
 
 
 @needs_interpreter
 def test_no_races():
-  """JAX's GPU interpreter with its race detector (every shared-memory and TMA access): the
-  decayed-key tile is rewritten for each sub-chunk's wgmma after the previous one read it."""
+  """JAX's GPU interpreter with its race detector (every shared-memory and TMA access) on the
+  forward and backward kernels: the decayed-key / decayed-query tile is rewritten for each
+  sub-chunk's wgmma after the previous one read it, and dq, dk, dv replace the q, k, v tiles."""
   from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
 
   q, k, v, g, h0 = _inputs(1, 128, 1, 64, 64, jnp.bfloat16, seed=2)
   kw = dict(initial_state=h0, segment_ids=_segments(1, 128, (30, 90)))
   params = plgpu.InterpretGPUParams(detect_races=True)
-  o, _ = gla_chunk_pallas(q, k, v, g, schedule="mosaic", interpret=params, **kw)
-  o_ref, _ = gla_reference(*_f32(q, k, v), g, **kw)
-  assert _rel_err(o, o_ref) <= TOL
+
+  def loss(fn, **extra):
+    def f(q, k, v):
+      return jnp.sum(fn(q, k, v, g, **kw, **extra)[0].astype(jnp.float32) ** 2)
+
+    return jax.value_and_grad(f, argnums=(0, 1, 2))
+
+  got = loss(gla_chunk_pallas, schedule="mosaic", interpret=params)(q, k, v)  # raises on a race
+  want = loss(gla_reference)(*_f32(q, k, v))
+  for a, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert _rel_err(a, w) <= TOL
 
 
 @needs_mosaic
@@ -143,6 +166,29 @@ def test_lowers_for_cuda_as_one_mosaic_gpu_kernel(dtype):
     assert "triton" not in text
 
 
+@needs_mosaic
+def test_gradient_lowers_as_two_mosaic_gpu_kernels():
+  """Forward and backward: two Mosaic GPU kernels and no Triton, with and without segments."""
+  b, t, h, dk, dv = 1, 256, 2, 64, 128
+  args = tuple(
+    jax.ShapeDtypeStruct(s, jnp.bfloat16 if i < 3 else jnp.float32)
+    for i, s in enumerate(((b, t, h, dk), (b, t, h, dk), (b, t, h, dv), (b, t, h, dk)))
+  )
+  ids = jax.ShapeDtypeStruct((b, t), jnp.int32)
+
+  def loss(q, k, v, g, ids=None):
+    o, final = gla_chunk_pallas(q, k, v, g, segment_ids=ids, schedule="mosaic", interpret=False)
+    return jnp.sum(o.astype(jnp.float32)) + jnp.sum(final)
+
+  for extra in ((), (ids,)):
+    grad = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))  # the value keeps the forward
+    text = jax.jit(grad).trace(*args, *extra).lower(lowering_platforms=("cuda",)).as_text()
+    assert len(re.findall(r"custom_call @mosaic_gpu", text)) == 2
+    if gpu_backend.mosaic_kernel_name("gla_chunk_bwd_mosaic"):
+      assert "gla_chunk_fwd_mosaic" in text and "gla_chunk_bwd_mosaic" in text
+    assert "triton" not in text
+
+
 def _resolve(monkeypatch, *, capability=None, schedule=None, interpret=False, **call):
   monkeypatch.setattr(gpu_backend, "gpu_compute_capability", lambda: capability)
   kw = dict(dtype=jnp.dtype(jnp.bfloat16), chunk_size=64, dk=128, dv=128)
@@ -152,7 +198,7 @@ def _resolve(monkeypatch, *, capability=None, schedule=None, interpret=False, **
 
 @needs_mosaic
 def test_a_gpu_keeps_triton_and_takes_mosaic_without_it(monkeypatch):
-  """The pallas_call (Triton) kernel while JAX has Triton; without it the Mosaic GPU forward
+  """The pallas_call (Triton) kernel while JAX has Triton; without it the Mosaic GPU kernels
   where it can take the call, else the pallas_call kernel; never on TPU or in interpret mode."""
   assert _resolve(monkeypatch, capability=9.0) == "pallas_call"
   monkeypatch.setattr(gpu_backend, "triton_missing", lambda: "no Triton")
