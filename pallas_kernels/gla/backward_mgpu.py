@@ -39,17 +39,9 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from pallas_kernels import gpu_backend
-from pallas_kernels.gla.kernel_mgpu import CHUNK, SUB
+from pallas_kernels.gla.kernel_mgpu import CHUNK, SUB, Chunk, both, masked_exp
 
 f32 = jnp.float32
-
-
-def _masked_exp(x, keep):
-  return jnp.exp(x if keep is None else jnp.where(keep, x, -jnp.inf))
-
-
-def _both(mask, other):
-  return mask if other is None else mask & other
 
 
 def chunk_gradients(q, k, v, do, g, states, d_states, seg=None, *, heads, scale, interpret):
@@ -74,7 +66,6 @@ def chunk_gradients(q, k, v, do, g, states, d_states, seg=None, *, heads, scale,
   dtype = q.dtype
   c, r = CHUNK, SUB
   wgmma = plgpu.Layout.WGMMA
-  row_layout = wgmma.reduce(0)
   tk = gpu_backend.mosaic_tile_transforms(dtype, dk)
   tv = gpu_backend.mosaic_tile_transforms(dtype, dv)
   tx = gpu_backend.mosaic_tile_transforms(f32, dk)
@@ -85,35 +76,17 @@ def chunk_gradients(q, k, v, do, g, states, d_states, seg=None, *, heads, scale,
     seg_gmem = refs.pop(0) if has_seg else None
     dq_gmem, dk_gmem, dv_gmem, x_gmem, gam_gmem, *scratch = refs
     q_smem, k_smem, v_smem, do_smem, s_smem, ds_smem, dec_smem, x_smem, gam_smem, barrier = scratch
-    i, n = lax.axis_index("bh"), lax.axis_index("n")
-    rows = pl.ds(n * c, c)
+    ch = Chunk(g_gmem, seg_gmem, dk=dk, heads=heads)
+    i, n, rows, g, row = ch.i, ch.n, ch.rows, ch.g, ch.row
     plgpu.copy_gmem_to_smem(q_gmem.at[i, rows], q_smem, barrier.at[0])
     plgpu.copy_gmem_to_smem(k_gmem.at[i, rows], k_smem, barrier.at[1])
     plgpu.copy_gmem_to_smem(v_gmem.at[i, rows], v_smem, barrier.at[2])
     plgpu.copy_gmem_to_smem(do_gmem.at[i, rows], do_smem, barrier.at[3])
     plgpu.copy_gmem_to_smem(s_gmem.at[i, n], s_smem, barrier.at[4])
     plgpu.copy_gmem_to_smem(ds_gmem.at[i, n], ds_smem, barrier.at[5])
-    g = gpu_backend.mosaic_load(g_gmem, (i, rows), wgmma, optimized=False)  # [C, Dk] f32
-    batch = lax.div(i, jnp.int32(heads))
-
-    def gmem_row(ref, pos, b=i):  # ref[b, n * C + pos, :] as a [Dk] float32 row vector
-      idx = (b, n * c + pos, pl.ds(0, dk))
-      return gpu_backend.mosaic_load(ref, idx, row_layout, optimized=False).astype(f32)
-
-    def over_rows(x):  # [Dk] row vector -> [C, Dk] tile
-      return lax.broadcast_in_dim(x, (c, dk), [1])
 
     def over_cols(x, width):  # [C] column vector -> [C, width] tile
       return lax.broadcast_in_dim(x, (c, width), [0])
-
-    sg = (
-      None
-      if seg_gmem is None
-      else gpu_backend.mosaic_load(seg_gmem, (batch, rows), wgmma, optimized=False)
-    )
-
-    def same_as(pos):  # rows in the sequence of row `pos` (None without segments)
-      return None if sg is None else sg == over_rows(gmem_row(seg_gmem, pos, batch))
 
     def matmul(lhs, rhs, shape):
       def run(acc_ref):
@@ -122,7 +95,6 @@ def chunk_gradients(q, k, v, do, g, states, d_states, seg=None, *, heads, scale,
 
       return pl.run_scoped(run, plgpu.ACC(shape, f32))
 
-    row = plgpu.broadcasted_iota(jnp.int32, (c, dk), 0, layout=wgmma)
     row_c = plgpu.broadcasted_iota(jnp.int32, (c, c), 0, layout=wgmma)
     col_c = plgpu.broadcasted_iota(jnp.int32, (c, c), 1, layout=wgmma)
     for slot in range(6):
@@ -132,26 +104,24 @@ def chunk_gradients(q, k, v, do, g, states, d_states, seg=None, *, heads, scale,
       return over_cols(jnp.sum(jnp.where(col_c == j, x, 0.0), axis=1), width)
 
     # ---- dq (unscaled until written) ----
-    to_entering = _masked_exp(g, None if sg is None else sg == 0.0)
+    to_entering = masked_exp(g, ch.first_sequence())
     dq = to_entering * matmul(do_smem, gpu_backend.mosaic_transpose(s_smem), (c, dk))
     d_p = matmul(do_smem, gpu_backend.mosaic_transpose(v_smem), (c, c))  # dO_i . v_j
     for blk in range(1, c // r):
       first = blk * r
-      g_first = over_rows(gmem_row(g_gmem, first))
-      seq = same_as(first)
+      g_first, seq = ch.gate_at(first), ch.same_sequence_as(first)
       k = gpu_backend.mosaic_load(k_smem, (), wgmma).astype(f32)
-      dec_smem[...] = (k * _masked_exp(g_first - g, _both(row < first, seq))).astype(dtype)
+      dec_smem[...] = (k * masked_exp(g_first - g, both(row < first, seq))).astype(dtype)
       plgpu.commit_smem()
       in_blk_c = (row_c >= first) & (row_c < first + r)
       part = matmul(jnp.where(in_blk_c, d_p, 0.0).astype(dtype), dec_smem, (c, dk))
       in_blk = (row >= first) & (row < first + r)
-      dq = dq + _masked_exp(g - g_first, _both(in_blk, seq)) * part
+      dq = dq + masked_exp(g - g_first, both(in_blk, seq)) * part
 
     def dq_diagonal(j, dq):
-      keep = (row >= j) & (lax.div(row, r) == lax.div(j, r))
-      keep = _both(keep, same_as(j))
-      decay = _masked_exp(g - over_rows(gmem_row(g_gmem, j)), keep)
-      return dq + column(d_p, j, dk) * over_rows(gmem_row(k_gmem, j)) * decay
+      keep = both((row >= j) & (lax.div(row, r) == lax.div(j, r)), ch.same_sequence_as(j))
+      decay = masked_exp(g - ch.gate_at(j), keep)
+      return dq + column(d_p, j, dk) * ch.row_of(k_gmem, j) * decay
 
     dq = lax.fori_loop(0, c, dq_diagonal, dq)
     q = gpu_backend.mosaic_load(q_smem, (), wgmma).astype(f32) * scale
@@ -162,7 +132,7 @@ def chunk_gradients(q, k, v, do, g, states, d_states, seg=None, *, heads, scale,
 
     # ---- dk, dv (key-major) ----
     k = gpu_backend.mosaic_load(k_smem, (), wgmma).astype(f32)
-    k_end = _masked_exp(over_rows(gmem_row(g_gmem, c - 1)) - g, same_as(c - 1))
+    k_end = masked_exp(ch.gate_at(c - 1) - g, ch.same_sequence_as(c - 1))
     dk_ = k_end * matmul(v_smem, gpu_backend.mosaic_transpose(ds_smem), (c, dk))
     gam_smem[...] = jnp.sum(k * dk_, axis=0)  # the keys' share of dGamma
     dv_ = matmul((k * k_end).astype(dtype), ds_smem, (c, dv))
@@ -170,11 +140,10 @@ def chunk_gradients(q, k, v, do, g, states, d_states, seg=None, *, heads, scale,
     a_t = plgpu.layout_cast(jnp.zeros((c, c), f32), wgmma)
     for blk in range(c // r - 1):
       last = blk * r + r - 1
-      g_e = over_rows(gmem_row(g_gmem, last))
-      seq = same_as(last)
+      g_e, seq = ch.gate_at(last), ch.same_sequence_as(last)
       in_blk = (row >= blk * r) & (row <= last)
-      k_fac = _masked_exp(g_e - g, _both(in_blk, seq))
-      dec_smem[...] = (q * _masked_exp(g - g_e, _both(row > last, seq))).astype(dtype)
+      k_fac = masked_exp(g_e - g, both(in_blk, seq))
+      dec_smem[...] = (q * masked_exp(g - g_e, both(row > last, seq))).astype(dtype)
       plgpu.commit_smem()
 
       k_dec = (k * k_fac).astype(dtype)
@@ -189,10 +158,9 @@ def chunk_gradients(q, k, v, do, g, states, d_states, seg=None, *, heads, scale,
 
     def kv_diagonal(i_q, carry):
       a_t, dk_ = carry
-      keep = (row <= i_q) & (lax.div(row, r) == lax.div(i_q, r))
-      keep = _both(keep, same_as(i_q))
-      q_i = over_rows(gmem_row(q_gmem, i_q)) * scale
-      decay = _masked_exp(over_rows(gmem_row(g_gmem, i_q)) - g, keep)  # [keys, Dk]
+      keep = both((row <= i_q) & (lax.div(row, r) == lax.div(i_q, r)), ch.same_sequence_as(i_q))
+      q_i = ch.row_of(q_gmem, i_q) * scale
+      decay = masked_exp(ch.gate_at(i_q) - g, keep)  # [keys, Dk]
       a_col = jnp.sum(k * q_i * decay, axis=1)  # [keys]: A_{i_q, j}
       a_t = a_t + jnp.where(col_c == i_q, lax.broadcast_in_dim(a_col, (c, c), [0]), 0.0)
       return a_t, dk_ + column(d_p_t, i_q, dk) * q_i * decay

@@ -70,8 +70,59 @@ def unsupported(dtype, chunk_size: int, dk: int, dv: int) -> str | None:
   return None
 
 
-def _masked_exp(x, keep):
-  return jnp.exp(jnp.where(keep, x, -jnp.inf))
+def masked_exp(x, keep):
+  """`exp(x)` where `keep`, 0 elsewhere (masked before exp); `keep=None` keeps everything."""
+  return jnp.exp(x if keep is None else jnp.where(keep, x, -jnp.inf))
+
+
+def both(mask, other):
+  """`mask & other`, or `mask` when `other` is None (no segments)."""
+  return mask if other is None else mask & other
+
+
+class Chunk:
+  """What a program of either kernel reads of its chunk besides the TMA tiles, inside the
+  kernel body: the float32 gate tile, single rows as `[Dk]` vectors broadcast over a tile's
+  rows, and the packed-sequence masks."""
+
+  def __init__(self, g_gmem, seg_gmem, *, dk: int, heads: int):
+    from jax.experimental.pallas import mosaic_gpu as plgpu  # pylint: disable=g-import-not-at-top
+
+    self.wgmma = plgpu.Layout.WGMMA
+    self.dk = dk
+    self.i, self.n = lax.axis_index("bh"), lax.axis_index("n")
+    self.rows = pl.ds(self.n * CHUNK, CHUNK)
+    self.batch = lax.div(self.i, jnp.int32(heads))
+    self.seg_gmem, self._g_gmem = seg_gmem, g_gmem
+    self.g = self.tile_of(g_gmem)  # [C, Dk] float32, cumulative within the chunk
+    self.seg = None if seg_gmem is None else self.tile_of(seg_gmem, self.batch)
+    self.row = plgpu.broadcasted_iota(jnp.int32, (CHUNK, dk), 0, layout=self.wgmma)
+
+  def tile_of(self, ref, b=None):
+    """`ref[b, rows]`, the chunk's `[C, Dk]` float32 tile of a gate-shaped array."""
+    idx = (self.i if b is None else b, self.rows)
+    return gpu_backend.mosaic_load(ref, idx, self.wgmma, optimized=False)
+
+  def row_of(self, ref, pos, b=None):
+    """`ref[b, n * C + pos, :]` as a float32 `[C, Dk]` tile of equal rows (an unvectorised
+    global load; b defaults to this program's row of the flat batch * head axis)."""
+    idx = (self.i if b is None else b, self.n * CHUNK + pos, pl.ds(0, self.dk))
+    x = gpu_backend.mosaic_load(ref, idx, self.wgmma.reduce(0), optimized=False).astype(f32)
+    return lax.broadcast_in_dim(x, (CHUNK, self.dk), [1])
+
+  def gate_at(self, pos):
+    return self.row_of(self._g_gmem, pos)
+
+  def same_sequence_as(self, pos):
+    """Rows in the packed sequence of row `pos` (None without segments)."""
+    if self.seg is None:
+      return None
+    return self.seg == self.row_of(self.seg_gmem, pos, self.batch)
+
+  def first_sequence(self):
+    """Rows in the chunk's first sequence, the one the entering state belongs to (None
+    without segments)."""
+    return None if self.seg is None else self.seg == 0.0
 
 
 def chunk_outputs(q, k, v, g, states, seg=None, *, heads: int, scale: float, interpret):
@@ -87,45 +138,23 @@ def chunk_outputs(q, k, v, g, states, seg=None, *, heads: int, scale: float, int
   dtype = q.dtype
   c, r = CHUNK, SUB
   wgmma = plgpu.Layout.WGMMA
-  row_layout = wgmma.reduce(0)  # a [D] vector broadcast along a tile's rows
   tk = gpu_backend.mosaic_tile_transforms(dtype, dk)
   tv = gpu_backend.mosaic_tile_transforms(dtype, dv)
 
   def body(q_gmem, k_gmem, v_gmem, g_gmem, s_gmem, *refs):
     seg_gmem = refs[0] if seg is not None else None
     o_gmem, q_smem, k_smem, v_smem, s_smem, kd_smem, o_smem, barrier = refs[seg is not None :]
-    i, n = lax.axis_index("bh"), lax.axis_index("n")
-    rows = pl.ds(n * c, c)
+    ch = Chunk(g_gmem, seg_gmem, dk=dk, heads=heads)
+    i, n, rows, g, row = ch.i, ch.n, ch.rows, ch.g, ch.row
     plgpu.copy_gmem_to_smem(q_gmem.at[i, rows], q_smem, barrier.at[0])
     plgpu.copy_gmem_to_smem(k_gmem.at[i, rows], k_smem, barrier.at[1])
     plgpu.copy_gmem_to_smem(v_gmem.at[i, rows], v_smem, barrier.at[2])
     plgpu.copy_gmem_to_smem(s_gmem.at[i, n], s_smem, barrier.at[3])
-    g = gpu_backend.mosaic_load(g_gmem, (i, rows), wgmma, optimized=False)  # [C, Dk] f32
-
-    def gmem_row(ref, pos, b=i):  # ref[b, n * C + pos, :] as a [Dk] float32 row vector
-      idx = (b, n * c + pos, pl.ds(0, dk))
-      return gpu_backend.mosaic_load(ref, idx, row_layout, optimized=False).astype(f32)
-
-    batch = lax.div(i, jnp.int32(heads))
-    sg = None  # the in-chunk sequence index [C, Dk], or None
-    if seg_gmem is not None:
-      sg = gpu_backend.mosaic_load(seg_gmem, (batch, rows), wgmma, optimized=False)
-
-    def same(x):  # rows of the tile in the sequence of row vector x (None: no segments)
-      return None if sg is None else sg == over_rows(x)
-
-    def both(mask, other):
-      return mask if other is None else mask & other
-
-    def over_rows(x):  # [Dk] row vector -> [C, Dk] tile
-      return lax.broadcast_in_dim(x, (c, dk), [1])
-
-    row = plgpu.broadcasted_iota(jnp.int32, (c, dk), 0, layout=wgmma)
     plgpu.barrier_wait(barrier.at[0])
     q = gpu_backend.mosaic_load(q_smem, (), wgmma).astype(f32) * scale
     plgpu.barrier_wait(barrier.at[3])
-    # Only the chunk's first sequence (in-chunk index 0) sees the entering state.
-    q_inter = (q * (jnp.exp(g) if sg is None else _masked_exp(g, sg == 0.0))).astype(dtype)
+    # Only the chunk's first sequence sees the entering state.
+    q_inter = (q * masked_exp(g, ch.first_sequence())).astype(dtype)
 
     def inter(acc_ref):
       plgpu.wgmma(acc_ref, q_inter, s_smem)
@@ -137,12 +166,11 @@ def chunk_outputs(q, k, v, g, states, seg=None, *, heads: int, scale: float, int
     scores = plgpu.layout_cast(jnp.zeros((c, c), f32), wgmma)
     for blk in range(1, c // r):
       first = blk * r
-      g_first = over_rows(gmem_row(g_gmem, first))
-      seq = None if sg is None else same(gmem_row(seg_gmem, first, batch))
+      g_first, seq = ch.gate_at(first), ch.same_sequence_as(first)
       rows_in = (row >= first) & (row < first + r)
-      q_dec = (q * _masked_exp(g - g_first, both(rows_in, seq))).astype(dtype)
+      q_dec = (q * masked_exp(g - g_first, both(rows_in, seq))).astype(dtype)
       k = gpu_backend.mosaic_load(k_smem, (), wgmma).astype(f32)
-      kd_smem[...] = (k * _masked_exp(g_first - g, both(row < first, seq))).astype(dtype)
+      kd_smem[...] = (k * masked_exp(g_first - g, both(row < first, seq))).astype(dtype)
       plgpu.commit_smem()
 
       def earlier(acc_ref, q_dec=q_dec):
@@ -154,11 +182,9 @@ def chunk_outputs(q, k, v, g, states, seg=None, *, heads: int, scale: float, int
     col = plgpu.broadcasted_iota(jnp.int32, (c, c), 1, layout=wgmma)
 
     def diagonal(j, scores):
-      keep = (row >= j) & (lax.div(row, r) == lax.div(j, r))
-      if sg is not None:
-        keep = keep & same(gmem_row(seg_gmem, j, batch))
-      decay = _masked_exp(g - over_rows(gmem_row(g_gmem, j)), keep)
-      column = jnp.sum(q * over_rows(gmem_row(k_gmem, j)) * decay, axis=1)  # [C]
+      keep = both((row >= j) & (lax.div(row, r) == lax.div(j, r)), ch.same_sequence_as(j))
+      decay = masked_exp(g - ch.gate_at(j), keep)
+      column = jnp.sum(q * ch.row_of(k_gmem, j) * decay, axis=1)  # [C]
       return scores + jnp.where(col == j, lax.broadcast_in_dim(column, (c, c), [0]), 0.0)
 
     scores = lax.fori_loop(0, c, diagonal, scores)
