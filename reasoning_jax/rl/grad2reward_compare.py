@@ -19,7 +19,7 @@ diagnostics (`JUDGE_DIAGNOSTICS`), and adds:
 
 The held-out score is the programmatic grader's rubric score of greedy responses
 (`rubric_rules`), which training never sees. On several processes every process runs the
-comparison and process 0 alone adds the warm-start probes and writes the report.
+comparison and the warm-start probes, and process 0 alone writes the report.
 """
 
 from __future__ import annotations
@@ -119,13 +119,15 @@ def run(config) -> dict[str, Any]:
   reach = steps_to_grpo_level(results)
   payload["steps_to_grpo_level"] = reach
   payload["verdict"] = verdict(results)
-  if not distributed.is_coordinator():  # Process 0 probes the warm start and writes the report.
-    return payload
   payload["token_rewards"] = token_reward_examples(config.rl, int(config.heatmap_examples))
   probe_examples = int(config.get("probe_examples", 64))
   payload["judge_probe"] = (
     warm_start_probe(config.rl, num_examples=probe_examples) if probe_examples > 0 else None
   )
+  # Every process probes the warm start (loading a checkpoint is a collective with orbax on
+  # several processes); process 0 writes the report.
+  if not distributed.is_coordinator():
+    return payload
   lines = ["", "### Grad2Reward vs GRPO", ""]
   if reach:
     speedup = "n/a" if reach["speedup"] is None else f"{reach['speedup']:.2f}x"
